@@ -1,0 +1,30 @@
+//! The deterministic, sans-IO core shared by the agent and the simulator.
+//!
+//! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
+//! file: time, randomness and I/O come in from the driver.
+
+pub mod guard;
+pub mod identity;
+pub mod meta;
+pub mod node;
+pub mod profile;
+pub mod sync;
+pub mod time;
+pub mod truth;
+pub mod wire;
+
+#[cfg(test)]
+pub mod testnet;
+#[cfg(test)]
+mod node_tests;
+
+pub use guard::{Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition};
+pub use identity::NodeId;
+pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
+pub use node::{
+    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, NodeTimer, Stats,
+    Transmit,
+};
+pub use profile::{Profile, Timings};
+pub use time::Time;
+pub use truth::{Instance, MemberView, ServedStatus, TruthState};

@@ -1,0 +1,1252 @@
+//! The node: one member's whole state machine, sans-IO and deterministic.
+//!
+//! Owns foca, the truth, the metadata store, the guard and every decision the agent makes:
+//! joining and re-announcing, metadata dissemination and anti-entropy, graceful leave, the
+//! served view and its change events. Inputs are `(now, datagram | timer | command)`; outputs
+//! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
+//! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
+
+use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardTransition};
+use crate::core::identity::{validate_name, NodeId};
+use crate::core::meta::{MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
+use crate::core::profile::Timings;
+use crate::core::sync::{pack_push, DigestEntry, ShoalMsg};
+use crate::core::time::Time;
+use crate::core::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
+use crate::core::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
+use foca::{Foca, OwnedNotification, PostcardCodec, Runtime, Timer};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Static configuration of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The address other members send to (the agent's `--advertise`, or its bind address).
+    pub advertise: SocketAddr,
+    /// Datagrams with another label are dropped: keeps clusters on one network apart.
+    pub cluster_label: String,
+    pub timings: Timings,
+    /// Addresses to announce to at start and whenever the node has no active peer.
+    pub seeds: Vec<SocketAddr>,
+    pub guard: GuardConfig,
+    /// Refresh `suspect` statuses from foca every probe period (O(members)).
+    pub track_suspects: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("invalid node name: {0}")]
+    BadName(String),
+    #[error("cluster label is {0} bytes; the limit is {MAX_LABEL_LEN}")]
+    BadLabel(usize),
+    #[error("invalid timings: {0}")]
+    BadTimings(String),
+    #[error("invalid guard settings: {0}")]
+    BadGuard(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("this node has left the cluster; restart it to join again")]
+    Left,
+    #[error("no service named {0:?} is registered on this node")]
+    NoSuchService(String),
+}
+
+/// A timer the driver must deliver back at its deadline (in deadline order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeTimer {
+    Swim(Timer<NodeId>),
+    Tick,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// How a member changed in the served view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChange {
+    Joined,
+    Status,
+    Meta,
+    Reaped,
+}
+
+/// Something that happened to this node itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "what")]
+pub enum LocalEvent {
+    /// Has active peers again.
+    Active,
+    /// Has no active peer: re-announcing to seeds and known peers.
+    Idle,
+    /// The cluster declared us down; we came back as a newer generation.
+    Rejoined { generation: u64 },
+    /// We left the cluster.
+    Left,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum EventKind {
+    Member {
+        change: MemberChange,
+        previous: Option<ServedStatus>,
+        member: MemberView,
+    },
+    Guard(GuardTransition),
+    Local(LocalEvent),
+}
+
+/// A change of the served view (or of the node), numbered by a monotonic index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub index: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Counters of everything the node received, sent and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub rx_datagrams: u64,
+    pub rx_bytes: u64,
+    pub tx_datagrams: u64,
+    pub tx_bytes: u64,
+    pub dropped_oversized: u64,
+    pub dropped_truncated: u64,
+    pub dropped_bad_magic: u64,
+    pub dropped_bad_version: u64,
+    pub dropped_bad_flags: u64,
+    pub dropped_wrong_label: u64,
+    pub dropped_bad_kind: u64,
+    /// A body that failed to decode (foca packet or shoal message).
+    pub dropped_decode: u64,
+    /// Metadata that broke a limit.
+    pub dropped_bad_metadata: u64,
+    /// Datagrams that claimed to come from ourselves.
+    pub dropped_from_self: u64,
+    /// Any other protocol error reported by foca.
+    pub dropped_other: u64,
+    pub meta_records_received: u64,
+    pub anti_entropy_rounds: u64,
+    pub rejoin_attempts: u64,
+}
+
+impl Stats {
+    pub fn dropped_total(&self) -> u64 {
+        self.drops().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Every drop counter with its reason label.
+    pub fn drops(&self) -> [(&'static str, u64); 11] {
+        [
+            ("oversized", self.dropped_oversized),
+            ("truncated", self.dropped_truncated),
+            ("bad_magic", self.dropped_bad_magic),
+            ("bad_version", self.dropped_bad_version),
+            ("bad_flags", self.dropped_bad_flags),
+            ("wrong_label", self.dropped_wrong_label),
+            ("bad_kind", self.dropped_bad_kind),
+            ("decode", self.dropped_decode),
+            ("bad_metadata", self.dropped_bad_metadata),
+            ("from_self", self.dropped_from_self),
+            ("other", self.dropped_other),
+        ]
+    }
+}
+
+type Swim = Foca<NodeId, PostcardCodec, SmallRng, MetaBroadcasts>;
+
+/// Outputs collected while handling one input.
+#[derive(Default)]
+struct Outbox {
+    transmits: VecDeque<Transmit>,
+    timers: Vec<(Time, NodeTimer)>,
+    notes: Vec<OwnedNotification<NodeId>>,
+    buf: Vec<u8>,
+}
+
+/// foca's view of the outside world during one call.
+struct Rt<'a> {
+    now: Time,
+    label: &'a str,
+    out: &'a mut Outbox,
+    stats: &'a mut Stats,
+}
+
+impl Runtime<NodeId> for Rt<'_> {
+    fn notify(&mut self, notification: foca::Notification<'_, NodeId>) {
+        self.out.notes.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: NodeId, data: &[u8]) {
+        wire::write_header(&mut self.out.buf, self.label, Kind::Swim);
+        self.out.buf.extend_from_slice(data);
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += self.out.buf.len() as u64;
+        self.out.transmits.push_back(Transmit {
+            dst: to.addr,
+            data: self.out.buf.clone(),
+        });
+    }
+
+    fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
+        self.out
+            .timers
+            .push((self.now.add(after), NodeTimer::Swim(event)));
+    }
+}
+
+pub struct Node {
+    cfg: NodeConfig,
+    foca: Swim,
+    rng: SmallRng,
+    store: SharedMetaStore,
+    truth: Truth,
+    guard: Guard,
+    /// What we last served for each member (to emit changes).
+    served: HashMap<Arc<str>, ServedStatus>,
+    own: MetaRecord,
+    out: Outbox,
+    events: VecDeque<Event>,
+    index: u64,
+    stats: Stats,
+    now: Time,
+    started: bool,
+    left: bool,
+    idle: bool,
+    /// Seeds given at start plus every address joined since.
+    seeds: Vec<SocketAddr>,
+    next_rejoin: Option<Time>,
+    rejoin_backoff: Duration,
+    next_sync: Time,
+    sync_cursor: Option<Arc<str>>,
+    next_suspect_refresh: Time,
+    next_reap: Time,
+    /// Members whose metadata we lack, with when to ask them directly.
+    fetch: BTreeMap<Arc<str>, Time>,
+    /// Cluster size the foca config was last scaled for.
+    scaled_for: usize,
+}
+
+/// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
+const FETCH_PER_TICK: usize = 16;
+
+impl Node {
+    /// Creates a node. `generation` must grow across restarts of the same name (the agent
+    /// uses its start time in ms); `seed` drives every random choice.
+    pub fn new(
+        cfg: NodeConfig,
+        generation: u64,
+        meta: NodeMeta,
+        seed: u64,
+        now: Time,
+    ) -> Result<Self, NodeError> {
+        validate_name(&cfg.name).map_err(NodeError::BadName)?;
+        if cfg.cluster_label.len() > MAX_LABEL_LEN {
+            return Err(NodeError::BadLabel(cfg.cluster_label.len()));
+        }
+        cfg.timings.validate().map_err(NodeError::BadTimings)?;
+        cfg.guard.validate().map_err(NodeError::BadGuard)?;
+        meta.validate()?;
+        let id = NodeId::new(&cfg.name, cfg.advertise, generation);
+        let store = SharedMetaStore::default();
+        let max_packet = MAX_DATAGRAM - wire::header_len(&cfg.cluster_label);
+        let foca = Foca::with_custom_broadcast(
+            id.clone(),
+            cfg.timings.foca_config(1, max_packet),
+            SmallRng::seed_from_u64(seed),
+            PostcardCodec,
+            MetaBroadcasts {
+                store: store.clone(),
+            },
+        );
+        let own = MetaRecord {
+            name: id.name.clone(),
+            generation,
+            version: 1,
+            leaving: false,
+            meta,
+        };
+        let mut truth = Truth::default();
+        truth.set(now, &id, TruthState::Alive);
+        let guard = Guard::new(cfg.guard.clone(), now);
+        let seeds = cfg.seeds.clone();
+        let rejoin_backoff = cfg.timings.rejoin_min;
+        Ok(Node {
+            foca,
+            rng: SmallRng::seed_from_u64(seed ^ SEED_MIX),
+            store,
+            truth,
+            guard,
+            served: HashMap::new(),
+            own,
+            out: Outbox::default(),
+            events: VecDeque::new(),
+            index: 0,
+            stats: Stats::default(),
+            now,
+            started: false,
+            left: false,
+            idle: true,
+            seeds,
+            next_rejoin: None,
+            rejoin_backoff,
+            next_sync: now,
+            sync_cursor: None,
+            next_suspect_refresh: now,
+            next_reap: now,
+            fetch: BTreeMap::new(),
+            scaled_for: 1,
+            cfg,
+        })
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Starts the node: publishes its metadata, announces to the seeds, arms the tick.
+    pub fn start(&mut self, now: Time) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.now = now;
+        let own = self.own.clone();
+        self.store.lock().offer(own.clone());
+        let _ = self.foca.add_broadcast(&own.encode());
+        self.drain_meta_changes(now);
+        self.announce_to_seeds(now, false);
+        self.next_rejoin = Some(now.add(self.rejoin_backoff));
+        self.next_sync = now.add(self.cfg.timings.sync_interval);
+        self.out.timers.push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, data: &[u8]) {
+        self.now = now;
+        self.stats.rx_datagrams += 1;
+        self.stats.rx_bytes += data.len() as u64;
+        let (kind, body) = match wire::open(data, &self.cfg.cluster_label) {
+            Ok(x) => x,
+            Err(e) => {
+                self.count_wire_error(e);
+                return;
+            }
+        };
+        match kind {
+            Kind::Swim => {
+                let res = {
+                    let mut rt = Rt {
+                        now,
+                        label: &self.cfg.cluster_label,
+                        out: &mut self.out,
+                        stats: &mut self.stats,
+                    };
+                    self.foca.handle_data(body, &mut rt)
+                };
+                if let Err(e) = res {
+                    self.count_foca_error(&e);
+                }
+            }
+            Kind::Shoal => match ShoalMsg::decode(body) {
+                Ok(msg) => self.handle_shoal(now, from, msg),
+                Err(_) => self.stats.dropped_decode += 1,
+            },
+        }
+        self.after_input(now);
+    }
+
+    /// A timer armed earlier fired.
+    pub fn handle_timer(&mut self, now: Time, timer: NodeTimer) {
+        self.now = now;
+        match timer {
+            NodeTimer::Swim(t) => {
+                let res = {
+                    let mut rt = Rt {
+                        now,
+                        label: &self.cfg.cluster_label,
+                        out: &mut self.out,
+                        stats: &mut self.stats,
+                    };
+                    self.foca.handle_timer(t, &mut rt)
+                };
+                if let Err(e) = res {
+                    self.count_foca_error(&e);
+                }
+            }
+            NodeTimer::Tick => {
+                self.tick(now);
+                if !self.left {
+                    self.out
+                        .timers
+                        .push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
+                }
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// Joins the cluster through these addresses (they are also kept as seeds for rejoins).
+    pub fn join(&mut self, now: Time, addrs: &[SocketAddr]) -> Result<(), NodeError> {
+        if self.left {
+            return Err(NodeError::Left);
+        }
+        self.now = now;
+        for a in addrs {
+            if !self.seeds.contains(a) {
+                self.seeds.push(*a);
+            }
+            self.announce(now, *a);
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Leaves gracefully: marks our record as leaving (so that peers serve `left`, not a
+    /// failure), tells a few peers and stops. Returns once the datagrams are queued.
+    pub fn leave(&mut self, now: Time) -> Result<(), NodeError> {
+        if self.left {
+            return Ok(());
+        }
+        self.now = now;
+        self.own.version += 1;
+        self.own.leaving = true;
+        let own = self.own.clone();
+        self.store.lock().offer(own.clone());
+        let _ = self.foca.add_broadcast(&own.encode());
+        // Tell a few peers directly too, so that the intent does not depend on piggybacking.
+        let push = ShoalMsg::Push {
+            records: vec![own],
+        };
+        let peers: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr)
+            .take(self.cfg.timings.gossip_fanout.max(3))
+            .collect();
+        for p in peers {
+            self.send_shoal(p, &push);
+        }
+        let res = {
+            let mut rt = Rt {
+                now,
+                label: &self.cfg.cluster_label,
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            self.foca.leave_cluster(&mut rt)
+        };
+        if let Err(e) = res {
+            self.count_foca_error(&e);
+        }
+        self.left = true;
+        let me = self.foca.identity().clone();
+        self.set_truth(now, &me, TruthState::Left);
+        self.push_event(now, EventKind::Local(LocalEvent::Left));
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Replaces this node's metadata (tags and services) and spreads the new version.
+    pub fn set_meta(&mut self, now: Time, meta: NodeMeta) -> Result<(), NodeError> {
+        if self.left {
+            return Err(NodeError::Left);
+        }
+        meta.validate()?;
+        if meta == self.own.meta {
+            return Ok(());
+        }
+        self.now = now;
+        self.own.version += 1;
+        self.own.meta = meta;
+        let own = self.own.clone();
+        self.store.lock().offer(own.clone());
+        let _ = self.foca.add_broadcast(&own.encode());
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Sets and deletes tags of this node.
+    pub fn set_tags(
+        &mut self,
+        now: Time,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), NodeError> {
+        let mut meta = self.own.meta.clone();
+        for k in delete {
+            meta.tags.remove(k);
+        }
+        for (k, v) in set {
+            meta.tags.insert(k.clone(), v.clone());
+        }
+        self.set_meta(now, meta)
+    }
+
+    /// Registers (or replaces) a service of this node.
+    pub fn register_service(&mut self, now: Time, svc: Service) -> Result<(), NodeError> {
+        svc.validate()?;
+        let mut meta = self.own.meta.clone();
+        meta.services.insert(svc.name.clone(), svc);
+        self.set_meta(now, meta)
+    }
+
+    /// Deregisters a service of this node.
+    pub fn deregister_service(&mut self, now: Time, name: &str) -> Result<(), NodeError> {
+        let mut meta = self.own.meta.clone();
+        if meta.services.remove(name).is_none() {
+            return Err(NodeError::NoSuchService(name.to_string()));
+        }
+        self.set_meta(now, meta)
+    }
+
+    /// Operator override of the guard.
+    pub fn guard_freeze(&mut self, now: Time, who: &str) {
+        self.now = now;
+        self.guard.freeze(now, who);
+        self.after_input(now);
+    }
+
+    /// Operator override of the guard.
+    pub fn guard_thaw(&mut self, now: Time, who: &str) {
+        self.now = now;
+        self.guard.thaw(now, who);
+        self.after_input(now);
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// Next timer to arm: deliver it back with `handle_timer` at its deadline.
+    pub fn poll_timer(&mut self) -> Option<(Time, NodeTimer)> {
+        self.out.timers.pop()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- queries ------------------------------------------------------------------------
+
+    pub fn identity(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn own_meta(&self) -> &NodeMeta {
+        &self.own.meta
+    }
+
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// True while foca has no active peer.
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// Active peers according to SWIM (not counting ourselves).
+    pub fn active_peers(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Index of the last event (the watch stream's index).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn truth(&self) -> &Truth {
+        &self.truth
+    }
+
+    pub fn guard_report(&self) -> GuardReport {
+        self.guard.report()
+    }
+
+    pub fn served_status(&self, name: &str) -> Option<ServedStatus> {
+        let m = self.truth.get(name)?;
+        Some(self.guard.served(name, m.state))
+    }
+
+    /// The served view: every known member with its served status, sorted by name.
+    pub fn members(&self) -> Vec<MemberView> {
+        let store = self.store.lock();
+        self.truth
+            .iter()
+            .map(|(name, m)| MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
+            .collect()
+    }
+
+    pub fn member(&self, name: &str) -> Option<MemberView> {
+        let m = self.truth.get(name)?;
+        let store = self.store.lock();
+        Some(MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
+    }
+
+    pub fn local_member(&self) -> MemberView {
+        let id = self.foca.identity();
+        self.member(&id.name).unwrap_or_else(|| {
+            MemberView::build(
+                &crate::core::truth::TruthMember {
+                    id: id.clone(),
+                    state: TruthState::Alive,
+                    since: self.now,
+                },
+                ServedStatus::Alive,
+                Some(&self.own),
+            )
+        })
+    }
+
+    /// Every service with its instances on members the served view says are serving
+    /// (alive, suspect or held), sorted by service name then node.
+    pub fn services(&self) -> BTreeMap<String, Vec<Instance>> {
+        let mut out: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for m in self.members() {
+            if !m.status.is_serving() {
+                continue;
+            }
+            for inst in m.instances() {
+                let svc = m
+                    .services
+                    .iter()
+                    .find(|s| s.port == inst.port && s.tags == inst.tags)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                out.entry(svc).or_default().push(inst);
+            }
+        }
+        out
+    }
+
+    /// Addresses worth announcing to after a restart: every member we know of but ourselves.
+    pub fn known_peers(&self) -> Vec<SocketAddr> {
+        let me = self.foca.identity().addr;
+        let mut v: Vec<SocketAddr> = self
+            .truth
+            .iter()
+            .map(|(_, m)| m.id.addr)
+            .filter(|a| *a != me)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Backlog of SWIM updates and metadata broadcasts still being disseminated.
+    pub fn backlog(&self) -> (usize, usize) {
+        (self.foca.updates_backlog(), self.foca.custom_broadcast_backlog())
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    fn count_wire_error(&mut self, e: WireError) {
+        let s = &mut self.stats;
+        match e {
+            WireError::Oversized => s.dropped_oversized += 1,
+            WireError::Truncated => s.dropped_truncated += 1,
+            WireError::BadMagic => s.dropped_bad_magic += 1,
+            WireError::BadVersion => s.dropped_bad_version += 1,
+            WireError::BadFlags => s.dropped_bad_flags += 1,
+            WireError::WrongLabel => s.dropped_wrong_label += 1,
+            WireError::BadKind => s.dropped_bad_kind += 1,
+        }
+    }
+
+    fn count_foca_error(&mut self, e: &foca::Error) {
+        let s = &mut self.stats;
+        match e {
+            foca::Error::Decode(_) | foca::Error::MalformedPacket => s.dropped_decode += 1,
+            foca::Error::CustomBroadcast(_) => s.dropped_bad_metadata += 1,
+            foca::Error::DataFromOurselves => s.dropped_from_self += 1,
+            foca::Error::DataTooBig => s.dropped_oversized += 1,
+            // Not a bad packet: foca refusing to act while we are not connected.
+            foca::Error::NotConnected => {}
+            _ => s.dropped_other += 1,
+        }
+    }
+
+    fn announce(&mut self, now: Time, addr: SocketAddr) {
+        if addr == self.foca.identity().addr {
+            return;
+        }
+        let res = {
+            let mut rt = Rt {
+                now,
+                label: &self.cfg.cluster_label,
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            self.foca.announce(NodeId::placeholder(addr), &mut rt)
+        };
+        if let Err(e) = res {
+            self.count_foca_error(&e);
+        }
+    }
+
+    /// Announces to every seed, and with `known` also to a few random known peers.
+    fn announce_to_seeds(&mut self, now: Time, known: bool) {
+        let mut targets = self.seeds.clone();
+        if known {
+            let peers = self.known_peers();
+            for _ in 0..peers.len().min(8) {
+                let p = peers[self.rng.random_range(0..peers.len())];
+                if !targets.contains(&p) {
+                    targets.push(p);
+                }
+            }
+        }
+        for a in targets {
+            self.announce(now, a);
+        }
+    }
+
+    fn send_shoal(&mut self, dst: SocketAddr, msg: &ShoalMsg) {
+        let body = msg.encode();
+        wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Shoal);
+        self.out.buf.extend_from_slice(&body);
+        if self.out.buf.len() > MAX_DATAGRAM {
+            return;
+        }
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += self.out.buf.len() as u64;
+        self.out.transmits.push_back(Transmit {
+            dst,
+            data: self.out.buf.clone(),
+        });
+    }
+
+    fn shoal_budget(&self) -> usize {
+        MAX_DATAGRAM - wire::header_len(&self.cfg.cluster_label) - 8
+    }
+
+    fn handle_shoal(&mut self, now: Time, from: SocketAddr, msg: ShoalMsg) {
+        if self.left {
+            return;
+        }
+        match msg {
+            ShoalMsg::Digest {
+                fingerprint,
+                count,
+                entries,
+                reply,
+            } => {
+                let (mine_fp, mine_count) = {
+                    let s = self.store.lock();
+                    (s.fingerprint(), s.len() as u32)
+                };
+                if fingerprint == mine_fp && count == mine_count {
+                    return;
+                }
+                let mut want = Vec::new();
+                let mut push = Vec::new();
+                {
+                    let s = self.store.lock();
+                    for e in entries {
+                        match s.get(&e.name) {
+                            None => want.push(e.name),
+                            Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
+                            Some(r) if r.stamp() > (e.generation, e.version) => push.push(r.clone()),
+                            Some(_) => {}
+                        }
+                    }
+                }
+                for m in pack_push(push, self.shoal_budget()) {
+                    self.send_shoal(from, &m);
+                }
+                if !want.is_empty() {
+                    self.send_want(from, want);
+                }
+                if reply {
+                    let d = self.digest(false);
+                    self.send_shoal(from, &d);
+                }
+            }
+            ShoalMsg::Want { names } => {
+                let recs: Vec<MetaRecord> = {
+                    let s = self.store.lock();
+                    names
+                        .iter()
+                        .take(256)
+                        .filter_map(|n| s.get(n).cloned())
+                        .collect()
+                };
+                for m in pack_push(recs, self.shoal_budget()) {
+                    self.send_shoal(from, &m);
+                }
+            }
+            ShoalMsg::Push { records } => {
+                let mut s = self.store.lock();
+                for r in records {
+                    if r.meta.validate().is_err() || crate::core::identity::validate_name(&r.name).is_err() {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    }
+                    // Nobody but us writes our record.
+                    if *r.name == *self.cfg.name {
+                        continue;
+                    }
+                    self.stats.meta_records_received += 1;
+                    s.offer(r);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    fn send_want(&mut self, dst: SocketAddr, mut names: Vec<Arc<str>>) {
+        let budget = self.shoal_budget();
+        while !names.is_empty() {
+            let mut size = 4;
+            let mut n = 0;
+            for name in &names {
+                size += name.len() + 2;
+                if size > budget {
+                    break;
+                }
+                n += 1;
+            }
+            let n = n.max(1);
+            let rest = names.split_off(n.min(names.len()));
+            self.send_shoal(dst, &ShoalMsg::Want { names });
+            names = rest;
+        }
+    }
+
+    /// A digest of our records: the fingerprint of all of them and a rotating slice.
+    fn digest(&mut self, reply: bool) -> ShoalMsg {
+        let budget = self.shoal_budget() - 24;
+        let s = self.store.lock();
+        let mut entries = Vec::new();
+        let mut size = 0;
+        let start = match &self.sync_cursor {
+            Some(c) => Bound::Excluded(c.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut wrapped = false;
+        let mut iter = self_range(&self.truth, start);
+        loop {
+            let Some(name) = iter.next() else {
+                if wrapped {
+                    break;
+                }
+                wrapped = true;
+                iter = self_range(&self.truth, Bound::Unbounded);
+                continue;
+            };
+            if let Some(r) = s.get(&name) {
+                let e = DigestEntry {
+                    name: name.clone(),
+                    generation: r.generation,
+                    version: r.version,
+                };
+                if size + e.max_encoded_len() > budget {
+                    break;
+                }
+                if entries.iter().any(|x: &DigestEntry| x.name == e.name) {
+                    break;
+                }
+                size += e.max_encoded_len();
+                entries.push(e);
+            }
+            last = Some(name);
+        }
+        self.sync_cursor = last;
+        ShoalMsg::Digest {
+            fingerprint: s.fingerprint(),
+            count: s.len() as u32,
+            entries,
+            reply,
+        }
+    }
+
+    fn tick(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        let t = self.cfg.timings.clone();
+
+        // Re-announce with backoff while we have no active peer.
+        if self.idle {
+            if let Some(at) = self.next_rejoin {
+                if now >= at {
+                    self.stats.rejoin_attempts += 1;
+                    self.announce_to_seeds(now, true);
+                    self.rejoin_backoff = (self.rejoin_backoff * 2).min(t.rejoin_max);
+                    self.next_rejoin = Some(now.add(self.rejoin_backoff));
+                }
+            }
+        }
+
+        // Metadata anti-entropy with one random active peer.
+        if now >= self.next_sync {
+            self.next_sync = now.add(t.sync_interval);
+            let n = self.foca.num_members();
+            if n > 0 {
+                let pick = self.rng.random_range(0..n);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                if let Some(dst) = dst {
+                    self.stats.anti_entropy_rounds += 1;
+                    let d = self.digest(true);
+                    self.send_shoal(dst, &d);
+                }
+            }
+        }
+
+        // Ask members whose metadata we still lack.
+        let due: Vec<Arc<str>> = self
+            .fetch
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| n.clone())
+            .take(FETCH_PER_TICK)
+            .collect();
+        for name in due {
+            self.fetch.remove(&name);
+            let Some(m) = self.truth.get(&name) else { continue };
+            if !m.state.is_active() {
+                continue;
+            }
+            let have = self
+                .store
+                .lock()
+                .get(&name)
+                .map(|r| r.generation >= m.id.generation)
+                .unwrap_or(false);
+            if !have {
+                let dst = m.id.addr;
+                self.send_want(dst, vec![name]);
+            }
+        }
+
+        // Suspicion is not notified by foca: read it back every probe period.
+        if self.cfg.track_suspects && now >= self.next_suspect_refresh {
+            self.next_suspect_refresh = now.add(t.probe_period);
+            self.refresh_suspects(now);
+        }
+
+        // Forget members that have been down or gone for long enough.
+        if now >= self.next_reap {
+            self.next_reap = now.add(Duration::from_secs(10).min(t.reap_after));
+            let old: Vec<Arc<str>> = self
+                .truth
+                .iter()
+                .filter(|(_, m)| !m.state.is_active() && now.since(m.since) >= t.reap_after)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in old {
+                self.reap(now, &name);
+            }
+        }
+
+        // Rescale foca's timings when the cluster size crosses a power of ten.
+        let n = self.foca.num_members() + 1;
+        if t.suspicion_timeout(n) != t.suspicion_timeout(self.scaled_for)
+            || t.max_transmissions(n) != t.max_transmissions(self.scaled_for)
+        {
+            let max_packet = MAX_DATAGRAM - wire::header_len(&self.cfg.cluster_label);
+            if self.foca.set_config(t.foca_config(n, max_packet)).is_ok() {
+                self.scaled_for = n;
+            }
+        }
+
+        let store = self.store.lock();
+        let ctx = GuardCtx {
+            truth: &self.truth,
+            meta: &store,
+            self_name: &self.cfg.name,
+            active_peers: self.foca.num_members(),
+            idle: self.idle,
+        };
+        self.guard.tick(now, &ctx);
+    }
+
+    fn refresh_suspects(&mut self, now: Time) {
+        let mut suspect_now: Vec<foca::Member<NodeId>> = Vec::new();
+        for m in self.foca.iter_members() {
+            if m.state() == foca::State::Suspect {
+                suspect_now.push(m.clone());
+            }
+        }
+        let was: Vec<Arc<str>> = self.truth.suspects().cloned().collect();
+        for name in was {
+            if !suspect_now.iter().any(|m| m.id().name == name) {
+                if let Some(m) = self.truth.get(&name) {
+                    if m.state == TruthState::Suspect {
+                        let id = m.id.clone();
+                        self.set_truth(now, &id, TruthState::Alive);
+                    }
+                }
+            }
+        }
+        for m in suspect_now {
+            let cur = self.truth.get(&m.id().name).map(|t| (t.state, t.id.generation));
+            if let Some((TruthState::Alive, g)) = cur {
+                if g <= m.id().generation {
+                    self.set_truth(now, m.id(), TruthState::Suspect);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, now: Time, name: &Arc<str>) {
+        if **name == *self.cfg.name {
+            return;
+        }
+        let Some(m) = self.truth.remove(name) else { return };
+        self.store.lock().remove(name);
+        self.fetch.remove(name);
+        let prev = self.served.remove(name);
+        {
+            let store = self.store.lock();
+            let ctx = GuardCtx {
+                truth: &self.truth,
+                meta: &store,
+                self_name: &self.cfg.name,
+                active_peers: self.foca.num_members(),
+                idle: self.idle,
+            };
+            self.guard.on_change(now, &ctx, name, Some(m.state), None);
+        }
+        let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        self.push_event(
+            now,
+            EventKind::Member {
+                change: MemberChange::Reaped,
+                previous: prev,
+                member: view,
+            },
+        );
+    }
+
+    /// Records a SWIM state for a member, tells the guard, and emits the served change.
+    fn set_truth(&mut self, now: Time, id: &NodeId, state: TruthState) {
+        let (changed, prev) = self.truth.set(now, id, state);
+        if !changed {
+            return;
+        }
+        {
+            let store = self.store.lock();
+            let ctx = GuardCtx {
+                truth: &self.truth,
+                meta: &store,
+                self_name: &self.cfg.name,
+                active_peers: self.foca.num_members(),
+                idle: self.idle,
+            };
+            self.guard.on_change(now, &ctx, &id.name, prev, Some(state));
+        }
+        self.emit_served(now, &id.name, prev.is_none(), false);
+    }
+
+    /// Emits an event if what we serve for `name` changed (or its metadata did).
+    fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
+        let Some(view) = self.member(name) else { return };
+        let prev = self.served.insert(name.clone(), view.status);
+        let change = if joined || prev.is_none() {
+            MemberChange::Joined
+        } else if prev != Some(view.status) {
+            MemberChange::Status
+        } else if meta_changed {
+            MemberChange::Meta
+        } else {
+            return;
+        };
+        self.push_event(
+            now,
+            EventKind::Member {
+                change,
+                previous: prev,
+                member: view,
+            },
+        );
+    }
+
+    fn push_event(&mut self, now: Time, kind: EventKind) {
+        self.index += 1;
+        self.events.push_back(Event {
+            index: self.index,
+            at_ms: now.as_millis(),
+            kind,
+        });
+    }
+
+    /// Applies what one input produced: foca notifications, metadata changes, guard changes.
+    fn after_input(&mut self, now: Time) {
+        let notes = std::mem::take(&mut self.out.notes);
+        for n in notes {
+            self.apply_notification(now, n);
+        }
+        self.drain_meta_changes(now);
+        let transitions = self.guard.take_transitions();
+        if !transitions.is_empty() {
+            for t in transitions {
+                self.push_event(now, EventKind::Guard(t));
+            }
+            // A guard transition can change what is served for many members at once.
+            let names: Vec<Arc<str>> = self.truth.iter().map(|(n, _)| n.clone()).collect();
+            for n in names {
+                self.emit_served(now, &n, false, false);
+            }
+        }
+    }
+
+    fn needs_meta(&self, id: &NodeId) -> bool {
+        self.store
+            .lock()
+            .get(&id.name)
+            .map(|r| r.generation < id.generation)
+            .unwrap_or(true)
+    }
+
+    fn apply_notification(&mut self, now: Time, n: OwnedNotification<NodeId>) {
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                if let Some(cur) = self.truth.get(&id.name) {
+                    if cur.id.generation > id.generation && cur.state.is_active() {
+                        return; // stale news about an older life
+                    }
+                }
+                let leaving = self.record_says_leaving(&id);
+                self.set_truth(now, &id, if leaving { TruthState::Left } else { TruthState::Alive });
+                if self.needs_meta(&id) || !leaving {
+                    // Came (back) up: its metadata may have changed while we could not hear it.
+                    self.fetch
+                        .insert(id.name.clone(), now.add(self.cfg.timings.meta_fetch_after));
+                }
+            }
+            OwnedNotification::MemberDown(id) => {
+                if let Some(cur) = self.truth.get(&id.name) {
+                    if cur.id.generation > id.generation {
+                        return; // an older life of a member that is back
+                    }
+                }
+                let state = if self.record_says_leaving(&id) {
+                    TruthState::Left
+                } else {
+                    TruthState::Down
+                };
+                self.set_truth(now, &id, state);
+            }
+            OwnedNotification::Rename(old, new) => {
+                if old.name != new.name {
+                    // Another node took over this address.
+                    if self.truth.get(&old.name).map(|m| m.id == old).unwrap_or(false) {
+                        self.set_truth(now, &old, TruthState::Down);
+                    }
+                }
+                if let Some(cur) = self.truth.get(&new.name) {
+                    if cur.state.is_active() && cur.id.generation <= new.generation {
+                        let st = cur.state;
+                        self.set_truth(now, &new, st);
+                    }
+                }
+                if self.needs_meta(&new) {
+                    self.fetch
+                        .insert(new.name.clone(), now.add(self.cfg.timings.meta_fetch_after));
+                }
+            }
+            OwnedNotification::Active => {
+                self.idle = false;
+                self.next_rejoin = None;
+                self.rejoin_backoff = self.cfg.timings.rejoin_min;
+                self.push_event(now, EventKind::Local(LocalEvent::Active));
+            }
+            OwnedNotification::Idle | OwnedNotification::Defunct => {
+                if !self.idle {
+                    self.idle = true;
+                    self.push_event(now, EventKind::Local(LocalEvent::Idle));
+                }
+                if !self.left {
+                    self.rejoin_backoff = self.cfg.timings.rejoin_min;
+                    self.next_rejoin = Some(now);
+                }
+            }
+            OwnedNotification::Rejoin(new) => {
+                // The cluster declared us down; foca renewed our identity.
+                self.own.generation = new.generation;
+                self.own.version += 1;
+                self.own.leaving = false;
+                let own = self.own.clone();
+                self.store.lock().offer(own.clone());
+                let _ = self.foca.add_broadcast(&own.encode());
+                self.set_truth(now, &new, TruthState::Alive);
+                self.push_event(
+                    now,
+                    EventKind::Local(LocalEvent::Rejoined {
+                        generation: new.generation,
+                    }),
+                );
+            }
+        }
+    }
+
+    fn record_says_leaving(&self, id: &NodeId) -> bool {
+        self.store
+            .lock()
+            .get(&id.name)
+            .map(|r| r.leaving && r.generation >= id.generation)
+            .unwrap_or(false)
+    }
+
+    fn drain_meta_changes(&mut self, now: Time) {
+        let changed = self.store.lock().take_changed();
+        for name in changed {
+            let Some(m) = self.truth.get(&name) else { continue };
+            let id = m.id.clone();
+            let state = m.state;
+            let leaving = self.record_says_leaving(&id);
+            if leaving && state != TruthState::Left && *name != *self.cfg.name {
+                // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
+                self.set_truth(now, &id, TruthState::Left);
+            }
+            self.fetch.remove(&name);
+            self.emit_served(now, &name, false, true);
+        }
+    }
+}
+
+fn self_range(truth: &Truth, start: Bound<Arc<str>>) -> std::vec::IntoIter<Arc<str>> {
+    // Names after `start`, in order. Collected because the store lock is held by the caller.
+    let names: Vec<Arc<str>> = truth
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| match &start {
+            Bound::Excluded(c) => n > c,
+            _ => true,
+        })
+        .collect();
+    names.into_iter()
+}
+
+/// Mixes the seed so that foca's and the node's random streams differ.
+const SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;

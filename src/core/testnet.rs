@@ -1,0 +1,143 @@
+//! A tiny deterministic network for the core's unit tests: nodes exchange datagrams with a
+//! fixed 1 ms latency, timers fire in deadline order, and nodes can be cut off or crashed.
+//! Test-only; the simulator (`crate::sim`) is the full-featured driver.
+
+use crate::core::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::net::SocketAddr;
+
+enum Ev {
+    Timer(usize, NodeTimer),
+    Deliver(usize, SocketAddr, Vec<u8>),
+}
+
+pub struct TestNet {
+    pub nodes: Vec<Node>,
+    pub crashed: BTreeSet<usize>,
+    /// Nodes that can neither send nor receive.
+    pub cut: BTreeSet<usize>,
+    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    evs: Vec<Option<Ev>>,
+    seq: u64,
+    pub now: Time,
+}
+
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20000 + i as u16))
+}
+
+pub fn config(i: usize) -> NodeConfig {
+    NodeConfig {
+        name: format!("n{i}"),
+        advertise: addr(i),
+        cluster_label: String::new(),
+        timings: Profile::Local.timings(),
+        seeds: if i == 0 { vec![] } else { vec![addr(0)] },
+        guard: Default::default(),
+        track_suspects: true,
+    }
+}
+
+impl TestNet {
+    pub fn new(n: usize) -> Self {
+        let mut net = TestNet {
+            nodes: Vec::new(),
+            crashed: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            queue: BinaryHeap::new(),
+            evs: Vec::new(),
+            seq: 0,
+            now: Time(0),
+        };
+        for i in 0..n {
+            let node = Node::new(config(i), 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
+            net.nodes.push(node);
+        }
+        for i in 0..n {
+            net.nodes[i].start(Time(0));
+            net.flush(i);
+        }
+        net
+    }
+
+    fn push(&mut self, at: Time, node: usize, ev: Ev) {
+        self.seq += 1;
+        self.evs.push(Some(ev));
+        self.queue.push(Reverse((at, self.seq, self.evs.len() - 1)));
+        let _ = node;
+    }
+
+    pub fn index_of(&self, a: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.config().advertise == a)
+    }
+
+    pub fn flush(&mut self, i: usize) {
+        while let Some((at, t)) = self.nodes[i].poll_timer() {
+            self.push(at, i, Ev::Timer(i, t));
+        }
+        let from = self.nodes[i].config().advertise;
+        while let Some(tx) = self.nodes[i].poll_transmit() {
+            if self.cut.contains(&i) {
+                continue;
+            }
+            if let Some(j) = self.index_of(tx.dst) {
+                let at = Time(self.now.0 + 1);
+                self.push(at, j, Ev::Deliver(j, from, tx.data));
+            }
+        }
+        while self.nodes[i].poll_event().is_some() {}
+    }
+
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let Some(ev) = self.evs[slot].take() else { continue };
+            match ev {
+                Ev::Timer(i, t) => {
+                    if self.crashed.contains(&i) {
+                        continue;
+                    }
+                    self.nodes[i].handle_timer(at, t);
+                    self.flush(i);
+                }
+                Ev::Deliver(i, from, data) => {
+                    if self.crashed.contains(&i) || self.cut.contains(&i) {
+                        continue;
+                    }
+                    self.nodes[i].handle_datagram(at, from, &data);
+                    self.flush(i);
+                }
+            }
+        }
+        self.now = until;
+    }
+
+    pub fn run_for_ms(&mut self, ms: u64) {
+        let until = Time(self.now.0 + ms);
+        self.run_until(until);
+    }
+
+    /// Runs until `pred` holds, checking every 10 ms, for at most `max_ms`. Returns whether
+    /// it held.
+    pub fn run_until_pred(&mut self, max_ms: u64, mut pred: impl FnMut(&TestNet) -> bool) -> bool {
+        let end = self.now.0 + max_ms;
+        while self.now.0 < end {
+            if pred(self) {
+                return true;
+            }
+            self.run_for_ms(10);
+        }
+        pred(self)
+    }
+
+    pub fn call(&mut self, i: usize, f: impl FnOnce(&mut Node, Time)) {
+        let now = self.now;
+        f(&mut self.nodes[i], now);
+        self.flush(i);
+    }
+}

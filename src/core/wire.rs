@@ -1,0 +1,135 @@
+//! The datagram envelope.
+//!
+//! Owns the byte layout every shoal datagram starts with and its checks. It wraps either a
+//! foca packet or a shoal message (anti-entropy) and must never interpret either body.
+//!
+//! Layout (all single bytes unless noted):
+//! `magic[2] = "SH"`, `version`, `flags`, `label_len`, `label[label_len]`, `kind`, `body..`.
+//! `flags` bit 0 is reserved for "encrypted" (key id and nonce would follow the label); a
+//! datagram with unknown flag bits set is refused so that a newer sender is not misread.
+//! The whole datagram is at most [`MAX_DATAGRAM`] bytes.
+
+use thiserror::Error;
+
+pub const MAGIC: [u8; 2] = *b"SH";
+pub const WIRE_VERSION: u8 = 1;
+/// Largest datagram shoal sends or accepts.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Longest cluster label.
+pub const MAX_LABEL_LEN: usize = 64;
+const KNOWN_FLAGS: u8 = 0;
+
+/// What the body of a datagram is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A foca (SWIM) packet.
+    Swim = 0,
+    /// A shoal message (metadata anti-entropy), postcard-encoded.
+    Shoal = 1,
+}
+
+/// Why a datagram was refused. Each variant is counted separately in the stats.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("datagram larger than {MAX_DATAGRAM} bytes")]
+    Oversized,
+    #[error("datagram too short or truncated")]
+    Truncated,
+    #[error("bad magic: not a shoal datagram")]
+    BadMagic,
+    #[error("unsupported wire format version")]
+    BadVersion,
+    #[error("unsupported flags")]
+    BadFlags,
+    #[error("cluster label does not match")]
+    WrongLabel,
+    #[error("unknown message kind")]
+    BadKind,
+}
+
+/// Number of bytes the envelope takes for a given label.
+pub fn header_len(label: &str) -> usize {
+    6 + label.len()
+}
+
+/// Writes the envelope header into `out` (cleared first).
+pub fn write_header(out: &mut Vec<u8>, label: &str, kind: Kind) {
+    debug_assert!(label.len() <= MAX_LABEL_LEN);
+    out.clear();
+    out.extend_from_slice(&MAGIC);
+    out.push(WIRE_VERSION);
+    out.push(0);
+    out.push(label.len() as u8);
+    out.extend_from_slice(label.as_bytes());
+    out.push(kind as u8);
+}
+
+/// Checks the envelope of `data` against our `label` and returns the kind and the body.
+pub fn open<'a>(data: &'a [u8], label: &str) -> Result<(Kind, &'a [u8]), WireError> {
+    if data.len() > MAX_DATAGRAM {
+        return Err(WireError::Oversized);
+    }
+    if data.len() < 2 {
+        return Err(WireError::Truncated);
+    }
+    if data[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if data.len() < 5 {
+        return Err(WireError::Truncated);
+    }
+    if data[2] != WIRE_VERSION {
+        return Err(WireError::BadVersion);
+    }
+    if data[3] & !KNOWN_FLAGS != 0 {
+        return Err(WireError::BadFlags);
+    }
+    let label_len = data[4] as usize;
+    let rest = &data[5..];
+    if rest.len() < label_len + 1 {
+        return Err(WireError::Truncated);
+    }
+    if &rest[..label_len] != label.as_bytes() {
+        return Err(WireError::WrongLabel);
+    }
+    let kind = match rest[label_len] {
+        0 => Kind::Swim,
+        1 => Kind::Shoal,
+        _ => return Err(WireError::BadKind),
+    };
+    Ok((kind, &rest[label_len + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn roundtrip() {
+        let mut buf = Vec::new();
+        write_header(&mut buf, "prod", Kind::Shoal);
+        buf.extend_from_slice(b"body");
+        assert_eq!(buf.len(), header_len("prod") + 4);
+        assert_eq!(open(&buf, "prod"), Ok((Kind::Shoal, &b"body"[..])));
+        assert_eq!(open(&buf, "test"), Err(WireError::WrongLabel));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(open(b"", ""), Err(WireError::Truncated));
+        assert_eq!(open(b"XX\x01\x00\x00\x00", ""), Err(WireError::BadMagic));
+        assert_eq!(open(b"SH\x09\x00\x00\x00", ""), Err(WireError::BadVersion));
+        assert_eq!(open(b"SH\x01\x01\x00\x00", ""), Err(WireError::BadFlags));
+        assert_eq!(open(b"SH\x01\x00\x05ab", ""), Err(WireError::Truncated));
+        assert_eq!(open(b"SH\x01\x00\x00\x07", ""), Err(WireError::BadKind));
+        assert_eq!(open(&[0u8; 1401], ""), Err(WireError::Oversized));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = open(&data, "label");
+        }
+    }
+}
