@@ -1,6 +1,8 @@
 //! shoal: a gossip-based membership agent that fails static.
 //!
 //! `core` is the deterministic state machine (SWIM via foca, metadata, the guard);
-//! the agent and the simulator drive it.
+//! `agent` drives it with tokio, `api` serves local apps, `sim` drives many cores in
+//! virtual time.
 
+pub mod agent;
 pub mod core;
