@@ -19,6 +19,10 @@ pub struct AgentShared {
     epoch: Instant,
     /// Wakes the event loop so that it flushes outputs produced by an API command.
     pub wake: Notify,
+    /// Notified (`notify_waiters`) by the event loop each time it has flushed the node's
+    /// outputs to the socket: an API command that must return "once sent" creates a
+    /// `flushed.notified()` future before calling `with_node`, then awaits it (bounded).
+    pub flushed: Notify,
     /// Every served-view event, in index order.
     pub events: broadcast::Sender<Event>,
     /// Set once the agent is shutting down (API answers 503 to commands).
@@ -33,6 +37,7 @@ impl AgentShared {
             node: Mutex::new(node),
             epoch,
             wake: Notify::new(),
+            flushed: Notify::new(),
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
