@@ -8,6 +8,7 @@ pub mod identity;
 pub mod meta;
 pub mod node;
 pub mod profile;
+pub mod snapshot;
 pub mod sync;
 pub mod time;
 pub mod truth;
@@ -16,9 +17,13 @@ pub mod wire;
 #[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
+mod guard_tests;
+#[cfg(test)]
 mod node_tests;
 
-pub use guard::{Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition};
+pub use guard::{
+    Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
+};
 pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
@@ -26,5 +31,6 @@ pub use node::{
     Transmit,
 };
 pub use profile::{Profile, Timings};
+pub use snapshot::{Restored, Snapshot, SnapshotError};
 pub use time::Time;
 pub use truth::{Instance, MemberView, ServedStatus, TruthState};

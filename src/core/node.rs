@@ -6,10 +6,11 @@
 //! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
 //! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
 
-use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardTransition};
+use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardState, GuardTransition};
 use crate::core::identity::{validate_name, NodeId};
 use crate::core::meta::{MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::core::profile::Timings;
+use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{pack_push, DigestEntry, ShoalMsg};
 use crate::core::time::Time;
 use crate::core::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
@@ -57,6 +58,8 @@ pub enum NodeError {
     Left,
     #[error("no service named {0:?} is registered on this node")]
     NoSuchService(String),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// A timer the driver must deliver back at its deadline (in deadline order).
@@ -527,6 +530,96 @@ impl Node {
         self.after_input(now);
     }
 
+    /// Operator removal of a held member: served `down` at once. Returns whether it was held.
+    pub fn guard_release(&mut self, now: Time, name: &str) -> bool {
+        self.now = now;
+        let done = self.guard.release(name);
+        self.after_input(now);
+        done
+    }
+
+    /// Restores a snapshot taken by this node before a restart; call before `start`. A fresh
+    /// enough snapshot is served as `warming` until synced; its peers are used to rejoin
+    /// either way.
+    pub fn restore(
+        &mut self,
+        now: Time,
+        snap: Snapshot,
+        now_unix_ms: u64,
+    ) -> Result<Restored, NodeError> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(snap.version).into());
+        }
+        if snap.node != self.cfg.name {
+            return Err(SnapshotError::WrongNode {
+                expected: self.cfg.name.clone(),
+                found: snap.node,
+            }
+            .into());
+        }
+        if self.started {
+            return Err(SnapshotError::AlreadyStarted.into());
+        }
+        self.now = now;
+        // Up to 16 known peers join the seeds; the rest stay reachable through the view.
+        let me = self.cfg.advertise;
+        let mut peers: Vec<SocketAddr> = snap
+            .known_peers
+            .iter()
+            .copied()
+            .filter(|a| *a != me && !self.seeds.contains(a))
+            .collect();
+        let mut added = 0;
+        while !peers.is_empty() && added < 16 {
+            let p = peers.swap_remove(self.rng.random_range(0..peers.len()));
+            self.seeds.push(p);
+            added += 1;
+        }
+        let age = snap.age(now_unix_ms);
+        if age > self.cfg.guard.snapshot_max_age {
+            return Ok(Restored::PeersOnly { age, peers: added });
+        }
+        let members: Vec<MemberView> = snap
+            .members
+            .into_iter()
+            .filter(|m| m.name != self.cfg.name)
+            .collect();
+        let n = members.iter().filter(|m| m.status.is_serving()).count();
+        self.guard.restore(now, members, snap.baseline, age);
+        for (name, g) in self.guard.ghosts() {
+            self.served.insert(name.clone(), g.status);
+        }
+        let views: Vec<MemberView> = self.guard.ghosts().map(|(_, g)| g.clone()).collect();
+        for view in views {
+            self.push_event(
+                now,
+                EventKind::Member {
+                    change: MemberChange::Joined,
+                    previous: None,
+                    member: view,
+                },
+            );
+        }
+        self.after_input(now);
+        Ok(Restored::Served {
+            members: n,
+            peers: added,
+        })
+    }
+
+    /// What to persist so that a restart serves the last view (see `restore`).
+    pub fn snapshot(&self, now_unix_ms: u64) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            node: self.cfg.name.clone(),
+            taken_at_unix_ms: now_unix_ms,
+            members: self.members(),
+            baseline: self.guard.baseline().map(|n| n.to_string()).collect(),
+            known_peers: self.known_peers(),
+            guard: self.guard.report(),
+        }
+    }
+
     // ----- outputs ------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -596,19 +689,55 @@ impl Node {
         Some(self.guard.served(name, m.state))
     }
 
-    /// The served view: every known member with its served status, sorted by name.
+    /// The served view: every known member with its served status, sorted by name (plus,
+    /// after a restart, the restored members the truth does not know yet, as `held`).
     pub fn members(&self) -> Vec<MemberView> {
         let store = self.store.lock();
-        self.truth
+        let mut v: Vec<MemberView> = self
+            .truth
             .iter()
-            .map(|(name, m)| MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
-            .collect()
+            .map(|(name, m)| self.view(name, m, store.get(name)))
+            .collect();
+        let before = v.len();
+        for (name, g) in self.guard.ghosts() {
+            if self.truth.get(name).is_none() {
+                v.push(g.clone());
+            }
+        }
+        if v.len() != before {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        v
     }
 
     pub fn member(&self, name: &str) -> Option<MemberView> {
-        let m = self.truth.get(name)?;
+        let Some(m) = self.truth.get(name) else {
+            return self
+                .guard
+                .ghosts()
+                .find(|(n, _)| ***n == *name)
+                .map(|(_, g)| g.clone());
+        };
         let store = self.store.lock();
-        Some(MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
+        Some(self.view(name, m, store.get(name)))
+    }
+
+    fn view(
+        &self,
+        name: &str,
+        m: &crate::core::truth::TruthMember,
+        rec: Option<&MetaRecord>,
+    ) -> MemberView {
+        let mut v = MemberView::build(m, self.guard.served(name, m.state), rec);
+        if v.meta_version == 0 {
+            // Warming: metadata not received yet; serve the restored one meanwhile.
+            if let Some(g) = self.guard.restored(name) {
+                v.tags = g.tags.clone();
+                v.services = g.services.clone();
+                v.meta_version = g.meta_version;
+            }
+        }
+        v
     }
 
     pub fn local_member(&self) -> MemberView {
@@ -634,14 +763,11 @@ impl Node {
             if !m.status.is_serving() {
                 continue;
             }
-            for inst in m.instances() {
-                let svc = m
-                    .services
-                    .iter()
-                    .find(|s| s.port == inst.port && s.tags == inst.tags)
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
-                out.entry(svc).or_default().push(inst);
+            for (s, inst) in m.services.iter().zip(m.instances()) {
+                if !self.guard.serves_instance(&s.name, m.status) {
+                    continue;
+                }
+                out.entry(s.name.clone()).or_default().push(inst);
             }
         }
         out
@@ -654,6 +780,7 @@ impl Node {
             .truth
             .iter()
             .map(|(_, m)| m.id.addr)
+            .chain(self.guard.ghosts().map(|(_, g)| g.addr))
             .filter(|a| *a != me)
             .collect();
         v.sort();
@@ -895,8 +1022,16 @@ impl Node {
         }
         let t = self.cfg.timings.clone();
 
-        // Re-announce with backoff while we have no active peer.
-        if self.idle {
+        // Re-announce with backoff while we have no active peer, or while the guard says we
+        // are cut off from most of the baseline (foca may still see a few peers).
+        let isolated = self.guard.state() == GuardState::Isolated;
+        if isolated && !self.idle && self.next_rejoin.is_none() {
+            self.next_rejoin = Some(now);
+        } else if !isolated && !self.idle && self.next_rejoin.is_some() {
+            self.next_rejoin = None;
+            self.rejoin_backoff = t.rejoin_min;
+        }
+        if self.idle || isolated {
             if let Some(at) = self.next_rejoin {
                 if now >= at {
                     self.stats.rejoin_attempts += 1;
@@ -1107,6 +1242,24 @@ impl Node {
             self.apply_notification(now, n);
         }
         self.drain_meta_changes(now);
+        for name in self.guard.take_dirty() {
+            self.emit_served(now, &name, false, false);
+        }
+        for view in self.guard.take_dropped_ghosts() {
+            let name: Arc<str> = Arc::from(view.name.as_str());
+            if self.truth.get(&name).is_some() {
+                continue;
+            }
+            let prev = self.served.remove(&name);
+            self.push_event(
+                now,
+                EventKind::Member {
+                    change: MemberChange::Reaped,
+                    previous: prev,
+                    member: view,
+                },
+            );
+        }
         let transitions = self.guard.take_transitions();
         if !transitions.is_empty() {
             for t in transitions {
