@@ -320,7 +320,8 @@ impl Guard {
                 if was_active {
                     self.failures.push((now, name.clone()));
                 }
-                let hold = !self.releasing() || self.protected(ctx, name, &self.active_services(ctx));
+                let hold =
+                    !self.releasing() || self.protected(ctx, name, &self.active_services(ctx));
                 if hold {
                     self.held.insert(name.clone());
                 }
@@ -356,7 +357,10 @@ impl Guard {
         if self.state == GuardState::Normal
             && (self.rebase
                 || (now.since(self.last_change) >= self.cfg.stable_after
-                    && self.baseline_at.map(|t| t < self.last_change).unwrap_or(true)))
+                    && self
+                        .baseline_at
+                        .map(|t| t < self.last_change)
+                        .unwrap_or(true)))
         {
             self.rebase = false;
             self.baseline = ctx
@@ -384,6 +388,7 @@ impl Guard {
                         ", still holding"
                     }
                 );
+                self.drain_tokens = 0.0;
                 self.push_transition(st);
             }
         }
@@ -513,7 +518,11 @@ impl Guard {
             if !m.state.is_active() {
                 continue;
             }
-            match ctx.meta.get(name).filter(|r| r.generation <= m.id.generation) {
+            match ctx
+                .meta
+                .get(name)
+                .filter(|r| r.generation <= m.id.generation)
+            {
                 Some(r) => out.extend(r.meta.services.keys().cloned()),
                 None => {
                     if let Some(g) = self.restored.get(name) {
@@ -684,14 +693,22 @@ impl Guard {
             }
         }
         if !synced {
-            self.reason = format!("{}; not synced after {} s", self.reason, self.cfg.warming_timeout.as_secs());
+            self.reason = format!(
+                "{}; not synced after {} s",
+                self.reason,
+                self.cfg.warming_timeout.as_secs()
+            );
         }
     }
 
     /// Holds every member that failed within the window and is still down.
     fn hold_window(&mut self, ctx: &GuardCtx<'_>) {
         for (_, n) in &self.failures {
-            if ctx.truth.get(n).map(|m| m.state == TruthState::Down).unwrap_or(false)
+            if ctx
+                .truth
+                .get(n)
+                .map(|m| m.state == TruthState::Down)
+                .unwrap_or(false)
                 && self.held.insert(n.clone())
             {
                 self.dirty.insert(n.clone());

@@ -1,0 +1,677 @@
+//! Tests of the guard: its state machine driven directly with a fake clock (`Rig`), and end
+//! to end through the deterministic test network (`TestNet`) with crashes and partitions.
+
+use crate::core::guard::{Guard, GuardCtx, ServiceGuard};
+use crate::core::identity::NodeId;
+use crate::core::meta::{MetaRecord, MetaStore};
+use crate::core::testnet::{addr, config, TestNet};
+use crate::core::truth::Truth;
+use crate::core::{
+    GuardConfig, GuardMode, GuardState, GuardTransition, Node, NodeConfig, NodeMeta, Restored,
+    ServedStatus, Service, Time, TruthState,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+// ----- the state machine with a fake clock ------------------------------------------------
+
+struct Rig {
+    g: Guard,
+    truth: Truth,
+    meta: MetaStore,
+    now: Time,
+    /// Overrides the reachable peer count (default: active peers in the truth).
+    reach: Option<usize>,
+    idle: bool,
+    transitions: Vec<GuardTransition>,
+}
+
+fn peer(i: usize) -> String {
+    format!("p{i}")
+}
+
+impl Rig {
+    /// `n` alive peers plus ourselves ("me"), run until the baseline is taken.
+    fn new(cfg: GuardConfig, n: usize) -> Rig {
+        let mut r = Rig {
+            g: Guard::new(cfg, Time(0)),
+            truth: Truth::default(),
+            meta: MetaStore::default(),
+            now: Time(0),
+            reach: None,
+            idle: false,
+            transitions: Vec::new(),
+        };
+        r.set("me", TruthState::Alive);
+        for i in 0..n {
+            r.set(&peer(i), TruthState::Alive);
+        }
+        let stable = r.g.config().stable_after;
+        r.run(stable.as_millis() as u64 + 1_000);
+        assert_eq!(r.g.report().baseline, n, "baseline not taken");
+        r
+    }
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name, addr(name.len()), 1)
+    }
+
+    fn with_ctx(&mut self, f: impl FnOnce(&mut Guard, &GuardCtx<'_>, Time)) {
+        let active = self
+            .truth
+            .iter()
+            .filter(|(n, m)| m.state.is_active() && &***n != "me")
+            .count();
+        let ctx = GuardCtx {
+            truth: &self.truth,
+            meta: &self.meta,
+            self_name: "me",
+            active_peers: self.reach.unwrap_or(active),
+            idle: self.idle,
+        };
+        f(&mut self.g, &ctx, self.now);
+        self.transitions.extend(self.g.take_transitions());
+    }
+
+    fn set(&mut self, name: &str, st: TruthState) {
+        let id = Self::id(name);
+        let (changed, prev) = self.truth.set(self.now, &id, st);
+        if changed {
+            let n: Arc<str> = Arc::from(name);
+            self.with_ctx(|g, ctx, now| g.on_change(now, ctx, &n, prev, Some(st)));
+        }
+    }
+
+    fn service(&mut self, name: &str, svc: &str) {
+        let mut meta = self
+            .meta
+            .get(name)
+            .map(|r| r.meta.clone())
+            .unwrap_or_default();
+        meta.services.insert(
+            svc.into(),
+            Service {
+                name: svc.into(),
+                port: 80,
+                tags: BTreeMap::new(),
+                health: None,
+            },
+        );
+        let version = self.meta.get(name).map(|r| r.version + 1).unwrap_or(1);
+        self.meta.offer(MetaRecord {
+            name: Arc::from(name),
+            generation: 1,
+            version,
+            leaving: false,
+            meta,
+        });
+    }
+
+    /// Advances the clock by `ms` in 50 ms ticks.
+    fn run(&mut self, ms: u64) {
+        let end = self.now.0 + ms;
+        while self.now.0 < end {
+            self.now = Time((self.now.0 + 50).min(end));
+            self.with_ctx(|g, ctx, now| g.tick(now, ctx));
+        }
+    }
+
+    fn served(&self, name: &str) -> ServedStatus {
+        let m = self.truth.get(name).expect("known member");
+        self.g.served(name, m.state)
+    }
+
+    fn state(&self) -> GuardState {
+        self.g.report().state
+    }
+
+    /// Fails peers `range` one second apart.
+    fn fail(&mut self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.set(&peer(i), TruthState::Down);
+            self.run(1_000);
+        }
+    }
+}
+
+#[test]
+fn single_failure_is_removed_at_once() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.set("p3", TruthState::Down);
+    assert_eq!(r.served("p3"), ServedStatus::Down);
+    assert_eq!(r.state(), GuardState::Normal);
+    assert_eq!(r.g.report().held, 0);
+    assert!(r.transitions.is_empty());
+}
+
+#[test]
+fn mass_failure_trips_and_holds_every_failure_in_the_window() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    // Up to the limit (40% of 10 = 4) failures are removed: that can be a real event.
+    r.fail(0..4);
+    assert_eq!(r.state(), GuardState::Normal);
+    assert_eq!(r.served("p0"), ServedStatus::Down);
+    // The fifth exceeds it: frozen, and every failure of the window is held again.
+    r.set("p4", TruthState::Down);
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Frozen);
+    assert_eq!(rep.reason, "5 of 10 peers lost in 4 s, limit 40%");
+    assert_eq!(rep.held, 5);
+    for i in 0..5 {
+        assert_eq!(r.served(&peer(i)), ServedStatus::Held, "p{i}");
+    }
+    assert_eq!(r.transitions.len(), 1);
+    assert_eq!(r.transitions[0].from, GuardState::Normal);
+    assert_eq!(r.transitions[0].to, GuardState::Frozen);
+    // Any later failure is held too.
+    r.set("p9", TruthState::Down);
+    assert_eq!(r.served("p9"), ServedStatus::Held);
+}
+
+#[test]
+fn while_frozen_intent_applies_at_once_and_returns_are_alive() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.fail(0..5);
+    assert_eq!(r.state(), GuardState::Frozen);
+    // Graceful leave of a held member and of a live one: applied at once.
+    r.set("p0", TruthState::Left);
+    r.set("p6", TruthState::Left);
+    assert_eq!(r.served("p0"), ServedStatus::Left);
+    assert_eq!(r.served("p6"), ServedStatus::Left);
+    // New members appear, held ones that come back are alive.
+    r.set("q1", TruthState::Alive);
+    assert_eq!(r.served("q1"), ServedStatus::Alive);
+    r.set("p1", TruthState::Alive);
+    assert_eq!(r.served("p1"), ServedStatus::Alive);
+    // Suspicion alone removes nobody.
+    r.set("p7", TruthState::Suspect);
+    assert_eq!(r.served("p7"), ServedStatus::Suspect);
+    assert!(r.served("p7").is_serving());
+    assert_eq!(r.g.report().held, 3);
+    assert_eq!(r.state(), GuardState::Frozen);
+}
+
+#[test]
+fn thaw_needs_held_under_half_the_limit_for_stable_after_then_drains() {
+    let cfg = GuardConfig::default(); // limit 4 for 10 peers: thaw under 2 held
+    let stable = cfg.stable_after.as_millis() as u64;
+    let mut r = Rig::new(cfg, 10);
+    r.fail(0..5);
+    for i in 0..3 {
+        r.set(&peer(i), TruthState::Alive);
+    }
+    r.run(stable * 3);
+    assert_eq!(
+        r.state(),
+        GuardState::Frozen,
+        "2 held is not under half of 4"
+    );
+    r.set("p3", TruthState::Alive);
+    r.run(stable - 1_000);
+    assert_eq!(r.state(), GuardState::Frozen, "thawed before stable_after");
+    assert_eq!(r.served("p4"), ServedStatus::Held);
+    r.run(1_100);
+    assert_eq!(r.state(), GuardState::Normal);
+    assert!(r.g.report().reason.starts_with("thawed"));
+    // The remaining held member drains (5 per second).
+    r.run(1_000);
+    assert_eq!(r.served("p4"), ServedStatus::Down);
+    assert_eq!(r.g.report().held, 0);
+    let t: Vec<_> = r.transitions.iter().map(|t| (t.from, t.to)).collect();
+    assert_eq!(
+        t,
+        vec![
+            (GuardState::Normal, GuardState::Frozen),
+            (GuardState::Frozen, GuardState::Normal)
+        ]
+    );
+}
+
+#[test]
+fn a_service_is_never_emptied_by_failure_but_is_by_intent() {
+    let mut cfg = GuardConfig::default();
+    cfg.services
+        .insert("leader".into(), ServiceGuard { fail_closed: true });
+    let mut r = Rig::new(cfg, 10);
+    r.service("p1", "db");
+    r.service("p2", "web");
+    r.service("p3", "web");
+    r.service("p4", "leader");
+    // web still has p3: p2 is removed.
+    r.set("p2", TruthState::Down);
+    assert_eq!(r.served("p2"), ServedStatus::Down);
+    // p1 was the last db: held, although the guard is normal.
+    r.set("p1", TruthState::Down);
+    assert_eq!(r.served("p1"), ServedStatus::Held);
+    assert_eq!(r.state(), GuardState::Normal);
+    // A fail-closed service is not protected.
+    r.set("p4", TruthState::Down);
+    assert_eq!(r.served("p4"), ServedStatus::Down);
+    assert!(!r.g.serves_instance("leader", ServedStatus::Held));
+    assert!(r.g.serves_instance("db", ServedStatus::Held));
+    r.run(10_000);
+    assert_eq!(
+        r.served("p1"),
+        ServedStatus::Held,
+        "released while still the last db"
+    );
+    // Graceful leave empties it at once.
+    r.set("p3", TruthState::Down);
+    assert_eq!(r.served("p3"), ServedStatus::Held);
+    r.set("p3", TruthState::Left);
+    assert_eq!(r.served("p3"), ServedStatus::Left);
+    // Another db instance appears: the held one is released.
+    r.set("p8", TruthState::Alive);
+    r.service("p8", "db");
+    r.run(1_000);
+    assert_eq!(r.served("p1"), ServedStatus::Down);
+    // Operator removal works on a held member too.
+    r.service("p9", "cache");
+    r.set("p9", TruthState::Down);
+    assert_eq!(r.served("p9"), ServedStatus::Held);
+    assert!(r.g.release("p9"));
+    assert_eq!(r.served("p9"), ServedStatus::Down);
+}
+
+#[test]
+fn shadow_mode_serves_the_truth_and_reports_what_it_would_do() {
+    let cfg = GuardConfig {
+        mode: GuardMode::Shadow,
+        ..Default::default()
+    };
+    let mut r = Rig::new(cfg, 10);
+    r.fail(0..5);
+    let rep = r.g.report();
+    assert_eq!(rep.mode, GuardMode::Shadow);
+    assert_eq!(rep.state, GuardState::Frozen);
+    assert_eq!(rep.would_hold, 5);
+    assert_eq!(rep.held, 0);
+    for i in 0..5 {
+        assert_eq!(r.served(&peer(i)), ServedStatus::Down);
+    }
+    assert_eq!(r.transitions.len(), 1);
+}
+
+#[test]
+fn off_mode_does_nothing() {
+    let cfg = GuardConfig {
+        mode: GuardMode::Off,
+        ..Default::default()
+    };
+    let mut r = Rig::new(cfg, 0);
+    for i in 0..10 {
+        r.set(&peer(i), TruthState::Alive);
+    }
+    r.run(40_000);
+    r.fail(0..8);
+    let rep = r.g.report();
+    assert_eq!((rep.state, rep.would_hold), (GuardState::Normal, 0));
+    assert_eq!(r.served("p0"), ServedStatus::Down);
+}
+
+#[test]
+fn isolation_by_reachability_and_by_idle() {
+    let stable = GuardConfig::default().stable_after.as_millis() as u64;
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    // foca still lists everyone but we reach only 4 of 10: isolated.
+    r.reach = Some(4);
+    r.run(100);
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Isolated);
+    assert_eq!(
+        rep.reason,
+        "reaching 4 of 10 baseline peers, fewer than half"
+    );
+    // Now every failure is held (even the first one).
+    r.set("p0", TruthState::Down);
+    assert_eq!(r.served("p0"), ServedStatus::Held);
+    // Reachable again: frozen until the held members are back.
+    r.reach = None;
+    r.run(100);
+    assert_eq!(r.state(), GuardState::Frozen);
+    r.set("p0", TruthState::Alive);
+    r.run(stable + 100);
+    assert_eq!(r.state(), GuardState::Normal);
+
+    // Idle: isolated at once.
+    r.idle = true;
+    r.run(100);
+    assert_eq!(r.state(), GuardState::Isolated);
+    assert!(
+        r.g.report().reason.contains("idle"),
+        "{}",
+        r.g.report().reason
+    );
+}
+
+#[test]
+fn operator_freeze_thaw_and_escalation() {
+    let cfg = GuardConfig {
+        max_freeze: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let mut r = Rig::new(cfg, 10);
+    r.g.freeze(r.now, "alice");
+    r.transitions.extend(r.g.take_transitions());
+    assert_eq!(r.state(), GuardState::Frozen);
+    assert_eq!(r.g.report().reason, "frozen by operator alice");
+    r.set("p0", TruthState::Down);
+    assert_eq!(
+        r.served("p0"),
+        ServedStatus::Held,
+        "single crash held while frozen"
+    );
+    r.set("p0", TruthState::Alive);
+    r.run(59_000);
+    assert_eq!(
+        r.state(),
+        GuardState::Frozen,
+        "operator freeze thawed by itself"
+    );
+    assert!(!r.g.report().escalated);
+    r.run(2_000);
+    let rep = r.g.report();
+    assert!(rep.escalated);
+    let last = r.transitions.last().unwrap();
+    assert_eq!(
+        (last.from, last.to),
+        (GuardState::Frozen, GuardState::Frozen)
+    );
+    assert!(last.report.escalated);
+    // Still holding by default.
+    r.set("p1", TruthState::Down);
+    assert_eq!(r.served("p1"), ServedStatus::Held);
+    r.g.thaw(r.now, "bob");
+    r.transitions.extend(r.g.take_transitions());
+    assert_eq!(r.state(), GuardState::Normal);
+    assert_eq!(r.g.report().reason, "thawed by operator bob");
+    assert!(!r.g.report().escalated);
+    r.run(1_000);
+    assert_eq!(r.served("p1"), ServedStatus::Down);
+}
+
+#[test]
+fn release_after_max_freeze_drains_at_the_configured_rate() {
+    let cfg = GuardConfig {
+        max_freeze: Duration::from_secs(60),
+        release_after_max_freeze: true,
+        drain_per_sec: 2,
+        ..Default::default()
+    };
+    let mut r = Rig::new(cfg, 20);
+    r.fail(0..10);
+    assert_eq!(r.state(), GuardState::Frozen);
+    assert_eq!(r.g.report().held, 10);
+    for _ in 0..1_000 {
+        if r.g.report().escalated {
+            break;
+        }
+        r.run(100);
+    }
+    assert!(r.g.report().escalated);
+    assert!(r.g.report().held >= 9);
+    r.run(1_000);
+    let held = r.g.report().held;
+    assert!(
+        (7..=9).contains(&held),
+        "drained {} in ~1 s at 2/s",
+        10 - held
+    );
+    r.run(5_000);
+    assert_eq!(r.g.report().held, 0);
+    assert_eq!(
+        r.state(),
+        GuardState::Frozen,
+        "releasing keeps reporting the state"
+    );
+}
+
+// ----- end to end through the test network ----------------------------------------------
+
+fn fast_guard(cfg: &mut NodeConfig) {
+    cfg.guard.stable_after = Duration::from_secs(2);
+    cfg.guard.window = Duration::from_secs(20);
+    cfg.guard.warming_sync = Duration::from_secs(1);
+    cfg.guard.warming_timeout = Duration::from_secs(10);
+}
+
+fn net(n: usize) -> TestNet {
+    let mut net = TestNet::with_config(n, |_, c| fast_guard(c));
+    let ok = net.run_until_pred(10_000, |net| {
+        net.nodes
+            .iter()
+            .all(|n| n.guard_report().baseline == net.nodes.len() - 1)
+    });
+    assert!(ok, "no stable baseline");
+    net
+}
+
+fn status(net: &TestNet, viewer: usize, i: usize) -> Option<ServedStatus> {
+    net.nodes[viewer].member(&format!("n{i}")).map(|m| m.status)
+}
+
+fn serves_everyone(node: &Node, n: usize) -> bool {
+    let m = node.members();
+    m.len() == n && m.iter().all(|m| m.status.is_serving())
+}
+
+/// Every node serves every member alive, and the guard is normal: the exact truth.
+fn exact_truth(net: &TestNet) -> bool {
+    let n = net.nodes.len();
+    net.nodes.iter().all(|node| {
+        let m = node.members();
+        node.guard_report().state == GuardState::Normal
+            && m.len() == n
+            && m.iter()
+                .all(|m| m.status == ServedStatus::Alive && m.truth.is_none())
+    })
+}
+
+fn db() -> Service {
+    Service {
+        name: "db".into(),
+        port: 5432,
+        tags: BTreeMap::new(),
+        health: None,
+    }
+}
+
+#[test]
+fn e2e_mass_crash_trips_survivors_and_leave_still_applies() {
+    // 3 of 8 crash: 3 > 40% of the 7 peers each survivor had, and each still reaches 4 of 7
+    // (half or more): frozen, not isolated.
+    let mut net = net(8);
+    for i in 5..8 {
+        net.crashed.insert(i);
+    }
+    let ok = net.run_until_pred(15_000, |net| {
+        (0..5).all(|v| {
+            net.nodes[v].guard_report().state == GuardState::Frozen
+                && (5..8).all(|i| status(net, v, i) == Some(ServedStatus::Held))
+        })
+    });
+    assert!(ok, "survivors did not freeze holding the crashed nodes");
+    let rep = net.nodes[0].guard_report();
+    assert_eq!((rep.held, rep.baseline), (3, 7));
+    assert!(rep.reason.contains("of 7 peers lost"), "{}", rep.reason);
+    // A graceful leave while frozen applies at once.
+    net.call(3, |n, now| n.leave(now).unwrap());
+    let ok = net.run_until_pred(3_000, |net| {
+        [0, 1, 2, 4]
+            .iter()
+            .all(|&v| status(net, v, 3) == Some(ServedStatus::Left))
+    });
+    assert!(ok, "leave while frozen not applied");
+    assert_eq!(net.nodes[0].guard_report().state, GuardState::Frozen);
+}
+
+#[test]
+fn e2e_one_of_six_cut_off_then_heal_to_the_exact_truth() {
+    let mut net = net(6);
+    net.partition(&[5]);
+    let ok = net.run_until_pred(15_000, |net| {
+        (0..5).all(|v| status(net, v, 5) == Some(ServedStatus::Down))
+            && net.nodes[5].guard_report().state == GuardState::Isolated
+    });
+    assert!(
+        ok,
+        "cut-off node not isolated or majority did not remove it"
+    );
+    // The majority removed the one node (within the rules) and stayed normal.
+    for v in 0..5 {
+        assert_eq!(net.nodes[v].guard_report().state, GuardState::Normal);
+    }
+    // The cut-off node keeps serving the full view.
+    net.run_for_ms(5_000);
+    assert!(serves_everyone(&net.nodes[5], 6));
+    assert_eq!(net.nodes[5].guard_report().held, 5);
+    assert!(
+        net.nodes[5].stats().rejoin_attempts > 0,
+        "not re-announcing while isolated"
+    );
+    net.heal();
+    assert!(
+        net.run_until_pred(30_000, exact_truth),
+        "did not heal to the exact truth"
+    );
+}
+
+#[test]
+fn e2e_three_of_seven_cut_off_each_side_holds_the_other() {
+    let mut net = net(7);
+    net.partition(&[4, 5, 6]);
+    let ok = net.run_until_pred(20_000, |net| {
+        (0..4).all(|v| net.nodes[v].guard_report().state == GuardState::Frozen)
+            && (4..7).all(|v| net.nodes[v].guard_report().state == GuardState::Isolated)
+            && net.nodes.iter().all(|n| serves_everyone(n, 7))
+    });
+    assert!(
+        ok,
+        "sides did not freeze/isolate while serving the full view"
+    );
+    assert_eq!(net.nodes[0].guard_report().held, 3);
+    assert_eq!(net.nodes[6].guard_report().held, 4);
+    let services_before: Vec<_> = net.nodes.iter().map(|n| n.members().len()).collect();
+    net.run_for_ms(5_000);
+    assert!(net.nodes.iter().all(|n| serves_everyone(n, 7)));
+    assert_eq!(
+        services_before,
+        net.nodes
+            .iter()
+            .map(|n| n.members().len())
+            .collect::<Vec<_>>()
+    );
+    net.heal();
+    assert!(
+        net.run_until_pred(30_000, exact_truth),
+        "did not heal to the exact truth"
+    );
+}
+
+#[test]
+fn e2e_single_crash_is_removed_as_fast_as_without_the_guard() {
+    let mut detect = Vec::new();
+    for mode in [GuardMode::Enforce, GuardMode::Off] {
+        let mut net = TestNet::with_config(6, |_, c| {
+            fast_guard(c);
+            c.guard.mode = mode;
+        });
+        net.run_for_ms(5_000);
+        net.crashed.insert(3);
+        let start = net.now.0;
+        let ok = net.run_until_pred(10_000, |net| {
+            [0, 1, 2, 4, 5]
+                .iter()
+                .all(|&v| status(net, v, 3) == Some(ServedStatus::Down))
+        });
+        assert!(ok, "crash not removed with guard {mode:?}");
+        detect.push(net.now.0 - start);
+        assert_eq!(net.nodes[0].guard_report().state, GuardState::Normal);
+    }
+    // Same seeds, same gossip: the guard changes nothing of what is gossiped or detected.
+    assert_eq!(
+        detect[0], detect[1],
+        "enforce {} ms vs off {} ms",
+        detect[0], detect[1]
+    );
+}
+
+#[test]
+fn e2e_last_instance_of_a_service_is_held_not_emptied() {
+    let mut net = net(5);
+    net.call(3, |n, now| n.register_service(now, db()).unwrap());
+    net.run_for_ms(2_000);
+    assert_eq!(net.nodes[0].services()["db"].len(), 1);
+    net.crashed.insert(3);
+    let ok = net.run_until_pred(10_000, |net| {
+        net.nodes[0].truth().get("n3").map(|m| m.state) == Some(TruthState::Down)
+    });
+    assert!(ok);
+    net.run_for_ms(2_000);
+    for v in [0, 1, 2, 4] {
+        let n = &net.nodes[v];
+        assert_eq!(n.guard_report().state, GuardState::Normal);
+        assert_eq!(status(&net, v, 3), Some(ServedStatus::Held));
+        let db = &n.services()["db"];
+        assert_eq!(db.len(), 1);
+        assert_eq!(db[0].status, ServedStatus::Held);
+    }
+}
+
+#[test]
+fn e2e_restart_from_snapshot_serves_warming_then_normal() {
+    let mut net = net(5);
+    net.call(2, |n, now| n.register_service(now, db()).unwrap());
+    net.run_for_ms(3_000);
+    let snap = net.nodes[4].snapshot(1_000_000);
+    assert_eq!(snap.members.len(), 5);
+    net.crashed.insert(4);
+    net.run_for_ms(3_000);
+    // Restart with no seeds: only the snapshot's known peers lead back.
+    let mut cfg = config(4);
+    fast_guard(&mut cfg);
+    cfg.seeds.clear();
+    let mut node = Node::new(cfg, 2, NodeMeta::default(), 99, net.now).unwrap();
+    let out = node.restore(net.now, snap.clone(), 1_005_000).unwrap();
+    assert!(
+        matches!(out, Restored::Served { members: 4, .. }),
+        "{out:?}"
+    );
+    assert_eq!(node.guard_report().state, GuardState::Warming);
+    assert!(serves_everyone(&node, 5), "restored view not served");
+    assert_eq!(node.services()["db"][0].status, ServedStatus::Held);
+    net.nodes[4] = node;
+    net.crashed.remove(&4);
+    net.call(4, |n, now| n.start(now));
+    let ok = net.run_until_pred(15_000, |net| {
+        net.nodes[4].guard_report().state == GuardState::Normal
+    });
+    assert!(ok, "never left warming");
+    assert!(
+        net.run_until_pred(15_000, exact_truth),
+        "restarted node not in sync"
+    );
+    assert_eq!(net.nodes[4].services()["db"][0].status, ServedStatus::Alive);
+
+    // A stale snapshot is not served, but its peers still lead back.
+    let mut cfg = config(4);
+    fast_guard(&mut cfg);
+    cfg.seeds.clear();
+    let mut node = Node::new(cfg, 3, NodeMeta::default(), 98, net.now).unwrap();
+    let out = node
+        .restore(net.now, snap, 1_000_000 + 2 * 3600 * 1000)
+        .unwrap();
+    assert!(
+        matches!(out, Restored::PeersOnly { peers: 4, .. }),
+        "{out:?}"
+    );
+    assert_eq!(node.members().len(), 1);
+    assert_eq!(node.guard_report().state, GuardState::Normal);
+    // And a snapshot of another node is refused.
+    let other = net.nodes[0].snapshot(1_000_000);
+    let mut cfg = config(4);
+    fast_guard(&mut cfg);
+    let mut node = Node::new(cfg, 4, NodeMeta::default(), 97, net.now).unwrap();
+    assert!(node.restore(net.now, other, 1_000_000).is_err());
+}

@@ -15,11 +15,11 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
-pub mod testnet;
-#[cfg(test)]
 mod guard_tests;
 #[cfg(test)]
 mod node_tests;
+#[cfg(test)]
+pub mod testnet;
 
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,

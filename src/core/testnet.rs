@@ -17,6 +17,8 @@ pub struct TestNet {
     pub crashed: BTreeSet<usize>,
     /// Nodes that can neither send nor receive.
     pub cut: BTreeSet<usize>,
+    /// One-way links that drop everything: `(from, to)`.
+    pub blocked: BTreeSet<(usize, usize)>,
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
     evs: Vec<Option<Ev>>,
     seq: u64,
@@ -41,17 +43,25 @@ pub fn config(i: usize) -> NodeConfig {
 
 impl TestNet {
     pub fn new(n: usize) -> Self {
+        Self::with_config(n, |_, _| {})
+    }
+
+    /// A net whose node configs are adjusted by `f(index, config)` before the nodes start.
+    pub fn with_config(n: usize, f: impl Fn(usize, &mut NodeConfig)) -> Self {
         let mut net = TestNet {
             nodes: Vec::new(),
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             queue: BinaryHeap::new(),
             evs: Vec::new(),
             seq: 0,
             now: Time(0),
         };
         for i in 0..n {
-            let node = Node::new(config(i), 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
+            let mut cfg = config(i);
+            f(i, &mut cfg);
+            let node = Node::new(cfg, 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
             net.nodes.push(node);
         }
         for i in 0..n {
@@ -82,6 +92,9 @@ impl TestNet {
                 continue;
             }
             if let Some(j) = self.index_of(tx.dst) {
+                if self.blocked.contains(&(i, j)) {
+                    continue;
+                }
                 let at = Time(self.now.0 + 1);
                 self.push(at, j, Ev::Deliver(j, from, tx.data));
             }
@@ -96,7 +109,9 @@ impl TestNet {
             }
             self.queue.pop();
             self.now = at;
-            let Some(ev) = self.evs[slot].take() else { continue };
+            let Some(ev) = self.evs[slot].take() else {
+                continue;
+            };
             match ev {
                 Ev::Timer(i, t) => {
                     if self.crashed.contains(&i) {
@@ -133,6 +148,24 @@ impl TestNet {
             self.run_for_ms(10);
         }
         pred(self)
+    }
+
+    /// Cuts every link between `side` and the other nodes, both ways.
+    pub fn partition(&mut self, side: &[usize]) {
+        for &a in side {
+            for b in 0..self.nodes.len() {
+                if !side.contains(&b) {
+                    self.blocked.insert((a, b));
+                    self.blocked.insert((b, a));
+                }
+            }
+        }
+    }
+
+    /// Lifts every cut.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+        self.cut.clear();
     }
 
     pub fn call(&mut self, i: usize, f: impl FnOnce(&mut Node, Time)) {
