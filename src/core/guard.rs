@@ -213,6 +213,10 @@ pub struct Guard {
     failures: Vec<(Time, Arc<str>)>,
     /// Members SWIM calls down that are served as `held`.
     held: BTreeSet<Arc<str>>,
+    /// The held members held because of the current frozen/isolated episode (the thaw rule
+    /// counts these; a member held only as the last instance of a service does not block a
+    /// thaw).
+    episode_held: BTreeSet<Arc<str>>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -250,6 +254,7 @@ impl Guard {
             baseline_at: None,
             failures: Vec::new(),
             held: BTreeSet::new(),
+            episode_held: BTreeSet::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -320,22 +325,23 @@ impl Guard {
                 if was_active {
                     self.failures.push((now, name.clone()));
                 }
-                let hold =
-                    !self.releasing() || self.protected(ctx, name, &self.active_services(ctx));
-                if hold {
+                if !self.releasing() {
+                    self.held.insert(name.clone());
+                    self.episode_held.insert(name.clone());
+                } else if self.protected(ctx, name, &self.active_services(ctx)) {
                     self.held.insert(name.clone());
                 }
             }
             Some(TruthState::Left) => {
                 // Intent, not failure: out of the served view and of the baseline at once.
-                self.held.remove(name);
+                self.unhold(name);
                 self.baseline.remove(name);
             }
             Some(TruthState::Alive) | Some(TruthState::Suspect) => {
-                self.held.remove(name);
+                self.unhold(name);
             }
             None => {
-                self.held.remove(name);
+                self.unhold(name);
                 self.baseline.remove(name);
             }
         }
@@ -417,7 +423,7 @@ impl Guard {
                     break;
                 }
                 self.drain_tokens -= 1.0;
-                if self.held.remove(&n) {
+                if self.unhold(&n) {
                     self.dirty.insert(n);
                 } else if let Some(mut g) = self.ghosts.remove(&n) {
                     g.status = ServedStatus::Down;
@@ -460,7 +466,7 @@ impl Guard {
     pub fn release(&mut self, name: &str) -> bool {
         let key: Option<Arc<str>> = self.held.get(name).cloned();
         if let Some(k) = key {
-            self.held.remove(&k);
+            self.unhold(&k);
             self.baseline.remove(&k);
             self.dirty.insert(k);
             return true;
@@ -640,13 +646,7 @@ impl Guard {
                 if self.operator_frozen {
                     return;
                 }
-                let active = self.active_services(ctx);
-                let held = self
-                    .held
-                    .iter()
-                    .filter(|n| !self.protected(ctx, n, &active))
-                    .count()
-                    + self.ghosts.len();
+                let held = self.episode_held.len() + self.ghosts.len();
                 if (held as f64) < limit / 2.0 {
                     let since = *self.calm_since.get_or_insert(now);
                     if now.since(since) >= self.cfg.stable_after {
@@ -709,11 +709,18 @@ impl Guard {
                 .get(n)
                 .map(|m| m.state == TruthState::Down)
                 .unwrap_or(false)
-                && self.held.insert(n.clone())
             {
-                self.dirty.insert(n.clone());
+                self.episode_held.insert(n.clone());
+                if self.held.insert(n.clone()) {
+                    self.dirty.insert(n.clone());
+                }
             }
         }
+    }
+
+    fn unhold(&mut self, name: &str) -> bool {
+        self.episode_held.remove(name);
+        self.held.remove(name)
     }
 
     fn enter(&mut self, now: Time, to: GuardState, reason: String) {
@@ -724,6 +731,7 @@ impl Guard {
         self.calm_since = None;
         match to {
             GuardState::Normal => {
+                self.episode_held.clear();
                 self.episode_since = None;
                 self.escalated = false;
                 self.operator_frozen = false;

@@ -552,8 +552,15 @@ fn e2e_three_of_seven_cut_off_each_side_holds_the_other() {
     );
     assert_eq!(net.nodes[0].guard_report().held, 3);
     assert_eq!(net.nodes[6].guard_report().held, 4);
+    // The minority still sees its own side (not idle) yet re-announces, being isolated.
+    let before = net.nodes[6].stats().rejoin_attempts;
+    assert!(!net.nodes[6].is_idle());
     let services_before: Vec<_> = net.nodes.iter().map(|n| n.members().len()).collect();
     net.run_for_ms(5_000);
+    assert!(
+        net.nodes[6].stats().rejoin_attempts > before,
+        "isolated node not re-announcing"
+    );
     assert!(net.nodes.iter().all(|n| serves_everyone(n, 7)));
     assert_eq!(
         services_before,
@@ -674,4 +681,83 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
     fast_guard(&mut cfg);
     let mut node = Node::new(cfg, 4, NodeMeta::default(), 97, net.now).unwrap();
     assert!(node.restore(net.now, other, 1_000_000).is_err());
+}
+
+/// Figures with the guard on and off, side by side (printed with `--nocapture`): 3 of 7 cut
+/// off, the only `api` instances on the cut-off side.
+#[test]
+fn e2e_figures_guard_on_vs_off() {
+    let mut rows = Vec::new();
+    for mode in [GuardMode::Enforce, GuardMode::Off] {
+        let mut net = TestNet::with_config(7, |_, c| {
+            fast_guard(c);
+            c.guard.mode = mode;
+        });
+        for i in 4..7 {
+            net.call(i, |n, now| {
+                let mut s = db();
+                s.name = "api".into();
+                n.register_service(now, s).unwrap();
+            });
+        }
+        net.run_for_ms(6_000);
+        assert!(net.nodes.iter().all(|n| n.services()["api"].len() == 3));
+        net.partition(&[4, 5, 6]);
+        let mut min_api = usize::MAX;
+        let mut min_served = [usize::MAX; 7];
+        net.run_until_pred(10_000, |net| {
+            for (i, n) in net.nodes.iter().enumerate() {
+                let served = n.members().iter().filter(|m| m.status.is_serving()).count();
+                min_served[i] = min_served[i].min(served);
+                if i < 4 {
+                    let api = n.services().get("api").map(Vec::len).unwrap_or(0);
+                    min_api = min_api.min(api);
+                }
+            }
+            false
+        });
+        let end_served: Vec<usize> = net
+            .nodes
+            .iter()
+            .map(|n| n.members().iter().filter(|m| m.status.is_serving()).count())
+            .collect();
+        let states: Vec<&str> = net
+            .nodes
+            .iter()
+            .map(|n| n.guard_report().state.as_str())
+            .collect();
+        net.heal();
+        let start = net.now.0;
+        let healed = net.run_until_pred(30_000, |net| {
+            net.nodes.iter().all(|n| {
+                n.members().len() == 7
+                    && n.members().iter().all(|m| m.status == ServedStatus::Alive)
+            })
+        });
+        let heal = if healed {
+            format!("{} ms", net.now.0 - start)
+        } else {
+            "not within 30 s".to_string()
+        };
+        if mode == GuardMode::Enforce {
+            assert!(healed, "did not heal to the truth with the guard on");
+            assert!(min_api >= 1, "api served empty with the guard on");
+            assert!(end_served.iter().all(|&s| s == 7));
+        } else {
+            assert_eq!(min_api, 0);
+        }
+        rows.push(format!(
+            "guard {:<7} | min api instances on majority {} | min served per node {:?} | \
+             served after 10 s cut {:?} | states {:?} | heal to truth {}",
+            format!("{mode:?}"),
+            min_api,
+            min_served,
+            end_served,
+            states,
+            heal
+        ));
+    }
+    for r in rows {
+        println!("{r}");
+    }
 }
