@@ -8,7 +8,9 @@
 
 use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardState, GuardTransition};
 use crate::core::identity::{validate_name, NodeId};
-use crate::core::meta::{MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
+use crate::core::meta::{
+    MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore,
+};
 use crate::core::profile::Timings;
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{pack_push, DigestEntry, ShoalMsg};
@@ -209,7 +211,7 @@ impl Runtime<NodeId> for Rt<'_> {
     fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
         self.out
             .timers
-            .push((self.now.add(after), NodeTimer::Swim(event)));
+            .push((self.now.plus(after), NodeTimer::Swim(event)));
     }
 }
 
@@ -332,9 +334,11 @@ impl Node {
         let _ = self.foca.add_broadcast(&own.encode());
         self.drain_meta_changes(now);
         self.announce_to_seeds(now, false);
-        self.next_rejoin = Some(now.add(self.rejoin_backoff));
-        self.next_sync = now.add(self.cfg.timings.sync_interval);
-        self.out.timers.push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
+        self.next_rejoin = Some(now.plus(self.rejoin_backoff));
+        self.next_sync = now.plus(self.cfg.timings.sync_interval);
+        self.out
+            .timers
+            .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
     }
 
     /// A datagram arrived from `from`.
@@ -395,7 +399,7 @@ impl Node {
                 if !self.left {
                     self.out
                         .timers
-                        .push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
+                        .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
                 }
             }
         }
@@ -431,9 +435,7 @@ impl Node {
         self.store.lock().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         // Tell a few peers directly too, so that the intent does not depend on piggybacking.
-        let push = ShoalMsg::Push {
-            records: vec![own],
-        };
+        let push = ShoalMsg::Push { records: vec![own] };
         let peers: Vec<SocketAddr> = self
             .foca
             .iter_members()
@@ -790,7 +792,10 @@ impl Node {
 
     /// Backlog of SWIM updates and metadata broadcasts still being disseminated.
     pub fn backlog(&self) -> (usize, usize) {
-        (self.foca.updates_backlog(), self.foca.custom_broadcast_backlog())
+        (
+            self.foca.updates_backlog(),
+            self.foca.custom_broadcast_backlog(),
+        )
     }
 
     // ----- internals ----------------------------------------------------------------------
@@ -901,7 +906,9 @@ impl Node {
                         match s.get(&e.name) {
                             None => want.push(e.name),
                             Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
-                            Some(r) if r.stamp() > (e.generation, e.version) => push.push(r.clone()),
+                            Some(r) if r.stamp() > (e.generation, e.version) => {
+                                push.push(r.clone())
+                            }
                             Some(_) => {}
                         }
                     }
@@ -933,7 +940,9 @@ impl Node {
             ShoalMsg::Push { records } => {
                 let mut s = self.store.lock();
                 for r in records {
-                    if r.meta.validate().is_err() || crate::core::identity::validate_name(&r.name).is_err() {
+                    if r.meta.validate().is_err()
+                        || crate::core::identity::validate_name(&r.name).is_err()
+                    {
                         self.stats.dropped_bad_metadata += 1;
                         continue;
                     }
@@ -1037,14 +1046,14 @@ impl Node {
                     self.stats.rejoin_attempts += 1;
                     self.announce_to_seeds(now, true);
                     self.rejoin_backoff = (self.rejoin_backoff * 2).min(t.rejoin_max);
-                    self.next_rejoin = Some(now.add(self.rejoin_backoff));
+                    self.next_rejoin = Some(now.plus(self.rejoin_backoff));
                 }
             }
         }
 
         // Metadata anti-entropy with one random active peer.
         if now >= self.next_sync {
-            self.next_sync = now.add(t.sync_interval);
+            self.next_sync = now.plus(t.sync_interval);
             let n = self.foca.num_members();
             if n > 0 {
                 let pick = self.rng.random_range(0..n);
@@ -1067,7 +1076,9 @@ impl Node {
             .collect();
         for name in due {
             self.fetch.remove(&name);
-            let Some(m) = self.truth.get(&name) else { continue };
+            let Some(m) = self.truth.get(&name) else {
+                continue;
+            };
             if !m.state.is_active() {
                 continue;
             }
@@ -1085,13 +1096,13 @@ impl Node {
 
         // Suspicion is not notified by foca: read it back every probe period.
         if self.cfg.track_suspects && now >= self.next_suspect_refresh {
-            self.next_suspect_refresh = now.add(t.probe_period);
+            self.next_suspect_refresh = now.plus(t.probe_period);
             self.refresh_suspects(now);
         }
 
         // Forget members that have been down or gone for long enough.
         if now >= self.next_reap {
-            self.next_reap = now.add(Duration::from_secs(10).min(t.reap_after));
+            self.next_reap = now.plus(Duration::from_secs(10).min(t.reap_after));
             let old: Vec<Arc<str>> = self
                 .truth
                 .iter()
@@ -1144,7 +1155,10 @@ impl Node {
             }
         }
         for m in suspect_now {
-            let cur = self.truth.get(&m.id().name).map(|t| (t.state, t.id.generation));
+            let cur = self
+                .truth
+                .get(&m.id().name)
+                .map(|t| (t.state, t.id.generation));
             if let Some((TruthState::Alive, g)) = cur {
                 if g <= m.id().generation {
                     self.set_truth(now, m.id(), TruthState::Suspect);
@@ -1157,7 +1171,9 @@ impl Node {
         if **name == *self.cfg.name {
             return;
         }
-        let Some(m) = self.truth.remove(name) else { return };
+        let Some(m) = self.truth.remove(name) else {
+            return;
+        };
         self.store.lock().remove(name);
         self.fetch.remove(name);
         let prev = self.served.remove(name);
@@ -1205,7 +1221,9 @@ impl Node {
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
     fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
-        let Some(view) = self.member(name) else { return };
+        let Some(view) = self.member(name) else {
+            return;
+        };
         let prev = self.served.insert(name.clone(), view.status);
         let change = if joined || prev.is_none() {
             MemberChange::Joined
@@ -1290,11 +1308,19 @@ impl Node {
                     }
                 }
                 let leaving = self.record_says_leaving(&id);
-                self.set_truth(now, &id, if leaving { TruthState::Left } else { TruthState::Alive });
+                self.set_truth(
+                    now,
+                    &id,
+                    if leaving {
+                        TruthState::Left
+                    } else {
+                        TruthState::Alive
+                    },
+                );
                 if self.needs_meta(&id) || !leaving {
                     // Came (back) up: its metadata may have changed while we could not hear it.
                     self.fetch
-                        .insert(id.name.clone(), now.add(self.cfg.timings.meta_fetch_after));
+                        .insert(id.name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
                 }
             }
             OwnedNotification::MemberDown(id) => {
@@ -1313,7 +1339,12 @@ impl Node {
             OwnedNotification::Rename(old, new) => {
                 if old.name != new.name {
                     // Another node took over this address.
-                    if self.truth.get(&old.name).map(|m| m.id == old).unwrap_or(false) {
+                    if self
+                        .truth
+                        .get(&old.name)
+                        .map(|m| m.id == old)
+                        .unwrap_or(false)
+                    {
                         self.set_truth(now, &old, TruthState::Down);
                     }
                 }
@@ -1325,7 +1356,7 @@ impl Node {
                 }
                 if self.needs_meta(&new) {
                     self.fetch
-                        .insert(new.name.clone(), now.add(self.cfg.timings.meta_fetch_after));
+                        .insert(new.name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
                 }
             }
             OwnedNotification::Active => {
@@ -1374,7 +1405,9 @@ impl Node {
     fn drain_meta_changes(&mut self, now: Time) {
         let changed = self.store.lock().take_changed();
         for name in changed {
-            let Some(m) = self.truth.get(&name) else { continue };
+            let Some(m) = self.truth.get(&name) else {
+                continue;
+            };
             let id = m.id.clone();
             let state = m.state;
             let leaving = self.record_says_leaving(&id);
