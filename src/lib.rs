@@ -6,3 +6,6 @@
 
 pub mod agent;
 pub mod core;
+pub mod api;
+pub mod cli;
+pub mod client;
