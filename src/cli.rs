@@ -198,7 +198,10 @@ async fn execute(
             }
             if r.announced.is_empty() {
                 if json {
-                    writeln!(err, "shoal: no address could be resolved; nothing was joined")?;
+                    writeln!(
+                        err,
+                        "shoal: no address could be resolved; nothing was joined"
+                    )?;
                 }
                 return Ok(ExitCode::FAILURE);
             }
@@ -517,7 +520,11 @@ fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std::io::Result
         vec!["members:".into(), counts.join(", ")],
         vec![
             "active peers:".into(),
-            format!("{}{}", s.active_peers, if s.idle { " (idle: re-announcing)" } else { "" }),
+            format!(
+                "{}{}",
+                s.active_peers,
+                if s.idle { " (idle: re-announcing)" } else { "" }
+            ),
         ],
         vec!["index:".into(), r.index.to_string()],
         vec![
@@ -576,8 +583,18 @@ mod tests {
     fn contract_parses() {
         Cli::command().debug_assert();
         let c = Cli::try_parse_from([
-            "shoal", "members", "--status", "alive", "--name", "web.*", "--tag", "role=db",
-            "--format", "json", "--api", "unix:/tmp/x.sock",
+            "shoal",
+            "members",
+            "--status",
+            "alive",
+            "--name",
+            "web.*",
+            "--tag",
+            "role=db",
+            "--format",
+            "json",
+            "--api",
+            "unix:/tmp/x.sock",
         ])
         .unwrap();
         assert_eq!(c.client.format, Format::Json);
@@ -595,7 +612,9 @@ mod tests {
         for argv in [
             vec!["shoal", "join", "10.0.0.1:7946", "h:1"],
             vec!["shoal", "leave"],
-            vec!["shoal", "tags", "--set", "a=b", "--set", "c=d", "--delete", "e"],
+            vec![
+                "shoal", "tags", "--set", "a=b", "--set", "c=d", "--delete", "e",
+            ],
             vec!["shoal", "services"],
             vec!["shoal", "services", "web"],
             vec!["shoal", "watch", "--format", "json"],

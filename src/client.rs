@@ -188,7 +188,9 @@ impl Client {
         let endpoint = self.endpoint.to_string();
         let fut = async {
             match &self.endpoint {
-                Endpoint::Unix(p) => UnixStream::connect(p).await.map(|s| Box::new(s) as Box<dyn Io>),
+                Endpoint::Unix(p) => UnixStream::connect(p)
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn Io>),
                 Endpoint::Http(a) => TcpStream::connect(a.as_str()).await.map(|s| {
                     let _ = s.set_nodelay(true);
                     Box::new(s) as Box<dyn Io>
@@ -275,7 +277,8 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawAnswer, ClientError> {
-        self.raw_with_timeout(method, path, body, REQUEST_TIMEOUT).await
+        self.raw_with_timeout(method, path, body, REQUEST_TIMEOUT)
+            .await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -301,14 +304,18 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None::<&()>, REQUEST_TIMEOUT).await
+        self.call(Method::GET, path, None::<&()>, REQUEST_TIMEOUT)
+            .await
     }
 
     /// `GET /v1/members` with filters.
     pub async fn members(&self, q: &MemberQuery) -> Result<MembersResponse, ClientError> {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        q.append(&mut s);
-        self.get(&path_with("/v1/members", s)).await
+        let path = {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            q.append(&mut s);
+            path_with("/v1/members", s)
+        };
+        self.get(&path).await
     }
 
     /// Blocking query: answers once the agent's index is greater than `index`, or after
@@ -319,18 +326,21 @@ impl Client {
         index: u64,
         wait: Duration,
     ) -> Result<MembersResponse, ClientError> {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        q.append(&mut s);
-        s.append_pair("index", &index.to_string());
-        s.append_pair("wait", &format!("{}ms", wait.as_millis()));
-        let path = path_with("/v1/members", s);
+        let path = {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            q.append(&mut s);
+            s.append_pair("index", &index.to_string());
+            s.append_pair("wait", &format!("{}ms", wait.as_millis()));
+            path_with("/v1/members", s)
+        };
         self.call(Method::GET, &path, None::<&()>, wait + REQUEST_TIMEOUT)
             .await
     }
 
     /// `GET /v1/members/{name}`.
     pub async fn member(&self, name: &str) -> Result<MemberResponse, ClientError> {
-        self.get(&format!("/v1/members/{}", encode_segment(name))).await
+        self.get(&format!("/v1/members/{}", encode_segment(name)))
+            .await
     }
 
     /// `GET /v1/self`.
@@ -349,13 +359,19 @@ impl Client {
     }
 
     /// `GET /v1/services/{name}`, optionally filtered by status words.
-    pub async fn service(&self, name: &str, status: &[String]) -> Result<ServiceResponse, ClientError> {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for st in status {
-            s.append_pair("status", st);
-        }
-        self.get(&path_with(&format!("/v1/services/{}", encode_segment(name)), s))
-            .await
+    pub async fn service(
+        &self,
+        name: &str,
+        status: &[String],
+    ) -> Result<ServiceResponse, ClientError> {
+        let path = {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            for st in status {
+                s.append_pair("status", st);
+            }
+            path_with(&format!("/v1/services/{}", encode_segment(name)), s)
+        };
+        self.get(&path).await
     }
 
     /// `PUT /v1/tags`: sets and deletes tags of the local node.
@@ -377,7 +393,10 @@ impl Client {
     }
 
     /// `PUT /v1/services`: registers or replaces a service of the local node.
-    pub async fn register_service(&self, svc: &ServiceRequest) -> Result<MemberResponse, ClientError> {
+    pub async fn register_service(
+        &self,
+        svc: &ServiceRequest,
+    ) -> Result<MemberResponse, ClientError> {
         self.call(Method::PUT, "/v1/services", Some(svc), REQUEST_TIMEOUT)
             .await
     }
@@ -409,8 +428,13 @@ impl Client {
 
     /// `POST /v1/guard/freeze` (operator override).
     pub async fn guard_freeze(&self) -> Result<GuardResponse, ClientError> {
-        self.call(Method::POST, "/v1/guard/freeze", None::<&()>, REQUEST_TIMEOUT)
-            .await
+        self.call(
+            Method::POST,
+            "/v1/guard/freeze",
+            None::<&()>,
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// `POST /v1/guard/thaw` (operator override).
@@ -468,10 +492,7 @@ fn api_error(ans: &RawAnswer) -> ClientError {
         .unwrap_or_else(|_| {
             let t = String::from_utf8_lossy(&ans.body).trim().to_string();
             if t.is_empty() {
-                ans.status
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .to_string()
+                ans.status.canonical_reason().unwrap_or("error").to_string()
             } else {
                 t
             }

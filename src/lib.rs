@@ -5,7 +5,7 @@
 //! virtual time.
 
 pub mod agent;
-pub mod core;
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod core;

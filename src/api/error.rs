@@ -138,7 +138,10 @@ pub async fn json_errors(req: Request<Body>, next: Next) -> Response {
             None => format!("{method} is not allowed on {path}"),
         },
         StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("request body is too large: the limit is {} KiB", super::MAX_BODY / 1024)
+            format!(
+                "request body is too large: the limit is {} KiB",
+                super::MAX_BODY / 1024
+            )
         }
         _ if text.is_empty() => format!(
             "{} on {method} {path}",

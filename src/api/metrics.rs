@@ -93,7 +93,10 @@ pub fn render(m: &MetricsInput) -> String {
         "Received datagrams dropped, by reason.",
     );
     for (reason, n) in s.drops() {
-        let _ = writeln!(out, "shoal_datagrams_dropped_total{{reason=\"{reason}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "shoal_datagrams_dropped_total{{reason=\"{reason}\"}} {n}"
+        );
     }
     single(
         &mut out,
@@ -223,8 +226,14 @@ mod tests {
         // Every sample belongs to a family announced with HELP and TYPE.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} has no TYPE");
-            assert!(text.contains(&format!("# HELP {name} ")), "{name} has no HELP");
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
         }
     }
 }

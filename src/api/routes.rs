@@ -137,7 +137,10 @@ where
                     ),
                 )
             } else {
-                HttpError::new(status, format!("cannot read the request body: {}", r.body_text()))
+                HttpError::new(
+                    status,
+                    format!("cannot read the request body: {}", r.body_text()),
+                )
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -249,12 +252,9 @@ impl MemberFilter {
                 return false;
             }
         }
-        self.tags.iter().all(|(k, re)| {
-            m.tags
-                .get(k)
-                .map(|v| re.is_match(v))
-                .unwrap_or(false)
-        })
+        self.tags
+            .iter()
+            .all(|(k, re)| m.tags.get(k).map(|v| re.is_match(v)).unwrap_or(false))
     }
 }
 
@@ -508,7 +508,11 @@ async fn set_tags(
         node.set_tags(now, &req.set, &req.delete)?;
         Ok::<_, HttpError>(member_response(node))
     })?;
-    tracing::info!(set = req.set.len(), deleted = req.delete.len(), "tags changed through the API");
+    tracing::info!(
+        set = req.set.len(),
+        deleted = req.delete.len(),
+        "tags changed through the API"
+    );
     Ok(Json(r))
 }
 
@@ -642,7 +646,9 @@ async fn leave(State(st): State<ApiState>) -> HttpResult<Json<LeaveResponse>> {
     flushed.as_mut().enable();
     st.shared.with_node(|node, now| node.leave(now))?;
     tracing::info!("leave requested through the API");
-    let flushed = tokio::time::timeout(LEAVE_FLUSH_WAIT, flushed).await.is_ok();
+    let flushed = tokio::time::timeout(LEAVE_FLUSH_WAIT, flushed)
+        .await
+        .is_ok();
     if !flushed {
         tracing::warn!("the event loop did not confirm within 2 s that the leave was sent");
     }
@@ -818,7 +824,10 @@ mod tests {
 
     #[test]
     fn blocking_wait_is_capped() {
-        let pairs = vec![("index".to_string(), "3".to_string()), ("wait".to_string(), "2h".to_string())];
+        let pairs = vec![
+            ("index".to_string(), "3".to_string()),
+            ("wait".to_string(), "2h".to_string()),
+        ];
         assert_eq!(parse_blocking(&pairs).unwrap(), Some((3, MAX_WAIT)));
     }
 }
