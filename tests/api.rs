@@ -857,3 +857,51 @@ async fn cli_members_json_is_an_array_and_errors_exit_non_zero() {
     assert_eq!(code, ExitCode::FAILURE);
     assert!(err.contains("is the agent running?"), "{err}");
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_and_blocking_queries() {
+    let mut f = fixture().await;
+    let mut w = f.client.watch(None).await.unwrap();
+    let first = tokio::time::timeout(STEP, w.next()).await.unwrap();
+    assert!(matches!(first, Some(Ok(WatchLine::Snapshot(_)))));
+    let idx = f.client.local().await.unwrap().index;
+    let blocked = {
+        let c = f.client.clone();
+        tokio::spawn(async move {
+            c.members_after(&MemberQuery::default(), idx, Duration::from_secs(240))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(STEP, f.handle.take().unwrap().shutdown())
+        .await
+        .expect("shutdown is bounded");
+    let end = tokio::time::timeout(STEP, w.next()).await.unwrap();
+    assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
+    let r = tokio::time::timeout(STEP, blocked).await.unwrap().unwrap();
+    // Either it answered as the server stopped, or the connection was cut.
+    if let Ok(r) = r {
+        assert_eq!(r.index, idx);
+    }
+    assert!(!f.path.exists());
+}
+
+#[tokio::test]
+async fn curl_style_form_content_type_is_accepted_as_json() {
+    let f = fixture().await;
+    let body = r#"{"set": {"via": "curl"}}"#;
+    let req = format!(
+        "PUT /v1/tags HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::UnixStream::connect(&f.path).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(STEP, s.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let me = f.client.local().await.unwrap().member;
+    assert_eq!(me.tags.get("via").map(String::as_str), Some("curl"));
+}

@@ -144,7 +144,8 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
         let sig = wait_true(rx.clone());
         let p = path.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(sig).await {
+            let svc = app.into_make_service_with_connect_info::<Peer>();
+            if let Err(e) = axum::serve(listener, svc).with_graceful_shutdown(sig).await {
                 tracing::error!(path = %p.display(), error = %e, "API server on the Unix socket failed");
             }
         }));
@@ -154,7 +155,8 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     if let Some((listener, local)) = tcp {
         let sig = wait_true(rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(sig).await {
+            let svc = app.into_make_service_with_connect_info::<Peer>();
+            if let Err(e) = axum::serve(listener, svc).with_graceful_shutdown(sig).await {
                 tracing::error!(addr = %local, error = %e, "API server on TCP failed");
             }
         }));
@@ -167,6 +169,31 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
         unix: handle_unix,
         http: handle_http,
     })
+}
+
+/// Who is on the other end of an API connection, for the audit log of operator actions:
+/// the peer's uid and pid on the Unix socket, its address on TCP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer(pub String);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => match c.pid() {
+                Some(pid) => Peer(format!("uid {} pid {pid}", c.uid())),
+                None => Peer(format!("uid {}", c.uid())),
+            },
+            Err(_) => Peer("unix socket peer".into()),
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer(format!("tcp {}", stream.remote_addr()))
+    }
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {

@@ -350,6 +350,24 @@ async fn wait_for_index(st: &ApiState, after: u64, wait: Duration) {
     }
 }
 
+/// The requester, as far as the connection tells (`"unknown"` without connect info).
+pub(crate) struct Who(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Who(parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::api::Peer>>()
+            .map(|c| c.0 .0.clone())
+            .unwrap_or_else(|| "unknown".into())))
+    }
+}
+
 // ----- shaping --------------------------------------------------------------------------------
 
 fn stats_view(node: &Node) -> StatsView {
@@ -640,12 +658,12 @@ async fn join(
     Ok(Json(out))
 }
 
-async fn leave(State(st): State<ApiState>) -> HttpResult<Json<LeaveResponse>> {
+async fn leave(State(st): State<ApiState>, Who(who): Who) -> HttpResult<Json<LeaveResponse>> {
     let flushed = st.shared.flushed.notified();
     tokio::pin!(flushed);
     flushed.as_mut().enable();
     st.shared.with_node(|node, now| node.leave(now))?;
-    tracing::info!("leave requested through the API");
+    tracing::info!(by = %who, "leave requested through the API");
     let flushed = tokio::time::timeout(LEAVE_FLUSH_WAIT, flushed)
         .await
         .is_ok();
@@ -669,28 +687,30 @@ async fn guard(State(st): State<ApiState>) -> Json<GuardResponse> {
     Json(guard_response(&st.shared.lock()))
 }
 
-async fn guard_freeze(State(st): State<ApiState>) -> Json<GuardResponse> {
+async fn guard_freeze(State(st): State<ApiState>, Who(who): Who) -> Json<GuardResponse> {
     let r = st.shared.with_node(|node, now| {
-        node.guard_freeze(now, "api");
+        node.guard_freeze(now, &format!("api ({who})"));
         guard_response(node)
     });
     tracing::warn!(
         action = "freeze",
         via = "api",
+        by = %who,
         state = r.guard.state.as_str(),
         "operator override: guard frozen through the API"
     );
     Json(r)
 }
 
-async fn guard_thaw(State(st): State<ApiState>) -> Json<GuardResponse> {
+async fn guard_thaw(State(st): State<ApiState>, Who(who): Who) -> Json<GuardResponse> {
     let r = st.shared.with_node(|node, now| {
-        node.guard_thaw(now, "api");
+        node.guard_thaw(now, &format!("api ({who})"));
         guard_response(node)
     });
     tracing::warn!(
         action = "thaw",
         via = "api",
+        by = %who,
         state = r.guard.state.as_str(),
         "operator override: guard thawed through the API"
     );
