@@ -5,4 +5,7 @@
 //! virtual time.
 
 pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod client;
 pub mod core;

@@ -1,0 +1,239 @@
+//! `/metrics`: the node's figures in the Prometheus text exposition format (version 0.0.4),
+//! written by hand.
+//!
+//! Owns the metric names, their help text and types. Reads a consistent snapshot taken under
+//! the node lock by the caller; must not lock, decide or change anything itself.
+
+use crate::core::{GuardReport, GuardState, ServedStatus, Stats};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What the exposition is built from (taken under one lock of the node).
+pub struct MetricsInput {
+    pub stats: Stats,
+    pub guard: GuardReport,
+    pub members: BTreeMap<ServedStatus, usize>,
+    pub active_peers: usize,
+    pub idle: bool,
+    pub index: u64,
+    pub backlog: (usize, usize),
+}
+
+pub const ALL_STATUSES: [ServedStatus; 5] = [
+    ServedStatus::Alive,
+    ServedStatus::Suspect,
+    ServedStatus::Held,
+    ServedStatus::Left,
+    ServedStatus::Down,
+];
+
+const GUARD_STATES: [GuardState; 4] = [
+    GuardState::Normal,
+    GuardState::Frozen,
+    GuardState::Isolated,
+    GuardState::Warming,
+];
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// Renders the exposition.
+pub fn render(m: &MetricsInput) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "shoal_members",
+        "gauge",
+        "Members in the served view, by served status.",
+    );
+    for st in ALL_STATUSES {
+        let n = m.members.get(&st).copied().unwrap_or(0);
+        let _ = writeln!(out, "shoal_members{{status=\"{}\"}} {n}", st.as_str());
+    }
+    let s = &m.stats;
+    single(
+        &mut out,
+        "shoal_datagrams_received_total",
+        "counter",
+        "Datagrams received on the gossip socket, valid or not.",
+        s.rx_datagrams,
+    );
+    single(
+        &mut out,
+        "shoal_datagrams_sent_total",
+        "counter",
+        "Datagrams sent on the gossip socket.",
+        s.tx_datagrams,
+    );
+    single(
+        &mut out,
+        "shoal_bytes_received_total",
+        "counter",
+        "Bytes received on the gossip socket.",
+        s.rx_bytes,
+    );
+    single(
+        &mut out,
+        "shoal_bytes_sent_total",
+        "counter",
+        "Bytes sent on the gossip socket.",
+        s.tx_bytes,
+    );
+    family(
+        &mut out,
+        "shoal_datagrams_dropped_total",
+        "counter",
+        "Received datagrams dropped, by reason.",
+    );
+    for (reason, n) in s.drops() {
+        let _ = writeln!(
+            out,
+            "shoal_datagrams_dropped_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    single(
+        &mut out,
+        "shoal_meta_records_received_total",
+        "counter",
+        "Metadata records received from peers.",
+        s.meta_records_received,
+    );
+    single(
+        &mut out,
+        "shoal_anti_entropy_rounds_total",
+        "counter",
+        "Metadata anti-entropy exchanges started by this node.",
+        s.anti_entropy_rounds,
+    );
+    single(
+        &mut out,
+        "shoal_rejoin_attempts_total",
+        "counter",
+        "Re-announce rounds while the node had no active peer.",
+        s.rejoin_attempts,
+    );
+    family(
+        &mut out,
+        "shoal_guard_state",
+        "gauge",
+        "Guard state: 1 for the current state, 0 for the others.",
+    );
+    for st in GUARD_STATES {
+        let v = u8::from(m.guard.state == st);
+        let _ = writeln!(out, "shoal_guard_state{{state=\"{}\"}} {v}", st.as_str());
+    }
+    single(
+        &mut out,
+        "shoal_guard_held_members",
+        "gauge",
+        "Members SWIM declared down that the guard still serves as held.",
+        m.guard.held as u64,
+    );
+    single(
+        &mut out,
+        "shoal_guard_baseline_members",
+        "gauge",
+        "Size of the baseline the guard compares failures against.",
+        m.guard.baseline as u64,
+    );
+    single(
+        &mut out,
+        "shoal_guard_escalated",
+        "gauge",
+        "1 when the guard has been frozen or isolated for longer than max_freeze.",
+        u64::from(m.guard.escalated),
+    );
+    single(
+        &mut out,
+        "shoal_active_peers",
+        "gauge",
+        "Peers SWIM currently considers active (not counting this node).",
+        m.active_peers as u64,
+    );
+    single(
+        &mut out,
+        "shoal_idle",
+        "gauge",
+        "1 while the node has no active peer and keeps re-announcing.",
+        u64::from(m.idle),
+    );
+    single(
+        &mut out,
+        "shoal_event_index",
+        "counter",
+        "Index of the last served-view event (the watch index).",
+        m.index,
+    );
+    family(
+        &mut out,
+        "shoal_dissemination_backlog",
+        "gauge",
+        "Updates still being disseminated, by kind.",
+    );
+    let _ = writeln!(
+        out,
+        "shoal_dissemination_backlog{{kind=\"swim\"}} {}",
+        m.backlog.0
+    );
+    let _ = writeln!(
+        out,
+        "shoal_dissemination_backlog{{kind=\"metadata\"}} {}",
+        m.backlog.1
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let input = MetricsInput {
+            stats: Stats {
+                dropped_bad_magic: 3,
+                ..Stats::default()
+            },
+            guard: GuardReport {
+                mode: Default::default(),
+                state: GuardState::Frozen,
+                since_ms: 0,
+                reason: String::new(),
+                held: 2,
+                baseline: 5,
+                escalated: false,
+            },
+            members: [(ServedStatus::Alive, 4)].into_iter().collect(),
+            active_peers: 3,
+            idle: false,
+            index: 9,
+            backlog: (0, 1),
+        };
+        let text = render(&input);
+        assert!(text.contains("shoal_members{status=\"alive\"} 4\n"));
+        assert!(text.contains("shoal_members{status=\"held\"} 0\n"));
+        assert!(text.contains("shoal_datagrams_dropped_total{reason=\"bad_magic\"} 3\n"));
+        assert!(text.contains("shoal_guard_state{state=\"frozen\"} 1\n"));
+        assert!(text.contains("shoal_guard_state{state=\"normal\"} 0\n"));
+        assert!(text.contains("shoal_guard_held_members 2\n"));
+        // Every sample belongs to a family announced with HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The JSON shapes of the local API: request bodies and answers, shared by the server
+//! (`api::routes`) and the client (`crate::client`).
+//!
+//! Owns only data definitions and their (de)serialization; no I/O and no decisions. Member,
+//! instance, guard and event shapes come from the core (`MemberView`, `Instance`,
+//! `GuardReport`, `Event`) and are embedded as they serialize there.
+
+use crate::core::{Event, GuardReport, Health, Instance, MemberView, Stats};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /v1/members`: `{"index", "guard", "members": [MemberView...]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub members: Vec<MemberView>,
+}
+
+/// One member (`GET /v1/members/{name}`, and the answer of every metadata command, which
+/// returns this node's member as it is now): `{"index", "guard", "member"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub member: MemberView,
+}
+
+/// Dissemination backlog: SWIM updates and metadata broadcasts not yet spread.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    pub updates: usize,
+    pub broadcasts: usize,
+}
+
+/// Runtime figures of this node (the `stats` of `/v1/self`, flattened into `/v1/stats`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Datagram and byte counters, drops by reason.
+    pub counters: Stats,
+    /// Sum of every drop counter.
+    pub dropped_total: u64,
+    pub backlog: Backlog,
+    /// Peers SWIM considers active (not counting this node).
+    pub active_peers: usize,
+    /// True while the node has no active peer (it keeps re-announcing).
+    pub idle: bool,
+    /// True once this node has left the cluster.
+    pub left: bool,
+    /// Served members by status: every status word is present, with 0 when none.
+    pub members: BTreeMap<String, usize>,
+}
+
+/// `GET /v1/self`: `{"index", "guard", "member", "stats"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelfResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub member: MemberView,
+    pub stats: StatsView,
+}
+
+/// `GET /v1/stats`: `{"index", "guard", "counters", "dropped_total", "backlog",
+/// "active_peers", "idle", "left", "members"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    #[serde(flatten)]
+    pub stats: StatsView,
+}
+
+/// `GET /v1/services`: `{"index", "guard", "services": {name: [Instance...]}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServicesResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub services: BTreeMap<String, Vec<Instance>>,
+}
+
+/// `GET /v1/services/{name}`: `{"index", "guard", "service", "instances"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub service: String,
+    pub instances: Vec<Instance>,
+}
+
+/// `GET /v1/guard` and the answer of `POST /v1/guard/{freeze,thaw}`: `{"index", "guard"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+}
+
+/// `PUT /v1/tags` body: `{"set": {k: v}, "delete": [k]}` (both optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsRequest {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// `PUT /v1/services` body: `{"name", "port", "tags", "health"}` (tags and health optional).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    pub name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// `POST /v1/join` body: `{"addrs": ["IP:PORT" | "host:port", ...]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub addrs: Vec<String>,
+}
+
+/// An address of a join request that could not be resolved, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unresolved {
+    pub addr: String,
+    pub error: String,
+}
+
+/// `POST /v1/join` answer: `{"announced": ["IP:PORT"...], "unresolved": [{"addr", "error"}...]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub announced: Vec<std::net::SocketAddr>,
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// `POST /v1/leave` answer: `{"left": true, "flushed": bool}`; `flushed` says whether the
+/// event loop confirmed within 2 s that the leave datagrams were handed to the socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveResponse {
+    pub left: bool,
+    pub flushed: bool,
+}
+
+/// The body of every error answer: `{"error": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// The first line of `/v1/watch` (and the line after the watcher fell behind):
+/// `{"type": "snapshot", "index", "guard", "members"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub members: Vec<MemberView>,
+}
+
+/// One line of the `/v1/watch` NDJSON stream: a snapshot or a core `Event` (which
+/// serializes as `{"index", "at_ms", "type": "member"|"guard"|"local", ...}`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchLine {
+    Snapshot(Snapshot),
+    Event(Event),
+}
+
+impl WatchLine {
+    pub fn index(&self) -> u64 {
+        match self {
+            WatchLine::Snapshot(s) => s.index,
+            WatchLine::Event(e) => e.index,
+        }
+    }
+
+    /// The NDJSON line (with its trailing newline).
+    pub fn to_line(&self) -> String {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            #[serde(flatten)]
+            snapshot: &'a Snapshot,
+        }
+        let mut s = match self {
+            WatchLine::Snapshot(snapshot) => serde_json::to_string(&Tagged {
+                kind: "snapshot",
+                snapshot,
+            }),
+            WatchLine::Event(e) => serde_json::to_string(e),
+        }
+        .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"error\":\"{e}\"}}"));
+        s.push('\n');
+        s
+    }
+
+    /// Parses one NDJSON line.
+    pub fn parse(line: &str) -> Result<WatchLine, serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if v.get("type").and_then(|t| t.as_str()) == Some("snapshot") {
+            Ok(WatchLine::Snapshot(serde_json::from_value(v)?))
+        } else {
+            Ok(WatchLine::Event(serde_json::from_value(v)?))
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! The client commands of the `shoal` binary (`members`, `join`, `leave`, `tags`,
+//! `services`, `watch`, `info`, `guard`): their clap definitions and what they print.
+//!
+//! Owns argument parsing of those commands, table and JSON output, and exit codes. Talks to
+//! the agent only through `crate::client`; must not reach into the core or the agent, and
+//! must keep the command-line contract (names, flags, the `--format json` shapes) stable:
+//! tools outside the project rely on it.
+//!
+//! `ClientArgs` is meant to be flattened into the top-level parser; its flags are global so
+//! that `shoal members --format json` works. A subcommand that defines its own `api` argument
+//! (the agent's `--api`) keeps it: clap does not propagate a global argument over one with the
+//! same id.
+
+use crate::api::types::*;
+use crate::client::{Client, ClientError, MemberQuery, Watch};
+use crate::core::{EventKind, GuardReport, GuardState, Instance, MemberView};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Default API address of the client commands.
+pub const DEFAULT_API: &str = "unix:/var/lib/shoal/shoal.sock";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    #[default]
+    Table,
+    /// JSON (watch: one JSON object per line).
+    Json,
+}
+
+/// Options shared by every client command.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Where the agent's API listens: unix:PATH or http://127.0.0.1:PORT.
+    #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API, global = true, value_name = "ADDR")]
+    pub api: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuardAction {
+    /// Freeze the served view now (operator override, logged by the agent).
+    Freeze,
+    /// Thaw now: release held members (operator override, logged by the agent).
+    Thaw,
+}
+
+/// The client commands (a stable contract: do not rename or change flags).
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// List the members this agent serves.
+    Members {
+        /// Only members with this status (alive, suspect, held, left, down); repeatable or a
+        /// comma list.
+        #[arg(long, value_name = "S")]
+        status: Vec<String>,
+        /// Only members whose name matches this regex (matches the whole name).
+        #[arg(long, value_name = "RE")]
+        name: Option<String>,
+        /// Only members with tag KEY whose value matches RE (the whole value); repeatable.
+        #[arg(long, value_name = "KEY=RE")]
+        tag: Vec<String>,
+    },
+    /// Ask the agent to join the cluster through these addresses (IP:PORT or host:PORT).
+    Join {
+        #[arg(required = true, value_name = "ADDR")]
+        addrs: Vec<String>,
+    },
+    /// Leave the cluster gracefully; returns once the leave has been sent.
+    Leave,
+    /// Set or delete tags of this node (without options: show them).
+    Tags {
+        /// Set a tag; repeatable.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Delete a tag; repeatable.
+        #[arg(long, value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// List services and their instances (or the instances of one service).
+    Services {
+        /// Only this service.
+        name: Option<String>,
+    },
+    /// Stream changes of the served view as they happen.
+    Watch,
+    /// Show this node, its figures and the guard.
+    Info,
+    /// Show the guard, or override it (freeze | thaw).
+    Guard {
+        #[arg(value_enum)]
+        action: Option<GuardAction>,
+    },
+}
+
+/// Runs a client command, printing to stdout and errors to stderr. API and connection
+/// errors are printed and give a non-zero exit code.
+pub async fn run(args: ClientArgs, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    run_with(args, cmd, &mut out, &mut err).await
+}
+
+/// `run` with explicit output streams (for tests).
+pub async fn run_with(
+    args: ClientArgs,
+    cmd: ClientCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let client = match Client::parse(&args.api) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(err, "shoal: {e}")?;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match execute(&client, args.format, cmd, out, err).await {
+        Ok(code) => Ok(code),
+        Err(Failure::Client(e)) => {
+            writeln!(err, "shoal: {e}")?;
+            Ok(ExitCode::FAILURE)
+        }
+        Err(Failure::Usage(msg)) => {
+            writeln!(err, "shoal: {msg}")?;
+            Ok(ExitCode::from(2))
+        }
+        // A closed stdout (e.g. `shoal watch | head`) is not an error of ours.
+        Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(Failure::Io(e)) => Err(e.into()),
+    }
+}
+
+enum Failure {
+    Client(ClientError),
+    Usage(String),
+    Io(std::io::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn json_out(out: &mut (dyn Write + Send), v: &impl serde::Serialize) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Failure::Io(std::io::Error::other(e.to_string())))?;
+    writeln!(out, "{s}")?;
+    Ok(())
+}
+
+async fn execute(
+    client: &Client,
+    format: Format,
+    cmd: ClientCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<ExitCode, Failure> {
+    let json = format == Format::Json;
+    match cmd {
+        ClientCommand::Members { status, name, tag } => {
+            let q = MemberQuery {
+                status,
+                name,
+                tags: tag,
+            };
+            let r = client.members(&q).await?;
+            if json {
+                json_out(out, &r.members)?;
+            } else {
+                guard_banner(out, &r.guard)?;
+                members_table(out, &r.members)?;
+            }
+        }
+        ClientCommand::Join { addrs } => {
+            let r = client.join(addrs).await?;
+            if json {
+                json_out(out, &r)?;
+            } else {
+                for u in &r.unresolved {
+                    writeln!(err, "shoal: cannot join {}: {}", u.addr, u.error)?;
+                }
+                if !r.announced.is_empty() {
+                    let list: Vec<String> = r.announced.iter().map(|a| a.to_string()).collect();
+                    writeln!(out, "announced to {}", list.join(", "))?;
+                }
+            }
+            if r.announced.is_empty() {
+                if json {
+                    writeln!(
+                        err,
+                        "shoal: no address could be resolved; nothing was joined"
+                    )?;
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ClientCommand::Leave => {
+            let r = client.leave().await?;
+            if json {
+                json_out(out, &r)?;
+            } else if r.flushed {
+                writeln!(out, "left the cluster")?;
+            } else {
+                writeln!(
+                    out,
+                    "left the cluster (the agent did not confirm within 2 s that the leave was sent)"
+                )?;
+            }
+        }
+        ClientCommand::Tags { set, delete } => {
+            let mut map = BTreeMap::new();
+            for kv in &set {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    Failure::Usage(format!("bad --set {kv:?}: use --set KEY=VALUE"))
+                })?;
+                map.insert(k.to_string(), v.to_string());
+            }
+            let member = if map.is_empty() && delete.is_empty() {
+                client.local().await?.member
+            } else {
+                client.set_tags(map, delete).await?.member
+            };
+            if json {
+                json_out(out, &member.tags)?;
+            } else {
+                for (k, v) in &member.tags {
+                    writeln!(out, "{k}={v}")?;
+                }
+            }
+        }
+        ClientCommand::Services { name } => {
+            let (guard, services) = match name {
+                Some(n) => {
+                    let r = client.service(&n, &[]).await?;
+                    let mut m = BTreeMap::new();
+                    m.insert(r.service, r.instances);
+                    (r.guard, m)
+                }
+                None => {
+                    let r = client.services().await?;
+                    (r.guard, r.services)
+                }
+            };
+            if json {
+                json_out(out, &services)?;
+            } else {
+                guard_banner(out, &guard)?;
+                services_table(out, &services)?;
+            }
+        }
+        ClientCommand::Watch => {
+            let mut w = client.watch(None).await?;
+            return watch_loop(&mut w, json, out, err).await;
+        }
+        ClientCommand::Info => {
+            let r = client.local().await?;
+            if json {
+                json_out(out, &r)?;
+            } else {
+                info_table(out, &r)?;
+            }
+        }
+        ClientCommand::Guard { action } => {
+            let r = match action {
+                None => client.guard().await?,
+                Some(GuardAction::Freeze) => client.guard_freeze().await?,
+                Some(GuardAction::Thaw) => client.guard_thaw().await?,
+            };
+            if json {
+                json_out(out, &r)?;
+            } else {
+                guard_table(out, &r.guard)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch_loop(
+    w: &mut Watch,
+    json: bool,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<ExitCode, Failure> {
+    while let Some(line) = w.next().await {
+        let line = line?;
+        if json {
+            out.write_all(line.to_line().as_bytes())?;
+        } else {
+            writeln!(out, "{}", describe(&line))?;
+        }
+        out.flush()?;
+    }
+    writeln!(err, "shoal: the agent closed the watch stream")?;
+    Ok(ExitCode::FAILURE)
+}
+
+/// One human line for a watch line.
+pub fn describe(line: &WatchLine) -> String {
+    match line {
+        WatchLine::Snapshot(s) => {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in &s.members {
+                *counts.entry(m.status.as_str()).or_default() += 1;
+            }
+            let c: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            format!(
+                "[{}] snapshot: {} members ({}), guard {}",
+                s.index,
+                s.members.len(),
+                c.join(", "),
+                s.guard.state.as_str()
+            )
+        }
+        WatchLine::Event(e) => {
+            let what = match &e.kind {
+                EventKind::Member {
+                    change,
+                    previous,
+                    member,
+                } => {
+                    let change = serde_json::to_value(change)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    match previous {
+                        Some(p) if *p != member.status => format!(
+                            "member {} {} ({} -> {}) {}",
+                            member.name, change, p, member.status, member.addr
+                        ),
+                        _ => format!(
+                            "member {} {} ({}) {}",
+                            member.name, change, member.status, member.addr
+                        ),
+                    }
+                }
+                EventKind::Guard(t) => format!(
+                    "guard {} -> {}: {} ({} held)",
+                    t.from.as_str(),
+                    t.to.as_str(),
+                    t.report.reason,
+                    t.report.held
+                ),
+                EventKind::Local(l) => {
+                    let v = serde_json::to_value(l).unwrap_or_default();
+                    let what = v.get("what").and_then(|w| w.as_str()).unwrap_or("?");
+                    match v.get("generation") {
+                        Some(g) => format!("this node: {what} (generation {g})"),
+                        None => format!("this node: {what}"),
+                    }
+                }
+            };
+            format!("[{}] {what}", e.index)
+        }
+    }
+}
+
+fn guard_banner(out: &mut (dyn Write + Send), g: &GuardReport) -> std::io::Result<()> {
+    if g.state != GuardState::Normal {
+        writeln!(
+            out,
+            "GUARD {}: {} ({} held of baseline {}{})",
+            g.state.as_str().to_uppercase(),
+            g.reason,
+            g.held,
+            g.baseline,
+            if g.escalated { ", escalated" } else { "" }
+        )?;
+    }
+    Ok(())
+}
+
+fn tags_text(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Prints rows with columns padded to their widest cell (the last column unpadded).
+fn table(out: &mut (dyn Write + Send), rows: &[Vec<String>]) -> std::io::Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            } else {
+                line.push_str(c);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn members_table(out: &mut (dyn Write + Send), members: &[MemberView]) -> std::io::Result<()> {
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "ADDR".into(),
+        "STATUS".into(),
+        "TAGS".into(),
+        "SERVICES".into(),
+    ]];
+    for m in members {
+        let services: Vec<String> = m
+            .services
+            .iter()
+            .map(|s| format!("{}:{}", s.name, s.port))
+            .collect();
+        rows.push(vec![
+            m.name.clone(),
+            m.addr.to_string(),
+            m.status.to_string(),
+            tags_text(&m.tags),
+            services.join(","),
+        ]);
+    }
+    table(out, &rows)
+}
+
+fn services_table(
+    out: &mut (dyn Write + Send),
+    services: &BTreeMap<String, Vec<Instance>>,
+) -> std::io::Result<()> {
+    let mut rows = vec![vec![
+        "SERVICE".to_string(),
+        "NODE".into(),
+        "ADDR".into(),
+        "STATUS".into(),
+        "TAGS".into(),
+    ]];
+    for (name, instances) in services {
+        for i in instances {
+            rows.push(vec![
+                name.clone(),
+                i.node.clone(),
+                i.addr.to_string(),
+                i.status.to_string(),
+                tags_text(&i.tags),
+            ]);
+        }
+    }
+    table(out, &rows)
+}
+
+fn guard_table(out: &mut (dyn Write + Send), g: &GuardReport) -> std::io::Result<()> {
+    let mode = serde_json::to_value(g.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    table(
+        out,
+        &[
+            vec!["state:".into(), g.state.as_str().to_string()],
+            vec!["reason:".into(), g.reason.clone()],
+            vec!["held:".into(), g.held.to_string()],
+            vec!["baseline:".into(), g.baseline.to_string()],
+            vec!["mode:".into(), mode],
+            vec![
+                "escalated:".into(),
+                if g.escalated { "yes" } else { "no" }.into(),
+            ],
+            vec!["since:".into(), format!("{} ms (agent clock)", g.since_ms)],
+        ],
+    )
+}
+
+fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std::io::Result<()> {
+    let m = &r.member;
+    let s = &r.stats;
+    let c = &s.counters;
+    let services: Vec<String> = m
+        .services
+        .iter()
+        .map(|x| format!("{}:{}", x.name, x.port))
+        .collect();
+    let counts: Vec<String> = s.members.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let drops: Vec<String> = c
+        .drops()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let rows = vec![
+        vec!["name:".into(), m.name.clone()],
+        vec!["addr:".into(), m.addr.to_string()],
+        vec!["status:".into(), m.status.to_string()],
+        vec!["generation:".into(), m.generation.to_string()],
+        vec!["tags:".into(), tags_text(&m.tags)],
+        vec!["services:".into(), services.join(",")],
+        vec![
+            "guard:".into(),
+            format!(
+                "{} ({}; {} held, baseline {})",
+                r.guard.state.as_str(),
+                r.guard.reason,
+                r.guard.held,
+                r.guard.baseline
+            ),
+        ],
+        vec!["members:".into(), counts.join(", ")],
+        vec![
+            "active peers:".into(),
+            format!(
+                "{}{}",
+                s.active_peers,
+                if s.idle { " (idle: re-announcing)" } else { "" }
+            ),
+        ],
+        vec!["index:".into(), r.index.to_string()],
+        vec![
+            "received:".into(),
+            format!("{} datagrams, {} bytes", c.rx_datagrams, c.rx_bytes),
+        ],
+        vec![
+            "sent:".into(),
+            format!("{} datagrams, {} bytes", c.tx_datagrams, c.tx_bytes),
+        ],
+        vec![
+            "dropped:".into(),
+            if drops.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{} ({})", s.dropped_total, drops.join(", "))
+            },
+        ],
+        vec![
+            "backlog:".into(),
+            format!(
+                "{} updates, {} metadata broadcasts",
+                s.backlog.updates, s.backlog.broadcasts
+            ),
+        ],
+    ];
+    table(out, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// A top-level parser shaped like the `shoal` binary's: an agent subcommand with its own
+    /// `--api`, and the client commands with the global `--api`/`--format`.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Cmd {
+        Agent {
+            #[arg(long)]
+            api: Option<String>,
+        },
+        #[command(flatten)]
+        Client(ClientCommand),
+    }
+
+    #[test]
+    fn contract_parses() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "shoal",
+            "members",
+            "--status",
+            "alive",
+            "--name",
+            "web.*",
+            "--tag",
+            "role=db",
+            "--format",
+            "json",
+            "--api",
+            "unix:/tmp/x.sock",
+        ])
+        .unwrap();
+        assert_eq!(c.client.format, Format::Json);
+        assert_eq!(c.client.api, "unix:/tmp/x.sock");
+        match c.cmd {
+            Cmd::Client(ClientCommand::Members { status, name, tag }) => {
+                assert_eq!(status, vec!["alive"]);
+                assert_eq!(name.as_deref(), Some("web.*"));
+                assert_eq!(tag, vec!["role=db"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let c = Cli::try_parse_from(["shoal", "agent", "--api", "unix:/a"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Agent { api: Some(ref a) } if a == "unix:/a"));
+        for argv in [
+            vec!["shoal", "join", "10.0.0.1:7946", "h:1"],
+            vec!["shoal", "leave"],
+            vec![
+                "shoal", "tags", "--set", "a=b", "--set", "c=d", "--delete", "e",
+            ],
+            vec!["shoal", "services"],
+            vec!["shoal", "services", "web"],
+            vec!["shoal", "watch", "--format", "json"],
+            vec!["shoal", "info"],
+            vec!["shoal", "guard"],
+            vec!["shoal", "guard", "freeze"],
+            vec!["shoal", "guard", "thaw"],
+        ] {
+            Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        assert!(Cli::try_parse_from(["shoal", "join"]).is_err());
+        assert!(Cli::try_parse_from(["shoal", "guard", "melt"]).is_err());
+    }
+}
