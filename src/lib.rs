@@ -5,4 +5,6 @@
 //! virtual time.
 
 pub mod agent;
+pub mod config;
 pub mod core;
+pub mod dev;
