@@ -385,10 +385,11 @@ impl Config {
         args: &AgentArgs,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let config_file = args
-            .config
-            .clone()
-            .or_else(|| env("SHOAL_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let config_file = args.config.clone().or_else(|| {
+            env("SHOAL_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
         let mut layer = Layer::default();
         let (mut tfile, mut gfile) = (TimingsFile::default(), GuardFile::default());
         if let Some(path) = &config_file {
@@ -500,7 +501,9 @@ fn resolve(
             }
         }
     }
-    let data_dir = l.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = l
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     if data_dir.as_os_str().is_empty() {
         return Err(invalid("data_dir", "must not be empty"));
     }
@@ -656,8 +659,16 @@ fn apply_timings(mut t: Timings, f: &TimingsFile) -> Result<Timings, ConfigError
     };
     d("probe_period", &f.probe_period, &mut t.probe_period)?;
     d("probe_rtt", &f.probe_rtt, &mut t.probe_rtt)?;
-    d("gossip_interval", &f.gossip_interval, &mut t.gossip_interval)?;
-    d("announce_interval", &f.announce_interval, &mut t.announce_interval)?;
+    d(
+        "gossip_interval",
+        &f.gossip_interval,
+        &mut t.gossip_interval,
+    )?;
+    d(
+        "announce_interval",
+        &f.announce_interval,
+        &mut t.announce_interval,
+    )?;
     d(
         "announce_down_interval",
         &f.announce_down_interval,
@@ -667,7 +678,11 @@ fn apply_timings(mut t: Timings, f: &TimingsFile) -> Result<Timings, ConfigError
     d("tick", &f.tick, &mut t.tick)?;
     d("rejoin_min", &f.rejoin_min, &mut t.rejoin_min)?;
     d("rejoin_max", &f.rejoin_max, &mut t.rejoin_max)?;
-    d("meta_fetch_after", &f.meta_fetch_after, &mut t.meta_fetch_after)?;
+    d(
+        "meta_fetch_after",
+        &f.meta_fetch_after,
+        &mut t.meta_fetch_after,
+    )?;
     d("reap_after", &f.reap_after, &mut t.reap_after)?;
     if let Some(v) = f.indirect_probes {
         t.indirect_probes = v;
@@ -1217,7 +1232,10 @@ mod tests {
         };
         let e = load(&a, &[]).expect_err("missing file");
         let msg = e.to_string();
-        assert!(msg.contains("cannot read config file /nonexistent/shoal.toml"), "{msg}");
+        assert!(
+            msg.contains("cannot read config file /nonexistent/shoal.toml"),
+            "{msg}"
+        );
         assert!(msg.contains("No such file"), "{msg}");
     }
 

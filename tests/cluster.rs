@@ -106,7 +106,10 @@ async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> boo
         if cond() {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -149,35 +152,43 @@ async fn tag_and_service_changes_reach_every_agent() {
             )
         })
         .expect("service accepted");
-    wait_until(Duration::from_secs(5), "every agent sees n2's tag and service", || {
-        (0..N).all(|i| {
-            let node = c.shared[i].lock();
-            let tag_ok = node
-                .member("n2")
-                .map(|m| m.tags.get("zone").map(String::as_str) == Some("b"))
-                .unwrap_or(false);
-            let svc_ok = node
-                .services()
-                .get("web")
-                .map(|v| v.len() == 1 && v[0].node == "n2" && v[0].port == 8080)
-                .unwrap_or(false);
-            tag_ok && svc_ok
-        })
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "every agent sees n2's tag and service",
+        || {
+            (0..N).all(|i| {
+                let node = c.shared[i].lock();
+                let tag_ok = node
+                    .member("n2")
+                    .map(|m| m.tags.get("zone").map(String::as_str) == Some("b"))
+                    .unwrap_or(false);
+                let svc_ok = node
+                    .services()
+                    .get("web")
+                    .map(|v| v.len() == 1 && v[0].node == "n2" && v[0].port == 8080)
+                    .unwrap_or(false);
+                tag_ok && svc_ok
+            })
+        },
+    )
     .await;
     // Deleting the tag spreads too.
     c.shared[2]
         .with_node(|n, now| n.set_tags(now, &BTreeMap::new(), &["zone".to_string()]))
         .expect("tag deleted");
-    wait_until(Duration::from_secs(5), "every agent sees n2 without the tag", || {
-        (0..N).all(|i| {
-            c.shared[i]
-                .lock()
-                .member("n2")
-                .map(|m| !m.tags.contains_key("zone"))
-                .unwrap_or(false)
-        })
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "every agent sees n2 without the tag",
+        || {
+            (0..N).all(|i| {
+                c.shared[i]
+                    .lock()
+                    .member("n2")
+                    .map(|m| !m.tags.contains_key("zone"))
+                    .unwrap_or(false)
+            })
+        },
+    )
     .await;
 }
 
@@ -211,12 +222,16 @@ async fn killed_agent_is_down_everywhere_then_restarted_agent_is_alive() {
 
     // Restart with the same name on the same address.
     let cfg = config("n3", c.addrs[3], Some(c.addrs[0]), c.dir.path());
-    let again = Agent::start(&cfg).await.expect("restarted agent binds its old address");
+    let again = Agent::start(&cfg)
+        .await
+        .expect("restarted agent binds its old address");
     c.shared[3] = again.shared();
     c.agents[3] = Some(again);
-    let took = wait_until(Duration::from_secs(10), "every agent sees n3 alive again", || {
-        c.all_see("n3", ServedStatus::Alive)
-    })
+    let took = wait_until(
+        Duration::from_secs(10),
+        "every agent sees n3 alive again",
+        || c.all_see("n3", ServedStatus::Alive),
+    )
     .await;
     eprintln!("restarted agent seen alive by all in {took:?}");
     for i in c.live() {
@@ -238,27 +253,33 @@ async fn malformed_and_oversized_datagrams_are_dropped_and_counted() {
     let mut wrong_label = b"SH\x01\x00\x05other\x00".to_vec();
     wrong_label.extend_from_slice(&[0u8; 20]);
     let datagrams: Vec<Vec<u8>> = vec![
-        b"hello, shoal".to_vec(),          // bad magic
-        b"S".to_vec(),                      // truncated
-        b"SH\x63\x00\x00\x00".to_vec(),     // unknown version
-        b"SH\x01\x80\x00\x00".to_vec(),     // unknown flags
-        wrong_label,                        // another cluster
-        b"SH\x01\x00\x00\x07junk".to_vec(), // unknown kind
+        b"hello, shoal".to_vec(),                               // bad magic
+        b"S".to_vec(),                                          // truncated
+        b"SH\x63\x00\x00\x00".to_vec(),                         // unknown version
+        b"SH\x01\x80\x00\x00".to_vec(),                         // unknown flags
+        wrong_label,                                            // another cluster
+        b"SH\x01\x00\x00\x07junk".to_vec(),                     // unknown kind
         b"SH\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff".to_vec(), // undecodable SWIM body
         b"SH\x01\x00\x00\x01\xff\xff\xff\xff\xff\xff".to_vec(), // undecodable shoal body
-        vec![0x53; 1401],                   // oversized
-        vec![0xAB; 4000],                   // oversized, larger than the receive buffer
+        vec![0x53; 1401],                                       // oversized
+        vec![0xAB; 4000], // oversized, larger than the receive buffer
     ];
     for d in &datagrams {
         sock.send_to(d, target).expect("send");
     }
     let sent = datagrams.len() as u64;
-    wait_until(Duration::from_secs(5), "every bad datagram is counted", || {
-        c.shared[1].lock().stats().dropped_total() >= before.dropped_total() + sent
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "every bad datagram is counted",
+        || c.shared[1].lock().stats().dropped_total() >= before.dropped_total() + sent,
+    )
     .await;
     let after = c.shared[1].lock().stats().clone();
-    assert_eq!(after.dropped_total(), before.dropped_total() + sent, "{after:?}");
+    assert_eq!(
+        after.dropped_total(),
+        before.dropped_total() + sent,
+        "{after:?}"
+    );
     assert_eq!(after.dropped_oversized, before.dropped_oversized + 2);
     assert_eq!(after.dropped_bad_magic, before.dropped_bad_magic + 1);
     assert_eq!(after.dropped_truncated, before.dropped_truncated + 1);
@@ -279,9 +300,14 @@ async fn malformed_and_oversized_datagrams_are_dropped_and_counted() {
 #[tokio::test]
 async fn port_in_use_is_a_clear_error_and_bad_seeds_are_not_fatal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let first = Agent::start(&config("a", "127.0.0.1:0".parse().unwrap(), None, dir.path()))
-        .await
-        .expect("first agent starts");
+    let first = Agent::start(&config(
+        "a",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        dir.path(),
+    ))
+    .await
+    .expect("first agent starts");
     let taken = first.local_addr();
     let err = match Agent::start(&config("b", taken, None, dir.path())).await {
         Ok(_) => panic!("a second agent on {taken} must be refused"),
@@ -293,7 +319,9 @@ async fn port_in_use_is_a_clear_error_and_bad_seeds_are_not_fatal() {
     // A seed that does not resolve is retried in the background; the agent runs.
     let mut cfg = config("c", "127.0.0.1:0".parse().unwrap(), None, dir.path());
     cfg.join = vec!["no-such-seed.invalid:7946".to_string()];
-    let c = Agent::start(&cfg).await.expect("an unresolvable seed is not fatal");
+    let c = Agent::start(&cfg)
+        .await
+        .expect("an unresolvable seed is not fatal");
     assert_eq!(c.shared().lock().members().len(), 1);
     c.stop().await;
     first.stop().await;

@@ -4,6 +4,7 @@
 //! Owns `init_logging` and `LogHandle`. It must not log per packet or decide anything.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use thiserror::Error;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -41,6 +42,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<LogHandle, LogErro
         LogFormat::Text => Box::new(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         ),
         LogFormat::Json => Box::new(

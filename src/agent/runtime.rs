@@ -322,12 +322,13 @@ async fn retry_seeds(mut pending: Vec<String>, me: SocketAddr, shared: Arc<Agent
         backoff = (backoff * 2).min(Duration::from_secs(60));
         let mut still = Vec::new();
         for s in pending {
-            let found = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone()))
-                .await
-            {
-                Ok(Ok(addrs)) => pick(addrs, me),
-                _ => None,
-            };
+            let found =
+                match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone()))
+                    .await
+                {
+                    Ok(Ok(addrs)) => pick(addrs, me),
+                    _ => None,
+                };
             match found {
                 Some(a) => {
                     info!(seed = %s, addr = %a, "seed resolved; joining");
@@ -402,13 +403,8 @@ async fn run_loop(
 }
 
 /// Sends what the node produced, arms its timers, publishes and logs its events.
-async fn flush(
-    socket: &UdpSocket,
-    shared: &AgentShared,
-    timers: &mut TimerQueue,
-    io: &IoStats,
-) {
-    let (transmits, events) = {
+async fn flush(socket: &UdpSocket, shared: &AgentShared, timers: &mut TimerQueue, io: &IoStats) {
+    let (transmits, events, left) = {
         let mut node = shared.lock();
         let mut tx = Vec::new();
         while let Some(t) = node.poll_transmit() {
@@ -421,7 +417,7 @@ async fn flush(
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        (tx, evs)
+        (tx, evs, node.has_left())
     };
     for t in transmits {
         if let Err(e) = socket.send_to(&t.data, t.dst).await {
@@ -429,7 +425,7 @@ async fn flush(
         }
     }
     for ev in events {
-        log_event(&ev);
+        log_event(&ev, left);
         // No receiver is fine: nobody is watching.
         let _ = shared.events.send(ev);
     }
@@ -437,7 +433,8 @@ async fn flush(
 }
 
 /// One log line per member status change, guard transition or local event.
-fn log_event(ev: &Event) {
+/// `left`: this node has left (then losing its peers is expected, not worth a warning).
+fn log_event(ev: &Event, left: bool) {
     match &ev.kind {
         EventKind::Member {
             change,
@@ -453,7 +450,7 @@ fn log_event(ev: &Event) {
             MemberChange::Status => info!(
                 member = %member.name,
                 addr = %member.addr,
-                from = previous.map(|p| p.as_str()).unwrap_or("unknown"),
+                from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
                 to = %member.status,
                 "member is now {}",
                 member.status
@@ -488,6 +485,7 @@ fn log_event(ev: &Event) {
         }
         EventKind::Local(l) => match l {
             LocalEvent::Active => info!("connected: has active peers"),
+            LocalEvent::Idle if left => debug!("no active peer after leaving"),
             LocalEvent::Idle => warn!("no active peer: re-announcing to seeds and known peers"),
             LocalEvent::Rejoined { generation } => {
                 warn!(generation, "the cluster declared this node down; rejoined")

@@ -119,7 +119,11 @@ mod tests {
         let due: Vec<(Time, NodeTimer)> = std::iter::from_fn(|| q.pop_due(Time(30))).collect();
         assert_eq!(
             due,
-            vec![(Time(10), swim(1)), (Time(20), swim(2)), (Time(30), swim(3))]
+            vec![
+                (Time(10), swim(1)),
+                (Time(20), swim(2)),
+                (Time(30), swim(3))
+            ]
         );
         assert_eq!(q.next_deadline(), Some(Time(40)));
         assert_eq!(q.pop_due(Time(100)), Some((Time(40), NodeTimer::Tick)));
