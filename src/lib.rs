@@ -8,4 +8,6 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod core;
+pub mod dev;

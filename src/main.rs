@@ -1,1 +1,105 @@
-fn main() {}
+//! The `shoal` binary: `shoal agent`, the local dev cluster (`shoal dev`), and the client
+//! commands that talk to a local agent's API. All logic lives in the library; this file only
+//! parses the command line and turns errors into exit codes (`anyhow` at the edge).
+
+use clap::{Parser, Subcommand};
+use shoal::agent::{init_logging, run_until_signal, Agent};
+use shoal::api::{self, ApiOptions};
+use shoal::cli::{ClientArgs, ClientCommand};
+use shoal::config::{AgentArgs, Config};
+use shoal::dev::{run_dev_with, DevArgs, DevCluster, DevHook};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "Gossip membership agent that fails static: it keeps serving the last-known-good \
+             view when a partition would remove too many peers"
+)]
+struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent (one per host)
+    Agent(AgentArgs),
+    /// Start a local cluster of agents on loopback and watch it converge
+    Dev(DevArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// How long a graceful leave may take on SIGINT/SIGTERM before the agent exits anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(&args)?;
+    let log = init_logging(&cfg.log_level, cfg.log_format)?;
+    let agent = Agent::start(&cfg).await?;
+    let api = api::spawn(
+        agent.shared(),
+        ApiOptions {
+            unix: Some(cfg.api.clone()),
+            http: cfg.api_http,
+        },
+    )
+    .await?;
+    tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
+    let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;
+    api.shutdown().await;
+    Ok(res?)
+}
+
+/// Serves each dev agent's API on its own socket, so that a newcomer can point the client
+/// commands at any of them while the cluster runs.
+fn dev_api_hook() -> DevHook {
+    Box::new(|cluster: &DevCluster| {
+        let agents: Vec<_> = cluster
+            .shareds()
+            .into_iter()
+            .zip(cluster.api_paths())
+            .collect();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for (shared, path) in agents {
+                let opts = ApiOptions {
+                    unix: Some(path.clone()),
+                    http: None,
+                };
+                match api::spawn(shared, opts).await {
+                    Ok(h) => handles.push(h),
+                    Err(e) => eprintln!("shoal dev: API on {} not started: {e}", path.display()),
+                }
+            }
+            // Keep the APIs up for the life of the dev cluster (dropped at exit).
+            std::future::pending::<()>().await;
+            drop(handles);
+        });
+        Ok(())
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Agent(args) => agent(args).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Cmd::Client(cmd) => shoal::cli::run(cli.client, cmd).await,
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1355,8 +1355,10 @@ impl Node {
                     }
                 }
                 if self.needs_meta(&new) {
-                    self.fetch
-                        .insert(new.name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
+                    self.fetch.insert(
+                        new.name.clone(),
+                        now.plus(self.cfg.timings.meta_fetch_after),
+                    );
                 }
             }
             OwnedNotification::Active => {

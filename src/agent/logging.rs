@@ -1,0 +1,70 @@
+//! Log setup for the agent: one `tracing` subscriber writing text or JSON lines to stderr,
+//! with a filter that can be swapped at run time (SIGHUP reloads the log level).
+//!
+//! Owns `init_logging` and `LogHandle`. It must not log per packet or decide anything.
+
+use crate::config::LogFormat;
+use std::io::IsTerminal;
+use thiserror::Error;
+use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("invalid log level {level:?}: {message} (use error, warn, info, debug, trace or a filter like shoal=debug,warn)")]
+    BadLevel { level: String, message: String },
+    #[error("a log subscriber is already installed in this process")]
+    AlreadySet,
+    #[error("cannot change the log level: {0}")]
+    Reload(String),
+}
+
+/// Changes the log filter of the installed subscriber.
+#[derive(Clone)]
+pub struct LogHandle {
+    handle: reload::Handle<EnvFilter, Registry>,
+}
+
+fn filter(level: &str) -> Result<EnvFilter, LogError> {
+    EnvFilter::try_new(level).map_err(|e| LogError::BadLevel {
+        level: level.to_string(),
+        message: e.to_string(),
+    })
+}
+
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// Installs the process-wide subscriber: `level` is a `tracing` filter directive.
+pub fn init_logging(level: &str, format: LogFormat) -> Result<LogHandle, LogError> {
+    let (layer, handle) = reload::Layer::new(filter(level)?);
+    let out: Box<dyn Layer<Filtered> + Send + Sync> = match format {
+        LogFormat::Text => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        ),
+        LogFormat::Json => Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(out)
+        .try_init()
+        .map_err(|_| LogError::AlreadySet)?;
+    Ok(LogHandle { handle })
+}
+
+impl LogHandle {
+    /// Replaces the filter (for example on SIGHUP).
+    pub fn set_level(&self, level: &str) -> Result<(), LogError> {
+        let f = filter(level)?;
+        self.handle
+            .reload(f)
+            .map_err(|e| LogError::Reload(e.to_string()))
+    }
+}

@@ -1,0 +1,633 @@
+//! The agent's event loop: one UDP socket, one ordered timer queue, one core `Node`.
+//!
+//! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, due timers and
+//! API wake-ups to the node and flushes what it produced (datagrams to the socket, timers to
+//! the queue, events to the broadcast and to the log), seed resolution with retry, and the
+//! signal handling of `shoal agent` (`run_until_signal`). It decides nothing the core could
+//! decide, and never logs per packet.
+
+use crate::agent::alert::run_alert_hook;
+use crate::agent::logging::LogHandle;
+use crate::agent::shared::AgentShared;
+use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
+use crate::agent::timers::TimerQueue;
+use crate::config::{seed_with_port, AgentArgs, Config};
+use crate::core::{Event, EventKind, LocalEvent, MemberChange, Node, NodeError, Time};
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+/// Receive buffer: larger than any valid datagram so that oversized ones are seen (and
+/// counted by the node) rather than silently truncated to a valid length.
+const RECV_BUF: usize = 2048;
+/// Datagrams handled per wake-up before flushing (keeps latency bounded under a burst).
+const RECV_BATCH: usize = 64;
+/// How long a seed host name may take to resolve at start before it is retried later.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the served view is persisted (when it changed).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+/// Snapshots older than this are not even used for their peers (the core decides separately
+/// whether a snapshot is fresh enough to be served: `guard.snapshot_max_age`).
+const SNAPSHOT_PEERS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The alert hook is killed after this long.
+const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Socket errors are logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("cannot bind UDP {addr}: the address is already in use (another shoal or serf agent?); choose another --bind")]
+    AddrInUse { addr: SocketAddr },
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the node: {0}")]
+    Node(#[from] NodeError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Socket-level counters the node cannot see (its own `Stats` count what it received).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    pub send_errors: AtomicU64,
+    pub recv_errors: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
+}
+
+impl IoStats {
+    fn error(&self, what: &str, counter: &AtomicU64, e: &std::io::Error, peer: Option<SocketAddr>) {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY);
+        if due {
+            *last = Some(Instant::now());
+            match peer {
+                Some(p) => warn!(error = %e, peer = %p, total = n, "UDP {what} failed"),
+                None => warn!(error = %e, total = n, "UDP {what} failed"),
+            }
+        }
+    }
+
+    pub fn send_errors(&self) -> u64 {
+        self.send_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn recv_errors(&self) -> u64 {
+        self.recv_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// A running agent: the event loop task and what the API needs to reach it.
+pub struct Agent {
+    shared: Arc<AgentShared>,
+    io: Arc<IoStats>,
+    local_addr: SocketAddr,
+    advertise: SocketAddr,
+    gossip_interval: Duration,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    resolver: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Binds the socket, builds and starts the node, and spawns the event loop.
+    pub async fn start(cfg: &Config) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| AgentError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
+        let socket = UdpSocket::bind(cfg.bind).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                AgentError::AddrInUse { addr: cfg.bind }
+            } else {
+                AgentError::Bind {
+                    addr: cfg.bind,
+                    source,
+                }
+            }
+        })?;
+        let local_addr = socket.local_addr().map_err(|source| AgentError::Bind {
+            addr: cfg.bind,
+            source,
+        })?;
+        let mut advertise = cfg.advertise_addr();
+        if advertise.port() == 0 {
+            advertise.set_port(local_addr.port());
+        }
+        if advertise.ip().is_unspecified() {
+            advertise.set_ip(local_addr.ip());
+        }
+
+        let (seeds, unresolved) = resolve_seeds(&cfg.join, advertise).await;
+        let mut nc = cfg.node_config();
+        nc.advertise = advertise;
+        nc.seeds = seeds.clone();
+        let gossip_interval = nc.timings.gossip_interval;
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        let epoch = Instant::now();
+        let mut node = Node::new(nc, generation, cfg.node_meta(), os_seed(), Time::ZERO)?;
+        let snap_path = cfg.data_dir.join(SNAPSHOT_FILE);
+        match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, unix_ms()) {
+            Ok(snap) => match node.restore(Time::ZERO, snap, unix_ms()) {
+                Ok(r) => {
+                    info!(restored = ?r, path = %snap_path.display(), "restored the last served view")
+                }
+                Err(e) => warn!(error = %e, path = %snap_path.display(), "snapshot not restored"),
+            },
+            Err(SnapshotFileError::NotFound(_)) => {}
+            Err(e) => warn!(error = %e, "snapshot not restored"),
+        }
+        let shared = Arc::new(AgentShared::new(node, epoch));
+        shared.with_node(|n, now| n.start(now));
+        info!(
+            name = %cfg.name,
+            bind = %local_addr,
+            advertise = %advertise,
+            profile = %cfg.profile,
+            seeds = seeds.len(),
+            generation,
+            "agent started"
+        );
+
+        let io = Arc::new(IoStats::default());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let ctx = LoopCtx {
+            snap_path,
+            alert_hook: cfg.alert_hook.clone(),
+        };
+        let task = tokio::spawn(run_loop(
+            Arc::new(socket),
+            shared.clone(),
+            stop_rx,
+            io.clone(),
+            ctx,
+        ));
+        let resolver = if unresolved.is_empty() {
+            None
+        } else {
+            Some(tokio::spawn(retry_seeds(
+                unresolved,
+                advertise,
+                shared.clone(),
+            )))
+        };
+        Ok(Agent {
+            shared,
+            io,
+            local_addr,
+            advertise,
+            gossip_interval,
+            stop: Some(stop_tx),
+            task: Some(task),
+            resolver,
+        })
+    }
+
+    /// The seam the local API uses.
+    pub fn shared(&self) -> Arc<AgentShared> {
+        self.shared.clone()
+    }
+
+    /// The address the socket is bound to (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address other members send to.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// Socket errors counted by the loop.
+    pub fn io_stats(&self) -> Arc<IoStats> {
+        self.io.clone()
+    }
+
+    /// Leaves the cluster gracefully, waits (at most `max_wait`) for the leave to be sent and
+    /// to spread for two gossip intervals, then stops the loop.
+    pub async fn leave_and_stop(mut self, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        self.shared
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let shared = self.shared.clone();
+        let flushed = shared.flushed.notified();
+        tokio::pin!(flushed);
+        flushed.as_mut().enable();
+        match shared.with_node(|n, now| n.leave(now)) {
+            Ok(()) => {
+                if tokio::time::timeout_at(deadline, flushed).await.is_err() {
+                    warn!("the leave was not sent within {max_wait:?}; stopping anyway");
+                }
+                let linger = tokio::time::Instant::now() + self.gossip_interval * 2;
+                tokio::time::sleep_until(linger.min(deadline)).await;
+                info!("left the cluster");
+            }
+            Err(e) => warn!(error = %e, "could not leave the cluster"),
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops the loop without leaving (as if the process was killed): peers will detect the
+    /// failure. Closes the socket before returning.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(r) = self.resolver.take() {
+            r.abort();
+        }
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(mut t) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(r) = self.resolver.take() {
+            r.abort();
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A seed for the node's random choices: OS-seeded hasher keys mixed with time and pid.
+fn os_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Picks the address of `host` matching the family of our advertised address.
+fn pick(addrs: impl Iterator<Item = SocketAddr>, me: SocketAddr) -> Option<SocketAddr> {
+    let all: Vec<SocketAddr> = addrs.collect();
+    all.iter()
+        .find(|a| a.is_ipv4() == me.is_ipv4())
+        .or_else(|| all.first())
+        .copied()
+}
+
+/// Resolves seeds: IP literals at once, host names with a bounded lookup. Returns the
+/// resolved addresses and the seeds to retry later.
+async fn resolve_seeds(join: &[String], me: SocketAddr) -> (Vec<SocketAddr>, Vec<String>) {
+    let mut seeds = Vec::new();
+    let mut unresolved = Vec::new();
+    for j in join {
+        let s = seed_with_port(j);
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            seeds.push(a);
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone())).await {
+            Ok(Ok(addrs)) => match pick(addrs, me) {
+                Some(a) => seeds.push(a),
+                None => unresolved.push(s),
+            },
+            Ok(Err(e)) => {
+                warn!(seed = %s, error = %e, "cannot resolve seed; will retry");
+                unresolved.push(s);
+            }
+            Err(_) => {
+                warn!(seed = %s, "resolving seed timed out; will retry");
+                unresolved.push(s);
+            }
+        }
+    }
+    seeds.retain(|a| *a != me);
+    seeds.dedup();
+    (seeds, unresolved)
+}
+
+/// Retries unresolvable seeds with backoff (1 s doubling to 60 s) and joins them once they
+/// resolve.
+async fn retry_seeds(mut pending: Vec<String>, me: SocketAddr, shared: Arc<AgentShared>) {
+    let mut backoff = Duration::from_secs(1);
+    while !pending.is_empty() {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        let mut still = Vec::new();
+        for s in pending {
+            let found =
+                match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone()))
+                    .await
+                {
+                    Ok(Ok(addrs)) => pick(addrs, me),
+                    _ => None,
+                };
+            match found {
+                Some(a) => {
+                    info!(seed = %s, addr = %a, "seed resolved; joining");
+                    if let Err(e) = shared.with_node(|n, now| n.join(now, &[a])) {
+                        debug!(error = %e, "join after resolving a seed refused");
+                        return;
+                    }
+                }
+                None => still.push(s),
+            }
+        }
+        pending = still;
+    }
+}
+
+/// What the loop needs besides the socket and the node.
+struct LoopCtx {
+    snap_path: PathBuf,
+    alert_hook: Option<String>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Persists the served view atomically (off the event loop's thread).
+async fn save_snapshot(shared: &AgentShared, path: &std::path::Path) {
+    let snap = shared.lock().snapshot(unix_ms());
+    let path = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || snapshot::save(&path, &snap)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not save the snapshot"),
+        Err(e) => warn!(error = %e, "snapshot task failed"),
+    }
+}
+
+async fn run_loop(
+    socket: Arc<UdpSocket>,
+    shared: Arc<AgentShared>,
+    mut stop: oneshot::Receiver<()>,
+    io: Arc<IoStats>,
+    ctx: LoopCtx,
+) {
+    let mut timers = TimerQueue::new();
+    let mut buf = vec![0u8; RECV_BUF];
+    let epoch = tokio::time::Instant::from_std(shared.epoch());
+    let mut snap_every = tokio::time::interval(SNAPSHOT_EVERY);
+    snap_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved_index = None;
+    flush(&socket, &shared, &mut timers, &io, &ctx).await;
+    loop {
+        let deadline = timers
+            .next_deadline()
+            .map(|t| epoch + Duration::from_millis(t.as_millis()));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            _ = shared.wake.notified() => {}
+            _ = snap_every.tick() => {
+                let index = shared.lock().index();
+                if saved_index != Some(index) {
+                    save_snapshot(&shared, &ctx.snap_path).await;
+                    saved_index = Some(index);
+                }
+            }
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((len, from)) => {
+                    let mut node = shared.lock();
+                    node.handle_datagram(shared.now(), from, &buf[..len]);
+                    for _ in 1..RECV_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                io.error("receive", &io.recv_errors, &e, None);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => io.error("receive", &io.recv_errors, &e, None),
+            },
+            _ = sleep => {
+                let now = shared.now();
+                let mut node = shared.lock();
+                // One at a time, so that timers a handler arms are ordered with the rest.
+                while let Some((_, t)) = timers.pop_due(now) {
+                    node.handle_timer(now, t);
+                    while let Some((at, t)) = node.poll_timer() {
+                        timers.push(at, t);
+                    }
+                }
+            }
+        }
+        flush(&socket, &shared, &mut timers, &io, &ctx).await;
+    }
+    save_snapshot(&shared, &ctx.snap_path).await;
+    debug!("event loop stopped");
+}
+
+/// Sends what the node produced, arms its timers, publishes and logs its events.
+async fn flush(
+    socket: &UdpSocket,
+    shared: &AgentShared,
+    timers: &mut TimerQueue,
+    io: &IoStats,
+    ctx: &LoopCtx,
+) {
+    let (transmits, events, left) = {
+        let mut node = shared.lock();
+        let mut tx = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            tx.push(t);
+        }
+        while let Some((at, t)) = node.poll_timer() {
+            timers.push(at, t);
+        }
+        let mut evs = Vec::new();
+        while let Some(e) = node.poll_event() {
+            evs.push(e);
+        }
+        (tx, evs, node.has_left())
+    };
+    for t in transmits {
+        if let Err(e) = socket.send_to(&t.data, t.dst).await {
+            io.error("send", &io.send_errors, &e, Some(t.dst));
+        }
+    }
+    for ev in events {
+        log_event(&ev, left);
+        if let (EventKind::Guard(t), Some(cmd)) = (&ev.kind, &ctx.alert_hook) {
+            let (t, cmd) = (t.clone(), cmd.clone());
+            tokio::spawn(async move {
+                if let Err(e) = run_alert_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
+                    warn!(error = %e, "alert hook failed");
+                }
+            });
+        }
+        // No receiver is fine: nobody is watching.
+        let _ = shared.events.send(ev);
+    }
+    shared.flushed.notify_waiters();
+}
+
+/// One log line per member status change, guard transition or local event.
+/// `left`: this node has left (then losing its peers is expected, not worth a warning).
+fn log_event(ev: &Event, left: bool) {
+    match &ev.kind {
+        EventKind::Member {
+            change,
+            previous,
+            member,
+        } => match change {
+            MemberChange::Joined => info!(
+                member = %member.name,
+                addr = %member.addr,
+                status = %member.status,
+                "member joined"
+            ),
+            MemberChange::Status => info!(
+                member = %member.name,
+                addr = %member.addr,
+                from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
+                to = %member.status,
+                "member is now {}",
+                member.status
+            ),
+            MemberChange::Meta => debug!(
+                member = %member.name,
+                version = member.meta_version,
+                "member metadata changed"
+            ),
+            MemberChange::Reaped => info!(member = %member.name, "member forgotten"),
+        },
+        EventKind::Guard(t) => {
+            let r = &t.report;
+            if t.to == crate::core::GuardState::Normal {
+                info!(
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reason = %r.reason,
+                    "guard back to normal"
+                );
+            } else {
+                warn!(
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reason = %r.reason,
+                    held = r.held,
+                    baseline = r.baseline,
+                    "guard is {}",
+                    t.to.as_str()
+                );
+            }
+        }
+        EventKind::Local(l) => match l {
+            LocalEvent::Active => info!("connected: has active peers"),
+            LocalEvent::Idle if left => debug!("no active peer after leaving"),
+            LocalEvent::Idle => warn!("no active peer: re-announcing to seeds and known peers"),
+            LocalEvent::Rejoined { generation } => {
+                warn!(generation, "the cluster declared this node down; rejoined")
+            }
+            LocalEvent::Left => info!("this node left the cluster"),
+        },
+    }
+}
+
+/// Runs `shoal agent` until a signal: SIGINT/SIGTERM leave gracefully (bounded by
+/// `leave_timeout`) and return; SIGHUP reloads tags, services and the log level from the
+/// configuration (`args` are re-read, so flags still win over the file).
+pub async fn run_until_signal(
+    agent: Agent,
+    args: &AgentArgs,
+    log: Option<&LogHandle>,
+    leave_timeout: Duration,
+) -> Result<(), AgentError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: leaving"); break; }
+                _ = int.recv() => { info!("SIGINT: leaving"); break; }
+                _ = hup.recv() => reload(&agent, args, log),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (args, log);
+        tokio::signal::ctrl_c().await.map_err(AgentError::Signals)?;
+        info!("interrupted: leaving");
+    }
+    // A second signal during the leave is not waited for: the leave is bounded anyway.
+    agent.leave_and_stop(leave_timeout).await;
+    Ok(())
+}
+
+/// SIGHUP: re-reads the configuration and applies what can change at run time.
+pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
+    let cfg = match Config::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "SIGHUP: configuration not reloaded");
+            return;
+        }
+    };
+    if let Some(log) = log {
+        if let Err(e) = log.set_level(&cfg.log_level) {
+            error!(error = %e, "SIGHUP: log level not changed");
+        }
+    }
+    match agent
+        .shared
+        .with_node(|n, now| n.set_meta(now, cfg.node_meta()))
+    {
+        Ok(()) => info!(
+            tags = cfg.tags.len(),
+            services = cfg.services.len(),
+            log_level = %cfg.log_level,
+            "SIGHUP: reloaded tags, services and log level (other settings need a restart)"
+        ),
+        Err(e) => error!(error = %e, "SIGHUP: tags and services not applied"),
+    }
+}
