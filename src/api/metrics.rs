@@ -209,6 +209,7 @@ mod tests {
                 held: 2,
                 baseline: 5,
                 escalated: false,
+                would_hold: 0,
             },
             members: [(ServedStatus::Alive, 4)].into_iter().collect(),
             active_peers: 3,

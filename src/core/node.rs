@@ -236,6 +236,14 @@ pub struct Node {
     /// Seeds given at start plus every address joined since.
     seeds: Vec<SocketAddr>,
     next_rejoin: Option<Time>,
+    /// foca renewed our identity (the cluster declared us down): it is disconnected until a
+    /// peer talks to the new identity, so we re-announce like an idle node (without telling the
+    /// guard we are cut off).
+    reconnecting: bool,
+    /// Announces left to send to random members right after connecting (fast discovery).
+    bootstrap_left: u8,
+    next_bootstrap: Time,
+    bootstrap_gap: Duration,
     rejoin_backoff: Duration,
     next_sync: Time,
     sync_cursor: Option<Arc<str>>,
@@ -246,6 +254,9 @@ pub struct Node {
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
 }
+
+/// Announces to random members right after connecting.
+const BOOTSTRAP_ANNOUNCES: u8 = 3;
 
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
@@ -309,6 +320,10 @@ impl Node {
             idle: true,
             seeds,
             next_rejoin: None,
+            reconnecting: false,
+            bootstrap_left: 0,
+            next_bootstrap: now,
+            bootstrap_gap: Duration::ZERO,
             rejoin_backoff,
             next_sync: now,
             sync_cursor: None,
@@ -938,6 +953,7 @@ impl Node {
                 }
             }
             ShoalMsg::Push { records } => {
+                let mut relay = Vec::new();
                 let mut s = self.store.lock();
                 for r in records {
                     if r.meta.validate().is_err()
@@ -951,7 +967,16 @@ impl Node {
                         continue;
                     }
                     self.stats.meta_records_received += 1;
-                    s.offer(r);
+                    let leaving = r.leaving.then(|| r.encode());
+                    if s.offer(r) {
+                        relay.extend(leaving);
+                    }
+                }
+                drop(s);
+                // A graceful leave must reach everyone as intent before the failure detector
+                // calls it a failure: spread leaving records learned by direct push.
+                for data in relay {
+                    let _ = self.foca.add_broadcast(&data);
                 }
             }
         }
@@ -1034,19 +1059,35 @@ impl Node {
         // Re-announce with backoff while we have no active peer, or while the guard says we
         // are cut off from most of the baseline (foca may still see a few peers).
         let isolated = self.guard.state() == GuardState::Isolated;
-        if isolated && !self.idle && self.next_rejoin.is_none() {
+        let detached = self.idle || self.reconnecting;
+        if isolated && !detached && self.next_rejoin.is_none() {
             self.next_rejoin = Some(now);
-        } else if !isolated && !self.idle && self.next_rejoin.is_some() {
+        } else if !isolated && !detached && self.next_rejoin.is_some() {
             self.next_rejoin = None;
             self.rejoin_backoff = t.rejoin_min;
         }
-        if self.idle || isolated {
+        if detached || isolated {
             if let Some(at) = self.next_rejoin {
                 if now >= at {
                     self.stats.rejoin_attempts += 1;
                     self.announce_to_seeds(now, true);
                     self.rejoin_backoff = (self.rejoin_backoff * 2).min(t.rejoin_max);
                     self.next_rejoin = Some(now.plus(self.rejoin_backoff));
+                }
+            }
+        }
+
+        // Right after connecting: announce to a few random members (1, 2, 4 x rejoin_min).
+        if self.bootstrap_left > 0 && !detached && now >= self.next_bootstrap {
+            self.bootstrap_left -= 1;
+            self.bootstrap_gap *= 2;
+            self.next_bootstrap = now.plus(self.bootstrap_gap);
+            let n = self.foca.num_members();
+            if n > 0 {
+                let pick = self.rng.random_range(0..n);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                if let Some(dst) = dst {
+                    self.announce(now, dst);
                 }
             }
         }
@@ -1363,6 +1404,12 @@ impl Node {
             }
             OwnedNotification::Active => {
                 self.idle = false;
+                self.reconnecting = false;
+                // A freshly joined node knows only what one Feed carried: ask a few random
+                // members for more, quickly, instead of waiting for the periodic announce.
+                self.bootstrap_left = BOOTSTRAP_ANNOUNCES;
+                self.bootstrap_gap = self.cfg.timings.rejoin_min;
+                self.next_bootstrap = now.plus(self.bootstrap_gap);
                 self.next_rejoin = None;
                 self.rejoin_backoff = self.cfg.timings.rejoin_min;
                 self.push_event(now, EventKind::Local(LocalEvent::Active));
@@ -1378,6 +1425,13 @@ impl Node {
                 }
             }
             OwnedNotification::Rejoin(new) => {
+                // foca is disconnected now, and peers still address our old identity: announce
+                // (accepted by address) to seeds and known peers until one answers.
+                if !self.left {
+                    self.reconnecting = true;
+                    self.rejoin_backoff = self.cfg.timings.rejoin_min;
+                    self.next_rejoin = Some(now);
+                }
                 // The cluster declared us down; foca renewed our identity.
                 self.own.generation = new.generation;
                 self.own.version += 1;

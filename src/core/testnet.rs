@@ -23,6 +23,8 @@ pub struct TestNet {
     evs: Vec<Option<Ev>>,
     seq: u64,
     pub now: Time,
+    /// Every `Local` event: (when, node, what), for debugging and assertions.
+    pub local_log: Vec<(Time, usize, crate::core::LocalEvent)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -57,6 +59,7 @@ impl TestNet {
             evs: Vec::new(),
             seq: 0,
             now: Time(0),
+            local_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -99,7 +102,11 @@ impl TestNet {
                 self.push(at, j, Ev::Deliver(j, from, tx.data));
             }
         }
-        while self.nodes[i].poll_event().is_some() {}
+        while let Some(ev) = self.nodes[i].poll_event() {
+            if let crate::core::EventKind::Local(l) = &ev.kind {
+                self.local_log.push((self.now, i, l.clone()));
+            }
+        }
     }
 
     pub fn run_until(&mut self, until: Time) {
