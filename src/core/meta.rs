@@ -87,9 +87,7 @@ impl MetaRecord {
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MetaError {
-    #[error(
-        "tag key {0:?} is invalid: keys are 1 to 64 bytes of letters, digits, '.', '_', '-', '/'"
-    )]
+    #[error("tag key {0:?} is invalid: keys are 1 to 64 bytes of letters, digits, '.', '_', '-', '/'")]
     BadKey(String),
     #[error("value for {key:?} is {len} bytes; the limit is {MAX_VALUE_LEN}")]
     ValueTooLong { key: String, len: usize },
@@ -103,9 +101,7 @@ pub enum MetaError {
     BadServiceName(String),
     #[error("service {0:?} has port 0; give the port it listens on")]
     BadPort(String),
-    #[error(
-        "metadata encodes to {0} bytes; the limit is {MAX_RECORD_BYTES}: remove tags or services"
-    )]
+    #[error("metadata encodes to {0} bytes; the limit is {MAX_RECORD_BYTES}: remove tags or services")]
     TooLarge(usize),
     #[error("undecodable metadata record: {0}")]
     Decode(String),
@@ -114,14 +110,16 @@ pub enum MetaError {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= MAX_KEY_LEN
-        && k.chars()
+        && k
+            .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
 }
 
 fn valid_service_name(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= MAX_KEY_LEN
-        && k.chars()
+        && k
+            .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -179,9 +177,7 @@ impl NodeMeta {
             leaving: false,
             meta: self.clone(),
         };
-        let len = postcard::to_allocvec(&probe)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let len = postcard::to_allocvec(&probe).map(|v| v.len()).unwrap_or(usize::MAX);
         if len > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(len));
         }
@@ -276,9 +272,7 @@ pub struct SharedMetaStore(Arc<Mutex<MetaStore>>);
 
 impl SharedMetaStore {
     pub fn lock(&self) -> MutexGuard<'_, MetaStore> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -304,11 +298,7 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
     type Key = MetaKey;
     type Error = MetaError;
 
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&T>,
-    ) -> Result<Option<MetaKey>, MetaError> {
+    fn receive_item(&mut self, data: &[u8], sender: Option<&T>) -> Result<Option<MetaKey>, MetaError> {
         let rec = MetaRecord::decode(data)?;
         let key = MetaKey {
             name: rec.name.clone(),

@@ -14,9 +14,9 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
-mod node_tests;
-#[cfg(test)]
 pub mod testnet;
+#[cfg(test)]
+mod node_tests;
 
 pub use guard::{Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition};
 pub use identity::NodeId;

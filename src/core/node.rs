@@ -8,9 +8,7 @@
 
 use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardTransition};
 use crate::core::identity::{validate_name, NodeId};
-use crate::core::meta::{
-    MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore,
-};
+use crate::core::meta::{MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::core::profile::Timings;
 use crate::core::sync::{pack_push, DigestEntry, ShoalMsg};
 use crate::core::time::Time;
@@ -333,9 +331,7 @@ impl Node {
         self.announce_to_seeds(now, false);
         self.next_rejoin = Some(now.add(self.rejoin_backoff));
         self.next_sync = now.add(self.cfg.timings.sync_interval);
-        self.out
-            .timers
-            .push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
+        self.out.timers.push((now.add(self.cfg.timings.tick), NodeTimer::Tick));
     }
 
     /// A datagram arrived from `from`.
@@ -432,7 +428,9 @@ impl Node {
         self.store.lock().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         // Tell a few peers directly too, so that the intent does not depend on piggybacking.
-        let push = ShoalMsg::Push { records: vec![own] };
+        let push = ShoalMsg::Push {
+            records: vec![own],
+        };
         let peers: Vec<SocketAddr> = self
             .foca
             .iter_members()
@@ -603,20 +601,14 @@ impl Node {
         let store = self.store.lock();
         self.truth
             .iter()
-            .map(|(name, m)| {
-                MemberView::build(m, self.guard.served(name, m.state), store.get(name))
-            })
+            .map(|(name, m)| MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
             .collect()
     }
 
     pub fn member(&self, name: &str) -> Option<MemberView> {
         let m = self.truth.get(name)?;
         let store = self.store.lock();
-        Some(MemberView::build(
-            m,
-            self.guard.served(name, m.state),
-            store.get(name),
-        ))
+        Some(MemberView::build(m, self.guard.served(name, m.state), store.get(name)))
     }
 
     pub fn local_member(&self) -> MemberView {
@@ -671,10 +663,7 @@ impl Node {
 
     /// Backlog of SWIM updates and metadata broadcasts still being disseminated.
     pub fn backlog(&self) -> (usize, usize) {
-        (
-            self.foca.updates_backlog(),
-            self.foca.custom_broadcast_backlog(),
-        )
+        (self.foca.updates_backlog(), self.foca.custom_broadcast_backlog())
     }
 
     // ----- internals ----------------------------------------------------------------------
@@ -785,9 +774,7 @@ impl Node {
                         match s.get(&e.name) {
                             None => want.push(e.name),
                             Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
-                            Some(r) if r.stamp() > (e.generation, e.version) => {
-                                push.push(r.clone())
-                            }
+                            Some(r) if r.stamp() > (e.generation, e.version) => push.push(r.clone()),
                             Some(_) => {}
                         }
                     }
@@ -819,9 +806,7 @@ impl Node {
             ShoalMsg::Push { records } => {
                 let mut s = self.store.lock();
                 for r in records {
-                    if r.meta.validate().is_err()
-                        || crate::core::identity::validate_name(&r.name).is_err()
-                    {
+                    if r.meta.validate().is_err() || crate::core::identity::validate_name(&r.name).is_err() {
                         self.stats.dropped_bad_metadata += 1;
                         continue;
                     }
@@ -947,9 +932,7 @@ impl Node {
             .collect();
         for name in due {
             self.fetch.remove(&name);
-            let Some(m) = self.truth.get(&name) else {
-                continue;
-            };
+            let Some(m) = self.truth.get(&name) else { continue };
             if !m.state.is_active() {
                 continue;
             }
@@ -1026,10 +1009,7 @@ impl Node {
             }
         }
         for m in suspect_now {
-            let cur = self
-                .truth
-                .get(&m.id().name)
-                .map(|t| (t.state, t.id.generation));
+            let cur = self.truth.get(&m.id().name).map(|t| (t.state, t.id.generation));
             if let Some((TruthState::Alive, g)) = cur {
                 if g <= m.id().generation {
                     self.set_truth(now, m.id(), TruthState::Suspect);
@@ -1042,9 +1022,7 @@ impl Node {
         if **name == *self.cfg.name {
             return;
         }
-        let Some(m) = self.truth.remove(name) else {
-            return;
-        };
+        let Some(m) = self.truth.remove(name) else { return };
         self.store.lock().remove(name);
         self.fetch.remove(name);
         let prev = self.served.remove(name);
@@ -1092,9 +1070,7 @@ impl Node {
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
     fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
-        let Some(view) = self.member(name) else {
-            return;
-        };
+        let Some(view) = self.member(name) else { return };
         let prev = self.served.insert(name.clone(), view.status);
         let change = if joined || prev.is_none() {
             MemberChange::Joined
@@ -1161,15 +1137,7 @@ impl Node {
                     }
                 }
                 let leaving = self.record_says_leaving(&id);
-                self.set_truth(
-                    now,
-                    &id,
-                    if leaving {
-                        TruthState::Left
-                    } else {
-                        TruthState::Alive
-                    },
-                );
+                self.set_truth(now, &id, if leaving { TruthState::Left } else { TruthState::Alive });
                 if self.needs_meta(&id) || !leaving {
                     // Came (back) up: its metadata may have changed while we could not hear it.
                     self.fetch
@@ -1192,12 +1160,7 @@ impl Node {
             OwnedNotification::Rename(old, new) => {
                 if old.name != new.name {
                     // Another node took over this address.
-                    if self
-                        .truth
-                        .get(&old.name)
-                        .map(|m| m.id == old)
-                        .unwrap_or(false)
-                    {
+                    if self.truth.get(&old.name).map(|m| m.id == old).unwrap_or(false) {
                         self.set_truth(now, &old, TruthState::Down);
                     }
                 }
@@ -1258,9 +1221,7 @@ impl Node {
     fn drain_meta_changes(&mut self, now: Time) {
         let changed = self.store.lock().take_changed();
         for name in changed {
-            let Some(m) = self.truth.get(&name) else {
-                continue;
-            };
+            let Some(m) = self.truth.get(&name) else { continue };
             let id = m.id.clone();
             let state = m.state;
             let leaving = self.record_says_leaving(&id);

@@ -1,7 +1,7 @@
 //! Behaviour of the node driven through the deterministic test network (fake clock).
 
 use crate::core::testnet::{addr, TestNet};
-use crate::core::{NodeMeta, ServedStatus, Service};
+use crate::core::{NodeMeta, Service, ServedStatus};
 use std::collections::BTreeMap;
 
 fn status_of(net: &TestNet, viewer: usize, name: &str) -> Option<ServedStatus> {
@@ -18,13 +18,9 @@ fn all_see(net: &TestNet, name: &str, st: ServedStatus, skip: &[usize]) -> bool 
 fn five_nodes_converge() {
     let mut net = TestNet::new(5);
     let ok = net.run_until_pred(5_000, |net| {
-        net.nodes.iter().all(|n| {
-            n.members()
-                .iter()
-                .filter(|m| m.status == ServedStatus::Alive)
-                .count()
-                == 5
-        })
+        net.nodes
+            .iter()
+            .all(|n| n.members().iter().filter(|m| m.status == ServedStatus::Alive).count() == 5)
     });
     assert!(ok, "5 nodes did not converge in 5 s of virtual time");
 }
@@ -51,9 +47,7 @@ fn metadata_reaches_everyone() {
     let ok = net.run_until_pred(3_000, |net| {
         net.nodes.iter().all(|n| {
             n.member("n2")
-                .map(|m| {
-                    m.tags.get("role").map(String::as_str) == Some("db") && m.services.len() == 1
-                })
+                .map(|m| m.tags.get("role").map(String::as_str) == Some("db") && m.services.len() == 1)
                 .unwrap_or(false)
         })
     });
@@ -102,9 +96,7 @@ fn late_joiner_gets_everyones_metadata() {
         (0..3).all(|i| {
             net.nodes[3]
                 .member(&format!("n{i}"))
-                .map(|m| {
-                    m.tags.get("idx") == Some(&i.to_string()) && m.status == ServedStatus::Alive
-                })
+                .map(|m| m.tags.get("idx") == Some(&i.to_string()) && m.status == ServedStatus::Alive)
                 .unwrap_or(false)
         })
     });

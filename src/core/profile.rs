@@ -136,14 +136,9 @@ impl Timings {
             return Err("timings.probe_rtt must be smaller than timings.probe_period".into());
         }
         if self.indirect_probes == 0 || self.gossip_fanout == 0 {
-            return Err(
-                "timings.indirect_probes and timings.gossip_fanout must be at least 1".into(),
-            );
+            return Err("timings.indirect_probes and timings.gossip_fanout must be at least 1".into());
         }
-        if !(self.suspicion_mult.is_finite()
-            && self.suspicion_mult >= 1.0
-            && self.suspicion_mult <= 100.0)
-        {
+        if !(self.suspicion_mult.is_finite() && self.suspicion_mult >= 1.0 && self.suspicion_mult <= 100.0) {
             return Err("timings.suspicion_mult must be between 1 and 100".into());
         }
         if self.rejoin_min > self.rejoin_max {

@@ -57,9 +57,7 @@ pub fn pack_push(records: Vec<MetaRecord>, budget: usize) -> Vec<ShoalMsg> {
     let mut cur: Vec<MetaRecord> = Vec::new();
     let mut cur_len = 4;
     for r in records {
-        let len = postcard::to_allocvec(&r)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let len = postcard::to_allocvec(&r).map(|v| v.len()).unwrap_or(usize::MAX);
         if len.saturating_add(4) > budget {
             continue;
         }

@@ -96,9 +96,7 @@ impl TestNet {
             }
             self.queue.pop();
             self.now = at;
-            let Some(ev) = self.evs[slot].take() else {
-                continue;
-            };
+            let Some(ev) = self.evs[slot].take() else { continue };
             match ev {
                 Ev::Timer(i, t) => {
                     if self.crashed.contains(&i) {

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A point in time, in milliseconds since the driver's epoch.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time(pub u64);
 
 impl Time {
@@ -26,10 +24,7 @@ impl Time {
 
     /// `self + d`, saturating.
     pub fn add(self, d: Duration) -> Time {
-        Time(
-            self.0
-                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
-        )
+        Time(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
     }
 
     /// Time elapsed since `earlier` (zero if `earlier` is later).

@@ -118,16 +118,18 @@ impl Truth {
 
     /// Number of members in an active state (alive or suspect).
     pub fn active_count(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.state.is_active())
-            .count()
+        self.members.values().filter(|m| m.state.is_active()).count()
     }
 
     /// Sets a member's identity and state. Returns the previous state if it changed (or
     /// `None` for a new member), and `Some(Some(x))`-style distinction through the tuple:
     /// `(changed, previous)`.
-    pub fn set(&mut self, now: Time, id: &NodeId, state: TruthState) -> (bool, Option<TruthState>) {
+    pub fn set(
+        &mut self,
+        now: Time,
+        id: &NodeId,
+        state: TruthState,
+    ) -> (bool, Option<TruthState>) {
         match self.members.get_mut(&id.name) {
             Some(m) => {
                 let prev = m.state;
