@@ -348,6 +348,9 @@ pub struct RunResult {
     pub perf: Perf,
 }
 
+/// Per kind of spread: count, complete, and the t50 / t99 / t100 of each.
+type KindAcc = (u32, u32, Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// One sample the world takes every `sample_every`.
 pub struct Sample {
     pub t_ms: u64,
@@ -825,8 +828,7 @@ impl Recorder {
         // Spreads.
         let mut spreads = Spreads::default();
         let mut pools: BTreeMap<SpreadKind, Vec<f64>> = BTreeMap::new();
-        let mut per_kind: BTreeMap<SpreadKind, (u32, u32, Vec<f64>, Vec<f64>, Vec<f64>)> =
-            BTreeMap::new();
+        let mut per_kind: BTreeMap<SpreadKind, KindAcc> = BTreeMap::new();
         for s in &self.spreads {
             // Observers that count: targeted at the start and still running at the end.
             let eligible =

@@ -78,7 +78,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total_ms += num * mult;
     }
-    if !total_ms.is_finite() || total_ms < 0.0 || total_ms > 1e15 {
+    if !(0.0..=1e15).contains(&total_ms) {
         return Err(format!("duration {s:?} is out of range"));
     }
     Ok(Duration::from_millis(total_ms.round() as u64))
@@ -117,7 +117,7 @@ impl Serialize for Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.ms();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")

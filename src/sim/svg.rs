@@ -310,6 +310,6 @@ mod tests {
         let s = render(&p);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("a&lt;b"));
-        assert_eq!(s.matches('M').count() >= 2, true);
+        assert!(s.matches('M').count() >= 2);
     }
 }

@@ -326,7 +326,7 @@ impl<'a> World<'a> {
                     self.push(next, Ev::Sample);
                 }
             }
-            if self.events % 4096 == 0 {
+            if self.events.is_multiple_of(4096) {
                 let w = wall.elapsed().as_secs_f64();
                 if w - last_report >= 0.25 {
                     last_report = w;
