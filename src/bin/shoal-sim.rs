@@ -192,8 +192,8 @@ fn main() -> Result<()> {
             eprintln!(
                 "  {:<8} crash seen by 100%: {} s · join 100%: {} s · false downs served {} ({:.0} s) held {} · stale {:.0} s · no-provider {:.0} node-s · {:.0} B/s/node · {:.1} vs/s",
                 format!("{:?}", r.mode).to_lowercase(),
-                fmt_opt(r.spreads.crash.t100_s.p50, r.spreads.crash.count),
-                fmt_opt(r.spreads.join.t100_s.p50, r.spreads.join.count),
+                fmt_opt(r.spreads.crash.t100_s.p50, r.spreads.crash.complete),
+                fmt_opt(r.spreads.join.t100_s.p50, r.spreads.join.complete),
                 r.false_downs.served.count,
                 r.false_downs.served.total_s,
                 r.false_downs.held.count,

@@ -18,6 +18,17 @@ fn spread_cell(s: &SpreadStats) -> String {
     if s.count == 0 {
         return "—".into();
     }
+    if s.complete == 0 {
+        return format!(
+            "0 of {} reached every live node (median 50%: {})",
+            s.count,
+            if s.t50_s.p50 > 0.0 {
+                format!("{:.2} s", s.t50_s.p50)
+            } else {
+                "never".into()
+            }
+        );
+    }
     format!(
         "{} of {} complete; median over events: 50% {:.2} s, 99% {:.2} s, 100% {:.2} s (worst 100%: {:.2} s)",
         s.complete, s.count, s.t50_s.p50, s.t99_s.p50, s.t100_s.p50, s.t100_s.max
