@@ -1,1 +1,234 @@
-fn main() {}
+//! `shoal-sim`: runs simulation scenarios and writes a JSON result and an HTML report.
+//!
+//! The CLI edge of `shoal::sim`: argument parsing, overrides (seed, nodes, mode), running
+//! the guard modes (in parallel threads for small clusters), the progress bar on stderr and
+//! the output files. Must not compute anything the library does.
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use shoal::core::GuardMode;
+use shoal::sim::{self, Progress, RunResult, Scenario};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Enforce,
+    Off,
+    Shadow,
+    Both,
+}
+
+/// Deterministic simulation of a shoal cluster under faults.
+#[derive(Parser, Debug)]
+#[command(name = "shoal-sim", version)]
+struct Args {
+    /// Scenario files (simulations/*.toml).
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// Output directory for <name>.json and <name>.html.
+    #[arg(long, default_value = "report")]
+    out: PathBuf,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the scenario's node count.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Override the virtual duration (e.g. "120s").
+    #[arg(long)]
+    duration: Option<String>,
+    /// Guard modes to run: both = enforce and off side by side.
+    #[arg(long, value_enum, default_value = "both")]
+    mode: ModeArg,
+    /// Run the modes one after the other (halves peak memory on large clusters).
+    #[arg(long)]
+    sequential: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+struct Bar {
+    tty: bool,
+    quiet: bool,
+    state: Mutex<Vec<(String, f64, f64)>>,
+    last_pct: Mutex<u64>,
+}
+
+impl Bar {
+    fn update(&self, slot: usize, p: &Progress) {
+        if self.quiet {
+            return;
+        }
+        let frac = if p.total_ms > 0 {
+            p.virtual_ms as f64 / p.total_ms as f64
+        } else {
+            1.0
+        };
+        let speed = if p.wall_s > 0.0 {
+            p.virtual_ms as f64 / 1000.0 / p.wall_s
+        } else {
+            0.0
+        };
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = st.get_mut(slot) {
+            s.1 = frac;
+            s.2 = speed;
+        }
+        let min = st.iter().map(|s| s.1).fold(1.0, f64::min);
+        let line: Vec<String> = st
+            .iter()
+            .map(|(name, f, sp)| {
+                let w = 24;
+                let filled = ((f * w as f64) as usize).min(w);
+                format!(
+                    "{name} [{}{}] {:>3.0}% {:.1} vs/s",
+                    "#".repeat(filled),
+                    ".".repeat(w - filled),
+                    f * 100.0,
+                    sp
+                )
+            })
+            .collect();
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r{}  live {} ", line.join("  "), p.live);
+            let _ = err.flush();
+        } else {
+            let pct = (min * 10.0) as u64;
+            let mut last = self.last_pct.lock().unwrap_or_else(|e| e.into_inner());
+            if pct > *last {
+                *last = pct;
+                let _ = writeln!(err, "{}", line.join("  "));
+            }
+        }
+    }
+
+    fn done(&self) {
+        if self.tty && !self.quiet {
+            eprintln!();
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    for path in &args.scenarios {
+        let mut sc = Scenario::load(path)?;
+        if let Some(s) = args.seed {
+            sc.seed = s;
+        }
+        if let Some(n) = args.nodes {
+            sc.nodes = n;
+        }
+        if let Some(d) = &args.duration {
+            sc.duration = sim::scenario::Dur(
+                sim::scenario::parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
+            );
+        }
+        sc.validate().context("scenario after overrides")?;
+        let modes: Vec<GuardMode> = match args.mode {
+            ModeArg::Enforce => vec![GuardMode::Enforce],
+            ModeArg::Off => vec![GuardMode::Off],
+            ModeArg::Shadow => vec![GuardMode::Shadow],
+            ModeArg::Both => vec![GuardMode::Enforce, GuardMode::Off],
+        };
+        eprintln!(
+            "{}: {} nodes, {} virtual, seed {}, modes {:?}",
+            sc.name, sc.nodes, sc.duration, sc.seed, modes
+        );
+        let bar = Bar {
+            tty: std::io::stderr().is_terminal(),
+            quiet: args.quiet,
+            state: Mutex::new(
+                modes
+                    .iter()
+                    .map(|m| (format!("{m:?}").to_lowercase(), 0.0, 0.0))
+                    .collect(),
+            ),
+            last_pct: Mutex::new(0),
+        };
+        let started = Instant::now();
+        let parallel = !args.sequential && modes.len() > 1 && sc.total_nodes() <= 3000;
+        let results: Vec<Result<RunResult, sim::SimError>> = if parallel {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = modes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, m)| {
+                        let sc = &sc;
+                        let bar = &bar;
+                        s.spawn(move || sim::run(sc, *m, &mut |p| bar.update(k, p)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        } else {
+            modes
+                .iter()
+                .enumerate()
+                .map(|(k, m)| sim::run(&sc, *m, &mut |p| bar.update(k, p)))
+                .collect()
+        };
+        bar.done();
+        let runs: Vec<RunResult> = results.into_iter().collect::<Result<_, _>>()?;
+        let stem = sanitize(&sc.name);
+        let json_path = args.out.join(format!("{stem}.json"));
+        let html_path = args.out.join(format!("{stem}.html"));
+        let json = serde_json::json!({ "scenario": &sc, "runs": &runs });
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", json_path.display()))?;
+        std::fs::write(&html_path, sim::report::html(&sc, &runs))
+            .with_context(|| format!("cannot write {}", html_path.display()))?;
+        for r in &runs {
+            eprintln!(
+                "  {:<8} crash seen by 100%: {} s · join 100%: {} s · false downs served {} ({:.0} s) held {} · stale {:.0} s · no-provider {:.0} node-s · {:.0} B/s/node · {:.1} vs/s",
+                format!("{:?}", r.mode).to_lowercase(),
+                fmt_opt(r.spreads.crash.t100_s.p50, r.spreads.crash.complete),
+                fmt_opt(r.spreads.join.t100_s.p50, r.spreads.join.complete),
+                r.false_downs.served.count,
+                r.false_downs.served.total_s,
+                r.false_downs.held.count,
+                r.stale.total_s,
+                r.no_provider.total_s,
+                r.traffic.tx_bytes_per_s.p50,
+                r.perf.virtual_s_per_wall_s,
+            );
+        }
+        eprintln!(
+            "  wrote {} and {} in {:.1} s",
+            json_path.display(),
+            html_path.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: f64, count: u32) -> String {
+    if count == 0 {
+        "—".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -101,6 +101,7 @@ impl Rig {
         let version = self.meta.get(name).map(|r| r.version + 1).unwrap_or(1);
         self.meta.offer(MetaRecord {
             name: Arc::from(name),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
             generation: 1,
             version,
             leaving: false,

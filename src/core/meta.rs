@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
 
@@ -54,6 +55,8 @@ pub struct NodeMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaRecord {
     pub name: Arc<str>,
+    /// The owner's advertised address: lets a node that missed the owner's join find it.
+    pub addr: SocketAddr,
     /// Generation of the owner's identity when it wrote this version.
     pub generation: u64,
     /// Increases with every change the owner makes.
@@ -174,6 +177,7 @@ impl NodeMeta {
         // Worst case header: a 64-byte name and two 10-byte varints.
         let probe = MetaRecord {
             name: Arc::from("x".repeat(crate::core::identity::MAX_NAME_LEN)),
+            addr: SocketAddr::from(([0xffff; 8], u16::MAX)),
             generation: u64::MAX,
             version: u64::MAX,
             leaving: false,
@@ -333,6 +337,7 @@ mod tests {
     fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {
         MetaRecord {
             name: Arc::from(name),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             generation,
             version,
             leaving: false,

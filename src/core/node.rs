@@ -148,6 +148,8 @@ pub struct Stats {
     pub meta_records_received: u64,
     pub anti_entropy_rounds: u64,
     pub rejoin_attempts: u64,
+    /// Announces to nodes known from their metadata but missed by SWIM.
+    pub discovery_announces: u64,
 }
 
 impl Stats {
@@ -249,6 +251,9 @@ pub struct Node {
     sync_cursor: Option<Arc<str>>,
     next_suspect_refresh: Time,
     next_reap: Time,
+    /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
+    /// their address at the given time if still unknown.
+    discover: BTreeMap<Arc<str>, (SocketAddr, Time)>,
     /// Members whose metadata we lack, with when to ask them directly.
     fetch: BTreeMap<Arc<str>, Time>,
     /// Cluster size the foca config was last scaled for.
@@ -292,6 +297,7 @@ impl Node {
         );
         let own = MetaRecord {
             name: id.name.clone(),
+            addr: id.addr,
             generation,
             version: 1,
             leaving: false,
@@ -330,6 +336,7 @@ impl Node {
             next_suspect_refresh: now,
             next_reap: now,
             fetch: BTreeMap::new(),
+            discover: BTreeMap::new(),
             scaled_for: 1,
             cfg,
         })
@@ -904,7 +911,7 @@ impl Node {
                 fingerprint,
                 count,
                 entries,
-                reply,
+                replies,
             } => {
                 let (mine_fp, mine_count) = {
                     let s = self.store.lock();
@@ -934,8 +941,8 @@ impl Node {
                 if !want.is_empty() {
                     self.send_want(from, want);
                 }
-                if reply {
-                    let d = self.digest(false);
+                if replies > 0 {
+                    let d = self.digest(replies.min(2) - 1);
                     self.send_shoal(from, &d);
                 }
             }
@@ -1003,7 +1010,7 @@ impl Node {
     }
 
     /// A digest of our records: the fingerprint of all of them and a rotating slice.
-    fn digest(&mut self, reply: bool) -> ShoalMsg {
+    fn digest(&mut self, replies: u8) -> ShoalMsg {
         let budget = self.shoal_budget() - 24;
         let s = self.store.lock();
         let mut entries = Vec::new();
@@ -1046,7 +1053,7 @@ impl Node {
             fingerprint: s.fingerprint(),
             count: s.len() as u32,
             entries,
-            reply,
+            replies,
         }
     }
 
@@ -1101,9 +1108,34 @@ impl Node {
                 let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
                 if let Some(dst) = dst {
                     self.stats.anti_entropy_rounds += 1;
-                    let d = self.digest(true);
+                    let (fingerprint, count) = {
+                        let s = self.store.lock();
+                        (s.fingerprint(), s.len() as u32)
+                    };
+                    let d = ShoalMsg::Digest {
+                        fingerprint,
+                        count,
+                        entries: Vec::new(),
+                        replies: 2,
+                    };
                     self.send_shoal(dst, &d);
                 }
+            }
+        }
+
+        // Announce to nodes we hold a record of but SWIM never told us about.
+        let due: Vec<Arc<str>> = self
+            .discover
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(n, _)| n.clone())
+            .take(FETCH_PER_TICK)
+            .collect();
+        for name in due {
+            self.discover.remove(&name);
+            if let Some(addr) = self.missing_from_swim(&name) {
+                self.stats.discovery_announces += 1;
+                self.announce(now, addr);
             }
         }
 
@@ -1217,6 +1249,7 @@ impl Node {
         };
         self.store.lock().remove(name);
         self.fetch.remove(name);
+        self.discover.remove(name);
         let prev = self.served.remove(name);
         {
             let store = self.store.lock();
@@ -1458,14 +1491,41 @@ impl Node {
             .unwrap_or(false)
     }
 
+    /// Whether SWIM misses the node behind `name`'s record: unknown, or known down in an
+    /// older life than the record's (it restarted and we missed it).
+    fn missing_from_swim(&self, name: &str) -> Option<SocketAddr> {
+        let store = self.store.lock();
+        let rec = store.get(name)?;
+        if rec.leaving || *rec.name == *self.cfg.name {
+            return None;
+        }
+        match self.truth.get(name) {
+            None => Some(rec.addr),
+            Some(m) if !m.state.is_active() && m.id.generation < rec.generation => Some(rec.addr),
+            Some(_) => None,
+        }
+    }
+
+    fn schedule_discovery(&mut self, now: Time, name: &Arc<str>) {
+        if let Some(addr) = self.missing_from_swim(name) {
+            self.discover
+                .entry(name.clone())
+                .or_insert((addr, now.plus(self.cfg.timings.meta_fetch_after)));
+        }
+    }
+
     fn drain_meta_changes(&mut self, now: Time) {
         let changed = self.store.lock().take_changed();
         for name in changed {
             let Some(m) = self.truth.get(&name) else {
+                self.schedule_discovery(now, &name);
                 continue;
             };
             let id = m.id.clone();
             let state = m.state;
+            if !state.is_active() {
+                self.schedule_discovery(now, &name);
+            }
             let leaving = self.record_says_leaving(&id);
             if leaving && state != TruthState::Left && *name != *self.cfg.name {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).

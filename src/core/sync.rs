@@ -25,14 +25,16 @@ impl DigestEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShoalMsg {
-    /// "Here is the fingerprint of all the records I hold and a slice of them": the receiver
-    /// pushes what it has newer and asks for what it lacks; with `reply`, it answers with a
-    /// digest of its own.
+    /// "Here is the fingerprint of all the records I hold and a slice of them": when the
+    /// fingerprints differ, the receiver pushes what it has newer, asks for what it lacks, and
+    /// while `replies > 0` answers with a digest of its own (`replies - 1`). A round opens with
+    /// an empty slice and `replies = 2`: one tiny datagram when both sides agree, three when
+    /// they do not.
     Digest {
         fingerprint: u64,
         count: u32,
         entries: Vec<DigestEntry>,
-        reply: bool,
+        replies: u8,
     },
     /// Records, newest known versions.
     Push { records: Vec<MetaRecord> },
@@ -90,6 +92,7 @@ mod tests {
         let recs: Vec<MetaRecord> = (0..20)
             .map(|i| MetaRecord {
                 name: Arc::from(format!("node-{i}")),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
                 generation: 1,
                 version: 1,
                 leaving: false,

@@ -1,0 +1,65 @@
+//! Simulator speed: virtual seconds per wall second for a steady cluster of 1,000 nodes (and
+//! 10,000 with `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed`.
+//!
+//! Prints the figures; it asserts nothing about timing (that would make CI flaky).
+
+use shoal::core::GuardMode;
+use shoal::sim::{self, Scenario};
+use std::time::Instant;
+
+fn scenario(nodes: usize, secs: u64) -> Scenario {
+    let text = format!(
+        r#"
+name = "bench-{nodes}"
+seed = 1
+nodes = {nodes}
+profile = "lan"
+duration = "{secs}s"
+[cluster]
+seeds = 3
+start_spread = "5s"
+[[service]]
+name = "api"
+providers = 5
+[measure]
+from = "10s"
+max_join_spreads = 20
+series_nodes = 4
+"#
+    );
+    match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => panic!("bench scenario: {e}"),
+    }
+}
+
+fn bench(nodes: usize, secs: u64) {
+    let sc = scenario(nodes, secs);
+    let t = Instant::now();
+    let r = match sim::run(&sc, GuardMode::Enforce, &mut |_| {}) {
+        Ok(r) => r,
+        Err(e) => panic!("run: {e}"),
+    };
+    let wall = t.elapsed().as_secs_f64();
+    println!(
+        "sim_speed/{nodes} nodes: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); full view at 100%: {:?} s; per-node tx {:.0} B/s",
+        secs as f64 / wall,
+        r.perf.events,
+        r.perf.events as f64 / wall,
+        r.full_view.t100_s,
+        r.traffic.tx_bytes_per_s.p50,
+    );
+}
+
+fn main() {
+    // `cargo test --benches` passes `--bench`-less args; keep that fast.
+    let quick = std::env::args().any(|a| a == "--test");
+    if quick {
+        bench(50, 10);
+        return;
+    }
+    bench(1_000, 40);
+    if std::env::var_os("SHOAL_BENCH_10K").is_some() {
+        bench(10_000, 30);
+    }
+}

@@ -1,0 +1,168 @@
+//! The simulation harness, checked the way a user would: runs replay from their seed, and
+//! small scenarios end the way SWIM and the served view promise (joins converge, crashes
+//! are detected, partitions heal, graceful leaves are `left`, not `down`).
+
+use shoal::core::{GuardMode, ServedStatus};
+use shoal::sim::{self, Scenario, World};
+use std::path::Path;
+
+fn load(name: &str) -> Scenario {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("simulations")
+        .join(name);
+    Scenario::load(&p).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn run(sc: &Scenario, mode: GuardMode) -> sim::RunResult {
+    sim::run(sc, mode, &mut |_| {}).expect("run")
+}
+
+#[test]
+fn same_seed_same_result_byte_for_byte() {
+    let sc = load("small-mix.toml");
+    let a = sim::deterministic_json(&run(&sc, GuardMode::Enforce));
+    let b = sim::deterministic_json(&run(&sc, GuardMode::Enforce));
+    assert_eq!(a, b, "two runs with seed {} differ", sc.seed);
+    let mut other = sc.clone();
+    other.seed += 1;
+    let c = sim::deterministic_json(&run(&other, GuardMode::Enforce));
+    assert_ne!(a, c, "a different seed should give a different run");
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("simulations");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("simulations/") {
+        let p = e.expect("entry").path();
+        if p.extension().and_then(|x| x.to_str()) == Some("toml") {
+            Scenario::load(&p).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 17, "only {n} scenarios shipped");
+}
+
+#[test]
+fn a_join_converges() {
+    let sc = load("small-join.toml");
+    let r = run(&sc, GuardMode::Enforce);
+    assert_eq!(
+        r.full_view.nodes, r.full_view.of,
+        "not every node saw the whole initial cluster"
+    );
+    let t = r.full_view.t100_s.expect("full view reached");
+    assert!(t < 10.0, "initial cluster took {t} s to converge");
+    // The node that joins at 15 s reaches every other node quickly.
+    let late: Vec<_> = r.spreads.list.iter().filter(|s| s.node == 10).collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].seen, late[0].observers);
+    assert!(late[0].t100_s.expect("seen by all") < 5.0, "{:?}", late[0]);
+    assert_eq!(r.false_downs.declared.count, 0);
+}
+
+#[test]
+fn a_crash_is_detected_by_every_live_node() {
+    let sc = load("small-crash.toml");
+    for mode in [GuardMode::Enforce, GuardMode::Off] {
+        let r = run(&sc, mode);
+        let c = &r.spreads.crash;
+        assert_eq!(
+            (c.count, c.complete),
+            (1, 1),
+            "{mode:?}: crash not seen by all: {c:?}"
+        );
+        // Probe round (<= 9 peers at 1 s) + suspicion (4 s) + dissemination, with slack.
+        assert!(
+            c.t100_s.max < 25.0,
+            "{mode:?}: detection took {} s",
+            c.t100_s.max
+        );
+        assert_eq!(
+            r.false_downs.served.count, 0,
+            "{mode:?}: a live node was served down"
+        );
+        assert!(r.stale.total_s > 0.0, "detection cannot be instant");
+    }
+    // In `off` mode the crashed node ends up `down` on every live node.
+    let mut w = World::new(&sc, GuardMode::Off);
+    w.run_until(60_000).expect("run");
+    for i in (0..10).filter(|i| *i != 5) {
+        let st = w.node(i).and_then(|n| n.served_status("n5"));
+        assert_eq!(st, Some(ServedStatus::Down), "n{i} serves n5 as {st:?}");
+    }
+}
+
+#[test]
+fn a_partition_heals_to_the_full_view() {
+    let sc = load("small-partition.toml");
+    let mut w = World::new(&sc, GuardMode::Off);
+    // In the middle of the split, each side has declared the other down.
+    w.run_until(34_000).expect("run");
+    let st = w.node(0).and_then(|n| n.served_status("n11"));
+    assert_eq!(
+        st,
+        Some(ServedStatus::Down),
+        "n0 should see n11 down during the split"
+    );
+    // 55 s after the heal, every node serves every node alive again.
+    w.run_until(90_000).expect("run");
+    for i in 0..12 {
+        let n = w.node(i).expect("running");
+        let alive = n
+            .members()
+            .iter()
+            .filter(|m| m.status == ServedStatus::Alive)
+            .count();
+        assert_eq!(
+            alive, 12,
+            "n{i} serves {alive} alive members after the heal"
+        );
+    }
+    let r = run(&sc, GuardMode::Off);
+    assert!(
+        r.false_downs.served.count > 0,
+        "the split produced no false down in off mode"
+    );
+    let last = r.series.view_min.last().copied();
+    assert_eq!(last, Some(12));
+}
+
+#[test]
+fn a_graceful_leave_is_left_not_down() {
+    let sc = load("small-leave.toml");
+    let mut w = World::new(&sc, GuardMode::Enforce);
+    w.run_until(40_000).expect("run");
+    for i in (0..10).filter(|i| *i != 4) {
+        let st = w.node(i).and_then(|n| n.served_status("n4"));
+        assert_eq!(st, Some(ServedStatus::Left), "n{i} serves n4 as {st:?}");
+    }
+    let r = run(&sc, GuardMode::Enforce);
+    let l = &r.spreads.leave;
+    assert_eq!((l.count, l.complete), (1, 1), "{l:?}");
+    assert!(
+        l.t100_s.max < 5.0,
+        "leave took {} s to reach everyone",
+        l.t100_s.max
+    );
+    assert_eq!(r.spreads.crash.count, 0);
+    assert_eq!(r.false_downs.declared.count, 0);
+}
+
+#[test]
+fn report_is_self_contained() {
+    let sc = load("small-crash.toml");
+    let runs = vec![run(&sc, GuardMode::Enforce), run(&sc, GuardMode::Off)];
+    let html = sim::report::html(&sc, &runs);
+    assert!(html.contains("<svg") && html.contains("guard enforce") && html.contains("guard off"));
+    assert!(
+        !html.contains("<script"),
+        "the report must not need JavaScript"
+    );
+    assert!(
+        !html.contains("http://")
+            || html
+                .matches("http://")
+                .all(|_| html.contains("xmlns=\"http://www.w3.org/2000/svg\""))
+    );
+}
