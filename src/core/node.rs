@@ -242,6 +242,8 @@ pub struct Node {
     /// peer talks to the new identity, so we re-announce like an idle node (without telling the
     /// guard we are cut off).
     reconnecting: bool,
+    /// Set when news worth spreading at once arrived (a failure): gossip after this input.
+    gossip_now: bool,
     /// Announces left to send to random members right after connecting (fast discovery).
     bootstrap_left: u8,
     next_bootstrap: Time,
@@ -327,6 +329,7 @@ impl Node {
             seeds,
             next_rejoin: None,
             reconnecting: false,
+            gossip_now: false,
             bootstrap_left: 0,
             next_bootstrap: now,
             bootstrap_gap: Duration::ZERO,
@@ -1333,6 +1336,25 @@ impl Node {
         for n in notes {
             self.apply_notification(now, n);
         }
+        if std::mem::take(&mut self.gossip_now) && !self.left {
+            let res = {
+                let mut rt = Rt {
+                    now,
+                    label: &self.cfg.cluster_label,
+                    out: &mut self.out,
+                    stats: &mut self.stats,
+                };
+                self.foca.gossip(&mut rt)
+            };
+            if let Err(e) = res {
+                self.count_foca_error(&e);
+            }
+            // Gossiping cannot change membership, but keep the contract: no notes left behind.
+            let notes = std::mem::take(&mut self.out.notes);
+            for n in notes {
+                self.apply_notification(now, n);
+            }
+        }
         self.drain_meta_changes(now);
         for name in self.guard.take_dirty() {
             self.emit_served(now, &name, false, false);
@@ -1408,7 +1430,17 @@ impl Node {
                 } else {
                     TruthState::Down
                 };
+                let was_active = self
+                    .truth
+                    .get(&id.name)
+                    .map(|m| m.state.is_active())
+                    .unwrap_or(false);
                 self.set_truth(now, &id, state);
+                // First news of a failure: pass it on now rather than at the next gossip tick,
+                // so the whole cluster hears it within a few network hops.
+                if was_active && state == TruthState::Down {
+                    self.gossip_now = true;
+                }
             }
             OwnedNotification::Rename(old, new) => {
                 if old.name != new.name {
