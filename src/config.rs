@@ -105,7 +105,7 @@ pub struct AgentArgs {
     /// Data directory [default: /var/lib/shoal]
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// TOML config file (flags override it; it overrides the environment)
+    /// TOML config file (SHOAL_* variables and flags override it)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Timing profile [default: lan]
@@ -199,6 +199,11 @@ struct GuardFile {
     max_freeze: Option<String>,
     release_after_max_freeze: Option<bool>,
     drain_per_sec: Option<u32>,
+    warming_sync: Option<String>,
+    warming_timeout: Option<String>,
+    snapshot_max_age: Option<String>,
+    /// Per-service overrides: `[guard.services.NAME] fail_closed = true`.
+    services: Option<BTreeMap<String, crate::core::guard::ServiceGuard>>,
 }
 
 /// One layer of raw values (file, environment or flags), before parsing.
@@ -719,6 +724,12 @@ fn apply_guard(mut g: GuardConfig, f: &GuardFile) -> Result<GuardConfig, ConfigE
     d("stable_after", &f.stable_after, &mut g.stable_after)?;
     d("window", &f.window, &mut g.window)?;
     d("max_freeze", &f.max_freeze, &mut g.max_freeze)?;
+    d("warming_sync", &f.warming_sync, &mut g.warming_sync)?;
+    d("warming_timeout", &f.warming_timeout, &mut g.warming_timeout)?;
+    d("snapshot_max_age", &f.snapshot_max_age, &mut g.snapshot_max_age)?;
+    if let Some(v) = &f.services {
+        g.services = v.clone();
+    }
     if let Some(v) = f.min_removals {
         g.min_removals = v;
     }
@@ -967,6 +978,31 @@ mod tests {
         let p = dir.path().join("shoal.toml");
         std::fs::write(&p, text).expect("write config");
         p
+    }
+
+    #[test]
+    fn guard_table_reaches_every_guard_knob() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            r#"
+            bind = "127.0.0.1:1000"
+            [guard]
+            snapshot_max_age = "10m"
+            warming_timeout = "20s"
+            warming_sync = "2s"
+            [guard.services.leader]
+            fail_closed = true
+            "#,
+        );
+        let c = load(&args(&["--config", p.to_str().unwrap()]), &[]).unwrap();
+        assert_eq!(c.guard.snapshot_max_age, Duration::from_secs(600));
+        assert_eq!(c.guard.warming_timeout, Duration::from_secs(20));
+        assert_eq!(c.guard.warming_sync, Duration::from_secs(2));
+        assert!(c.guard.services["leader"].fail_closed);
+        let bad = write(&dir, "[guard]\nwarming_sync = \"soon\"\n");
+        let e = load(&args(&["--config", bad.to_str().unwrap()]), &[]).unwrap_err();
+        assert_eq!(field(e), "guard.warming_sync");
     }
 
     #[test]
