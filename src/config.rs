@@ -725,8 +725,16 @@ fn apply_guard(mut g: GuardConfig, f: &GuardFile) -> Result<GuardConfig, ConfigE
     d("window", &f.window, &mut g.window)?;
     d("max_freeze", &f.max_freeze, &mut g.max_freeze)?;
     d("warming_sync", &f.warming_sync, &mut g.warming_sync)?;
-    d("warming_timeout", &f.warming_timeout, &mut g.warming_timeout)?;
-    d("snapshot_max_age", &f.snapshot_max_age, &mut g.snapshot_max_age)?;
+    d(
+        "warming_timeout",
+        &f.warming_timeout,
+        &mut g.warming_timeout,
+    )?;
+    d(
+        "snapshot_max_age",
+        &f.snapshot_max_age,
+        &mut g.snapshot_max_age,
+    )?;
     if let Some(v) = &f.services {
         g.services = v.clone();
     }
