@@ -3,7 +3,8 @@
 //! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, due timers and
 //! API wake-ups to the node and flushes what it produced (datagrams to the socket, timers to
 //! the queue, events to the broadcast and to the log), seed resolution with retry, and the
-//! signal handling of `shoal agent` (`run_until_signal`). It decides nothing the core could
+//! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
+//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
 
 use crate::agent::alert::run_alert_hook;
@@ -431,9 +432,12 @@ async fn run_loop(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((len, from)) => {
                     let mut node = shared.lock();
-                    node.handle_datagram(shared.now(), from, &buf[..len]);
+                    if !shared.faults.drop_incoming(from) {
+                        node.handle_datagram(shared.now(), from, &buf[..len]);
+                    }
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
+                            Ok((_, from)) if shared.faults.drop_incoming(from) => {}
                             Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
@@ -487,6 +491,9 @@ async fn flush(
         (tx, evs, node.has_left())
     };
     for t in transmits {
+        if shared.faults.drop_outgoing(t.dst) {
+            continue;
+        }
         if let Err(e) = socket.send_to(&t.data, t.dst).await {
             io.error("send", &io.send_errors, &e, Some(t.dst));
         }
