@@ -739,3 +739,42 @@ async fn a_restart_serves_the_snapshot_as_warming_until_reconnected() {
     .await;
     eprintln!("restart from snapshot: normal and exact {took:?} after reconnecting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_hook_sees_transitions_in_order() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let log = hooks.path().join("states");
+    let c = Cluster::start(
+        2,
+        Setup {
+            hook: Some(format!(
+                "echo \"$SHOAL_GUARD_STATE\" >> \"{}\"",
+                log.display()
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    // Quick operator overrides: the alerting system must end with the last state.
+    const ROUNDS: usize = 8;
+    for _ in 0..ROUNDS {
+        c.shared[0].with_node(|n, now| n.guard_freeze(now, "test"));
+        c.shared[0].with_node(|n, now| n.guard_thaw(now, "test"));
+    }
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(REACT, "the hook ran for every transition", || {
+        lines().len() == 2 * ROUNDS
+    })
+    .await;
+    let expected: Vec<String> = (0..2 * ROUNDS)
+        .map(|k| if k % 2 == 0 { "frozen" } else { "normal" }.to_string())
+        .collect();
+    assert_eq!(lines(), expected, "hook runs out of transition order");
+}
