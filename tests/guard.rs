@@ -571,6 +571,16 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
         },
     )
     .await;
+    // One watch event on entry, one on exit (a transient pass through `isolated` would add
+    // more; the first and the last are what a watcher acts on).
+    let ts: Vec<(GuardState, GuardState)> = watcher
+        .transitions()
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
+    eprintln!("4/3 split: n0 guard events on the watch stream: {ts:?}");
+    assert_eq!(ts.first(), Some(&(GuardState::Normal, GuardState::Frozen)));
+    assert_eq!(ts.last().map(|t| t.1), Some(GuardState::Normal));
     drop(watcher);
     api_handle.shutdown().await;
 }
@@ -613,7 +623,14 @@ async fn a_single_crash_is_removed_as_fast_with_the_guard_as_without() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_leave_while_frozen_applies_at_once() {
-    let mut c = Cluster::start(5, Setup::default()).await;
+    let mut c = Cluster::start(
+        5,
+        Setup {
+            api_on: vec![1],
+            ..Default::default()
+        },
+    )
+    .await;
     c.settle().await;
     for i in 0..4 {
         c.shared[i].with_node(|n, now| n.guard_freeze(now, "test"));
@@ -630,20 +647,46 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
         })
         .await;
     eprintln!("leave while frozen: left everywhere {took:?} after leave_and_stop returned");
+
+    // A deregistration empties the service at once, frozen or not.
+    c.shared[1]
+        .with_node(|n, now| n.deregister_service(now, "api"))
+        .expect("deregistered");
+    c.wait(REACT, "nobody serves `api` any more", || {
+        (0..4).all(|i| !c.shared[i].lock().services().contains_key("api"))
+    })
+    .await;
+
+    // A new member appears while frozen.
+    let cfg = config(
+        5,
+        "127.0.0.1:0".parse().unwrap(),
+        Some(c.addrs[0]),
+        c.dir.path(),
+        &c.setup,
+    );
+    let newcomer = Agent::start(&cfg).await.expect("starts");
+    c.addrs.push(newcomer.local_addr());
+    c.shared.push(newcomer.shared());
+    c.agents.push(Some(newcomer));
+    c.wait(REACT, "the frozen agents serve the newcomer alive", || {
+        (0..4).all(|i| c.status(i, 5) == Some(ServedStatus::Alive))
+    })
+    .await;
+
     for i in 0..4 {
         let g = c.guard(i);
         assert_eq!((g.state, g.held), (GuardState::Frozen, 0), "n{i}: {g:?}");
         let view = c.view(i);
-        assert_eq!(view.len(), 5, "{view:?}");
-        assert!(
-            view.iter().all(|(n, s)| *s
-                == if n == "n4" {
-                    ServedStatus::Left
-                } else {
-                    ServedStatus::Alive
-                }),
-            "{view:?}"
-        );
+        assert_eq!(view.len(), 6, "{view:?}");
+        for (n, st) in &view {
+            let want = if n == "n4" {
+                ServedStatus::Left
+            } else {
+                ServedStatus::Alive
+            };
+            assert_eq!(*st, want, "n{i} serves {n}: {view:?}");
+        }
     }
 }
 
@@ -777,4 +820,30 @@ async fn the_alert_hook_sees_transitions_in_order() {
         .map(|k| if k % 2 == 0 { "frozen" } else { "normal" }.to_string())
         .collect();
     assert_eq!(lines(), expected, "hook runs out of transition order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_reports_what_it_would_hold_and_serves_the_truth() {
+    let c = Cluster::start(
+        4,
+        Setup {
+            mode: GuardMode::Shadow,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    c.cut(&[3]);
+    c.wait(REACT, "n3 isolated in shadow, serving the truth", || {
+        let g = c.guard(3);
+        g.state == GuardState::Isolated
+            && g.held == 0
+            && g.would_hold == 3
+            && c.serves(3, &[3], &[], &[0, 1, 2])
+            && (0..3).all(|i| c.serves(i, &[0, 1, 2], &[], &[3]))
+    })
+    .await;
+    c.heal();
+    c.wait(HEAL, "all four back to the exact truth", || c.exact_truth())
+        .await;
 }
