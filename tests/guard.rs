@@ -520,6 +520,25 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
     let reason = check_visible(&c, 0, &client, GuardState::Frozen, 3).await;
     assert!(reason.contains("3 of 6 peers lost"), "{reason}");
     assert!(reason.contains("limit 40%"), "{reason}");
+    let mut table = Vec::new();
+    let code = cli::run_with(
+        ClientArgs {
+            api: format!("unix:{}", c.api_path(0).display()),
+            format: Format::Table,
+        },
+        ClientCommand::Guard { action: None },
+        &mut table,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("CLI runs");
+    assert_eq!(code, ExitCode::SUCCESS);
+    let table = String::from_utf8(table).expect("UTF-8");
+    assert!(
+        table.contains("frozen") && table.contains(&reason),
+        "{table}"
+    );
+    assert!(table.contains("held members: n4, n5, n6"), "{table}");
     let strict = client
         .members(&MemberQuery {
             status: vec!["alive".into()],
