@@ -282,6 +282,22 @@ async fn execute(
                 json_out(out, &r)?;
             } else {
                 guard_table(out, &r.guard)?;
+                if r.guard.held > 0 {
+                    // Which members are held, not just how many (the strict view:
+                    // `shoal members --status alive`).
+                    let q = MemberQuery {
+                        status: vec!["held".into()],
+                        ..Default::default()
+                    };
+                    let names: Vec<String> = client
+                        .members(&q)
+                        .await?
+                        .members
+                        .into_iter()
+                        .map(|m| m.name)
+                        .collect();
+                    writeln!(out, "held members: {}", names.join(", "))?;
+                }
             }
         }
     }

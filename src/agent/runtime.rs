@@ -3,7 +3,8 @@
 //! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, due timers and
 //! API wake-ups to the node and flushes what it produced (datagrams to the socket, timers to
 //! the queue, events to the broadcast and to the log), seed resolution with retry, and the
-//! signal handling of `shoal agent` (`run_until_signal`). It decides nothing the core could
+//! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
+//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
 
 use crate::agent::alert::run_alert_hook;
@@ -12,11 +13,14 @@ use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
 use crate::agent::timers::TimerQueue;
 use crate::config::{seed_with_port, AgentArgs, Config};
-use crate::core::{Event, EventKind, LocalEvent, MemberChange, Node, NodeError, Time};
+use crate::core::{
+    Event, EventKind, GuardTransition, LocalEvent, MemberChange, Node, NodeError, Time,
+};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -39,6 +43,9 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 const SNAPSHOT_PEERS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The alert hook is killed after this long.
 const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Guard transitions waiting for the alert hook; beyond this the oldest are dropped (the
+/// newest state is what an alerting system must end with).
+const ALERT_QUEUE: usize = 64;
 /// Socket errors are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -174,7 +181,7 @@ impl Agent {
         let (stop_tx, stop_rx) = oneshot::channel();
         let ctx = LoopCtx {
             snap_path,
-            alert_hook: cfg.alert_hook.clone(),
+            alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
         };
         let task = tokio::spawn(run_loop(
             Arc::new(socket),
@@ -372,7 +379,81 @@ async fn retry_seeds(mut pending: Vec<String>, me: SocketAddr, shared: Arc<Agent
 /// What the loop needs besides the socket and the node.
 struct LoopCtx {
     snap_path: PathBuf,
-    alert_hook: Option<String>,
+    /// Transitions for the alert hook, when one is configured.
+    alerts: Option<Arc<AlertQueue>>,
+}
+
+impl Drop for LoopCtx {
+    /// The loop ended (or was aborted): the alert task runs what is queued, then ends.
+    fn drop(&mut self) {
+        if let Some(alerts) = &self.alerts {
+            alerts.close();
+        }
+    }
+}
+
+/// Runs the alert hook for each guard transition, one at a time and in transition order, so
+/// that the last run always tells the current state (concurrent runs could finish in any
+/// order and leave an alerting system believing the guard is still frozen).
+struct AlertQueue {
+    pending: Mutex<VecDeque<GuardTransition>>,
+    wake: tokio::sync::Notify,
+    closed: AtomicBool,
+}
+
+impl AlertQueue {
+    /// Starts the task that runs `cmd`; it ends once the queue is closed and drained.
+    fn spawn(cmd: String) -> Arc<AlertQueue> {
+        let q = Arc::new(AlertQueue {
+            pending: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let worker = q.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = worker.lock().pop_front();
+                match next {
+                    Some(t) => {
+                        if let Err(e) = run_alert_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
+                            warn!(error = %e, to = t.to.as_str(), "alert hook failed");
+                        }
+                    }
+                    None if worker.closed.load(Ordering::Acquire) => break,
+                    // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
+                    None => worker.wake.notified().await,
+                }
+            }
+        });
+        q
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<GuardTransition>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, t: GuardTransition) {
+        let dropped = {
+            let mut q = self.lock();
+            q.push_back(t);
+            let over = q.len().saturating_sub(ALERT_QUEUE);
+            q.drain(..over);
+            over
+        };
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "the alert hook is too slow: older guard transitions not alerted"
+            );
+        }
+        self.wake.notify_one();
+    }
+
+    /// No more transitions: the task runs what is queued, then ends.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -431,9 +512,12 @@ async fn run_loop(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((len, from)) => {
                     let mut node = shared.lock();
-                    node.handle_datagram(shared.now(), from, &buf[..len]);
+                    if !shared.faults.drop_incoming(from) {
+                        node.handle_datagram(shared.now(), from, &buf[..len]);
+                    }
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
+                            Ok((_, from)) if shared.faults.drop_incoming(from) => {}
                             Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
@@ -487,19 +571,17 @@ async fn flush(
         (tx, evs, node.has_left())
     };
     for t in transmits {
+        if shared.faults.drop_outgoing(t.dst) {
+            continue;
+        }
         if let Err(e) = socket.send_to(&t.data, t.dst).await {
             io.error("send", &io.send_errors, &e, Some(t.dst));
         }
     }
     for ev in events {
         log_event(&ev, left);
-        if let (EventKind::Guard(t), Some(cmd)) = (&ev.kind, &ctx.alert_hook) {
-            let (t, cmd) = (t.clone(), cmd.clone());
-            tokio::spawn(async move {
-                if let Err(e) = run_alert_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
-                    warn!(error = %e, "alert hook failed");
-                }
-            });
+        if let (EventKind::Guard(t), Some(alerts)) = (&ev.kind, &ctx.alerts) {
+            alerts.push(t.clone());
         }
         // No receiver is fine: nobody is watching.
         let _ = shared.events.send(ev);

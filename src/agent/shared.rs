@@ -4,9 +4,16 @@
 //! to make the loop flush what a command produced, and the broadcast of served-view events.
 //! API handlers call `with_node`; only the event loop (`agent::runtime`) drains the node's
 //! outputs (datagrams, timers, events). Nothing here decides anything.
+//!
+//! Also owns `Faults`, a fault-injection hook for tests and chaos experiments: a set of peer
+//! addresses the event loop cuts off. It is reachable only through this library (no API route,
+//! no flag, no config key) and costs one relaxed atomic load per datagram while empty.
 
 use crate::core::{Event, Node, Time};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 use tokio::sync::{broadcast, Notify};
 
@@ -27,6 +34,101 @@ pub struct AgentShared {
     pub events: broadcast::Sender<Event>,
     /// Set once the agent is shutting down (API answers 503 to commands).
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// Test/chaos hook: peers the event loop cuts off (see `Faults`). Empty in production.
+    pub faults: Faults,
+}
+
+/// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
+///
+/// The event loop drops every datagram it would send to a blocked address and every datagram
+/// it receives from one, before the node sees it, as if the network between them had failed
+/// (the node cannot tell the difference). Blocking a peer on one agent cuts both directions
+/// between the two. Drops are counted here, not in the node's statistics.
+///
+/// It is deliberately reachable only from Rust (`AgentShared::faults`): there is no API route,
+/// flag or config key to set it, so nothing on the network can cut an agent off. While the set
+/// is empty the check is a single relaxed atomic load.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Fast path: false while `blocked` is empty.
+    active: AtomicBool,
+    blocked: RwLock<HashSet<SocketAddr>>,
+    dropped_in: AtomicU64,
+    dropped_out: AtomicU64,
+}
+
+impl Faults {
+    fn set(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<SocketAddr>> {
+        self.blocked.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cuts this agent off from `peer` (both directions).
+    pub fn block(&self, peer: SocketAddr) {
+        let mut set = self.set();
+        set.insert(peer);
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// Cuts this agent off from every address in `peers`.
+    pub fn block_all(&self, peers: impl IntoIterator<Item = SocketAddr>) {
+        let mut set = self.set();
+        set.extend(peers);
+        self.active.store(!set.is_empty(), Ordering::Release);
+    }
+
+    /// Reconnects this agent to `peer`.
+    pub fn unblock(&self, peer: SocketAddr) {
+        let mut set = self.set();
+        set.remove(&peer);
+        self.active.store(!set.is_empty(), Ordering::Release);
+    }
+
+    /// Reconnects this agent to every peer.
+    pub fn clear(&self) {
+        let mut set = self.set();
+        set.clear();
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// The blocked addresses.
+    pub fn blocked(&self) -> Vec<SocketAddr> {
+        let set = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        set.iter().copied().collect()
+    }
+
+    fn is_blocked(&self, peer: SocketAddr) -> bool {
+        if !self.active.load(Ordering::Relaxed) {
+            return false;
+        }
+        let set = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        set.contains(&peer)
+    }
+
+    /// Whether a datagram received from `from` must be dropped (counted when it is).
+    pub fn drop_incoming(&self, from: SocketAddr) -> bool {
+        let drop = self.is_blocked(from);
+        if drop {
+            self.dropped_in.fetch_add(1, Ordering::Relaxed);
+        }
+        drop
+    }
+
+    /// Whether a datagram to `to` must be dropped instead of sent (counted when it is).
+    pub fn drop_outgoing(&self, to: SocketAddr) -> bool {
+        let drop = self.is_blocked(to);
+        if drop {
+            self.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+        drop
+    }
+
+    /// Datagrams dropped so far: (received, not sent).
+    pub fn dropped(&self) -> (u64, u64) {
+        (
+            self.dropped_in.load(Ordering::Relaxed),
+            self.dropped_out.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl AgentShared {
@@ -40,6 +142,7 @@ impl AgentShared {
             flushed: Notify::new(),
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            faults: Faults::default(),
         }
     }
 

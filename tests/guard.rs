@@ -1,0 +1,892 @@
+//! End-to-end tests of the guard with real agents on loopback.
+//!
+//! Each test starts its own agents in-process (profile `local`, port 0 on 127.0.0.1, short
+//! guard timings: `stable_after` 1 s, `window` 5 s), injects network faults with the
+//! test-only drop filter of the transport (`AgentShared::faults`), and checks what a user
+//! would check: the served view, the services, the guard state, and where it is visible (the
+//! local API over a Unix socket, the CLI, the metrics, the watch stream, the alert hook).
+//! Every wait polls every 20 ms until the condition holds or a deadline passes. Nothing here
+//! asserts performance; the crash test prints its figures with the guard on and off.
+
+use shoal::agent::{Agent, AgentShared};
+use shoal::api::types::WatchLine;
+use shoal::api::{self, ApiHandle, ApiOptions};
+use shoal::cli::{self, ClientArgs, ClientCommand, Format, GuardAction};
+use shoal::client::{Client, MemberQuery};
+use shoal::config::{AgentArgs, Config};
+use shoal::core::{
+    EventKind, GuardMode, GuardReport, GuardState, GuardTransition, Profile, ServedStatus,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How long a cluster may take to converge and take its first baseline.
+const SETTLE: Duration = Duration::from_secs(15);
+/// How long the agents may take to react to a cut (suspicion is ~0.8 s with `local`).
+const REACT: Duration = Duration::from_secs(10);
+/// How long the agents may take to heal after a cut is lifted (re-announce backoff is capped
+/// at 5 s with `local`, then the guard needs `stable_after` of calm).
+const HEAL: Duration = Duration::from_secs(25);
+
+fn name(i: usize) -> String {
+    format!("n{i}")
+}
+
+/// What differs between the agents of a test.
+#[derive(Clone, Default)]
+struct Setup {
+    mode: GuardMode,
+    /// Agents offering the service `api` (port 8080).
+    api_on: Vec<usize>,
+    /// Alert hook of agent 0.
+    hook: Option<String>,
+}
+
+fn config(
+    i: usize,
+    bind: SocketAddr,
+    seed: Option<SocketAddr>,
+    dir: &Path,
+    setup: &Setup,
+) -> Config {
+    let args = AgentArgs {
+        name: Some(name(i)),
+        bind: Some(bind.to_string()),
+        join: seed.map(|s| vec![s.to_string()]).unwrap_or_default(),
+        profile: Some(Profile::Local),
+        data_dir: Some(dir.join(name(i))),
+        guard_mode: Some(setup.mode),
+        services: if setup.api_on.contains(&i) {
+            vec!["api:8080".to_string()]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let mut cfg = Config::load_with_env(&args, &|_| None).expect("valid test config");
+    cfg.guard.stable_after = Duration::from_secs(1);
+    cfg.guard.window = Duration::from_secs(5);
+    cfg.guard.drain_per_sec = 50;
+    cfg.guard.warming_sync = Duration::from_millis(500);
+    cfg.guard.warming_timeout = Duration::from_secs(20);
+    if i == 0 {
+        cfg.alert_hook = setup.hook.clone();
+    }
+    cfg
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    setup: Setup,
+    agents: Vec<Option<Agent>>,
+    shared: Vec<Arc<AgentShared>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    async fn start(n: usize, setup: Setup) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut c = Cluster {
+            dir,
+            setup,
+            agents: Vec::new(),
+            shared: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for i in 0..n {
+            let seed = c.addrs.first().copied();
+            let cfg = config(
+                i,
+                "127.0.0.1:0".parse().unwrap(),
+                seed,
+                c.dir.path(),
+                &c.setup,
+            );
+            let a = Agent::start(&cfg).await.expect("agent starts");
+            c.addrs.push(a.local_addr());
+            c.shared.push(a.shared());
+            c.agents.push(Some(a));
+        }
+        c
+    }
+
+    fn n(&self) -> usize {
+        self.agents.len()
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.n())
+            .filter(|i| self.agents[*i].is_some())
+            .collect()
+    }
+
+    fn guard(&self, i: usize) -> GuardReport {
+        self.shared[i].lock().guard_report()
+    }
+
+    fn status(&self, observer: usize, member: usize) -> Option<ServedStatus> {
+        self.shared[observer]
+            .lock()
+            .member(&name(member))
+            .map(|m| m.status)
+    }
+
+    /// The served view of `i`: (name, status) of every member, itself included.
+    fn view(&self, i: usize) -> Vec<(String, ServedStatus)> {
+        self.shared[i]
+            .lock()
+            .members()
+            .into_iter()
+            .map(|m| (m.name, m.status))
+            .collect()
+    }
+
+    /// `i` serves exactly the members in `alive` as alive, those in `held` as held and those
+    /// in `down` as down, and nothing else.
+    fn serves(&self, i: usize, alive: &[usize], held: &[usize], down: &[usize]) -> bool {
+        let view = self.view(i);
+        let total = alive.len() + held.len() + down.len();
+        let check = |set: &[usize], st: ServedStatus| {
+            set.iter()
+                .all(|m| view.iter().any(|(n, s)| *n == name(*m) && *s == st))
+        };
+        view.len() == total
+            && check(alive, ServedStatus::Alive)
+            && check(held, ServedStatus::Held)
+            && check(down, ServedStatus::Down)
+    }
+
+    /// Every running agent serves every agent alive, with its guard normal and nothing held.
+    fn exact_truth(&self) -> bool {
+        let all: Vec<usize> = (0..self.n()).collect();
+        self.live().into_iter().all(|i| {
+            let g = self.guard(i);
+            g.state == GuardState::Normal && g.held == 0 && self.serves(i, &all, &[], &[])
+        })
+    }
+
+    /// Converged (everyone alive everywhere) and every guard took a full baseline.
+    async fn settle(&self) {
+        let n = self.n();
+        let off = self.setup.mode == GuardMode::Off;
+        self.wait(SETTLE, "converged with a full baseline everywhere", || {
+            self.exact_truth() && (off || (0..n).all(|i| self.guard(i).baseline == n - 1))
+        })
+        .await;
+    }
+
+    /// Every running agent's guard and served view, for failure messages.
+    fn dump(&self) -> String {
+        let mut s = String::new();
+        for i in self.live() {
+            let g = self.guard(i);
+            let view: Vec<String> = self
+                .view(i)
+                .into_iter()
+                .map(|(n, st)| format!("{n}:{}", st.as_str()))
+                .collect();
+            s.push_str(&format!(
+                "\n  n{i}: {} held={} baseline={} active={} ({}) [{}]",
+                g.state.as_str(),
+                g.held,
+                g.baseline,
+                self.shared[i].lock().active_peers(),
+                g.reason,
+                view.join(" ")
+            ));
+        }
+        s
+    }
+
+    /// `wait_until` that shows every agent's state when it times out.
+    async fn wait(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut cond: impl FnMut() -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if cond() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting until {what}:{}",
+                self.dump()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cuts the agents in `group` off from all the others (both directions, on both sides).
+    fn cut(&self, group: &[usize]) {
+        for i in 0..self.n() {
+            let others = (0..self.n())
+                .filter(|j| group.contains(&i) != group.contains(j))
+                .map(|j| self.addrs[j]);
+            self.shared[i].faults.block_all(others);
+        }
+    }
+
+    /// Lifts every cut.
+    fn heal(&self) {
+        for s in &self.shared {
+            s.faults.clear();
+        }
+    }
+
+    fn api_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.sock", name(i)))
+    }
+
+    async fn api(&self, i: usize) -> (ApiHandle, Client) {
+        let path = self.api_path(i);
+        let h = api::spawn(
+            self.shared[i].clone(),
+            ApiOptions {
+                unix: Some(path.clone()),
+                http: None,
+            },
+        )
+        .await
+        .expect("API binds");
+        let c = Client::parse(&format!("unix:{}", path.display())).expect("client");
+        (h, c)
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `cond` every 20 ms for `period`; panics with `what` the first time it does not hold.
+async fn holds_for(period: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        assert!(cond(), "{what} stopped holding after {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Collects the lines of a watch stream in the background.
+struct Watcher {
+    lines: Arc<Mutex<Vec<WatchLine>>>,
+    task: JoinHandle<()>,
+}
+
+impl Watcher {
+    async fn start(client: &Client) -> Watcher {
+        let mut w = client.watch(None).await.expect("watch opens");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(l)) = w.next().await {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Watcher { lines, task }
+    }
+
+    /// Guard transitions seen so far.
+    fn transitions(&self) -> Vec<GuardTransition> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| match l {
+                WatchLine::Event(e) => match &e.kind {
+                    EventKind::Guard(t) => Some(t.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn saw(&self, to: GuardState) -> bool {
+        self.transitions().iter().any(|t| t.to == to)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An alert hook writing `$SHOAL_GUARD_STATE` then its stdin to one file per run in `dir`.
+fn hook_command(dir: &Path) -> String {
+    format!(
+        "f=\"{}/hook.$$\"; printf '%s\\n' \"$SHOAL_GUARD_STATE\" > \"$f.tmp\"; \
+         cat >> \"$f.tmp\"; mv \"$f.tmp\" \"$f\"",
+        dir.display()
+    )
+}
+
+/// What the alert hook wrote: (state from the environment, transition from stdin).
+fn hook_runs(dir: &Path) -> Vec<(String, GuardTransition)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let fname = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !fname.starts_with("hook.") || fname.ends_with(".tmp") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("hook output readable");
+        let (state, json) = text.split_once('\n').expect("state line then JSON");
+        let t: GuardTransition = serde_json::from_str(json).expect("JSON transition on stdin");
+        out.push((state.to_string(), t));
+    }
+    out
+}
+
+async fn run_cli(api: &Path, cmd: ClientCommand) -> serde_json::Value {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = cli::run_with(
+        ClientArgs {
+            api: format!("unix:{}", api.display()),
+            format: Format::Json,
+        },
+        cmd,
+        &mut out,
+        &mut err,
+    )
+    .await
+    .expect("CLI runs");
+    assert_eq!(code, ExitCode::SUCCESS, "{}", String::from_utf8_lossy(&err));
+    serde_json::from_slice(&out).expect("CLI prints JSON")
+}
+
+/// Checks that agent `i`'s guard shows `state` and `held` through the API, the members
+/// answer, the metrics and the CLI. Returns the reason the API gives.
+async fn check_visible(
+    c: &Cluster,
+    i: usize,
+    client: &Client,
+    state: GuardState,
+    held: usize,
+) -> String {
+    let g = client.guard().await.expect("GET /v1/guard").guard;
+    assert_eq!((g.state, g.held), (state, held), "GET /v1/guard: {g:?}");
+    assert!(!g.reason.is_empty());
+
+    let m = client
+        .members(&MemberQuery::default())
+        .await
+        .expect("GET /v1/members");
+    assert_eq!(
+        (m.guard.state, m.guard.held),
+        (state, held),
+        "/v1/members guard field"
+    );
+    let held_listed = m
+        .members
+        .iter()
+        .filter(|m| m.status == ServedStatus::Held)
+        .count();
+    assert_eq!(held_listed, held, "/v1/members lists the held members");
+
+    let metrics = client.metrics().await.expect("GET /metrics");
+    for st in [
+        GuardState::Normal,
+        GuardState::Frozen,
+        GuardState::Isolated,
+        GuardState::Warming,
+    ] {
+        let line = format!(
+            "shoal_guard_state{{state=\"{}\"}} {}\n",
+            st.as_str(),
+            u8::from(st == state)
+        );
+        assert!(metrics.contains(&line), "metrics lack {line:?}:\n{metrics}");
+    }
+    let held_line = format!("shoal_guard_held_members {held}\n");
+    assert!(metrics.contains(&held_line), "metrics lack {held_line:?}");
+
+    let v = run_cli(&c.api_path(i), ClientCommand::Guard { action: None }).await;
+    assert_eq!(v["guard"]["state"], state.as_str(), "shoal guard: {v}");
+    assert_eq!(v["guard"]["held"], held as u64, "shoal guard: {v}");
+    assert_eq!(v["guard"]["reason"], g.reason.as_str(), "shoal guard: {v}");
+    g.reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_six_cut_off_is_isolated_and_the_rest_remove_only_it() {
+    let c = Cluster::start(6, Setup::default()).await;
+    c.settle().await;
+    let rest = [0, 1, 2, 3, 4];
+    c.cut(&[5]);
+    let took = c
+        .wait(REACT, "n5 isolated, the others remove only n5", || {
+            // The five never trip: one failure is under the limit.
+            for i in rest {
+                let st = c.guard(i).state;
+                assert_eq!(
+                    st,
+                    GuardState::Normal,
+                    "n{i} must stay normal: {:?}",
+                    c.guard(i)
+                );
+            }
+            let g5 = c.guard(5);
+            g5.state == GuardState::Isolated
+                && g5.held == 5
+                && c.serves(5, &[5], &rest, &[])
+                && rest.iter().all(|i| c.serves(*i, &rest, &[], &[5]))
+        })
+        .await;
+    eprintln!("1 of 6 cut: reacted in {took:?}; n5: {:?}", c.guard(5));
+    holds_for(Duration::from_secs(1), "the cut view", || {
+        c.guard(5).state == GuardState::Isolated
+            && c.serves(5, &[5], &rest, &[])
+            && rest.iter().all(|i| c.guard(*i).state == GuardState::Normal)
+    })
+    .await;
+    c.heal();
+    let took = c
+        .wait(HEAL, "all six back to the exact truth", || c.exact_truth())
+        .await;
+    eprintln!("1 of 6 cut: healed to the exact truth in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_a_service() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let setup = Setup {
+        api_on: vec![4, 5, 6],
+        hook: Some(hook_command(hooks.path())),
+        ..Default::default()
+    };
+    let c = Cluster::start(7, setup).await;
+    c.settle().await;
+    let (api_handle, client) = c.api(0).await;
+    check_visible(&c, 0, &client, GuardState::Normal, 0).await;
+    let watcher = Watcher::start(&client).await;
+    let four = [0, 1, 2, 3];
+    let three = [4, 5, 6];
+    // The four must always serve `api`, which only the three offer.
+    let api_served = |c: &Cluster| {
+        for i in four {
+            let n = c.shared[i]
+                .lock()
+                .services()
+                .get("api")
+                .map(Vec::len)
+                .unwrap_or(0);
+            assert!(n > 0, "n{i} serves `api` empty: {:?}", c.view(i));
+        }
+    };
+    api_served(&c);
+
+    c.cut(&three);
+    let took = c
+        .wait(REACT, "four frozen holding three, three isolated", || {
+            api_served(&c);
+            four.iter().all(|i| {
+                let g = c.guard(*i);
+                g.state == GuardState::Frozen && g.held == 3 && c.serves(*i, &four, &three, &[])
+            }) && three.iter().all(|i| {
+                let g = c.guard(*i);
+                g.state == GuardState::Isolated && g.held == 4 && c.serves(*i, &three, &four, &[])
+            })
+        })
+        .await;
+    eprintln!("4/3 split: reacted in {took:?}; n0: {:?}", c.guard(0));
+    let api_instances = c.shared[0].lock().services()["api"].clone();
+    assert_eq!(api_instances.len(), 3, "{api_instances:?}");
+    assert!(api_instances.iter().all(|x| x.status == ServedStatus::Held));
+
+    // Visible everywhere on n0: API, members, metrics, CLI, watch, alert hook.
+    let reason = check_visible(&c, 0, &client, GuardState::Frozen, 3).await;
+    assert!(reason.contains("3 of 6 peers lost"), "{reason}");
+    assert!(reason.contains("limit 40%"), "{reason}");
+    let mut table = Vec::new();
+    let code = cli::run_with(
+        ClientArgs {
+            api: format!("unix:{}", c.api_path(0).display()),
+            format: Format::Table,
+        },
+        ClientCommand::Guard { action: None },
+        &mut table,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("CLI runs");
+    assert_eq!(code, ExitCode::SUCCESS);
+    let table = String::from_utf8(table).expect("UTF-8");
+    assert!(
+        table.contains("frozen") && table.contains(&reason),
+        "{table}"
+    );
+    assert!(table.contains("held members: n4, n5, n6"), "{table}");
+    let strict = client
+        .members(&MemberQuery {
+            status: vec!["alive".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("?status=alive");
+    assert_eq!(strict.members.len(), 4, "the strict view has only the four");
+    wait_until(REACT, "a guard event on the watch stream", || {
+        watcher.saw(GuardState::Frozen)
+    })
+    .await;
+    let t = watcher
+        .transitions()
+        .into_iter()
+        .find(|t| t.to == GuardState::Frozen)
+        .expect("frozen transition");
+    assert_eq!(t.from, GuardState::Normal);
+    assert_eq!(t.report.held, 3);
+    wait_until(REACT, "the alert hook ran on entry to frozen", || {
+        hook_runs(hooks.path())
+            .iter()
+            .any(|(s, t)| s == "frozen" && t.to == GuardState::Frozen && t.report.held == 3)
+    })
+    .await;
+
+    holds_for(Duration::from_secs(1), "the split view", || {
+        api_served(&c);
+        four.iter()
+            .all(|i| c.guard(*i).state == GuardState::Frozen && c.serves(*i, &four, &three, &[]))
+    })
+    .await;
+
+    c.heal();
+    let took = c
+        .wait(HEAL, "all seven back to the exact truth", || {
+            api_served(&c);
+            c.exact_truth()
+        })
+        .await;
+    eprintln!("4/3 split: healed to the exact truth in {took:?}");
+    check_visible(&c, 0, &client, GuardState::Normal, 0).await;
+    wait_until(
+        REACT,
+        "the thaw on the watch stream and in the hook",
+        || {
+            watcher.saw(GuardState::Normal)
+                && hook_runs(hooks.path()).iter().any(|(s, _)| s == "normal")
+        },
+    )
+    .await;
+    // One watch event on entry, one on exit (a transient pass through `isolated` would add
+    // more; the first and the last are what a watcher acts on).
+    let ts: Vec<(GuardState, GuardState)> = watcher
+        .transitions()
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
+    eprintln!("4/3 split: n0 guard events on the watch stream: {ts:?}");
+    assert_eq!(ts.first(), Some(&(GuardState::Normal, GuardState::Frozen)));
+    assert_eq!(ts.last().map(|t| t.1), Some(GuardState::Normal));
+    drop(watcher);
+    api_handle.shutdown().await;
+}
+
+/// Stops agent 4 of a settled cluster and returns how long until everyone served it `down`.
+async fn crash_removal(mode: GuardMode) -> Duration {
+    let mut c = Cluster::start(
+        5,
+        Setup {
+            mode,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    c.agents[4].take().expect("running").stop().await;
+    let took = c
+        .wait(REACT, "every agent serves n4 down", || {
+            (0..4).all(|i| c.status(i, 4) == Some(ServedStatus::Down))
+        })
+        .await;
+    for i in 0..4 {
+        assert_eq!(c.guard(i).state, GuardState::Normal, "{mode:?}");
+        assert!(c.serves(i, &[0, 1, 2, 3], &[], &[4]), "{:?}", c.view(i));
+    }
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_crash_is_removed_as_fast_with_the_guard_as_without() {
+    let (on, off) = tokio::join!(
+        crash_removal(GuardMode::Enforce),
+        crash_removal(GuardMode::Off)
+    );
+    eprintln!("single crash removed everywhere: guard enforce {on:?}, guard off {off:?}");
+    // Loose: both within a few suspicion timeouts (0.8 s with `local`, 5 members).
+    let bound = Duration::from_secs(5);
+    assert!(on < bound && off < bound, "on {on:?}, off {off:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_leave_while_frozen_applies_at_once() {
+    let mut c = Cluster::start(
+        5,
+        Setup {
+            api_on: vec![1],
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    for i in 0..4 {
+        c.shared[i].with_node(|n, now| n.guard_freeze(now, "test"));
+        assert_eq!(c.guard(i).state, GuardState::Frozen);
+    }
+    c.agents[4]
+        .take()
+        .expect("running")
+        .leave_and_stop(Duration::from_secs(2))
+        .await;
+    let took = c
+        .wait(REACT, "every agent serves n4 left", || {
+            (0..4).all(|i| c.status(i, 4) == Some(ServedStatus::Left))
+        })
+        .await;
+    eprintln!("leave while frozen: left everywhere {took:?} after leave_and_stop returned");
+
+    // A deregistration empties the service at once, frozen or not.
+    c.shared[1]
+        .with_node(|n, now| n.deregister_service(now, "api"))
+        .expect("deregistered");
+    c.wait(REACT, "nobody serves `api` any more", || {
+        (0..4).all(|i| !c.shared[i].lock().services().contains_key("api"))
+    })
+    .await;
+
+    // A new member appears while frozen.
+    let cfg = config(
+        5,
+        "127.0.0.1:0".parse().unwrap(),
+        Some(c.addrs[0]),
+        c.dir.path(),
+        &c.setup,
+    );
+    let newcomer = Agent::start(&cfg).await.expect("starts");
+    c.addrs.push(newcomer.local_addr());
+    c.shared.push(newcomer.shared());
+    c.agents.push(Some(newcomer));
+    c.wait(REACT, "the frozen agents serve the newcomer alive", || {
+        (0..4).all(|i| c.status(i, 5) == Some(ServedStatus::Alive))
+    })
+    .await;
+
+    for i in 0..4 {
+        let g = c.guard(i);
+        assert_eq!((g.state, g.held), (GuardState::Frozen, 0), "n{i}: {g:?}");
+        let view = c.view(i);
+        assert_eq!(view.len(), 6, "{view:?}");
+        for (n, st) in &view {
+            let want = if n == "n4" {
+                ServedStatus::Left
+            } else {
+                ServedStatus::Alive
+            };
+            assert_eq!(*st, want, "n{i} serves {n}: {view:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_freeze_and_thaw_are_visible_everywhere() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let c = Cluster::start(
+        3,
+        Setup {
+            hook: Some(hook_command(hooks.path())),
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    let (api_handle, client) = c.api(0).await;
+    let watcher = Watcher::start(&client).await;
+
+    let v = run_cli(
+        &c.api_path(0),
+        ClientCommand::Guard {
+            action: Some(GuardAction::Freeze),
+        },
+    )
+    .await;
+    assert_eq!(v["guard"]["state"], "frozen", "{v}");
+    let reason = check_visible(&c, 0, &client, GuardState::Frozen, 0).await;
+    assert!(reason.contains("frozen by operator"), "{reason}");
+    wait_until(REACT, "freeze on the watch stream and in the hook", || {
+        watcher.saw(GuardState::Frozen)
+            && hook_runs(hooks.path()).iter().any(|(s, _)| s == "frozen")
+    })
+    .await;
+    // An operator freeze does not thaw by itself.
+    holds_for(Duration::from_millis(1500), "the operator freeze", || {
+        c.guard(0).state == GuardState::Frozen
+    })
+    .await;
+
+    let r = client.guard_thaw().await.expect("POST /v1/guard/thaw");
+    assert_eq!(r.guard.state, GuardState::Normal);
+    let reason = check_visible(&c, 0, &client, GuardState::Normal, 0).await;
+    assert!(reason.contains("thawed by operator"), "{reason}");
+    wait_until(REACT, "thaw on the watch stream and in the hook", || {
+        watcher.saw(GuardState::Normal)
+            && hook_runs(hooks.path()).iter().any(|(s, _)| s == "normal")
+    })
+    .await;
+    // The other agents were never affected: the override is local.
+    for i in 1..3 {
+        assert_eq!(c.guard(i).state, GuardState::Normal);
+    }
+    drop(watcher);
+    api_handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_the_snapshot_as_warming_until_reconnected() {
+    let mut c = Cluster::start(4, Setup::default()).await;
+    c.settle().await;
+    c.agents[3].take().expect("running").stop().await;
+    assert!(
+        c.dir.path().join("n3").join("snapshot.json").exists(),
+        "stopping saves the snapshot"
+    );
+    // The peers drop everything from n3's address: the restarted n3 is cut off.
+    for i in 0..3 {
+        c.shared[i].faults.block(c.addrs[3]);
+    }
+    let cfg = config(3, c.addrs[3], Some(c.addrs[0]), c.dir.path(), &c.setup);
+    let again = Agent::start(&cfg)
+        .await
+        .expect("restarts on its old address");
+    c.shared[3] = again.shared();
+    c.agents[3] = Some(again);
+    let g = c.guard(3);
+    assert_eq!(g.state, GuardState::Warming, "{g:?}");
+    assert!(c.serves(3, &[3], &[0, 1, 2], &[]), "{:?}", c.view(3));
+    holds_for(
+        Duration::from_secs(1),
+        "warming with the restored view",
+        || c.guard(3).state == GuardState::Warming && c.serves(3, &[3], &[0, 1, 2], &[]),
+    )
+    .await;
+    for i in 0..3 {
+        c.shared[i].faults.clear();
+    }
+    let took = wait_until(
+        HEAL,
+        "the restarted agent synced and everyone alive",
+        || c.exact_truth(),
+    )
+    .await;
+    eprintln!("restart from snapshot: normal and exact {took:?} after reconnecting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_hook_sees_transitions_in_order() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let log = hooks.path().join("states");
+    let c = Cluster::start(
+        2,
+        Setup {
+            hook: Some(format!(
+                "echo \"$SHOAL_GUARD_STATE\" >> \"{}\"",
+                log.display()
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    // Quick operator overrides: the alerting system must end with the last state.
+    const ROUNDS: usize = 8;
+    for _ in 0..ROUNDS {
+        c.shared[0].with_node(|n, now| n.guard_freeze(now, "test"));
+        c.shared[0].with_node(|n, now| n.guard_thaw(now, "test"));
+    }
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(REACT, "the hook ran for every transition", || {
+        lines().len() == 2 * ROUNDS
+    })
+    .await;
+    let expected: Vec<String> = (0..2 * ROUNDS)
+        .map(|k| if k % 2 == 0 { "frozen" } else { "normal" }.to_string())
+        .collect();
+    assert_eq!(lines(), expected, "hook runs out of transition order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_reports_what_it_would_hold_and_serves_the_truth() {
+    let c = Cluster::start(
+        4,
+        Setup {
+            mode: GuardMode::Shadow,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.settle().await;
+    c.cut(&[3]);
+    c.wait(REACT, "n3 isolated in shadow, serving the truth", || {
+        let g = c.guard(3);
+        g.state == GuardState::Isolated
+            && g.held == 0
+            && g.would_hold == 3
+            && c.serves(3, &[3], &[], &[0, 1, 2])
+            && (0..3).all(|i| c.serves(i, &[0, 1, 2], &[], &[3]))
+    })
+    .await;
+    c.heal();
+    c.wait(HEAL, "all four back to the exact truth", || c.exact_truth())
+        .await;
+}
+
+/// CORE FINDING (src/core/guard.rs, not fixed here): the reason of an `isolated` guard is
+/// written once, on entry, and never updated while isolated. A node cut off from everyone
+/// keeps saying "reaching 1 of 3 baseline peers, fewer than half" (what it saw when it
+/// crossed the line) although it reaches none and foca is idle; an operator reading
+/// `shoal guard` is told the wrong number. Expected: the reason follows the current figure
+/// (e.g. re-evaluated in `Guard::evaluate` while `Isolated`, without a new transition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "core: the isolated reason is stale (see the comment)"]
+async fn the_isolated_reason_tells_the_current_reach() {
+    let c = Cluster::start(4, Setup::default()).await;
+    c.settle().await;
+    c.cut(&[3]);
+    c.wait(REACT, "n3 isolated, reaching nobody", || {
+        let g = c.guard(3);
+        g.state == GuardState::Isolated && g.held == 3 && c.shared[3].lock().active_peers() == 0
+    })
+    .await;
+    let reason = c.guard(3).reason;
+    assert!(
+        reason.contains("0 of 3") || reason.contains("no active peer"),
+        "stale reason: {reason:?}"
+    );
+}
