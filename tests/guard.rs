@@ -867,14 +867,10 @@ async fn shadow_mode_reports_what_it_would_hold_and_serves_the_truth() {
         .await;
 }
 
-/// CORE FINDING (src/core/guard.rs, not fixed here): the reason of an `isolated` guard is
-/// written once, on entry, and never updated while isolated. A node cut off from everyone
-/// keeps saying "reaching 1 of 3 baseline peers, fewer than half" (what it saw when it
-/// crossed the line) although it reaches none and foca is idle; an operator reading
-/// `shoal guard` is told the wrong number. Expected: the reason follows the current figure
-/// (e.g. re-evaluated in `Guard::evaluate` while `Isolated`, without a new transition).
+/// The reason of an `isolated` guard follows what the node reaches now, not what it saw
+/// when it crossed the line (an operator reading `shoal guard` must be told the current
+/// number).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "core: the isolated reason is stale (see the comment)"]
 async fn the_isolated_reason_tells_the_current_reach() {
     let c = Cluster::start(4, Setup::default()).await;
     c.settle().await;

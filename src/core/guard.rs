@@ -665,16 +665,22 @@ impl Guard {
                 }
             }
             GuardState::Isolated => {
-                if self.isolated(ctx).is_none() {
-                    let why = format!(
-                        "reachable again ({} of {b} baseline peers); holding until the held \
-                         members are back",
-                        ctx.active_peers
-                    );
-                    self.enter(now, GuardState::Frozen, why);
+                match self.isolated(ctx) {
+                    // Still cut off: keep the reason current (how many peers it reaches now),
+                    // without a new transition.
+                    Some(why) => self.reason = why,
+                    None => self.leave_isolation(now, ctx, b),
                 }
             }
         }
+    }
+
+    fn leave_isolation(&mut self, now: Time, ctx: &GuardCtx<'_>, b: usize) {
+        let why = format!(
+            "reachable again ({} of {b} baseline peers); holding until the held members are back",
+            ctx.active_peers
+        );
+        self.enter(now, GuardState::Frozen, why);
     }
 
     /// Warming ends: ghosts the truth knows are replaced by it; the others count as failures.
