@@ -15,6 +15,7 @@ pub const MAX_NAME_LEN: usize = 64;
 
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeId {
+    #[serde(deserialize_with = "crate::core::intern::de_name")]
     pub name: Arc<str>,
     pub addr: SocketAddr,
     pub generation: u64,
@@ -23,7 +24,7 @@ pub struct NodeId {
 impl NodeId {
     pub fn new(name: &str, addr: SocketAddr, generation: u64) -> Self {
         NodeId {
-            name: Arc::from(name),
+            name: crate::core::intern::name(name),
             addr,
             generation,
         }

@@ -224,8 +224,9 @@ pub struct Node {
     store: SharedMetaStore,
     truth: Truth,
     guard: Guard,
-    /// What we last served for each member (to emit changes).
-    served: HashMap<Arc<str>, ServedStatus>,
+    /// What we last served for members the truth does not know (restored ghosts); for the
+    /// others it is kept in their truth entry.
+    served_ghosts: HashMap<Arc<str>, ServedStatus>,
     own: MetaRecord,
     out: Outbox,
     events: VecDeque<Event>,
@@ -316,7 +317,7 @@ impl Node {
             store,
             truth,
             guard,
-            served: HashMap::new(),
+            served_ghosts: HashMap::new(),
             own,
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -460,7 +461,9 @@ impl Node {
         self.store.lock().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         // Tell a few peers directly too, so that the intent does not depend on piggybacking.
-        let push = ShoalMsg::Push { records: vec![own] };
+        let push = ShoalMsg::Push {
+            records: vec![Arc::new(own)],
+        };
         let peers: Vec<SocketAddr> = self
             .foca
             .iter_members()
@@ -614,7 +617,7 @@ impl Node {
         let n = members.iter().filter(|m| m.status.is_serving()).count();
         self.guard.restore(now, members, snap.baseline, age);
         for (name, g) in self.guard.ghosts() {
-            self.served.insert(name.clone(), g.status);
+            self.served_ghosts.insert(name.clone(), g.status);
         }
         let views: Vec<MemberView> = self.guard.ghosts().map(|(_, g)| g.clone()).collect();
         for view in views {
@@ -775,6 +778,7 @@ impl Node {
                     id: id.clone(),
                     state: TruthState::Alive,
                     since: self.now,
+                    served: None,
                 },
                 ServedStatus::Alive,
                 Some(&self.own),
@@ -932,7 +936,7 @@ impl Node {
                             None => want.push(e.name),
                             Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
                             Some(r) if r.stamp() > (e.generation, e.version) => {
-                                push.push(r.clone())
+                                push.extend(s.get_shared(&e.name).cloned())
                             }
                             Some(_) => {}
                         }
@@ -950,12 +954,12 @@ impl Node {
                 }
             }
             ShoalMsg::Want { names } => {
-                let recs: Vec<MetaRecord> = {
+                let recs: Vec<Arc<MetaRecord>> = {
                     let s = self.store.lock();
                     names
                         .iter()
                         .take(256)
-                        .filter_map(|n| s.get(n).cloned())
+                        .filter_map(|n| s.get_shared(n).cloned())
                         .collect()
                 };
                 for m in pack_push(recs, self.shoal_budget()) {
@@ -966,16 +970,24 @@ impl Node {
                 let mut relay = Vec::new();
                 let mut s = self.store.lock();
                 for r in records {
-                    if r.meta.validate().is_err()
-                        || crate::core::identity::validate_name(&r.name).is_err()
-                    {
-                        self.stats.dropped_bad_metadata += 1;
-                        continue;
-                    }
                     // Nobody but us writes our record.
                     if *r.name == *self.cfg.name {
                         continue;
                     }
+                    // Most records are not newer than ours: check that before validating.
+                    if !s.is_newer(&r.name, r.stamp()) {
+                        self.stats.meta_records_received += 1;
+                        continue;
+                    }
+                    if crate::core::identity::validate_name(&r.name).is_err() {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    }
+                    let r = Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone());
+                    let Ok(r) = crate::core::intern::record(r) else {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    };
                     self.stats.meta_records_received += 1;
                     let leaving = r.leaving.then(|| r.encode());
                     if s.offer(r) {
@@ -1253,7 +1265,7 @@ impl Node {
         self.store.lock().remove(name);
         self.fetch.remove(name);
         self.discover.remove(name);
-        let prev = self.served.remove(name);
+        let prev = m.served.or(self.served_ghosts.remove(name));
         {
             let store = self.store.lock();
             let ctx = GuardCtx {
@@ -1298,10 +1310,21 @@ impl Node {
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
     fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
+        // Most calls change nothing: decide that before building the view.
+        if !joined && !meta_changed {
+            if let Some(m) = self.truth.get(name) {
+                let status = self.guard.served(name, m.state);
+                if m.served == Some(status)
+                    && (self.served_ghosts.is_empty() || !self.served_ghosts.contains_key(name))
+                {
+                    return;
+                }
+            }
+        }
         let Some(view) = self.member(name) else {
             return;
         };
-        let prev = self.served.insert(name.clone(), view.status);
+        let prev = self.swap_served(name, view.status);
         let change = if joined || prev.is_none() {
             MemberChange::Joined
         } else if prev != Some(view.status) {
@@ -1319,6 +1342,22 @@ impl Node {
                 member: view,
             },
         );
+    }
+
+    /// Records what is served for `name`; returns what was served before.
+    fn swap_served(&mut self, name: &Arc<str>, status: ServedStatus) -> Option<ServedStatus> {
+        let ghost = if self.served_ghosts.is_empty() {
+            None
+        } else {
+            self.served_ghosts.remove(name)
+        };
+        match self.truth.swap_served(name, status) {
+            Some(prev) => prev.or(ghost),
+            None => {
+                self.served_ghosts.insert(name.clone(), status);
+                ghost
+            }
+        }
     }
 
     fn push_event(&mut self, now: Time, kind: EventKind) {
@@ -1364,7 +1403,7 @@ impl Node {
             if self.truth.get(&name).is_some() {
                 continue;
             }
-            let prev = self.served.remove(&name);
+            let prev = self.served_ghosts.remove(&name);
             self.push_event(
                 now,
                 EventKind::Member {

@@ -85,6 +85,9 @@ pub struct TruthMember {
     pub state: TruthState,
     /// When `state` was entered.
     pub since: Time,
+    /// What this node last served for the member (`None`: nothing yet); kept here rather
+    /// than in a map of its own so that a member costs one entry.
+    pub served: Option<ServedStatus>,
 }
 
 /// Every member this node knows, by name, including itself.
@@ -153,6 +156,7 @@ impl Truth {
                         id: id.clone(),
                         state,
                         since: now,
+                        served: None,
                     },
                 );
                 if state == TruthState::Suspect {
@@ -161,6 +165,16 @@ impl Truth {
                 (true, None)
             }
         }
+    }
+
+    /// Records what is served for a known member; returns the previous value, or `None` when
+    /// the member is unknown (nothing recorded).
+    pub fn swap_served(
+        &mut self,
+        name: &str,
+        status: ServedStatus,
+    ) -> Option<Option<ServedStatus>> {
+        self.members.get_mut(name).map(|m| m.served.replace(status))
     }
 
     pub fn remove(&mut self, name: &str) -> Option<TruthMember> {
