@@ -522,7 +522,7 @@ impl Guard {
             match ctx
                 .meta
                 .get(name)
-                .filter(|r| r.generation <= m.id.generation)
+                .filter(|r| r.generation <= m.id.generation())
             {
                 Some(r) => out.extend(r.meta.services.keys().cloned()),
                 None => {
@@ -544,7 +544,7 @@ impl Guard {
         active: &mut Option<HashSet<String>>,
     ) -> bool {
         let services: Vec<String> = match (ctx.truth.get(name), ctx.meta.get(name)) {
-            (Some(m), Some(r)) if r.generation <= m.id.generation => {
+            (Some(m), Some(r)) if r.generation <= m.id.generation() => {
                 r.meta.services.keys().cloned().collect()
             }
             _ => match self.ghosts.get(name).or_else(|| self.restored.get(name)) {

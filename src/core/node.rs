@@ -205,7 +205,7 @@ impl Runtime<NodeId> for Rt<'_> {
         self.stats.tx_datagrams += 1;
         self.stats.tx_bytes += self.out.buf.len() as u64;
         self.out.transmits.push_back(Transmit {
-            dst: to.addr,
+            dst: to.addr(),
             data: self.out.buf.clone(),
         });
     }
@@ -299,8 +299,8 @@ impl Node {
             },
         );
         let own = MetaRecord {
-            name: id.name.clone(),
-            addr: id.addr,
+            name: id.name().clone(),
+            addr: id.addr(),
             generation,
             version: 1,
             leaving: false,
@@ -467,7 +467,7 @@ impl Node {
         let peers: Vec<SocketAddr> = self
             .foca
             .iter_members()
-            .map(|m| m.id().addr)
+            .map(|m| m.id().addr())
             .take(self.cfg.timings.gossip_fanout.max(3))
             .collect();
         for p in peers {
@@ -772,7 +772,7 @@ impl Node {
 
     pub fn local_member(&self) -> MemberView {
         let id = self.foca.identity();
-        self.member(&id.name).unwrap_or_else(|| {
+        self.member(id.name()).unwrap_or_else(|| {
             MemberView::build(
                 &crate::core::truth::TruthMember {
                     id: id.clone(),
@@ -806,11 +806,11 @@ impl Node {
 
     /// Addresses worth announcing to after a restart: every member we know of but ourselves.
     pub fn known_peers(&self) -> Vec<SocketAddr> {
-        let me = self.foca.identity().addr;
+        let me = self.foca.identity().addr();
         let mut v: Vec<SocketAddr> = self
             .truth
             .iter()
-            .map(|(_, m)| m.id.addr)
+            .map(|(_, m)| m.id.addr())
             .chain(self.guard.ghosts().map(|(_, g)| g.addr))
             .filter(|a| *a != me)
             .collect();
@@ -856,7 +856,7 @@ impl Node {
     }
 
     fn announce(&mut self, now: Time, addr: SocketAddr) {
-        if addr == self.foca.identity().addr {
+        if addr == self.foca.identity().addr() {
             return;
         }
         let res = {
@@ -1107,7 +1107,7 @@ impl Node {
             let n = self.foca.num_members();
             if n > 0 {
                 let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
                 if let Some(dst) = dst {
                     self.announce(now, dst);
                 }
@@ -1120,7 +1120,7 @@ impl Node {
             let n = self.foca.num_members();
             if n > 0 {
                 let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
                 if let Some(dst) = dst {
                     self.stats.anti_entropy_rounds += 1;
                     let (fingerprint, count) = {
@@ -1174,10 +1174,10 @@ impl Node {
                 .store
                 .lock()
                 .get(&name)
-                .map(|r| r.generation >= m.id.generation)
+                .map(|r| r.generation >= m.id.generation())
                 .unwrap_or(false);
             if !have {
-                let dst = m.id.addr;
+                let dst = m.id.addr();
                 self.send_want(dst, vec![name]);
             }
         }
@@ -1233,7 +1233,7 @@ impl Node {
         }
         let was: Vec<Arc<str>> = self.truth.suspects().cloned().collect();
         for name in was {
-            if !suspect_now.iter().any(|m| m.id().name == name) {
+            if !suspect_now.iter().any(|m| *m.id().name() == name) {
                 if let Some(m) = self.truth.get(&name) {
                     if m.state == TruthState::Suspect {
                         let id = m.id.clone();
@@ -1245,10 +1245,10 @@ impl Node {
         for m in suspect_now {
             let cur = self
                 .truth
-                .get(&m.id().name)
-                .map(|t| (t.state, t.id.generation));
+                .get(m.id().name())
+                .map(|t| (t.state, t.id.generation()));
             if let Some((TruthState::Alive, g)) = cur {
-                if g <= m.id().generation {
+                if g <= m.id().generation() {
                     self.set_truth(now, m.id(), TruthState::Suspect);
                 }
             }
@@ -1303,9 +1303,10 @@ impl Node {
                 active_peers: self.foca.num_members(),
                 idle: self.idle,
             };
-            self.guard.on_change(now, &ctx, &id.name, prev, Some(state));
+            self.guard
+                .on_change(now, &ctx, id.name(), prev, Some(state));
         }
-        self.emit_served(now, &id.name, prev.is_none(), false);
+        self.emit_served(now, id.name(), prev.is_none(), false);
     }
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
@@ -1429,16 +1430,16 @@ impl Node {
     fn needs_meta(&self, id: &NodeId) -> bool {
         self.store
             .lock()
-            .get(&id.name)
-            .map(|r| r.generation < id.generation)
+            .get(id.name())
+            .map(|r| r.generation < id.generation())
             .unwrap_or(true)
     }
 
     fn apply_notification(&mut self, now: Time, n: OwnedNotification<NodeId>) {
         match n {
             OwnedNotification::MemberUp(id) => {
-                if let Some(cur) = self.truth.get(&id.name) {
-                    if cur.id.generation > id.generation && cur.state.is_active() {
+                if let Some(cur) = self.truth.get(id.name()) {
+                    if cur.id.generation() > id.generation() && cur.state.is_active() {
                         return; // stale news about an older life
                     }
                 }
@@ -1454,13 +1455,15 @@ impl Node {
                 );
                 if self.needs_meta(&id) || !leaving {
                     // Came (back) up: its metadata may have changed while we could not hear it.
-                    self.fetch
-                        .insert(id.name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
+                    self.fetch.insert(
+                        id.name().clone(),
+                        now.plus(self.cfg.timings.meta_fetch_after),
+                    );
                 }
             }
             OwnedNotification::MemberDown(id) => {
-                if let Some(cur) = self.truth.get(&id.name) {
-                    if cur.id.generation > id.generation {
+                if let Some(cur) = self.truth.get(id.name()) {
+                    if cur.id.generation() > id.generation() {
                         return; // an older life of a member that is back
                     }
                 }
@@ -1471,7 +1474,7 @@ impl Node {
                 };
                 let was_active = self
                     .truth
-                    .get(&id.name)
+                    .get(id.name())
                     .map(|m| m.state.is_active())
                     .unwrap_or(false);
                 self.set_truth(now, &id, state);
@@ -1482,26 +1485,26 @@ impl Node {
                 }
             }
             OwnedNotification::Rename(old, new) => {
-                if old.name != new.name {
+                if old.name() != new.name() {
                     // Another node took over this address.
                     if self
                         .truth
-                        .get(&old.name)
+                        .get(old.name())
                         .map(|m| m.id == old)
                         .unwrap_or(false)
                     {
                         self.set_truth(now, &old, TruthState::Down);
                     }
                 }
-                if let Some(cur) = self.truth.get(&new.name) {
-                    if cur.state.is_active() && cur.id.generation <= new.generation {
+                if let Some(cur) = self.truth.get(new.name()) {
+                    if cur.state.is_active() && cur.id.generation() <= new.generation() {
                         let st = cur.state;
                         self.set_truth(now, &new, st);
                     }
                 }
                 if self.needs_meta(&new) {
                     self.fetch.insert(
-                        new.name.clone(),
+                        new.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
                     );
                 }
@@ -1537,7 +1540,7 @@ impl Node {
                     self.next_rejoin = Some(now);
                 }
                 // The cluster declared us down; foca renewed our identity.
-                self.own.generation = new.generation;
+                self.own.generation = new.generation();
                 self.own.version += 1;
                 self.own.leaving = false;
                 let own = self.own.clone();
@@ -1547,7 +1550,7 @@ impl Node {
                 self.push_event(
                     now,
                     EventKind::Local(LocalEvent::Rejoined {
-                        generation: new.generation,
+                        generation: new.generation(),
                     }),
                 );
             }
@@ -1557,8 +1560,8 @@ impl Node {
     fn record_says_leaving(&self, id: &NodeId) -> bool {
         self.store
             .lock()
-            .get(&id.name)
-            .map(|r| r.leaving && r.generation >= id.generation)
+            .get(id.name())
+            .map(|r| r.leaving && r.generation >= id.generation())
             .unwrap_or(false)
     }
 
@@ -1572,7 +1575,7 @@ impl Node {
         }
         match self.truth.get(name) {
             None => Some(rec.addr),
-            Some(m) if !m.state.is_active() && m.id.generation < rec.generation => Some(rec.addr),
+            Some(m) if !m.state.is_active() && m.id.generation() < rec.generation => Some(rec.addr),
             Some(_) => None,
         }
     }

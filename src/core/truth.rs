@@ -131,7 +131,7 @@ impl Truth {
     /// `None` for a new member), and `Some(Some(x))`-style distinction through the tuple:
     /// `(changed, previous)`.
     pub fn set(&mut self, now: Time, id: &NodeId, state: TruthState) -> (bool, Option<TruthState>) {
-        match self.members.get_mut(&id.name) {
+        match self.members.get_mut(id.name().as_ref()) {
             Some(m) => {
                 let prev = m.state;
                 let id_changed = m.id != *id;
@@ -142,16 +142,16 @@ impl Truth {
                     m.state = state;
                     m.since = now;
                     if state == TruthState::Suspect {
-                        self.suspects.insert(id.name.clone());
+                        self.suspects.insert(id.name().clone());
                     } else {
-                        self.suspects.remove(&id.name);
+                        self.suspects.remove(id.name().as_ref());
                     }
                 }
                 (prev != state || id_changed, Some(prev))
             }
             None => {
                 self.members.insert(
-                    id.name.clone(),
+                    id.name().clone(),
                     TruthMember {
                         id: id.clone(),
                         state,
@@ -160,7 +160,7 @@ impl Truth {
                     },
                 );
                 if state == TruthState::Suspect {
-                    self.suspects.insert(id.name.clone());
+                    self.suspects.insert(id.name().clone());
                 }
                 (true, None)
             }
@@ -225,13 +225,13 @@ impl MemberView {
                 | (ServedStatus::Left, TruthState::Left)
         );
         // Only a record of the member's current life counts.
-        let meta = meta.filter(|r| r.generation <= m.id.generation);
+        let meta = meta.filter(|r| r.generation <= m.id.generation());
         MemberView {
-            name: m.id.name.to_string(),
-            addr: m.id.addr,
+            name: m.id.name().to_string(),
+            addr: m.id.addr(),
             status,
             truth: if served_as_truth { None } else { Some(m.state) },
-            generation: m.id.generation,
+            generation: m.id.generation(),
             since_ms: m.since.as_millis(),
             tags: meta.map(|r| r.meta.tags.clone()).unwrap_or_default(),
             services: meta
