@@ -328,7 +328,7 @@ impl Guard {
                 if !self.releasing() {
                     self.held.insert(name.clone());
                     self.episode_held.insert(name.clone());
-                } else if self.protected(ctx, name, &self.active_services(ctx)) {
+                } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
             }
@@ -405,19 +405,14 @@ impl Guard {
         let rate = self.cfg.drain_per_sec as f64;
         self.drain_tokens = (self.drain_tokens + rate * elapsed.as_secs_f64()).min(rate.max(1.0));
         if self.releasing() && self.drain_tokens >= 1.0 {
-            let active = self.active_services(ctx);
-            let mut candidates: Vec<Arc<str>> = self
-                .held
-                .iter()
-                .filter(|n| !self.protected(ctx, n, &active))
-                .cloned()
-                .collect();
-            candidates.extend(
-                self.ghosts
-                    .keys()
-                    .filter(|n| !self.protected(ctx, n, &active))
-                    .cloned(),
-            );
+            // Computed only if a candidate offers a service (it scans every member).
+            let mut active = None;
+            let mut candidates: Vec<Arc<str>> = Vec::new();
+            for n in self.held.iter().chain(self.ghosts.keys()) {
+                if !self.protected(ctx, n, &mut active) {
+                    candidates.push(n.clone());
+                }
+            }
             for n in candidates {
                 if self.drain_tokens < 1.0 {
                     break;
@@ -527,7 +522,7 @@ impl Guard {
             match ctx
                 .meta
                 .get(name)
-                .filter(|r| r.generation <= m.id.generation)
+                .filter(|r| r.generation <= m.id.generation())
             {
                 Some(r) => out.extend(r.meta.services.keys().cloned()),
                 None => {
@@ -541,9 +536,15 @@ impl Guard {
     }
 
     /// Whether `name` offers a service (not fail-closed) that would be served empty without it.
-    fn protected(&self, ctx: &GuardCtx<'_>, name: &str, active: &HashSet<String>) -> bool {
+    /// `active` caches `active_services`, computed on first need.
+    fn protected(
+        &self,
+        ctx: &GuardCtx<'_>,
+        name: &str,
+        active: &mut Option<HashSet<String>>,
+    ) -> bool {
         let services: Vec<String> = match (ctx.truth.get(name), ctx.meta.get(name)) {
-            (Some(m), Some(r)) if r.generation <= m.id.generation => {
+            (Some(m), Some(r)) if r.generation <= m.id.generation() => {
                 r.meta.services.keys().cloned().collect()
             }
             _ => match self.ghosts.get(name).or_else(|| self.restored.get(name)) {
@@ -551,9 +552,13 @@ impl Guard {
                 None => Vec::new(),
             },
         };
-        services
-            .iter()
-            .any(|s| !self.cfg.fail_closed(s) && !active.contains(s))
+        for s in services.iter().filter(|s| !self.cfg.fail_closed(s)) {
+            let active = active.get_or_insert_with(|| self.active_services(ctx));
+            if !active.contains(s) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Baseline peers lost by failure within the window: (count, first failure time).

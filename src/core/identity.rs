@@ -5,50 +5,155 @@
 //! can be announced to by address alone; the generation (start time in ms, bumped on renew)
 //! makes a restarted node win the conflict with its old self. Must stay small: no metadata.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::net::{SocketAddr, SocketAddrV6};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Longest node name accepted (bytes).
 pub const MAX_NAME_LEN: usize = 64;
 
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A member's identity: its name, advertised address and generation.
+///
+/// Kept to 16 bytes because foca stores one per member and scans its member list linearly
+/// by address: a compact address key beside one shared pointer to the rest. Identities
+/// decoded from the wire are interned per thread, so equal identities share one allocation.
+#[derive(Clone)]
 pub struct NodeId {
-    pub name: Arc<str>,
-    pub addr: SocketAddr,
-    pub generation: u64,
+    key: AddrKey,
+    inner: Arc<IdParts>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct IdParts {
+    #[serde(deserialize_with = "crate::core::intern::de_name")]
+    name: Arc<str>,
+    addr: SocketAddr,
+    generation: u64,
+}
+
+/// foca's key for an identity: equal exactly when the advertised socket addresses are equal
+/// (IPv4 addresses are packed into it; IPv6 ones are numbered by a process-wide table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrKey(u64);
+
+impl AddrKey {
+    fn of(addr: SocketAddr) -> AddrKey {
+        match addr {
+            SocketAddr::V4(a) => {
+                AddrKey((1u64 << 62) | (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port()))
+            }
+            SocketAddr::V6(a) => AddrKey((2u64 << 62) | v6_number(a)),
+        }
+    }
+}
+
+/// Numbers IPv6 socket addresses in order of first sight (the table only grows; an entry is
+/// a few dozen bytes).
+fn v6_number(a: SocketAddrV6) -> u64 {
+    static TABLE: OnceLock<Mutex<HashMap<SocketAddrV6, u64>>> = OnceLock::new();
+    let mut t = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let n = t.len() as u64;
+    *t.entry(a).or_insert(n)
+}
+
+struct IdCache {
+    set: HashSet<Arc<IdParts>>,
+    prune_at: usize,
+}
+
+thread_local! {
+    static IDS: RefCell<IdCache> = RefCell::new(IdCache { set: HashSet::new(), prune_at: 4096 });
 }
 
 impl NodeId {
     pub fn new(name: &str, addr: SocketAddr, generation: u64) -> Self {
-        NodeId {
-            name: Arc::from(name),
+        Self::from_parts(IdParts {
+            name: crate::core::intern::name(name),
             addr,
             generation,
-        }
+        })
+    }
+
+    fn from_parts(parts: IdParts) -> Self {
+        let key = AddrKey::of(parts.addr);
+        let inner = IDS.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some(a) = c.set.get(&parts) {
+                return a.clone();
+            }
+            if c.set.len() >= c.prune_at {
+                c.set.retain(|a| Arc::strong_count(a) > 1);
+                c.prune_at = (c.set.len() * 2).max(4096);
+            }
+            let a = Arc::new(parts);
+            c.set.insert(a.clone());
+            a
+        });
+        NodeId { key, inner }
     }
 
     /// A placeholder identity used to announce to an address whose node we do not know yet.
     /// foca accepts an `Announce` whose destination has the receiver's address.
     pub fn placeholder(addr: SocketAddr) -> Self {
-        NodeId {
-            name: Arc::from(""),
-            addr,
-            generation: 0,
-        }
+        Self::new("", addr, 0)
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    /// The advertised socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.inner.generation
+    }
+}
+
+impl PartialEq for NodeId {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key && (Arc::ptr_eq(&self.inner, &o.inner) || *self.inner == *o.inner)
+    }
+}
+
+impl Eq for NodeId {}
+
+impl Hash for NodeId {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.inner.hash(h)
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IdParts::deserialize(d).map(NodeId::from_parts)
     }
 }
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}#{}", self.name, self.addr, self.generation)
+        write!(f, "{}@{}#{}", self.name(), self.addr(), self.generation())
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name, self.addr)
+        write!(f, "{} ({})", self.name(), self.addr())
     }
 }
 
@@ -72,25 +177,25 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 impl foca::Identity for NodeId {
-    type Addr = SocketAddr;
+    type Addr = AddrKey;
 
     /// Called by foca when the cluster declared us down: come back as a newer generation.
     fn renew(&self) -> Option<Self> {
-        Some(NodeId {
-            name: self.name.clone(),
-            addr: self.addr,
-            generation: self.generation.saturating_add(1),
-        })
+        Some(NodeId::new(
+            self.name(),
+            self.addr(),
+            self.generation().saturating_add(1),
+        ))
     }
 
-    fn addr(&self) -> SocketAddr {
-        self.addr
+    fn addr(&self) -> AddrKey {
+        self.key
     }
 
     /// Two identities claim one address: the newer generation wins (a restart); on a tie the
     /// name decides so that every node picks the same winner.
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        (self.generation, &self.name) > (adversary.generation, &adversary.name)
+        (self.generation(), self.name()) > (adversary.generation(), adversary.name())
     }
 }
 
@@ -104,9 +209,38 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:7946".parse().unwrap();
         let old = NodeId::new("n1", a, 10);
         let new = old.renew().unwrap();
-        assert_eq!(new.generation, 11);
+        assert_eq!(new.generation(), 11);
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
+    }
+
+    #[test]
+    fn compact_and_wire_compatible() {
+        assert_eq!(std::mem::size_of::<NodeId>(), 16);
+        let v4 = NodeId::new("a", "10.0.0.1:7946".parse().unwrap(), 3);
+        let v6 = NodeId::new("a", "[::1]:7946".parse().unwrap(), 3);
+        assert_ne!(foca::Identity::addr(&v4), foca::Identity::addr(&v6));
+        let other = NodeId::new("a", "[::2]:7946".parse().unwrap(), 3);
+        assert_ne!(foca::Identity::addr(&v6), foca::Identity::addr(&other));
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            name: &'a str,
+            addr: SocketAddr,
+            generation: u64,
+        }
+        let plain = Plain {
+            name: "a",
+            addr: v6.addr(),
+            generation: 3,
+        };
+        let bytes = postcard::to_allocvec(&v6).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+        let back: NodeId = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, v6);
+        assert_eq!(
+            serde_json::to_value(&v4).unwrap(),
+            serde_json::json!({"name": "a", "addr": "10.0.0.1:7946", "generation": 3})
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use thiserror::Error;
 
 /// Limits on metadata, so that one record always fits in one datagram.
@@ -54,6 +54,7 @@ pub struct NodeMeta {
 /// A node's metadata as gossiped: versioned by its owner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaRecord {
+    #[serde(deserialize_with = "crate::core::intern::de_name")]
     pub name: Arc<str>,
     /// The owner's advertised address: lets a node that missed the owner's join find it.
     pub addr: SocketAddr,
@@ -174,23 +175,45 @@ impl NodeMeta {
             }
             svc.validate()?;
         }
-        // Worst case header: a 64-byte name and two 10-byte varints.
+        // The worst-case header (a 64-byte name, an IPv6 address, two 10-byte varints) plus
+        // the encoding of this metadata: postcard encodes a struct as its fields in a row.
+        let len = record_header_max().saturating_add(encoded_len(self));
+        if len > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(len));
+        }
+        Ok(())
+    }
+}
+
+fn encoded_len<T: Serialize>(v: &T) -> usize {
+    postcard::serialize_with_flavor(v, postcard::ser_flavors::Size::default()).unwrap_or(usize::MAX)
+}
+
+/// Encoded size of the largest possible record header (everything but the metadata).
+fn record_header_max() -> usize {
+    static HEADER: OnceLock<usize> = OnceLock::new();
+    *HEADER.get_or_init(|| {
         let probe = MetaRecord {
             name: Arc::from("x".repeat(crate::core::identity::MAX_NAME_LEN)),
             addr: SocketAddr::from(([0xffff; 8], u16::MAX)),
             generation: u64::MAX,
             version: u64::MAX,
             leaving: false,
-            meta: self.clone(),
+            meta: NodeMeta::default(),
         };
-        let len = postcard::to_allocvec(&probe)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if len > MAX_RECORD_BYTES {
-            return Err(MetaError::TooLarge(len));
-        }
-        Ok(())
-    }
+        encoded_len(&probe).saturating_sub(encoded_len(&NodeMeta::default()))
+    })
+}
+
+/// The leading fields of an encoded record, decoded without allocating.
+#[derive(Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+    #[allow(dead_code)]
+    addr: SocketAddr,
+    generation: u64,
+    version: u64,
 }
 
 /// 64-bit FNV-1a: a stable hash that every build of shoal computes the same way.
@@ -219,7 +242,7 @@ fn record_hash(name: &str, generation: u64, version: u64) -> u64 {
 /// so that two nodes can tell cheaply whether they agree.
 #[derive(Debug, Default)]
 pub struct MetaStore {
-    records: HashMap<Arc<str>, MetaRecord>,
+    records: HashMap<Arc<str>, Arc<MetaRecord>>,
     fingerprint: u64,
     /// Names whose record changed since the owner of the store last drained this list.
     changed: Vec<Arc<str>>,
@@ -227,7 +250,20 @@ pub struct MetaStore {
 
 impl MetaStore {
     pub fn get(&self, name: &str) -> Option<&MetaRecord> {
+        self.records.get(name).map(|r| &**r)
+    }
+
+    /// The shared record of `name` (cloning it is cheap).
+    pub fn get_shared(&self, name: &str) -> Option<&Arc<MetaRecord>> {
         self.records.get(name)
+    }
+
+    /// Whether a record with this stamp would be stored (it is newer than what we hold).
+    pub fn is_newer(&self, name: &str, stamp: (u64, u64)) -> bool {
+        self.records
+            .get(name)
+            .map(|r| r.stamp() < stamp)
+            .unwrap_or(true)
     }
 
     pub fn len(&self) -> usize {
@@ -243,11 +279,12 @@ impl MetaStore {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &MetaRecord> {
-        self.records.values()
+        self.records.values().map(|r| &**r)
     }
 
     /// Stores `rec` if it is newer than what we hold. Returns whether it was stored.
-    pub fn offer(&mut self, rec: MetaRecord) -> bool {
+    pub fn offer(&mut self, rec: impl Into<Arc<MetaRecord>>) -> bool {
+        let rec: Arc<MetaRecord> = rec.into();
         if let Some(old) = self.records.get(&rec.name) {
             if old.stamp() >= rec.stamp() {
                 return false;
@@ -261,7 +298,7 @@ impl MetaStore {
     }
 
     /// Forgets a node's record (when the node is reaped).
-    pub fn remove(&mut self, name: &str) -> Option<MetaRecord> {
+    pub fn remove(&mut self, name: &str) -> Option<Arc<MetaRecord>> {
         let old = self.records.remove(name)?;
         self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
         Some(old)
@@ -313,16 +350,32 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
         data: &[u8],
         sender: Option<&T>,
     ) -> Result<Option<MetaKey>, MetaError> {
-        let rec = MetaRecord::decode(data)?;
-        let key = MetaKey {
-            name: rec.name.clone(),
-            stamp: rec.stamp(),
-        };
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(data.len()));
+        }
+        // Most records received are not newer than what we hold: read the stamp first and
+        // decode (and validate) the whole record only when it would be stored.
+        let head: RecordHead<'_> =
+            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        let stamp = (head.generation, head.version);
         // `None`: the node adds its own record, already stored: spread it.
         if sender.is_none() {
-            return Ok(Some(key));
+            let rec = crate::core::intern::record_from_bytes(data, head.name, stamp)?;
+            return Ok(Some(MetaKey {
+                name: rec.name.clone(),
+                stamp,
+            }));
         }
-        if self.store.lock().offer(rec) {
+        let mut store = self.store.lock();
+        if !store.is_newer(head.name, stamp) {
+            return Ok(None);
+        }
+        let rec = crate::core::intern::record_from_bytes(data, head.name, stamp)?;
+        let key = MetaKey {
+            name: rec.name.clone(),
+            stamp,
+        };
+        if store.offer(rec) {
             Ok(Some(key))
         } else {
             Ok(None)

@@ -5,6 +5,7 @@
 
 pub mod guard;
 pub mod identity;
+pub mod intern;
 pub mod meta;
 pub mod node;
 pub mod profile;

@@ -205,7 +205,7 @@ impl Runtime<NodeId> for Rt<'_> {
         self.stats.tx_datagrams += 1;
         self.stats.tx_bytes += self.out.buf.len() as u64;
         self.out.transmits.push_back(Transmit {
-            dst: to.addr,
+            dst: to.addr(),
             data: self.out.buf.clone(),
         });
     }
@@ -224,8 +224,9 @@ pub struct Node {
     store: SharedMetaStore,
     truth: Truth,
     guard: Guard,
-    /// What we last served for each member (to emit changes).
-    served: HashMap<Arc<str>, ServedStatus>,
+    /// What we last served for members the truth does not know (restored ghosts); for the
+    /// others it is kept in their truth entry.
+    served_ghosts: HashMap<Arc<str>, ServedStatus>,
     own: MetaRecord,
     out: Outbox,
     events: VecDeque<Event>,
@@ -298,8 +299,8 @@ impl Node {
             },
         );
         let own = MetaRecord {
-            name: id.name.clone(),
-            addr: id.addr,
+            name: id.name().clone(),
+            addr: id.addr(),
             generation,
             version: 1,
             leaving: false,
@@ -316,7 +317,7 @@ impl Node {
             store,
             truth,
             guard,
-            served: HashMap::new(),
+            served_ghosts: HashMap::new(),
             own,
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -460,11 +461,13 @@ impl Node {
         self.store.lock().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         // Tell a few peers directly too, so that the intent does not depend on piggybacking.
-        let push = ShoalMsg::Push { records: vec![own] };
+        let push = ShoalMsg::Push {
+            records: vec![Arc::new(own)],
+        };
         let peers: Vec<SocketAddr> = self
             .foca
             .iter_members()
-            .map(|m| m.id().addr)
+            .map(|m| m.id().addr())
             .take(self.cfg.timings.gossip_fanout.max(3))
             .collect();
         for p in peers {
@@ -614,7 +617,7 @@ impl Node {
         let n = members.iter().filter(|m| m.status.is_serving()).count();
         self.guard.restore(now, members, snap.baseline, age);
         for (name, g) in self.guard.ghosts() {
-            self.served.insert(name.clone(), g.status);
+            self.served_ghosts.insert(name.clone(), g.status);
         }
         let views: Vec<MemberView> = self.guard.ghosts().map(|(_, g)| g.clone()).collect();
         for view in views {
@@ -769,12 +772,13 @@ impl Node {
 
     pub fn local_member(&self) -> MemberView {
         let id = self.foca.identity();
-        self.member(&id.name).unwrap_or_else(|| {
+        self.member(id.name()).unwrap_or_else(|| {
             MemberView::build(
                 &crate::core::truth::TruthMember {
                     id: id.clone(),
                     state: TruthState::Alive,
                     since: self.now,
+                    served: None,
                 },
                 ServedStatus::Alive,
                 Some(&self.own),
@@ -802,11 +806,11 @@ impl Node {
 
     /// Addresses worth announcing to after a restart: every member we know of but ourselves.
     pub fn known_peers(&self) -> Vec<SocketAddr> {
-        let me = self.foca.identity().addr;
+        let me = self.foca.identity().addr();
         let mut v: Vec<SocketAddr> = self
             .truth
             .iter()
-            .map(|(_, m)| m.id.addr)
+            .map(|(_, m)| m.id.addr())
             .chain(self.guard.ghosts().map(|(_, g)| g.addr))
             .filter(|a| *a != me)
             .collect();
@@ -852,7 +856,7 @@ impl Node {
     }
 
     fn announce(&mut self, now: Time, addr: SocketAddr) {
-        if addr == self.foca.identity().addr {
+        if addr == self.foca.identity().addr() {
             return;
         }
         let res = {
@@ -932,7 +936,7 @@ impl Node {
                             None => want.push(e.name),
                             Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
                             Some(r) if r.stamp() > (e.generation, e.version) => {
-                                push.push(r.clone())
+                                push.extend(s.get_shared(&e.name).cloned())
                             }
                             Some(_) => {}
                         }
@@ -950,12 +954,12 @@ impl Node {
                 }
             }
             ShoalMsg::Want { names } => {
-                let recs: Vec<MetaRecord> = {
+                let recs: Vec<Arc<MetaRecord>> = {
                     let s = self.store.lock();
                     names
                         .iter()
                         .take(256)
-                        .filter_map(|n| s.get(n).cloned())
+                        .filter_map(|n| s.get_shared(n).cloned())
                         .collect()
                 };
                 for m in pack_push(recs, self.shoal_budget()) {
@@ -966,16 +970,24 @@ impl Node {
                 let mut relay = Vec::new();
                 let mut s = self.store.lock();
                 for r in records {
-                    if r.meta.validate().is_err()
-                        || crate::core::identity::validate_name(&r.name).is_err()
-                    {
-                        self.stats.dropped_bad_metadata += 1;
-                        continue;
-                    }
                     // Nobody but us writes our record.
                     if *r.name == *self.cfg.name {
                         continue;
                     }
+                    // Most records are not newer than ours: check that before validating.
+                    if !s.is_newer(&r.name, r.stamp()) {
+                        self.stats.meta_records_received += 1;
+                        continue;
+                    }
+                    if crate::core::identity::validate_name(&r.name).is_err() {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    }
+                    let r = Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone());
+                    let Ok(r) = crate::core::intern::record(r) else {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    };
                     self.stats.meta_records_received += 1;
                     let leaving = r.leaving.then(|| r.encode());
                     if s.offer(r) {
@@ -1095,7 +1107,7 @@ impl Node {
             let n = self.foca.num_members();
             if n > 0 {
                 let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
                 if let Some(dst) = dst {
                     self.announce(now, dst);
                 }
@@ -1108,7 +1120,7 @@ impl Node {
             let n = self.foca.num_members();
             if n > 0 {
                 let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr);
+                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
                 if let Some(dst) = dst {
                     self.stats.anti_entropy_rounds += 1;
                     let (fingerprint, count) = {
@@ -1162,10 +1174,10 @@ impl Node {
                 .store
                 .lock()
                 .get(&name)
-                .map(|r| r.generation >= m.id.generation)
+                .map(|r| r.generation >= m.id.generation())
                 .unwrap_or(false);
             if !have {
-                let dst = m.id.addr;
+                let dst = m.id.addr();
                 self.send_want(dst, vec![name]);
             }
         }
@@ -1221,7 +1233,7 @@ impl Node {
         }
         let was: Vec<Arc<str>> = self.truth.suspects().cloned().collect();
         for name in was {
-            if !suspect_now.iter().any(|m| m.id().name == name) {
+            if !suspect_now.iter().any(|m| *m.id().name() == name) {
                 if let Some(m) = self.truth.get(&name) {
                     if m.state == TruthState::Suspect {
                         let id = m.id.clone();
@@ -1233,10 +1245,10 @@ impl Node {
         for m in suspect_now {
             let cur = self
                 .truth
-                .get(&m.id().name)
-                .map(|t| (t.state, t.id.generation));
+                .get(m.id().name())
+                .map(|t| (t.state, t.id.generation()));
             if let Some((TruthState::Alive, g)) = cur {
-                if g <= m.id().generation {
+                if g <= m.id().generation() {
                     self.set_truth(now, m.id(), TruthState::Suspect);
                 }
             }
@@ -1253,7 +1265,7 @@ impl Node {
         self.store.lock().remove(name);
         self.fetch.remove(name);
         self.discover.remove(name);
-        let prev = self.served.remove(name);
+        let prev = m.served.or(self.served_ghosts.remove(name));
         {
             let store = self.store.lock();
             let ctx = GuardCtx {
@@ -1291,17 +1303,29 @@ impl Node {
                 active_peers: self.foca.num_members(),
                 idle: self.idle,
             };
-            self.guard.on_change(now, &ctx, &id.name, prev, Some(state));
+            self.guard
+                .on_change(now, &ctx, id.name(), prev, Some(state));
         }
-        self.emit_served(now, &id.name, prev.is_none(), false);
+        self.emit_served(now, id.name(), prev.is_none(), false);
     }
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
     fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
+        // Most calls change nothing: decide that before building the view.
+        if !joined && !meta_changed {
+            if let Some(m) = self.truth.get(name) {
+                let status = self.guard.served(name, m.state);
+                if m.served == Some(status)
+                    && (self.served_ghosts.is_empty() || !self.served_ghosts.contains_key(name))
+                {
+                    return;
+                }
+            }
+        }
         let Some(view) = self.member(name) else {
             return;
         };
-        let prev = self.served.insert(name.clone(), view.status);
+        let prev = self.swap_served(name, view.status);
         let change = if joined || prev.is_none() {
             MemberChange::Joined
         } else if prev != Some(view.status) {
@@ -1319,6 +1343,22 @@ impl Node {
                 member: view,
             },
         );
+    }
+
+    /// Records what is served for `name`; returns what was served before.
+    fn swap_served(&mut self, name: &Arc<str>, status: ServedStatus) -> Option<ServedStatus> {
+        let ghost = if self.served_ghosts.is_empty() {
+            None
+        } else {
+            self.served_ghosts.remove(name)
+        };
+        match self.truth.swap_served(name, status) {
+            Some(prev) => prev.or(ghost),
+            None => {
+                self.served_ghosts.insert(name.clone(), status);
+                ghost
+            }
+        }
     }
 
     fn push_event(&mut self, now: Time, kind: EventKind) {
@@ -1364,7 +1404,7 @@ impl Node {
             if self.truth.get(&name).is_some() {
                 continue;
             }
-            let prev = self.served.remove(&name);
+            let prev = self.served_ghosts.remove(&name);
             self.push_event(
                 now,
                 EventKind::Member {
@@ -1390,16 +1430,16 @@ impl Node {
     fn needs_meta(&self, id: &NodeId) -> bool {
         self.store
             .lock()
-            .get(&id.name)
-            .map(|r| r.generation < id.generation)
+            .get(id.name())
+            .map(|r| r.generation < id.generation())
             .unwrap_or(true)
     }
 
     fn apply_notification(&mut self, now: Time, n: OwnedNotification<NodeId>) {
         match n {
             OwnedNotification::MemberUp(id) => {
-                if let Some(cur) = self.truth.get(&id.name) {
-                    if cur.id.generation > id.generation && cur.state.is_active() {
+                if let Some(cur) = self.truth.get(id.name()) {
+                    if cur.id.generation() > id.generation() && cur.state.is_active() {
                         return; // stale news about an older life
                     }
                 }
@@ -1415,13 +1455,15 @@ impl Node {
                 );
                 if self.needs_meta(&id) || !leaving {
                     // Came (back) up: its metadata may have changed while we could not hear it.
-                    self.fetch
-                        .insert(id.name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
+                    self.fetch.insert(
+                        id.name().clone(),
+                        now.plus(self.cfg.timings.meta_fetch_after),
+                    );
                 }
             }
             OwnedNotification::MemberDown(id) => {
-                if let Some(cur) = self.truth.get(&id.name) {
-                    if cur.id.generation > id.generation {
+                if let Some(cur) = self.truth.get(id.name()) {
+                    if cur.id.generation() > id.generation() {
                         return; // an older life of a member that is back
                     }
                 }
@@ -1432,7 +1474,7 @@ impl Node {
                 };
                 let was_active = self
                     .truth
-                    .get(&id.name)
+                    .get(id.name())
                     .map(|m| m.state.is_active())
                     .unwrap_or(false);
                 self.set_truth(now, &id, state);
@@ -1443,26 +1485,26 @@ impl Node {
                 }
             }
             OwnedNotification::Rename(old, new) => {
-                if old.name != new.name {
+                if old.name() != new.name() {
                     // Another node took over this address.
                     if self
                         .truth
-                        .get(&old.name)
+                        .get(old.name())
                         .map(|m| m.id == old)
                         .unwrap_or(false)
                     {
                         self.set_truth(now, &old, TruthState::Down);
                     }
                 }
-                if let Some(cur) = self.truth.get(&new.name) {
-                    if cur.state.is_active() && cur.id.generation <= new.generation {
+                if let Some(cur) = self.truth.get(new.name()) {
+                    if cur.state.is_active() && cur.id.generation() <= new.generation() {
                         let st = cur.state;
                         self.set_truth(now, &new, st);
                     }
                 }
                 if self.needs_meta(&new) {
                     self.fetch.insert(
-                        new.name.clone(),
+                        new.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
                     );
                 }
@@ -1498,7 +1540,7 @@ impl Node {
                     self.next_rejoin = Some(now);
                 }
                 // The cluster declared us down; foca renewed our identity.
-                self.own.generation = new.generation;
+                self.own.generation = new.generation();
                 self.own.version += 1;
                 self.own.leaving = false;
                 let own = self.own.clone();
@@ -1508,7 +1550,7 @@ impl Node {
                 self.push_event(
                     now,
                     EventKind::Local(LocalEvent::Rejoined {
-                        generation: new.generation,
+                        generation: new.generation(),
                     }),
                 );
             }
@@ -1518,8 +1560,8 @@ impl Node {
     fn record_says_leaving(&self, id: &NodeId) -> bool {
         self.store
             .lock()
-            .get(&id.name)
-            .map(|r| r.leaving && r.generation >= id.generation)
+            .get(id.name())
+            .map(|r| r.leaving && r.generation >= id.generation())
             .unwrap_or(false)
     }
 
@@ -1533,7 +1575,7 @@ impl Node {
         }
         match self.truth.get(name) {
             None => Some(rec.addr),
-            Some(m) if !m.state.is_active() && m.id.generation < rec.generation => Some(rec.addr),
+            Some(m) if !m.state.is_active() && m.id.generation() < rec.generation => Some(rec.addr),
             Some(_) => None,
         }
     }

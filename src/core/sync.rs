@@ -11,6 +11,7 @@ use std::sync::Arc;
 /// (name, generation, version) of one record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
+    #[serde(deserialize_with = "crate::core::intern::de_name")]
     pub name: Arc<str>,
     pub generation: u64,
     pub version: u64,
@@ -37,9 +38,12 @@ pub enum ShoalMsg {
         replies: u8,
     },
     /// Records, newest known versions.
-    Push { records: Vec<MetaRecord> },
+    Push { records: Vec<Arc<MetaRecord>> },
     /// "Send me the records of these nodes."
-    Want { names: Vec<Arc<str>> },
+    Want {
+        #[serde(deserialize_with = "crate::core::intern::de_names")]
+        names: Vec<Arc<str>>,
+    },
 }
 
 impl ShoalMsg {
@@ -54,13 +58,12 @@ impl ShoalMsg {
 
 /// Splits `records` into `Push` messages whose encoding stays within `budget` bytes.
 /// A record that alone exceeds the budget is skipped (cannot happen with valid metadata).
-pub fn pack_push(records: Vec<MetaRecord>, budget: usize) -> Vec<ShoalMsg> {
+pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
     let mut out = Vec::new();
-    let mut cur: Vec<MetaRecord> = Vec::new();
+    let mut cur: Vec<Arc<MetaRecord>> = Vec::new();
     let mut cur_len = 4;
     for r in records {
-        let len = postcard::to_allocvec(&r)
-            .map(|v| v.len())
+        let len = postcard::serialize_with_flavor(&*r, postcard::ser_flavors::Size::default())
             .unwrap_or(usize::MAX);
         if len.saturating_add(4) > budget {
             continue;
@@ -89,14 +92,16 @@ mod tests {
     fn packing_respects_budget() {
         let mut meta = NodeMeta::default();
         meta.tags.insert("k".into(), "v".repeat(200));
-        let recs: Vec<MetaRecord> = (0..20)
-            .map(|i| MetaRecord {
-                name: Arc::from(format!("node-{i}")),
-                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-                generation: 1,
-                version: 1,
-                leaving: false,
-                meta: meta.clone(),
+        let recs: Vec<Arc<MetaRecord>> = (0..20)
+            .map(|i| {
+                Arc::new(MetaRecord {
+                    name: Arc::from(format!("node-{i}")),
+                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                    generation: 1,
+                    version: 1,
+                    leaving: false,
+                    meta: meta.clone(),
+                })
             })
             .collect();
         let msgs = pack_push(recs, 1300);

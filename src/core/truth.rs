@@ -85,6 +85,9 @@ pub struct TruthMember {
     pub state: TruthState,
     /// When `state` was entered.
     pub since: Time,
+    /// What this node last served for the member (`None`: nothing yet); kept here rather
+    /// than in a map of its own so that a member costs one entry.
+    pub served: Option<ServedStatus>,
 }
 
 /// Every member this node knows, by name, including itself.
@@ -128,7 +131,7 @@ impl Truth {
     /// `None` for a new member), and `Some(Some(x))`-style distinction through the tuple:
     /// `(changed, previous)`.
     pub fn set(&mut self, now: Time, id: &NodeId, state: TruthState) -> (bool, Option<TruthState>) {
-        match self.members.get_mut(&id.name) {
+        match self.members.get_mut(id.name().as_ref()) {
             Some(m) => {
                 let prev = m.state;
                 let id_changed = m.id != *id;
@@ -139,28 +142,39 @@ impl Truth {
                     m.state = state;
                     m.since = now;
                     if state == TruthState::Suspect {
-                        self.suspects.insert(id.name.clone());
+                        self.suspects.insert(id.name().clone());
                     } else {
-                        self.suspects.remove(&id.name);
+                        self.suspects.remove(id.name().as_ref());
                     }
                 }
                 (prev != state || id_changed, Some(prev))
             }
             None => {
                 self.members.insert(
-                    id.name.clone(),
+                    id.name().clone(),
                     TruthMember {
                         id: id.clone(),
                         state,
                         since: now,
+                        served: None,
                     },
                 );
                 if state == TruthState::Suspect {
-                    self.suspects.insert(id.name.clone());
+                    self.suspects.insert(id.name().clone());
                 }
                 (true, None)
             }
         }
+    }
+
+    /// Records what is served for a known member; returns the previous value, or `None` when
+    /// the member is unknown (nothing recorded).
+    pub fn swap_served(
+        &mut self,
+        name: &str,
+        status: ServedStatus,
+    ) -> Option<Option<ServedStatus>> {
+        self.members.get_mut(name).map(|m| m.served.replace(status))
     }
 
     pub fn remove(&mut self, name: &str) -> Option<TruthMember> {
@@ -211,13 +225,13 @@ impl MemberView {
                 | (ServedStatus::Left, TruthState::Left)
         );
         // Only a record of the member's current life counts.
-        let meta = meta.filter(|r| r.generation <= m.id.generation);
+        let meta = meta.filter(|r| r.generation <= m.id.generation());
         MemberView {
-            name: m.id.name.to_string(),
-            addr: m.id.addr,
+            name: m.id.name().to_string(),
+            addr: m.id.addr(),
             status,
             truth: if served_as_truth { None } else { Some(m.state) },
-            generation: m.id.generation,
+            generation: m.id.generation(),
             since_ms: m.since.as_millis(),
             tags: meta.map(|r| r.meta.tags.clone()).unwrap_or_default(),
             services: meta

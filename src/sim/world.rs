@@ -589,7 +589,7 @@ impl<'a> World<'a> {
         let h = &mut self.hosts[i];
         if let Some(n) = h.node.take() {
             h.known_peers = n.known_peers();
-            h.generation = h.generation.max(n.identity().generation);
+            h.generation = h.generation.max(n.identity().generation());
         }
         h.state = state;
         h.life += 1;
@@ -890,7 +890,7 @@ impl<'a> World<'a> {
                 let ok = node
                     .truth()
                     .get(name)
-                    .map(|m| m.id.generation >= generation && m.state.is_active())
+                    .map(|m| m.id.generation() >= generation && m.state.is_active())
                     .unwrap_or(false);
                 if ok {
                     hits.push(o);
