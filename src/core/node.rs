@@ -1,7 +1,8 @@
 //! The node: one member's whole state machine, sans-IO and deterministic.
 //!
 //! Owns foca, the truth, the metadata store, the guard and every decision the agent makes:
-//! joining and re-announcing, metadata dissemination and anti-entropy, graceful leave, the
+//! joining and re-announcing, metadata dissemination and anti-entropy, membership
+//! anti-entropy (a sharded Bloom filter of known members each sync round), graceful leave, the
 //! served view and its change events. Inputs are `(now, datagram | timer | command)`; outputs
 //! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
 //! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
