@@ -1,7 +1,8 @@
 //! The node: one member's whole state machine, sans-IO and deterministic.
 //!
 //! Owns foca, the truth, the metadata store, the guard and every decision the agent makes:
-//! joining and re-announcing, metadata dissemination and anti-entropy, graceful leave, the
+//! joining and re-announcing, metadata dissemination and anti-entropy, membership
+//! anti-entropy (a sharded Bloom filter of known members each sync round), graceful leave, the
 //! served view and its change events. Inputs are `(now, datagram | timer | command)`; outputs
 //! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
 //! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
@@ -13,7 +14,9 @@ use crate::core::meta::{
 };
 use crate::core::profile::Timings;
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
-use crate::core::sync::{pack_push, DigestEntry, ShoalMsg};
+use crate::core::sync::{
+    pack_intro, pack_push, shard_of, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
+};
 use crate::core::time::Time;
 use crate::core::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
 use crate::core::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
@@ -150,6 +153,12 @@ pub struct Stats {
     pub rejoin_attempts: u64,
     /// Announces to nodes known from their metadata but missed by SWIM.
     pub discovery_announces: u64,
+    /// Membership anti-entropy rounds this node opened (filter of known members sent).
+    pub member_sync_rounds: u64,
+    /// Members a peer's filter lacked, sent back to it.
+    pub member_intros_sent: u64,
+    /// Members learned through membership anti-entropy and handed to SWIM.
+    pub member_intros_applied: u64,
 }
 
 impl Stats {
@@ -252,6 +261,8 @@ pub struct Node {
     rejoin_backoff: Duration,
     next_sync: Time,
     sync_cursor: Option<Arc<str>>,
+    /// Rotates the name-space shard of the membership filter sent each sync round.
+    member_part: u32,
     next_suspect_refresh: Time,
     next_reap: Time,
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
@@ -268,6 +279,9 @@ const BOOTSTRAP_ANNOUNCES: u8 = 3;
 
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
+
+/// Most `Intro` datagrams sent in answer to one membership filter.
+const INTRO_MSGS_PER_ROUND: usize = 3;
 
 impl Node {
     /// Creates a node. `generation` must grow across restarts of the same name (the agent
@@ -337,6 +351,7 @@ impl Node {
             rejoin_backoff,
             next_sync: now,
             sync_cursor: None,
+            member_part: 0,
             next_suspect_refresh: now,
             next_reap: now,
             fetch: BTreeMap::new(),
@@ -966,6 +981,12 @@ impl Node {
                     self.send_shoal(from, &m);
                 }
             }
+            ShoalMsg::Members {
+                part,
+                parts,
+                filter,
+            } => self.answer_member_filter(from, part, parts, &filter),
+            ShoalMsg::Intro { members } => self.apply_intros(now, members),
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
                 let mut s = self.store.lock();
@@ -1021,6 +1042,120 @@ impl Node {
             let rest = names.split_off(n.min(names.len()));
             self.send_shoal(dst, &ShoalMsg::Want { names });
             names = rest;
+        }
+    }
+
+    /// Opens a membership anti-entropy round with `dst`: a Bloom filter of the members we
+    /// know as active in one shard of the name space (the shard rotates every round).
+    fn send_member_filter(&mut self, dst: SocketAddr) {
+        let active = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active())
+            .count();
+        let parts = active.div_ceil(SHARD_TARGET).clamp(1, u32::MAX as usize) as u32;
+        let part = self.member_part % parts;
+        self.member_part = self.member_part.wrapping_add(1);
+        let names: Vec<&Arc<str>> = self
+            .truth
+            .iter()
+            .filter(|(n, m)| m.state.is_active() && (parts == 1 || shard_of(n, parts) == part))
+            .map(|(n, _)| n)
+            .collect();
+        // part, parts, hash count and length prefix take at most 16 bytes.
+        let mut filter = NameFilter::for_names(names.len(), self.shoal_budget() - 16);
+        for n in names {
+            filter.insert(n);
+        }
+        self.stats.member_sync_rounds += 1;
+        self.send_shoal(
+            dst,
+            &ShoalMsg::Members {
+                part,
+                parts,
+                filter,
+            },
+        );
+    }
+
+    /// Answers a membership filter with the active members of its shard it lacks.
+    fn answer_member_filter(
+        &mut self,
+        from: SocketAddr,
+        part: u32,
+        parts: u32,
+        filter: &NameFilter,
+    ) {
+        if parts == 0 || parts > crate::core::sync::MAX_PARTS || part >= parts || !filter.is_valid()
+        {
+            self.stats.dropped_decode += 1;
+            return;
+        }
+        let mut missing: Vec<IntroEntry> = self
+            .truth
+            .iter()
+            .filter(|(n, m)| {
+                m.state.is_active()
+                    && m.id.addr() != from
+                    && (parts == 1 || shard_of(n, parts) == part)
+                    && !filter.contains(n)
+            })
+            .map(|(n, m)| IntroEntry {
+                name: n.clone(),
+                addr: m.id.addr(),
+                generation: m.id.generation(),
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        // More than fits: start at a random place so that repeated rounds cover them all.
+        let start = self.rng.random_range(0..missing.len());
+        missing.rotate_left(start);
+        for m in pack_intro(missing, self.shoal_budget(), INTRO_MSGS_PER_ROUND) {
+            if let ShoalMsg::Intro { members } = &m {
+                self.stats.member_intros_sent += members.len() as u64;
+            }
+            self.send_shoal(from, &m);
+        }
+    }
+
+    /// Hands members a peer knows as active (and we do not) to SWIM, as a feed would.
+    fn apply_intros(&mut self, now: Time, members: Vec<IntroEntry>) {
+        let own_addr = self.foca.identity().addr();
+        let mut ids = Vec::new();
+        for e in members.into_iter().take(256) {
+            if *e.name == *self.cfg.name || e.addr == own_addr {
+                continue;
+            }
+            if validate_name(&e.name).is_err() {
+                self.stats.dropped_bad_metadata += 1;
+                continue;
+            }
+            // Known in this generation or a newer one: SWIM already has the better word.
+            if let Some(m) = self.truth.get(&e.name) {
+                if m.id.generation() >= e.generation {
+                    continue;
+                }
+            }
+            ids.push(NodeId::new(&e.name, e.addr, e.generation));
+        }
+        if ids.is_empty() {
+            return;
+        }
+        self.stats.member_intros_applied += ids.len() as u64;
+        let res = {
+            let mut rt = Rt {
+                now,
+                label: &self.cfg.cluster_label,
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            self.foca
+                .apply_many(ids.into_iter().map(foca::Member::alive), true, &mut rt)
+        };
+        if let Err(e) = res {
+            self.count_foca_error(&e);
         }
     }
 
@@ -1134,6 +1269,7 @@ impl Node {
                         replies: 2,
                     };
                     self.send_shoal(dst, &d);
+                    self.send_member_filter(dst);
                 }
             }
         }

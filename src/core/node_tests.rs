@@ -202,3 +202,55 @@ fn steady_cluster_keeps_probing() {
         assert!(sent >= 50, "n{i} sent only {sent} datagrams in 10 s");
     }
 }
+
+#[test]
+fn missed_joins_are_learned_through_membership_anti_entropy() {
+    // n0..n3 form a cluster; n1 never announces on its own (no periodic announce, whose
+    // answer would carry a feed of members) and so relies on gossip for news of joins.
+    const FIRST: usize = 4;
+    const N: usize = 12;
+    let mut net = TestNet::with_config(N, |i, c| {
+        if i >= FIRST {
+            c.seeds.clear();
+        }
+        if i == 1 {
+            c.timings.announce_interval = std::time::Duration::from_secs(600);
+        }
+    });
+    net.run_for_ms(3_000);
+    assert!(all_see(
+        &net,
+        "n1",
+        ServedStatus::Alive,
+        &(FIRST..N).collect::<Vec<_>>()
+    ));
+
+    // A burst of joins while n1 is cut off: it misses all of their gossip. Afterwards it
+    // is never talked to by a joiner (links blocked both ways), so only the cluster's
+    // original members can tell it about them.
+    net.cut.insert(1);
+    for j in FIRST..N {
+        net.blocked.insert((1, j));
+        net.blocked.insert((j, 1));
+        net.call(j, |n, now| n.join(now, &[addr(0)]).unwrap());
+    }
+    net.run_for_ms(500);
+    net.cut.remove(&1);
+    net.run_for_ms(300);
+    let knows = |net: &TestNet, j: usize| net.nodes[1].truth().get(&format!("n{j}")).is_some();
+    let missed = (FIRST..N).filter(|&j| !knows(&net, j)).count();
+    assert!(
+        missed > 0,
+        "n1 did not miss any join; the test proves nothing"
+    );
+    assert!(
+        net.nodes[0].stats().member_sync_rounds > 0,
+        "no membership round opened yet"
+    );
+
+    let ok = net.run_until_pred(10_000, |net| (FIRST..N).all(|j| knows(net, j)));
+    let learned: Vec<usize> = (FIRST..N).filter(|&j| knows(&net, j)).collect();
+    assert!(ok, "n1 knows only {learned:?} of the joiners");
+    assert!(net.nodes[1].stats().member_intros_applied >= missed as u64);
+    assert_eq!(net.nodes[1].stats().dropped_total(), 0);
+}
