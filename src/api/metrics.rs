@@ -112,6 +112,30 @@ pub fn render(m: &MetricsInput) -> String {
         "Metadata anti-entropy exchanges started by this node.",
         s.anti_entropy_rounds,
     );
+    for (name, help, v) in [
+        (
+            "shoal_member_sync_rounds_total",
+            "Membership anti-entropy rounds (name filter sent) started by this node.",
+            s.member_sync_rounds,
+        ),
+        (
+            "shoal_member_intros_sent_total",
+            "Members introduced to peers that lacked them.",
+            s.member_intros_sent,
+        ),
+        (
+            "shoal_member_intros_applied_total",
+            "Members learned through membership anti-entropy.",
+            s.member_intros_applied,
+        ),
+        (
+            "shoal_discovery_announces_total",
+            "Announces to nodes known from their metadata but missed by SWIM.",
+            s.discovery_announces,
+        ),
+    ] {
+        single(&mut out, name, "counter", help, v);
+    }
     single(
         &mut out,
         "shoal_rejoin_attempts_total",
