@@ -109,6 +109,8 @@ struct Host {
     delay_us: u64,
     /// What the data directory would hold: known peers at the crash.
     known_peers: Vec<SocketAddr>,
+    /// And the served view the agent would have saved (`snapshot.json`).
+    snapshot: Option<crate::core::snapshot::Snapshot>,
     generation: u64,
     /// Track this host's (initial) join node by node.
     track_join: bool,
@@ -176,6 +178,7 @@ impl<'a> World<'a> {
                 pause_until: 0,
                 delay_us: 0,
                 known_peers: Vec::new(),
+                snapshot: None,
                 generation: 0,
                 track_join: i < sc.nodes && i % step == 0 && sc.measure.max_join_spreads > 0,
             })
@@ -458,6 +461,12 @@ impl<'a> World<'a> {
             self.sc.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(life) << 48);
         let mut node = Node::new(cfg, generation, self.meta_of(i), seed, Time(now_ms))
             .map_err(|source| SimError::Node { node: i, source })?;
+        let saved = self.hosts[i].snapshot.take();
+        if let (true, Some(snap)) = (restart && keep_data, saved) {
+            // As the agent does: serve the saved view as `warming` and rejoin through its peers.
+            // A snapshot the core refuses (too old) only seeds the rejoin, which is fine here.
+            let _ = node.restore(Time(now_ms), snap, now_ms);
+        }
         node.start(Time(now_ms));
         let h = &mut self.hosts[i];
         h.node = Some(node);
@@ -589,6 +598,7 @@ impl<'a> World<'a> {
         let h = &mut self.hosts[i];
         if let Some(n) = h.node.take() {
             h.known_peers = n.known_peers();
+            h.snapshot = Some(n.snapshot(now_ms));
             h.generation = h.generation.max(n.identity().generation());
         }
         h.state = state;
