@@ -782,7 +782,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let secs = match unit {
             "ms" => num / 1000.0,
             "s" => num,
-            "m" => num * 60.0,
+            "m" | "min" => num * 60.0,
             "h" => num * 3600.0,
             "d" => num * 86400.0,
             _ => return Err(bad()),

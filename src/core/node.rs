@@ -396,18 +396,7 @@ impl Node {
         };
         match kind {
             Kind::Swim => {
-                let res = {
-                    let mut rt = Rt {
-                        now,
-                        label: &self.cfg.cluster_label,
-                        out: &mut self.out,
-                        stats: &mut self.stats,
-                    };
-                    self.foca.handle_data(body, &mut rt)
-                };
-                if let Err(e) = res {
-                    self.count_foca_error(&e);
-                }
+                self.swim(now, |foca, rt| foca.handle_data(body, rt));
             }
             Kind::Shoal => match ShoalMsg::decode(body) {
                 Ok(msg) => self.handle_shoal(now, from, msg),
@@ -422,18 +411,7 @@ impl Node {
         self.now = now;
         match timer {
             NodeTimer::Swim(t) => {
-                let res = {
-                    let mut rt = Rt {
-                        now,
-                        label: &self.cfg.cluster_label,
-                        out: &mut self.out,
-                        stats: &mut self.stats,
-                    };
-                    self.foca.handle_timer(t, &mut rt)
-                };
-                if let Err(e) = res {
-                    self.count_foca_error(&e);
-                }
+                self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
             NodeTimer::Tick => {
                 self.tick(now);
@@ -488,18 +466,7 @@ impl Node {
         for p in peers {
             self.send_shoal(p, &push);
         }
-        let res = {
-            let mut rt = Rt {
-                now,
-                label: &self.cfg.cluster_label,
-                out: &mut self.out,
-                stats: &mut self.stats,
-            };
-            self.foca.leave_cluster(&mut rt)
-        };
-        if let Err(e) = res {
-            self.count_foca_error(&e);
-        }
+        self.swim(now, |foca, rt| foca.leave_cluster(rt));
         self.left = true;
         let me = self.foca.identity().clone();
         self.set_truth(now, &me, TruthState::Left);
@@ -844,6 +811,26 @@ impl Node {
 
     // ----- internals ----------------------------------------------------------------------
 
+    /// Runs a foca call with this node's runtime and counts its error, if any.
+    fn swim(
+        &mut self,
+        now: Time,
+        f: impl FnOnce(&mut Swim, &mut Rt<'_>) -> Result<(), foca::Error>,
+    ) {
+        let res = {
+            let mut rt = Rt {
+                now,
+                label: &self.cfg.cluster_label,
+                out: &mut self.out,
+                stats: &mut self.stats,
+            };
+            f(&mut self.foca, &mut rt)
+        };
+        if let Err(e) = res {
+            self.count_foca_error(&e);
+        }
+    }
+
     fn count_wire_error(&mut self, e: WireError) {
         let s = &mut self.stats;
         match e {
@@ -874,18 +861,7 @@ impl Node {
         if addr == self.foca.identity().addr() {
             return;
         }
-        let res = {
-            let mut rt = Rt {
-                now,
-                label: &self.cfg.cluster_label,
-                out: &mut self.out,
-                stats: &mut self.stats,
-            };
-            self.foca.announce(NodeId::placeholder(addr), &mut rt)
-        };
-        if let Err(e) = res {
-            self.count_foca_error(&e);
-        }
+        self.swim(now, |foca, rt| foca.announce(NodeId::placeholder(addr), rt));
     }
 
     /// Announces to every seed, and with `known` also to a few random known peers.
@@ -1144,19 +1120,9 @@ impl Node {
             return;
         }
         self.stats.member_intros_applied += ids.len() as u64;
-        let res = {
-            let mut rt = Rt {
-                now,
-                label: &self.cfg.cluster_label,
-                out: &mut self.out,
-                stats: &mut self.stats,
-            };
-            self.foca
-                .apply_many(ids.into_iter().map(foca::Member::alive), true, &mut rt)
-        };
-        if let Err(e) = res {
-            self.count_foca_error(&e);
-        }
+        self.swim(now, |foca, rt| {
+            foca.apply_many(ids.into_iter().map(foca::Member::alive), true, rt)
+        });
     }
 
     /// A digest of our records: the fingerprint of all of them and a rotating slice.
@@ -1513,18 +1479,7 @@ impl Node {
             self.apply_notification(now, n);
         }
         if std::mem::take(&mut self.gossip_now) && !self.left {
-            let res = {
-                let mut rt = Rt {
-                    now,
-                    label: &self.cfg.cluster_label,
-                    out: &mut self.out,
-                    stats: &mut self.stats,
-                };
-                self.foca.gossip(&mut rt)
-            };
-            if let Err(e) = res {
-                self.count_foca_error(&e);
-            }
+            self.swim(now, |foca, rt| foca.gossip(rt));
             // Gossiping cannot change membership, but keep the contract: no notes left behind.
             let notes = std::mem::take(&mut self.out.notes);
             for n in notes {

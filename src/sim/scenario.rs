@@ -40,48 +40,9 @@ impl Dur {
     }
 }
 
-/// Parses "1h", "5m", "30s", "250ms", "1.5s", "1m30s".
+/// Parses "1h", "5m", "30s", "250ms", "1.5s", "1m30s": the same syntax as the agent's config.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total_ms = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!("duration {s:?}: expected a number"));
-        }
-        let num: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("duration {s:?}: bad number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let mult = match unit {
-            "ms" => 1.0,
-            "s" => 1000.0,
-            "m" | "min" => 60_000.0,
-            "h" => 3_600_000.0,
-            "" => return Err(format!("duration {s:?}: missing unit (ms, s, m or h)")),
-            u => {
-                return Err(format!(
-                    "duration {s:?}: unknown unit {u:?} (use ms, s, m or h)"
-                ))
-            }
-        };
-        total_ms += num * mult;
-    }
-    if !(0.0..=1e15).contains(&total_ms) {
-        return Err(format!("duration {s:?} is out of range"));
-    }
-    Ok(Duration::from_millis(total_ms.round() as u64))
+    crate::config::parse_duration(s)
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -585,7 +546,8 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert!(parse_duration("30").unwrap_err().contains("not a duration"));
+        assert_eq!(parse_duration("2min").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("3x").is_err());
     }
 
