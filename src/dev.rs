@@ -327,6 +327,7 @@ pub async fn run_dev_with(args: DevArgs, hook: Option<DevHook>) -> anyhow::Resul
                 if let Some(t) = converged_at {
                     if !display.announced {
                         display.announced = true;
+                        display.clear(&mut out);
                         let _ = writeln!(
                             out,
                             "converged: all {n} agents see {n} alive members in {} ms",
@@ -397,6 +398,15 @@ impl Display {
 
     /// Starts a new table below whatever was printed since (no redraw over it).
     fn reset(&mut self) {
+        self.drawn = 0;
+    }
+
+    /// On a terminal, erases the live table so that a message printed next stands above the
+    /// table redrawn after it (instead of leaving a stale copy of the table behind).
+    fn clear(&mut self, out: &mut impl Write) {
+        if self.tty && self.drawn > 0 {
+            let _ = write!(out, "\x1b[{}A\r\x1b[J", self.drawn);
+        }
         self.drawn = 0;
     }
 
