@@ -1601,6 +1601,20 @@ impl Node {
                 }
             }
             OwnedNotification::Active => {
+                // foca just armed its probe timer one period from now. Shift it by a random
+                // fraction of a period (memberlist staggers its probe ticker the same way) so
+                // that nodes which connected together do not all probe on the same beat: a
+                // failure then meets a probe within ~1/N of a period instead of up to a whole
+                // one.
+                let period = self.cfg.timings.probe_period.as_millis() as u64;
+                if period > 1 {
+                    let jitter = self.rng.random_range(0..period);
+                    for (at, t) in self.out.timers.iter_mut() {
+                        if matches!(t, NodeTimer::Swim(Timer::ProbeRandomMember(_))) {
+                            *at = Time(at.0 + jitter);
+                        }
+                    }
+                }
                 self.idle = false;
                 self.reconnecting = false;
                 // A freshly joined node knows only what one Feed carried: ask a few random
