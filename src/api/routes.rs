@@ -10,7 +10,7 @@ use crate::api::error::{json_error, json_errors, HttpError};
 use crate::api::metrics::{self, MetricsInput, ALL_STATUSES};
 use crate::api::types::*;
 use crate::api::MAX_BODY;
-use crate::core::{Event, Node, ServedStatus, Service};
+use crate::core::{Event, Node, ServedStatus, Service, Time};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -688,31 +688,30 @@ async fn guard(State(st): State<ApiState>) -> Json<GuardResponse> {
 }
 
 async fn guard_freeze(State(st): State<ApiState>, Who(who): Who) -> Json<GuardResponse> {
-    let r = st.shared.with_node(|node, now| {
-        node.guard_freeze(now, &format!("api ({who})"));
-        guard_response(node)
-    });
-    tracing::warn!(
-        action = "freeze",
-        via = "api",
-        by = %who,
-        state = r.guard.state.as_str(),
-        "operator override: guard frozen through the API"
-    );
-    Json(r)
+    guard_override(&st, &who, "freeze", Node::guard_freeze)
 }
 
 async fn guard_thaw(State(st): State<ApiState>, Who(who): Who) -> Json<GuardResponse> {
+    guard_override(&st, &who, "thaw", Node::guard_thaw)
+}
+
+/// An operator override of the guard, audited in the log with who asked.
+fn guard_override(
+    st: &ApiState,
+    who: &str,
+    action: &'static str,
+    apply: fn(&mut Node, Time, &str),
+) -> Json<GuardResponse> {
     let r = st.shared.with_node(|node, now| {
-        node.guard_thaw(now, &format!("api ({who})"));
+        apply(node, now, &format!("api ({who})"));
         guard_response(node)
     });
     tracing::warn!(
-        action = "thaw",
+        action,
         via = "api",
         by = %who,
         state = r.guard.state.as_str(),
-        "operator override: guard thawed through the API"
+        "operator override of the guard through the API: {action}"
     );
     Json(r)
 }

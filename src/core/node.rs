@@ -811,6 +811,16 @@ impl Node {
 
     // ----- internals ----------------------------------------------------------------------
 
+    /// The address of one active member, chosen at random.
+    fn random_peer(&mut self) -> Option<SocketAddr> {
+        let n = self.foca.num_members();
+        if n == 0 {
+            return None;
+        }
+        let pick = self.rng.random_range(0..n);
+        self.foca.iter_members().nth(pick).map(|m| m.id().addr())
+    }
+
     /// Runs a foca call with this node's runtime and counts its error, if any.
     fn swim(
         &mut self,
@@ -1205,11 +1215,8 @@ impl Node {
             self.bootstrap_left -= 1;
             self.bootstrap_gap *= 2;
             self.next_bootstrap = now.plus(self.bootstrap_gap);
-            let n = self.foca.num_members();
-            if n > 0 {
-                let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
-                if let Some(dst) = dst {
+            {
+                if let Some(dst) = self.random_peer() {
                     self.announce(now, dst);
                 }
             }
@@ -1218,11 +1225,8 @@ impl Node {
         // Metadata anti-entropy with one random active peer.
         if now >= self.next_sync {
             self.next_sync = now.plus(t.sync_interval);
-            let n = self.foca.num_members();
-            if n > 0 {
-                let pick = self.rng.random_range(0..n);
-                let dst = self.foca.iter_members().nth(pick).map(|m| m.id().addr());
-                if let Some(dst) = dst {
+            {
+                if let Some(dst) = self.random_peer() {
                     self.stats.anti_entropy_rounds += 1;
                     let (fingerprint, count) = {
                         let s = self.store.lock();
