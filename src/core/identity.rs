@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV6};
@@ -27,9 +27,8 @@ pub struct NodeId {
     inner: Arc<IdParts>,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 struct IdParts {
-    #[serde(deserialize_with = "crate::core::intern::de_name")]
     name: Arc<str>,
     addr: SocketAddr,
     generation: u64,
@@ -63,40 +62,70 @@ fn v6_number(a: SocketAddrV6) -> u64 {
     *t.entry(a).or_insert(n)
 }
 
+/// Interned identities, found by (address key, generation) — a cheap key that is nearly
+/// unique — then by name. One lookup per identity decoded from the wire.
 struct IdCache {
-    set: HashSet<Arc<IdParts>>,
+    map: foldhash::HashMap<(AddrKey, u64), Vec<Arc<IdParts>>>,
+    len: usize,
     prune_at: usize,
 }
 
+const MIN_PRUNE_AT: usize = 4096;
+
 thread_local! {
-    static IDS: RefCell<IdCache> = RefCell::new(IdCache { set: HashSet::new(), prune_at: 4096 });
+    static IDS: RefCell<IdCache> = RefCell::new(IdCache {
+        map: Default::default(),
+        len: 0,
+        prune_at: MIN_PRUNE_AT,
+    });
+}
+
+/// The shared parts for (name, addr, generation), allocated on first sight.
+fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
+    let key = AddrKey::of(addr);
+    let inner = IDS.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(a) = c
+            .map
+            .get(&(key, generation))
+            .and_then(|v| v.iter().find(|p| *p.name == *name && p.addr == addr))
+        {
+            return a.clone();
+        }
+        if c.len >= c.prune_at {
+            let mut len = 0;
+            c.map.retain(|_, v| {
+                v.retain(|a| Arc::strong_count(a) > 1);
+                len += v.len();
+                !v.is_empty()
+            });
+            c.len = len;
+            c.prune_at = (len * 2).max(MIN_PRUNE_AT);
+        }
+        let a = Arc::new(IdParts {
+            name: crate::core::intern::name(name),
+            addr,
+            generation,
+        });
+        c.map.entry((key, generation)).or_default().push(a.clone());
+        c.len += 1;
+        a
+    });
+    NodeId { key, inner }
+}
+
+/// The wire shape of an identity, borrowing the name from the datagram when it can.
+#[derive(Deserialize)]
+struct WireId<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    addr: SocketAddr,
+    generation: u64,
 }
 
 impl NodeId {
     pub fn new(name: &str, addr: SocketAddr, generation: u64) -> Self {
-        Self::from_parts(IdParts {
-            name: crate::core::intern::name(name),
-            addr,
-            generation,
-        })
-    }
-
-    fn from_parts(parts: IdParts) -> Self {
-        let key = AddrKey::of(parts.addr);
-        let inner = IDS.with(|c| {
-            let mut c = c.borrow_mut();
-            if let Some(a) = c.set.get(&parts) {
-                return a.clone();
-            }
-            if c.set.len() >= c.prune_at {
-                c.set.retain(|a| Arc::strong_count(a) > 1);
-                c.prune_at = (c.set.len() * 2).max(4096);
-            }
-            let a = Arc::new(parts);
-            c.set.insert(a.clone());
-            a
-        });
-        NodeId { key, inner }
+        intern(name, addr, generation)
     }
 
     /// A placeholder identity used to announce to an address whose node we do not know yet.
@@ -141,7 +170,7 @@ impl Serialize for NodeId {
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        IdParts::deserialize(d).map(NodeId::from_parts)
+        WireId::deserialize(d).map(|w| intern(&w.name, w.addr, w.generation))
     }
 }
 
@@ -237,10 +266,24 @@ mod tests {
         assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
         let back: NodeId = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, v6);
-        assert_eq!(
-            serde_json::to_value(&v4).unwrap(),
-            serde_json::json!({"name": "a", "addr": "10.0.0.1:7946", "generation": 3})
-        );
+        let json = serde_json::json!({"name": "a", "addr": "10.0.0.1:7946", "generation": 3});
+        assert_eq!(serde_json::to_value(&v4).unwrap(), json);
+        // Deserializers that cannot lend the name (owned JSON values) work too.
+        let owned: NodeId = serde_json::from_value(json).unwrap();
+        assert_eq!(owned, v4);
+    }
+
+    #[test]
+    fn decoded_identities_are_shared_and_distinct_by_name() {
+        let a: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+        let x = NodeId::new("x", a, 5);
+        let bytes = postcard::to_allocvec(&x).unwrap();
+        let back: NodeId = postcard::from_bytes(&bytes).unwrap();
+        assert!(Arc::ptr_eq(&x.inner, &back.inner));
+        // Same address and generation, another name: another identity.
+        let y = NodeId::new("y", a, 5);
+        assert_ne!(x, y);
+        assert_eq!(&**y.name(), "y");
     }
 
     #[test]

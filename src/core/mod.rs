@@ -3,6 +3,7 @@
 //! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
 //! file: time, randomness and I/O come in from the driver.
 
+pub mod due;
 pub mod guard;
 pub mod identity;
 pub mod intern;

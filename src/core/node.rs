@@ -7,6 +7,7 @@
 //! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
 //! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
 
+use crate::core::due::DueSet;
 use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardState, GuardTransition};
 use crate::core::identity::{validate_name, NodeId};
 use crate::core::meta::{
@@ -267,9 +268,9 @@ pub struct Node {
     next_reap: Time,
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
     /// their address at the given time if still unknown.
-    discover: BTreeMap<Arc<str>, (SocketAddr, Time)>,
+    discover: DueSet,
     /// Members whose metadata we lack, with when to ask them directly.
-    fetch: BTreeMap<Arc<str>, Time>,
+    fetch: DueSet,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
 }
@@ -354,8 +355,8 @@ impl Node {
             member_part: 0,
             next_suspect_refresh: now,
             next_reap: now,
-            fetch: BTreeMap::new(),
-            discover: BTreeMap::new(),
+            fetch: DueSet::default(),
+            discover: DueSet::default(),
             scaled_for: 1,
             cfg,
         })
@@ -1141,23 +1142,22 @@ impl Node {
         let s = self.store.lock();
         let mut entries = Vec::new();
         let mut size = 0;
-        let start = match &self.sync_cursor {
+        let start: Bound<Arc<str>> = match &self.sync_cursor {
             Some(c) => Bound::Excluded(c.clone()),
             None => Bound::Unbounded,
         };
         let mut last = None;
-        let mut wrapped = false;
-        let mut iter = self_range(&self.truth, start);
-        loop {
-            let Some(name) = iter.next() else {
-                if wrapped {
-                    break;
-                }
-                wrapped = true;
-                iter = self_range(&self.truth, Bound::Unbounded);
-                continue;
-            };
-            if let Some(r) = s.get(&name) {
+        // From the cursor to the end, then from the start: each name at most once.
+        let names = self.truth.names_from(start.clone()).chain(
+            self.truth
+                .names_from(Bound::Unbounded)
+                .take_while(|n| match &start {
+                    Bound::Excluded(c) => *n <= c,
+                    _ => false,
+                }),
+        );
+        for name in names {
+            if let Some(r) = s.get(name) {
                 let e = DigestEntry {
                     name: name.clone(),
                     generation: r.generation,
@@ -1166,13 +1166,10 @@ impl Node {
                 if size + e.max_encoded_len() > budget {
                     break;
                 }
-                if entries.iter().any(|x: &DigestEntry| x.name == e.name) {
-                    break;
-                }
                 size += e.max_encoded_len();
                 entries.push(e);
             }
-            last = Some(name);
+            last = Some(name.clone());
         }
         self.sync_cursor = last;
         ShoalMsg::Digest {
@@ -1245,15 +1242,7 @@ impl Node {
         }
 
         // Announce to nodes we hold a record of but SWIM never told us about.
-        let due: Vec<Arc<str>> = self
-            .discover
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(n, _)| n.clone())
-            .take(FETCH_PER_TICK)
-            .collect();
-        for name in due {
-            self.discover.remove(&name);
+        for name in self.discover.take_due(now, FETCH_PER_TICK) {
             if let Some(addr) = self.missing_from_swim(&name) {
                 self.stats.discovery_announces += 1;
                 self.announce(now, addr);
@@ -1261,15 +1250,7 @@ impl Node {
         }
 
         // Ask members whose metadata we still lack.
-        let due: Vec<Arc<str>> = self
-            .fetch
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(n, _)| n.clone())
-            .take(FETCH_PER_TICK)
-            .collect();
-        for name in due {
-            self.fetch.remove(&name);
+        for name in self.fetch.take_due(now, FETCH_PER_TICK) {
             let Some(m) = self.truth.get(&name) else {
                 continue;
             };
@@ -1690,10 +1671,9 @@ impl Node {
     }
 
     fn schedule_discovery(&mut self, now: Time, name: &Arc<str>) {
-        if let Some(addr) = self.missing_from_swim(name) {
+        if self.missing_from_swim(name).is_some() {
             self.discover
-                .entry(name.clone())
-                .or_insert((addr, now.plus(self.cfg.timings.meta_fetch_after)));
+                .insert_if_absent(name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
         }
     }
 
@@ -1718,19 +1698,6 @@ impl Node {
             self.emit_served(now, &name, false, true);
         }
     }
-}
-
-fn self_range(truth: &Truth, start: Bound<Arc<str>>) -> std::vec::IntoIter<Arc<str>> {
-    // Names after `start`, in order. Collected because the store lock is held by the caller.
-    let names: Vec<Arc<str>> = truth
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| match &start {
-            Bound::Excluded(c) => n > c,
-            _ => true,
-        })
-        .collect();
-    names.into_iter()
 }
 
 /// Mixes the seed so that foca's and the node's random streams differ.

@@ -107,6 +107,13 @@ impl Truth {
         self.members.iter()
     }
 
+    /// Member names from `start` on, in order.
+    pub fn names_from(&self, start: std::ops::Bound<Arc<str>>) -> impl Iterator<Item = &Arc<str>> {
+        self.members
+            .range::<Arc<str>, _>((start, std::ops::Bound::Unbounded))
+            .map(|(n, _)| n)
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

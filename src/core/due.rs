@@ -1,0 +1,105 @@
+//! Deadlines keyed by member name, taken in deadline order.
+//!
+//! Owns `DueSet`: at most one deadline per name, and the names whose deadline has passed,
+//! oldest first, without scanning the names that are not due yet (a node joining a large
+//! cluster may wait on thousands of them). Must not decide what a deadline means: the node
+//! does.
+
+use crate::core::time::Time;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct DueSet {
+    at: HashMap<Arc<str>, Time, foldhash::fast::RandomState>,
+    order: BTreeSet<(Time, Arc<str>)>,
+}
+
+impl DueSet {
+    /// Sets `name`'s deadline to `at` (replacing an earlier one).
+    pub fn insert(&mut self, name: Arc<str>, at: Time) {
+        if let Some(old) = self.at.insert(name.clone(), at) {
+            self.order.remove(&(old, name.clone()));
+        }
+        self.order.insert((at, name));
+    }
+
+    /// Sets `name`'s deadline to `at` unless it already has one.
+    pub fn insert_if_absent(&mut self, name: Arc<str>, at: Time) {
+        if !self.at.contains_key(&name) {
+            self.insert(name, at);
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.at.remove_entry(name) {
+            Some((name, at)) => {
+                self.order.remove(&(at, name));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns up to `max` names whose deadline is at or before `now`, earliest
+    /// deadline first.
+    pub fn take_due(&mut self, now: Time, max: usize) -> Vec<Arc<str>> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.order.first() {
+                Some((at, _)) if *at <= now => {}
+                _ => break,
+            }
+            if let Some((_, name)) = self.order.pop_first() {
+                self.at.remove(&name);
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn takes_due_names_earliest_first_and_bounded() {
+        let mut d = DueSet::default();
+        d.insert(n("c"), Time(30));
+        d.insert(n("a"), Time(10));
+        d.insert(n("b"), Time(20));
+        d.insert(n("late"), Time(100));
+        assert_eq!(d.take_due(Time(25), 1), vec![n("a")]);
+        assert_eq!(d.take_due(Time(25), 10), vec![n("b")]);
+        assert_eq!(d.len(), 2);
+        assert!(d.take_due(Time(29), 10).is_empty());
+        assert_eq!(d.take_due(Time(1000), 10), vec![n("c"), n("late")]);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn replacing_and_removing_keep_one_deadline_per_name() {
+        let mut d = DueSet::default();
+        d.insert(n("a"), Time(10));
+        d.insert(n("a"), Time(50));
+        d.insert_if_absent(n("a"), Time(1));
+        assert!(d.take_due(Time(49), 10).is_empty());
+        assert_eq!(d.len(), 1);
+        assert!(d.remove("a"));
+        assert!(!d.remove("a"));
+        assert!(d.take_due(Time(1000), 10).is_empty());
+    }
+}
