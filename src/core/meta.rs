@@ -408,7 +408,10 @@ mod tests {
         assert!(newer.invalidates(&older));
         assert_eq!(newer.invalidation_key(), older.invalidation_key());
         assert!(newer.invalidation_key().is_some());
-        assert_ne!(newer.invalidation_key(), key("web-2", (2, 1)).invalidation_key());
+        assert_ne!(
+            newer.invalidation_key(),
+            key("web-2", (2, 1)).invalidation_key()
+        );
     }
 
     fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {

@@ -4,7 +4,8 @@
 extern crate alloc;
 use alloc::vec::Vec;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use rand::{
     RngExt,
@@ -143,10 +144,12 @@ pub(crate) struct Members<T: crate::Identity> {
     pub(crate) inner: Vec<Member<T>>,
     cursor: usize,
     num_active: usize,
-    // (shoal fork) Position in `inner` of the member holding each
-    // address. Kept in sync on every push/swap/swap_remove and
-    // rebuilt after a shuffle, so lookups by address are O(1).
-    index: HashMap<T::Addr, usize>,
+    // (shoal fork) Positions in `inner`, hashed by the address of the
+    // member there (4 bytes per member: the address is not copied).
+    // Kept in sync on every push/swap/swap_remove and rebuilt after a
+    // shuffle, so lookups by address are O(1).
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
 }
 
 #[cfg(test)]
@@ -161,12 +164,16 @@ impl<T: crate::Identity> Members<T> {
         assert_eq!(self.inner.len(), self.index.len(), "index size");
         for (pos, member) in self.inner.iter().enumerate() {
             assert_eq!(
-                Some(&pos),
-                self.index.get(&member.id.addr()),
+                Some(pos),
+                self.position_of(&member.id.addr()),
                 "index entry for {:?}",
                 member.id
             );
         }
+        let mut positions: Vec<u32> = self.index.iter().copied().collect();
+        positions.sort_unstable();
+        positions.dedup();
+        assert_eq!(self.inner.len(), positions.len(), "distinct positions");
     }
 }
 
@@ -188,7 +195,8 @@ where
             cursor: 0,
             num_active,
             inner,
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
         };
         members.reindex();
         members
@@ -196,15 +204,67 @@ where
 
     fn reindex(&mut self) {
         self.index.clear();
-        for (pos, member) in self.inner.iter().enumerate() {
+        for pos in 0..self.inner.len() {
             // With duplicates (see `new`), the first one wins, like
             // the linear search this index replaces.
-            self.index.entry(member.id.addr()).or_insert(pos);
+            let addr = self.inner[pos].id.addr();
+            if self.position_of(&addr).is_none() {
+                self.index_insert(&addr, pos);
+            }
         }
     }
 
+    fn hash_addr(&self, addr: &T::Addr) -> u64 {
+        self.hasher.hash_one(addr)
+    }
+
+    // Requires the index to be in sync with `inner`
     fn position_of(&self, addr: &T::Addr) -> Option<usize> {
-        self.index.get(addr).copied()
+        let inner = &self.inner;
+        self.index
+            .find(self.hash_addr(addr), |&pos| {
+                inner
+                    .get(pos as usize)
+                    .is_some_and(|member| member.id.addr() == *addr)
+            })
+            .map(|&pos| pos as usize)
+    }
+
+    // Indexes `inner[pos]`, whose address is `addr`. Every indexed
+    // position must hold the member it was indexed for (a resize
+    // rehashes them).
+    fn index_insert(&mut self, addr: &T::Addr, pos: usize) {
+        debug_assert!(u32::try_from(pos).is_ok(), "over 4G members");
+        let hash = self.hash_addr(addr);
+        let Self {
+            index,
+            inner,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, pos as u32, |&p| {
+            hasher.hash_one(inner[p as usize].id.addr())
+        });
+    }
+
+    // Changes the indexed position `from` (indexed for `addr`) into
+    // `to`; positions are unique, so matching on them is exact.
+    fn index_move(&mut self, addr: &T::Addr, from: usize, to: usize) {
+        let hash = self.hash_addr(addr);
+        match self.index.find_mut(hash, |&p| p as usize == from) {
+            Some(p) => *p = to as u32,
+            None => debug_assert!(false, "position {from} not indexed"),
+        }
+    }
+
+    fn index_remove(&mut self, addr: &T::Addr, pos: usize) {
+        let hash = self.hash_addr(addr);
+        match self.index.find_entry(hash, |&p| p as usize == pos) {
+            Ok(entry) => {
+                entry.remove();
+            }
+            Err(_) => debug_assert!(false, "position {pos} not indexed"),
+        }
     }
 
     // Next member that's considered active
@@ -359,13 +419,14 @@ where
             return None;
         }
 
-        self.index.remove(&addr);
-        let removed = self.inner.swap_remove(pos);
-        if let Some(moved) = self.inner.get(pos) {
-            // The former last member now lives at `pos`
-            self.index.insert(moved.id.addr(), pos);
+        self.index_remove(&addr, pos);
+        let last = self.inner.len() - 1;
+        if pos != last {
+            // The last member is about to move to `pos`
+            let moved = self.inner[last].id.addr();
+            self.index_move(&moved, last, pos);
         }
-        Some(removed)
+        Some(self.inner.swap_remove(pos))
     }
 
     pub(crate) fn iter_active(&self) -> impl Iterator<Item = &Member<T>> {
@@ -463,12 +524,17 @@ where
                     .choose(&mut rng)
                     .unwrap_or(inserted_at);
 
-                self.inner.swap(swap_idx, inserted_at);
+                self.index_insert(&addr, inserted_at);
+
                 if swap_idx != inserted_at {
-                    let displaced = self.inner[inserted_at].id.addr();
-                    self.index.insert(displaced, inserted_at);
+                    // Swap the two positions in the index (through a
+                    // placeholder: positions must stay unique)
+                    let displaced = self.inner[swap_idx].id.addr();
+                    self.index_move(&addr, inserted_at, u32::MAX as usize);
+                    self.index_move(&displaced, swap_idx, inserted_at);
+                    self.index_move(&addr, u32::MAX as usize, swap_idx);
+                    self.inner.swap(swap_idx, inserted_at);
                 }
-                self.index.insert(addr, swap_idx);
 
                 if is_active_now {
                     self.num_active = self.num_active.saturating_add(1);
