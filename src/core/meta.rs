@@ -334,6 +334,15 @@ impl foca::Invalidates for MetaKey {
     fn invalidates(&self, other: &Self) -> bool {
         self.name == other.name && self.stamp >= other.stamp
     }
+
+    /// Records of one node share a key, so replacing one only looks at that node's records
+    /// instead of the whole backlog (vendored foca, see vendor/README.md).
+    fn invalidation_key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.name.hash(&mut h);
+        Some(h.finish())
+    }
 }
 
 /// Feeds metadata broadcasts received through foca into the shared store.
@@ -386,6 +395,24 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_keys_of_one_node_share_an_invalidation_key() {
+        use foca::Invalidates;
+        let key = |name: &str, stamp| MetaKey {
+            name: Arc::from(name),
+            stamp,
+        };
+        let newer = key("web-1", (2, 1));
+        let older = key("web-1", (1, 9));
+        assert!(newer.invalidates(&older));
+        assert_eq!(newer.invalidation_key(), older.invalidation_key());
+        assert!(newer.invalidation_key().is_some());
+        assert_ne!(
+            newer.invalidation_key(),
+            key("web-2", (2, 1)).invalidation_key()
+        );
+    }
 
     fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {
         MetaRecord {
