@@ -281,6 +281,14 @@ const BOOTSTRAP_ANNOUNCES: u8 = 3;
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
 
+/// Most member updates, and most metadata records, queued for piggybacking at once (each).
+/// A burst of more changes than this (thousands of nodes joining together) would otherwise
+/// queue them all on every node, far more than its datagrams can carry before they go stale;
+/// the entries that were sent the most are dropped first, and anti-entropy (digests, member
+/// filters, direct fetches) delivers whatever piggybacking missed. Serf bounds its intent
+/// queue the same way (`max_queue_depth`, 4096).
+pub const MAX_BACKLOG: usize = 1024;
+
 /// Most `Intro` datagrams sent in answer to one membership filter.
 const INTRO_MSGS_PER_ROUND: usize = 3;
 
@@ -304,7 +312,7 @@ impl Node {
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::default();
         let max_packet = MAX_DATAGRAM - wire::header_len(&cfg.cluster_label);
-        let foca = Foca::with_custom_broadcast(
+        let mut foca = Foca::with_custom_broadcast(
             id.clone(),
             cfg.timings.foca_config(1, max_packet),
             SmallRng::seed_from_u64(seed),
@@ -313,6 +321,7 @@ impl Node {
                 store: store.clone(),
             },
         );
+        foca.set_backlog_limit(MAX_BACKLOG);
         let own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),

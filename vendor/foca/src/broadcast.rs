@@ -172,6 +172,8 @@ pub(crate) struct Broadcasts<V> {
     buckets: HashMap<u64, usize>,
     live: usize,
     stale: usize,
+    // (shoal fork) Most live entries kept; see `set_max_len`.
+    max_len: usize,
 }
 
 struct Slot<V> {
@@ -232,6 +234,48 @@ where
             buckets: HashMap::new(),
             live: 0,
             stale: 0,
+            max_len: usize::MAX,
+        }
+    }
+
+    /// (shoal fork) Bounds the backlog to `max_len` live entries.
+    ///
+    /// When an add goes over the bound, the entries with the fewest
+    /// remaining transmissions (those that spread the most already) are
+    /// evicted until a quarter of the bound is free again, so the cost is
+    /// O(B log B) once every B/4 adds. Without a bound, a backlog grows
+    /// with the number of changes in flight: a node joining a cluster of
+    /// 10,000 queues 10,000 updates it cannot send before they go stale.
+    pub(crate) fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len.max(1);
+        if self.live > self.max_len {
+            self.evict_to(self.max_len);
+        }
+    }
+
+    // Keeps the `keep` highest-priority live entries, drops the rest.
+    fn evict_to(&mut self, keep: usize) {
+        let mut refs: Vec<Ref> = core::mem::take(&mut self.heap).into_vec();
+        // Stale references (replaced entries) free their slots now.
+        refs.retain(|r| {
+            let current = self.slots[r.slot].entry.is_some();
+            if !current {
+                self.free.push(r.slot);
+            }
+            current
+        });
+        self.stale = 0;
+        if refs.len() > keep {
+            // Highest priority first; ties broken by slot for determinism.
+            refs.sort_unstable_by(|a, b| b.cmp(a).then_with(|| a.slot.cmp(&b.slot)));
+            for r in refs.drain(keep..) {
+                self.drop_entry(r.slot);
+                self.free.push(r.slot);
+            }
+        }
+        self.heap = BinaryHeap::from(refs);
+        if self.live == 0 {
+            self.reset();
         }
     }
 
@@ -315,6 +359,10 @@ where
             slot: pos,
         });
         self.live += 1;
+        if self.live > self.max_len {
+            let keep = self.max_len - self.max_len / 4;
+            self.evict_to(keep.max(1));
+        }
     }
 
     // Drops a live entry and unlinks it from its key chain. The slot
@@ -477,6 +525,40 @@ mod tests {
             piggyback.is_empty(),
             "Should remove item after being used max_tx times"
         );
+    }
+
+    // (shoal fork) bounded backlog
+    #[test]
+    fn bounded_backlog_drops_the_most_transmitted_first() {
+        let names: Vec<&'static str> = vec!["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut piggyback = Broadcasts::new();
+        piggyback.set_max_len(4);
+        // Four items, each sent once: remaining 2 of 3.
+        for n in &names[..4] {
+            piggyback.add_or_replace(Key(n), n.as_bytes().to_vec(), 3);
+        }
+        let mut buf = Vec::new();
+        assert_eq!(4, piggyback.fill(&mut buf, usize::MAX));
+        // A fifth, fresh item goes over the bound: the fresh one stays and
+        // the backlog shrinks to three quarters of the bound.
+        piggyback.add_or_replace(Key("e"), b"e".to_vec(), 3);
+        assert_eq!(3, piggyback.len());
+        buf.clear();
+        piggyback.fill(&mut buf, usize::MAX);
+        assert_eq!(b'e', buf[0], "the fresh item is sent first");
+        // Never more than the bound, whatever is added.
+        for n in &names {
+            piggyback.add_or_replace(Key(n), n.as_bytes().to_vec(), 3);
+            assert!(piggyback.len() <= 4);
+        }
+        // Lowering the bound evicts at once; items keep flowing.
+        piggyback.set_max_len(2);
+        assert_eq!(2, piggyback.len());
+        for _ in 0..10 {
+            buf.clear();
+            piggyback.fill(&mut buf, usize::MAX);
+        }
+        assert!(piggyback.is_empty());
     }
 
     #[test]

@@ -818,6 +818,16 @@ where
         self.custom_broadcasts.len()
     }
 
+    /// (shoal fork) Bounds both dissemination backlogs (member updates
+    /// and custom broadcasts) to `max_len` entries each.
+    ///
+    /// When a backlog would exceed it, the entries that were already
+    /// transmitted the most are dropped first. Unbounded by default.
+    pub fn set_backlog_limit(&mut self, max_len: usize) {
+        self.updates.set_max_len(max_len);
+        self.custom_broadcasts.set_max_len(max_len);
+    }
+
     /// Replaces the current configuration with a new one.
     ///
     /// Most of the time a static configuration is more than enough, but
