@@ -27,7 +27,6 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -261,7 +260,8 @@ pub struct Node {
     bootstrap_gap: Duration,
     rejoin_backoff: Duration,
     next_sync: Time,
-    sync_cursor: Option<Arc<str>>,
+    /// Where the next digest's slice of names starts (a position in the truth's order).
+    sync_cursor: usize,
     /// Rotates the name-space shard of the membership filter sent each sync round.
     member_part: u32,
     next_suspect_refresh: Time,
@@ -330,7 +330,7 @@ impl Node {
             leaving: false,
             meta,
         };
-        let mut truth = Truth::default();
+        let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now);
         let seeds = cfg.seeds.clone();
@@ -360,7 +360,7 @@ impl Node {
             bootstrap_gap: Duration::ZERO,
             rejoin_backoff,
             next_sync: now,
-            sync_cursor: None,
+            sync_cursor: 0,
             member_part: 0,
             next_suspect_refresh: now,
             next_reap: now,
@@ -720,15 +720,12 @@ impl Node {
             .iter()
             .map(|(name, m)| self.view(name, m, store.get(name)))
             .collect();
-        let before = v.len();
         for (name, g) in self.guard.ghosts() {
             if self.truth.get(name).is_none() {
                 v.push(g.clone());
             }
         }
-        if v.len() != before {
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-        }
+        v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
@@ -1151,20 +1148,9 @@ impl Node {
         let s = self.store.lock();
         let mut entries = Vec::new();
         let mut size = 0;
-        let start: Bound<Arc<str>> = match &self.sync_cursor {
-            Some(c) => Bound::Excluded(c.clone()),
-            None => Bound::Unbounded,
-        };
-        let mut last = None;
-        // From the cursor to the end, then from the start: each name at most once.
-        let names = self.truth.names_from(start.clone()).chain(
-            self.truth
-                .names_from(Bound::Unbounded)
-                .take_while(|n| match &start {
-                    Bound::Excluded(c) => *n <= c,
-                    _ => false,
-                }),
-        );
+        let start = self.sync_cursor;
+        let mut walked = 0;
+        let names = self.truth.names_rotated(start);
         for name in names {
             if let Some(r) = s.get(name) {
                 let e = DigestEntry {
@@ -1178,9 +1164,9 @@ impl Node {
                 size += e.max_encoded_len();
                 entries.push(e);
             }
-            last = Some(name.clone());
+            walked += 1;
         }
-        self.sync_cursor = last;
+        self.sync_cursor = start.wrapping_add(walked);
         ShoalMsg::Digest {
             fingerprint: s.fingerprint(),
             count: s.len() as u32,

@@ -8,7 +8,7 @@ use crate::core::identity::NodeId;
 use crate::core::meta::{Health, MetaRecord, Service};
 use crate::core::time::Time;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -91,14 +91,28 @@ pub struct TruthMember {
 }
 
 /// Every member this node knows, by name, including itself.
+///
+/// A hash map: in a cluster of thousands, an ordered map's lookups compare names through
+/// a pointer at every level (a cache miss each), and lookups happen for every update
+/// received. Iteration order is the map's: deterministic for a given seed (`with_seed`), so
+/// the simulator replays exactly; callers that show members sort them.
 #[derive(Clone, Debug, Default)]
 pub struct Truth {
-    members: BTreeMap<Arc<str>, TruthMember>,
+    members: HashMap<Arc<str>, TruthMember, foldhash::fast::FixedState>,
     /// Names whose state is `Suspect` (kept apart so that refreshing them is cheap).
     suspects: BTreeSet<Arc<str>>,
 }
 
 impl Truth {
+    /// An empty truth whose iteration order follows `seed` (a random seed in the agent keeps
+    /// peers from choosing names that collide).
+    pub fn with_seed(seed: u64) -> Truth {
+        Truth {
+            members: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
+            suspects: BTreeSet::new(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&TruthMember> {
         self.members.get(name)
     }
@@ -107,11 +121,19 @@ impl Truth {
         self.members.iter()
     }
 
-    /// Member names from `start` on, in order.
-    pub fn names_from(&self, start: std::ops::Bound<Arc<str>>) -> impl Iterator<Item = &Arc<str>> {
+    /// Every member name once, starting at position `start` of the iteration order and
+    /// wrapping around (positions move as members come and go: good enough to rotate over
+    /// the names, not to resume at an exact one).
+    pub fn names_rotated(&self, start: usize) -> impl Iterator<Item = &Arc<str>> {
+        let start = if self.members.is_empty() {
+            0
+        } else {
+            start % self.members.len()
+        };
         self.members
-            .range::<Arc<str>, _>((start, std::ops::Bound::Unbounded))
-            .map(|(n, _)| n)
+            .keys()
+            .skip(start)
+            .chain(self.members.keys().take(start))
     }
 
     pub fn len(&self) -> usize {
