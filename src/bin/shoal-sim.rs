@@ -252,7 +252,11 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
             }
             current = Some((n, m));
             let mut st = bar.state.lock().unwrap_or_else(|e| e.into_inner());
-            st[0] = (format!("{n} nodes {}", format!("{m:?}").to_lowercase()), 0.0, 0.0);
+            st[0] = (
+                format!("{n} nodes {}", format!("{m:?}").to_lowercase()),
+                0.0,
+                0.0,
+            );
             *bar.last_pct.lock().unwrap_or_else(|e| e.into_inner()) = 0;
         }
         bar.update(0, p);

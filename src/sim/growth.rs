@@ -19,10 +19,7 @@ pub enum GrowthError {
     #[error("no sizes given")]
     NoSizes,
     #[error("scenario at {nodes} nodes: {source}")]
-    Scenario {
-        nodes: usize,
-        source: ScenarioError,
-    },
+    Scenario { nodes: usize, source: ScenarioError },
     #[error("run at {nodes} nodes: {source}")]
     Sim { nodes: usize, source: SimError },
 }
@@ -131,7 +128,9 @@ type Getter = fn(&GrowthPoint) -> Option<f64>;
 pub const FITTED: [(&str, Getter); 5] = [
     ("join to 100%", |p| p.join.t100_s),
     ("join to 50%", |p| p.join.t50_s),
-    ("full view after last start", |p| p.full_view.after_last_start_s),
+    ("full view after last start", |p| {
+        p.full_view.after_last_start_s
+    }),
     ("crash to 100%", |p| p.crash.t100_s),
     ("leave to 100%", |p| p.leave.t100_s),
 ];

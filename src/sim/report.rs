@@ -497,18 +497,21 @@ fn growth_lines(
         .collect()
 }
 
-fn growth_plot(
-    g: &Growth,
-    title: &str,
-    y: &str,
-    series: &[(&str, bool, fn(&GrowthPoint) -> Option<f64>)],
-) -> String {
+/// One plotted measure of a growth page: (legend, dashed, getter).
+type GrowthSeries = (&'static str, bool, fn(&GrowthPoint) -> Option<f64>);
+
+fn growth_plot(g: &Growth, title: &str, y: &str, series: &[GrowthSeries]) -> String {
     let mut p = Plot::new(title, "cluster size N (log scale)", y);
     p.x_log = true;
     p.width = 420.0;
     for (k, (name, dashed, get)) in series.iter().enumerate() {
-        p.lines
-            .extend(growth_lines(g, name, PALETTE[k % PALETTE.len()], *dashed, *get));
+        p.lines.extend(growth_lines(
+            g,
+            name,
+            PALETTE[k % PALETTE.len()],
+            *dashed,
+            *get,
+        ));
     }
     render(&p)
 }
@@ -597,7 +600,7 @@ h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:1
         sc.network.loss,
     );
     h.push_str("<h2>Spread and detection against cluster size</h2><p class=note>x axis: N on a log scale, so growth like log N is a straight line; growth like N would curve up steeply.</p><div class=grid>");
-    type S = (&'static str, bool, fn(&GrowthPoint) -> Option<f64>);
+    type S = GrowthSeries;
     let join: [S; 4] = [
         ("join 50%", false, |p| p.join.t50_s),
         ("join 99%", false, |p| p.join.t99_s),
@@ -606,7 +609,12 @@ h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:1
             p.full_view.after_last_start_s
         }),
     ];
-    h.push_str(&growth_plot(g, "Join seen by 50/99/100% of nodes", "seconds", &join));
+    h.push_str(&growth_plot(
+        g,
+        "Join seen by 50/99/100% of nodes",
+        "seconds",
+        &join,
+    ));
     let crash: [S; 3] = [
         ("crash 50%", false, |p| p.crash.t50_s),
         ("crash 99%", false, |p| p.crash.t99_s),
@@ -638,19 +646,33 @@ h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:1
         ("tx msgs/s per node (median)", false, |p| {
             Some(p.tx_msgs_per_s.p50)
         }),
-        ("tx msgs/s per node (p99)", true, |p| Some(p.tx_msgs_per_s.p99)),
+        ("tx msgs/s per node (p99)", true, |p| {
+            Some(p.tx_msgs_per_s.p99)
+        }),
     ];
-    h.push_str(&growth_plot(g, "Messages per node per second", "msgs/s", &msgs));
+    h.push_str(&growth_plot(
+        g,
+        "Messages per node per second",
+        "msgs/s",
+        &msgs,
+    ));
     let bytes: [S; 3] = [
         ("tx B/s per node (median)", false, |p| {
             Some(p.tx_bytes_per_s.p50)
         }),
-        ("tx B/s per node (p99)", true, |p| Some(p.tx_bytes_per_s.p99)),
+        ("tx B/s per node (p99)", true, |p| {
+            Some(p.tx_bytes_per_s.p99)
+        }),
         ("rx B/s per node (median)", false, |p| {
             Some(p.rx_bytes_per_s.p50)
         }),
     ];
-    h.push_str(&growth_plot(g, "Bytes per node per second", "bytes/s", &bytes));
+    h.push_str(&growth_plot(
+        g,
+        "Bytes per node per second",
+        "bytes/s",
+        &bytes,
+    ));
     let mem: [S; 1] = [("peak RSS (MiB)", false, |p| p.perf.peak_rss_mib)];
     h.push_str(&growth_plot(g, "Simulator peak memory", "MiB", &mem));
     let memn: [S; 1] = [("peak RSS per node (KiB)", false, |p| {
@@ -658,11 +680,21 @@ h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:1
             .peak_rss_mib
             .map(|m| m * 1024.0 / p.nodes.max(1) as f64)
     })];
-    h.push_str(&growth_plot(g, "Simulator memory per node", "KiB per node", &memn));
+    h.push_str(&growth_plot(
+        g,
+        "Simulator memory per node",
+        "KiB per node",
+        &memn,
+    ));
     let speed: [S; 1] = [("virtual s per wall s", false, |p| {
         Some(p.perf.virtual_s_per_wall_s)
     })];
-    h.push_str(&growth_plot(g, "Simulator speed", "virtual s / wall s", &speed));
+    h.push_str(&growth_plot(
+        g,
+        "Simulator speed",
+        "virtual s / wall s",
+        &speed,
+    ));
     h.push_str("</div>");
 
     h.push_str("<h2>Figures</h2><table><tr><th>N</th><th>mode</th><th>join 50 / 99 / 100% (s)</th><th>full view 100%: at (s) / after the last start (s)</th><th>crash 50 / 99 / 100% (s)</th><th>leave 100% (s)</th><th>tx msgs/s/node (median, p99)</th><th>tx B/s/node (median, p99)</th><th>rx B/s/node (median)</th><th>false downs</th><th>events</th><th>wall (s)</th><th>virtual s / wall s</th><th>peak RSS (MiB)</th></tr>");

@@ -390,9 +390,8 @@ mod tests {
     fn log_axis_has_decade_ticks() {
         let mut p = Plot::new("t", "nodes", "s");
         p.x_log = true;
-        p.lines.push(
-            Line::new("join", PALETTE[0], vec![(100.0, 1.0), (10_000.0, 3.0)]).markers(),
-        );
+        p.lines
+            .push(Line::new("join", PALETTE[0], vec![(100.0, 1.0), (10_000.0, 3.0)]).markers());
         let s = render(&p);
         assert!(s.contains(">100<") && s.contains(">1000<") && s.contains(">10k<"));
         assert_eq!(s.matches("<circle").count(), 2);

@@ -11,10 +11,10 @@ use crate::core::{
 };
 use crate::sim::measure::{FaultWindow, Recorder, RunResult, Sample, SpreadKind};
 use crate::sim::net::{addr_of, index_of, Fate, Net, Rule};
+use crate::sim::queue::EventQueue;
 use crate::sim::scenario::{FaultKind, Scenario};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use crate::sim::queue::EventQueue;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
