@@ -1,6 +1,7 @@
 //! Simulator speed: virtual seconds per wall second and peak resident memory for a cluster
 //! that forms and then runs steady, at 100 and 1,000 nodes (and 10,000 with
-//! `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed`.
+//! `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed` (`cargo test --benches` runs
+//! a 50-node smoke pass only).
 //!
 //! Prints the figures; it asserts nothing about timing (that would make CI flaky). The peak
 //! memory is the process's `VmHWM`, reset before each size where Linux allows it.
@@ -64,8 +65,10 @@ fn bench(nodes: usize, secs: u64) {
 }
 
 fn main() {
-    // `cargo test --benches` passes `--test`; keep that fast.
-    let quick = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) passes nothing,
+    // and `--test` asks for the quick path explicitly: keep those fast.
+    let args: Vec<String> = std::env::args().collect();
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test");
     if quick {
         bench(50, 10);
         return;
