@@ -1,10 +1,13 @@
-//! Simulator speed: virtual seconds per wall second for a steady cluster of 1,000 nodes (and
-//! 10,000 with `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed`.
+//! Simulator speed: virtual seconds per wall second and peak resident memory for a cluster
+//! that forms and then runs steady, at 100 and 1,000 nodes (and 10,000 with
+//! `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed` (`cargo test --benches` runs
+//! a 50-node smoke pass only).
 //!
-//! Prints the figures; it asserts nothing about timing (that would make CI flaky).
+//! Prints the figures; it asserts nothing about timing (that would make CI flaky). The peak
+//! memory is the process's `VmHWM`, reset before each size where Linux allows it.
 
 use shoal::core::GuardMode;
-use shoal::sim::{self, Scenario};
+use shoal::sim::{self, growth, Scenario};
 use std::time::Instant;
 
 fn scenario(nodes: usize, secs: u64) -> Scenario {
@@ -35,14 +38,24 @@ series_nodes = 4
 
 fn bench(nodes: usize, secs: u64) {
     let sc = scenario(nodes, secs);
+    let reset = growth::reset_peak_rss();
     let t = Instant::now();
     let r = match sim::run(&sc, GuardMode::Enforce, &mut |_| {}) {
         Ok(r) => r,
         Err(e) => panic!("run: {e}"),
     };
     let wall = t.elapsed().as_secs_f64();
+    let rss = growth::peak_rss_mib()
+        .map(|m| {
+            format!(
+                "{m:.0} MiB{} ({:.0} KiB per node)",
+                if reset { "" } else { " (process peak)" },
+                m * 1024.0 / nodes as f64
+            )
+        })
+        .unwrap_or_else(|| "unknown".into());
     println!(
-        "sim_speed/{nodes} nodes: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); full view at 100%: {:?} s; per-node tx {:.0} B/s",
+        "sim_speed/{nodes} nodes: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); peak RSS {rss}; full view at 100%: {:?} s; per-node tx {:.0} B/s",
         secs as f64 / wall,
         r.perf.events,
         r.perf.events as f64 / wall,
@@ -52,12 +65,15 @@ fn bench(nodes: usize, secs: u64) {
 }
 
 fn main() {
-    // `cargo test --benches` passes `--bench`-less args; keep that fast.
-    let quick = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) passes nothing,
+    // and `--test` asks for the quick path explicitly: keep those fast.
+    let args: Vec<String> = std::env::args().collect();
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test");
     if quick {
         bench(50, 10);
         return;
     }
+    bench(100, 60);
     bench(1_000, 40);
     if std::env::var_os("SHOAL_BENCH_10K").is_some() {
         bench(10_000, 30);

@@ -166,3 +166,72 @@ fn report_is_self_contained() {
                 .all(|_| html.contains("xmlns=\"http://www.w3.org/2000/svg\""))
     );
 }
+
+#[test]
+fn growth_sweep_measures_every_size() {
+    // A tiny version of simulations/growth.toml: the cluster forms, 2 nodes join late, 1 crashes.
+    let sc = Scenario::parse(
+        r#"
+name = "growth-tiny"
+seed = 3
+nodes = 10
+profile = "lan"
+duration = "32s"
+[cluster]
+seeds = 2
+start_spread = "2s"
+[measure]
+from = "5s"
+max_join_spreads = 0
+[[fault]]
+at = "12s"
+kind = "join"
+count = 2
+[[fault]]
+at = "15s"
+kind = "crash"
+count = 1
+"#,
+    )
+    .expect("scenario");
+    let modes = [GuardMode::Enforce];
+    // Sizes in any order come back smallest first, once each.
+    let (g, runs) =
+        sim::growth::run_sizes(&sc, &[30, 10, 30], &modes, &mut |_, _, _| {}).expect("sweep");
+    assert_eq!(g.sizes, vec![10, 30]);
+    assert_eq!(runs.len(), 2);
+    let sizes: Vec<usize> = g.points.iter().map(|p| p.nodes).collect();
+    assert_eq!(sizes, vec![10, 30], "one result per size");
+    for p in &g.points {
+        assert_eq!(
+            (p.join.count, p.join.complete),
+            (2, 2),
+            "{} nodes: both late joins reach every node: {:?}",
+            p.nodes,
+            p.join
+        );
+        let t = p.join.t100_s.expect("join spread measured");
+        assert!(t < 5.0, "{} nodes: join took {t} s to reach all", p.nodes);
+        assert!(p.join.t50_s.expect("50%") <= t);
+        assert_eq!(p.crash.count, 1, "{} nodes: {:?}", p.nodes, p.crash);
+        assert!(p.tx_msgs_per_s.p50 > 0.0, "no traffic measured");
+        assert_eq!(p.full_view.nodes, p.full_view.of, "cluster did not form");
+        assert!(p.perf.events > 0);
+    }
+    // Join to 100% fitted against log2 N from the two sizes.
+    assert!(g
+        .fits
+        .iter()
+        .any(|f| f.measure == "join to 100%" && f.points == 2));
+    // The sweep replays from its seed.
+    let (again, _) =
+        sim::growth::run_sizes(&sc, &[10, 30], &modes, &mut |_, _, _| {}).expect("sweep");
+    assert_eq!(
+        sim::growth::deterministic_json(&g),
+        sim::growth::deterministic_json(&again)
+    );
+    // And renders a self-contained page with a log-N axis.
+    let html = sim::report::growth_html(&sc, &g);
+    assert!(html.contains("<svg") && html.contains("log scale") && !html.contains("<script"));
+    assert!(sim::growth::run_sizes(&sc, &[], &modes, &mut |_, _, _| {}).is_err());
+}

@@ -49,6 +49,10 @@ struct Args {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Run each scenario at these sizes (e.g. "100,1000,10000"), same seed, overriding
+    /// `nodes`; writes growth.json and growth.html (<name>-growth.* with several scenarios).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
 }
 
 struct Bar {
@@ -138,6 +142,15 @@ fn main() -> Result<()> {
             ModeArg::Shadow => vec![GuardMode::Shadow],
             ModeArg::Both => vec![GuardMode::Enforce, GuardMode::Off],
         };
+        if !args.sizes.is_empty() {
+            let stem = if args.scenarios.len() > 1 {
+                format!("{}-growth", sanitize(&sc.name))
+            } else {
+                "growth".to_string()
+            };
+            growth(&args, &sc, &modes, &stem)?;
+            continue;
+        }
         eprintln!(
             "{}: {} nodes, {} virtual, seed {}, modes {:?}",
             sc.name, sc.nodes, sc.duration, sc.seed, modes
@@ -210,6 +223,59 @@ fn main() -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// `--sizes`: the scenario at each size, one after the other (smallest first), then the
+/// growth table, growth.json and growth.html.
+fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result<()> {
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    eprintln!(
+        "{}: sizes {:?}, {} virtual each, seed {}, modes {:?}",
+        sc.name, sizes, sc.duration, sc.seed, modes
+    );
+    // One bar line per run: the runs go one after the other.
+    let bar = Bar {
+        tty: std::io::stderr().is_terminal(),
+        quiet: args.quiet,
+        state: Mutex::new(vec![(String::new(), 0.0, 0.0)]),
+        last_pct: Mutex::new(0),
+    };
+    let mut current: Option<(usize, GuardMode)> = None;
+    let started = Instant::now();
+    let (g, runs) = sim::growth::run_sizes(sc, &sizes, modes, &mut |n, m, p| {
+        if current != Some((n, m)) {
+            if current.is_some() {
+                bar.done();
+            }
+            current = Some((n, m));
+            let mut st = bar.state.lock().unwrap_or_else(|e| e.into_inner());
+            st[0] = (
+                format!("{n} nodes {}", format!("{m:?}").to_lowercase()),
+                0.0,
+                0.0,
+            );
+            *bar.last_pct.lock().unwrap_or_else(|e| e.into_inner()) = 0;
+        }
+        bar.update(0, p);
+    })?;
+    bar.done();
+    let json_path = args.out.join(format!("{stem}.json"));
+    let html_path = args.out.join(format!("{stem}.html"));
+    let json = serde_json::json!({ "scenario": sc, "growth": &g, "runs": &runs });
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&html_path, sim::report::growth_html(sc, &g))
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    print!("{}", sim::report::growth_table(&g));
+    eprintln!(
+        "  wrote {} and {} in {:.1} s",
+        json_path.display(),
+        html_path.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
     pub width: f64,
+    /// Draw a dot at every point (for plots with few points).
+    pub markers: bool,
 }
 
 impl Line {
@@ -27,11 +29,17 @@ impl Line {
             points,
             dashed: false,
             width: 1.5,
+            markers: false,
         }
     }
 
     pub fn dashed(mut self) -> Line {
         self.dashed = true;
+        self
+    }
+
+    pub fn markers(mut self) -> Line {
+        self.markers = true;
         self
     }
 }
@@ -52,6 +60,8 @@ pub struct Plot {
     pub height: f64,
     /// Force the y axis to start at zero.
     pub y_zero: bool,
+    /// Logarithmic x axis (base 10; points with x <= 0 are skipped).
+    pub x_log: bool,
 }
 
 impl Plot {
@@ -65,6 +75,7 @@ impl Plot {
             width: 560.0,
             height: 280.0,
             y_zero: true,
+            x_log: false,
         }
     }
 }
@@ -110,26 +121,71 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// Decade ticks (1, 2, 5 per decade when there are few decades) within [lo, hi] (log10):
+/// (position, value).
+fn log_ticks(lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let (a, b) = (lo.floor() as i32, hi.ceil() as i32);
+    let mults: &[f64] = if b - a <= 3 { &[1.0, 2.0, 5.0] } else { &[1.0] };
+    for e in a..=b {
+        for m in mults {
+            let v = m * 10f64.powi(e);
+            let t = v.log10();
+            if t >= lo - 1e-9 && t <= hi + 1e-9 && out.len() < 50 {
+                out.push((t, v));
+            }
+        }
+    }
+    out
+}
+
 pub fn render(p: &Plot) -> String {
-    let (w, h) = (p.width, p.height);
+    // The legend wraps below the plot: the picture grows by its extra lines.
     let (ml, mr, mt, mb) = (58.0, 12.0, 28.0, 62.0);
+    let mut rows = 1usize;
+    let mut lx = ml;
+    for l in &p.lines {
+        let lw = 26.0 + 6.0 * l.name.len() as f64;
+        if lx + lw > p.width - mr && lx > ml {
+            lx = ml;
+            rows += 1;
+        }
+        lx += lw;
+    }
+    let (w, h) = (p.width, p.height + 13.0 * (rows - 1) as f64);
+    let tx = |x: f64| -> f64 {
+        if !p.x_log {
+            x
+        } else if x > 0.0 {
+            x.log10()
+        } else {
+            f64::NAN
+        }
+    };
     let pw = w - ml - mr;
-    let ph = h - mt - mb;
+    let ph = p.height - mt - mb;
     let pts = p
         .lines
         .iter()
         .flat_map(|l| l.points.iter())
+        .map(|(x, y)| (tx(*x), *y))
         .filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in pts {
-        x0 = x0.min(*x);
-        x1 = x1.max(*x);
-        y0 = y0.min(*y);
-        y1 = y1.max(*y);
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
     }
     for s in &p.shades {
-        x0 = x0.min(s.x0);
-        x1 = x1.max(s.x1);
+        x0 = x0.min(tx(s.x0));
+        x1 = x1.max(tx(s.x1));
+    }
+    if p.x_log && x0 <= x1 {
+        // Some room around the first and last points.
+        let pad = ((x1 - x0) * 0.06).max(0.05);
+        x0 -= pad;
+        x1 += pad;
     }
     if x0 > x1 {
         x0 = 0.0;
@@ -167,8 +223,8 @@ pub fn render(p: &Plot) -> String {
         esc(&p.title)
     );
     for sh in &p.shades {
-        let a = sx(sh.x0.max(x0));
-        let b = sx(sh.x1.min(x1)).max(a + 1.5);
+        let a = sx(tx(sh.x0).max(x0));
+        let b = sx(tx(sh.x1).min(x1)).max(a + 1.5);
         let _ = write!(
             s,
             r##"<rect x="{a:.1}" y="{mt}" width="{:.1}" height="{ph}" fill="#f5a623" fill-opacity="0.18"><title>{}</title></rect>"##,
@@ -194,14 +250,19 @@ pub fn render(p: &Plot) -> String {
             fmt_num(t)
         );
     }
-    for t in ticks(x0, x1, 8) {
+    let xticks = if p.x_log {
+        log_ticks(x0, x1)
+    } else {
+        ticks(x0, x1, 8).into_iter().map(|t| (t, t)).collect()
+    };
+    for (t, label) in xticks {
         let x = sx(t);
         let _ = write!(
             s,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{mt}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             mt + ph,
             mt + ph + 14.0,
-            fmt_num(t)
+            fmt_num(label)
         );
     }
     let _ = write!(
@@ -224,7 +285,9 @@ pub fn render(p: &Plot) -> String {
     for l in &p.lines {
         let mut d = String::new();
         let mut pen = false;
+        let mut dots = String::new();
         for (x, y) in &l.points {
+            let x = tx(*x);
             if !(x.is_finite() && y.is_finite()) {
                 pen = false;
                 continue;
@@ -233,9 +296,18 @@ pub fn render(p: &Plot) -> String {
                 d,
                 "{}{:.1},{:.1} ",
                 if pen { "L" } else { "M" },
-                sx(*x),
+                sx(x),
                 sy(*y)
             );
+            if l.markers {
+                let _ = write!(
+                    dots,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
+                    sx(x),
+                    sy(*y),
+                    l.color
+                );
+            }
             pen = true;
         }
         if d.is_empty() {
@@ -253,6 +325,7 @@ pub fn render(p: &Plot) -> String {
             l.width,
             esc(&l.name)
         );
+        s.push_str(&dots);
     }
     // Legend below the plot, wrapping.
     let mut lx = ml;
@@ -260,7 +333,7 @@ pub fn render(p: &Plot) -> String {
     for l in &p.lines {
         let label = esc(&l.name);
         let lw = 26.0 + 6.0 * l.name.len() as f64;
-        if lx + lw > w - mr {
+        if lx + lw > w - mr && lx > ml {
             lx = ml;
             ly += 13.0;
         }
@@ -311,5 +384,16 @@ mod tests {
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("a&lt;b"));
         assert!(s.matches('M').count() >= 2);
+    }
+
+    #[test]
+    fn log_axis_has_decade_ticks() {
+        let mut p = Plot::new("t", "nodes", "s");
+        p.x_log = true;
+        p.lines
+            .push(Line::new("join", PALETTE[0], vec![(100.0, 1.0), (10_000.0, 3.0)]).markers());
+        let s = render(&p);
+        assert!(s.contains(">100<") && s.contains(">1000<") && s.contains(">10k<"));
+        assert_eq!(s.matches("<circle").count(), 2);
     }
 }

@@ -11,11 +11,11 @@ use crate::core::{
 };
 use crate::sim::measure::{FaultWindow, Recorder, RunResult, Sample, SpreadKind};
 use crate::sim::net::{addr_of, index_of, Fate, Net, Rule};
+use crate::sim::queue::EventQueue;
 use crate::sim::scenario::{FaultKind, Scenario};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 use thiserror::Error;
@@ -54,30 +54,6 @@ enum Ev {
     Act(Action),
     Fault(usize),
     Sample,
-}
-
-struct Item {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Item {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -122,8 +98,7 @@ pub struct World<'a> {
     mode: GuardMode,
     now: u64,
     end: u64,
-    queue: BinaryHeap<Item>,
-    seq: u64,
+    queue: EventQueue<Ev>,
     hosts: Vec<Host>,
     names: Vec<String>,
     net: Net,
@@ -188,8 +163,7 @@ impl<'a> World<'a> {
             mode,
             now: 0,
             end: us(sc.duration.ms()),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             hosts,
             names: (0..total).map(|i| format!("n{i}")).collect(),
             net,
@@ -228,12 +202,7 @@ impl<'a> World<'a> {
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Item {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(at.max(self.now), ev);
     }
 
     fn now_ms(&self) -> u64 {
@@ -277,14 +246,10 @@ impl<'a> World<'a> {
     ) -> Result<(), SimError> {
         let until = us(until_ms).min(self.end);
         let mut last_report = 0.0f64;
-        while let Some(top) = self.queue.peek() {
-            if top.at > until {
-                break;
-            }
-            let Some(item) = self.queue.pop() else { break };
-            self.now = item.at;
+        while let Some((at, ev)) = self.queue.pop_until(until) {
+            self.now = at;
             self.events += 1;
-            match item.ev {
+            match ev {
                 Ev::Start { node, keep_data } => self.start(node as usize, keep_data)?,
                 Ev::Timer { node, life, timer } => {
                     let i = node as usize;
