@@ -6,8 +6,9 @@
 //! into it. Only the owner ever creates a new version of its own record. Must not decide
 //! membership: a record says nothing about whether its node is alive.
 
+use crate::core::names::{NameTable, Named};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use thiserror::Error;
@@ -238,11 +239,17 @@ fn record_hash(name: &str, generation: u64, version: u64) -> u64 {
     ])
 }
 
+impl Named for MetaRecord {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
 /// Every node's latest known record, plus an order-independent fingerprint of the whole set
 /// so that two nodes can tell cheaply whether they agree.
 #[derive(Debug, Default)]
 pub struct MetaStore {
-    records: HashMap<Arc<str>, Arc<MetaRecord>>,
+    records: NameTable<Arc<MetaRecord>>,
     fingerprint: u64,
     /// Names whose record changed since the owner of the store last drained this list.
     changed: Vec<Arc<str>>,
@@ -279,7 +286,7 @@ impl MetaStore {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &MetaRecord> {
-        self.records.values().map(|r| &**r)
+        self.records.iter().map(|r| &**r)
     }
 
     /// Stores `rec` if it is newer than what we hold. Returns whether it was stored.
@@ -293,7 +300,7 @@ impl MetaStore {
         }
         self.fingerprint ^= record_hash(&rec.name, rec.generation, rec.version);
         self.changed.push(rec.name.clone());
-        self.records.insert(rec.name.clone(), rec);
+        self.records.insert(rec);
         true
     }
 
@@ -316,6 +323,14 @@ impl MetaStore {
 pub struct SharedMetaStore(Arc<Mutex<MetaStore>>);
 
 impl SharedMetaStore {
+    /// An empty store whose table is hashed with `seed` (see `NameTable::with_seed`).
+    pub fn with_seed(seed: u64) -> Self {
+        SharedMetaStore(Arc::new(Mutex::new(MetaStore {
+            records: NameTable::with_seed(seed),
+            ..MetaStore::default()
+        })))
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, MetaStore> {
         self.0
             .lock()

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod identity;
 pub mod intern;
 pub mod meta;
+pub mod names;
 pub mod node;
 pub mod profile;
 pub mod snapshot;

@@ -310,7 +310,7 @@ impl Node {
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
         meta.validate()?;
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
-        let store = SharedMetaStore::default();
+        let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
         let max_packet = MAX_DATAGRAM - wire::header_len(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -645,7 +645,11 @@ impl Node {
     // ----- outputs ------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        let t = self.out.transmits.pop_front();
+        if t.is_none() && self.out.transmits.capacity() > 64 {
+            self.out.transmits = VecDeque::new();
+        }
+        t
     }
 
     /// Next timer to arm: deliver it back with `handle_timer` at its deadline.
@@ -654,7 +658,12 @@ impl Node {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 64 {
+            // A burst (a join of thousands) grew the queue: give the memory back.
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     // ----- queries ------------------------------------------------------------------------
@@ -1524,8 +1533,10 @@ impl Node {
                         TruthState::Alive
                     },
                 );
-                if self.needs_meta(&id) || !leaving {
-                    // Came (back) up: its metadata may have changed while we could not hear it.
+                if self.needs_meta(&id) {
+                    // No record of this life yet: ask the member itself if gossip does not
+                    // bring one soon (a record that changed while we could not hear it is
+                    // caught by the anti-entropy digest).
                     self.fetch.insert(
                         id.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),

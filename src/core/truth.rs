@@ -6,9 +6,10 @@
 
 use crate::core::identity::NodeId;
 use crate::core::meta::{Health, MetaRecord, Service};
+use crate::core::names::{NameTable, Named};
 use crate::core::time::Time;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -90,6 +91,12 @@ pub struct TruthMember {
     pub served: Option<ServedStatus>,
 }
 
+impl Named for TruthMember {
+    fn name(&self) -> &Arc<str> {
+        self.id.name()
+    }
+}
+
 /// Every member this node knows, by name, including itself.
 ///
 /// A hash map: in a cluster of thousands, an ordered map's lookups compare names through
@@ -98,7 +105,7 @@ pub struct TruthMember {
 /// the simulator replays exactly; callers that show members sort them.
 #[derive(Clone, Debug, Default)]
 pub struct Truth {
-    members: HashMap<Arc<str>, TruthMember, foldhash::fast::FixedState>,
+    members: NameTable<TruthMember>,
     /// Names whose state is `Suspect` (kept apart so that refreshing them is cheap).
     suspects: BTreeSet<Arc<str>>,
 }
@@ -108,7 +115,7 @@ impl Truth {
     /// peers from choosing names that collide).
     pub fn with_seed(seed: u64) -> Truth {
         Truth {
-            members: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
+            members: NameTable::with_seed(seed),
             suspects: BTreeSet::new(),
         }
     }
@@ -118,7 +125,7 @@ impl Truth {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &TruthMember)> {
-        self.members.iter()
+        self.members.iter().map(|m| (m.id.name(), m))
     }
 
     /// Every member name once, starting at position `start` of the iteration order and
@@ -131,9 +138,10 @@ impl Truth {
             start % self.members.len()
         };
         self.members
-            .keys()
+            .iter()
             .skip(start)
-            .chain(self.members.keys().take(start))
+            .chain(self.members.iter().take(start))
+            .map(|m| m.id.name())
     }
 
     pub fn len(&self) -> usize {
@@ -150,10 +158,7 @@ impl Truth {
 
     /// Number of members in an active state (alive or suspect).
     pub fn active_count(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.state.is_active())
-            .count()
+        self.members.iter().filter(|m| m.state.is_active()).count()
     }
 
     /// Sets a member's identity and state. Returns the previous state if it changed (or
@@ -179,15 +184,12 @@ impl Truth {
                 (prev != state || id_changed, Some(prev))
             }
             None => {
-                self.members.insert(
-                    id.name().clone(),
-                    TruthMember {
-                        id: id.clone(),
-                        state,
-                        since: now,
-                        served: None,
-                    },
-                );
+                self.members.insert(TruthMember {
+                    id: id.clone(),
+                    state,
+                    since: now,
+                    served: None,
+                });
                 if state == TruthState::Suspect {
                     self.suspects.insert(id.name().clone());
                 }
