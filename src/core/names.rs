@@ -22,9 +22,11 @@ impl<T: Named> Named for Arc<T> {
     }
 }
 
+/// Each value is stored with its name's hash: growing the table and skipping other names
+/// then never follows a pointer to a name (a cache miss each, with thousands of members).
 #[derive(Clone)]
 pub struct NameTable<V> {
-    table: HashTable<V>,
+    table: HashTable<(u64, V)>,
     hasher: FixedState,
 }
 
@@ -37,7 +39,7 @@ impl<V> Default for NameTable<V> {
 impl<V: Named> std::fmt::Debug for NameTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set()
-            .entries(self.table.iter().map(|v| v.name()))
+            .entries(self.table.iter().map(|(_, v)| v.name()))
             .finish()
     }
 }
@@ -61,7 +63,7 @@ impl<V> NameTable<V> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &V> {
-        self.table.iter()
+        self.table.iter().map(|(_, v)| v)
     }
 }
 
@@ -71,28 +73,33 @@ impl<V: Named> NameTable<V> {
     }
 
     pub fn get(&self, name: &str) -> Option<&V> {
-        self.table.find(self.hash(name), |v| **v.name() == *name)
+        let h = self.hash(name);
+        self.table
+            .find(h, |(hv, v)| *hv == h && **v.name() == *name)
+            .map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut V> {
         let h = self.hash(name);
-        self.table.find_mut(h, |v| **v.name() == *name)
+        self.table
+            .find_mut(h, |(hv, v)| *hv == h && **v.name() == *name)
+            .map(|(_, v)| v)
     }
 
     /// Stores `value` under its name; returns the value it replaced.
     pub fn insert(&mut self, value: V) -> Option<V> {
         let h = self.hash(value.name());
-        let hasher = self.hasher.clone();
+        let name = value.name().clone();
         match self.table.entry(
             h,
-            |v| v.name() == value.name(),
-            |v| hasher.hash_one(&**v.name()),
+            |(hv, v)| *hv == h && (Arc::ptr_eq(v.name(), &name) || *v.name() == name),
+            |(hv, _)| *hv,
         ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
-                Some(std::mem::replace(e.get_mut(), value))
+                Some(std::mem::replace(&mut e.get_mut().1, value))
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(value);
+                e.insert((h, value));
                 None
             }
         }
@@ -100,8 +107,11 @@ impl<V: Named> NameTable<V> {
 
     pub fn remove(&mut self, name: &str) -> Option<V> {
         let h = self.hash(name);
-        match self.table.find_entry(h, |v| **v.name() == *name) {
-            Ok(e) => Some(e.remove().0),
+        match self
+            .table
+            .find_entry(h, |(hv, v)| *hv == h && **v.name() == *name)
+        {
+            Ok(e) => Some(e.remove().0 .1),
             Err(_) => None,
         }
     }

@@ -273,6 +273,11 @@ where
         // Round-robin with a shuffle at the end
         if self.cursor >= self.inner.len() {
             self.inner.shuffle(&mut rng);
+            // (shoal fork) Give back what a burst of joins over-allocated
+            // (the list doubles as it grows): once per round of probes.
+            if self.inner.capacity() > self.inner.len() + self.inner.len() / 4 + 16 {
+                self.inner.shrink_to_fit();
+            }
             self.reindex();
             self.cursor = 0;
         }
