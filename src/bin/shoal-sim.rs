@@ -60,6 +60,8 @@ struct Bar {
     quiet: bool,
     state: Mutex<Vec<(String, f64, f64)>>,
     last_pct: Mutex<u64>,
+    /// Without a terminal: when the last line was printed (a line every 10 % or 30 s).
+    last_line: Mutex<Option<std::time::Instant>>,
 }
 
 impl Bar {
@@ -104,9 +106,18 @@ impl Bar {
         } else {
             let pct = (min * 10.0) as u64;
             let mut last = self.last_pct.lock().unwrap_or_else(|e| e.into_inner());
-            if pct > *last {
-                *last = pct;
-                let _ = writeln!(err, "{}", line.join("  "));
+            let mut at = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+            let stale = at.map(|t| t.elapsed().as_secs() >= 30).unwrap_or(true);
+            if pct > *last || stale {
+                *last = (*last).max(pct);
+                *at = Some(std::time::Instant::now());
+                let _ = writeln!(
+                    err,
+                    "{}  ({:.1} of {:.0} virtual s)",
+                    line.join("  "),
+                    p.virtual_ms as f64 / 1000.0,
+                    p.total_ms as f64 / 1000.0
+                );
             }
         }
     }
@@ -165,6 +176,7 @@ fn main() -> Result<()> {
                     .collect(),
             ),
             last_pct: Mutex::new(0),
+            last_line: Mutex::new(None),
         };
         let started = Instant::now();
         let parallel = !args.sequential && modes.len() > 1 && sc.total_nodes() <= 3000;
@@ -242,6 +254,7 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
         quiet: args.quiet,
         state: Mutex::new(vec![(String::new(), 0.0, 0.0)]),
         last_pct: Mutex::new(0),
+        last_line: Mutex::new(None),
     };
     let mut current: Option<(usize, GuardMode)> = None;
     let started = Instant::now();
