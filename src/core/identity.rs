@@ -62,13 +62,46 @@ fn v6_number(a: SocketAddrV6) -> u64 {
     *t.entry(a).or_insert(n)
 }
 
-/// Interned identities, each stored with its full hash so that a lookup touches only the
-/// one identity that matches (in a simulated cluster of thousands, every pointer followed is
-/// a cache miss). One lookup per identity decoded from the wire.
+/// Interned identities. Each entry keeps beside the shared parts everything a lookup
+/// compares (hash, address key, generation and, for names of up to `INLINE_NAME` bytes, the
+/// name itself), so that finding the identity a datagram names follows no pointer but the
+/// one it returns: in a simulated cluster of thousands, every pointer followed is a cache
+/// miss, and every update received decodes an identity.
 struct IdCache {
-    table: hashbrown::HashTable<(u64, Arc<IdParts>)>,
+    table: hashbrown::HashTable<IdEntry>,
     hasher: foldhash::fast::RandomState,
     prune_at: usize,
+}
+
+const INLINE_NAME: usize = 22;
+
+struct IdEntry {
+    hash: u64,
+    key: AddrKey,
+    generation: u64,
+    /// Name length, and its bytes when it is at most `INLINE_NAME` long.
+    name_len: u16,
+    name: [u8; INLINE_NAME],
+    parts: Arc<IdParts>,
+}
+
+impl IdEntry {
+    fn is(&self, hash: u64, name: &str, addr: SocketAddr, key: AddrKey, generation: u64) -> bool {
+        if self.hash != hash
+            || self.key != key
+            || self.generation != generation
+            || usize::from(self.name_len) != name.len()
+        {
+            return false;
+        }
+        let same_name = if name.len() <= INLINE_NAME {
+            self.name[..name.len()] == *name.as_bytes()
+        } else {
+            *self.parts.name == *name
+        };
+        // The key packs IPv4 addresses exactly; IPv6 ones are numbered, so compare those.
+        same_name && (matches!(addr, SocketAddr::V4(_)) || self.parts.addr == addr)
+    }
 }
 
 const MIN_PRUNE_AT: usize = 4096;
@@ -88,23 +121,35 @@ fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
     let inner = IDS.with(|c| {
         let mut c = c.borrow_mut();
         let hash = c.hasher.hash_one((name, key, generation));
-        let same = |(h, p): &(u64, Arc<IdParts>)| {
-            *h == hash && p.generation == generation && p.addr == addr && *p.name == *name
-        };
-        if let Some((_, a)) = c.table.find(hash, same) {
-            return a.clone();
+        if let Some(e) = c
+            .table
+            .find(hash, |e| e.is(hash, name, addr, key, generation))
+        {
+            return e.parts.clone();
         }
         if c.table.len() >= c.prune_at {
-            c.table.retain(|(_, a)| Arc::strong_count(a) > 1);
+            c.table.retain(|e| Arc::strong_count(&e.parts) > 1);
             c.prune_at = (c.table.len() * 2).max(MIN_PRUNE_AT);
         }
-        let a = Arc::new(IdParts {
+        let parts = Arc::new(IdParts {
             name: crate::core::intern::name(name),
             addr,
             generation,
         });
-        c.table.insert_unique(hash, (hash, a.clone()), |(h, _)| *h);
-        a
+        let mut inline = [0u8; INLINE_NAME];
+        if name.len() <= INLINE_NAME {
+            inline[..name.len()].copy_from_slice(name.as_bytes());
+        }
+        let entry = IdEntry {
+            hash,
+            key,
+            generation,
+            name_len: u16::try_from(name.len()).unwrap_or(u16::MAX),
+            name: inline,
+            parts: parts.clone(),
+        };
+        c.table.insert_unique(hash, entry, |e| e.hash);
+        parts
     });
     NodeId { key, inner }
 }
@@ -279,6 +324,15 @@ mod tests {
         let y = NodeId::new("y", a, 5);
         assert_ne!(x, y);
         assert_eq!(&**y.name(), "y");
+        // Long names (not kept inline) are shared and told apart just as well.
+        let long_a = "a-rather-long-host-name.rack-17.dc-west-1";
+        let long_b = "a-rather-long-host-name.rack-17.dc-west-2";
+        let la = NodeId::new(long_a, a, 5);
+        let lb = NodeId::new(long_b, a, 5);
+        assert_ne!(la, lb);
+        let back: NodeId = postcard::from_bytes(&postcard::to_allocvec(&lb).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&lb.inner, &back.inner));
+        assert_eq!(&**back.name(), long_b);
     }
 
     #[test]

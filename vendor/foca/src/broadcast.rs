@@ -267,7 +267,8 @@ where
         self.stale = 0;
         if refs.len() > keep {
             // Highest priority first; ties broken by slot for determinism.
-            refs.sort_unstable_by(|a, b| b.cmp(a).then_with(|| a.slot.cmp(&b.slot)));
+            // Only the split matters: a selection, not a sort.
+            refs.select_nth_unstable_by(keep, |a, b| b.cmp(a).then_with(|| a.slot.cmp(&b.slot)));
             for r in refs.drain(keep..) {
                 self.drop_entry(r.slot);
                 self.free.push(r.slot);
