@@ -7,7 +7,7 @@
 //! are polled: datagrams to send, timers to arm (absolute deadlines, to be delivered in
 //! deadline order), events. It must never read a clock, draw OS randomness or touch a socket.
 
-use crate::core::due::DueSet;
+use crate::core::due::{DueQueue, DueSet};
 use crate::core::guard::{Guard, GuardConfig, GuardCtx, GuardReport, GuardState, GuardTransition};
 use crate::core::identity::{validate_name, NodeId};
 use crate::core::meta::{
@@ -270,7 +270,7 @@ pub struct Node {
     /// their address at the given time if still unknown.
     discover: DueSet,
     /// Members whose metadata we lack, with when to ask them directly.
-    fetch: DueSet,
+    fetch: DueQueue,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
 }
@@ -364,7 +364,7 @@ impl Node {
             member_part: 0,
             next_suspect_refresh: now,
             next_reap: now,
-            fetch: DueSet::default(),
+            fetch: DueQueue::default(),
             discover: DueSet::default(),
             scaled_for: 1,
             cfg,
@@ -1255,8 +1255,15 @@ impl Node {
             }
         }
 
-        // Ask members whose metadata we still lack.
-        for name in self.fetch.take_due(now, FETCH_PER_TICK) {
+        // Ask members whose metadata we still lack. Entries whose record came meanwhile (or
+        // whose member is gone) are skipped without using up the tick's budget.
+        let mut asked = 0;
+        let mut looked = 0;
+        while asked < FETCH_PER_TICK && looked < FETCH_PER_TICK * 64 {
+            let Some(name) = self.fetch.pop_due(now) else {
+                break;
+            };
+            looked += 1;
             let Some(m) = self.truth.get(&name) else {
                 continue;
             };
@@ -1272,6 +1279,7 @@ impl Node {
             if !have {
                 let dst = m.id.addr();
                 self.send_want(dst, vec![name]);
+                asked += 1;
             }
         }
 
@@ -1356,7 +1364,6 @@ impl Node {
             return;
         };
         self.store.lock().remove(name);
-        self.fetch.remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
         {
@@ -1539,7 +1546,7 @@ impl Node {
                     // No record of this life yet: ask the member itself if gossip does not
                     // bring one soon (a record that changed while we could not hear it is
                     // caught by the anti-entropy digest).
-                    self.fetch.insert(
+                    self.fetch.push(
                         id.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
                     );
@@ -1587,7 +1594,7 @@ impl Node {
                     }
                 }
                 if self.needs_meta(&new) {
-                    self.fetch.insert(
+                    self.fetch.push(
                         new.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
                     );
@@ -1702,7 +1709,6 @@ impl Node {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
                 self.set_truth(now, &id, TruthState::Left);
             }
-            self.fetch.remove(&name);
             self.emit_served(now, &name, false, true);
         }
     }
