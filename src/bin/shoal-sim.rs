@@ -166,6 +166,8 @@ fn main() -> Result<()> {
             "{}: {} nodes, {} virtual, seed {}, modes {:?}",
             sc.name, sc.nodes, sc.duration, sc.seed, modes
         );
+        let parallel = !args.sequential && modes.len() > 1 && sc.total_nodes() <= 3000;
+        warn_memory(sc.total_nodes(), if parallel { modes.len() } else { 1 });
         let bar = Bar {
             tty: std::io::stderr().is_terminal(),
             quiet: args.quiet,
@@ -179,7 +181,6 @@ fn main() -> Result<()> {
             last_line: Mutex::new(None),
         };
         let started = Instant::now();
-        let parallel = !args.sequential && modes.len() > 1 && sc.total_nodes() <= 3000;
         let results: Vec<Result<RunResult, sim::SimError>> = if parallel {
             std::thread::scope(|s| {
                 let handles: Vec<_> = modes
@@ -238,12 +239,43 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Measured: every node holds every other, about 210 bytes per (node, member) pair
+/// (10,000 nodes peaked at 20.9 GB).
+const BYTES_PER_PAIR: f64 = 210.0;
+
+/// Warns before a run whose full membership likely needs more memory than is available.
+fn warn_memory(nodes: usize, concurrent: usize) {
+    let need = (nodes as f64).powi(2) * BYTES_PER_PAIR * concurrent as f64;
+    let Some(avail) = mem_available() else {
+        return;
+    };
+    if need > avail as f64 * 0.8 {
+        eprintln!(
+            "warning: {nodes} nodes need about {:.1} GB once everyone knows everyone ({BYTES_PER_PAIR} B per node and member{}); {:.1} GB is available",
+            need / 1e9,
+            if concurrent > 1 { ", modes run side by side: try --sequential" } else { "" },
+            avail as f64 / 1e9
+        );
+    }
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes (Linux only).
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// `--sizes`: the scenario at each size, one after the other (smallest first), then the
 /// growth table, growth.json and growth.html.
 fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result<()> {
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
+    if let Some(n) = sizes.last() {
+        warn_memory(*n, 1);
+    }
     eprintln!(
         "{}: sizes {:?}, {} virtual each, seed {}, modes {:?}",
         sc.name, sizes, sc.duration, sc.seed, modes
