@@ -207,13 +207,9 @@ fn main() -> Result<()> {
         bar.done();
         let runs: Vec<RunResult> = results.into_iter().collect::<Result<_, _>>()?;
         let stem = sanitize(&sc.name);
-        let json_path = args.out.join(format!("{stem}.json"));
-        let html_path = args.out.join(format!("{stem}.html"));
         let json = serde_json::json!({ "scenario": &sc, "runs": &runs });
-        std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", json_path.display()))?;
-        std::fs::write(&html_path, sim::report::html(&sc, &runs))
-            .with_context(|| format!("cannot write {}", html_path.display()))?;
+        let (json_path, html_path) =
+            write_report(&args.out, &stem, &json, &sim::report::html(&sc, &runs))?;
         for r in &runs {
             eprintln!(
                 "  {:<8} crash seen by 100%: {} s · join 100%: {} s · false downs served {} ({:.0} s) held {} · stale {:.0} s · no-provider {:.0} node-s · {:.0} B/s/node · {:.1} vs/s",
@@ -307,13 +303,9 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
         bar.update(0, p);
     })?;
     bar.done();
-    let json_path = args.out.join(format!("{stem}.json"));
-    let html_path = args.out.join(format!("{stem}.html"));
     let json = serde_json::json!({ "scenario": sc, "growth": &g, "runs": &runs });
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(&html_path, sim::report::growth_html(sc, &g))
-        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    let (json_path, html_path) =
+        write_report(&args.out, stem, &json, &sim::report::growth_html(sc, &g))?;
     print!("{}", sim::report::growth_table(&g));
     eprintln!(
         "  wrote {} and {} in {:.1} s",
@@ -322,6 +314,22 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes `OUT/STEM.json` and `OUT/STEM.html`; returns their paths.
+fn write_report(
+    out: &std::path::Path,
+    stem: &str,
+    json: &serde_json::Value,
+    html: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let json_path = out.join(format!("{stem}.json"));
+    let html_path = out.join(format!("{stem}.html"));
+    std::fs::write(&json_path, serde_json::to_vec_pretty(json)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&html_path, html)
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    Ok((json_path, html_path))
 }
 
 fn fmt_opt(v: f64, count: u32) -> String {

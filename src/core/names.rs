@@ -89,10 +89,10 @@ impl<V: Named> NameTable<V> {
     /// Stores `value` under its name; returns the value it replaced.
     pub fn insert(&mut self, value: V) -> Option<V> {
         let h = self.hash(value.name());
-        let name = value.name().clone();
+        let name = value.name();
         match self.table.entry(
             h,
-            |(hv, v)| *hv == h && (Arc::ptr_eq(v.name(), &name) || *v.name() == name),
+            |(hv, v)| *hv == h && (Arc::ptr_eq(v.name(), name) || v.name() == name),
             |(hv, _)| *hv,
         ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
