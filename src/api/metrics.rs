@@ -133,6 +133,16 @@ pub fn render(m: &MetricsInput) -> String {
             "Announces to nodes known from their metadata but missed by SWIM.",
             s.discovery_announces,
         ),
+        (
+            "shoal_meta_batch_requests_total",
+            "Batched requests for missing metadata records sent to random peers.",
+            s.meta_batch_requests,
+        ),
+        (
+            "shoal_meta_direct_requests_total",
+            "Requests for a missing metadata record sent to the member itself.",
+            s.meta_direct_requests,
+        ),
     ] {
         single(&mut out, name, "counter", help, v);
     }

@@ -70,29 +70,37 @@ impl DueSet {
 
 /// Names to look at again once their deadline passes, for deadlines that are all `now` plus
 /// one fixed delay (so insertion order is deadline order). An entry is not removed when it
-/// stops mattering: whoever takes it checks whether it still does. 24 bytes an entry, where
-/// `DueSet` needs about three times that: a node joining 10,000 others queues one per member.
+/// stops mattering: whoever takes it checks whether it still does. Each entry carries how
+/// many times it was taken before (the caller may escalate). 32 bytes an entry, where
+/// `DueSet` needs about twice that: a node joining 10,000 others queues one per member.
 #[derive(Debug, Default)]
 pub struct DueQueue {
-    queue: VecDeque<(Time, Arc<str>)>,
+    queue: VecDeque<(Time, Arc<str>, u8)>,
 }
 
 impl DueQueue {
-    pub fn push(&mut self, name: Arc<str>, at: Time) {
-        self.queue.push_back((at, name));
+    /// Queues `name` for `at`, taken `tries` times before.
+    pub fn push(&mut self, name: Arc<str>, at: Time, tries: u8) {
+        self.queue.push_back((at, name, tries));
     }
 
-    /// The oldest name whose deadline is at or before `now`, if any.
-    pub fn pop_due(&mut self, now: Time) -> Option<Arc<str>> {
+    /// Puts back an entry just taken, at the head, for a later pass.
+    pub fn unpop(&mut self, name: Arc<str>, at: Time, tries: u8) {
+        self.queue.push_front((at, name, tries));
+    }
+
+    /// The oldest name whose deadline is at or before `now`, if any, with its deadline and
+    /// its count of earlier tries.
+    pub fn pop_due(&mut self, now: Time) -> Option<(Arc<str>, Time, u8)> {
         match self.queue.front() {
-            Some((at, _)) if *at <= now => {}
+            Some((at, _, _)) if *at <= now => {}
             _ => return None,
         }
-        let name = self.queue.pop_front().map(|(_, n)| n);
+        let entry = self.queue.pop_front().map(|(at, n, t)| (n, at, t));
         if self.queue.is_empty() && self.queue.capacity() > 64 {
             self.queue = VecDeque::new();
         }
-        name
+        entry
     }
 
     pub fn len(&self) -> usize {
@@ -130,15 +138,19 @@ mod tests {
     #[test]
     fn queue_gives_due_names_in_order() {
         let mut q = DueQueue::default();
-        q.push(n("a"), Time(10));
-        q.push(n("b"), Time(20));
-        q.push(n("a"), Time(30));
+        q.push(n("a"), Time(10), 0);
+        q.push(n("b"), Time(20), 1);
+        q.push(n("a"), Time(30), 0);
         assert_eq!(q.pop_due(Time(5)), None);
-        assert_eq!(q.pop_due(Time(25)), Some(n("a")));
-        assert_eq!(q.pop_due(Time(25)), Some(n("b")));
+        assert_eq!(q.pop_due(Time(25)), Some((n("a"), Time(10), 0)));
+        let (name, at, tries) = q.pop_due(Time(25)).unwrap();
+        assert_eq!((name.as_ref(), at, tries), ("b", Time(20), 1));
+        // Put back: it comes first again, before the later entry.
+        q.unpop(name, at, tries);
+        assert_eq!(q.pop_due(Time(25)), Some((n("b"), Time(20), 1)));
         assert_eq!(q.pop_due(Time(25)), None);
         assert_eq!(q.len(), 1);
-        assert_eq!(q.pop_due(Time(30)), Some(n("a")));
+        assert_eq!(q.pop_due(Time(30)), Some((n("a"), Time(30), 0)));
         assert!(q.is_empty());
     }
 

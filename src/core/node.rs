@@ -159,6 +159,12 @@ pub struct Stats {
     pub member_intros_sent: u64,
     /// Members learned through membership anti-entropy and handed to SWIM.
     pub member_intros_applied: u64,
+    /// Batched requests for missing metadata records sent to random peers.
+    #[serde(default)]
+    pub meta_batch_requests: u64,
+    /// Requests for a missing metadata record sent to the member itself.
+    #[serde(default)]
+    pub meta_direct_requests: u64,
 }
 
 impl Stats {
@@ -269,7 +275,7 @@ pub struct Node {
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
     /// their address at the given time if still unknown.
     discover: DueSet,
-    /// Members whose metadata we lack, with when to ask them directly.
+    /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
@@ -281,6 +287,16 @@ const BOOTSTRAP_ANNOUNCES: u8 = 3;
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
 
+/// Batched metadata requests to random peers per tick. A node joining a formed cluster
+/// lacks every record; one request names as many members as fit in a datagram, and the
+/// peer answers with the records it holds, packed. Whatever the peer lacked is asked of
+/// the member itself on the next pass.
+const FETCH_BATCHES_PER_TICK: usize = 2;
+
+/// Batched requests (to different random peers) for a missing record before asking the
+/// member itself.
+const PEER_FETCH_TRIES: u8 = 2;
+
 /// Most member updates, and most metadata records, queued for piggybacking at once (each).
 /// A burst of more changes than this (thousands of nodes joining together) would otherwise
 /// queue them all on every node, far more than its datagrams can carry before they go stale;
@@ -288,6 +304,12 @@ const FETCH_PER_TICK: usize = 16;
 /// filters, direct fetches) delivers whatever piggybacking missed. Serf bounds its intent
 /// queue the same way (`max_queue_depth`, 4096).
 pub const MAX_BACKLOG: usize = 1024;
+
+/// Percent of each gossip datagram kept for metadata records while any are queued. A
+/// member is of little use to service discovery without its record; with no share, the
+/// member updates of a large join fill every datagram and the records wait (each node then
+/// fetches every record by hand).
+const RECORD_SHARE: u8 = 50;
 
 /// Most `Intro` datagrams sent in answer to one membership filter.
 const INTRO_MSGS_PER_ROUND: usize = 3;
@@ -322,6 +344,7 @@ impl Node {
             },
         );
         foca.set_backlog_limit(MAX_BACKLOG);
+        foca.set_custom_broadcast_share(RECORD_SHARE);
         let own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
@@ -829,12 +852,9 @@ impl Node {
 
     /// The address of one active member, chosen at random.
     fn random_peer(&mut self) -> Option<SocketAddr> {
-        let n = self.foca.num_members();
-        if n == 0 {
-            return None;
-        }
-        let pick = self.rng.random_range(0..n);
-        self.foca.iter_members().nth(pick).map(|m| m.id().addr())
+        let mut one = Vec::with_capacity(1);
+        self.foca.random_members(1, &mut one, &mut self.rng);
+        one.first().map(|m| m.id().addr())
     }
 
     /// Runs a foca call with this node's runtime and counts its error, if any.
@@ -1255,33 +1275,7 @@ impl Node {
             }
         }
 
-        // Ask members whose metadata we still lack. Entries whose record came meanwhile (or
-        // whose member is gone) are skipped without using up the tick's budget.
-        let mut asked = 0;
-        let mut looked = 0;
-        while asked < FETCH_PER_TICK && looked < FETCH_PER_TICK * 64 {
-            let Some(name) = self.fetch.pop_due(now) else {
-                break;
-            };
-            looked += 1;
-            let Some(m) = self.truth.get(&name) else {
-                continue;
-            };
-            if !m.state.is_active() {
-                continue;
-            }
-            let have = self
-                .store
-                .lock()
-                .get(&name)
-                .map(|r| r.generation >= m.id.generation())
-                .unwrap_or(false);
-            if !have {
-                let dst = m.id.addr();
-                self.send_want(dst, vec![name]);
-                asked += 1;
-            }
-        }
+        self.fetch_missing_meta(now);
 
         // Suspicion is not notified by foca: read it back every probe period.
         if self.cfg.track_suspects && now >= self.next_suspect_refresh {
@@ -1323,6 +1317,84 @@ impl Node {
             idle: self.idle,
         };
         self.guard.tick(now, &ctx);
+    }
+
+    /// Asks for the metadata records still missing once their wait is over: first in
+    /// batches from random peers (a member known for a while is known with its record by
+    /// most), then, for what that did not bring, from each member itself. Entries whose
+    /// record came meanwhile, or whose member is gone, are skipped without using up budget.
+    fn fetch_missing_meta(&mut self, now: Time) {
+        let budget = self.shoal_budget();
+        let retry_at = now.plus(self.cfg.timings.meta_fetch_after);
+        let mut batch: Vec<Arc<str>> = Vec::new();
+        let mut batch_size = 4;
+        let mut batches = 0;
+        let mut direct = 0;
+        let mut looked = 0;
+        let peer = self.random_peer();
+        while looked < FETCH_PER_TICK * 64 {
+            let Some((name, at, tries)) = self.fetch.pop_due(now) else {
+                break;
+            };
+            looked += 1;
+            let Some(m) = self.truth.get(&name) else {
+                continue;
+            };
+            if !m.state.is_active() {
+                continue;
+            }
+            let owner = m.id.addr();
+            let have = self
+                .store
+                .lock()
+                .get(&name)
+                .map(|r| r.generation >= m.id.generation())
+                .unwrap_or(false);
+            if have {
+                continue;
+            }
+            match peer {
+                Some(p) if tries < PEER_FETCH_TRIES => {
+                    if batch_size + name.len() + 2 > budget {
+                        let names = std::mem::take(&mut batch);
+                        batch_size = 4;
+                        batches += 1;
+                        self.stats.meta_batch_requests += 1;
+                        let dst = if batches == 1 {
+                            p
+                        } else {
+                            self.random_peer().unwrap_or(p)
+                        };
+                        self.send_shoal(dst, &ShoalMsg::Want { names });
+                        if batches >= FETCH_BATCHES_PER_TICK {
+                            self.fetch.unpop(name, at, tries);
+                            break;
+                        }
+                    }
+                    batch_size += name.len() + 2;
+                    batch.push(name.clone());
+                    self.fetch.push(name, retry_at, tries + 1);
+                }
+                _ => {
+                    if direct >= FETCH_PER_TICK {
+                        self.fetch.unpop(name, at, tries);
+                        break;
+                    }
+                    direct += 1;
+                    self.stats.meta_direct_requests += 1;
+                    self.send_want(owner, vec![name]);
+                }
+            }
+        }
+        if let (false, Some(p)) = (batch.is_empty(), peer) {
+            let dst = if batches == 0 {
+                p
+            } else {
+                self.random_peer().unwrap_or(p)
+            };
+            self.stats.meta_batch_requests += 1;
+            self.send_shoal(dst, &ShoalMsg::Want { names: batch });
+        }
     }
 
     fn refresh_suspects(&mut self, now: Time) {
@@ -1549,6 +1621,7 @@ impl Node {
                     self.fetch.push(
                         id.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
+                        0,
                     );
                 }
             }
@@ -1597,6 +1670,7 @@ impl Node {
                     self.fetch.push(
                         new.name().clone(),
                         now.plus(self.cfg.timings.meta_fetch_after),
+                        0,
                     );
                 }
             }

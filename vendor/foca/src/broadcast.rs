@@ -171,6 +171,8 @@ pub(crate) struct Broadcasts<V> {
     // key -> first slot of the chain of entries with that key
     buckets: HashMap<u64, usize>,
     live: usize,
+    // (shoal fork) Sum of the data lengths of the live entries.
+    live_bytes: usize,
     stale: usize,
     // (shoal fork) Most live entries kept; see `set_max_len`.
     max_len: usize,
@@ -233,6 +235,7 @@ where
             flop: Vec::new(),
             buckets: HashMap::new(),
             live: 0,
+            live_bytes: 0,
             stale: 0,
             max_len: usize::MAX,
         }
@@ -288,6 +291,11 @@ where
         self.live == 0
     }
 
+    /// (shoal fork) Bytes of data the live entries hold (without length prefixes).
+    pub(crate) fn live_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
         let key = item.invalidation_key();
@@ -337,6 +345,7 @@ where
         }
 
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        self.live_bytes += data.len();
         let slot = Slot {
             entry: Some(Entry { data, item }),
             next: NIL,
@@ -375,6 +384,7 @@ where
             return;
         };
         let next = core::mem::replace(&mut slot.next, NIL);
+        self.live_bytes -= entry.data.len();
         if let Some(key) = entry.item.invalidation_key() {
             match self.buckets.get(&key).copied() {
                 Some(head) if head == pos => {
@@ -409,6 +419,7 @@ where
         self.heap.clear();
         self.buckets.clear();
         self.stale = 0;
+        self.live_bytes = 0;
     }
 
     pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {

@@ -198,6 +198,8 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
 
     broadcast_handler: B,
     custom_broadcasts: Broadcasts<B::Key>,
+    // (shoal fork) See `set_custom_broadcast_share`.
+    custom_broadcast_share: u8,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -266,6 +268,7 @@ where
             updates: Broadcasts::new(),
             send_buf: Vec::with_capacity(max_bytes),
             custom_broadcasts: Broadcasts::new(),
+            custom_broadcast_share: 0,
             broadcast_handler,
         }
     }
@@ -345,6 +348,19 @@ where
     /// Iterate over the currently active cluster members.
     pub fn iter_members(&self) -> impl Iterator<Item = &Member<T>> {
         self.members.iter_active()
+    }
+
+    /// (shoal fork) Appends up to `wanted` distinct active members, picked at random with
+    /// `rng`: O(wanted) when most members are active, one pass otherwise. Lets the caller
+    /// sample peers without walking [`Foca::iter_members`].
+    pub fn random_members(
+        &self,
+        wanted: usize,
+        output: &mut Vec<Member<T>>,
+        rng: impl rand::RngExt,
+    ) {
+        self.members
+            .choose_active_members(wanted, output, rng, |_| true);
     }
 
     /// Returns the number of active members in the cluster.
@@ -826,6 +842,16 @@ where
     pub fn set_backlog_limit(&mut self, max_len: usize) {
         self.updates.set_max_len(max_len);
         self.custom_broadcasts.set_max_len(max_len);
+    }
+
+    /// (shoal fork) The share of each piggybacking datagram, in percent
+    /// (at most 100), kept for custom broadcasts when any are pending
+    /// (never more than they need). Member updates fill the datagram
+    /// first; with the default 0 they may leave no room at all, so while
+    /// thousands of members join, custom broadcasts wait until the
+    /// member updates are all out.
+    pub fn set_custom_broadcast_share(&mut self, percent: u8) {
+        self.custom_broadcast_share = percent.min(100);
     }
 
     /// Replaces the current configuration with a new one.
@@ -1459,6 +1485,10 @@ where
         // If we're piggybacking data, we need at least 2 extra bytes
         // so that we can also encode the number of items we're stuffing
         // into this buffer
+        let allow_custom_broadcast = header.message.allow_custom_broadcasts()
+            // Unless the broadcast handler says no
+            && self.broadcast_handler.should_add_broadcast_data(&dst);
+
         if header.message.needs_piggyback() && buf.remaining_mut() > 2 {
             // Where we'll write the total number of items
             let tally_position = buf.get_ref().len();
@@ -1495,7 +1525,21 @@ where
             } else {
                 // u16::MAX guarantees that num_events can be safely
                 // cast from usize to u16
-                let num_updates = self.updates.fill(&mut buf, u16::MAX.into());
+                // (shoal fork) Leave the custom broadcasts their share of the
+                // datagram (at most what they need), so a long run of member
+                // updates does not starve them.
+                let reserve = if allow_custom_broadcast && self.custom_broadcast_share > 0 {
+                    let pending = self
+                        .custom_broadcasts
+                        .live_bytes()
+                        .saturating_add(2 * self.custom_broadcasts.len());
+                    (buf.remaining_mut() * usize::from(self.custom_broadcast_share) / 100)
+                        .min(pending)
+                } else {
+                    0
+                };
+                let room = buf.remaining_mut() - reserve;
+                let num_updates = self.updates.fill((&mut buf).limit(room), u16::MAX.into());
                 num_items = u16::try_from(num_updates).expect("usize bound by u16::MAX");
             }
 
@@ -1505,10 +1549,7 @@ where
             span.record("num_updates", num_items);
         }
 
-        let add_custom_broadcast = buf.has_remaining_mut()
-            && header.message.allow_custom_broadcasts()
-            // Unless the broadcast handler says no
-            && self.broadcast_handler.should_add_broadcast_data(&dst);
+        let add_custom_broadcast = buf.has_remaining_mut() && allow_custom_broadcast;
 
         if add_custom_broadcast {
             // Fill the remaining space in the buffer with custom
