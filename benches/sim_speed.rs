@@ -1,6 +1,7 @@
-//! Simulator speed: virtual seconds per wall second and peak resident memory for a cluster
-//! that forms and then runs steady, at 100 and 1,000 nodes (and 10,000 with
-//! `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed` (`cargo test --benches` runs
+//! Simulator speed: virtual seconds per wall second and peak resident memory, for a cluster
+//! that forms from nothing (every node joins within 5 s) and for one that starts formed
+//! (`[cluster] formed`: steady state, the growth timeline's start), at 100 and 1,000 nodes
+//! (and 10,000 with `SHOAL_BENCH_10K=1`). Run with `cargo bench --bench sim_speed` (`cargo test --benches` runs
 //! a 50-node smoke pass only).
 //!
 //! Prints the figures; it asserts nothing about timing (that would make CI flaky). The peak
@@ -10,7 +11,7 @@ use shoal::core::GuardMode;
 use shoal::sim::{self, growth, Scenario};
 use std::time::Instant;
 
-fn scenario(nodes: usize, secs: u64) -> Scenario {
+fn scenario(nodes: usize, secs: u64, formed: bool) -> Scenario {
     let text = format!(
         r#"
 name = "bench-{nodes}"
@@ -21,6 +22,7 @@ duration = "{secs}s"
 [cluster]
 seeds = 3
 start_spread = "5s"
+formed = {formed}
 [[service]]
 name = "api"
 providers = 5
@@ -36,8 +38,8 @@ series_nodes = 4
     }
 }
 
-fn bench(nodes: usize, secs: u64) {
-    let sc = scenario(nodes, secs);
+fn bench(nodes: usize, secs: u64, formed: bool) {
+    let sc = scenario(nodes, secs, formed);
     let reset = growth::reset_peak_rss();
     let t = Instant::now();
     let r = match sim::run(&sc, GuardMode::Enforce, &mut |_| {}) {
@@ -55,7 +57,8 @@ fn bench(nodes: usize, secs: u64) {
         })
         .unwrap_or_else(|| "unknown".into());
     println!(
-        "sim_speed/{nodes} nodes: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); peak RSS {rss}; full view at 100%: {:?} s; per-node tx {:.0} B/s",
+        "sim_speed/{nodes} nodes {}: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); peak RSS {rss}; full view at 100%: {:?} s; per-node tx {:.0} B/s",
+        if formed { "formed" } else { "forming" },
         secs as f64 / wall,
         r.perf.events,
         r.perf.events as f64 / wall,
@@ -70,12 +73,15 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test");
     if quick {
-        bench(50, 10);
+        bench(50, 10, false);
+        bench(50, 10, true);
         return;
     }
-    bench(100, 60);
-    bench(1_000, 40);
+    bench(100, 60, false);
+    bench(100, 60, true);
+    bench(1_000, 40, false);
+    bench(1_000, 60, true);
     if std::env::var_os("SHOAL_BENCH_10K").is_some() {
-        bench(10_000, 30);
+        bench(10_000, 60, true);
     }
 }

@@ -235,3 +235,47 @@ count = 1
     assert!(html.contains("<svg") && html.contains("log scale") && !html.contains("<script"));
     assert!(sim::growth::run_sizes(&sc, &[], &modes, &mut |_, _, _| {}).is_err());
 }
+
+#[test]
+fn a_formed_cluster_serves_everyone_from_the_start_and_still_detects_faults() {
+    // `[cluster] formed`: every node starts holding every other (members and records).
+    let mut sc = load("small-crash.toml");
+    sc.nodes = 30;
+    sc.cluster.formed = true;
+    let mut w = World::new(&sc, GuardMode::Enforce);
+    w.run_until(1).expect("run");
+    for i in 0..30 {
+        let n = w.node(i).expect("every initial node runs at once");
+        let alive = n
+            .members()
+            .iter()
+            .filter(|m| m.status == ServedStatus::Alive)
+            .count();
+        assert_eq!(alive, 30, "n{i} serves {alive} of 30 alive at 1 ms");
+        // Records came with the members: the 3 providers of `web` are served everywhere.
+        let web = n.services().get("web").map(Vec::len).unwrap_or(0);
+        assert_eq!(web, 3, "n{i} knows {web} providers of web");
+    }
+    // No formation storm: nobody re-broadcasts what everyone holds.
+    let backlog: usize = (0..30)
+        .filter_map(|i| w.node(i))
+        .map(|n| n.backlog().0)
+        .sum();
+    assert_eq!(backlog, 0, "members were queued for gossip again");
+
+    let r = run(&sc, GuardMode::Enforce);
+    assert_eq!(r.full_view.nodes, 30);
+    assert_eq!(r.full_view.t100_s, Some(0.0), "formed at start");
+    let c = &r.spreads.crash;
+    assert_eq!(
+        (c.count, c.complete),
+        (1, 1),
+        "crash not seen by all: {c:?}"
+    );
+    assert_eq!(r.false_downs.served.count, 0, "a live node was served down");
+    // Same seed, same run.
+    assert_eq!(
+        sim::deterministic_json(&r),
+        sim::deterministic_json(&run(&sc, GuardMode::Enforce))
+    );
+}

@@ -32,6 +32,9 @@ struct IdParts {
     name: Arc<str>,
     addr: SocketAddr,
     generation: u64,
+    /// `sync::shard_hash(name)`, computed once: membership sync scans members by shard.
+    #[serde(skip)]
+    shard: u64,
 }
 
 /// foca's key for an identity: equal exactly when the advertised socket addresses are equal
@@ -135,6 +138,7 @@ fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
             name: crate::core::intern::name(name),
             addr,
             generation,
+            shard: crate::core::sync::shard_hash(name),
         });
         let mut inline = [0u8; INLINE_NAME];
         if name.len() <= INLINE_NAME {
@@ -185,6 +189,12 @@ impl NodeId {
 
     pub fn generation(&self) -> u64 {
         self.inner.generation
+    }
+
+    /// The membership-sync shard (of `parts`) of this name: `sync::shard_of(name, parts)`
+    /// without hashing the name again.
+    pub fn shard(&self, parts: u32) -> u32 {
+        crate::core::sync::shard_in(self.inner.shard, parts)
     }
 }
 
@@ -281,6 +291,17 @@ mod tests {
         assert_eq!(new.generation(), 11);
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
+    }
+
+    #[test]
+    fn shard_is_the_names_shard() {
+        let a: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        for name in ["n1", "web-7", "a-much-longer-host-name.example.internal"] {
+            let id = NodeId::new(name, a, 1);
+            for parts in [1, 2, 7, 13, 1000] {
+                assert_eq!(id.shard(parts), crate::core::sync::shard_of(name, parts));
+            }
+        }
     }
 
     #[test]

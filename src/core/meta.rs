@@ -256,6 +256,11 @@ pub struct MetaStore {
 }
 
 impl MetaStore {
+    /// Makes room for `additional` more records at once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+    }
+
     pub fn get(&self, name: &str) -> Option<&MetaRecord> {
         self.records.get(name).map(|r| &**r)
     }

@@ -58,6 +58,11 @@ impl<V> NameTable<V> {
         self.table.len()
     }
 
+    /// Makes room for `additional` more entries at once (one allocation, no rehash on the way).
+    pub fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, |(h, _)| *h);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }

@@ -16,7 +16,7 @@ use crate::core::meta::{
 use crate::core::profile::Timings;
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{
-    pack_intro, pack_push, shard_of, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
+    pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
 };
 use crate::core::time::Time;
 use crate::core::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
@@ -65,6 +65,8 @@ pub enum NodeError {
     NoSuchService(String),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("the node has started; members can only be adopted before")]
+    AlreadyStarted,
 }
 
 /// A timer the driver must deliver back at its deadline (in deadline order).
@@ -249,6 +251,8 @@ pub struct Node {
     stats: Stats,
     now: Time,
     started: bool,
+    /// Inside `adopt_members`: served statuses are recorded without events.
+    adopting: bool,
     left: bool,
     idle: bool,
     /// Seeds given at start plus every address joined since.
@@ -372,6 +376,7 @@ impl Node {
             stats: Stats::default(),
             now,
             started: false,
+            adopting: false,
             left: false,
             idle: true,
             seeds,
@@ -652,6 +657,47 @@ impl Node {
         })
     }
 
+    /// Takes over the membership of a formed cluster before `start`, as a full state
+    /// transfer from a peer would deliver it (foca's `apply_many` "state replication"): the
+    /// records go to the metadata store, the members to SWIM as alive, without spreading
+    /// them again (everyone holds them already). Each member is served from here on, without
+    /// an event (the caller knows what it handed in: a formed cluster of thousands would
+    /// otherwise queue thousands of events on each node). The simulator uses this to start a cluster
+    /// as formed, so that a run measures faults on a steady cluster rather than the storm of
+    /// every node joining at once. Our own entry, if listed, is skipped.
+    pub fn adopt_members(
+        &mut self,
+        now: Time,
+        members: &[(NodeId, Arc<MetaRecord>)],
+    ) -> Result<(), NodeError> {
+        if self.started {
+            return Err(NodeError::AlreadyStarted);
+        }
+        self.now = now;
+        let own = self.foca.identity().clone();
+        self.truth.reserve(members.len());
+        {
+            let mut store = self.store.lock();
+            store.reserve(members.len());
+            for (id, rec) in members {
+                if id.name() != own.name() && rec.name == *id.name() {
+                    store.offer(rec.clone());
+                }
+            }
+            // Served with their members below: no separate change events.
+            store.take_changed();
+        }
+        let ids = members
+            .iter()
+            .filter(|(id, _)| id.name() != own.name() && id.addr() != own.addr())
+            .map(|(id, _)| foca::Member::alive(id.clone()));
+        self.adopting = true;
+        self.swim(now, |foca, rt| foca.apply_many(ids, false, rt));
+        self.after_input(now);
+        self.adopting = false;
+        Ok(())
+    }
+
     /// What to persist so that a restart serves the last view (see `restore`).
     pub fn snapshot(&self, now_unix_ms: u64) -> Snapshot {
         Snapshot {
@@ -705,6 +751,11 @@ impl Node {
 
     pub fn own_meta(&self) -> &NodeMeta {
         &self.own.meta
+    }
+
+    /// Our current metadata record, as peers receive it.
+    pub fn own_record(&self) -> &MetaRecord {
+        &self.own
     }
 
     pub fn has_left(&self) -> bool {
@@ -1081,7 +1132,7 @@ impl Node {
         let names: Vec<&Arc<str>> = self
             .truth
             .iter()
-            .filter(|(n, m)| m.state.is_active() && (parts == 1 || shard_of(n, parts) == part))
+            .filter(|(_, m)| m.state.is_active() && (parts == 1 || m.id.shard(parts) == part))
             .map(|(n, _)| n)
             .collect();
         // part, parts, hash count and length prefix take at most 16 bytes.
@@ -1119,7 +1170,7 @@ impl Node {
             .filter(|(n, m)| {
                 m.state.is_active()
                     && m.id.addr() != from
-                    && (parts == 1 || shard_of(n, parts) == part)
+                    && (parts == 1 || m.id.shard(parts) == part)
                     && !filter.contains(n)
             })
             .map(|(n, m)| IntroEntry {
@@ -1483,6 +1534,13 @@ impl Node {
 
     /// Emits an event if what we serve for `name` changed (or its metadata did).
     fn emit_served(&mut self, now: Time, name: &Arc<str>, joined: bool, meta_changed: bool) {
+        if self.adopting {
+            if let Some(m) = self.truth.get(name) {
+                let status = self.guard.served(name, m.state);
+                self.swap_served(name, status);
+            }
+            return;
+        }
         // Most calls change nothing: decide that before building the view.
         if !joined && !meta_changed {
             if let Some(m) = self.truth.get(name) {

@@ -33,7 +33,18 @@ fn mix(mut h: u64) -> u64 {
 
 /// The shard (of `parts`) a member name belongs to; stable across builds and platforms.
 pub fn shard_of(name: &str, parts: u32) -> u32 {
-    (mix(fnv1a(&[b"shoal-shard", name.as_bytes()])) % u64::from(parts.max(1))) as u32
+    shard_in(shard_hash(name), parts)
+}
+
+/// The hash `shard_of` reduces: computed once per identity (see `NodeId::shard`), so that
+/// scanning thousands of members for one shard reads no name.
+pub fn shard_hash(name: &str) -> u64 {
+    mix(fnv1a(&[b"shoal-shard", name.as_bytes()]))
+}
+
+/// The shard (of `parts`) of a name whose `shard_hash` is `hash`.
+pub fn shard_in(hash: u64, parts: u32) -> u32 {
+    (hash % u64::from(parts.max(1))) as u32
 }
 
 /// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).

@@ -124,6 +124,11 @@ impl Truth {
         self.members.get(name)
     }
 
+    /// Makes room for `additional` more members at once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.members.reserve(additional);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &TruthMember)> {
         self.members.iter().map(|m| (m.id.name(), m))
     }

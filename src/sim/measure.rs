@@ -489,6 +489,15 @@ impl Recorder {
         }
     }
 
+    /// Node `o` started holding `members` others, all served alive (a formed start: the
+    /// core emits no event per member then).
+    pub fn adopted(&mut self, o: usize, members: usize, t_ms: u64) {
+        self.serving[o] = members as _;
+        if o < self.initial && self.full_view_at[o].is_none() && members + 1 >= self.initial {
+            self.full_view_at[o] = Some(t_ms);
+        }
+    }
+
     pub fn node_down(&mut self, i: usize, t_ms: u64) {
         if let Some(s) = self.alive_since[i].take() {
             let s = s.max(self.from_ms);

@@ -94,6 +94,11 @@ pub struct ClusterSpec {
     pub seeds: usize,
     /// Seeds start at 0; every other node starts at a uniformly random time in this window.
     pub start_spread: Dur,
+    /// Start as a formed cluster: every initial node starts at 0 already holding every other
+    /// one (members and metadata records, as after a full state transfer), so the run
+    /// measures a steady cluster under faults instead of the formation storm (which the
+    /// join scenarios measure). `start_spread` is then unused.
+    pub formed: bool,
 }
 
 impl Default for ClusterSpec {
@@ -101,6 +106,7 @@ impl Default for ClusterSpec {
         ClusterSpec {
             seeds: 3,
             start_spread: Dur::secs(5),
+            formed: false,
         }
     }
 }

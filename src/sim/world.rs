@@ -54,6 +54,8 @@ enum Ev {
     Act(Action),
     Fault(usize),
     Sample,
+    /// Every initial node starts as a member of a formed cluster.
+    Form,
 }
 
 #[derive(Clone, Debug)]
@@ -180,7 +182,10 @@ impl<'a> World<'a> {
         // Initial starts: seeds at 0, the others spread over the window.
         let mut start_rng = SmallRng::seed_from_u64(sc.seed ^ 0x57A2_7000);
         let spread = us(sc.cluster.start_spread.ms());
-        for i in 0..sc.nodes {
+        if sc.cluster.formed {
+            w.push(0, Ev::Form);
+        }
+        for i in (0..sc.nodes).filter(|_| !sc.cluster.formed) {
             let at = if i < sc.cluster.seeds || spread == 0 {
                 0
             } else {
@@ -287,6 +292,7 @@ impl<'a> World<'a> {
                     self.after_handle(i);
                 }
                 Ev::Act(a) => self.act(a)?,
+                Ev::Form => self.start_formed()?,
                 Ev::Fault(idx) => self.fault(idx),
                 Ev::Sample => {
                     self.sample();
@@ -391,10 +397,9 @@ impl<'a> World<'a> {
         meta
     }
 
-    fn start(&mut self, i: usize, keep_data: bool) -> Result<(), SimError> {
-        if self.running(i) || self.hosts[i].state == HostState::Left {
-            return Ok(());
-        }
+    /// Builds node `i`'s core as the agent would on (re)start: config, identity generation,
+    /// and on a restart with its data directory, the saved peers and view.
+    fn new_node(&mut self, i: usize, keep_data: bool) -> Result<(Node, u64), SimError> {
         let now_ms = self.now_ms();
         let restart = self.hosts[i].state == HostState::Crashed;
         let seeds_n = self.sc.cluster.seeds.min(self.sc.nodes);
@@ -432,6 +437,52 @@ impl<'a> World<'a> {
             // A snapshot the core refuses (too old) only seeds the rejoin, which is fine here.
             let _ = node.restore(Time(now_ms), snap, now_ms);
         }
+        Ok((node, generation))
+    }
+
+    fn start(&mut self, i: usize, keep_data: bool) -> Result<(), SimError> {
+        if self.running(i) || self.hosts[i].state == HostState::Left {
+            return Ok(());
+        }
+        let (node, generation) = self.new_node(i, keep_data)?;
+        self.run_node(i, node, generation, true)
+    }
+
+    /// `[cluster] formed`: every initial node starts now, already holding every other one
+    /// (members and records), as after a full state transfer.
+    fn start_formed(&mut self) -> Result<(), SimError> {
+        let n = self.sc.nodes;
+        let mut nodes = Vec::with_capacity(n);
+        let mut members = Vec::with_capacity(n);
+        for i in 0..n {
+            let (node, generation) = self.new_node(i, false)?;
+            members.push((
+                node.identity().clone(),
+                std::sync::Arc::new(node.own_record().clone()),
+            ));
+            nodes.push((node, generation));
+        }
+        let now = Time(self.now_ms());
+        for (i, (mut node, generation)) in nodes.into_iter().enumerate() {
+            node.adopt_members(now, &members)
+                .map_err(|source| SimError::Node { node: i, source })?;
+            self.run_node(i, node, generation, false)?;
+            self.rec.adopted(i, n - 1, now.0);
+        }
+        Ok(())
+    }
+
+    /// Starts `node` as host `i`'s running core; `track` opens the join spreads this start
+    /// should be measured by.
+    fn run_node(
+        &mut self,
+        i: usize,
+        mut node: Node,
+        generation: u64,
+        track: bool,
+    ) -> Result<(), SimError> {
+        let now_ms = self.now_ms();
+        let restart = self.hosts[i].state == HostState::Crashed;
         node.start(Time(now_ms));
         let h = &mut self.hosts[i];
         h.node = Some(node);
@@ -445,7 +496,7 @@ impl<'a> World<'a> {
             self.rec.close_spread(i, SpreadKind::Crash, now_ms);
         }
         let is_initial = i < self.sc.nodes && !restart;
-        if restart || !is_initial || self.hosts[i].track_join {
+        if track && (restart || !is_initial || self.hosts[i].track_join) {
             if is_initial {
                 // Observers: the whole initial cluster (all of it runs by the end).
                 let n = self.sc.nodes;
