@@ -279,3 +279,39 @@ fn a_formed_cluster_serves_everyone_from_the_start_and_still_detects_faults() {
         sim::deterministic_json(&run(&sc, GuardMode::Enforce))
     );
 }
+
+#[test]
+fn a_node_joining_a_formed_cluster_knows_the_providers_within_a_second() {
+    // Members reach a joiner through feeds, without their metadata records: it must ask
+    // for those at once rather than wait for gossip that will not bring them.
+    let sc = Scenario::parse(
+        r#"
+name = "join-formed"
+seed = 5
+nodes = 40
+profile = "lan"
+duration = "20s"
+[cluster]
+seeds = 2
+formed = true
+[[service]]
+name = "web"
+providers = 4
+[[fault]]
+at = "5s"
+kind = "join"
+count = 1
+"#,
+    )
+    .expect("scenario");
+    let mut w = World::new(&sc, GuardMode::Enforce);
+    w.run_until(6_000).expect("run");
+    let joiner = w.node(40).expect("the joiner runs");
+    let web = joiner.services().get("web").map(Vec::len).unwrap_or(0);
+    assert_eq!(
+        web, 4,
+        "1 s after joining, the joiner knows {web} of 4 providers"
+    );
+    let r = run(&sc, GuardMode::Enforce);
+    assert_eq!(r.no_provider.total_s, 0.0, "{:?}", r.no_provider);
+}

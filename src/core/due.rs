@@ -84,7 +84,8 @@ impl DueQueue {
         self.queue.push_back((at, name, tries));
     }
 
-    /// Puts back an entry just taken, at the head, for a later pass.
+    /// Queues an entry at the head: one just taken (for a later pass), or one due now
+    /// (nothing queued is due earlier, so the order holds).
     pub fn unpop(&mut self, name: Arc<str>, at: Time, tries: u8) {
         self.queue.push_front((at, name, tries));
     }

@@ -203,8 +203,11 @@ pub struct Guard {
     since: Time,
     reason: String,
     transitions: Vec<GuardTransition>,
-    /// Peers served alive or suspect at the last stable point (never ourselves).
-    baseline: BTreeSet<Arc<str>>,
+    /// Peers served alive or suspect at the last stable point (never ourselves). A hash
+    /// set: it is retaken from the whole truth after every change once things settle, and
+    /// in a cluster of thousands sorting the names each time cost more than everything else
+    /// the node did in between.
+    baseline: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// Last membership change (join, failure, leave, return).
     last_change: Time,
     /// When the baseline was last taken (`None`: never).
@@ -249,7 +252,7 @@ impl Guard {
             since: now,
             reason: String::from("no failures"),
             transitions: Vec::new(),
-            baseline: BTreeSet::new(),
+            baseline: HashSet::default(),
             last_change: now,
             baseline_at: None,
             failures: Vec::new(),
@@ -280,7 +283,9 @@ impl Guard {
 
     /// Names in the baseline, sorted.
     pub fn baseline(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.baseline.iter()
+        let mut names: Vec<&Arc<str>> = self.baseline.iter().collect();
+        names.sort_unstable();
+        names.into_iter()
     }
 
     fn off(&self) -> bool {
@@ -369,12 +374,14 @@ impl Guard {
                         .unwrap_or(true)))
         {
             self.rebase = false;
-            self.baseline = ctx
-                .truth
-                .iter()
-                .filter(|(n, m)| m.state.is_active() && ***n != *ctx.self_name)
-                .map(|(n, _)| n.clone())
-                .collect();
+            // Refilled in place: the table keeps its size from one retake to the next.
+            self.baseline.clear();
+            self.baseline.extend(
+                ctx.truth
+                    .iter()
+                    .filter(|(n, m)| m.state.is_active() && ***n != *ctx.self_name)
+                    .map(|(n, _)| n.clone()),
+            );
             self.baseline_at = Some(now);
         }
 

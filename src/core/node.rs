@@ -1673,14 +1673,7 @@ impl Node {
                     },
                 );
                 if self.needs_meta(&id) {
-                    // No record of this life yet: ask the member itself if gossip does not
-                    // bring one soon (a record that changed while we could not hear it is
-                    // caught by the anti-entropy digest).
-                    self.fetch.push(
-                        id.name().clone(),
-                        now.plus(self.cfg.timings.meta_fetch_after),
-                        0,
-                    );
+                    self.queue_fetch(now, id.name());
                 }
             }
             OwnedNotification::MemberDown(id) => {
@@ -1725,11 +1718,7 @@ impl Node {
                     }
                 }
                 if self.needs_meta(&new) {
-                    self.fetch.push(
-                        new.name().clone(),
-                        now.plus(self.cfg.timings.meta_fetch_after),
-                        0,
-                    );
+                    self.queue_fetch(now, new.name());
                 }
             }
             OwnedNotification::Active => {
@@ -1791,6 +1780,22 @@ impl Node {
                     }),
                 );
             }
+        }
+    }
+
+    /// Queues a fetch of `name`'s record. A member learned through gossip has its record
+    /// travelling beside it: ask only if it has not come after `meta_fetch_after` (a record
+    /// that changed while we could not hear it is caught by the anti-entropy digest). While
+    /// we are joining, though, members come from feeds without their records, and nothing
+    /// will bring those: ask at the next tick, or the apps on this host see every service
+    /// empty for that long.
+    fn queue_fetch(&mut self, now: Time, name: &Arc<str>) {
+        if self.idle || self.bootstrap_left > 0 {
+            // At the head: nothing queued is due earlier than now.
+            self.fetch.unpop(name.clone(), now, 0);
+        } else {
+            self.fetch
+                .push(name.clone(), now.plus(self.cfg.timings.meta_fetch_after), 0);
         }
     }
 
