@@ -3423,6 +3423,57 @@ mod tests {
     }
 
     #[test]
+    fn custom_broadcast_share_keeps_room_for_custom_broadcasts() {
+        // (shoal fork) With many member updates queued, the share decides
+        // whether a pending custom broadcast rides along.
+        struct Tag;
+        impl Invalidates for Tag {
+            fn invalidates(&self, _other: &Self) -> bool {
+                false
+            }
+        }
+        struct Accept;
+        impl BroadcastHandler<ID> for Accept {
+            type Key = Tag;
+            type Error = core::fmt::Error;
+            fn receive_item(
+                &mut self,
+                _data: &[u8],
+                _sender: Option<&ID>,
+            ) -> core::result::Result<Option<Tag>, Self::Error> {
+                Ok(Some(Tag))
+            }
+        }
+        let payload = [7u8; 40];
+        let mut sent = Vec::new();
+        for share in [0u8, 50] {
+            let mut cfg = config();
+            cfg.max_packet_size = NonZeroUsize::new(300).expect("non-zero");
+            let mut foca = Foca::with_custom_broadcast(ID::new(1), cfg, rng(), codec(), Accept);
+            foca.set_custom_broadcast_share(share);
+            let mut runtime = AccumulatingRuntime::new();
+            let members = (2..=250).map(|i| Member::alive(ID::new(i)));
+            assert_eq!(Ok(()), foca.apply_many(members, true, &mut runtime));
+            assert_eq!(Ok(true), foca.add_broadcast(&payload));
+            runtime.take_all_data();
+            assert_eq!(Ok(()), foca.gossip(&mut runtime));
+            let data = runtime.take_all_data();
+            assert!(!data.is_empty(), "gossip sent nothing");
+            let with_custom = data
+                .iter()
+                .filter(|(_, d)| d.windows(payload.len()).any(|w| w == payload))
+                .count();
+            assert!(
+                foca.updates_backlog() > 0,
+                "member updates must outlast one gossip round"
+            );
+            sent.push(with_custom);
+        }
+        assert_eq!(sent[0], 0, "no share: member updates fill every datagram");
+        assert!(sent[1] > 0, "a 50% share carries the custom broadcast");
+    }
+
+    #[test]
     fn cant_use_broadcasts_by_default() {
         let mut foca = Foca::new(ID::new(1), config(), rng(), codec());
         assert!(foca.add_broadcast(b"foo").is_err());
