@@ -371,6 +371,13 @@ where
         self.members.num_active()
     }
 
+    /// (shoal fork) The number of members currently suspected, so that a
+    /// caller mirroring suspicion can skip walking the members when there
+    /// is none.
+    pub const fn num_suspects(&self) -> usize {
+        self.members.num_suspect()
+    }
+
     /// Iterates over the *full* membership state, including members
     /// that have been declared down.
     ///

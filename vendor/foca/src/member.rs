@@ -144,6 +144,8 @@ pub(crate) struct Members<T: crate::Identity> {
     pub(crate) inner: Vec<Member<T>>,
     cursor: usize,
     num_active: usize,
+    // (shoal fork) Members in state Suspect, kept like `num_active`.
+    num_suspect: usize,
     // (shoal fork) Positions in `inner`, hashed by the address of the
     // member there (4 bytes per member: the address is not copied).
     // Kept in sync on every push/swap/swap_remove and rebuilt after a
@@ -170,6 +172,14 @@ impl<T: crate::Identity> Members<T> {
                 member.id
             );
         }
+        assert_eq!(
+            self.inner
+                .iter()
+                .filter(|m| m.state == State::Suspect)
+                .count(),
+            self.num_suspect,
+            "suspect count"
+        );
         let mut positions: Vec<u32> = self.index.iter().copied().collect();
         positions.sort_unstable();
         positions.dedup();
@@ -185,15 +195,25 @@ where
         self.num_active
     }
 
+    /// (shoal fork) Members currently suspected.
+    pub(crate) const fn num_suspect(&self) -> usize {
+        self.num_suspect
+    }
+
     pub(crate) fn new(inner: Vec<Member<T>>) -> Self {
         // XXX This doesn't prevent someone initializing with
         //     duplicated members... Not a problem (yet?) since
         //     inner is always empty outside of tests
         let num_active = inner.iter().filter(|member| member.is_active()).count();
+        let num_suspect = inner
+            .iter()
+            .filter(|member| member.state == State::Suspect)
+            .count();
 
         let mut members = Self {
             cursor: 0,
             num_active,
+            num_suspect,
             inner,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
@@ -480,6 +500,7 @@ where
             });
         }
         let was_active = known_member.is_active();
+        let was_suspect = known_member.state == State::Suspect;
 
         // Same address either way: the index stays valid
         let (apply_successful, conflict) = if id_conflict {
@@ -496,6 +517,14 @@ where
 
         let is_active_now = known_member.is_active();
         let changed_active_set = is_active_now != was_active;
+        let is_suspect_now = known_member.state == State::Suspect;
+        if is_suspect_now != was_suspect {
+            if is_suspect_now {
+                self.num_suspect += 1;
+            } else {
+                self.num_suspect -= 1;
+            }
+        }
 
         if changed_active_set {
             // XXX Overzealous checking
@@ -519,6 +548,9 @@ where
             .unwrap_or_else(|| {
                 // Unknown member, we'll register it
                 let is_active_now = update.is_active();
+                if update.state == State::Suspect {
+                    self.num_suspect += 1;
+                }
 
                 // Insert at the end and swap with a random position.
                 let addr = update.id().addr();
@@ -1086,6 +1118,32 @@ mod tests {
             );
         }
         members.assert_index_consistent();
+    }
+
+    #[test]
+    fn suspect_count_follows_every_change() {
+        // (shoal fork) `num_suspect` through insert, suspicion, refutation,
+        // failure and removal.
+        let mut rng = SmallRng::seed_from_u64(0x5A5);
+        let mut members = Members::new(Vec::new());
+        for addr in 0..10u8 {
+            let _ = members.apply(Member::alive(ID::new(addr)), &mut rng);
+        }
+        let _ = members.apply(Member::suspect(ID::new(10)), &mut rng);
+        assert_eq!(1, members.num_suspect());
+        for addr in 0..4u8 {
+            let _ = members.apply(Member::suspect(ID::new(addr)), &mut rng);
+        }
+        members.assert_index_consistent();
+        assert_eq!(5, members.num_suspect());
+        // Refuted with a higher incarnation
+        let _ = members.apply(Member::new(ID::new(0), 1, State::Alive), &mut rng);
+        // Declared down, then removed
+        let _ = members.apply(Member::down(ID::new(1)), &mut rng);
+        assert_eq!(3, members.num_suspect());
+        assert!(members.remove_if_down(&ID::new(1)).is_some());
+        members.assert_index_consistent();
+        assert_eq!(3, members.num_suspect());
     }
 
     fn many(num_active: u8, num_down: u8) -> Members<ID> {
