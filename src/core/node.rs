@@ -1391,32 +1391,16 @@ impl Node {
             let Some(m) = self.truth.get(&name) else {
                 continue;
             };
-            if !m.state.is_active() {
+            if !m.state.is_active() || !self.needs_meta(&m.id) {
                 continue;
             }
             let owner = m.id.addr();
-            let have = self
-                .store
-                .lock()
-                .get(&name)
-                .map(|r| r.generation >= m.id.generation())
-                .unwrap_or(false);
-            if have {
-                continue;
-            }
             match peer {
                 Some(p) if tries < PEER_FETCH_TRIES => {
                     if batch_size + name.len() + 2 > budget {
-                        let names = std::mem::take(&mut batch);
+                        self.send_meta_batch(std::mem::take(&mut batch), p, batches);
                         batch_size = 4;
                         batches += 1;
-                        self.stats.meta_batch_requests += 1;
-                        let dst = if batches == 1 {
-                            p
-                        } else {
-                            self.random_peer().unwrap_or(p)
-                        };
-                        self.send_shoal(dst, &ShoalMsg::Want { names });
                         if batches >= FETCH_BATCHES_PER_TICK {
                             self.fetch.unpop(name, at, tries);
                             break;
@@ -1438,14 +1422,20 @@ impl Node {
             }
         }
         if let (false, Some(p)) = (batch.is_empty(), peer) {
-            let dst = if batches == 0 {
-                p
-            } else {
-                self.random_peer().unwrap_or(p)
-            };
-            self.stats.meta_batch_requests += 1;
-            self.send_shoal(dst, &ShoalMsg::Want { names: batch });
+            self.send_meta_batch(batch, p, batches);
         }
+    }
+
+    /// Sends batch number `index` of this tick's metadata requests: the first to `first`,
+    /// each later one to another random peer.
+    fn send_meta_batch(&mut self, names: Vec<Arc<str>>, first: SocketAddr, index: usize) {
+        let dst = if index == 0 {
+            first
+        } else {
+            self.random_peer().unwrap_or(first)
+        };
+        self.stats.meta_batch_requests += 1;
+        self.send_shoal(dst, &ShoalMsg::Want { names });
     }
 
     fn refresh_suspects(&mut self, now: Time) {
