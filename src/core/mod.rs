@@ -3,14 +3,17 @@
 //! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
 //! file: time, randomness and I/O come in from the driver.
 
+pub mod baseline;
 pub mod due;
 pub mod guard;
+pub mod guard_config;
 pub mod identity;
 pub mod intern;
 pub mod meta;
 pub mod names;
 pub mod node;
 pub mod profile;
+pub mod reach;
 pub mod snapshot;
 pub mod sync;
 pub mod time;

@@ -14,6 +14,7 @@ use crate::core::meta::{
     MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore,
 };
 use crate::core::profile::Timings;
+use crate::core::reach::{Reach, ROUNDS};
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
@@ -167,6 +168,15 @@ pub struct Stats {
     /// Requests for a missing metadata record sent to the member itself.
     #[serde(default)]
     pub meta_direct_requests: u64,
+    /// Reach checks this node ran for its guard (pings to the baseline).
+    #[serde(default)]
+    pub reach_checks: u64,
+    /// Reach pings sent (every round of every check).
+    #[serde(default)]
+    pub reach_pings: u64,
+    /// Times this node refuted a suspicion of itself.
+    #[serde(default)]
+    pub refutes: u64,
 }
 
 impl Stats {
@@ -283,6 +293,14 @@ pub struct Node {
     fetch: DueQueue,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
+    /// The node's own evidence of whom it reaches (silence, reach checks), for the guard.
+    reach: Reach,
+    /// foca's incarnation of ourselves when last looked at (it grows when we refute).
+    incarnation: u16,
+    /// We refuted a suspicion of ourselves since the last reach check started.
+    refuted: bool,
+    /// foca's count of suspects when we last mirrored them.
+    suspects_seen: usize,
 }
 
 /// Announces to random members right after connecting.
@@ -395,6 +413,10 @@ impl Node {
             fetch: DueQueue::default(),
             discover: DueSet::default(),
             scaled_for: 1,
+            reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
+            incarnation: 0,
+            refuted: false,
+            suspects_seen: 0,
             cfg,
         })
     }
@@ -432,6 +454,7 @@ impl Node {
                 return;
             }
         };
+        self.reach.heard(now);
         match kind {
             Kind::Swim => {
                 self.swim(now, |foca, rt| foca.handle_data(body, rt));
@@ -1060,6 +1083,20 @@ impl Node {
                 filter,
             } => self.answer_member_filter(from, part, parts, &filter),
             ShoalMsg::Intro { members } => self.apply_intros(now, members),
+            ShoalMsg::Ping { nonce } => self.send_shoal(from, &ShoalMsg::Pong { nonce }),
+            ShoalMsg::Pong { nonce } => {
+                // A peer SWIM has given up on answers: it is back, tell SWIM so now rather
+                // than at the next periodic announce (heals a partition in one round trip).
+                if let Some((name, addr)) = self.reach.on_pong(now, nonce) {
+                    let known_alive = self
+                        .truth
+                        .get(&name)
+                        .is_some_and(|m| m.state.is_active() && m.id.addr() == addr);
+                    if !known_alive {
+                        self.announce(now, addr);
+                    }
+                }
+            }
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
                 let mut s = self.store.lock();
@@ -1359,6 +1396,15 @@ impl Node {
             }
         }
 
+        self.check_reach(now);
+        self.with_guard(now, |g, ctx| g.tick(now, ctx));
+    }
+
+    /// Runs `f` on the guard with everything it may look at.
+    fn with_guard<R>(&mut self, now: Time, f: impl FnOnce(&mut Guard, &GuardCtx<'_>) -> R) -> R {
+        let t = &self.cfg.timings;
+        // A check's result stands until the next one (checks repeat while it matters).
+        let max_age = (t.probe_period * 4).max(t.probe_rtt * u32::from(ROUNDS) * 2);
         let store = self.store.lock();
         let ctx = GuardCtx {
             truth: &self.truth,
@@ -1366,8 +1412,49 @@ impl Node {
             self_name: &self.cfg.name,
             active_peers: self.foca.num_members(),
             idle: self.idle,
+            reach: self.reach.view(now, max_age),
         };
-        self.guard.tick(now, &ctx);
+        f(&mut self.guard, &ctx)
+    }
+
+    /// Advances the reach check in flight and starts one when the guard wants it (or when
+    /// we just refuted a suspicion of ourselves: the cluster cannot hear us well).
+    fn check_reach(&mut self, now: Time) {
+        let connected = !self.idle && !self.reconnecting;
+        self.reach.set_connected(now, connected);
+        let (pings, finished) = self.reach.poll(now);
+        self.send_pings(pings);
+        if finished {
+            self.with_guard(now, |g, ctx| g.on_reach(now, ctx));
+        }
+        if !connected || !self.reach.can_start(now) {
+            return;
+        }
+        let wanted = self.with_guard(now, |g, ctx| g.wants_reach_check(ctx));
+        if !(wanted || std::mem::take(&mut self.refuted)) {
+            return;
+        }
+        let mut candidates: Vec<(Arc<str>, SocketAddr)> = self
+            .guard
+            .baseline_unordered()
+            .filter_map(|n| match self.truth.get(n) {
+                Some(m) if m.state == TruthState::Left => None,
+                Some(m) => Some((n.clone(), m.id.addr())),
+                None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
+            })
+            .collect();
+        // The baseline's order is its hash table's: sort so that the sample replays exactly.
+        candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let pings = self.reach.start(now, candidates, &mut self.rng);
+        self.stats.reach_checks = self.reach.checks;
+        self.send_pings(pings);
+    }
+
+    fn send_pings(&mut self, pings: Vec<(SocketAddr, u64)>) {
+        for (addr, nonce) in pings {
+            self.stats.reach_pings += 1;
+            self.send_shoal(addr, &ShoalMsg::Ping { nonce });
+        }
     }
 
     /// Asks for the metadata records still missing once their wait is over: first in
@@ -1439,6 +1526,7 @@ impl Node {
     }
 
     fn refresh_suspects(&mut self, now: Time) {
+        self.suspects_seen = self.foca.num_suspects();
         // Nobody suspected, by foca or by us: nothing to compare (most periods; walking
         // every member each period was a visible share of a large simulation).
         if self.foca.num_suspects() == 0 && self.truth.suspects().next().is_none() {
@@ -1484,17 +1572,9 @@ impl Node {
         self.store.lock().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
-        {
-            let store = self.store.lock();
-            let ctx = GuardCtx {
-                truth: &self.truth,
-                meta: &store,
-                self_name: &self.cfg.name,
-                active_peers: self.foca.num_members(),
-                idle: self.idle,
-            };
-            self.guard.on_change(now, &ctx, name, Some(m.state), None);
-        }
+        self.with_guard(now, |g, ctx| {
+            g.on_change(now, ctx, name, Some(m.state), None)
+        });
         let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
         self.push_event(
             now,
@@ -1512,18 +1592,9 @@ impl Node {
         if !changed {
             return;
         }
-        {
-            let store = self.store.lock();
-            let ctx = GuardCtx {
-                truth: &self.truth,
-                meta: &store,
-                self_name: &self.cfg.name,
-                active_peers: self.foca.num_members(),
-                idle: self.idle,
-            };
-            self.guard
-                .on_change(now, &ctx, id.name(), prev, Some(state));
-        }
+        self.with_guard(now, |g, ctx| {
+            g.on_change(now, ctx, id.name(), prev, Some(state))
+        });
         self.emit_served(now, id.name(), prev.is_none(), false);
     }
 
@@ -1600,6 +1671,21 @@ impl Node {
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);
+        }
+        // Suspicion is not notified by foca: when its count differs from ours, mirror it now
+        // (the guard trips on correlated suspicion, so it must see it as it happens).
+        if self.cfg.track_suspects && self.foca.num_suspects() != self.suspects_seen {
+            self.refresh_suspects(now);
+        }
+        let inc = self.foca.incarnation();
+        if inc != self.incarnation {
+            if inc > self.incarnation {
+                // We refuted a suspicion of ourselves: peers cannot hear us well.
+                self.stats.refutes += 1;
+                self.refuted = true;
+            }
+            // (Lower: foca renewed our identity, which starts a new incarnation count.)
+            self.incarnation = inc;
         }
         if std::mem::take(&mut self.gossip_now) && !self.left {
             self.swim(now, |foca, rt| foca.gossip(rt));
@@ -1840,6 +1926,8 @@ impl Node {
             if leaving && state != TruthState::Left && *name != *self.cfg.name {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
                 self.set_truth(now, &id, TruthState::Left);
+            } else if state == TruthState::Alive {
+                self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }
             self.emit_served(now, &name, false, true);
         }

@@ -25,6 +25,8 @@ pub struct TestNet {
     pub now: Time,
     /// Every `Local` event: (when, node, what), for debugging and assertions.
     pub local_log: Vec<(Time, usize, crate::core::LocalEvent)>,
+    /// Every member event that served a member `down`: (when, observer, member name).
+    pub down_log: Vec<(Time, usize, String)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -60,6 +62,7 @@ impl TestNet {
             seq: 0,
             now: Time(0),
             local_log: Vec::new(),
+            down_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -103,8 +106,14 @@ impl TestNet {
             }
         }
         while let Some(ev) = self.nodes[i].poll_event() {
-            if let crate::core::EventKind::Local(l) = &ev.kind {
-                self.local_log.push((self.now, i, l.clone()));
+            match &ev.kind {
+                crate::core::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
+                crate::core::EventKind::Member { member, .. }
+                    if member.status == crate::core::ServedStatus::Down =>
+                {
+                    self.down_log.push((self.now, i, member.name.clone()));
+                }
+                _ => {}
             }
         }
     }
