@@ -53,6 +53,8 @@ pub struct Faults {
     /// Fast path: false while `blocked` is empty.
     active: AtomicBool,
     blocked: RwLock<HashSet<SocketAddr>>,
+    /// A one-way cut: every datagram received is dropped, sends still go out.
+    deaf: AtomicBool,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
 }
@@ -80,14 +82,26 @@ impl Faults {
     pub fn unblock(&self, peer: SocketAddr) {
         let mut set = self.set();
         set.remove(&peer);
-        self.active.store(!set.is_empty(), Ordering::Release);
+        self.active.store(
+            !set.is_empty() || self.deaf.load(Ordering::Relaxed),
+            Ordering::Release,
+        );
     }
 
-    /// Reconnects this agent to every peer.
+    /// Reconnects this agent to every peer (and lifts a one-way cut).
     pub fn clear(&self) {
         let mut set = self.set();
         set.clear();
+        self.deaf.store(false, Ordering::Release);
         self.active.store(false, Ordering::Release);
+    }
+
+    /// A one-way cut: this agent receives nothing while its own datagrams still go out.
+    pub fn set_deaf(&self, deaf: bool) {
+        let set = self.set();
+        self.deaf.store(deaf, Ordering::Release);
+        self.active
+            .store(deaf || !set.is_empty(), Ordering::Release);
     }
 
     /// The blocked addresses.
@@ -106,7 +120,8 @@ impl Faults {
 
     /// Whether a datagram received from `from` must be dropped (counted when it is).
     pub fn drop_incoming(&self, from: SocketAddr) -> bool {
-        let drop = self.is_blocked(from);
+        let drop = self.active.load(Ordering::Relaxed)
+            && (self.deaf.load(Ordering::Relaxed) || self.is_blocked(from));
         if drop {
             self.dropped_in.fetch_add(1, Ordering::Relaxed);
         }
