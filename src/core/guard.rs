@@ -258,9 +258,11 @@ impl Guard {
             .failures
             .iter()
             .filter(|(_, n)| {
-                ctx.truth
-                    .get(n)
-                    .is_some_and(|m| m.state == TruthState::Down)
+                self.baseline.contains(n)
+                    && ctx
+                        .truth
+                        .get(n)
+                        .is_some_and(|m| m.state == TruthState::Down)
             })
             .count();
         suspects + failed
@@ -505,6 +507,11 @@ impl Guard {
             }
         }
         for (t, n) in &self.failures {
+            // A failure that aged out of the baseline no longer counts (nor does the
+            // baseline it would be compared against).
+            if !self.baseline.contains(n) {
+                continue;
+            }
             let gone = match ctx.truth.get(n) {
                 Some(m) => m.state == TruthState::Down,
                 None => self.ghosts.contains_key(n),
@@ -551,11 +558,11 @@ impl Guard {
             ));
         }
         if let Some(r) = ctx.reach.last {
-            if r.targets > 0 && r.reached() * 2 < r.targets {
+            if r.targets > 0 && r.reached_fraction() < 0.5 {
                 return Some(format!(
                     "a reach check answered by {} of {} baseline peers{}, fewer than half",
                     r.reached(),
-                    r.targets,
+                    r.targets + r.skipped,
                     if r.targets < r.population {
                         format!(" (a sample of {b})")
                     } else {

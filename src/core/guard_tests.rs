@@ -421,6 +421,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
         targets: 10,
         population: 10,
         unreached: unreached.into_iter().collect(),
+        skipped: 0,
     });
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     let rep = r.g.report();
@@ -433,6 +434,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
         targets: 10,
         population: 10,
         unreached: unreached.into_iter().collect(),
+        skipped: 0,
     });
     r.run(100);
     let rep = r.g.report();
@@ -453,6 +455,7 @@ fn a_single_unreachable_peer_or_suspect_changes_nothing() {
         targets: 10,
         population: 10,
         unreached: [Arc::from("p0")].into_iter().collect(),
+        skipped: 0,
     });
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     assert_eq!(r.state(), GuardState::Normal);

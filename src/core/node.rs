@@ -1434,18 +1434,25 @@ impl Node {
         if !(wanted || std::mem::take(&mut self.refuted)) {
             return;
         }
+        let mut skipped = 0;
         let mut candidates: Vec<(Arc<str>, SocketAddr)> = self
             .guard
             .baseline_unordered()
             .filter_map(|n| match self.truth.get(n) {
                 Some(m) if m.state == TruthState::Left => None,
+                // A suspect is already counted; every other prober would ping it too, and a
+                // slow node under suspicion must not get a burst of pings on top.
+                Some(m) if m.state == TruthState::Suspect => {
+                    skipped += 1;
+                    None
+                }
                 Some(m) => Some((n.clone(), m.id.addr())),
                 None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
             })
             .collect();
         // The baseline's order is its hash table's: sort so that the sample replays exactly.
         candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let pings = self.reach.start(now, candidates, &mut self.rng);
+        let pings = self.reach.start(now, candidates, skipped, &mut self.rng);
         self.stats.reach_checks = self.reach.checks;
         self.send_pings(pings);
     }

@@ -49,11 +49,25 @@ pub struct CheckResult {
     pub population: usize,
     /// Pinged peers that answered no round (minus late answers that came after).
     pub unreached: HashSet<Arc<str>>,
+    /// Baseline peers not pinged because SWIM already suspects them (they count as not
+    /// reached).
+    pub skipped: usize,
 }
 
 impl CheckResult {
     pub fn reached(&self) -> usize {
         self.targets - self.unreached.len()
+    }
+
+    /// Share of the baseline reached: the answered share of the pinged peers, scaled down
+    /// by the suspects that were not pinged.
+    pub fn reached_fraction(&self) -> f64 {
+        let all = self.population + self.skipped;
+        if self.targets == 0 || all == 0 {
+            return 0.0;
+        }
+        let answered = self.reached() as f64 / self.targets as f64;
+        answered * self.population as f64 / all as f64
     }
 
     /// Unreachable baseline peers, estimated from the sample when the check was sampled.
@@ -81,6 +95,7 @@ struct Check {
     targets: Vec<(Arc<str>, SocketAddr)>,
     answered: Vec<bool>,
     population: usize,
+    skipped: usize,
     rounds_sent: u8,
     next_round: Time,
 }
@@ -189,6 +204,7 @@ impl Reach {
         &mut self,
         now: Time,
         mut candidates: Vec<(Arc<str>, SocketAddr)>,
+        skipped: usize,
         rng: &mut SmallRng,
     ) -> Vec<(SocketAddr, u64)> {
         let population = candidates.len();
@@ -211,6 +227,7 @@ impl Reach {
             targets: candidates,
             answered: vec![false; n],
             population,
+            skipped,
             rounds_sent: 0,
             next_round: now,
         });
@@ -268,6 +285,7 @@ impl Reach {
                 targets: c.targets.len(),
                 population: c.population,
                 unreached,
+                skipped: c.skipped,
             });
             self.next_allowed = now.plus(self.probe_period);
             return (Vec::new(), true);
@@ -311,7 +329,7 @@ mod tests {
     fn a_check_counts_who_answered_and_retries_the_others() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(1);
-        let pings = r.start(Time(0), peers(4), &mut rng);
+        let pings = r.start(Time(0), peers(4), 0, &mut rng);
         assert_eq!(pings.len(), 4);
         // n0 and n1 answer the first round.
         r.on_pong(Time(10), pings[0].1);
@@ -345,7 +363,7 @@ mod tests {
     fn a_large_baseline_is_sampled_and_estimated() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(2);
-        let pings = r.start(Time(0), peers(1000), &mut rng);
+        let pings = r.start(Time(0), peers(1000), 0, &mut rng);
         assert_eq!(pings.len(), SAMPLE);
         let mut t = 0;
         loop {

@@ -743,9 +743,11 @@ impl<'a> World<'a> {
                         }
                     }
                 }
-                // The first group is the cut-off side (with `oneway`, the side that cannot
-                // reach the others).
-                let side: Vec<usize> = (0..total).filter(|i| group[*i] == 0).collect();
+                // The first group is the cut-off side; with `oneway` (the first group's
+                // datagrams to the others are dropped) the others are: they hear nothing.
+                let side: Vec<usize> = (0..total)
+                    .filter(|i| (group[*i] == 0) != f.oneway)
+                    .collect();
                 self.rec.mark_cut_side(&side);
                 let r = self.net.rules.len();
                 self.net.rules.push(Rule {
