@@ -238,34 +238,13 @@ impl Guard {
             GuardState::Warming => false,
             GuardState::Frozen | GuardState::Isolated => true,
             GuardState::Normal => {
-                // A new suspicion: check at once, so that the answer (a few probe timeouts)
-                // is in before the suspicion timeout declares anyone down. A lone failure
-                // already confirmed needs no more checks; two together do.
+                // A suspicion: check at once, so that the answer (a few probe timeouts) is in
+                // before the suspicion timeout declares anyone down. Failures already
+                // confirmed need no more checks.
                 let suspect = ctx.truth.suspects().any(|n| self.baseline.contains(n));
-                ctx.reach.silent_for.is_some() || suspect || self.swim_lost(ctx) >= 2
+                ctx.reach.silent_for.is_some() || suspect
             }
         }
-    }
-
-    /// Baseline peers SWIM suspects, or that failed within the window and are still down.
-    fn swim_lost(&self, ctx: &GuardCtx<'_>) -> usize {
-        let suspects = ctx
-            .truth
-            .suspects()
-            .filter(|n| self.baseline.contains(n))
-            .count();
-        let failed = self
-            .failures
-            .iter()
-            .filter(|(_, n)| {
-                self.baseline.contains(n)
-                    && ctx
-                        .truth
-                        .get(n)
-                        .is_some_and(|m| m.state == TruthState::Down)
-            })
-            .count();
-        suspects + failed
     }
 
     fn has_record(ctx: &GuardCtx<'_>, name: &str) -> bool {
@@ -532,7 +511,15 @@ impl Guard {
                     note(r.at, &mut first);
                 }
             }
-            out.estimate = r.unreached_estimate();
+            if r.targets < r.population {
+                // A sampled check: scale what it found in the baseline to the whole of it.
+                let found = r
+                    .unreached
+                    .iter()
+                    .filter(|n| self.baseline.contains(n))
+                    .count();
+                out.estimate = (found * r.population).div_ceil(r.targets.max(1));
+            }
         }
         out.count = seen.len().max(out.estimate);
         out.first = first;

@@ -69,14 +69,6 @@ impl CheckResult {
         let answered = self.reached() as f64 / self.targets as f64;
         answered * self.population as f64 / all as f64
     }
-
-    /// Unreachable baseline peers, estimated from the sample when the check was sampled.
-    pub fn unreached_estimate(&self) -> usize {
-        if self.targets == 0 || self.targets >= self.population {
-            return self.unreached.len();
-        }
-        (self.unreached.len() * self.population).div_ceil(self.targets)
-    }
 }
 
 /// What the guard reads.
@@ -379,7 +371,8 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(res.population, 1000);
-        assert_eq!(res.unreached_estimate(), 1000);
+        assert_eq!((res.targets, res.unreached.len()), (SAMPLE, SAMPLE));
+        assert_eq!(res.reached_fraction(), 0.0);
     }
 
     #[test]
