@@ -63,6 +63,9 @@ pub struct Guard {
     /// counts these; a member held only as the last instance of a service does not block a
     /// thaw).
     episode_held: BTreeSet<Arc<str>>,
+    /// Members SWIM declared down that answered this node's own reach check: alive as far
+    /// as this node can tell, so held (not served down) until a check goes unanswered.
+    answered: BTreeSet<Arc<str>>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -99,6 +102,7 @@ impl Guard {
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
+            answered: BTreeSet::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -174,6 +178,11 @@ impl Guard {
                 if !self.releasing() {
                     self.held.insert(name.clone());
                     self.episode_held.insert(name.clone());
+                } else if Self::reached(ctx, name) {
+                    // It answered our own ping since: SWIM's verdict (from other probers'
+                    // luck, or ours while we could not hear) is contradicted.
+                    self.held.insert(name.clone());
+                    self.answered.insert(name.clone());
                 } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
@@ -242,9 +251,13 @@ impl Guard {
                 // before the suspicion timeout declares anyone down. Failures already
                 // confirmed need no more checks.
                 let suspect = ctx.truth.suspects().any(|n| self.baseline.contains(n));
-                ctx.reach.silent_for.is_some() || suspect
+                ctx.reach.silent_for.is_some() || suspect || !self.answered.is_empty()
             }
         }
+    }
+
+    fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        ctx.reach.last.is_some_and(|r| r.reached.contains(name))
     }
 
     fn has_record(ctx: &GuardCtx<'_>, name: &str) -> bool {
@@ -311,6 +324,9 @@ impl Guard {
             let mut active = None;
             let mut candidates: Vec<Arc<str>> = Vec::new();
             for n in self.held.iter().chain(self.ghosts.keys()) {
+                if self.answered.contains(n) && Self::reached(ctx, n) {
+                    continue;
+                }
                 if !self.protected(ctx, n, &mut active) {
                     candidates.push(n.clone());
                 }
@@ -706,6 +722,7 @@ impl Guard {
 
     fn unhold(&mut self, name: &str) -> bool {
         self.episode_held.remove(name);
+        self.answered.remove(name);
         self.held.remove(name)
     }
 

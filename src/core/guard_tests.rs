@@ -422,6 +422,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
         population: 10,
         unreached: unreached.into_iter().collect(),
         skipped: 0,
+        reached: Default::default(),
     });
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     let rep = r.g.report();
@@ -435,6 +436,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
         population: 10,
         unreached: unreached.into_iter().collect(),
         skipped: 0,
+        reached: Default::default(),
     });
     r.run(100);
     let rep = r.g.report();
@@ -456,6 +458,7 @@ fn a_single_unreachable_peer_or_suspect_changes_nothing() {
         population: 10,
         unreached: [Arc::from("p0")].into_iter().collect(),
         skipped: 0,
+        reached: Default::default(),
     });
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     assert_eq!(r.state(), GuardState::Normal);
@@ -465,6 +468,38 @@ fn a_single_unreachable_peer_or_suspect_changes_nothing() {
         !r.with_wants(),
         "a lone failure, confirmed, needs no more checks"
     );
+}
+
+#[test]
+fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.set("p0", TruthState::Suspect);
+    // Our check reached p0 after SWIM began to suspect it (the suspicion came from someone
+    // else's bad luck, or from our own while we could not hear).
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: Default::default(),
+        skipped: 1,
+        reached: (0..10).map(|i| Arc::from(peer(i))).collect(),
+    });
+    r.set("p0", TruthState::Down);
+    assert_eq!(r.served("p0"), ServedStatus::Held);
+    assert_eq!(r.state(), GuardState::Normal);
+    r.run(2_000);
+    assert_eq!(r.served("p0"), ServedStatus::Held, "evidence still fresh");
+    // The next check goes unanswered: it was a real failure after all.
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: [Arc::from("p0")].into_iter().collect(),
+        skipped: 0,
+        reached: (1..10).map(|i| Arc::from(peer(i))).collect(),
+    });
+    r.run(500);
+    assert_eq!(r.served("p0"), ServedStatus::Down);
 }
 
 #[test]

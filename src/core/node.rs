@@ -14,7 +14,7 @@ use crate::core::meta::{
     MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore,
 };
 use crate::core::profile::Timings;
-use crate::core::reach::{Reach, ROUNDS};
+use crate::core::reach::Reach;
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
@@ -301,6 +301,9 @@ pub struct Node {
     refuted: bool,
     /// foca's count of suspects when we last mirrored them.
     suspects_seen: usize,
+    /// The guard state reach checks were last paced for, and the next heal pings.
+    reach_state: GuardState,
+    next_heal: Time,
 }
 
 /// Announces to random members right after connecting.
@@ -417,6 +420,8 @@ impl Node {
             incarnation: 0,
             refuted: false,
             suspects_seen: 0,
+            reach_state: GuardState::Normal,
+            next_heal: now,
             cfg,
         })
     }
@@ -1402,9 +1407,6 @@ impl Node {
 
     /// Runs `f` on the guard with everything it may look at.
     fn with_guard<R>(&mut self, now: Time, f: impl FnOnce(&mut Guard, &GuardCtx<'_>) -> R) -> R {
-        let t = &self.cfg.timings;
-        // A check's result stands until the next one (checks repeat while it matters).
-        let max_age = (t.probe_period * 4).max(t.probe_rtt * u32::from(ROUNDS) * 2);
         let store = self.store.lock();
         let ctx = GuardCtx {
             truth: &self.truth,
@@ -1412,7 +1414,7 @@ impl Node {
             self_name: &self.cfg.name,
             active_peers: self.foca.num_members(),
             idle: self.idle,
-            reach: self.reach.view(now, max_age),
+            reach: self.reach.view(now),
         };
         f(&mut self.guard, &ctx)
     }
@@ -1422,10 +1424,35 @@ impl Node {
     fn check_reach(&mut self, now: Time) {
         let connected = !self.idle && !self.reconnecting;
         self.reach.set_connected(now, connected);
+        let period = self.cfg.timings.probe_period;
+        let state = self.guard.state();
+        if state != self.reach_state {
+            // A new episode (or its end): check promptly again.
+            self.reach_state = state;
+            self.reach.set_spacing(period);
+        }
         let (pings, finished) = self.reach.poll(now);
         self.send_pings(pings);
         if finished {
             self.with_guard(now, |g, ctx| g.on_reach(now, ctx));
+            if matches!(
+                self.guard.state(),
+                GuardState::Frozen | GuardState::Isolated
+            ) {
+                // While the fault lasts, full checks back off (1, 2, 4 ... 16 probe
+                // periods apart); heal pings below notice the end of it meanwhile.
+                let wider = (self.reach.spacing() * 2).min(period * 16);
+                self.reach.set_spacing(wider);
+            }
+        }
+        if matches!(state, GuardState::Frozen | GuardState::Isolated)
+            && connected
+            && now >= self.next_heal
+        {
+            self.next_heal = now.plus(period);
+            let missing = self.missing_peers();
+            let pings = self.reach.heal_pings(missing, &mut self.rng);
+            self.send_pings(pings);
         }
         if !connected || !self.reach.can_start(now) {
             return;
@@ -1434,27 +1461,49 @@ impl Node {
         if !(wanted || std::mem::take(&mut self.refuted)) {
             return;
         }
-        let mut skipped = 0;
+        let mut suspects = std::collections::HashSet::new();
         let mut candidates: Vec<(Arc<str>, SocketAddr)> = self
             .guard
             .baseline_unordered()
             .filter_map(|n| match self.truth.get(n) {
                 Some(m) if m.state == TruthState::Left => None,
-                // A suspect is already counted; every other prober would ping it too, and a
-                // slow node under suspicion must not get a burst of pings on top.
-                Some(m) if m.state == TruthState::Suspect => {
-                    skipped += 1;
+                Some(m) => {
+                    if m.state == TruthState::Suspect {
+                        suspects.insert(n.clone());
+                    }
+                    Some((n.clone(), m.id.addr()))
+                }
+                None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
+            })
+            .collect();
+        // The baseline's order is its hash table's: sort so that the sample replays exactly.
+        candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let pings = self.reach.start(now, candidates, &suspects, &mut self.rng);
+        self.stats.reach_checks = self.reach.checks;
+        self.send_pings(pings);
+    }
+
+    /// Baseline peers SWIM does not call alive, or that the last check did not reach,
+    /// sorted by name (so that the pick replays exactly).
+    fn missing_peers(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        let unreached = self.reach.view(self.now).last.map(|r| &r.unreached);
+        let mut out: Vec<(Arc<str>, SocketAddr)> = self
+            .guard
+            .baseline_unordered()
+            .filter_map(|n| match self.truth.get(n) {
+                Some(m) if m.state == TruthState::Left => None,
+                Some(m)
+                    if m.state == TruthState::Alive
+                        && !unreached.is_some_and(|u| u.contains(n)) =>
+                {
                     None
                 }
                 Some(m) => Some((n.clone(), m.id.addr())),
                 None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
             })
             .collect();
-        // The baseline's order is its hash table's: sort so that the sample replays exactly.
-        candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let pings = self.reach.start(now, candidates, skipped, &mut self.rng);
-        self.stats.reach_checks = self.reach.checks;
-        self.send_pings(pings);
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     fn send_pings(&mut self, pings: Vec<(SocketAddr, u64)>) {

@@ -38,6 +38,9 @@ pub const ROUNDS: u8 = 4;
 /// before anything but silence is concluded).
 pub const SILENT_PERIODS: u32 = 3;
 
+/// Missing peers pinged once each per probe period while the guard holds (heal detection).
+pub const HEAL_PINGS: usize = 3;
+
 /// Outcome of the last finished reach check.
 #[derive(Clone, Debug, Default)]
 pub struct CheckResult {
@@ -49,9 +52,13 @@ pub struct CheckResult {
     pub population: usize,
     /// Pinged peers that answered no round (minus late answers that came after).
     pub unreached: HashSet<Arc<str>>,
-    /// Baseline peers not pinged because SWIM already suspects them (they count as not
-    /// reached).
+    /// Baseline peers SWIM already suspected when the check started: pinged once, no
+    /// retries (a slow node under suspicion must not get a burst of pings); they count as
+    /// not reached unless they answer.
     pub skipped: usize,
+    /// Pinged peers that answered (direct evidence that they are alive, whatever SWIM
+    /// concludes later).
+    pub reached: HashSet<Arc<str>>,
 }
 
 impl CheckResult {
@@ -62,12 +69,10 @@ impl CheckResult {
     /// Share of the baseline reached: the answered share of the pinged peers, scaled down
     /// by the suspects that were not pinged.
     pub fn reached_fraction(&self) -> f64 {
-        let all = self.population + self.skipped;
-        if self.targets == 0 || all == 0 {
+        if self.targets == 0 {
             return 0.0;
         }
-        let answered = self.reached() as f64 / self.targets as f64;
-        answered * self.population as f64 / all as f64
+        self.reached() as f64 / self.targets as f64
     }
 }
 
@@ -86,6 +91,9 @@ struct Check {
     seq: u64,
     targets: Vec<(Arc<str>, SocketAddr)>,
     answered: Vec<bool>,
+    /// Unreachable in the previous check too: one ping, no retries (what matters about
+    /// them is whether they are back, and one answer says that).
+    once: Vec<bool>,
     population: usize,
     skipped: usize,
     rounds_sent: u8,
@@ -105,8 +113,13 @@ pub struct Reach {
     /// Targets of the last finished check by nonce, so that a late answer still counts.
     late: HashMap<u64, Arc<str>>,
     seq: u64,
-    /// No new check before this (one finished check's worth of spacing).
+    /// No new check before this.
     next_allowed: Time,
+    /// Gap between the end of one check and the start of the next (the node widens it
+    /// while a fault lasts).
+    spacing: Duration,
+    /// Missing peers pinged once each since the last such round (nonce sequence 0).
+    heal: Vec<(Arc<str>, SocketAddr)>,
     /// Last tick time, to tell a stalled process (paused, starved) from silence.
     last_tick: Option<Time>,
     pub checks: u64,
@@ -125,6 +138,8 @@ impl Reach {
             late: HashMap::new(),
             seq: 0,
             next_allowed: Time::ZERO,
+            spacing: probe_period,
+            heal: Vec::new(),
             last_tick: None,
             checks: 0,
             pings_sent: 0,
@@ -173,11 +188,52 @@ impl Reach {
         (quiet >= limit).then_some(quiet)
     }
 
-    pub fn view(&self, now: Time, max_age: Duration) -> ReachView<'_> {
+    /// The evidence for the guard. A check's result stands until the next check could have
+    /// finished (the spacing, a whole check and a probe period of slack).
+    pub fn view(&self, now: Time) -> ReachView<'_> {
+        let max_age = self.spacing
+            + self.round_gap * u32::from(ROUNDS)
+            + self.probe_period.max(self.round_gap * u32::from(ROUNDS));
         ReachView {
             silent_for: self.silent(now, SILENT_PERIODS),
             last: self.last.as_ref().filter(|r| now.since(r.at) <= max_age),
         }
+    }
+
+    /// Sets the gap between checks (from the end of the one in flight, if any).
+    pub fn set_spacing(&mut self, spacing: Duration) {
+        if spacing != self.spacing {
+            let end = self.last.as_ref().map(|r| r.at).unwrap_or(Time::ZERO);
+            self.next_allowed = end.plus(spacing);
+            self.spacing = spacing;
+        }
+    }
+
+    pub fn spacing(&self) -> Duration {
+        self.spacing
+    }
+
+    /// Pings up to `HEAL_PINGS` of `missing` (peers held, suspect or unreachable) once
+    /// each: between checks, the cheapest way to notice that a cut has healed (one answer
+    /// from the other side is enough to rejoin it).
+    pub fn heal_pings(
+        &mut self,
+        mut missing: Vec<(Arc<str>, SocketAddr)>,
+        rng: &mut SmallRng,
+    ) -> Vec<(SocketAddr, u64)> {
+        let k = missing.len().min(HEAL_PINGS);
+        for i in 0..k {
+            let j = rng.random_range(i..missing.len());
+            missing.swap(i, j);
+        }
+        missing.truncate(k);
+        self.heal = missing;
+        self.pings_sent += k as u64;
+        self.heal
+            .iter()
+            .enumerate()
+            .map(|(i, (_, a))| (*a, Self::nonce(0, i)))
+            .collect()
     }
 
     pub fn in_progress(&self) -> bool {
@@ -196,9 +252,19 @@ impl Reach {
         &mut self,
         now: Time,
         mut candidates: Vec<(Arc<str>, SocketAddr)>,
-        skipped: usize,
+        suspects: &HashSet<Arc<str>>,
         rng: &mut SmallRng,
     ) -> Vec<(SocketAddr, u64)> {
+        let mut before: HashSet<Arc<str>> = self
+            .last
+            .as_ref()
+            .map(|r| r.unreached.clone())
+            .unwrap_or_default();
+        before.extend(suspects.iter().cloned());
+        let skipped = candidates
+            .iter()
+            .filter(|(n, _)| suspects.contains(n))
+            .count();
         let population = candidates.len();
         if population == 0 || self.check.is_some() {
             return Vec::new();
@@ -214,10 +280,15 @@ impl Reach {
         self.seq += 1;
         self.checks += 1;
         let n = candidates.len();
+        let once = candidates
+            .iter()
+            .map(|(name, _)| before.contains(name))
+            .collect();
         self.check = Some(Check {
             seq: self.seq,
             targets: candidates,
             answered: vec![false; n],
+            once,
             population,
             skipped,
             rounds_sent: 0,
@@ -235,6 +306,9 @@ impl Reach {
         self.heard(now);
         let seq = nonce >> 20;
         let i = (nonce & 0xF_FFFF) as usize;
+        if seq == 0 {
+            return self.heal.get(i).cloned();
+        }
         if let Some(c) = self.check.as_mut().filter(|c| c.seq == seq) {
             let t = c.targets.get(i)?;
             if let Some(a) = c.answered.get_mut(i) {
@@ -246,6 +320,7 @@ impl Reach {
         let name = self.late.remove(&nonce)?;
         if let Some(r) = self.last.as_mut() {
             r.unreached.remove(&name);
+            r.reached.insert(name);
         }
         None
     }
@@ -266,8 +341,11 @@ impl Reach {
             };
             self.late.clear();
             let mut unreached = HashSet::new();
+            let mut reached = HashSet::new();
             for (i, (name, _)) in c.targets.iter().enumerate() {
-                if !c.answered[i] {
+                if c.answered[i] {
+                    reached.insert(name.clone());
+                } else {
                     unreached.insert(name.clone());
                     self.late.insert(Self::nonce(c.seq, i), name.clone());
                 }
@@ -278,15 +356,17 @@ impl Reach {
                 population: c.population,
                 unreached,
                 skipped: c.skipped,
+                reached,
             });
-            self.next_allowed = now.plus(self.probe_period);
+            self.next_allowed = now.plus(self.spacing);
             return (Vec::new(), true);
         }
+        let first = c.rounds_sent == 0;
         c.rounds_sent += 1;
         c.next_round = now.plus(self.round_gap);
         let mut out = Vec::new();
         for (i, (_, addr)) in c.targets.iter().enumerate() {
-            if !c.answered[i] {
+            if !c.answered[i] && (first || !c.once[i]) {
                 out.push((*addr, Self::nonce(c.seq, i)));
             }
         }
@@ -321,7 +401,7 @@ mod tests {
     fn a_check_counts_who_answered_and_retries_the_others() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(1);
-        let pings = r.start(Time(0), peers(4), 0, &mut rng);
+        let pings = r.start(Time(0), peers(4), &HashSet::new(), &mut rng);
         assert_eq!(pings.len(), 4);
         // n0 and n1 answer the first round.
         r.on_pong(Time(10), pings[0].1);
@@ -335,18 +415,12 @@ mod tests {
         }
         let (_, done) = r.poll(Time(2000));
         assert!(done);
-        let v = r.view(Time(2000), Duration::from_secs(5));
+        let v = r.view(Time(2000));
         let res = v.last.expect("a result");
         assert_eq!((res.targets, res.reached()), (4, 2));
         // A late answer counts.
         r.on_pong(Time(2100), again[0].1);
-        assert_eq!(
-            r.view(Time(2100), Duration::from_secs(5))
-                .last
-                .unwrap()
-                .reached(),
-            3
-        );
+        assert_eq!(r.view(Time(2100)).last.unwrap().reached(), 3);
         assert!(!r.can_start(Time(2500)), "spaced by a probe period");
         assert!(r.can_start(Time(3000)));
     }
@@ -355,7 +429,7 @@ mod tests {
     fn a_large_baseline_is_sampled_and_estimated() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(2);
-        let pings = r.start(Time(0), peers(1000), 0, &mut rng);
+        let pings = r.start(Time(0), peers(1000), &HashSet::new(), &mut rng);
         assert_eq!(pings.len(), SAMPLE);
         let mut t = 0;
         loop {
@@ -365,11 +439,7 @@ mod tests {
             }
             assert!(t < 10_000);
         }
-        let res = r
-            .view(Time(t), Duration::from_secs(5))
-            .last
-            .unwrap()
-            .clone();
+        let res = r.view(Time(t)).last.unwrap().clone();
         assert_eq!(res.population, 1000);
         assert_eq!((res.targets, res.unreached.len()), (SAMPLE, SAMPLE));
         assert_eq!(res.reached_fraction(), 0.0);
