@@ -11,4 +11,5 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod dev;
+pub mod dns;
 pub mod sim;

@@ -6,6 +6,7 @@
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
 
+pub mod consul;
 pub mod error;
 pub mod metrics;
 pub mod routes;

@@ -156,7 +156,7 @@ where
 }
 
 /// The query string as (key, value) pairs, percent-decoded, in order.
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .map(|q| {
             form_urlencoded::parse(q.as_bytes())
@@ -309,7 +309,7 @@ fn parse_blocking(pairs: &[(String, String)]) -> HttpResult<Option<(u64, Duratio
 }
 
 /// Resolves once `*rx` is `true`; never if the sender is gone.
-async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;
@@ -321,7 +321,7 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
 }
 
 /// Blocks until the node's index is greater than `after`, `wait` passes or the server stops.
-async fn wait_for_index(st: &ApiState, after: u64, wait: Duration) {
+pub(crate) async fn wait_for_index(st: &ApiState, after: u64, wait: Duration) {
     let mut rx = st.shared.events.subscribe();
     let current = st.shared.lock().index();
     // An index from the future belongs to a previous life of the agent: answer at once.
