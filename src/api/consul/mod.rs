@@ -275,7 +275,7 @@ async fn agent_members(State(st): State<ApiState>, uri: Uri) -> HttpResult<Respo
 
 async fn datacenters(State(st): State<ApiState>) -> Response {
     let v = view(&st.shared.lock());
-    answer(&v, &[v.datacenter.clone()])
+    answer(&v, &std::slice::from_ref(&v.datacenter))
 }
 
 async fn catalog_services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Response> {
