@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the agent (one per host)
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Start a local cluster of agents on loopback and watch it converge
     Dev(DevArgs),
     #[command(flatten)]
@@ -103,7 +103,7 @@ fn dev_api_hook() -> DevHook {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Agent(args) => agent(args).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -38,11 +38,14 @@ pub fn ip(i: usize) -> String {
     format!("127.0.0.{}", i + 1)
 }
 
+/// Tags as (key, value) pairs.
+pub type Tags = Vec<(&'static str, &'static str)>;
+
 /// One agent of a test cluster: its node tags and services (name, port, tags).
 #[derive(Clone, Default)]
 pub struct Spec {
-    pub tags: Vec<(&'static str, &'static str)>,
-    pub services: Vec<(&'static str, u16, Vec<(&'static str, &'static str)>)>,
+    pub tags: Tags,
+    pub services: Vec<(&'static str, u16, Tags)>,
 }
 
 pub struct Cluster {
