@@ -9,7 +9,7 @@
 //! addresses the event loop cuts off. It is reachable only through this library (no API route,
 //! no flag, no config key) and costs one relaxed atomic load per datagram while empty.
 
-use crate::core::{Event, Node, Time};
+use crate::core::{Event, Node, NodeMeta, Time};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +39,9 @@ pub struct AgentShared {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// Test/chaos hook: peers the event loop cuts off (see `Faults`). Empty in production.
     pub faults: Faults,
+    /// Tags and services as the config file gave them when last read (start or SIGHUP):
+    /// the base of the reload's three-way merge (`agent::reload`).
+    pub file_meta: Mutex<NodeMeta>,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -152,6 +155,7 @@ impl AgentShared {
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
+            file_meta: Mutex::new(NodeMeta::default()),
         }
     }
 

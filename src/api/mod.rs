@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod types;
+pub mod wallclock;
 
 pub use error::{ApiError, HttpError};
 

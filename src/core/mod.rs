@@ -10,6 +10,7 @@ pub mod intern;
 pub mod meta;
 pub mod names;
 pub mod node;
+pub mod operator;
 pub mod profile;
 pub mod snapshot;
 pub mod sync;

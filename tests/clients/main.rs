@@ -11,6 +11,7 @@
 
 mod consul;
 mod dns;
+mod local_api;
 mod prometheus;
 
 use shoal::agent::{Agent, AgentShared};
