@@ -1202,6 +1202,25 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_file_loads() {
+        let c = load(
+            &args(&[
+                "--config",
+                "packaging/shoal.toml",
+                "--name",
+                "n1",
+                "--advertise",
+                "10.0.0.5:7946",
+            ]),
+            &[],
+        )
+        .expect("packaging/shoal.toml is valid");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal"));
+        assert_eq!(c.api, PathBuf::from("/var/lib/shoal/shoal.sock"));
+        assert_eq!(c.bind.port(), DEFAULT_PORT);
+    }
+
+    #[test]
     fn consul_and_dns_listeners() {
         let c = load(&args(&[]), &[]).unwrap();
         assert_eq!(
