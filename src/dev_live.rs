@@ -585,7 +585,7 @@ pub async fn run_story(
                 .filter(|(i, _)| *i != 1)
                 .all(|(_, r)| {
                     r.served.get("alive").copied().unwrap_or(0) == n - 1
-                        && r.served.get("suspect").is_none()
+                        && !r.served.contains_key("suspect")
                 })
         },
     )
