@@ -3,13 +3,16 @@
 # packaging cannot rot: the files, the unit, the maintainer scripts, an unpack into a
 # temporary dpkg root, and the packaged binary running an agent from the packaged config.
 # Used by .ci/run; run it by hand the same way: bash packaging/check-deb.sh
+# SHOAL_DEB_PROFILE=dev packages the debug build `cargo test` already made (what CI does, to
+# check the packaging without a second, optimised build); the default is release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install cargo-deb --locked
 fi
-cargo deb --locked
+profile="${SHOAL_DEB_PROFILE:-release}"
+cargo deb --locked --strip --profile "$profile"
 deb=$(ls -t target/debian/shoal_*.deb | head -1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 dpkg-deb -I "$deb" | sed -n '1,/Description/p'
@@ -47,7 +50,11 @@ done
 # directory instead of the host's), and its API answers.
 data="$work/data"
 mkdir -p "$data"
-"$root/usr/bin/shoal" agent --config "$root/etc/shoal/shoal.toml" --name ci-check \
+# An unpacked (not yet configured) conffile waits as .dpkg-new.
+conf="$root/etc/shoal/shoal.toml"
+[ -f "$conf" ] || conf="$conf.dpkg-new"
+[ -f "$conf" ] || fail "the config file was not unpacked"
+"$root/usr/bin/shoal" agent --config "$conf" --name ci-check \
     --bind 127.0.0.1:0 --data-dir "$data" --api "unix:$data/shoal.sock" --log-level warn &
 pid=$!
 ok=0
