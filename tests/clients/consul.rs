@@ -362,3 +362,83 @@ async fn consul_and_dns_carry_fail_static() {
     };
     assert_eq!(ips, served, "DNS answers what the served view serves");
 }
+
+/// Consul's Python client (Debian's `python3-consul`) reads the catalog, the health of a
+/// service with its filters, and makes a blocking query, against shoal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_consul_client_reads_shoal() {
+    let test = "python_consul_client_reads_shoal";
+    let py = std::path::Path::new("/usr/bin/python3");
+    let has_lib = py.is_file()
+        && std::process::Command::new(py)
+            .args(["-c", "import consul"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    if !has_lib {
+        assert!(
+            !required(),
+            "python3-consul is required (SHOAL_REQUIRE_CLIENTS=1) but missing"
+        );
+        eprintln!("SKIPPED {test}: Debian's python3-consul is not installed");
+        return;
+    }
+    let c = Cluster::start(&specs()).await;
+    c.converge().await;
+    let port = c.consul_addr(0).port().to_string();
+    let script = r#"
+import consul, json, sys, time
+c = consul.Consul(host="127.0.0.1", port=int(sys.argv[1]))
+dc = c.agent.self()["Config"]["Datacenter"]
+idx, services = c.catalog.services()
+hidx, nodes = c.health.service("web", passing=True)
+_, tagged = c.health.service("web", tag="primary")
+t0 = time.time()
+bidx, _ = c.health.service("web", index=hidx, wait="1s")
+waited = time.time() - t0
+print(json.dumps({
+    "dc": dc,
+    "index": int(idx),
+    "services": services,
+    "web": sorted([(n["Node"]["Node"], n["Node"]["Address"], n["Service"]["Port"],
+                    [ch["Status"] for ch in n["Checks"]]) for n in nodes]),
+    "tagged": [n["Node"]["Node"] for n in tagged],
+    "blocked_same_index": int(bidx) == int(hidx),
+    "waited": waited,
+}))
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script, &port])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python-consul failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the script's JSON");
+    assert_eq!(v["dc"], "dc1");
+    assert!(v["index"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["services"],
+        serde_json::json!({"db": ["role=primary"], "web": ["primary", "version=1", "version=2"]})
+    );
+    assert_eq!(
+        v["web"],
+        serde_json::json!([
+            ["n0", "127.0.0.1", 8080, ["passing"]],
+            ["n1", "127.0.0.2", 8081, ["passing"]],
+            ["n2", "127.0.0.3", 8082, ["passing"]],
+        ])
+    );
+    assert_eq!(v["tagged"], serde_json::json!(["n0"]));
+    assert_eq!(v["blocked_same_index"], true);
+    assert!(
+        v["waited"].as_f64().unwrap() >= 0.8,
+        "the blocking query waited: {v}"
+    );
+}
