@@ -239,11 +239,17 @@ impl Bed<'_> {
                 .map(|(s, c)| format!("{s} {c}"))
                 .collect();
             let served = format!("{}/{n} serving: {}", r.serving(), counts(&r.served));
+            // A guard without a baseline yet (the first 2 s of calm) does not trip: say so.
+            let guard = if r.baseline == 0 {
+                format!("{}*", r.guard)
+            } else {
+                r.guard.clone()
+            };
             lines.push(format!(
                 "  {:<5} {:<8} {:<9} {:<42} {:<30} {}",
                 r.name,
                 r.fate.word(),
-                r.guard,
+                guard,
                 served,
                 counts(&r.swim),
                 if services.is_empty() {
@@ -258,7 +264,7 @@ impl Bed<'_> {
 }
 
 const KEYS: &str = "keys (then Enter): c N cut node N off | s split 40/60 | k N kill N | \
-                    l N N leaves | h heal | q quit";
+                    l N N leaves | h heal | q quit   (guard* = no baseline yet)";
 
 fn parse_node(arg: Option<&str>, n: usize, default: usize) -> Result<usize, String> {
     match arg {
@@ -340,7 +346,6 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut drawn = 0usize;
     let mut last_msg = String::new();
     loop {
         tokio::select! {
@@ -357,9 +362,10 @@ pub async fn run(
                 t.push(format!("  {last_msg}"));
                 t.push(format!("  {KEYS}"));
                 let mut buf = String::new();
-                if tty && drawn > 0 {
-                    // Up over the last table and the command line the user typed.
-                    buf.push_str(&format!("\x1b[{drawn}A\r\x1b[J"));
+                if tty {
+                    // Redraw the whole screen: agents' log lines and the typed command do
+                    // not leave stale copies of the table behind.
+                    buf.push_str("\x1b[H\x1b[2J");
                 }
                 for l in &t {
                     buf.push_str(l);
@@ -367,7 +373,6 @@ pub async fn run(
                 }
                 let _ = out.write_all(buf.as_bytes());
                 let _ = out.flush();
-                drawn = if tty { t.len() } else { 0 };
             }
         }
     }
