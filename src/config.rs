@@ -99,11 +99,11 @@ pub struct AgentArgs {
     /// Also serve the local API on this loopback TCP address
     #[arg(long = "api-http", value_name = "127.0.0.1:PORT")]
     pub api_http: Option<String>,
-    /// Serve a Consul-compatible read API on this loopback TCP address
-    #[arg(long = "consul-api", value_name = "127.0.0.1:PORT")]
+    /// Serve a Consul-compatible read API on this loopback TCP address [alone: 127.0.0.1:8500]
+    #[arg(long = "consul-api", value_name = "127.0.0.1:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:8500")]
     pub consul_api: Option<String>,
-    /// Serve DNS (zone `shoal.`, UDP and TCP) on this loopback address
-    #[arg(long = "dns", value_name = "127.0.0.1:PORT")]
+    /// Serve DNS (zone `shoal.`, UDP and TCP) on this loopback address [alone: 127.0.0.1:8600]
+    #[arg(long = "dns", value_name = "127.0.0.1:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:8600")]
     pub dns: Option<String>,
     /// Seed to join (repeatable)
     #[arg(long, value_name = "IP:PORT")]
@@ -1235,6 +1235,10 @@ mod tests {
         assert_eq!(c.consul_api, Some("127.0.0.1:8500".parse().unwrap()));
         assert_eq!(c.dns, Some("127.0.0.1:8600".parse().unwrap()));
         assert_eq!(c.dns_ttl, Duration::from_secs(5));
+        // The flags alone take the default addresses.
+        let c = load(&args(&["--consul-api", "--dns"]), &[]).unwrap();
+        assert_eq!(c.consul_api, Some("127.0.0.1:8500".parse().unwrap()));
+        assert_eq!(c.dns, Some("127.0.0.1:8600".parse().unwrap()));
         let c = load(&args(&[]), &[("SHOAL_CONSUL_API", "[::1]:8500")]).unwrap();
         assert_eq!(c.consul_api, Some("[::1]:8500".parse().unwrap()));
         for (flag, field) in [("--consul-api", "consul_api"), ("--dns", "dns")] {

@@ -212,8 +212,16 @@ async fn sighup_keeps_what_the_api_set() {
          [tags]\nzone = \"a\"\nrack = \"1\"\n\
          [[services]]\nname = \"web\"\nport = 8080\n",
     );
+    // The binary's own listeners too: the Consul API and DNS on free loopback ports.
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (consul, dns) = (free(), free());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
         .arg("agent")
+        .arg(format!("--consul-api={consul}"))
+        .arg(format!("--dns={dns}"))
         .arg("--config")
         .arg(&cfg)
         .arg("--data-dir")
@@ -237,6 +245,12 @@ async fn sighup_keeps_what_the_api_set() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let r = get(consul, "/v1/catalog/services").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"web": []}));
+    let ips = super::dns::a_records(dns, "solo.node.shoal.").await;
+    assert_eq!(ips, vec!["127.0.0.1"]);
+
     // Through the API: a tag, a changed tag, a service.
     client
         .set_tags(

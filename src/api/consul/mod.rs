@@ -207,6 +207,8 @@ fn build(state: ApiState) -> Router {
         .route("/v1/status/peers", get(status_peers))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
+        // Extractor rejections (a badly encoded path) as `{"error": …}` too.
+        .layer(axum::middleware::from_fn(crate::api::error::json_errors))
         .with_state(state)
 }
 
