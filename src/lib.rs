@@ -11,4 +11,6 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod dev;
+pub mod dev_live;
+pub mod dns;
 pub mod sim;

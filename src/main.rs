@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the agent (one per host)
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Start a local cluster of agents on loopback and watch it converge
     Dev(DevArgs),
     #[command(flatten)]
@@ -51,7 +51,21 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
+    let consul = match cfg.consul_api {
+        Some(addr) => Some(api::consul::spawn(agent.shared(), addr).await?),
+        None => None,
+    };
+    let dns = match cfg.dns {
+        Some(addr) => Some(shoal::dns::spawn(agent.shared(), addr, cfg.dns_ttl).await?),
+        None => None,
+    };
     let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;
+    if let Some(d) = dns {
+        d.shutdown().await;
+    }
+    if let Some(c) = consul {
+        c.shutdown().await;
+    }
     api.shutdown().await;
     Ok(res?)
 }
@@ -89,7 +103,7 @@ fn dev_api_hook() -> DevHook {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Agent(args) => agent(args).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
             .await
             .map(|_| ExitCode::SUCCESS),

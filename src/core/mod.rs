@@ -12,6 +12,7 @@ pub mod intern;
 pub mod meta;
 pub mod names;
 pub mod node;
+pub mod operator;
 pub mod profile;
 pub mod reach;
 pub mod snapshot;

@@ -68,6 +68,8 @@ pub enum NodeError {
     Snapshot(#[from] SnapshotError),
     #[error("the node has started; members can only be adopted before")]
     AlreadyStarted,
+    #[error("force-leave refused: {0}")]
+    ForceLeave(String),
 }
 
 /// A timer the driver must deliver back at its deadline (in deadline order).
@@ -468,6 +470,10 @@ impl Node {
                 Ok(msg) => self.handle_shoal(now, from, msg),
                 Err(_) => self.stats.dropped_decode += 1,
             },
+            Kind::Operator => match crate::core::operator::OperatorMsg::decode(body) {
+                Ok(msg) => self.handle_operator(msg),
+                Err(_) => self.stats.dropped_decode += 1,
+            },
         }
         self.after_input(now);
     }
@@ -614,6 +620,78 @@ impl Node {
         let done = self.guard.release(name);
         self.after_input(now);
         done
+    }
+
+    /// Operator `force-leave` (Serf's name): `name` failed for good; stop holding it here and
+    /// tell every active member to do the same (`core::operator`). Refused for this node and
+    /// for a member SWIM believes alive or suspect (it would come back at once). Returns
+    /// whether it was held here and how many members were told.
+    pub fn force_leave(&mut self, now: Time, name: &str) -> Result<(bool, usize), NodeError> {
+        use crate::core::operator::OperatorMsg;
+        self.now = now;
+        if name == self.cfg.name {
+            return Err(NodeError::ForceLeave(
+                "this is the local node; use leave to leave gracefully".into(),
+            ));
+        }
+        match self.truth.get(name).map(|m| m.state) {
+            Some(TruthState::Alive | TruthState::Suspect) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "{name} is alive according to SWIM; force-leave only removes failed or \
+                     held members (stop it first, or let it leave gracefully)"
+                )))
+            }
+            None if self.guard.ghosts().all(|(n, _)| **n != *name) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "no member named {name:?} is known to this agent"
+                )))
+            }
+            _ => {}
+        }
+        let released = self.guard.release(name);
+        let body = OperatorMsg::ForceLeave {
+            name: name.to_string(),
+        }
+        .encode();
+        let me = self.foca.identity().addr();
+        let peers: Vec<SocketAddr> = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .map(|(_, m)| m.id.addr())
+            .collect();
+        for dst in &peers {
+            wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
+            self.out.buf.extend_from_slice(&body);
+            if self.out.buf.len() > MAX_DATAGRAM {
+                break;
+            }
+            self.stats.tx_datagrams += 1;
+            self.stats.tx_bytes += self.out.buf.len() as u64;
+            self.out.transmits.push_back(Transmit {
+                dst: *dst,
+                data: self.out.buf.clone(),
+            });
+        }
+        self.after_input(now);
+        Ok((released, peers.len()))
+    }
+
+    /// An operator command from another agent: applied only where SWIM agrees the member is
+    /// gone (a live member is never removed by it).
+    fn handle_operator(&mut self, msg: crate::core::operator::OperatorMsg) {
+        use crate::core::operator::OperatorMsg;
+        match msg {
+            OperatorMsg::ForceLeave { name } => {
+                let gone = match self.truth.get(name.as_str()) {
+                    Some(m) => !m.state.is_active(),
+                    None => true,
+                };
+                if gone && name != self.cfg.name {
+                    self.guard.release(&name);
+                }
+            }
+        }
     }
 
     /// Restores a snapshot taken by this node before a restart; call before `start`. A fresh

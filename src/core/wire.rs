@@ -26,6 +26,8 @@ pub enum Kind {
     Swim = 0,
     /// A shoal message (metadata anti-entropy), postcard-encoded.
     Shoal = 1,
+    /// An operator command every agent must apply (`core::operator`).
+    Operator = 2,
 }
 
 /// Why a datagram was refused. Each variant is counted separately in the stats.
@@ -95,6 +97,7 @@ pub fn open<'a>(data: &'a [u8], label: &str) -> Result<(Kind, &'a [u8]), WireErr
     let kind = match rest[label_len] {
         0 => Kind::Swim,
         1 => Kind::Shoal,
+        2 => Kind::Operator,
         _ => return Err(WireError::BadKind),
     };
     Ok((kind, &rest[label_len + 1..]))
