@@ -610,6 +610,8 @@ impl Node {
     /// Operator override of the guard.
     pub fn guard_thaw(&mut self, now: Time, who: &str) {
         self.now = now;
+        // The operator says the truth is right: the last reach check no longer counts.
+        self.reach.forget();
         self.guard.thaw(now, who);
         self.after_input(now);
     }
@@ -1523,10 +1525,8 @@ impl Node {
                 self.reach.set_spacing(wider);
             }
         }
-        if matches!(state, GuardState::Frozen | GuardState::Isolated)
-            && connected
-            && now >= self.next_heal
-        {
+        // (Also while foca is idle: an agent cut off from everyone needs these most.)
+        if matches!(state, GuardState::Frozen | GuardState::Isolated) && now >= self.next_heal {
             self.next_heal = now.plus(period);
             let missing = self.missing_peers();
             let pings = self.reach.heal_pings(missing, &mut self.rng);
