@@ -114,6 +114,23 @@ impl Cluster {
         c
     }
 
+    /// Starts one more agent joining through agent `seed`; returns its index.
+    async fn add(&mut self, seed: usize) -> usize {
+        let i = self.n();
+        let cfg = config(
+            i,
+            "127.0.0.1:0".parse().unwrap(),
+            Some(self.addrs[seed]),
+            self.dir.path(),
+            &self.setup,
+        );
+        let a = Agent::start(&cfg).await.expect("agent starts");
+        self.addrs.push(a.local_addr());
+        self.shared.push(a.shared());
+        self.agents.push(Some(a));
+        i
+    }
+
     fn n(&self) -> usize {
         self.agents.len()
     }
@@ -678,17 +695,7 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
     .await;
 
     // A new member appears while frozen.
-    let cfg = config(
-        5,
-        "127.0.0.1:0".parse().unwrap(),
-        Some(c.addrs[0]),
-        c.dir.path(),
-        &c.setup,
-    );
-    let newcomer = Agent::start(&cfg).await.expect("starts");
-    c.addrs.push(newcomer.local_addr());
-    c.shared.push(newcomer.shared());
-    c.agents.push(Some(newcomer));
+    c.add(0).await;
     c.wait(REACT, "the frozen agents serve the newcomer alive", || {
         (0..4).all(|i| c.status(i, 5) == Some(ServedStatus::Alive))
     })
@@ -1074,19 +1081,7 @@ async fn a_split_in_the_middle_of_churn_never_serves_anyone_down() {
     // profile is five times faster than `lan`: every 2 s on a LAN), never a quiet period.
     let mut churned = Vec::new();
     for k in 0..6 {
-        let i = c.n();
-        let cfg = config(
-            i,
-            "127.0.0.1:0".parse().unwrap(),
-            Some(c.addrs[k % 4]),
-            c.dir.path(),
-            &c.setup,
-        );
-        let a = Agent::start(&cfg).await.expect("churn agent starts");
-        c.addrs.push(a.local_addr());
-        c.shared.push(a.shared());
-        c.agents.push(Some(a));
-        churned.push(i);
+        churned.push(c.add(k % 4).await);
         tokio::time::sleep(Duration::from_millis(400)).await;
         if k % 2 == 1 {
             let j = churned.remove(0);

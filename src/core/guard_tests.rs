@@ -36,8 +36,17 @@ fn peer(i: usize) -> String {
 }
 
 impl Rig {
-    /// `n` alive peers plus ourselves ("me"), run until the baseline is taken.
+    /// `n` alive peers plus ourselves ("me"), a while after they were seen.
     fn new(cfg: GuardConfig, n: usize) -> Rig {
+        let mut r = Rig::young(cfg, n);
+        let stable = r.g.config().stable_after;
+        r.run(stable.as_millis() as u64 + 1_000);
+        assert_eq!(r.g.report().baseline, n, "baseline lost");
+        r
+    }
+
+    /// `n` alive peers plus ourselves, just seen (no time has passed).
+    fn young(cfg: GuardConfig, n: usize) -> Rig {
         let mut r = Rig {
             g: Guard::new(cfg, Time(0)),
             truth: Truth::default(),
@@ -53,9 +62,6 @@ impl Rig {
         for i in 0..n {
             r.set(&peer(i), TruthState::Alive);
         }
-        let stable = r.g.config().stable_after;
-        r.run(stable.as_millis() as u64 + 1_000);
-        assert_eq!(r.g.report().baseline, n, "baseline not taken");
         r
     }
 
@@ -525,21 +531,7 @@ fn silence_isolates_at_once() {
 #[test]
 fn the_baseline_starts_with_the_first_view_and_follows_churn() {
     // No stable period at all: members are protected from the moment they are seen.
-    let mut r = Rig {
-        g: Guard::new(GuardConfig::default(), Time(0)),
-        truth: Truth::default(),
-        meta: MetaStore::default(),
-        now: Time(0),
-        reach: None,
-        idle: false,
-        silent: None,
-        check: None,
-        transitions: Vec::new(),
-    };
-    r.set("me", TruthState::Alive);
-    for i in 0..10 {
-        r.set(&peer(i), TruthState::Alive);
-    }
+    let mut r = Rig::young(GuardConfig::default(), 10);
     assert_eq!(r.g.report().baseline, 10, "baseline from the first view");
     // Churn: a join and a graceful leave every 2 s for a minute; the baseline follows.
     for k in 0..30 {
