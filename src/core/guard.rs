@@ -63,9 +63,11 @@ pub struct Guard {
     /// counts these; a member held only as the last instance of a service does not block a
     /// thaw).
     episode_held: BTreeSet<Arc<str>>,
-    /// Members SWIM declared down that answered this node's own reach check: alive as far
-    /// as this node can tell, so held (not served down) until a check goes unanswered.
-    answered: BTreeSet<Arc<str>>,
+    /// Members SWIM declared down although this node's own evidence says otherwise (they
+    /// answered its last reach check, or its own hearing was in doubt: it had just refuted
+    /// a suspicion of itself), with when: held until a check that started after that, and
+    /// reached most peers, misses them (or for `window` at most).
+    doubted: BTreeMap<Arc<str>, Time>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -102,7 +104,7 @@ impl Guard {
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
-            answered: BTreeSet::new(),
+            doubted: BTreeMap::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -178,11 +180,18 @@ impl Guard {
                 if !self.releasing() {
                     self.held.insert(name.clone());
                     self.episode_held.insert(name.clone());
-                } else if Self::reached(ctx, name) {
-                    // It answered our own ping since: SWIM's verdict (from other probers'
-                    // luck, or ours while we could not hear) is contradicted.
+                } else if Self::reached(ctx, name)
+                    || ctx
+                        .reach
+                        .refuted_at
+                        .is_some_and(|t| now.since(t) <= self.cfg.window)
+                {
+                    // It answered our own ping since it was suspected (SWIM's verdict came
+                    // from other probers' luck), or we just had to refute a suspicion of
+                    // ourselves (peers could not hear us, so our failed probes of this one
+                    // may be our own fault). Hold it until a fresh check confirms it gone.
                     self.held.insert(name.clone());
-                    self.answered.insert(name.clone());
+                    self.doubted.insert(name.clone(), now);
                 } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
@@ -251,7 +260,7 @@ impl Guard {
                 // before the suspicion timeout declares anyone down. Failures already
                 // confirmed need no more checks.
                 let suspect = ctx.truth.suspects().any(|n| self.baseline.contains(n));
-                ctx.reach.silent_for.is_some() || suspect || !self.answered.is_empty()
+                ctx.reach.silent_for.is_some() || suspect || !self.doubted.is_empty()
             }
         }
     }
@@ -324,8 +333,16 @@ impl Guard {
             let mut active = None;
             let mut candidates: Vec<Arc<str>> = Vec::new();
             for n in self.held.iter().chain(self.ghosts.keys()) {
-                if self.answered.contains(n) && Self::reached(ctx, n) {
-                    continue;
+                if let Some(t) = self.doubted.get(n) {
+                    // Released once a check that started after the doubt began, and
+                    // reached most peers (our own hearing works), missed it; or after
+                    // `window` at the latest.
+                    let confirmed = ctx.reach.last.is_some_and(|r| {
+                        r.started > *t && r.reached_fraction() >= 0.5 && r.unreached.contains(n)
+                    });
+                    if !confirmed && now.since(*t) < self.cfg.window {
+                        continue;
+                    }
                 }
                 if !self.protected(ctx, n, &mut active) {
                     candidates.push(n.clone());
@@ -722,7 +739,7 @@ impl Guard {
 
     fn unhold(&mut self, name: &str) -> bool {
         self.episode_held.remove(name);
-        self.answered.remove(name);
+        self.doubted.remove(name);
         self.held.remove(name)
     }
 

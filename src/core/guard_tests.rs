@@ -28,6 +28,7 @@ struct Rig {
     /// The reach evidence handed to the guard.
     silent: Option<Duration>,
     check: Option<CheckResult>,
+    refuted_at: Option<Time>,
     transitions: Vec<GuardTransition>,
 }
 
@@ -56,6 +57,7 @@ impl Rig {
             idle: false,
             silent: None,
             check: None,
+            refuted_at: None,
             transitions: Vec::new(),
         };
         r.set("me", TruthState::Alive);
@@ -84,6 +86,7 @@ impl Rig {
             reach: ReachView {
                 silent_for: self.silent,
                 last: self.check.as_ref(),
+                refuted_at: self.refuted_at,
             },
         };
         f(&mut self.g, &ctx, self.now);
@@ -423,6 +426,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
     // The check finds three more unreachable: 5 > 4, frozen before SWIM knows.
     let unreached = ["p0", "p1", "p2", "p3", "p4"].map(Arc::<str>::from);
     r.check = Some(CheckResult {
+        started: r.now,
         at: r.now,
         targets: 10,
         population: 10,
@@ -437,6 +441,7 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
     // A check that reaches fewer than half means this node is the one cut off.
     let unreached: Vec<Arc<str>> = (0..6).map(|i| Arc::from(peer(i))).collect();
     r.check = Some(CheckResult {
+        started: r.now,
         at: r.now,
         targets: 10,
         population: 10,
@@ -459,6 +464,7 @@ fn a_single_unreachable_peer_or_suspect_changes_nothing() {
     r.set("p0", TruthState::Suspect);
     assert!(r.with_wants(), "a suspicion asks for a reach check");
     r.check = Some(CheckResult {
+        started: r.now,
         at: r.now,
         targets: 10,
         population: 10,
@@ -483,6 +489,7 @@ fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() 
     // Our check reached p0 after SWIM began to suspect it (the suspicion came from someone
     // else's bad luck, or from our own while we could not hear).
     r.check = Some(CheckResult {
+        started: r.now,
         at: r.now,
         targets: 10,
         population: 10,
@@ -497,6 +504,7 @@ fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() 
     assert_eq!(r.served("p0"), ServedStatus::Held, "evidence still fresh");
     // The next check goes unanswered: it was a real failure after all.
     r.check = Some(CheckResult {
+        started: r.now,
         at: r.now,
         targets: 10,
         population: 10,

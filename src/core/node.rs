@@ -1817,6 +1817,7 @@ impl Node {
                 // We refuted a suspicion of ourselves: peers cannot hear us well.
                 self.stats.refutes += 1;
                 self.refuted = true;
+                self.reach.refuted(now);
             }
             // (Lower: foca renewed our identity, which starts a new incarnation count.)
             self.incarnation = inc;

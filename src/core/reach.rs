@@ -44,7 +44,8 @@ pub const HEAL_PINGS: usize = 3;
 /// Outcome of the last finished reach check.
 #[derive(Clone, Debug, Default)]
 pub struct CheckResult {
-    /// When the check finished.
+    /// When the check started and finished.
+    pub started: Time,
     pub at: Time,
     /// Peers pinged.
     pub targets: usize,
@@ -84,6 +85,9 @@ pub struct ReachView<'a> {
     pub silent_for: Option<Duration>,
     /// The last finished check, if recent enough to use.
     pub last: Option<&'a CheckResult>,
+    /// When this node last had to refute a suspicion of itself (peers could not hear it,
+    /// so what it concluded about them from its own failed probes is in doubt too).
+    pub refuted_at: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,7 @@ struct Check {
     skipped: usize,
     rounds_sent: u8,
     next_round: Time,
+    started: Time,
 }
 
 #[derive(Debug)]
@@ -122,6 +127,7 @@ pub struct Reach {
     heal: Vec<(Arc<str>, SocketAddr)>,
     /// Last tick time, to tell a stalled process (paused, starved) from silence.
     last_tick: Option<Time>,
+    refuted_at: Option<Time>,
     pub checks: u64,
     pub pings_sent: u64,
 }
@@ -141,6 +147,7 @@ impl Reach {
             spacing: probe_period,
             heal: Vec::new(),
             last_tick: None,
+            refuted_at: None,
             checks: 0,
             pings_sent: 0,
         }
@@ -197,7 +204,13 @@ impl Reach {
         ReachView {
             silent_for: self.silent(now, SILENT_PERIODS),
             last: self.last.as_ref().filter(|r| now.since(r.at) <= max_age),
+            refuted_at: self.refuted_at,
         }
+    }
+
+    /// This node refuted a suspicion of itself.
+    pub fn refuted(&mut self, now: Time) {
+        self.refuted_at = Some(now);
     }
 
     /// Sets the gap between checks (from the end of the one in flight, if any).
@@ -293,6 +306,7 @@ impl Reach {
             skipped,
             rounds_sent: 0,
             next_round: now,
+            started: now,
         });
         self.poll(now).0
     }
@@ -351,6 +365,7 @@ impl Reach {
                 }
             }
             self.last = Some(CheckResult {
+                started: c.started,
                 at: now,
                 targets: c.targets.len(),
                 population: c.population,
