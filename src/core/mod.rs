@@ -7,13 +7,17 @@ pub mod due;
 pub mod guard;
 pub mod identity;
 pub mod intern;
+pub mod keyops;
+pub mod keyring;
 pub mod meta;
 pub mod names;
 pub mod node;
 pub mod profile;
+pub mod replay;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
+pub mod trust;
 pub mod truth;
 pub mod wire;
 

@@ -350,6 +350,13 @@ where
         self.members.iter_active()
     }
 
+    /// (shoal fork) Whether an active member has this address: O(1), through the
+    /// member list's address index. Lets the caller tell a known, reachable peer from a
+    /// stranger (a possibly spoofed source) before answering it at length.
+    pub fn is_active_addr(&self, addr: &T::Addr) -> bool {
+        self.members.is_active_addr(addr)
+    }
+
     /// (shoal fork) Appends up to `wanted` distinct active members, picked at random with
     /// `rng`: O(wanted) when most members are active, one pass otherwise. Lets the caller
     /// sample peers without walking [`Foca::iter_members`].
