@@ -353,6 +353,30 @@ impl Client {
         self.get("/v1/stats").await
     }
 
+    /// `GET /v1/keys`.
+    pub async fn keys(&self) -> Result<crate::api::keys::KeysResponse, ClientError> {
+        self.get("/v1/keys").await
+    }
+
+    /// `POST /v1/keys`: a keyring change spread to the cluster (waits for confirmations).
+    pub async fn keys_change(
+        &self,
+        op: crate::core::keyops::KeyOpKind,
+        key: &str,
+    ) -> Result<crate::api::keys::KeysChangeResponse, ClientError> {
+        let body = crate::api::keys::KeysRequest {
+            op,
+            key: key.to_string(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/keys",
+            Some(&body),
+            REQUEST_TIMEOUT + crate::api::keys::KEYS_WAIT,
+        )
+        .await
+    }
+
     /// `GET /v1/services`.
     pub async fn services(&self) -> Result<ServicesResponse, ClientError> {
         self.get("/v1/services").await

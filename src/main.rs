@@ -28,9 +28,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the agent (one per host)
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Start a local cluster of agents on loopback and watch it converge
     Dev(DevArgs),
+    /// Print a new random cluster key (base64), for `--encrypt` or `shoal keys install`
+    Keygen,
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -89,10 +91,16 @@ fn dev_api_hook() -> DevHook {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Agent(args) => agent(args).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
             .await
             .map(|_| ExitCode::SUCCESS),
+        Cmd::Keygen => shoal::agent::datadir::generate_key()
+            .map(|k| {
+                println!("{}", k.to_base64());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| anyhow::anyhow!("cannot draw a random key: {e}")),
         Cmd::Client(cmd) => shoal::cli::run(cli.client, cmd).await,
     };
     match res {

@@ -65,6 +65,10 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/v1/guard/thaw", post(guard_thaw))
         .route("/v1/watch", get(watch_stream))
         .route("/v1/stats", get(stats))
+        .route(
+            "/v1/keys",
+            get(crate::api::keys::list).post(crate::api::keys::change),
+        )
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -390,6 +394,7 @@ fn stats_view(node: &Node) -> StatsView {
         idle: node.is_idle(),
         left: node.has_left(),
         members: counts,
+        trust: crate::api::keys::trust_view(node),
     }
 }
 
@@ -731,6 +736,7 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             idle: node.is_idle(),
             index: node.index(),
             backlog: node.backlog(),
+            trust: crate::api::keys::trust_view(&node),
         }
     };
     let mut resp = metrics::render(&input).into_response();

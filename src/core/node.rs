@@ -319,6 +319,7 @@ pub struct Node {
 #[path = "node_trust.rs"]
 mod node_trust;
 use node_trust::session_seed;
+pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 
 /// Announces to random members right after connecting.
 const BOOTSTRAP_ANNOUNCES: u8 = 3;
