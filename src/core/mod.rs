@@ -27,6 +27,8 @@ mod guard_tests;
 mod node_tests;
 #[cfg(test)]
 pub mod testnet;
+#[cfg(test)]
+mod trust_tests;
 
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,

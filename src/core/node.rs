@@ -476,6 +476,8 @@ impl Node {
             }
         };
         let limit = self.generation_limit(now);
+        // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
+        let answer = self.answer_start(from, data.len());
         match kind {
             Kind::Swim => {
                 crate::core::identity::with_generation_limit(limit, || {
@@ -483,17 +485,12 @@ impl Node {
                 });
             }
             Kind::Shoal => match ShoalMsg::decode(&body) {
-                Ok(msg) => {
-                    // Answers go to the source address, which a stranger may have spoofed: a
-                    // stranger gets at most a small multiple of what it sent.
-                    self.begin_answer(from, data.len());
-                    self.handle_shoal(now, from, msg);
-                    self.trust.end_answer();
-                }
+                Ok(msg) => self.handle_shoal(now, from, msg),
                 Err(_) => self.stats.dropped_decode += 1,
             },
             Kind::Keys => self.handle_keys(now, from, &body),
         }
+        self.answer_cap(answer);
         self.after_input(now);
     }
 
@@ -774,7 +771,8 @@ impl Node {
         // Every send path queues a plaintext envelope; it is sealed here, on its way out.
         t.map(|mut t| {
             let plain = t.data.len();
-            t.data = self.trust.seal(self.now, t.dst, t.data);
+            let pad = self.pad_for(t.dst, &t.data);
+            t.data = self.trust.seal(self.now, t.dst, t.data, pad);
             self.stats.tx_bytes += (t.data.len() - plain) as u64;
             t
         })
@@ -1042,13 +1040,6 @@ impl Node {
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Shoal);
         self.out.buf.extend_from_slice(&body);
         if self.out.buf.len() > MAX_DATAGRAM {
-            return;
-        }
-        if !self
-            .trust
-            .spend_answer(dst, self.out.buf.len() + wire::SEAL_OVERHEAD)
-        {
-            self.stats.answers_capped += 1;
             return;
         }
         self.stats.tx_datagrams += 1;

@@ -7,7 +7,6 @@
 //! sans-IO: the driver persists the keyring it hands out.
 
 use super::{Node, NodeError};
-use crate::core::identity::NodeId;
 use crate::core::keyops::{apply, Confirm, KeyMsg, KeyOpKind, Rollout};
 use crate::core::keyring::{Key, KeyError, Keyring};
 use crate::core::time::Time;
@@ -176,13 +175,81 @@ impl Node {
             )
     }
 
-    /// Starts the answer budget for a datagram of `len` bytes from `from`: unlimited for an
-    /// active member, [`AMPLIFICATION`] x `len` for anyone else.
-    pub(super) fn begin_answer(&mut self, from: SocketAddr, len: usize) {
-        let key = foca::Identity::addr(&NodeId::placeholder(from));
-        if !self.foca.is_active_addr(&key) {
-            self.trust
-                .begin_answer(from, len.saturating_mul(AMPLIFICATION));
+    /// Before handling a datagram of `len` bytes from `from`: the answer budget, when
+    /// `from` is not an active member (`AMPLIFICATION` x `len` bytes to `from`), with the
+    /// position in the transmit queue where this input's datagrams start.
+    pub(super) fn answer_start(&self, from: SocketAddr, len: usize) -> Option<AnswerBudget> {
+        let key = crate::core::identity::AddrKey::of(from);
+        if self.foca.is_active_addr(&key) {
+            return None;
+        }
+        Some(AnswerBudget {
+            to: from,
+            bytes: len.saturating_mul(AMPLIFICATION),
+            first: self.out.transmits.len(),
+        })
+    }
+
+    /// After handling the datagram: drops what this input queued for the stranger past its
+    /// budget (counted in `answers_capped`). Every message kind goes through here.
+    pub(super) fn answer_cap(&mut self, budget: Option<AnswerBudget>) {
+        let Some(b) = budget else {
+            return;
+        };
+        // The datagram introduced its sender (an announce, or a ping from a member we had not
+        // heard of yet): it is a member now, answered like the others.
+        if self
+            .foca
+            .is_active_addr(&crate::core::identity::AddrKey::of(b.to))
+        {
+            return;
+        }
+        let mut left = b.bytes;
+        let mut i = b.first;
+        while i < self.out.transmits.len() {
+            let t = &self.out.transmits[i];
+            if t.dst != b.to {
+                i += 1;
+                continue;
+            }
+            // What goes on the wire: the seal (when sealing) and any padding come on top.
+            let size = (t.data.len() + wire::SEAL_OVERHEAD).max(self.pad_for(t.dst, &t.data));
+            if size <= left {
+                left -= size;
+                i += 1;
+                continue;
+            }
+            if let Some(t) = self.out.transmits.remove(i) {
+                self.stats.answers_capped += 1;
+                self.stats.tx_datagrams = self.stats.tx_datagrams.saturating_sub(1);
+                self.stats.tx_bytes = self.stats.tx_bytes.saturating_sub(t.data.len() as u64);
+            }
+        }
+    }
+
+    /// Size to pad a datagram (`data`, a plaintext envelope) to `dst` to: [`PAD_TO`] for a
+    /// SWIM datagram to an address that is not an active member (an announce to a seed: its
+    /// answer, capped at `AMPLIFICATION` times its size, must fit a full datagram), else 0.
+    pub(super) fn pad_for(&self, dst: SocketAddr, data: &[u8]) -> usize {
+        let h = wire::header_len(&self.cfg.cluster_label);
+        if data.get(h - 1) != Some(&(Kind::Swim as u8)) {
+            return 0;
+        }
+        let key = crate::core::identity::AddrKey::of(dst);
+        if self.foca.is_active_addr(&key) {
+            0
+        } else {
+            PAD_TO
         }
     }
 }
+
+/// See [`Node::answer_start`].
+pub(super) struct AnswerBudget {
+    to: SocketAddr,
+    bytes: usize,
+    first: usize,
+}
+
+/// What a datagram to a stranger is padded to: its answer may then be a full datagram.
+pub const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);

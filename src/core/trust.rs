@@ -19,7 +19,7 @@
 use crate::core::keyring::{Key, KeyError, KeyId, Keyring};
 use crate::core::replay::{Refusal, ReplayGuard};
 use crate::core::time::Time;
-use crate::core::wire::{self, Envelope, Kind, FLAG_SEALED, SEAL_OVERHEAD};
+use crate::core::wire::{self, Envelope, Kind, FLAG_PADDED, FLAG_SEALED, SEAL_OVERHEAD};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{Tag, XNonce};
 use serde::{Deserialize, Serialize};
@@ -110,8 +110,6 @@ pub struct Trust {
     peer_keys: HashMap<SocketAddr, KeyId, foldhash::fast::FixedState>,
     keyring_changed: bool,
     stats: TrustStats,
-    /// While answering a stranger: its address and the bytes still allowed to it.
-    answer: Option<(SocketAddr, usize)>,
 }
 
 impl Trust {
@@ -125,7 +123,6 @@ impl Trust {
             peer_keys: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(session_seed)),
             keyring_changed: false,
             stats: TrustStats::default(),
-            answer: None,
         }
     }
 
@@ -169,22 +166,37 @@ impl Trust {
 
     /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`.
     /// Returns it unchanged when the node sends plaintext.
-    /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`.
-    /// Returns it unchanged when the node sends plaintext.
-    pub fn seal(&mut self, now: Time, dst: SocketAddr, plain: Vec<u8>) -> Vec<u8> {
-        let Some(ring) = self.cfg.keyring.as_ref() else {
-            return plain;
-        };
-        let is_keys = plain
-            .get(5 + plain.get(4).copied().unwrap_or(0) as usize)
-            .is_some_and(|k| *k == Kind::Keys as u8);
-        if self.cfg.plaintext == Plaintext::Send && !is_keys {
-            return plain;
-        }
+    /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`,
+    /// first padding it to at least `pad_to` bytes in all (0: no padding). Returns it
+    /// unsealed when the node sends plaintext.
+    pub fn seal(
+        &mut self,
+        now: Time,
+        dst: SocketAddr,
+        mut plain: Vec<u8>,
+        pad_to: usize,
+    ) -> Vec<u8> {
         let h = 6 + plain.get(4).copied().unwrap_or(0) as usize;
         if plain.len() < h {
             return plain;
         }
+        let sealing = match &self.cfg.keyring {
+            None => false,
+            Some(_) => self.cfg.plaintext != Plaintext::Send || plain[h - 1] == Kind::Keys as u8,
+        };
+        let extra = if sealing { SEAL_OVERHEAD } else { 0 };
+        if plain.len() + extra + 2 <= pad_to {
+            let pad = pad_to - plain.len() - extra - 2;
+            plain.resize(plain.len() + pad, 0);
+            plain.extend_from_slice(&(pad as u16).to_be_bytes());
+            plain[3] |= FLAG_PADDED;
+        }
+        if !sealing {
+            return plain;
+        }
+        let Some(ring) = self.cfg.keyring.as_ref() else {
+            return plain;
+        };
         let key = self
             .peer_keys
             .get(&dst)
@@ -232,7 +244,12 @@ impl Trust {
                 return Err(TrustDrop::Plaintext);
             }
             self.stats.plaintext_accepted += 1;
-            return Ok((env.kind, Cow::Borrowed(env.body)));
+            let body = if env.padded {
+                unpad(env.body)?
+            } else {
+                env.body
+            };
+            return Ok((env.kind, Cow::Borrowed(body)));
         }
         let Some(ring) = self.cfg.keyring.as_ref() else {
             return Err(TrustDrop::Auth);
@@ -283,33 +300,12 @@ impl Trust {
             self.peer_keys.insert(from, key_id);
         }
         self.stats.opened += 1;
-        Ok((env.kind, Cow::Owned(body)))
-    }
-
-    // ----- answer budget ------------------------------------------------------------------
-
-    /// From here until [`Trust::end_answer`], datagrams to `to` may total at most `bytes`.
-    pub fn begin_answer(&mut self, to: SocketAddr, bytes: usize) {
-        self.answer = Some((to, bytes));
-    }
-
-    pub fn end_answer(&mut self) {
-        self.answer = None;
-    }
-
-    /// Whether a datagram of `len` bytes to `dst` fits the current answer budget (and spends
-    /// it).
-    pub fn spend_answer(&mut self, dst: SocketAddr, len: usize) -> bool {
-        match &mut self.answer {
-            Some((to, left)) if *to == dst => {
-                if len > *left {
-                    return false;
-                }
-                *left -= len;
-                true
-            }
-            _ => true,
+        let mut body = body;
+        if env.padded {
+            let n = unpad(&body)?.len();
+            body.truncate(n);
         }
+        Ok((env.kind, Cow::Owned(body)))
     }
 
     // ----- keyring changes ----------------------------------------------------------------
@@ -346,6 +342,15 @@ impl Trust {
     pub fn install(&mut self, key: Key) -> Result<(), KeyError> {
         self.change_keyring(|r| r.install(key))
     }
+}
+
+/// The body without its padding (the last 2 bytes say how many bytes of padding precede them).
+fn unpad(body: &[u8]) -> Result<&[u8], TrustDrop> {
+    let truncated = TrustDrop::Wire(wire::WireError::Truncated);
+    let n = body.len().checked_sub(2).ok_or(truncated)?;
+    let pad = u16::from_be_bytes([body[n], body[n + 1]]) as usize;
+    let end = n.checked_sub(pad).ok_or(truncated)?;
+    Ok(&body[..end])
 }
 
 fn nonce(session: u64, counter: u64) -> XNonce {
@@ -386,7 +391,7 @@ mod tests {
         let mut tx = Trust::new(cfg(Some(ring(1))), 11);
         let mut rx = Trust::new(cfg(Some(ring(1))), 12);
         let p = plain("prod", b"hello");
-        let sealed = tx.seal(Time(5), A.parse().unwrap(), p.clone());
+        let sealed = tx.seal(Time(5), A.parse().unwrap(), p.clone(), 0);
         assert_eq!(sealed.len(), p.len() + SEAL_OVERHEAD);
         assert!(!sealed.windows(5).any(|w| w == b"hello"));
         let (kind, body) = rx
@@ -414,12 +419,33 @@ mod tests {
     }
 
     #[test]
+    fn padding_roundtrips_sealed_and_plain() {
+        let a: SocketAddr = A.parse().unwrap();
+        for ring in [Some(ring(1)), None] {
+            let mut tx = Trust::new(cfg(ring.clone()), 21);
+            let mut rx = Trust::new(cfg(ring), 22);
+            let d = tx.seal(Time(0), a, plain("l", b"short"), 700);
+            assert_eq!(d.len(), 700);
+            assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, b"short");
+            // Already long enough: no padding.
+            let long = vec![7u8; 900];
+            let d = tx.seal(Time(0), a, plain("l", &long), 700);
+            assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, &long[..]);
+        }
+        // A pad length past the body is refused, not a panic.
+        let mut bad = plain("", b"\x00\x09");
+        bad[3] |= FLAG_PADDED;
+        let mut rx = Trust::new(cfg(None), 23);
+        assert!(rx.open(Time(0), A.parse().unwrap(), &bad, "").is_err());
+    }
+
+    #[test]
     fn wrong_key_plaintext_and_stale_refused() {
         let mut tx = Trust::new(cfg(Some(ring(1))), 11);
         let mut other = Trust::new(cfg(Some(ring(2))), 12);
         let mut insecure = Trust::new(cfg(None), 13);
         let from = A.parse().unwrap();
-        let sealed = tx.seal(Time(0), from, plain("", b"x"));
+        let sealed = tx.seal(Time(0), from, plain("", b"x"), 0);
         assert_eq!(other.open(Time(0), from, &sealed, ""), Err(TrustDrop::Auth));
         assert_eq!(
             insecure.open(Time(0), from, &sealed, ""),
@@ -459,13 +485,13 @@ mod tests {
         assert!(new.take_keyring_change().is_some());
         let a = "127.0.0.1:1".parse().unwrap();
         let b = "127.0.0.1:2".parse().unwrap();
-        let d = old.seal(Time(0), b, plain("", b"hi"));
+        let d = old.seal(Time(0), b, plain("", b"hi"), 0);
         assert!(new.open(Time(0), a, &d, "").is_ok());
-        let back = new.seal(Time(0), a, plain("", b"yo"));
+        let back = new.seal(Time(0), a, plain("", b"yo"), 0);
         assert_eq!(&*old.open(Time(0), b, &back, "").unwrap().1, b"yo");
         // Once the old key is removed, the peer gets the primary (and cannot read it).
         new.change_keyring(|r| r.remove(&k1)).unwrap();
-        let back = new.seal(Time(0), a, plain("", b"yo"));
+        let back = new.seal(Time(0), a, plain("", b"yo"), 0);
         assert_eq!(old.open(Time(0), b, &back, ""), Err(TrustDrop::Auth));
     }
 }

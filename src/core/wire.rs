@@ -21,7 +21,11 @@ pub const MAX_DATAGRAM: usize = 1400;
 pub const MAX_LABEL_LEN: usize = 64;
 /// Flag bit: the body is sealed (authenticated and encrypted).
 pub const FLAG_SEALED: u8 = 1;
-const KNOWN_FLAGS: u8 = FLAG_SEALED;
+/// Flag bit: the (decrypted) body ends with padding and its 2-byte length. A node pads what
+/// it sends to a stranger (an announce to a seed) so that the answer, which a stranger only
+/// gets up to `AMPLIFICATION` times the size of its datagram, can be a full datagram.
+pub const FLAG_PADDED: u8 = 2;
+const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_PADDED;
 /// Bytes a seal adds: key id (4), session (8), counter (8), timestamp (4), tag (16).
 pub const SEAL_OVERHEAD: usize = 40;
 
@@ -71,6 +75,7 @@ pub fn overhead(label: &str) -> usize {
 pub struct Envelope<'a> {
     pub kind: Kind,
     pub sealed: bool,
+    pub padded: bool,
     /// The envelope header, up to and including the kind byte.
     pub header: &'a [u8],
     /// What follows the header (a seal header, ciphertext and tag when sealed).
@@ -133,6 +138,7 @@ pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError>
     Ok(Envelope {
         kind,
         sealed: data[3] & FLAG_SEALED != 0,
+        padded: data[3] & FLAG_PADDED != 0,
         header: &data[..h],
         body: &data[h..],
     })
@@ -158,7 +164,7 @@ mod tests {
         assert_eq!(open(b"", ""), Err(WireError::Truncated));
         assert_eq!(open(b"XX\x01\x00\x00\x00", ""), Err(WireError::BadMagic));
         assert_eq!(open(b"SH\x09\x00\x00\x00", ""), Err(WireError::BadVersion));
-        assert_eq!(open(b"SH\x01\x02\x00\x00", ""), Err(WireError::BadFlags));
+        assert_eq!(open(b"SH\x01\x04\x00\x00", ""), Err(WireError::BadFlags));
         assert_eq!(open(b"SH\x01\x00\x05ab", ""), Err(WireError::Truncated));
         assert_eq!(open(b"SH\x01\x00\x00\x07", ""), Err(WireError::BadKind));
         assert_eq!(open(&[0u8; 1401], ""), Err(WireError::Oversized));
