@@ -313,8 +313,8 @@ fn replayed_captures_change_nothing() {
         }
     }
     net.run_for_ms(3_000);
-    for i in 0..2 {
-        assert_eq!(views(&net.nodes[i]), before[i], "n{i} changed");
+    for (i, b) in before.iter().enumerate() {
+        assert_eq!(&views(&net.nodes[i]), b, "n{i} changed");
     }
     let replays: u64 = (0..2).map(|i| net.nodes[i].stats().dropped_replay).sum();
     let to_them = captured.iter().filter(|(_, to, _)| *to < 2).count() as u64;
