@@ -1448,7 +1448,7 @@ impl Node {
         let mut batches = 0;
         let mut direct = 0;
         let mut looked = 0;
-        let peer = self.random_peer();
+        let peer = self.fetch_peer();
         while looked < FETCH_PER_TICK * 64 {
             let Some((name, at, tries)) = self.fetch.pop_due(now) else {
                 break;

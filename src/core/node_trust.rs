@@ -176,11 +176,12 @@ impl Node {
     }
 
     /// Before handling a datagram of `len` bytes from `from`: the answer budget, when
-    /// `from` is not an active member (`AMPLIFICATION` x `len` bytes to `from`), with the
+    /// `from` is no member's address (`AMPLIFICATION` x `len` bytes to `from`), with the
     /// position in the transmit queue where this input's datagrams start.
     pub(super) fn answer_start(&self, from: SocketAddr, len: usize) -> Option<AnswerBudget> {
         let key = crate::core::identity::AddrKey::of(from);
-        if self.foca.is_active_addr(&key) {
+        // A member, even one we believe down (a healing partition), is no stranger.
+        if self.foca.is_known_addr(&key) {
             return None;
         }
         Some(AnswerBudget {
@@ -225,6 +226,28 @@ impl Node {
                 self.stats.tx_bytes = self.stats.tx_bytes.saturating_sub(t.data.len() as u64);
             }
         }
+    }
+
+    /// The peer to ask first for missing records: right after connecting, a seed we
+    /// announced to (it knows us, so it answers in full; a peer that has not heard of us yet
+    /// answers a stranger only `AMPLIFICATION` times what it asked), else a random peer.
+    pub(super) fn fetch_peer(&mut self) -> Option<SocketAddr> {
+        if self.bootstrap_left > 0 {
+            let active: Vec<SocketAddr> = self
+                .seeds
+                .iter()
+                .copied()
+                .filter(|a| {
+                    self.foca
+                        .is_active_addr(&crate::core::identity::AddrKey::of(*a))
+                })
+                .collect();
+            if !active.is_empty() {
+                use rand::RngExt;
+                return Some(active[self.rng.random_range(0..active.len())]);
+            }
+        }
+        self.random_peer()
     }
 
     /// Size to pad a datagram (`data`, a plaintext envelope) to `dst` to: [`PAD_TO`] for a

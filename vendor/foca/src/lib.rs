@@ -357,6 +357,11 @@ where
         self.members.is_active_addr(addr)
     }
 
+    /// (shoal fork) Whether any member, active or down, has this address: O(1).
+    pub fn is_known_addr(&self, addr: &T::Addr) -> bool {
+        self.members.has_addr(addr)
+    }
+
     /// (shoal fork) Appends up to `wanted` distinct active members, picked at random with
     /// `rng`: O(wanted) when most members are active, one pass otherwise. Lets the caller
     /// sample peers without walking [`Foca::iter_members`].
