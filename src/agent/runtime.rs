@@ -586,7 +586,10 @@ async fn flush(
     ctx: &LoopCtx,
 ) {
     let (transmits, events, left, keyring) = {
+        let now = shared.now();
         let mut node = shared.lock();
+        // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
+        node.set_wall_clock(now, unix_ms());
         let mut tx = Vec::new();
         while let Some(t) = node.poll_transmit() {
             tx.push(t);
