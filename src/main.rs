@@ -89,7 +89,20 @@ fn dev_api_hook() -> DevHook {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // The client's global `--api` (default: the system socket) shares the agent's `--api`:
+    // an agent not given one listens at <data-dir>/shoal.sock, as documented, not at the
+    // client's default.
+    if let (Cmd::Agent(args), Some(("agent", m))) = (&mut cli.cmd, matches.subcommand()) {
+        if m.value_source("api") == Some(clap::parser::ValueSource::DefaultValue) {
+            args.api = None;
+        }
+    }
     let res = match cli.cmd {
         Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
