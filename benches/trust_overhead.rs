@@ -76,10 +76,10 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
     let end = formed_at + secs * 1000;
     let (mut datagrams, mut bytes) = (0u64, 0u64);
     let mut cpu_start = None;
-    for i in 0..n {
-        nodes[i].start(Time(0));
+    for node in nodes.iter_mut() {
+        node.start(Time(0));
     }
-    let mut now = 0;
+    let mut now;
     let mut flush = |i: usize,
                      now: u64,
                      nodes: &mut Vec<Node>,
@@ -102,7 +102,16 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
         while nodes[i].poll_event().is_some() {}
     };
     for i in 0..n {
-        flush(i, 0, &mut nodes, &mut queue, &mut evs, false, &mut datagrams, &mut bytes);
+        flush(
+            i,
+            0,
+            &mut nodes,
+            &mut queue,
+            &mut evs,
+            false,
+            &mut datagrams,
+            &mut bytes,
+        );
     }
     while let Some(Reverse((at, _, slot))) = queue.pop() {
         if at > end {
@@ -124,7 +133,16 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
                 i
             }
         };
-        flush(i, now, &mut nodes, &mut queue, &mut evs, counting, &mut datagrams, &mut bytes);
+        flush(
+            i,
+            now,
+            &mut nodes,
+            &mut queue,
+            &mut evs,
+            counting,
+            &mut datagrams,
+            &mut bytes,
+        );
     }
     let alive = nodes[0].members().len();
     assert_eq!(alive, n, "the cluster did not form");
@@ -136,7 +154,8 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
 }
 
 fn main() {
-    let smoke = std::env::args().any(|a| a == "--test") || std::env::var("SHOAL_BENCH_SMOKE").is_ok();
+    let smoke =
+        std::env::args().any(|a| a == "--test") || std::env::var("SHOAL_BENCH_SMOKE").is_ok();
     let (n, secs) = if smoke { (5, 10) } else { (10, 600) };
     println!("{n} nodes, LAN profile, {secs} virtual s after forming");
     let mut rows = Vec::new();

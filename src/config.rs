@@ -143,6 +143,9 @@ pub struct AgentArgs {
     /// accept both) [default: refuse plaintext]
     #[arg(long, value_name = "refuse|accept|send")]
     pub plaintext: Option<String>,
+    /// API commands (tags, services, join, leave, guard, keys) need the token in this file
+    #[arg(long = "api-token-file", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -237,6 +240,7 @@ struct TrustFile {
     plaintext: Option<String>,
     replay_window: Option<String>,
     max_sessions: Option<usize>,
+    api_token_file: Option<PathBuf>,
 }
 
 impl TrustFile {
@@ -251,7 +255,8 @@ impl TrustFile {
             keyring_file,
             plaintext,
             replay_window,
-            max_sessions
+            max_sessions,
+            api_token_file
         );
     }
 }
@@ -268,6 +273,8 @@ pub struct TrustSettings {
     pub plaintext: crate::core::trust::Plaintext,
     pub replay_window: Duration,
     pub max_sessions: usize,
+    /// File holding the token API commands need (`--api-token-file`).
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TrustSettings {
@@ -279,6 +286,7 @@ impl std::fmt::Debug for TrustSettings {
             .field("plaintext", &self.plaintext)
             .field("replay_window", &self.replay_window)
             .field("max_sessions", &self.max_sessions)
+            .field("api_token_file", &self.api_token_file)
             .finish()
     }
 }
@@ -333,6 +341,7 @@ fn resolve_trust(t: &TrustFile, data_dir: &Path) -> Result<TrustSettings, Config
         plaintext,
         replay_window,
         max_sessions,
+        api_token_file: t.api_token_file.clone(),
     })
 }
 
@@ -550,6 +559,7 @@ impl Config {
             plaintext: args.plaintext.clone(),
             replay_window: None,
             max_sessions: None,
+            api_token_file: args.api_token_file.clone(),
         });
         let mut cfg = resolve(layer, &tfile, &gfile, env)?;
         cfg.trust = resolve_trust(&trust, &cfg.data_dir)?;

@@ -85,7 +85,10 @@ pub fn datagram(data: &[u8]) {
 fn drain(n: &mut Node) {
     let mut out = 0;
     while let Some(t) = n.poll_transmit() {
-        assert!(t.data.len() <= wire::MAX_DATAGRAM, "oversized datagram sent");
+        assert!(
+            t.data.len() <= wire::MAX_DATAGRAM,
+            "oversized datagram sent"
+        );
         out += t.data.len();
     }
     let _ = out;

@@ -274,3 +274,56 @@ async fn a_flood_of_random_datagrams_changes_nothing() {
     a1.stop().await;
     a0.stop().await;
 }
+
+#[tokio::test]
+async fn api_commands_need_the_token_when_one_is_set() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let mut cfg = config("n0", None, dir.path(), Some(process_key()));
+    cfg.trust.api_token_file = Some(token_file);
+    let a = Agent::start(&cfg).await.unwrap();
+    let router = api::router(a.shared());
+    let req = |method: &str, path: &str, auth: Option<&str>| {
+        let mut b = axum::http::Request::builder().method(method).uri(path);
+        if let Some(t) = auth {
+            b = b.header("authorization", t);
+        }
+        b.header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"set":{"a":"b"}}"#))
+            .unwrap()
+    };
+    let status = |r: axum::response::Response| r.status().as_u16();
+    let r = router
+        .clone()
+        .oneshot(req("GET", "/v1/members", None))
+        .await
+        .unwrap();
+    assert_eq!(status(r), 200);
+    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+        let r = router
+            .clone()
+            .oneshot(req("PUT", "/v1/tags", auth))
+            .await
+            .unwrap();
+        assert_eq!(status(r), 401, "{auth:?}");
+        let r = router
+            .clone()
+            .oneshot(req("POST", "/v1/guard/freeze", auth))
+            .await
+            .unwrap();
+        assert_eq!(status(r), 401, "{auth:?}");
+    }
+    assert_eq!(
+        a.shared().lock().guard_report().state,
+        shoal::core::GuardState::Normal
+    );
+    let r = router
+        .clone()
+        .oneshot(req("PUT", "/v1/tags", Some("Bearer s3cret")))
+        .await
+        .unwrap();
+    assert_eq!(status(r), 200);
+    a.stop().await;
+}

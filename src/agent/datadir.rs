@@ -41,6 +41,8 @@ pub enum DataDirError {
     NoKey { path: PathBuf },
     #[error("--encrypt and --insecure contradict each other; give one")]
     Contradiction,
+    #[error("API token file {}: missing, unreadable or empty", path.display())]
+    TokenFile { path: PathBuf },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataDirError + 'a {

@@ -192,6 +192,14 @@ impl Agent {
             Err(e) => warn!(error = %e, "snapshot not restored"),
         }
         let shared = Arc::new(AgentShared::new(node, epoch));
+        if let Some(path) = &cfg.trust.api_token_file {
+            let token = std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| DataDirError::TokenFile { path: path.clone() })?;
+            let _ = shared.api_token.set(token);
+        }
         shared.with_node(|n, now| n.start(now));
         info!(
             name = %cfg.name,

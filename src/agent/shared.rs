@@ -36,6 +36,9 @@ pub struct AgentShared {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// Test/chaos hook: peers the event loop cuts off (see `Faults`). Empty in production.
     pub faults: Faults,
+    /// When set (`--api-token-file`), commands through the API (every method but GET and
+    /// HEAD) need `Authorization: Bearer <token>`.
+    pub api_token: std::sync::OnceLock<String>,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -143,6 +146,7 @@ impl AgentShared {
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
+            api_token: std::sync::OnceLock::new(),
         }
     }
 

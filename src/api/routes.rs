@@ -88,6 +88,30 @@ async fn refuse_when_shutting_down(
     if is_command && st.shared.shutting_down.load(Ordering::Relaxed) {
         return HttpError::unavailable().into_response();
     }
+    if let (true, Some(token)) = (is_command, st.shared.api_token.get()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared in time independent of where they differ.
+        let same = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "this agent takes commands only with its API token: send \
+                 `Authorization: Bearer <token>` (the CLI reads SHOAL_API_TOKEN or \
+                 SHOAL_API_TOKEN_FILE)",
+            )
+            .into_response();
+        }
+    }
     next.run(req).await
 }
 
