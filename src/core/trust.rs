@@ -182,7 +182,9 @@ impl Trust {
         }
         let sealing = match &self.cfg.keyring {
             None => false,
-            Some(_) => self.cfg.plaintext != Plaintext::Send || plain[h - 1] == Kind::Keys as u8,
+            // Commands (kinds past SWIM and shoal messages: keyring changes, operator
+            // commands) are sealed even while sending plaintext.
+            Some(_) => self.cfg.plaintext != Plaintext::Send || plain[h - 1] > Kind::Shoal as u8,
         };
         let extra = if sealing { SEAL_OVERHEAD } else { 0 };
         if plain.len() + extra + 2 <= pad_to {
@@ -239,8 +241,11 @@ impl Trust {
                 None => true,
                 Some(_) => self.cfg.plaintext != Plaintext::Refuse,
             };
-            // Keyring changes are only ever taken from a key holder.
-            if !accept || env.kind == Kind::Keys {
+            // Commands (keyring changes, and any kind past SWIM and shoal messages) are only
+            // ever taken from a key holder.
+            if !accept
+                || (self.cfg.keyring.is_some() && !matches!(env.kind, Kind::Swim | Kind::Shoal))
+            {
                 return Err(TrustDrop::Plaintext);
             }
             self.stats.plaintext_accepted += 1;

@@ -36,8 +36,9 @@ pub enum Kind {
     Swim = 0,
     /// A shoal message (metadata anti-entropy), postcard-encoded.
     Shoal = 1,
-    /// A keyring message (rotation across the cluster); only ever accepted sealed.
-    Keys = 2,
+    /// A keyring message (rotation across the cluster); only ever accepted sealed. (3: kind 2
+    /// is taken by operator commands on another branch.)
+    Keys = 3,
 }
 
 /// Why a datagram was refused. Each variant is counted separately in the stats.
@@ -131,7 +132,7 @@ pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError>
     let kind = match rest[label_len] {
         0 => Kind::Swim,
         1 => Kind::Shoal,
-        2 => Kind::Keys,
+        3 => Kind::Keys,
         _ => return Err(WireError::BadKind),
     };
     let h = 5 + label_len + 1;
