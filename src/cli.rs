@@ -90,6 +90,12 @@ pub enum ClientCommand {
     Watch,
     /// Show this node, its figures and the guard.
     Info,
+    /// Remove a failed or held member on every agent (Serf's force-leave).
+    #[command(name = "force-leave")]
+    ForceLeave {
+        /// The member's name.
+        node: String,
+    },
     /// Show the guard, or override it (freeze | thaw).
     Guard {
         #[arg(value_enum)]
@@ -194,10 +200,12 @@ async fn execute(
                 name,
                 tags: tag,
             };
-            let r = client.members(&q).await?;
             if json {
-                json_out(out, &r.members)?;
+                // The stable contract: the API's member objects, every field as served.
+                let v = client.members_json(&q).await?;
+                json_out(out, &v["members"])?;
             } else {
+                let r = client.members(&q).await?;
                 guard_banner(out, &r.guard)?;
                 members_table(out, &r.members)?;
             }
@@ -329,6 +337,23 @@ async fn execute(
             }
             if !r.missing.is_empty() || !r.refused.is_empty() {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        ClientCommand::ForceLeave { node } => {
+            let r = client.force_leave(&node).await?;
+            if json {
+                json_out(out, &r)?;
+            } else {
+                let here = if r.released {
+                    "released here (it was held)"
+                } else {
+                    "not held here"
+                };
+                writeln!(
+                    out,
+                    "force-leave {}: {here}; sent to {} active member(s)",
+                    r.node, r.told
+                )?;
             }
         }
         ClientCommand::Guard { action } => {

@@ -335,6 +335,17 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /v1/members` as the agent wrote it (every field, including the ones this
+    /// version of the client does not know, e.g. the wall-clock `since`).
+    pub async fn members_json(&self, q: &MemberQuery) -> Result<serde_json::Value, ClientError> {
+        let path = {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            q.append(&mut s);
+            path_with("/v1/members", s)
+        };
+        self.get(&path).await
+    }
+
     /// Blocking query: answers once the agent's index is greater than `index`, or after
     /// `wait` (the agent caps it at 5 minutes).
     pub async fn members_after(
@@ -463,6 +474,16 @@ impl Client {
     }
 
     /// `GET /v1/guard`.
+    /// `POST /v1/force-leave/{name}`.
+    pub async fn force_leave(&self, name: &str) -> Result<ForceLeaveResponse, ClientError> {
+        let path = format!(
+            "/v1/force-leave/{}",
+            form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        self.call(Method::POST, &path, None::<&()>, REQUEST_TIMEOUT)
+            .await
+    }
+
     pub async fn guard(&self) -> Result<GuardResponse, ClientError> {
         self.get("/v1/guard").await
     }

@@ -58,6 +58,12 @@ pub struct Config {
     pub api: PathBuf,
     /// Optional loopback TCP address of the local API.
     pub api_http: Option<SocketAddr>,
+    /// Optional loopback TCP address of the Consul-compatible read API (`api::consul`).
+    pub consul_api: Option<SocketAddr>,
+    /// Optional loopback address of the DNS interface (UDP and TCP, `dns`).
+    pub dns: Option<SocketAddr>,
+    /// TTL of DNS answers (default 0: clients ask again each time).
+    pub dns_ttl: Duration,
     pub profile: Profile,
     pub cluster_label: String,
     /// A `tracing` filter directive (`info`, `debug`, `shoal=debug,warn`).
@@ -95,6 +101,12 @@ pub struct AgentArgs {
     /// Also serve the local API on this loopback TCP address
     #[arg(long = "api-http", value_name = "127.0.0.1:PORT")]
     pub api_http: Option<String>,
+    /// Serve a Consul-compatible read API on this loopback TCP address [alone: 127.0.0.1:8500]
+    #[arg(long = "consul-api", value_name = "127.0.0.1:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:8500")]
+    pub consul_api: Option<String>,
+    /// Serve DNS (zone `shoal.`, UDP and TCP) on this loopback address [alone: 127.0.0.1:8600]
+    #[arg(long = "dns", value_name = "127.0.0.1:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:8600")]
+    pub dns: Option<String>,
     /// Seed to join (repeatable)
     #[arg(long, value_name = "IP:PORT")]
     pub join: Vec<String>,
@@ -183,6 +195,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     api: Option<String>,
     api_http: Option<String>,
+    consul_api: Option<String>,
+    dns: Option<String>,
+    dns_ttl: Option<String>,
     profile: Option<String>,
     cluster_label: Option<String>,
     log_level: Option<String>,
@@ -357,6 +372,9 @@ struct Layer {
     data_dir: Option<PathBuf>,
     api: Option<String>,
     api_http: Option<String>,
+    consul_api: Option<String>,
+    dns: Option<String>,
+    dns_ttl: Option<String>,
     profile: Option<String>,
     cluster_label: Option<String>,
     log_level: Option<String>,
@@ -381,6 +399,9 @@ impl Layer {
             data_dir,
             api,
             api_http,
+            consul_api,
+            dns,
+            dns_ttl,
             profile,
             cluster_label,
             log_level,
@@ -400,6 +421,9 @@ pub const ENV_VARS: &[&str] = &[
     "SHOAL_DATA_DIR",
     "SHOAL_API",
     "SHOAL_API_HTTP",
+    "SHOAL_CONSUL_API",
+    "SHOAL_DNS",
+    "SHOAL_DNS_TTL",
     "SHOAL_PROFILE",
     "SHOAL_CLUSTER_LABEL",
     "SHOAL_LOG_LEVEL",
@@ -423,6 +447,9 @@ fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Layer {
         data_dir: get("SHOAL_DATA_DIR").map(PathBuf::from),
         api: get("SHOAL_API"),
         api_http: get("SHOAL_API_HTTP"),
+        consul_api: get("SHOAL_CONSUL_API"),
+        dns: get("SHOAL_DNS"),
+        dns_ttl: get("SHOAL_DNS_TTL"),
         profile: get("SHOAL_PROFILE"),
         cluster_label: env("SHOAL_CLUSTER_LABEL"),
         log_level: get("SHOAL_LOG_LEVEL"),
@@ -463,6 +490,9 @@ fn flag_layer(args: &AgentArgs) -> Result<Layer, ConfigError> {
         data_dir: args.data_dir.clone(),
         api: args.api.clone(),
         api_http: args.api_http.clone(),
+        consul_api: args.consul_api.clone(),
+        dns: args.dns.clone(),
+        dns_ttl: None,
         profile: args.profile.map(|p| p.to_string()),
         cluster_label: args.cluster_label.clone(),
         log_level: args.log_level.clone(),
@@ -508,6 +538,9 @@ fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), 
         data_dir: f.data_dir,
         api: f.api,
         api_http: f.api_http,
+        consul_api: f.consul_api,
+        dns: f.dns,
+        dns_ttl: f.dns_ttl,
         profile: f.profile,
         cluster_label: f.cluster_label,
         log_level: f.log_level,
@@ -686,6 +719,24 @@ fn resolve(
         }
         None => None,
     };
+    let consul_api = match l.consul_api {
+        Some(a) => Some(loopback_addr("consul_api", &a)?),
+        None => None,
+    };
+    let dns = match l.dns {
+        Some(a) => Some(loopback_addr("dns", &a)?),
+        None => None,
+    };
+    let dns_ttl = match l.dns_ttl {
+        Some(t) => {
+            let d = parse_duration(&t).map_err(|m| invalid("dns_ttl", m))?;
+            if d.as_secs() > u64::from(u32::MAX >> 1) {
+                return Err(invalid("dns_ttl", "is longer than DNS allows (2^31 - 1 s)"));
+            }
+            d
+        }
+        None => Duration::ZERO,
+    };
     let profile = match l.profile.as_deref() {
         None => Profile::default(),
         Some("lan") => Profile::Lan,
@@ -789,6 +840,9 @@ fn resolve(
         data_dir,
         api,
         api_http,
+        consul_api,
+        dns,
+        dns_ttl,
         profile,
         cluster_label,
         log_level,
@@ -953,6 +1007,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `IP:PORT` (IPv6 as `[::1]:PORT`).
+/// A loopback `IP:PORT` (`http://` accepted) for one of the optional local listeners.
+fn loopback_addr(field: &str, a: &str) -> Result<SocketAddr, ConfigError> {
+    let s = a.strip_prefix("http://").unwrap_or(a);
+    let addr = parse_socket_addr(s).map_err(|m| invalid(field, m))?;
+    if !addr.ip().is_loopback() {
+        return Err(invalid(
+            field,
+            format!("{addr} is not a loopback address; this listener is local only (use 127.0.0.1:PORT or [::1]:PORT)"),
+        ));
+    }
+    Ok(addr)
+}
+
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim()
         .parse::<SocketAddr>()
@@ -1289,6 +1356,54 @@ mod tests {
         // SHOAL_CONFIG names the file when --config is absent.
         let c = load(&args(&[]), &[("SHOAL_CONFIG", &p)]).unwrap();
         assert_eq!(c.name, "from-file");
+    }
+
+    #[test]
+    fn the_packaged_config_file_loads() {
+        let c = load(
+            &args(&[
+                "--config",
+                "packaging/shoal.toml",
+                "--name",
+                "n1",
+                "--advertise",
+                "10.0.0.5:7946",
+            ]),
+            &[],
+        )
+        .expect("packaging/shoal.toml is valid");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal"));
+        assert_eq!(c.api, PathBuf::from("/var/lib/shoal/shoal.sock"));
+        assert_eq!(c.bind.port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn consul_and_dns_listeners() {
+        let c = load(&args(&[]), &[]).unwrap();
+        assert_eq!(
+            (c.consul_api, c.dns, c.dns_ttl),
+            (None, None, Duration::ZERO)
+        );
+        let c = load(
+            &args(&["--consul-api", "127.0.0.1:8500", "--dns", "127.0.0.1:8600"]),
+            &[("SHOAL_DNS_TTL", "5s")],
+        )
+        .unwrap();
+        assert_eq!(c.consul_api, Some("127.0.0.1:8500".parse().unwrap()));
+        assert_eq!(c.dns, Some("127.0.0.1:8600".parse().unwrap()));
+        assert_eq!(c.dns_ttl, Duration::from_secs(5));
+        // The flags alone take the default addresses.
+        let c = load(&args(&["--consul-api", "--dns"]), &[]).unwrap();
+        assert_eq!(c.consul_api, Some("127.0.0.1:8500".parse().unwrap()));
+        assert_eq!(c.dns, Some("127.0.0.1:8600".parse().unwrap()));
+        let c = load(&args(&[]), &[("SHOAL_CONSUL_API", "[::1]:8500")]).unwrap();
+        assert_eq!(c.consul_api, Some("[::1]:8500".parse().unwrap()));
+        for (flag, field) in [("--consul-api", "consul_api"), ("--dns", "dns")] {
+            let e = load(&args(&[flag, "10.0.0.1:8500"]), &[]).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let e = load(&args(&[]), &[("SHOAL_DNS_TTL", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("dns_ttl"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct DevArgs {
     /// Log filter for the agents' own log lines (stderr)
     #[arg(long, default_value = "warn")]
     pub log_level: String,
+    /// After converging, run a fixed fault story unattended (cut an agent off, heal, split,
+    /// heal, kill one, one leaves), showing each agent's served view beside the truth; exit
+    #[arg(long)]
+    pub script: bool,
 }
 
 impl Default for DevArgs {
@@ -63,6 +67,7 @@ impl Default for DevArgs {
             timeout: Duration::from_secs(30),
             data_dir: None,
             log_level: "warn".to_string(),
+            script: false,
         }
     }
 }
@@ -70,7 +75,10 @@ impl Default for DevArgs {
 /// One agent of the dev cluster and the configuration it runs with.
 pub struct DevNode {
     pub config: Config,
-    pub agent: Agent,
+    /// `None` once the agent was killed (`shoal dev`'s `k` key).
+    pub agent: Option<Agent>,
+    pub shared: Arc<AgentShared>,
+    pub addr: SocketAddr,
 }
 
 /// N agents running in this process.
@@ -141,13 +149,14 @@ impl DevCluster {
                 };
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
             };
-            let seed = cluster.nodes.first().map(|n| n.agent.advertise_addr());
+            let seed = cluster.nodes.first().map(|n| n.addr);
             let dir = cluster.root.join(format!("n{i}"));
             let a = AgentArgs {
                 name: Some(format!("n{i}")),
                 bind: Some(bind.to_string()),
                 api: Some(format!("unix:{}", dir.join("shoal.sock").display())),
                 join: seed.map(|s| vec![s.to_string()]).unwrap_or_default(),
+                services: crate::dev_live::services_of(i, args.nodes),
                 data_dir: Some(dir),
                 profile: Some(args.profile),
                 log_level: Some(args.log_level.clone()),
@@ -155,8 +164,9 @@ impl DevCluster {
                 encrypt: Some(crate::agent::datadir::process_key()),
                 ..AgentArgs::default()
             };
-            let config = Config::load_with_env(&a, &|_| None)
+            let mut config = Config::load_with_env(&a, &|_| None)
                 .with_context(|| format!("configuration of n{i}"))?;
+            crate::dev_live::demo_guard(&mut config);
             let agent = match Agent::start(&config).await {
                 Ok(agent) => agent,
                 Err(e) => {
@@ -169,14 +179,19 @@ impl DevCluster {
                     bail!("cannot start n{i}: {e}; {hint}");
                 }
             };
-            cluster.nodes.push(DevNode { config, agent });
+            cluster.nodes.push(DevNode {
+                config,
+                shared: agent.shared(),
+                addr: agent.advertise_addr(),
+                agent: Some(agent),
+            });
         }
         Ok(cluster)
     }
 
     /// The seam of every agent, in node order (for the local API).
     pub fn shareds(&self) -> Vec<Arc<AgentShared>> {
-        self.nodes.iter().map(|n| n.agent.shared()).collect()
+        self.nodes.iter().map(|n| n.shared.clone()).collect()
     }
 
     /// The API socket path of every agent, in node order.
@@ -189,8 +204,7 @@ impl DevCluster {
         self.nodes
             .iter()
             .map(|n| {
-                n.agent
-                    .shared()
+                n.shared
                     .lock()
                     .members()
                     .iter()
@@ -210,14 +224,19 @@ impl DevCluster {
     /// directory is removed if it was a temporary one.
     pub async fn leave_all(mut self, max_wait: Duration) {
         let nodes = std::mem::take(&mut self.nodes);
-        let leaves = nodes.into_iter().map(|n| n.agent.leave_and_stop(max_wait));
+        let leaves = nodes
+            .into_iter()
+            .filter_map(|n| n.agent)
+            .map(|a| a.leave_and_stop(max_wait));
         futures_util::future::join_all(leaves).await;
         self.cleanup();
     }
 
     async fn stop_all(&mut self) {
         for n in std::mem::take(&mut self.nodes) {
-            n.agent.stop().await;
+            if let Some(a) = n.agent {
+                a.stop().await;
+            }
         }
         self.cleanup();
     }
@@ -247,11 +266,11 @@ pub async fn run_dev_with(args: DevArgs, hook: Option<DevHook>) -> anyhow::Resul
     // The caller may already have installed a subscriber; then its filter applies.
     let _ = init_logging(&args.log_level, LogFormat::Text);
     let tty = std::io::stdout().is_terminal();
-    let cluster = DevCluster::start(&args).await?;
+    let mut cluster = DevCluster::start(&args).await?;
     let n = cluster.nodes.len();
     let mut out = std::io::stdout();
-    let first = cluster.nodes[0].agent.advertise_addr();
-    let last = cluster.nodes[n - 1].agent.advertise_addr();
+    let first = cluster.nodes[0].addr;
+    let last = cluster.nodes[n - 1].addr;
     let _ = writeln!(
         out,
         "shoal dev: {n} agents on {first} .. {last}, profile {}, seed n0 ({first})",
@@ -263,7 +282,7 @@ pub async fn run_dev_with(args: DevArgs, hook: Option<DevHook>) -> anyhow::Resul
             out,
             "  {:<4} {:<21} api unix:{}",
             node.config.name,
-            node.agent.advertise_addr().to_string(),
+            node.addr.to_string(),
             node.config.api.display()
         );
     }
@@ -283,7 +302,7 @@ pub async fn run_dev_with(args: DevArgs, hook: Option<DevHook>) -> anyhow::Resul
         }
     );
 
-    let mut events = cluster.nodes[0].agent.shared().events.subscribe();
+    let mut events = cluster.nodes[0].shared.events.subscribe();
     let mut display = Display::new(tty, n);
     let mut converged_at: Option<Duration> = None;
     let mut timed_out = false;
@@ -338,6 +357,18 @@ pub async fn run_dev_with(args: DevArgs, hook: Option<DevHook>) -> anyhow::Resul
                         display.reset();
                         if args.exit_after_converge {
                             break "converged";
+                        }
+                        // The live part: faults from the keyboard (or the scripted story),
+                        // each agent's served view beside the truth.
+                        let interactive = std::io::stdin().is_terminal() && args.duration.is_none();
+                        if args.script || interactive {
+                            match crate::dev_live::run(&mut cluster, args.script, tty, &mut out).await {
+                                Ok(o) => break o,
+                                Err(e) => {
+                                    cluster.leave_all(Duration::from_secs(2)).await;
+                                    return Err(e);
+                                }
+                            }
                         }
                     }
                 } else if !timed_out && elapsed > args.timeout {
@@ -493,7 +524,7 @@ impl Display {
             lines.push(format!(
                 "  {:<5} {:<21} {:>7}  {colour}{}\x1b[0m{}",
                 node.config.name,
-                node.agent.advertise_addr().to_string(),
+                node.addr.to_string(),
                 format!("{c}/{n}"),
                 "█".repeat(fill),
                 "░".repeat(BAR - fill)

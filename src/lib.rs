@@ -12,6 +12,8 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod dev;
+pub mod dev_live;
+pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod sim;

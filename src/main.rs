@@ -53,7 +53,21 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
+    let consul = match cfg.consul_api {
+        Some(addr) => Some(api::consul::spawn(agent.shared(), addr).await?),
+        None => None,
+    };
+    let dns = match cfg.dns {
+        Some(addr) => Some(shoal::dns::spawn(agent.shared(), addr, cfg.dns_ttl).await?),
+        None => None,
+    };
     let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;
+    if let Some(d) = dns {
+        d.shutdown().await;
+    }
+    if let Some(c) = consul {
+        c.shutdown().await;
+    }
     api.shutdown().await;
     Ok(res?)
 }

@@ -200,6 +200,7 @@ impl Agent {
                 .ok_or_else(|| DataDirError::TokenFile { path: path.clone() })?;
             let _ = shared.api_token.set(token);
         }
+        *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
         shared.with_node(|n, now| n.start(now));
         info!(
             name = %cfg.name,
@@ -751,16 +752,29 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
             error!(error = %e, "SIGHUP: log level not changed");
         }
     }
-    match agent
+    // Only what changed in the file since it was last read applies: tags and services set
+    // through the API survive (see `agent::reload`).
+    let new_file = cfg.node_meta();
+    let mut file_meta = agent
         .shared
-        .with_node(|n, now| n.set_meta(now, cfg.node_meta()))
-    {
-        Ok(()) => info!(
-            tags = cfg.tags.len(),
-            services = cfg.services.len(),
-            log_level = %cfg.log_level,
-            "SIGHUP: reloaded tags, services and log level (other settings need a restart)"
-        ),
+        .file_meta
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let res = agent.shared.with_node(|n, now| {
+        let merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
+        n.set_meta(now, merged)
+    });
+    match res {
+        Ok(()) => {
+            *file_meta = new_file;
+            info!(
+                tags = cfg.tags.len(),
+                services = cfg.services.len(),
+                log_level = %cfg.log_level,
+                "SIGHUP: applied the file's changes to tags and services (API changes kept) \
+                 and reloaded the log level (other settings need a restart)"
+            )
+        }
         Err(e) => error!(error = %e, "SIGHUP: tags and services not applied"),
     }
 }

@@ -9,12 +9,12 @@
 //! addresses the event loop cuts off. It is reachable only through this library (no API route,
 //! no flag, no config key) and costs one relaxed atomic load per datagram while empty.
 
-use crate::core::{Event, Node, Time};
+use crate::core::{Event, Node, NodeMeta, Time};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, Notify};
 
 /// Capacity of the event broadcast; a watcher that falls this far behind is told so and
@@ -24,6 +24,9 @@ pub const EVENT_BACKLOG: usize = 4096;
 pub struct AgentShared {
     node: Mutex<Node>,
     epoch: Instant,
+    /// Wall-clock time (ms since the Unix epoch) that `epoch` stands for: turns the core's
+    /// times (`since_ms`, `at_ms`) into RFC 3339 times for readers.
+    epoch_unix_ms: u64,
     /// Wakes the event loop so that it flushes outputs produced by an API command.
     pub wake: Notify,
     /// Notified (`notify_waiters`) by the event loop each time it has flushed the node's
@@ -39,6 +42,9 @@ pub struct AgentShared {
     /// When set (`--api-token-file`), commands through the API (every method but GET and
     /// HEAD) need `Authorization: Bearer <token>`.
     pub api_token: std::sync::OnceLock<String>,
+    /// Tags and services as the config file gave them when last read (start or SIGHUP):
+    /// the base of the reload's three-way merge (`agent::reload`).
+    pub file_meta: Mutex<NodeMeta>,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -56,6 +62,8 @@ pub struct Faults {
     /// Fast path: false while `blocked` is empty.
     active: AtomicBool,
     blocked: RwLock<HashSet<SocketAddr>>,
+    /// A one-way cut: every datagram received is dropped, sends still go out.
+    deaf: AtomicBool,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
 }
@@ -83,14 +91,26 @@ impl Faults {
     pub fn unblock(&self, peer: SocketAddr) {
         let mut set = self.set();
         set.remove(&peer);
-        self.active.store(!set.is_empty(), Ordering::Release);
+        self.active.store(
+            !set.is_empty() || self.deaf.load(Ordering::Relaxed),
+            Ordering::Release,
+        );
     }
 
-    /// Reconnects this agent to every peer.
+    /// Reconnects this agent to every peer (and lifts a one-way cut).
     pub fn clear(&self) {
         let mut set = self.set();
         set.clear();
+        self.deaf.store(false, Ordering::Release);
         self.active.store(false, Ordering::Release);
+    }
+
+    /// A one-way cut: this agent receives nothing while its own datagrams still go out.
+    pub fn set_deaf(&self, deaf: bool) {
+        let set = self.set();
+        self.deaf.store(deaf, Ordering::Release);
+        self.active
+            .store(deaf || !set.is_empty(), Ordering::Release);
     }
 
     /// The blocked addresses.
@@ -109,7 +129,8 @@ impl Faults {
 
     /// Whether a datagram received from `from` must be dropped (counted when it is).
     pub fn drop_incoming(&self, from: SocketAddr) -> bool {
-        let drop = self.is_blocked(from);
+        let drop = self.active.load(Ordering::Relaxed)
+            && (self.deaf.load(Ordering::Relaxed) || self.is_blocked(from));
         if drop {
             self.dropped_in.fetch_add(1, Ordering::Relaxed);
         }
@@ -138,15 +159,22 @@ impl AgentShared {
     /// `epoch` is the instant that maps to `Time(0)` (the node was created with `now()`).
     pub fn new(node: Node, epoch: Instant) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let now_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let epoch_unix_ms = now_unix_ms.saturating_sub(epoch.elapsed().as_millis() as u64);
         AgentShared {
             node: Mutex::new(node),
             epoch,
+            epoch_unix_ms,
             wake: Notify::new(),
             flushed: Notify::new(),
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
             api_token: std::sync::OnceLock::new(),
+            file_meta: Mutex::new(NodeMeta::default()),
         }
     }
 
@@ -157,6 +185,11 @@ impl AgentShared {
 
     pub fn epoch(&self) -> Instant {
         self.epoch
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch at core time `Time(0)`.
+    pub fn epoch_unix_ms(&self) -> u64 {
+        self.epoch_unix_ms
     }
 
     /// Read-only access to the node (do not call commands through this).

@@ -74,7 +74,7 @@ impl HttpError {
 impl From<NodeError> for HttpError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
-            NodeError::Left => StatusCode::CONFLICT,
+            NodeError::Left | NodeError::ForceLeave(_) => StatusCode::CONFLICT,
             NodeError::NoSuchService(_) => StatusCode::NOT_FOUND,
             NodeError::Meta(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,

@@ -6,11 +6,13 @@
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
 
+pub mod consul;
 pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod types;
+pub mod wallclock;
 
 pub use error::{ApiError, HttpError};
 

@@ -60,6 +60,7 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/v1/tags/{key}", delete(delete_tag))
         .route("/v1/join", post(join))
         .route("/v1/leave", post(leave))
+        .route("/v1/force-leave/{name}", post(force_leave))
         .route("/v1/guard", get(guard))
         .route("/v1/guard/freeze", post(guard_freeze))
         .route("/v1/guard/thaw", post(guard_thaw))
@@ -72,6 +73,10 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::api::wallclock::add_wall_times,
+        ))
         .layer(from_fn_with_state(state.clone(), refuse_when_shutting_down))
         .layer(from_fn(json_errors))
         .with_state(state)
@@ -120,7 +125,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
-             /v1/tags, /v1/join, /v1/leave, /v1/guard, /v1/watch, /v1/stats and /metrics",
+             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys and /metrics",
             uri.path()
         ),
     )
@@ -184,7 +189,7 @@ where
 }
 
 /// The query string as (key, value) pairs, percent-decoded, in order.
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .map(|q| {
             form_urlencoded::parse(q.as_bytes())
@@ -337,7 +342,7 @@ fn parse_blocking(pairs: &[(String, String)]) -> HttpResult<Option<(u64, Duratio
 }
 
 /// Resolves once `*rx` is `true`; never if the sender is gone.
-async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;
@@ -349,7 +354,7 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
 }
 
 /// Blocks until the node's index is greater than `after`, `wait` passes or the server stops.
-async fn wait_for_index(st: &ApiState, after: u64, wait: Duration) {
+pub(crate) async fn wait_for_index(st: &ApiState, after: u64, wait: Duration) {
     let mut rx = st.shared.events.subscribe();
     let current = st.shared.lock().index();
     // An index from the future belongs to a previous life of the agent: answer at once.
@@ -705,6 +710,38 @@ async fn leave(State(st): State<ApiState>, Who(who): Who) -> HttpResult<Json<Lea
     }))
 }
 
+/// `POST /v1/force-leave/{name}` (Serf's name): the operator removes a failed or held member
+/// here and on every active agent. Audited in the log.
+async fn force_leave(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    Who(who): Who,
+) -> HttpResult<Json<ForceLeaveResponse>> {
+    let r = st.shared.with_node(|node, now| {
+        if node.member(&name).is_none() {
+            return Err(HttpError::not_found(format!(
+                "no member named {name:?} is known to this agent; list them with GET /v1/members"
+            )));
+        }
+        let (released, told) = node.force_leave(now, &name)?;
+        Ok(ForceLeaveResponse {
+            index: node.index(),
+            guard: node.guard_report(),
+            node: name.clone(),
+            released,
+            told,
+        })
+    })?;
+    tracing::warn!(
+        node = %name,
+        by = %who,
+        released = r.released,
+        told = r.told,
+        "operator force-leave through the API"
+    );
+    Ok(Json(r))
+}
+
 fn guard_response(node: &Node) -> GuardResponse {
     GuardResponse {
         index: node.index(),
@@ -783,7 +820,16 @@ struct WatchState {
 }
 
 impl WatchState {
+    /// The next line, with wall-clock times beside the agent-clock ones.
     async fn next_line(&mut self) -> Option<String> {
+        let line = self.next_raw_line().await?;
+        Some(crate::api::wallclock::annotate_line(
+            &line,
+            self.shared.epoch_unix_ms(),
+        ))
+    }
+
+    async fn next_raw_line(&mut self) -> Option<String> {
         if let Some(l) = self.first.take() {
             return Some(l);
         }

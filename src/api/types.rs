@@ -210,3 +210,15 @@ impl WatchLine {
         }
     }
 }
+
+/// `POST /v1/force-leave/{name}` answer: `{"index", "guard", "node", "released", "told"}`;
+/// `released` says whether this agent was holding the member, `told` how many active members
+/// were sent the command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForceLeaveResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub node: String,
+    pub released: bool,
+    pub told: usize,
+}

@@ -1,180 +1,37 @@
 //! The guard: decides what is served, from the truth, so that a partition or a fault of the
 //! discovery layer never shrinks or empties the served view by failure.
 //!
-//! Owns the guard's configuration, its state machine (`normal`, `frozen`, `isolated`,
-//! `warming`), the baseline, the held set, the members restored from a snapshot ("ghosts")
-//! and the report every API answer carries. It only filters what is served; it must never
-//! change what is gossiped, and its decisions are local. It never reads a clock: time comes in
-//! with every call.
+//! Owns the state machine (`normal`, `frozen`, `isolated`, `warming`), the held set, the
+//! members restored from a snapshot ("ghosts") and the report every API answer carries; the
+//! baseline lives in `baseline.rs`, the node's own reach evidence in `reach.rs`. It only
+//! filters what is served; it must never change what is gossiped, and its decisions are
+//! local. It never reads a clock: time comes in with every call.
 //!
-//! The rules, in short (see DESIGN.md, "The served view and its guard"):
-//! - the baseline is the set of peers served alive or suspect at the last stable point (no
-//!   membership change for `stable_after`); graceful leaves leave it at once;
-//! - `frozen` when more than `max(min_removals, max_removal_ratio x baseline)` baseline peers
-//!   were declared down by failure within `window`; every failure in the window is then held;
-//! - `isolated` when fewer than half of the baseline is reachable, or foca is idle;
+//! The rules, in short (see README, "The guard: fail static"):
+//! - the baseline holds every peer seen alive with its record, from the first converged view
+//!   on; it loses members only by intent or after `stable_after` down while `normal`;
+//! - `frozen` when baseline peers that are suspect (SWIM), unreachable (a reach check) or
+//!   down by failure within `window` exceed `max(min_removals, max_removal_ratio x
+//!   baseline)`: the trip comes with the suspicion, before the suspicion timeout removes
+//!   anyone; every member then declared down is held;
+//! - `isolated` when this node hears nothing for a few probe periods, when a reach check
+//!   reaches fewer than half of the baseline, or when SWIM keeps fewer than half active;
 //! - a service that had instances is never served empty because they failed (every state);
-//! - thaw once the held members are back under half the trip limit for `stable_after`, or by
-//!   the operator; held members then drain at `drain_per_sec`.
+//! - thaw once the held, suspect and unreachable peers are back under half the trip limit for
+//!   `stable_after`, or by the operator; held members then drain at `drain_per_sec`.
 
+pub use crate::core::guard_config::{
+    GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
+};
+
+use crate::core::baseline::Baseline;
 use crate::core::meta::MetaStore;
+use crate::core::reach::ReachView;
 use crate::core::time::Time;
 use crate::core::truth::{MemberView, ServedStatus, Truth, TruthState};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardMode {
-    /// Hold members the rules protect (default).
-    #[default]
-    Enforce,
-    /// Compute and report what the guard would do, but serve the truth.
-    Shadow,
-    /// No guard: serve the truth.
-    Off,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardState {
-    #[default]
-    Normal,
-    Frozen,
-    Isolated,
-    Warming,
-}
-
-impl GuardState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GuardState::Normal => "normal",
-            GuardState::Frozen => "frozen",
-            GuardState::Isolated => "isolated",
-            GuardState::Warming => "warming",
-        }
-    }
-}
-
-impl std::fmt::Display for GuardState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Per-service override of the guard.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ServiceGuard {
-    /// Never serve instances of this service as `held`: apps prefer no instance to a stale
-    /// one (e.g. a leader endpoint).
-    pub fail_closed: bool,
-}
-
-/// Guard configuration (see the README's config reference).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GuardConfig {
-    pub mode: GuardMode,
-    /// No membership change for this long makes the current served view the baseline.
-    pub stable_after: Duration,
-    /// Failures of baseline members are counted within this sliding window.
-    pub window: Duration,
-    /// Trip when failures exceed `max(min_removals, max_removal_ratio x baseline)`.
-    pub min_removals: usize,
-    pub max_removal_ratio: f64,
-    /// After this long frozen or isolated, the alert escalates.
-    pub max_freeze: Duration,
-    /// What to do after `max_freeze`: keep holding (false) or release held members (true).
-    pub release_after_max_freeze: bool,
-    /// Held members released per second after a thaw.
-    pub drain_per_sec: u32,
-    /// After a restart from a snapshot: foca must have been active this long to call the node
-    /// synced and end `warming`.
-    pub warming_sync: Duration,
-    /// After a restart from a snapshot: end `warming` after this long even if not synced (the
-    /// rules then decide between `normal`, `frozen` and `isolated`).
-    pub warming_timeout: Duration,
-    /// A snapshot older than this is not served (its peers are still used to rejoin).
-    pub snapshot_max_age: Duration,
-    /// Per-service overrides, by service name.
-    pub services: BTreeMap<String, ServiceGuard>,
-}
-
-impl Default for GuardConfig {
-    fn default() -> Self {
-        GuardConfig {
-            mode: GuardMode::Enforce,
-            stable_after: Duration::from_secs(30),
-            window: Duration::from_secs(60),
-            min_removals: 2,
-            max_removal_ratio: 0.4,
-            max_freeze: Duration::from_secs(3600),
-            release_after_max_freeze: false,
-            drain_per_sec: 5,
-            warming_sync: Duration::from_secs(5),
-            warming_timeout: Duration::from_secs(60),
-            snapshot_max_age: Duration::from_secs(3600),
-            services: BTreeMap::new(),
-        }
-    }
-}
-
-impl GuardConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.max_removal_ratio > 0.0 && self.max_removal_ratio <= 1.0) {
-            return Err("guard.max_removal_ratio must be in (0, 1]".into());
-        }
-        if self.window.is_zero() {
-            return Err("guard.window must be greater than zero".into());
-        }
-        if self.stable_after.is_zero() {
-            return Err("guard.stable_after must be greater than zero".into());
-        }
-        if self.drain_per_sec == 0 {
-            return Err("guard.drain_per_sec must be at least 1".into());
-        }
-        if self.warming_timeout < self.warming_sync {
-            return Err("guard.warming_timeout must not be shorter than guard.warming_sync".into());
-        }
-        Ok(())
-    }
-
-    /// Whether instances of `service` must never be served as held.
-    pub fn fail_closed(&self, service: &str) -> bool {
-        self.services
-            .get(service)
-            .map(|s| s.fail_closed)
-            .unwrap_or(false)
-    }
-
-    /// The trip limit for a baseline of `n` peers: more failures than this trips.
-    pub fn limit(&self, n: usize) -> f64 {
-        (self.min_removals as f64).max(self.max_removal_ratio * n as f64)
-    }
-}
-
-/// What every API answer says about the guard.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GuardReport {
-    pub mode: GuardMode,
-    pub state: GuardState,
-    /// Driver time (ms) the state was entered.
-    pub since_ms: u64,
-    /// Why, in words ("6 of 10 peers lost in 9 s, limit 40%").
-    pub reason: String,
-    /// Members served as `held` (0 in shadow mode: see `would_hold`).
-    pub held: usize,
-    /// Members the rules hold (served as `held` in enforce mode; only reported in shadow).
-    #[serde(default)]
-    pub would_hold: usize,
-    /// Size of the baseline the rules compare against.
-    pub baseline: usize,
-    /// Whether the alert escalated (frozen longer than `max_freeze`).
-    pub escalated: bool,
-}
 
 /// Everything the guard may look at when it decides.
 pub struct GuardCtx<'a> {
@@ -185,15 +42,8 @@ pub struct GuardCtx<'a> {
     pub active_peers: usize,
     /// foca reports no active peer at all.
     pub idle: bool,
-}
-
-/// A state change of the guard, to be logged, evented and sent to the alert hook.
-/// An escalation is a transition with `from == to` and `report.escalated` set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GuardTransition {
-    pub from: GuardState,
-    pub to: GuardState,
-    pub report: GuardReport,
+    /// This node's own evidence of whom it reaches (silence, the last reach check).
+    pub reach: ReachView<'a>,
 }
 
 #[derive(Debug)]
@@ -203,16 +53,9 @@ pub struct Guard {
     since: Time,
     reason: String,
     transitions: Vec<GuardTransition>,
-    /// Peers served alive or suspect at the last stable point (never ourselves). A hash
-    /// set: it is retaken from the whole truth after every change once things settle, and
-    /// in a cluster of thousands sorting the names each time cost more than everything else
-    /// the node did in between.
-    baseline: HashSet<Arc<str>, foldhash::fast::RandomState>,
-    /// Last membership change (join, failure, leave, return).
-    last_change: Time,
-    /// When the baseline was last taken (`None`: never).
-    baseline_at: Option<Time>,
-    /// Failures by failure detection, oldest first (any member; pruned to `window`).
+    /// The peers the rules compare against (see `baseline.rs`).
+    baseline: Baseline,
+    /// Failures by failure detection of baseline members, oldest first (pruned to `window`).
     failures: Vec<(Time, Arc<str>)>,
     /// Members SWIM calls down that are served as `held`.
     held: BTreeSet<Arc<str>>,
@@ -220,12 +63,15 @@ pub struct Guard {
     /// counts these; a member held only as the last instance of a service does not block a
     /// thaw).
     episode_held: BTreeSet<Arc<str>>,
+    /// Members SWIM declared down that answered this node's own reach check: alive as far
+    /// as this node can tell, so held (not served down) until a check goes unanswered.
+    answered: BTreeSet<Arc<str>>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
     /// it arrives.
     restored: BTreeMap<Arc<str>, MemberView>,
-    /// Retake the baseline at the next tick (after an operator thaw).
+    /// Retake the baseline from the truth at the next tick (after an operator thaw).
     rebase: bool,
     /// Ghosts dropped since the node last asked (it emits their removal).
     dropped_ghosts: Vec<MemberView>,
@@ -252,12 +98,11 @@ impl Guard {
             since: now,
             reason: String::from("no failures"),
             transitions: Vec::new(),
-            baseline: HashSet::default(),
-            last_change: now,
-            baseline_at: None,
+            baseline: Baseline::default(),
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
+            answered: BTreeSet::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -283,9 +128,12 @@ impl Guard {
 
     /// Names in the baseline, sorted.
     pub fn baseline(&self) -> impl Iterator<Item = &Arc<str>> {
-        let mut names: Vec<&Arc<str>> = self.baseline.iter().collect();
-        names.sort_unstable();
-        names.into_iter()
+        self.baseline.sorted().into_iter()
+    }
+
+    /// Names in the baseline, in no particular order.
+    pub fn baseline_unordered(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.baseline.iter()
     }
 
     fn off(&self) -> bool {
@@ -315,10 +163,6 @@ impl Guard {
             return;
         }
         let was_active = before.map(TruthState::is_active).unwrap_or(false);
-        let is_active = after.map(TruthState::is_active).unwrap_or(false);
-        if was_active != is_active || before.is_none() {
-            self.last_change = now;
-        }
         if let Some(g) = self.ghosts.remove(name) {
             // The truth knows it now: it decides (the restored metadata stays until warm).
             if self.state == GuardState::Warming {
@@ -327,12 +171,18 @@ impl Guard {
         }
         match after {
             Some(TruthState::Down) => {
-                if was_active {
+                if was_active && self.baseline.contains(name) {
                     self.failures.push((now, name.clone()));
+                    self.baseline.note_down(now, name);
                 }
                 if !self.releasing() {
                     self.held.insert(name.clone());
                     self.episode_held.insert(name.clone());
+                } else if Self::reached(ctx, name) {
+                    // It answered our own ping since: SWIM's verdict (from other probers'
+                    // luck, or ours while we could not hear) is contradicted.
+                    self.held.insert(name.clone());
+                    self.answered.insert(name.clone());
                 } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
@@ -342,7 +192,13 @@ impl Guard {
                 self.unhold(name);
                 self.baseline.remove(name);
             }
-            Some(TruthState::Alive) | Some(TruthState::Suspect) => {
+            Some(TruthState::Alive) => {
+                self.unhold(name);
+                if Self::has_record(ctx, name) {
+                    self.baseline.admit(name);
+                }
+            }
+            Some(TruthState::Suspect) => {
                 self.unhold(name);
             }
             None => {
@@ -350,7 +206,65 @@ impl Guard {
                 self.baseline.remove(name);
             }
         }
-        self.evaluate(now, ctx);
+        // A change can only trip the guard while it is `normal` (or warming); the thaw rule is
+        // checked on the tick (a large partition changes thousands of members one by one).
+        if matches!(self.state, GuardState::Normal | GuardState::Warming) {
+            self.evaluate(now, ctx);
+        }
+    }
+
+    /// `name`'s metadata record arrived or changed: a member seen alive with its record
+    /// joins the baseline.
+    pub fn on_record(&mut self, ctx: &GuardCtx<'_>, name: &Arc<str>) {
+        if self.off() || **name == *ctx.self_name {
+            return;
+        }
+        let alive = ctx
+            .truth
+            .get(name)
+            .is_some_and(|m| m.state == TruthState::Alive);
+        if alive && Self::has_record(ctx, name) {
+            self.baseline.admit(name);
+        }
+    }
+
+    /// A reach check finished (or silence began): decide with the new evidence.
+    pub fn on_reach(&mut self, now: Time, ctx: &GuardCtx<'_>) {
+        if !self.off() {
+            self.evaluate(now, ctx);
+        }
+    }
+
+    /// Whether the node should check its reach now: some baseline peers are suspect or
+    /// failed together (or it hears nothing), so a check tells a partition, or being cut off,
+    /// from one crash before the suspicion timeout decides; and while frozen or isolated,
+    /// to see who is back.
+    pub fn wants_reach_check(&self, ctx: &GuardCtx<'_>) -> bool {
+        if self.off() || self.baseline.is_empty() {
+            return false;
+        }
+        match self.state {
+            GuardState::Warming => false,
+            GuardState::Frozen | GuardState::Isolated => true,
+            GuardState::Normal => {
+                // A suspicion: check at once, so that the answer (a few probe timeouts) is in
+                // before the suspicion timeout declares anyone down. Failures already
+                // confirmed need no more checks.
+                let suspect = ctx.truth.suspects().any(|n| self.baseline.contains(n));
+                ctx.reach.silent_for.is_some() || suspect || !self.answered.is_empty()
+            }
+        }
+    }
+
+    fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        ctx.reach.last.is_some_and(|r| r.reached.contains(name))
+    }
+
+    fn has_record(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        match (ctx.truth.get(name), ctx.meta.get(name)) {
+            (Some(m), Some(r)) => r.generation >= m.id.generation(),
+            _ => false,
+        }
     }
 
     /// Periodic evaluation: baseline, thaw, escalation, warming, draining.
@@ -364,25 +278,19 @@ impl Guard {
         let window = self.cfg.window;
         self.failures.retain(|(t, _)| now.since(*t) < window);
 
-        // Baseline at the last stable point.
-        if self.state == GuardState::Normal
-            && (self.rebase
-                || (now.since(self.last_change) >= self.cfg.stable_after
-                    && self
-                        .baseline_at
-                        .map(|t| t < self.last_change)
-                        .unwrap_or(true)))
-        {
+        if self.rebase {
+            // The operator says the truth is right: compare against it from now on.
             self.rebase = false;
-            // Refilled in place: the table keeps its size from one retake to the next.
-            self.baseline.clear();
-            self.baseline.extend(
+            self.baseline.reset(
                 ctx.truth
                     .iter()
                     .filter(|(n, m)| m.state.is_active() && ***n != *ctx.self_name)
                     .map(|(n, _)| n.clone()),
             );
-            self.baseline_at = Some(now);
+        }
+        if self.state == GuardState::Normal {
+            // Members down by failure for `stable_after` leave the baseline.
+            self.baseline.age_out(now, self.cfg.stable_after, ctx.truth);
         }
 
         // Escalation after `max_freeze`.
@@ -416,6 +324,9 @@ impl Guard {
             let mut active = None;
             let mut candidates: Vec<Arc<str>> = Vec::new();
             for n in self.held.iter().chain(self.ghosts.keys()) {
+                if self.answered.contains(n) && Self::reached(ctx, n) {
+                    continue;
+                }
                 if !self.protected(ctx, n, &mut active) {
                     candidates.push(n.clone());
                 }
@@ -502,9 +413,8 @@ impl Guard {
             m.truth = None;
             self.ghosts.insert(Arc::from(m.name.as_str()), m);
         }
-        self.baseline = baseline.iter().map(|s| Arc::from(s.as_str())).collect();
-        self.baseline_at = Some(now);
-        self.last_change = now;
+        self.baseline
+            .reset(baseline.iter().map(|s| Arc::from(s.as_str())));
         self.active_since = None;
         let n = self.ghosts.len();
         self.enter(
@@ -568,24 +478,68 @@ impl Guard {
         false
     }
 
-    /// Baseline peers lost by failure within the window: (count, first failure time).
-    fn lost(&self, ctx: &GuardCtx<'_>) -> (usize, Option<Time>) {
-        let mut seen: BTreeSet<&Arc<str>> = BTreeSet::new();
-        let mut first = None;
+    /// Baseline peers lost: suspected by SWIM, unreachable in the last reach check, or down
+    /// by failure within the window (and still down). Counted once each; a sampled check
+    /// counts its estimate for the whole baseline when that is larger.
+    fn lost(&self, ctx: &GuardCtx<'_>) -> Lost {
+        let unreached = ctx.reach.last.map(|r| r.unreached.len()).unwrap_or(0);
+        let suspects = ctx.truth.suspects().count();
+        let mut out = Lost::default();
+        if suspects + self.failures.len() + unreached == 0 {
+            return out;
+        }
+        let mut seen: HashSet<&Arc<str>, foldhash::fast::RandomState> = HashSet::default();
+        let mut first: Option<Time> = None;
+        let note = |t: Time, first: &mut Option<Time>| {
+            *first = Some(first.map(|f| f.min(t)).unwrap_or(t));
+        };
+        for n in ctx.truth.suspects() {
+            if self.baseline.contains(n) && seen.insert(n) {
+                out.suspect += 1;
+                if let Some(m) = ctx.truth.get(n) {
+                    note(m.since, &mut first);
+                }
+            }
+        }
         for (t, n) in &self.failures {
-            if !self.baseline.contains(n) || seen.contains(n) {
+            // A failure that aged out of the baseline no longer counts (nor does the
+            // baseline it would be compared against).
+            if !self.baseline.contains(n) {
                 continue;
             }
             let gone = match ctx.truth.get(n) {
                 Some(m) => m.state == TruthState::Down,
                 None => self.ghosts.contains_key(n),
             };
-            if gone {
-                seen.insert(n);
-                first = Some(first.map(|f: Time| f.min(*t)).unwrap_or(*t));
+            if gone && seen.insert(n) {
+                out.failed += 1;
+                note(*t, &mut first);
             }
         }
-        (seen.len(), first)
+        if let Some(r) = ctx.reach.last {
+            for n in &r.unreached {
+                let left = ctx
+                    .truth
+                    .get(n)
+                    .is_some_and(|m| m.state == TruthState::Left);
+                if self.baseline.contains(n) && !left && seen.insert(n) {
+                    out.unreachable += 1;
+                    note(r.at, &mut first);
+                }
+            }
+            if r.targets < r.population {
+                // A sampled check: scale what it found in the baseline to the whole of it.
+                let found = r
+                    .unreached
+                    .iter()
+                    .filter(|n| self.baseline.contains(n))
+                    .count();
+                out.estimate = (found * r.population).div_ceil(r.targets.max(1));
+            }
+        }
+        out.count = seen.len().max(out.estimate);
+        out.first = first;
+        out
     }
 
     fn isolated(&self, ctx: &GuardCtx<'_>) -> Option<String> {
@@ -593,10 +547,32 @@ impl Guard {
         if b == 0 {
             return None;
         }
-        if ctx.idle {
+        // (foca reports a member up before it reports itself active: not idle then.)
+        if ctx.idle && ctx.active_peers == 0 {
             return Some(format!(
                 "no active peer (foca idle); {b} baseline peers unreachable"
             ));
+        }
+        if let Some(q) = ctx.reach.silent_for {
+            return Some(format!(
+                "nothing received from any peer for {:.1} s (a connected node hears one every \
+                 probe period); {b} baseline peers unreachable",
+                q.as_secs_f64()
+            ));
+        }
+        if let Some(r) = ctx.reach.last {
+            if r.targets > 0 && r.reached_fraction() < 0.5 {
+                return Some(format!(
+                    "a reach check answered by {} of {} baseline peers{}, fewer than half",
+                    r.reached(),
+                    r.targets + r.skipped,
+                    if r.targets < r.population {
+                        format!(" (a sample of {b})")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
         }
         if ctx.active_peers * 2 < b {
             return Some(format!(
@@ -629,11 +605,16 @@ impl Guard {
         }
         let b = self.baseline.len();
         let limit = self.cfg.limit(b);
-        let (lost, first) = self.lost(ctx);
+        let lost = self.lost(ctx);
         let trip_reason = || {
             format!(
-                "{lost} of {b} peers lost in {} s, limit {}%",
-                first.map(|f| now.since(f).as_secs()).unwrap_or(0),
+                "{} of {b} baseline peers lost in {} s ({} suspect, {} unreachable, {} failed), \
+                 limit {}%",
+                lost.count,
+                lost.first.map(|f| now.since(f).as_secs()).unwrap_or(0),
+                lost.suspect,
+                lost.unreachable,
+                lost.failed,
                 (self.cfg.max_removal_ratio * 100.0).round()
             )
         };
@@ -642,7 +623,7 @@ impl Guard {
                 if let Some(why) = self.isolated(ctx) {
                     self.hold_window(ctx);
                     self.enter(now, GuardState::Isolated, why);
-                } else if lost as f64 > limit {
+                } else if lost.count as f64 > limit {
                     let why = trip_reason();
                     self.hold_window(ctx);
                     self.enter(now, GuardState::Frozen, why);
@@ -658,8 +639,10 @@ impl Guard {
                 if self.operator_frozen {
                     return;
                 }
+                // Held members, plus peers still suspect or unreachable (not yet held).
                 let held = self.episode_held.len() + self.ghosts.len();
-                if (held as f64) < limit / 2.0 {
+                let missing = held + lost.suspect + lost.unreachable;
+                if (missing as f64) < limit / 2.0 {
                     let since = *self.calm_since.get_or_insert(now);
                     if now.since(since) >= self.cfg.stable_after {
                         self.failures.clear();
@@ -667,7 +650,8 @@ impl Guard {
                             now,
                             GuardState::Normal,
                             format!(
-                                "thawed: {held} held, under half the limit for {} s",
+                                "thawed: {missing} held, suspect or unreachable, under half the \
+                                 limit for {} s",
                                 self.cfg.stable_after.as_secs()
                             ),
                         );
@@ -738,6 +722,7 @@ impl Guard {
 
     fn unhold(&mut self, name: &str) -> bool {
         self.episode_held.remove(name);
+        self.answered.remove(name);
         self.held.remove(name)
     }
 
@@ -754,7 +739,6 @@ impl Guard {
                 self.escalated = false;
                 self.operator_frozen = false;
                 self.drain_tokens = 0.0;
-                self.last_change = now;
             }
             GuardState::Frozen | GuardState::Isolated => {
                 self.episode_since.get_or_insert(now);
@@ -799,6 +783,11 @@ impl Guard {
         self.ghosts.iter().filter(|_| self.enforce())
     }
 
+    /// A restored member the truth does not know yet (any mode).
+    pub fn ghost(&self, name: &str) -> Option<&MemberView> {
+        self.ghosts.get(name)
+    }
+
     /// While warming, a restored member's view (for metadata the truth has not received yet).
     pub fn restored(&self, name: &str) -> Option<&MemberView> {
         self.restored.get(name).filter(|_| self.enforce())
@@ -831,4 +820,18 @@ impl Guard {
     pub fn take_dropped_ghosts(&mut self) -> Vec<MemberView> {
         std::mem::take(&mut self.dropped_ghosts)
     }
+}
+
+/// Baseline peers the rules count as lost, by kind.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lost {
+    /// Distinct peers (or the sampled estimate, when larger).
+    count: usize,
+    suspect: usize,
+    unreachable: usize,
+    failed: usize,
+    /// The estimate of a sampled reach check.
+    estimate: usize,
+    /// When the earliest of them was lost.
+    first: Option<Time>,
 }

@@ -4,6 +4,7 @@
 use crate::core::guard::{Guard, GuardCtx, ServiceGuard};
 use crate::core::identity::NodeId;
 use crate::core::meta::{MetaRecord, MetaStore};
+use crate::core::reach::{CheckResult, ReachView};
 use crate::core::testnet::{addr, config, TestNet};
 use crate::core::truth::Truth;
 use crate::core::{
@@ -24,6 +25,9 @@ struct Rig {
     /// Overrides the reachable peer count (default: active peers in the truth).
     reach: Option<usize>,
     idle: bool,
+    /// The reach evidence handed to the guard.
+    silent: Option<Duration>,
+    check: Option<CheckResult>,
     transitions: Vec<GuardTransition>,
 }
 
@@ -41,6 +45,8 @@ impl Rig {
             now: Time(0),
             reach: None,
             idle: false,
+            silent: None,
+            check: None,
             transitions: Vec::new(),
         };
         r.set("me", TruthState::Alive);
@@ -69,6 +75,10 @@ impl Rig {
             self_name: "me",
             active_peers: self.reach.unwrap_or(active),
             idle: self.idle,
+            reach: ReachView {
+                silent_for: self.silent,
+                last: self.check.as_ref(),
+            },
         };
         f(&mut self.g, &ctx, self.now);
         self.transitions.extend(self.g.take_transitions());
@@ -76,6 +86,17 @@ impl Rig {
 
     fn set(&mut self, name: &str, st: TruthState) {
         let id = Self::id(name);
+        if self.meta.get(name).is_none() {
+            // Every member publishes its record at start.
+            self.meta.offer(MetaRecord {
+                name: Arc::from(name),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                generation: 1,
+                version: 1,
+                leaving: false,
+                meta: NodeMeta::default(),
+            });
+        }
         let (changed, prev) = self.truth.set(self.now, &id, st);
         if changed {
             let n: Arc<str> = Arc::from(name);
@@ -123,6 +144,12 @@ impl Rig {
         self.g.served(name, m.state)
     }
 
+    fn with_wants(&mut self) -> bool {
+        let mut out = false;
+        self.with_ctx(|g, ctx, _| out = g.wants_reach_check(ctx));
+        out
+    }
+
     fn state(&self) -> GuardState {
         self.g.report().state
     }
@@ -157,7 +184,10 @@ fn mass_failure_trips_and_holds_every_failure_in_the_window() {
     r.set("p4", TruthState::Down);
     let rep = r.g.report();
     assert_eq!(rep.state, GuardState::Frozen);
-    assert_eq!(rep.reason, "5 of 10 peers lost in 4 s, limit 40%");
+    assert_eq!(
+        rep.reason,
+        "5 of 10 baseline peers lost in 4 s (0 suspect, 0 unreachable, 5 failed), limit 40%"
+    );
     assert_eq!(rep.held, 5);
     for i in 0..5 {
         assert_eq!(r.served(&peer(i)), ServedStatus::Held, "p{i}");
@@ -335,8 +365,9 @@ fn isolation_by_reachability_and_by_idle() {
     r.run(stable + 100);
     assert_eq!(r.state(), GuardState::Normal);
 
-    // Idle: isolated at once.
+    // Idle (foca lists nobody): isolated at once.
     r.idle = true;
+    r.reach = Some(0);
     r.run(100);
     assert_eq!(r.state(), GuardState::Isolated);
     assert!(
@@ -344,6 +375,191 @@ fn isolation_by_reachability_and_by_idle() {
         "{}",
         r.g.report().reason
     );
+}
+
+#[test]
+fn correlated_suspicion_trips_before_anyone_is_declared_down() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    // Four suspects are within the limit (4 of 10, limit 4): nothing happens.
+    for i in 0..4 {
+        r.set(&peer(i), TruthState::Suspect);
+    }
+    assert_eq!(r.state(), GuardState::Normal);
+    // The fifth trips it, although nobody is down yet.
+    r.set("p4", TruthState::Suspect);
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Frozen, "{}", rep.reason);
+    assert!(rep.reason.contains("5 suspect"), "{}", rep.reason);
+    assert_eq!(rep.held, 0);
+    // Then SWIM declares them down: every one is held, none is ever served down.
+    for i in 0..5 {
+        r.set(&peer(i), TruthState::Down);
+        assert_eq!(r.served(&peer(i)), ServedStatus::Held, "p{i}");
+    }
+    // They come back: alive at once, and the guard thaws after `stable_after` of calm.
+    for i in 0..5 {
+        r.set(&peer(i), TruthState::Alive);
+        assert_eq!(r.served(&peer(i)), ServedStatus::Alive);
+    }
+    r.run(GuardConfig::default().stable_after.as_millis() as u64 + 500);
+    assert_eq!(r.state(), GuardState::Normal);
+}
+
+#[test]
+fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.set("p0", TruthState::Suspect);
+    r.set("p1", TruthState::Suspect);
+    assert!(
+        r.with_wants(),
+        "two suspects together ask for a reach check"
+    );
+    // The check finds three more unreachable: 5 > 4, frozen before SWIM knows.
+    let unreached = ["p0", "p1", "p2", "p3", "p4"].map(Arc::<str>::from);
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: unreached.into_iter().collect(),
+        skipped: 0,
+        reached: Default::default(),
+    });
+    r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Frozen);
+    assert!(rep.reason.contains("3 unreachable"), "{}", rep.reason);
+    // A check that reaches fewer than half means this node is the one cut off.
+    let unreached: Vec<Arc<str>> = (0..6).map(|i| Arc::from(peer(i))).collect();
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: unreached.into_iter().collect(),
+        skipped: 0,
+        reached: Default::default(),
+    });
+    r.run(100);
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Isolated);
+    assert_eq!(
+        rep.reason,
+        "a reach check answered by 4 of 10 baseline peers, fewer than half"
+    );
+}
+
+#[test]
+fn a_single_unreachable_peer_or_suspect_changes_nothing() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.set("p0", TruthState::Suspect);
+    assert!(r.with_wants(), "a suspicion asks for a reach check");
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: [Arc::from("p0")].into_iter().collect(),
+        skipped: 0,
+        reached: Default::default(),
+    });
+    r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
+    assert_eq!(r.state(), GuardState::Normal);
+    r.set("p0", TruthState::Down);
+    assert_eq!(r.served("p0"), ServedStatus::Down);
+    assert!(
+        !r.with_wants(),
+        "a lone failure, confirmed, needs no more checks"
+    );
+}
+
+#[test]
+fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.set("p0", TruthState::Suspect);
+    // Our check reached p0 after SWIM began to suspect it (the suspicion came from someone
+    // else's bad luck, or from our own while we could not hear).
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: Default::default(),
+        skipped: 1,
+        reached: (0..10).map(|i| Arc::from(peer(i))).collect(),
+    });
+    r.set("p0", TruthState::Down);
+    assert_eq!(r.served("p0"), ServedStatus::Held);
+    assert_eq!(r.state(), GuardState::Normal);
+    r.run(2_000);
+    assert_eq!(r.served("p0"), ServedStatus::Held, "evidence still fresh");
+    // The next check goes unanswered: it was a real failure after all.
+    r.check = Some(CheckResult {
+        at: r.now,
+        targets: 10,
+        population: 10,
+        unreached: [Arc::from("p0")].into_iter().collect(),
+        skipped: 0,
+        reached: (1..10).map(|i| Arc::from(peer(i))).collect(),
+    });
+    r.run(500);
+    assert_eq!(r.served("p0"), ServedStatus::Down);
+}
+
+#[test]
+fn silence_isolates_at_once() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.silent = Some(Duration::from_millis(3_000));
+    r.run(50);
+    let rep = r.g.report();
+    assert_eq!(rep.state, GuardState::Isolated);
+    assert!(
+        rep.reason
+            .starts_with("nothing received from any peer for 3.0 s"),
+        "{}",
+        rep.reason
+    );
+    // Everyone SWIM then declares down is held.
+    for i in 0..10 {
+        r.set(&peer(i), TruthState::Down);
+        assert_eq!(r.served(&peer(i)), ServedStatus::Held);
+    }
+}
+
+#[test]
+fn the_baseline_starts_with_the_first_view_and_follows_churn() {
+    // No stable period at all: members are protected from the moment they are seen.
+    let mut r = Rig {
+        g: Guard::new(GuardConfig::default(), Time(0)),
+        truth: Truth::default(),
+        meta: MetaStore::default(),
+        now: Time(0),
+        reach: None,
+        idle: false,
+        silent: None,
+        check: None,
+        transitions: Vec::new(),
+    };
+    r.set("me", TruthState::Alive);
+    for i in 0..10 {
+        r.set(&peer(i), TruthState::Alive);
+    }
+    assert_eq!(r.g.report().baseline, 10, "baseline from the first view");
+    // Churn: a join and a graceful leave every 2 s for a minute; the baseline follows.
+    for k in 0..30 {
+        r.set(&format!("j{k}"), TruthState::Alive);
+        r.run(1_000);
+        r.set(&format!("j{k}"), TruthState::Left);
+        r.run(1_000);
+    }
+    assert_eq!(r.g.report().baseline, 10);
+    assert_eq!(r.state(), GuardState::Normal);
+    // A crash stays in the baseline for `stable_after`, then leaves it (guard normal).
+    r.set("p9", TruthState::Down);
+    assert_eq!(r.served("p9"), ServedStatus::Down);
+    r.run(GuardConfig::default().stable_after.as_millis() as u64 + 300);
+    assert_eq!(r.g.report().baseline, 9);
+    // Correlated suspicion in the middle of churn still trips.
+    for i in 0..4 {
+        r.set(&peer(i), TruthState::Suspect);
+    }
+    assert_eq!(r.state(), GuardState::Frozen, "{}", r.g.report().reason);
 }
 
 #[test]
@@ -495,7 +711,11 @@ fn e2e_mass_crash_trips_survivors_and_leave_still_applies() {
     assert!(ok, "survivors did not freeze holding the crashed nodes");
     let rep = net.nodes[0].guard_report();
     assert_eq!((rep.held, rep.baseline), (3, 7));
-    assert!(rep.reason.contains("of 7 peers lost"), "{}", rep.reason);
+    assert!(
+        rep.reason.contains("of 7 baseline peers lost"),
+        "{}",
+        rep.reason
+    );
     // A graceful leave while frozen applies at once.
     net.call(3, |n, now| n.leave(now).unwrap());
     let ok = net.run_until_pred(3_000, |net| {
@@ -546,6 +766,8 @@ fn e2e_three_of_seven_cut_off_each_side_holds_the_other() {
         (0..4).all(|v| net.nodes[v].guard_report().state == GuardState::Frozen)
             && (4..7).all(|v| net.nodes[v].guard_report().state == GuardState::Isolated)
             && net.nodes.iter().all(|n| serves_everyone(n, 7))
+            && net.nodes[0].guard_report().held == 3
+            && net.nodes[6].guard_report().held == 4
     });
     assert!(
         ok,
@@ -761,4 +983,98 @@ fn e2e_figures_guard_on_vs_off() {
     for r in rows {
         println!("{r}");
     }
+}
+
+/// A fresh net (profile `local`, default guard settings but `stable_after`), run until every
+/// node sees every other alive, then 1 s more: a cluster that formed a second ago.
+fn young_net(n: usize) -> TestNet {
+    let mut net = TestNet::with_config(n, |_, c| c.guard.stable_after = Duration::from_secs(2));
+    let ok = net.run_until_pred(10_000, |net| {
+        net.nodes.iter().all(|node| serves_everyone(node, n))
+    });
+    assert!(ok, "did not converge");
+    net.run_for_ms(1_000);
+    net
+}
+
+/// Members served `down` by `observers` while they were alive (nobody crashed in these
+/// tests, so every `down` event is one), over the whole run.
+fn live_served_down(net: &TestNet, observers: &[usize]) -> Vec<(Time, usize, String)> {
+    net.down_log
+        .iter()
+        .filter(|(_, o, _)| observers.contains(o))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn e2e_young_cluster_cut_one_off_it_never_serves_anyone_down() {
+    let mut net = young_net(7);
+    net.partition(&[6]);
+    net.run_for_ms(8_000);
+    assert_eq!(net.nodes[6].guard_report().state, GuardState::Isolated);
+    assert!(serves_everyone(&net.nodes[6], 7));
+    assert_eq!(
+        live_served_down(&net, &[6]),
+        vec![],
+        "the cut-off node served down"
+    );
+    // The others see one node gone: removed like a crash.
+    assert!((0..6).all(|v| status(&net, v, 6) == Some(ServedStatus::Down)));
+    net.heal();
+    assert!(
+        net.run_until_pred(5_000, |net| (0..7).all(|v| (0..7).all(|i| status(
+            net, v, i
+        ) == Some(
+            ServedStatus::Alive
+        ))))
+    );
+}
+
+#[test]
+fn e2e_young_cluster_split_three_of_seven_neither_side_serves_down() {
+    let mut net = young_net(7);
+    net.partition(&[4, 5, 6]);
+    net.run_for_ms(8_000);
+    assert!(net.nodes.iter().all(|n| serves_everyone(n, 7)));
+    assert_eq!(live_served_down(&net, &[0, 1, 2, 3, 4, 5, 6]), vec![]);
+    assert!((0..4).all(|v| net.nodes[v].guard_report().state == GuardState::Frozen));
+    assert!((4..7).all(|v| net.nodes[v].guard_report().state == GuardState::Isolated));
+    net.heal();
+    assert!(
+        net.run_until_pred(5_000, |net| (0..7).all(|v| (0..7).all(|i| status(
+            net, v, i
+        ) == Some(
+            ServedStatus::Alive
+        ))))
+    );
+    assert_eq!(live_served_down(&net, &[0, 1, 2, 3, 4, 5, 6]), vec![]);
+}
+
+#[test]
+fn e2e_one_way_cut_the_deaf_node_never_serves_anyone_down() {
+    // Node 6 can send but receives nothing.
+    let mut net = young_net(7);
+    for j in 0..6 {
+        net.blocked.insert((j, 6));
+    }
+    net.run_for_ms(8_000);
+    let rep = net.nodes[6].guard_report();
+    assert_eq!(rep.state, GuardState::Isolated, "{}", rep.reason);
+    assert!(serves_everyone(&net.nodes[6], 7));
+    assert_eq!(live_served_down(&net, &[6]), vec![]);
+}
+
+#[test]
+fn e2e_mute_node_never_serves_anyone_down() {
+    // Node 6 receives everything but nothing it sends gets out.
+    let mut net = young_net(7);
+    for j in 0..6 {
+        net.blocked.insert((6, j));
+    }
+    net.run_for_ms(8_000);
+    let rep = net.nodes[6].guard_report();
+    assert_eq!(rep.state, GuardState::Isolated, "{}", rep.reason);
+    assert!(serves_everyone(&net.nodes[6], 7));
+    assert_eq!(live_served_down(&net, &[6]), vec![]);
 }

@@ -3,8 +3,10 @@
 //! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
 //! file: time, randomness and I/O come in from the driver.
 
+pub mod baseline;
 pub mod due;
 pub mod guard;
+pub mod guard_config;
 pub mod identity;
 pub mod intern;
 pub mod keyops;
@@ -12,7 +14,9 @@ pub mod keyring;
 pub mod meta;
 pub mod names;
 pub mod node;
+pub mod operator;
 pub mod profile;
+pub mod reach;
 pub mod replay;
 pub mod snapshot;
 pub mod sync;

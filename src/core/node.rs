@@ -14,6 +14,7 @@ use crate::core::meta::{
     MetaBroadcasts, MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore,
 };
 use crate::core::profile::Timings;
+use crate::core::reach::Reach;
 use crate::core::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 use crate::core::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
@@ -68,6 +69,8 @@ pub enum NodeError {
     Snapshot(#[from] SnapshotError),
     #[error("the node has started; members can only be adopted before")]
     AlreadyStarted,
+    #[error("force-leave refused: {0}")]
+    ForceLeave(String),
 }
 
 /// A timer the driver must deliver back at its deadline (in deadline order).
@@ -187,6 +190,15 @@ pub struct Stats {
     /// Requests for a missing metadata record sent to the member itself.
     #[serde(default)]
     pub meta_direct_requests: u64,
+    /// Reach checks this node ran for its guard (pings to the baseline).
+    #[serde(default)]
+    pub reach_checks: u64,
+    /// Reach pings sent (every round of every check).
+    #[serde(default)]
+    pub reach_pings: u64,
+    /// Times this node refuted a suspicion of itself.
+    #[serde(default)]
+    pub refutes: u64,
 }
 
 impl Stats {
@@ -312,6 +324,17 @@ pub struct Node {
     trust: Trust,
     /// Keyring changes being spread (see `core::keyops`).
     rollouts: crate::core::keyops::Rollouts,
+    /// The node's own evidence of whom it reaches (silence, reach checks), for the guard.
+    reach: Reach,
+    /// foca's incarnation of ourselves when last looked at (it grows when we refute).
+    incarnation: u16,
+    /// We refuted a suspicion of ourselves since the last reach check started.
+    refuted: bool,
+    /// foca's count of suspects when we last mirrored them.
+    suspects_seen: usize,
+    /// The guard state reach checks were last paced for, and the next heal pings.
+    reach_state: GuardState,
+    next_heal: Time,
 }
 
 /// Trust-related parts of the node (keyring, rotation, answer budgets): a child module so
@@ -434,6 +457,12 @@ impl Node {
             scaled_for: 1,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
+            reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
+            incarnation: 0,
+            refuted: false,
+            suspects_seen: 0,
+            reach_state: GuardState::Normal,
+            next_heal: now,
             cfg,
         })
     }
@@ -475,6 +504,7 @@ impl Node {
                 return;
             }
         };
+        self.reach.heard(now);
         let limit = self.generation_limit(now);
         // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
         let answer = self.answer_start(from, data.len());
@@ -489,6 +519,10 @@ impl Node {
                 Err(_) => self.stats.dropped_decode += 1,
             },
             Kind::Keys => self.handle_keys(now, from, &body),
+            Kind::Operator => match crate::core::operator::OperatorMsg::decode(&body) {
+                Ok(msg) => self.handle_operator(msg),
+                Err(_) => self.stats.dropped_decode += 1,
+            },
         }
         self.answer_cap(answer);
         self.after_input(now);
@@ -626,6 +660,8 @@ impl Node {
     /// Operator override of the guard.
     pub fn guard_thaw(&mut self, now: Time, who: &str) {
         self.now = now;
+        // The operator says the truth is right: the last reach check no longer counts.
+        self.reach.forget();
         self.guard.thaw(now, who);
         self.after_input(now);
     }
@@ -636,6 +672,78 @@ impl Node {
         let done = self.guard.release(name);
         self.after_input(now);
         done
+    }
+
+    /// Operator `force-leave` (Serf's name): `name` failed for good; stop holding it here and
+    /// tell every active member to do the same (`core::operator`). Refused for this node and
+    /// for a member SWIM believes alive or suspect (it would come back at once). Returns
+    /// whether it was held here and how many members were told.
+    pub fn force_leave(&mut self, now: Time, name: &str) -> Result<(bool, usize), NodeError> {
+        use crate::core::operator::OperatorMsg;
+        self.now = now;
+        if name == self.cfg.name {
+            return Err(NodeError::ForceLeave(
+                "this is the local node; use leave to leave gracefully".into(),
+            ));
+        }
+        match self.truth.get(name).map(|m| m.state) {
+            Some(TruthState::Alive | TruthState::Suspect) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "{name} is alive according to SWIM; force-leave only removes failed or \
+                     held members (stop it first, or let it leave gracefully)"
+                )))
+            }
+            None if self.guard.ghosts().all(|(n, _)| **n != *name) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "no member named {name:?} is known to this agent"
+                )))
+            }
+            _ => {}
+        }
+        let released = self.guard.release(name);
+        let body = OperatorMsg::ForceLeave {
+            name: name.to_string(),
+        }
+        .encode();
+        let me = self.foca.identity().addr();
+        let peers: Vec<SocketAddr> = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .map(|(_, m)| m.id.addr())
+            .collect();
+        for dst in &peers {
+            wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
+            self.out.buf.extend_from_slice(&body);
+            if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
+                break;
+            }
+            self.stats.tx_datagrams += 1;
+            self.stats.tx_bytes += self.out.buf.len() as u64;
+            self.out.transmits.push_back(Transmit {
+                dst: *dst,
+                data: self.out.buf.clone(),
+            });
+        }
+        self.after_input(now);
+        Ok((released, peers.len()))
+    }
+
+    /// An operator command from another agent: applied only where SWIM agrees the member is
+    /// gone (a live member is never removed by it).
+    fn handle_operator(&mut self, msg: crate::core::operator::OperatorMsg) {
+        use crate::core::operator::OperatorMsg;
+        match msg {
+            OperatorMsg::ForceLeave { name } => {
+                let gone = match self.truth.get(name.as_str()) {
+                    Some(m) => !m.state.is_active(),
+                    None => true,
+                };
+                if gone && name != self.cfg.name {
+                    self.guard.release(&name);
+                }
+            }
+        }
     }
 
     /// Restores a snapshot taken by this node before a restart; call before `start`. A fresh
@@ -1117,6 +1225,20 @@ impl Node {
                 filter,
             } => self.answer_member_filter(from, part, parts, &filter),
             ShoalMsg::Intro { members } => self.apply_intros(now, members),
+            ShoalMsg::Ping { nonce } => self.send_shoal(from, &ShoalMsg::Pong { nonce }),
+            ShoalMsg::Pong { nonce } => {
+                // A peer SWIM has given up on answers: it is back, tell SWIM so now rather
+                // than at the next periodic announce (heals a partition in one round trip).
+                if let Some((name, addr)) = self.reach.on_pong(now, nonce) {
+                    let known_alive = self
+                        .truth
+                        .get(&name)
+                        .is_some_and(|m| m.state.is_active() && m.id.addr() == addr);
+                    if !known_alive {
+                        self.announce(now, addr);
+                    }
+                }
+            }
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
                 let mut s = self.store.lock();
@@ -1425,6 +1547,12 @@ impl Node {
             }
         }
 
+        self.check_reach(now);
+        self.with_guard(now, |g, ctx| g.tick(now, ctx));
+    }
+
+    /// Runs `f` on the guard with everything it may look at.
+    fn with_guard<R>(&mut self, now: Time, f: impl FnOnce(&mut Guard, &GuardCtx<'_>) -> R) -> R {
         let store = self.store.lock();
         let ctx = GuardCtx {
             truth: &self.truth,
@@ -1432,8 +1560,101 @@ impl Node {
             self_name: &self.cfg.name,
             active_peers: self.foca.num_members(),
             idle: self.idle,
+            reach: self.reach.view(now),
         };
-        self.guard.tick(now, &ctx);
+        f(&mut self.guard, &ctx)
+    }
+
+    /// Advances the reach check in flight and starts one when the guard wants it (or when
+    /// we just refuted a suspicion of ourselves: the cluster cannot hear us well).
+    fn check_reach(&mut self, now: Time) {
+        let connected = !self.idle && !self.reconnecting;
+        self.reach.set_connected(now, connected);
+        let period = self.cfg.timings.probe_period;
+        let state = self.guard.state();
+        if state != self.reach_state {
+            // A new episode (or its end): check promptly again.
+            self.reach_state = state;
+            self.reach.set_spacing(period);
+        }
+        let (pings, finished) = self.reach.poll(now);
+        self.send_pings(pings);
+        if finished {
+            self.with_guard(now, |g, ctx| g.on_reach(now, ctx));
+            if matches!(
+                self.guard.state(),
+                GuardState::Frozen | GuardState::Isolated
+            ) {
+                // While the fault lasts, full checks back off (1, 2, 4 ... 16 probe
+                // periods apart); heal pings below notice the end of it meanwhile.
+                let wider = (self.reach.spacing() * 2).min(period * 16);
+                self.reach.set_spacing(wider);
+            }
+        }
+        // (Also while foca is idle: an agent cut off from everyone needs these most.)
+        if matches!(state, GuardState::Frozen | GuardState::Isolated) && now >= self.next_heal {
+            self.next_heal = now.plus(period);
+            let missing = self.missing_peers();
+            let pings = self.reach.heal_pings(missing, &mut self.rng);
+            self.send_pings(pings);
+        }
+        if !connected || !self.reach.can_start(now) {
+            return;
+        }
+        let wanted = self.with_guard(now, |g, ctx| g.wants_reach_check(ctx));
+        if !(wanted || std::mem::take(&mut self.refuted)) {
+            return;
+        }
+        let mut suspects = std::collections::HashSet::new();
+        let mut candidates: Vec<(Arc<str>, SocketAddr)> = self
+            .guard
+            .baseline_unordered()
+            .filter_map(|n| match self.truth.get(n) {
+                Some(m) if m.state == TruthState::Left => None,
+                Some(m) => {
+                    if m.state == TruthState::Suspect {
+                        suspects.insert(n.clone());
+                    }
+                    Some((n.clone(), m.id.addr()))
+                }
+                None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
+            })
+            .collect();
+        // The baseline's order is its hash table's: sort so that the sample replays exactly.
+        candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let pings = self.reach.start(now, candidates, &suspects, &mut self.rng);
+        self.stats.reach_checks = self.reach.checks;
+        self.send_pings(pings);
+    }
+
+    /// Baseline peers SWIM does not call alive, or that the last check did not reach,
+    /// sorted by name (so that the pick replays exactly).
+    fn missing_peers(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        let unreached = self.reach.view(self.now).last.map(|r| &r.unreached);
+        let mut out: Vec<(Arc<str>, SocketAddr)> = self
+            .guard
+            .baseline_unordered()
+            .filter_map(|n| match self.truth.get(n) {
+                Some(m) if m.state == TruthState::Left => None,
+                Some(m)
+                    if m.state == TruthState::Alive
+                        && !unreached.is_some_and(|u| u.contains(n)) =>
+                {
+                    None
+                }
+                Some(m) => Some((n.clone(), m.id.addr())),
+                None => self.guard.ghost(n).map(|g| (n.clone(), g.addr)),
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn send_pings(&mut self, pings: Vec<(SocketAddr, u64)>) {
+        for (addr, nonce) in pings {
+            self.stats.reach_pings += 1;
+            self.send_shoal(addr, &ShoalMsg::Ping { nonce });
+        }
     }
 
     /// Asks for the metadata records still missing once their wait is over: first in
@@ -1505,6 +1726,7 @@ impl Node {
     }
 
     fn refresh_suspects(&mut self, now: Time) {
+        self.suspects_seen = self.foca.num_suspects();
         // Nobody suspected, by foca or by us: nothing to compare (most periods; walking
         // every member each period was a visible share of a large simulation).
         if self.foca.num_suspects() == 0 && self.truth.suspects().next().is_none() {
@@ -1550,17 +1772,9 @@ impl Node {
         self.store.lock().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
-        {
-            let store = self.store.lock();
-            let ctx = GuardCtx {
-                truth: &self.truth,
-                meta: &store,
-                self_name: &self.cfg.name,
-                active_peers: self.foca.num_members(),
-                idle: self.idle,
-            };
-            self.guard.on_change(now, &ctx, name, Some(m.state), None);
-        }
+        self.with_guard(now, |g, ctx| {
+            g.on_change(now, ctx, name, Some(m.state), None)
+        });
         let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
         self.push_event(
             now,
@@ -1578,18 +1792,9 @@ impl Node {
         if !changed {
             return;
         }
-        {
-            let store = self.store.lock();
-            let ctx = GuardCtx {
-                truth: &self.truth,
-                meta: &store,
-                self_name: &self.cfg.name,
-                active_peers: self.foca.num_members(),
-                idle: self.idle,
-            };
-            self.guard
-                .on_change(now, &ctx, id.name(), prev, Some(state));
-        }
+        self.with_guard(now, |g, ctx| {
+            g.on_change(now, ctx, id.name(), prev, Some(state))
+        });
         self.emit_served(now, id.name(), prev.is_none(), false);
     }
 
@@ -1666,6 +1871,21 @@ impl Node {
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);
+        }
+        // Suspicion is not notified by foca: when its count differs from ours, mirror it now
+        // (the guard trips on correlated suspicion, so it must see it as it happens).
+        if self.cfg.track_suspects && self.foca.num_suspects() != self.suspects_seen {
+            self.refresh_suspects(now);
+        }
+        let inc = self.foca.incarnation();
+        if inc != self.incarnation {
+            if inc > self.incarnation {
+                // We refuted a suspicion of ourselves: peers cannot hear us well.
+                self.stats.refutes += 1;
+                self.refuted = true;
+            }
+            // (Lower: foca renewed our identity, which starts a new incarnation count.)
+            self.incarnation = inc;
         }
         if std::mem::take(&mut self.gossip_now) && !self.left {
             self.swim(now, |foca, rt| foca.gossip(rt));
@@ -1906,6 +2126,8 @@ impl Node {
             if leaving && state != TruthState::Left && *name != *self.cfg.name {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
                 self.set_truth(now, &id, TruthState::Left);
+            } else if state == TruthState::Alive {
+                self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }
             self.emit_served(now, &name, false, true);
         }

@@ -214,7 +214,12 @@ impl Node {
                 continue;
             }
             // What goes on the wire: the seal (when sealing) and any padding come on top.
-            let size = (t.data.len() + wire::SEAL_OVERHEAD).max(self.pad_for(t.dst, &t.data));
+            let seal = if self.trust.seals(&t.data) {
+                wire::SEAL_OVERHEAD
+            } else {
+                0
+            };
+            let size = (t.data.len() + seal).max(self.pad_for(t.dst, &t.data));
             if size <= left {
                 left -= size;
                 i += 1;

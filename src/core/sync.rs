@@ -1,6 +1,7 @@
 //! Shoal's own messages beside SWIM: metadata and membership anti-entropy.
 //!
-//! Owns the `ShoalMsg` wire shapes (digest, push, want, members filter, introductions), the
+//! Owns the `ShoalMsg` wire shapes (digest, push, want, members filter, introductions, the
+//! reach check's ping and pong), the
 //! Bloom filter of member names and its hash sharding, and the packing of records into
 //! datagram-sized messages. The node decides when to send them and what to do with them;
 //! this module must not touch any state.
@@ -166,6 +167,10 @@ pub enum ShoalMsg {
     },
     /// Members the sender knows as active, for the receiver to add to SWIM.
     Intro { members: Vec<IntroEntry> },
+    /// A reach check (see `core::reach`): "answer with this nonce".
+    Ping { nonce: u64 },
+    /// The answer to a `Ping`, the same size.
+    Pong { nonce: u64 },
 }
 
 impl ShoalMsg {

@@ -27,6 +27,8 @@ pub struct TestNet {
     pub local_log: Vec<(Time, usize, crate::core::LocalEvent)>,
     /// When set, every datagram delivered is recorded here: (from node, to node, bytes).
     pub tap: Option<Vec<(usize, usize, Vec<u8>)>>,
+    /// Every member event that served a member `down`: (when, observer, member name).
+    pub down_log: Vec<(Time, usize, String)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -79,6 +81,7 @@ impl TestNet {
             now: Time(0),
             local_log: Vec::new(),
             tap: None,
+            down_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -128,8 +131,14 @@ impl TestNet {
             }
         }
         while let Some(ev) = self.nodes[i].poll_event() {
-            if let crate::core::EventKind::Local(l) = &ev.kind {
-                self.local_log.push((self.now, i, l.clone()));
+            match &ev.kind {
+                crate::core::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
+                crate::core::EventKind::Member { member, .. }
+                    if member.status == crate::core::ServedStatus::Down =>
+                {
+                    self.down_log.push((self.now, i, member.name.clone()));
+                }
+                _ => {}
             }
         }
     }

@@ -164,8 +164,21 @@ impl Trust {
         self.wall_ms(now)
     }
 
-    /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`.
-    /// Returns it unchanged when the node sends plaintext.
+    /// Whether the plaintext envelope `plain` (as `wire::write_header` + body wrote it) goes
+    /// out sealed: always with a key, except while sending plaintext (`Plaintext::Send`), when
+    /// only keyring changes (and any kind past them) are sealed. Operator commands follow the
+    /// setting like SWIM and shoal messages, so that they reach agents not yet given the key.
+    pub fn seals(&self, plain: &[u8]) -> bool {
+        if self.cfg.keyring.is_none() {
+            return false;
+        }
+        let h = wire::header_len_of(plain);
+        self.cfg.plaintext != Plaintext::Send
+            || plain
+                .get(h.wrapping_sub(1))
+                .is_none_or(|k| *k >= Kind::Keys as u8)
+    }
+
     /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`,
     /// first padding it to at least `pad_to` bytes in all (0: no padding). Returns it
     /// unsealed when the node sends plaintext.
@@ -176,16 +189,11 @@ impl Trust {
         mut plain: Vec<u8>,
         pad_to: usize,
     ) -> Vec<u8> {
-        let h = 6 + plain.get(4).copied().unwrap_or(0) as usize;
+        let h = wire::header_len_of(&plain);
         if plain.len() < h {
             return plain;
         }
-        let sealing = match &self.cfg.keyring {
-            None => false,
-            // Commands (kinds past SWIM and shoal messages: keyring changes, operator
-            // commands) are sealed even while sending plaintext.
-            Some(_) => self.cfg.plaintext != Plaintext::Send || plain[h - 1] > Kind::Shoal as u8,
-        };
+        let sealing = self.seals(&plain);
         let extra = if sealing { SEAL_OVERHEAD } else { 0 };
         if plain.len() + extra + 2 <= pad_to {
             let pad = pad_to - plain.len() - extra - 2;
@@ -241,11 +249,9 @@ impl Trust {
                 None => true,
                 Some(_) => self.cfg.plaintext != Plaintext::Refuse,
             };
-            // Commands (keyring changes, and any kind past SWIM and shoal messages) are only
-            // ever taken from a key holder.
-            if !accept
-                || (self.cfg.keyring.is_some() && !matches!(env.kind, Kind::Swim | Kind::Shoal))
-            {
+            // Keyring changes are only ever taken from a key holder; operator commands follow
+            // the plaintext setting like SWIM and shoal messages (see `seals`).
+            if !accept || (self.cfg.keyring.is_some() && env.kind == Kind::Keys) {
                 return Err(TrustDrop::Plaintext);
             }
             self.stats.plaintext_accepted += 1;
@@ -474,6 +480,29 @@ mod tests {
             accept.open(Time(0), from, &keys, ""),
             Err(TrustDrop::Plaintext)
         );
+        // Operator commands follow the setting: accepted in plaintext during a transition,
+        // refused by default; sealed except while sending plaintext. Keyring changes are
+        // sealed even then.
+        let mut op = Vec::new();
+        wire::write_header(&mut op, "", Kind::Operator);
+        op.push(0);
+        assert!(accept.open(Time(0), from, &op, "").is_ok());
+        assert_eq!(
+            other.open(Time(0), from, &op, ""),
+            Err(TrustDrop::Plaintext)
+        );
+        assert!(accept.seals(&op));
+        let send = Trust::new(
+            TrustConfig {
+                plaintext: Plaintext::Send,
+                ..cfg(Some(ring(2)))
+            },
+            16,
+        );
+        assert!(!send.seals(&op));
+        assert!(!send.seals(&p));
+        assert!(send.seals(&keys));
+        assert!(!insecure.seals(&keys));
         // Two minutes later, a capture is stale (and would be a replay too).
         let mut rx = Trust::new(cfg(Some(ring(1))), 15);
         let late = Time(120_000);

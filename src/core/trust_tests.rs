@@ -402,6 +402,16 @@ fn every_message_kind_answers_a_stranger_within_the_amplification_bound() {
             .encode(),
         ),
         (
+            "reach ping",
+            Kind::Shoal,
+            ShoalMsg::Ping { nonce: u64::MAX }.encode(),
+        ),
+        (
+            "operator",
+            Kind::Operator,
+            crate::core::operator::OperatorMsg::ForceLeave { name: "n5".into() }.encode(),
+        ),
+        (
             "keys",
             Kind::Keys,
             crate::core::keyops::KeyMsg::Op {
@@ -441,8 +451,10 @@ fn every_message_kind_answers_a_stranger_within_the_amplification_bound() {
             "{name}: {out} bytes out for {} in",
             d.len()
         );
-        if name == "swim announce" {
-            assert!(out > 0, "{name}: a joiner still gets its answer");
+        // A reach check's pong is the size of its ping: a node that forgot the pinger (a
+        // healing partition) still answers it.
+        if name == "swim announce" || name == "reach ping" {
+            assert!(out > 0, "{name}: still gets its answer");
         }
     }
     assert!(net.nodes[0].stats().answers_capped > 0);
@@ -529,4 +541,38 @@ fn key_rotation_spreads_and_an_old_key_node_still_gets_in() {
     // Each change was persisted once per node (the driver reads it).
     assert!(net.nodes[3].take_keyring_change().is_some());
     assert!(net.nodes[3].take_keyring_change().is_none());
+}
+
+#[test]
+fn reach_pings_are_answered_sealed_or_plaintext() {
+    // Without a key the seal is not counted against a stranger's budget: a plaintext ping
+    // (smaller than a seal) from an address the node forgot still gets its pong.
+    for (trust, key) in [(None, None), (keyed(1), Some(1))] {
+        let mut net = formed(3, |_| trust.clone());
+        let now = net.now;
+        let stranger = addr(40);
+        let mut o = Outsider::new(key, stranger, 77);
+        for (from, nonce) in [(stranger, 7u64), (addr(1), 8)] {
+            o.addr = from;
+            let d = o.datagram(
+                now,
+                addr(0),
+                Kind::Shoal,
+                &ShoalMsg::Ping { nonce }.encode(),
+            );
+            while net.nodes[0].poll_transmit().is_some() {}
+            net.nodes[0].handle_datagram(now, o.addr, &d);
+            let mut pongs = 0;
+            while let Some(t) = net.nodes[0].poll_transmit() {
+                if t.dst != from {
+                    continue;
+                }
+                let (kind, body) = o.trust.open(now, addr(0), &t.data, "").expect("opens");
+                assert_eq!(kind, Kind::Shoal);
+                assert_eq!(ShoalMsg::decode(&body), Ok(ShoalMsg::Pong { nonce }));
+                pongs += 1;
+            }
+            assert_eq!(pongs, 1, "key {key:?}, from {from}: one pong");
+        }
+    }
 }

@@ -36,8 +36,9 @@ pub enum Kind {
     Swim = 0,
     /// A shoal message (metadata anti-entropy), postcard-encoded.
     Shoal = 1,
-    /// A keyring message (rotation across the cluster); only ever accepted sealed. (3: kind 2
-    /// is taken by operator commands on another branch.)
+    /// An operator command every agent must apply (`core::operator`).
+    Operator = 2,
+    /// A keyring message (rotation across the cluster); only ever accepted sealed.
     Keys = 3,
 }
 
@@ -63,6 +64,12 @@ pub enum WireError {
 /// Number of bytes the envelope takes for a given label.
 pub fn header_len(label: &str) -> usize {
     6 + label.len()
+}
+
+/// Number of bytes the envelope of `data` (a datagram this node wrote) takes, from its label
+/// length byte.
+pub fn header_len_of(data: &[u8]) -> usize {
+    6 + data.get(4).copied().unwrap_or(0) as usize
 }
 
 /// Bytes every datagram reserves for the envelope and a seal: what foca's packets and shoal
@@ -132,6 +139,7 @@ pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError>
     let kind = match rest[label_len] {
         0 => Kind::Swim,
         1 => Kind::Shoal,
+        2 => Kind::Operator,
         3 => Kind::Keys,
         _ => return Err(WireError::BadKind),
     };

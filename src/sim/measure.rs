@@ -207,6 +207,29 @@ pub struct FalseDowns {
     pub top: Vec<(u32, u32)>,
 }
 
+/// What one side of a cut saw: the nodes a partition, isolation or flap selected (the
+/// cut-off side), or every other node (the rest).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideOutcome {
+    pub nodes: u32,
+    /// Lowest share of the live peers any node of this side served (alive, suspect or
+    /// held), at any moment from `measure.from` on.
+    pub min_served_fraction: f64,
+    /// Observer-seconds live members were served `down` by nodes of this side.
+    pub live_served_down_s: f64,
+}
+
+/// The cut-off side and the rest, separately, and how long after the last cut was lifted
+/// every live node served exactly the live nodes, all alive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sides {
+    pub cut_off: SideOutcome,
+    pub rest: SideOutcome,
+    /// Seconds from the end of the last cut to the exact truth everywhere (`None`: no cut
+    /// ended, or never within the run).
+    pub exact_truth_after_heal_s: Option<f64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stale {
     /// Observer-seconds a crashed node was served `alive`/`suspect` (detection delay).
@@ -346,6 +369,9 @@ pub struct RunResult {
     pub guard: GuardStats,
     pub series: Series,
     pub perf: Perf,
+    /// Per side of the cut (scenarios with a partition, isolation or flap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<Sides>,
 }
 
 /// Per kind of spread: count, complete, and the t50 / t99 / t100 of each.
@@ -398,6 +424,17 @@ pub struct Recorder {
     pub partitioned: u64,
     pub cut: u64,
     pub duplicated: u64,
+    /// Nodes on the cut-off side of some fault.
+    cut_side: Vec<bool>,
+    any_cut: bool,
+    live: u32,
+    /// [cut-off, rest]: observer-ms live members were served down; lowest served fraction.
+    side_down_ms: [u64; 2],
+    side_min_frac: [f64; 2],
+    /// When the last cut was lifted, and when the exact truth was first seen after it.
+    healed_at: Option<u64>,
+    exact_at: Option<u64>,
+    last_exact_check: u64,
 }
 
 impl Recorder {
@@ -454,6 +491,63 @@ impl Recorder {
             partitioned: 0,
             cut: 0,
             duplicated: 0,
+            cut_side: vec![false; n],
+            any_cut: false,
+            live: 0,
+            side_down_ms: [0; 2],
+            side_min_frac: [1.0; 2],
+            healed_at: None,
+            exact_at: None,
+            last_exact_check: 0,
+        }
+    }
+
+    /// These nodes are on the cut-off side of a partition, isolation or flap.
+    pub fn mark_cut_side(&mut self, nodes: &[usize]) {
+        self.any_cut = true;
+        for &i in nodes {
+            if let Some(c) = self.cut_side.get_mut(i) {
+                *c = true;
+            }
+        }
+    }
+
+    /// A cut was lifted at `t_ms`: time the way back to the exact truth from here.
+    pub fn healed(&mut self, t_ms: u64) {
+        self.healed_at = Some(t_ms);
+        self.exact_at = None;
+    }
+
+    fn side(&self, o: usize) -> usize {
+        usize::from(!self.cut_side.get(o).copied().unwrap_or(false))
+    }
+
+    /// Whether every live node serves every other live node alive, and nothing else wrong.
+    fn exact(&self, running: &[bool]) -> bool {
+        self.open_counts.iter().all(|c| *c == 0)
+            && running
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .all(|(i, _)| self.serving[i] + 1 == self.live)
+    }
+
+    /// Whether `check_exact` would look now (a heal is pending and 50 virtual ms passed).
+    pub fn wants_exact_check(&self, t_ms: u64) -> bool {
+        self.healed_at.is_some() && self.exact_at.is_none() && t_ms >= self.last_exact_check + 50
+    }
+
+    /// Checks (at most every 50 virtual ms, and at samples) for the exact truth after a heal.
+    pub fn check_exact(&mut self, t_ms: u64, running: &[bool], force: bool) {
+        if self.healed_at.is_none() || self.exact_at.is_some() {
+            return;
+        }
+        if !force && t_ms < self.last_exact_check + 50 {
+            return;
+        }
+        self.last_exact_check = t_ms;
+        if self.exact(running) {
+            self.exact_at = Some(t_ms);
         }
     }
 
@@ -481,6 +575,9 @@ impl Recorder {
     }
 
     pub fn node_up(&mut self, i: usize, t_ms: u64) {
+        if self.alive_since[i].is_none() {
+            self.live += 1;
+        }
         self.alive_since[i] = Some(t_ms);
         self.serving[i] = 0;
         self.guard_state[i] = GuardState::Normal;
@@ -500,6 +597,7 @@ impl Recorder {
 
     pub fn node_down(&mut self, i: usize, t_ms: u64) {
         if let Some(s) = self.alive_since[i].take() {
+            self.live = self.live.saturating_sub(1);
             let s = s.max(self.from_ms);
             self.alive_ms[i] += t_ms.saturating_sub(s);
         }
@@ -610,6 +708,11 @@ impl Recorder {
         let is = status.is_serving();
         if was && !is {
             self.serving[o] = self.serving[o].saturating_sub(1);
+            if self.window(t_ms) && self.live > 1 {
+                let frac = f64::from(self.serving[o]) / f64::from(self.live - 1);
+                let side = self.side(o);
+                self.side_min_frac[side] = self.side_min_frac[side].min(frac);
+            }
         } else if !was && is {
             self.serving[o] += 1;
             if o < self.initial
@@ -655,7 +758,7 @@ impl Recorder {
             return;
         }
         if let Some((k, start)) = self.intervals.remove(&key) {
-            self.finish(k, start, t_ms);
+            self.finish(k, o, start, t_ms);
         }
         if let Some(k) = want {
             self.open_counts[k as usize] += 1;
@@ -666,7 +769,7 @@ impl Recorder {
         }
     }
 
-    fn finish(&mut self, k: IvKind, start: u64, end: u64) {
+    fn finish(&mut self, k: IvKind, o: usize, start: u64, end: u64) {
         self.open_counts[k as usize] = self.open_counts[k as usize].saturating_sub(1);
         let start = start.max(self.from_ms);
         if end <= start {
@@ -674,7 +777,11 @@ impl Recorder {
         }
         let ms = end - start;
         match k {
-            IvKind::ServedDown => self.served_down.add(ms),
+            IvKind::ServedDown => {
+                let side = self.side(o);
+                self.side_down_ms[side] += ms;
+                self.served_down.add(ms)
+            }
             IvKind::HeldDown => self.held_down.add(ms),
             IvKind::StaleServed => self.stale_served.add(ms),
             IvKind::StaleHeld => self.stale_held.add(ms),
@@ -690,7 +797,7 @@ impl Recorder {
             .collect();
         for k in keys {
             if let Some((kind, start)) = self.intervals.remove(&k) {
-                self.finish(kind, start, t_ms);
+                self.finish(kind, k.1 as usize, start, t_ms);
             }
         }
     }
@@ -705,7 +812,7 @@ impl Recorder {
             .collect();
         for k in keys {
             if let Some((kind, start)) = self.intervals.remove(&k) {
-                self.finish(kind, start, t_ms);
+                self.finish(kind, k.1 as usize, start, t_ms);
             }
         }
     }
@@ -822,6 +929,7 @@ impl Recorder {
         faults: Vec<FaultWindow>,
         services: Vec<(String, Vec<u32>)>,
     ) -> RunResult {
+        self.check_exact(end_ms, running, true);
         for (i, r) in running.iter().enumerate() {
             if *r {
                 self.node_down(i, end_ms);
@@ -830,9 +938,25 @@ impl Recorder {
         let keys: Vec<(u32, u32)> = self.intervals.keys().copied().collect();
         for k in keys {
             if let Some((kind, start)) = self.intervals.remove(&k) {
-                self.finish(kind, start, end_ms);
+                self.finish(kind, k.1 as usize, start, end_ms);
             }
         }
+        let sides = self.any_cut.then(|| {
+            let cut_nodes = self.cut_side.iter().filter(|c| **c).count() as u32;
+            let outcome = |side: usize, nodes: u32| SideOutcome {
+                nodes,
+                min_served_fraction: (self.side_min_frac[side] * 1000.0).round() / 1000.0,
+                live_served_down_s: self.side_down_ms[side] as f64 / 1000.0,
+            };
+            Sides {
+                cut_off: outcome(0, cut_nodes),
+                rest: outcome(1, self.initial as u32 - cut_nodes.min(self.initial as u32)),
+                exact_truth_after_heal_s: match (self.healed_at, self.exact_at) {
+                    (Some(h), Some(e)) => Some(e.saturating_sub(h) as f64 / 1000.0),
+                    _ => None,
+                },
+            }
+        });
 
         // Spreads.
         let mut spreads = Spreads::default();
@@ -1048,6 +1172,7 @@ impl Recorder {
             guard: self.guard,
             series: self.series,
             perf: Perf::default(),
+            sides,
         }
     }
 }

@@ -607,6 +607,14 @@ impl<'a> World<'a> {
             }
         }
         self.ev_buf = evs;
+        if self.rec.wants_exact_check(now_ms) {
+            let running: Vec<bool> = self
+                .hosts
+                .iter()
+                .map(|h| h.state == HostState::Running)
+                .collect();
+            self.rec.check_exact(now_ms, &running, true);
+        }
     }
 
     fn stop(&mut self, i: usize, state: HostState) {
@@ -634,6 +642,9 @@ impl<'a> World<'a> {
                 if let Some(rule) = self.net.rules.get_mut(r) {
                     rule.active = on;
                 }
+                if !on {
+                    self.rec.healed(now_ms);
+                }
             }
             Action::Cut(i, on) => {
                 let c = &mut self.net.cut[i as usize];
@@ -642,6 +653,9 @@ impl<'a> World<'a> {
                 } else {
                     c.saturating_sub(1)
                 };
+                if !on {
+                    self.rec.healed(now_ms);
+                }
             }
             Action::Crash(i) => {
                 let i = i as usize;
@@ -729,6 +743,12 @@ impl<'a> World<'a> {
                         }
                     }
                 }
+                // The first group is the cut-off side; with `oneway` (the first group's
+                // datagrams to the others are dropped) the others are: they hear nothing.
+                let side: Vec<usize> = (0..total)
+                    .filter(|i| (group[*i] == 0) != f.oneway)
+                    .collect();
+                self.rec.mark_cut_side(&side);
                 let r = self.net.rules.len();
                 self.net.rules.push(Rule {
                     group,
@@ -741,6 +761,7 @@ impl<'a> World<'a> {
                 }
             }
             FaultKind::Isolate => {
+                self.rec.mark_cut_side(&targets);
                 for &i in &targets {
                     self.at(t0, Action::Cut(i as u32, true));
                     if let Some(e) = end {
@@ -752,6 +773,7 @@ impl<'a> World<'a> {
                 let on = us(f.on.map(|d| d.ms()).unwrap_or(1000)).max(1);
                 let off = us(f.off.map(|d| d.ms()).unwrap_or(1000)).max(1);
                 let stop = end.unwrap_or(self.end);
+                self.rec.mark_cut_side(&targets);
                 let mut t = t0;
                 while t < stop {
                     let back = (t + off).min(stop);
@@ -927,6 +949,7 @@ impl<'a> World<'a> {
             }
         }
 
+        self.rec.check_exact(now_ms, &running, true);
         self.rec.sample(
             Sample {
                 t_ms: now_ms,

@@ -345,6 +345,12 @@ where
         }
     }
 
+    /// This member's current incarnation: it grows each time this member refutes a
+    /// suspicion of itself, so a caller can tell that the cluster suspects it.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
     /// Iterate over the currently active cluster members.
     pub fn iter_members(&self) -> impl Iterator<Item = &Member<T>> {
         self.members.iter_active()
@@ -1784,10 +1790,6 @@ where
     B: BroadcastHandler<T>,
     B::Error: core::error::Error + Send,
 {
-    pub(crate) fn incarnation(&self) -> Incarnation {
-        self.incarnation
-    }
-
     pub(crate) fn probe(&self) -> &Probe<T> {
         &self.probe
     }
