@@ -54,7 +54,9 @@ mkdir -p "$data"
 conf="$root/etc/shoal/shoal.toml"
 [ -f "$conf" ] || conf="$conf.dpkg-new"
 [ -f "$conf" ] || fail "the config file was not unpacked"
-"$root/usr/bin/shoal" agent --config "$conf" --name ci-check \
+# The agent refuses to start without a key: the packaged binary makes one.
+key=$("$root/usr/bin/shoal" keygen)
+"$root/usr/bin/shoal" agent --config "$conf" --name ci-check --encrypt "$key" \
     --bind 127.0.0.1:0 --data-dir "$data" --api "unix:$data/shoal.sock" --log-level warn &
 pid=$!
 ok=0

@@ -101,6 +101,25 @@ pub enum ClientCommand {
         #[arg(value_enum)]
         action: Option<GuardAction>,
     },
+    /// The cluster keyring: list the key ids, or install, use (make primary) or remove a
+    /// key on every agent (reports the agents that did not confirm).
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+    },
+}
+
+/// `shoal keys` actions.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum KeysAction {
+    /// The key ids of this agent's keyring (the keys themselves are never shown).
+    List,
+    /// Add a key to every agent's keyring (accepted, not yet used to send).
+    Install { key: String },
+    /// Make an installed key the primary one (used to send) on every agent.
+    Use { key: String },
+    /// Remove a key from every agent's keyring (not the primary).
+    Remove { key: String },
 }
 
 /// Runs a client command, printing to stdout and errors to stderr. API and connection
@@ -280,6 +299,46 @@ async fn execute(
                 info_table(out, &r)?;
             }
         }
+        ClientCommand::Keys { action } => {
+            use crate::core::keyops::KeyOpKind;
+            let (op, key) = match action {
+                None | Some(KeysAction::List) => {
+                    let r = client.keys().await?;
+                    if json {
+                        json_out(out, &r)?;
+                    } else {
+                        keys_table(out, &r)?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(KeysAction::Install { key }) => (KeyOpKind::Install, key),
+                Some(KeysAction::Use { key }) => (KeyOpKind::Use, key),
+                Some(KeysAction::Remove { key }) => (KeyOpKind::Remove, key),
+            };
+            let r = client.keys_change(op, &key).await?;
+            if json {
+                json_out(out, &r)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} {}: {} of {} agents confirmed",
+                    r.op.as_str(),
+                    r.key_id,
+                    r.confirmed.len(),
+                    r.asked
+                )?;
+                if !r.missing.is_empty() {
+                    writeln!(out, "did not confirm: {}", r.missing.join(", "))?;
+                }
+                for f in &r.refused {
+                    writeln!(out, "refused by {}: {}", f.name, f.error)?;
+                }
+                keys_table(out, &r.keyring)?;
+            }
+            if !r.missing.is_empty() || !r.refused.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
         ClientCommand::ForceLeave { node } => {
             let r = client.force_leave(&node).await?;
             if json {
@@ -406,6 +465,34 @@ pub fn describe(line: &WatchLine) -> String {
             format!("[{}] {what}", e.index)
         }
     }
+}
+
+fn keys_table(
+    out: &mut (dyn Write + Send),
+    k: &crate::api::keys::KeysResponse,
+) -> std::io::Result<()> {
+    if !k.encrypted {
+        return writeln!(
+            out,
+            "INSECURE: this agent runs without encryption (--insecure)"
+        );
+    }
+    for id in &k.keys {
+        let primary = if Some(id) == k.primary.as_ref() {
+            "  primary"
+        } else {
+            ""
+        };
+        writeln!(out, "{id}{primary}")?;
+    }
+    if k.plaintext != crate::core::trust::Plaintext::Refuse {
+        writeln!(
+            out,
+            "plaintext: {:?} (transition to encryption in progress)",
+            k.plaintext
+        )?;
+    }
+    Ok(())
 }
 
 fn guard_banner(out: &mut (dyn Write + Send), g: &GuardReport) -> std::io::Result<()> {
@@ -568,6 +655,17 @@ fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std::io::Result
             ),
         ],
         vec!["index:".into(), r.index.to_string()],
+        vec![
+            "encryption:".into(),
+            if s.trust.encrypted {
+                match s.trust.plaintext {
+                    crate::core::trust::Plaintext::Refuse => "on".to_string(),
+                    p => format!("on, plaintext {p:?} (transition)"),
+                }
+            } else {
+                "OFF (--insecure): anyone who can send a datagram can speak for any node".into()
+            },
+        ],
         vec![
             "received:".into(),
             format!("{} datagrams, {} bytes", c.rx_datagrams, c.rx_bytes),

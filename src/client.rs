@@ -170,6 +170,20 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
+/// The token for an agent started with `--api-token-file`: `SHOAL_API_TOKEN`, or the contents
+/// of the file `SHOAL_API_TOKEN_FILE` names.
+fn api_token() -> Option<String> {
+    if let Ok(t) = std::env::var("SHOAL_API_TOKEN") {
+        if !t.trim().is_empty() {
+            return Some(t.trim().to_string());
+        }
+    }
+    let path = std::env::var("SHOAL_API_TOKEN_FILE").ok()?;
+    let t = std::fs::read_to_string(path).ok()?;
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
 impl Client {
     pub fn new(endpoint: Endpoint) -> Self {
         Client { endpoint }
@@ -228,6 +242,9 @@ impl Client {
             .header(HOST, "localhost");
         if has_body {
             req = req.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = api_token() {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -362,6 +379,30 @@ impl Client {
     /// `GET /v1/stats`.
     pub async fn stats(&self) -> Result<StatsResponse, ClientError> {
         self.get("/v1/stats").await
+    }
+
+    /// `GET /v1/keys`.
+    pub async fn keys(&self) -> Result<crate::api::keys::KeysResponse, ClientError> {
+        self.get("/v1/keys").await
+    }
+
+    /// `POST /v1/keys`: a keyring change spread to the cluster (waits for confirmations).
+    pub async fn keys_change(
+        &self,
+        op: crate::core::keyops::KeyOpKind,
+        key: &str,
+    ) -> Result<crate::api::keys::KeysChangeResponse, ClientError> {
+        let body = crate::api::keys::KeysRequest {
+            op,
+            key: key.to_string(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/keys",
+            Some(&body),
+            REQUEST_TIMEOUT + crate::api::keys::KEYS_WAIT,
+        )
+        .await
     }
 
     /// `GET /v1/services`.

@@ -79,6 +79,8 @@ pub struct Config {
     /// IP to advertise when `bind` is unspecified and no `advertise` is given (detected).
     #[serde(skip)]
     detected_ip: Option<IpAddr>,
+    /// Encryption, keyring and replay protection (`[trust]`, `--encrypt`, `--insecure`).
+    pub trust: TrustSettings,
 }
 
 /// The `shoal agent` flags. This exact set is relied on by tools outside the project.
@@ -135,6 +137,27 @@ pub struct AgentArgs {
     /// Guard mode [default: enforce]
     #[arg(long = "guard-mode", value_enum)]
     pub guard_mode: Option<GuardMode>,
+    /// Cluster key (base64 of 32 bytes, from `shoal keygen`): seeds the keyring
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SHOAL_ENCRYPT",
+        hide_env_values = true
+    )]
+    pub encrypt: Option<String>,
+    /// Run without encryption (anyone who can send a datagram can speak for any node)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Keyring file [default: <data-dir>/keyring]
+    #[arg(long = "keyring-file", value_name = "FILE")]
+    pub keyring_file: Option<PathBuf>,
+    /// Transition to encryption: `send` (send plaintext, accept both) or `accept` (seal,
+    /// accept both) [default: refuse plaintext]
+    #[arg(long, value_name = "refuse|accept|send")]
+    pub plaintext: Option<String>,
+    /// API commands (tags, services, join, leave, guard, keys) need the token in this file
+    #[arg(long = "api-token-file", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -182,6 +205,7 @@ struct FileConfig {
     alert_hook: Option<String>,
     timings: Option<TimingsFile>,
     guard: Option<GuardFile>,
+    trust: Option<TrustFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +243,121 @@ struct GuardFile {
     snapshot_max_age: Option<String>,
     /// Per-service overrides: `[guard.services.NAME] fail_closed = true`.
     services: Option<BTreeMap<String, crate::core::guard::ServiceGuard>>,
+}
+
+/// The `[trust]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    encrypt: Option<String>,
+    insecure: Option<bool>,
+    keyring_file: Option<PathBuf>,
+    plaintext: Option<String>,
+    replay_window: Option<String>,
+    max_sessions: Option<usize>,
+    api_token_file: Option<PathBuf>,
+}
+
+impl TrustFile {
+    /// Values set in `hi` replace those of `self`.
+    fn overlay(&mut self, hi: &TrustFile) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if hi.$f.is_some() { self.$f = hi.$f.clone(); } )* };
+        }
+        take!(
+            encrypt,
+            insecure,
+            keyring_file,
+            plaintext,
+            replay_window,
+            max_sessions,
+            api_token_file
+        );
+    }
+}
+
+/// Encryption settings, resolved. The key itself is never printed or serialized.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct TrustSettings {
+    /// The `--encrypt` key (base64), if given.
+    #[serde(skip)]
+    pub encrypt: Option<String>,
+    pub insecure: bool,
+    /// Where the keyring persists (`<data-dir>/keyring` unless set).
+    pub keyring_file: PathBuf,
+    pub plaintext: crate::core::trust::Plaintext,
+    pub replay_window: Duration,
+    pub max_sessions: usize,
+    /// File holding the token API commands need (`--api-token-file`).
+    pub api_token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for TrustSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustSettings")
+            .field("encrypt", &self.encrypt.as_ref().map(|_| "<key>"))
+            .field("insecure", &self.insecure)
+            .field("keyring_file", &self.keyring_file)
+            .field("plaintext", &self.plaintext)
+            .field("replay_window", &self.replay_window)
+            .field("max_sessions", &self.max_sessions)
+            .field("api_token_file", &self.api_token_file)
+            .finish()
+    }
+}
+
+fn resolve_trust(t: &TrustFile, data_dir: &Path) -> Result<TrustSettings, ConfigError> {
+    use crate::core::trust::Plaintext;
+    if let Some(k) = &t.encrypt {
+        crate::core::keyring::Key::parse(k).map_err(|e| invalid("trust.encrypt", e.to_string()))?;
+    }
+    let plaintext = match t.plaintext.as_deref() {
+        None | Some("refuse") => Plaintext::Refuse,
+        Some("accept") => Plaintext::Accept,
+        Some("send") => Plaintext::Send,
+        Some(p) => {
+            return Err(invalid(
+                "trust.plaintext",
+                format!("{p:?}: use refuse, accept or send"),
+            ))
+        }
+    };
+    let replay_window = match &t.replay_window {
+        Some(s) => parse_duration(s).map_err(|m| invalid("trust.replay_window", m))?,
+        None => Duration::from_secs(60),
+    };
+    if replay_window < Duration::from_secs(5) || replay_window > Duration::from_secs(3600) {
+        return Err(invalid(
+            "trust.replay_window",
+            "must be between 5s and 1h (it is also the clock skew tolerated between agents)",
+        ));
+    }
+    let max_sessions = t.max_sessions.unwrap_or(4096);
+    if !(16..=1_000_000).contains(&max_sessions) {
+        return Err(invalid(
+            "trust.max_sessions",
+            "must be between 16 and 1000000",
+        ));
+    }
+    let insecure = t.insecure.unwrap_or(false);
+    if insecure && plaintext != Plaintext::Refuse {
+        return Err(invalid(
+            "trust.plaintext",
+            "a plaintext transition needs a key; drop --insecure and give --encrypt",
+        ));
+    }
+    Ok(TrustSettings {
+        encrypt: t.encrypt.clone(),
+        insecure,
+        keyring_file: t
+            .keyring_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("keyring")),
+        plaintext,
+        replay_window,
+        max_sessions,
+        api_token_file: t.api_token_file.clone(),
+    })
 }
 
 /// One layer of raw values (file, environment or flags), before parsing.
@@ -375,7 +514,7 @@ fn guard_mode_str(m: GuardMode) -> &'static str {
 }
 
 /// Reads and parses a config file. Returns the top-level layer plus the two tables.
-fn file_layer(path: &Path) -> Result<(Layer, TimingsFile, GuardFile), ConfigError> {
+fn file_layer(path: &Path) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -386,7 +525,7 @@ fn file_layer(path: &Path) -> Result<(Layer, TimingsFile, GuardFile), ConfigErro
     })
 }
 
-fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile), String> {
+fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), String> {
     let f: FileConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
     let guard = f.guard.unwrap_or_default();
     let layer = Layer {
@@ -409,7 +548,12 @@ fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile), String> {
         alert_hook: f.alert_hook,
         guard_mode: guard.mode.clone(),
     };
-    Ok((layer, f.timings.unwrap_or_default(), guard))
+    Ok((
+        layer,
+        f.timings.unwrap_or_default(),
+        guard,
+        f.trust.unwrap_or_default(),
+    ))
 }
 
 impl Config {
@@ -430,16 +574,28 @@ impl Config {
         });
         let mut layer = Layer::default();
         let (mut tfile, mut gfile) = (TimingsFile::default(), GuardFile::default());
+        let mut trust = TrustFile::default();
         if let Some(path) = &config_file {
-            let (l, t, g) = file_layer(path)?;
+            let (l, t, g, tr) = file_layer(path)?;
             layer = l;
             tfile = t;
             gfile = g;
+            trust = tr;
         }
         layer.overlay(env_layer(env));
         layer.overlay(flag_layer(args)?);
         gfile.mode = layer.guard_mode.take();
+        trust.overlay(&TrustFile {
+            encrypt: args.encrypt.clone(),
+            insecure: args.insecure.then_some(true),
+            keyring_file: args.keyring_file.clone(),
+            plaintext: args.plaintext.clone(),
+            replay_window: None,
+            max_sessions: None,
+            api_token_file: args.api_token_file.clone(),
+        });
         let mut cfg = resolve(layer, &tfile, &gfile, env)?;
+        cfg.trust = resolve_trust(&trust, &cfg.data_dir)?;
         cfg.config_file = config_file;
         Ok(cfg)
     }
@@ -696,6 +852,7 @@ fn resolve(
         alert_hook: l.alert_hook,
         config_file: None,
         detected_ip,
+        trust: resolve_trust(&TrustFile::default(), Path::new(""))?,
     })
 }
 

@@ -160,6 +160,8 @@ impl DevCluster {
                 data_dir: Some(dir),
                 profile: Some(args.profile),
                 log_level: Some(args.log_level.clone()),
+                // One key for the whole local cluster, new every run.
+                encrypt: Some(crate::agent::datadir::process_key()),
                 ..AgentArgs::default()
             };
             let mut config = Config::load_with_env(&a, &|_| None)

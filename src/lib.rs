@@ -2,7 +2,8 @@
 //!
 //! `core` is the deterministic state machine (SWIM via foca, metadata, the guard);
 //! `agent` drives it with tokio, `api` serves local apps, `sim` drives many cores in
-//! virtual time.
+//! virtual time. `fuzzing` holds the fuzz targets (for `fuzz/` and the
+//! test suite).
 
 pub mod agent;
 pub mod api;
@@ -13,4 +14,6 @@ pub mod core;
 pub mod dev;
 pub mod dev_live;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod sim;

@@ -31,6 +31,8 @@ enum Cmd {
     Agent(Box<AgentArgs>),
     /// Start a local cluster of agents on loopback and watch it converge
     Dev(DevArgs),
+    /// Print a new random cluster key (base64), for `--encrypt` or `shoal keys install`
+    Keygen,
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -101,12 +103,31 @@ fn dev_api_hook() -> DevHook {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // The client's global `--api` (default: the system socket) shares the agent's `--api`:
+    // an agent not given one listens at <data-dir>/shoal.sock, as documented, not at the
+    // client's default.
+    if let (Cmd::Agent(args), Some(("agent", m))) = (&mut cli.cmd, matches.subcommand()) {
+        if m.value_source("api") == Some(clap::parser::ValueSource::DefaultValue) {
+            args.api = None;
+        }
+    }
     let res = match cli.cmd {
         Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
             .await
             .map(|_| ExitCode::SUCCESS),
+        Cmd::Keygen => shoal::agent::datadir::generate_key()
+            .map(|k| {
+                println!("{}", k.to_base64());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| anyhow::anyhow!("cannot draw a random key: {e}")),
         Cmd::Client(cmd) => shoal::cli::run(cli.client, cmd).await,
     };
     match res {

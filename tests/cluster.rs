@@ -21,6 +21,7 @@ fn config(name: &str, bind: SocketAddr, join: Option<SocketAddr>, dir: &std::pat
         join: join.map(|j| vec![j.to_string()]).unwrap_or_default(),
         profile: Some(Profile::Local),
         data_dir: Some(dir.join(name)),
+        encrypt: Some(shoal::agent::datadir::process_key()),
         ..Default::default()
     };
     Config::load_with_env(&args, &|_| None).expect("valid test config")
@@ -290,7 +291,8 @@ async fn malformed_and_oversized_datagrams_are_dropped_and_counted() {
     assert_eq!(after.dropped_bad_flags, before.dropped_bad_flags + 1);
     assert_eq!(after.dropped_wrong_label, before.dropped_wrong_label + 1);
     assert_eq!(after.dropped_bad_kind, before.dropped_bad_kind + 1);
-    assert_eq!(after.dropped_decode, before.dropped_decode + 2);
+    // The agents hold a key: plaintext bodies are refused before anything decodes them.
+    assert_eq!(after.dropped_plaintext, before.dropped_plaintext + 2);
 
     // Nothing changed: same members, all still alive, and the agent keeps working.
     let names = |v: &[shoal::core::MemberView]| -> Vec<(String, ServedStatus)> {
@@ -345,6 +347,7 @@ async fn sighup_reload_spreads_new_tags_and_services() {
         profile: Some(Profile::Local),
         data_dir: Some(c.dir.path().join("n2")),
         config: Some(file.clone()),
+        encrypt: Some(shoal::agent::datadir::process_key()),
         ..Default::default()
     };
     let cfg = Config::load_with_env(&args, &|_| None).expect("valid config");

@@ -59,6 +59,7 @@ fn config(
         join: seed.map(|s| vec![s.to_string()]).unwrap_or_default(),
         profile: Some(Profile::Local),
         data_dir: Some(dir.join(name(i))),
+        encrypt: Some(shoal::agent::datadir::process_key()),
         guard_mode: Some(setup.mode),
         services: if setup.api_on.contains(&i) {
             vec!["api:8080".to_string()]

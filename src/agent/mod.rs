@@ -2,10 +2,12 @@
 //!
 //! `runtime` owns the event loop (socket, timer queue, flushing outputs) and signal handling,
 //! `timers` the ordered timer queue, `logging` the subscriber and its reload handle, `reload`
-//! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the persisted served view, `alert` the guard's
-//! alert hook.
+//! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
+//! persisted served view, `alert` the guard's alert hook, `datadir` the data directory (mode,
+//! lock, temporary files) and the keyring file.
 
 pub mod alert;
+pub mod datadir;
 pub mod logging;
 pub mod reload;
 pub mod runtime;

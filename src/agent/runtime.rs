@@ -8,6 +8,7 @@
 //! decide, and never logs per packet.
 
 use crate::agent::alert::run_alert_hook;
+use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::LogHandle;
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
@@ -69,6 +70,8 @@ pub enum AgentError {
     Node(#[from] NodeError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Files(#[from] DataDirError),
 }
 
 /// Socket-level counters the node cannot see (its own `Stats` count what it received).
@@ -112,15 +115,19 @@ pub struct Agent {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     resolver: Option<JoinHandle<()>>,
+    /// The data directory's lock, held while the agent lives.
+    _lock: DirLock,
 }
 
 impl Agent {
     /// Binds the socket, builds and starts the node, and spawns the event loop.
     pub async fn start(cfg: &Config) -> Result<Agent, AgentError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| AgentError::DataDir {
-            path: cfg.data_dir.clone(),
-            source,
-        })?;
+        let lock = datadir::prepare(&cfg.data_dir)?;
+        let keyring = datadir::startup_keyring(
+            &cfg.trust.keyring_file,
+            cfg.trust.encrypt.as_deref(),
+            cfg.trust.insecure,
+        )?;
         let socket = UdpSocket::bind(cfg.bind).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 AgentError::AddrInUse { addr: cfg.bind }
@@ -154,6 +161,25 @@ impl Agent {
             .unwrap_or(1);
         let epoch = Instant::now();
         let mut node = Node::new(nc, generation, cfg.node_meta(), os_seed(), Time::ZERO)?;
+        match &keyring {
+            Some(r) => info!(
+                primary = %r.primary().id(),
+                keys = r.keys().len(),
+                plaintext = ?cfg.trust.plaintext,
+                "gossip is encrypted and authenticated"
+            ),
+            None => warn!(
+                "running WITHOUT encryption (--insecure): anyone who can send a datagram to this \
+                 agent can speak for any node"
+            ),
+        }
+        node.set_trust(crate::core::trust::TrustConfig {
+            keyring,
+            plaintext: cfg.trust.plaintext,
+            unix_ms_at_zero: unix_ms(),
+            replay_window: cfg.trust.replay_window,
+            max_sessions: cfg.trust.max_sessions,
+        })?;
         let snap_path = cfg.data_dir.join(SNAPSHOT_FILE);
         match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, unix_ms()) {
             Ok(snap) => match node.restore(Time::ZERO, snap, unix_ms()) {
@@ -166,6 +192,14 @@ impl Agent {
             Err(e) => warn!(error = %e, "snapshot not restored"),
         }
         let shared = Arc::new(AgentShared::new(node, epoch));
+        if let Some(path) = &cfg.trust.api_token_file {
+            let token = std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| DataDirError::TokenFile { path: path.clone() })?;
+            let _ = shared.api_token.set(token);
+        }
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
         shared.with_node(|n, now| n.start(now));
         info!(
@@ -181,6 +215,7 @@ impl Agent {
         let io = Arc::new(IoStats::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let ctx = LoopCtx {
+            keyring_file: cfg.trust.keyring_file.clone(),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
         };
@@ -209,6 +244,7 @@ impl Agent {
             stop: Some(stop_tx),
             task: Some(task),
             resolver,
+            _lock: lock,
         })
     }
 
@@ -380,6 +416,8 @@ async fn retry_seeds(mut pending: Vec<String>, me: SocketAddr, shared: Arc<Agent
 /// What the loop needs besides the socket and the node.
 struct LoopCtx {
     snap_path: PathBuf,
+    /// Where keyring changes are persisted.
+    keyring_file: PathBuf,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
 }
@@ -556,8 +594,11 @@ async fn flush(
     io: &IoStats,
     ctx: &LoopCtx,
 ) {
-    let (transmits, events, left) = {
+    let (transmits, events, left, keyring) = {
+        let now = shared.now();
         let mut node = shared.lock();
+        // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
+        node.set_wall_clock(now, unix_ms());
         let mut tx = Vec::new();
         while let Some(t) = node.poll_transmit() {
             tx.push(t);
@@ -569,8 +610,18 @@ async fn flush(
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        (tx, evs, node.has_left())
+        (tx, evs, node.has_left(), node.take_keyring_change())
     };
+    if let Some(ring) = keyring {
+        match datadir::save_keyring(&ctx.keyring_file, &ring) {
+            Ok(()) => info!(
+                primary = %ring.primary().id(),
+                keys = ring.keys().len(),
+                "keyring changed and saved"
+            ),
+            Err(e) => error!(error = %e, "keyring changed but could not be saved"),
+        }
+    }
     for t in transmits {
         if shared.faults.drop_outgoing(t.dst) {
             continue;

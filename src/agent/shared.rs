@@ -39,6 +39,9 @@ pub struct AgentShared {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// Test/chaos hook: peers the event loop cuts off (see `Faults`). Empty in production.
     pub faults: Faults,
+    /// When set (`--api-token-file`), commands through the API (every method but GET and
+    /// HEAD) need `Authorization: Bearer <token>`.
+    pub api_token: std::sync::OnceLock<String>,
     /// Tags and services as the config file gave them when last read (start or SIGHUP):
     /// the base of the reload's three-way merge (`agent::reload`).
     pub file_meta: Mutex<NodeMeta>,
@@ -170,6 +173,7 @@ impl AgentShared {
             events,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
+            api_token: std::sync::OnceLock::new(),
             file_meta: Mutex::new(NodeMeta::default()),
         }
     }

@@ -34,7 +34,14 @@ pub enum SnapshotFileError {
         age_s: u64,
         max_s: u64,
     },
+    #[error("snapshot {path} is dated {ahead_s} s in the future (clock change?); not used")]
+    Future { path: PathBuf, ahead_s: u64 },
+    #[error("snapshot {path} holds an invalid entry: {msg}; not used")]
+    Invalid { path: PathBuf, msg: String },
 }
+
+/// A snapshot dated further ahead of our clock than this is refused.
+const MAX_FUTURE_MS: u64 = 5 * 60 * 1000;
 
 fn io_err<'a>(
     op: &'static str,
@@ -64,10 +71,13 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), SnapshotFileError> {
         msg: e.to_string(),
     })?;
     let res = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600: the member list is nobody else's business.
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         f.write_all(&data).map_err(io_err("write", &tmp))?;
@@ -103,6 +113,22 @@ pub fn load(
         path: path.to_path_buf(),
         msg: e.to_string(),
     })?;
+    if snap.taken_at_unix_ms > now_unix_ms.saturating_add(MAX_FUTURE_MS) {
+        return Err(SnapshotFileError::Future {
+            path: path.to_path_buf(),
+            ahead_s: (snap.taken_at_unix_ms - now_unix_ms) / 1000,
+        });
+    }
+    let bad_name = std::iter::once(snap.node.as_str())
+        .chain(snap.members.iter().map(|m| m.name.as_str()))
+        .chain(snap.baseline.iter().map(String::as_str))
+        .find_map(|n| crate::core::identity::validate_name(n).err());
+    if let Some(msg) = bad_name {
+        return Err(SnapshotFileError::Invalid {
+            path: path.to_path_buf(),
+            msg,
+        });
+    }
     let age = snap.age(now_unix_ms);
     if age > max_age {
         return Err(SnapshotFileError::TooOld {
@@ -186,6 +212,23 @@ mod tests {
             load(&path, Duration::from_secs(60), 1_000),
             Err(SnapshotFileError::Decode { .. })
         ));
+    }
+
+    #[test]
+    fn private_future_dated_and_invalid_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SNAPSHOT_FILE);
+        save(&path, &snap(1_000_000)).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let err = load(&path, Duration::from_secs(60), 1_000_000 - 600_000).unwrap_err();
+        assert!(matches!(err, SnapshotFileError::Future { .. }), "{err}");
+        let mut bad = snap(1_000);
+        bad.members[0].name = "no such/name".into();
+        save(&path, &bad).unwrap();
+        let err = load(&path, Duration::from_secs(60), 1_000).unwrap_err();
+        assert!(matches!(err, SnapshotFileError::Invalid { .. }), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub struct MetricsInput {
     pub idle: bool,
     pub index: u64,
     pub backlog: (usize, usize),
+    pub trust: crate::api::keys::TrustView,
 }
 
 pub const ALL_STATUSES: [ServedStatus; 5] = [
@@ -221,6 +222,7 @@ pub fn render(m: &MetricsInput) -> String {
         "shoal_dissemination_backlog{{kind=\"metadata\"}} {}",
         m.backlog.1
     );
+    crate::api::keys::render_metrics(&mut out, &m.trust);
     out
 }
 
@@ -250,8 +252,10 @@ mod tests {
             idle: false,
             index: 9,
             backlog: (0, 1),
+            trust: Default::default(),
         };
         let text = render(&input);
+        assert!(text.contains("shoal_encrypted 0\n"));
         assert!(text.contains("shoal_members{status=\"alive\"} 4\n"));
         assert!(text.contains("shoal_members{status=\"held\"} 0\n"));
         assert!(text.contains("shoal_datagrams_dropped_total{reason=\"bad_magic\"} 3\n"));

@@ -2,12 +2,13 @@
 //! and optionally on a loopback TCP address.
 //!
 //! Owns binding (stale-socket cleanup, permissions, the loopback-only rule), the serving
-//! tasks and their shutdown. Routes live in `routes`, shapes in `types`, errors in `error`,
+//! tasks and their shutdown. Routes live in `routes` (the keyring's in `keys`), shapes in `types`, errors in `error`,
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
 
 pub mod consul;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod types;

@@ -66,6 +66,10 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/v1/guard/thaw", post(guard_thaw))
         .route("/v1/watch", get(watch_stream))
         .route("/v1/stats", get(stats))
+        .route(
+            "/v1/keys",
+            get(crate::api::keys::list).post(crate::api::keys::change),
+        )
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -89,6 +93,30 @@ async fn refuse_when_shutting_down(
     if is_command && st.shared.shutting_down.load(Ordering::Relaxed) {
         return HttpError::unavailable().into_response();
     }
+    if let (true, Some(token)) = (is_command, st.shared.api_token.get()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared in time independent of where they differ.
+        let same = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "this agent takes commands only with its API token: send \
+                 `Authorization: Bearer <token>` (the CLI reads SHOAL_API_TOKEN or \
+                 SHOAL_API_TOKEN_FILE)",
+            )
+            .into_response();
+        }
+    }
     next.run(req).await
 }
 
@@ -97,7 +125,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
-             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats and /metrics",
+             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys and /metrics",
             uri.path()
         ),
     )
@@ -395,6 +423,7 @@ fn stats_view(node: &Node) -> StatsView {
         idle: node.is_idle(),
         left: node.has_left(),
         members: counts,
+        trust: crate::api::keys::trust_view(node),
     }
 }
 
@@ -768,6 +797,7 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             idle: node.is_idle(),
             index: node.index(),
             backlog: node.backlog(),
+            trust: crate::api::keys::trust_view(&node),
         }
     };
     let mut resp = metrics::render(&input).into_response();

@@ -49,6 +49,9 @@ pub struct StatsView {
     pub left: bool,
     /// Served members by status: every status word is present, with 0 when none.
     pub members: BTreeMap<String, usize>,
+    /// Encryption: on or not (`--insecure`), the plaintext policy, sealed/opened counts.
+    #[serde(default)]
+    pub trust: crate::api::keys::TrustView,
 }
 
 /// `GET /v1/self`: `{"index", "guard", "member", "stats"}`.

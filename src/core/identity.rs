@@ -6,12 +6,12 @@
 //! makes a restarted node win the conflict with its old self. Must stay small: no metadata.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::Cell;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV6};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 /// Longest node name accepted (bytes).
 pub const MAX_NAME_LEN: usize = 64;
@@ -38,12 +38,13 @@ struct IdParts {
 }
 
 /// foca's key for an identity: equal exactly when the advertised socket addresses are equal
-/// (IPv4 addresses are packed into it; IPv6 ones are numbered by a process-wide table).
+/// (IPv4 addresses are packed into it; IPv6 ones are hashed to 62 bits: a collision needs
+/// about 2^31 addresses, and only key holders can make a node decode identities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AddrKey(u64);
 
 impl AddrKey {
-    fn of(addr: SocketAddr) -> AddrKey {
+    pub(crate) fn of(addr: SocketAddr) -> AddrKey {
         match addr {
             SocketAddr::V4(a) => {
                 AddrKey((1u64 << 62) | (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port()))
@@ -53,16 +54,36 @@ impl AddrKey {
     }
 }
 
-/// Numbers IPv6 socket addresses in order of first sight (the table only grows; an entry is
-/// a few dozen bytes).
+/// A 62-bit hash of an IPv6 socket address (fixed seed: the same in every process, so that
+/// the simulator replays exactly). There is no table to grow: the issue of a process-wide
+/// table that every decoded IPv6 identity stayed in for good is gone.
 fn v6_number(a: SocketAddrV6) -> u64 {
-    static TABLE: OnceLock<Mutex<HashMap<SocketAddrV6, u64>>> = OnceLock::new();
-    let mut t = TABLE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let n = t.len() as u64;
-    *t.entry(a).or_insert(n)
+    use std::hash::BuildHasher;
+    let h = foldhash::quality::FixedState::with_seed(0x5B0A_1D6E_u64).hash_one((
+        a.ip().octets(),
+        a.port(),
+        a.scope_id(),
+    ));
+    h >> 2
+}
+
+thread_local! {
+    /// Largest generation accepted while decoding (see [`with_generation_limit`]).
+    static GENERATION_LIMIT: Cell<u64> = const { Cell::new(u64::MAX) };
+}
+
+/// Runs `f` with identities and records whose generation exceeds `limit` refused at decode
+/// (a node sets it to its clock plus a margin around decoding a datagram).
+pub fn with_generation_limit<R>(limit: u64, f: impl FnOnce() -> R) -> R {
+    let before = GENERATION_LIMIT.with(|c| c.replace(limit));
+    let r = f();
+    GENERATION_LIMIT.with(|c| c.set(before));
+    r
+}
+
+/// The limit set by [`with_generation_limit`] (`u64::MAX` outside it).
+pub fn generation_limit() -> u64 {
+    GENERATION_LIMIT.with(Cell::get)
 }
 
 /// Interned identities. Each entry keeps beside the shared parts everything a lookup
@@ -220,7 +241,15 @@ impl Serialize for NodeId {
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        WireId::deserialize(d).map(|w| intern(&w.name, w.addr, w.generation))
+        let w = WireId::deserialize(d)?;
+        // Validated once, here, for every path (the empty name is an announce placeholder).
+        if !w.name.is_empty() {
+            validate_name(&w.name).map_err(serde::de::Error::custom)?;
+        }
+        if w.generation > generation_limit() {
+            return Err(serde::de::Error::custom("generation too far in the future"));
+        }
+        Ok(intern(&w.name, w.addr, w.generation))
     }
 }
 
@@ -354,6 +383,32 @@ mod tests {
         let back: NodeId = postcard::from_bytes(&postcard::to_allocvec(&lb).unwrap()).unwrap();
         assert!(Arc::ptr_eq(&lb.inner, &back.inner));
         assert_eq!(&**back.name(), long_b);
+    }
+
+    #[test]
+    fn decode_refuses_bad_names_and_future_generations() {
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            name: &'a str,
+            addr: SocketAddr,
+            generation: u64,
+        }
+        let enc = |name: &str, generation| {
+            postcard::to_allocvec(&Plain {
+                name,
+                addr: "10.0.0.1:1".parse().unwrap(),
+                generation,
+            })
+            .unwrap()
+        };
+        assert!(postcard::from_bytes::<NodeId>(&enc("a b", 1)).is_err());
+        assert!(postcard::from_bytes::<NodeId>(&enc("", 0)).is_ok());
+        assert!(postcard::from_bytes::<NodeId>(&enc("ok", 500)).is_ok());
+        with_generation_limit(100, || {
+            assert!(postcard::from_bytes::<NodeId>(&enc("ok", 500)).is_err());
+            assert!(postcard::from_bytes::<NodeId>(&enc("ok", 100)).is_ok());
+        });
+        assert_eq!(generation_limit(), u64::MAX);
     }
 
     #[test]

@@ -21,6 +21,15 @@ pub const MAX_SERVICES: usize = 32;
 pub const MAX_SERVICE_TAGS: usize = 16;
 /// Largest encoded record (the whole record must fit with a foca header in one datagram).
 pub const MAX_RECORD_BYTES: usize = 1024;
+/// Largest record version accepted from the wire (a version "far in the future" would let
+/// its sender pin a node's record against every later update of the owner).
+pub const MAX_VERSION: u64 = 1 << 32;
+
+/// Whether a record stamp from the wire is acceptable: generation at most `max_generation`
+/// (our clock plus a margin), version at most [`MAX_VERSION`].
+pub fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
+    stamp.0 <= max_generation && stamp.1 <= MAX_VERSION
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +101,8 @@ impl MetaRecord {
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MetaError {
+    #[error("record refused: {0}")]
+    Refused(&'static str),
     #[error(
         "tag key {0:?} is invalid: keys are 1 to 64 bytes of letters, digits, '.', '_', '-', '/'"
     )]
@@ -368,6 +379,8 @@ impl foca::Invalidates for MetaKey {
 /// Feeds metadata broadcasts received through foca into the shared store.
 pub struct MetaBroadcasts {
     pub store: SharedMetaStore,
+    /// This node's name: nobody but this node writes its record.
+    pub own: Arc<str>,
 }
 
 impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
@@ -388,6 +401,22 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
         let stamp = (head.generation, head.version);
         // `None`: the node adds its own record, already stored: spread it.
+        if sender.is_some() {
+            // Validated here as on the direct path (a Push): a valid name, not about us, not
+            // from the future.
+            if *head.name == *self.own {
+                // Our old records circulate after a restart: not an error, just never taken.
+                return Ok(None);
+            }
+            if crate::core::identity::validate_name(head.name).is_err() {
+                return Err(MetaError::Refused("invalid node name"));
+            }
+            if !stamp_acceptable(stamp, crate::core::identity::generation_limit()) {
+                return Err(MetaError::Refused(
+                    "generation or version far in the future",
+                ));
+            }
+        }
         if sender.is_none() {
             let rec = crate::core::intern::record_from_bytes(data, head.name, stamp)?;
             return Ok(Some(MetaKey {

@@ -9,15 +9,19 @@ pub mod guard;
 pub mod guard_config;
 pub mod identity;
 pub mod intern;
+pub mod keyops;
+pub mod keyring;
 pub mod meta;
 pub mod names;
 pub mod node;
 pub mod operator;
 pub mod profile;
 pub mod reach;
+pub mod replay;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
+pub mod trust;
 pub mod truth;
 pub mod wire;
 
@@ -27,6 +31,8 @@ mod guard_tests;
 mod node_tests;
 #[cfg(test)]
 pub mod testnet;
+#[cfg(test)]
+mod trust_tests;
 
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,

@@ -20,6 +20,7 @@ use crate::core::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
 };
 use crate::core::time::Time;
+use crate::core::trust::{Trust, TrustConfig, TrustDrop};
 use crate::core::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
 use crate::core::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
 use foca::{Foca, OwnedNotification, PostcardCodec, Runtime, Timer};
@@ -153,6 +154,25 @@ pub struct Stats {
     pub dropped_from_self: u64,
     /// Any other protocol error reported by foca.
     pub dropped_other: u64,
+    /// Sealed datagrams that failed authentication (no key of ours, forged or altered).
+    #[serde(default)]
+    pub dropped_auth: u64,
+    /// Plaintext datagrams refused (this node requires sealed ones).
+    #[serde(default)]
+    pub dropped_plaintext: u64,
+    /// Authentic datagrams seen before.
+    #[serde(default)]
+    pub dropped_replay: u64,
+    /// Authentic datagrams stamped further from our clock than the replay window.
+    #[serde(default)]
+    pub dropped_stale: u64,
+    /// Records or members refused at decode: a bad name, a record about this node, a
+    /// generation or version far in the future.
+    #[serde(default)]
+    pub dropped_refused: u64,
+    /// Answers to a stranger cut to a small multiple of its request's size.
+    #[serde(default)]
+    pub answers_capped: u64,
     pub meta_records_received: u64,
     pub anti_entropy_rounds: u64,
     pub rejoin_attempts: u64,
@@ -187,7 +207,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 11] {
+    pub fn drops(&self) -> [(&'static str, u64); 16] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -200,6 +220,11 @@ impl Stats {
             ("bad_metadata", self.dropped_bad_metadata),
             ("from_self", self.dropped_from_self),
             ("other", self.dropped_other),
+            ("auth", self.dropped_auth),
+            ("plaintext", self.dropped_plaintext),
+            ("replay", self.dropped_replay),
+            ("stale", self.dropped_stale),
+            ("refused", self.dropped_refused),
         ]
     }
 }
@@ -295,6 +320,10 @@ pub struct Node {
     fetch: DueQueue,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
+    /// Sealing, opening and the keyring (see `core::trust`).
+    trust: Trust,
+    /// Keyring changes being spread (see `core::keyops`).
+    rollouts: crate::core::keyops::Rollouts,
     /// The node's own evidence of whom it reaches (silence, reach checks), for the guard.
     reach: Reach,
     /// foca's incarnation of ourselves when last looked at (it grows when we refute).
@@ -307,6 +336,13 @@ pub struct Node {
     reach_state: GuardState,
     next_heal: Time,
 }
+
+/// Trust-related parts of the node (keyring, rotation, answer budgets): a child module so
+/// that this file stays about membership.
+#[path = "node_trust.rs"]
+mod node_trust;
+use node_trust::session_seed;
+pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 
 /// Announces to random members right after connecting.
 const BOOTSTRAP_ANNOUNCES: u8 = 3;
@@ -360,7 +396,7 @@ impl Node {
         meta.validate()?;
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
-        let max_packet = MAX_DATAGRAM - wire::header_len(&cfg.cluster_label);
+        let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
             cfg.timings.foca_config(1, max_packet),
@@ -368,6 +404,7 @@ impl Node {
             PostcardCodec,
             MetaBroadcasts {
                 store: store.clone(),
+                own: id.name().clone(),
             },
         );
         foca.set_backlog_limit(MAX_BACKLOG);
@@ -418,6 +455,8 @@ impl Node {
             fetch: DueQueue::default(),
             discover: DueSet::default(),
             scaled_for: 1,
+            trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
+            rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
             incarnation: 0,
             refuted: false,
@@ -454,27 +493,38 @@ impl Node {
         self.now = now;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += data.len() as u64;
-        let (kind, body) = match wire::open(data, &self.cfg.cluster_label) {
+        let (kind, body) = match self.trust.open(now, from, data, &self.cfg.cluster_label) {
             Ok(x) => x,
-            Err(e) => {
+            Err(TrustDrop::Wire(e)) => {
                 self.count_wire_error(e);
+                return;
+            }
+            Err(e) => {
+                self.count_trust_drop(e);
                 return;
             }
         };
         self.reach.heard(now);
+        let limit = self.generation_limit(now);
+        // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
+        let answer = self.answer_start(from, data.len());
         match kind {
             Kind::Swim => {
-                self.swim(now, |foca, rt| foca.handle_data(body, rt));
+                crate::core::identity::with_generation_limit(limit, || {
+                    self.swim(now, |foca, rt| foca.handle_data(&body, rt))
+                });
             }
-            Kind::Shoal => match ShoalMsg::decode(body) {
+            Kind::Shoal => match ShoalMsg::decode(&body) {
                 Ok(msg) => self.handle_shoal(now, from, msg),
                 Err(_) => self.stats.dropped_decode += 1,
             },
-            Kind::Operator => match crate::core::operator::OperatorMsg::decode(body) {
+            Kind::Keys => self.handle_keys(now, from, &body),
+            Kind::Operator => match crate::core::operator::OperatorMsg::decode(&body) {
                 Ok(msg) => self.handle_operator(msg),
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
+        self.answer_cap(answer);
         self.after_input(now);
     }
 
@@ -665,7 +715,7 @@ impl Node {
         for dst in &peers {
             wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
             self.out.buf.extend_from_slice(&body);
-            if self.out.buf.len() > MAX_DATAGRAM {
+            if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
                 break;
             }
             self.stats.tx_datagrams += 1;
@@ -826,7 +876,14 @@ impl Node {
         if t.is_none() && self.out.transmits.capacity() > 64 {
             self.out.transmits = VecDeque::new();
         }
-        t
+        // Every send path queues a plaintext envelope; it is sealed here, on its way out.
+        t.map(|mut t| {
+            let plain = t.data.len();
+            let pad = self.pad_for(t.dst, &t.data);
+            t.data = self.trust.seal(self.now, t.dst, t.data, pad);
+            self.stats.tx_bytes += (t.data.len() - plain) as u64;
+            t
+        })
     }
 
     /// Next timer to arm: deliver it back with `handle_timer` at its deadline.
@@ -1102,7 +1159,7 @@ impl Node {
     }
 
     fn shoal_budget(&self) -> usize {
-        MAX_DATAGRAM - wire::header_len(&self.cfg.cluster_label) - 8
+        MAX_DATAGRAM - wire::overhead(&self.cfg.cluster_label) - 8
     }
 
     fn handle_shoal(&mut self, now: Time, from: SocketAddr, msg: ShoalMsg) {
@@ -1188,6 +1245,7 @@ impl Node {
                 for r in records {
                     // Nobody but us writes our record.
                     if *r.name == *self.cfg.name {
+                        self.stats.dropped_refused += 1;
                         continue;
                     }
                     // Most records are not newer than ours: check that before validating.
@@ -1197,6 +1255,10 @@ impl Node {
                     }
                     if crate::core::identity::validate_name(&r.name).is_err() {
                         self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    }
+                    if !crate::core::meta::stamp_acceptable(r.stamp(), self.generation_limit(now)) {
+                        self.stats.dropped_refused += 1;
                         continue;
                     }
                     let r = Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone());
@@ -1325,6 +1387,10 @@ impl Node {
             }
             if validate_name(&e.name).is_err() {
                 self.stats.dropped_bad_metadata += 1;
+                continue;
+            }
+            if e.generation > self.generation_limit(now) {
+                self.stats.dropped_refused += 1;
                 continue;
             }
             // Known in this generation or a newer one: SWIM already has the better word.
@@ -1475,7 +1541,7 @@ impl Node {
         if t.suspicion_timeout(n) != t.suspicion_timeout(self.scaled_for)
             || t.max_transmissions(n) != t.max_transmissions(self.scaled_for)
         {
-            let max_packet = MAX_DATAGRAM - wire::header_len(&self.cfg.cluster_label);
+            let max_packet = MAX_DATAGRAM - wire::overhead(&self.cfg.cluster_label);
             if self.foca.set_config(t.foca_config(n, max_packet)).is_ok() {
                 self.scaled_for = n;
             }
@@ -1603,7 +1669,7 @@ impl Node {
         let mut batches = 0;
         let mut direct = 0;
         let mut looked = 0;
-        let peer = self.random_peer();
+        let peer = self.fetch_peer();
         while looked < FETCH_PER_TICK * 64 {
             let Some((name, at, tries)) = self.fetch.pop_due(now) else {
                 break;

@@ -25,6 +25,8 @@ pub struct TestNet {
     pub now: Time,
     /// Every `Local` event: (when, node, what), for debugging and assertions.
     pub local_log: Vec<(Time, usize, crate::core::LocalEvent)>,
+    /// When set, every datagram delivered is recorded here: (from node, to node, bytes).
+    pub tap: Option<Vec<(usize, usize, Vec<u8>)>>,
     /// Every member event that served a member `down`: (when, observer, member name).
     pub down_log: Vec<(Time, usize, String)>,
 }
@@ -52,6 +54,22 @@ impl TestNet {
 
     /// A net whose node configs are adjusted by `f(index, config)` before the nodes start.
     pub fn with_config(n: usize, f: impl Fn(usize, &mut NodeConfig)) -> Self {
+        Self::with_config_and_trust(n, f, |_| None)
+    }
+
+    /// A net whose node `i` protects its datagrams with `trust(i)` (`None`: insecure).
+    pub fn with_trust(
+        n: usize,
+        trust: impl Fn(usize) -> Option<crate::core::trust::TrustConfig>,
+    ) -> Self {
+        Self::with_config_and_trust(n, |_, _| {}, trust)
+    }
+
+    pub fn with_config_and_trust(
+        n: usize,
+        f: impl Fn(usize, &mut NodeConfig),
+        trust: impl Fn(usize) -> Option<crate::core::trust::TrustConfig>,
+    ) -> Self {
         let mut net = TestNet {
             nodes: Vec::new(),
             crashed: BTreeSet::new(),
@@ -62,12 +80,16 @@ impl TestNet {
             seq: 0,
             now: Time(0),
             local_log: Vec::new(),
+            tap: None,
             down_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
             f(i, &mut cfg);
-            let node = Node::new(cfg, 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
+            let mut node = Node::new(cfg, 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
+            if let Some(t) = trust(i) {
+                node.set_trust(t).unwrap();
+            }
             net.nodes.push(node);
         }
         for i in 0..n {
@@ -102,6 +124,9 @@ impl TestNet {
                     continue;
                 }
                 let at = Time(self.now.0 + 1);
+                if let Some(tap) = &mut self.tap {
+                    tap.push((i, j, tx.data.clone()));
+                }
                 self.push(at, j, Ev::Deliver(j, from, tx.data));
             }
         }

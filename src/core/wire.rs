@@ -5,9 +5,11 @@
 //!
 //! Layout (all single bytes unless noted):
 //! `magic[2] = "SH"`, `version`, `flags`, `label_len`, `label[label_len]`, `kind`, `body..`.
-//! `flags` bit 0 is reserved for "encrypted" (key id and nonce would follow the label); a
-//! datagram with unknown flag bits set is refused so that a newer sender is not misread.
-//! The whole datagram is at most [`MAX_DATAGRAM`] bytes.
+//! `flags` bit 0 ([`FLAG_SEALED`]) says the body is sealed: then it is a seal header (key id,
+//! sender session, counter, timestamp), the ciphertext and the tag (see `core::trust`, which
+//! owns sealing and opening). A datagram with unknown flag bits set is refused so that a newer
+//! sender is not misread. The whole datagram is at most [`MAX_DATAGRAM`] bytes, seal included:
+//! every sender reserves [`SEAL_OVERHEAD`] bytes whether it seals or not (see [`overhead`]).
 
 use thiserror::Error;
 
@@ -17,7 +19,15 @@ pub const WIRE_VERSION: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1400;
 /// Longest cluster label.
 pub const MAX_LABEL_LEN: usize = 64;
-const KNOWN_FLAGS: u8 = 0;
+/// Flag bit: the body is sealed (authenticated and encrypted).
+pub const FLAG_SEALED: u8 = 1;
+/// Flag bit: the (decrypted) body ends with padding and its 2-byte length. A node pads what
+/// it sends to a stranger (an announce to a seed) so that the answer, which a stranger only
+/// gets up to `AMPLIFICATION` times the size of its datagram, can be a full datagram.
+pub const FLAG_PADDED: u8 = 2;
+const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_PADDED;
+/// Bytes a seal adds: key id (4), session (8), counter (8), timestamp (4), tag (16).
+pub const SEAL_OVERHEAD: usize = 40;
 
 /// What the body of a datagram is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +38,8 @@ pub enum Kind {
     Shoal = 1,
     /// An operator command every agent must apply (`core::operator`).
     Operator = 2,
+    /// A keyring message (rotation across the cluster); only ever accepted sealed.
+    Keys = 3,
 }
 
 /// Why a datagram was refused. Each variant is counted separately in the stats.
@@ -54,6 +66,30 @@ pub fn header_len(label: &str) -> usize {
     6 + label.len()
 }
 
+/// Number of bytes the envelope of `data` (a datagram this node wrote) takes, from its label
+/// length byte.
+pub fn header_len_of(data: &[u8]) -> usize {
+    6 + data.get(4).copied().unwrap_or(0) as usize
+}
+
+/// Bytes every datagram reserves for the envelope and a seal: what foca's packets and shoal
+/// messages must leave free of the [`MAX_DATAGRAM`] limit.
+pub fn overhead(label: &str) -> usize {
+    header_len(label) + SEAL_OVERHEAD
+}
+
+/// A datagram whose envelope passed the checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub kind: Kind,
+    pub sealed: bool,
+    pub padded: bool,
+    /// The envelope header, up to and including the kind byte.
+    pub header: &'a [u8],
+    /// What follows the header (a seal header, ciphertext and tag when sealed).
+    pub body: &'a [u8],
+}
+
 /// Writes the envelope header into `out` (cleared first).
 pub fn write_header(out: &mut Vec<u8>, label: &str, kind: Kind) {
     debug_assert!(label.len() <= MAX_LABEL_LEN);
@@ -67,7 +103,13 @@ pub fn write_header(out: &mut Vec<u8>, label: &str, kind: Kind) {
 }
 
 /// Checks the envelope of `data` against our `label` and returns the kind and the body.
+/// Test helper for plaintext envelopes: the core uses [`parse`].
 pub fn open<'a>(data: &'a [u8], label: &str) -> Result<(Kind, &'a [u8]), WireError> {
+    parse(data, label).map(|e| (e.kind, e.body))
+}
+
+/// Checks the envelope of `data` against our `label`.
+pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError> {
     if data.len() > MAX_DATAGRAM {
         return Err(WireError::Oversized);
     }
@@ -98,9 +140,17 @@ pub fn open<'a>(data: &'a [u8], label: &str) -> Result<(Kind, &'a [u8]), WireErr
         0 => Kind::Swim,
         1 => Kind::Shoal,
         2 => Kind::Operator,
+        3 => Kind::Keys,
         _ => return Err(WireError::BadKind),
     };
-    Ok((kind, &rest[label_len + 1..]))
+    let h = 5 + label_len + 1;
+    Ok(Envelope {
+        kind,
+        sealed: data[3] & FLAG_SEALED != 0,
+        padded: data[3] & FLAG_PADDED != 0,
+        header: &data[..h],
+        body: &data[h..],
+    })
 }
 
 #[cfg(test)]
@@ -123,7 +173,7 @@ mod tests {
         assert_eq!(open(b"", ""), Err(WireError::Truncated));
         assert_eq!(open(b"XX\x01\x00\x00\x00", ""), Err(WireError::BadMagic));
         assert_eq!(open(b"SH\x09\x00\x00\x00", ""), Err(WireError::BadVersion));
-        assert_eq!(open(b"SH\x01\x01\x00\x00", ""), Err(WireError::BadFlags));
+        assert_eq!(open(b"SH\x01\x04\x00\x00", ""), Err(WireError::BadFlags));
         assert_eq!(open(b"SH\x01\x00\x05ab", ""), Err(WireError::Truncated));
         assert_eq!(open(b"SH\x01\x00\x00\x07", ""), Err(WireError::BadKind));
         assert_eq!(open(&[0u8; 1401], ""), Err(WireError::Oversized));

@@ -220,6 +220,8 @@ async fn sighup_keeps_what_the_api_set() {
     let (consul, dns) = (free(), free());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
         .arg("agent")
+        .arg("--encrypt")
+        .arg(shoal::agent::datadir::process_key())
         .arg(format!("--consul-api={consul}"))
         .arg(format!("--dns={dns}"))
         .arg("--config")

@@ -80,6 +80,7 @@ impl Cluster {
                     .unwrap_or_default(),
                 profile: Some(Profile::Local),
                 data_dir: Some(c._dir.path().join(name(i))),
+                encrypt: Some(shoal::agent::datadir::process_key()),
                 ..Default::default()
             };
             let mut cfg = Config::load_with_env(&args, &|_| None).expect("valid test config");

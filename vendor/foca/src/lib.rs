@@ -356,6 +356,18 @@ where
         self.members.iter_active()
     }
 
+    /// (shoal fork) Whether an active member has this address: O(1), through the
+    /// member list's address index. Lets the caller tell a known, reachable peer from a
+    /// stranger (a possibly spoofed source) before answering it at length.
+    pub fn is_active_addr(&self, addr: &T::Addr) -> bool {
+        self.members.is_active_addr(addr)
+    }
+
+    /// (shoal fork) Whether any member, active or down, has this address: O(1).
+    pub fn is_known_addr(&self, addr: &T::Addr) -> bool {
+        self.members.has_addr(addr)
+    }
+
     /// (shoal fork) Appends up to `wanted` distinct active members, picked at random with
     /// `rng`: O(wanted) when most members are active, one pass otherwise. Lets the caller
     /// sample peers without walking [`Foca::iter_members`].
@@ -1778,10 +1790,6 @@ where
     B: BroadcastHandler<T>,
     B::Error: core::error::Error + Send,
 {
-    pub(crate) fn incarnation(&self) -> Incarnation {
-        self.incarnation
-    }
-
     pub(crate) fn probe(&self) -> &Probe<T> {
         &self.probe
     }

@@ -458,6 +458,15 @@ where
         self.inner.iter().filter(|m| m.is_active())
     }
 
+    pub(crate) fn has_addr(&self, addr: &T::Addr) -> bool {
+        self.position_of(addr).is_some()
+    }
+
+    pub(crate) fn is_active_addr(&self, addr: &T::Addr) -> bool {
+        self.position_of(addr)
+            .is_some_and(|pos| self.inner[pos].is_active())
+    }
+
     pub(crate) fn is_active(&self, id: &T) -> bool {
         self.position_of(&id.addr()).is_some_and(|pos| {
             let member = &self.inner[pos];

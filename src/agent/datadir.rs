@@ -1,0 +1,296 @@
+//! The data directory and the keyring file in it.
+//!
+//! Owns preparing the directory at start (created or tightened to mode 0700, temporary files
+//! of an interrupted save removed, an exclusive lock so two agents cannot share it) and the
+//! keyring file (mode 0600, written atomically, read at start). Plain blocking functions.
+//! Must not decide which key is primary (the core's keyring does) nor hold any key in a log.
+
+use crate::core::keyring::{Key, Keyring};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// The lock file's name inside the data directory.
+pub const LOCK_FILE: &str = "shoal.lock";
+
+#[derive(Debug, Error)]
+pub enum DataDirError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the data directory {} is in use by another agent (lock {} held); give each agent its own --data-dir",
+        dir.display(),
+        dir.join(LOCK_FILE).display()
+    )]
+    Locked { dir: PathBuf },
+    #[error("keyring file {}: {msg}", path.display())]
+    Keyring { path: PathBuf, msg: String },
+    #[error(
+        "no cluster key: pass --encrypt KEY (`shoal keygen` prints one) or put a keyring file at {}; \
+         to run without encryption (anyone who can send a datagram can speak for any node) pass --insecure",
+        path.display()
+    )]
+    NoKey { path: PathBuf },
+    #[error("--encrypt and --insecure contradict each other; give one")]
+    Contradiction,
+    #[error("API token file {}: missing, unreadable or empty", path.display())]
+    TokenFile { path: PathBuf },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataDirError + 'a {
+    move |source| DataDirError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A new random key, from the operating system's generator (`shoal keygen`).
+pub fn generate_key() -> Result<Key, io::Error> {
+    let mut bytes = [0u8; crate::core::keyring::KEY_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Key::from_bytes(bytes))
+}
+
+/// One random key per process, in text form: the key `shoal dev` gives its local cluster,
+/// and the one test clusters share.
+pub fn process_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| match generate_key() {
+        Ok(k) => k.to_base64(),
+        // No OS randomness at all: a key from the time and pid (a local cluster only).
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let mut b = [0u8; crate::core::keyring::KEY_LEN];
+            b[..16].copy_from_slice(&t.to_le_bytes());
+            b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+            Key::from_bytes(b).to_base64()
+        }
+    })
+    .clone()
+}
+
+/// Holds the data directory's lock for as long as it lives.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Creates the data directory (0700), locks it and removes temporary files of an interrupted
+/// save.
+pub fn prepare(dir: &Path) -> Result<DirLock, DataDirError> {
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let meta = fs::metadata(dir).map_err(io_err("stat", dir))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict the mode of", dir))?;
+        info!(path = %dir.display(), was = format!("{mode:o}"), "data directory restricted to 0700");
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(DataDirError::Locked {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
+    }
+    // Temporary files are named `.<file>.tmp.<pid>` (see `snapshot::save` and
+    // `save_keyring`); with the lock held, none of them belongs to a live save.
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && (name.contains(".tmp.") || name.ends_with(".tmp")) {
+                let _ = fs::remove_file(e.path());
+                info!(file = %name, "removed a temporary file of an interrupted save");
+            }
+        }
+    }
+    Ok(DirLock { _file: file })
+}
+
+/// Writes the keyring atomically with mode 0600.
+pub fn save_keyring(path: &Path, ring: &Keyring) -> Result<(), DataDirError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "keyring".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let text = format!(
+        "# shoal keyring: one base64 key a line, the primary first. Keep it secret (mode 0600).\n{}",
+        ring.to_text()
+    );
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        f.write_all(text.as_bytes())
+            .map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Reads the keyring file, or `None` when there is none. A file readable by others is
+/// tightened to 0600 (with a warning).
+pub fn load_keyring(path: &Path) -> Result<Option<Keyring>, DataDirError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    if let Ok(m) = fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            warn!(path = %path.display(), "keyring file was readable by others; restricted to 0600");
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        }
+    }
+    Keyring::from_text(&text)
+        .map(Some)
+        .map_err(|e| DataDirError::Keyring {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+}
+
+/// The keyring an agent starts with: the keyring file if there is one (an `--encrypt` key it
+/// lacks is added to it as accepted), else a new ring of the `--encrypt` key (persisted),
+/// else `None` when `insecure`; with neither, an error that says what to do.
+pub fn startup_keyring(
+    path: &Path,
+    encrypt: Option<&str>,
+    insecure: bool,
+) -> Result<Option<Keyring>, DataDirError> {
+    if insecure {
+        if encrypt.is_some() {
+            return Err(DataDirError::Contradiction);
+        }
+        if path.exists() {
+            warn!(path = %path.display(), "--insecure: the keyring file is ignored");
+        }
+        return Ok(None);
+    }
+    let key = encrypt
+        .map(Key::parse)
+        .transpose()
+        .map_err(|e| DataDirError::Keyring {
+            path: PathBuf::from("--encrypt"),
+            msg: e.to_string(),
+        })?;
+    match (load_keyring(path)?, key) {
+        (Some(mut ring), Some(k)) => {
+            if !ring.contains(&k) {
+                ring.install(k.clone()).map_err(|e| DataDirError::Keyring {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+                save_keyring(path, &ring)?;
+                info!(key = %k.id(), "the --encrypt key was added to the keyring (accepted; the file's primary stays primary)");
+            }
+            Ok(Some(ring))
+        }
+        (Some(ring), None) => Ok(Some(ring)),
+        (None, Some(k)) => {
+            let ring = Keyring::new(k);
+            save_keyring(path, &ring)?;
+            Ok(Some(ring))
+        }
+        (None, None) => Err(DataDirError::NoKey {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::keyring::KEY_LEN;
+
+    #[test]
+    fn directory_private_locked_and_cleaned() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join(".snapshot.json.tmp.123"), b"partial").unwrap();
+        let lock = prepare(&dir).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(!dir.join(".snapshot.json.tmp.123").exists());
+        assert!(matches!(prepare(&dir), Err(DataDirError::Locked { .. })));
+        drop(lock);
+        assert!(prepare(&dir).is_ok());
+    }
+
+    #[test]
+    fn keyring_file_rules() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("keyring");
+        assert!(matches!(
+            startup_keyring(&path, None, false),
+            Err(DataDirError::NoKey { .. })
+        ));
+        assert_eq!(startup_keyring(&path, None, true).unwrap(), None);
+        let k1 = Key::from_bytes([1; KEY_LEN]);
+        let k2 = Key::from_bytes([2; KEY_LEN]);
+        assert!(matches!(
+            startup_keyring(&path, Some(&k1.to_base64()), true),
+            Err(DataDirError::Contradiction)
+        ));
+        let ring = startup_keyring(&path, Some(&k1.to_base64()), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ring.primary(), &k1);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The file wins; a new --encrypt key is added as accepted.
+        let ring = startup_keyring(&path, Some(&k2.to_base64()), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ring.primary(), &k1);
+        assert!(ring.contains(&k2));
+        assert_eq!(load_keyring(&path).unwrap().unwrap(), ring);
+        assert!(startup_keyring(&path, Some("nope"), false).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Fuzz targets, shared by the cargo-fuzz crate in `fuzz/` (long runs, nightly) and by the
+//! bounded runs of the normal test suite (`tests/fuzz.rs`), so both exercise the same code.
+//!
+//! Owns turning arbitrary bytes into inputs: datagrams for a live, keyed node (raw, or sealed
+//! with the cluster key so that the decoders behind authentication are reached too) and HTTP
+//! requests for the local API's router. A target never panics on its own account: a panic
+//! means a bug in what it drives. Must not be used by the agent.
+
+use crate::agent::shared::AgentShared;
+use crate::core::keyring::{Key, Keyring, KEY_LEN};
+use crate::core::trust::{Trust, TrustConfig};
+use crate::core::wire::{self, Kind};
+use crate::core::{Node, NodeConfig, NodeMeta, Profile, Time};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn key() -> Key {
+    Key::from_bytes([0x42; KEY_LEN])
+}
+
+fn trust() -> TrustConfig {
+    TrustConfig {
+        keyring: Some(Keyring::new(key())),
+        ..TrustConfig::default()
+    }
+}
+
+fn node(name: &str, port: u16) -> Node {
+    let cfg = NodeConfig {
+        name: name.into(),
+        advertise: SocketAddr::from(([127, 0, 0, 1], port)),
+        cluster_label: "fuzz".into(),
+        timings: Profile::Local.timings(),
+        seeds: vec![SocketAddr::from(([127, 0, 0, 1], port + 1))],
+        guard: Default::default(),
+        track_suspects: true,
+    };
+    let mut meta = NodeMeta::default();
+    meta.tags.insert("role".into(), "fuzz".into());
+    let mut n = match Node::new(cfg, 1, meta, 1, Time(0)) {
+        Ok(n) => n,
+        Err(e) => panic!("fuzz node: {e}"),
+    };
+    if let Err(e) = n.set_trust(trust()) {
+        panic!("fuzz trust: {e}");
+    }
+    n.start(Time(0));
+    n
+}
+
+/// The datagram path: envelope, authentication, decryption, replay checks, decoding and the
+/// node's handling, on a live node. The first byte picks how the rest is sent: 0 raw, 1 a
+/// sealed SWIM body, 2 a sealed shoal message, 3 a sealed keyring message; a sealed input is
+/// then sent a second time (a replay).
+pub fn datagram(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut n = node("target", 30000);
+    let from = SocketAddr::from(([127, 0, 0, 1], 30001));
+    let kind = match mode % 4 {
+        0 => {
+            n.handle_datagram(Time(1), from, rest);
+            drain(&mut n);
+            return;
+        }
+        1 => Kind::Swim,
+        2 => Kind::Shoal,
+        _ => Kind::Keys,
+    };
+    let mut sender = Trust::new(trust(), u64::from(mode));
+    let mut plain = Vec::new();
+    wire::write_header(&mut plain, "fuzz", kind);
+    plain.extend_from_slice(rest);
+    let sealed = sender.seal(Time(1), n.identity().addr(), plain, 0);
+    for t in [1, 2] {
+        n.handle_datagram(Time(t), from, &sealed);
+        drain(&mut n);
+    }
+    n.handle_timer(Time(1_000), crate::core::NodeTimer::Tick);
+    drain(&mut n);
+}
+
+fn drain(n: &mut Node) {
+    let mut out = 0;
+    while let Some(t) = n.poll_transmit() {
+        assert!(
+            t.data.len() <= wire::MAX_DATAGRAM,
+            "oversized datagram sent"
+        );
+        out += t.data.len();
+    }
+    let _ = out;
+    while n.poll_timer().is_some() {}
+    while n.poll_event().is_some() {}
+}
+
+thread_local! {
+    static API: (tokio::runtime::Runtime, axum::Router, Arc<AgentShared>) = {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => panic!("runtime: {e}"),
+        };
+        let shared = Arc::new(AgentShared::new(node("api", 31000), Instant::now()));
+        let router = crate::api::router(shared.clone());
+        (rt, router, shared)
+    };
+}
+
+/// The local API's request handling: routing, query strings, filters and regexes, JSON
+/// bodies, blocking queries (cut after 50 ms), on a live node. Input: a method byte, then the
+/// path and query up to the first newline, then the body.
+pub fn api_request(data: &[u8]) {
+    use tower::ServiceExt;
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
+    let method = match m % 5 {
+        0 => "GET",
+        1 => "POST",
+        2 => "PUT",
+        3 => "DELETE",
+        _ => "PATCH",
+    };
+    let (target, body) = match rest.iter().position(|b| *b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let Ok(target) = std::str::from_utf8(target) else {
+        return;
+    };
+    let uri = format!("/{}", target.trim_start_matches('/'));
+    let Ok(req) = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_vec()))
+    else {
+        return;
+    };
+    API.with(|(rt, router, shared)| {
+        let router = router.clone();
+        rt.block_on(async move {
+            let call = async {
+                let Ok(resp) = router.oneshot(req).await;
+                {
+                    let status = resp.status();
+                    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await;
+                    // Every error answer is JSON `{"error": ...}`.
+                    if status.is_client_error() || status.is_server_error() {
+                        if let Ok(b) = bytes {
+                            let v: Result<serde_json::Value, _> = serde_json::from_slice(&b);
+                            assert!(
+                                v.map(|v| v.get("error").is_some()).unwrap_or(false),
+                                "{status} without a JSON error"
+                            );
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(50), call).await;
+        });
+        // Stand in for the event loop: drop what the node produced.
+        drain(&mut shared.lock());
+    });
+}
+
+/// Valid inputs the fuzzers start from (and the bounded runs mutate).
+pub fn datagram_seeds() -> Vec<Vec<u8>> {
+    use crate::core::sync::{DigestEntry, ShoalMsg};
+    let mut v = Vec::new();
+    let want = ShoalMsg::Want {
+        names: vec![Arc::from("target"), Arc::from("peer")],
+    };
+    let digest = ShoalMsg::Digest {
+        fingerprint: 7,
+        count: 1,
+        entries: vec![DigestEntry {
+            name: Arc::from("peer"),
+            generation: 1,
+            version: 1,
+        }],
+        replies: 1,
+    };
+    for m in [want, digest] {
+        let mut d = vec![2u8];
+        d.extend_from_slice(&m.encode());
+        v.push(d);
+    }
+    // A real SWIM announce (its body), and a real datagram raw.
+    let mut peer = node("peer", 30001);
+    peer.join(Time(0), &[SocketAddr::from(([127, 0, 0, 1], 30000))])
+        .ok();
+    while let Some(t) = peer.poll_transmit() {
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(&t.data);
+        v.push(raw);
+    }
+    v.push(vec![1u8, 0, 0, 0]);
+    v.push(vec![3u8, 0, 1, 2, 3]);
+    v
+}
+
+/// Valid API requests the fuzzers start from.
+pub fn api_seeds() -> Vec<Vec<u8>> {
+    [
+        "\x00v1/members?status=alive&tag=role=fu.*&name=a.*\n",
+        "\x00v1/members?index=1&wait=1s\n",
+        "\x00v1/services/web?status=held\n",
+        "\x02v1/tags\n{\"set\":{\"a\":\"b\"},\"delete\":[\"c\"]}",
+        "\x02v1/services\n{\"name\":\"web\",\"port\":80,\"tags\":{\"x\":\"y\"}}",
+        "\x01v1/join\n{\"addrs\":[\"127.0.0.1:1\"]}",
+        "\x01v1/keys\n{\"op\":\"install\",\"key\":\"AAAA\"}",
+        "\x00metrics\n",
+        "\x00v1/stats\n",
+        "\x03v1/services/web\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
