@@ -144,6 +144,21 @@ pub fn render(m: &MetricsInput) -> String {
             "Requests for a missing metadata record sent to the member itself.",
             s.meta_direct_requests,
         ),
+        (
+            "shoal_reach_checks_total",
+            "Reach checks the guard ran (pings to the baseline on suspicion or silence).",
+            s.reach_checks,
+        ),
+        (
+            "shoal_reach_pings_total",
+            "Reach pings sent (every round of every check, and heal pings).",
+            s.reach_pings,
+        ),
+        (
+            "shoal_refutes_total",
+            "Times this node refuted a suspicion of itself.",
+            s.refutes,
+        ),
     ] {
         single(&mut out, name, "counter", help, v);
     }
