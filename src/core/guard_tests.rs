@@ -153,6 +153,22 @@ impl Rig {
         self.g.served(name, m.state)
     }
 
+    /// A reach check of the 10 peers just finished: `unreached` did not answer, the others did.
+    fn checked(&mut self, unreached: &[usize]) {
+        self.check = Some(CheckResult {
+            started: self.now,
+            at: self.now,
+            targets: 10,
+            population: 10,
+            unreached: unreached.iter().map(|i| Arc::from(peer(*i))).collect(),
+            skipped: 0,
+            reached: (0..10)
+                .filter(|i| !unreached.contains(i))
+                .map(|i| Arc::from(peer(i)))
+                .collect(),
+        });
+    }
+
     fn with_wants(&mut self) -> bool {
         let mut out = false;
         self.with_ctx(|g, ctx, _| out = g.wants_reach_check(ctx));
@@ -424,31 +440,13 @@ fn a_reach_check_counts_peers_swim_has_not_suspected_yet() {
         "two suspects together ask for a reach check"
     );
     // The check finds three more unreachable: 5 > 4, frozen before SWIM knows.
-    let unreached = ["p0", "p1", "p2", "p3", "p4"].map(Arc::<str>::from);
-    r.check = Some(CheckResult {
-        started: r.now,
-        at: r.now,
-        targets: 10,
-        population: 10,
-        unreached: unreached.into_iter().collect(),
-        skipped: 0,
-        reached: Default::default(),
-    });
+    r.checked(&[0, 1, 2, 3, 4]);
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     let rep = r.g.report();
     assert_eq!(rep.state, GuardState::Frozen);
     assert!(rep.reason.contains("3 unreachable"), "{}", rep.reason);
     // A check that reaches fewer than half means this node is the one cut off.
-    let unreached: Vec<Arc<str>> = (0..6).map(|i| Arc::from(peer(i))).collect();
-    r.check = Some(CheckResult {
-        started: r.now,
-        at: r.now,
-        targets: 10,
-        population: 10,
-        unreached: unreached.into_iter().collect(),
-        skipped: 0,
-        reached: Default::default(),
-    });
+    r.checked(&[0, 1, 2, 3, 4, 5]);
     r.run(100);
     let rep = r.g.report();
     assert_eq!(rep.state, GuardState::Isolated);
@@ -463,15 +461,7 @@ fn a_single_unreachable_peer_or_suspect_changes_nothing() {
     let mut r = Rig::new(GuardConfig::default(), 10);
     r.set("p0", TruthState::Suspect);
     assert!(r.with_wants(), "a suspicion asks for a reach check");
-    r.check = Some(CheckResult {
-        started: r.now,
-        at: r.now,
-        targets: 10,
-        population: 10,
-        unreached: [Arc::from("p0")].into_iter().collect(),
-        skipped: 0,
-        reached: Default::default(),
-    });
+    r.checked(&[0]);
     r.with_ctx(|g, ctx, now| g.on_reach(now, ctx));
     assert_eq!(r.state(), GuardState::Normal);
     r.set("p0", TruthState::Down);
@@ -488,30 +478,14 @@ fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() 
     r.set("p0", TruthState::Suspect);
     // Our check reached p0 after SWIM began to suspect it (the suspicion came from someone
     // else's bad luck, or from our own while we could not hear).
-    r.check = Some(CheckResult {
-        started: r.now,
-        at: r.now,
-        targets: 10,
-        population: 10,
-        unreached: Default::default(),
-        skipped: 1,
-        reached: (0..10).map(|i| Arc::from(peer(i))).collect(),
-    });
+    r.checked(&[]);
     r.set("p0", TruthState::Down);
     assert_eq!(r.served("p0"), ServedStatus::Held);
     assert_eq!(r.state(), GuardState::Normal);
     r.run(2_000);
     assert_eq!(r.served("p0"), ServedStatus::Held, "evidence still fresh");
     // The next check goes unanswered: it was a real failure after all.
-    r.check = Some(CheckResult {
-        started: r.now,
-        at: r.now,
-        targets: 10,
-        population: 10,
-        unreached: [Arc::from("p0")].into_iter().collect(),
-        skipped: 0,
-        reached: (1..10).map(|i| Arc::from(peer(i))).collect(),
-    });
+    r.checked(&[0]);
     r.run(500);
     assert_eq!(r.served("p0"), ServedStatus::Down);
 }
