@@ -78,6 +78,7 @@ async fn fixture() -> Fixture {
         ApiOptions {
             unix: Some(path.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await
@@ -685,6 +686,7 @@ async fn socket_lifecycle_stale_live_and_removal() {
     let opts = ApiOptions {
         unix: Some(f.path.clone()),
         http: None,
+        ..Default::default()
     };
     match api::spawn(shared2.clone(), opts.clone()).await {
         Err(ApiError::SocketInUse(p)) => assert_eq!(p, f.path),
@@ -707,6 +709,7 @@ async fn socket_lifecycle_stale_live_and_removal() {
         ApiOptions {
             unix: Some(f.path.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await;
@@ -721,6 +724,7 @@ async fn loopback_tcp_only() {
         ApiOptions {
             unix: None,
             http: Some("0.0.0.0:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await;
@@ -730,6 +734,7 @@ async fn loopback_tcp_only() {
         ApiOptions {
             unix: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await

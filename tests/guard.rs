@@ -269,6 +269,7 @@ impl Cluster {
             ApiOptions {
                 unix: Some(path.clone()),
                 http: None,
+                ..Default::default()
             },
         )
         .await

@@ -146,6 +146,7 @@ async fn key_rotation_across_five_live_agents_marks_nobody_down() {
         ApiOptions {
             unix: Some(sock.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await
@@ -301,20 +302,36 @@ async fn api_commands_need_the_token_when_one_is_set() {
         .await
         .unwrap();
     assert_eq!(status(r), 200);
-    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
-        let r = router
-            .clone()
-            .oneshot(req("PUT", "/v1/tags", auth))
-            .await
-            .unwrap();
-        assert_eq!(status(r), 401, "{auth:?}");
-        let r = router
-            .clone()
-            .oneshot(req("POST", "/v1/guard/freeze", auth))
-            .await
-            .unwrap();
-        assert_eq!(status(r), 401, "{auth:?}");
+    // Every route that changes something: tags, services, join, leave, force-leave, the
+    // guard's overrides and the keyring.
+    let commands = [
+        ("PUT", "/v1/tags"),
+        ("DELETE", "/v1/tags/a"),
+        ("PUT", "/v1/services"),
+        ("DELETE", "/v1/services/web"),
+        ("POST", "/v1/join"),
+        ("POST", "/v1/leave"),
+        ("POST", "/v1/force-leave/n1"),
+        ("POST", "/v1/guard/freeze"),
+        ("POST", "/v1/guard/thaw"),
+        ("POST", "/v1/keys"),
+    ];
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        for (method, path) in commands {
+            let r = router
+                .clone()
+                .oneshot(req(method, path, auth))
+                .await
+                .unwrap();
+            assert_eq!(status(r), 401, "{method} {path} with {auth:?}");
+        }
     }
+    assert!(!a.shared().lock().has_left());
     assert_eq!(
         a.shared().lock().guard_report().state,
         shoal::core::GuardState::Normal

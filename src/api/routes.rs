@@ -41,6 +41,24 @@ pub(crate) struct ApiState {
     pub shared: Arc<AgentShared>,
     /// Becomes `true` when the server shuts down: watch streams and blocking queries end.
     pub shutdown: watch::Receiver<bool>,
+    /// One permit per watch stream open (`api_max_watches`).
+    pub watches: Arc<tokio::sync::Semaphore>,
+    pub max_watches: usize,
+}
+
+impl ApiState {
+    pub fn new(
+        shared: Arc<AgentShared>,
+        shutdown: watch::Receiver<bool>,
+        max_watches: usize,
+    ) -> Self {
+        ApiState {
+            shared,
+            shutdown,
+            watches: Arc::new(tokio::sync::Semaphore::new(max_watches)),
+            max_watches,
+        }
+    }
 }
 
 type HttpResult<T> = Result<T, HttpError>;
@@ -798,6 +816,7 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             index: node.index(),
             backlog: node.backlog(),
             trust: crate::api::keys::trust_view(&node),
+            api: st.shared.api_load.view(),
         }
     };
     let mut resp = metrics::render(&input).into_response();
@@ -817,6 +836,19 @@ struct WatchState {
     seen: u64,
     first: Option<String>,
     stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    _slot: WatchSlot,
+}
+
+/// A watch stream's place under `api_max_watches`; counted in `/metrics` while it lives.
+struct WatchSlot {
+    shared: Arc<AgentShared>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.shared.api_load.watches.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WatchState {
@@ -872,6 +904,24 @@ async fn watch_stream(State(st): State<ApiState>, uri: Uri) -> HttpResult<Respon
             })?);
         }
     }
+    let Ok(permit) = st.watches.clone().try_acquire_owned() else {
+        st.shared
+            .api_load
+            .rejected_watches
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the agent serves at most {} watch streams at once and all are taken:                  retry later, share one stream between readers, or raise api_max_watches",
+                st.max_watches
+            ),
+        ));
+    };
+    st.shared.api_load.watches.fetch_add(1, Ordering::Relaxed);
+    let slot = WatchSlot {
+        shared: st.shared.clone(),
+        _permit: permit,
+    };
     // Subscribe before the snapshot so that no event falls between them.
     let rx = st.shared.events.subscribe();
     let snap = snapshot(&st.shared.lock());
@@ -888,6 +938,7 @@ async fn watch_stream(State(st): State<ApiState>, uri: Uri) -> HttpResult<Respon
         seen,
         first,
         stop: Box::pin(shutdown_signal(st.shutdown.clone())),
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         let line = s.next_line().await?;

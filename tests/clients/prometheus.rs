@@ -185,6 +185,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
             ApiOptions {
                 unix: None,
                 http: Some(format!("{}:0", ip(i)).parse().unwrap()),
+                ..Default::default()
             },
         )
         .await

@@ -13,6 +13,7 @@ pub mod shapes;
 
 use crate::agent::shared::AgentShared;
 use crate::api::error::{json_error, ApiError, HttpError};
+use crate::api::limits::ApiLimits;
 use crate::api::routes::{query_pairs, wait_for_index, ApiState};
 use crate::api::SHUTDOWN_GRACE;
 use crate::core::{Node, ServedStatus};
@@ -186,10 +187,7 @@ fn answer<T: Serialize>(v: &ViewData, body: &T) -> Response {
 /// The Consul API's router over `shared`, without binding anything (for tests).
 pub fn router(shared: Arc<AgentShared>) -> Router {
     let (_, rx) = watch::channel(false);
-    build(ApiState {
-        shared,
-        shutdown: rx,
-    })
+    build(ApiState::new(shared, rx, 1))
 }
 
 fn build(state: ApiState) -> Router {
@@ -406,11 +404,23 @@ impl Drop for ConsulHandle {
     }
 }
 
-/// Binds `addr` (loopback only: the API has no authentication) and serves the Consul API.
+/// Binds `addr` (loopback only: the API has no authentication) and serves the Consul API
+/// with the default bounds.
 pub async fn spawn(shared: Arc<AgentShared>, addr: SocketAddr) -> Result<ConsulHandle, ApiError> {
+    spawn_with(shared, addr, ApiLimits::default()).await
+}
+
+/// As [`spawn`], with the connection bound and timeouts of `limits` (the agent's
+/// `api_max_connections`, `api_header_timeout`, `api_idle_timeout`).
+pub async fn spawn_with(
+    shared: Arc<AgentShared>,
+    addr: SocketAddr,
+    limits: ApiLimits,
+) -> Result<ConsulHandle, ApiError> {
     if !addr.ip().is_loopback() {
         return Err(ApiError::NotLoopback(addr));
     }
+    limits.validate().map_err(ApiError::Limits)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ApiError::BindTcp { addr, source })?;
@@ -418,16 +428,12 @@ pub async fn spawn(shared: Arc<AgentShared>, addr: SocketAddr) -> Result<ConsulH
         .local_addr()
         .map_err(|source| ApiError::BindTcp { addr, source })?;
     let (stop, rx) = watch::channel(false);
-    let app = build(ApiState {
-        shared,
-        shutdown: rx.clone(),
-    });
-    let sig = crate::api::routes::shutdown_signal(rx);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(sig).await {
-            tracing::error!(addr = %local, error = %e, "Consul-compatible API failed");
-        }
-    });
+    let app = build(ApiState::new(
+        shared.clone(),
+        rx.clone(),
+        limits.max_watches,
+    ));
+    let task = tokio::spawn(crate::api::serve::serve(listener, app, limits, shared, rx));
     tracing::info!(addr = %local, "Consul-compatible API listening");
     Ok(ConsulHandle {
         stop,
