@@ -524,6 +524,7 @@ impl Node {
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
+        self.keys_catch_up(now);
         self.answer_cap(answer);
         self.after_input(now);
     }
