@@ -10,7 +10,7 @@ use shoal::api::limits::{ApiLimits, SocketAccess};
 use shoal::api::{self, ApiHandle, ApiOptions};
 use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
-use shoal::core::Profile;
+use shoal_core::Profile;
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -11,7 +11,7 @@ mod common;
 use common::{wait_until, Cluster, Events};
 use shoal::agent::Agent;
 use shoal::config::Config;
-use shoal::core::{ServedStatus, Service};
+use shoal_core::{ServedStatus, Service};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -223,7 +223,7 @@ async fn malformed_and_oversized_datagrams_are_dropped_and_counted() {
     assert_eq!(after.dropped_plaintext, before.dropped_plaintext + 2);
 
     // Nothing changed: same members, all still alive, and the agent keeps working.
-    let names = |v: &[shoal::core::MemberView]| -> Vec<(String, ServedStatus)> {
+    let names = |v: &[shoal_core::MemberView]| -> Vec<(String, ServedStatus)> {
         v.iter().map(|m| (m.name.clone(), m.status)).collect()
     };
     assert_eq!(names(&c.shared[1].lock().members()), names(&before_members));
@@ -305,7 +305,14 @@ async fn sighup_reload_spreads_new_tags_and_services() {
     let api = c.dir.path().join("n2.sock");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
         .arg("agent")
-        .args(["--name", "n2", "--bind", "127.0.0.1:0", "--profile", "local"])
+        .args([
+            "--name",
+            "n2",
+            "--bind",
+            "127.0.0.1:0",
+            "--profile",
+            "local",
+        ])
         .args(["--join", &c.addrs[0].to_string()])
         .arg("--data-dir")
         .arg(c.dir.path().join("n2"))
@@ -371,10 +378,14 @@ async fn sighup_reload_spreads_new_tags_and_services() {
         .expect("kill runs");
     assert!(sent.success());
     let mut child = child;
-    common::holds_for(Duration::from_millis(1000), "the process runs and keeps role=cache", || {
-        child.0.try_wait().ok().flatten().is_none()
-            && (0..2).all(|i| role(&c, i).as_deref() == Some("cache"))
-    })
+    common::holds_for(
+        Duration::from_millis(1000),
+        "the process runs and keeps role=cache",
+        || {
+            child.0.try_wait().ok().flatten().is_none()
+                && (0..2).all(|i| role(&c, i).as_deref() == Some("cache"))
+        },
+    )
     .await;
     self_until(&api, "the process still serves role=cache", |v| {
         v["member"]["tags"]["role"] == "cache"

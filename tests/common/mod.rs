@@ -11,7 +11,7 @@
 
 use shoal::agent::{Agent, AgentShared};
 use shoal::config::{AgentArgs, Config};
-use shoal::core::{Event, EventKind, Profile, ServedStatus};
+use shoal_core::{Event, EventKind, Profile, ServedStatus};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +45,8 @@ pub fn config(i: usize, bind: SocketAddr, seed: Option<SocketAddr>, dir: &Path) 
 }
 
 /// Makes agent `i`'s config from its bind address, its seed and the cluster's directory.
-pub type Configure = Box<dyn Fn(usize, SocketAddr, Option<SocketAddr>, &Path) -> Config + Send + Sync>;
+pub type Configure =
+    Box<dyn Fn(usize, SocketAddr, Option<SocketAddr>, &Path) -> Config + Send + Sync>;
 
 /// In-process agents on loopback. `agents[i]` is `None` while agent `i` is stopped.
 pub struct Cluster {
@@ -125,12 +126,17 @@ impl Cluster {
 
     /// Agents running now.
     pub fn live(&self) -> Vec<usize> {
-        (0..self.n()).filter(|i| self.agents[*i].is_some()).collect()
+        (0..self.n())
+            .filter(|i| self.agents[*i].is_some())
+            .collect()
     }
 
     /// What `observer` serves for `member`.
     pub fn status(&self, observer: usize, member: &str) -> Option<ServedStatus> {
-        self.shared[observer].lock().member(member).map(|m| m.status)
+        self.shared[observer]
+            .lock()
+            .member(member)
+            .map(|m| m.status)
     }
 
     pub fn alive_count(&self, observer: usize) -> usize {
