@@ -95,6 +95,20 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// Asserts that `task` does not finish during the whole of `period` (checked every 10 ms).
+async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>, period: Duration, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        assert!(
+            !task.is_finished(),
+            "{what} answered after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!task.is_finished(), "{what} answered");
+}
+
 /// Sends a request with the client's raw call and returns (status, JSON body).
 async fn raw_json(
     c: &Client,
@@ -510,7 +524,13 @@ async fn blocking_query_waits_for_a_change_or_the_deadline() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Without a change it never answers: checked for the whole 100 ms, not sampled once.
+    still_waiting(
+        &waiter,
+        Duration::from_millis(100),
+        "a blocking query without a change",
+    )
+    .await;
     let mut set = BTreeMap::new();
     set.insert("x".to_string(), "1".to_string());
     c.set_tags(set, vec![]).await.unwrap();
@@ -877,7 +897,12 @@ async fn shutdown_ends_open_watches_and_blocking_queries() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    still_waiting(
+        &blocked,
+        Duration::from_millis(100),
+        "a blocking query before shutdown",
+    )
+    .await;
     tokio::time::timeout(STEP, f.handle.take().unwrap().shutdown())
         .await
         .expect("shutdown is bounded");

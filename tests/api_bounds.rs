@@ -4,6 +4,9 @@
 //! while a watch stream is not, the Unix socket's mode and group come from the config, and
 //! every command needs the token when one is set. Every wait is a bounded poll.
 
+mod common;
+
+use common::wait_until_async;
 use shoal::agent::datadir::process_key;
 use shoal::agent::Agent;
 use shoal::api::limits::{ApiLimits, SocketAccess};
@@ -104,22 +107,6 @@ fn parse_answer(out: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-/// Polls `cond` every 50 ms until it holds, for at most `limit`.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// True when the peer has closed `s` (read gives end of file or an error) within `limit`.
 async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 1024];
@@ -180,7 +167,7 @@ async fn past_the_connection_bound_a_503_then_idle_ones_time_out_and_the_api_ans
     for _ in 0..40 {
         idle.push(TcpStream::connect(f.http).await.unwrap());
     }
-    wait_until(
+    wait_until_async(
         Duration::from_secs(5),
         "40 connections are open",
         || async {
@@ -204,7 +191,7 @@ async fn past_the_connection_bound_a_503_then_idle_ones_time_out_and_the_api_ans
     for s in idle.iter_mut() {
         assert!(closed_within(s, Duration::from_secs(10)).await);
     }
-    wait_until(Duration::from_secs(10), "TCP answers 200 again", || async {
+    wait_until_async(Duration::from_secs(10), "TCP answers 200 again", || async {
         get(f.http, "/v1/self").await.0 == 200
     })
     .await;
@@ -345,7 +332,7 @@ async fn consul_listener_has_the_same_bound() {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
     let shared = agent.shared();
-    wait_until(
+    wait_until_async(
         Duration::from_secs(5),
         "5 Consul connections are open",
         || {
@@ -357,7 +344,7 @@ async fn consul_listener_has_the_same_bound() {
     let (status, body) = get(addr, "/v1/agent/self").await;
     assert_eq!(status, 503, "{body}");
     drop(held);
-    wait_until(
+    wait_until_async(
         Duration::from_secs(5),
         "the Consul API answers again",
         || async { get(addr, "/v1/agent/self").await.0 == 200 },

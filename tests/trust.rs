@@ -3,6 +3,9 @@
 //! through the API with no member ever marked down, and a flood of random datagrams that
 //! changes nothing.
 
+mod common;
+
+use common::wait_until;
 use shoal::agent::datadir::{generate_key, process_key};
 use shoal::agent::{Agent, AgentShared};
 use shoal::api::{self, ApiOptions};
@@ -27,14 +30,6 @@ fn config(name: &str, join: Option<SocketAddr>, dir: &Path, key: Option<String>)
         ..Default::default()
     };
     Config::load_with_env(&args, &|_| None).expect("valid test config")
-}
-
-async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn alive(s: &AgentShared) -> usize {
@@ -195,16 +190,20 @@ async fn key_rotation_across_five_live_agents_marks_nobody_down() {
         assert_eq!(ring.keys().len(), 1, "n{i}");
         assert_eq!(ring.primary(), &new, "n{i}");
     }
-    // Persisted: every agent's keyring file holds only the new key.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..N {
-        let text =
-            std::fs::read_to_string(dir.path().join(format!("n{i}")).join("keyring")).unwrap();
-        assert!(
-            text.contains(&new.to_base64()) && !text.contains(&old.to_base64()),
-            "n{i}"
-        );
-    }
+    // Persisted: every agent's keyring file comes to hold only the new key.
+    wait_until(
+        Duration::from_secs(5),
+        "every keyring file holds only the new key",
+        || {
+            (0..N).all(|i| {
+                let text =
+                    std::fs::read_to_string(dir.path().join(format!("n{i}")).join("keyring"))
+                        .unwrap_or_default();
+                text.contains(&new.to_base64()) && !text.contains(&old.to_base64())
+            })
+        },
+    )
+    .await;
     api.shutdown().await;
     for a in agents {
         a.stop().await;

@@ -192,6 +192,27 @@ pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() ->
     panic!("timed out after {timeout:?} waiting until {what}");
 }
 
+/// [`wait_until`] for a condition that must await (an HTTP request): polls every 20 ms until
+/// it holds; panics with `what` after `timeout`.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let max_polls = timeout.as_millis() / POLL.as_millis() + 2;
+    for _ in 0..max_polls {
+        if cond().await {
+            return start.elapsed();
+        }
+        if start.elapsed() >= timeout {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out after {timeout:?} waiting until {what}");
+}
+
 /// Checks `cond` every 20 ms for the whole of `period`; panics with `what` the first time it
 /// does not hold.
 pub async fn holds_for(period: Duration, what: &str, mut cond: impl FnMut() -> bool) {
