@@ -453,6 +453,14 @@ pub fn describe(line: &WatchLine) -> String {
                     t.report.reason,
                     t.report.held
                 ),
+                EventKind::Health(t) => format!(
+                    "health guard of {} {} -> {}: {} ({} held)",
+                    t.service,
+                    t.from.as_str(),
+                    t.to.as_str(),
+                    t.report.reason,
+                    t.report.held
+                ),
                 EventKind::Local(l) => {
                     let v = serde_json::to_value(l).unwrap_or_default();
                     let what = v.get("what").and_then(|w| w.as_str()).unwrap_or("?");

@@ -72,6 +72,8 @@ pub enum AgentError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Files(#[from] DataDirError),
+    #[error("invalid services.checks: {0}")]
+    Checks(#[from] crate::agent::checks::CheckError),
 }
 
 /// Socket-level counters the node cannot see (its own `Stats` count what it received).
@@ -160,7 +162,10 @@ impl Agent {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
         let epoch = Instant::now();
-        let mut node = Node::new(nc, generation, cfg.node_meta(), os_seed(), Time::ZERO)?;
+        let checks = cfg.service_checks()?;
+        let mut meta = cfg.node_meta();
+        crate::agent::checks::with_initial_health(&mut meta, &checks);
+        let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
         match &keyring {
             Some(r) => info!(
                 primary = %r.primary().id(),
@@ -202,6 +207,10 @@ impl Agent {
         }
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
         shared.with_node(|n, now| n.start(now));
+        shared.checks.attach(&shared);
+        for (service, defs) in checks {
+            shared.checks.set_checks(&service, defs, Time::ZERO);
+        }
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -300,6 +309,7 @@ impl Agent {
     }
 
     async fn shutdown(&mut self) {
+        self.shared.checks.stop_all();
         if let Some(r) = self.resolver.take() {
             r.abort();
         }
@@ -320,6 +330,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        self.shared.checks.stop_all();
         if let Some(r) = self.resolver.take() {
             r.abort();
         }
@@ -688,6 +699,21 @@ fn log_event(ev: &Event, left: bool) {
                     held = r.held,
                     baseline = r.baseline,
                     "guard is {}",
+                    t.to.as_str()
+                );
+            }
+        }
+        EventKind::Health(t) => {
+            let r = &t.report;
+            if t.to == crate::core::GuardState::Normal {
+                info!(service = %t.service, reason = %r.reason, "health guard back to normal");
+            } else {
+                warn!(
+                    service = %t.service,
+                    reason = %r.reason,
+                    held = r.held,
+                    instances = r.baseline,
+                    "health guard is {}",
                     t.to.as_str()
                 );
             }

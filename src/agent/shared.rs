@@ -45,6 +45,8 @@ pub struct AgentShared {
     /// Tags and services as the config file gave them when last read (start or SIGHUP):
     /// the base of the reload's three-way merge (`agent::reload`).
     pub file_meta: Mutex<NodeMeta>,
+    /// The services' health checks (started by `Agent::start`, stopped with the agent).
+    pub checks: crate::agent::checks::CheckManager,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -175,6 +177,7 @@ impl AgentShared {
             faults: Faults::default(),
             api_token: std::sync::OnceLock::new(),
             file_meta: Mutex::new(NodeMeta::default()),
+            checks: Default::default(),
         }
     }
 

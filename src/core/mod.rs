@@ -7,6 +7,8 @@ pub mod baseline;
 pub mod due;
 pub mod guard;
 pub mod guard_config;
+pub mod health_guard;
+pub mod health_rate;
 pub mod identity;
 pub mod intern;
 pub mod keyops;
@@ -38,6 +40,7 @@ pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };
 pub use identity::NodeId;
+pub use health_guard::{HealthGuard, HealthTransition};
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, NodeTimer, Stats,

@@ -16,7 +16,7 @@
 //! empty NOERROR, both with the zone's SOA; names outside the zone get REFUSED. It must not
 //! decide what is served: that is the guard's.
 
-use crate::core::{Health, Instance, MemberView};
+use crate::core::{Instance, MemberView};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -138,7 +138,7 @@ impl DnsView {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))?;
         Some(
             v.iter()
-                .filter(|i| i.health != Some(Health::Critical))
+                .filter(|i| i.in_passing_view(true))
                 .filter(|i| tag.map(|t| has_tag(i, t)).unwrap_or(true))
                 .collect(),
         )

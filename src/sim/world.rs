@@ -389,6 +389,7 @@ impl<'a> World<'a> {
                         port: s.port,
                         tags: BTreeMap::new(),
                         health: None,
+                        health_output: None,
                     },
                 );
             }
@@ -603,7 +604,7 @@ impl<'a> World<'a> {
                     );
                 }
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
-                EventKind::Local(_) => {}
+                EventKind::Local(_) | EventKind::Health(_) => {}
             }
         }
         self.ev_buf = evs;

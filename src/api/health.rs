@@ -1,0 +1,132 @@
+//! The local API's health routes and helpers: `GET /v1/checks` (this agent's checks),
+//! `PUT /v1/checks/{id}/pass|warn|fail` (a ttl check's update from the app), the `passing`
+//! filter of `/v1/services`, and the validation of a registration's `checks`.
+//!
+//! Reads the node under its lock (never across an await); runs no check itself (the agent's
+//! `CheckManager` does).
+
+use crate::agent::checks::{resolve_services, CheckDef, CheckError, CheckView};
+use crate::agent::shared::AgentShared;
+use crate::api::error::HttpError;
+use crate::api::routes::ApiState;
+use crate::api::types::ServiceRequest;
+use crate::core::{Health, Instance};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// Longest ttl update note kept (the body or `?note=`).
+pub const MAX_NOTE: usize = 4096;
+
+/// `GET /v1/checks`: `{"checks": [CheckView]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksResponse {
+    pub checks: Vec<CheckView>,
+}
+
+/// `PUT /v1/checks/{id}/{action}`: `{"check": CheckView}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResponse {
+    pub check: CheckView,
+}
+
+impl From<CheckError> for HttpError {
+    fn from(e: CheckError) -> Self {
+        let status = match &e {
+            CheckError::NotFound(_) => StatusCode::NOT_FOUND,
+            CheckError::NotTtl { .. } | CheckError::Duplicate(_) => StatusCode::CONFLICT,
+            CheckError::TooMany(_) | CheckError::TooManyOnAgent => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            CheckError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        };
+        HttpError::new(status, e.to_string())
+    }
+}
+
+/// `passing` (or `passing=1|true`): only instances in the passing view.
+pub fn parse_passing(pairs: &[(String, String)]) -> Result<bool, HttpError> {
+    let mut on = false;
+    for (_, v) in pairs.iter().filter(|(k, _)| k == "passing") {
+        on = match v.as_str() {
+            "" | "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err(HttpError::bad_request(format!(
+                    "passing={v:?}: write `passing` alone (or passing=true|false)"
+                )))
+            }
+        };
+    }
+    Ok(on)
+}
+
+/// Keeps the instances of the passing view (passing, or critical and held by the health
+/// guard, which say so in `health_held`) when `passing` is set.
+pub fn filter_passing(mut v: Vec<Instance>, passing: bool) -> Vec<Instance> {
+    if passing {
+        v.retain(|i| i.in_passing_view(false));
+    }
+    v
+}
+
+/// Validates the `checks` of a registration (ids unique on this agent).
+pub fn resolve_checks(
+    shared: &AgentShared,
+    req: &ServiceRequest,
+) -> Result<Vec<CheckDef>, HttpError> {
+    if req.checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    if req.health.is_some() {
+        return Err(HttpError::bad_request(
+            "give either \"health\" (the app reports it) or \"checks\" (the agent runs them), \
+             not both",
+        ));
+    }
+    let mut v = resolve_services([(req.name.as_str(), req.checks.as_slice())])?;
+    let defs = v.pop().map(|(_, d)| d).unwrap_or_default();
+    shared.checks.check_ids(&req.name, &defs)?;
+    Ok(defs)
+}
+
+pub(crate) async fn list(State(st): State<ApiState>) -> Json<ChecksResponse> {
+    Json(ChecksResponse {
+        checks: st.shared.checks.list(),
+    })
+}
+
+pub(crate) async fn ttl_update(
+    State(st): State<ApiState>,
+    Path((id, action)): Path<(String, String)>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<CheckResponse>, HttpError> {
+    let health = match action.as_str() {
+        "pass" => Health::Passing,
+        "warn" => Health::Warning,
+        "fail" => Health::Critical,
+        _ => {
+            return Err(HttpError::not_found(format!(
+                "no action {action:?}: use PUT /v1/checks/{id}/pass, /warn or /fail"
+            )))
+        }
+    };
+    let pairs = crate::api::routes::query_pairs(&uri);
+    let note = pairs
+        .iter()
+        .find(|(k, _)| k == "note")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    if note.len() > MAX_NOTE {
+        return Err(HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the note is over {MAX_NOTE} bytes; send the first lines only"),
+        ));
+    }
+    let now = st.shared.now();
+    let check = st.shared.checks.ttl_update(&id, health, note, now)?;
+    Ok(Json(CheckResponse { check }))
+}
