@@ -7,7 +7,7 @@
 //! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
 
-use crate::agent::alert::run_alert_hook;
+use crate::agent::alert::run_alert_hook_for;
 use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::LogHandle;
 use crate::agent::shared::AgentShared;
@@ -208,9 +208,7 @@ impl Agent {
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
         shared.with_node(|n, now| n.start(now));
         shared.checks.attach(&shared);
-        for (service, defs) in checks {
-            shared.checks.set_checks(&service, defs, Time::ZERO);
-        }
+        shared.checks.start_file_checks(checks, Time::ZERO);
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -446,7 +444,8 @@ impl Drop for LoopCtx {
 /// that the last run always tells the current state (concurrent runs could finish in any
 /// order and leave an alerting system believing the guard is still frozen).
 struct AlertQueue {
-    pending: Mutex<VecDeque<GuardTransition>>,
+    /// Transitions, with the service for a health guard's.
+    pending: Mutex<VecDeque<(GuardTransition, Option<String>)>>,
     wake: tokio::sync::Notify,
     closed: AtomicBool,
 }
@@ -464,8 +463,11 @@ impl AlertQueue {
             loop {
                 let next = worker.lock().pop_front();
                 match next {
-                    Some(t) => {
-                        if let Err(e) = run_alert_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
+                    Some((t, service)) => {
+                        if let Err(e) =
+                            run_alert_hook_for(&cmd, &t, service.as_deref(), ALERT_HOOK_TIMEOUT)
+                                .await
+                        {
                             warn!(error = %e, to = t.to.as_str(), "alert hook failed");
                         }
                     }
@@ -478,14 +480,14 @@ impl AlertQueue {
         q
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<GuardTransition>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(GuardTransition, Option<String>)>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, t: GuardTransition) {
+    fn push(&self, t: GuardTransition, service: Option<String>) {
         let dropped = {
             let mut q = self.lock();
-            q.push_back(t);
+            q.push_back((t, service));
             let over = q.len().saturating_sub(ALERT_QUEUE);
             q.drain(..over);
             over
@@ -643,8 +645,17 @@ async fn flush(
     }
     for ev in events {
         log_event(&ev, left);
-        if let (EventKind::Guard(t), Some(alerts)) = (&ev.kind, &ctx.alerts) {
-            alerts.push(t.clone());
+        match (&ev.kind, &ctx.alerts) {
+            (EventKind::Guard(t), Some(alerts)) => alerts.push(t.clone(), None),
+            (EventKind::Health(h), Some(alerts)) => alerts.push(
+                GuardTransition {
+                    from: h.from,
+                    to: h.to,
+                    report: h.report.clone(),
+                },
+                Some(h.service.clone()),
+            ),
+            _ => {}
         }
         // No receiver is fine: nobody is watching.
         let _ = shared.events.send(ev);
@@ -786,9 +797,19 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
         .file_meta
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let file_checks = match cfg.service_checks() {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "SIGHUP: configuration not reloaded");
+            return;
+        }
+    };
     let res = agent.shared.with_node(|n, now| {
-        let merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
-        n.set_meta(now, merged)
+        let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
+        let restart = agent.shared.checks.plan_reload(file_checks, &mut merged);
+        n.set_meta(now, merged.clone())?;
+        agent.shared.checks.apply_reload(restart, &merged, now);
+        Ok::<(), crate::core::NodeError>(())
     });
     match res {
         Ok(()) => {

@@ -10,12 +10,14 @@ use crate::agent::shared::AgentShared;
 use crate::api::error::HttpError;
 use crate::api::routes::ApiState;
 use crate::api::types::ServiceRequest;
-use crate::core::{Health, Instance};
+use crate::core::{GuardReport, Health, Instance, Node};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
 
 /// Longest ttl update note kept (the body or `?note=`).
 pub const MAX_NOTE: usize = 4096;
@@ -129,4 +131,84 @@ pub(crate) async fn ttl_update(
     let now = st.shared.now();
     let check = st.shared.checks.ttl_update(&id, health, note, now)?;
     Ok(Json(CheckResponse { check }))
+}
+
+/// The health figures of `/metrics` (taken under one lock of the node).
+pub struct HealthMetrics {
+    /// Served instances by (service, health).
+    instances: BTreeMap<(String, Health), usize>,
+    /// Services whose health guard is not `normal`.
+    guard: BTreeMap<String, GuardReport>,
+    /// Every service served (so that a service with no frozen guard reports 0).
+    services: Vec<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl HealthMetrics {
+    pub fn read(node: &Node) -> Self {
+        let mut instances = BTreeMap::new();
+        let served = node.services();
+        for (name, v) in &served {
+            for i in v {
+                *instances.entry((name.clone(), i.health())).or_default() += 1;
+            }
+        }
+        HealthMetrics {
+            instances,
+            guard: node.health_reports(),
+            services: served.into_keys().collect(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP shoal_service_instances Served instances of each service, by the health \
+             their owner reports."
+        );
+        let _ = writeln!(out, "# TYPE shoal_service_instances gauge");
+        for s in &self.services {
+            for h in [Health::Passing, Health::Warning, Health::Critical] {
+                let n = self.instances.get(&(s.clone(), h)).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "shoal_service_instances{{service=\"{}\",health=\"{h}\"}} {n}",
+                    escape(s)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_health_guard_frozen 1 while a service's health guard holds its \
+             critical instances in the passing view."
+        );
+        let _ = writeln!(out, "# TYPE shoal_health_guard_frozen gauge");
+        for s in &self.services {
+            let v = u8::from(self.guard.contains_key(s));
+            let _ = writeln!(
+                out,
+                "shoal_health_guard_frozen{{service=\"{}\"}} {v}",
+                escape(s)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_health_guard_held_instances Critical instances the health guard \
+             serves as held in the passing view."
+        );
+        let _ = writeln!(out, "# TYPE shoal_health_guard_held_instances gauge");
+        for s in &self.services {
+            let v = self.guard.get(s).map(|r| r.held).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "shoal_health_guard_held_instances{{service=\"{}\"}} {v}",
+                escape(s)
+            );
+        }
+        out
+    }
 }

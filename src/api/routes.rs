@@ -806,6 +806,7 @@ fn guard_override(
 }
 
 async fn metrics_text(State(st): State<ApiState>) -> Response {
+    let health = crate::api::health::HealthMetrics::read(&st.shared.lock());
     let input = {
         let node = st.shared.lock();
         let mut members: BTreeMap<ServedStatus, usize> = BTreeMap::new();
@@ -823,7 +824,9 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             trust: crate::api::keys::trust_view(&node),
         }
     };
-    let mut resp = metrics::render(&input).into_response();
+    let mut text = metrics::render(&input);
+    text.push_str(&health.render());
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

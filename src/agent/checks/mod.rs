@@ -83,6 +83,8 @@ struct Inner {
     /// Checks by service, in configured order.
     services: BTreeMap<String, Vec<Arc<Check>>>,
     rate: HealthRate,
+    /// The config file's checks when it was last read (start or SIGHUP).
+    file_checks: BTreeMap<String, Vec<CheckDef>>,
 }
 
 /// The agent's checks. Lives in `AgentShared`; `attach` gives it the way back to the node.
@@ -239,6 +241,60 @@ impl CheckManager {
             checks.push(c);
         }
         inner.services.insert(service.to_string(), checks);
+    }
+
+    /// Starts the config file's checks at agent start (the services carry their initial
+    /// health already).
+    pub fn start_file_checks(&self, checks: Vec<(String, Vec<CheckDef>)>, now: Time) {
+        self.lock().file_checks = checks.iter().cloned().collect();
+        for (service, defs) in checks {
+            self.set_checks(&service, defs, now);
+        }
+    }
+
+    /// SIGHUP: the file's checks of a service apply when they changed in the file since it
+    /// was last read (and the service is still registered); the others stay. `meta` (the
+    /// merged metadata about to be set) gets each checked service's health. Returns the
+    /// checks to start once `meta` is set (`apply_reload`).
+    pub fn plan_reload(
+        &self,
+        new_file: Vec<(String, Vec<CheckDef>)>,
+        meta: &mut NodeMeta,
+    ) -> Vec<(String, Vec<CheckDef>)> {
+        let new_file: BTreeMap<String, Vec<CheckDef>> = new_file.into_iter().collect();
+        let mut restart = Vec::new();
+        {
+            let mut inner = self.lock();
+            let names: std::collections::BTreeSet<String> = inner
+                .file_checks
+                .keys()
+                .chain(new_file.keys())
+                .cloned()
+                .collect();
+            for name in names {
+                let (old, new) = (inner.file_checks.get(&name), new_file.get(&name));
+                if old != new && meta.services.contains_key(&name) {
+                    restart.push((name, new.cloned().unwrap_or_default()));
+                }
+            }
+            inner.file_checks = new_file;
+        }
+        self.overlay(meta);
+        for (name, defs) in &restart {
+            if let Some(s) = meta.services.get_mut(name) {
+                s.health = initial_health(defs);
+                s.health_output = None;
+            }
+        }
+        restart
+    }
+
+    /// Starts what `plan_reload` returned and stops the checks of services `meta` lost.
+    pub fn apply_reload(&self, restart: Vec<(String, Vec<CheckDef>)>, meta: &NodeMeta, now: Time) {
+        for (name, defs) in restart {
+            self.set_checks(&name, defs, now);
+        }
+        self.retain_services(meta);
     }
 
     /// Stops the checks of services `meta` no longer has (deregistered, or removed by a
