@@ -271,7 +271,7 @@ async fn sighup_keeps_what_the_api_set() {
             port: 5432,
             tags: Default::default(),
             health: None,
-            health_output: None,
+            checks: Vec::new(),
         })
         .await
         .unwrap();

@@ -82,6 +82,19 @@ impl Damper {
     }
 }
 
+impl Damper {
+    /// Sets the status at once, whatever the thresholds (a ttl that ran out: the app said
+    /// nothing, there is no result to wait for).
+    pub fn force(&mut self, status: Health, output: String) -> bool {
+        let before = self.status;
+        self.status = status;
+        self.output = bounded(output, MAX_OUTPUT);
+        self.successes = 0;
+        self.failures = 0;
+        self.status != before
+    }
+}
+
 /// A service's health from its checks' (status, output): the worst status, with the output of
 /// the first check that has it. `None` without checks.
 pub fn aggregate<'a>(checks: impl IntoIterator<Item = (Health, &'a str)>) -> Option<(Health, &'a str)> {

@@ -348,7 +348,7 @@ impl CheckManager {
         } else {
             output
         };
-        self.on_result(&check, health, output, now);
+        self.on_result(&check, health, output, now, false);
         check.ttl_reset.notify_one();
         Ok(view(&check))
     }
@@ -372,12 +372,18 @@ impl CheckManager {
             .collect()
     }
 
-    fn on_result(&self, check: &Arc<Check>, health: Health, output: String, now: Time) {
+    /// A result of `check`; `force`: set the status whatever the thresholds (ttl expiry).
+    fn on_result(&self, check: &Arc<Check>, health: Health, output: String, now: Time, force: bool) {
         {
             let mut st = check.lock();
             st.results += 1;
             st.last_result = Some(now);
-            if st.damper.apply(health, output) {
+            let changed = if force {
+                st.damper.force(health, output)
+            } else {
+                st.damper.apply(health, output)
+            };
+            if changed {
                 debug!(check = %check.def.id, status = %st.damper.status, "check status changed");
             }
         }
@@ -447,6 +453,7 @@ async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
                 Health::Critical,
                 format!("TTL expired: no update within {} ms", ttl.as_millis()),
                 now,
+                true,
             );
             drop(sh);
             // Expired: wait for the next update before counting again.
@@ -458,7 +465,7 @@ async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
         let (health, output) = probe::probe(&check.def.kind, check.def.timeout).await;
         let Some(sh) = shared.upgrade() else { return };
         let now = sh.now();
-        sh.checks.on_result(&check, health, output, now);
+        sh.checks.on_result(&check, health, output, now, false);
         drop(sh);
         tokio::time::sleep_until(started + check.def.interval).await;
     }
