@@ -65,12 +65,12 @@ fn mass_failure_is_held_then_thaws_with_hysteresis() {
         set(&mut g, Time(3000), i, Health::Passing);
     }
     assert_eq!(held(&g, 10), vec![7]);
-    // One held (under half the limit of 4): the thaw waits `stable_after` (30 s).
+    // One held (under half the limit of 4) since 3 s: the thaw waits `stable_after` (30 s).
     g.tick(Time(4000));
-    g.tick(Time(33_000));
+    g.tick(Time(32_999));
     assert_eq!(held(&g, 10), vec![7]);
     assert!(g.take_transitions().is_empty());
-    g.tick(Time(34_000));
+    g.tick(Time(33_000));
     assert!(held(&g, 10).is_empty(), "released on thaw");
     let t = g.take_transitions();
     assert_eq!(t.len(), 1);
