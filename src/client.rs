@@ -467,7 +467,11 @@ impl Client {
             q.append_pair("note", n);
         }
         let path = path_with(
-            &format!("/v1/checks/{}/{}", encode_segment(id), encode_segment(action)),
+            &format!(
+                "/v1/checks/{}/{}",
+                encode_segment(id),
+                encode_segment(action)
+            ),
             q,
         );
         self.call(Method::PUT, &path, None::<&()>, REQUEST_TIMEOUT)

@@ -711,7 +711,9 @@ fn resolve(
             }
         }
         crate::agent::checks::resolve_services(
-            services.iter().map(|s| (s.name.as_str(), s.checks.as_slice())),
+            services
+                .iter()
+                .map(|s| (s.name.as_str(), s.checks.as_slice())),
         )
         .map_err(|e| invalid("services.checks", e.to_string()))?;
     }

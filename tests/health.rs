@@ -72,16 +72,20 @@ impl Rig {
             r.agents.push(a);
         }
         let n = r.agents.len();
-        wait_until(Duration::from_secs(10), "every agent sees every member", || {
-            r.shared.iter().all(|s| {
-                s.lock()
-                    .members()
-                    .iter()
-                    .filter(|m| m.status.is_serving())
-                    .count()
-                    == n
-            })
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "every agent sees every member",
+            || {
+                r.shared.iter().all(|s| {
+                    s.lock()
+                        .members()
+                        .iter()
+                        .filter(|m| m.status.is_serving())
+                        .count()
+                        == n
+                })
+            },
+        )
         .await;
         r
     }
@@ -247,9 +251,11 @@ async fn http_check_status_reaches_every_agent() {
         ))],
     )
     .await;
-    let t = wait_until(Duration::from_secs(10), "web passing on every agent", || {
-        rig.health_everywhere("web", "h0", Health::Passing)
-    })
+    let t = wait_until(
+        Duration::from_secs(10),
+        "web passing on every agent",
+        || rig.health_everywhere("web", "h0", Health::Passing),
+    )
     .await;
     println!("passing everywhere {} ms after registration", t.as_millis());
     let i = rig.instance(2, "web", "h0").unwrap();
@@ -262,21 +268,35 @@ async fn http_check_status_reaches_every_agent() {
 
     let addr = target.addr;
     target.stop().await;
-    let t = wait_until(Duration::from_secs(10), "web critical on every agent", || {
-        rig.health_everywhere("web", "h0", Health::Critical)
-    })
+    let t = wait_until(
+        Duration::from_secs(10),
+        "web critical on every agent",
+        || rig.health_everywhere("web", "h0", Health::Critical),
+    )
     .await;
-    println!("critical everywhere {} ms after the server stopped", t.as_millis());
+    println!(
+        "critical everywhere {} ms after the server stopped",
+        t.as_millis()
+    );
     assert!(t < Duration::from_secs(5), "took {t:?}");
     let i = rig.instance(1, "web", "h0").unwrap();
-    assert!(i.health_output.contains("HTTP GET"), "{:?}", i.health_output);
+    assert!(
+        i.health_output.contains("HTTP GET"),
+        "{:?}",
+        i.health_output
+    );
 
     let target = HttpTarget::start(addr, 200, false).await;
-    let t = wait_until(Duration::from_secs(10), "web passing again everywhere", || {
-        rig.health_everywhere("web", "h0", Health::Passing)
-    })
+    let t = wait_until(
+        Duration::from_secs(10),
+        "web passing again everywhere",
+        || rig.health_everywhere("web", "h0", Health::Passing),
+    )
     .await;
-    println!("passing everywhere {} ms after the server returned", t.as_millis());
+    println!(
+        "passing everywhere {} ms after the server returned",
+        t.as_millis()
+    );
     assert!(t < Duration::from_secs(5), "took {t:?}");
 
     // 429 is a warning: in the served view, not in `?passing`.
@@ -318,7 +338,11 @@ async fn tcp_check_follows_the_listener() {
     let c = rig.checks(0).await;
     assert_eq!(c.checks[0].id, "service:db");
     assert_eq!(c.checks[0].kind, "tcp");
-    assert!(c.checks[0].output.contains("TCP connect"), "{:?}", c.checks[0]);
+    assert!(
+        c.checks[0].output.contains("TCP connect"),
+        "{:?}",
+        c.checks[0]
+    );
     rig.stop().await;
 }
 
@@ -350,10 +374,14 @@ async fn exec_check_exit_codes_and_bounded_output() {
         ("0", Health::Passing),
     ] {
         std::fs::write(&code, c).unwrap();
-        wait_until(Duration::from_secs(5), &format!("exit {c} gives {h}"), || {
-            rig.instance(0, "job", "h0")
-                .is_some_and(|i| i.health == Some(h) && i.health_output == format!("exit {c}"))
-        })
+        wait_until(
+            Duration::from_secs(5),
+            &format!("exit {c} gives {h}"),
+            || {
+                rig.instance(0, "job", "h0")
+                    .is_some_and(|i| i.health == Some(h) && i.health_output == format!("exit {c}"))
+            },
+        )
         .await;
     }
     let c = rig.checks(0).await;
@@ -458,14 +486,38 @@ async fn ttl_damping_expiry_and_errors() {
     assert_eq!(rig.ttl(0, "nope", "pass").await.0, 404);
     assert_eq!(rig.ttl(0, "app-ttl", "maybe").await.0, 404);
     for (body, code, word) in [
-        (r#"{"name":"x","port":1,"checks":[{"http":"https://a/"}]}"#, 400, "https"),
-        (r#"{"name":"x","port":1,"checks":[{"ttl":"1s","tcp":"1.2.3.4:5"}]}"#, 400, "exactly one"),
-        (r#"{"name":"x","port":1,"checks":[{"id":"app-ttl","ttl":"1s"}]}"#, 409, "used twice"),
-        (r#"{"name":"x","port":1,"health":"passing","checks":[{"ttl":"1s"}]}"#, 400, "not both"),
-        (r#"{"name":"x","port":1,"checks":[{"exec":"sh -c true"}]}"#, 400, "checks"),
+        (
+            r#"{"name":"x","port":1,"checks":[{"http":"https://a/"}]}"#,
+            400,
+            "https",
+        ),
+        (
+            r#"{"name":"x","port":1,"checks":[{"ttl":"1s","tcp":"1.2.3.4:5"}]}"#,
+            400,
+            "exactly one",
+        ),
+        (
+            r#"{"name":"x","port":1,"checks":[{"id":"app-ttl","ttl":"1s"}]}"#,
+            409,
+            "used twice",
+        ),
+        (
+            r#"{"name":"x","port":1,"health":"passing","checks":[{"ttl":"1s"}]}"#,
+            400,
+            "not both",
+        ),
+        (
+            r#"{"name":"x","port":1,"checks":[{"exec":"sh -c true"}]}"#,
+            400,
+            "checks",
+        ),
     ] {
         let a = rig.clients[0]
-            .raw(hyper::Method::PUT, "/v1/services", Some(body.as_bytes().to_vec()))
+            .raw(
+                hyper::Method::PUT,
+                "/v1/services",
+                Some(body.as_bytes().to_vec()),
+            )
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&a.body).to_string();
@@ -511,19 +563,25 @@ async fn mass_failure_held_small_failure_removed() {
         v.sort();
         v
     };
-    wait_until(Duration::from_secs(10), "5 passing instances everywhere", || {
-        (0..n).all(|o| passing(&rig, o).len() == n)
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "5 passing instances everywhere",
+        || (0..n).all(|o| passing(&rig, o).len() == n),
+    )
     .await;
 
     // One fails: removed from the passing view on every agent, not held.
     rig.ttl(1, "service:api", "fail").await;
-    wait_until(Duration::from_secs(5), "h1 out of the passing view everywhere", || {
-        (0..n).all(|o| {
-            let p = passing(&rig, o);
-            p.len() == n - 1 && p.iter().all(|(node, held)| node != "h1" && !held)
-        })
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "h1 out of the passing view everywhere",
+        || {
+            (0..n).all(|o| {
+                let p = passing(&rig, o);
+                p.len() == n - 1 && p.iter().all(|(node, held)| node != "h1" && !held)
+            })
+        },
+    )
     .await;
     let v = rig.clients[0].service_passing("api", true).await.unwrap();
     assert_eq!(v.instances.len(), n - 1);
@@ -536,12 +594,16 @@ async fn mass_failure_held_small_failure_removed() {
         (1..4).all(|k| rig.health_everywhere("api", &name(k), Health::Critical))
     })
     .await;
-    wait_until(Duration::from_secs(5), "the passing view holds them", || {
-        (0..n).all(|o| {
-            let p = passing(&rig, o);
-            p.len() == n && p.iter().filter(|(_, held)| *held).count() == 3
-        })
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "the passing view holds them",
+        || {
+            (0..n).all(|o| {
+                let p = passing(&rig, o);
+                p.len() == n && p.iter().filter(|(_, held)| *held).count() == 3
+            })
+        },
+    )
     .await;
     let v = rig.clients[4].service_passing("api", true).await.unwrap();
     assert_eq!(v.instances.len(), n);
@@ -550,10 +612,17 @@ async fn mass_failure_held_small_failure_removed() {
     assert!(g.reason.contains("3 of 5 instances of api"), "{}", g.reason);
     let held = v.instances.iter().find(|i| i.node == "h2").unwrap();
     assert_eq!(held.health, Some(Health::Critical));
-    assert!(held.health_held.as_deref().unwrap().contains("shared fault"));
+    assert!(held
+        .health_held
+        .as_deref()
+        .unwrap()
+        .contains("shared fault"));
     // The metric and the event.
     let text = rig.clients[4].metrics().await.unwrap();
-    assert!(text.contains("shoal_health_guard_frozen{service=\"api\"} 1"), "{text}");
+    assert!(
+        text.contains("shoal_health_guard_frozen{service=\"api\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("shoal_health_guard_held_instances{service=\"api\"} 3"));
 
     // Consul: held instances pass with an output that says why; `?passing` keeps them.
@@ -630,7 +699,10 @@ fn dns_srv(shared: &AgentShared, qname: &str) -> Vec<String> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData, RecordType};
     let mut m = Message::query();
-    m.add_query(Query::query(Name::from_ascii(qname).unwrap(), RecordType::SRV));
+    m.add_query(Query::query(
+        Name::from_ascii(qname).unwrap(),
+        RecordType::SRV,
+    ));
     let view = shoal::dns::view(&shared.lock());
     let r = view.answer(&m, 0);
     let mut v: Vec<String> = r
@@ -698,6 +770,8 @@ async fn config_file_checks_run() {
         "[[services]]\nname = \"db\"\nport = 5432\n\n[[services.checks]]\nexec = []\n",
     )
     .unwrap();
-    let e = Config::load_with_env(&args, &|_| None).unwrap_err().to_string();
+    let e = Config::load_with_env(&args, &|_| None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("services.checks") && e.contains("argv"), "{e}");
 }

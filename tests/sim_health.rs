@@ -35,5 +35,8 @@ fn guard_keeps_a_passing_provider_through_a_shared_outage() {
     assert!(h_on.published >= 4, "the failures were published: {h_on:?}");
     // Replays byte for byte.
     let again = sim::run(&sc, GuardMode::Enforce, &mut |_| {}).expect("run");
-    assert_eq!(sim::deterministic_json(&on), sim::deterministic_json(&again));
+    assert_eq!(
+        sim::deterministic_json(&on),
+        sim::deterministic_json(&again)
+    );
 }

@@ -39,9 +39,7 @@ impl From<CheckError> for HttpError {
         let status = match &e {
             CheckError::NotFound(_) => StatusCode::NOT_FOUND,
             CheckError::NotTtl { .. } | CheckError::Duplicate(_) => StatusCode::CONFLICT,
-            CheckError::TooMany(_) | CheckError::TooManyOnAgent => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            CheckError::TooMany(_) | CheckError::TooManyOnAgent => StatusCode::UNPROCESSABLE_ENTITY,
             CheckError::Invalid { .. } => StatusCode::BAD_REQUEST,
         };
         HttpError::new(status, e.to_string())
@@ -144,7 +142,9 @@ pub struct HealthMetrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl HealthMetrics {

@@ -132,7 +132,10 @@ mod tests {
     fn first_change_at_once_then_paced_and_last_wins() {
         let mut r = HealthRate::default();
         r.offer("web", p(Health::Critical, "down"));
-        assert_eq!(r.due(Time(0)), vec![("web".into(), p(Health::Critical, "down"))]);
+        assert_eq!(
+            r.due(Time(0)),
+            vec![("web".into(), p(Health::Critical, "down"))]
+        );
         // A flapping check: ten changes within the gap publish only the last.
         for i in 0..9u64 {
             let h = if i % 2 == 0 {
@@ -144,7 +147,10 @@ mod tests {
             assert!(r.due(Time(100 * i)).is_empty());
         }
         assert_eq!(r.next_due(), Some(Time(2000)));
-        assert_eq!(r.due(Time(2000)), vec![("web".into(), p(Health::Passing, "x"))]);
+        assert_eq!(
+            r.due(Time(2000)),
+            vec![("web".into(), p(Health::Passing, "x"))]
+        );
         assert_eq!(r.next_due(), None);
         // Back to what was published: nothing to do.
         r.offer("web", p(Health::Critical, "y"));

@@ -39,8 +39,8 @@ mod trust_tests;
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };
-pub use identity::NodeId;
 pub use health_guard::{HealthGuard, HealthTransition};
+pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, NodeTimer, Stats,

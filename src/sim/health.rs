@@ -115,9 +115,7 @@ impl SimHealth {
             Health::Passing
         };
         self.results += 1;
-        let Some(inst) = self.inst[i].as_mut() else {
-            return None;
-        };
+        let inst = self.inst[i].as_mut()?;
         match result {
             Health::Critical => {
                 inst.successes = 0;
@@ -170,8 +168,8 @@ impl SimHealth {
     /// runs), adding `step` ms where it is empty.
     pub fn sample(&mut self, o: usize, node: &Node, live: &[bool], step: u64) {
         let services = node.services();
-        for slot in 0..self.checked.len() {
-            if !live[slot] {
+        for (slot, live) in live.iter().enumerate().take(self.checked.len()) {
+            if !live {
                 continue;
             }
             let name = &self.checked[slot].1;

@@ -500,21 +500,14 @@ impl Scenario {
                 FaultKind::Slow if f.delay.is_none() => {
                     return bad(format!("{at}: slow needs a `delay`"));
                 }
-                FaultKind::CheckFail => {
-                    let checked = |s: &ServiceSpec| s.check.is_some();
-                    match &f.service {
-                        Some(name) => {
-                            if !self.services.iter().any(|s| &s.name == name && checked(s)) {
-                                return bad(format!(
-                                    "{at}: service {name:?} has no [service.check]"
-                                ));
-                            }
-                        }
-                        None if !self.services.iter().any(checked) => {
-                            return bad(format!("{at}: no service has a [service.check]"));
-                        }
-                        None => {}
-                    }
+                FaultKind::CheckFail if self.check_providers(f).is_empty() => {
+                    return bad(format!(
+                        "{at}: check-fail needs a service with a [service.check]{}",
+                        f.service
+                            .as_ref()
+                            .map(|n| format!(" (service {n:?} has none)"))
+                            .unwrap_or_default()
+                    ));
                 }
                 FaultKind::Partition
                     if f.groups.is_none()

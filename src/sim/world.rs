@@ -762,7 +762,11 @@ impl<'a> World<'a> {
             }
             self.health.start(i, slot);
             let mut r = SmallRng::seed_from_u64(
-                self.sc.seed ^ 0xC4EC_0000 ^ ((i as u64) << 24) ^ (u64::from(life) << 8) ^ slot as u64,
+                self.sc.seed
+                    ^ 0xC4EC_0000
+                    ^ ((i as u64) << 24)
+                    ^ (u64::from(life) << 8)
+                    ^ slot as u64,
             );
             let phase = r.random_range(0..us(interval).max(1));
             self.push(

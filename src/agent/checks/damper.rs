@@ -34,7 +34,11 @@ pub fn bounded(mut s: String, max: usize) -> String {
 }
 
 impl Damper {
-    pub fn new(initial: Health, success_before_passing: u32, failures_before_critical: u32) -> Self {
+    pub fn new(
+        initial: Health,
+        success_before_passing: u32,
+        failures_before_critical: u32,
+    ) -> Self {
         Damper {
             status: initial,
             output: String::new(),
@@ -55,8 +59,7 @@ impl Damper {
             Health::Passing => {
                 self.failures = 0;
                 self.successes = self.successes.saturating_add(1);
-                if self.status == Health::Passing || self.successes >= self.success_before_passing
-                {
+                if self.status == Health::Passing || self.successes >= self.success_before_passing {
                     self.status = Health::Passing;
                     self.output = output;
                 }
@@ -64,8 +67,7 @@ impl Damper {
             Health::Critical => {
                 self.successes = 0;
                 self.failures = self.failures.saturating_add(1);
-                if self.status == Health::Critical
-                    || self.failures >= self.failures_before_critical
+                if self.status == Health::Critical || self.failures >= self.failures_before_critical
                 {
                     self.status = Health::Critical;
                     self.output = output;
@@ -97,7 +99,9 @@ impl Damper {
 
 /// A service's health from its checks' (status, output): the worst status, with the output of
 /// the first check that has it. `None` without checks.
-pub fn aggregate<'a>(checks: impl IntoIterator<Item = (Health, &'a str)>) -> Option<(Health, &'a str)> {
+pub fn aggregate<'a>(
+    checks: impl IntoIterator<Item = (Health, &'a str)>,
+) -> Option<(Health, &'a str)> {
     let mut worst: Option<(Health, &str)> = None;
     for (h, o) in checks {
         if worst.is_none_or(|(w, _)| h > w) {

@@ -67,12 +67,7 @@ impl Check {
     }
 
     fn stop(&self) {
-        if let Some(t) = self
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }
     }
@@ -336,7 +331,9 @@ impl CheckManager {
         output: String,
         now: Time,
     ) -> Result<CheckView, CheckError> {
-        let check = self.find(id).ok_or_else(|| CheckError::NotFound(id.into()))?;
+        let check = self
+            .find(id)
+            .ok_or_else(|| CheckError::NotFound(id.into()))?;
         if !matches!(check.def.kind, CheckKind::Ttl(_)) {
             return Err(CheckError::NotTtl {
                 id: id.into(),
@@ -373,7 +370,14 @@ impl CheckManager {
     }
 
     /// A result of `check`; `force`: set the status whatever the thresholds (ttl expiry).
-    fn on_result(&self, check: &Arc<Check>, health: Health, output: String, now: Time, force: bool) {
+    fn on_result(
+        &self,
+        check: &Arc<Check>,
+        health: Health,
+        output: String,
+        now: Time,
+        force: bool,
+    ) {
         {
             let mut st = check.lock();
             st.results += 1;

@@ -263,11 +263,12 @@ impl CheckSpec {
         } else if let Some(v) = &self.exec {
             CheckKind::Exec(argv(v).map_err(invalid)?)
         } else {
-            let ttl = duration(&self.ttl, "ttl").map_err(invalid)?.unwrap_or_default();
+            let ttl = duration(&self.ttl, "ttl")
+                .map_err(invalid)?
+                .unwrap_or_default();
             if interval.is_some() || timeout.is_some() {
                 return Err(invalid(
-                    "a ttl check has no interval or timeout: the app reports within the ttl"
-                        .into(),
+                    "a ttl check has no interval or timeout: the app reports within the ttl".into(),
                 ));
             }
             CheckKind::Ttl(within(ttl, MIN_INTERVAL, MAX_INTERVAL, "ttl").map_err(invalid)?)
@@ -339,7 +340,10 @@ mod tests {
         assert_eq!(d.id, "service:web");
         assert_eq!(d.interval, DEFAULT_INTERVAL);
         assert_eq!(d.initial, Health::Critical);
-        assert_eq!((d.success_before_passing, d.failures_before_critical), (1, 1));
+        assert_eq!(
+            (d.success_before_passing, d.failures_before_critical),
+            (1, 1)
+        );
         let d = spec(r#"{"id":"db-port","tcp":"127.0.0.1:5432","interval":"2s","timeout":"500ms","failures_before_critical":3,"initial_status":"passing"}"#)
             .resolve("db", 1)
             .unwrap();
@@ -375,9 +379,16 @@ mod tests {
             exec: Some(many),
             ..CheckSpec::default()
         };
-        assert!(s.resolve("web", 0).unwrap_err().to_string().contains("limit"));
+        assert!(s
+            .resolve("web", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("limit"));
         assert!(serde_json::from_str::<CheckSpec>(r#"{"script":"x"}"#).is_err());
-        let two = [spec(r#"{"id":"a","ttl":"1s"}"#), spec(r#"{"id":"a","ttl":"2s"}"#)];
+        let two = [
+            spec(r#"{"id":"a","ttl":"1s"}"#),
+            spec(r#"{"id":"a","ttl":"2s"}"#),
+        ];
         assert_eq!(
             resolve_all("web", &two),
             Err(CheckError::Duplicate("a".into()))
