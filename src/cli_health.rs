@@ -9,7 +9,7 @@ use super::{json_out, table, Failure};
 use crate::agent::checks::CheckSpec;
 use crate::api::types::ServiceRequest;
 use crate::client::Client;
-use crate::core::Instance;
+use shoal_core::Instance;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -168,7 +168,7 @@ pub(super) async fn checks(
             c.kind.clone(),
             c.target.clone(),
             c.status.to_string(),
-            crate::core::meta::output_line(&c.output),
+            shoal_core::meta::output_line(&c.output),
         ]);
     }
     table(out, &rows)?;

@@ -10,7 +10,7 @@ use shoal::api::types::ServiceRequest;
 use shoal::api::{self, ApiHandle, ApiOptions};
 use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
-use shoal::core::{Health, Instance, Profile};
+use shoal_core::{Health, Instance, Profile};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! empties the passing view without the health guard and never with it; a single broken
 //! instance is removed either way; runs replay from their seed.
 
-use shoal::core::GuardMode;
-use shoal::sim::{self, Scenario};
+use shoal_core::GuardMode;
+use shoal_sim::{self as sim, Scenario};
 use std::path::Path;
 
 fn scenario() -> Scenario {

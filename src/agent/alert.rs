@@ -6,7 +6,7 @@
 //! Must not decide when to alert (the event loop calls it for each `GuardTransition`, and for
 //! each transition of a service's health guard with `SHOAL_GUARD_SERVICE` set).
 
-use crate::core::GuardTransition;
+use shoal_core::GuardTransition;
 use std::process::Stdio;
 use std::time::Duration;
 use thiserror::Error;
@@ -116,7 +116,7 @@ pub async fn run_alert_hook_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{GuardMode, GuardReport, GuardState};
+    use shoal_core::{GuardMode, GuardReport, GuardState};
     use std::time::Instant;
 
     fn transition() -> GuardTransition {

@@ -14,7 +14,7 @@ use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
 use crate::agent::timers::TimerQueue;
 use crate::config::{seed_with_port, AgentArgs, Config};
-use crate::core::{
+use shoal_core::{
     Event, EventKind, GuardTransition, LocalEvent, MemberChange, Node, NodeError, Time,
 };
 use std::collections::VecDeque;
@@ -178,7 +178,7 @@ impl Agent {
                  agent can speak for any node"
             ),
         }
-        node.set_trust(crate::core::trust::TrustConfig {
+        node.set_trust(shoal_core::trust::TrustConfig {
             keyring,
             plaintext: cfg.trust.plaintext,
             unix_ms_at_zero: unix_ms(),
@@ -695,7 +695,7 @@ fn log_event(ev: &Event, left: bool) {
         },
         EventKind::Guard(t) => {
             let r = &t.report;
-            if t.to == crate::core::GuardState::Normal {
+            if t.to == shoal_core::GuardState::Normal {
                 info!(
                     from = t.from.as_str(),
                     to = t.to.as_str(),
@@ -716,7 +716,7 @@ fn log_event(ev: &Event, left: bool) {
         }
         EventKind::Health(t) => {
             let r = &t.report;
-            if t.to == crate::core::GuardState::Normal {
+            if t.to == shoal_core::GuardState::Normal {
                 info!(service = %t.service, reason = %r.reason, "health guard back to normal");
             } else {
                 warn!(
@@ -809,7 +809,7 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
         let restart = agent.shared.checks.plan_reload(file_checks, &mut merged);
         n.set_meta(now, merged.clone())?;
         agent.shared.checks.apply_reload(restart, &merged, now);
-        Ok::<(), crate::core::NodeError>(())
+        Ok::<(), shoal_core::NodeError>(())
     });
     match res {
         Ok(()) => {

@@ -10,12 +10,12 @@ use crate::agent::shared::AgentShared;
 use crate::api::error::HttpError;
 use crate::api::routes::ApiState;
 use crate::api::types::ServiceRequest;
-use crate::core::{GuardReport, Health, Instance, Node};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use shoal_core::{GuardReport, Health, Instance, Node};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

@@ -4,7 +4,7 @@
 //!
 //! Pure and deterministic; unit tested. Must not run anything.
 
-use crate::core::Health;
+use shoal_core::Health;
 
 /// Most bytes of a check's output kept (the record carries only its first line, shorter).
 pub const MAX_OUTPUT: usize = 4096;

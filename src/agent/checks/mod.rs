@@ -17,11 +17,11 @@ pub mod spec;
 pub use spec::{CheckDef, CheckError, CheckKind, CheckSpec};
 
 use crate::agent::shared::AgentShared;
-use crate::core::health_rate::{HealthRate, Published};
-use crate::core::meta::output_line;
-use crate::core::{Health, MetaError, NodeMeta, Time};
 use damper::Damper;
 use serde::{Deserialize, Serialize};
+use shoal_core::health_rate::{HealthRate, Published};
+use shoal_core::meta::output_line;
+use shoal_core::{Health, MetaError, NodeMeta, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use tokio::sync::Notify;

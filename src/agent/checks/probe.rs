@@ -9,10 +9,10 @@
 
 use super::damper::{bounded, MAX_OUTPUT};
 use super::spec::CheckKind;
-use crate::core::Health;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
+use shoal_core::Health;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;

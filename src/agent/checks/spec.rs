@@ -5,8 +5,8 @@
 //! Owns the contract's field names and every validation with its message. Pure: no I/O.
 
 use crate::config::parse_duration;
-use crate::core::Health;
 use serde::{Deserialize, Serialize};
+use shoal_core::Health;
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
