@@ -130,7 +130,11 @@ impl HealthGuard {
             if !now_inst.critical() && svc.held.remove(node) {
                 self.dirty.insert(node.clone());
             }
-            self.evaluate(now, name);
+            // Only a failure can trip the guard, and only a frozen guard has more to decide:
+            // the common case (a passing record arriving) costs no scan of the instances.
+            if turned || svc.frozen.is_some() {
+                self.evaluate(now, name);
+            }
         }
         let gone: Vec<String> = match self.by_node.get(node) {
             Some(old) => old.difference(&offered).cloned().collect(),
@@ -163,6 +167,12 @@ impl HealthGuard {
         svc.failures.retain(|(_, n)| n != node);
         if svc.held.remove(node) {
             self.dirty.insert(node.clone());
+        }
+        if svc.frozen.is_none() {
+            if svc.instances.is_empty() {
+                self.services.remove(service);
+            }
+            return;
         }
         if svc.instances.is_empty() {
             let was = self.services.remove(service);
