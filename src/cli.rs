@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `register`, `checks`, `check` and the health column (their argument types are public).
 #[path = "cli_health.rs"]
-mod health;
+pub mod health;
 
 /// Default API address of the client commands.
 pub const DEFAULT_API: &str = "unix:/var/lib/shoal/shoal.sock";
