@@ -564,6 +564,30 @@ mod tests {
     }
 
     #[test]
+    fn health_output_is_bounded_and_checked_at_decode() {
+        let svc = |o: &str| Service {
+            name: "web".into(),
+            port: 80,
+            tags: BTreeMap::new(),
+            health: Some(Health::Critical),
+            health_output: Some(o.into()),
+        };
+        let mut r = rec("n", 1, 1);
+        r.meta.services.insert("web".into(), svc("connection refused"));
+        assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);
+        for bad in ["x".repeat(MAX_OUTPUT_LEN + 1), "two\nlines".to_string()] {
+            r.meta.services.insert("web".into(), svc(&bad));
+            assert!(matches!(
+                MetaRecord::decode(&r.encode()),
+                Err(MetaError::BadOutput(_))
+            ));
+        }
+        assert_eq!(output_line("  first\nsecond"), "first");
+        assert_eq!(output_line(&"é".repeat(100)).len(), 128);
+        assert_eq!(output_line("a\tb"), "a b");
+    }
+
+    #[test]
     fn decode_rejects_garbage() {
         assert!(MetaRecord::decode(&[0xff; 10]).is_err());
         let r = rec("n", 1, 1);
