@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub port: u16,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Health checks (`[[services.checks]]`), run by this agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::agent::checks::CheckSpec>,
 }
 
 /// Everything the agent runs with, resolved and validated.
@@ -686,6 +689,18 @@ impl Config {
         }
     }
 
+    /// The validated checks of every service that has some.
+    pub fn service_checks(
+        &self,
+    ) -> Result<Vec<(String, Vec<crate::agent::checks::CheckDef>)>, crate::agent::checks::CheckError>
+    {
+        crate::agent::checks::resolve_services(
+            self.services
+                .iter()
+                .map(|s| (s.name.as_str(), s.checks.as_slice())),
+        )
+    }
+
     /// This node's tags and services as the core's metadata.
     pub fn node_meta(&self) -> NodeMeta {
         NodeMeta {
@@ -701,6 +716,7 @@ impl Config {
                             port: s.port,
                             tags: s.tags.clone(),
                             health: None,
+                            health_output: None,
                         },
                     )
                 })
@@ -755,6 +771,12 @@ fn resolve(
                 ));
             }
         }
+        crate::agent::checks::resolve_services(
+            services
+                .iter()
+                .map(|s| (s.name.as_str(), s.checks.as_slice())),
+        )
+        .map_err(|e| invalid("services.checks", e.to_string()))?;
     }
     let data_dir = l
         .data_dir
@@ -858,6 +880,7 @@ fn resolve(
                         port: s.port,
                         tags: s.tags.clone(),
                         health: None,
+                        health_output: None,
                     },
                 )
             })
@@ -1128,6 +1151,7 @@ fn parse_service_flag(s: &str) -> Result<ServiceConfig, String> {
         name: name.to_string(),
         port,
         tags: BTreeMap::new(),
+        checks: Vec::new(),
     })
 }
 

@@ -238,6 +238,7 @@ async fn tag_and_service_changes_show_up_in_self_and_services() {
             .into_iter()
             .collect(),
         health: None,
+        checks: Vec::new(),
     };
     let r = c.register_service(&svc).await.unwrap();
     assert_eq!(r.member.services.len(), 1);

@@ -60,6 +60,7 @@ async fn tag_and_service_changes_reach_every_agent() {
                     port: 8080,
                     tags: BTreeMap::new(),
                     health: None,
+                    health_output: None,
                 },
             )
         })

@@ -47,6 +47,8 @@ pub struct AgentShared {
     pub file_meta: Mutex<NodeMeta>,
     /// Connections, watch streams, refusals and timeouts of the HTTP listeners (`/metrics`).
     pub api_load: crate::api::limits::ApiLoad,
+    /// The services' health checks (started by `Agent::start`, stopped with the agent).
+    pub checks: crate::agent::checks::CheckManager,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -178,6 +180,7 @@ impl AgentShared {
             api_token: std::sync::OnceLock::new(),
             file_meta: Mutex::new(NodeMeta::default()),
             api_load: Default::default(),
+            checks: Default::default(),
         }
     }
 

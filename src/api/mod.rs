@@ -8,6 +8,7 @@
 
 pub mod consul;
 pub mod error;
+pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

@@ -88,6 +88,11 @@ pub(crate) fn build(state: ApiState) -> Router {
             "/v1/keys",
             get(crate::api::keys::list).post(crate::api::keys::change),
         )
+        .route("/v1/checks", get(crate::api::health::list))
+        .route(
+            "/v1/checks/{id}/{action}",
+            put(crate::api::health::ttl_update),
+        )
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -143,7 +148,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
-             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys and /metrics",
+             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys, \
+             /v1/checks and /metrics",
             uri.path()
         ),
     )
@@ -163,7 +169,7 @@ impl BodyShape for TagsRequest {
     const SHAPE: &'static str = r#"{"set": {"key": "value"}, "delete": ["key"]}"#;
 }
 impl BodyShape for ServiceRequest {
-    const SHAPE: &'static str = r#"{"name": "web", "port": 8080, "tags": {"key": "value"}}"#;
+    const SHAPE: &'static str = r#"{"name": "web", "port": 8080, "tags": {"key": "value"}, "checks": [{"http": "http://127.0.0.1:8080/health", "interval": "10s"}]}"#;
 }
 impl BodyShape for JoinRequest {
     const SHAPE: &'static str = r#"{"addrs": ["10.0.0.1:7946", "host:7946"]}"#;
@@ -530,8 +536,9 @@ fn filter_instances(
 
 async fn services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Json<ServicesResponse>> {
     let pairs = query_pairs(&uri);
-    check_known(&pairs, &["status", "index", "wait"])?;
+    check_known(&pairs, &["status", "index", "wait", "passing"])?;
     let statuses = parse_statuses(&pairs)?;
+    let passing = crate::api::health::parse_passing(&pairs)?;
     if let Some((after, wait)) = parse_blocking(&pairs)? {
         wait_for_index(&st, after, wait).await;
     }
@@ -539,13 +546,17 @@ async fn services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Json<Servi
     let services = node
         .services()
         .into_iter()
-        .map(|(k, v)| (k, filter_instances(v, &statuses)))
-        .filter(|(_, v)| !v.is_empty() || statuses.is_none())
+        .map(|(k, v)| {
+            let v = crate::api::health::filter_passing(filter_instances(v, &statuses), passing);
+            (k, v)
+        })
+        .filter(|(_, v)| !v.is_empty() || (statuses.is_none() && !passing))
         .collect();
     Ok(Json(ServicesResponse {
         index: node.index(),
         guard: node.guard_report(),
         services,
+        health_guard: node.health_reports(),
     }))
 }
 
@@ -555,18 +566,24 @@ async fn service(
     uri: Uri,
 ) -> HttpResult<Json<ServiceResponse>> {
     let pairs = query_pairs(&uri);
-    check_known(&pairs, &["status", "index", "wait"])?;
+    check_known(&pairs, &["status", "index", "wait", "passing"])?;
     let statuses = parse_statuses(&pairs)?;
+    let passing = crate::api::health::parse_passing(&pairs)?;
     if let Some((after, wait)) = parse_blocking(&pairs)? {
         wait_for_index(&st, after, wait).await;
     }
     let node = st.shared.lock();
     let instances = node.services().remove(&name).unwrap_or_default();
+    let health_guard = node.health_reports().remove(&name);
     Ok(Json(ServiceResponse {
         index: node.index(),
         guard: node.guard_report(),
+        instances: crate::api::health::filter_passing(
+            filter_instances(instances, &statuses),
+            passing,
+        ),
         service: name,
-        instances: filter_instances(instances, &statuses),
+        health_guard,
     }))
 }
 
@@ -610,18 +627,23 @@ async fn register_service(
     State(st): State<ApiState>,
     JsonBody(req): JsonBody<ServiceRequest>,
 ) -> HttpResult<Json<MemberResponse>> {
+    let defs = crate::api::health::resolve_checks(&st.shared, &req)?;
     let svc = Service {
         name: req.name,
         port: req.port,
         tags: req.tags,
-        health: req.health,
+        health: crate::agent::checks::initial_health(&defs).or(req.health),
+        health_output: None,
     };
     let name = svc.name.clone();
+    let checks = defs.len();
     let r = st.shared.with_node(|node, now| {
         node.register_service(now, svc)?;
+        // Under the node's lock: a check result cannot publish before the service exists.
+        st.shared.checks.set_checks(&name, defs, now);
         Ok::<_, HttpError>(member_response(node))
     })?;
-    tracing::info!(service = %name, "service registered through the API");
+    tracing::info!(service = %name, checks, "service registered through the API");
     Ok(Json(r))
 }
 
@@ -633,6 +655,7 @@ async fn deregister_service(
         if node.has_left() {
             return Err(HttpError::from(shoal_core::NodeError::Left));
         }
+        st.shared.checks.set_checks(&name, Vec::new(), now);
         node.deregister_service(now, &name).map_err(|e| match e {
             shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
                 "no service named {name:?} is registered on this node; \
@@ -801,6 +824,7 @@ fn guard_override(
 }
 
 async fn metrics_text(State(st): State<ApiState>) -> Response {
+    let health = crate::api::health::HealthMetrics::read(&st.shared.lock());
     let input = {
         let node = st.shared.lock();
         let mut members: BTreeMap<ServedStatus, usize> = BTreeMap::new();
@@ -819,7 +843,9 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             api: st.shared.api_load.view(),
         }
     };
-    let mut resp = metrics::render(&input).into_response();
+    let mut text = metrics::render(&input);
+    text.push_str(&health.render());
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -274,6 +274,7 @@ async fn sighup_keeps_what_the_api_set() {
             port: 5432,
             tags: Default::default(),
             health: None,
+            checks: Vec::new(),
         })
         .await
         .unwrap();

@@ -200,6 +200,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
                         port,
                         tags: [("scrape".to_string(), "true".to_string())].into(),
                         health: None,
+                        health_output: None,
                     },
                 )
             })

@@ -119,6 +119,8 @@ pub enum EventKind {
     },
     Guard(GuardTransition),
     Local(LocalEvent),
+    /// A service's health guard changed state (see `core::health_guard`).
+    Health(crate::health_guard::HealthTransition),
 }
 
 /// A change of the served view (or of the node), numbered by a monotonic index.
@@ -276,6 +278,8 @@ pub struct Node {
     store: SharedMetaStore,
     truth: Truth,
     guard: Guard,
+    /// Holds instances in the passing view on mass health failure (`node_health.rs`).
+    health: crate::health_guard::HealthGuard,
     /// What we last served for members the truth does not know (restored ghosts); for the
     /// others it is kept in their truth entry.
     served_ghosts: HashMap<Arc<str>, ServedStatus>,
@@ -341,6 +345,8 @@ pub struct Node {
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
+#[path = "node_health.rs"]
+mod node_health;
 
 /// Announces to random members right after connecting.
 const BOOTSTRAP_ANNOUNCES: u8 = 3;
@@ -418,6 +424,7 @@ impl Node {
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now);
+        let health = crate::health_guard::HealthGuard::new(cfg.guard.clone());
         let seeds = cfg.seeds.clone();
         let rejoin_backoff = cfg.timings.rejoin_min;
         Ok(Node {
@@ -426,6 +433,7 @@ impl Node {
             store,
             truth,
             guard,
+            health,
             served_ghosts: HashMap::new(),
             own,
             out: Outbox::default(),
@@ -1030,10 +1038,11 @@ impl Node {
             if !m.status.is_serving() {
                 continue;
             }
-            for (s, inst) in m.services.iter().zip(m.instances()) {
+            for (s, mut inst) in m.services.iter().zip(m.instances()) {
                 if !self.guard.serves_instance(&s.name, m.status) {
                     continue;
                 }
+                inst.health_held = self.health.held(&s.name, &m.name).map(str::to_string);
                 out.entry(s.name.clone()).or_default().push(inst);
             }
         }
@@ -1547,6 +1556,7 @@ impl Node {
 
         self.check_reach(now);
         self.with_guard(now, |g, ctx| g.tick(now, ctx));
+        self.health.tick(now);
     }
 
     /// Runs `f` on the guard with everything it may look at.
@@ -1767,6 +1777,7 @@ impl Node {
         let Some(m) = self.truth.remove(name) else {
             return;
         };
+        self.health.forget(now, name);
         self.store.lock().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
@@ -1829,6 +1840,9 @@ impl Node {
         } else {
             return;
         };
+        if change != MemberChange::Meta {
+            self.health_observe(now, name);
+        }
         self.push_event(
             now,
             EventKind::Member {
@@ -1924,6 +1938,7 @@ impl Node {
                 self.emit_served(now, &n, false, false);
             }
         }
+        self.health_flush(now);
     }
 
     fn needs_meta(&self, id: &NodeId) -> bool {
@@ -2128,6 +2143,7 @@ impl Node {
             } else if state == TruthState::Alive {
                 self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }
+            self.health_observe(now, &name);
             self.emit_served(now, &name, false, true);
         }
     }

@@ -24,7 +24,7 @@ use axum::Router;
 use serde::Serialize;
 use shapes::{aggregated, ViewData, PASSING};
 use shoal_core::{Node, ServedStatus};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +53,17 @@ pub fn datacenter(node: &Node) -> String {
 
 /// Reads everything an answer needs under one lock.
 pub fn view(node: &Node) -> ViewData {
+    let mut health_held = BTreeMap::new();
     let served = node
         .services()
         .into_iter()
-        .flat_map(|(svc, insts)| insts.into_iter().map(move |i| (svc.clone(), i.node)))
+        .flat_map(|(svc, insts)| insts.into_iter().map(move |i| (svc.clone(), i)))
+        .map(|(svc, i)| {
+            if let Some(why) = i.health_held {
+                health_held.insert((svc.clone(), i.node.clone()), why);
+            }
+            (svc, i.node)
+        })
         .collect::<BTreeSet<_>>();
     ViewData {
         datacenter: datacenter(node),
@@ -69,6 +76,7 @@ pub fn view(node: &Node) -> ViewData {
             .filter(|m| m.status != ServedStatus::Left)
             .collect(),
         served,
+        health_held,
     }
 }
 
