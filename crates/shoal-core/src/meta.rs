@@ -573,7 +573,9 @@ mod tests {
             health_output: Some(o.into()),
         };
         let mut r = rec("n", 1, 1);
-        r.meta.services.insert("web".into(), svc("connection refused"));
+        r.meta
+            .services
+            .insert("web".into(), svc("connection refused"));
         assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);
         for bad in ["x".repeat(MAX_OUTPUT_LEN + 1), "two\nlines".to_string()] {
             r.meta.services.insert("web".into(), svc(&bad));
