@@ -61,6 +61,7 @@ impl Rig {
                 ApiOptions {
                     unix: Some(sock.clone()),
                     http: None,
+                    ..Default::default()
                 },
             )
             .await
