@@ -1,7 +1,7 @@
 //! The agent: drives one core `Node` with real time, one UDP socket and the local API.
 //!
-//! `runtime` owns the event loop (socket, timer queue, flushing outputs) and signal handling,
-//! `timers` the ordered timer queue, `logging` the subscriber and its reload handle, `reload`
+//! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
+//! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
 //! persisted served view, `alert` the guard's alert hook, `datadir` the data directory (mode,
 //! lock, temporary files) and the keyring file.
@@ -13,7 +13,6 @@ pub mod reload;
 pub mod runtime;
 pub mod shared;
 pub mod snapshot;
-pub mod timers;
 
 pub use logging::{init_logging, LogError, LogHandle};
 pub use runtime::{run_until_signal, Agent, AgentError, IoStats};

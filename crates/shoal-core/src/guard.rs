@@ -25,6 +25,7 @@ pub use crate::guard_config::{
 };
 
 use crate::baseline::Baseline;
+use crate::hash::FixedHashSet;
 use crate::meta::MetaStore;
 use crate::reach::ReachView;
 use crate::time::Time;
@@ -447,8 +448,8 @@ impl Guard {
     // ----- the rules ------------------------------------------------------------------------
 
     /// Services with at least one instance on a member SWIM calls alive or suspect.
-    fn active_services(&self, ctx: &GuardCtx<'_>) -> HashSet<String> {
-        let mut out = HashSet::new();
+    fn active_services(&self, ctx: &GuardCtx<'_>) -> FixedHashSet<String> {
+        let mut out = FixedHashSet::default();
         for (name, m) in ctx.truth.iter() {
             if !m.state.is_active() {
                 continue;
@@ -475,7 +476,7 @@ impl Guard {
         &self,
         ctx: &GuardCtx<'_>,
         name: &str,
-        active: &mut Option<HashSet<String>>,
+        active: &mut Option<FixedHashSet<String>>,
     ) -> bool {
         let services: Vec<String> = match (ctx.truth.get(name), ctx.meta.get(name)) {
             (Some(m), Some(r)) if r.generation <= m.id.generation() => {
@@ -505,7 +506,7 @@ impl Guard {
         if suspects + self.failures.len() + unreached == 0 {
             return out;
         }
-        let mut seen: HashSet<&Arc<str>, foldhash::fast::RandomState> = HashSet::default();
+        let mut seen: HashSet<&Arc<str>, foldhash::fast::FixedState> = HashSet::default();
         let mut first: Option<Time> = None;
         let note = |t: Time, first: &mut Option<Time>| {
             *first = Some(first.map(|f| f.min(t)).unwrap_or(t));
