@@ -473,14 +473,6 @@ impl Node {
         self.after_input(now);
     }
 
-    /// Operator removal of a held member: served `down` at once. Returns whether it was held.
-    pub fn guard_release(&mut self, now: Time, name: &str) -> bool {
-        self.now = now;
-        let done = self.guard.release(name);
-        self.after_input(now);
-        done
-    }
-
     // ----- outputs ------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
