@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `register`, `checks`, `check` and the health column (their argument types are public).
+#[path = "cli_health.rs"]
+pub mod health;
+
 /// Default API address of the client commands.
 pub const DEFAULT_API: &str = "unix:/var/lib/shoal/shoal.sock";
 
@@ -81,10 +85,33 @@ pub enum ClientCommand {
         #[arg(long, value_name = "KEY")]
         delete: Vec<String>,
     },
-    /// List services and their instances (or the instances of one service).
+    /// List services and their instances (or the instances of one service), with each
+    /// instance's health and check output.
     Services {
         /// Only this service.
         name: Option<String>,
+        /// Only instances in the passing view (passing, or held by the health guard).
+        #[arg(long)]
+        passing: bool,
+    },
+    /// Register (or replace) a service of this node, optionally with health checks.
+    Register(health::RegisterArgs),
+    /// Deregister a service of this node (its checks stop).
+    Deregister {
+        /// The service's name.
+        name: String,
+    },
+    /// List this agent's health checks with their status and output.
+    Checks,
+    /// Report a ttl check's status: pass, warn or fail.
+    Check {
+        /// The check's id (see `shoal checks`).
+        id: String,
+        #[arg(value_enum)]
+        action: health::TtlAction,
+        /// Output to record with the status.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Stream changes of the served view as they happen.
     Watch,
@@ -267,16 +294,16 @@ async fn execute(
                 }
             }
         }
-        ClientCommand::Services { name } => {
+        ClientCommand::Services { name, passing } => {
             let (guard, services) = match name {
                 Some(n) => {
-                    let r = client.service(&n, &[]).await?;
+                    let r = client.service_passing(&n, passing).await?;
                     let mut m = BTreeMap::new();
                     m.insert(r.service, r.instances);
                     (r.guard, m)
                 }
                 None => {
-                    let r = client.services().await?;
+                    let r = client.services_passing(passing).await?;
                     (r.guard, r.services)
                 }
             };
@@ -286,6 +313,19 @@ async fn execute(
                 guard_banner(out, &guard)?;
                 services_table(out, &services)?;
             }
+        }
+        ClientCommand::Register(a) => return health::register(client, a, json, out).await,
+        ClientCommand::Deregister { name } => {
+            let r = client.deregister_service(&name).await?;
+            if json {
+                json_out(out, &r.member)?;
+            } else {
+                writeln!(out, "deregistered {name}")?;
+            }
+        }
+        ClientCommand::Checks => return health::checks(client, json, out).await,
+        ClientCommand::Check { id, action, note } => {
+            return health::ttl(client, &id, action, note, json, out).await
         }
         ClientCommand::Watch => {
             let mut w = client.watch(None).await?;
@@ -453,6 +493,14 @@ pub fn describe(line: &WatchLine) -> String {
                     t.report.reason,
                     t.report.held
                 ),
+                EventKind::Health(t) => format!(
+                    "health guard of {} {} -> {}: {} ({} held)",
+                    t.service,
+                    t.from.as_str(),
+                    t.to.as_str(),
+                    t.report.reason,
+                    t.report.held
+                ),
                 EventKind::Local(l) => {
                     let v = serde_json::to_value(l).unwrap_or_default();
                     let what = v.get("what").and_then(|w| w.as_str()).unwrap_or("?");
@@ -574,7 +622,9 @@ fn services_table(
         "NODE".into(),
         "ADDR".into(),
         "STATUS".into(),
+        "HEALTH".into(),
         "TAGS".into(),
+        "OUTPUT".into(),
     ]];
     for (name, instances) in services {
         for i in instances {
@@ -583,9 +633,19 @@ fn services_table(
                 i.node.clone(),
                 i.addr.to_string(),
                 i.status.to_string(),
+                health::health_word(i),
                 tags_text(&i.tags),
+                i.health_output.clone(),
             ]);
         }
+    }
+    let held: Vec<&String> = services
+        .values()
+        .flatten()
+        .filter_map(|i| i.health_held.as_ref())
+        .collect();
+    if let Some(why) = held.first() {
+        writeln!(out, "HEALTH GUARD: {why}")?;
     }
     table(out, &rows)
 }

@@ -426,6 +426,58 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /v1/services`, only the passing view when `passing`.
+    pub async fn services_passing(&self, passing: bool) -> Result<ServicesResponse, ClientError> {
+        self.get(if passing {
+            "/v1/services?passing"
+        } else {
+            "/v1/services"
+        })
+        .await
+    }
+
+    /// `GET /v1/services/{name}`, only the passing view when `passing`.
+    pub async fn service_passing(
+        &self,
+        name: &str,
+        passing: bool,
+    ) -> Result<ServiceResponse, ClientError> {
+        let path = format!(
+            "/v1/services/{}{}",
+            encode_segment(name),
+            if passing { "?passing" } else { "" }
+        );
+        self.get(&path).await
+    }
+
+    /// `GET /v1/checks`.
+    pub async fn checks(&self) -> Result<crate::api::health::ChecksResponse, ClientError> {
+        self.get("/v1/checks").await
+    }
+
+    /// `PUT /v1/checks/{id}/{action}` (`pass`, `warn` or `fail`) with an optional note.
+    pub async fn check_update(
+        &self,
+        id: &str,
+        action: &str,
+        note: Option<&str>,
+    ) -> Result<crate::api::health::CheckResponse, ClientError> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(n) = note {
+            q.append_pair("note", n);
+        }
+        let path = path_with(
+            &format!(
+                "/v1/checks/{}/{}",
+                encode_segment(id),
+                encode_segment(action)
+            ),
+            q,
+        );
+        self.call(Method::PUT, &path, None::<&()>, REQUEST_TIMEOUT)
+            .await
+    }
+
     /// `PUT /v1/tags`: sets and deletes tags of the local node.
     pub async fn set_tags(
         &self,

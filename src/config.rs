@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub port: u16,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Health checks (`[[services.checks]]`), run by this agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::agent::checks::CheckSpec>,
 }
 
 /// Everything the agent runs with, resolved and validated.
@@ -81,6 +84,60 @@ pub struct Config {
     detected_ip: Option<IpAddr>,
     /// Encryption, keyring and replay protection (`[trust]`, `--encrypt`, `--insecure`).
     pub trust: TrustSettings,
+    /// Bounds and timeouts of the HTTP listeners, mode and group of the API socket
+    /// (`[api_server]`).
+    pub api_server: ApiServerSettings,
+}
+
+/// The `[api_server]` table, resolved: bounds shared by the local and Consul-compatible
+/// HTTP listeners, and who may open the Unix socket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ApiServerSettings {
+    pub limits: crate::api::limits::ApiLimits,
+    pub socket: crate::api::limits::SocketAccess,
+}
+
+/// The `[api_server]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiServerFile {
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
+    max_connections: Option<usize>,
+    max_watches: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+fn resolve_api_server(f: &ApiServerFile) -> Result<ApiServerSettings, ConfigError> {
+    let socket = crate::api::limits::SocketAccess::parse(
+        f.socket_mode.as_deref(),
+        f.socket_group.as_deref(),
+    )
+    .map_err(|m| invalid("api_server.socket", m))?;
+    let mut limits = crate::api::limits::ApiLimits::default();
+    if let Some(n) = f.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = f.max_watches {
+        limits.max_watches = n;
+    }
+    for (name, v, slot) in [
+        (
+            "header_timeout",
+            &f.header_timeout,
+            &mut limits.header_timeout,
+        ),
+        ("idle_timeout", &f.idle_timeout, &mut limits.idle_timeout),
+    ] {
+        if let Some(t) = v {
+            *slot = parse_duration(t).map_err(|m| invalid(format!("api_server.{name}"), m))?;
+        }
+    }
+    limits
+        .validate()
+        .map_err(|m| invalid("api_server", m.replace("api_", "api_server.")))?;
+    Ok(ApiServerSettings { limits, socket })
 }
 
 /// The `shoal agent` flags. This exact set is relied on by tools outside the project.
@@ -206,6 +263,7 @@ struct FileConfig {
     timings: Option<TimingsFile>,
     guard: Option<GuardFile>,
     trust: Option<TrustFile>,
+    api_server: Option<ApiServerFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -514,7 +572,9 @@ fn guard_mode_str(m: GuardMode) -> &'static str {
 }
 
 /// Reads and parses a config file. Returns the top-level layer plus the two tables.
-fn file_layer(path: &Path) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), ConfigError> {
+type FileTables = (Layer, TimingsFile, GuardFile, TrustFile, ApiServerFile);
+
+fn file_layer(path: &Path) -> Result<FileTables, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -525,7 +585,7 @@ fn file_layer(path: &Path) -> Result<(Layer, TimingsFile, GuardFile, TrustFile),
     })
 }
 
-fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), String> {
+fn parse_file(text: &str) -> Result<FileTables, String> {
     let f: FileConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
     let guard = f.guard.unwrap_or_default();
     let layer = Layer {
@@ -553,6 +613,7 @@ fn parse_file(text: &str) -> Result<(Layer, TimingsFile, GuardFile, TrustFile), 
         f.timings.unwrap_or_default(),
         guard,
         f.trust.unwrap_or_default(),
+        f.api_server.unwrap_or_default(),
     ))
 }
 
@@ -575,12 +636,14 @@ impl Config {
         let mut layer = Layer::default();
         let (mut tfile, mut gfile) = (TimingsFile::default(), GuardFile::default());
         let mut trust = TrustFile::default();
+        let mut api_server = ApiServerFile::default();
         if let Some(path) = &config_file {
-            let (l, t, g, tr) = file_layer(path)?;
+            let (l, t, g, tr, a) = file_layer(path)?;
             layer = l;
             tfile = t;
             gfile = g;
             trust = tr;
+            api_server = a;
         }
         layer.overlay(env_layer(env));
         layer.overlay(flag_layer(args)?);
@@ -596,6 +659,7 @@ impl Config {
         });
         let mut cfg = resolve(layer, &tfile, &gfile, env)?;
         cfg.trust = resolve_trust(&trust, &cfg.data_dir)?;
+        cfg.api_server = resolve_api_server(&api_server)?;
         cfg.config_file = config_file;
         Ok(cfg)
     }
@@ -625,6 +689,18 @@ impl Config {
         }
     }
 
+    /// The validated checks of every service that has some.
+    pub fn service_checks(
+        &self,
+    ) -> Result<Vec<(String, Vec<crate::agent::checks::CheckDef>)>, crate::agent::checks::CheckError>
+    {
+        crate::agent::checks::resolve_services(
+            self.services
+                .iter()
+                .map(|s| (s.name.as_str(), s.checks.as_slice())),
+        )
+    }
+
     /// This node's tags and services as the core's metadata.
     pub fn node_meta(&self) -> NodeMeta {
         NodeMeta {
@@ -640,6 +716,7 @@ impl Config {
                             port: s.port,
                             tags: s.tags.clone(),
                             health: None,
+                            health_output: None,
                         },
                     )
                 })
@@ -694,6 +771,12 @@ fn resolve(
                 ));
             }
         }
+        crate::agent::checks::resolve_services(
+            services
+                .iter()
+                .map(|s| (s.name.as_str(), s.checks.as_slice())),
+        )
+        .map_err(|e| invalid("services.checks", e.to_string()))?;
     }
     let data_dir = l
         .data_dir
@@ -797,6 +880,7 @@ fn resolve(
                         port: s.port,
                         tags: s.tags.clone(),
                         health: None,
+                        health_output: None,
                     },
                 )
             })
@@ -853,6 +937,7 @@ fn resolve(
         config_file: None,
         detected_ip,
         trust: resolve_trust(&TrustFile::default(), Path::new(""))?,
+        api_server: ApiServerSettings::default(),
     })
 }
 
@@ -1066,6 +1151,7 @@ fn parse_service_flag(s: &str) -> Result<ServiceConfig, String> {
         name: name.to_string(),
         port,
         tags: BTreeMap::new(),
+        checks: Vec::new(),
     })
 }
 

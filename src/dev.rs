@@ -481,6 +481,13 @@ impl Display {
                 t.report.reason
             ),
             EventKind::Local(l) => format!("n0: {l:?}"),
+            EventKind::Health(t) => format!(
+                "n0 health guard of {} {} -> {}: {}",
+                t.service,
+                t.from.as_str(),
+                t.to.as_str(),
+                t.report.reason
+            ),
         };
         self.note(format!("+{:>6} ms  {line}", ev.at_ms));
     }

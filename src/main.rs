@@ -51,12 +51,16 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         ApiOptions {
             unix: Some(cfg.api.clone()),
             http: cfg.api_http,
+            limits: cfg.api_server.limits,
+            socket: cfg.api_server.socket.clone(),
         },
     )
     .await?;
     tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
     let consul = match cfg.consul_api {
-        Some(addr) => Some(api::consul::spawn(agent.shared(), addr).await?),
+        Some(addr) => {
+            Some(api::consul::spawn_with(agent.shared(), addr, cfg.api_server.limits).await?)
+        }
         None => None,
     };
     let dns = match cfg.dns {
@@ -88,7 +92,7 @@ fn dev_api_hook() -> DevHook {
             for (shared, path) in agents {
                 let opts = ApiOptions {
                     unix: Some(path.clone()),
-                    http: None,
+                    ..Default::default()
                 };
                 match api::spawn(shared, opts).await {
                     Ok(h) => handles.push(h),

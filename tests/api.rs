@@ -77,6 +77,7 @@ async fn fixture() -> Fixture {
         ApiOptions {
             unix: Some(path.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await
@@ -91,6 +92,20 @@ async fn fixture() -> Fixture {
         client,
         _loop: lp,
     }
+}
+
+/// Asserts that `task` does not finish during the whole of `period` (checked every 10 ms).
+async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>, period: Duration, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        assert!(
+            !task.is_finished(),
+            "{what} answered after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!task.is_finished(), "{what} answered");
 }
 
 /// Sends a request with the client's raw call and returns (status, JSON body).
@@ -222,6 +237,7 @@ async fn tag_and_service_changes_show_up_in_self_and_services() {
             .into_iter()
             .collect(),
         health: None,
+        checks: Vec::new(),
     };
     let r = c.register_service(&svc).await.unwrap();
     assert_eq!(r.member.services.len(), 1);
@@ -508,7 +524,13 @@ async fn blocking_query_waits_for_a_change_or_the_deadline() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Without a change it never answers: checked for the whole 100 ms, not sampled once.
+    still_waiting(
+        &waiter,
+        Duration::from_millis(100),
+        "a blocking query without a change",
+    )
+    .await;
     let mut set = BTreeMap::new();
     set.insert("x".to_string(), "1".to_string());
     c.set_tags(set, vec![]).await.unwrap();
@@ -684,6 +706,7 @@ async fn socket_lifecycle_stale_live_and_removal() {
     let opts = ApiOptions {
         unix: Some(f.path.clone()),
         http: None,
+        ..Default::default()
     };
     match api::spawn(shared2.clone(), opts.clone()).await {
         Err(ApiError::SocketInUse(p)) => assert_eq!(p, f.path),
@@ -706,6 +729,7 @@ async fn socket_lifecycle_stale_live_and_removal() {
         ApiOptions {
             unix: Some(f.path.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await;
@@ -720,6 +744,7 @@ async fn loopback_tcp_only() {
         ApiOptions {
             unix: None,
             http: Some("0.0.0.0:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await;
@@ -729,6 +754,7 @@ async fn loopback_tcp_only() {
         ApiOptions {
             unix: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await
@@ -871,7 +897,12 @@ async fn shutdown_ends_open_watches_and_blocking_queries() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    still_waiting(
+        &blocked,
+        Duration::from_millis(100),
+        "a blocking query before shutdown",
+    )
+    .await;
     tokio::time::timeout(STEP, f.handle.take().unwrap().shutdown())
         .await
         .expect("shutdown is bounded");

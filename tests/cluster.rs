@@ -1,118 +1,29 @@
 //! Cluster tests of the agent runtime: real UDP sockets on loopback, agents in-process.
 //!
-//! Each test starts its own five agents (profile `local`, port 0 on 127.0.0.1) and reads
-//! their state through `AgentShared`, the way the local API does. Every wait polls every
-//! 20 ms until the condition holds or a deadline of a few seconds passes.
+//! Each test starts its own five agents with the shared harness (`tests/common`: profile
+//! `local`, port 0 on 127.0.0.1) and reads their state through `AgentShared`, the way the
+//! local API does. Every "eventually" polls every 20 ms until a deadline; every "never" is
+//! asserted over the watch stream for the whole interval. The SIGHUP test runs the built
+//! binary as a real process and sends it a real signal.
 
-use shoal::agent::{Agent, AgentShared};
-use shoal::config::{AgentArgs, Config};
-use shoal_core::{Profile, ServedStatus, Service};
+mod common;
+
+use common::{wait_until, Cluster, Events};
+use shoal::agent::Agent;
+use shoal::config::Config;
+use shoal_core::{ServedStatus, Service};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const N: usize = 5;
 
+/// A lone agent's config, named `name`.
 fn config(name: &str, bind: SocketAddr, join: Option<SocketAddr>, dir: &std::path::Path) -> Config {
-    let args = AgentArgs {
-        name: Some(name.to_string()),
-        bind: Some(bind.to_string()),
-        join: join.map(|j| vec![j.to_string()]).unwrap_or_default(),
-        profile: Some(Profile::Local),
-        data_dir: Some(dir.join(name)),
-        encrypt: Some(shoal::agent::datadir::process_key()),
-        ..Default::default()
-    };
+    let mut args = common::agent_args(0, bind, join, dir);
+    args.name = Some(name.to_string());
+    args.data_dir = Some(dir.join(name));
     Config::load_with_env(&args, &|_| None).expect("valid test config")
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    agents: Vec<Option<Agent>>,
-    shared: Vec<Arc<AgentShared>>,
-    addrs: Vec<SocketAddr>,
-}
-
-impl Cluster {
-    async fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut c = Cluster {
-            dir,
-            agents: Vec::new(),
-            shared: Vec::new(),
-            addrs: Vec::new(),
-        };
-        for i in 0..n {
-            let seed = c.addrs.first().copied();
-            let cfg = config(&name(i), "127.0.0.1:0".parse().unwrap(), seed, c.dir.path());
-            let a = Agent::start(&cfg).await.expect("agent starts");
-            c.addrs.push(a.local_addr());
-            c.shared.push(a.shared());
-            c.agents.push(Some(a));
-        }
-        c
-    }
-
-    /// Agents still running.
-    fn live(&self) -> Vec<usize> {
-        (0..self.agents.len())
-            .filter(|i| self.agents[*i].is_some())
-            .collect()
-    }
-
-    fn status(&self, observer: usize, member: &str) -> Option<ServedStatus> {
-        self.shared[observer]
-            .lock()
-            .members()
-            .into_iter()
-            .find(|m| m.name == member)
-            .map(|m| m.status)
-    }
-
-    fn alive_count(&self, observer: usize) -> usize {
-        self.shared[observer]
-            .lock()
-            .members()
-            .iter()
-            .filter(|m| m.status == ServedStatus::Alive)
-            .count()
-    }
-
-    /// Every running agent sees `member` with `status`.
-    fn all_see(&self, member: &str, status: ServedStatus) -> bool {
-        self.live()
-            .into_iter()
-            .filter(|i| name(*i) != member)
-            .all(|i| self.status(i, member) == Some(status))
-    }
-
-    async fn converge(&self, timeout: Duration) {
-        let n = self.agents.len();
-        wait_until(timeout, "all agents see every member alive", || {
-            (0..n).all(|i| self.alive_count(i) == n)
-        })
-        .await;
-    }
-}
-
-fn name(i: usize) -> String {
-    format!("n{i}")
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -149,6 +60,7 @@ async fn tag_and_service_changes_reach_every_agent() {
                     port: 8080,
                     tags: BTreeMap::new(),
                     health: None,
+                    health_output: None,
                 },
             )
         })
@@ -197,6 +109,7 @@ async fn tag_and_service_changes_reach_every_agent() {
 async fn graceful_leave_is_seen_as_left_by_all() {
     let mut c = Cluster::start(N).await;
     c.converge(Duration::from_secs(5)).await;
+    let mut events = Events::subscribe(&c, &[0, 1, 2, 3]);
     let leaver = c.agents[4].take().expect("running");
     leaver.leave_and_stop(Duration::from_secs(2)).await;
     // With the current core, a member that did not get the leaver's direct push first sees
@@ -206,9 +119,30 @@ async fn graceful_leave_is_seen_as_left_by_all() {
     })
     .await;
     eprintln!("graceful leave seen by all {took:?} after leave_and_stop returned");
-    // It stays `left` (never `down`): it was intent, not failure.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once `left`, it stays `left` (never `down` again: it was intent, not failure): every
+    // event about n4 on every stream for 1.5 s more.
+    events.watch_for(Duration::from_millis(1500)).await;
+    for o in 0..4 {
+        let after_left: Vec<ServedStatus> = events
+            .of("n4")
+            .into_iter()
+            .filter(|(obs, _)| *obs == o)
+            .map(|(_, s)| s)
+            .skip_while(|s| *s != ServedStatus::Left)
+            .collect();
+        assert!(
+            after_left.iter().all(|s| *s == ServedStatus::Left),
+            "n{o} served n4 {after_left:?} after left"
+        );
+    }
     assert!(c.all_see("n4", ServedStatus::Left));
+    // Nobody else ever left `alive`.
+    let others: Vec<_> = events
+        .seen
+        .iter()
+        .filter(|(_, m, s)| m != "n4" && *s != ServedStatus::Alive)
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
 }
 
 #[tokio::test]
@@ -225,12 +159,7 @@ async fn killed_agent_is_down_everywhere_then_restarted_agent_is_alive() {
     eprintln!("killed agent seen down by all in {took:?}");
 
     // Restart with the same name on the same address.
-    let cfg = config("n3", c.addrs[3], Some(c.addrs[0]), c.dir.path());
-    let again = Agent::start(&cfg)
-        .await
-        .expect("restarted agent binds its old address");
-    c.shared[3] = again.shared();
-    c.agents[3] = Some(again);
+    c.restart(3).await;
     let took = wait_until(
         Duration::from_secs(10),
         "every agent sees n3 alive again",
@@ -332,35 +261,85 @@ async fn port_in_use_is_a_clear_error_and_bad_seeds_are_not_fatal() {
     first.stop().await;
 }
 
+/// Polls the agent process's API (`shoal self --format json`) until `check` accepts what it
+/// answers, bounded.
+async fn self_until(
+    api: &std::path::Path,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let client = shoal::client::Client::parse(&format!("unix:{}", api.display())).expect("client");
+    let start = Instant::now();
+    loop {
+        if let Ok(a) = client.raw(hyper::Method::GET, "/v1/self", None).await {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&a.body) {
+                if check(&v) {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(common::POLL).await;
+    }
+}
+
+/// Kills the agent process when the test ends, however it ends.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn sighup_reload_spreads_new_tags_and_services() {
-    let mut c = Cluster::start(3).await;
+    let c = Cluster::start(2).await;
     c.converge(Duration::from_secs(5)).await;
-    // Replace n2 by an agent that reads its tags from a config file.
-    c.agents[2].take().expect("running").stop().await;
+    // A third agent as a real process (the built binary), reading tags from its config file.
     let file = c.dir.path().join("n2.toml");
     std::fs::write(&file, "tags = { role = \"db\" }\n").expect("write config");
-    let args = AgentArgs {
-        name: Some("n2".into()),
-        bind: Some(c.addrs[2].to_string()),
-        join: vec![c.addrs[0].to_string()],
-        profile: Some(Profile::Local),
-        data_dir: Some(c.dir.path().join("n2")),
-        config: Some(file.clone()),
-        encrypt: Some(shoal::agent::datadir::process_key()),
-        ..Default::default()
-    };
-    let cfg = Config::load_with_env(&args, &|_| None).expect("valid config");
-    let agent = Agent::start(&cfg).await.expect("starts");
-    c.shared[2] = agent.shared();
+    let api = c.dir.path().join("n2.sock");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("agent")
+        .args([
+            "--name",
+            "n2",
+            "--bind",
+            "127.0.0.1:0",
+            "--profile",
+            "local",
+        ])
+        .args(["--join", &c.addrs[0].to_string()])
+        .arg("--data-dir")
+        .arg(c.dir.path().join("n2"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--api")
+        .arg(format!("unix:{}", api.display()))
+        .args(["--encrypt", &shoal::agent::datadir::process_key()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the shoal binary starts");
+    let child = Process(child);
     let role = |c: &Cluster, i: usize| {
         c.shared[i]
             .lock()
             .member("n2")
             .and_then(|m| m.tags.get("role").cloned())
     };
-    wait_until(Duration::from_secs(5), "everyone sees role=db", || {
-        (0..3).all(|i| role(&c, i).as_deref() == Some("db"))
+    self_until(&api, "the process serves role=db", |v| {
+        v["member"]["tags"]["role"] == "db"
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "everyone sees role=db", || {
+        (0..2).all(|i| role(&c, i).as_deref() == Some("db"))
     })
     .await;
     std::fs::write(
@@ -368,21 +347,51 @@ async fn sighup_reload_spreads_new_tags_and_services() {
         "tags = { role = \"cache\" }\n[[services]]\nname = \"redis\"\nport = 6379\n",
     )
     .expect("rewrite config");
-    shoal::agent::runtime::reload(&agent, &args, None);
+    let pid = child.0.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGHUP sent to {pid}");
+    self_until(&api, "the process serves the reloaded metadata", |v| {
+        v["member"]["tags"]["role"] == "cache"
+            && v["member"]["services"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x["name"] == "redis"))
+    })
+    .await;
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         "everyone sees the reloaded metadata",
         || {
-            (0..3).all(|i| {
+            (0..2).all(|i| {
                 role(&c, i).as_deref() == Some("cache")
                     && c.shared[i].lock().services().contains_key("redis")
             })
         },
     )
     .await;
-    // A broken file is refused and changes nothing.
+    // A broken file is refused, changes nothing, and the process keeps running.
     std::fs::write(&file, "tags = 3\n").expect("rewrite config");
-    shoal::agent::runtime::reload(&agent, &args, None);
-    assert_eq!(role(&c, 2).as_deref(), Some("cache"));
-    c.agents[2] = Some(agent);
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let mut child = child;
+    common::holds_for(
+        Duration::from_millis(1000),
+        "the process runs and keeps role=cache",
+        || {
+            child.0.try_wait().ok().flatten().is_none()
+                && (0..2).all(|i| role(&c, i).as_deref() == Some("cache"))
+        },
+    )
+    .await;
+    self_until(&api, "the process still serves role=cache", |v| {
+        v["member"]["tags"]["role"] == "cache"
+    })
+    .await;
+    drop(child);
+    c.stop().await;
 }

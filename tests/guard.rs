@@ -8,15 +8,16 @@
 //! Every wait polls every 20 ms until the condition holds or a deadline passes. Nothing here
 //! asserts performance; the crash test prints its figures with the guard on and off.
 
-use shoal::agent::{Agent, AgentShared};
+mod common;
+
+use common::{holds_for, name, wait_until, Cluster};
+use shoal::agent::Agent;
 use shoal::api::types::WatchLine;
 use shoal::api::{self, ApiHandle, ApiOptions};
 use shoal::cli::{self, ClientArgs, ClientCommand, Format, GuardAction};
 use shoal::client::{Client, MemberQuery};
 use shoal::config::{AgentArgs, Config};
-use shoal_core::{
-    EventKind, GuardMode, GuardReport, GuardState, GuardTransition, Profile, ServedStatus,
-};
+use shoal_core::{EventKind, GuardMode, GuardReport, GuardState, GuardTransition, ServedStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,10 +32,6 @@ const REACT: Duration = Duration::from_secs(10);
 /// How long the agents may take to heal after a cut is lifted (re-announce backoff is capped
 /// at 5 s with `local`, then the guard needs `stable_after` of calm).
 const HEAL: Duration = Duration::from_secs(25);
-
-fn name(i: usize) -> String {
-    format!("n{i}")
-}
 
 /// What differs between the agents of a test.
 #[derive(Clone, Default)]
@@ -54,19 +51,13 @@ fn config(
     setup: &Setup,
 ) -> Config {
     let args = AgentArgs {
-        name: Some(name(i)),
-        bind: Some(bind.to_string()),
-        join: seed.map(|s| vec![s.to_string()]).unwrap_or_default(),
-        profile: Some(Profile::Local),
-        data_dir: Some(dir.join(name(i))),
-        encrypt: Some(shoal::agent::datadir::process_key()),
         guard_mode: Some(setup.mode),
         services: if setup.api_on.contains(&i) {
             vec!["api:8080".to_string()]
         } else {
             Vec::new()
         },
-        ..Default::default()
+        ..common::agent_args(i, bind, seed, dir)
     };
     let mut cfg = Config::load_with_env(&args, &|_| None).expect("valid test config");
     cfg.guard.stable_after = Duration::from_secs(1);
@@ -80,77 +71,19 @@ fn config(
     cfg
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    setup: Setup,
-    agents: Vec<Option<Agent>>,
-    shared: Vec<Arc<AgentShared>>,
-    addrs: Vec<SocketAddr>,
+/// The shared harness's cluster (`tests/common`), each agent configured by `config` with
+/// the test's `Setup`.
+async fn start(n: usize, setup: Setup) -> Cluster {
+    Cluster::start_with(
+        n,
+        Box::new(move |i, bind, seed, dir| config(i, bind, seed, dir, &setup)),
+    )
+    .await
 }
 
 impl Cluster {
-    async fn start(n: usize, setup: Setup) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut c = Cluster {
-            dir,
-            setup,
-            agents: Vec::new(),
-            shared: Vec::new(),
-            addrs: Vec::new(),
-        };
-        for i in 0..n {
-            let seed = c.addrs.first().copied();
-            let cfg = config(
-                i,
-                "127.0.0.1:0".parse().unwrap(),
-                seed,
-                c.dir.path(),
-                &c.setup,
-            );
-            let a = Agent::start(&cfg).await.expect("agent starts");
-            c.addrs.push(a.local_addr());
-            c.shared.push(a.shared());
-            c.agents.push(Some(a));
-        }
-        c
-    }
-
-    /// Starts one more agent joining through agent `seed`; returns its index.
-    async fn add(&mut self, seed: usize) -> usize {
-        let i = self.n();
-        let cfg = config(
-            i,
-            "127.0.0.1:0".parse().unwrap(),
-            Some(self.addrs[seed]),
-            self.dir.path(),
-            &self.setup,
-        );
-        let a = Agent::start(&cfg).await.expect("agent starts");
-        self.addrs.push(a.local_addr());
-        self.shared.push(a.shared());
-        self.agents.push(Some(a));
-        i
-    }
-
-    fn n(&self) -> usize {
-        self.agents.len()
-    }
-
-    fn live(&self) -> Vec<usize> {
-        (0..self.n())
-            .filter(|i| self.agents[*i].is_some())
-            .collect()
-    }
-
     fn guard(&self, i: usize) -> GuardReport {
         self.shared[i].lock().guard_report()
-    }
-
-    fn status(&self, observer: usize, member: usize) -> Option<ServedStatus> {
-        self.shared[observer]
-            .lock()
-            .member(&name(member))
-            .map(|m| m.status)
     }
 
     /// The served view of `i`: (name, status) of every member, itself included.
@@ -190,7 +123,7 @@ impl Cluster {
     /// Converged (everyone alive everywhere) and every guard took a full baseline.
     async fn settle(&self) {
         let n = self.n();
-        let off = self.setup.mode == GuardMode::Off;
+        let off = self.guard(0).mode == GuardMode::Off;
         self.wait(SETTLE, "converged with a full baseline everywhere", || {
             self.exact_truth() && (off || (0..n).all(|i| self.guard(i).baseline == n - 1))
         })
@@ -269,36 +202,13 @@ impl Cluster {
             ApiOptions {
                 unix: Some(path.clone()),
                 http: None,
+                ..Default::default()
             },
         )
         .await
         .expect("API binds");
         let c = Client::parse(&format!("unix:{}", path.display())).expect("client");
         (h, c)
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls `cond` every 20 ms for `period`; panics with `what` the first time it does not hold.
-async fn holds_for(period: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < period {
-        assert!(cond(), "{what} stopped holding after {:?}", start.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -450,7 +360,7 @@ async fn check_visible(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_six_cut_off_is_isolated_and_the_rest_remove_only_it() {
-    let c = Cluster::start(6, Setup::default()).await;
+    let c = start(6, Setup::default()).await;
     c.settle().await;
     let rest = [0, 1, 2, 3, 4];
     c.cut(&[5]);
@@ -495,7 +405,7 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
         hook: Some(hook_command(hooks.path())),
         ..Default::default()
     };
-    let c = Cluster::start(7, setup).await;
+    let c = start(7, setup).await;
     c.settle().await;
     let (api_handle, client) = c.api(0).await;
     check_visible(&c, 0, &client, GuardState::Normal, 0).await;
@@ -625,7 +535,7 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
 
 /// Stops agent 4 of a settled cluster and returns how long until everyone served it `down`.
 async fn crash_removal(mode: GuardMode) -> Duration {
-    let mut c = Cluster::start(
+    let mut c = start(
         5,
         Setup {
             mode,
@@ -637,7 +547,7 @@ async fn crash_removal(mode: GuardMode) -> Duration {
     c.agents[4].take().expect("running").stop().await;
     let took = c
         .wait(REACT, "every agent serves n4 down", || {
-            (0..4).all(|i| c.status(i, 4) == Some(ServedStatus::Down))
+            (0..4).all(|i| c.status(i, &name(4)) == Some(ServedStatus::Down))
         })
         .await;
     for i in 0..4 {
@@ -661,7 +571,7 @@ async fn a_single_crash_is_removed_as_fast_with_the_guard_as_without() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_leave_while_frozen_applies_at_once() {
-    let mut c = Cluster::start(
+    let mut c = start(
         5,
         Setup {
             api_on: vec![1],
@@ -681,7 +591,7 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
         .await;
     let took = c
         .wait(REACT, "every agent serves n4 left", || {
-            (0..4).all(|i| c.status(i, 4) == Some(ServedStatus::Left))
+            (0..4).all(|i| c.status(i, &name(4)) == Some(ServedStatus::Left))
         })
         .await;
     eprintln!("leave while frozen: left everywhere {took:?} after leave_and_stop returned");
@@ -698,7 +608,7 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
     // A new member appears while frozen.
     c.add(0).await;
     c.wait(REACT, "the frozen agents serve the newcomer alive", || {
-        (0..4).all(|i| c.status(i, 5) == Some(ServedStatus::Alive))
+        (0..4).all(|i| c.status(i, &name(5)) == Some(ServedStatus::Alive))
     })
     .await;
 
@@ -721,7 +631,7 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_freeze_and_thaw_are_visible_everywhere() {
     let hooks = tempfile::tempdir().expect("temp dir");
-    let c = Cluster::start(
+    let c = start(
         3,
         Setup {
             hook: Some(hook_command(hooks.path())),
@@ -773,7 +683,7 @@ async fn operator_freeze_and_thaw_are_visible_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_serves_the_snapshot_as_warming_until_reconnected() {
-    let mut c = Cluster::start(4, Setup::default()).await;
+    let mut c = start(4, Setup::default()).await;
     c.settle().await;
     c.agents[3].take().expect("running").stop().await;
     assert!(
@@ -784,7 +694,7 @@ async fn a_restart_serves_the_snapshot_as_warming_until_reconnected() {
     for i in 0..3 {
         c.shared[i].faults.block(c.addrs[3]);
     }
-    let cfg = config(3, c.addrs[3], Some(c.addrs[0]), c.dir.path(), &c.setup);
+    let cfg = c.config_of(3, c.addrs[3], Some(c.addrs[0]));
     let again = Agent::start(&cfg)
         .await
         .expect("restarts on its old address");
@@ -815,7 +725,7 @@ async fn a_restart_serves_the_snapshot_as_warming_until_reconnected() {
 async fn the_alert_hook_sees_transitions_in_order() {
     let hooks = tempfile::tempdir().expect("temp dir");
     let log = hooks.path().join("states");
-    let c = Cluster::start(
+    let c = start(
         2,
         Setup {
             hook: Some(format!(
@@ -852,7 +762,7 @@ async fn the_alert_hook_sees_transitions_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_reports_what_it_would_hold_and_serves_the_truth() {
-    let c = Cluster::start(
+    let c = start(
         4,
         Setup {
             mode: GuardMode::Shadow,
@@ -881,7 +791,7 @@ async fn shadow_mode_reports_what_it_would_hold_and_serves_the_truth() {
 /// number).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_isolated_reason_tells_the_current_reach() {
-    let c = Cluster::start(4, Setup::default()).await;
+    let c = start(4, Setup::default()).await;
     c.settle().await;
     c.cut(&[3]);
     c.wait(REACT, "n3 isolated, reaching nobody", || {
@@ -1010,7 +920,7 @@ async fn wait_cut_effect(c: &Cluster, frozen: &[usize], isolated: &[usize]) -> D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_cut_off_one_second_after_the_cluster_formed_never_serves_anyone_down() {
-    let c = Cluster::start(7, Setup::default()).await;
+    let c = start(7, Setup::default()).await;
     let all: Vec<usize> = (0..7).collect();
     let w = Watchers::start(&c, &all).await;
     c.wait(SETTLE, "converged", || c.exact_view()).await;
@@ -1020,7 +930,7 @@ async fn a_host_cut_off_one_second_after_the_cluster_formed_never_serves_anyone_
     let took = wait_cut_effect(&c, &[], &[6]).await;
     // The six removed the one node they lost, as after a crash.
     c.wait(REACT, "the others serve n6 down", || {
-        (0..6).all(|i| c.status(i, 6) == Some(ServedStatus::Down))
+        (0..6).all(|i| c.status(i, &name(6)) == Some(ServedStatus::Down))
     })
     .await;
     let healed = c.heal_to_exact().await;
@@ -1035,7 +945,7 @@ async fn a_host_cut_off_one_second_after_the_cluster_formed_never_serves_anyone_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_after_a_stable_period_never_serves_anyone_down_on_either_side() {
-    let c = Cluster::start(7, Setup::default()).await;
+    let c = start(7, Setup::default()).await;
     c.settle().await;
     let all: Vec<usize> = (0..7).collect();
     let w = Watchers::start(&c, &all).await;
@@ -1050,7 +960,7 @@ async fn a_split_after_a_stable_period_never_serves_anyone_down_on_either_side()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_stops_receiving_never_serves_anyone_down() {
-    let c = Cluster::start(7, Setup::default()).await;
+    let c = start(7, Setup::default()).await;
     let w = Watchers::start(&c, &[6]).await;
     c.wait(SETTLE, "converged", || c.exact_view()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1074,7 +984,7 @@ async fn a_host_that_stops_receiving_never_serves_anyone_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_in_the_middle_of_churn_never_serves_anyone_down() {
-    let mut c = Cluster::start(7, Setup::default()).await;
+    let mut c = start(7, Setup::default()).await;
     let all: Vec<usize> = (0..7).collect();
     let w = Watchers::start(&c, &all).await;
     c.wait(SETTLE, "converged", || c.exact_view()).await;

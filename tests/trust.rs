@@ -3,6 +3,9 @@
 //! through the API with no member ever marked down, and a flood of random datagrams that
 //! changes nothing.
 
+mod common;
+
+use common::wait_until;
 use shoal::agent::datadir::{generate_key, process_key};
 use shoal::agent::{Agent, AgentShared};
 use shoal::api::{self, ApiOptions};
@@ -27,14 +30,6 @@ fn config(name: &str, join: Option<SocketAddr>, dir: &Path, key: Option<String>)
         ..Default::default()
     };
     Config::load_with_env(&args, &|_| None).expect("valid test config")
-}
-
-async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn alive(s: &AgentShared) -> usize {
@@ -146,6 +141,7 @@ async fn key_rotation_across_five_live_agents_marks_nobody_down() {
         ApiOptions {
             unix: Some(sock.clone()),
             http: None,
+            ..Default::default()
         },
     )
     .await
@@ -194,16 +190,20 @@ async fn key_rotation_across_five_live_agents_marks_nobody_down() {
         assert_eq!(ring.keys().len(), 1, "n{i}");
         assert_eq!(ring.primary(), &new, "n{i}");
     }
-    // Persisted: every agent's keyring file holds only the new key.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..N {
-        let text =
-            std::fs::read_to_string(dir.path().join(format!("n{i}")).join("keyring")).unwrap();
-        assert!(
-            text.contains(&new.to_base64()) && !text.contains(&old.to_base64()),
-            "n{i}"
-        );
-    }
+    // Persisted: every agent's keyring file comes to hold only the new key.
+    wait_until(
+        Duration::from_secs(5),
+        "every keyring file holds only the new key",
+        || {
+            (0..N).all(|i| {
+                let text =
+                    std::fs::read_to_string(dir.path().join(format!("n{i}")).join("keyring"))
+                        .unwrap_or_default();
+                text.contains(&new.to_base64()) && !text.contains(&old.to_base64())
+            })
+        },
+    )
+    .await;
     api.shutdown().await;
     for a in agents {
         a.stop().await;
@@ -301,20 +301,36 @@ async fn api_commands_need_the_token_when_one_is_set() {
         .await
         .unwrap();
     assert_eq!(status(r), 200);
-    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
-        let r = router
-            .clone()
-            .oneshot(req("PUT", "/v1/tags", auth))
-            .await
-            .unwrap();
-        assert_eq!(status(r), 401, "{auth:?}");
-        let r = router
-            .clone()
-            .oneshot(req("POST", "/v1/guard/freeze", auth))
-            .await
-            .unwrap();
-        assert_eq!(status(r), 401, "{auth:?}");
+    // Every route that changes something: tags, services, join, leave, force-leave, the
+    // guard's overrides and the keyring.
+    let commands = [
+        ("PUT", "/v1/tags"),
+        ("DELETE", "/v1/tags/a"),
+        ("PUT", "/v1/services"),
+        ("DELETE", "/v1/services/web"),
+        ("POST", "/v1/join"),
+        ("POST", "/v1/leave"),
+        ("POST", "/v1/force-leave/n1"),
+        ("POST", "/v1/guard/freeze"),
+        ("POST", "/v1/guard/thaw"),
+        ("POST", "/v1/keys"),
+    ];
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        for (method, path) in commands {
+            let r = router
+                .clone()
+                .oneshot(req(method, path, auth))
+                .await
+                .unwrap();
+            assert_eq!(status(r), 401, "{method} {path} with {auth:?}");
+        }
     }
+    assert!(!a.shared().lock().has_left());
     assert_eq!(
         a.shared().lock().guard_report().state,
         shoal_core::GuardState::Normal
@@ -326,4 +342,165 @@ async fn api_commands_need_the_token_when_one_is_set() {
         .unwrap();
     assert_eq!(status(r), 200);
     a.stop().await;
+}
+
+/// An agent down during `keys install` and `keys use` comes back with only the old key, gets
+/// in (the others still accept the old key), is sent the new ring and ends with the new
+/// primary; one down during `keys remove` comes back with the old ring and is brought up to
+/// date too. The three agents that stayed up never see any member other than the two
+/// restarted ones leave `alive`, and the restarted agents never mark anybody down.
+#[tokio::test]
+async fn an_agent_down_during_a_rotation_catches_up_when_it_returns() {
+    const N: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let old = generate_key().unwrap();
+    let mut agents: Vec<Option<Agent>> = Vec::new();
+    for i in 0..N {
+        let seed = agents
+            .first()
+            .and_then(|a| a.as_ref().map(|a: &Agent| a.local_addr()));
+        let cfg = config(&format!("n{i}"), seed, dir.path(), Some(old.to_base64()));
+        agents.push(Some(Agent::start(&cfg).await.unwrap()));
+    }
+    let seed = agents[0].as_ref().unwrap().local_addr();
+    let shared: Vec<Arc<AgentShared>> = agents
+        .iter()
+        .map(|a| a.as_ref().unwrap().shared())
+        .collect();
+    wait_until(Duration::from_secs(10), "five agents converge", || {
+        shared.iter().all(|s| alive(s) == N)
+    })
+    .await;
+    let mut rxs: Vec<_> = shared[..3].iter().map(|s| s.events.subscribe()).collect();
+    let mut seen = Vec::new();
+    let sock = dir.path().join("api.sock");
+    let api = api::spawn(
+        shared[2].clone(),
+        ApiOptions {
+            unix: Some(sock.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client = Client::parse(&format!("unix:{}", sock.display())).unwrap();
+    let new = generate_key().unwrap();
+    // Drains every stream of the agents that stay up, for `d`.
+    async fn watch_for(
+        d: Duration,
+        rxs: &mut [broadcast::Receiver<Event>],
+        seen: &mut Vec<(String, ServedStatus)>,
+    ) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            for rx in rxs.iter_mut() {
+                drain(rx, seen);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // n4 is down for `install` and `use`.
+    agents[4].take().unwrap().stop().await;
+    for op in [KeyOpKind::Install, KeyOpKind::Use] {
+        let r = client.keys_change(op, &new.to_base64()).await.unwrap();
+        assert!(r.refused.is_empty(), "{r:?}");
+        watch_for(Duration::from_millis(300), &mut rxs, &mut seen).await;
+    }
+    let ring4 = std::fs::read_to_string(dir.path().join("n4").join("keyring")).unwrap();
+    assert!(!ring4.contains(&new.to_base64()), "n4 has only the old key");
+    let a4 = Agent::start(&config("n4", Some(seed), dir.path(), None))
+        .await
+        .unwrap();
+    let s4 = a4.shared();
+    let mut rx4 = s4.events.subscribe();
+    let mut seen4 = Vec::new();
+    agents[4] = Some(a4);
+    wait_until(Duration::from_secs(10), "n4 takes the new primary", || {
+        s4.lock().keyring().map(|r| r.primary() == &new) == Some(true)
+    })
+    .await;
+    assert!(s4.lock().trust_stats().keyring_catch_ups >= 1);
+    let up = |s: &AgentShared, name: &str| {
+        s.lock()
+            .members()
+            .iter()
+            .any(|m| m.name == name && m.status == ServedStatus::Alive)
+    };
+    wait_until(Duration::from_secs(10), "n4 is alive everywhere", || {
+        shared[..4].iter().all(|s| up(s, "n4")) && alive(&s4) == N
+    })
+    .await;
+
+    // n3 is down for `remove`.
+    agents[3].take().unwrap().stop().await;
+    let r = client
+        .keys_change(KeyOpKind::Remove, &old.to_base64())
+        .await
+        .unwrap();
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert!(r.confirmed.iter().any(|n| n == "n4"), "{r:?}");
+    watch_for(Duration::from_millis(300), &mut rxs, &mut seen).await;
+    let a3 = Agent::start(&config("n3", Some(seed), dir.path(), None))
+        .await
+        .unwrap();
+    let s3 = a3.shared();
+    let mut rx3 = s3.events.subscribe();
+    let mut seen3 = Vec::new();
+    agents[3] = Some(a3);
+    wait_until(Duration::from_secs(10), "n3 drops the removed key", || {
+        s3.lock()
+            .keyring()
+            .map(|r| r.keys().len() == 1 && r.primary() == &new)
+            == Some(true)
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "n3 is alive everywhere", || {
+        shared[..3].iter().chain([&s4]).all(|s| up(s, "n3")) && alive(&s3) == N
+    })
+    .await;
+    // A while longer, every stream watched.
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end {
+        for rx in rxs.iter_mut() {
+            drain(rx, &mut seen);
+        }
+        drain(&mut rx4, &mut seen4);
+        drain(&mut rx3, &mut seen3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for rx in rxs.iter_mut() {
+        drain(rx, &mut seen);
+    }
+    drain(&mut rx4, &mut seen4);
+    drain(&mut rx3, &mut seen3);
+    let bad: Vec<_> = seen
+        .iter()
+        .filter(|(n, s)| n != "n3" && n != "n4" && *s != ServedStatus::Alive)
+        .collect();
+    assert!(bad.is_empty(), "members left alive: {bad:?}");
+    // A restarted agent serves its snapshot as `held` while it warms up (the guard), and n4
+    // saw n3 stop; but neither ever serves anybody `down` or `left`.
+    let bad: Vec<_> = seen4
+        .iter()
+        .filter(|(n, _)| n != "n3")
+        .chain(&seen3)
+        .filter(|(_, s)| matches!(s, ServedStatus::Down | ServedStatus::Left))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "restarted agents marked members down: {bad:?}"
+    );
+    for (i, a) in agents.iter().enumerate() {
+        let s = a.as_ref().unwrap().shared();
+        let n = s.lock();
+        let ring = n.keyring().unwrap();
+        assert_eq!(ring.keys().len(), 1, "n{i}");
+        assert_eq!(ring.primary(), &new, "n{i}");
+        assert_eq!(ring.generation(), 3, "n{i}");
+    }
+    api.shutdown().await;
+    for a in agents.into_iter().flatten() {
+        a.stop().await;
+    }
 }

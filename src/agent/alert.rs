@@ -3,7 +3,8 @@
 //! Owns `run_alert_hook`: runs the command with `sh -c`, the details in `SHOAL_GUARD_*`
 //! environment variables and the transition as JSON on stdin, bounded in time (the child is
 //! killed on timeout). Failures are returned, never panicked, and never affect the guard.
-//! Must not decide when to alert (the event loop calls it for each `GuardTransition`).
+//! Must not decide when to alert (the event loop calls it for each `GuardTransition`, and for
+//! each transition of a service's health guard with `SHOAL_GUARD_SERVICE` set).
 
 use shoal_core::GuardTransition;
 use std::process::Stdio;
@@ -52,11 +53,35 @@ pub async fn run_alert_hook(
     t: &GuardTransition,
     timeout: Duration,
 ) -> Result<(), AlertError> {
-    let json = serde_json::to_vec(t).unwrap_or_default();
+    run_alert_hook_for(cmd, t, None, timeout).await
+}
+
+/// As `run_alert_hook`; `service` set: a transition of that service's health guard
+/// (`SHOAL_GUARD_SERVICE` in the environment, `"service"` in the JSON).
+pub async fn run_alert_hook_for(
+    cmd: &str,
+    t: &GuardTransition,
+    service: Option<&str>,
+    timeout: Duration,
+) -> Result<(), AlertError> {
+    let json = match service {
+        None => serde_json::to_vec(t),
+        Some(s) => serde_json::to_vec(&serde_json::json!({
+            "service": s,
+            "from": t.from,
+            "to": t.to,
+            "report": t.report,
+        })),
+    }
+    .unwrap_or_default();
+    let mut env = hook_env(t);
+    if let Some(s) = service {
+        env.push(("SHOAL_GUARD_SERVICE", s.to_string()));
+    }
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        .envs(hook_env(t))
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -3,10 +3,12 @@
 //! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
 //! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
-//! persisted served view, `alert` the guard's alert hook, `datadir` the data directory (mode,
+//! persisted served view, `alert` the guard's alert hook,
+//! `checks` the services' health checks, `datadir` the data directory (mode,
 //! lock, temporary files) and the keyring file.
 
 pub mod alert;
+pub mod checks;
 pub mod datadir;
 pub mod logging;
 pub mod reload;

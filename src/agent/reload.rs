@@ -67,6 +67,7 @@ mod tests {
                             port: *p,
                             tags: BTreeMap::new(),
                             health: None,
+                            health_output: None,
                         },
                     )
                 })

@@ -7,7 +7,7 @@
 //! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
 
-use crate::agent::alert::run_alert_hook;
+use crate::agent::alert::run_alert_hook_for;
 use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::LogHandle;
 use crate::agent::shared::AgentShared;
@@ -71,6 +71,8 @@ pub enum AgentError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Files(#[from] DataDirError),
+    #[error("invalid services.checks: {0}")]
+    Checks(#[from] crate::agent::checks::CheckError),
 }
 
 /// Socket-level counters the node cannot see (its own `Stats` count what it received).
@@ -159,7 +161,10 @@ impl Agent {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
         let epoch = Instant::now();
-        let mut node = Node::new(nc, generation, cfg.node_meta(), os_seed(), Time::ZERO)?;
+        let checks = cfg.service_checks()?;
+        let mut meta = cfg.node_meta();
+        crate::agent::checks::with_initial_health(&mut meta, &checks);
+        let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
         match &keyring {
             Some(r) => info!(
                 primary = %r.primary().id(),
@@ -201,6 +206,8 @@ impl Agent {
         }
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
         shared.with_node(|n, now| n.start(now));
+        shared.checks.attach(&shared);
+        shared.checks.start_file_checks(checks, Time::ZERO);
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -299,6 +306,7 @@ impl Agent {
     }
 
     async fn shutdown(&mut self) {
+        self.shared.checks.stop_all();
         if let Some(r) = self.resolver.take() {
             r.abort();
         }
@@ -319,6 +327,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        self.shared.checks.stop_all();
         if let Some(r) = self.resolver.take() {
             r.abort();
         }
@@ -434,7 +443,8 @@ impl Drop for LoopCtx {
 /// that the last run always tells the current state (concurrent runs could finish in any
 /// order and leave an alerting system believing the guard is still frozen).
 struct AlertQueue {
-    pending: Mutex<VecDeque<GuardTransition>>,
+    /// Transitions, with the service for a health guard's.
+    pending: Mutex<VecDeque<(GuardTransition, Option<String>)>>,
     wake: tokio::sync::Notify,
     closed: AtomicBool,
 }
@@ -452,8 +462,11 @@ impl AlertQueue {
             loop {
                 let next = worker.lock().pop_front();
                 match next {
-                    Some(t) => {
-                        if let Err(e) = run_alert_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
+                    Some((t, service)) => {
+                        if let Err(e) =
+                            run_alert_hook_for(&cmd, &t, service.as_deref(), ALERT_HOOK_TIMEOUT)
+                                .await
+                        {
                             warn!(error = %e, to = t.to.as_str(), "alert hook failed");
                         }
                     }
@@ -466,14 +479,14 @@ impl AlertQueue {
         q
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<GuardTransition>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(GuardTransition, Option<String>)>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, t: GuardTransition) {
+    fn push(&self, t: GuardTransition, service: Option<String>) {
         let dropped = {
             let mut q = self.lock();
-            q.push_back(t);
+            q.push_back((t, service));
             let over = q.len().saturating_sub(ALERT_QUEUE);
             q.drain(..over);
             over
@@ -615,8 +628,17 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
     }
     for ev in events {
         log_event(&ev, left);
-        if let (EventKind::Guard(t), Some(alerts)) = (&ev.kind, &ctx.alerts) {
-            alerts.push(t.clone());
+        match (&ev.kind, &ctx.alerts) {
+            (EventKind::Guard(t), Some(alerts)) => alerts.push(t.clone(), None),
+            (EventKind::Health(h), Some(alerts)) => alerts.push(
+                GuardTransition {
+                    from: h.from,
+                    to: h.to,
+                    report: h.report.clone(),
+                },
+                Some(h.service.clone()),
+            ),
+            _ => {}
         }
         // No receiver is fine: nobody is watching.
         let _ = shared.events.send(ev);
@@ -671,6 +693,21 @@ fn log_event(ev: &Event, left: bool) {
                     held = r.held,
                     baseline = r.baseline,
                     "guard is {}",
+                    t.to.as_str()
+                );
+            }
+        }
+        EventKind::Health(t) => {
+            let r = &t.report;
+            if t.to == shoal_core::GuardState::Normal {
+                info!(service = %t.service, reason = %r.reason, "health guard back to normal");
+            } else {
+                warn!(
+                    service = %t.service,
+                    reason = %r.reason,
+                    held = r.held,
+                    instances = r.baseline,
+                    "health guard is {}",
                     t.to.as_str()
                 );
             }
@@ -743,9 +780,19 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
         .file_meta
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let file_checks = match cfg.service_checks() {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "SIGHUP: configuration not reloaded");
+            return;
+        }
+    };
     let res = agent.shared.with_node(|n, now| {
-        let merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
-        n.set_meta(now, merged)
+        let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
+        let restart = agent.shared.checks.plan_reload(file_checks, &mut merged);
+        n.set_meta(now, merged.clone())?;
+        agent.shared.checks.apply_reload(restart, &merged, now);
+        Ok::<(), shoal_core::NodeError>(())
     });
     match res {
         Ok(()) => {

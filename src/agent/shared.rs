@@ -45,6 +45,10 @@ pub struct AgentShared {
     /// Tags and services as the config file gave them when last read (start or SIGHUP):
     /// the base of the reload's three-way merge (`agent::reload`).
     pub file_meta: Mutex<NodeMeta>,
+    /// Connections, watch streams, refusals and timeouts of the HTTP listeners (`/metrics`).
+    pub api_load: crate::api::limits::ApiLoad,
+    /// The services' health checks (started by `Agent::start`, stopped with the agent).
+    pub checks: crate::agent::checks::CheckManager,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -175,6 +179,8 @@ impl AgentShared {
             faults: Faults::default(),
             api_token: std::sync::OnceLock::new(),
             file_meta: Mutex::new(NodeMeta::default()),
+            api_load: Default::default(),
+            checks: Default::default(),
         }
     }
 

@@ -38,6 +38,8 @@ pub enum ApiError {
     NotLoopback(std::net::SocketAddr),
     #[error("no API endpoint configured: give a Unix socket path, a loopback address, or both")]
     NothingToServe,
+    #[error("API bounds: {0}")]
+    Limits(String),
 }
 
 /// An error answer.

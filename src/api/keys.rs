@@ -134,6 +134,12 @@ pub(crate) fn render_metrics(out: &mut String, t: &TrustView) {
         "Replay-table sessions evicted because the table was full (raise trust.max_sessions).",
         t.stats.replay_evictions,
     );
+    one(
+        "shoal_keyring_catch_ups_total",
+        "counter",
+        "Keyrings adopted from a peer with a newer one (this agent missed a rotation step).",
+        t.stats.keyring_catch_ups,
+    );
 }
 
 pub(crate) fn keys_view(node: &Node) -> KeysResponse {

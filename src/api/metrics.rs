@@ -18,6 +18,8 @@ pub struct MetricsInput {
     pub index: u64,
     pub backlog: (usize, usize),
     pub trust: crate::api::keys::TrustView,
+    /// The HTTP listeners' bounds at work (`api::limits`).
+    pub api: crate::api::limits::ApiLoadView,
 }
 
 pub const ALL_STATUSES: [ServedStatus; 5] = [
@@ -238,6 +240,7 @@ pub fn render(m: &MetricsInput) -> String {
         m.backlog.1
     );
     crate::api::keys::render_metrics(&mut out, &m.trust);
+    crate::api::limits::render_metrics(&mut out, &m.api);
     out
 }
 
@@ -268,6 +271,7 @@ mod tests {
             index: 9,
             backlog: (0, 1),
             trust: Default::default(),
+            api: Default::default(),
         };
         let text = render(&input);
         assert!(text.contains("shoal_encrypted 0\n"));

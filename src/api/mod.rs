@@ -8,9 +8,12 @@
 
 pub mod consul;
 pub mod error;
+pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub(crate) mod serve;
 pub mod types;
 pub mod wallclock;
 
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,13 +35,17 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// How long `ApiHandle::shutdown` lets open requests finish before cutting them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Where to serve the API.
+/// Where to serve the API, and its bounds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiOptions {
-    /// Unix socket path (created with mode 0600).
+    /// Unix socket path (created with mode 0600 unless `socket` says otherwise).
     pub unix: Option<PathBuf>,
     /// Loopback TCP address (port 0 picks a free port: see `ApiHandle::http_addr`).
     pub http: Option<SocketAddr>,
+    /// Connections, watch streams and timeouts (`api_max_connections`, ...).
+    pub limits: limits::ApiLimits,
+    /// Mode and group of the Unix socket (`api_socket_mode`, `api_socket_group`).
+    pub socket: limits::SocketAccess,
 }
 
 /// The running API server. `shutdown` stops it and removes the socket file; dropping the
@@ -102,10 +110,11 @@ impl Drop for ApiHandle {
 pub fn router(shared: Arc<AgentShared>) -> axum::Router {
     // A shutdown signal that never fires (a dropped sender reads as "never").
     let (_, rx) = watch::channel(false);
-    routes::build(routes::ApiState {
+    routes::build(routes::ApiState::new(
         shared,
-        shutdown: rx,
-    })
+        rx,
+        limits::DEFAULT_MAX_WATCHES,
+    ))
 }
 
 /// Binds the configured endpoints and spawns the serving tasks.
@@ -113,6 +122,7 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     if opts.unix.is_none() && opts.http.is_none() {
         return Err(ApiError::NothingToServe);
     }
+    opts.limits.validate().map_err(ApiError::Limits)?;
     // Check and bind everything before serving anything, so that a failure leaves nothing.
     let tcp = match opts.http {
         Some(addr) => {
@@ -130,39 +140,39 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
         None => None,
     };
     let unix = match &opts.unix {
-        Some(path) => Some(bind_unix(path).await?),
+        Some(path) => Some(bind_unix(path, &opts.socket).await?),
         None => None,
     };
 
     let (stop, rx) = watch::channel(false);
-    let app = routes::build(routes::ApiState {
-        shared,
-        shutdown: rx.clone(),
-    });
+    let limits = opts.limits;
+    let app = routes::build(routes::ApiState::new(
+        shared.clone(),
+        rx.clone(),
+        limits.max_watches,
+    ));
     let mut tasks = Vec::new();
     let mut handle_unix = None;
     let mut handle_http = None;
     if let Some((listener, path, ino)) = unix {
-        let app = app.clone();
-        let sig = wait_true(rx.clone());
-        let p = path.clone();
-        tasks.push(tokio::spawn(async move {
-            let svc = app.into_make_service_with_connect_info::<Peer>();
-            if let Err(e) = axum::serve(listener, svc).with_graceful_shutdown(sig).await {
-                tracing::error!(path = %p.display(), error = %e, "API server on the Unix socket failed");
-            }
-        }));
+        tasks.push(tokio::spawn(serve::serve(
+            listener,
+            app.clone(),
+            limits,
+            shared.clone(),
+            rx.clone(),
+        )));
         tracing::info!(path = %path.display(), "API listening on Unix socket");
         handle_unix = Some((path, ino));
     }
     if let Some((listener, local)) = tcp {
-        let sig = wait_true(rx.clone());
-        tasks.push(tokio::spawn(async move {
-            let svc = app.into_make_service_with_connect_info::<Peer>();
-            if let Err(e) = axum::serve(listener, svc).with_graceful_shutdown(sig).await {
-                tracing::error!(addr = %local, error = %e, "API server on TCP failed");
-            }
-        }));
+        tasks.push(tokio::spawn(serve::serve(
+            listener,
+            app,
+            limits,
+            shared,
+            rx.clone(),
+        )));
         tracing::info!(addr = %local, "API listening on loopback TCP");
         handle_http = Some(local);
     }
@@ -179,39 +189,15 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer(pub String);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
-            Ok(c) => match c.pid() {
-                Some(pid) => Peer(format!("uid {} pid {pid}", c.uid())),
-                None => Peer(format!("uid {}", c.uid())),
-            },
-            Err(_) => Peer("unix socket peer".into()),
-        }
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        Peer(format!("tcp {}", stream.remote_addr()))
-    }
-}
-
-async fn wait_true(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Binds the Unix socket at `path` with mode 0600, replacing a stale socket file.
+/// Binds the Unix socket at `path` with mode 0600 (or `access`'s mode and group),
+/// replacing a stale socket file.
 ///
-/// The socket is bound under a temporary name in the same directory, restricted to 0600,
-/// then renamed into place, so that it is never reachable with looser permissions.
-async fn bind_unix(path: &Path) -> Result<(UnixListener, PathBuf, u64), ApiError> {
+/// The socket is bound under a temporary name in the same directory, given its group and
+/// mode, then renamed into place, so that it is never reachable with looser permissions.
+async fn bind_unix(
+    path: &Path,
+    access: &limits::SocketAccess,
+) -> Result<(UnixListener, PathBuf, u64), ApiError> {
     let bind_err = |source| ApiError::BindUnix {
         path: path.to_path_buf(),
         source,
@@ -243,6 +229,10 @@ async fn bind_unix(path: &Path) -> Result<(UnixListener, PathBuf, u64), ApiError
     let listener = UnixListener::bind(&tmp).map_err(bind_err)?;
     let finish = || -> std::io::Result<u64> {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(gid) = access.group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(access.mode))?;
         std::fs::rename(&tmp, path)?;
         Ok(std::fs::symlink_metadata(path)?.ino())
     };

@@ -41,6 +41,24 @@ pub(crate) struct ApiState {
     pub shared: Arc<AgentShared>,
     /// Becomes `true` when the server shuts down: watch streams and blocking queries end.
     pub shutdown: watch::Receiver<bool>,
+    /// One permit per watch stream open (`api_max_watches`).
+    pub watches: Arc<tokio::sync::Semaphore>,
+    pub max_watches: usize,
+}
+
+impl ApiState {
+    pub fn new(
+        shared: Arc<AgentShared>,
+        shutdown: watch::Receiver<bool>,
+        max_watches: usize,
+    ) -> Self {
+        ApiState {
+            shared,
+            shutdown,
+            watches: Arc::new(tokio::sync::Semaphore::new(max_watches)),
+            max_watches,
+        }
+    }
 }
 
 type HttpResult<T> = Result<T, HttpError>;
@@ -69,6 +87,11 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route(
             "/v1/keys",
             get(crate::api::keys::list).post(crate::api::keys::change),
+        )
+        .route("/v1/checks", get(crate::api::health::list))
+        .route(
+            "/v1/checks/{id}/{action}",
+            put(crate::api::health::ttl_update),
         )
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
@@ -125,7 +148,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
-             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys and /metrics",
+             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys, \
+             /v1/checks and /metrics",
             uri.path()
         ),
     )
@@ -145,7 +169,7 @@ impl BodyShape for TagsRequest {
     const SHAPE: &'static str = r#"{"set": {"key": "value"}, "delete": ["key"]}"#;
 }
 impl BodyShape for ServiceRequest {
-    const SHAPE: &'static str = r#"{"name": "web", "port": 8080, "tags": {"key": "value"}}"#;
+    const SHAPE: &'static str = r#"{"name": "web", "port": 8080, "tags": {"key": "value"}, "checks": [{"http": "http://127.0.0.1:8080/health", "interval": "10s"}]}"#;
 }
 impl BodyShape for JoinRequest {
     const SHAPE: &'static str = r#"{"addrs": ["10.0.0.1:7946", "host:7946"]}"#;
@@ -512,8 +536,9 @@ fn filter_instances(
 
 async fn services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Json<ServicesResponse>> {
     let pairs = query_pairs(&uri);
-    check_known(&pairs, &["status", "index", "wait"])?;
+    check_known(&pairs, &["status", "index", "wait", "passing"])?;
     let statuses = parse_statuses(&pairs)?;
+    let passing = crate::api::health::parse_passing(&pairs)?;
     if let Some((after, wait)) = parse_blocking(&pairs)? {
         wait_for_index(&st, after, wait).await;
     }
@@ -521,13 +546,17 @@ async fn services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Json<Servi
     let services = node
         .services()
         .into_iter()
-        .map(|(k, v)| (k, filter_instances(v, &statuses)))
-        .filter(|(_, v)| !v.is_empty() || statuses.is_none())
+        .map(|(k, v)| {
+            let v = crate::api::health::filter_passing(filter_instances(v, &statuses), passing);
+            (k, v)
+        })
+        .filter(|(_, v)| !v.is_empty() || (statuses.is_none() && !passing))
         .collect();
     Ok(Json(ServicesResponse {
         index: node.index(),
         guard: node.guard_report(),
         services,
+        health_guard: node.health_reports(),
     }))
 }
 
@@ -537,18 +566,24 @@ async fn service(
     uri: Uri,
 ) -> HttpResult<Json<ServiceResponse>> {
     let pairs = query_pairs(&uri);
-    check_known(&pairs, &["status", "index", "wait"])?;
+    check_known(&pairs, &["status", "index", "wait", "passing"])?;
     let statuses = parse_statuses(&pairs)?;
+    let passing = crate::api::health::parse_passing(&pairs)?;
     if let Some((after, wait)) = parse_blocking(&pairs)? {
         wait_for_index(&st, after, wait).await;
     }
     let node = st.shared.lock();
     let instances = node.services().remove(&name).unwrap_or_default();
+    let health_guard = node.health_reports().remove(&name);
     Ok(Json(ServiceResponse {
         index: node.index(),
         guard: node.guard_report(),
+        instances: crate::api::health::filter_passing(
+            filter_instances(instances, &statuses),
+            passing,
+        ),
         service: name,
-        instances: filter_instances(instances, &statuses),
+        health_guard,
     }))
 }
 
@@ -592,18 +627,23 @@ async fn register_service(
     State(st): State<ApiState>,
     JsonBody(req): JsonBody<ServiceRequest>,
 ) -> HttpResult<Json<MemberResponse>> {
+    let defs = crate::api::health::resolve_checks(&st.shared, &req)?;
     let svc = Service {
         name: req.name,
         port: req.port,
         tags: req.tags,
-        health: req.health,
+        health: crate::agent::checks::initial_health(&defs).or(req.health),
+        health_output: None,
     };
     let name = svc.name.clone();
+    let checks = defs.len();
     let r = st.shared.with_node(|node, now| {
         node.register_service(now, svc)?;
+        // Under the node's lock: a check result cannot publish before the service exists.
+        st.shared.checks.set_checks(&name, defs, now);
         Ok::<_, HttpError>(member_response(node))
     })?;
-    tracing::info!(service = %name, "service registered through the API");
+    tracing::info!(service = %name, checks, "service registered through the API");
     Ok(Json(r))
 }
 
@@ -615,6 +655,7 @@ async fn deregister_service(
         if node.has_left() {
             return Err(HttpError::from(shoal_core::NodeError::Left));
         }
+        st.shared.checks.set_checks(&name, Vec::new(), now);
         node.deregister_service(now, &name).map_err(|e| match e {
             shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
                 "no service named {name:?} is registered on this node; \
@@ -783,6 +824,7 @@ fn guard_override(
 }
 
 async fn metrics_text(State(st): State<ApiState>) -> Response {
+    let health = crate::api::health::HealthMetrics::read(&st.shared.lock());
     let input = {
         let node = st.shared.lock();
         let mut members: BTreeMap<ServedStatus, usize> = BTreeMap::new();
@@ -798,9 +840,12 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
             index: node.index(),
             backlog: node.backlog(),
             trust: crate::api::keys::trust_view(&node),
+            api: st.shared.api_load.view(),
         }
     };
-    let mut resp = metrics::render(&input).into_response();
+    let mut text = metrics::render(&input);
+    text.push_str(&health.render());
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -817,6 +862,19 @@ struct WatchState {
     seen: u64,
     first: Option<String>,
     stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    _slot: WatchSlot,
+}
+
+/// A watch stream's place under `api_max_watches`; counted in `/metrics` while it lives.
+struct WatchSlot {
+    shared: Arc<AgentShared>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.shared.api_load.watches.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WatchState {
@@ -872,6 +930,24 @@ async fn watch_stream(State(st): State<ApiState>, uri: Uri) -> HttpResult<Respon
             })?);
         }
     }
+    let Ok(permit) = st.watches.clone().try_acquire_owned() else {
+        st.shared
+            .api_load
+            .rejected_watches
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the agent serves at most {} watch streams at once and all are taken:                  retry later, share one stream between readers, or raise api_max_watches",
+                st.max_watches
+            ),
+        ));
+    };
+    st.shared.api_load.watches.fetch_add(1, Ordering::Relaxed);
+    let slot = WatchSlot {
+        shared: st.shared.clone(),
+        _permit: permit,
+    };
     // Subscribe before the snapshot so that no event falls between them.
     let rx = st.shared.events.subscribe();
     let snap = snapshot(&st.shared.lock());
@@ -888,6 +964,7 @@ async fn watch_stream(State(st): State<ApiState>, uri: Uri) -> HttpResult<Respon
         seen,
         first,
         stop: Box::pin(shutdown_signal(st.shutdown.clone())),
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         let line = s.next_line().await?;

@@ -79,6 +79,9 @@ pub struct ServicesResponse {
     pub index: u64,
     pub guard: GuardReport,
     pub services: BTreeMap<String, Vec<Instance>>,
+    /// The health guard's report of each service it holds instances of (others: absent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health_guard: BTreeMap<String, GuardReport>,
 }
 
 /// `GET /v1/services/{name}`: `{"index", "guard", "service", "instances"}`.
@@ -88,6 +91,9 @@ pub struct ServiceResponse {
     pub guard: GuardReport,
     pub service: String,
     pub instances: Vec<Instance>,
+    /// The health guard's report when it holds instances of this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_guard: Option<GuardReport>,
 }
 
 /// `GET /v1/guard` and the answer of `POST /v1/guard/{freeze,thaw}`: `{"index", "guard"}`.
@@ -107,7 +113,8 @@ pub struct TagsRequest {
     pub delete: Vec<String>,
 }
 
-/// `PUT /v1/services` body: `{"name", "port", "tags", "health"}` (tags and health optional).
+/// `PUT /v1/services` body: `{"name", "port", "tags", "health", "checks"}` (all but name and
+/// port optional). With `checks`, the checks decide the health (`health` is refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
@@ -117,6 +124,8 @@ pub struct ServiceRequest {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::agent::checks::CheckSpec>,
 }
 
 /// `POST /v1/join` body: `{"addrs": ["IP:PORT" | "host:port", ...]}`.

@@ -19,7 +19,7 @@
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use shoal_core::{Health, Instance, MemberView};
+use shoal_core::{Instance, MemberView};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -138,7 +138,7 @@ impl DnsView {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))?;
         Some(
             v.iter()
-                .filter(|i| i.health != Some(Health::Critical))
+                .filter(|i| i.in_passing_view(true))
                 .filter(|i| tag.map(|t| has_tag(i, t)).unwrap_or(true))
                 .collect(),
         )

@@ -56,6 +56,8 @@ pub struct DnsStats {
     pub malformed: AtomicU64,
     /// Datagrams dropped without an answer (shorter than a header, or over `MAX_QUERY`).
     pub dropped: AtomicU64,
+    /// TCP connections closed at once because `MAX_TCP_CONNS` were open.
+    pub tcp_refused: AtomicU64,
 }
 
 /// A copy of what the zone answers from, read under one lock.
@@ -222,9 +224,8 @@ async fn serve_tcp(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_TCP_CONNS));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
+        // Accept even past the bound, then close at once: a full server must not leave
+        // connections waiting in the kernel's backlog (nor run out of descriptors).
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -232,6 +233,11 @@ async fn serve_tcp(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
         };
         let shared = shared.clone();
         let stats = stats.clone();

@@ -257,6 +257,7 @@ async fn consul_answers_field_by_field() {
                     port: 9091,
                     tags: [("version".to_string(), "3".to_string())].into(),
                     health: None,
+                    health_output: None,
                 },
             )
         })

@@ -39,6 +39,7 @@ async fn wall_clock_times_beside_the_agent_clock_and_members_json() {
         ApiOptions {
             unix: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await
@@ -85,6 +86,7 @@ async fn wall_clock_times_beside_the_agent_clock_and_members_json() {
         ApiOptions {
             unix: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await
@@ -153,6 +155,7 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
         ApiOptions {
             unix: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
     )
     .await
@@ -271,6 +274,7 @@ async fn sighup_keeps_what_the_api_set() {
             port: 5432,
             tags: Default::default(),
             health: None,
+            checks: Vec::new(),
         })
         .await
         .unwrap();

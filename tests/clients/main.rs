@@ -102,6 +102,7 @@ impl Cluster {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
+                    checks: Vec::new(),
                 })
                 .collect();
             let a = Agent::start(&cfg).await.expect("agent starts");

@@ -185,6 +185,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
             ApiOptions {
                 unix: None,
                 http: Some(format!("{}:0", ip(i)).parse().unwrap()),
+                ..Default::default()
             },
         )
         .await
@@ -199,6 +200,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
                         port,
                         tags: [("scrape".to_string(), "true".to_string())].into(),
                         health: None,
+                        health_output: None,
                     },
                 )
             })

@@ -126,6 +126,7 @@ impl Rig {
                 port: 80,
                 tags: BTreeMap::new(),
                 health: None,
+                health_output: None,
             },
         );
         let version = self.meta.get(name).map(|r| r.version + 1).unwrap_or(1);
@@ -665,6 +666,7 @@ fn db() -> Service {
         port: 5432,
         tags: BTreeMap::new(),
         health: None,
+        health_output: None,
     }
 }
 

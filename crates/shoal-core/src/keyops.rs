@@ -6,8 +6,17 @@
 //! member applies it and answers with an acknowledgement; the operator gets the list of
 //! members that did not confirm. Must not touch the keyring itself (the node does, through
 //! `core::trust`).
+//!
+//! Also the catch-up of an agent that missed a step (it was down, or cut off): every ring has
+//! a generation (its count of changes). A peer that hears from an agent sealing with a key
+//! that is no longer its primary sends it its ring (`State`); every `HELLO_EVERY` each agent
+//! tells a peer it hears from its generation (`Hello`), and the one with the older ring is
+//! sent the newer. A ring is adopted only when its generation is larger than ours, and only
+//! from a datagram sealed under one of our keys: key holders alone change keyrings, and an
+//! older ring never replaces a newer one. How often each peer is sent either message is
+//! bounded (`STATE_EVERY`, `HELLO_EVERY`, at most `MAX_CATCH_UP_PEERS` peers remembered).
 
-use crate::keyring::{Key, KeyError, KEY_LEN};
+use crate::keyring::{Key, KeyError, Keyring, KEY_LEN, MAX_KEYS};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,6 +25,12 @@ use std::sync::Arc;
 
 /// Most rollouts remembered at once (the oldest is forgotten first).
 pub const MAX_ROLLOUTS: usize = 8;
+/// Least time between two keyrings (`State`) sent to one peer.
+pub const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Least time between two generations (`Hello`) sent to one peer.
+pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most peers whose last catch-up messages are remembered.
+pub const MAX_CATCH_UP_PEERS: usize = 1024;
 /// Longest error text carried in an acknowledgement.
 const MAX_ERROR_LEN: usize = 200;
 
@@ -49,6 +64,14 @@ pub enum KeyMsg {
     },
     /// The change `id` was applied (`error` empty) or refused.
     Ack { id: u64, error: String },
+    /// "My keyring has seen this many changes": answered with `State` by a peer whose ring
+    /// is newer, with `Hello` by one whose ring is older.
+    Hello { generation: u64 },
+    /// A whole keyring (primary first) and its generation, for a peer with an older one.
+    State {
+        generation: u64,
+        keys: Vec<[u8; KEY_LEN]>,
+    },
 }
 
 impl KeyMsg {
@@ -58,12 +81,29 @@ impl KeyMsg {
 
     pub fn decode(data: &[u8]) -> Option<KeyMsg> {
         let m: KeyMsg = postcard::from_bytes(data).ok()?;
-        if let KeyMsg::Ack { error, .. } = &m {
-            if error.len() > MAX_ERROR_LEN {
-                return None;
-            }
+        match &m {
+            KeyMsg::Ack { error, .. } if error.len() > MAX_ERROR_LEN => return None,
+            KeyMsg::State { keys, .. } if keys.is_empty() || keys.len() > MAX_KEYS => return None,
+            _ => {}
         }
         Some(m)
+    }
+
+    /// The `State` message of a ring.
+    pub fn state(ring: &Keyring) -> KeyMsg {
+        KeyMsg::State {
+            generation: ring.generation(),
+            keys: ring.keys().iter().map(|k| *k.bytes()).collect(),
+        }
+    }
+
+    /// The ring a `State` carries (`None` for another message, or duplicate keys).
+    pub fn ring(&self) -> Option<Keyring> {
+        let KeyMsg::State { generation, keys } = self else {
+            return None;
+        };
+        let ring = Keyring::from_keys(keys.iter().map(|k| Key::from_bytes(*k)).collect()).ok()?;
+        (ring.keys().len() == keys.len()).then(|| ring.with_generation(*generation))
     }
 
     pub fn ack(id: u64, res: Result<(), KeyError>) -> KeyMsg {
@@ -144,6 +184,8 @@ impl Rollout {
 pub struct Rollouts {
     list: std::collections::VecDeque<Rollout>,
     next_id: u64,
+    /// Catch-up messages sent to peers behind (or ahead), rate-limited per peer.
+    pub catch_up: CatchUp,
 }
 
 impl Rollouts {
@@ -180,6 +222,59 @@ impl Rollouts {
     }
 }
 
+/// Which catch-up message was last sent to a peer, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUpKind {
+    State,
+    Hello,
+}
+
+/// When each peer was last sent a `State` and a `Hello` (bounded).
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    peers: BTreeMap<SocketAddr, (Option<Time>, Option<Time>)>,
+}
+
+impl CatchUp {
+    /// True (and noted) when `kind` may be sent to `peer` now.
+    pub fn may_send(&mut self, now: Time, peer: SocketAddr, kind: CatchUpKind) -> bool {
+        let every = match kind {
+            CatchUpKind::State => STATE_EVERY,
+            CatchUpKind::Hello => HELLO_EVERY,
+        };
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_CATCH_UP_PEERS {
+            // Forget peers not sent anything for a while; if none, send nothing.
+            self.peers.retain(|_, (s, h)| {
+                [*s, *h]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| now.since(t) < HELLO_EVERY)
+            });
+            if self.peers.len() >= MAX_CATCH_UP_PEERS {
+                return false;
+            }
+        }
+        let e = self.peers.entry(peer).or_default();
+        let slot = match kind {
+            CatchUpKind::State => &mut e.0,
+            CatchUpKind::Hello => &mut e.1,
+        };
+        if slot.is_some_and(|t| now.since(t) < every) {
+            return false;
+        }
+        *slot = Some(now);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
 /// Applies a keyring change described by `kind` and `key` to a ring.
 pub fn apply(
     ring: &mut crate::keyring::Keyring,
@@ -211,5 +306,47 @@ mod tests {
         };
         assert_eq!(KeyMsg::decode(&long.encode()), None);
         assert_eq!(KeyMsg::decode(&[9, 9, 9]), None);
+        let ring = Keyring::from_keys(vec![
+            Key::from_bytes([1; KEY_LEN]),
+            Key::from_bytes([2; KEY_LEN]),
+        ])
+        .unwrap()
+        .with_generation(4);
+        let st = KeyMsg::state(&ring);
+        let back = KeyMsg::decode(&st.encode()).unwrap();
+        assert_eq!(back.ring(), Some(ring));
+        for keys in [vec![], vec![[0; KEY_LEN]; MAX_KEYS + 1]] {
+            let m = KeyMsg::State {
+                generation: 1,
+                keys,
+            };
+            assert_eq!(KeyMsg::decode(&m.encode()), None);
+        }
+        let dup = KeyMsg::State {
+            generation: 1,
+            keys: vec![[5; KEY_LEN], [5; KEY_LEN]],
+        };
+        assert_eq!(dup.ring(), None);
+    }
+
+    #[test]
+    fn catch_up_is_rate_limited_and_bounded() {
+        let mut c = CatchUp::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let t0 = Time(1_000_000);
+        assert!(c.may_send(t0, a, CatchUpKind::State));
+        assert!(!c.may_send(t0.plus(STATE_EVERY / 2), a, CatchUpKind::State));
+        assert!(c.may_send(t0, a, CatchUpKind::Hello));
+        assert!(c.may_send(t0.plus(STATE_EVERY), a, CatchUpKind::State));
+        assert!(!c.may_send(t0.plus(STATE_EVERY), a, CatchUpKind::Hello));
+        for p in 2..(MAX_CATCH_UP_PEERS as u16 + 10) {
+            let peer = SocketAddr::from(([127, 0, 0, 1], p));
+            c.may_send(t0, peer, CatchUpKind::Hello);
+        }
+        assert!(c.len() <= MAX_CATCH_UP_PEERS);
+        // Once they are old, new peers take their places.
+        let late = t0.plus(HELLO_EVERY * 2);
+        assert!(c.may_send(late, "127.0.0.2:9".parse().unwrap(), CatchUpKind::Hello));
+        assert!(c.len() <= MAX_CATCH_UP_PEERS);
     }
 }

@@ -111,13 +111,40 @@ impl Key {
 pub struct Keyring {
     /// `keys[0]` is the primary.
     keys: Vec<Key>,
+    /// How many changes this ring has seen (`shoal keys` steps and catch-ups): orders the
+    /// rings of two agents, so that one that missed a step is brought up to date and never
+    /// the other way round. Persisted as a `# generation N` line of the keyring file.
+    generation: u64,
 }
 
 impl Keyring {
     pub fn new(primary: Key) -> Keyring {
         Keyring {
             keys: vec![primary],
+            generation: 0,
         }
+    }
+
+    /// How many changes this ring has seen.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Sets the generation (a ring adopted from a peer carries the peer's).
+    pub fn with_generation(mut self, generation: u64) -> Keyring {
+        self.generation = generation;
+        self
+    }
+
+    /// Counts one change (called by the trust layer after a change that altered the ring).
+    pub fn bump_generation(&mut self) {
+        self.generation = self.generation.saturating_add(1);
+    }
+
+    /// True when both rings hold the same keys with the same primary, whatever their
+    /// generations.
+    pub fn same_keys(&self, other: &Keyring) -> bool {
+        self.keys == other.keys
     }
 
     /// A ring from keys in order, the first one primary (duplicates are dropped).
@@ -181,9 +208,10 @@ impl Keyring {
         Ok(())
     }
 
-    /// The text form persisted in the keyring file: one base64 key a line, primary first.
+    /// The text form persisted in the keyring file: one base64 key a line, primary first,
+    /// after a `# generation N` comment (older readers skip it).
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
+        let mut s = format!("# generation {}\n", self.generation);
         for k in &self.keys {
             s.push_str(&k.to_base64());
             s.push('\n');
@@ -193,13 +221,17 @@ impl Keyring {
 
     /// Parses the keyring file's text (blank lines and `#` comments are ignored).
     pub fn from_text(text: &str) -> Result<Keyring, KeyError> {
+        let generation = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("# generation ")?.trim().parse().ok())
+            .unwrap_or(0);
         let keys = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(Key::parse)
             .collect::<Result<Vec<_>, _>>()?;
-        Keyring::from_keys(keys)
+        Ok(Keyring::from_keys(keys)?.with_generation(generation))
     }
 }
 
@@ -223,6 +255,11 @@ mod tests {
         assert_eq!(ring.keys().len(), 2);
         assert_eq!(Keyring::from_text(&ring.to_text()).unwrap(), ring);
         assert_eq!(Keyring::from_text("# none\n"), Err(KeyError::Empty));
+        let ring = ring.with_generation(7);
+        assert_eq!(Keyring::from_text(&ring.to_text()).unwrap().generation(), 7);
+        // A file written before generations were kept reads as generation 0.
+        let old = format!("{}\n", key(3).to_base64());
+        assert_eq!(Keyring::from_text(&old).unwrap().generation(), 0);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod duration;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;
+pub mod health_guard;
+pub mod health_rate;
 pub mod identity;
 pub mod intern;
 pub mod keyops;
@@ -44,6 +46,7 @@ mod trust_tests;
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };
+pub use health_guard::{HealthGuard, HealthTransition};
 pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{

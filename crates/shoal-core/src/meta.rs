@@ -20,6 +20,8 @@ pub const MAX_VALUE_LEN: usize = 256;
 pub const MAX_TAGS: usize = 32;
 pub const MAX_SERVICES: usize = 32;
 pub const MAX_SERVICE_TAGS: usize = 16;
+/// Longest check output carried in a record (its first line, cut at a character boundary).
+pub const MAX_OUTPUT_LEN: usize = 128;
 /// Largest encoded record (the whole record must fit with a foca header in one datagram).
 pub const MAX_RECORD_BYTES: usize = 1024;
 /// Largest record version accepted from the wire (a version "far in the future" would let
@@ -32,12 +34,52 @@ pub fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
     stamp.0 <= max_generation && stamp.1 <= MAX_VERSION
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Passing,
     Warning,
     Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Health> {
+        Some(match s {
+            "passing" => Health::Passing,
+            "warning" => Health::Warning,
+            "critical" => Health::Critical,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first line of a check's output, cut to at most [`MAX_OUTPUT_LEN`] bytes at a
+/// character boundary, control characters replaced by spaces: what a record may carry.
+pub fn output_line(text: &str) -> String {
+    let line = text.trim_start().lines().next().unwrap_or("").trim_end();
+    let mut out = String::with_capacity(line.len().min(MAX_OUTPUT_LEN));
+    for c in line.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_OUTPUT_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A service offered by a node.
@@ -47,9 +89,13 @@ pub struct Service {
     pub port: u16,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Optional health as reported by the owner (room for local health checks).
+    /// Health as reported by the owner: its checks' worst status (or what the app set).
     #[serde(default)]
     pub health: Option<Health>,
+    /// The first line of the output of the check that decided `health` (at most
+    /// [`MAX_OUTPUT_LEN`] bytes, no control characters).
+    #[serde(default)]
+    pub health_output: Option<String>,
 }
 
 /// What a node says about itself: tags and services.
@@ -121,6 +167,10 @@ pub enum MetaError {
     #[error("service {0:?} has port 0; give the port it listens on")]
     BadPort(String),
     #[error(
+        "service {0:?} has a health output over {MAX_OUTPUT_LEN} bytes or with control characters"
+    )]
+    BadOutput(String),
+    #[error(
         "metadata encodes to {0} bytes; the limit is {MAX_RECORD_BYTES}: remove tags or services"
     )]
     TooLarge(usize),
@@ -167,6 +217,11 @@ impl Service {
         }
         if self.tags.len() > MAX_SERVICE_TAGS {
             return Err(MetaError::TooManyServiceTags(self.name.clone()));
+        }
+        if let Some(o) = &self.health_output {
+            if o.len() > MAX_OUTPUT_LEN || o.chars().any(char::is_control) {
+                return Err(MetaError::BadOutput(self.name.clone()));
+            }
         }
         validate_tags(&self.tags)
     }
@@ -377,6 +432,32 @@ mod tests {
             m.tags.insert(format!("k{i}"), "v".repeat(200));
         }
         assert!(matches!(m.validate(), Err(MetaError::TooLarge(_))));
+    }
+
+    #[test]
+    fn health_output_is_bounded_and_checked_at_decode() {
+        let svc = |o: &str| Service {
+            name: "web".into(),
+            port: 80,
+            tags: BTreeMap::new(),
+            health: Some(Health::Critical),
+            health_output: Some(o.into()),
+        };
+        let mut r = rec("n", 1, 1);
+        r.meta
+            .services
+            .insert("web".into(), svc("connection refused"));
+        assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);
+        for bad in ["x".repeat(MAX_OUTPUT_LEN + 1), "two\nlines".to_string()] {
+            r.meta.services.insert("web".into(), svc(&bad));
+            assert!(matches!(
+                MetaRecord::decode(&r.encode()),
+                Err(MetaError::BadOutput(_))
+            ));
+        }
+        assert_eq!(output_line("  first\nsecond"), "first");
+        assert_eq!(output_line(&"é".repeat(100)).len(), 128);
+        assert_eq!(output_line("a\tb"), "a b");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Node {
     store: SharedMetaStore,
     truth: Truth,
     guard: Guard,
+    /// Holds instances in the passing view on mass health failure (`node_health.rs`).
+    health: crate::health_guard::HealthGuard,
     /// What we last served for members the truth does not know (restored ghosts); for the
     /// others it is kept in their truth entry.
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
@@ -124,6 +126,8 @@ pub struct Node {
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
+#[path = "node_health.rs"]
+mod node_health;
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
 #[path = "node_restart.rs"]
@@ -220,6 +224,7 @@ impl Node {
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now);
+        let health = crate::health_guard::HealthGuard::new(cfg.guard.clone());
         let seeds = cfg.seeds.clone();
         let rejoin_backoff = cfg.timings.rejoin_min;
         Ok(Node {
@@ -228,6 +233,7 @@ impl Node {
             store,
             truth,
             guard,
+            health,
             served_ghosts: FixedHashMap::default(),
             own,
             out: Outbox::default(),
@@ -324,6 +330,7 @@ impl Node {
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
+        self.keys_catch_up(now);
         self.answer_cap(answer);
         self.after_input(now);
     }
@@ -585,6 +592,7 @@ impl Node {
                 self.emit_served(now, &n, false, false);
             }
         }
+        self.health_flush(now);
         self.arm_timers();
     }
 }

@@ -136,10 +136,11 @@ impl Node {
             if !m.status.is_serving() {
                 continue;
             }
-            for (s, inst) in m.services.iter().zip(m.instances()) {
+            for (s, mut inst) in m.services.iter().zip(m.instances()) {
                 if !self.guard.serves_instance(&s.name, m.status) {
                     continue;
                 }
+                inst.health_held = self.health.held(&s.name, &m.name).map(str::to_string);
                 out.entry(s.name.clone()).or_default().push(inst);
             }
         }
@@ -286,6 +287,7 @@ impl Node {
         let Some(m) = self.truth.remove(name) else {
             return;
         };
+        self.health.forget(now, name);
         self.store.lock().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
@@ -354,6 +356,9 @@ impl Node {
         } else {
             return;
         };
+        if change != MemberChange::Meta {
+            self.health_observe(now, name);
+        }
         self.push_event(
             now,
             EventKind::Member {

@@ -455,6 +455,7 @@ impl Node {
             } else if state == TruthState::Alive {
                 self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }
+            self.health_observe(now, &name);
             self.emit_served(now, &name, false, true);
         }
     }

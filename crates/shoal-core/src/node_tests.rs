@@ -44,6 +44,7 @@ fn metadata_reaches_everyone() {
                 port: 5432,
                 tags: BTreeMap::new(),
                 health: None,
+                health_output: None,
             },
         )
         .unwrap();

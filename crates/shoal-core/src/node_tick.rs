@@ -129,5 +129,6 @@ impl Node {
 
         self.check_reach(now);
         self.with_guard(now, |g, ctx| g.tick(now, ctx));
+        self.health.tick(now);
     }
 }

@@ -7,7 +7,7 @@
 //! sans-IO: the driver persists the keyring it hands out.
 
 use super::{Node, NodeError};
-use crate::keyops::{apply, Confirm, KeyMsg, KeyOpKind, Rollout};
+use crate::keyops::{apply, CatchUpKind, Confirm, KeyMsg, KeyOpKind, Rollout};
 use crate::keyring::{Key, KeyError, Keyring};
 use crate::time::Time;
 use crate::trust::{Plaintext, TrustConfig, TrustDrop, TrustStats};
@@ -148,8 +148,58 @@ impl Node {
                     r.ack(from, error);
                 }
             }
+            KeyMsg::Hello { generation } => {
+                let Some(mine) = self.trust.keyring().map(|r| r.generation()) else {
+                    return;
+                };
+                if mine > generation {
+                    self.send_catch_up(now, from, CatchUpKind::State);
+                } else if mine < generation {
+                    self.send_catch_up(now, from, CatchUpKind::Hello);
+                }
+            }
+            KeyMsg::State { .. } => {
+                let (Some(theirs), Some(mine)) = (msg.ring(), self.trust.keyring()) else {
+                    self.stats.dropped_decode += 1;
+                    return;
+                };
+                // Only a newer ring replaces ours: a peer that missed a step never undoes it.
+                if theirs.generation() > mine.generation() {
+                    let _ = self.trust.adopt_keyring(theirs);
+                }
+            }
         }
-        let _ = now;
+    }
+
+    /// After a datagram was opened: a peer that sealed with a key other than our primary
+    /// missed a step (or we did) and is sent our ring; every `HELLO_EVERY` a peer is told our
+    /// ring's generation. Both rate-limited per peer (`keyops::CatchUp`).
+    pub(super) fn keys_catch_up(&mut self, now: Time) {
+        let Some((from, primary)) = self.trust.take_last_opened() else {
+            return;
+        };
+        let kind = if primary {
+            CatchUpKind::Hello
+        } else {
+            CatchUpKind::State
+        };
+        self.send_catch_up(now, from, kind);
+    }
+
+    fn send_catch_up(&mut self, now: Time, to: SocketAddr, kind: CatchUpKind) {
+        if !self.rollouts.catch_up.may_send(now, to, kind) {
+            return;
+        }
+        let Some(ring) = self.trust.keyring() else {
+            return;
+        };
+        let msg = match kind {
+            CatchUpKind::State => KeyMsg::state(ring),
+            CatchUpKind::Hello => KeyMsg::Hello {
+                generation: ring.generation(),
+            },
+        };
+        self.send_keys(to, &msg);
     }
 
     pub(super) fn count_trust_drop(&mut self, e: TrustDrop) {

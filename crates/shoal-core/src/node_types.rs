@@ -102,6 +102,8 @@ pub enum EventKind {
     },
     Guard(GuardTransition),
     Local(LocalEvent),
+    /// A service's health guard changed state (see `core::health_guard`).
+    Health(crate::health_guard::HealthTransition),
 }
 
 /// A change of the served view (or of the node), numbered by a monotonic index.

@@ -97,6 +97,8 @@ pub struct TrustStats {
     pub replay_evictions: u64,
     /// Sessions in the replay table now.
     pub replay_sessions: u64,
+    /// Keyrings adopted from a peer with a newer one (an agent that missed a rotation step).
+    pub keyring_catch_ups: u64,
 }
 
 pub struct Trust {
@@ -109,6 +111,9 @@ pub struct Trust {
     /// during a rotation.
     peer_keys: HashMap<SocketAddr, KeyId, foldhash::fast::FixedState>,
     keyring_changed: bool,
+    /// The sender of the last datagram opened, and whether it used our primary key (for the
+    /// keyring catch-up, `Node::keys_catch_up`).
+    last_opened: Option<(SocketAddr, bool)>,
     stats: TrustStats,
 }
 
@@ -122,6 +127,7 @@ impl Trust {
             replay,
             peer_keys: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(session_seed)),
             keyring_changed: false,
+            last_opened: None,
             stats: TrustStats::default(),
         }
     }
@@ -311,6 +317,7 @@ impl Trust {
             self.peer_keys.insert(from, key_id);
         }
         self.stats.opened += 1;
+        self.last_opened = Some((from, primary));
         let mut body = body;
         if env.padded {
             let n = unpad(&body)?.len();
@@ -332,6 +339,7 @@ impl Trust {
         let before = ring.clone();
         f(ring)?;
         if *ring != before {
+            ring.bump_generation();
             self.keyring_changed = true;
             let ring = ring.clone();
             // Forget peers on keys we dropped.
@@ -339,6 +347,26 @@ impl Trust {
                 .retain(|_, id| ring.get(*id).next().is_some());
         }
         Ok(())
+    }
+
+    /// Replaces the ring with a peer's newer one (its generation included). Only ever called
+    /// with a ring that came sealed under one of our keys.
+    pub fn adopt_keyring(&mut self, ring: Keyring) -> Result<(), KeyError> {
+        let Some(mine) = self.cfg.keyring.as_mut() else {
+            return Err(KeyError::Empty);
+        };
+        *mine = ring;
+        let ring = mine.clone();
+        self.keyring_changed = true;
+        self.stats.keyring_catch_ups += 1;
+        self.peer_keys
+            .retain(|_, id| ring.get(*id).next().is_some());
+        Ok(())
+    }
+
+    /// The sender of the last datagram opened and whether it used our primary key, once.
+    pub fn take_last_opened(&mut self) -> Option<(SocketAddr, bool)> {
+        self.last_opened.take()
     }
 
     /// The keyring, once after each change (for the driver to persist).

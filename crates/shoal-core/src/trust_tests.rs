@@ -568,6 +568,14 @@ fn reach_pings_are_answered_sealed_or_plaintext() {
                     continue;
                 }
                 let (kind, body) = o.trust.open(now, addr(0), &t.data, "").expect("opens");
+                if kind == Kind::Keys {
+                    // The keyring catch-up's hello to a key holder first heard from.
+                    assert!(matches!(
+                        crate::keyops::KeyMsg::decode(&body),
+                        Some(crate::keyops::KeyMsg::Hello { .. })
+                    ));
+                    continue;
+                }
                 assert_eq!(kind, Kind::Shoal);
                 assert_eq!(ShoalMsg::decode(&body), Ok(ShoalMsg::Pong { nonce }));
                 pongs += 1;
@@ -575,4 +583,39 @@ fn reach_pings_are_answered_sealed_or_plaintext() {
             assert_eq!(pongs, 1, "key {key:?}, from {from}: one pong");
         }
     }
+}
+
+#[test]
+fn a_keyring_is_adopted_only_newer_and_only_from_a_key_holder() {
+    use crate::keyops::KeyMsg;
+    let mut net = formed(2, |_| keyed(1));
+    let now = net.now;
+    let from = addr(1);
+    let send = |net: &mut TestNet, key: u8, msg: &KeyMsg, seed: u64| {
+        let mut o = Outsider::new(Some(key), from, seed);
+        let d = o.datagram(net.now, addr(0), Kind::Keys, &msg.encode());
+        net.nodes[0].handle_datagram(now, from, &d);
+    };
+    let ring = |gen: u64, keys: &[u8]| {
+        Keyring::from_keys(keys.iter().map(|b| key(*b)).collect())
+            .unwrap()
+            .with_generation(gen)
+    };
+    let gen0 = net.nodes[0].keyring().unwrap().generation();
+    // Sealed under a key we do not hold: dropped, whatever it claims.
+    send(&mut net, 9, &KeyMsg::state(&ring(gen0 + 10, &[9])), 501);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(1));
+    // Not newer: ignored.
+    send(&mut net, 1, &KeyMsg::state(&ring(gen0, &[9, 1])), 502);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(1));
+    // Newer, from a key holder: adopted with its generation, and persisted by the driver.
+    send(&mut net, 1, &KeyMsg::state(&ring(gen0 + 2, &[9, 1])), 503);
+    let r = net.nodes[0].keyring().unwrap().clone();
+    assert_eq!(r.primary(), &key(9));
+    assert_eq!(r.generation(), gen0 + 2);
+    assert!(net.nodes[0].take_keyring_change().is_some());
+    // An older ring afterwards changes nothing.
+    send(&mut net, 1, &KeyMsg::state(&ring(gen0 + 1, &[1])), 504);
+    assert_eq!(net.nodes[0].keyring().unwrap(), &r);
+    assert_eq!(net.nodes[0].trust_stats().keyring_catch_ups, 1);
 }

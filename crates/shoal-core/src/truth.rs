@@ -229,8 +229,34 @@ pub struct Instance {
     pub status: ServedStatus,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The owner's health of this instance (`passing` when it reports none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// The first line of the output of the check behind `health` ("" when none).
+    #[serde(default)]
+    pub health_output: String,
+    /// Set when the health guard serves this critical instance as `held` (in the passing
+    /// view): why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_held: Option<String>,
+}
+
+impl Instance {
+    /// The instance's health (an instance whose owner reports none is passing).
+    pub fn health(&self) -> Health {
+        self.health.unwrap_or(Health::Passing)
+    }
+
+    /// Whether the passing view (`?passing`, Consul's `passing`, DNS) keeps this instance:
+    /// passing, or critical and held by the health guard. `warning_ok`: warning counts too
+    /// (DNS, as Consul's DNS interface).
+    pub fn in_passing_view(&self, warning_ok: bool) -> bool {
+        match self.health() {
+            Health::Passing => true,
+            Health::Warning => warning_ok,
+            Health::Critical => self.health_held.is_some(),
+        }
+    }
 }
 
 /// A member as served to apps (the JSON shape of `/v1/members` items).
@@ -285,7 +311,9 @@ impl MemberView {
             port: s.port,
             status: self.status,
             tags: s.tags.clone(),
-            health: s.health,
+            health: Some(s.health.unwrap_or(Health::Passing)),
+            health_output: s.health_output.clone().unwrap_or_default(),
+            health_held: None,
         })
     }
 }

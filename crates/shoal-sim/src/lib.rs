@@ -3,13 +3,14 @@
 //! `scenario` reads `simulations/*.toml`, `world` runs one scenario in one guard mode with a
 //! discrete-event loop over `queue` (same seed, same result, byte for byte), `net` decides
 //! each datagram's fate, `measure` records what happened and shapes the JSON result,
-//! `growth` runs one scenario at several sizes, `report` renders self-contained HTML pages
+//! `growth` runs one scenario at several sizes, `health` the services' check model, `report` renders self-contained HTML pages
 //! with inline SVG plots. This module drives the same `core::Node` the agent runs; it must
 //! not reimplement or patch any of its decisions.
 
 #![forbid(unsafe_code)]
 
 pub mod growth;
+pub mod health;
 pub mod measure;
 pub mod net;
 pub mod queue;

@@ -226,6 +226,19 @@ fn main() -> Result<()> {
                 r.traffic.tx_bytes_per_s.p50,
                 r.perf.virtual_s_per_wall_s,
             );
+            if let Some(h) = &r.health {
+                eprintln!(
+                    "  {:<8} no-passing-provider {:.0} node-s ({}) · {} health changes published",
+                    format!("{:?}", r.mode).to_lowercase(),
+                    h.no_passing_s,
+                    h.services
+                        .iter()
+                        .map(|s| format!("{} {:.0}", s.name, s.no_passing_s))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    h.published
+                );
+            }
         }
         eprintln!(
             "  wrote {} and {} in {:.1} s",

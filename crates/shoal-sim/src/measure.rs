@@ -372,6 +372,9 @@ pub struct RunResult {
     /// Per side of the cut (scenarios with a partition, isolation or flap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sides: Option<Sides>,
+    /// Scenarios with checked services: no-passing-provider node-seconds (`sim::health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthOutcome>,
 }
 
 /// Per kind of spread: count, complete, and the t50 / t99 / t100 of each.
@@ -1173,6 +1176,7 @@ impl Recorder {
             series: self.series,
             perf: Perf::default(),
             sides,
+            health: None,
         }
     }
 }

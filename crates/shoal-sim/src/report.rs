@@ -348,6 +348,24 @@ h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:1
                 r.no_provider.total_s, r.no_provider.per_node_s.p50, r.no_provider.per_node_s.max
             )
         }),
+        (
+            "no-passing-provider node-seconds (checked services)",
+            |r| match &r.health {
+                Some(h) => format!(
+                    "{:.0} ({})",
+                    h.no_passing_s,
+                    h.services
+                        .iter()
+                        .map(|s| format!(
+                            "{} {:.0} s on {} nodes",
+                            s.name, s.no_passing_s, s.nodes_affected
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "-".into(),
+            },
+        ),
         ("per-node sent bytes/s", |r| {
             q(&r.traffic.tx_bytes_per_s, " B/s")
         }),

@@ -214,10 +214,33 @@ pub struct ServiceSpec {
     /// Explicit provider indices.
     #[serde(default)]
     pub nodes: Option<Vec<usize>>,
+    /// A health check on every provider (`[service.check]`): see `sim::health`.
+    #[serde(default)]
+    pub check: Option<CheckModel>,
 }
 
 fn default_port() -> u16 {
     8080
+}
+
+/// `[service.check]`: each provider runs a check every `interval`; its result is critical
+/// while a `check-fail` fault covers the instance, passing otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckModel {
+    pub interval: Dur,
+    pub success_before_passing: u32,
+    pub failures_before_critical: u32,
+}
+
+impl Default for CheckModel {
+    fn default() -> Self {
+        CheckModel {
+            interval: Dur::secs(10),
+            success_before_passing: 1,
+            failures_before_critical: 1,
+        }
+    }
 }
 
 /// `[measure]`: what to record and how finely.
@@ -272,6 +295,10 @@ pub enum FaultKind {
     Slow,
     /// The selected nodes stop processing for `duration` (a full GC): inputs queue up.
     Pause,
+    /// The checks of the chosen providers (`node`, `nodes`, `count`, `fraction` of the
+    /// providers; default: all) of `service` (or of every checked service) are critical for
+    /// `duration`: a shared dependency down.
+    CheckFail,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -316,6 +343,9 @@ pub struct FaultSpec {
     pub rate: Option<f64>,
     #[serde(default)]
     pub delay: Option<Dur>,
+    /// `check-fail`: the service whose checks fail (default: every checked service).
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 fn yes() -> bool {
@@ -409,6 +439,11 @@ impl Scenario {
             return bad("measure.sample_every must be greater than zero".into());
         }
         for s in &self.services {
+            if let Some(c) = &s.check {
+                if c.interval.0 < Duration::from_millis(100) {
+                    return bad(format!("service {}: check.interval below 100ms", s.name));
+                }
+            }
             if let Some(ns) = &s.nodes {
                 if let Some(n) = ns.iter().find(|n| **n >= self.nodes) {
                     return bad(format!("service {}: node {n} does not exist", s.name));
@@ -441,6 +476,7 @@ impl Scenario {
                     | FaultKind::Loss
                     | FaultKind::Slow
                     | FaultKind::Pause
+                    | FaultKind::CheckFail
             );
             if need_duration && f.duration.is_none() {
                 return bad(format!("{at}: needs a duration"));
@@ -464,6 +500,15 @@ impl Scenario {
                 FaultKind::Slow if f.delay.is_none() => {
                     return bad(format!("{at}: slow needs a `delay`"));
                 }
+                FaultKind::CheckFail if self.check_providers(f).is_empty() => {
+                    return bad(format!(
+                        "{at}: check-fail needs a service with a [service.check]{}",
+                        f.service
+                            .as_ref()
+                            .map(|n| format!(" (service {n:?} has none)"))
+                            .unwrap_or_default()
+                    ));
+                }
                 FaultKind::Partition
                     if f.groups.is_none()
                         && f.fraction.is_none()
@@ -478,6 +523,22 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// The providers a `check-fail` fault may choose from: those of its service, or of every
+    /// checked service.
+    pub fn check_providers(&self, f: &FaultSpec) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .services
+            .iter()
+            .zip(self.providers())
+            .filter(|(s, _)| s.check.is_some())
+            .filter(|(s, _)| f.service.as_ref().is_none_or(|n| *n == s.name))
+            .flat_map(|(_, p)| p)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Provider node indices of each service.

@@ -6,6 +6,7 @@
 //! choice comes from RNGs seeded by the scenario. Must not read the wall clock for anything
 //! but progress and speed figures, and must not decide membership: the core does.
 
+use crate::health::SimHealth;
 use crate::measure::{FaultWindow, Recorder, RunResult, Sample, SpreadKind};
 use crate::net::{addr_of, index_of, Fate, Net, Rule};
 use crate::queue::EventQueue;
@@ -54,6 +55,17 @@ enum Ev {
     Sample,
     /// Every initial node starts as a member of a formed cluster.
     Form,
+    /// A check run of host `node`'s instance of checked service `slot` (`sim::health`).
+    Check {
+        node: u32,
+        life: u32,
+        slot: u16,
+    },
+    /// Host `node` publishes the health its pacing held back.
+    Publish {
+        node: u32,
+        life: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +78,8 @@ enum Action {
     Loss(u32, f64),
     Slow(u32, u64),
     Pause(u32, u64),
+    /// A `check-fail` window of host `.0`'s checked-service slots begins (`true`) or ends.
+    CheckFail(u32, Vec<usize>, bool),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +129,8 @@ pub struct World<'a> {
     /// Reused buffers.
     tx_buf: Vec<(SocketAddr, Vec<u8>)>,
     ev_buf: Vec<shoal_core::Event>,
+    /// Services' checks (`[service.check]`), their faults and their measure.
+    health: SimHealth,
 }
 
 fn us(ms: u64) -> u64 {
@@ -179,6 +195,24 @@ impl<'a> World<'a> {
             events: 0,
             tx_buf: Vec::new(),
             ev_buf: Vec::new(),
+            health: SimHealth::new(
+                total,
+                sc.services
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| {
+                        s.check.as_ref().map(|c| {
+                            (
+                                i,
+                                s.name.clone(),
+                                c.interval.ms().max(100),
+                                c.success_before_passing,
+                                c.failures_before_critical,
+                            )
+                        })
+                    })
+                    .collect(),
+            ),
         };
         // Initial starts: seeds at 0, the others spread over the window.
         let mut start_rng = SmallRng::seed_from_u64(sc.seed ^ 0x57A2_7000);
@@ -303,6 +337,8 @@ impl<'a> World<'a> {
                     let next = self.now + us(self.sc.measure.sample_every.ms());
                     self.push(next, Ev::Sample);
                 }
+                Ev::Check { node, life, slot } => self.run_check(node, life, slot),
+                Ev::Publish { node, life } => self.run_publish(node, life),
             }
             if self.events.is_multiple_of(4096) {
                 let w = wall.elapsed().as_secs_f64();
@@ -341,6 +377,9 @@ impl<'a> World<'a> {
             services,
         );
         r.perf.events = events;
+        if !self.health.is_empty() {
+            r.health = Some(self.health.outcome());
+        }
         r.perf.wall_s = wall_s;
         r.perf.virtual_s_per_wall_s = if wall_s > 0.0 {
             end_ms as f64 / 1000.0 / wall_s
@@ -404,6 +443,7 @@ impl<'a> World<'a> {
                         port: s.port,
                         tags: BTreeMap::new(),
                         health: None,
+                        health_output: None,
                     },
                 );
             }
@@ -529,6 +569,7 @@ impl<'a> World<'a> {
                 );
             }
         }
+        self.start_checks(i);
         self.flush(i, self.now);
         Ok(())
     }
@@ -608,7 +649,7 @@ impl<'a> World<'a> {
                     );
                 }
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
-                EventKind::Local(_) => {}
+                EventKind::Local(_) | EventKind::Health(_) => {}
             }
         }
         self.ev_buf = evs;
@@ -708,8 +749,72 @@ impl<'a> World<'a> {
                 let h = &mut self.hosts[i as usize];
                 h.pause_until = h.pause_until.max(self.now + d);
             }
+            Action::CheckFail(i, slots, on) => {
+                for s in slots {
+                    self.health.set_failing(i as usize, s, on);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Schedules the check runs of host `i`'s checked services (at a seeded phase each).
+    fn start_checks(&mut self, i: usize) {
+        let life = self.hosts[i].life;
+        for slot in 0..self.health.checked.len() {
+            let (svc, _, interval, _, _) = self.health.checked[slot].clone();
+            if !self.providers[svc].contains(&i) {
+                continue;
+            }
+            self.health.start(i, slot);
+            let mut r = SmallRng::seed_from_u64(
+                self.sc.seed
+                    ^ 0xC4EC_0000
+                    ^ ((i as u64) << 24)
+                    ^ (u64::from(life) << 8)
+                    ^ slot as u64,
+            );
+            let phase = r.random_range(0..us(interval).max(1));
+            self.push(
+                self.now + phase,
+                Ev::Check {
+                    node: i as u32,
+                    life,
+                    slot: slot as u16,
+                },
+            );
+        }
+    }
+
+    fn run_check(&mut self, node: u32, life: u32, slot: u16) {
+        let i = node as usize;
+        if !self.running(i) || self.hosts[i].life != life {
+            return;
+        }
+        let now = Time(self.now_ms());
+        let interval = self.health.checked[slot as usize].2;
+        let next = match self.hosts[i].node.as_mut() {
+            Some(n) => self.health.check(n, i, slot as usize, now),
+            None => None,
+        };
+        self.push(self.now + us(interval), Ev::Check { node, life, slot });
+        if let Some(t) = next {
+            self.push(us(t.0), Ev::Publish { node, life });
+        }
+        self.after_handle(i);
+    }
+
+    fn run_publish(&mut self, node: u32, life: u32) {
+        let i = node as usize;
+        if !self.running(i) || self.hosts[i].life != life {
+            return;
+        }
+        let now = Time(self.now_ms());
+        if let Some(n) = self.hosts[i].node.as_mut() {
+            // A later due time is scheduled by the check that offered it.
+            let _ = self.health.publish(n, i, now);
+        }
+        self.after_handle(i);
     }
 
     fn at(&mut self, at: u64, a: Action) {
@@ -852,6 +957,21 @@ impl<'a> World<'a> {
                     self.at(t0, Action::Pause(i as u32, dur.unwrap_or(0)));
                 }
             }
+            FaultKind::CheckFail => {
+                for &i in &targets {
+                    let slots: Vec<usize> = (0..self.health.checked.len())
+                        .filter(|&s| {
+                            let (svc, name, ..) = &self.health.checked[s];
+                            self.providers[*svc].contains(&i)
+                                && f.service.as_ref().is_none_or(|n| n == name)
+                        })
+                        .collect();
+                    self.at(t0, Action::CheckFail(i as u32, slots.clone(), true));
+                    if let Some(e) = end {
+                        self.at(e, Action::CheckFail(i as u32, slots, false));
+                    }
+                }
+            }
         }
         let kind = serde_json::to_value(f.kind)
             .ok()
@@ -931,6 +1051,19 @@ impl<'a> World<'a> {
             for (o, s) in missing {
                 self.rec.no_provider(o, s, step);
             }
+            if !self.health.is_empty() {
+                let live: Vec<bool> = self
+                    .health
+                    .checked
+                    .iter()
+                    .map(|c| self.providers[c.0].iter().any(|p| running[*p]))
+                    .collect();
+                for o in 0..n {
+                    if let Some(node) = self.hosts[o].node.as_ref() {
+                        self.health.sample(o, node, &live, step);
+                    }
+                }
+            }
         }
 
         // Restarts may change no served status: poll the observers that have not seen them.
@@ -1002,7 +1135,18 @@ fn plan_targets(sc: &Scenario) -> Vec<Vec<usize>> {
                     || f.nodes.is_some()
                     || f.fraction.is_some()
                     || f.count.is_some();
-                if !has_sel && matches!(f.kind, FaultKind::Loss | FaultKind::RollingRestart) {
+                let eligible: Vec<usize> = if f.kind == FaultKind::CheckFail {
+                    let p = sc.check_providers(f);
+                    eligible.into_iter().filter(|x| p.contains(x)).collect()
+                } else {
+                    eligible
+                };
+                if !has_sel
+                    && matches!(
+                        f.kind,
+                        FaultKind::Loss | FaultKind::RollingRestart | FaultKind::CheckFail
+                    )
+                {
                     eligible.clone()
                 } else {
                     sc.select(i, &eligible)

@@ -13,6 +13,7 @@ pub mod shapes;
 
 use crate::agent::shared::AgentShared;
 use crate::api::error::{json_error, ApiError, HttpError};
+use crate::api::limits::ApiLimits;
 use crate::api::routes::{query_pairs, wait_for_index, ApiState};
 use crate::api::SHUTDOWN_GRACE;
 use axum::extract::{Path, State};
@@ -23,7 +24,7 @@ use axum::Router;
 use serde::Serialize;
 use shapes::{aggregated, ViewData, PASSING};
 use shoal_core::{Node, ServedStatus};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,10 +53,17 @@ pub fn datacenter(node: &Node) -> String {
 
 /// Reads everything an answer needs under one lock.
 pub fn view(node: &Node) -> ViewData {
+    let mut health_held = BTreeMap::new();
     let served = node
         .services()
         .into_iter()
-        .flat_map(|(svc, insts)| insts.into_iter().map(move |i| (svc.clone(), i.node)))
+        .flat_map(|(svc, insts)| insts.into_iter().map(move |i| (svc.clone(), i)))
+        .map(|(svc, i)| {
+            if let Some(why) = i.health_held {
+                health_held.insert((svc.clone(), i.node.clone()), why);
+            }
+            (svc, i.node)
+        })
         .collect::<BTreeSet<_>>();
     ViewData {
         datacenter: datacenter(node),
@@ -68,6 +76,7 @@ pub fn view(node: &Node) -> ViewData {
             .filter(|m| m.status != ServedStatus::Left)
             .collect(),
         served,
+        health_held,
     }
 }
 
@@ -186,10 +195,7 @@ fn answer<T: Serialize>(v: &ViewData, body: &T) -> Response {
 /// The Consul API's router over `shared`, without binding anything (for tests).
 pub fn router(shared: Arc<AgentShared>) -> Router {
     let (_, rx) = watch::channel(false);
-    build(ApiState {
-        shared,
-        shutdown: rx,
-    })
+    build(ApiState::new(shared, rx, 1))
 }
 
 fn build(state: ApiState) -> Router {
@@ -406,11 +412,23 @@ impl Drop for ConsulHandle {
     }
 }
 
-/// Binds `addr` (loopback only: the API has no authentication) and serves the Consul API.
+/// Binds `addr` (loopback only: the API has no authentication) and serves the Consul API
+/// with the default bounds.
 pub async fn spawn(shared: Arc<AgentShared>, addr: SocketAddr) -> Result<ConsulHandle, ApiError> {
+    spawn_with(shared, addr, ApiLimits::default()).await
+}
+
+/// As [`spawn`], with the connection bound and timeouts of `limits` (the agent's
+/// `api_max_connections`, `api_header_timeout`, `api_idle_timeout`).
+pub async fn spawn_with(
+    shared: Arc<AgentShared>,
+    addr: SocketAddr,
+    limits: ApiLimits,
+) -> Result<ConsulHandle, ApiError> {
     if !addr.ip().is_loopback() {
         return Err(ApiError::NotLoopback(addr));
     }
+    limits.validate().map_err(ApiError::Limits)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ApiError::BindTcp { addr, source })?;
@@ -418,16 +436,12 @@ pub async fn spawn(shared: Arc<AgentShared>, addr: SocketAddr) -> Result<ConsulH
         .local_addr()
         .map_err(|source| ApiError::BindTcp { addr, source })?;
     let (stop, rx) = watch::channel(false);
-    let app = build(ApiState {
-        shared,
-        shutdown: rx.clone(),
-    });
-    let sig = crate::api::routes::shutdown_signal(rx);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(sig).await {
-            tracing::error!(addr = %local, error = %e, "Consul-compatible API failed");
-        }
-    });
+    let app = build(ApiState::new(
+        shared.clone(),
+        rx.clone(),
+        limits.max_watches,
+    ));
+    let task = tokio::spawn(crate::api::serve::serve(listener, app, limits, shared, rx));
     tracing::info!(addr = %local, "Consul-compatible API listening");
     Ok(ConsulHandle {
         stop,

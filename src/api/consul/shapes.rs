@@ -35,6 +35,9 @@ pub struct ViewData {
     /// (service, node) pairs the served view serves (`Node::services`): the guard's word on
     /// which instances apps get, including its per-service `fail_closed` rule.
     pub served: BTreeSet<(String, String)>,
+    /// (service, node) pairs whose instance is critical but held by the health guard, with
+    /// why.
+    pub health_held: BTreeMap<(String, String), String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -366,18 +369,37 @@ impl ViewData {
                 ),
                 Some(svc),
             ));
+        } else if let Some(why) = self.health_held.get(&(svc.name.clone(), m.name.clone())) {
+            // Critical, held by the health guard: passing, with an output that says so, so
+            // that fail-static carries through to Consul clients (as `shoal-guard` does for
+            // members).
+            v.push(self.check(
+                m,
+                &format!("service:{}", svc.name),
+                &format!("shoal: {}", svc.name),
+                PASSING,
+                format!(
+                    "held by the shoal health guard: the check is critical ({}), served as                      passing because {why}",
+                    svc.health_output.as_deref().unwrap_or("no output")
+                ),
+                Some(svc),
+            ));
         } else if let Some(h) = svc.health {
             let status = match h {
                 Health::Passing => PASSING,
                 Health::Warning => WARNING,
                 Health::Critical => CRITICAL,
             };
+            let output = match svc.health_output.as_deref() {
+                Some(o) if !o.is_empty() => o.to_string(),
+                _ => format!("health reported by {}: {status}", m.name),
+            };
             v.push(self.check(
                 m,
                 &format!("service:{}", svc.name),
                 &format!("shoal: {}", svc.name),
                 status,
-                format!("health reported by {}: {status}", m.name),
+                output,
                 Some(svc),
             ));
         }
@@ -509,6 +531,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             health: None,
+            health_output: None,
         };
         assert_eq!(service_tags(&svc), vec!["primary", "version=2"]);
     }

@@ -1,0 +1,210 @@
+//! The simulator's check model: each provider of a service with `[service.check]` runs a
+//! check every `interval` (a seeded phase per instance), with the agent's damping
+//! (`failures_before_critical`, `success_before_passing`); a `check-fail` fault turns the
+//! checks of chosen instances (or a fraction of all of them: a shared dependency down)
+//! critical for a while. Statuses are published exactly as the agent does: paced by
+//! `core::health_rate`, written into the node's own record with `Node::set_meta`.
+//!
+//! Owns the model's state, the failing windows and the measure: no-passing-provider
+//! node-seconds (a running node whose passing view of a checked service is empty while a
+//! provider of it runs). Must not decide what is served: the core's health guard does.
+
+use serde::{Deserialize, Serialize};
+use shoal_core::health_rate::{HealthRate, Published};
+use shoal_core::{Health, Node, Time};
+
+/// Per service: node-seconds without a passing provider, and the nodes affected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthOutcome {
+    /// Sum over checked services.
+    pub no_passing_s: f64,
+    pub services: Vec<ServiceHealthOutcome>,
+    /// Status changes published in records (all nodes, all services).
+    pub published: u64,
+    /// Check results taken (all instances).
+    pub results: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHealthOutcome {
+    pub name: String,
+    pub no_passing_s: f64,
+    pub nodes_affected: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Inst {
+    status: Health,
+    successes: u32,
+    failures: u32,
+}
+
+/// The model's state for one run.
+pub struct SimHealth {
+    /// Per checked service: (index in the scenario, name, interval ms, sbp, fbc).
+    pub checked: Vec<(usize, String, u64, u32, u32)>,
+    /// Per (host, checked service): the instance's check state.
+    inst: Vec<Option<Inst>>,
+    /// Per (host, checked service): active `check-fail` windows covering it.
+    failing: Vec<u16>,
+    /// Per host: the publication pacing (as the agent's).
+    rate: Vec<HealthRate>,
+    no_passing_ms: Vec<u64>,
+    hosts: usize,
+    published: u64,
+    results: u64,
+}
+
+impl SimHealth {
+    pub fn new(hosts: usize, checked: Vec<(usize, String, u64, u32, u32)>) -> Self {
+        let k = checked.len();
+        SimHealth {
+            checked,
+            inst: vec![None; hosts * k],
+            failing: vec![0; hosts * k],
+            rate: vec![HealthRate::default(); hosts],
+            no_passing_ms: vec![0; hosts * k],
+            hosts,
+            published: 0,
+            results: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.checked.is_empty()
+    }
+
+    /// Position of scenario service `svc` among the checked ones.
+    pub fn slot_of(&self, svc: usize) -> Option<usize> {
+        self.checked.iter().position(|c| c.0 == svc)
+    }
+
+    fn at(&self, host: usize, slot: usize) -> usize {
+        host * self.checked.len() + slot
+    }
+
+    /// Host `host` (re)started offering checked service `slot`: passing, fresh pacing.
+    pub fn start(&mut self, host: usize, slot: usize) {
+        let i = self.at(host, slot);
+        self.inst[i] = Some(Inst {
+            status: Health::Passing,
+            successes: 0,
+            failures: 0,
+        });
+        self.rate[host] = HealthRate::default();
+    }
+
+    /// A `check-fail` window begins (`on`) or ends for `host`'s instance of `slot`.
+    pub fn set_failing(&mut self, host: usize, slot: usize, on: bool) {
+        let i = self.at(host, slot);
+        self.failing[i] = if on {
+            self.failing[i].saturating_add(1)
+        } else {
+            self.failing[i].saturating_sub(1)
+        };
+    }
+
+    /// One check run of `host`'s instance of `slot` at `now`; returns when the host's pacing
+    /// wants to publish next (after publishing what is due now).
+    pub fn check(&mut self, node: &mut Node, host: usize, slot: usize, now: Time) -> Option<Time> {
+        let i = self.at(host, slot);
+        let (_, name, _, sbp, fbc) = self.checked[slot].clone();
+        let result = if self.failing[i] > 0 {
+            Health::Critical
+        } else {
+            Health::Passing
+        };
+        self.results += 1;
+        let inst = self.inst[i].as_mut()?;
+        match result {
+            Health::Critical => {
+                inst.successes = 0;
+                inst.failures += 1;
+                if inst.failures >= fbc.max(1) {
+                    inst.status = Health::Critical;
+                }
+            }
+            _ => {
+                inst.failures = 0;
+                inst.successes += 1;
+                if inst.status == Health::Passing || inst.successes >= sbp.max(1) {
+                    inst.status = Health::Passing;
+                }
+            }
+        }
+        let output = match inst.status {
+            Health::Critical => "dependency unreachable".to_string(),
+            _ => "ok".to_string(),
+        };
+        self.rate[host].offer(
+            &name,
+            Published {
+                health: inst.status,
+                output,
+            },
+        );
+        self.publish(node, host, now)
+    }
+
+    /// Publishes what is due for `host` (as the agent's publisher); returns the next due time.
+    pub fn publish(&mut self, node: &mut Node, host: usize, now: Time) -> Option<Time> {
+        let due = self.rate[host].due(now);
+        if !due.is_empty() {
+            let mut meta = node.own_meta().clone();
+            for (svc, p) in &due {
+                if let Some(s) = meta.services.get_mut(svc) {
+                    s.health = Some(p.health);
+                    s.health_output = Some(p.output.clone());
+                }
+            }
+            if node.set_meta(now, meta).is_ok() {
+                self.published += due.len() as u64;
+            }
+        }
+        self.rate[host].next_due()
+    }
+
+    /// Samples observer `o`'s passing view of each checked service (`live`: a provider of it
+    /// runs), adding `step` ms where it is empty.
+    pub fn sample(&mut self, o: usize, node: &Node, live: &[bool], step: u64) {
+        let services = node.services();
+        for (slot, live) in live.iter().enumerate().take(self.checked.len()) {
+            if !live {
+                continue;
+            }
+            let name = &self.checked[slot].1;
+            let passing = services
+                .get(name)
+                .is_some_and(|v| v.iter().any(|i| i.in_passing_view(false)));
+            if !passing {
+                let i = self.at(o, slot);
+                self.no_passing_ms[i] += step;
+            }
+        }
+    }
+
+    pub fn outcome(&self) -> HealthOutcome {
+        let k = self.checked.len();
+        let mut out = HealthOutcome {
+            published: self.published,
+            results: self.results,
+            ..HealthOutcome::default()
+        };
+        for (slot, c) in self.checked.iter().enumerate() {
+            let mut total = 0u64;
+            let mut affected = 0u32;
+            for h in 0..self.hosts {
+                let v = self.no_passing_ms[h * k + slot];
+                total += v;
+                affected += u32::from(v > 0);
+            }
+            out.no_passing_s += total as f64 / 1000.0;
+            out.services.push(ServiceHealthOutcome {
+                name: c.1.clone(),
+                no_passing_s: total as f64 / 1000.0,
+                nodes_affected: affected,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,542 @@
+//! Service health checks, run by the agent that owns the service.
+//!
+//! `spec` is the configured shape and its validation, `probe` runs one http/tcp/exec probe,
+//! `damper` turns results into a status (thresholds) and a service's checks into its health.
+//! This file owns the `CheckManager`: one task per check (at most one probe of a check at a
+//! time; a ttl check's task only waits for its deadline), the checks by id for the ttl
+//! route, and the publisher task, which writes each service's health and the first line of
+//! its output into the node's own record through `Node::set_meta`, paced per service by
+//! `core::health_rate` (a flapping check cannot flood the cluster; the last state wins).
+//! Nothing here blocks the event loop: probes are async, and the node's lock is taken only
+//! to publish. It must not decide what is served (the core's health guard does).
+
+pub mod damper;
+pub mod probe;
+pub mod spec;
+
+pub use spec::{CheckDef, CheckError, CheckKind, CheckSpec};
+
+use crate::agent::shared::AgentShared;
+use damper::Damper;
+use serde::{Deserialize, Serialize};
+use shoal_core::health_rate::{HealthRate, Published};
+use shoal_core::meta::output_line;
+use shoal_core::{Health, MetaError, NodeMeta, Time};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+/// One check as `GET /v1/checks` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub id: String,
+    pub service: String,
+    /// `http`, `tcp`, `exec` or `ttl`.
+    pub kind: String,
+    /// What it probes: the URL, the address, the argv joined by spaces, or the ttl.
+    pub target: String,
+    pub status: Health,
+    /// Output of the result behind `status` (at most 4 KiB).
+    pub output: String,
+    /// Results taken so far (probes run, or ttl updates and expiries).
+    pub results: u64,
+    /// Agent clock (ms) of the last result, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result_ms: Option<u64>,
+}
+
+struct CheckState {
+    damper: Damper,
+    results: u64,
+    last_result: Option<Time>,
+}
+
+struct Check {
+    def: CheckDef,
+    state: Mutex<CheckState>,
+    /// A ttl update arrived: the ttl starts again.
+    ttl_reset: Notify,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Check {
+    fn lock(&self) -> MutexGuard<'_, CheckState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stop(&self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Checks by service, in configured order.
+    services: BTreeMap<String, Vec<Arc<Check>>>,
+    rate: HealthRate,
+    /// The config file's checks when it was last read (start or SIGHUP).
+    file_checks: BTreeMap<String, Vec<CheckDef>>,
+}
+
+/// The agent's checks. Lives in `AgentShared`; `attach` gives it the way back to the node.
+#[derive(Default)]
+pub struct CheckManager {
+    inner: Mutex<Inner>,
+    shared: OnceLock<Weak<AgentShared>>,
+    wake: Arc<Notify>,
+    publisher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The health a service starts with: its checks' initial statuses aggregated.
+pub fn initial_health(defs: &[CheckDef]) -> Option<Health> {
+    defs.iter().map(|d| d.initial).max()
+}
+
+/// Gives every checked service of `meta` its initial health (before its first result).
+pub fn with_initial_health(meta: &mut NodeMeta, checks: &[(String, Vec<CheckDef>)]) {
+    for (service, defs) in checks {
+        if let (Some(s), Some(h)) = (meta.services.get_mut(service), initial_health(defs)) {
+            s.health = Some(h);
+            s.health_output = None;
+        }
+    }
+}
+
+/// Validates the checks of every service (ids unique on the agent).
+pub fn resolve_services<'a>(
+    services: impl IntoIterator<Item = (&'a str, &'a [CheckSpec])>,
+) -> Result<Vec<(String, Vec<CheckDef>)>, CheckError> {
+    let mut out: Vec<(String, Vec<CheckDef>)> = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut total = 0usize;
+    for (service, specs) in services {
+        if specs.is_empty() {
+            continue;
+        }
+        let defs = spec::resolve_all(service, specs)?;
+        total += defs.len();
+        if total > spec::MAX_CHECKS {
+            return Err(CheckError::TooManyOnAgent);
+        }
+        for d in &defs {
+            if !ids.insert(d.id.clone()) {
+                return Err(CheckError::Duplicate(d.id.clone()));
+            }
+        }
+        out.push((service.to_string(), defs));
+    }
+    Ok(out)
+}
+
+impl CheckManager {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connects the manager to its agent and starts the publisher (call once, in a tokio
+    /// runtime).
+    pub fn attach(&self, shared: &Arc<AgentShared>) {
+        if self.shared.set(Arc::downgrade(shared)).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(shared);
+        let wake = self.wake.clone();
+        let task = tokio::spawn(publisher(weak, wake));
+        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// Stops every check and the publisher (the agent is stopping).
+    pub fn stop_all(&self) {
+        let services = std::mem::take(&mut self.lock().services);
+        for c in services.values().flatten() {
+            c.stop();
+        }
+        if let Some(t) = self
+            .publisher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
+
+    /// Refuses ids that another service's checks already use.
+    pub fn check_ids(&self, service: &str, defs: &[CheckDef]) -> Result<(), CheckError> {
+        let inner = self.lock();
+        let total: usize = inner
+            .services
+            .iter()
+            .filter(|(s, _)| *s != service)
+            .map(|(_, v)| v.len())
+            .sum();
+        if total + defs.len() > spec::MAX_CHECKS {
+            return Err(CheckError::TooManyOnAgent);
+        }
+        for (s, checks) in &inner.services {
+            if s == service {
+                continue;
+            }
+            if let Some(c) = checks
+                .iter()
+                .find(|c| defs.iter().any(|d| d.id == c.def.id))
+            {
+                return Err(CheckError::Duplicate(c.def.id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the checks of `service` (none: it has no checks any more) and starts them.
+    /// `now`: the service was just published with its initial health.
+    pub fn set_checks(&self, service: &str, defs: Vec<CheckDef>, now: Time) {
+        let mut inner = self.lock();
+        if let Some(old) = inner.services.remove(service) {
+            for c in old {
+                c.stop();
+            }
+        }
+        inner.rate.forget(service);
+        if defs.is_empty() {
+            return;
+        }
+        if let Some(h) = initial_health(&defs) {
+            inner.rate.published(
+                now,
+                service,
+                Published {
+                    health: h,
+                    output: String::new(),
+                },
+            );
+        }
+        let weak = self.shared.get().cloned().unwrap_or_default();
+        let mut checks = Vec::new();
+        for def in defs {
+            let c = Arc::new(Check {
+                state: Mutex::new(CheckState {
+                    damper: Damper::new(
+                        def.initial,
+                        def.success_before_passing,
+                        def.failures_before_critical,
+                    ),
+                    results: 0,
+                    last_result: None,
+                }),
+                def,
+                ttl_reset: Notify::new(),
+                task: Mutex::new(None),
+            });
+            let task = tokio::spawn(run_check(weak.clone(), c.clone()));
+            *c.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            checks.push(c);
+        }
+        inner.services.insert(service.to_string(), checks);
+    }
+
+    /// Starts the config file's checks at agent start (the services carry their initial
+    /// health already).
+    pub fn start_file_checks(&self, checks: Vec<(String, Vec<CheckDef>)>, now: Time) {
+        self.lock().file_checks = checks.iter().cloned().collect();
+        for (service, defs) in checks {
+            self.set_checks(&service, defs, now);
+        }
+    }
+
+    /// SIGHUP: the file's checks of a service apply when they changed in the file since it
+    /// was last read (and the service is still registered); the others stay. `meta` (the
+    /// merged metadata about to be set) gets each checked service's health. Returns the
+    /// checks to start once `meta` is set (`apply_reload`).
+    pub fn plan_reload(
+        &self,
+        new_file: Vec<(String, Vec<CheckDef>)>,
+        meta: &mut NodeMeta,
+    ) -> Vec<(String, Vec<CheckDef>)> {
+        let new_file: BTreeMap<String, Vec<CheckDef>> = new_file.into_iter().collect();
+        let mut restart = Vec::new();
+        {
+            let mut inner = self.lock();
+            let names: std::collections::BTreeSet<String> = inner
+                .file_checks
+                .keys()
+                .chain(new_file.keys())
+                .cloned()
+                .collect();
+            for name in names {
+                let (old, new) = (inner.file_checks.get(&name), new_file.get(&name));
+                if old != new && meta.services.contains_key(&name) {
+                    restart.push((name, new.cloned().unwrap_or_default()));
+                }
+            }
+            inner.file_checks = new_file;
+        }
+        self.overlay(meta);
+        for (name, defs) in &restart {
+            if let Some(s) = meta.services.get_mut(name) {
+                s.health = initial_health(defs);
+                s.health_output = None;
+            }
+        }
+        restart
+    }
+
+    /// Starts what `plan_reload` returned and stops the checks of services `meta` lost.
+    pub fn apply_reload(&self, restart: Vec<(String, Vec<CheckDef>)>, meta: &NodeMeta, now: Time) {
+        for (name, defs) in restart {
+            self.set_checks(&name, defs, now);
+        }
+        self.retain_services(meta);
+    }
+
+    /// Stops the checks of services `meta` no longer has (deregistered, or removed by a
+    /// reload).
+    pub fn retain_services(&self, meta: &NodeMeta) {
+        let gone: Vec<String> = self
+            .lock()
+            .services
+            .keys()
+            .filter(|s| !meta.services.contains_key(*s))
+            .cloned()
+            .collect();
+        for s in gone {
+            self.set_checks(&s, Vec::new(), Time::ZERO);
+        }
+    }
+
+    /// Whether `service` has checks here.
+    pub fn has_checks(&self, service: &str) -> bool {
+        self.lock().services.contains_key(service)
+    }
+
+    /// The current health of every checked service (for a reload that rewrote a service).
+    pub fn overlay(&self, meta: &mut NodeMeta) {
+        let inner = self.lock();
+        for (name, checks) in &inner.services {
+            if let (Some(svc), Some(p)) = (meta.services.get_mut(name), current(checks)) {
+                svc.health = Some(p.health);
+                svc.health_output = Some(p.output);
+            }
+        }
+    }
+
+    /// A ttl update from the app (`PUT /v1/checks/{id}/pass|warn|fail`).
+    pub fn ttl_update(
+        &self,
+        id: &str,
+        health: Health,
+        output: String,
+        now: Time,
+    ) -> Result<CheckView, CheckError> {
+        let check = self
+            .find(id)
+            .ok_or_else(|| CheckError::NotFound(id.into()))?;
+        if !matches!(check.def.kind, CheckKind::Ttl(_)) {
+            return Err(CheckError::NotTtl {
+                id: id.into(),
+                kind: check.def.kind.word(),
+            });
+        }
+        let output = if output.trim().is_empty() {
+            format!("TTL check updated: {health}")
+        } else {
+            output
+        };
+        self.on_result(&check, health, output, now, false);
+        check.ttl_reset.notify_one();
+        Ok(view(&check))
+    }
+
+    fn find(&self, id: &str) -> Option<Arc<Check>> {
+        self.lock()
+            .services
+            .values()
+            .flatten()
+            .find(|c| c.def.id == id)
+            .cloned()
+    }
+
+    /// Every check, by service then configured order.
+    pub fn list(&self) -> Vec<CheckView> {
+        self.lock()
+            .services
+            .values()
+            .flatten()
+            .map(|c| view(c))
+            .collect()
+    }
+
+    /// A result of `check`; `force`: set the status whatever the thresholds (ttl expiry).
+    fn on_result(
+        &self,
+        check: &Arc<Check>,
+        health: Health,
+        output: String,
+        now: Time,
+        force: bool,
+    ) {
+        {
+            let mut st = check.lock();
+            st.results += 1;
+            st.last_result = Some(now);
+            let changed = if force {
+                st.damper.force(health, output)
+            } else {
+                st.damper.apply(health, output)
+            };
+            if changed {
+                debug!(check = %check.def.id, status = %st.damper.status, "check status changed");
+            }
+        }
+        let mut inner = self.lock();
+        let Some(checks) = inner.services.get(&check.def.service) else {
+            return; // replaced or removed meanwhile
+        };
+        if !checks.iter().any(|c| Arc::ptr_eq(c, check)) {
+            return;
+        }
+        if let Some(p) = current(checks) {
+            inner.rate.offer(&check.def.service, p);
+        }
+        drop(inner);
+        self.wake.notify_one();
+    }
+}
+
+/// A service's health from its checks, as the record carries it.
+fn current(checks: &[Arc<Check>]) -> Option<Published> {
+    let states: Vec<(Health, String)> = checks
+        .iter()
+        .map(|c| {
+            let st = c.lock();
+            (st.damper.status, st.damper.output.clone())
+        })
+        .collect();
+    damper::aggregate(states.iter().map(|(h, o)| (*h, o.as_str()))).map(|(h, o)| Published {
+        health: h,
+        output: output_line(o),
+    })
+}
+
+fn view(c: &Check) -> CheckView {
+    let st = c.lock();
+    CheckView {
+        id: c.def.id.clone(),
+        service: c.def.service.clone(),
+        kind: c.def.kind.word().to_string(),
+        target: match &c.def.kind {
+            CheckKind::Http(u) => u.to_string(),
+            CheckKind::Tcp(a) => a.to_string(),
+            CheckKind::Exec(v) => v.join(" "),
+            CheckKind::Ttl(d) => format!("{} ms", d.as_millis()),
+        },
+        status: st.damper.status,
+        output: st.damper.output.clone(),
+        results: st.results,
+        last_result_ms: st.last_result.map(|t| t.as_millis()),
+    }
+}
+
+/// One check's task: probe, report, wait out the interval (from the start of the probe), so
+/// that a check never runs twice at once; or, for a ttl check, turn critical when no update
+/// came within the ttl.
+async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
+    if let CheckKind::Ttl(ttl) = check.def.kind {
+        loop {
+            tokio::select! {
+                _ = check.ttl_reset.notified() => continue,
+                _ = tokio::time::sleep(ttl) => {}
+            }
+            let Some(sh) = shared.upgrade() else { return };
+            let now = sh.now();
+            sh.checks.on_result(
+                &check,
+                Health::Critical,
+                format!("TTL expired: no update within {} ms", ttl.as_millis()),
+                now,
+                true,
+            );
+            drop(sh);
+            // Expired: wait for the next update before counting again.
+            check.ttl_reset.notified().await;
+        }
+    }
+    loop {
+        let started = tokio::time::Instant::now();
+        let (health, output) = probe::probe(&check.def.kind, check.def.timeout).await;
+        let Some(sh) = shared.upgrade() else { return };
+        let now = sh.now();
+        sh.checks.on_result(&check, health, output, now, false);
+        drop(sh);
+        tokio::time::sleep_until(started + check.def.interval).await;
+    }
+}
+
+/// Publishes what `HealthRate` says is due, and sleeps until the next due time or a wake-up.
+async fn publisher(shared: Weak<AgentShared>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(sh) = shared.upgrade() else { return };
+            publish_due(&sh);
+            let next = sh.checks.lock().rate.next_due();
+            next.map(|t| {
+                tokio::time::Instant::from_std(sh.epoch())
+                    + std::time::Duration::from_millis(t.as_millis())
+            })
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+fn publish_due(sh: &AgentShared) {
+    let due = {
+        let now = sh.now();
+        sh.checks.lock().rate.due(now)
+    };
+    if due.is_empty() {
+        return;
+    }
+    let res = sh.with_node(|n, now| {
+        if n.has_left() {
+            return Ok(());
+        }
+        let mut meta = n.own_meta().clone();
+        for (svc, p) in &due {
+            if let Some(s) = meta.services.get_mut(svc) {
+                s.health = Some(p.health);
+                s.health_output = Some(p.output.clone());
+            }
+        }
+        fit(&mut meta);
+        n.set_meta(now, meta)
+    });
+    match res {
+        Ok(()) => debug!(services = due.len(), "published service health"),
+        Err(e) => warn!(error = %e, "could not publish service health"),
+    }
+}
+
+/// Shortens check outputs until the record fits its size limit (status first, output last).
+pub fn fit(meta: &mut NodeMeta) {
+    for max in [64usize, 16, 0] {
+        if !matches!(meta.validate(), Err(MetaError::TooLarge(_))) {
+            return;
+        }
+        for s in meta.services.values_mut() {
+            if let Some(o) = &mut s.health_output {
+                *o = damper::bounded(std::mem::take(o), max);
+            }
+        }
+    }
+}
