@@ -10,13 +10,14 @@
 
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
 use shoal_core::trust::TrustConfig;
-use shoal_core::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
+use shoal_core::{Node, NodeConfig, NodeMeta, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 enum Ev {
-    Timer(usize, NodeTimer),
+    /// Node `i` asked to be woken (`Node::poll_timeout`).
+    Wake(usize),
     Deliver(usize, SocketAddr, Vec<u8>),
 }
 
@@ -66,6 +67,8 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
         .collect();
     let mut queue: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
     let mut evs: Vec<Option<Ev>> = Vec::new();
+    // The earliest wake-up queued for each node.
+    let mut wake: Vec<Option<u64>> = vec![None; n];
     let mut seq = 0;
     let mut push = |queue: &mut BinaryHeap<_>, evs: &mut Vec<Option<Ev>>, at: u64, ev: Ev| {
         seq += 1;
@@ -85,11 +88,15 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
                      nodes: &mut Vec<Node>,
                      queue: &mut BinaryHeap<_>,
                      evs: &mut Vec<Option<Ev>>,
+                     wake: &mut Vec<Option<u64>>,
                      count: bool,
                      datagrams: &mut u64,
                      bytes: &mut u64| {
-        while let Some((at, t)) = nodes[i].poll_timer() {
-            push(queue, evs, at.as_millis(), Ev::Timer(i, t));
+        if let Some(at) = nodes[i].poll_timeout() {
+            if wake[i].is_none_or(|w| at.as_millis() < w) {
+                wake[i] = Some(at.as_millis());
+                push(queue, evs, at.as_millis(), Ev::Wake(i));
+            }
         }
         while let Some(t) = nodes[i].poll_transmit() {
             if count {
@@ -108,6 +115,7 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
             &mut nodes,
             &mut queue,
             &mut evs,
+            &mut wake,
             false,
             &mut datagrams,
             &mut bytes,
@@ -124,8 +132,11 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
         }
         let Some(ev) = evs[slot].take() else { continue };
         let i = match ev {
-            Ev::Timer(i, t) => {
-                nodes[i].handle_timer(Time(now), t);
+            Ev::Wake(i) => {
+                if wake[i] == Some(now) {
+                    wake[i] = None;
+                }
+                nodes[i].handle_timeout(Time(now));
                 i
             }
             Ev::Deliver(i, from, d) => {
@@ -139,6 +150,7 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
             &mut nodes,
             &mut queue,
             &mut evs,
+            &mut wake,
             counting,
             &mut datagrams,
             &mut bytes,

@@ -78,7 +78,7 @@ pub fn datagram(data: &[u8]) {
         n.handle_datagram(Time(t), from, &sealed);
         drain(&mut n);
     }
-    n.handle_timer(Time(1_000), shoal_core::NodeTimer::Tick);
+    n.handle_timeout(Time(1_000));
     drain(&mut n);
 }
 
@@ -92,7 +92,7 @@ fn drain(n: &mut Node) {
         out += t.data.len();
     }
     let _ = out;
-    while n.poll_timer().is_some() {}
+    let _ = n.poll_timeout();
     while n.poll_event().is_some() {}
 }
 

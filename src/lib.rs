@@ -5,6 +5,8 @@
 //! many cores in virtual time. `fuzzing` holds the fuzz targets (for `fuzz/` and the
 //! test suite).
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod api;
 pub mod cli;

@@ -2,6 +2,8 @@
 //! commands that talk to a local agent's API. All logic lives in the library; this file only
 //! parses the command line and turns errors into exit codes (`anyhow` at the edge).
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use shoal::agent::{init_logging, run_until_signal, Agent};
 use shoal::api::{self, ApiOptions};

@@ -45,7 +45,6 @@ fn spawn_loop(shared: Arc<AgentShared>) -> tokio::task::JoinHandle<()> {
             let events = {
                 let mut n = shared.lock();
                 while n.poll_transmit().is_some() {}
-                while n.poll_timer().is_some() {}
                 let mut v = Vec::new();
                 while let Some(e) = n.poll_event() {
                     v.push(e);

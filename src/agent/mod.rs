@@ -1,7 +1,7 @@
 //! The agent: drives one core `Node` with real time, one UDP socket and the local API.
 //!
-//! `runtime` owns the event loop (socket, timer queue, flushing outputs) and signal handling,
-//! `timers` the ordered timer queue, `logging` the subscriber and its reload handle, `reload`
+//! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
+//! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
 //! persisted served view, `alert` the guard's alert hook,
 //! `checks` the services' health checks, `datadir` the data directory (mode,
@@ -15,7 +15,6 @@ pub mod reload;
 pub mod runtime;
 pub mod shared;
 pub mod snapshot;
-pub mod timers;
 
 pub use logging::{init_logging, LogError, LogHandle};
 pub use runtime::{run_until_signal, Agent, AgentError, IoStats};

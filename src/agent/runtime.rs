@@ -1,8 +1,8 @@
-//! The agent's event loop: one UDP socket, one ordered timer queue, one core `Node`.
+//! The agent's event loop: one UDP socket, one core `Node` (which keeps its own timers).
 //!
-//! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, due timers and
-//! API wake-ups to the node and flushes what it produced (datagrams to the socket, timers to
-//! the queue, events to the broadcast and to the log), seed resolution with retry, and the
+//! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, timeouts (it
+//! sleeps until `Node::poll_timeout`) and API wake-ups to the node and flushes what it
+//! produced (datagrams to the socket, events to the broadcast and to the log), seed resolution with retry, and the
 //! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
 //! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
@@ -12,7 +12,6 @@ use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::LogHandle;
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
-use crate::agent::timers::TimerQueue;
 use crate::config::{seed_with_port, AgentArgs, Config};
 use shoal_core::{
     Event, EventKind, GuardTransition, LocalEvent, MemberChange, Node, NodeError, Time,
@@ -533,16 +532,16 @@ async fn run_loop(
     io: Arc<IoStats>,
     ctx: LoopCtx,
 ) {
-    let mut timers = TimerQueue::new();
     let mut buf = vec![0u8; RECV_BUF];
     let epoch = tokio::time::Instant::from_std(shared.epoch());
     let mut snap_every = tokio::time::interval(SNAPSHOT_EVERY);
     snap_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut saved_index = None;
-    flush(&socket, &shared, &mut timers, &io, &ctx).await;
+    flush(&socket, &shared, &io, &ctx).await;
     loop {
-        let deadline = timers
-            .next_deadline()
+        let deadline = shared
+            .lock()
+            .poll_timeout()
             .map(|t| epoch + Duration::from_millis(t.as_millis()));
         let sleep = async {
             match deadline {
@@ -583,30 +582,17 @@ async fn run_loop(
             },
             _ = sleep => {
                 let now = shared.now();
-                let mut node = shared.lock();
-                // One at a time, so that timers a handler arms are ordered with the rest.
-                while let Some((_, t)) = timers.pop_due(now) {
-                    node.handle_timer(now, t);
-                    while let Some((at, t)) = node.poll_timer() {
-                        timers.push(at, t);
-                    }
-                }
+                shared.lock().handle_timeout(now);
             }
         }
-        flush(&socket, &shared, &mut timers, &io, &ctx).await;
+        flush(&socket, &shared, &io, &ctx).await;
     }
     save_snapshot(&shared, &ctx.snap_path).await;
     debug!("event loop stopped");
 }
 
-/// Sends what the node produced, arms its timers, publishes and logs its events.
-async fn flush(
-    socket: &UdpSocket,
-    shared: &AgentShared,
-    timers: &mut TimerQueue,
-    io: &IoStats,
-    ctx: &LoopCtx,
-) {
+/// Sends what the node produced, publishes and logs its events.
+async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &LoopCtx) {
     let (transmits, events, left, keyring) = {
         let now = shared.now();
         let mut node = shared.lock();
@@ -615,9 +601,6 @@ async fn flush(
         let mut tx = Vec::new();
         while let Some(t) = node.poll_transmit() {
             tx.push(t);
-        }
-        while let Some((at, t)) = node.poll_timer() {
-            timers.push(at, t);
         }
         let mut evs = Vec::new();
         while let Some(e) = node.poll_event() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Baseline {
     /// A hash set: a cluster of thousands looks names up here on every change.
-    members: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    members: HashSet<Arc<str>, foldhash::fast::FixedState>,
     /// Baseline members that went down by failure, oldest first, with when.
     downs: VecDeque<(Time, Arc<str>)>,
 }

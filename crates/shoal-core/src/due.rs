@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct DueSet {
-    at: HashMap<Arc<str>, Time, foldhash::fast::RandomState>,
+    at: HashMap<Arc<str>, Time, foldhash::fast::FixedState>,
     order: BTreeSet<(Time, Arc<str>)>,
 }
 

@@ -93,7 +93,7 @@ pub fn generation_limit() -> u64 {
 /// miss, and every update received decodes an identity.
 struct IdCache {
     table: hashbrown::HashTable<IdEntry>,
-    hasher: foldhash::fast::RandomState,
+    hasher: foldhash::fast::FixedState,
     prune_at: usize,
 }
 
@@ -159,7 +159,7 @@ fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
             name: crate::intern::name(name),
             addr,
             generation,
-            shard: crate::sync::shard_hash(name),
+            shard: crate::hash::shard_hash(name),
         });
         let mut inline = [0u8; INLINE_NAME];
         if name.len() <= INLINE_NAME {
@@ -215,7 +215,7 @@ impl NodeId {
     /// The membership-sync shard (of `parts`) of this name: `sync::shard_of(name, parts)`
     /// without hashing the name again.
     pub fn shard(&self, parts: u32) -> u32 {
-        crate::sync::shard_in(self.inner.shard, parts)
+        crate::hash::shard_in(self.inner.shard, parts)
     }
 }
 
@@ -328,7 +328,7 @@ mod tests {
         for name in ["n1", "web-7", "a-much-longer-host-name.example.internal"] {
             let id = NodeId::new(name, a, 1);
             for parts in [1, 2, 7, 13, 1000] {
-                assert_eq!(id.shard(parts), crate::sync::shard_of(name, parts));
+                assert_eq!(id.shard(parts), crate::hash::shard_of(name, parts));
             }
         }
     }

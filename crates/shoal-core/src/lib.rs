@@ -3,11 +3,14 @@
 //! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
 //! file: time, randomness and I/O come in from the driver.
 
+#![forbid(unsafe_code)]
+
 pub mod baseline;
 pub mod due;
 pub mod duration;
 pub mod guard;
 pub mod guard_config;
+pub mod hash;
 pub mod health_guard;
 pub mod health_rate;
 pub mod identity;
@@ -15,15 +18,18 @@ pub mod intern;
 pub mod keyops;
 pub mod keyring;
 pub mod meta;
+pub mod meta_gossip;
 pub mod names;
 pub mod node;
 pub mod operator;
 pub mod profile;
 pub mod reach;
+pub mod record_cache;
 pub mod replay;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
+mod timers;
 pub mod trust;
 pub mod truth;
 pub mod wire;
@@ -44,8 +50,7 @@ pub use health_guard::{HealthGuard, HealthTransition};
 pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
-    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, NodeTimer, Stats,
-    Transmit,
+    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
 };
 pub use profile::{Profile, Timings};
 pub use snapshot::{Restored, Snapshot, SnapshotError};

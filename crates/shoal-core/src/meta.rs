@@ -2,10 +2,11 @@
 //!
 //! Owns `NodeMeta` (what an operator or app sets on a node), `MetaRecord` (that metadata
 //! versioned by its owner, the unit that is gossiped), the limits and their validation, the
-//! `MetaStore` every node keeps, and the foca `BroadcastHandler` that feeds received records
-//! into it. Only the owner ever creates a new version of its own record. Must not decide
-//! membership: a record says nothing about whether its node is alive.
+//! `MetaStore` every node keeps (`meta_gossip` feeds it what foca receives). Only the owner
+//! ever creates a new version of its own record. Must not decide membership: a record says
+//! nothing about whether its node is alive.
 
+use crate::hash::fnv1a;
 use crate::names::{NameTable, Named};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -272,31 +273,6 @@ fn record_header_max() -> usize {
     })
 }
 
-/// The leading fields of an encoded record, decoded without allocating.
-#[derive(Deserialize)]
-struct RecordHead<'a> {
-    #[serde(borrow)]
-    name: &'a str,
-    #[allow(dead_code)]
-    addr: SocketAddr,
-    generation: u64,
-    version: u64,
-}
-
-/// 64-bit FNV-1a: a stable hash that every build of shoal computes the same way.
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 fn record_hash(name: &str, generation: u64, version: u64) -> u64 {
     fnv1a(&[
         name.as_bytes(),
@@ -409,114 +385,9 @@ impl SharedMetaStore {
     }
 }
 
-/// Key of a record in foca's broadcast queue: a newer record of one node replaces an older one.
-#[derive(Debug, Clone)]
-pub struct MetaKey {
-    name: Arc<str>,
-    stamp: (u64, u64),
-}
-
-impl foca::Invalidates for MetaKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.name == other.name && self.stamp >= other.stamp
-    }
-
-    /// Records of one node share a key, so replacing one only looks at that node's records
-    /// instead of the whole backlog (vendored foca, see vendor/README.md).
-    fn invalidation_key(&self) -> Option<u64> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        self.name.hash(&mut h);
-        Some(h.finish())
-    }
-}
-
-/// Feeds metadata broadcasts received through foca into the shared store.
-pub struct MetaBroadcasts {
-    pub store: SharedMetaStore,
-    /// This node's name: nobody but this node writes its record.
-    pub own: Arc<str>,
-}
-
-impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
-    type Key = MetaKey;
-    type Error = MetaError;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&T>,
-    ) -> Result<Option<MetaKey>, MetaError> {
-        if data.len() > MAX_RECORD_BYTES {
-            return Err(MetaError::TooLarge(data.len()));
-        }
-        // Most records received are not newer than what we hold: read the stamp first and
-        // decode (and validate) the whole record only when it would be stored.
-        let head: RecordHead<'_> =
-            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
-        let stamp = (head.generation, head.version);
-        // `None`: the node adds its own record, already stored: spread it.
-        if sender.is_some() {
-            // Validated here as on the direct path (a Push): a valid name, not about us, not
-            // from the future.
-            if *head.name == *self.own {
-                // Our old records circulate after a restart: not an error, just never taken.
-                return Ok(None);
-            }
-            if crate::identity::validate_name(head.name).is_err() {
-                return Err(MetaError::Refused("invalid node name"));
-            }
-            if !stamp_acceptable(stamp, crate::identity::generation_limit()) {
-                return Err(MetaError::Refused(
-                    "generation or version far in the future",
-                ));
-            }
-        }
-        if sender.is_none() {
-            let rec = crate::intern::record_from_bytes(data, head.name, stamp)?;
-            return Ok(Some(MetaKey {
-                name: rec.name.clone(),
-                stamp,
-            }));
-        }
-        let mut store = self.store.lock();
-        if !store.is_newer(head.name, stamp) {
-            return Ok(None);
-        }
-        let rec = crate::intern::record_from_bytes(data, head.name, stamp)?;
-        let key = MetaKey {
-            name: rec.name.clone(),
-            stamp,
-        };
-        if store.offer(rec) {
-            Ok(Some(key))
-        } else {
-            Ok(None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meta_keys_of_one_node_share_an_invalidation_key() {
-        use foca::Invalidates;
-        let key = |name: &str, stamp| MetaKey {
-            name: Arc::from(name),
-            stamp,
-        };
-        let newer = key("web-1", (2, 1));
-        let older = key("web-1", (1, 9));
-        assert!(newer.invalidates(&older));
-        assert_eq!(newer.invalidation_key(), older.invalidation_key());
-        assert!(newer.invalidation_key().is_some());
-        assert_ne!(
-            newer.invalidation_key(),
-            key("web-2", (2, 1)).invalidation_key()
-        );
-    }
 
     fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {
         MetaRecord {

@@ -16,10 +16,10 @@
 //! sends the pings it returns. It never reads a clock and draws randomness only from the
 //! rng it is handed.
 
+use crate::hash::{FixedHashMap, FixedHashSet};
 use crate::time::Time;
 use rand::rngs::SmallRng;
 use rand::RngExt;
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,14 +52,14 @@ pub struct CheckResult {
     /// Baseline size the targets were drawn from (`targets` when not sampled).
     pub population: usize,
     /// Pinged peers that answered no round (minus late answers that came after).
-    pub unreached: HashSet<Arc<str>>,
+    pub unreached: FixedHashSet<Arc<str>>,
     /// Baseline peers SWIM already suspected when the check started: pinged once, no
     /// retries (a slow node under suspicion must not get a burst of pings); they count as
     /// not reached unless they answer.
     pub skipped: usize,
     /// Pinged peers that answered (direct evidence that they are alive, whatever SWIM
     /// concludes later).
-    pub reached: HashSet<Arc<str>>,
+    pub reached: FixedHashSet<Arc<str>>,
 }
 
 impl CheckResult {
@@ -116,7 +116,7 @@ pub struct Reach {
     check: Option<Check>,
     last: Option<CheckResult>,
     /// Targets of the last finished check by nonce, so that a late answer still counts.
-    late: HashMap<u64, Arc<str>>,
+    late: FixedHashMap<u64, Arc<str>>,
     seq: u64,
     /// No new check before this.
     next_allowed: Time,
@@ -141,7 +141,7 @@ impl Reach {
             connected_since: None,
             check: None,
             last: None,
-            late: HashMap::new(),
+            late: FixedHashMap::default(),
             seq: 0,
             next_allowed: Time::ZERO,
             spacing: probe_period,
@@ -265,10 +265,10 @@ impl Reach {
         &mut self,
         now: Time,
         mut candidates: Vec<(Arc<str>, SocketAddr)>,
-        suspects: &HashSet<Arc<str>>,
+        suspects: &FixedHashSet<Arc<str>>,
         rng: &mut SmallRng,
     ) -> Vec<(SocketAddr, u64)> {
-        let mut before: HashSet<Arc<str>> = self
+        let mut before: FixedHashSet<Arc<str>> = self
             .last
             .as_ref()
             .map(|r| r.unreached.clone())
@@ -354,8 +354,8 @@ impl Reach {
                 return (Vec::new(), false);
             };
             self.late.clear();
-            let mut unreached = HashSet::new();
-            let mut reached = HashSet::new();
+            let mut unreached = FixedHashSet::default();
+            let mut reached = FixedHashSet::default();
             for (i, (name, _)) in c.targets.iter().enumerate() {
                 if c.answered[i] {
                     reached.insert(name.clone());
@@ -416,7 +416,7 @@ mod tests {
     fn a_check_counts_who_answered_and_retries_the_others() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(1);
-        let pings = r.start(Time(0), peers(4), &HashSet::new(), &mut rng);
+        let pings = r.start(Time(0), peers(4), &FixedHashSet::default(), &mut rng);
         assert_eq!(pings.len(), 4);
         // n0 and n1 answer the first round.
         r.on_pong(Time(10), pings[0].1);
@@ -444,7 +444,7 @@ mod tests {
     fn a_large_baseline_is_sampled_and_estimated() {
         let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
         let mut rng = SmallRng::seed_from_u64(2);
-        let pings = r.start(Time(0), peers(1000), &HashSet::new(), &mut rng);
+        let pings = r.start(Time(0), peers(1000), &FixedHashSet::default(), &mut rng);
         assert_eq!(pings.len(), SAMPLE);
         let mut t = 0;
         loop {

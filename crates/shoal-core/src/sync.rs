@@ -6,7 +6,9 @@
 //! datagram-sized messages. The node decides when to send them and what to do with them;
 //! this module must not touch any state.
 
-use crate::meta::{fnv1a, MetaRecord};
+use crate::hash::{fnv1a, mix};
+pub use crate::hash::{shard_hash, shard_in, shard_of};
+use crate::meta::MetaRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,32 +23,6 @@ pub const FILTER_HASHES: u8 = 7;
 pub const MAX_FILTER_HASHES: u8 = 16;
 /// Most shards a received filter may claim.
 pub const MAX_PARTS: u32 = 1 << 16;
-
-/// Finalizer of MurmurHash3: spreads FNV-1a's bits (its low bits are weak on short names).
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h
-}
-
-/// The shard (of `parts`) a member name belongs to; stable across builds and platforms.
-pub fn shard_of(name: &str, parts: u32) -> u32 {
-    shard_in(shard_hash(name), parts)
-}
-
-/// The hash `shard_of` reduces: computed once per identity (see `NodeId::shard`), so that
-/// scanning thousands of members for one shard reads no name.
-pub fn shard_hash(name: &str) -> u64 {
-    mix(fnv1a(&[b"shoal-shard", name.as_bytes()]))
-}
-
-/// The shard (of `parts`) of a name whose `shard_hash` is `hash`.
-pub fn shard_in(hash: u64, parts: u32) -> u32 {
-    (hash % u64::from(parts.max(1))) as u32
-}
 
 /// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

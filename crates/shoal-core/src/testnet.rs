@@ -1,14 +1,15 @@
 //! A tiny deterministic network for the core's unit tests: nodes exchange datagrams with a
-//! fixed 1 ms latency, timers fire in deadline order, and nodes can be cut off or crashed.
+//! fixed 1 ms latency, each node is woken at its `poll_timeout`, and nodes can be cut off or crashed.
 //! Test-only; the simulator (`shoal_sim`) is the full-featured driver.
 
-use crate::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
+use crate::{Node, NodeConfig, NodeMeta, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 
 enum Ev {
-    Timer(usize, NodeTimer),
+    /// Node `i` asked to be woken now (`Node::poll_timeout`).
+    Wake(usize),
     Deliver(usize, SocketAddr, Vec<u8>),
 }
 
@@ -20,6 +21,8 @@ pub struct TestNet {
     /// One-way links that drop everything: `(from, to)`.
     pub blocked: BTreeSet<(usize, usize)>,
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    /// The earliest wake-up queued for each node.
+    wake: Vec<Option<Time>>,
     evs: Vec<Option<Ev>>,
     seq: u64,
     pub now: Time,
@@ -76,6 +79,7 @@ impl TestNet {
             cut: BTreeSet::new(),
             blocked: BTreeSet::new(),
             queue: BinaryHeap::new(),
+            wake: vec![None; n],
             evs: Vec::new(),
             seq: 0,
             now: Time(0),
@@ -111,8 +115,14 @@ impl TestNet {
     }
 
     pub fn flush(&mut self, i: usize) {
-        while let Some((at, t)) = self.nodes[i].poll_timer() {
-            self.push(at, i, Ev::Timer(i, t));
+        if self.wake.len() < self.nodes.len() {
+            self.wake.resize(self.nodes.len(), None);
+        }
+        if let Some(at) = self.nodes[i].poll_timeout() {
+            if self.wake[i].is_none_or(|w| at < w) {
+                self.wake[i] = Some(at);
+                self.push(at, i, Ev::Wake(i));
+            }
         }
         let from = self.nodes[i].config().advertise;
         while let Some(tx) = self.nodes[i].poll_transmit() {
@@ -154,11 +164,14 @@ impl TestNet {
                 continue;
             };
             match ev {
-                Ev::Timer(i, t) => {
+                Ev::Wake(i) => {
+                    if self.wake[i] == Some(at) {
+                        self.wake[i] = None;
+                    }
                     if self.crashed.contains(&i) {
                         continue;
                     }
-                    self.nodes[i].handle_timer(at, t);
+                    self.nodes[i].handle_timeout(at);
                     self.flush(i);
                 }
                 Ev::Deliver(i, from, data) => {

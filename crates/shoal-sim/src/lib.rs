@@ -7,6 +7,8 @@
 //! with inline SVG plots. This module drives the same `core::Node` the agent runs; it must
 //! not reimplement or patch any of its decisions.
 
+#![forbid(unsafe_code)]
+
 pub mod growth;
 pub mod health;
 pub mod measure;

@@ -4,6 +4,8 @@
 //! the guard modes (in parallel threads for small clusters), the progress bar on stderr and
 //! the output files. Must not compute anything the library does.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use shoal_core::GuardMode;

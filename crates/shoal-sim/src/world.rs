@@ -13,9 +13,7 @@ use crate::queue::EventQueue;
 use crate::scenario::{FaultKind, Scenario};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use shoal_core::{
-    EventKind, GuardMode, Node, NodeConfig, NodeError, NodeMeta, NodeTimer, Service, Time,
-};
+use shoal_core::{EventKind, GuardMode, Node, NodeConfig, NodeError, NodeMeta, Service, Time};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -42,10 +40,10 @@ enum Ev {
         node: u32,
         keep_data: bool,
     },
-    Timer {
+    /// The node asked to be woken now (`Node::poll_timeout`).
+    Wake {
         node: u32,
         life: u32,
-        timer: NodeTimer,
     },
     Deliver {
         node: u32,
@@ -99,6 +97,8 @@ struct Host {
     busy_until: u64,
     pause_until: u64,
     delay_us: u64,
+    /// The earliest wake-up queued for this life of the node (µs).
+    wake: Option<u64>,
     /// What the data directory would hold: known peers at the crash.
     known_peers: Vec<SocketAddr>,
     /// And the served view the agent would have saved (`snapshot.json`).
@@ -170,6 +170,7 @@ impl<'a> World<'a> {
                 busy_until: 0,
                 pause_until: 0,
                 delay_us: 0,
+                wake: None,
                 known_peers: Vec::new(),
                 snapshot: None,
                 generation: 0,
@@ -290,18 +291,21 @@ impl<'a> World<'a> {
             self.events += 1;
             match ev {
                 Ev::Start { node, keep_data } => self.start(node as usize, keep_data)?,
-                Ev::Timer { node, life, timer } => {
+                Ev::Wake { node, life } => {
                     let i = node as usize;
                     if !self.running(i) || self.hosts[i].life != life {
                         continue;
                     }
+                    if self.hosts[i].wake == Some(at) {
+                        self.hosts[i].wake = None;
+                    }
                     if let Some(hold) = self.hold(i) {
-                        self.push(hold, Ev::Timer { node, life, timer });
+                        self.wake_at(i, hold);
                         continue;
                     }
                     let now = Time(self.now_ms());
                     if let Some(n) = self.hosts[i].node.as_mut() {
-                        n.handle_timer(now, timer);
+                        n.handle_timeout(now);
                     }
                     self.after_handle(i);
                 }
@@ -404,6 +408,17 @@ impl<'a> World<'a> {
         let h = &self.hosts[i];
         let t = h.pause_until.max(h.busy_until);
         (t > self.now).then_some(t)
+    }
+
+    /// Queues a wake-up of node `i` at `at` (µs) unless one as early is queued already.
+    fn wake_at(&mut self, i: usize, at: u64) {
+        let at = at.max(self.now);
+        let h = &mut self.hosts[i];
+        if h.wake.is_none_or(|w| at < w) {
+            h.wake = Some(at);
+            let (node, life) = (i as u32, h.life);
+            self.push(at, Ev::Wake { node, life });
+        }
     }
 
     fn after_handle(&mut self, i: usize) {
@@ -562,14 +577,11 @@ impl<'a> World<'a> {
     /// Collects a node's outputs: timers into the queue, datagrams into the network, events
     /// into the recorder.
     fn flush(&mut self, i: usize, send_at: u64) {
-        let life = self.hosts[i].life;
-        let mut timers = Vec::new();
+        let mut timeout = None;
         let mut txs = std::mem::take(&mut self.tx_buf);
         let mut evs = std::mem::take(&mut self.ev_buf);
         if let Some(n) = self.hosts[i].node.as_mut() {
-            while let Some(t) = n.poll_timer() {
-                timers.push(t);
-            }
+            timeout = n.poll_timeout();
             while let Some(tx) = n.poll_transmit() {
                 txs.push((tx.dst, tx.data));
             }
@@ -577,15 +589,8 @@ impl<'a> World<'a> {
                 evs.push(e);
             }
         }
-        for (deadline, timer) in timers {
-            self.push(
-                us(deadline.0),
-                Ev::Timer {
-                    node: i as u32,
-                    life,
-                    timer,
-                },
-            );
+        if let Some(deadline) = timeout {
+            self.wake_at(i, us(deadline.0));
         }
         let t_ms = send_at / 1000;
         for (dst, data) in txs.drain(..) {
@@ -668,6 +673,7 @@ impl<'a> World<'a> {
         }
         h.state = state;
         h.life += 1;
+        h.wake = None;
         h.busy_until = 0;
         h.pause_until = 0;
         self.rec.node_down(i, now_ms);

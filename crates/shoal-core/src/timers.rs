@@ -1,35 +1,34 @@
-//! The agent's one ordered timer queue.
+//! The node's one ordered timer queue (drivers see only `Node::poll_timeout`).
 //!
-//! Owns `TimerQueue`: every timer the node asked for, keyed by (deadline, arrival sequence),
+//! Owns `TimerQueue`: every timer the node armed, keyed by (deadline, arrival sequence),
 //! so that due timers come out in deadline order and ties in the order they were armed (foca
-//! relies on that). The event loop sleeps until `next_deadline()`; there is never one
-//! sleeping task per timer. It must not read a clock: the caller passes `now`.
+//! relies on that). It must not read a clock: the caller passes `now`.
 
-use shoal_core::{NodeTimer, Time};
+use crate::time::Time;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-struct Entry {
+struct Entry<T> {
     at: Time,
     seq: u64,
-    timer: NodeTimer,
+    timer: T,
 }
 
-impl PartialEq for Entry {
+impl<T> PartialEq for Entry<T> {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at && self.seq == other.seq
     }
 }
 
-impl Eq for Entry {}
+impl<T> Eq for Entry<T> {}
 
-impl PartialOrd for Entry {
+impl<T> PartialOrd for Entry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Entry {
+impl<T> Ord for Entry<T> {
     /// Reversed, so that the max-heap pops the earliest deadline, then the lowest sequence.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -37,19 +36,27 @@ impl Ord for Entry {
 }
 
 /// Timers ordered by deadline, then by the order they were pushed.
-#[derive(Default)]
-pub struct TimerQueue {
-    heap: BinaryHeap<Entry>,
+pub(crate) struct TimerQueue<T> {
+    heap: BinaryHeap<Entry<T>>,
     seq: u64,
 }
 
-impl TimerQueue {
+impl<T> Default for TimerQueue<T> {
+    fn default() -> Self {
+        TimerQueue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<T> TimerQueue<T> {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Arms `timer` for `at`.
-    pub fn push(&mut self, at: Time, timer: NodeTimer) {
+    pub fn push(&mut self, at: Time, timer: T) {
         self.seq += 1;
         self.heap.push(Entry {
             at,
@@ -64,30 +71,29 @@ impl TimerQueue {
     }
 
     /// The next timer whose deadline is at or before `now`, in order.
-    pub fn pop_due(&mut self, now: Time) -> Option<(Time, NodeTimer)> {
+    pub fn pop_due(&mut self, now: Time) -> Option<(Time, T)> {
         if self.heap.peek()?.at > now {
             return None;
         }
         self.heap.pop().map(|e| (e.at, e.timer))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.heap.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_core::identity::NodeId;
+    use crate::identity::NodeId;
+    use crate::node::NodeTimer;
 
     fn swim(n: u64) -> NodeTimer {
         // Distinct timers, told apart by the probe number they carry.
@@ -99,7 +105,7 @@ mod tests {
 
     #[test]
     fn empty_queue_has_no_deadline() {
-        let mut q = TimerQueue::new();
+        let mut q: TimerQueue<NodeTimer> = TimerQueue::new();
         assert!(q.is_empty());
         assert_eq!(q.next_deadline(), None);
         assert_eq!(q.pop_due(Time(u64::MAX)), None);

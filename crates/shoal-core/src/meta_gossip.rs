@@ -1,0 +1,131 @@
+//! Metadata records through foca: the key that lets a newer record of a node replace an
+//! older one in foca's broadcast queue, and the `BroadcastHandler` that validates received
+//! records (name, stamp, not ours) and feeds them into the shared store.
+//!
+//! Must not decide membership, and must not keep any state but the store handle it is given.
+
+use crate::meta::{stamp_acceptable, MetaError, SharedMetaStore, MAX_RECORD_BYTES};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The leading fields of an encoded record, decoded without allocating.
+#[derive(Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+    #[allow(dead_code)]
+    addr: SocketAddr,
+    generation: u64,
+    version: u64,
+}
+
+/// Key of a record in foca's broadcast queue: a newer record of one node replaces an older one.
+#[derive(Debug, Clone)]
+pub struct MetaKey {
+    name: Arc<str>,
+    stamp: (u64, u64),
+}
+
+impl foca::Invalidates for MetaKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && self.stamp >= other.stamp
+    }
+
+    /// Records of one node share a key, so replacing one only looks at that node's records
+    /// instead of the whole backlog (vendored foca, see vendor/README.md).
+    fn invalidation_key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.name.hash(&mut h);
+        Some(h.finish())
+    }
+}
+
+/// Feeds metadata broadcasts received through foca into the shared store.
+pub struct MetaBroadcasts {
+    pub store: SharedMetaStore,
+    /// This node's name: nobody but this node writes its record.
+    pub own: Arc<str>,
+}
+
+impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
+    type Key = MetaKey;
+    type Error = MetaError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&T>,
+    ) -> Result<Option<MetaKey>, MetaError> {
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(data.len()));
+        }
+        // Most records received are not newer than what we hold: read the stamp first and
+        // decode (and validate) the whole record only when it would be stored.
+        let head: RecordHead<'_> =
+            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        let stamp = (head.generation, head.version);
+        // `None`: the node adds its own record, already stored: spread it.
+        if sender.is_some() {
+            // Validated here as on the direct path (a Push): a valid name, not about us, not
+            // from the future.
+            if *head.name == *self.own {
+                // Our old records circulate after a restart: not an error, just never taken.
+                return Ok(None);
+            }
+            if crate::identity::validate_name(head.name).is_err() {
+                return Err(MetaError::Refused("invalid node name"));
+            }
+            if !stamp_acceptable(stamp, crate::identity::generation_limit()) {
+                return Err(MetaError::Refused(
+                    "generation or version far in the future",
+                ));
+            }
+        }
+        if sender.is_none() {
+            let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+            return Ok(Some(MetaKey {
+                name: rec.name.clone(),
+                stamp,
+            }));
+        }
+        let mut store = self.store.lock();
+        if !store.is_newer(head.name, stamp) {
+            return Ok(None);
+        }
+        let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+        let key = MetaKey {
+            name: rec.name.clone(),
+            stamp,
+        };
+        if store.offer(rec) {
+            Ok(Some(key))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_keys_of_one_node_share_an_invalidation_key() {
+        use foca::Invalidates;
+        let key = |name: &str, stamp| MetaKey {
+            name: Arc::from(name),
+            stamp,
+        };
+        let newer = key("web-1", (2, 1));
+        let older = key("web-1", (1, 9));
+        assert!(newer.invalidates(&older));
+        assert_eq!(newer.invalidation_key(), older.invalidation_key());
+        assert!(newer.invalidation_key().is_some());
+        assert_ne!(
+            newer.invalidation_key(),
+            key("web-2", (2, 1)).invalidation_key()
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Restarts and operator commands: the snapshot a node persists, restoring it after a
+//! restart (served as `warming`, its peers used as seeds), adopting a formed cluster's
+//! membership before `start`, and the operator's `force-leave` sent to every member.
+//!
+//! A child module of `node` (it reaches the node's fields). Must stay sans-IO: the driver
+//! reads and writes the snapshot file.
+
+use super::*;
+
+impl Node {
+    /// Operator `force-leave` (Serf's name): `name` failed for good; stop holding it here and
+    /// tell every active member to do the same (`core::operator`). Refused for this node and
+    /// for a member SWIM believes alive or suspect (it would come back at once). Returns
+    /// whether it was held here and how many members were told.
+    pub fn force_leave(&mut self, now: Time, name: &str) -> Result<(bool, usize), NodeError> {
+        use crate::operator::OperatorMsg;
+        self.now = now;
+        if name == self.cfg.name {
+            return Err(NodeError::ForceLeave(
+                "this is the local node; use leave to leave gracefully".into(),
+            ));
+        }
+        match self.truth.get(name).map(|m| m.state) {
+            Some(TruthState::Alive | TruthState::Suspect) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "{name} is alive according to SWIM; force-leave only removes failed or \
+                     held members (stop it first, or let it leave gracefully)"
+                )))
+            }
+            None if self.guard.ghosts().all(|(n, _)| **n != *name) => {
+                return Err(NodeError::ForceLeave(format!(
+                    "no member named {name:?} is known to this agent"
+                )))
+            }
+            _ => {}
+        }
+        let released = self.guard.release(name);
+        let body = OperatorMsg::ForceLeave {
+            name: name.to_string(),
+        }
+        .encode();
+        let me = self.foca.identity().addr();
+        let peers: Vec<SocketAddr> = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .map(|(_, m)| m.id.addr())
+            .collect();
+        for dst in &peers {
+            wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
+            self.out.buf.extend_from_slice(&body);
+            if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
+                break;
+            }
+            self.stats.tx_datagrams += 1;
+            self.stats.tx_bytes += self.out.buf.len() as u64;
+            self.out.transmits.push_back(Transmit {
+                dst: *dst,
+                data: self.out.buf.clone(),
+            });
+        }
+        self.after_input(now);
+        Ok((released, peers.len()))
+    }
+
+    /// An operator command from another agent: applied only where SWIM agrees the member is
+    /// gone (a live member is never removed by it).
+    pub(super) fn handle_operator(&mut self, msg: crate::operator::OperatorMsg) {
+        use crate::operator::OperatorMsg;
+        match msg {
+            OperatorMsg::ForceLeave { name } => {
+                let gone = match self.truth.get(name.as_str()) {
+                    Some(m) => !m.state.is_active(),
+                    None => true,
+                };
+                if gone && name != self.cfg.name {
+                    self.guard.release(&name);
+                }
+            }
+        }
+    }
+
+    /// Restores a snapshot taken by this node before a restart; call before `start`. A fresh
+    /// enough snapshot is served as `warming` until synced; its peers are used to rejoin
+    /// either way.
+    pub fn restore(
+        &mut self,
+        now: Time,
+        snap: Snapshot,
+        now_unix_ms: u64,
+    ) -> Result<Restored, NodeError> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(snap.version).into());
+        }
+        if snap.node != self.cfg.name {
+            return Err(SnapshotError::WrongNode {
+                expected: self.cfg.name.clone(),
+                found: snap.node,
+            }
+            .into());
+        }
+        if self.started {
+            return Err(SnapshotError::AlreadyStarted.into());
+        }
+        self.now = now;
+        // Up to 16 known peers join the seeds; the rest stay reachable through the view.
+        let me = self.cfg.advertise;
+        let mut peers: Vec<SocketAddr> = snap
+            .known_peers
+            .iter()
+            .copied()
+            .filter(|a| *a != me && !self.seeds.contains(a))
+            .collect();
+        let mut added = 0;
+        while !peers.is_empty() && added < 16 {
+            let p = peers.swap_remove(self.rng.random_range(0..peers.len()));
+            self.seeds.push(p);
+            added += 1;
+        }
+        let age = snap.age(now_unix_ms);
+        if age > self.cfg.guard.snapshot_max_age {
+            return Ok(Restored::PeersOnly { age, peers: added });
+        }
+        let members: Vec<MemberView> = snap
+            .members
+            .into_iter()
+            .filter(|m| m.name != self.cfg.name)
+            .collect();
+        let n = members.iter().filter(|m| m.status.is_serving()).count();
+        self.guard.restore(now, members, snap.baseline, age);
+        for (name, g) in self.guard.ghosts() {
+            self.served_ghosts.insert(name.clone(), g.status);
+        }
+        let views: Vec<MemberView> = self.guard.ghosts().map(|(_, g)| g.clone()).collect();
+        for view in views {
+            self.push_event(
+                now,
+                EventKind::Member {
+                    change: MemberChange::Joined,
+                    previous: None,
+                    member: view,
+                },
+            );
+        }
+        self.after_input(now);
+        Ok(Restored::Served {
+            members: n,
+            peers: added,
+        })
+    }
+
+    /// Takes over the membership of a formed cluster before `start`, as a full state
+    /// transfer from a peer would deliver it (foca's `apply_many` "state replication"): the
+    /// records go to the metadata store, the members to SWIM as alive, without spreading
+    /// them again (everyone holds them already). Each member is served from here on, without
+    /// an event (the caller knows what it handed in: a formed cluster of thousands would
+    /// otherwise queue thousands of events on each node). The simulator uses this to start a cluster
+    /// as formed, so that a run measures faults on a steady cluster rather than the storm of
+    /// every node joining at once. Our own entry, if listed, is skipped.
+    pub fn adopt_members(
+        &mut self,
+        now: Time,
+        members: &[(NodeId, Arc<MetaRecord>)],
+    ) -> Result<(), NodeError> {
+        if self.started {
+            return Err(NodeError::AlreadyStarted);
+        }
+        self.now = now;
+        let own = self.foca.identity().clone();
+        self.truth.reserve(members.len());
+        {
+            let mut store = self.store.lock();
+            store.reserve(members.len());
+            for (id, rec) in members {
+                if id.name() != own.name() && rec.name == *id.name() {
+                    store.offer(rec.clone());
+                }
+            }
+            // Served with their members below: no separate change events.
+            store.take_changed();
+        }
+        let ids = members
+            .iter()
+            .filter(|(id, _)| id.name() != own.name() && id.addr() != own.addr())
+            .map(|(id, _)| foca::Member::alive(id.clone()));
+        self.adopting = true;
+        self.swim(now, |foca, rt| foca.apply_many(ids, false, rt));
+        self.after_input(now);
+        self.adopting = false;
+        Ok(())
+    }
+
+    /// What to persist so that a restart serves the last view (see `restore`).
+    pub fn snapshot(&self, now_unix_ms: u64) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            node: self.cfg.name.clone(),
+            taken_at_unix_ms: now_unix_ms,
+            members: self.members(),
+            baseline: self.guard.baseline().map(|n| n.to_string()).collect(),
+            known_peers: self.known_peers(),
+            guard: self.guard.report(),
+        }
+    }
+}

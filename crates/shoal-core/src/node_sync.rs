@@ -1,0 +1,462 @@
+//! Anti-entropy: our records and members reconciled with peers. Digests and wants of
+//! metadata records, pushes of records (validated here), membership filters answered with
+//! intros, fetches of missing records (a peer first, then the member), discovery of nodes
+//! known by record but missed by SWIM, and what a changed record does to the truth.
+//!
+//! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
+
+use super::*;
+
+impl Node {
+    pub(super) fn send_shoal(&mut self, dst: SocketAddr, msg: &ShoalMsg) {
+        let body = msg.encode();
+        wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Shoal);
+        self.out.buf.extend_from_slice(&body);
+        if self.out.buf.len() > MAX_DATAGRAM {
+            return;
+        }
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += self.out.buf.len() as u64;
+        self.out.transmits.push_back(Transmit {
+            dst,
+            data: self.out.buf.clone(),
+        });
+    }
+
+    pub(super) fn shoal_budget(&self) -> usize {
+        MAX_DATAGRAM - wire::overhead(&self.cfg.cluster_label) - 8
+    }
+
+    pub(super) fn handle_shoal(&mut self, now: Time, from: SocketAddr, msg: ShoalMsg) {
+        if self.left {
+            return;
+        }
+        match msg {
+            ShoalMsg::Digest {
+                fingerprint,
+                count,
+                entries,
+                replies,
+            } => {
+                let (mine_fp, mine_count) = {
+                    let s = self.store.lock();
+                    (s.fingerprint(), s.len() as u32)
+                };
+                if fingerprint == mine_fp && count == mine_count {
+                    return;
+                }
+                let mut want = Vec::new();
+                let mut push = Vec::new();
+                {
+                    let s = self.store.lock();
+                    for e in entries {
+                        match s.get(&e.name) {
+                            None => want.push(e.name),
+                            Some(r) if r.stamp() < (e.generation, e.version) => want.push(e.name),
+                            Some(r) if r.stamp() > (e.generation, e.version) => {
+                                push.extend(s.get_shared(&e.name).cloned())
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                for m in pack_push(push, self.shoal_budget()) {
+                    self.send_shoal(from, &m);
+                }
+                if !want.is_empty() {
+                    self.send_want(from, want);
+                }
+                if replies > 0 {
+                    let d = self.digest(replies.min(2) - 1);
+                    self.send_shoal(from, &d);
+                }
+            }
+            ShoalMsg::Want { names } => {
+                let recs: Vec<Arc<MetaRecord>> = {
+                    let s = self.store.lock();
+                    names
+                        .iter()
+                        .take(256)
+                        .filter_map(|n| s.get_shared(n).cloned())
+                        .collect()
+                };
+                for m in pack_push(recs, self.shoal_budget()) {
+                    self.send_shoal(from, &m);
+                }
+            }
+            ShoalMsg::Members {
+                part,
+                parts,
+                filter,
+            } => self.answer_member_filter(from, part, parts, &filter),
+            ShoalMsg::Intro { members } => self.apply_intros(now, members),
+            ShoalMsg::Ping { nonce } => self.send_shoal(from, &ShoalMsg::Pong { nonce }),
+            ShoalMsg::Pong { nonce } => {
+                // A peer SWIM has given up on answers: it is back, tell SWIM so now rather
+                // than at the next periodic announce (heals a partition in one round trip).
+                if let Some((name, addr)) = self.reach.on_pong(now, nonce) {
+                    let known_alive = self
+                        .truth
+                        .get(&name)
+                        .is_some_and(|m| m.state.is_active() && m.id.addr() == addr);
+                    if !known_alive {
+                        self.announce(now, addr);
+                    }
+                }
+            }
+            ShoalMsg::Push { records } => {
+                let mut relay = Vec::new();
+                let mut s = self.store.lock();
+                for r in records {
+                    // Nobody but us writes our record.
+                    if *r.name == *self.cfg.name {
+                        self.stats.dropped_refused += 1;
+                        continue;
+                    }
+                    // Most records are not newer than ours: check that before validating.
+                    if !s.is_newer(&r.name, r.stamp()) {
+                        self.stats.meta_records_received += 1;
+                        continue;
+                    }
+                    if crate::identity::validate_name(&r.name).is_err() {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    }
+                    if !crate::meta::stamp_acceptable(r.stamp(), self.generation_limit(now)) {
+                        self.stats.dropped_refused += 1;
+                        continue;
+                    }
+                    let r = Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone());
+                    let Ok(r) = crate::record_cache::record(r) else {
+                        self.stats.dropped_bad_metadata += 1;
+                        continue;
+                    };
+                    self.stats.meta_records_received += 1;
+                    let leaving = r.leaving.then(|| r.encode());
+                    if s.offer(r) {
+                        relay.extend(leaving);
+                    }
+                }
+                drop(s);
+                // A graceful leave must reach everyone as intent before the failure detector
+                // calls it a failure: spread leaving records learned by direct push.
+                for data in relay {
+                    let _ = self.foca.add_broadcast(&data);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    pub(super) fn send_want(&mut self, dst: SocketAddr, mut names: Vec<Arc<str>>) {
+        let budget = self.shoal_budget();
+        while !names.is_empty() {
+            let mut size = 4;
+            let mut n = 0;
+            for name in &names {
+                size += name.len() + 2;
+                if size > budget {
+                    break;
+                }
+                n += 1;
+            }
+            let n = n.max(1);
+            let rest = names.split_off(n.min(names.len()));
+            self.send_shoal(dst, &ShoalMsg::Want { names });
+            names = rest;
+        }
+    }
+
+    /// Opens a membership anti-entropy round with `dst`: a Bloom filter of the members we
+    /// know as active in one shard of the name space (the shard rotates every round).
+    pub(super) fn send_member_filter(&mut self, dst: SocketAddr) {
+        let active = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active())
+            .count();
+        let parts = active.div_ceil(SHARD_TARGET).clamp(1, u32::MAX as usize) as u32;
+        let part = self.member_part % parts;
+        self.member_part = self.member_part.wrapping_add(1);
+        let names: Vec<&Arc<str>> = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active() && (parts == 1 || m.id.shard(parts) == part))
+            .map(|(n, _)| n)
+            .collect();
+        // part, parts, hash count and length prefix take at most 16 bytes.
+        let mut filter = NameFilter::for_names(names.len(), self.shoal_budget() - 16);
+        for n in names {
+            filter.insert(n);
+        }
+        self.stats.member_sync_rounds += 1;
+        self.send_shoal(
+            dst,
+            &ShoalMsg::Members {
+                part,
+                parts,
+                filter,
+            },
+        );
+    }
+
+    /// Answers a membership filter with the active members of its shard it lacks.
+    pub(super) fn answer_member_filter(
+        &mut self,
+        from: SocketAddr,
+        part: u32,
+        parts: u32,
+        filter: &NameFilter,
+    ) {
+        if parts == 0 || parts > crate::sync::MAX_PARTS || part >= parts || !filter.is_valid() {
+            self.stats.dropped_decode += 1;
+            return;
+        }
+        let mut missing: Vec<IntroEntry> = self
+            .truth
+            .iter()
+            .filter(|(n, m)| {
+                m.state.is_active()
+                    && m.id.addr() != from
+                    && (parts == 1 || m.id.shard(parts) == part)
+                    && !filter.contains(n)
+            })
+            .map(|(n, m)| IntroEntry {
+                name: n.clone(),
+                addr: m.id.addr(),
+                generation: m.id.generation(),
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        // More than fits: start at a random place so that repeated rounds cover them all.
+        let start = self.rng.random_range(0..missing.len());
+        missing.rotate_left(start);
+        for m in pack_intro(missing, self.shoal_budget(), INTRO_MSGS_PER_ROUND) {
+            if let ShoalMsg::Intro { members } = &m {
+                self.stats.member_intros_sent += members.len() as u64;
+            }
+            self.send_shoal(from, &m);
+        }
+    }
+
+    /// Hands members a peer knows as active (and we do not) to SWIM, as a feed would.
+    pub(super) fn apply_intros(&mut self, now: Time, members: Vec<IntroEntry>) {
+        let own_addr = self.foca.identity().addr();
+        let mut ids = Vec::new();
+        for e in members.into_iter().take(256) {
+            if *e.name == *self.cfg.name || e.addr == own_addr {
+                continue;
+            }
+            if validate_name(&e.name).is_err() {
+                self.stats.dropped_bad_metadata += 1;
+                continue;
+            }
+            if e.generation > self.generation_limit(now) {
+                self.stats.dropped_refused += 1;
+                continue;
+            }
+            // Known in this generation or a newer one: SWIM already has the better word.
+            if let Some(m) = self.truth.get(&e.name) {
+                if m.id.generation() >= e.generation {
+                    continue;
+                }
+            }
+            ids.push(NodeId::new(&e.name, e.addr, e.generation));
+        }
+        if ids.is_empty() {
+            return;
+        }
+        self.stats.member_intros_applied += ids.len() as u64;
+        // Re-broadcast like any news: others likely missed these members too. (Tried without:
+        // the 1,000-node join reached full view later on 2 seeds of 3, never on one.)
+        self.swim(now, |foca, rt| {
+            foca.apply_many(ids.into_iter().map(foca::Member::alive), true, rt)
+        });
+    }
+
+    /// A digest of our records: the fingerprint of all of them and a rotating slice.
+    pub(super) fn digest(&mut self, replies: u8) -> ShoalMsg {
+        let budget = self.shoal_budget() - 24;
+        let s = self.store.lock();
+        let mut entries = Vec::new();
+        let mut size = 0;
+        let start = self.sync_cursor;
+        let mut walked = 0;
+        let names = self.truth.names_rotated(start);
+        for name in names {
+            if let Some(r) = s.get(name) {
+                let e = DigestEntry {
+                    name: name.clone(),
+                    generation: r.generation,
+                    version: r.version,
+                };
+                if size + e.max_encoded_len() > budget {
+                    break;
+                }
+                size += e.max_encoded_len();
+                entries.push(e);
+            }
+            walked += 1;
+        }
+        self.sync_cursor = start.wrapping_add(walked);
+        ShoalMsg::Digest {
+            fingerprint: s.fingerprint(),
+            count: s.len() as u32,
+            entries,
+            replies,
+        }
+    }
+
+    /// Asks for the metadata records still missing once their wait is over: first in
+    /// batches from random peers (a member known for a while is known with its record by
+    /// most), then, for what that did not bring, from each member itself. Entries whose
+    /// record came meanwhile, or whose member is gone, are skipped without using up budget.
+    pub(super) fn fetch_missing_meta(&mut self, now: Time) {
+        let budget = self.shoal_budget();
+        let retry_at = now.plus(self.cfg.timings.meta_fetch_after);
+        let mut batch: Vec<Arc<str>> = Vec::new();
+        let mut batch_size = 4;
+        let mut batches = 0;
+        let mut direct = 0;
+        let mut looked = 0;
+        let peer = self.fetch_peer();
+        while looked < FETCH_PER_TICK * 64 {
+            let Some((name, at, tries)) = self.fetch.pop_due(now) else {
+                break;
+            };
+            looked += 1;
+            let Some(m) = self.truth.get(&name) else {
+                continue;
+            };
+            if !m.state.is_active() || !self.needs_meta(&m.id) {
+                continue;
+            }
+            let owner = m.id.addr();
+            match peer {
+                Some(p) if tries < PEER_FETCH_TRIES => {
+                    if batch_size + name.len() + 2 > budget {
+                        self.send_meta_batch(std::mem::take(&mut batch), p, batches);
+                        batch_size = 4;
+                        batches += 1;
+                        if batches >= FETCH_BATCHES_PER_TICK {
+                            self.fetch.unpop(name, at, tries);
+                            break;
+                        }
+                    }
+                    batch_size += name.len() + 2;
+                    batch.push(name.clone());
+                    self.fetch.push(name, retry_at, tries + 1);
+                }
+                _ => {
+                    if direct >= FETCH_PER_TICK {
+                        self.fetch.unpop(name, at, tries);
+                        break;
+                    }
+                    direct += 1;
+                    self.stats.meta_direct_requests += 1;
+                    self.send_want(owner, vec![name]);
+                }
+            }
+        }
+        if let (false, Some(p)) = (batch.is_empty(), peer) {
+            self.send_meta_batch(batch, p, batches);
+        }
+    }
+
+    /// Sends batch number `index` of this tick's metadata requests: the first to `first`,
+    /// each later one to another random peer.
+    pub(super) fn send_meta_batch(
+        &mut self,
+        names: Vec<Arc<str>>,
+        first: SocketAddr,
+        index: usize,
+    ) {
+        let dst = if index == 0 {
+            first
+        } else {
+            self.random_peer().unwrap_or(first)
+        };
+        self.stats.meta_batch_requests += 1;
+        self.send_shoal(dst, &ShoalMsg::Want { names });
+    }
+
+    pub(super) fn needs_meta(&self, id: &NodeId) -> bool {
+        self.store
+            .lock()
+            .get(id.name())
+            .map(|r| r.generation < id.generation())
+            .unwrap_or(true)
+    }
+
+    /// Queues a fetch of `name`'s record. A member learned through gossip has its record
+    /// travelling beside it: ask only if it has not come after `meta_fetch_after` (a record
+    /// that changed while we could not hear it is caught by the anti-entropy digest). While
+    /// we are joining, though, members come from feeds without their records, and nothing
+    /// will bring those: ask at the next tick, or the apps on this host see every service
+    /// empty for that long.
+    pub(super) fn queue_fetch(&mut self, now: Time, name: &Arc<str>) {
+        if self.idle || self.bootstrap_left > 0 {
+            // At the head: nothing queued is due earlier than now.
+            self.fetch.unpop(name.clone(), now, 0);
+        } else {
+            self.fetch
+                .push(name.clone(), now.plus(self.cfg.timings.meta_fetch_after), 0);
+        }
+    }
+
+    pub(super) fn record_says_leaving(&self, id: &NodeId) -> bool {
+        self.store
+            .lock()
+            .get(id.name())
+            .map(|r| r.leaving && r.generation >= id.generation())
+            .unwrap_or(false)
+    }
+
+    /// Whether SWIM misses the node behind `name`'s record: unknown, or known down in an
+    /// older life than the record's (it restarted and we missed it).
+    pub(super) fn missing_from_swim(&self, name: &str) -> Option<SocketAddr> {
+        let store = self.store.lock();
+        let rec = store.get(name)?;
+        if rec.leaving || *rec.name == *self.cfg.name {
+            return None;
+        }
+        match self.truth.get(name) {
+            None => Some(rec.addr),
+            Some(m) if !m.state.is_active() && m.id.generation() < rec.generation => Some(rec.addr),
+            Some(_) => None,
+        }
+    }
+
+    pub(super) fn schedule_discovery(&mut self, now: Time, name: &Arc<str>) {
+        if self.missing_from_swim(name).is_some() {
+            self.discover
+                .insert_if_absent(name.clone(), now.plus(self.cfg.timings.meta_fetch_after));
+        }
+    }
+
+    pub(super) fn drain_meta_changes(&mut self, now: Time) {
+        let changed = self.store.lock().take_changed();
+        for name in changed {
+            let Some(m) = self.truth.get(&name) else {
+                self.schedule_discovery(now, &name);
+                continue;
+            };
+            let id = m.id.clone();
+            let state = m.state;
+            if !state.is_active() {
+                self.schedule_discovery(now, &name);
+            }
+            let leaving = self.record_says_leaving(&id);
+            if leaving && state != TruthState::Left && *name != *self.cfg.name {
+                // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
+                self.set_truth(now, &id, TruthState::Left);
+            } else if state == TruthState::Alive {
+                self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
+            }
+            self.health_observe(now, &name);
+            self.emit_served(now, &name, false, true);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The node's vocabulary: its configuration, errors, timers, datagrams out, events and
+//! counters. Plain data; a child module of `node` (re-exported from there). Must not hold
+//! any behaviour beyond naming and summing.
+
+use crate::guard::{GuardConfig, GuardTransition};
+use crate::identity::NodeId;
+use crate::meta::MetaError;
+use crate::profile::Timings;
+use crate::snapshot::SnapshotError;
+use crate::truth::{MemberView, ServedStatus};
+use crate::wire::MAX_LABEL_LEN;
+use foca::Timer;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use thiserror::Error;
+
+/// Static configuration of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The address other members send to (the agent's `--advertise`, or its bind address).
+    pub advertise: SocketAddr,
+    /// Datagrams with another label are dropped: keeps clusters on one network apart.
+    pub cluster_label: String,
+    pub timings: Timings,
+    /// Addresses to announce to at start and whenever the node has no active peer.
+    pub seeds: Vec<SocketAddr>,
+    pub guard: GuardConfig,
+    /// Refresh `suspect` statuses from foca every probe period (O(members)).
+    pub track_suspects: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("invalid node name: {0}")]
+    BadName(String),
+    #[error("cluster label is {0} bytes; the limit is {MAX_LABEL_LEN}")]
+    BadLabel(usize),
+    #[error("invalid timings: {0}")]
+    BadTimings(String),
+    #[error("invalid guard settings: {0}")]
+    BadGuard(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("this node has left the cluster; restart it to join again")]
+    Left,
+    #[error("no service named {0:?} is registered on this node")]
+    NoSuchService(String),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("the node has started; members can only be adopted before")]
+    AlreadyStarted,
+    #[error("force-leave refused: {0}")]
+    ForceLeave(String),
+}
+
+/// A timer of the node, kept in its own queue (drivers see only `Node::poll_timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NodeTimer {
+    Swim(Timer<NodeId>),
+    Tick,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// How a member changed in the served view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChange {
+    Joined,
+    Status,
+    Meta,
+    Reaped,
+}
+
+/// Something that happened to this node itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "what")]
+pub enum LocalEvent {
+    /// Has active peers again.
+    Active,
+    /// Has no active peer: re-announcing to seeds and known peers.
+    Idle,
+    /// The cluster declared us down; we came back as a newer generation.
+    Rejoined { generation: u64 },
+    /// We left the cluster.
+    Left,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum EventKind {
+    Member {
+        change: MemberChange,
+        previous: Option<ServedStatus>,
+        member: MemberView,
+    },
+    Guard(GuardTransition),
+    Local(LocalEvent),
+    /// A service's health guard changed state (see `core::health_guard`).
+    Health(crate::health_guard::HealthTransition),
+}
+
+/// A change of the served view (or of the node), numbered by a monotonic index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub index: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Counters of everything the node received, sent and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub rx_datagrams: u64,
+    pub rx_bytes: u64,
+    pub tx_datagrams: u64,
+    pub tx_bytes: u64,
+    pub dropped_oversized: u64,
+    pub dropped_truncated: u64,
+    pub dropped_bad_magic: u64,
+    pub dropped_bad_version: u64,
+    pub dropped_bad_flags: u64,
+    pub dropped_wrong_label: u64,
+    pub dropped_bad_kind: u64,
+    /// A body that failed to decode (foca packet or shoal message).
+    pub dropped_decode: u64,
+    /// Metadata that broke a limit.
+    pub dropped_bad_metadata: u64,
+    /// Datagrams that claimed to come from ourselves.
+    pub dropped_from_self: u64,
+    /// Any other protocol error reported by foca.
+    pub dropped_other: u64,
+    /// Sealed datagrams that failed authentication (no key of ours, forged or altered).
+    #[serde(default)]
+    pub dropped_auth: u64,
+    /// Plaintext datagrams refused (this node requires sealed ones).
+    #[serde(default)]
+    pub dropped_plaintext: u64,
+    /// Authentic datagrams seen before.
+    #[serde(default)]
+    pub dropped_replay: u64,
+    /// Authentic datagrams stamped further from our clock than the replay window.
+    #[serde(default)]
+    pub dropped_stale: u64,
+    /// Records or members refused at decode: a bad name, a record about this node, a
+    /// generation or version far in the future.
+    #[serde(default)]
+    pub dropped_refused: u64,
+    /// Answers to a stranger cut to a small multiple of its request's size.
+    #[serde(default)]
+    pub answers_capped: u64,
+    pub meta_records_received: u64,
+    pub anti_entropy_rounds: u64,
+    pub rejoin_attempts: u64,
+    /// Announces to nodes known from their metadata but missed by SWIM.
+    pub discovery_announces: u64,
+    /// Membership anti-entropy rounds this node opened (filter of known members sent).
+    pub member_sync_rounds: u64,
+    /// Members a peer's filter lacked, sent back to it.
+    pub member_intros_sent: u64,
+    /// Members learned through membership anti-entropy and handed to SWIM.
+    pub member_intros_applied: u64,
+    /// Batched requests for missing metadata records sent to random peers.
+    #[serde(default)]
+    pub meta_batch_requests: u64,
+    /// Requests for a missing metadata record sent to the member itself.
+    #[serde(default)]
+    pub meta_direct_requests: u64,
+    /// Reach checks this node ran for its guard (pings to the baseline).
+    #[serde(default)]
+    pub reach_checks: u64,
+    /// Reach pings sent (every round of every check).
+    #[serde(default)]
+    pub reach_pings: u64,
+    /// Times this node refuted a suspicion of itself.
+    #[serde(default)]
+    pub refutes: u64,
+}
+
+impl Stats {
+    pub fn dropped_total(&self) -> u64 {
+        self.drops().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Every drop counter with its reason label.
+    pub fn drops(&self) -> [(&'static str, u64); 16] {
+        [
+            ("oversized", self.dropped_oversized),
+            ("truncated", self.dropped_truncated),
+            ("bad_magic", self.dropped_bad_magic),
+            ("bad_version", self.dropped_bad_version),
+            ("bad_flags", self.dropped_bad_flags),
+            ("wrong_label", self.dropped_wrong_label),
+            ("bad_kind", self.dropped_bad_kind),
+            ("decode", self.dropped_decode),
+            ("bad_metadata", self.dropped_bad_metadata),
+            ("from_self", self.dropped_from_self),
+            ("other", self.dropped_other),
+            ("auth", self.dropped_auth),
+            ("plaintext", self.dropped_plaintext),
+            ("replay", self.dropped_replay),
+            ("stale", self.dropped_stale),
+            ("refused", self.dropped_refused),
+        ]
+    }
+}
