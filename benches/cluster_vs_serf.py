@@ -29,11 +29,15 @@ under the same conditions in the same run:
   bursty correlated loss (a random fraction of hosts drops a share of everything, in and out,
   for bursts of a few seconds, then a quiet gap, again and again), with one agent paused
   (SIGSTOP for seconds at a time) and with one agent CPU-starved (stopped most of every
-  short period: it runs only a sliver of each 500 ms, like a process on an overloaded
+  short period: it runs only a tenth of each second, like a process on an overloaded
   host). For the paused and starved agents, downs of the affected agent itself are shown
   apart (it did stop answering; downs of everyone else are the false ones);
 - idle bytes/s (the veth's transmitted bytes, /proc/PID/net/dev), CPU (% of one core) and
   RSS per agent, while the cluster is idle and formed.
+
+shoal's false downs are SWIM's; beside them, `served N` is how many of those its served view
+(what applications read) showed as `down`: the guard holds members when too many go down at
+once.
 
 How each system reports: shoal's watch stream (`GET /v1/watch` on the agent's Unix socket,
 NDJSON: SWIM's state is the `truth` field, or the status when they agree); Serf's own
@@ -675,7 +679,7 @@ def table(n, res, a):
         rows.append(f"| {label} | {fmt(y, unit)} | {fmt(x, unit)} | "
                     f"{ratio(x, y) if r else '-'} |")
 
-    rows.append(f"| N = {n} | Serf | shoal | shoal/Serf |")
+    rows.append(f"| N = {n} agents each | Serf | shoal | shoal/Serf |")
     rows.append("| --- | --- | --- | --- |")
     row("join: every agent sees N alive", sh.get("join_s"), se.get("join_s"), " s")
     for kind, label in (("crash", "crash (`kill -9`) seen down"),
@@ -689,26 +693,28 @@ def table(n, res, a):
                 row(f"{label}, not seen within {a.detect_timeout:.0f} s",
                     sh[kind]["missing"], se[kind]["missing"], "", r=False)
     fd_sh, fd_se = sh.get("false_downs", {}), se.get("false_downs", {})
+    span = f"{a.fault_secs:.0f} s (+{a.tail_secs:g} s after)"
     labels = {
-        "uniform": f"false downs: {a.loss:.0%} egress loss on every host, {a.fault_secs:.0f} s",
+        "uniform": f"false downs: {a.loss:.0%} egress loss on every host, {span}",
         "bursty": (f"false downs: bursty loss ({a.burst_loss:.0%} in+out on "
                    f"{a.burst_fraction:.0%} of hosts at once, bursts "
                    f"{a.burst_on[0]:g}-{a.burst_on[1]:g} s, gaps "
-                   f"{a.burst_off[0]:g}-{a.burst_off[1]:g} s), {a.fault_secs:.0f} s"),
+                   f"{a.burst_off[0]:g}-{a.burst_off[1]:g} s), {span}"),
         "paused": (f"false downs: one agent paused ({a.pause_stopped:g} s stopped, "
-                   f"{a.pause_running:g} s running), {a.fault_secs:.0f} s"),
+                   f"{a.pause_running:g} s running), {span}"),
         "starved": (f"false downs: one agent CPU-starved (runs {a.starve_share:.0%} of every "
-                    f"{a.starve_period_ms:.0f} ms), {a.fault_secs:.0f} s"),
+                    f"{a.starve_period_ms:.0f} ms), {span}"),
     }
+
+    def fd_row(label, k, who):
+        x, y = fd_sh[k][who], fd_se[k][who]
+        rows.append(f"| {label} | {y} | {x} (served {fd_sh[k]['served'][who]}) | {ratio(x, y)} |")
+
     for k, label in labels.items():
         if k in fd_sh:
-            row(label + " (tail " + f"{a.tail_secs:g} s)", fd_sh[k]["others"], fd_se[k]["others"])
-            if "served" in fd_sh[k]:
-                rows.append(f"| ... shoal: of those, served `down` (the guard held the rest) | - "
-                            f"| {fd_sh[k]['served']['others']} | - |")
+            fd_row(label, k, "others")
             if k in ("paused", "starved"):
-                row("  ... the affected agent itself seen down", fd_sh[k]["affected"],
-                    fd_se[k]["affected"])
+                fd_row(f"... the {k} agent itself seen down", k, "affected")
     row("idle traffic per agent", sh.get("idle_bytes_s"), se.get("idle_bytes_s"), " B/s")
     row("idle CPU per agent (% of a core)", sh.get("idle_cpu_pct"), se.get("idle_cpu_pct"), " %")
     row("RSS per agent, idle (median)", sh.get("rss_mb"), se.get("rss_mb"), " MB")
@@ -740,9 +746,9 @@ def main():
                     help="share of hosts in each burst [0.3]")
     ap.add_argument("--burst-on", type=parse_range, default=(1.0, 4.0), help="burst length [1-4 s]")
     ap.add_argument("--burst-off", type=parse_range, default=(1.0, 4.0), help="gap [1-4 s]")
-    ap.add_argument("--pause-stopped", type=float, default=4.0)
-    ap.add_argument("--pause-running", type=float, default=4.0)
-    ap.add_argument("--starve-period-ms", type=float, default=500)
+    ap.add_argument("--pause-stopped", type=float, default=10.0)
+    ap.add_argument("--pause-running", type=float, default=5.0)
+    ap.add_argument("--starve-period-ms", type=float, default=1000)
     ap.add_argument("--starve-share", type=float, default=0.1,
                     help="share of each period a starved agent runs [0.1]")
     ap.add_argument("--seed", type=int, default=13, help="fault schedule seed")
@@ -765,7 +771,9 @@ def main():
     def on_term(*_):
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a shell starting the bench in the background ignores it.
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     started = time.time()
     desc = machine()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
