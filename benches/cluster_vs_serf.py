@@ -33,7 +33,8 @@ under the same conditions in the same run:
   host). For the paused and starved agents, downs of the affected agent itself are shown
   apart (it did stop answering; downs of everyone else are the false ones);
 - idle bytes/s (the veth's transmitted bytes, /proc/PID/net/dev), CPU (% of one core) and
-  RSS per agent, while the cluster is idle and formed.
+  RSS per agent (VmRSS, and its anonymous part RssAnon: VmRSS also counts the pages of the
+  program's code and shared libraries it has touched), while the cluster is idle and formed.
 
 shoal's false downs are SWIM's; beside them, `served N` is how many of those its served view
 (what applications read) showed as `down`: the guard holds members when too many go down at
@@ -372,10 +373,10 @@ class Agent:
             parts = f.read().rsplit(")", 1)[1].split()
         return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rss_mb(self):
+    def rss_mb(self, field="VmRSS"):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         return 0.0
 
@@ -445,6 +446,8 @@ class Bench:
             self.res[s]["idle_bytes_s"] = round(statistics.mean(tx), 1)
             self.res[s]["idle_cpu_pct"] = round(statistics.mean(cpu), 3)
             self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in self.agents[s]), 1)
+            self.res[s]["anon_mb"] = round(statistics.median(
+                a.rss_mb("RssAnon") for a in self.agents[s]), 1)
         log(f"  idle: " + ", ".join(
             f"{s} {self.res[s]['idle_bytes_s']} B/s {self.res[s]['idle_cpu_pct']} % "
             f"{self.res[s]['rss_mb']} MB" for s in SYSTEMS))
@@ -719,6 +722,8 @@ def table(n, res, a):
     row("idle CPU per agent (% of a core)", sh.get("idle_cpu_pct"), se.get("idle_cpu_pct"), " %")
     row("RSS per agent, idle (median)", sh.get("rss_mb"), se.get("rss_mb"), " MB")
     row("RSS per agent, after the faults", sh.get("rss_mb_end"), se.get("rss_mb_end"), " MB")
+    row("... of the idle RSS, anonymous (heap, stacks; the rest is code and libraries)",
+        sh.get("anon_mb"), se.get("anon_mb"), " MB")
     return "\n".join(rows)
 
 
