@@ -636,7 +636,7 @@ async fn flush(
             alerts.push(t.clone());
         }
         // No receiver is fine: nobody is watching.
-        let _ = shared.events.send(ev);
+        let _ = shared.events.send(std::sync::Arc::new(ev));
     }
     shared.flushed.notify_waiters();
 }
