@@ -16,9 +16,9 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use shoal::api::types::{MembersResponse, Snapshot, WatchLine};
-use shoal::core::keyring::{Key, Keyring, KEY_LEN};
-use shoal::core::trust::{Trust, TrustConfig};
-use shoal::core::{wire, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
+use shoal_core::keyring::{Key, Keyring, KEY_LEN};
+use shoal_core::trust::{Trust, TrustConfig};
+use shoal_core::{wire, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ fn captured(m: usize) -> (Node, Vec<Vec<u8>>) {
         n.start(Time(0));
     }
     // A tiny event loop: timers and 1 ms links between the three.
-    let mut timers: Vec<(u64, usize, shoal::core::NodeTimer)> = Vec::new();
+    let mut timers: Vec<(u64, usize, shoal_core::NodeTimer)> = Vec::new();
     let mut wire_q: VecDeque<(u64, usize, SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut got = Vec::new();
     let mut now = 0u64;
