@@ -52,7 +52,7 @@ fn spawn_loop(shared: Arc<AgentShared>) -> tokio::task::JoinHandle<()> {
                 v
             };
             for e in events {
-                let _ = shared.events.send(e);
+                let _ = shared.events.send(Arc::new(e));
             }
             shared.flushed.notify_waiters();
         }

@@ -41,14 +41,14 @@ fn alive(s: &AgentShared) -> usize {
 }
 
 /// Every member event received so far, with its status.
-fn drain(rx: &mut broadcast::Receiver<Event>, seen: &mut Vec<(String, ServedStatus)>) {
+fn drain(rx: &mut broadcast::Receiver<Arc<Event>>, seen: &mut Vec<(String, ServedStatus)>) {
     loop {
         match rx.try_recv() {
-            Ok(Event {
-                kind: EventKind::Member { member, .. },
-                ..
-            }) => seen.push((member.name, member.status)),
-            Ok(_) => {}
+            Ok(ev) => {
+                if let EventKind::Member { member, .. } = &ev.kind {
+                    seen.push((member.name.clone(), member.status));
+                }
+            }
             Err(broadcast::error::TryRecvError::Lagged(n)) => panic!("watch stream lagged by {n}"),
             Err(_) => return,
         }

@@ -641,7 +641,7 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
             _ => {}
         }
         // No receiver is fine: nobody is watching.
-        let _ = shared.events.send(ev);
+        let _ = shared.events.send(std::sync::Arc::new(ev));
     }
     shared.flushed.notify_waiters();
 }

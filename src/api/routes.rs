@@ -857,7 +857,7 @@ async fn metrics_text(State(st): State<ApiState>) -> Response {
 
 struct WatchState {
     shared: Arc<AgentShared>,
-    rx: broadcast::Receiver<Event>,
+    rx: broadcast::Receiver<std::sync::Arc<Event>>,
     /// Events with an index up to this one are already reflected in what was sent.
     seen: u64,
     first: Option<String>,
@@ -899,7 +899,7 @@ impl WatchState {
                             continue;
                         }
                         self.seen = ev.index;
-                        return Some(WatchLine::Event(ev).to_line());
+                        return Some(WatchLine::Event(std::sync::Arc::unwrap_or_clone(ev)).to_line());
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "watcher fell behind; sending a new snapshot");

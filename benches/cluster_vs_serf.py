@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Cluster benchmark: N shoal and N Serf agents side by side, one network namespace each.
+
+One command (root; `apt-get install -y serf iptables iproute2`; `cargo build --release`):
+
+    sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 15 min)
+    sudo benches/cluster_vs_serf.py --nodes 10 --kills 6 --fault-secs 30
+
+For each N it creates a private bridge in a namespace of its own (`shoalbench-br`) and 2N
+host namespaces (`shoalbench-shI` for shoal agent I, `shoalbench-seI` for Serf agent I), each
+with one veth on that bridge, loopback and its own iptables; nothing is added to the host's
+namespace except raised neighbour-table thresholds (the ARP table is shared by every
+namespace; restored at the end). Every namespace, agent and temporary file is removed at the
+end, also on Ctrl-C, SIGTERM or an error (and leftovers of an interrupted run are removed at
+the start).
+
+Both systems run their LAN profile with encryption on (`shoal keygen` / `serf keygen`), and
+every fault hits host I of both systems at the same moment, so each row compares the two
+under the same conditions in the same run:
+
+- join: time until every agent sees N alive;
+- crash seen down: `kill -9` of one agent (both systems' agent I at once, I rotating), time
+  until each other agent reports it down (shoal: SWIM's `down`, whatever the guard serves;
+  Serf: `EventMemberFailed`), median and p90 over every (kill, observer) pair;
+- graceful leave seen: SIGINT (both leave gracefully on it), time until each other agent
+  reports `left` / `EventMemberLeave`;
+- false downs: live members reported down (count of (observer, member) transitions into
+  down, during a fault and a tail after it) under uniform egress loss on every host, under
+  bursty correlated loss (a random fraction of hosts drops a share of everything, in and out,
+  for bursts of a few seconds, then a quiet gap, again and again), with one agent paused
+  (SIGSTOP for seconds at a time) and with one agent CPU-starved (stopped most of every
+  short period: it runs only a tenth of each second, like a process on an overloaded
+  host). For the paused and starved agents, downs of the affected agent itself are shown
+  apart (it did stop answering; downs of everyone else are the false ones);
+- idle bytes/s (the veth's transmitted bytes, /proc/PID/net/dev), CPU (% of one core) and
+  RSS per agent (VmRSS, and its anonymous part RssAnon: VmRSS also counts the pages of the
+  program's code and shared libraries it has touched), while the cluster is idle and formed.
+
+shoal's false downs are SWIM's; beside them, `served N` is how many of those its served view
+(what applications read) showed as `down`: the guard holds members when too many go down at
+once.
+
+How each system reports: shoal's watch stream (`GET /v1/watch` on the agent's Unix socket,
+NDJSON: SWIM's state is the `truth` field, or the status when they agree); Serf's own
+log (`serf: EventMember...` lines, which Serf prints when memberlist tells it, before its
+event handlers' 1 s coalescing). Both are timestamped when the bench reads them.
+
+Every wait is bounded; the bench is not a test and makes no assertion: it prints a table,
+and the raw figures as JSON (`--json FILE`).
+"""
+import argparse
+import datetime
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PREFIX = "shoalbench"
+BR_NS = f"{PREFIX}-br"
+PORT = 7946
+SYSTEMS = ("shoal", "serf")
+NEIGH = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(*args, check=True, timeout=30):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def run_many(cmds, width=16, timeout=30):
+    """Runs commands with at most `width` at once; returns how many failed."""
+    failed, pending = 0, list(cmds)
+    running = []
+    while pending or running:
+        while pending and len(running) < width:
+            running.append(subprocess.Popen(pending.pop(0), stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+        p = running.pop(0)
+        try:
+            failed += p.wait(timeout=timeout) != 0
+        except subprocess.TimeoutExpired:
+            p.kill()
+            failed += 1
+    return failed
+
+
+def wait_until(pred, timeout, step=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------- network namespaces
+
+
+class Net:
+    """The bridge namespace and one namespace per agent; everything removed by `teardown`."""
+
+    def __init__(self, n):
+        self.n = n
+        self.saved_neigh = {}
+
+    @staticmethod
+    def ns(system, i):
+        return f"{PREFIX}-{'sh' if system == 'shoal' else 'se'}{i}"
+
+    @staticmethod
+    def addr(system, i):
+        base = 0 if system == "shoal" else 64
+        return f"10.213.{base + i // 250}.{i % 250 + 1}"
+
+    @staticmethod
+    def leftovers():
+        out = run("ip", "netns", "list", check=False).stdout
+        return [line.split()[0] for line in out.splitlines()
+                if line.split() and line.split()[0].startswith(PREFIX + "-")]
+
+    @staticmethod
+    def remove_leftovers():
+        for ns in Net.leftovers():
+            pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            run("ip", "netns", "del", ns, check=False)
+
+    def raise_neighbour_thresholds(self):
+        # Every agent holds an ARP entry for each peer of its system; the table is shared.
+        need = 2 * self.n * self.n + 256
+        want = {"gc_thresh1": need, "gc_thresh2": 2 * need, "gc_thresh3": 4 * need}
+        for k in NEIGH:
+            path = f"/proc/sys/net/ipv4/neigh/default/{k}"
+            with open(path) as f:
+                cur = int(f.read())
+            if cur < want[k]:
+                self.saved_neigh[k] = cur
+        # Raise from the top down so that thresh1 <= thresh2 <= thresh3 holds throughout.
+        for k in reversed(NEIGH):
+            if k in self.saved_neigh:
+                with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
+                    f.write(str(want[k]))
+        if self.saved_neigh:
+            log(f"neighbour table thresholds raised to {want} (restored at the end)")
+
+    def setup(self):
+        self.raise_neighbour_thresholds()
+        run("ip", "netns", "add", BR_NS)
+        run("ip", "-n", BR_NS, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", BR_NS, "link", "set", "br0", "up")
+        for system in SYSTEMS:
+            for i in range(self.n):
+                ns = self.ns(system, i)
+                veth = "v" + ns[len(PREFIX) + 1:]
+                run("ip", "netns", "add", ns)
+                run("ip", "-n", BR_NS, "link", "add", veth, "type", "veth", "peer", "name",
+                    "eth0", "netns", ns)
+                run("ip", "-n", BR_NS, "link", "set", veth, "master", "br0", "up")
+                run("ip", "-n", ns, "addr", "add", f"{self.addr(system, i)}/16", "dev", "eth0")
+                run("ip", "-n", ns, "link", "set", "eth0", "up")
+                run("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def teardown(self):
+        self.remove_leftovers()
+        for k in NEIGH:
+            if k in self.saved_neigh:
+                with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
+                    f.write(str(self.saved_neigh[k]))
+        self.saved_neigh = {}
+
+
+# ---------------------------------------------------------------- what agents report
+
+
+class Views:
+    """What every agent reports, as events (t, system, observer, member, state) and views.
+
+    state is one of alive / suspect / down / left (Serf's failed is down)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events = []
+        self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
+        self.served = {}                               # shoal observer -> member -> served
+
+    def snapshot(self, system, obs, members):
+        with self.lock:
+            self.view[system][obs] = dict(members)
+
+    def event(self, system, obs, member, state, served=None):
+        t = time.time()
+        with self.lock:
+            v = self.view[system].setdefault(obs, {})
+            prev = v.get(member)
+            v[member] = state
+            prev_served = None
+            if served is not None:
+                sv = self.served.setdefault(obs, {})
+                prev_served = sv.get(member)
+                sv[member] = served
+            self.events.append((t, system, obs, member, state, prev, served, prev_served))
+
+    def forget(self, system, obs):
+        with self.lock:
+            self.view[system].pop(obs, None)
+
+    def sees(self, system, obs, member):
+        with self.lock:
+            return self.view[system].get(obs, {}).get(member)
+
+    def all_alive(self, system, observers, members):
+        with self.lock:
+            for o in observers:
+                v = self.view[system].get(o)
+                if v is None or any(v.get(m) != "alive" for m in members):
+                    return False
+            return True
+
+    def since(self, t0, t1=None):
+        with self.lock:
+            return [e for e in self.events if e[0] >= t0 and (t1 is None or e[0] <= t1)]
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=5)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def shoal_state(m):
+    truth = m.get("truth") or m.get("status")
+    return {"held": "down"}.get(truth, truth)
+
+
+class Agent:
+    def __init__(self, bench, system, i):
+        self.b, self.system, self.i = bench, system, i
+        self.ns, self.addr = Net.ns(system, i), Net.addr(system, i)
+        self.name = f"{'h' if system == 'shoal' else 's'}{i}"
+        self.proc = None
+        self.dir = os.path.join(bench.tmp, self.name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "api.sock")
+        self.generation = 0
+
+    def seed(self):
+        return f"{Net.addr(self.system, 0)}:{PORT}"
+
+    def start(self):
+        self.generation += 1
+        logf = open(os.path.join(self.dir, f"agent.{self.generation}.log"), "w")
+        base = ["ip", "netns", "exec", self.ns]
+        if self.system == "shoal":
+            args = base + [self.b.shoal, "agent", "--name", self.name,
+                           "--bind", f"{self.addr}:{PORT}", "--api", f"unix:{self.sock}",
+                           "--data-dir", self.dir, "--profile", "lan", "--log-level", "warn"]
+            if self.i != 0:
+                args += ["--join", self.seed()]
+            env = dict(os.environ, SHOAL_ENCRYPT=self.b.shoal_key)
+            self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, env=env,
+                                         start_new_session=True)
+        else:
+            args = base + ["serf", "agent", f"-node={self.name}", f"-bind={self.addr}:{PORT}",
+                           "-rpc-addr=127.0.0.1:7373", f"-encrypt={self.b.serf_key}",
+                           "-profile=lan", "-log-level=info"]
+            if self.i != 0:
+                args.append(f"-join={self.seed()}")
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf,
+                                         start_new_session=True)
+        threading.Thread(target=self.watch, args=(self.proc, logf), daemon=True).start()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig):
+        if self.alive():
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, sig=signal.SIGKILL, timeout=10):
+        if self.proc is None:
+            return
+        self.send(signal.SIGCONT)
+        self.send(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.b.views.forget(self.system, self.name)
+
+    def watch(self, proc, logf):
+        if self.system == "serf":
+            self.watch_serf(proc, logf)
+        else:
+            self.watch_shoal(proc)
+
+    SERF_EVENT = re.compile(r"serf: EventMember(Join|Leave|Failed|Reap): (\S+)")
+    SERF_STATE = {"Join": "alive", "Leave": "left", "Failed": "down", "Reap": "reaped"}
+
+    def watch_serf(self, proc, logf):
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            logf.write(line)
+            m = self.SERF_EVENT.search(line)
+            if m:
+                self.b.views.event("serf", self.name, m.group(2), self.SERF_STATE[m.group(1)])
+        logf.close()
+
+    def watch_shoal(self, proc):
+        while proc.poll() is None and not self.b.stopping:
+            try:
+                conn = UnixHTTP(self.sock)
+                conn.request("GET", "/v1/watch")
+                resp = conn.getresponse()
+                if resp.status != 200:
+                    raise OSError(f"watch: HTTP {resp.status}")
+                conn.sock.settimeout(None)
+                for raw in iter(resp.readline, b""):
+                    line = json.loads(raw)
+                    if line.get("type") == "snapshot":
+                        self.b.views.snapshot("shoal", self.name, {
+                            m["name"]: shoal_state(m) for m in line["members"]})
+                    elif line.get("type") == "member":
+                        m = line["member"]
+                        self.b.views.event("shoal", self.name, m["name"], shoal_state(m),
+                                           served=m["status"])
+            except (OSError, ValueError, http.client.HTTPException):
+                time.sleep(0.1)
+
+    # /proc figures
+    def cpu_s(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self, field="VmRSS"):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def tx_bytes(self):
+        with open(f"/proc/{self.proc.pid}/net/dev") as f:
+            for line in f:
+                if line.strip().startswith("eth0:"):
+                    return int(line.split(":", 1)[1].split()[8])
+        return 0
+
+
+# ---------------------------------------------------------------- the bench
+
+
+class Bench:
+    def __init__(self, a, n, tmp, shoal_key, serf_key):
+        self.a, self.n, self.tmp = a, n, tmp
+        self.shoal, self.shoal_key, self.serf_key = a.shoal, shoal_key, serf_key
+        self.views = Views()
+        self.stopping = False
+        self.agents = {s: [Agent(self, s, i) for i in range(n)] for s in SYSTEMS}
+        self.rng = random.Random(a.seed)
+        self.res = {s: {} for s in SYSTEMS}
+
+    def names(self, system, exclude=()):
+        return [a.name for a in self.agents[system] if a.i not in exclude]
+
+    def observers(self, system, exclude=()):
+        return [a.name for a in self.agents[system] if a.alive() and a.i not in exclude]
+
+    def converge(self, system, timeout):
+        return wait_until(lambda: self.views.all_alive(
+            system, self.observers(system), self.names(system)), timeout)
+
+    def converge_both(self, timeout=60):
+        ok = {s: self.converge(s, timeout) for s in SYSTEMS}
+        for s, good in ok.items():
+            if not good:
+                log(f"  {s}: not every agent sees every member alive after {timeout} s")
+        return ok
+
+    def start_all(self):
+        t0 = time.time()
+        for s in SYSTEMS:
+            self.agents[s][0].start()
+        time.sleep(1.0)
+        for i in range(1, self.n):
+            for s in SYSTEMS:
+                self.agents[s][i].start()
+            time.sleep(0.02)
+        for s in SYSTEMS:
+            ok = self.converge(s, 120)
+            self.res[s]["join_s"] = round(time.time() - t0, 2) if ok else None
+        log(f"  joined: shoal {self.res['shoal']['join_s']} s, serf {self.res['serf']['join_s']} s")
+
+    def idle(self):
+        time.sleep(3)
+        secs = self.a.idle_secs
+        before = {s: [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]] for s in SYSTEMS}
+        t0 = time.monotonic()
+        time.sleep(secs)
+        dt = time.monotonic() - t0
+        for s in SYSTEMS:
+            after = [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]]
+            cpu = [(c1 - c0) / dt * 100 for (c0, _), (c1, _) in zip(before[s], after)]
+            tx = [(b1 - b0) / dt for (_, b0), (_, b1) in zip(before[s], after)]
+            self.res[s]["idle_bytes_s"] = round(statistics.mean(tx), 1)
+            self.res[s]["idle_cpu_pct"] = round(statistics.mean(cpu), 3)
+            self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in self.agents[s]), 1)
+            self.res[s]["anon_mb"] = round(statistics.median(
+                a.rss_mb("RssAnon") for a in self.agents[s]), 1)
+        log(f"  idle: " + ", ".join(
+            f"{s} {self.res[s]['idle_bytes_s']} B/s {self.res[s]['idle_cpu_pct']} % "
+            f"{self.res[s]['rss_mb']} MB" for s in SYSTEMS))
+
+    def victims(self, count):
+        # Host 0 is the seed every restarted agent joins through; it is never the victim.
+        return [1 + (k % (self.n - 1)) for k in range(count)]
+
+    def seen(self, t0, victim_name, state, system, timeout):
+        """Seconds until each live observer reports `victim_name` in `state`."""
+        obs = [o for o in self.observers(system) if o != victim_name]
+        first = {}
+
+        def done():
+            for e in self.views.since(t0):
+                if e[1] == system and e[3] == victim_name and e[4] == state and e[2] not in first:
+                    first[e[2]] = e[0] - t0
+            return all(o in first for o in obs)
+
+        wait_until(done, timeout, step=0.05)
+        return [round(first[o], 3) for o in obs if o in first], sum(o not in first for o in obs)
+
+    def kill_rounds(self, kind, count):
+        sig, state = (signal.SIGKILL, "down") if kind == "crash" else (signal.SIGINT, "left")
+        out = {s: {"samples": [], "missing": 0, "per_kill_median": []} for s in SYSTEMS}
+        for v in self.victims(count):
+            self.converge_both(60)
+            time.sleep(self.a.settle)
+            t0 = time.time()
+            for s in SYSTEMS:
+                self.agents[s][v].send(sig)
+            results = {}
+            threads = []
+            for s in SYSTEMS:
+                def go(s=s):
+                    results[s] = self.seen(t0, self.agents[s][v].name, state, s,
+                                           self.a.detect_timeout)
+                th = threading.Thread(target=go)
+                th.start()
+                threads.append(th)
+            for th in threads:
+                th.join()
+            for s in SYSTEMS:
+                samples, missing = results[s]
+                out[s]["samples"] += samples
+                out[s]["missing"] += missing
+                if samples:
+                    out[s]["per_kill_median"].append(round(statistics.median(samples), 3))
+                self.agents[s][v].stop(signal.SIGKILL if kind == "crash" else signal.SIGINT)
+            log(f"  {kind} h{v}/s{v}: " + ", ".join(
+                f"{s} median {out[s]['per_kill_median'][-1] if out[s]['per_kill_median'] else None}"
+                f" s" for s in SYSTEMS))
+            for s in SYSTEMS:
+                self.agents[s][v].start()
+        self.converge_both(60)
+        for s in SYSTEMS:
+            xs = out[s]["samples"]
+            self.res[s][kind] = {
+                "median_s": round(statistics.median(xs), 3) if xs else None,
+                "p90_s": round(pct(xs, 0.9), 3) if xs else None,
+                "max_s": max(xs) if xs else None,
+                "pairs": len(xs), "missing": out[s]["missing"],
+                "per_kill_median_s": out[s]["per_kill_median"],
+            }
+
+    # ------------------------------------------------------------ faults
+
+    def ipt(self, system, i, op, rule):
+        return ["ip", "netns", "exec", Net.ns(system, i), "iptables", op] + rule
+
+    def loss_rules(self, p, both_ways):
+        rules = [["OUTPUT", "-o", "eth0", "-m", "statistic", "--mode", "random",
+                  "--probability", f"{p:.3f}", "-j", "DROP"]]
+        if both_ways:
+            rules.append(["INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
+                          "--probability", f"{p:.3f}", "-j", "DROP"])
+        return rules
+
+    def set_loss(self, hosts, p, both_ways, on):
+        cmds = []
+        for i in hosts:
+            for rule in self.loss_rules(p, both_ways):
+                for s in SYSTEMS:   # interleaved: both systems' host i change together
+                    cmds.append(self.ipt(s, i, "-I" if on else "-D", rule))
+        return run_many(cmds)
+
+    def count_downs(self, t0, t1, affected=()):
+        """False downs in [t0, t1]: transitions of a live member into down, per observer."""
+        out = {s: {"others": 0, "affected": 0} for s in SYSTEMS}
+        served = {"others": 0, "affected": 0}
+        aff_names = {self.agents[s][i].name for s in SYSTEMS for i in affected}
+        for (t, s, obs, member, state, prev, sv, prev_sv) in self.views.since(t0, t1):
+            key = "affected" if member in aff_names else "others"
+            if state == "down" and prev != "down":
+                out[s][key] += 1
+            if s == "shoal" and sv == "down" and prev_sv != "down":
+                served[key] += 1
+        out["shoal"]["served"] = served
+        return out
+
+    def fault_phase(self, name, body, affected=()):
+        self.converge_both(60)
+        time.sleep(self.a.settle)
+        t0 = time.time()
+        body()
+        t1 = time.time()
+        time.sleep(self.a.tail_secs)
+        counts = self.count_downs(t0, time.time(), affected)
+        for s in SYSTEMS:
+            self.res[s].setdefault("false_downs", {})[name] = counts[s]
+        log(f"  {name} ({t1 - t0:.0f} s + {self.a.tail_secs} s tail): " + ", ".join(
+            f"{s} {counts[s]}" for s in SYSTEMS))
+
+    def uniform(self):
+        hosts = range(self.n)
+        self.set_loss(hosts, self.a.loss, False, True)
+        try:
+            time.sleep(self.a.fault_secs)
+        finally:
+            self.set_loss(hosts, self.a.loss, False, False)
+
+    def bursty(self):
+        end = time.monotonic() + self.a.fault_secs
+        k = max(1, round(self.a.burst_fraction * self.n))
+        self.res["bursts"] = []
+        while time.monotonic() < end:
+            hosts = self.rng.sample(range(self.n), k)
+            on = self.rng.uniform(*self.a.burst_on)
+            off = self.rng.uniform(*self.a.burst_off)
+            self.set_loss(hosts, self.a.burst_loss, True, True)
+            try:
+                time.sleep(on)
+            finally:
+                self.set_loss(hosts, self.a.burst_loss, True, False)
+            self.res["bursts"].append(round(on, 2))
+            time.sleep(min(off, max(0.0, end - time.monotonic())))
+
+    def stop_cycle(self, host, stopped_s, running_s):
+        agents = [self.agents[s][host] for s in SYSTEMS]
+        end = time.monotonic() + self.a.fault_secs
+        try:
+            while time.monotonic() < end:
+                for a in agents:
+                    a.send(signal.SIGSTOP)
+                time.sleep(stopped_s)
+                for a in agents:
+                    a.send(signal.SIGCONT)
+                time.sleep(running_s)
+        finally:
+            for a in agents:
+                a.send(signal.SIGCONT)
+
+    def run(self):
+        a = self.a
+        self.start_all()
+        self.idle()
+        if a.kills:
+            log(f"  {a.kills} crashes")
+            self.kill_rounds("crash", a.kills)
+        if a.leaves:
+            log(f"  {a.leaves} graceful leaves")
+            self.kill_rounds("leave", a.leaves)
+        if a.fault_secs > 0:
+            self.fault_phase("uniform", self.uniform)
+            self.fault_phase("bursty", self.bursty)
+            paused, starved = 1 % self.n, 2 % self.n
+            self.fault_phase("paused", lambda: self.stop_cycle(
+                paused, a.pause_stopped, a.pause_running), affected=(paused,))
+            period = a.starve_period_ms / 1000
+            run_s = period * a.starve_share
+            self.fault_phase("starved", lambda: self.stop_cycle(
+                starved, period - run_s, run_s), affected=(starved,))
+        for s in SYSTEMS:
+            self.res[s]["rss_mb_end"] = round(statistics.median(
+                x.rss_mb() for x in self.agents[s] if x.alive()), 1)
+        return self.res
+
+    def stop(self):
+        self.stopping = True
+        for s in SYSTEMS:
+            for ag in self.agents[s]:
+                if ag.proc is not None and ag.proc.poll() is None:
+                    ag.send(signal.SIGCONT)
+                    ag.proc.kill()
+        for s in SYSTEMS:
+            for ag in self.agents[s]:
+                if ag.proc is not None:
+                    try:
+                        ag.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) / 1024 / 1024
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}, "
+            f"load average {load[0]:.2f} at the start")
+
+
+def ratio(x, y):
+    if x is None or y is None:
+        return "-"
+    if y == 0:
+        return "-" if x == 0 else "inf"
+    return f"{x / y:.2f}x"
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        v = f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+    return f"{v}{unit}"
+
+
+def table(n, res, a):
+    sh, se = res["shoal"], res["serf"]
+    rows = []
+
+    def row(label, x, y, unit="", r=True):
+        rows.append(f"| {label} | {fmt(y, unit)} | {fmt(x, unit)} | "
+                    f"{ratio(x, y) if r else '-'} |")
+
+    rows.append(f"| N = {n} agents each | Serf | shoal | shoal/Serf |")
+    rows.append("| --- | --- | --- | --- |")
+    row("join: every agent sees N alive", sh.get("join_s"), se.get("join_s"), " s")
+    for kind, label in (("crash", "crash (`kill -9`) seen down"),
+                        ("leave", "graceful leave (SIGINT) seen")):
+        if kind in sh:
+            k = f"{sh[kind]['pairs'] + sh[kind]['missing']} pairs"
+            row(f"{label}, median ({k})", sh[kind]["median_s"], se[kind]["median_s"], " s")
+            row(f"{label}, p90", sh[kind]["p90_s"], se[kind]["p90_s"], " s")
+            row(f"{label}, max", sh[kind]["max_s"], se[kind]["max_s"], " s")
+            if sh[kind]["missing"] or se[kind]["missing"]:
+                row(f"{label}, not seen within {a.detect_timeout:.0f} s",
+                    sh[kind]["missing"], se[kind]["missing"], "", r=False)
+    fd_sh, fd_se = sh.get("false_downs", {}), se.get("false_downs", {})
+    span = f"{a.fault_secs:.0f} s (+{a.tail_secs:g} s after)"
+    labels = {
+        "uniform": f"false downs: {a.loss:.0%} egress loss on every host, {span}",
+        "bursty": (f"false downs: bursty loss ({a.burst_loss:.0%} in+out on "
+                   f"{a.burst_fraction:.0%} of hosts at once, bursts "
+                   f"{a.burst_on[0]:g}-{a.burst_on[1]:g} s, gaps "
+                   f"{a.burst_off[0]:g}-{a.burst_off[1]:g} s), {span}"),
+        "paused": (f"false downs: one agent paused ({a.pause_stopped:g} s stopped, "
+                   f"{a.pause_running:g} s running), {span}"),
+        "starved": (f"false downs: one agent CPU-starved (runs {a.starve_share:.0%} of every "
+                    f"{a.starve_period_ms:.0f} ms), {span}"),
+    }
+
+    def fd_row(label, k, who):
+        x, y = fd_sh[k][who], fd_se[k][who]
+        rows.append(f"| {label} | {y} | {x} (served {fd_sh[k]['served'][who]}) | {ratio(x, y)} |")
+
+    for k, label in labels.items():
+        if k in fd_sh:
+            fd_row(label, k, "others")
+            if k in ("paused", "starved"):
+                fd_row(f"... the {k} agent itself seen down", k, "affected")
+    row("idle traffic per agent", sh.get("idle_bytes_s"), se.get("idle_bytes_s"), " B/s")
+    row("idle CPU per agent (% of a core)", sh.get("idle_cpu_pct"), se.get("idle_cpu_pct"), " %")
+    row("RSS per agent, idle (median)", sh.get("rss_mb"), se.get("rss_mb"), " MB")
+    row("RSS per agent, after the faults", sh.get("rss_mb_end"), se.get("rss_mb_end"), " MB")
+    row("... of the idle RSS, anonymous (heap, stacks; the rest is code and libraries)",
+        sh.get("anon_mb"), se.get("anon_mb"), " MB")
+    return "\n".join(rows)
+
+
+def parse_range(s):
+    lo, hi = (float(x) for x in s.split("-"))
+    return (lo, hi)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nodes", default="10,50", help="cluster sizes, comma-separated [10,50]")
+    ap.add_argument("--kills", type=int, default=None,
+                    help="crashes per size [10 at N<=20, else 8]")
+    ap.add_argument("--leaves", type=int, default=4, help="graceful leaves per size [4]")
+    ap.add_argument("--idle-secs", type=float, default=30, help="idle measurement [30 s]")
+    ap.add_argument("--fault-secs", type=float, default=45,
+                    help="length of each fault phase, 0 to skip them [45 s]")
+    ap.add_argument("--tail-secs", type=float, default=8,
+                    help="downs counted this long after a fault ends [8 s]")
+    ap.add_argument("--settle", type=float, default=2, help="calm before each round [2 s]")
+    ap.add_argument("--detect-timeout", type=float, default=30)
+    ap.add_argument("--loss", type=float, default=0.2, help="uniform egress loss [0.2]")
+    ap.add_argument("--burst-loss", type=float, default=0.8, help="loss in a burst [0.8]")
+    ap.add_argument("--burst-fraction", type=float, default=0.3,
+                    help="share of hosts in each burst [0.3]")
+    ap.add_argument("--burst-on", type=parse_range, default=(1.0, 4.0), help="burst length [1-4 s]")
+    ap.add_argument("--burst-off", type=parse_range, default=(1.0, 4.0), help="gap [1-4 s]")
+    ap.add_argument("--pause-stopped", type=float, default=10.0)
+    ap.add_argument("--pause-running", type=float, default=5.0)
+    ap.add_argument("--starve-period-ms", type=float, default=1000)
+    ap.add_argument("--starve-share", type=float, default=0.1,
+                    help="share of each period a starved agent runs [0.1]")
+    ap.add_argument("--seed", type=int, default=13, help="fault schedule seed")
+    ap.add_argument("--shoal", default="target/release/shoal")
+    ap.add_argument("--json", help="write the raw figures here")
+    a = ap.parse_args()
+
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces, iptables)")
+    for tool in ("serf", "iptables", "ip"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: apt-get install -y serf iptables iproute2")
+    a.shoal = os.path.abspath(a.shoal)
+    if not os.access(a.shoal, os.X_OK):
+        sys.exit(f"{a.shoal}: not found (cargo build --release)")
+    sizes = [int(x) for x in a.nodes.split(",")]
+    if any(n < 3 for n in sizes):
+        sys.exit("--nodes: at least 3")
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    # SIGINT too, explicitly: a shell starting the bench in the background ignores it.
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    started = time.time()
+    desc = machine()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    serf_version = run("serf", "version", check=False).stdout.split("\n")[0].strip()
+    rev = run("git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short",
+              "HEAD", check=False).stdout.strip() or "?"
+    shoal_key = run(a.shoal, "keygen").stdout.strip()
+    serf_key = run("serf", "keygen").stdout.strip()
+    out, tables = {"date": date, "machine": desc, "serf": serf_version, "shoal": rev}, []
+    Net.remove_leftovers()
+    kills_arg = a.kills
+    try:
+        for n in sizes:
+            a.kills = kills_arg if kills_arg is not None else (10 if n <= 20 else 8)
+            t_n = time.time()
+            log(f"N = {n}: setting up {2 * n} namespaces")
+            net = Net(n)
+            tmp = tempfile.mkdtemp(prefix=f"{PREFIX}-")
+            bench = Bench(a, n, tmp, shoal_key, serf_key)
+            try:
+                net.setup()
+                res = bench.run()
+            finally:
+                bench.stop()
+                net.teardown()
+                shutil.rmtree(tmp, ignore_errors=True)
+            res["wall_s"] = round(time.time() - t_n)
+            out[str(n)] = res
+            tables.append(table(n, res, a))
+            log(f"N = {n} done in {res['wall_s']} s")
+            print(tables[-1], flush=True)
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        Net.remove_leftovers()
+        sys.exit(130)
+    finally:
+        Net.remove_leftovers()
+    out["wall_s"] = round(time.time() - started)
+    print()
+    print(f"{date}; {desc}; Serf {serf_version}, shoal {rev}; whole run {out['wall_s']} s")
+    print()
+    print("\n\n".join(tables))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
