@@ -7,6 +7,7 @@
 //! with inline SVG plots. This module drives the same `core::Node` the agent runs; it must
 //! not reimplement or patch any of its decisions.
 
+pub mod bursty;
 pub mod growth;
 pub mod measure;
 pub mod net;

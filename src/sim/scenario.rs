@@ -272,6 +272,10 @@ pub enum FaultKind {
     Slow,
     /// The selected nodes stop processing for `duration` (a full GC): inputs queue up.
     Pause,
+    /// Bursty loss on the selected nodes (default: all) for `duration`: a Gilbert-Elliott
+    /// chain per host (`good_loss`/`bad_loss`, mean sojourns `good_for`/`bad_for`) plus
+    /// correlated storms (`storm_every`, `storm_fraction`); see `sim::bursty`.
+    Bursty,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -316,6 +320,25 @@ pub struct FaultSpec {
     pub rate: Option<f64>,
     #[serde(default)]
     pub delay: Option<Dur>,
+    // --- bursty (Gilbert-Elliott) ---
+    /// Loss in the good state (default 0).
+    #[serde(default)]
+    pub good_loss: Option<f64>,
+    /// Loss in the bad state.
+    #[serde(default)]
+    pub bad_loss: Option<f64>,
+    /// Mean time a host stays good between its own bursts (none: storms only).
+    #[serde(default)]
+    pub good_for: Option<Dur>,
+    /// Mean time a host stays bad.
+    #[serde(default)]
+    pub bad_for: Option<Dur>,
+    /// Mean gap between storms that put many hosts into the bad state at once.
+    #[serde(default)]
+    pub storm_every: Option<Dur>,
+    /// Share of the selected hosts each storm hits.
+    #[serde(default)]
+    pub storm_fraction: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -428,9 +451,16 @@ impl Scenario {
                     return bad(format!("{at}: fraction must be between 0 and 1"));
                 }
             }
-            if let Some(r) = f.rate {
-                if !(0.0..=1.0).contains(&r) {
-                    return bad(format!("{at}: rate must be between 0 and 1"));
+            for (name, v) in [
+                ("rate", f.rate),
+                ("good_loss", f.good_loss),
+                ("bad_loss", f.bad_loss),
+                ("storm_fraction", f.storm_fraction),
+            ] {
+                if let Some(r) = v {
+                    if !(0.0..=1.0).contains(&r) {
+                        return bad(format!("{at}: {name} must be between 0 and 1"));
+                    }
                 }
             }
             let need_duration = matches!(
@@ -441,6 +471,7 @@ impl Scenario {
                     | FaultKind::Loss
                     | FaultKind::Slow
                     | FaultKind::Pause
+                    | FaultKind::Bursty
             );
             if need_duration && f.duration.is_none() {
                 return bad(format!("{at}: needs a duration"));
@@ -460,6 +491,15 @@ impl Scenario {
                 }
                 FaultKind::Loss if f.rate.is_none() => {
                     return bad(format!("{at}: loss needs a `rate`"));
+                }
+                FaultKind::Bursty
+                    if f.bad_loss.is_none()
+                        || f.bad_for.is_none_or(|d| d.0.is_zero())
+                        || (f.good_for.is_none() && f.storm_every.is_none()) =>
+                {
+                    return bad(format!(
+                        "{at}: bursty needs `bad_loss`, a non-zero `bad_for`, and `good_for` or `storm_every`"
+                    ));
                 }
                 FaultKind::Slow if f.delay.is_none() => {
                     return bad(format!("{at}: slow needs a `delay`"));

@@ -458,6 +458,16 @@ where
         self.inner.iter().filter(|m| m.is_active())
     }
 
+    /// (shoal fork) The member with this identity, if known.
+    pub(crate) fn get(&self, id: &T) -> Option<&Member<T>> {
+        self.get_by_addr(&id.addr()).filter(|m| &m.id == id)
+    }
+
+    /// (shoal fork) The member at this address, if known.
+    pub(crate) fn get_by_addr(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.position_of(addr).map(|pos| &self.inner[pos])
+    }
+
     pub(crate) fn has_addr(&self, addr: &T::Addr) -> bool {
         self.position_of(addr).is_some()
     }
