@@ -11,6 +11,7 @@ pub mod identity;
 pub mod intern;
 pub mod keyops;
 pub mod keyring;
+pub mod lifeguard;
 pub mod meta;
 pub mod names;
 pub mod node;
@@ -27,6 +28,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod guard_tests;
+#[cfg(test)]
+mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

@@ -276,6 +276,8 @@ pub struct Node {
     foca: Swim,
     rng: SmallRng,
     store: SharedMetaStore,
+    /// Lifeguard's accusations received through foca (`node_lifeguard`).
+    accusations: crate::core::lifeguard::Inbox,
     truth: Truth,
     guard: Guard,
     /// What we last served for members the truth does not know (restored ghosts); for the
@@ -341,6 +343,9 @@ pub struct Node {
 /// that this file stays about membership.
 #[path = "node_trust.rs"]
 mod node_trust;
+/// Lifeguard's accusations between foca and the cluster.
+#[path = "node_lifeguard.rs"]
+mod node_lifeguard;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 
@@ -396,6 +401,7 @@ impl Node {
         meta.validate()?;
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
+        let accusations = crate::core::lifeguard::Inbox::default();
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -405,8 +411,10 @@ impl Node {
             MetaBroadcasts {
                 store: store.clone(),
                 own: id.name().clone(),
+                accusations: accusations.clone(),
             },
         );
+        foca.set_lifeguard(cfg.timings.lifeguard());
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         let own = MetaRecord {
@@ -455,6 +463,7 @@ impl Node {
             fetch: DueQueue::default(),
             discover: DueSet::default(),
             scaled_for: 1,
+            accusations,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
@@ -1079,6 +1088,7 @@ impl Node {
         now: Time,
         f: impl FnOnce(&mut Swim, &mut Rt<'_>) -> Result<(), foca::Error>,
     ) {
+        self.foca.set_now(Duration::from_millis(now.0));
         let res = {
             let mut rt = Rt {
                 now,
@@ -1868,6 +1878,7 @@ impl Node {
 
     /// Applies what one input produced: foca notifications, metadata changes, guard changes.
     fn after_input(&mut self, now: Time) {
+        self.lifeguard_exchange(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);

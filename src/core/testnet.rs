@@ -19,6 +19,8 @@ pub struct TestNet {
     pub cut: BTreeSet<usize>,
     /// One-way links that drop everything: `(from, to)`.
     pub blocked: BTreeSet<(usize, usize)>,
+    /// Lossy receivers: node -> (k, counter): it gets only every k-th datagram sent to it.
+    pub keep_one_in: std::collections::BTreeMap<usize, (u32, u32)>,
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
     evs: Vec<Option<Ev>>,
     seq: u64,
@@ -75,6 +77,7 @@ impl TestNet {
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            keep_one_in: Default::default(),
             queue: BinaryHeap::new(),
             evs: Vec::new(),
             seq: 0,
@@ -122,6 +125,12 @@ impl TestNet {
             if let Some(j) = self.index_of(tx.dst) {
                 if self.blocked.contains(&(i, j)) {
                     continue;
+                }
+                if let Some((k, c)) = self.keep_one_in.get_mut(&j) {
+                    *c = c.wrapping_add(1);
+                    if *c % (*k).max(1) != 0 {
+                        continue;
+                    }
                 }
                 let at = Time(self.now.0 + 1);
                 if let Some(tap) = &mut self.tap {

@@ -5,7 +5,7 @@
 //! nodes a fault hits (independent of the guard mode, so `enforce` and `off` runs see the
 //! same faults). Must not run anything: the world (`sim::world`) does.
 
-use crate::core::{GuardConfig, GuardMode, Profile};
+use crate::core::{GuardConfig, GuardMode, Profile, Timings};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -368,6 +368,41 @@ pub struct Scenario {
     pub measure: MeasureSpec,
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultSpec>,
+    #[serde(default)]
+    pub lifeguard: LifeguardSpec,
+}
+
+/// `[lifeguard]`: overrides of the profile's Lifeguard timings (`core::lifeguard`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifeguardSpec {
+    pub enabled: Option<bool>,
+    pub lhm_max: Option<u8>,
+    pub suspicion_max_mult: Option<f64>,
+    pub suspicion_fast_confirmations: Option<usize>,
+    pub suspicion_floor: Option<f64>,
+}
+
+impl LifeguardSpec {
+    /// The profile's timings with these overrides.
+    pub fn apply(&self, mut t: Timings) -> Timings {
+        if let Some(v) = self.enabled {
+            t.lifeguard = v;
+        }
+        if let Some(v) = self.lhm_max {
+            t.lhm_max = v;
+        }
+        if let Some(v) = self.suspicion_max_mult {
+            t.suspicion_max_mult = v;
+        }
+        if let Some(v) = self.suspicion_fast_confirmations {
+            t.suspicion_fast_confirmations = v;
+        }
+        if let Some(v) = self.suspicion_floor {
+            t.suspicion_floor = v;
+        }
+        t
+    }
 }
 
 /// Largest cluster the simulator accepts (addresses are 10.x.y.z).
@@ -428,6 +463,10 @@ impl Scenario {
             .config(GuardMode::Enforce)
             .validate()
             .map_err(ScenarioError::Invalid)?;
+        self.lifeguard
+            .apply(self.profile.timings())
+            .validate()
+            .map_err(|m| ScenarioError::Invalid(m.replace("timings.", "lifeguard.")))?;
         if self.measure.sample_every.0.is_zero() {
             return bad("measure.sample_every must be greater than zero".into());
         }

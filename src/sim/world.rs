@@ -426,7 +426,7 @@ impl<'a> World<'a> {
             name: self.names[i].clone(),
             advertise: addr_of(i),
             cluster_label: String::new(),
-            timings: self.sc.profile.timings(),
+            timings: self.sc.lifeguard.apply(self.sc.profile.timings()),
             seeds,
             guard: self.sc.guard.config(self.mode),
             track_suspects: true,

@@ -209,6 +209,8 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     health: u8,
     suspicions: hashbrown::HashMap<T::Addr, lifeguard::Suspicion<T::Addr>>,
     accusations: Vec<(T, Incarnation)>,
+    priority_probes: Vec<T>,
+    probe_failures: u64,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -283,6 +285,8 @@ where
             health: 0,
             suspicions: hashbrown::HashMap::new(),
             accusations: Vec::new(),
+            priority_probes: Vec::new(),
+            probe_failures: 0,
             broadcast_handler,
         }
     }
@@ -762,8 +766,24 @@ where
                         && s.incarnation == incarnation
                         && s.start.is_some()
                     {
-                        if self.lifeguard.is_some() && self.now < s.deadline {
-                            return Ok(());
+                        if self.lifeguard.is_some() {
+                            if self.now < s.deadline {
+                                return Ok(());
+                            }
+                            // We only heard of this suspicion: we check for
+                            // ourselves (a probe now, ahead of the round)
+                            // before declaring anyone down. A crash whose
+                            // down notice we missed is then seen a probe
+                            // later, not a whole round of probes later; a
+                            // refutation we missed costs nothing.
+                            if !s.accusers.contains(&self.identity.addr()) {
+                                if self.priority_probes.len() < 16
+                                    && !self.priority_probes.contains(&member_id)
+                                {
+                                    self.priority_probes.push(member_id);
+                                }
+                                return Ok(());
+                            }
                         }
                         self.suspicions.remove(&member_id.addr());
                     }
@@ -913,7 +933,9 @@ where
             self.health = 0;
             self.suspicions.clear();
             self.accusations.clear();
+            self.priority_probes.clear();
         }
+        self.members.ignore_stale_down = lifeguard.is_some();
         self.lifeguard = lifeguard;
     }
 
@@ -921,6 +943,12 @@ where
     /// timeouts (foca keeps no clock of its own). Monotonic.
     pub fn set_now(&mut self, now: Duration) {
         self.now = self.now.max(now);
+    }
+
+    /// (shoal fork) Probes of ours that failed (no direct nor indirect
+    /// ack), since the start; counted with or without Lifeguard.
+    pub const fn probe_failures(&self) -> u64 {
+        self.probe_failures
     }
 
     /// (shoal fork) Lifeguard's local health score (0 = healthy): probe
@@ -977,9 +1005,12 @@ where
         if !entry.add(accuser.addr(), max) {
             return false;
         }
-        if entry.start.is_some() {
-            self.rearm_suspicion(suspect, &mut runtime);
+        // Hearing of an accusation is hearing of the suspicion, even when
+        // the suspect update itself was lost.
+        if entry.start.is_none() {
+            entry.start = Some(self.now);
         }
+        self.rearm_suspicion(suspect, &mut runtime);
         true
     }
 
@@ -1017,7 +1048,10 @@ where
         if entry.incarnation != incarnation {
             *entry = lifeguard::Suspicion::new(incarnation);
         }
-        if entry.start.is_none() {
+        // A suspicion we only heard of starts when we heard of it; but if
+        // we may be the unhealthy one (our score was up before this very
+        // failure raised it), our own accusation starts afresh.
+        if entry.start.is_none() || (self.health > 1 && !entry.accusers.contains(&own)) {
             entry.start = Some(now);
         }
         // Our own accusation comes first: it must not be pushed out by
@@ -1027,6 +1061,32 @@ where
             entry.accusers.truncate(max);
         }
         self.rearm_suspicion(id, &mut runtime);
+    }
+
+    // (shoal fork) We learned that `id` is suspect at `incarnation`:
+    // start our own suspicion timer, accusers or not.
+    fn hear_suspicion(&mut self, id: &T, incarnation: Incarnation, mut runtime: impl Runtime<T>) {
+        if self.lifeguard.is_none() || id == &self.identity {
+            return;
+        }
+        let addr = id.addr();
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
+            self.prune_suspicions();
+        }
+        let now = self.now;
+        let entry = self
+            .suspicions
+            .entry(addr)
+            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
+        if entry.incarnation != incarnation {
+            *entry = lifeguard::Suspicion::new(incarnation);
+        }
+        if entry.start.is_none() {
+            entry.start = Some(now);
+            self.rearm_suspicion(id, &mut runtime);
+        }
     }
 
     fn rearm_suspicion(&mut self, id: &T, mut runtime: impl Runtime<T>) {
@@ -1377,6 +1437,7 @@ where
             self.health = lifeguard::health_down(self.health);
         }
         if let Some(failed) = self.probe.take_failed() {
+            self.probe_failures += 1;
             if let Some(lg) = self.lifeguard.as_ref() {
                 self.health = lifeguard::health_up(self.health, lg.max_health);
             }
@@ -1452,9 +1513,23 @@ where
             }
         }
 
-        if let Some(member) = self.members.next(&mut self.rng) {
+        // (shoal fork) Lifeguard: a suspect we only heard of, whose
+        // timeout passed, is probed first.
+        let mut chosen = None;
+        while let Some(id) = self.priority_probes.pop() {
+            if let Some(m) = self.members.get(&id)
+                && m.state() == State::Suspect
+            {
+                chosen = Some(m.clone());
+                break;
+            }
+        }
+        if chosen.is_none() {
+            chosen = self.members.next(&mut self.rng).cloned();
+        }
+        if let Some(member) = chosen {
             let member_id = member.id().clone();
-            let probe_number = self.probe.start(member.clone());
+            let probe_number = self.probe.start(member);
 
             #[cfg(feature = "tracing")]
             tracing::debug!(member_id = tracing::field::debug(&member_id), "Probe start");
@@ -1515,6 +1590,7 @@ where
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
         let id = update.id().clone();
+        let (update_state, update_incarnation) = (update.state(), update.incarnation());
 
         if summary.apply_successful {
             #[cfg(feature = "tracing")]
@@ -1530,6 +1606,19 @@ where
                 let data = self.serialize_member(update)?;
                 self.updates
                     .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+            }
+
+            // (shoal fork) Lifeguard: every member that hears of a
+            // suspicion runs its own timer (as memberlist does), not only
+            // the accusers. At its end a member that is no accuser probes
+            // the suspect itself instead of declaring it down (in foca a
+            // down notice overrides any incarnation, so declaring on
+            // hearsay would kill members whose refutation we missed).
+            if self.lifeguard.is_some()
+                && summary.is_active_now
+                && update_state == State::Suspect
+            {
+                self.hear_suspicion(&id, update_incarnation, &mut runtime);
             }
 
             // Down is a terminal state, so set up a handler for removing

@@ -224,3 +224,61 @@ fn a_ping_to_a_suspect_carries_the_suspicion() {
         assert_eq!(carried, on, "lifeguard {on}");
     }
 }
+
+#[test]
+fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
+    for lg in [Some(lifeguard()), None] {
+        let on = lg.is_some();
+        let (mut foca, mut rt) = foca_with(6, lg);
+        foca.set_now(Duration::from_secs(50));
+        let token = foca.timer_token();
+        foca.apply(Member::new(ID::new(4), 2, State::Suspect), &mut rt).unwrap();
+        let armed = suspect_timer(&mut rt, ID::new(4), token);
+        assert_eq!(armed, on.then_some(MIN * 6), "lifeguard {on}");
+        if !on {
+            continue;
+        }
+        // Three accusers known (two confirmations): due at the minimum after hearing.
+        foca.set_now(Duration::from_secs(51));
+        for a in [2, 3, 5] {
+            foca.confirm_suspicion(&ID::new(4), 2, &ID::new(a), &mut rt);
+        }
+        assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(Duration::from_secs(3)));
+        foca.set_now(Duration::from_secs(54));
+        let timer = Timer::ChangeSuspectToDown { member_id: ID::new(4), incarnation: 2, token };
+        foca.handle_timer(timer, &mut rt).unwrap();
+        // Not declared on hearsay: still suspect, and probed next.
+        assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Suspect));
+        let (probed, _, _) = start_probe(&mut foca, &mut rt);
+        assert_eq!(probed, ID::new(4));
+        // The probe fails: now we accuse too, and (we were healthy) the
+        // deadline, counted from when we heard, has passed.
+        fail_probe(&mut foca, &mut rt, probed);
+        rt.clear();
+        start_probe(&mut foca, &mut rt);
+        assert_eq!(foca.local_health(), 1);
+        assert_eq!(foca.take_accusations(), vec![(ID::new(4), 2)]);
+        assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(Duration::ZERO));
+        let timer = Timer::ChangeSuspectToDown { member_id: ID::new(4), incarnation: 2, token };
+        foca.handle_timer(timer, &mut rt).unwrap();
+        assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Down));
+        assert_eq!(foca.probe_failures(), 1);
+    }
+}
+
+#[test]
+fn a_down_notice_about_an_older_incarnation_is_ignored() {
+    for lg in [Some(lifeguard()), None] {
+        let on = lg.is_some();
+        let (mut foca, mut rt) = foca_with(4, lg);
+        foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
+        foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+        let state = foca.members.get(&ID::new(3)).map(|m| m.state());
+        assert_eq!(state, Some(if on { State::Alive } else { State::Down }), "lifeguard {on}");
+        if on {
+            // The current incarnation still goes down.
+            foca.apply(Member::new(ID::new(3), 5, State::Down), &mut rt).unwrap();
+            assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Down));
+        }
+    }
+}

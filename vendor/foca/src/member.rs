@@ -146,6 +146,9 @@ pub(crate) struct Members<T: crate::Identity> {
     num_active: usize,
     // (shoal fork) Members in state Suspect, kept like `num_active`.
     num_suspect: usize,
+    // (shoal fork) Lifeguard: a down notice about an older incarnation than
+    // the one we know is stale (memberlist's rule) and is ignored.
+    pub(crate) ignore_stale_down: bool,
     // (shoal fork) Positions in `inner`, hashed by the address of the
     // member there (4 bytes per member: the address is not copied).
     // Kept in sync on every push/swap/swap_remove and rebuilt after a
@@ -214,6 +217,7 @@ where
             cursor: 0,
             num_active,
             num_suspect,
+            ignore_stale_down: false,
             inner,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
@@ -490,6 +494,7 @@ where
         condition: F,
     ) -> Option<ApplySummary<T>> {
         let pos = self.position_of(&update.id().addr())?;
+        let ignore_stale_down = self.ignore_stale_down;
         let known_member = &mut self.inner[pos];
 
         let id_conflict = known_member.id != update.id;
@@ -527,6 +532,11 @@ where
             known_member.state = update.state;
             known_member.incarnation = update.incarnation;
             (true, ConflictResult::Replaced(update.id))
+        } else if ignore_stale_down
+            && update.state == State::Down
+            && update.incarnation < known_member.incarnation
+        {
+            (false, ConflictResult::NoConflict)
         } else {
             (
                 known_member.change_state(update.incarnation, update.state),
