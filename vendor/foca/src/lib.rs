@@ -210,6 +210,8 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     suspicions: hashbrown::HashMap<T::Addr, lifeguard::Suspicion<T::Addr>>,
     accusations: Vec<(T, Incarnation)>,
     priority_probes: Vec<T>,
+    stale_downs: Vec<T>,
+    stale_probe: Option<T>,
     probe_failures: u64,
 }
 
@@ -286,6 +288,8 @@ where
             suspicions: hashbrown::HashMap::new(),
             accusations: Vec::new(),
             priority_probes: Vec::new(),
+            stale_downs: Vec::new(),
+            stale_probe: None,
             probe_failures: 0,
             broadcast_handler,
         }
@@ -934,6 +938,8 @@ where
             self.suspicions.clear();
             self.accusations.clear();
             self.priority_probes.clear();
+            self.stale_downs.clear();
+            self.stale_probe = None;
         }
         self.members.ignore_stale_down = lifeguard.is_some();
         self.lifeguard = lifeguard;
@@ -1103,6 +1109,11 @@ where
             return;
         };
         entry.deadline = start + lg.timeout(min, entry.confirmations(), others);
+        // The cluster already declared this member down (at an older
+        // incarnation) and our own probe failed too: due now.
+        if self.stale_probe.as_ref() == Some(id) {
+            entry.deadline = now;
+        }
         runtime.submit_after(
             Timer::ChangeSuspectToDown {
                 member_id: id.clone(),
@@ -1516,7 +1527,19 @@ where
         // (shoal fork) Lifeguard: a suspect we only heard of, whose
         // timeout passed, is probed first.
         let mut chosen = None;
-        while let Some(id) = self.priority_probes.pop() {
+        self.stale_probe = None;
+        while let Some(id) = self.stale_downs.pop() {
+            if let Some(m) = self.members.get(&id)
+                && m.is_active()
+            {
+                chosen = Some(m.clone());
+                self.stale_probe = Some(id);
+                break;
+            }
+        }
+        while chosen.is_none()
+            && let Some(id) = self.priority_probes.pop()
+        {
             if let Some(m) = self.members.get(&id)
                 && m.state() == State::Suspect
             {
@@ -1570,6 +1593,21 @@ where
         runtime: impl Runtime<T>,
     ) -> Result<bool> {
         debug_assert_ne!(&self.identity, update.id());
+        // (shoal fork) Lifeguard: a down notice about an older incarnation
+        // is ignored (see `Members::ignore_stale_down`), but it says the
+        // cluster gave up on the member: we probe it at once, and if that
+        // fails too, declare it down at the incarnation we know.
+        if self.lifeguard.is_some()
+            && update.state() == State::Down
+            && self
+                .members
+                .get(update.id())
+                .is_some_and(|m| m.is_active() && m.incarnation() > update.incarnation())
+            && !self.stale_downs.contains(update.id())
+            && self.stale_downs.len() < 16
+        {
+            self.stale_downs.push(update.id().clone());
+        }
         let summary = self.members.apply(update.clone(), &mut self.rng);
 
         let update_is_active = match summary.conflict {

@@ -282,3 +282,44 @@ fn a_down_notice_about_an_older_incarnation_is_ignored() {
         }
     }
 }
+
+#[test]
+fn a_stale_down_notice_makes_us_probe_and_declare_if_the_probe_fails() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    foca.set_now(Duration::from_secs(10));
+    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
+    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+    rt.clear();
+    let token = foca.timer_token();
+    let (probed, _, _) = start_probe(&mut foca, &mut rt);
+    assert_eq!(probed, ID::new(3), "probed at once");
+    fail_probe(&mut foca, &mut rt, probed);
+    rt.clear();
+    start_probe(&mut foca, &mut rt);
+    assert_eq!(suspect_timer(&mut rt, ID::new(3), token), Some(Duration::ZERO));
+    let timer = Timer::ChangeSuspectToDown { member_id: ID::new(3), incarnation: 5, token };
+    foca.handle_timer(timer, &mut rt).unwrap();
+    assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Down));
+}
+
+#[test]
+fn a_stale_down_notice_about_a_member_that_answers_changes_nothing() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
+    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+    rt.clear();
+    let (probed, _, _) = start_probe(&mut foca, &mut rt);
+    assert_eq!(probed, ID::new(3));
+    let probe_number = foca.probe().probe_number();
+    foca.handle_data(&ack(probed, probe_number, 5), &mut rt).unwrap();
+    fail_probe(&mut foca, &mut rt, probed);
+    for _ in 0..10 {
+        let (p, _, _) = start_probe(&mut foca, &mut rt);
+        let n = foca.probe().probe_number();
+        foca.handle_data(&ack(p, n, if p == ID::new(3) { 5 } else { 0 }), &mut rt).unwrap();
+        fail_probe(&mut foca, &mut rt, p);
+        rt.clear();
+    }
+    assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Alive));
+    assert_eq!(foca.probe_failures(), 0);
+}
