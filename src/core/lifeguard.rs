@@ -207,7 +207,9 @@ mod tests {
 
     #[test]
     fn settings_follow_the_profile() {
-        let t = crate::core::Profile::Lan.timings();
+        let mut t = crate::core::Profile::Lan.timings();
+        assert!(t.lifeguard().is_none(), "off by default");
+        t.lifeguard = true;
         let s = settings(&t);
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
