@@ -7,8 +7,8 @@
 //! Prints the figures; it asserts nothing about timing (that would make CI flaky). The peak
 //! memory is the process's `VmHWM`, reset before each size where Linux allows it.
 
-use shoal::core::GuardMode;
-use shoal::sim::{self, growth, Scenario};
+use shoal_core::GuardMode;
+use shoal_sim::{self as sim, growth, Scenario};
 use std::time::Instant;
 
 fn scenario(nodes: usize, secs: u64, formed: bool) -> Scenario {

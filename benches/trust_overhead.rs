@@ -8,9 +8,9 @@
 //! `cargo bench --bench trust_overhead`; `cargo test --benches` runs a short smoke pass. It
 //! asserts nothing about timing.
 
-use shoal::core::keyring::{Key, Keyring, KEY_LEN};
-use shoal::core::trust::TrustConfig;
-use shoal::core::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
+use shoal_core::keyring::{Key, Keyring, KEY_LEN};
+use shoal_core::trust::TrustConfig;
+use shoal_core::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;

@@ -13,7 +13,7 @@
 
 use crate::api::types::*;
 use crate::client::{Client, ClientError, MemberQuery, Watch};
-use crate::core::{EventKind, GuardReport, GuardState, Instance, MemberView};
+use shoal_core::{EventKind, GuardReport, GuardState, Instance, MemberView};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -300,7 +300,7 @@ async fn execute(
             }
         }
         ClientCommand::Keys { action } => {
-            use crate::core::keyops::KeyOpKind;
+            use shoal_core::keyops::KeyOpKind;
             let (op, key) = match action {
                 None | Some(KeysAction::List) => {
                     let r = client.keys().await?;
@@ -485,7 +485,7 @@ fn keys_table(
         };
         writeln!(out, "{id}{primary}")?;
     }
-    if k.plaintext != crate::core::trust::Plaintext::Refuse {
+    if k.plaintext != shoal_core::trust::Plaintext::Refuse {
         writeln!(
             out,
             "plaintext: {:?} (transition to encryption in progress)",
@@ -659,7 +659,7 @@ fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std::io::Result
             "encryption:".into(),
             if s.trust.encrypted {
                 match s.trust.plaintext {
-                    crate::core::trust::Plaintext::Refuse => "on".to_string(),
+                    shoal_core::trust::Plaintext::Refuse => "on".to_string(),
                     p => format!("on, plaintext {p:?} (transition)"),
                 }
             } else {

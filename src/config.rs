@@ -7,10 +7,10 @@
 //! is refused with the name of its field. It must not open sockets or start anything; the
 //! only I/O is reading the config file and the host name.
 
-use crate::core::identity::{validate_name, MAX_NAME_LEN};
-use crate::core::wire::MAX_LABEL_LEN;
-use crate::core::{GuardConfig, GuardMode, NodeConfig, NodeMeta, Profile, Service, Timings};
 use serde::{Deserialize, Serialize};
+use shoal_core::identity::{validate_name, MAX_NAME_LEN};
+use shoal_core::wire::MAX_LABEL_LEN;
+use shoal_core::{GuardConfig, GuardMode, NodeConfig, NodeMeta, Profile, Service, Timings};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -123,7 +123,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Timing profile [default: lan]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::core_args::profile())]
     pub profile: Option<Profile>,
     /// Cluster label: datagrams with another label are dropped
     #[arg(long = "cluster-label", value_name = "LABEL")]
@@ -135,7 +135,7 @@ pub struct AgentArgs {
     #[arg(long = "log-format", value_enum)]
     pub log_format: Option<LogFormat>,
     /// Guard mode [default: enforce]
-    #[arg(long = "guard-mode", value_enum)]
+    #[arg(long = "guard-mode", value_parser = crate::core_args::guard_mode())]
     pub guard_mode: Option<GuardMode>,
     /// Cluster key (base64 of 32 bytes, from `shoal keygen`): seeds the keyring
     #[arg(
@@ -247,7 +247,7 @@ struct GuardFile {
     warming_timeout: Option<String>,
     snapshot_max_age: Option<String>,
     /// Per-service overrides: `[guard.services.NAME] fail_closed = true`.
-    services: Option<BTreeMap<String, crate::core::guard::ServiceGuard>>,
+    services: Option<BTreeMap<String, shoal_core::guard::ServiceGuard>>,
 }
 
 /// The `[trust]` table.
@@ -290,7 +290,7 @@ pub struct TrustSettings {
     pub insecure: bool,
     /// Where the keyring persists (`<data-dir>/keyring` unless set).
     pub keyring_file: PathBuf,
-    pub plaintext: crate::core::trust::Plaintext,
+    pub plaintext: shoal_core::trust::Plaintext,
     pub replay_window: Duration,
     pub max_sessions: usize,
     /// File holding the token API commands need (`--api-token-file`).
@@ -312,9 +312,9 @@ impl std::fmt::Debug for TrustSettings {
 }
 
 fn resolve_trust(t: &TrustFile, data_dir: &Path) -> Result<TrustSettings, ConfigError> {
-    use crate::core::trust::Plaintext;
+    use shoal_core::trust::Plaintext;
     if let Some(k) = &t.encrypt {
-        crate::core::keyring::Key::parse(k).map_err(|e| invalid("trust.encrypt", e.to_string()))?;
+        shoal_core::keyring::Key::parse(k).map_err(|e| invalid("trust.encrypt", e.to_string()))?;
     }
     let plaintext = match t.plaintext.as_deref() {
         None | Some("refuse") => Plaintext::Refuse,
@@ -809,9 +809,9 @@ fn resolve(
     };
     meta.validate().map_err(|e| {
         let field = match e {
-            crate::core::MetaError::BadKey(_)
-            | crate::core::MetaError::ValueTooLong { .. }
-            | crate::core::MetaError::TooManyTags(_) => "tags",
+            shoal_core::MetaError::BadKey(_)
+            | shoal_core::MetaError::ValueTooLong { .. }
+            | shoal_core::MetaError::TooManyTags(_) => "tags",
             _ => "services",
         };
         invalid(field, e.to_string())
@@ -986,45 +986,7 @@ fn apply_guard(mut g: GuardConfig, f: &GuardFile) -> Result<GuardConfig, ConfigE
 
 // ----- small parsers -----------------------------------------------------------------------
 
-/// Parses a duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`, `d`
-/// ("500ms", "30s", "5m", "1h30m", "1.5s").
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty duration; write it like 500ms, 30s, 5m or 1h".into());
-    }
-    let bad = || format!("{s:?} is not a duration; write it like 500ms, 30s, 5m or 1h30m");
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let num: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs = match unit {
-            "ms" => num / 1000.0,
-            "s" => num,
-            "m" | "min" => num * 60.0,
-            "h" => num * 3600.0,
-            "d" => num * 86400.0,
-            _ => return Err(bad()),
-        };
-        if !secs.is_finite() || secs > 1e9 {
-            return Err(bad());
-        }
-        total += Duration::from_secs_f64(secs);
-    }
-    Ok(total)
-}
+pub use shoal_core::duration::parse_duration;
 
 /// `IP:PORT` (IPv6 as `[::1]:PORT`).
 /// A loopback `IP:PORT` (`http://` accepted) for one of the optional local listeners.

@@ -9,8 +9,8 @@
 
 use crate::agent::{init_logging, Agent, AgentShared};
 use crate::config::{parse_duration, AgentArgs, Config, LogFormat};
-use crate::core::{Event, EventKind, MemberChange, Profile, ServedStatus};
 use anyhow::{bail, Context};
+use shoal_core::{Event, EventKind, MemberChange, Profile, ServedStatus};
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ pub struct DevArgs {
     #[arg(long)]
     pub distinct_ips: bool,
     /// Timing profile
-    #[arg(long, value_enum, default_value_t = Profile::Local)]
+    #[arg(long, value_parser = crate::core_args::profile(), default_value_t = Profile::Local)]
     pub profile: Profile,
     /// Leave and exit as soon as every agent sees every member alive
     #[arg(long)]

@@ -8,9 +8,9 @@
 //! leave), the side-by-side table and the story. It only drives agents and displays what they
 //! serve: it decides nothing about membership (that is the core's and the guard's).
 
-use crate::core::{ServedStatus, TruthState};
 use crate::dev::DevCluster;
 use anyhow::bail;
+use shoal_core::{ServedStatus, TruthState};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;

@@ -7,10 +7,10 @@
 //! means a bug in what it drives. Must not be used by the agent.
 
 use crate::agent::shared::AgentShared;
-use crate::core::keyring::{Key, Keyring, KEY_LEN};
-use crate::core::trust::{Trust, TrustConfig};
-use crate::core::wire::{self, Kind};
-use crate::core::{Node, NodeConfig, NodeMeta, Profile, Time};
+use shoal_core::keyring::{Key, Keyring, KEY_LEN};
+use shoal_core::trust::{Trust, TrustConfig};
+use shoal_core::wire::{self, Kind};
+use shoal_core::{Node, NodeConfig, NodeMeta, Profile, Time};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ pub fn datagram(data: &[u8]) {
         n.handle_datagram(Time(t), from, &sealed);
         drain(&mut n);
     }
-    n.handle_timer(Time(1_000), crate::core::NodeTimer::Tick);
+    n.handle_timer(Time(1_000), shoal_core::NodeTimer::Tick);
     drain(&mut n);
 }
 
@@ -168,7 +168,7 @@ pub fn api_request(data: &[u8]) {
 
 /// Valid inputs the fuzzers start from (and the bounded runs mutate).
 pub fn datagram_seeds() -> Vec<Vec<u8>> {
-    use crate::core::sync::{DigestEntry, ShoalMsg};
+    use shoal_core::sync::{DigestEntry, ShoalMsg};
     let mut v = Vec::new();
     let want = ShoalMsg::Want {
         names: vec![Arc::from("target"), Arc::from("peer")],

@@ -1,8 +1,8 @@
 //! shoal: a gossip-based membership agent that fails static.
 //!
-//! `core` is the deterministic state machine (SWIM via foca, metadata, the guard);
-//! `agent` drives it with tokio, `api` serves local apps, `sim` drives many cores in
-//! virtual time. `fuzzing` holds the fuzz targets (for `fuzz/` and the
+//! The deterministic state machine (SWIM via foca, metadata, the guard) is the `shoal-core`
+//! crate; `agent` drives it with tokio, `api` serves local apps; the `shoal-sim` crate drives
+//! many cores in virtual time. `fuzzing` holds the fuzz targets (for `fuzz/` and the
 //! test suite).
 
 pub mod agent;
@@ -10,10 +10,9 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod core;
+pub mod core_args;
 pub mod dev;
 pub mod dev_live;
 pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod sim;

@@ -8,7 +8,7 @@ use shoal::api::types::*;
 use shoal::api::{self, ApiError, ApiHandle, ApiOptions};
 use shoal::cli::{self, ClientArgs, ClientCommand, Format};
 use shoal::client::{Client, ClientError, MemberQuery};
-use shoal::core::{Node, NodeConfig, NodeMeta, Profile, ServedStatus, Time};
+use shoal_core::{Node, NodeConfig, NodeMeta, Profile, ServedStatus, Time};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -440,7 +440,7 @@ async fn watch_sends_a_snapshot_then_each_change() {
             .unwrap()
             .unwrap();
         if let WatchLine::Event(e) = line {
-            if let shoal::core::EventKind::Member { member, .. } = &e.kind {
+            if let shoal_core::EventKind::Member { member, .. } = &e.kind {
                 if member.tags.get("color").map(String::as_str) == Some("blue") {
                     break e;
                 }
@@ -570,7 +570,7 @@ async fn member_filters() {
 async fn guard_routes_answer_with_a_report() {
     let f = fixture().await;
     let g = f.client.guard().await.unwrap();
-    assert_eq!(g.guard.state, shoal::core::GuardState::Normal);
+    assert_eq!(g.guard.state, shoal_core::GuardState::Normal);
     let (s, v) = raw_json(&f.client, "POST", "/v1/guard/freeze", None).await;
     assert_eq!(s, 200);
     for key in [

@@ -6,7 +6,7 @@
 
 use shoal::agent::{Agent, AgentShared};
 use shoal::config::{AgentArgs, Config};
-use shoal::core::{Profile, ServedStatus, Service};
+use shoal_core::{Profile, ServedStatus, Service};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -295,7 +295,7 @@ async fn malformed_and_oversized_datagrams_are_dropped_and_counted() {
     assert_eq!(after.dropped_plaintext, before.dropped_plaintext + 2);
 
     // Nothing changed: same members, all still alive, and the agent keeps working.
-    let names = |v: &[shoal::core::MemberView]| -> Vec<(String, ServedStatus)> {
+    let names = |v: &[shoal_core::MemberView]| -> Vec<(String, ServedStatus)> {
         v.iter().map(|m| (m.name.clone(), m.status)).collect()
     };
     assert_eq!(names(&c.shared[1].lock().members()), names(&before_members));

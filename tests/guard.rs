@@ -14,7 +14,7 @@ use shoal::api::{self, ApiHandle, ApiOptions};
 use shoal::cli::{self, ClientArgs, ClientCommand, Format, GuardAction};
 use shoal::client::{Client, MemberQuery};
 use shoal::config::{AgentArgs, Config};
-use shoal::core::{
+use shoal_core::{
     EventKind, GuardMode, GuardReport, GuardState, GuardTransition, Profile, ServedStatus,
 };
 use std::net::SocketAddr;

@@ -2,8 +2,8 @@
 //! small scenarios end the way SWIM and the served view promise (joins converge, crashes
 //! are detected, partitions heal, graceful leaves are `left`, not `down`).
 
-use shoal::core::{GuardMode, ServedStatus};
-use shoal::sim::{self, Scenario, World};
+use shoal_core::{GuardMode, ServedStatus};
+use shoal_sim::{self as sim, Scenario, World};
 use std::path::Path;
 
 fn load(name: &str) -> Scenario {

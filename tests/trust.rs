@@ -8,8 +8,8 @@ use shoal::agent::{Agent, AgentShared};
 use shoal::api::{self, ApiOptions};
 use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
-use shoal::core::keyops::KeyOpKind;
-use shoal::core::{Event, EventKind, Profile, ServedStatus};
+use shoal_core::keyops::KeyOpKind;
+use shoal_core::{Event, EventKind, Profile, ServedStatus};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -259,7 +259,7 @@ async fn a_flood_of_random_datagrams_changes_nothing() {
             .all(|(m, s)| m == "n1" && *s == ServedStatus::Alive),
         "the view changed: {seen:?}"
     );
-    let names = |v: Vec<shoal::core::MemberView>| -> Vec<(String, ServedStatus)> {
+    let names = |v: Vec<shoal_core::MemberView>| -> Vec<(String, ServedStatus)> {
         v.into_iter().map(|m| (m.name, m.status)).collect()
     };
     let (members, st, trust) = {
@@ -317,7 +317,7 @@ async fn api_commands_need_the_token_when_one_is_set() {
     }
     assert_eq!(
         a.shared().lock().guard_report().state,
-        shoal::core::GuardState::Normal
+        shoal_core::GuardState::Normal
     );
     let r = router
         .clone()

@@ -5,7 +5,7 @@
 //! killed on timeout). Failures are returned, never panicked, and never affect the guard.
 //! Must not decide when to alert (the event loop calls it for each `GuardTransition`).
 
-use crate::core::GuardTransition;
+use shoal_core::GuardTransition;
 use std::process::Stdio;
 use std::time::Duration;
 use thiserror::Error;
@@ -91,7 +91,7 @@ pub async fn run_alert_hook(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{GuardMode, GuardReport, GuardState};
+    use shoal_core::{GuardMode, GuardReport, GuardState};
     use std::time::Instant;
 
     fn transition() -> GuardTransition {

@@ -6,7 +6,7 @@
 //! was changed through the API since (then the API's value stays); everything else (in
 //! particular whatever was set or deleted through the API) stays as it is. Pure: no I/O.
 
-use crate::core::NodeMeta;
+use shoal_core::NodeMeta;
 use std::collections::BTreeMap;
 
 /// Merges one table (tags or services) three ways; see the module doc.
@@ -49,7 +49,7 @@ pub fn merge_meta(current: &NodeMeta, old_file: &NodeMeta, new_file: &NodeMeta) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Service;
+    use shoal_core::Service;
 
     fn meta(tags: &[(&str, &str)], services: &[(&str, u16)]) -> NodeMeta {
         NodeMeta {

@@ -14,7 +14,7 @@ use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
 use crate::agent::timers::TimerQueue;
 use crate::config::{seed_with_port, AgentArgs, Config};
-use crate::core::{
+use shoal_core::{
     Event, EventKind, GuardTransition, LocalEvent, MemberChange, Node, NodeError, Time,
 };
 use std::collections::VecDeque;
@@ -173,7 +173,7 @@ impl Agent {
                  agent can speak for any node"
             ),
         }
-        node.set_trust(crate::core::trust::TrustConfig {
+        node.set_trust(shoal_core::trust::TrustConfig {
             keyring,
             plaintext: cfg.trust.plaintext,
             unix_ms_at_zero: unix_ms(),
@@ -673,7 +673,7 @@ fn log_event(ev: &Event, left: bool) {
         },
         EventKind::Guard(t) => {
             let r = &t.report;
-            if t.to == crate::core::GuardState::Normal {
+            if t.to == shoal_core::GuardState::Normal {
                 info!(
                     from = t.from.as_str(),
                     to = t.to.as_str(),

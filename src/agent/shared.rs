@@ -9,7 +9,7 @@
 //! addresses the event loop cuts off. It is reachable only through this library (no API route,
 //! no flag, no config key) and costs one relaxed atomic load per datagram while empty.
 
-use crate::core::{Event, Node, NodeMeta, Time};
+use shoal_core::{Event, Node, NodeMeta, Time};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

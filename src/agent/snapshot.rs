@@ -5,7 +5,7 @@
 //! Plain blocking functions: the agent calls them from a blocking task. Must not decide what
 //! a snapshot contains (`Node::snapshot`) nor how it is served (`Node::restore`).
 
-use crate::core::Snapshot;
+use shoal_core::Snapshot;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -122,7 +122,7 @@ pub fn load(
     let bad_name = std::iter::once(snap.node.as_str())
         .chain(snap.members.iter().map(|m| m.name.as_str()))
         .chain(snap.baseline.iter().map(String::as_str))
-        .find_map(|n| crate::core::identity::validate_name(n).err());
+        .find_map(|n| shoal_core::identity::validate_name(n).err());
     if let Some(msg) = bad_name {
         return Err(SnapshotFileError::Invalid {
             path: path.to_path_buf(),
@@ -143,12 +143,12 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{GuardMode, GuardReport, GuardState, MemberView, ServedStatus};
+    use shoal_core::{GuardMode, GuardReport, GuardState, MemberView, ServedStatus};
     use std::collections::BTreeMap;
 
     fn snap(at: u64) -> Snapshot {
         Snapshot {
-            version: crate::core::snapshot::SNAPSHOT_VERSION,
+            version: shoal_core::snapshot::SNAPSHOT_VERSION,
             node: "n1".into(),
             taken_at_unix_ms: at,
             members: vec![MemberView {

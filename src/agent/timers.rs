@@ -5,7 +5,7 @@
 //! relies on that). The event loop sleeps until `next_deadline()`; there is never one
 //! sleeping task per timer. It must not read a clock: the caller passes `now`.
 
-use crate::core::{NodeTimer, Time};
+use shoal_core::{NodeTimer, Time};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -87,7 +87,7 @@ impl TimerQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::identity::NodeId;
+    use shoal_core::identity::NodeId;
 
     fn swim(n: u64) -> NodeTimer {
         // Distinct timers, told apart by the probe number they carry.

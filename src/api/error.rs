@@ -7,11 +7,11 @@
 //! the JSON shape. Must not decide anything about membership.
 
 use crate::api::types::ErrorBody;
-use crate::core::NodeError;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use shoal_core::NodeError;
 use std::path::PathBuf;
 use thiserror::Error;
 

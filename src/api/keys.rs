@@ -8,15 +8,15 @@
 
 use crate::api::error::HttpError;
 use crate::api::routes::{ApiState, BodyShape, JsonBody};
-use crate::core::keyops::{Confirm, KeyOpKind};
-use crate::core::keyring::Key;
-use crate::core::node::KeysError;
-use crate::core::trust::Plaintext;
-use crate::core::Node;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use shoal_core::keyops::{Confirm, KeyOpKind};
+use shoal_core::keyring::Key;
+use shoal_core::node::KeysError;
+use shoal_core::trust::Plaintext;
+use shoal_core::Node;
 use std::time::Duration;
 
 /// How long `POST /v1/keys` waits for every member to confirm.
@@ -78,7 +78,7 @@ pub struct TrustView {
     /// False when the agent runs `--insecure`.
     pub encrypted: bool,
     pub plaintext: Plaintext,
-    pub stats: crate::core::trust::TrustStats,
+    pub stats: shoal_core::trust::TrustStats,
 }
 
 pub(crate) fn trust_view(node: &Node) -> TrustView {

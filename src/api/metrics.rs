@@ -4,7 +4,7 @@
 //! Owns the metric names, their help text and types. Reads a consistent snapshot taken under
 //! the node lock by the caller; must not lock, decide or change anything itself.
 
-use crate::core::{GuardReport, GuardState, ServedStatus, Stats};
+use shoal_core::{GuardReport, GuardState, ServedStatus, Stats};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

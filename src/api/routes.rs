@@ -10,7 +10,6 @@ use crate::api::error::{json_error, json_errors, HttpError};
 use crate::api::metrics::{self, MetricsInput, ALL_STATUSES};
 use crate::api::types::*;
 use crate::api::MAX_BODY;
-use crate::core::{Event, Node, ServedStatus, Service, Time};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -20,6 +19,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use regex::{Regex, RegexBuilder};
 use serde::de::DeserializeOwned;
+use shoal_core::{Event, Node, ServedStatus, Service, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -274,7 +274,7 @@ impl MemberFilter {
         Ok(f)
     }
 
-    fn matches(&self, m: &crate::core::MemberView) -> bool {
+    fn matches(&self, m: &shoal_core::MemberView) -> bool {
         if let Some(s) = &self.statuses {
             if !s.contains(&m.status) {
                 return false;
@@ -501,9 +501,9 @@ async fn stats(State(st): State<ApiState>) -> Json<StatsResponse> {
 }
 
 fn filter_instances(
-    mut v: Vec<crate::core::Instance>,
+    mut v: Vec<shoal_core::Instance>,
     statuses: &Option<BTreeSet<ServedStatus>>,
-) -> Vec<crate::core::Instance> {
+) -> Vec<shoal_core::Instance> {
     if let Some(s) = statuses {
         v.retain(|i| s.contains(&i.status));
     }
@@ -574,7 +574,7 @@ async fn delete_tag(
 ) -> HttpResult<Json<MemberResponse>> {
     let r = st.shared.with_node(|node, now| {
         if node.has_left() {
-            return Err(HttpError::from(crate::core::NodeError::Left));
+            return Err(HttpError::from(shoal_core::NodeError::Left));
         }
         if !node.own_meta().tags.contains_key(&key) {
             return Err(HttpError::not_found(format!(
@@ -613,10 +613,10 @@ async fn deregister_service(
 ) -> HttpResult<Json<MemberResponse>> {
     let r = st.shared.with_node(|node, now| {
         if node.has_left() {
-            return Err(HttpError::from(crate::core::NodeError::Left));
+            return Err(HttpError::from(shoal_core::NodeError::Left));
         }
         node.deregister_service(now, &name).map_err(|e| match e {
-            crate::core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
+            shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
                 "no service named {name:?} is registered on this node; \
                  see its services with GET /v1/self"
             )),
@@ -662,7 +662,7 @@ async fn join(
         ));
     }
     if st.shared.lock().has_left() {
-        return Err(HttpError::from(crate::core::NodeError::Left));
+        return Err(HttpError::from(shoal_core::NodeError::Left));
     }
     let mut out = JoinResponse::default();
     for a in &req.addrs {

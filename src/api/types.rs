@@ -5,8 +5,8 @@
 //! instance, guard and event shapes come from the core (`MemberView`, `Instance`,
 //! `GuardReport`, `Event`) and are embedded as they serialize there.
 
-use crate::core::{Event, GuardReport, Health, Instance, MemberView, Stats};
 use serde::{Deserialize, Serialize};
+use shoal_core::{Event, GuardReport, Health, Instance, MemberView, Stats};
 use std::collections::BTreeMap;
 
 /// `GET /v1/members`: `{"index", "guard", "members": [MemberView...]}`.

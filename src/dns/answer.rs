@@ -16,10 +16,10 @@
 //! empty NOERROR, both with the zone's SOA; names outside the zone get REFUSED. It must not
 //! decide what is served: that is the guard's.
 
-use crate::core::{Health, Instance, MemberView};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use shoal_core::{Health, Instance, MemberView};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -10,9 +10,9 @@
 pub mod answer;
 
 use crate::agent::shared::AgentShared;
-use crate::core::Node;
 use answer::{encode_udp, DnsView};
 use hickory_proto::op::{Message, ResponseCode};
+use shoal_core::Node;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

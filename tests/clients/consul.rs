@@ -252,7 +252,7 @@ async fn consul_answers_field_by_field() {
         .with_node(|n, now| {
             n.register_service(
                 now,
-                shoal::core::Service {
+                shoal_core::Service {
                     name: "web".into(),
                     port: 9091,
                     tags: [("version".to_string(), "3".to_string())].into(),

@@ -194,7 +194,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
             .with_node(|n, now| {
                 n.register_service(
                     now,
-                    shoal::core::Service {
+                    shoal_core::Service {
                         name: "shoal-metrics".into(),
                         port,
                         tags: [("scrape".to_string(), "true".to_string())].into(),

@@ -15,7 +15,6 @@ use crate::agent::shared::AgentShared;
 use crate::api::error::{json_error, ApiError, HttpError};
 use crate::api::routes::{query_pairs, wait_for_index, ApiState};
 use crate::api::SHUTDOWN_GRACE;
-use crate::core::{Node, ServedStatus};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 use shapes::{aggregated, ViewData, PASSING};
+use shoal_core::{Node, ServedStatus};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -286,7 +286,7 @@ async fn catalog_services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Re
     Ok(answer(&v, &v.catalog_services()))
 }
 
-fn has_tags(q: &Query, svc: &crate::core::Service) -> bool {
+fn has_tags(q: &Query, svc: &shoal_core::Service) -> bool {
     let tags = shapes::service_tags(svc);
     q.tags.iter().all(|t| tags.contains(t))
 }

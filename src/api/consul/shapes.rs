@@ -8,8 +8,8 @@
 //! guard does not serve, or a service whose own health is critical) -> `critical`. Pure data:
 //! no I/O, no locking, no decisions beyond that mapping (the served view is the guard's).
 
-use crate::core::{GuardReport, Health, MemberView, ServedStatus, Service};
 use serde::Serialize;
+use shoal_core::{GuardReport, Health, MemberView, ServedStatus, Service};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Check id of a member's node-level health (Consul's own name, so clients that look for it

@@ -1,0 +1,854 @@
+//! The guard: decides what is served, from the truth, so that a partition or a fault of the
+//! discovery layer never shrinks or empties the served view by failure.
+//!
+//! Owns the state machine (`normal`, `frozen`, `isolated`, `warming`), the held set, the
+//! members restored from a snapshot ("ghosts") and the report every API answer carries; the
+//! baseline lives in `baseline.rs`, the node's own reach evidence in `reach.rs`. It only
+//! filters what is served; it must never change what is gossiped, and its decisions are
+//! local. It never reads a clock: time comes in with every call.
+//!
+//! The rules, in short (see README, "The guard: fail static"):
+//! - the baseline holds every peer seen alive with its record, from the first converged view
+//!   on; it loses members only by intent or after `stable_after` down while `normal`;
+//! - `frozen` when baseline peers that are suspect (SWIM), unreachable (a reach check) or
+//!   down by failure within `window` exceed `max(min_removals, max_removal_ratio x
+//!   baseline)`: the trip comes with the suspicion, before the suspicion timeout removes
+//!   anyone; every member then declared down is held;
+//! - `isolated` when this node hears nothing for a few probe periods, when a reach check
+//!   reaches fewer than half of the baseline, or when SWIM keeps fewer than half active;
+//! - a service that had instances is never served empty because they failed (every state);
+//! - thaw once the held, suspect and unreachable peers are back under half the trip limit for
+//!   `stable_after`, or by the operator; held members then drain at `drain_per_sec`.
+
+pub use crate::guard_config::{
+    GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
+};
+
+use crate::baseline::Baseline;
+use crate::meta::MetaStore;
+use crate::reach::ReachView;
+use crate::time::Time;
+use crate::truth::{MemberView, ServedStatus, Truth, TruthState};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the guard may look at when it decides.
+pub struct GuardCtx<'a> {
+    pub truth: &'a Truth,
+    pub meta: &'a MetaStore,
+    pub self_name: &'a str,
+    /// Peers foca currently considers active (not counting ourselves).
+    pub active_peers: usize,
+    /// foca reports no active peer at all.
+    pub idle: bool,
+    /// This node's own evidence of whom it reaches (silence, the last reach check).
+    pub reach: ReachView<'a>,
+}
+
+#[derive(Debug)]
+pub struct Guard {
+    cfg: GuardConfig,
+    state: GuardState,
+    since: Time,
+    reason: String,
+    transitions: Vec<GuardTransition>,
+    /// The peers the rules compare against (see `baseline.rs`).
+    baseline: Baseline,
+    /// Failures by failure detection of baseline members, oldest first (pruned to `window`).
+    failures: Vec<(Time, Arc<str>)>,
+    /// Members SWIM calls down that are served as `held`.
+    held: BTreeSet<Arc<str>>,
+    /// The held members held because of the current frozen/isolated episode (the thaw rule
+    /// counts these; a member held only as the last instance of a service does not block a
+    /// thaw).
+    episode_held: BTreeSet<Arc<str>>,
+    /// Members SWIM declared down although this node's own evidence says otherwise (they
+    /// answered its last reach check, or its own hearing was in doubt: it had just refuted
+    /// a suspicion of itself), with when: held until a check that started after that, and
+    /// reached most peers, misses them (or for `window` at most).
+    doubted: BTreeMap<Arc<str>, Time>,
+    /// Members restored from a snapshot that the truth does not know yet (served as held).
+    ghosts: BTreeMap<Arc<str>, MemberView>,
+    /// While warming: restored views of members the truth learned, for their metadata until
+    /// it arrives.
+    restored: BTreeMap<Arc<str>, MemberView>,
+    /// Retake the baseline from the truth at the next tick (after an operator thaw).
+    rebase: bool,
+    /// Ghosts dropped since the node last asked (it emits their removal).
+    dropped_ghosts: Vec<MemberView>,
+    /// Members whose served status may have changed outside `on_change` of that member.
+    dirty: BTreeSet<Arc<str>>,
+    /// Start of the current frozen/isolated episode.
+    episode_since: Option<Time>,
+    escalated: bool,
+    operator_frozen: bool,
+    /// Since when the thaw condition has held without interruption.
+    calm_since: Option<Time>,
+    /// Release budget (token bucket refilled at `drain_per_sec`).
+    drain_tokens: f64,
+    last_tick: Time,
+    /// While warming: since when foca has been active without interruption.
+    active_since: Option<Time>,
+}
+
+impl Guard {
+    pub fn new(cfg: GuardConfig, now: Time) -> Self {
+        Guard {
+            cfg,
+            state: GuardState::Normal,
+            since: now,
+            reason: String::from("no failures"),
+            transitions: Vec::new(),
+            baseline: Baseline::default(),
+            failures: Vec::new(),
+            held: BTreeSet::new(),
+            episode_held: BTreeSet::new(),
+            doubted: BTreeMap::new(),
+            ghosts: BTreeMap::new(),
+            restored: BTreeMap::new(),
+            rebase: false,
+            dropped_ghosts: Vec::new(),
+            dirty: BTreeSet::new(),
+            episode_since: None,
+            escalated: false,
+            operator_frozen: false,
+            calm_since: None,
+            drain_tokens: 0.0,
+            last_tick: now,
+            active_since: None,
+        }
+    }
+
+    pub fn config(&self) -> &GuardConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> GuardState {
+        self.state
+    }
+
+    /// Names in the baseline, sorted.
+    pub fn baseline(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.baseline.sorted().into_iter()
+    }
+
+    /// Names in the baseline, in no particular order.
+    pub fn baseline_unordered(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.baseline.iter()
+    }
+
+    fn off(&self) -> bool {
+        self.cfg.mode == GuardMode::Off
+    }
+
+    fn enforce(&self) -> bool {
+        self.cfg.mode == GuardMode::Enforce
+    }
+
+    fn releasing(&self) -> bool {
+        self.state == GuardState::Normal || (self.escalated && self.cfg.release_after_max_freeze)
+    }
+
+    // ----- inputs ---------------------------------------------------------------------------
+
+    /// A member's SWIM state changed (`after == None`: it was forgotten).
+    pub fn on_change(
+        &mut self,
+        now: Time,
+        ctx: &GuardCtx<'_>,
+        name: &Arc<str>,
+        before: Option<TruthState>,
+        after: Option<TruthState>,
+    ) {
+        if self.off() || **name == *ctx.self_name {
+            return;
+        }
+        let was_active = before.map(TruthState::is_active).unwrap_or(false);
+        if let Some(g) = self.ghosts.remove(name) {
+            // The truth knows it now: it decides (the restored metadata stays until warm).
+            if self.state == GuardState::Warming {
+                self.restored.insert(name.clone(), g);
+            }
+        }
+        match after {
+            Some(TruthState::Down) => {
+                if was_active && self.baseline.contains(name) {
+                    self.failures.push((now, name.clone()));
+                    self.baseline.note_down(now, name);
+                }
+                if !self.releasing() {
+                    self.held.insert(name.clone());
+                    self.episode_held.insert(name.clone());
+                } else if Self::reached(ctx, name)
+                    || ctx
+                        .reach
+                        .refuted_at
+                        .is_some_and(|t| now.since(t) <= self.cfg.window)
+                {
+                    // It answered our own ping since it was suspected (SWIM's verdict came
+                    // from other probers' luck), or we just had to refute a suspicion of
+                    // ourselves (peers could not hear us, so our failed probes of this one
+                    // may be our own fault). Hold it until a fresh check confirms it gone.
+                    self.held.insert(name.clone());
+                    self.doubted.insert(name.clone(), now);
+                } else if self.protected(ctx, name, &mut None) {
+                    self.held.insert(name.clone());
+                }
+            }
+            Some(TruthState::Left) => {
+                // Intent, not failure: out of the served view and of the baseline at once.
+                self.unhold(name);
+                self.baseline.remove(name);
+            }
+            Some(TruthState::Alive) => {
+                self.unhold(name);
+                if Self::has_record(ctx, name) {
+                    self.baseline.admit(name);
+                }
+            }
+            Some(TruthState::Suspect) => {
+                self.unhold(name);
+            }
+            None => {
+                self.unhold(name);
+                self.baseline.remove(name);
+            }
+        }
+        // A change can only trip the guard while it is `normal` (or warming); the thaw rule is
+        // checked on the tick (a large partition changes thousands of members one by one).
+        if matches!(self.state, GuardState::Normal | GuardState::Warming) {
+            self.evaluate(now, ctx);
+        }
+    }
+
+    /// `name`'s metadata record arrived or changed: a member seen alive with its record
+    /// joins the baseline.
+    pub fn on_record(&mut self, ctx: &GuardCtx<'_>, name: &Arc<str>) {
+        if self.off() || **name == *ctx.self_name {
+            return;
+        }
+        let alive = ctx
+            .truth
+            .get(name)
+            .is_some_and(|m| m.state == TruthState::Alive);
+        if alive && Self::has_record(ctx, name) {
+            self.baseline.admit(name);
+        }
+    }
+
+    /// A reach check finished (or silence began): decide with the new evidence.
+    pub fn on_reach(&mut self, now: Time, ctx: &GuardCtx<'_>) {
+        if !self.off() {
+            self.evaluate(now, ctx);
+        }
+    }
+
+    /// Whether the node should check its reach now: some baseline peers are suspect or
+    /// failed together (or it hears nothing), so a check tells a partition, or being cut off,
+    /// from one crash before the suspicion timeout decides; and while frozen or isolated,
+    /// to see who is back.
+    pub fn wants_reach_check(&self, ctx: &GuardCtx<'_>) -> bool {
+        if self.off() || self.baseline.is_empty() {
+            return false;
+        }
+        match self.state {
+            GuardState::Warming => false,
+            GuardState::Frozen | GuardState::Isolated => true,
+            GuardState::Normal => {
+                // A suspicion: check at once, so that the answer (a few probe timeouts) is in
+                // before the suspicion timeout declares anyone down. Failures already
+                // confirmed need no more checks.
+                let suspect = ctx.truth.suspects().any(|n| self.baseline.contains(n));
+                ctx.reach.silent_for.is_some() || suspect || !self.doubted.is_empty()
+            }
+        }
+    }
+
+    fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        ctx.reach.last.is_some_and(|r| r.reached.contains(name))
+    }
+
+    fn has_record(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        match (ctx.truth.get(name), ctx.meta.get(name)) {
+            (Some(m), Some(r)) => r.generation >= m.id.generation(),
+            _ => false,
+        }
+    }
+
+    /// Periodic evaluation: baseline, thaw, escalation, warming, draining.
+    pub fn tick(&mut self, now: Time, ctx: &GuardCtx<'_>) {
+        let elapsed = now.since(self.last_tick);
+        self.last_tick = now;
+        if self.off() {
+            return;
+        }
+        // Forget failures older than the window.
+        let window = self.cfg.window;
+        self.failures.retain(|(t, _)| now.since(*t) < window);
+
+        if self.rebase {
+            // The operator says the truth is right: compare against it from now on.
+            self.rebase = false;
+            self.baseline.reset(
+                ctx.truth
+                    .iter()
+                    .filter(|(n, m)| m.state.is_active() && ***n != *ctx.self_name)
+                    .map(|(n, _)| n.clone()),
+            );
+        }
+        if self.state == GuardState::Normal {
+            // Members down by failure for `stable_after` leave the baseline.
+            self.baseline.age_out(now, self.cfg.stable_after, ctx.truth);
+        }
+
+        // Escalation after `max_freeze`.
+        if let Some(ep) = self.episode_since {
+            if !self.escalated && now.since(ep) >= self.cfg.max_freeze {
+                self.escalated = true;
+                let st = self.state;
+                self.reason = format!(
+                    "{}; escalated: {} s longer than max_freeze ({} s){}",
+                    self.reason,
+                    now.since(ep).as_secs(),
+                    self.cfg.max_freeze.as_secs(),
+                    if self.cfg.release_after_max_freeze {
+                        ", releasing held members"
+                    } else {
+                        ", still holding"
+                    }
+                );
+                self.drain_tokens = 0.0;
+                self.push_transition(st);
+            }
+        }
+
+        self.evaluate(now, ctx);
+
+        // Drain held members at a bounded rate.
+        let rate = self.cfg.drain_per_sec as f64;
+        self.drain_tokens = (self.drain_tokens + rate * elapsed.as_secs_f64()).min(rate.max(1.0));
+        if self.releasing() && self.drain_tokens >= 1.0 {
+            // Computed only if a candidate offers a service (it scans every member).
+            let mut active = None;
+            let mut candidates: Vec<Arc<str>> = Vec::new();
+            for n in self.held.iter().chain(self.ghosts.keys()) {
+                if let Some(t) = self.doubted.get(n) {
+                    // Released once a check that started after the doubt began, and
+                    // reached most peers (our own hearing works), missed it; or after
+                    // `window` at the latest.
+                    let confirmed = ctx.reach.last.is_some_and(|r| {
+                        r.started > *t && r.reached_fraction() >= 0.5 && r.unreached.contains(n)
+                    });
+                    if !confirmed && now.since(*t) < self.cfg.window {
+                        continue;
+                    }
+                }
+                if !self.protected(ctx, n, &mut active) {
+                    candidates.push(n.clone());
+                }
+            }
+            for n in candidates {
+                if self.drain_tokens < 1.0 {
+                    break;
+                }
+                self.drain_tokens -= 1.0;
+                if self.unhold(&n) {
+                    self.dirty.insert(n);
+                } else if let Some(mut g) = self.ghosts.remove(&n) {
+                    g.status = ServedStatus::Down;
+                    self.dropped_ghosts.push(g);
+                }
+            }
+        }
+    }
+
+    /// Operator override: freeze now (no automatic thaw until `thaw`).
+    pub fn freeze(&mut self, now: Time, who: &str) {
+        if self.off() {
+            return;
+        }
+        self.operator_frozen = true;
+        if self.state == GuardState::Normal {
+            self.enter(now, GuardState::Frozen, format!("frozen by operator {who}"));
+        } else {
+            self.reason = format!("{}; frozen by operator {who}", self.reason);
+        }
+    }
+
+    /// Operator override: thaw now. The current truth becomes the baseline; held members drain
+    /// at `drain_per_sec` (except the last instances of a service).
+    pub fn thaw(&mut self, now: Time, who: &str) {
+        if self.off() {
+            return;
+        }
+        self.operator_frozen = false;
+        self.failures.clear();
+        // The operator says the truth is right: compare against it from now on.
+        self.rebase = true;
+        self.restored.clear();
+        if self.state != GuardState::Normal {
+            self.enter(now, GuardState::Normal, format!("thawed by operator {who}"));
+        }
+    }
+
+    /// Operator removal of one member: stop holding it (served `down` at once).
+    pub fn release(&mut self, name: &str) -> bool {
+        let key: Option<Arc<str>> = self.held.get(name).cloned();
+        if let Some(k) = key {
+            self.unhold(&k);
+            self.baseline.remove(&k);
+            self.dirty.insert(k);
+            return true;
+        }
+        if let Some(mut g) = self.ghosts.remove(name) {
+            self.baseline.remove(name);
+            g.status = ServedStatus::Down;
+            self.dropped_ghosts.push(g);
+            return true;
+        }
+        false
+    }
+
+    /// Starts serving a restored view: `members` (other than ourselves) are served as `held`
+    /// until the truth knows them, the state is `warming` until synced.
+    pub fn restore(
+        &mut self,
+        now: Time,
+        members: Vec<MemberView>,
+        baseline: Vec<String>,
+        age: Duration,
+    ) {
+        if self.off() {
+            return;
+        }
+        for mut m in members {
+            if !m.status.is_serving() {
+                continue;
+            }
+            m.status = ServedStatus::Held;
+            m.truth = None;
+            self.ghosts.insert(Arc::from(m.name.as_str()), m);
+        }
+        self.baseline
+            .reset(baseline.iter().map(|s| Arc::from(s.as_str())));
+        self.active_since = None;
+        let n = self.ghosts.len();
+        self.enter(
+            now,
+            GuardState::Warming,
+            format!(
+                "restored {n} members from a snapshot taken {} s ago; syncing",
+                age.as_secs()
+            ),
+        );
+    }
+
+    // ----- the rules ------------------------------------------------------------------------
+
+    /// Services with at least one instance on a member SWIM calls alive or suspect.
+    fn active_services(&self, ctx: &GuardCtx<'_>) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for (name, m) in ctx.truth.iter() {
+            if !m.state.is_active() {
+                continue;
+            }
+            match ctx
+                .meta
+                .get(name)
+                .filter(|r| r.generation <= m.id.generation())
+            {
+                Some(r) => out.extend(r.meta.services.keys().cloned()),
+                None => {
+                    if let Some(g) = self.restored.get(name) {
+                        out.extend(g.services.iter().map(|s| s.name.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `name` offers a service (not fail-closed) that would be served empty without it.
+    /// `active` caches `active_services`, computed on first need.
+    fn protected(
+        &self,
+        ctx: &GuardCtx<'_>,
+        name: &str,
+        active: &mut Option<HashSet<String>>,
+    ) -> bool {
+        let services: Vec<String> = match (ctx.truth.get(name), ctx.meta.get(name)) {
+            (Some(m), Some(r)) if r.generation <= m.id.generation() => {
+                r.meta.services.keys().cloned().collect()
+            }
+            _ => match self.ghosts.get(name).or_else(|| self.restored.get(name)) {
+                Some(g) => g.services.iter().map(|s| s.name.clone()).collect(),
+                None => Vec::new(),
+            },
+        };
+        for s in services.iter().filter(|s| !self.cfg.fail_closed(s)) {
+            let active = active.get_or_insert_with(|| self.active_services(ctx));
+            if !active.contains(s) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Baseline peers lost: suspected by SWIM, unreachable in the last reach check, or down
+    /// by failure within the window (and still down). Counted once each; a sampled check
+    /// counts its estimate for the whole baseline when that is larger.
+    fn lost(&self, ctx: &GuardCtx<'_>) -> Lost {
+        let unreached = ctx.reach.last.map(|r| r.unreached.len()).unwrap_or(0);
+        let suspects = ctx.truth.suspects().count();
+        let mut out = Lost::default();
+        if suspects + self.failures.len() + unreached == 0 {
+            return out;
+        }
+        let mut seen: HashSet<&Arc<str>, foldhash::fast::RandomState> = HashSet::default();
+        let mut first: Option<Time> = None;
+        let note = |t: Time, first: &mut Option<Time>| {
+            *first = Some(first.map(|f| f.min(t)).unwrap_or(t));
+        };
+        for n in ctx.truth.suspects() {
+            if self.baseline.contains(n) && seen.insert(n) {
+                out.suspect += 1;
+                if let Some(m) = ctx.truth.get(n) {
+                    note(m.since, &mut first);
+                }
+            }
+        }
+        for (t, n) in &self.failures {
+            // A failure that aged out of the baseline no longer counts (nor does the
+            // baseline it would be compared against).
+            if !self.baseline.contains(n) {
+                continue;
+            }
+            let gone = match ctx.truth.get(n) {
+                Some(m) => m.state == TruthState::Down,
+                None => self.ghosts.contains_key(n),
+            };
+            if gone && seen.insert(n) {
+                out.failed += 1;
+                note(*t, &mut first);
+            }
+        }
+        if let Some(r) = ctx.reach.last {
+            for n in &r.unreached {
+                let left = ctx
+                    .truth
+                    .get(n)
+                    .is_some_and(|m| m.state == TruthState::Left);
+                if self.baseline.contains(n) && !left && seen.insert(n) {
+                    out.unreachable += 1;
+                    note(r.at, &mut first);
+                }
+            }
+            if r.targets < r.population {
+                // A sampled check: scale what it found in the baseline to the whole of it.
+                let found = r
+                    .unreached
+                    .iter()
+                    .filter(|n| self.baseline.contains(n))
+                    .count();
+                out.estimate = (found * r.population).div_ceil(r.targets.max(1));
+            }
+        }
+        out.count = seen.len().max(out.estimate);
+        out.first = first;
+        out
+    }
+
+    fn isolated(&self, ctx: &GuardCtx<'_>) -> Option<String> {
+        let b = self.baseline.len();
+        if b == 0 {
+            return None;
+        }
+        // (foca reports a member up before it reports itself active: not idle then.)
+        if ctx.idle && ctx.active_peers == 0 {
+            return Some(format!(
+                "no active peer (foca idle); {b} baseline peers unreachable"
+            ));
+        }
+        if let Some(q) = ctx.reach.silent_for {
+            return Some(format!(
+                "nothing received from any peer for {:.1} s (a connected node hears one every \
+                 probe period); {b} baseline peers unreachable",
+                q.as_secs_f64()
+            ));
+        }
+        if let Some(r) = ctx.reach.last {
+            if r.targets > 0 && r.reached_fraction() < 0.5 {
+                return Some(format!(
+                    "a reach check answered by {} of {} baseline peers{}, fewer than half",
+                    r.reached(),
+                    r.targets + r.skipped,
+                    if r.targets < r.population {
+                        format!(" (a sample of {b})")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        if ctx.active_peers * 2 < b {
+            return Some(format!(
+                "reaching {} of {b} baseline peers, fewer than half",
+                ctx.active_peers
+            ));
+        }
+        None
+    }
+
+    fn evaluate(&mut self, now: Time, ctx: &GuardCtx<'_>) {
+        if self.off() {
+            return;
+        }
+        if self.state == GuardState::Warming {
+            if ctx.idle {
+                self.active_since = None;
+            } else if self.active_since.is_none() {
+                self.active_since = Some(now);
+            }
+            let synced = self
+                .active_since
+                .map(|t| now.since(t) >= self.cfg.warming_sync)
+                .unwrap_or(false);
+            let timed_out = now.since(self.since) >= self.cfg.warming_timeout;
+            if !(synced || timed_out) {
+                return;
+            }
+            self.end_warming(now, ctx, synced);
+        }
+        let b = self.baseline.len();
+        let limit = self.cfg.limit(b);
+        let lost = self.lost(ctx);
+        let trip_reason = || {
+            format!(
+                "{} of {b} baseline peers lost in {} s ({} suspect, {} unreachable, {} failed), \
+                 limit {}%",
+                lost.count,
+                lost.first.map(|f| now.since(f).as_secs()).unwrap_or(0),
+                lost.suspect,
+                lost.unreachable,
+                lost.failed,
+                (self.cfg.max_removal_ratio * 100.0).round()
+            )
+        };
+        match self.state {
+            GuardState::Normal | GuardState::Warming => {
+                if let Some(why) = self.isolated(ctx) {
+                    self.hold_window(ctx);
+                    self.enter(now, GuardState::Isolated, why);
+                } else if lost.count as f64 > limit {
+                    let why = trip_reason();
+                    self.hold_window(ctx);
+                    self.enter(now, GuardState::Frozen, why);
+                } else if self.state == GuardState::Warming {
+                    self.enter(now, GuardState::Normal, "synced after restart".into());
+                }
+            }
+            GuardState::Frozen => {
+                if let Some(why) = self.isolated(ctx) {
+                    self.enter(now, GuardState::Isolated, why);
+                    return;
+                }
+                if self.operator_frozen {
+                    return;
+                }
+                // Held members, plus peers still suspect or unreachable (not yet held).
+                let held = self.episode_held.len() + self.ghosts.len();
+                let missing = held + lost.suspect + lost.unreachable;
+                if (missing as f64) < limit / 2.0 {
+                    let since = *self.calm_since.get_or_insert(now);
+                    if now.since(since) >= self.cfg.stable_after {
+                        self.failures.clear();
+                        self.enter(
+                            now,
+                            GuardState::Normal,
+                            format!(
+                                "thawed: {missing} held, suspect or unreachable, under half the \
+                                 limit for {} s",
+                                self.cfg.stable_after.as_secs()
+                            ),
+                        );
+                    }
+                } else {
+                    self.calm_since = None;
+                }
+            }
+            GuardState::Isolated => {
+                match self.isolated(ctx) {
+                    // Still cut off: keep the reason current (how many peers it reaches now),
+                    // without a new transition.
+                    Some(why) => self.reason = why,
+                    None => self.leave_isolation(now, ctx, b),
+                }
+            }
+        }
+    }
+
+    fn leave_isolation(&mut self, now: Time, ctx: &GuardCtx<'_>, b: usize) {
+        let why = format!(
+            "reachable again ({} of {b} baseline peers); holding until the held members are back",
+            ctx.active_peers
+        );
+        self.enter(now, GuardState::Frozen, why);
+    }
+
+    /// Warming ends: ghosts the truth knows are replaced by it; the others count as failures.
+    fn end_warming(&mut self, now: Time, ctx: &GuardCtx<'_>, synced: bool) {
+        // Members that got their metadata are served from the truth alone from now on.
+        for n in std::mem::take(&mut self.restored).into_keys() {
+            self.dirty.insert(n);
+        }
+        let names: Vec<Arc<str>> = self.ghosts.keys().cloned().collect();
+        for n in names {
+            if ctx.truth.get(&n).is_some() {
+                self.ghosts.remove(&n);
+                self.dirty.insert(n);
+            } else {
+                self.failures.push((now, n));
+            }
+        }
+        if !synced {
+            self.reason = format!(
+                "{}; not synced after {} s",
+                self.reason,
+                self.cfg.warming_timeout.as_secs()
+            );
+        }
+    }
+
+    /// Holds every member that failed within the window and is still down.
+    fn hold_window(&mut self, ctx: &GuardCtx<'_>) {
+        for (_, n) in &self.failures {
+            if ctx
+                .truth
+                .get(n)
+                .map(|m| m.state == TruthState::Down)
+                .unwrap_or(false)
+            {
+                self.episode_held.insert(n.clone());
+                if self.held.insert(n.clone()) {
+                    self.dirty.insert(n.clone());
+                }
+            }
+        }
+    }
+
+    fn unhold(&mut self, name: &str) -> bool {
+        self.episode_held.remove(name);
+        self.doubted.remove(name);
+        self.held.remove(name)
+    }
+
+    fn enter(&mut self, now: Time, to: GuardState, reason: String) {
+        let from = self.state;
+        self.state = to;
+        self.since = now;
+        self.reason = reason;
+        self.calm_since = None;
+        match to {
+            GuardState::Normal => {
+                self.episode_held.clear();
+                self.episode_since = None;
+                self.escalated = false;
+                self.operator_frozen = false;
+                self.drain_tokens = 0.0;
+            }
+            GuardState::Frozen | GuardState::Isolated => {
+                self.episode_since.get_or_insert(now);
+            }
+            GuardState::Warming => {}
+        }
+        if from != to {
+            self.push_transition(from);
+        }
+    }
+
+    fn push_transition(&mut self, from: GuardState) {
+        let report = self.report();
+        self.transitions.push(GuardTransition {
+            from,
+            to: self.state,
+            report,
+        });
+    }
+
+    // ----- outputs --------------------------------------------------------------------------
+
+    /// What status to serve for a member SWIM believes is in `truth`.
+    pub fn served(&self, name: &str, truth: TruthState) -> ServedStatus {
+        match truth {
+            TruthState::Alive => ServedStatus::Alive,
+            TruthState::Suspect => ServedStatus::Suspect,
+            TruthState::Down if self.enforce() && self.held.contains(name) => ServedStatus::Held,
+            TruthState::Down => ServedStatus::Down,
+            TruthState::Left => ServedStatus::Left,
+        }
+    }
+
+    /// Whether an instance of `service` on a member served as `status` is served.
+    pub fn serves_instance(&self, service: &str, status: ServedStatus) -> bool {
+        status.is_serving() && !(status == ServedStatus::Held && self.cfg.fail_closed(service))
+    }
+
+    /// Restored members served as `held` although the truth does not know them (enforce mode
+    /// only). The caller skips names the truth knows.
+    pub fn ghosts(&self) -> impl Iterator<Item = (&Arc<str>, &MemberView)> {
+        self.ghosts.iter().filter(|_| self.enforce())
+    }
+
+    /// A restored member the truth does not know yet (any mode).
+    pub fn ghost(&self, name: &str) -> Option<&MemberView> {
+        self.ghosts.get(name)
+    }
+
+    /// While warming, a restored member's view (for metadata the truth has not received yet).
+    pub fn restored(&self, name: &str) -> Option<&MemberView> {
+        self.restored.get(name).filter(|_| self.enforce())
+    }
+
+    pub fn report(&self) -> GuardReport {
+        let would_hold = self.held.len() + self.ghosts.len();
+        GuardReport {
+            mode: self.cfg.mode,
+            state: self.state,
+            since_ms: self.since.as_millis(),
+            reason: self.reason.clone(),
+            held: if self.enforce() { would_hold } else { 0 },
+            would_hold,
+            baseline: self.baseline.len(),
+            escalated: self.escalated,
+        }
+    }
+
+    pub fn take_transitions(&mut self) -> Vec<GuardTransition> {
+        std::mem::take(&mut self.transitions)
+    }
+
+    /// Members whose served status may have changed without a truth change of their own.
+    pub fn take_dirty(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// Restored members dropped from the served view (status `down`).
+    pub fn take_dropped_ghosts(&mut self) -> Vec<MemberView> {
+        std::mem::take(&mut self.dropped_ghosts)
+    }
+}
+
+/// Baseline peers the rules count as lost, by kind.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lost {
+    /// Distinct peers (or the sampled estimate, when larger).
+    count: usize,
+    suspect: usize,
+    unreachable: usize,
+    failed: usize,
+    /// The estimate of a sampled reach check.
+    estimate: usize,
+    /// When the earliest of them was lost.
+    first: Option<Time>,
+}

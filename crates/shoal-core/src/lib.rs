@@ -1,0 +1,53 @@
+//! The deterministic, sans-IO core shared by the agent and the simulator.
+//!
+//! Nothing under this module reads a clock, draws OS randomness, or touches a socket or a
+//! file: time, randomness and I/O come in from the driver.
+
+pub mod baseline;
+pub mod due;
+pub mod duration;
+pub mod guard;
+pub mod guard_config;
+pub mod identity;
+pub mod intern;
+pub mod keyops;
+pub mod keyring;
+pub mod lifeguard;
+pub mod meta;
+pub mod names;
+pub mod node;
+pub mod operator;
+pub mod profile;
+pub mod reach;
+pub mod replay;
+pub mod snapshot;
+pub mod sync;
+pub mod time;
+pub mod trust;
+pub mod truth;
+pub mod wire;
+
+#[cfg(test)]
+mod guard_tests;
+#[cfg(test)]
+mod lifeguard_tests;
+#[cfg(test)]
+mod node_tests;
+#[cfg(test)]
+pub mod testnet;
+#[cfg(test)]
+mod trust_tests;
+
+pub use guard::{
+    Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
+};
+pub use identity::NodeId;
+pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
+pub use node::{
+    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, NodeTimer, Stats,
+    Transmit,
+};
+pub use profile::{Profile, Timings};
+pub use snapshot::{Restored, Snapshot, SnapshotError};
+pub use time::Time;
+pub use truth::{Instance, MemberView, ServedStatus, TruthState};

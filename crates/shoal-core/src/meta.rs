@@ -1,0 +1,541 @@
+//! Node metadata: tags and services, their limits, and the store of every node's record.
+//!
+//! Owns `NodeMeta` (what an operator or app sets on a node), `MetaRecord` (that metadata
+//! versioned by its owner, the unit that is gossiped), the limits and their validation, the
+//! `MetaStore` every node keeps, and the foca `BroadcastHandler` that feeds received records
+//! into it. Only the owner ever creates a new version of its own record. Must not decide
+//! membership: a record says nothing about whether its node is alive.
+
+use crate::names::{NameTable, Named};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use thiserror::Error;
+
+/// Limits on metadata, so that one record always fits in one datagram.
+pub const MAX_KEY_LEN: usize = 64;
+pub const MAX_VALUE_LEN: usize = 256;
+pub const MAX_TAGS: usize = 32;
+pub const MAX_SERVICES: usize = 32;
+pub const MAX_SERVICE_TAGS: usize = 16;
+/// Largest encoded record (the whole record must fit with a foca header in one datagram).
+pub const MAX_RECORD_BYTES: usize = 1024;
+/// Largest record version accepted from the wire (a version "far in the future" would let
+/// its sender pin a node's record against every later update of the owner).
+pub const MAX_VERSION: u64 = 1 << 32;
+
+/// Whether a record stamp from the wire is acceptable: generation at most `max_generation`
+/// (our clock plus a margin), version at most [`MAX_VERSION`].
+pub fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
+    stamp.0 <= max_generation && stamp.1 <= MAX_VERSION
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Passing,
+    Warning,
+    Critical,
+}
+
+/// A service offered by a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Optional health as reported by the owner (room for local health checks).
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// What a node says about itself: tags and services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Keyed by service name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+}
+
+/// A node's metadata as gossiped: versioned by its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaRecord {
+    #[serde(deserialize_with = "crate::intern::de_name")]
+    pub name: Arc<str>,
+    /// The owner's advertised address: lets a node that missed the owner's join find it.
+    pub addr: SocketAddr,
+    /// Generation of the owner's identity when it wrote this version.
+    pub generation: u64,
+    /// Increases with every change the owner makes.
+    pub version: u64,
+    /// Set when the owner is leaving gracefully: its disappearance is intent, not failure.
+    pub leaving: bool,
+    pub meta: NodeMeta,
+}
+
+impl MetaRecord {
+    /// The ordering key: a newer generation always wins, then the newer version.
+    pub fn stamp(&self) -> (u64, u64) {
+        (self.generation, self.version)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing owned, bounded data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Self, MetaError> {
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(data.len()));
+        }
+        let rec: MetaRecord =
+            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        rec.meta.validate()?;
+        Ok(rec)
+    }
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum MetaError {
+    #[error("record refused: {0}")]
+    Refused(&'static str),
+    #[error(
+        "tag key {0:?} is invalid: keys are 1 to 64 bytes of letters, digits, '.', '_', '-', '/'"
+    )]
+    BadKey(String),
+    #[error("value for {key:?} is {len} bytes; the limit is {MAX_VALUE_LEN}")]
+    ValueTooLong { key: String, len: usize },
+    #[error("too many tags: {0}; the limit is {MAX_TAGS}")]
+    TooManyTags(usize),
+    #[error("too many services: {0}; the limit is {MAX_SERVICES}")]
+    TooManyServices(usize),
+    #[error("service {0:?} has too many tags; the limit is {MAX_SERVICE_TAGS}")]
+    TooManyServiceTags(String),
+    #[error("service name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_', '-'")]
+    BadServiceName(String),
+    #[error("service {0:?} has port 0; give the port it listens on")]
+    BadPort(String),
+    #[error(
+        "metadata encodes to {0} bytes; the limit is {MAX_RECORD_BYTES}: remove tags or services"
+    )]
+    TooLarge(usize),
+    #[error("undecodable metadata record: {0}")]
+    Decode(String),
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= MAX_KEY_LEN
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+}
+
+fn valid_service_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= MAX_KEY_LEN
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), MetaError> {
+    for (k, v) in tags {
+        if !valid_key(k) {
+            return Err(MetaError::BadKey(k.clone()));
+        }
+        if v.len() > MAX_VALUE_LEN {
+            return Err(MetaError::ValueTooLong {
+                key: k.clone(),
+                len: v.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Service {
+    pub fn validate(&self) -> Result<(), MetaError> {
+        if !valid_service_name(&self.name) {
+            return Err(MetaError::BadServiceName(self.name.clone()));
+        }
+        if self.port == 0 {
+            return Err(MetaError::BadPort(self.name.clone()));
+        }
+        if self.tags.len() > MAX_SERVICE_TAGS {
+            return Err(MetaError::TooManyServiceTags(self.name.clone()));
+        }
+        validate_tags(&self.tags)
+    }
+}
+
+impl NodeMeta {
+    /// Checks every limit, including the encoded size of a record carrying this metadata.
+    pub fn validate(&self) -> Result<(), MetaError> {
+        if self.tags.len() > MAX_TAGS {
+            return Err(MetaError::TooManyTags(self.tags.len()));
+        }
+        validate_tags(&self.tags)?;
+        if self.services.len() > MAX_SERVICES {
+            return Err(MetaError::TooManyServices(self.services.len()));
+        }
+        for (name, svc) in &self.services {
+            if name != &svc.name {
+                return Err(MetaError::BadServiceName(name.clone()));
+            }
+            svc.validate()?;
+        }
+        // The worst-case header (a 64-byte name, an IPv6 address, two 10-byte varints) plus
+        // the encoding of this metadata: postcard encodes a struct as its fields in a row.
+        let len = record_header_max().saturating_add(encoded_len(self));
+        if len > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(len));
+        }
+        Ok(())
+    }
+}
+
+fn encoded_len<T: Serialize>(v: &T) -> usize {
+    postcard::serialize_with_flavor(v, postcard::ser_flavors::Size::default()).unwrap_or(usize::MAX)
+}
+
+/// Encoded size of the largest possible record header (everything but the metadata).
+fn record_header_max() -> usize {
+    static HEADER: OnceLock<usize> = OnceLock::new();
+    *HEADER.get_or_init(|| {
+        let probe = MetaRecord {
+            name: Arc::from("x".repeat(crate::identity::MAX_NAME_LEN)),
+            addr: SocketAddr::from(([0xffff; 8], u16::MAX)),
+            generation: u64::MAX,
+            version: u64::MAX,
+            leaving: false,
+            meta: NodeMeta::default(),
+        };
+        encoded_len(&probe).saturating_sub(encoded_len(&NodeMeta::default()))
+    })
+}
+
+/// The leading fields of an encoded record, decoded without allocating.
+#[derive(Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+    #[allow(dead_code)]
+    addr: SocketAddr,
+    generation: u64,
+    version: u64,
+}
+
+/// 64-bit FNV-1a: a stable hash that every build of shoal computes the same way.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn record_hash(name: &str, generation: u64, version: u64) -> u64 {
+    fnv1a(&[
+        name.as_bytes(),
+        &generation.to_le_bytes(),
+        &version.to_le_bytes(),
+    ])
+}
+
+impl Named for MetaRecord {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+/// Every node's latest known record, plus an order-independent fingerprint of the whole set
+/// so that two nodes can tell cheaply whether they agree.
+#[derive(Debug, Default)]
+pub struct MetaStore {
+    records: NameTable<Arc<MetaRecord>>,
+    fingerprint: u64,
+    /// Names whose record changed since the owner of the store last drained this list.
+    changed: Vec<Arc<str>>,
+}
+
+impl MetaStore {
+    /// Makes room for `additional` more records at once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&MetaRecord> {
+        self.records.get(name).map(|r| &**r)
+    }
+
+    /// The shared record of `name` (cloning it is cheap).
+    pub fn get_shared(&self, name: &str) -> Option<&Arc<MetaRecord>> {
+        self.records.get(name)
+    }
+
+    /// Whether a record with this stamp would be stored (it is newer than what we hold).
+    pub fn is_newer(&self, name: &str, stamp: (u64, u64)) -> bool {
+        self.records
+            .get(name)
+            .map(|r| r.stamp() < stamp)
+            .unwrap_or(true)
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &MetaRecord> {
+        self.records.iter().map(|r| &**r)
+    }
+
+    /// Stores `rec` if it is newer than what we hold. Returns whether it was stored.
+    pub fn offer(&mut self, rec: impl Into<Arc<MetaRecord>>) -> bool {
+        let rec: Arc<MetaRecord> = rec.into();
+        if let Some(old) = self.records.get(&rec.name) {
+            if old.stamp() >= rec.stamp() {
+                return false;
+            }
+            self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
+        }
+        self.fingerprint ^= record_hash(&rec.name, rec.generation, rec.version);
+        self.changed.push(rec.name.clone());
+        self.records.insert(rec);
+        true
+    }
+
+    /// Forgets a node's record (when the node is reaped).
+    pub fn remove(&mut self, name: &str) -> Option<Arc<MetaRecord>> {
+        let old = self.records.remove(name)?;
+        self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
+        Some(old)
+    }
+
+    pub fn take_changed(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+/// The store shared between the node and foca's broadcast handler (foca owns the handler
+/// and offers no way back to it, so both hold this handle). The core is single-threaded; the
+/// mutex is never contended and only makes the node `Send`.
+#[derive(Clone, Debug, Default)]
+pub struct SharedMetaStore(Arc<Mutex<MetaStore>>);
+
+impl SharedMetaStore {
+    /// An empty store whose table is hashed with `seed` (see `NameTable::with_seed`).
+    pub fn with_seed(seed: u64) -> Self {
+        SharedMetaStore(Arc::new(Mutex::new(MetaStore {
+            records: NameTable::with_seed(seed),
+            ..MetaStore::default()
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, MetaStore> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Key of a record in foca's broadcast queue: a newer record of one node replaces an older one.
+#[derive(Debug, Clone)]
+pub struct MetaKey {
+    name: Arc<str>,
+    stamp: (u64, u64),
+}
+
+impl foca::Invalidates for MetaKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && self.stamp >= other.stamp
+    }
+
+    /// Records of one node share a key, so replacing one only looks at that node's records
+    /// instead of the whole backlog (vendored foca, see vendor/README.md).
+    fn invalidation_key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.name.hash(&mut h);
+        Some(h.finish())
+    }
+}
+
+/// Feeds metadata broadcasts received through foca into the shared store.
+pub struct MetaBroadcasts {
+    pub store: SharedMetaStore,
+    /// This node's name: nobody but this node writes its record.
+    pub own: Arc<str>,
+    /// Lifeguard's accusations travel with the records (`core::lifeguard`).
+    pub accusations: crate::lifeguard::Inbox,
+}
+
+impl MetaKey {
+    /// The broadcast key of an accusation: one per (subject, accuser), the newest
+    /// incarnation replacing older ones. The name cannot collide with a node name (`!`).
+    pub fn accusation(a: &crate::lifeguard::Accusation) -> MetaKey {
+        MetaKey {
+            name: Arc::from(format!("!{}!{}", a.subject, a.accuser)),
+            stamp: (u64::from(a.incarnation), 0),
+        }
+    }
+}
+
+impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
+    type Key = MetaKey;
+    type Error = MetaError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&T>,
+    ) -> Result<Option<MetaKey>, MetaError> {
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(data.len()));
+        }
+        if data.first() == Some(&crate::lifeguard::TAG) {
+            let a = crate::lifeguard::Accusation::decode(data)
+                .map_err(|e| MetaError::Decode(e.to_string()))?;
+            let key = MetaKey::accusation(&a);
+            let mut inbox = self.accusations.lock();
+            if sender.is_none() {
+                inbox.own(&a);
+                return Ok(Some(key));
+            }
+            return Ok(inbox.offer(a).then_some(key));
+        }
+        // Most records received are not newer than what we hold: read the stamp first and
+        // decode (and validate) the whole record only when it would be stored.
+        let head: RecordHead<'_> =
+            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        let stamp = (head.generation, head.version);
+        // `None`: the node adds its own record, already stored: spread it.
+        if sender.is_some() {
+            // Validated here as on the direct path (a Push): a valid name, not about us, not
+            // from the future.
+            if *head.name == *self.own {
+                // Our old records circulate after a restart: not an error, just never taken.
+                return Ok(None);
+            }
+            if crate::identity::validate_name(head.name).is_err() {
+                return Err(MetaError::Refused("invalid node name"));
+            }
+            if !stamp_acceptable(stamp, crate::identity::generation_limit()) {
+                return Err(MetaError::Refused(
+                    "generation or version far in the future",
+                ));
+            }
+        }
+        if sender.is_none() {
+            let rec = crate::intern::record_from_bytes(data, head.name, stamp)?;
+            return Ok(Some(MetaKey {
+                name: rec.name.clone(),
+                stamp,
+            }));
+        }
+        let mut store = self.store.lock();
+        if !store.is_newer(head.name, stamp) {
+            return Ok(None);
+        }
+        let rec = crate::intern::record_from_bytes(data, head.name, stamp)?;
+        let key = MetaKey {
+            name: rec.name.clone(),
+            stamp,
+        };
+        if store.offer(rec) {
+            Ok(Some(key))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_keys_of_one_node_share_an_invalidation_key() {
+        use foca::Invalidates;
+        let key = |name: &str, stamp| MetaKey {
+            name: Arc::from(name),
+            stamp,
+        };
+        let newer = key("web-1", (2, 1));
+        let older = key("web-1", (1, 9));
+        assert!(newer.invalidates(&older));
+        assert_eq!(newer.invalidation_key(), older.invalidation_key());
+        assert!(newer.invalidation_key().is_some());
+        assert_ne!(
+            newer.invalidation_key(),
+            key("web-2", (2, 1)).invalidation_key()
+        );
+    }
+
+    fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {
+        MetaRecord {
+            name: Arc::from(name),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            generation,
+            version,
+            leaving: false,
+            meta: NodeMeta::default(),
+        }
+    }
+
+    #[test]
+    fn store_keeps_newest_and_fingerprint_is_order_independent() {
+        let mut a = MetaStore::default();
+        let mut b = MetaStore::default();
+        assert!(a.offer(rec("x", 1, 1)));
+        assert!(a.offer(rec("y", 1, 3)));
+        assert!(!a.offer(rec("y", 1, 2)));
+        assert!(a.offer(rec("x", 2, 0)));
+        assert!(b.offer(rec("y", 1, 3)));
+        assert!(b.offer(rec("x", 2, 0)));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        a.remove("x");
+        b.remove("x");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.get("y").unwrap().version, 3);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut m = NodeMeta::default();
+        m.tags.insert("ok".into(), "v".into());
+        assert!(m.validate().is_ok());
+        m.tags.insert("bad key".into(), "v".into());
+        assert!(matches!(m.validate(), Err(MetaError::BadKey(_))));
+        m.tags.remove("bad key");
+        m.tags.insert("big".into(), "v".repeat(MAX_VALUE_LEN + 1));
+        assert!(matches!(m.validate(), Err(MetaError::ValueTooLong { .. })));
+        m.tags.clear();
+        for i in 0..20 {
+            m.tags.insert(format!("k{i}"), "v".repeat(200));
+        }
+        assert!(matches!(m.validate(), Err(MetaError::TooLarge(_))));
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert!(MetaRecord::decode(&[0xff; 10]).is_err());
+        let r = rec("n", 1, 1);
+        assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);
+    }
+}

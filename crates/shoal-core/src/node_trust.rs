@@ -1,0 +1,280 @@
+//! The node's trust-facing parts: its keyring and plaintext policy, keyring rollouts across
+//! the cluster, drop accounting of the trust layer, the limit on generations from the future
+//! and the answer budget for strangers.
+//!
+//! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
+//! membership. Must not seal or open anything itself (`core::trust` does) and must stay
+//! sans-IO: the driver persists the keyring it hands out.
+
+use super::{Node, NodeError};
+use crate::keyops::{apply, Confirm, KeyMsg, KeyOpKind, Rollout};
+use crate::keyring::{Key, KeyError, Keyring};
+use crate::time::Time;
+use crate::trust::{Plaintext, TrustConfig, TrustDrop, TrustStats};
+use crate::wire::{self, Kind};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How far ahead of our clock a generation (a node's start time) may be. Records and
+/// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
+pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
+
+/// A stranger (an address that is not an active member) is answered with at most this many
+/// times the bytes of its datagram.
+pub const AMPLIFICATION: usize = 2;
+
+/// The sending session: random per start (from the seeded rng's seed) and mixed with the
+/// generation, so that a restarted node never reuses a nonce even with the same seed.
+pub(super) fn session_seed(seed: u64, generation: u64) -> u64 {
+    let mut z = seed ^ generation.rotate_left(23) ^ 0x5EA1_5E55_10A5_u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("this agent runs without encryption (--insecure): there is no keyring to change")]
+    Insecure,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl Node {
+    /// Sets how datagrams are protected. Call before `start` (the agent does at once). A node
+    /// is insecure (plaintext) until this is called with a keyring.
+    pub fn set_trust(&mut self, cfg: TrustConfig) -> Result<(), NodeError> {
+        if self.started {
+            return Err(NodeError::AlreadyStarted);
+        }
+        let session = self.trust.session();
+        self.trust = crate::trust::Trust::new(cfg, session);
+        Ok(())
+    }
+
+    /// True when the node runs without a key.
+    pub fn is_insecure(&self) -> bool {
+        self.trust.is_insecure()
+    }
+
+    pub fn plaintext_mode(&self) -> Plaintext {
+        self.trust.config().plaintext
+    }
+
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.trust.keyring()
+    }
+
+    pub fn trust_stats(&self) -> TrustStats {
+        self.trust.stats()
+    }
+
+    /// Corrects the mapping of the core's time onto the wall clock (timestamps of sealed
+    /// datagrams and the limit on future generations use it).
+    pub fn set_wall_clock(&mut self, now: Time, unix_ms: u64) {
+        self.trust.set_wall_clock(now, unix_ms);
+    }
+
+    /// The keyring after a change (once per change), for the driver to persist.
+    pub fn take_keyring_change(&mut self) -> Option<Keyring> {
+        self.trust.take_keyring_change()
+    }
+
+    /// Applies a keyring change here, then sends it to every active member. Returns the
+    /// rollout's id; follow it with [`Node::keys_rollout`] and resend to the members that have
+    /// not confirmed with [`Node::keys_resend`].
+    pub fn keys_change(&mut self, now: Time, kind: KeyOpKind, key: Key) -> Result<u64, KeysError> {
+        if self.trust.is_insecure() {
+            return Err(KeysError::Insecure);
+        }
+        self.now = now;
+        self.trust.change_keyring(|r| apply(r, kind, &key))?;
+        let me = self.foca.identity().addr();
+        let members: BTreeMap<SocketAddr, (std::sync::Arc<str>, Confirm)> = self
+            .truth
+            .iter()
+            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .map(|(n, m)| (m.id.addr(), (n.clone(), Confirm::Pending)))
+            .collect();
+        let salt = self.trust.session() & 0xFFFF_FFFF_FFFF;
+        let id = self.rollouts.start(now, salt, kind, key, members).id;
+        self.keys_resend(now, id);
+        Ok(id)
+    }
+
+    /// Sends rollout `id` again to the members that have not answered.
+    pub fn keys_resend(&mut self, now: Time, id: u64) {
+        self.now = now;
+        let Some(r) = self.rollouts.get(id) else {
+            return;
+        };
+        let msg = r.message();
+        let pending: Vec<SocketAddr> = r.pending().collect();
+        for dst in pending {
+            self.send_keys(dst, &msg);
+        }
+    }
+
+    pub fn keys_rollout(&self, id: u64) -> Option<&Rollout> {
+        self.rollouts.get(id)
+    }
+
+    fn send_keys(&mut self, dst: SocketAddr, msg: &KeyMsg) {
+        wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Keys);
+        self.out.buf.extend_from_slice(&msg.encode());
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += self.out.buf.len() as u64;
+        self.out.transmits.push_back(super::Transmit {
+            dst,
+            data: self.out.buf.clone(),
+        });
+    }
+
+    /// A keyring message arrived (sealed: `core::trust` refuses plaintext ones).
+    pub(super) fn handle_keys(&mut self, now: Time, from: SocketAddr, body: &[u8]) {
+        let Some(msg) = KeyMsg::decode(body) else {
+            self.stats.dropped_decode += 1;
+            return;
+        };
+        match msg {
+            KeyMsg::Op { id, kind, key } => {
+                let key = Key::from_bytes(key);
+                let res = self.trust.change_keyring(|r| apply(r, kind, &key));
+                self.send_keys(from, &KeyMsg::ack(id, res));
+            }
+            KeyMsg::Ack { id, error } => {
+                if let Some(r) = self.rollouts.get_mut(id) {
+                    r.ack(from, error);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    pub(super) fn count_trust_drop(&mut self, e: TrustDrop) {
+        let s = &mut self.stats;
+        match e {
+            TrustDrop::Wire(w) => self.count_wire_error(w),
+            TrustDrop::Auth => s.dropped_auth += 1,
+            TrustDrop::Plaintext => s.dropped_plaintext += 1,
+            TrustDrop::Replay => s.dropped_replay += 1,
+            TrustDrop::Stale => s.dropped_stale += 1,
+        }
+    }
+
+    /// The largest generation accepted now: our wall clock plus [`MAX_FUTURE`].
+    pub(super) fn generation_limit(&self, now: Time) -> u64 {
+        self.trust
+            .wall_clock(now)
+            .saturating_add(MAX_FUTURE.as_millis() as u64)
+            .max(
+                self.own
+                    .generation
+                    .saturating_add(MAX_FUTURE.as_millis() as u64),
+            )
+    }
+
+    /// Before handling a datagram of `len` bytes from `from`: the answer budget, when
+    /// `from` is no member's address (`AMPLIFICATION` x `len` bytes to `from`), with the
+    /// position in the transmit queue where this input's datagrams start.
+    pub(super) fn answer_start(&self, from: SocketAddr, len: usize) -> Option<AnswerBudget> {
+        let key = crate::identity::AddrKey::of(from);
+        // A member, even one we believe down (a healing partition), is no stranger.
+        if self.foca.is_known_addr(&key) {
+            return None;
+        }
+        Some(AnswerBudget {
+            to: from,
+            bytes: len.saturating_mul(AMPLIFICATION),
+            first: self.out.transmits.len(),
+        })
+    }
+
+    /// After handling the datagram: drops what this input queued for the stranger past its
+    /// budget (counted in `answers_capped`). Every message kind goes through here.
+    pub(super) fn answer_cap(&mut self, budget: Option<AnswerBudget>) {
+        let Some(b) = budget else {
+            return;
+        };
+        // The datagram introduced its sender (an announce, or a ping from a member we had not
+        // heard of yet): it is a member now, answered like the others.
+        if self
+            .foca
+            .is_active_addr(&crate::identity::AddrKey::of(b.to))
+        {
+            return;
+        }
+        let mut left = b.bytes;
+        let mut i = b.first;
+        while i < self.out.transmits.len() {
+            let t = &self.out.transmits[i];
+            if t.dst != b.to {
+                i += 1;
+                continue;
+            }
+            // What goes on the wire: the seal (when sealing) and any padding come on top.
+            let seal = if self.trust.seals(&t.data) {
+                wire::SEAL_OVERHEAD
+            } else {
+                0
+            };
+            let size = (t.data.len() + seal).max(self.pad_for(t.dst, &t.data));
+            if size <= left {
+                left -= size;
+                i += 1;
+                continue;
+            }
+            if let Some(t) = self.out.transmits.remove(i) {
+                self.stats.answers_capped += 1;
+                self.stats.tx_datagrams = self.stats.tx_datagrams.saturating_sub(1);
+                self.stats.tx_bytes = self.stats.tx_bytes.saturating_sub(t.data.len() as u64);
+            }
+        }
+    }
+
+    /// The peer to ask first for missing records: right after connecting, a seed we
+    /// announced to (it knows us, so it answers in full; a peer that has not heard of us yet
+    /// answers a stranger only `AMPLIFICATION` times what it asked), else a random peer.
+    pub(super) fn fetch_peer(&mut self) -> Option<SocketAddr> {
+        if self.bootstrap_left > 0 {
+            let active: Vec<SocketAddr> = self
+                .seeds
+                .iter()
+                .copied()
+                .filter(|a| self.foca.is_active_addr(&crate::identity::AddrKey::of(*a)))
+                .collect();
+            if !active.is_empty() {
+                use rand::RngExt;
+                return Some(active[self.rng.random_range(0..active.len())]);
+            }
+        }
+        self.random_peer()
+    }
+
+    /// Size to pad a datagram (`data`, a plaintext envelope) to `dst` to: [`PAD_TO`] for a
+    /// SWIM datagram to an address that is not an active member (an announce to a seed: its
+    /// answer, capped at `AMPLIFICATION` times its size, must fit a full datagram), else 0.
+    pub(super) fn pad_for(&self, dst: SocketAddr, data: &[u8]) -> usize {
+        let h = wire::header_len(&self.cfg.cluster_label);
+        if data.get(h - 1) != Some(&(Kind::Swim as u8)) {
+            return 0;
+        }
+        let key = crate::identity::AddrKey::of(dst);
+        if self.foca.is_active_addr(&key) {
+            0
+        } else {
+            PAD_TO
+        }
+    }
+}
+
+/// See [`Node::answer_start`].
+pub(super) struct AnswerBudget {
+    to: SocketAddr,
+    bytes: usize,
+    first: usize,
+}
+
+/// What a datagram to a stranger is padded to: its answer may then be a full datagram.
+pub const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);

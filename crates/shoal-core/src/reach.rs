@@ -1,0 +1,479 @@
+//! Reach: this node's own evidence of which peers it can reach, for the guard.
+//!
+//! SWIM finds out that a peer is unreachable one random probe at a time and confirms it only
+//! after the suspicion timeout; a node that is itself cut off learns it last. The guard must
+//! act before that, so this module gathers local evidence quickly:
+//! - **silence**: when the last datagram from any peer arrived (a connected node hears an
+//!   ack every probe period, so a few silent periods mean nothing gets in: a two-way cut or
+//!   a one-way cut that lets this node send but not receive);
+//! - **reach checks**: a ping (`ShoalMsg::Ping`, a nonce) to every baseline peer, or to a
+//!   random sample of `SAMPLE` of them in a larger cluster, retried every probe timeout for
+//!   `ROUNDS` rounds; a peer that answers any round is reached. The answer (`Pong`) echoes
+//!   the nonce and is the same size as the ping (no amplification).
+//!
+//! It owns the in-flight check, its last result and the silence clock. It decides nothing:
+//! the guard reads `ReachView` and decides; the node decides when to start a check and
+//! sends the pings it returns. It never reads a clock and draws randomness only from the
+//! rng it is handed.
+
+use crate::time::Time;
+use rand::rngs::SmallRng;
+use rand::RngExt;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most peers one reach check pings. Up to this many baseline peers, a check sees every one
+/// of them (an exact count against the trip limit); beyond, a uniform sample of this many
+/// estimates the unreachable fraction (±4.3 points at 40 %, one standard deviation).
+pub const SAMPLE: usize = 128;
+
+/// Ping rounds of one check (a peer that answers any of them is reached). With per-link
+/// loss p, a live peer is missed with probability (1 - (1 - p)²)^ROUNDS: 2.6 % at 30 % loss.
+pub const ROUNDS: u8 = 4;
+
+/// Silent probe periods that mean nothing gets in (a connected node hears an ack every
+/// period; three in a row lost is 2.7 % at 30 % loss each way, and a check must confirm
+/// before anything but silence is concluded).
+pub const SILENT_PERIODS: u32 = 3;
+
+/// Missing peers pinged once each per probe period while the guard holds (heal detection).
+pub const HEAL_PINGS: usize = 3;
+
+/// Outcome of the last finished reach check.
+#[derive(Clone, Debug, Default)]
+pub struct CheckResult {
+    /// When the check started and finished.
+    pub started: Time,
+    pub at: Time,
+    /// Peers pinged.
+    pub targets: usize,
+    /// Baseline size the targets were drawn from (`targets` when not sampled).
+    pub population: usize,
+    /// Pinged peers that answered no round (minus late answers that came after).
+    pub unreached: HashSet<Arc<str>>,
+    /// Baseline peers SWIM already suspected when the check started: pinged once, no
+    /// retries (a slow node under suspicion must not get a burst of pings); they count as
+    /// not reached unless they answer.
+    pub skipped: usize,
+    /// Pinged peers that answered (direct evidence that they are alive, whatever SWIM
+    /// concludes later).
+    pub reached: HashSet<Arc<str>>,
+}
+
+impl CheckResult {
+    pub fn reached(&self) -> usize {
+        self.targets - self.unreached.len()
+    }
+
+    /// Share of the baseline reached: the answered share of the pinged peers, scaled down
+    /// by the suspects that were not pinged.
+    pub fn reached_fraction(&self) -> f64 {
+        if self.targets == 0 {
+            return 0.0;
+        }
+        self.reached() as f64 / self.targets as f64
+    }
+}
+
+/// What the guard reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ReachView<'a> {
+    /// How long no datagram has come from any peer, when that is long enough to mean
+    /// something (`None`: heard recently, or not connected long enough to judge).
+    pub silent_for: Option<Duration>,
+    /// The last finished check, if recent enough to use.
+    pub last: Option<&'a CheckResult>,
+    /// When this node last had to refute a suspicion of itself (peers could not hear it,
+    /// so what it concluded about them from its own failed probes is in doubt too).
+    pub refuted_at: Option<Time>,
+}
+
+#[derive(Debug)]
+struct Check {
+    seq: u64,
+    targets: Vec<(Arc<str>, SocketAddr)>,
+    answered: Vec<bool>,
+    /// Unreachable in the previous check too: one ping, no retries (what matters about
+    /// them is whether they are back, and one answer says that).
+    once: Vec<bool>,
+    population: usize,
+    skipped: usize,
+    rounds_sent: u8,
+    next_round: Time,
+    started: Time,
+}
+
+#[derive(Debug)]
+pub struct Reach {
+    probe_period: Duration,
+    round_gap: Duration,
+    last_rx: Option<Time>,
+    /// Since when the node has been connected (peers exist); silence is judged only after
+    /// `SILENT_PERIODS` of it.
+    connected_since: Option<Time>,
+    check: Option<Check>,
+    last: Option<CheckResult>,
+    /// Targets of the last finished check by nonce, so that a late answer still counts.
+    late: HashMap<u64, Arc<str>>,
+    seq: u64,
+    /// No new check before this.
+    next_allowed: Time,
+    /// Gap between the end of one check and the start of the next (the node widens it
+    /// while a fault lasts).
+    spacing: Duration,
+    /// Missing peers pinged once each since the last such round (nonce sequence 0).
+    heal: Vec<(Arc<str>, SocketAddr)>,
+    /// Last tick time, to tell a stalled process (paused, starved) from silence.
+    last_tick: Option<Time>,
+    refuted_at: Option<Time>,
+    pub checks: u64,
+    pub pings_sent: u64,
+}
+
+impl Reach {
+    pub fn new(probe_period: Duration, probe_rtt: Duration) -> Reach {
+        Reach {
+            probe_period,
+            round_gap: probe_rtt.max(Duration::from_millis(1)),
+            last_rx: None,
+            connected_since: None,
+            check: None,
+            last: None,
+            late: HashMap::new(),
+            seq: 0,
+            next_allowed: Time::ZERO,
+            spacing: probe_period,
+            heal: Vec::new(),
+            last_tick: None,
+            refuted_at: None,
+            checks: 0,
+            pings_sent: 0,
+        }
+    }
+
+    /// A datagram that passed the envelope checks arrived from a peer.
+    pub fn heard(&mut self, now: Time) {
+        self.last_rx = Some(now);
+    }
+
+    /// Whether the node has peers to hear from (foca not idle).
+    pub fn set_connected(&mut self, now: Time, connected: bool) {
+        match (connected, self.connected_since) {
+            (true, None) => self.connected_since = Some(now),
+            (false, Some(_)) => self.connected_since = None,
+            _ => {}
+        }
+    }
+
+    /// Called on every tick before the view is read. Returns false when the process was
+    /// stalled (this tick came more than a probe period late): whatever queued up while it
+    /// was stalled has not been read yet, so silence must not be concluded on this tick.
+    pub fn on_tick(&mut self, now: Time, tick: Duration) -> bool {
+        let stalled = self
+            .last_tick
+            .map(|t| now.since(t) > tick + self.probe_period)
+            .unwrap_or(false);
+        self.last_tick = Some(now);
+        if stalled {
+            // Judge silence afresh from here: the backlog of datagrams comes next.
+            self.last_rx = Some(now);
+        }
+        !stalled
+    }
+
+    /// How long nothing has been heard, once that is at least `periods` probe periods and
+    /// the node has been connected that long.
+    pub fn silent(&self, now: Time, periods: u32) -> Option<Duration> {
+        let limit = self.probe_period * periods;
+        let since = self.connected_since?;
+        if now.since(since) < limit {
+            return None;
+        }
+        let quiet = now.since(self.last_rx.unwrap_or(since).max(since));
+        (quiet >= limit).then_some(quiet)
+    }
+
+    /// The evidence for the guard. A check's result stands until the next check could have
+    /// finished (the spacing, a whole check and a probe period of slack).
+    pub fn view(&self, now: Time) -> ReachView<'_> {
+        let max_age = self.spacing
+            + self.round_gap * u32::from(ROUNDS)
+            + self.probe_period.max(self.round_gap * u32::from(ROUNDS));
+        ReachView {
+            silent_for: self.silent(now, SILENT_PERIODS),
+            last: self.last.as_ref().filter(|r| now.since(r.at) <= max_age),
+            refuted_at: self.refuted_at,
+        }
+    }
+
+    /// This node refuted a suspicion of itself.
+    pub fn refuted(&mut self, now: Time) {
+        self.refuted_at = Some(now);
+    }
+
+    /// Sets the gap between checks (from the end of the one in flight, if any).
+    pub fn set_spacing(&mut self, spacing: Duration) {
+        if spacing != self.spacing {
+            let end = self.last.as_ref().map(|r| r.at).unwrap_or(Time::ZERO);
+            self.next_allowed = end.plus(spacing);
+            self.spacing = spacing;
+        }
+    }
+
+    pub fn spacing(&self) -> Duration {
+        self.spacing
+    }
+
+    /// Pings up to `HEAL_PINGS` of `missing` (peers held, suspect or unreachable) once
+    /// each: between checks, the cheapest way to notice that a cut has healed (one answer
+    /// from the other side is enough to rejoin it).
+    pub fn heal_pings(
+        &mut self,
+        mut missing: Vec<(Arc<str>, SocketAddr)>,
+        rng: &mut SmallRng,
+    ) -> Vec<(SocketAddr, u64)> {
+        let k = missing.len().min(HEAL_PINGS);
+        for i in 0..k {
+            let j = rng.random_range(i..missing.len());
+            missing.swap(i, j);
+        }
+        missing.truncate(k);
+        self.heal = missing;
+        self.pings_sent += k as u64;
+        self.heal
+            .iter()
+            .enumerate()
+            .map(|(i, (_, a))| (*a, Self::nonce(0, i)))
+            .collect()
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.check.is_some()
+    }
+
+    /// Whether a new check may start now (none in flight, spacing respected).
+    pub fn can_start(&self, now: Time) -> bool {
+        self.check.is_none() && now >= self.next_allowed
+    }
+
+    /// Starts a check of `population` baseline peers, `candidates` being their names and
+    /// addresses: all of them up to `SAMPLE`, else a uniform sample. Returns the pings to
+    /// send as (address, nonce).
+    pub fn start(
+        &mut self,
+        now: Time,
+        mut candidates: Vec<(Arc<str>, SocketAddr)>,
+        suspects: &HashSet<Arc<str>>,
+        rng: &mut SmallRng,
+    ) -> Vec<(SocketAddr, u64)> {
+        let mut before: HashSet<Arc<str>> = self
+            .last
+            .as_ref()
+            .map(|r| r.unreached.clone())
+            .unwrap_or_default();
+        before.extend(suspects.iter().cloned());
+        let skipped = candidates
+            .iter()
+            .filter(|(n, _)| suspects.contains(n))
+            .count();
+        let population = candidates.len();
+        if population == 0 || self.check.is_some() {
+            return Vec::new();
+        }
+        if candidates.len() > SAMPLE {
+            // Partial Fisher-Yates: the first SAMPLE entries become a uniform sample.
+            for i in 0..SAMPLE {
+                let j = rng.random_range(i..candidates.len());
+                candidates.swap(i, j);
+            }
+            candidates.truncate(SAMPLE);
+        }
+        self.seq += 1;
+        self.checks += 1;
+        let n = candidates.len();
+        let once = candidates
+            .iter()
+            .map(|(name, _)| before.contains(name))
+            .collect();
+        self.check = Some(Check {
+            seq: self.seq,
+            targets: candidates,
+            answered: vec![false; n],
+            once,
+            population,
+            skipped,
+            rounds_sent: 0,
+            next_round: now,
+            started: now,
+        });
+        self.poll(now).0
+    }
+
+    fn nonce(seq: u64, i: usize) -> u64 {
+        (seq << 20) | (i as u64 & 0xF_FFFF)
+    }
+
+    /// An answer to one of our pings. Returns the peer it came from.
+    pub fn on_pong(&mut self, now: Time, nonce: u64) -> Option<(Arc<str>, SocketAddr)> {
+        self.heard(now);
+        let seq = nonce >> 20;
+        let i = (nonce & 0xF_FFFF) as usize;
+        if seq == 0 {
+            return self.heal.get(i).cloned();
+        }
+        if let Some(c) = self.check.as_mut().filter(|c| c.seq == seq) {
+            let t = c.targets.get(i)?;
+            if let Some(a) = c.answered.get_mut(i) {
+                *a = true;
+            }
+            return Some(t.clone());
+        }
+        // An answer to a finished check: that peer is reachable after all.
+        let name = self.late.remove(&nonce)?;
+        if let Some(r) = self.last.as_mut() {
+            r.unreached.remove(&name);
+            r.reached.insert(name);
+        }
+        None
+    }
+
+    /// Advances the check in flight: returns the pings of the next round, if due, and
+    /// whether the check finished (its result is then in `view`).
+    pub fn poll(&mut self, now: Time) -> (Vec<(SocketAddr, u64)>, bool) {
+        let Some(c) = self.check.as_mut() else {
+            return (Vec::new(), false);
+        };
+        let all_answered = c.answered.iter().all(|a| *a);
+        if now < c.next_round && !all_answered {
+            return (Vec::new(), false);
+        }
+        if c.rounds_sent >= ROUNDS || all_answered {
+            let Some(c) = self.check.take() else {
+                return (Vec::new(), false);
+            };
+            self.late.clear();
+            let mut unreached = HashSet::new();
+            let mut reached = HashSet::new();
+            for (i, (name, _)) in c.targets.iter().enumerate() {
+                if c.answered[i] {
+                    reached.insert(name.clone());
+                } else {
+                    unreached.insert(name.clone());
+                    self.late.insert(Self::nonce(c.seq, i), name.clone());
+                }
+            }
+            self.last = Some(CheckResult {
+                started: c.started,
+                at: now,
+                targets: c.targets.len(),
+                population: c.population,
+                unreached,
+                skipped: c.skipped,
+                reached,
+            });
+            self.next_allowed = now.plus(self.spacing);
+            return (Vec::new(), true);
+        }
+        let first = c.rounds_sent == 0;
+        c.rounds_sent += 1;
+        c.next_round = now.plus(self.round_gap);
+        let mut out = Vec::new();
+        for (i, (_, addr)) in c.targets.iter().enumerate() {
+            if !c.answered[i] && (first || !c.once[i]) {
+                out.push((*addr, Self::nonce(c.seq, i)));
+            }
+        }
+        self.pings_sent += out.len() as u64;
+        (out, false)
+    }
+
+    /// Forgets the last result (the operator said the truth is right).
+    pub fn forget(&mut self) {
+        self.last = None;
+        self.late.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn peers(n: usize) -> Vec<(Arc<str>, SocketAddr)> {
+        (0..n)
+            .map(|i| {
+                (
+                    Arc::from(format!("n{i}")),
+                    SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_check_counts_who_answered_and_retries_the_others() {
+        let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
+        let mut rng = SmallRng::seed_from_u64(1);
+        let pings = r.start(Time(0), peers(4), &HashSet::new(), &mut rng);
+        assert_eq!(pings.len(), 4);
+        // n0 and n1 answer the first round.
+        r.on_pong(Time(10), pings[0].1);
+        r.on_pong(Time(10), pings[1].1);
+        let (again, done) = r.poll(Time(500));
+        assert!(!done);
+        assert_eq!(again.len(), 2, "only the silent ones are pinged again");
+        for t in [1000, 1500] {
+            let (p, done) = r.poll(Time(t));
+            assert_eq!((p.len(), done), (2, false));
+        }
+        let (_, done) = r.poll(Time(2000));
+        assert!(done);
+        let v = r.view(Time(2000));
+        let res = v.last.expect("a result");
+        assert_eq!((res.targets, res.reached()), (4, 2));
+        // A late answer counts.
+        r.on_pong(Time(2100), again[0].1);
+        assert_eq!(r.view(Time(2100)).last.unwrap().reached(), 3);
+        assert!(!r.can_start(Time(2500)), "spaced by a probe period");
+        assert!(r.can_start(Time(3000)));
+    }
+
+    #[test]
+    fn a_large_baseline_is_sampled_and_estimated() {
+        let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
+        let mut rng = SmallRng::seed_from_u64(2);
+        let pings = r.start(Time(0), peers(1000), &HashSet::new(), &mut rng);
+        assert_eq!(pings.len(), SAMPLE);
+        let mut t = 0;
+        loop {
+            t += 500;
+            if r.poll(Time(t)).1 {
+                break;
+            }
+            assert!(t < 10_000);
+        }
+        let res = r.view(Time(t)).last.unwrap().clone();
+        assert_eq!(res.population, 1000);
+        assert_eq!((res.targets, res.unreached.len()), (SAMPLE, SAMPLE));
+        assert_eq!(res.reached_fraction(), 0.0);
+    }
+
+    #[test]
+    fn silence_is_judged_only_once_connected_and_not_after_a_stall() {
+        let mut r = Reach::new(Duration::from_millis(200), Duration::from_millis(100));
+        assert!(
+            r.silent(Time(10_000), SILENT_PERIODS).is_none(),
+            "never connected"
+        );
+        r.set_connected(Time(0), true);
+        r.heard(Time(100));
+        assert!(r.silent(Time(600), SILENT_PERIODS).is_none());
+        assert!(r.silent(Time(700), SILENT_PERIODS).is_some());
+        // Ticks every 50 ms, then one 2 s late: a stall, silence restarts from there.
+        assert!(r.on_tick(Time(700), Duration::from_millis(50)));
+        assert!(!r.on_tick(Time(2700), Duration::from_millis(50)));
+        assert!(r.silent(Time(2700), SILENT_PERIODS).is_none());
+    }
+}

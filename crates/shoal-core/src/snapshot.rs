@@ -1,0 +1,58 @@
+//! The snapshot of the served view a node persists so that a restart does not start empty.
+//!
+//! Owns `Snapshot` (what is persisted: the served members, the baseline, the known peers and
+//! the guard report, stamped with wall-clock time) and the errors of restoring one. Producing
+//! and restoring happen in `Node::snapshot` / `Node::restore`; writing the file atomically is
+//! the agent's job (`agent::snapshot`). Must not touch a file or read a clock.
+
+use crate::guard::GuardReport;
+use crate::truth::MemberView;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Format version of `Snapshot`; a snapshot with another version is refused.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// The node that took it (a snapshot is only restored by the node of the same name).
+    pub node: String,
+    /// Wall-clock time it was taken (ms since the Unix epoch): its age survives a restart.
+    pub taken_at_unix_ms: u64,
+    /// The served view (every member with its served status).
+    pub members: Vec<MemberView>,
+    /// Names of the baseline the guard compared against.
+    pub baseline: Vec<String>,
+    /// Addresses to announce to when rejoining.
+    pub known_peers: Vec<SocketAddr>,
+    pub guard: GuardReport,
+}
+
+impl Snapshot {
+    /// Age of the snapshot at `now_unix_ms` (zero if it claims to come from the future).
+    pub fn age(&self, now_unix_ms: u64) -> Duration {
+        Duration::from_millis(now_unix_ms.saturating_sub(self.taken_at_unix_ms))
+    }
+}
+
+/// What restoring a snapshot did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// The view is served as `warming` and its peers are used to rejoin.
+    Served { members: usize, peers: usize },
+    /// Too old to be served; only its peers are used to rejoin.
+    PeersOnly { age: Duration, peers: usize },
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("snapshot format version {0} is not supported (expected {SNAPSHOT_VERSION})")]
+    Version(u32),
+    #[error("snapshot belongs to node {found:?}, not {expected:?}")]
+    WrongNode { expected: String, found: String },
+    #[error("a snapshot can only be restored before the node starts")]
+    AlreadyStarted,
+}

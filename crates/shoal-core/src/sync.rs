@@ -1,0 +1,350 @@
+//! Shoal's own messages beside SWIM: metadata and membership anti-entropy.
+//!
+//! Owns the `ShoalMsg` wire shapes (digest, push, want, members filter, introductions, the
+//! reach check's ping and pong), the
+//! Bloom filter of member names and its hash sharding, and the packing of records into
+//! datagram-sized messages. The node decides when to send them and what to do with them;
+//! this module must not touch any state.
+
+use crate::meta::{fnv1a, MetaRecord};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Names per shard the membership filter aims for: `parts = ceil(active / SHARD_TARGET)`.
+pub const SHARD_TARGET: usize = 800;
+/// Filter bits per inserted name (with `FILTER_HASHES` hashes: ~0.8% false positives).
+pub const FILTER_BITS_PER_NAME: usize = 10;
+/// Hash functions of the filter.
+pub const FILTER_HASHES: u8 = 7;
+/// Most hash functions a received filter may ask for (bounds the work a peer can cause).
+pub const MAX_FILTER_HASHES: u8 = 16;
+/// Most shards a received filter may claim.
+pub const MAX_PARTS: u32 = 1 << 16;
+
+/// Finalizer of MurmurHash3: spreads FNV-1a's bits (its low bits are weak on short names).
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+/// The shard (of `parts`) a member name belongs to; stable across builds and platforms.
+pub fn shard_of(name: &str, parts: u32) -> u32 {
+    shard_in(shard_hash(name), parts)
+}
+
+/// The hash `shard_of` reduces: computed once per identity (see `NodeId::shard`), so that
+/// scanning thousands of members for one shard reads no name.
+pub fn shard_hash(name: &str) -> u64 {
+    mix(fnv1a(&[b"shoal-shard", name.as_bytes()]))
+}
+
+/// The shard (of `parts`) of a name whose `shard_hash` is `hash`.
+pub fn shard_in(hash: u64, parts: u32) -> u32 {
+    (hash % u64::from(parts.max(1))) as u32
+}
+
+/// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameFilter {
+    hashes: u8,
+    bits: Vec<u8>,
+}
+
+impl NameFilter {
+    /// An empty filter sized for `n` names, at most `max_bytes` bytes (at least 8).
+    pub fn for_names(n: usize, max_bytes: usize) -> Self {
+        let bytes = (n * FILTER_BITS_PER_NAME)
+            .div_ceil(8)
+            .clamp(8, max_bytes.max(8));
+        NameFilter {
+            hashes: FILTER_HASHES,
+            bits: vec![0; bytes],
+        }
+    }
+
+    fn positions(&self, name: &str) -> impl Iterator<Item = usize> {
+        let m = (self.bits.len() * 8) as u64;
+        let h1 = mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()]));
+        let h2 = mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1;
+        (0..u64::from(self.hashes))
+            .map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m.max(1)) as usize)
+    }
+
+    pub fn insert(&mut self, name: &str) {
+        if self.bits.is_empty() {
+            return;
+        }
+        let pos: Vec<usize> = self.positions(name).collect();
+        for p in pos {
+            self.bits[p / 8] |= 1 << (p % 8);
+        }
+    }
+
+    /// Whether `name` may have been inserted (false positives possible, no false negatives).
+    pub fn contains(&self, name: &str) -> bool {
+        !self.bits.is_empty()
+            && self.positions(name).all(|p| {
+                self.bits
+                    .get(p / 8)
+                    .is_some_and(|b| b & (1 << (p % 8)) != 0)
+            })
+    }
+
+    /// Whether a received filter is usable (bounded work, non-empty).
+    pub fn is_valid(&self) -> bool {
+        (1..=MAX_FILTER_HASHES).contains(&self.hashes) && !self.bits.is_empty()
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.bits.len()
+    }
+}
+
+/// A member the sender knows as active: enough for the receiver's SWIM to add it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntroEntry {
+    #[serde(deserialize_with = "crate::intern::de_name")]
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    pub generation: u64,
+}
+
+impl IntroEntry {
+    /// Upper bound of the encoded size (name and its length prefix, address, u64 varint).
+    pub fn max_encoded_len(&self) -> usize {
+        self.name.len() + 2 + 20 + 10
+    }
+}
+
+/// (name, generation, version) of one record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    #[serde(deserialize_with = "crate::intern::de_name")]
+    pub name: Arc<str>,
+    pub generation: u64,
+    pub version: u64,
+}
+
+impl DigestEntry {
+    /// Upper bound of the encoded size (name, its length prefix, two u64 varints).
+    pub fn max_encoded_len(&self) -> usize {
+        self.name.len() + 2 + 10 + 10
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShoalMsg {
+    /// "Here is the fingerprint of all the records I hold and a slice of them": when the
+    /// fingerprints differ, the receiver pushes what it has newer, asks for what it lacks, and
+    /// while `replies > 0` answers with a digest of its own (`replies - 1`). A round opens with
+    /// an empty slice and `replies = 2`: one tiny datagram when both sides agree, three when
+    /// they do not.
+    Digest {
+        fingerprint: u64,
+        count: u32,
+        entries: Vec<DigestEntry>,
+        replies: u8,
+    },
+    /// Records, newest known versions.
+    Push { records: Vec<Arc<MetaRecord>> },
+    /// "Send me the records of these nodes."
+    Want {
+        #[serde(deserialize_with = "crate::intern::de_names")]
+        names: Vec<Arc<str>>,
+    },
+    /// Membership anti-entropy: "these are the members I know as active whose names fall in
+    /// shard `part` of `parts`" (myself included). The receiver answers with `Intro` for the
+    /// active members of that shard the filter lacks.
+    Members {
+        part: u32,
+        parts: u32,
+        filter: NameFilter,
+    },
+    /// Members the sender knows as active, for the receiver to add to SWIM.
+    Intro { members: Vec<IntroEntry> },
+    /// A reach check (see `core::reach`): "answer with this nonce".
+    Ping { nonce: u64 },
+    /// The answer to a `Ping`, the same size.
+    Pong { nonce: u64 },
+}
+
+impl ShoalMsg {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(data)
+    }
+}
+
+/// Splits `records` into `Push` messages whose encoding stays within `budget` bytes.
+/// A record that alone exceeds the budget is skipped (cannot happen with valid metadata).
+pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Arc<MetaRecord>> = Vec::new();
+    let mut cur_len = 4;
+    for r in records {
+        let len = postcard::serialize_with_flavor(&*r, postcard::ser_flavors::Size::default())
+            .unwrap_or(usize::MAX);
+        if len.saturating_add(4) > budget {
+            continue;
+        }
+        if cur_len + len > budget && !cur.is_empty() {
+            out.push(ShoalMsg::Push {
+                records: std::mem::take(&mut cur),
+            });
+            cur_len = 4;
+        }
+        cur_len += len;
+        cur.push(r);
+    }
+    if !cur.is_empty() {
+        out.push(ShoalMsg::Push { records: cur });
+    }
+    out
+}
+
+/// Splits `members` into at most `max_msgs` `Intro` messages within `budget` bytes each;
+/// entries that do not fit are dropped (a later round sends them).
+pub fn pack_intro(members: Vec<IntroEntry>, budget: usize, max_msgs: usize) -> Vec<ShoalMsg> {
+    let mut out = Vec::new();
+    let mut cur: Vec<IntroEntry> = Vec::new();
+    let mut cur_len = 4;
+    for e in members {
+        let len = e.max_encoded_len();
+        if cur_len + len > budget && !cur.is_empty() {
+            out.push(ShoalMsg::Intro {
+                members: std::mem::take(&mut cur),
+            });
+            cur_len = 4;
+            if out.len() >= max_msgs {
+                return out;
+            }
+        }
+        if cur_len + len > budget {
+            continue;
+        }
+        cur_len += len;
+        cur.push(e);
+    }
+    if !cur.is_empty() && out.len() < max_msgs {
+        out.push(ShoalMsg::Intro { members: cur });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::NodeMeta;
+
+    #[test]
+    fn packing_respects_budget() {
+        let mut meta = NodeMeta::default();
+        meta.tags.insert("k".into(), "v".repeat(200));
+        let recs: Vec<Arc<MetaRecord>> = (0..20)
+            .map(|i| {
+                Arc::new(MetaRecord {
+                    name: Arc::from(format!("node-{i}")),
+                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                    generation: 1,
+                    version: 1,
+                    leaving: false,
+                    meta: meta.clone(),
+                })
+            })
+            .collect();
+        let msgs = pack_push(recs, 1300);
+        assert!(msgs.len() > 1);
+        let mut total = 0;
+        for m in &msgs {
+            assert!(m.encode().len() <= 1300);
+            if let ShoalMsg::Push { records } = m {
+                total += records.len();
+            }
+        }
+        assert_eq!(total, 20);
+    }
+
+    #[test]
+    fn name_filter_has_no_false_negatives_and_fits_a_datagram() {
+        // The largest shard we aim for, plus slack for uneven hashing.
+        let budget = 1400 - 16;
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("host-{i:05}.rack-{}", i % 7))
+            .collect();
+        let mut f = NameFilter::for_names(names.len(), budget - 32);
+        for n in &names {
+            f.insert(n);
+        }
+        assert!(names.iter().all(|n| f.contains(n)), "a false negative");
+        let msg = ShoalMsg::Members {
+            part: 3,
+            parts: 4,
+            filter: f.clone(),
+        };
+        let enc = msg.encode();
+        assert!(enc.len() <= budget, "{} bytes", enc.len());
+        assert_eq!(ShoalMsg::decode(&enc).unwrap(), msg);
+        // False positives stay rare for names never inserted.
+        let fp = (0..10_000)
+            .filter(|i| f.contains(&format!("other-{i}")))
+            .count();
+        assert!(fp < 300, "{fp} false positives in 10000");
+        // At the target shard size the filter is ~1 KB.
+        let g = NameFilter::for_names(SHARD_TARGET, budget - 32);
+        assert!(g.byte_len() <= 1000);
+    }
+
+    #[test]
+    fn shards_partition_the_names() {
+        let names: Vec<String> = (0..3000).map(|i| format!("n{i}")).collect();
+        let parts = 4;
+        let mut counts = [0usize; 4];
+        for n in &names {
+            let s = shard_of(n, parts);
+            assert!(s < parts);
+            assert_eq!(s, shard_of(n, parts), "stable");
+            counts[s as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 600), "{counts:?}");
+        assert!(names.iter().all(|n| shard_of(n, 1) == 0));
+    }
+
+    #[test]
+    fn received_filter_limits() {
+        let f = NameFilter {
+            hashes: 200,
+            bits: vec![0xff; 8],
+        };
+        assert!(!f.is_valid());
+        let empty = NameFilter {
+            hashes: 7,
+            bits: vec![],
+        };
+        assert!(!empty.is_valid());
+        assert!(!empty.contains("x"));
+    }
+
+    #[test]
+    fn intro_packing_is_bounded() {
+        let entries: Vec<IntroEntry> = (0..500)
+            .map(|i| IntroEntry {
+                name: Arc::from(format!("node-{i}")),
+                addr: std::net::SocketAddr::from(([10, 0, (i / 256) as u8, (i % 256) as u8], 7946)),
+                generation: 1_700_000_000_000 + i,
+            })
+            .collect();
+        let msgs = pack_intro(entries, 1300, 3);
+        assert_eq!(msgs.len(), 3);
+        for m in &msgs {
+            assert!(m.encode().len() <= 1300);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! A tiny deterministic network for the core's unit tests: nodes exchange datagrams with a
+//! fixed 1 ms latency, timers fire in deadline order, and nodes can be cut off or crashed.
+//! Test-only; the simulator (`shoal_sim`) is the full-featured driver.
+
+use crate::{Node, NodeConfig, NodeMeta, NodeTimer, Profile, Time};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::net::SocketAddr;
+
+enum Ev {
+    Timer(usize, NodeTimer),
+    Deliver(usize, SocketAddr, Vec<u8>),
+}
+
+pub struct TestNet {
+    pub nodes: Vec<Node>,
+    pub crashed: BTreeSet<usize>,
+    /// Nodes that can neither send nor receive.
+    pub cut: BTreeSet<usize>,
+    /// One-way links that drop everything: `(from, to)`.
+    pub blocked: BTreeSet<(usize, usize)>,
+    /// Lossy receivers: node -> (k, counter): it gets only every k-th datagram sent to it.
+    pub keep_one_in: std::collections::BTreeMap<usize, (u32, u32)>,
+    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    evs: Vec<Option<Ev>>,
+    seq: u64,
+    pub now: Time,
+    /// Every `Local` event: (when, node, what), for debugging and assertions.
+    pub local_log: Vec<(Time, usize, crate::LocalEvent)>,
+    /// When set, every datagram delivered is recorded here: (from node, to node, bytes).
+    pub tap: Option<Vec<(usize, usize, Vec<u8>)>>,
+    /// Every member event that served a member `down`: (when, observer, member name).
+    pub down_log: Vec<(Time, usize, String)>,
+}
+
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20000 + i as u16))
+}
+
+pub fn config(i: usize) -> NodeConfig {
+    NodeConfig {
+        name: format!("n{i}"),
+        advertise: addr(i),
+        cluster_label: String::new(),
+        timings: Profile::Local.timings(),
+        seeds: if i == 0 { vec![] } else { vec![addr(0)] },
+        guard: Default::default(),
+        track_suspects: true,
+    }
+}
+
+impl TestNet {
+    pub fn new(n: usize) -> Self {
+        Self::with_config(n, |_, _| {})
+    }
+
+    /// A net whose node configs are adjusted by `f(index, config)` before the nodes start.
+    pub fn with_config(n: usize, f: impl Fn(usize, &mut NodeConfig)) -> Self {
+        Self::with_config_and_trust(n, f, |_| None)
+    }
+
+    /// A net whose node `i` protects its datagrams with `trust(i)` (`None`: insecure).
+    pub fn with_trust(
+        n: usize,
+        trust: impl Fn(usize) -> Option<crate::trust::TrustConfig>,
+    ) -> Self {
+        Self::with_config_and_trust(n, |_, _| {}, trust)
+    }
+
+    pub fn with_config_and_trust(
+        n: usize,
+        f: impl Fn(usize, &mut NodeConfig),
+        trust: impl Fn(usize) -> Option<crate::trust::TrustConfig>,
+    ) -> Self {
+        let mut net = TestNet {
+            nodes: Vec::new(),
+            crashed: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            keep_one_in: Default::default(),
+            queue: BinaryHeap::new(),
+            evs: Vec::new(),
+            seq: 0,
+            now: Time(0),
+            local_log: Vec::new(),
+            tap: None,
+            down_log: Vec::new(),
+        };
+        for i in 0..n {
+            let mut cfg = config(i);
+            f(i, &mut cfg);
+            let mut node = Node::new(cfg, 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
+            if let Some(t) = trust(i) {
+                node.set_trust(t).unwrap();
+            }
+            net.nodes.push(node);
+        }
+        for i in 0..n {
+            net.nodes[i].start(Time(0));
+            net.flush(i);
+        }
+        net
+    }
+
+    fn push(&mut self, at: Time, node: usize, ev: Ev) {
+        self.seq += 1;
+        self.evs.push(Some(ev));
+        self.queue.push(Reverse((at, self.seq, self.evs.len() - 1)));
+        let _ = node;
+    }
+
+    pub fn index_of(&self, a: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.config().advertise == a)
+    }
+
+    pub fn flush(&mut self, i: usize) {
+        while let Some((at, t)) = self.nodes[i].poll_timer() {
+            self.push(at, i, Ev::Timer(i, t));
+        }
+        let from = self.nodes[i].config().advertise;
+        while let Some(tx) = self.nodes[i].poll_transmit() {
+            if self.cut.contains(&i) {
+                continue;
+            }
+            if let Some(j) = self.index_of(tx.dst) {
+                if self.blocked.contains(&(i, j)) {
+                    continue;
+                }
+                if let Some((k, c)) = self.keep_one_in.get_mut(&j) {
+                    *c = c.wrapping_add(1);
+                    if *c % (*k).max(1) != 0 {
+                        continue;
+                    }
+                }
+                let at = Time(self.now.0 + 1);
+                if let Some(tap) = &mut self.tap {
+                    tap.push((i, j, tx.data.clone()));
+                }
+                self.push(at, j, Ev::Deliver(j, from, tx.data));
+            }
+        }
+        while let Some(ev) = self.nodes[i].poll_event() {
+            match &ev.kind {
+                crate::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
+                crate::EventKind::Member { member, .. }
+                    if member.status == crate::ServedStatus::Down =>
+                {
+                    self.down_log.push((self.now, i, member.name.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let Some(ev) = self.evs[slot].take() else {
+                continue;
+            };
+            match ev {
+                Ev::Timer(i, t) => {
+                    if self.crashed.contains(&i) {
+                        continue;
+                    }
+                    self.nodes[i].handle_timer(at, t);
+                    self.flush(i);
+                }
+                Ev::Deliver(i, from, data) => {
+                    if self.crashed.contains(&i) || self.cut.contains(&i) {
+                        continue;
+                    }
+                    self.nodes[i].handle_datagram(at, from, &data);
+                    self.flush(i);
+                }
+            }
+        }
+        self.now = until;
+    }
+
+    pub fn run_for_ms(&mut self, ms: u64) {
+        let until = Time(self.now.0 + ms);
+        self.run_until(until);
+    }
+
+    /// Runs until `pred` holds, checking every 10 ms, for at most `max_ms`. Returns whether
+    /// it held.
+    pub fn run_until_pred(&mut self, max_ms: u64, mut pred: impl FnMut(&TestNet) -> bool) -> bool {
+        let end = self.now.0 + max_ms;
+        while self.now.0 < end {
+            if pred(self) {
+                return true;
+            }
+            self.run_for_ms(10);
+        }
+        pred(self)
+    }
+
+    /// Cuts every link between `side` and the other nodes, both ways.
+    pub fn partition(&mut self, side: &[usize]) {
+        for &a in side {
+            for b in 0..self.nodes.len() {
+                if !side.contains(&b) {
+                    self.blocked.insert((a, b));
+                    self.blocked.insert((b, a));
+                }
+            }
+        }
+    }
+
+    /// Lifts every cut.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+        self.cut.clear();
+    }
+
+    pub fn call(&mut self, i: usize, f: impl FnOnce(&mut Node, Time)) {
+        let now = self.now;
+        f(&mut self.nodes[i], now);
+        self.flush(i);
+    }
+}

@@ -1,0 +1,531 @@
+//! Sealing and opening datagrams: authentication, encryption and replay protection.
+//!
+//! Owns the node's keyring, its sending session and counter, the replay table and the
+//! plaintext policy. Every datagram the node sends passes through [`Trust::seal`] and every
+//! datagram it receives through [`Trust::open`]; the rest of the core sees plaintext
+//! envelopes only. Must not read a clock or draw OS randomness: the session comes from the
+//! node's seeded rng, time from the driver (`unix_ms_at_zero` maps the core's time onto the
+//! wall clock that timestamps need).
+//!
+//! A sealed datagram is the envelope header with [`wire::FLAG_SEALED`] set, then
+//! `key_id[4] session[8] counter[8] timestamp_secs[4]` (big-endian), then the body encrypted
+//! with XChaCha20-Poly1305 and its 16-byte tag. The associated data is everything before the
+//! ciphertext: magic, version, flags, cluster label, kind and the seal header, so none of
+//! them can be changed. The 24-byte nonce is `session || counter || 0[8]`: unique per key as
+//! long as a sender never reuses a (session, counter) pair, which holds because the session
+//! is drawn afresh (and mixed with the generation) at every start and the counter only
+//! grows.
+
+use crate::keyring::{Key, KeyError, KeyId, Keyring};
+use crate::replay::{Refusal, ReplayGuard};
+use crate::time::Time;
+use crate::wire::{self, Envelope, Kind, FLAG_PADDED, FLAG_SEALED, SEAL_OVERHEAD};
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{Tag, XNonce};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const SEAL_HEADER: usize = 24;
+const TAG_LEN: usize = 16;
+/// Peers remembered as still sending with a non-primary key.
+const MAX_PEER_KEYS: usize = 1024;
+
+/// What to do with datagrams that are not sealed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Plaintext {
+    /// Seal everything, refuse plaintext (the default with a key).
+    #[default]
+    Refuse,
+    /// Seal everything, accept plaintext too (step 2 of moving a cluster to encryption).
+    Accept,
+    /// Send plaintext, accept both (step 1: every agent gets the key before anyone seals).
+    Send,
+}
+
+/// How a node protects its datagrams.
+#[derive(Clone, Debug)]
+pub struct TrustConfig {
+    /// `None`: insecure (plaintext only; sealed datagrams are dropped).
+    pub keyring: Option<Keyring>,
+    pub plaintext: Plaintext,
+    /// Wall clock (Unix ms) at the core's `Time::ZERO`.
+    pub unix_ms_at_zero: u64,
+    /// Largest accepted difference between a datagram's timestamp and our clock.
+    pub replay_window: Duration,
+    /// Most sender sessions tracked for replay protection.
+    pub max_sessions: usize,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            keyring: None,
+            plaintext: Plaintext::Refuse,
+            unix_ms_at_zero: 0,
+            replay_window: Duration::from_secs(60),
+            max_sessions: 4096,
+        }
+    }
+}
+
+/// Why a datagram was dropped by [`Trust::open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustDrop {
+    Wire(wire::WireError),
+    /// Sealed under no key we hold, or forged, or altered.
+    Auth,
+    /// A plaintext datagram where only sealed ones are accepted (or a plaintext keyring message).
+    Plaintext,
+    Replay,
+    Stale,
+}
+
+/// Counters of the trust layer, reported with the node's stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustStats {
+    /// Datagrams sealed and sent.
+    pub sealed: u64,
+    /// Sealed datagrams received and opened.
+    pub opened: u64,
+    /// Plaintext datagrams accepted (insecure or during a transition).
+    pub plaintext_accepted: u64,
+    /// Replay-table sessions evicted because the table was full.
+    pub replay_evictions: u64,
+    /// Sessions in the replay table now.
+    pub replay_sessions: u64,
+}
+
+pub struct Trust {
+    cfg: TrustConfig,
+    session: u64,
+    counter: u64,
+    replay: ReplayGuard,
+    /// Peers (by address) whose last authenticated datagram used a non-primary key: answered
+    /// with that key while we still hold it, so that a node with only the old key gets in
+    /// during a rotation.
+    peer_keys: HashMap<SocketAddr, KeyId, foldhash::fast::FixedState>,
+    keyring_changed: bool,
+    stats: TrustStats,
+}
+
+impl Trust {
+    pub fn new(cfg: TrustConfig, session_seed: u64) -> Trust {
+        let replay = ReplayGuard::new(cfg.replay_window, cfg.max_sessions, session_seed);
+        Trust {
+            cfg,
+            session: session_seed,
+            counter: 0,
+            replay,
+            peer_keys: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(session_seed)),
+            keyring_changed: false,
+            stats: TrustStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &TrustConfig {
+        &self.cfg
+    }
+
+    /// This node's sending session.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    pub fn is_insecure(&self) -> bool {
+        self.cfg.keyring.is_none()
+    }
+
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.cfg.keyring.as_ref()
+    }
+
+    pub fn stats(&self) -> TrustStats {
+        let mut s = self.stats;
+        s.replay_evictions = self.replay.evictions;
+        s.replay_sessions = self.replay.len() as u64;
+        s
+    }
+
+    /// Corrects the mapping of the core's time onto the wall clock.
+    pub fn set_wall_clock(&mut self, now: Time, unix_ms: u64) {
+        self.cfg.unix_ms_at_zero = unix_ms.saturating_sub(now.as_millis());
+    }
+
+    fn wall_ms(&self, now: Time) -> u64 {
+        self.cfg.unix_ms_at_zero.saturating_add(now.as_millis())
+    }
+
+    /// The wall clock at `now` (Unix ms), as the driver gave it.
+    pub fn wall_clock(&self, now: Time) -> u64 {
+        self.wall_ms(now)
+    }
+
+    /// Whether the plaintext envelope `plain` (as `wire::write_header` + body wrote it) goes
+    /// out sealed: always with a key, except while sending plaintext (`Plaintext::Send`), when
+    /// only keyring changes (and any kind past them) are sealed. Operator commands follow the
+    /// setting like SWIM and shoal messages, so that they reach agents not yet given the key.
+    pub fn seals(&self, plain: &[u8]) -> bool {
+        if self.cfg.keyring.is_none() {
+            return false;
+        }
+        let h = wire::header_len_of(plain);
+        self.cfg.plaintext != Plaintext::Send
+            || plain
+                .get(h.wrapping_sub(1))
+                .is_none_or(|k| *k >= Kind::Keys as u8)
+    }
+
+    /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`,
+    /// first padding it to at least `pad_to` bytes in all (0: no padding). Returns it
+    /// unsealed when the node sends plaintext.
+    pub fn seal(
+        &mut self,
+        now: Time,
+        dst: SocketAddr,
+        mut plain: Vec<u8>,
+        pad_to: usize,
+    ) -> Vec<u8> {
+        let h = wire::header_len_of(&plain);
+        if plain.len() < h {
+            return plain;
+        }
+        let sealing = self.seals(&plain);
+        let extra = if sealing { SEAL_OVERHEAD } else { 0 };
+        if plain.len() + extra + 2 <= pad_to {
+            let pad = pad_to - plain.len() - extra - 2;
+            plain.resize(plain.len() + pad, 0);
+            plain.extend_from_slice(&(pad as u16).to_be_bytes());
+            plain[3] |= FLAG_PADDED;
+        }
+        if !sealing {
+            return plain;
+        }
+        let Some(ring) = self.cfg.keyring.as_ref() else {
+            return plain;
+        };
+        let key = self
+            .peer_keys
+            .get(&dst)
+            .and_then(|id| ring.get(*id).next())
+            .unwrap_or_else(|| ring.primary());
+        self.counter += 1;
+        let ts = (self.wall_ms(now) / 1000).min(u64::from(u32::MAX)) as u32;
+        let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&plain[..h]);
+        out[3] |= FLAG_SEALED;
+        out.extend_from_slice(&key.id().0.to_be_bytes());
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&ts.to_be_bytes());
+        let ad_len = out.len();
+        out.extend_from_slice(&plain[h..]);
+        let nonce = nonce(self.session, self.counter);
+        let (ad, body) = out.split_at_mut(ad_len);
+        match key.aead().encrypt_in_place_detached(&nonce, ad, body) {
+            Ok(tag) => out.extend_from_slice(&tag),
+            // Only for bodies past 256 GiB: cannot happen for a datagram.
+            Err(_) => return plain,
+        }
+        self.stats.sealed += 1;
+        out
+    }
+
+    /// Checks the envelope, authenticates and decrypts a sealed body, refuses replays.
+    /// Returns the kind and the plaintext body.
+    pub fn open<'a>(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        data: &'a [u8],
+        label: &str,
+    ) -> Result<(Kind, Cow<'a, [u8]>), TrustDrop> {
+        let env: Envelope<'a> = wire::parse(data, label).map_err(TrustDrop::Wire)?;
+        if !env.sealed {
+            let accept = match &self.cfg.keyring {
+                None => true,
+                Some(_) => self.cfg.plaintext != Plaintext::Refuse,
+            };
+            // Keyring changes are only ever taken from a key holder; operator commands follow
+            // the plaintext setting like SWIM and shoal messages (see `seals`).
+            if !accept || (self.cfg.keyring.is_some() && env.kind == Kind::Keys) {
+                return Err(TrustDrop::Plaintext);
+            }
+            self.stats.plaintext_accepted += 1;
+            let body = if env.padded {
+                unpad(env.body)?
+            } else {
+                env.body
+            };
+            return Ok((env.kind, Cow::Borrowed(body)));
+        }
+        let Some(ring) = self.cfg.keyring.as_ref() else {
+            return Err(TrustDrop::Auth);
+        };
+        if env.body.len() < SEAL_HEADER + TAG_LEN {
+            return Err(TrustDrop::Wire(wire::WireError::Truncated));
+        }
+        let (sh, rest) = env.body.split_at(SEAL_HEADER);
+        let key_id = KeyId(u32::from_be_bytes([sh[0], sh[1], sh[2], sh[3]]));
+        let session = u64::from_be_bytes(sh[4..12].try_into().unwrap_or_default());
+        let counter = u64::from_be_bytes(sh[12..20].try_into().unwrap_or_default());
+        let ts = u32::from_be_bytes([sh[20], sh[21], sh[22], sh[23]]);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut ad = Vec::with_capacity(env.header.len() + SEAL_HEADER);
+        ad.extend_from_slice(env.header);
+        ad.extend_from_slice(sh);
+        let nonce = nonce(session, counter);
+        let tag = Tag::from_slice(tag);
+        let mut opened: Option<(Vec<u8>, bool)> = None;
+        for (i, key) in ring.keys().iter().enumerate() {
+            if key.id() != key_id {
+                continue;
+            }
+            let mut buf = ct.to_vec();
+            if key
+                .aead()
+                .decrypt_in_place_detached(&nonce, &ad, &mut buf, tag)
+                .is_ok()
+            {
+                opened = Some((buf, i == 0));
+                break;
+            }
+        }
+        let Some((body, primary)) = opened else {
+            return Err(TrustDrop::Auth);
+        };
+        // Checked after authentication: a forged header must not be told apart from a stale
+        // one, and must not touch the table.
+        match self.replay.check(session, counter, ts, self.wall_ms(now)) {
+            Ok(()) => {}
+            Err(Refusal::Replay) => return Err(TrustDrop::Replay),
+            Err(Refusal::Stale) => return Err(TrustDrop::Stale),
+        }
+        self.replay.commit(now, session, counter);
+        if primary {
+            self.peer_keys.remove(&from);
+        } else if self.peer_keys.len() < MAX_PEER_KEYS || self.peer_keys.contains_key(&from) {
+            self.peer_keys.insert(from, key_id);
+        }
+        self.stats.opened += 1;
+        let mut body = body;
+        if env.padded {
+            let n = unpad(&body)?.len();
+            body.truncate(n);
+        }
+        Ok((env.kind, Cow::Owned(body)))
+    }
+
+    // ----- keyring changes ----------------------------------------------------------------
+
+    /// Applies a change to the keyring. Insecure nodes have no ring to change.
+    pub fn change_keyring(
+        &mut self,
+        f: impl FnOnce(&mut Keyring) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let Some(ring) = self.cfg.keyring.as_mut() else {
+            return Err(KeyError::Empty);
+        };
+        let before = ring.clone();
+        f(ring)?;
+        if *ring != before {
+            self.keyring_changed = true;
+            let ring = ring.clone();
+            // Forget peers on keys we dropped.
+            self.peer_keys
+                .retain(|_, id| ring.get(*id).next().is_some());
+        }
+        Ok(())
+    }
+
+    /// The keyring, once after each change (for the driver to persist).
+    pub fn take_keyring_change(&mut self) -> Option<Keyring> {
+        if std::mem::take(&mut self.keyring_changed) {
+            self.cfg.keyring.clone()
+        } else {
+            None
+        }
+    }
+
+    pub fn install(&mut self, key: Key) -> Result<(), KeyError> {
+        self.change_keyring(|r| r.install(key))
+    }
+}
+
+/// The body without its padding (the last 2 bytes say how many bytes of padding precede them).
+fn unpad(body: &[u8]) -> Result<&[u8], TrustDrop> {
+    let truncated = TrustDrop::Wire(wire::WireError::Truncated);
+    let n = body.len().checked_sub(2).ok_or(truncated)?;
+    let pad = u16::from_be_bytes([body[n], body[n + 1]]) as usize;
+    let end = n.checked_sub(pad).ok_or(truncated)?;
+    Ok(&body[..end])
+}
+
+fn nonce(session: u64, counter: u64) -> XNonce {
+    let mut n = [0u8; 24];
+    n[..8].copy_from_slice(&session.to_be_bytes());
+    n[8..16].copy_from_slice(&counter.to_be_bytes());
+    XNonce::from(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::KEY_LEN;
+
+    fn ring(b: u8) -> Keyring {
+        Keyring::new(Key::from_bytes([b; KEY_LEN]))
+    }
+
+    fn cfg(ring: Option<Keyring>) -> TrustConfig {
+        TrustConfig {
+            keyring: ring,
+            unix_ms_at_zero: 1_700_000_000_000,
+            ..TrustConfig::default()
+        }
+    }
+
+    fn plain(label: &str, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        wire::write_header(&mut v, label, Kind::Shoal);
+        v.extend_from_slice(body);
+        v
+    }
+
+    const A: &str = "127.0.0.1:1";
+
+    #[test]
+    fn seal_open_roundtrip_and_overhead() {
+        let mut tx = Trust::new(cfg(Some(ring(1))), 11);
+        let mut rx = Trust::new(cfg(Some(ring(1))), 12);
+        let p = plain("prod", b"hello");
+        let sealed = tx.seal(Time(5), A.parse().unwrap(), p.clone(), 0);
+        assert_eq!(sealed.len(), p.len() + SEAL_OVERHEAD);
+        assert!(!sealed.windows(5).any(|w| w == b"hello"));
+        let (kind, body) = rx
+            .open(Time(5), A.parse().unwrap(), &sealed, "prod")
+            .unwrap();
+        assert_eq!(kind, Kind::Shoal);
+        assert_eq!(&*body, b"hello");
+        // Replayed: refused.
+        assert_eq!(
+            rx.open(Time(6), A.parse().unwrap(), &sealed, "prod"),
+            Err(TrustDrop::Replay)
+        );
+        // Any bit flipped anywhere: refused (header bits as auth, wire or label errors).
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x40;
+            let mut fresh = Trust::new(cfg(Some(ring(1))), 13);
+            assert!(
+                fresh
+                    .open(Time(5), A.parse().unwrap(), &bad, "prod")
+                    .is_err(),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn padding_roundtrips_sealed_and_plain() {
+        let a: SocketAddr = A.parse().unwrap();
+        for ring in [Some(ring(1)), None] {
+            let mut tx = Trust::new(cfg(ring.clone()), 21);
+            let mut rx = Trust::new(cfg(ring), 22);
+            let d = tx.seal(Time(0), a, plain("l", b"short"), 700);
+            assert_eq!(d.len(), 700);
+            assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, b"short");
+            // Already long enough: no padding.
+            let long = vec![7u8; 900];
+            let d = tx.seal(Time(0), a, plain("l", &long), 700);
+            assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, &long[..]);
+        }
+        // A pad length past the body is refused, not a panic.
+        let mut bad = plain("", b"\x00\x09");
+        bad[3] |= FLAG_PADDED;
+        let mut rx = Trust::new(cfg(None), 23);
+        assert!(rx.open(Time(0), A.parse().unwrap(), &bad, "").is_err());
+    }
+
+    #[test]
+    fn wrong_key_plaintext_and_stale_refused() {
+        let mut tx = Trust::new(cfg(Some(ring(1))), 11);
+        let mut other = Trust::new(cfg(Some(ring(2))), 12);
+        let mut insecure = Trust::new(cfg(None), 13);
+        let from = A.parse().unwrap();
+        let sealed = tx.seal(Time(0), from, plain("", b"x"), 0);
+        assert_eq!(other.open(Time(0), from, &sealed, ""), Err(TrustDrop::Auth));
+        assert_eq!(
+            insecure.open(Time(0), from, &sealed, ""),
+            Err(TrustDrop::Auth)
+        );
+        let p = plain("", b"x");
+        assert_eq!(other.open(Time(0), from, &p, ""), Err(TrustDrop::Plaintext));
+        assert!(insecure.open(Time(0), from, &p, "").is_ok());
+        // Accepted during a transition, except keyring messages.
+        let mut accept = Trust::new(
+            TrustConfig {
+                plaintext: Plaintext::Accept,
+                ..cfg(Some(ring(2)))
+            },
+            14,
+        );
+        assert!(accept.open(Time(0), from, &p, "").is_ok());
+        let mut keys = Vec::new();
+        wire::write_header(&mut keys, "", Kind::Keys);
+        assert_eq!(
+            accept.open(Time(0), from, &keys, ""),
+            Err(TrustDrop::Plaintext)
+        );
+        // Operator commands follow the setting: accepted in plaintext during a transition,
+        // refused by default; sealed except while sending plaintext. Keyring changes are
+        // sealed even then.
+        let mut op = Vec::new();
+        wire::write_header(&mut op, "", Kind::Operator);
+        op.push(0);
+        assert!(accept.open(Time(0), from, &op, "").is_ok());
+        assert_eq!(
+            other.open(Time(0), from, &op, ""),
+            Err(TrustDrop::Plaintext)
+        );
+        assert!(accept.seals(&op));
+        let send = Trust::new(
+            TrustConfig {
+                plaintext: Plaintext::Send,
+                ..cfg(Some(ring(2)))
+            },
+            16,
+        );
+        assert!(!send.seals(&op));
+        assert!(!send.seals(&p));
+        assert!(send.seals(&keys));
+        assert!(!insecure.seals(&keys));
+        // Two minutes later, a capture is stale (and would be a replay too).
+        let mut rx = Trust::new(cfg(Some(ring(1))), 15);
+        let late = Time(120_000);
+        assert_eq!(rx.open(late, from, &sealed, ""), Err(TrustDrop::Stale));
+    }
+
+    #[test]
+    fn old_key_peer_answered_with_its_key() {
+        let k1 = Key::from_bytes([1; KEY_LEN]);
+        let k2 = Key::from_bytes([2; KEY_LEN]);
+        let mut old = Trust::new(cfg(Some(Keyring::new(k1.clone()))), 1);
+        let mut new = Trust::new(cfg(Some(Keyring::new(k2.clone()))), 2);
+        new.install(k1.clone()).unwrap();
+        assert!(new.take_keyring_change().is_some());
+        let a = "127.0.0.1:1".parse().unwrap();
+        let b = "127.0.0.1:2".parse().unwrap();
+        let d = old.seal(Time(0), b, plain("", b"hi"), 0);
+        assert!(new.open(Time(0), a, &d, "").is_ok());
+        let back = new.seal(Time(0), a, plain("", b"yo"), 0);
+        assert_eq!(&*old.open(Time(0), b, &back, "").unwrap().1, b"yo");
+        // Once the old key is removed, the peer gets the primary (and cannot read it).
+        new.change_keyring(|r| r.remove(&k1)).unwrap();
+        let back = new.seal(Time(0), a, plain("", b"yo"), 0);
+        assert_eq!(old.open(Time(0), b, &back, ""), Err(TrustDrop::Auth));
+    }
+}

@@ -1,0 +1,316 @@
+//! What SWIM currently believes, and the shapes the served view is expressed in.
+//!
+//! Owns `Truth` (every known member by name with its SWIM state and since when), the status
+//! words, and `MemberView` / `Instance` (the JSON shapes apps receive). It records what foca
+//! and the metadata say; it must not filter anything: that is the guard's job.
+
+use crate::identity::NodeId;
+use crate::meta::{Health, MetaRecord, Service};
+use crate::names::{NameTable, Named};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A member's state according to SWIM (plus the graceful-leave intent it carried).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TruthState {
+    Alive,
+    Suspect,
+    /// Declared down by failure detection.
+    Down,
+    /// Left gracefully (or its record said it was leaving when it went down).
+    Left,
+}
+
+impl TruthState {
+    pub fn is_active(self) -> bool {
+        matches!(self, TruthState::Alive | TruthState::Suspect)
+    }
+}
+
+/// A member's status as served to apps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServedStatus {
+    Alive,
+    Suspect,
+    /// Down according to SWIM, but still served by the guard.
+    Held,
+    Left,
+    Down,
+}
+
+impl ServedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedStatus::Alive => "alive",
+            ServedStatus::Suspect => "suspect",
+            ServedStatus::Held => "held",
+            ServedStatus::Left => "left",
+            ServedStatus::Down => "down",
+        }
+    }
+
+    /// Whether apps should send traffic to this member's services.
+    pub fn is_serving(self) -> bool {
+        matches!(
+            self,
+            ServedStatus::Alive | ServedStatus::Suspect | ServedStatus::Held
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<ServedStatus> {
+        Some(match s {
+            "alive" => ServedStatus::Alive,
+            "suspect" => ServedStatus::Suspect,
+            "held" => ServedStatus::Held,
+            "left" => ServedStatus::Left,
+            "down" | "failed" => ServedStatus::Down,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ServedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TruthMember {
+    pub id: NodeId,
+    pub state: TruthState,
+    /// When `state` was entered.
+    pub since: Time,
+    /// What this node last served for the member (`None`: nothing yet); kept here rather
+    /// than in a map of its own so that a member costs one entry.
+    pub served: Option<ServedStatus>,
+}
+
+impl Named for TruthMember {
+    fn name(&self) -> &Arc<str> {
+        self.id.name()
+    }
+}
+
+/// Every member this node knows, by name, including itself.
+///
+/// A hash map: in a cluster of thousands, an ordered map's lookups compare names through
+/// a pointer at every level (a cache miss each), and lookups happen for every update
+/// received. Iteration order is the map's: deterministic for a given seed (`with_seed`), so
+/// the simulator replays exactly; callers that show members sort them.
+#[derive(Clone, Debug, Default)]
+pub struct Truth {
+    members: NameTable<TruthMember>,
+    /// Names whose state is `Suspect` (kept apart so that refreshing them is cheap).
+    suspects: BTreeSet<Arc<str>>,
+}
+
+impl Truth {
+    /// An empty truth whose iteration order follows `seed` (a random seed in the agent keeps
+    /// peers from choosing names that collide).
+    pub fn with_seed(seed: u64) -> Truth {
+        Truth {
+            members: NameTable::with_seed(seed),
+            suspects: BTreeSet::new(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TruthMember> {
+        self.members.get(name)
+    }
+
+    /// Makes room for `additional` more members at once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.members.reserve(additional);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &TruthMember)> {
+        self.members.iter().map(|m| (m.id.name(), m))
+    }
+
+    /// Every member name once, starting at position `start` of the iteration order and
+    /// wrapping around (positions move as members come and go: good enough to rotate over
+    /// the names, not to resume at an exact one).
+    pub fn names_rotated(&self, start: usize) -> impl Iterator<Item = &Arc<str>> {
+        let start = if self.members.is_empty() {
+            0
+        } else {
+            start % self.members.len()
+        };
+        self.members
+            .iter()
+            .skip(start)
+            .chain(self.members.iter().take(start))
+            .map(|m| m.id.name())
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn suspects(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.suspects.iter()
+    }
+
+    /// Number of members in an active state (alive or suspect).
+    pub fn active_count(&self) -> usize {
+        self.members.iter().filter(|m| m.state.is_active()).count()
+    }
+
+    /// Sets a member's identity and state. Returns the previous state if it changed (or
+    /// `None` for a new member), and `Some(Some(x))`-style distinction through the tuple:
+    /// `(changed, previous)`.
+    pub fn set(&mut self, now: Time, id: &NodeId, state: TruthState) -> (bool, Option<TruthState>) {
+        match self.members.get_mut(id.name().as_ref()) {
+            Some(m) => {
+                let prev = m.state;
+                let id_changed = m.id != *id;
+                if id_changed {
+                    m.id = id.clone();
+                }
+                if prev != state {
+                    m.state = state;
+                    m.since = now;
+                    if state == TruthState::Suspect {
+                        self.suspects.insert(id.name().clone());
+                    } else {
+                        self.suspects.remove(id.name().as_ref());
+                    }
+                }
+                (prev != state || id_changed, Some(prev))
+            }
+            None => {
+                self.members.insert(TruthMember {
+                    id: id.clone(),
+                    state,
+                    since: now,
+                    served: None,
+                });
+                if state == TruthState::Suspect {
+                    self.suspects.insert(id.name().clone());
+                }
+                (true, None)
+            }
+        }
+    }
+
+    /// Records what is served for a known member; returns the previous value, or `None` when
+    /// the member is unknown (nothing recorded).
+    pub fn swap_served(
+        &mut self,
+        name: &str,
+        status: ServedStatus,
+    ) -> Option<Option<ServedStatus>> {
+        self.members.get_mut(name).map(|m| m.served.replace(status))
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<TruthMember> {
+        self.suspects.remove(name);
+        self.members.remove(name)
+    }
+}
+
+/// One instance of a service: which member offers it, where, and with what status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub node: String,
+    /// The member's advertised IP with the service port.
+    pub addr: SocketAddr,
+    pub port: u16,
+    pub status: ServedStatus,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A member as served to apps (the JSON shape of `/v1/members` items).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub status: ServedStatus,
+    /// What SWIM believes, when it differs from `status` (e.g. `down` for a `held` member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth: Option<TruthState>,
+    pub generation: u64,
+    /// Milliseconds (driver time) since the member entered its current SWIM state.
+    pub since_ms: u64,
+    pub tags: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    /// Metadata version as last seen (0 when none was received yet).
+    pub meta_version: u64,
+}
+
+impl MemberView {
+    pub fn build(m: &TruthMember, status: ServedStatus, meta: Option<&MetaRecord>) -> Self {
+        let served_as_truth = matches!(
+            (status, m.state),
+            (ServedStatus::Alive, TruthState::Alive)
+                | (ServedStatus::Suspect, TruthState::Suspect)
+                | (ServedStatus::Down, TruthState::Down)
+                | (ServedStatus::Left, TruthState::Left)
+        );
+        // Only a record of the member's current life counts.
+        let meta = meta.filter(|r| r.generation <= m.id.generation());
+        MemberView {
+            name: m.id.name().to_string(),
+            addr: m.id.addr(),
+            status,
+            truth: if served_as_truth { None } else { Some(m.state) },
+            generation: m.id.generation(),
+            since_ms: m.since.as_millis(),
+            tags: meta.map(|r| r.meta.tags.clone()).unwrap_or_default(),
+            services: meta
+                .map(|r| r.meta.services.values().cloned().collect())
+                .unwrap_or_default(),
+            meta_version: meta.map(|r| r.version).unwrap_or(0),
+        }
+    }
+
+    /// The service instances this member offers.
+    pub fn instances(&self) -> impl Iterator<Item = Instance> + '_ {
+        self.services.iter().map(|s| Instance {
+            node: self.name.clone(),
+            addr: SocketAddr::new(self.addr.ip(), s.port),
+            port: s.port,
+            status: self.status,
+            tags: s.tags.clone(),
+            health: s.health,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_reports_changes() {
+        let mut t = Truth::default();
+        let id = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), 1);
+        assert_eq!(t.set(Time(1), &id, TruthState::Alive), (true, None));
+        assert_eq!(
+            t.set(Time(2), &id, TruthState::Alive),
+            (false, Some(TruthState::Alive))
+        );
+        assert_eq!(
+            t.set(Time(3), &id, TruthState::Suspect),
+            (true, Some(TruthState::Alive))
+        );
+        assert_eq!(t.suspects().count(), 1);
+        assert_eq!(t.get("a").unwrap().since, Time(3));
+        t.set(Time(4), &id, TruthState::Down);
+        assert_eq!(t.suspects().count(), 0);
+        assert_eq!(t.active_count(), 0);
+    }
+}

@@ -1,0 +1,40 @@
+//! The simulation harness: many copies of the core in virtual time under a network model.
+//!
+//! `scenario` reads `simulations/*.toml`, `world` runs one scenario in one guard mode with a
+//! discrete-event loop over `queue` (same seed, same result, byte for byte), `net` decides
+//! each datagram's fate, `measure` records what happened and shapes the JSON result,
+//! `growth` runs one scenario at several sizes, `report` renders self-contained HTML pages
+//! with inline SVG plots. This module drives the same `core::Node` the agent runs; it must
+//! not reimplement or patch any of its decisions.
+
+pub mod bursty;
+pub mod growth;
+pub mod measure;
+pub mod net;
+pub mod queue;
+pub mod report;
+pub mod scenario;
+pub mod svg;
+pub mod world;
+
+pub use measure::RunResult;
+pub use scenario::{Scenario, ScenarioError};
+pub use world::{Progress, SimError, World};
+
+use shoal_core::GuardMode;
+
+/// Runs `sc` once with the guard in `mode`.
+pub fn run(
+    sc: &Scenario,
+    mode: GuardMode,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RunResult, SimError> {
+    World::new(sc, mode).run(progress)
+}
+
+/// The result as JSON without the wall-clock figures: identical for identical seeds.
+pub fn deterministic_json(r: &RunResult) -> String {
+    let mut r = r.clone();
+    r.perf = Default::default();
+    serde_json::to_string(&r).unwrap_or_default()
+}

@@ -1,0 +1,1178 @@
+//! Measures of one run and the JSON result they produce.
+//!
+//! Owns the recorder the world feeds (datagrams, served-view changes, guard transitions,
+//! crashes, leaves, samples) and `RunResult`, the serialisable outcome: spread times of joins,
+//! leaves and crashes (50/99/100% of live nodes), false downs, stale seconds, no-provider
+//! seconds, traffic per node, served view size over time and guard changes. Memory stays
+//! bounded at 10k nodes: per-node counters, a few full series, aggregates for the rest.
+//! Must not drive nodes or draw randomness.
+
+use serde::{Deserialize, Serialize};
+use shoal_core::{GuardMode, GuardState, GuardTransition, ServedStatus};
+use std::collections::BTreeMap;
+
+/// Most per-spread entries kept in the result (aggregates cover all of them).
+const MAX_SPREADS_LISTED: usize = 300;
+/// Most pooled latencies kept for CDFs and interval durations.
+const MAX_POOL: usize = 1_000_000;
+/// Most guard transitions listed one by one.
+const MAX_GUARD_LISTED: usize = 200;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpreadKind {
+    Join,
+    Leave,
+    Crash,
+}
+
+/// How far one join, leave or crash got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpreadResult {
+    pub kind: SpreadKind,
+    pub node: u32,
+    pub at_s: f64,
+    /// Live observers that count (live at the start and at the end of the spread).
+    pub observers: u32,
+    pub seen: u32,
+    pub t50_s: Option<f64>,
+    pub t99_s: Option<f64>,
+    pub t100_s: Option<f64>,
+}
+
+struct Spread {
+    kind: SpreadKind,
+    subject: u32,
+    generation: u64,
+    at_ms: u64,
+    target: Vec<u64>,
+    seen: Vec<u64>,
+    /// (observer, ms after `at`) in the order seen.
+    sightings: Vec<(u32, u32)>,
+    /// Also poll observers at samples (a restart may change no served status).
+    poll: bool,
+    open: bool,
+}
+
+fn bit_get(v: &[u64], i: usize) -> bool {
+    v.get(i / 64)
+        .map(|w| w >> (i % 64) & 1 == 1)
+        .unwrap_or(false)
+}
+
+fn bit_set(v: &mut [u64], i: usize) {
+    if let Some(w) = v.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IvKind {
+    /// A live node served `down`.
+    ServedDown,
+    /// A live node SWIM declared down, served `held` by the guard.
+    HeldDown,
+    /// A crashed node still served alive or suspect.
+    StaleServed,
+    /// A crashed node served `held`.
+    StaleHeld,
+}
+
+/// Summary of a set of intervals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalStats {
+    pub count: u64,
+    pub total_s: f64,
+    pub mean_s: f64,
+    pub p50_s: f64,
+    pub p99_s: f64,
+    pub max_s: f64,
+}
+
+#[derive(Default)]
+struct IntervalAgg {
+    count: u64,
+    total_ms: u64,
+    max_ms: u64,
+    pool: Vec<u32>,
+}
+
+impl IntervalAgg {
+    fn add(&mut self, ms: u64) {
+        self.count += 1;
+        self.total_ms += ms;
+        self.max_ms = self.max_ms.max(ms);
+        if self.pool.len() < MAX_POOL {
+            self.pool.push(ms.min(u32::MAX as u64) as u32);
+        }
+    }
+
+    fn stats(&self) -> IntervalStats {
+        let mut p = self.pool.clone();
+        p.sort_unstable();
+        IntervalStats {
+            count: self.count,
+            total_s: self.total_ms as f64 / 1000.0,
+            mean_s: if self.count > 0 {
+                self.total_ms as f64 / 1000.0 / self.count as f64
+            } else {
+                0.0
+            },
+            p50_s: quantile_u32(&p, 0.5) / 1000.0,
+            p99_s: quantile_u32(&p, 0.99) / 1000.0,
+            max_s: self.max_ms as f64 / 1000.0,
+        }
+    }
+}
+
+fn quantile_u32(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)])
+}
+
+fn quantile_f64(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// min / median / p90 / p99 / max / mean of a per-node figure.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Quantiles {
+    pub fn of(mut v: Vec<f64>) -> Quantiles {
+        if v.is_empty() {
+            return Quantiles::default();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        Quantiles {
+            min: v[0],
+            p50: quantile_f64(&v, 0.5),
+            p90: quantile_f64(&v, 0.9),
+            p99: quantile_f64(&v, 0.99),
+            max: v[v.len() - 1],
+            mean,
+        }
+    }
+}
+
+/// Aggregate of one kind of spread.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpreadStats {
+    pub count: u32,
+    /// Spreads that reached every live observer.
+    pub complete: u32,
+    /// Over spreads: time to 50 / 99 / 100% of live observers.
+    pub t50_s: Quantiles,
+    pub t99_s: Quantiles,
+    pub t100_s: Quantiles,
+    /// Pooled per-observer latency (s), as CDF points (quantiles 0, 1, ..., 100%).
+    pub cdf_s: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spreads {
+    pub join: SpreadStats,
+    pub leave: SpreadStats,
+    pub crash: SpreadStats,
+    /// The first spreads, one by one.
+    pub list: Vec<SpreadResult>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FalseDowns {
+    /// A live node declared down by SWIM on an observer (served `down` or `held`).
+    pub declared: IntervalStats,
+    /// ...and actually served `down` to apps.
+    pub served: IntervalStats,
+    /// ...and served `held` instead (the guard's work).
+    pub held: IntervalStats,
+    /// Live nodes that were declared down at least once by someone.
+    pub victims: u32,
+    /// The nodes declared down most often: (node, times).
+    pub top: Vec<(u32, u32)>,
+}
+
+/// What one side of a cut saw: the nodes a partition, isolation or flap selected (the
+/// cut-off side), or every other node (the rest).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideOutcome {
+    pub nodes: u32,
+    /// Lowest share of the live peers any node of this side served (alive, suspect or
+    /// held), at any moment from `measure.from` on.
+    pub min_served_fraction: f64,
+    /// Observer-seconds live members were served `down` by nodes of this side.
+    pub live_served_down_s: f64,
+}
+
+/// The cut-off side and the rest, separately, and how long after the last cut was lifted
+/// every live node served exactly the live nodes, all alive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sides {
+    pub cut_off: SideOutcome,
+    pub rest: SideOutcome,
+    /// Seconds from the end of the last cut to the exact truth everywhere (`None`: no cut
+    /// ended, or never within the run).
+    pub exact_truth_after_heal_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stale {
+    /// Observer-seconds a crashed node was served `alive`/`suspect` (detection delay).
+    pub served_alive: IntervalStats,
+    /// Observer-seconds a crashed node was served `held` (the guard's cost).
+    pub held: IntervalStats,
+    pub total_s: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceOutcome {
+    pub name: String,
+    pub providers: Vec<u32>,
+    /// Node-seconds during which a node saw no serving instance although one was live.
+    pub no_provider_s: f64,
+    /// Nodes that saw it empty at least once.
+    pub nodes_affected: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoProvider {
+    pub total_s: f64,
+    pub services: Vec<ServiceOutcome>,
+    /// Per node (summed over services): quantiles of seconds, and the worst nodes.
+    pub per_node_s: Quantiles,
+    pub worst: Vec<(u32, f64)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Per node over the measure window (while it ran).
+    pub tx_msgs_per_s: Quantiles,
+    pub tx_bytes_per_s: Quantiles,
+    pub rx_bytes_per_s: Quantiles,
+    /// tx bytes/s of every node, sorted (downsampled to at most 200 points).
+    pub tx_bytes_per_s_sorted: Vec<f64>,
+    pub datagrams: u64,
+    pub lost: u64,
+    pub partitioned: u64,
+    pub cut: u64,
+    pub duplicated: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FullView {
+    /// Nodes of the initial cluster that saw all of it as serving at some point.
+    pub nodes: u32,
+    pub of: u32,
+    /// Time (s since 0) at which 50 / 99 / 100% of nodes had the full view.
+    pub t50_s: Option<f64>,
+    pub t99_s: Option<f64>,
+    pub t100_s: Option<f64>,
+    /// Same, measured from the start of the last initial node.
+    pub after_last_start_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSeries {
+    pub node: u32,
+    pub role: String,
+    /// Served view size (None while the node does not run).
+    pub size: Vec<Option<u32>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub t_s: Vec<f64>,
+    pub live: Vec<u32>,
+    pub view_min: Vec<u32>,
+    pub view_mean: Vec<f64>,
+    pub view_max: Vec<u32>,
+    pub nodes: Vec<NodeSeries>,
+    pub guard_frozen: Vec<u32>,
+    pub guard_isolated: Vec<u32>,
+    pub guard_warming: Vec<u32>,
+    /// (observer, live subject) pairs currently served down / held.
+    pub served_down_pairs: Vec<u32>,
+    pub held_pairs: Vec<u32>,
+    /// (observer, crashed subject) pairs still served.
+    pub stale_pairs: Vec<u32>,
+    pub no_provider_nodes: Vec<u32>,
+    pub tx_bytes_per_s: Vec<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardChange {
+    pub node: u32,
+    pub at_s: f64,
+    pub from: GuardState,
+    pub to: GuardState,
+    pub reason: String,
+    pub held: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardStats {
+    pub transitions: u64,
+    /// "normal->frozen" -> count.
+    pub by_kind: BTreeMap<String, u64>,
+    pub nodes_tripped: u32,
+    pub first: Vec<GuardChange>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    pub kind: String,
+    pub label: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub nodes: usize,
+}
+
+/// Wall-clock figures: not part of the deterministic outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Perf {
+    pub events: u64,
+    pub wall_s: f64,
+    pub virtual_s_per_wall_s: f64,
+}
+
+/// Everything one run (one scenario, one guard mode) produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub mode: GuardMode,
+    pub seed: u64,
+    pub nodes: usize,
+    pub duration_s: f64,
+    pub measure_from_s: f64,
+    pub faults: Vec<FaultWindow>,
+    pub spreads: Spreads,
+    pub full_view: FullView,
+    pub false_downs: FalseDowns,
+    pub stale: Stale,
+    pub no_provider: NoProvider,
+    pub traffic: Traffic,
+    pub guard: GuardStats,
+    pub series: Series,
+    pub perf: Perf,
+    /// Per side of the cut (scenarios with a partition, isolation or flap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<Sides>,
+}
+
+/// Per kind of spread: count, complete, and the t50 / t99 / t100 of each.
+type KindAcc = (u32, u32, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// One sample the world takes every `sample_every`.
+pub struct Sample {
+    pub t_ms: u64,
+    pub live: u32,
+    pub sizes: Vec<u32>,
+    pub series: Vec<Option<u32>>,
+    pub no_provider_nodes: u32,
+}
+
+/// Counts the world feeds in while it runs.
+pub struct Recorder {
+    from_ms: u64,
+    n: usize,
+    initial: usize,
+    pub tx_msgs: Vec<u64>,
+    pub tx_bytes: Vec<u64>,
+    pub rx_bytes: Vec<u64>,
+    alive_ms: Vec<u64>,
+    alive_since: Vec<Option<u64>>,
+    /// Members other than itself each node serves as serving.
+    pub serving: Vec<u32>,
+    guard_state: Vec<GuardState>,
+    tripped: Vec<bool>,
+    full_view_at: Vec<Option<u64>>,
+    pub last_initial_start_ms: u64,
+    spreads: Vec<Spread>,
+    open_spreads: BTreeMap<(u32, SpreadKind), usize>,
+    intervals: BTreeMap<(u32, u32), (IvKind, u64)>,
+    open_counts: [u32; 4],
+    served_down: IntervalAgg,
+    held_down: IntervalAgg,
+    stale_served: IntervalAgg,
+    stale_held: IntervalAgg,
+    downs_per_node: Vec<u32>,
+    pub no_provider_ms: Vec<u64>,
+    n_services: usize,
+    guard: GuardStats,
+    series: Series,
+    series_nodes: Vec<(u32, String)>,
+    tx_bytes_at_last_sample: u64,
+    tx_bytes_total: u64,
+    last_sample_ms: u64,
+    pub datagrams: u64,
+    pub lost: u64,
+    pub partitioned: u64,
+    pub cut: u64,
+    pub duplicated: u64,
+    /// Nodes on the cut-off side of some fault.
+    cut_side: Vec<bool>,
+    any_cut: bool,
+    live: u32,
+    /// [cut-off, rest]: observer-ms live members were served down; lowest served fraction.
+    side_down_ms: [u64; 2],
+    side_min_frac: [f64; 2],
+    /// When the last cut was lifted, and when the exact truth was first seen after it.
+    healed_at: Option<u64>,
+    exact_at: Option<u64>,
+    last_exact_check: u64,
+}
+
+impl Recorder {
+    pub fn new(
+        n: usize,
+        initial: usize,
+        from_ms: u64,
+        n_services: usize,
+        series_nodes: Vec<(u32, String)>,
+    ) -> Self {
+        Recorder {
+            from_ms,
+            n,
+            initial,
+            tx_msgs: vec![0; n],
+            tx_bytes: vec![0; n],
+            rx_bytes: vec![0; n],
+            alive_ms: vec![0; n],
+            alive_since: vec![None; n],
+            serving: vec![0; n],
+            guard_state: vec![GuardState::Normal; n],
+            tripped: vec![false; n],
+            full_view_at: vec![None; n],
+            last_initial_start_ms: 0,
+            spreads: Vec::new(),
+            open_spreads: BTreeMap::new(),
+            intervals: BTreeMap::new(),
+            open_counts: [0; 4],
+            served_down: IntervalAgg::default(),
+            held_down: IntervalAgg::default(),
+            stale_served: IntervalAgg::default(),
+            stale_held: IntervalAgg::default(),
+            downs_per_node: vec![0; n],
+            no_provider_ms: vec![0; n * n_services],
+            n_services,
+            guard: GuardStats::default(),
+            series: Series {
+                nodes: series_nodes
+                    .iter()
+                    .map(|(i, r)| NodeSeries {
+                        node: *i,
+                        role: r.clone(),
+                        size: Vec::new(),
+                    })
+                    .collect(),
+                ..Series::default()
+            },
+            series_nodes,
+            tx_bytes_at_last_sample: 0,
+            tx_bytes_total: 0,
+            last_sample_ms: 0,
+            datagrams: 0,
+            lost: 0,
+            partitioned: 0,
+            cut: 0,
+            duplicated: 0,
+            cut_side: vec![false; n],
+            any_cut: false,
+            live: 0,
+            side_down_ms: [0; 2],
+            side_min_frac: [1.0; 2],
+            healed_at: None,
+            exact_at: None,
+            last_exact_check: 0,
+        }
+    }
+
+    /// These nodes are on the cut-off side of a partition, isolation or flap.
+    pub fn mark_cut_side(&mut self, nodes: &[usize]) {
+        self.any_cut = true;
+        for &i in nodes {
+            if let Some(c) = self.cut_side.get_mut(i) {
+                *c = true;
+            }
+        }
+    }
+
+    /// A cut was lifted at `t_ms`: time the way back to the exact truth from here.
+    pub fn healed(&mut self, t_ms: u64) {
+        self.healed_at = Some(t_ms);
+        self.exact_at = None;
+    }
+
+    fn side(&self, o: usize) -> usize {
+        usize::from(!self.cut_side.get(o).copied().unwrap_or(false))
+    }
+
+    /// Whether every live node serves every other live node alive, and nothing else wrong.
+    fn exact(&self, running: &[bool]) -> bool {
+        self.open_counts.iter().all(|c| *c == 0)
+            && running
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .all(|(i, _)| self.serving[i] + 1 == self.live)
+    }
+
+    /// Whether `check_exact` would look now (a heal is pending and 50 virtual ms passed).
+    pub fn wants_exact_check(&self, t_ms: u64) -> bool {
+        self.healed_at.is_some() && self.exact_at.is_none() && t_ms >= self.last_exact_check + 50
+    }
+
+    /// Checks (at most every 50 virtual ms, and at samples) for the exact truth after a heal.
+    pub fn check_exact(&mut self, t_ms: u64, running: &[bool], force: bool) {
+        if self.healed_at.is_none() || self.exact_at.is_some() {
+            return;
+        }
+        if !force && t_ms < self.last_exact_check + 50 {
+            return;
+        }
+        self.last_exact_check = t_ms;
+        if self.exact(running) {
+            self.exact_at = Some(t_ms);
+        }
+    }
+
+    pub fn series_nodes(&self) -> &[(u32, String)] {
+        &self.series_nodes
+    }
+
+    fn window(&self, t_ms: u64) -> bool {
+        t_ms >= self.from_ms
+    }
+
+    pub fn tx(&mut self, i: usize, bytes: usize, t_ms: u64) {
+        self.datagrams += 1;
+        self.tx_bytes_total += bytes as u64;
+        if self.window(t_ms) {
+            self.tx_msgs[i] += 1;
+            self.tx_bytes[i] += bytes as u64;
+        }
+    }
+
+    pub fn rx(&mut self, i: usize, bytes: usize, t_ms: u64) {
+        if self.window(t_ms) {
+            self.rx_bytes[i] += bytes as u64;
+        }
+    }
+
+    pub fn node_up(&mut self, i: usize, t_ms: u64) {
+        if self.alive_since[i].is_none() {
+            self.live += 1;
+        }
+        self.alive_since[i] = Some(t_ms);
+        self.serving[i] = 0;
+        self.guard_state[i] = GuardState::Normal;
+        if i < self.initial {
+            self.last_initial_start_ms = self.last_initial_start_ms.max(t_ms);
+        }
+    }
+
+    /// Node `o` started holding `members` others, all served alive (a formed start: the
+    /// core emits no event per member then).
+    pub fn adopted(&mut self, o: usize, members: usize, t_ms: u64) {
+        self.serving[o] = members as _;
+        if o < self.initial && self.full_view_at[o].is_none() && members + 1 >= self.initial {
+            self.full_view_at[o] = Some(t_ms);
+        }
+    }
+
+    pub fn node_down(&mut self, i: usize, t_ms: u64) {
+        if let Some(s) = self.alive_since[i].take() {
+            self.live = self.live.saturating_sub(1);
+            let s = s.max(self.from_ms);
+            self.alive_ms[i] += t_ms.saturating_sub(s);
+        }
+        self.serving[i] = 0;
+    }
+
+    // ----- spreads --------------------------------------------------------------------
+
+    /// Starts tracking how a join, leave or crash of `subject` spreads to `observers`.
+    pub fn open_spread(
+        &mut self,
+        kind: SpreadKind,
+        subject: usize,
+        generation: u64,
+        t_ms: u64,
+        observers: impl Iterator<Item = usize>,
+        poll: bool,
+    ) {
+        let words = self.n.div_ceil(64);
+        let mut target = vec![0u64; words];
+        for o in observers {
+            if o != subject {
+                bit_set(&mut target, o);
+            }
+        }
+        self.close_spread(subject, kind, t_ms);
+        self.open_spreads
+            .insert((subject as u32, kind), self.spreads.len());
+        self.spreads.push(Spread {
+            kind,
+            subject: subject as u32,
+            generation,
+            at_ms: t_ms,
+            target,
+            seen: vec![0u64; words],
+            sightings: Vec::new(),
+            poll,
+            open: true,
+        });
+    }
+
+    pub fn close_spread(&mut self, subject: usize, kind: SpreadKind, _t_ms: u64) {
+        if let Some(i) = self.open_spreads.remove(&(subject as u32, kind)) {
+            self.spreads[i].open = false;
+        }
+    }
+
+    fn sight(
+        &mut self,
+        kind: SpreadKind,
+        subject: usize,
+        observer: usize,
+        generation: u64,
+        t_ms: u64,
+    ) {
+        let Some(&i) = self.open_spreads.get(&(subject as u32, kind)) else {
+            return;
+        };
+        let s = &mut self.spreads[i];
+        if generation < s.generation || !bit_get(&s.target, observer) || bit_get(&s.seen, observer)
+        {
+            return;
+        }
+        bit_set(&mut s.seen, observer);
+        let dt = t_ms.saturating_sub(s.at_ms).min(u32::MAX as u64) as u32;
+        s.sightings.push((observer as u32, dt));
+    }
+
+    /// Open join spreads that must be polled: (subject, generation, observers not seen yet).
+    pub fn pollable(&self) -> Vec<(usize, u64, Vec<usize>)> {
+        self.open_spreads
+            .values()
+            .map(|&i| &self.spreads[i])
+            .filter(|s| s.poll && s.kind == SpreadKind::Join)
+            .map(|s| {
+                let unseen = (0..self.n)
+                    .filter(|&o| bit_get(&s.target, o) && !bit_get(&s.seen, o))
+                    .collect();
+                (s.subject as usize, s.generation, unseen)
+            })
+            .collect()
+    }
+
+    pub fn polled_join(&mut self, subject: usize, observer: usize, generation: u64, t_ms: u64) {
+        self.sight(SpreadKind::Join, subject, observer, generation, t_ms);
+    }
+
+    // ----- served view changes ----------------------------------------------------------
+
+    /// Observer `o` changed what it serves for `x`. `x_running`: the host of `x` runs (in
+    /// any life); `x_crashed`: it crashed and has not come back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn member_event(
+        &mut self,
+        o: usize,
+        x: usize,
+        prev: Option<ServedStatus>,
+        status: ServedStatus,
+        generation: u64,
+        t_ms: u64,
+        x_running: bool,
+        x_crashed: bool,
+    ) {
+        if o == x {
+            return;
+        }
+        let was = prev.map(|p| p.is_serving()).unwrap_or(false);
+        let is = status.is_serving();
+        if was && !is {
+            self.serving[o] = self.serving[o].saturating_sub(1);
+            if self.window(t_ms) && self.live > 1 {
+                let frac = f64::from(self.serving[o]) / f64::from(self.live - 1);
+                let side = self.side(o);
+                self.side_min_frac[side] = self.side_min_frac[side].min(frac);
+            }
+        } else if !was && is {
+            self.serving[o] += 1;
+            if o < self.initial
+                && self.full_view_at[o].is_none()
+                && self.serving[o] as usize + 1 >= self.initial
+            {
+                self.full_view_at[o] = Some(t_ms);
+            }
+        }
+        match status {
+            ServedStatus::Alive | ServedStatus::Suspect => {
+                if status == ServedStatus::Alive {
+                    self.sight(SpreadKind::Join, x, o, generation, t_ms)
+                }
+            }
+            ServedStatus::Held | ServedStatus::Down => {
+                self.sight(SpreadKind::Crash, x, o, generation, t_ms)
+            }
+            ServedStatus::Left => self.sight(SpreadKind::Leave, x, o, generation, t_ms),
+        }
+        let want = if x_running {
+            match status {
+                ServedStatus::Down => Some(IvKind::ServedDown),
+                ServedStatus::Held => Some(IvKind::HeldDown),
+                _ => None,
+            }
+        } else if x_crashed {
+            match status {
+                ServedStatus::Alive | ServedStatus::Suspect => Some(IvKind::StaleServed),
+                ServedStatus::Held => Some(IvKind::StaleHeld),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        self.set_interval(x, o, want, t_ms);
+    }
+
+    fn set_interval(&mut self, x: usize, o: usize, want: Option<IvKind>, t_ms: u64) {
+        let key = (x as u32, o as u32);
+        let cur = self.intervals.get(&key).map(|v| v.0);
+        if cur == want {
+            return;
+        }
+        if let Some((k, start)) = self.intervals.remove(&key) {
+            self.finish(k, o, start, t_ms);
+        }
+        if let Some(k) = want {
+            self.open_counts[k as usize] += 1;
+            if matches!(k, IvKind::ServedDown | IvKind::HeldDown) && self.window(t_ms) {
+                self.downs_per_node[x] += 1;
+            }
+            self.intervals.insert(key, (k, t_ms));
+        }
+    }
+
+    fn finish(&mut self, k: IvKind, o: usize, start: u64, end: u64) {
+        self.open_counts[k as usize] = self.open_counts[k as usize].saturating_sub(1);
+        let start = start.max(self.from_ms);
+        if end <= start {
+            return;
+        }
+        let ms = end - start;
+        match k {
+            IvKind::ServedDown => {
+                let side = self.side(o);
+                self.side_down_ms[side] += ms;
+                self.served_down.add(ms)
+            }
+            IvKind::HeldDown => self.held_down.add(ms),
+            IvKind::StaleServed => self.stale_served.add(ms),
+            IvKind::StaleHeld => self.stale_held.add(ms),
+        }
+    }
+
+    /// Closes every interval about `x` (it crashed, restarted or left).
+    pub fn close_subject(&mut self, x: usize, t_ms: u64) {
+        let keys: Vec<(u32, u32)> = self
+            .intervals
+            .range((x as u32, 0)..=(x as u32, u32::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some((kind, start)) = self.intervals.remove(&k) {
+                self.finish(kind, k.1 as usize, start, t_ms);
+            }
+        }
+    }
+
+    /// Closes every interval observed by `o` (it stopped).
+    pub fn close_observer(&mut self, o: usize, t_ms: u64) {
+        let keys: Vec<(u32, u32)> = self
+            .intervals
+            .keys()
+            .filter(|k| k.1 == o as u32)
+            .copied()
+            .collect();
+        for k in keys {
+            if let Some((kind, start)) = self.intervals.remove(&k) {
+                self.finish(kind, k.1 as usize, start, t_ms);
+            }
+        }
+    }
+
+    /// `x` just crashed and `o` still serves it with `status`.
+    pub fn crashed_still_served(&mut self, x: usize, o: usize, status: ServedStatus, t_ms: u64) {
+        let want = match status {
+            ServedStatus::Alive | ServedStatus::Suspect => Some(IvKind::StaleServed),
+            ServedStatus::Held => Some(IvKind::StaleHeld),
+            _ => None,
+        };
+        self.set_interval(x, o, want, t_ms);
+    }
+
+    // ----- guard ----------------------------------------------------------------------
+
+    pub fn guard_event(&mut self, o: usize, tr: &GuardTransition, t_ms: u64) {
+        self.guard_state[o] = tr.to;
+        self.guard.transitions += 1;
+        *self
+            .guard
+            .by_kind
+            .entry(format!("{}->{}", tr.from.as_str(), tr.to.as_str()))
+            .or_default() += 1;
+        if tr.to != GuardState::Normal && tr.to != GuardState::Warming {
+            self.tripped[o] = true;
+        }
+        if self.guard.first.len() < MAX_GUARD_LISTED {
+            self.guard.first.push(GuardChange {
+                node: o as u32,
+                at_s: t_ms as f64 / 1000.0,
+                from: tr.from,
+                to: tr.to,
+                reason: tr.report.reason.clone(),
+                held: tr.report.held,
+            });
+        }
+    }
+
+    // ----- samples ----------------------------------------------------------------------
+
+    pub fn in_window(&self, t_ms: u64) -> bool {
+        self.window(t_ms)
+    }
+
+    pub fn no_provider(&mut self, node: usize, service: usize, ms: u64) {
+        if let Some(v) = self
+            .no_provider_ms
+            .get_mut(node * self.n_services + service)
+        {
+            *v += ms;
+        }
+    }
+
+    pub fn sample(&mut self, s: Sample, running: &[bool]) {
+        let sr = &mut self.series;
+        sr.t_s.push(s.t_ms as f64 / 1000.0);
+        sr.live.push(s.live);
+        let (mut mn, mut mx, mut sum) = (u32::MAX, 0u32, 0u64);
+        for v in &s.sizes {
+            mn = mn.min(*v);
+            mx = mx.max(*v);
+            sum += u64::from(*v);
+        }
+        if s.sizes.is_empty() {
+            mn = 0;
+        }
+        sr.view_min.push(mn);
+        sr.view_max.push(mx);
+        sr.view_mean.push(if s.sizes.is_empty() {
+            0.0
+        } else {
+            sum as f64 / s.sizes.len() as f64
+        });
+        for (ns, v) in sr.nodes.iter_mut().zip(s.series) {
+            ns.size.push(v);
+        }
+        let mut counts = [0u32; 4];
+        for (i, st) in self.guard_state.iter().enumerate() {
+            if running.get(i).copied().unwrap_or(false) {
+                counts[*st as usize] += 1;
+            }
+        }
+        sr.guard_frozen.push(counts[GuardState::Frozen as usize]);
+        sr.guard_isolated
+            .push(counts[GuardState::Isolated as usize]);
+        sr.guard_warming.push(counts[GuardState::Warming as usize]);
+        sr.served_down_pairs
+            .push(self.open_counts[IvKind::ServedDown as usize]);
+        sr.held_pairs
+            .push(self.open_counts[IvKind::HeldDown as usize]);
+        sr.stale_pairs.push(
+            self.open_counts[IvKind::StaleServed as usize]
+                + self.open_counts[IvKind::StaleHeld as usize],
+        );
+        sr.no_provider_nodes.push(s.no_provider_nodes);
+        let dt = s.t_ms.saturating_sub(self.last_sample_ms).max(1) as f64 / 1000.0;
+        sr.tx_bytes_per_s
+            .push((self.tx_bytes_total - self.tx_bytes_at_last_sample) as f64 / dt);
+        self.tx_bytes_at_last_sample = self.tx_bytes_total;
+        self.last_sample_ms = s.t_ms;
+    }
+
+    // ----- result -----------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_run(
+        mut self,
+        end_ms: u64,
+        running: &[bool],
+        scenario: String,
+        mode: GuardMode,
+        seed: u64,
+        faults: Vec<FaultWindow>,
+        services: Vec<(String, Vec<u32>)>,
+    ) -> RunResult {
+        self.check_exact(end_ms, running, true);
+        for (i, r) in running.iter().enumerate() {
+            if *r {
+                self.node_down(i, end_ms);
+            }
+        }
+        let keys: Vec<(u32, u32)> = self.intervals.keys().copied().collect();
+        for k in keys {
+            if let Some((kind, start)) = self.intervals.remove(&k) {
+                self.finish(kind, k.1 as usize, start, end_ms);
+            }
+        }
+        let sides = self.any_cut.then(|| {
+            let cut_nodes = self.cut_side.iter().filter(|c| **c).count() as u32;
+            let outcome = |side: usize, nodes: u32| SideOutcome {
+                nodes,
+                min_served_fraction: (self.side_min_frac[side] * 1000.0).round() / 1000.0,
+                live_served_down_s: self.side_down_ms[side] as f64 / 1000.0,
+            };
+            Sides {
+                cut_off: outcome(0, cut_nodes),
+                rest: outcome(1, self.initial as u32 - cut_nodes.min(self.initial as u32)),
+                exact_truth_after_heal_s: match (self.healed_at, self.exact_at) {
+                    (Some(h), Some(e)) => Some(e.saturating_sub(h) as f64 / 1000.0),
+                    _ => None,
+                },
+            }
+        });
+
+        // Spreads.
+        let mut spreads = Spreads::default();
+        let mut pools: BTreeMap<SpreadKind, Vec<f64>> = BTreeMap::new();
+        let mut per_kind: BTreeMap<SpreadKind, KindAcc> = BTreeMap::new();
+        for s in &self.spreads {
+            // Observers that count: targeted at the start and still running at the end.
+            let eligible =
+                |o: usize| bit_get(&s.target, o) && running.get(o).copied().unwrap_or(false);
+            let observers = (0..self.n).filter(|&o| eligible(o)).count() as u32;
+            let times: Vec<u32> = s
+                .sightings
+                .iter()
+                .filter(|(o, _)| eligible(*o as usize))
+                .map(|(_, dt)| *dt)
+                .collect();
+            let at = |q: f64| -> Option<f64> {
+                if observers == 0 {
+                    return None;
+                }
+                let k = ((observers as f64) * q).ceil().max(1.0) as usize;
+                times.get(k - 1).map(|ms| f64::from(*ms) / 1000.0)
+            };
+            let r = SpreadResult {
+                kind: s.kind,
+                node: s.subject,
+                at_s: s.at_ms as f64 / 1000.0,
+                observers,
+                seen: times.len() as u32,
+                t50_s: at(0.5),
+                t99_s: at(0.99),
+                t100_s: at(1.0),
+            };
+            let pool = pools.entry(s.kind).or_default();
+            for ms in &times {
+                if pool.len() < MAX_POOL {
+                    pool.push(f64::from(*ms) / 1000.0);
+                }
+            }
+            if observers > 0 {
+                let e = per_kind.entry(s.kind).or_default();
+                e.0 += 1;
+                if r.t100_s.is_some() {
+                    e.1 += 1;
+                }
+                e.2.extend(r.t50_s);
+                e.3.extend(r.t99_s);
+                e.4.extend(r.t100_s);
+            }
+            if spreads.list.len() < MAX_SPREADS_LISTED {
+                spreads.list.push(r);
+            }
+        }
+        for (kind, (count, complete, t50, t99, t100)) in per_kind {
+            let mut pool = pools.remove(&kind).unwrap_or_default();
+            pool.sort_by(|a, b| a.total_cmp(b));
+            let cdf = (0..=100)
+                .map(|q| quantile_f64(&pool, q as f64 / 100.0))
+                .collect();
+            let st = SpreadStats {
+                count,
+                complete,
+                t50_s: Quantiles::of(t50),
+                t99_s: Quantiles::of(t99),
+                t100_s: Quantiles::of(t100),
+                cdf_s: if pool.is_empty() { Vec::new() } else { cdf },
+            };
+            match kind {
+                SpreadKind::Join => spreads.join = st,
+                SpreadKind::Leave => spreads.leave = st,
+                SpreadKind::Crash => spreads.crash = st,
+            }
+        }
+
+        // Full view.
+        let mut fv: Vec<u64> = self.full_view_at[..self.initial]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        fv.sort_unstable();
+        let of = self.initial as u32;
+        let at = |q: f64| -> Option<f64> {
+            let k = ((of as f64) * q).ceil().max(1.0) as usize;
+            fv.get(k - 1).map(|ms| *ms as f64 / 1000.0)
+        };
+        let full_view = FullView {
+            nodes: fv.len() as u32,
+            of,
+            t50_s: at(0.5),
+            t99_s: at(0.99),
+            t100_s: at(1.0),
+            after_last_start_s: at(1.0).map(|t| t - self.last_initial_start_ms as f64 / 1000.0),
+        };
+
+        // False downs.
+        let mut top: Vec<(u32, u32)> = self
+            .downs_per_node
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u32, *c))
+            .collect();
+        let victims = top.len() as u32;
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(10);
+        let mut declared = IntervalAgg::default();
+        for a in [&self.served_down, &self.held_down] {
+            declared.count += a.count;
+            declared.total_ms += a.total_ms;
+            declared.max_ms = declared.max_ms.max(a.max_ms);
+            declared.pool.extend_from_slice(&a.pool);
+        }
+        let false_downs = FalseDowns {
+            declared: declared.stats(),
+            served: self.served_down.stats(),
+            held: self.held_down.stats(),
+            victims,
+            top,
+        };
+        let stale = Stale {
+            served_alive: self.stale_served.stats(),
+            held: self.stale_held.stats(),
+            total_s: (self.stale_served.total_ms + self.stale_held.total_ms) as f64 / 1000.0,
+        };
+
+        // No-provider seconds.
+        let ns = self.n_services.max(1);
+        let mut np = NoProvider::default();
+        for (si, (name, providers)) in services.into_iter().enumerate() {
+            let mut total = 0u64;
+            let mut affected = 0u32;
+            for node in 0..self.n {
+                let v = self
+                    .no_provider_ms
+                    .get(node * ns + si)
+                    .copied()
+                    .unwrap_or(0);
+                total += v;
+                if v > 0 {
+                    affected += 1;
+                }
+            }
+            np.total_s += total as f64 / 1000.0;
+            np.services.push(ServiceOutcome {
+                name,
+                providers,
+                no_provider_s: total as f64 / 1000.0,
+                nodes_affected: affected,
+            });
+        }
+        let per_node: Vec<f64> = (0..self.n)
+            .filter(|&i| self.alive_ms[i] > 0)
+            .map(|i| {
+                (0..self.n_services)
+                    .map(|s| self.no_provider_ms[i * ns + s])
+                    .sum::<u64>() as f64
+                    / 1000.0
+            })
+            .collect();
+        let mut worst: Vec<(u32, f64)> = (0..self.n)
+            .map(|i| {
+                let s: u64 = (0..self.n_services)
+                    .map(|s| self.no_provider_ms[i * ns + s])
+                    .sum();
+                (i as u32, s as f64 / 1000.0)
+            })
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        worst.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        worst.truncate(10);
+        np.per_node_s = Quantiles::of(per_node);
+        np.worst = worst;
+
+        // Traffic.
+        let rate = |v: &Vec<u64>| -> Vec<f64> {
+            (0..self.n)
+                .filter(|&i| self.alive_ms[i] >= 1000)
+                .map(|i| v[i] as f64 / (self.alive_ms[i] as f64 / 1000.0))
+                .collect()
+        };
+        let txb = rate(&self.tx_bytes);
+        let mut sorted = txb.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let step = sorted.len().div_ceil(200).max(1);
+        let traffic = Traffic {
+            tx_msgs_per_s: Quantiles::of(rate(&self.tx_msgs)),
+            tx_bytes_per_s: Quantiles::of(txb),
+            rx_bytes_per_s: Quantiles::of(rate(&self.rx_bytes)),
+            tx_bytes_per_s_sorted: sorted.iter().step_by(step).copied().collect(),
+            datagrams: self.datagrams,
+            lost: self.lost,
+            partitioned: self.partitioned,
+            cut: self.cut,
+            duplicated: self.duplicated,
+        };
+        self.guard.nodes_tripped = self.tripped.iter().filter(|t| **t).count() as u32;
+
+        RunResult {
+            scenario,
+            mode,
+            seed,
+            nodes: self.initial,
+            duration_s: end_ms as f64 / 1000.0,
+            measure_from_s: self.from_ms as f64 / 1000.0,
+            faults,
+            spreads,
+            full_view,
+            false_downs,
+            stale,
+            no_provider: np,
+            traffic,
+            guard: self.guard,
+            series: self.series,
+            perf: Perf::default(),
+            sides,
+        }
+    }
+}

@@ -1,0 +1,670 @@
+//! Scenario files: what to simulate (cluster, network, guard, services, faults, measures).
+//!
+//! Owns the TOML shape of `simulations/*.toml`, duration strings ("30s", "500ms", "5m"),
+//! validation with errors that name the offending field, and the seeded choice of which
+//! nodes a fault hits (independent of the guard mode, so `enforce` and `off` runs see the
+//! same faults). Must not run anything: the world (`sim::world`) does.
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shoal_core::{GuardConfig, GuardMode, Profile, Timings};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid scenario TOML: {0}")]
+    Toml(String),
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+}
+
+/// A duration written as a string ("250ms", "30s", "5m", "1h", "1m30s") or integer ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn ms(self) -> u64 {
+        self.0.as_millis() as u64
+    }
+    pub fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+}
+
+/// Parses "1h", "5m", "30s", "250ms", "1.5s", "1m30s": the same syntax as the agent's config.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    shoal_core::duration::parse_duration(s)
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"250ms\" or \"5m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|ms| Dur(Duration::from_millis(ms)))
+                    .map_err(|_| E::custom("negative duration"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_millis(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.ms();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// How nodes start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    /// Nodes `0..seeds` are the seeds every other node joins through.
+    pub seeds: usize,
+    /// Seeds start at 0; every other node starts at a uniformly random time in this window.
+    pub start_spread: Dur,
+    /// Start as a formed cluster: every initial node starts at 0 already holding every other
+    /// one (members and metadata records, as after a full state transfer), so the run
+    /// measures a steady cluster under faults instead of the formation storm (which the
+    /// join scenarios measure). `start_spread` is then unused.
+    pub formed: bool,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            seeds: 3,
+            start_spread: Dur::secs(5),
+            formed: false,
+        }
+    }
+}
+
+/// The default network between every pair of nodes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// One-way base latency.
+    pub latency: Dur,
+    /// Mean of an exponential extra delay per datagram (capped at 20x): reorders datagrams.
+    pub jitter: Dur,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            latency: Dur(Duration::from_micros(500)),
+            jitter: Dur(Duration::from_millis(1)),
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// `[guard]`: maps onto `core::GuardConfig` (the mode is chosen per run).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSpec {
+    pub stable_after: Dur,
+    pub window: Dur,
+    pub min_removals: usize,
+    pub max_removal_ratio: f64,
+    pub max_freeze: Dur,
+    pub release_after_max_freeze: bool,
+    pub drain_per_sec: u32,
+    pub warming_sync: Dur,
+    pub warming_timeout: Dur,
+    pub snapshot_max_age: Dur,
+    /// Services that must fail closed (never served `held`).
+    pub fail_closed: Vec<String>,
+}
+
+impl Default for GuardSpec {
+    fn default() -> Self {
+        let g = GuardConfig::default();
+        GuardSpec {
+            stable_after: Dur(g.stable_after),
+            window: Dur(g.window),
+            min_removals: g.min_removals,
+            max_removal_ratio: g.max_removal_ratio,
+            max_freeze: Dur(g.max_freeze),
+            release_after_max_freeze: g.release_after_max_freeze,
+            drain_per_sec: g.drain_per_sec,
+            warming_sync: Dur(g.warming_sync),
+            warming_timeout: Dur(g.warming_timeout),
+            snapshot_max_age: Dur(g.snapshot_max_age),
+            fail_closed: Vec::new(),
+        }
+    }
+}
+
+impl GuardSpec {
+    pub fn config(&self, mode: GuardMode) -> GuardConfig {
+        GuardConfig {
+            mode,
+            stable_after: self.stable_after.0,
+            window: self.window.0,
+            min_removals: self.min_removals,
+            max_removal_ratio: self.max_removal_ratio,
+            max_freeze: self.max_freeze.0,
+            release_after_max_freeze: self.release_after_max_freeze,
+            drain_per_sec: self.drain_per_sec,
+            warming_sync: self.warming_sync.0,
+            warming_timeout: self.warming_timeout.0,
+            snapshot_max_age: self.snapshot_max_age.0,
+            services: self
+                .fail_closed
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        shoal_core::guard::ServiceGuard { fail_closed: true },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A service offered by some nodes (consumers everywhere look it up).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Number of providers, spread evenly over the initial nodes (ignored with `nodes`).
+    #[serde(default)]
+    pub providers: Option<usize>,
+    /// Explicit provider indices.
+    #[serde(default)]
+    pub nodes: Option<Vec<usize>>,
+}
+
+fn default_port() -> u16 {
+    8080
+}
+
+/// `[measure]`: what to record and how finely.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeasureSpec {
+    /// Sampling period of the time series and of the no-provider check.
+    pub sample_every: Dur,
+    /// Measures of steady state (traffic, no-provider, false downs) count from here.
+    pub from: Dur,
+    /// How many nodes get a full served-view-size series (others are aggregated).
+    pub series_nodes: usize,
+    /// Nodes that always get a series (e.g. the isolated host).
+    pub watch: Vec<usize>,
+    /// At most this many initial joins are tracked node by node (all fault joins are).
+    pub max_join_spreads: usize,
+}
+
+impl Default for MeasureSpec {
+    fn default() -> Self {
+        MeasureSpec {
+            sample_every: Dur::secs(1),
+            from: Dur::secs(30),
+            series_nodes: 8,
+            watch: Vec::new(),
+            max_join_spreads: 200,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Two-way (or with `oneway`, from the first group to the others) partition.
+    Partition,
+    /// The selected nodes can neither send nor receive.
+    Isolate,
+    /// The selected nodes' NICs go off and on (`on`, `off` periods) for `duration`.
+    Flap,
+    /// The selected nodes crash; with `duration` they restart after it.
+    Crash,
+    /// Every selected node (default: all) in turn crashes for `down` and restarts, one
+    /// every `every`.
+    RollingRestart,
+    /// Graceful leave.
+    Leave,
+    /// `count` new nodes join through the seeds.
+    Join,
+    /// Egress loss `rate` on the selected nodes (default: all) for `duration`.
+    Loss,
+    /// Each input takes `delay` to process on the selected nodes for `duration`.
+    Slow,
+    /// The selected nodes stop processing for `duration` (a full GC): inputs queue up.
+    Pause,
+    /// Bursty loss on the selected nodes (default: all) for `duration`: a Gilbert-Elliott
+    /// chain per host (`good_loss`/`bad_loss`, mean sojourns `good_for`/`bad_for`) plus
+    /// correlated storms (`storm_every`, `storm_fraction`); see `sim::bursty`.
+    Bursty,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at: Dur,
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub duration: Option<Dur>,
+    #[serde(default)]
+    pub label: Option<String>,
+    // --- which nodes ---
+    #[serde(default)]
+    pub node: Option<usize>,
+    #[serde(default)]
+    pub nodes: Option<Vec<usize>>,
+    /// A seeded random fraction of the running nodes (never node 0 unless `include_seeds`).
+    #[serde(default)]
+    pub fraction: Option<f64>,
+    #[serde(default)]
+    pub count: Option<usize>,
+    #[serde(default)]
+    pub include_seeds: bool,
+    /// Partition: explicit groups (nodes not listed form one more group).
+    #[serde(default)]
+    pub groups: Option<Vec<Vec<usize>>>,
+    #[serde(default)]
+    pub oneway: bool,
+    // --- kind-specific ---
+    #[serde(default)]
+    pub on: Option<Dur>,
+    #[serde(default)]
+    pub off: Option<Dur>,
+    /// Restart with the data directory (same name, known peers as seeds) or fresh.
+    #[serde(default = "yes")]
+    pub keep_data: bool,
+    #[serde(default)]
+    pub every: Option<Dur>,
+    #[serde(default)]
+    pub down: Option<Dur>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    // --- bursty (Gilbert-Elliott) ---
+    /// Loss in the good state (default 0).
+    #[serde(default)]
+    pub good_loss: Option<f64>,
+    /// Loss in the bad state.
+    #[serde(default)]
+    pub bad_loss: Option<f64>,
+    /// Mean time a host stays good between its own bursts (none: storms only).
+    #[serde(default)]
+    pub good_for: Option<Dur>,
+    /// Mean time a host stays bad.
+    #[serde(default)]
+    pub bad_for: Option<Dur>,
+    /// Mean gap between storms that put many hosts into the bad state at once.
+    #[serde(default)]
+    pub storm_every: Option<Dur>,
+    /// Share of the selected hosts each storm hits.
+    #[serde(default)]
+    pub storm_fraction: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub seed: u64,
+    pub nodes: usize,
+    #[serde(default)]
+    pub profile: Profile,
+    pub duration: Dur,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub guard: GuardSpec,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSpec>,
+    #[serde(default)]
+    pub measure: MeasureSpec,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+    #[serde(default)]
+    pub lifeguard: LifeguardSpec,
+}
+
+/// `[lifeguard]`: overrides of the profile's Lifeguard timings (`core::lifeguard`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifeguardSpec {
+    pub enabled: Option<bool>,
+    pub lhm_max: Option<u8>,
+    pub suspicion_max_mult: Option<f64>,
+    pub suspicion_fast_confirmations: Option<usize>,
+    pub suspicion_floor: Option<f64>,
+}
+
+impl LifeguardSpec {
+    /// The profile's timings with these overrides.
+    pub fn apply(&self, mut t: Timings) -> Timings {
+        if let Some(v) = self.enabled {
+            t.lifeguard = v;
+        }
+        if let Some(v) = self.lhm_max {
+            t.lhm_max = v;
+        }
+        if let Some(v) = self.suspicion_max_mult {
+            t.suspicion_max_mult = v;
+        }
+        if let Some(v) = self.suspicion_fast_confirmations {
+            t.suspicion_fast_confirmations = v;
+        }
+        if let Some(v) = self.suspicion_floor {
+            t.suspicion_floor = v;
+        }
+        t
+    }
+}
+
+/// Largest cluster the simulator accepts (addresses are 10.x.y.z).
+pub const MAX_NODES: usize = 1 << 20;
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let sc: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Toml(e.to_string()))?;
+        sc.validate()?;
+        Ok(sc)
+    }
+
+    /// Nodes that join through `join` faults after the start.
+    pub fn extra_joins(&self) -> usize {
+        self.faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Join)
+            .map(|f| f.count.unwrap_or(1))
+            .sum()
+    }
+
+    /// Every node the run may ever hold.
+    pub fn total_nodes(&self) -> usize {
+        self.nodes + self.extra_joins()
+    }
+
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        if self.nodes == 0 {
+            return bad("nodes must be at least 1".into());
+        }
+        if self.total_nodes() > MAX_NODES {
+            return bad(format!("at most {MAX_NODES} nodes"));
+        }
+        if self.duration.0.is_zero() {
+            return bad("duration must be greater than zero".into());
+        }
+        if self.cluster.seeds == 0 {
+            return bad("cluster.seeds must be at least 1".into());
+        }
+        for (name, p) in [
+            ("network.loss", self.network.loss),
+            ("network.duplicate", self.network.duplicate),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("{name} must be between 0 and 1"));
+            }
+        }
+        self.guard
+            .config(GuardMode::Enforce)
+            .validate()
+            .map_err(ScenarioError::Invalid)?;
+        self.lifeguard
+            .apply(self.profile.timings())
+            .validate()
+            .map_err(|m| ScenarioError::Invalid(m.replace("timings.", "lifeguard.")))?;
+        if self.measure.sample_every.0.is_zero() {
+            return bad("measure.sample_every must be greater than zero".into());
+        }
+        for s in &self.services {
+            if let Some(ns) = &s.nodes {
+                if let Some(n) = ns.iter().find(|n| **n >= self.nodes) {
+                    return bad(format!("service {}: node {n} does not exist", s.name));
+                }
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            let at = format!("fault #{} ({:?} at {})", i + 1, f.kind, f.at);
+            let total = self.total_nodes();
+            for n in f.node.iter().chain(f.nodes.iter().flatten()) {
+                if *n >= total {
+                    return bad(format!("{at}: node {n} does not exist"));
+                }
+            }
+            if let Some(fr) = f.fraction {
+                if !(0.0..=1.0).contains(&fr) {
+                    return bad(format!("{at}: fraction must be between 0 and 1"));
+                }
+            }
+            for (name, v) in [
+                ("rate", f.rate),
+                ("good_loss", f.good_loss),
+                ("bad_loss", f.bad_loss),
+                ("storm_fraction", f.storm_fraction),
+            ] {
+                if let Some(r) = v {
+                    if !(0.0..=1.0).contains(&r) {
+                        return bad(format!("{at}: {name} must be between 0 and 1"));
+                    }
+                }
+            }
+            let need_duration = matches!(
+                f.kind,
+                FaultKind::Partition
+                    | FaultKind::Isolate
+                    | FaultKind::Flap
+                    | FaultKind::Loss
+                    | FaultKind::Slow
+                    | FaultKind::Pause
+                    | FaultKind::Bursty
+            );
+            if need_duration && f.duration.is_none() {
+                return bad(format!("{at}: needs a duration"));
+            }
+            match f.kind {
+                FaultKind::Flap if f.on.is_none() || f.off.is_none() => {
+                    return bad(format!("{at}: flap needs `on` and `off` periods"));
+                }
+                FaultKind::Flap
+                    if f.on.unwrap_or_default().0.is_zero()
+                        || f.off.unwrap_or_default().0.is_zero() =>
+                {
+                    return bad(format!("{at}: flap periods must be greater than zero"));
+                }
+                FaultKind::RollingRestart if f.every.is_none() || f.down.is_none() => {
+                    return bad(format!("{at}: rolling-restart needs `every` and `down`"));
+                }
+                FaultKind::Loss if f.rate.is_none() => {
+                    return bad(format!("{at}: loss needs a `rate`"));
+                }
+                FaultKind::Bursty
+                    if f.bad_loss.is_none()
+                        || f.bad_for.is_none_or(|d| d.0.is_zero())
+                        || (f.good_for.is_none() && f.storm_every.is_none()) =>
+                {
+                    return bad(format!(
+                        "{at}: bursty needs `bad_loss`, a non-zero `bad_for`, and `good_for` or `storm_every`"
+                    ));
+                }
+                FaultKind::Slow if f.delay.is_none() => {
+                    return bad(format!("{at}: slow needs a `delay`"));
+                }
+                FaultKind::Partition
+                    if f.groups.is_none()
+                        && f.fraction.is_none()
+                        && f.nodes.is_none()
+                        && f.count.is_none() =>
+                {
+                    return bad(format!(
+                        "{at}: partition needs `groups`, `nodes`, `count` or `fraction`"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Provider node indices of each service.
+    pub fn providers(&self) -> Vec<Vec<usize>> {
+        self.services
+            .iter()
+            .enumerate()
+            .map(|(si, s)| match &s.nodes {
+                Some(ns) => ns.clone(),
+                None => {
+                    let k = s.providers.unwrap_or(3).clamp(1, self.nodes);
+                    // Spread evenly, each service offset a little so that they differ.
+                    let mut v: Vec<usize> = (0..k)
+                        .map(|j| (j * self.nodes / k + si * 7 + 1) % self.nodes)
+                        .collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// The nodes fault `idx` hits, chosen with a RNG of its own (same in every mode).
+    /// `eligible` are the candidates for a random choice.
+    pub fn select(&self, idx: usize, eligible: &[usize]) -> Vec<usize> {
+        let f = &self.faults[idx];
+        let mut out: Vec<usize> = Vec::new();
+        if let Some(n) = f.node {
+            out.push(n);
+        }
+        if let Some(ns) = &f.nodes {
+            out.extend(ns.iter().copied());
+        }
+        let k = match (f.count, f.fraction) {
+            (Some(c), _) => Some(c),
+            (None, Some(fr)) => Some(((eligible.len() as f64) * fr).round() as usize),
+            _ => None,
+        };
+        if let Some(k) = k {
+            let mut pool: Vec<usize> = eligible
+                .iter()
+                .copied()
+                .filter(|n| {
+                    f.include_seeds || *n >= self.cluster.seeds.min(self.nodes.saturating_sub(1))
+                })
+                .filter(|n| !out.contains(n))
+                .collect();
+            let mut rng = SmallRng::seed_from_u64(self.seed ^ (0xF00D_0000 + idx as u64));
+            let k = k.min(pool.len());
+            for j in 0..k {
+                let pick = rng.random_range(j..pool.len());
+                pool.swap(j, pick);
+            }
+            pool.truncate(k);
+            pool.sort_unstable();
+            out.extend(pool);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("30").unwrap_err().contains("not a duration"));
+        assert_eq!(parse_duration("2min").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("3x").is_err());
+    }
+
+    #[test]
+    fn scenario_parses_and_validates() {
+        let sc = Scenario::parse(
+            r#"
+name = "t"
+seed = 1
+nodes = 10
+duration = "60s"
+[guard]
+stable_after = "10s"
+[[service]]
+name = "web"
+providers = 3
+[[fault]]
+at = "20s"
+kind = "partition"
+fraction = 0.4
+duration = "10s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(sc.guard.stable_after.0, Duration::from_secs(10));
+        assert_eq!(sc.providers()[0].len(), 3);
+        let all: Vec<usize> = (0..10).collect();
+        let a = sc.select(0, &all);
+        assert_eq!(a.len(), 4);
+        assert_eq!(a, sc.select(0, &all));
+        let err = Scenario::parse("name='x'\nseed=1\nnodes=3\nduration='1s'\n[[fault]]\nat='1s'\nkind='flap'\nduration='1s'\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("on"), "{err}");
+    }
+}
