@@ -255,7 +255,7 @@ mod tests {
             Err(AccusationError::BadName)
         );
         assert!(matches!(
-            Accusation::decode(&vec![0u8; MAX_ITEM + 1]),
+            Accusation::decode(&[0u8; MAX_ITEM + 1]),
             Err(AccusationError::TooLarge(_))
         ));
     }

@@ -126,7 +126,7 @@ mod tests {
         let a = burst().schedule(&hosts, 1_000_000, 301_000_000, 7);
         assert_eq!(a, burst().schedule(&hosts, 1_000_000, 301_000_000, 7));
         assert_ne!(a, burst().schedule(&hosts, 1_000_000, 301_000_000, 8));
-        let mut count = vec![0i32; 50];
+        let mut count = [0i32; 50];
         let mut last = 0;
         for s in &a {
             assert!(s.at_us >= last && s.at_us >= 1_000_000 && s.at_us <= 301_000_000);

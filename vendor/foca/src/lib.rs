@@ -1054,10 +1054,12 @@ where
         if entry.incarnation != incarnation {
             *entry = lifeguard::Suspicion::new(incarnation);
         }
-        // A suspicion we only heard of starts when we heard of it; but if
-        // we may be the unhealthy one (our score was up before this very
-        // failure raised it), our own accusation starts afresh.
-        if entry.start.is_none() || (self.health > 1 && !entry.accusers.contains(&own)) {
+        // Our own accusation starts now, even when we heard of the
+        // suspicion long before: a probe of a suspect that fails where
+        // many members probe it at once is no news (under 20 % loss one
+        // of them nearly always fails), so it must not count as the
+        // timeout's end.
+        if entry.start.is_none() || !entry.accusers.contains(&own) {
             entry.start = Some(now);
         }
         // Our own accusation comes first: it must not be pushed out by
@@ -1110,9 +1112,10 @@ where
         };
         entry.deadline = start + lg.timeout(min, entry.confirmations(), others);
         // The cluster already declared this member down (at an older
-        // incarnation) and our own probe failed too: due now.
+        // incarnation) and our own probe failed too: as confirmed as a
+        // suspicion gets (others, holding it down, confirm nothing).
         if self.stale_probe.as_ref() == Some(id) {
-            entry.deadline = now;
+            entry.deadline = entry.deadline.min(start + min);
         }
         runtime.submit_after(
             Timer::ChangeSuspectToDown {

@@ -251,14 +251,15 @@ fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
         assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Suspect));
         let (probed, _, _) = start_probe(&mut foca, &mut rt);
         assert_eq!(probed, ID::new(4));
-        // The probe fails: now we accuse too, and (we were healthy) the
-        // deadline, counted from when we heard, has passed.
+        // The probe fails: now we accuse too, from now on: three accusers
+        // agree, so the minimum from now.
         fail_probe(&mut foca, &mut rt, probed);
         rt.clear();
         start_probe(&mut foca, &mut rt);
         assert_eq!(foca.local_health(), 1);
         assert_eq!(foca.take_accusations(), vec![(ID::new(4), 2)]);
-        assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(Duration::ZERO));
+        assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(MIN));
+        foca.set_now(Duration::from_secs(58));
         let timer = Timer::ChangeSuspectToDown { member_id: ID::new(4), incarnation: 2, token };
         foca.handle_timer(timer, &mut rt).unwrap();
         assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Down));
@@ -296,7 +297,9 @@ fn a_stale_down_notice_makes_us_probe_and_declare_if_the_probe_fails() {
     fail_probe(&mut foca, &mut rt, probed);
     rt.clear();
     start_probe(&mut foca, &mut rt);
-    assert_eq!(suspect_timer(&mut rt, ID::new(3), token), Some(Duration::ZERO));
+    // Nobody else can confirm (they hold it down): the minimum, not 6x.
+    assert_eq!(suspect_timer(&mut rt, ID::new(3), token), Some(MIN));
+    foca.set_now(Duration::from_secs(14));
     let timer = Timer::ChangeSuspectToDown { member_id: ID::new(3), incarnation: 5, token };
     foca.handle_timer(timer, &mut rt).unwrap();
     assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Down));
