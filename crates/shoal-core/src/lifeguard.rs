@@ -143,11 +143,7 @@ impl InboxState {
     /// Takes a received accusation; whether it is new (then foca passes it on).
     pub fn offer(&mut self, a: Accusation) -> bool {
         let key = (a.subject.clone(), a.accuser.clone());
-        if self
-            .seen
-            .get(&key)
-            .is_some_and(|inc| *inc >= a.incarnation)
-        {
+        if self.seen.get(&key).is_some_and(|inc| *inc >= a.incarnation) {
             return false;
         }
         if self.seen.len() >= MAX_SEEN {

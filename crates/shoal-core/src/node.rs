@@ -337,13 +337,13 @@ pub struct Node {
     next_heal: Time,
 }
 
+/// Lifeguard's accusations between foca and the cluster.
+#[path = "node_lifeguard.rs"]
+mod node_lifeguard;
 /// Trust-related parts of the node (keyring, rotation, answer budgets): a child module so
 /// that this file stays about membership.
 #[path = "node_trust.rs"]
 mod node_trust;
-/// Lifeguard's accusations between foca and the cluster.
-#[path = "node_lifeguard.rs"]
-mod node_lifeguard;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 

@@ -1032,10 +1032,12 @@ fn plan_targets(sc: &Scenario) -> Vec<Vec<usize>> {
                     || f.nodes.is_some()
                     || f.fraction.is_some()
                     || f.count.is_some();
-                if !has_sel && matches!(
+                if !has_sel
+                    && matches!(
                         f.kind,
                         FaultKind::Loss | FaultKind::Bursty | FaultKind::RollingRestart
-                    ) {
+                    )
+                {
                     eligible.clone()
                 } else {
                     sc.select(i, &eligible)

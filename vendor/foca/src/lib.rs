@@ -998,7 +998,9 @@ where
         }
         let max = lg.max_accusers();
         let addr = suspect.addr();
-        if self.suspicions.len() >= 2 * self.members.num_active() + 16 && !self.suspicions.contains_key(&addr) {
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
             self.prune_suspicions();
         }
         let entry = self
@@ -1042,7 +1044,9 @@ where
             self.accusations.push((id.clone(), incarnation));
         }
         let addr = id.addr();
-        if self.suspicions.len() >= 2 * self.members.num_active() + 16 && !self.suspicions.contains_key(&addr) {
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
             self.prune_suspicions();
         }
         let own = self.identity.addr();
@@ -1655,10 +1659,7 @@ where
             // the suspect itself instead of declaring it down (in foca a
             // down notice overrides any incarnation, so declaring on
             // hearsay would kill members whose refutation we missed).
-            if self.lifeguard.is_some()
-                && summary.is_active_now
-                && update_state == State::Suspect
-            {
+            if self.lifeguard.is_some() && summary.is_active_now && update_state == State::Suspect {
                 self.hear_suspicion(&id, update_incarnation, &mut runtime);
             }
 

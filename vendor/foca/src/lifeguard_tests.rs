@@ -20,7 +20,13 @@ fn lifeguard() -> Lifeguard {
     }
 }
 
-fn foca_with(members: u8, lg: Option<Lifeguard>) -> (Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>, AccumulatingRuntime<ID>) {
+fn foca_with(
+    members: u8,
+    lg: Option<Lifeguard>,
+) -> (
+    Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+    AccumulatingRuntime<ID>,
+) {
     let mut config = Config::simple();
     config.suspect_to_down_after = MIN;
     let mut foca = Foca::new(ID::new(1), config, SmallRng::seed_from_u64(7), BadCodec);
@@ -40,10 +46,14 @@ fn start_probe(
     rt: &mut AccumulatingRuntime<ID>,
 ) -> (ID, Duration, Duration) {
     let token = foca.timer_token();
-    foca.handle_timer(Timer::ProbeRandomMember(token), &mut *rt).unwrap();
+    foca.handle_timer(Timer::ProbeRandomMember(token), &mut *rt)
+        .unwrap();
     let probed = *foca.probe().target().unwrap();
     let indirect = rt
-        .take_scheduling(Timer::SendIndirectProbe { probed_id: probed, token })
+        .take_scheduling(Timer::SendIndirectProbe {
+            probed_id: probed,
+            token,
+        })
         .unwrap();
     let next = rt.take_scheduling(Timer::ProbeRandomMember(token)).unwrap();
     (probed, indirect, next)
@@ -65,16 +75,31 @@ fn ack(from: ID, probe_number: ProbeNumber, incarnation: Incarnation) -> Vec<u8>
     buf
 }
 
-fn fail_probe(foca: &mut Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>, rt: &mut AccumulatingRuntime<ID>, probed: ID) {
+fn fail_probe(
+    foca: &mut Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+    rt: &mut AccumulatingRuntime<ID>,
+    probed: ID,
+) {
     let token = foca.timer_token();
-    foca.handle_timer(Timer::SendIndirectProbe { probed_id: probed, token }, &mut *rt)
-        .unwrap();
+    foca.handle_timer(
+        Timer::SendIndirectProbe {
+            probed_id: probed,
+            token,
+        },
+        &mut *rt,
+    )
+    .unwrap();
 }
 
 fn suspect_timer(rt: &mut AccumulatingRuntime<ID>, id: ID, token: TimerToken) -> Option<Duration> {
     let mut found = None;
     while let Some((after, t)) = rt.to_schedule() {
-        if let Timer::ChangeSuspectToDown { member_id, token: tk, .. } = t {
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            token: tk,
+            ..
+        } = t
+        {
             if member_id == id && tk == token {
                 found = Some(after);
             }
@@ -103,7 +128,8 @@ fn local_health_stretches_probes_on_failures_and_recovers_on_success() {
     assert_eq!(next, period * 3);
     // An ack: the following cycle lowers the score again.
     let probe_number = foca.probe().probe_number();
-    foca.handle_data(&ack(third, probe_number, 0), &mut rt).unwrap();
+    foca.handle_data(&ack(third, probe_number, 0), &mut rt)
+        .unwrap();
     fail_probe(&mut foca, &mut rt, third);
     rt.clear();
     let (_, _, next) = start_probe(&mut foca, &mut rt);
@@ -146,21 +172,48 @@ fn suspicion_starts_long_and_confirmations_shorten_it() {
     assert_eq!(suspect_timer(&mut rt, probed, token), Some(MIN * 6));
     // 10 s later a first independent accuser: 4 s x 2.845 = 11.38 s from the start.
     foca.set_now(Duration::from_secs(110));
-    let other = [2, 3, 4, 5, 6].map(ID::new).into_iter().find(|i| *i != probed).unwrap();
+    let other = [2, 3, 4, 5, 6]
+        .map(ID::new)
+        .into_iter()
+        .find(|i| *i != probed)
+        .unwrap();
     assert!(foca.confirm_suspicion(&probed, 0, &other, &mut rt));
-    assert!(!foca.confirm_suspicion(&probed, 0, &other, &mut rt), "counted once");
-    assert!(!foca.confirm_suspicion(&probed, 1, &other, &mut rt), "other incarnation");
-    assert_eq!(suspect_timer(&mut rt, probed, token), Some(Duration::from_millis(1380)));
+    assert!(
+        !foca.confirm_suspicion(&probed, 0, &other, &mut rt),
+        "counted once"
+    );
+    assert!(
+        !foca.confirm_suspicion(&probed, 1, &other, &mut rt),
+        "other incarnation"
+    );
+    assert_eq!(
+        suspect_timer(&mut rt, probed, token),
+        Some(Duration::from_millis(1380))
+    );
     // The first timer fires early: nothing happens, the member stays suspect.
-    let timer = Timer::ChangeSuspectToDown { member_id: probed, incarnation: 0, token };
+    let timer = Timer::ChangeSuspectToDown {
+        member_id: probed,
+        incarnation: 0,
+        token,
+    };
     foca.handle_timer(timer.clone(), &mut rt).unwrap();
-    assert_eq!(foca.members.get(&probed).map(|m| m.state()), Some(State::Suspect));
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Suspect)
+    );
     // A second confirmation: the minimum, already past: due now.
-    let third = [2, 3, 4, 5, 6].map(ID::new).into_iter().find(|i| *i != probed && *i != other).unwrap();
+    let third = [2, 3, 4, 5, 6]
+        .map(ID::new)
+        .into_iter()
+        .find(|i| *i != probed && *i != other)
+        .unwrap();
     assert!(foca.confirm_suspicion(&probed, 0, &third, &mut rt));
     assert_eq!(suspect_timer(&mut rt, probed, token), Some(Duration::ZERO));
     foca.handle_timer(timer, &mut rt).unwrap();
-    assert_eq!(foca.members.get(&probed).map(|m| m.state()), Some(State::Down));
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Down)
+    );
 }
 
 #[test]
@@ -204,7 +257,8 @@ fn a_ping_to_a_suspect_carries_the_suspicion() {
     for lg in [Some(lifeguard()), None] {
         let on = lg.is_some();
         let (mut foca, mut rt) = foca_with(2, lg);
-        foca.apply(Member::new(ID::new(2), 3, State::Suspect), &mut rt).unwrap();
+        foca.apply(Member::new(ID::new(2), 3, State::Suspect), &mut rt)
+            .unwrap();
         // Let the suspicion's own broadcast run out, so only the buddy system can carry it.
         for _ in 0..20 {
             foca.gossip(&mut rt).unwrap();
@@ -215,7 +269,11 @@ fn a_ping_to_a_suspect_carries_the_suspicion() {
         let mut data = &data[..];
         let header = BadCodec.decode_header(&mut data).unwrap();
         assert!(matches!(header.message, Message::Ping(_)));
-        let n = if data.remaining() >= 2 { data.get_u16() } else { 0 };
+        let n = if data.remaining() >= 2 {
+            data.get_u16()
+        } else {
+            0
+        };
         let mut updates = Vec::new();
         for _ in 0..n {
             updates.push(BadCodec.decode_member(&mut data).unwrap());
@@ -232,7 +290,8 @@ fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
         let (mut foca, mut rt) = foca_with(6, lg);
         foca.set_now(Duration::from_secs(50));
         let token = foca.timer_token();
-        foca.apply(Member::new(ID::new(4), 2, State::Suspect), &mut rt).unwrap();
+        foca.apply(Member::new(ID::new(4), 2, State::Suspect), &mut rt)
+            .unwrap();
         let armed = suspect_timer(&mut rt, ID::new(4), token);
         assert_eq!(armed, on.then_some(MIN * 6), "lifeguard {on}");
         if !on {
@@ -243,12 +302,22 @@ fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
         for a in [2, 3, 5] {
             foca.confirm_suspicion(&ID::new(4), 2, &ID::new(a), &mut rt);
         }
-        assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(Duration::from_secs(3)));
+        assert_eq!(
+            suspect_timer(&mut rt, ID::new(4), token),
+            Some(Duration::from_secs(3))
+        );
         foca.set_now(Duration::from_secs(54));
-        let timer = Timer::ChangeSuspectToDown { member_id: ID::new(4), incarnation: 2, token };
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: ID::new(4),
+            incarnation: 2,
+            token,
+        };
         foca.handle_timer(timer, &mut rt).unwrap();
         // Not declared on hearsay: still suspect, and probed next.
-        assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Suspect));
+        assert_eq!(
+            foca.members.get(&ID::new(4)).map(|m| m.state()),
+            Some(State::Suspect)
+        );
         let (probed, _, _) = start_probe(&mut foca, &mut rt);
         assert_eq!(probed, ID::new(4));
         // The probe fails: now we accuse too, from now on: three accusers
@@ -260,9 +329,16 @@ fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
         assert_eq!(foca.take_accusations(), vec![(ID::new(4), 2)]);
         assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(MIN));
         foca.set_now(Duration::from_secs(58));
-        let timer = Timer::ChangeSuspectToDown { member_id: ID::new(4), incarnation: 2, token };
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: ID::new(4),
+            incarnation: 2,
+            token,
+        };
         foca.handle_timer(timer, &mut rt).unwrap();
-        assert_eq!(foca.members.get(&ID::new(4)).map(|m| m.state()), Some(State::Down));
+        assert_eq!(
+            foca.members.get(&ID::new(4)).map(|m| m.state()),
+            Some(State::Down)
+        );
         assert_eq!(foca.probe_failures(), 1);
     }
 }
@@ -272,14 +348,24 @@ fn a_down_notice_about_an_older_incarnation_is_ignored() {
     for lg in [Some(lifeguard()), None] {
         let on = lg.is_some();
         let (mut foca, mut rt) = foca_with(4, lg);
-        foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
-        foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+        foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt)
+            .unwrap();
+        foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt)
+            .unwrap();
         let state = foca.members.get(&ID::new(3)).map(|m| m.state());
-        assert_eq!(state, Some(if on { State::Alive } else { State::Down }), "lifeguard {on}");
+        assert_eq!(
+            state,
+            Some(if on { State::Alive } else { State::Down }),
+            "lifeguard {on}"
+        );
         if on {
             // The current incarnation still goes down.
-            foca.apply(Member::new(ID::new(3), 5, State::Down), &mut rt).unwrap();
-            assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Down));
+            foca.apply(Member::new(ID::new(3), 5, State::Down), &mut rt)
+                .unwrap();
+            assert_eq!(
+                foca.members.get(&ID::new(3)).map(|m| m.state()),
+                Some(State::Down)
+            );
         }
     }
 }
@@ -288,8 +374,10 @@ fn a_down_notice_about_an_older_incarnation_is_ignored() {
 fn a_stale_down_notice_makes_us_probe_and_declare_if_the_probe_fails() {
     let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
     foca.set_now(Duration::from_secs(10));
-    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
-    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt)
+        .unwrap();
+    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt)
+        .unwrap();
     rt.clear();
     let token = foca.timer_token();
     let (probed, _, _) = start_probe(&mut foca, &mut rt);
@@ -300,29 +388,43 @@ fn a_stale_down_notice_makes_us_probe_and_declare_if_the_probe_fails() {
     // Nobody else can confirm (they hold it down): the minimum, not 6x.
     assert_eq!(suspect_timer(&mut rt, ID::new(3), token), Some(MIN));
     foca.set_now(Duration::from_secs(14));
-    let timer = Timer::ChangeSuspectToDown { member_id: ID::new(3), incarnation: 5, token };
+    let timer = Timer::ChangeSuspectToDown {
+        member_id: ID::new(3),
+        incarnation: 5,
+        token,
+    };
     foca.handle_timer(timer, &mut rt).unwrap();
-    assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Down));
+    assert_eq!(
+        foca.members.get(&ID::new(3)).map(|m| m.state()),
+        Some(State::Down)
+    );
 }
 
 #[test]
 fn a_stale_down_notice_about_a_member_that_answers_changes_nothing() {
     let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
-    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt).unwrap();
-    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt).unwrap();
+    foca.apply(Member::new(ID::new(3), 5, State::Alive), &mut rt)
+        .unwrap();
+    foca.apply(Member::new(ID::new(3), 4, State::Down), &mut rt)
+        .unwrap();
     rt.clear();
     let (probed, _, _) = start_probe(&mut foca, &mut rt);
     assert_eq!(probed, ID::new(3));
     let probe_number = foca.probe().probe_number();
-    foca.handle_data(&ack(probed, probe_number, 5), &mut rt).unwrap();
+    foca.handle_data(&ack(probed, probe_number, 5), &mut rt)
+        .unwrap();
     fail_probe(&mut foca, &mut rt, probed);
     for _ in 0..10 {
         let (p, _, _) = start_probe(&mut foca, &mut rt);
         let n = foca.probe().probe_number();
-        foca.handle_data(&ack(p, n, if p == ID::new(3) { 5 } else { 0 }), &mut rt).unwrap();
+        foca.handle_data(&ack(p, n, if p == ID::new(3) { 5 } else { 0 }), &mut rt)
+            .unwrap();
         fail_probe(&mut foca, &mut rt, p);
         rt.clear();
     }
-    assert_eq!(foca.members.get(&ID::new(3)).map(|m| m.state()), Some(State::Alive));
+    assert_eq!(
+        foca.members.get(&ID::new(3)).map(|m| m.state()),
+        Some(State::Alive)
+    );
     assert_eq!(foca.probe_failures(), 0);
 }

@@ -421,9 +421,7 @@ where
         rng: impl RngExt,
     ) {
         let num_down = self.inner.len().saturating_sub(self.num_active);
-        self.choose_members(wanted, output, rng, num_down, |member| {
-            !member.is_active()
-        });
+        self.choose_members(wanted, output, rng, num_down, |member| !member.is_active());
     }
 
     pub(crate) fn choose_active_members<F>(
@@ -1097,7 +1095,10 @@ mod tests {
         // Every member is found by address
         for addr in 0..200u8 {
             assert!(members.is_active(&ID::new(addr)));
-            assert!(!members.is_active(&ID::new(addr).bump()), "same addr, other id");
+            assert!(
+                !members.is_active(&ID::new(addr).bump()),
+                "same addr, other id"
+            );
         }
 
         // Rename conflicts keep the address, hence the index
@@ -1204,15 +1205,11 @@ mod tests {
             for wanted in [1usize, 3, 5, 16, 40, 300] {
                 for _round in 0..50 {
                     out.clear();
-                    members.choose_active_members(wanted, &mut out, &mut rng, |id| {
-                        id.addr() % 2 == 0
-                    });
+                    members
+                        .choose_active_members(wanted, &mut out, &mut rng, |id| id.addr() % 2 == 0);
                     assert_eq!(wanted.min(num_active.div_ceil(2).into()), out.len());
                     assert_distinct(&out);
-                    assert!(
-                        out.iter()
-                            .all(|m| m.is_active() && m.id().addr() % 2 == 0)
-                    );
+                    assert!(out.iter().all(|m| m.is_active() && m.id().addr() % 2 == 0));
 
                     out.clear();
                     members.choose_down_members(wanted, &mut out, &mut rng);
@@ -1229,12 +1226,7 @@ mod tests {
         let members = many(250, 5);
         let pick = |seed| {
             let mut out = Vec::new();
-            members.choose_active_members(
-                4,
-                &mut out,
-                SmallRng::seed_from_u64(seed),
-                |_| true,
-            );
+            members.choose_active_members(4, &mut out, SmallRng::seed_from_u64(seed), |_| true);
             out
         };
         assert_eq!(pick(1), pick(1), "same seed, same choice");
