@@ -100,7 +100,7 @@ impl<A: PartialEq> Suspicion<A> {
     }
 
     /// Independent confirmations beyond the first accuser.
-    pub(crate) fn confirmations(&self) -> usize {
+    pub(crate) const fn confirmations(&self) -> usize {
         self.accusers.len().saturating_sub(1)
     }
 }

@@ -99,10 +99,10 @@ fn suspect_timer(rt: &mut AccumulatingRuntime<ID>, id: ID, token: TimerToken) ->
             token: tk,
             ..
         } = t
+            && member_id == id
+            && tk == token
         {
-            if member_id == id && tk == token {
-                found = Some(after);
-            }
+            found = Some(after);
         }
     }
     found
