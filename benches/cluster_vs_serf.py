@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cluster benchmark: N shoal and N Serf agents side by side, one network namespace each.
 
-One command (root; `apt-get install -y serf iptables iproute2`; `cargo build --release`):
+One command (root; `apt-get install -y serf iptables iproute2`; `cargo build --profile dist`):
 
     sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 15 min)
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 6 --fault-secs 30
@@ -757,7 +757,7 @@ def main():
     ap.add_argument("--starve-share", type=float, default=0.1,
                     help="share of each period a starved agent runs [0.1]")
     ap.add_argument("--seed", type=int, default=13, help="fault schedule seed")
-    ap.add_argument("--shoal", default="target/release/shoal")
+    ap.add_argument("--shoal", default="target/dist/shoal")
     ap.add_argument("--json", help="write the raw figures here")
     a = ap.parse_args()
 
@@ -768,7 +768,7 @@ def main():
             sys.exit(f"{tool} not found: apt-get install -y serf iptables iproute2")
     a.shoal = os.path.abspath(a.shoal)
     if not os.access(a.shoal, os.X_OK):
-        sys.exit(f"{a.shoal}: not found (cargo build --release)")
+        sys.exit(f"{a.shoal}: not found (cargo build --profile dist)")
     sizes = [int(x) for x in a.nodes.split(",")]
     if any(n < 3 for n in sizes):
         sys.exit("--nodes: at least 3")

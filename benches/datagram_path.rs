@@ -120,16 +120,12 @@ fn captured(m: usize) -> (Node, Vec<Vec<u8>>) {
         n.start(Time(0));
     }
     // A tiny event loop: timers and 1 ms links between the three.
-    let mut timers: Vec<(u64, usize, shoal_core::NodeTimer)> = Vec::new();
     let mut wire_q: VecDeque<(u64, usize, SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut got = Vec::new();
     let mut now = 0u64;
     let end = 5_000;
     loop {
         for (i, n) in nodes.iter_mut().enumerate() {
-            while let Some((at, t)) = n.poll_timer() {
-                timers.push((at.as_millis(), i, t));
-            }
             while let Some(t) = n.poll_transmit() {
                 if let Some(j) = (0..3).find(|&j| addr(j) == t.dst) {
                     if i == 1 && j == 0 {
@@ -140,7 +136,11 @@ fn captured(m: usize) -> (Node, Vec<Vec<u8>>) {
             }
             while n.poll_event().is_some() {}
         }
-        let next_timer = timers.iter().map(|t| t.0).min();
+        let next_timer = nodes
+            .iter_mut()
+            .filter_map(|n| n.poll_timeout())
+            .map(|t| t.as_millis())
+            .min();
         let next_wire = wire_q.front().map(|w| w.0);
         let Some(at) = next_timer.into_iter().chain(next_wire).min() else {
             break;
@@ -153,9 +153,12 @@ fn captured(m: usize) -> (Node, Vec<Vec<u8>>) {
             if let Some((_, j, from, data)) = wire_q.pop_front() {
                 nodes[j].handle_datagram(Time(now), from, &data);
             }
-        } else if let Some(k) = timers.iter().position(|t| t.0 == at) {
-            let (_, i, t) = timers.swap_remove(k);
-            nodes[i].handle_timer(Time(now), t);
+        } else {
+            for n in nodes.iter_mut() {
+                if n.poll_timeout().map(|t| t.as_millis()) == Some(at) {
+                    n.handle_timeout(Time(now));
+                }
+            }
         }
     }
     assert!(!got.is_empty(), "b sent nothing in 5 s");
@@ -168,7 +171,6 @@ fn drain(n: &mut Node) -> usize {
     while let Some(t) = n.poll_transmit() {
         k += t.data.len();
     }
-    while n.poll_timer().is_some() {}
     while n.poll_event().is_some() {}
     k
 }

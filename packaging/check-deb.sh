@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install cargo-deb --locked
 fi
-profile="${SHOAL_DEB_PROFILE:-release}"
+profile="${SHOAL_DEB_PROFILE:-dist}"
 cargo deb --locked --strip --profile "$profile"
 deb=$(ls -t target/debian/shoal_*.deb | head -1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"

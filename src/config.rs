@@ -283,6 +283,11 @@ struct TimingsFile {
     rejoin_max: Option<String>,
     meta_fetch_after: Option<String>,
     reap_after: Option<String>,
+    lifeguard: Option<bool>,
+    lhm_max: Option<u8>,
+    suspicion_max_mult: Option<f64>,
+    suspicion_fast_confirmations: Option<usize>,
+    suspicion_floor: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -990,6 +995,21 @@ fn apply_timings(mut t: Timings, f: &TimingsFile) -> Result<Timings, ConfigError
     }
     if let Some(v) = f.suspicion_mult {
         t.suspicion_mult = v;
+    }
+    if let Some(v) = f.lifeguard {
+        t.lifeguard = v;
+    }
+    if let Some(v) = f.lhm_max {
+        t.lhm_max = v;
+    }
+    if let Some(v) = f.suspicion_max_mult {
+        t.suspicion_max_mult = v;
+    }
+    if let Some(v) = f.suspicion_fast_confirmations {
+        t.suspicion_fast_confirmations = v;
+    }
+    if let Some(v) = f.suspicion_floor {
+        t.suspicion_floor = v;
     }
     if let Some(v) = f.gossip_fanout {
         t.gossip_fanout = v;

@@ -388,7 +388,7 @@ async fn an_agent_down_during_a_rotation_catches_up_when_it_returns() {
     // Drains every stream of the agents that stay up, for `d`.
     async fn watch_for(
         d: Duration,
-        rxs: &mut [broadcast::Receiver<Event>],
+        rxs: &mut [broadcast::Receiver<Arc<Event>>],
         seen: &mut Vec<(String, ServedStatus)>,
     ) {
         let end = Instant::now() + d;

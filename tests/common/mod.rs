@@ -226,7 +226,7 @@ pub async fn holds_for(period: Duration, what: &str, mut cond: impl FnMut() -> b
 
 /// Every member event the watch streams of some agents carry, from subscription on.
 pub struct Events {
-    rxs: Vec<(usize, broadcast::Receiver<Event>)>,
+    rxs: Vec<(usize, broadcast::Receiver<std::sync::Arc<Event>>)>,
     /// (observer, member, status) in the order each observer published them.
     pub seen: Vec<(usize, String, ServedStatus)>,
 }
@@ -255,11 +255,11 @@ impl Events {
         for (i, rx) in self.rxs.iter_mut() {
             loop {
                 match rx.try_recv() {
-                    Ok(Event {
-                        kind: EventKind::Member { member, .. },
-                        ..
-                    }) => self.seen.push((*i, member.name, member.status)),
-                    Ok(_) => {}
+                    Ok(ev) => {
+                        if let EventKind::Member { member, .. } = &ev.kind {
+                            self.seen.push((*i, member.name.clone(), member.status));
+                        }
+                    }
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         panic!("the watch stream of n{i} lagged by {n} events")
                     }

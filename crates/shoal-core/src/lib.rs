@@ -17,6 +17,7 @@ pub mod identity;
 pub mod intern;
 pub mod keyops;
 pub mod keyring;
+pub mod lifeguard;
 pub mod meta;
 pub mod meta_gossip;
 pub mod names;
@@ -36,6 +37,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod guard_tests;
+#[cfg(test)]
+mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

@@ -47,6 +47,19 @@ pub struct MetaBroadcasts {
     pub store: SharedMetaStore,
     /// This node's name: nobody but this node writes its record.
     pub own: Arc<str>,
+    /// Lifeguard's accusations travel with the records (`core::lifeguard`).
+    pub accusations: crate::lifeguard::Inbox,
+}
+
+impl MetaKey {
+    /// The broadcast key of an accusation: one per (subject, accuser), the newest
+    /// incarnation replacing older ones. The name cannot collide with a node name (`!`).
+    pub fn accusation(a: &crate::lifeguard::Accusation) -> MetaKey {
+        MetaKey {
+            name: Arc::from(format!("!{}!{}", a.subject, a.accuser)),
+            stamp: (u64::from(a.incarnation), 0),
+        }
+    }
 }
 
 impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
@@ -60,6 +73,17 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
     ) -> Result<Option<MetaKey>, MetaError> {
         if data.len() > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(data.len()));
+        }
+        if data.first() == Some(&crate::lifeguard::TAG) {
+            let a = crate::lifeguard::Accusation::decode(data)
+                .map_err(|e| MetaError::Decode(e.to_string()))?;
+            let key = MetaKey::accusation(&a);
+            let mut inbox = self.accusations.lock();
+            if sender.is_none() {
+                inbox.own(&a);
+                return Ok(Some(key));
+            }
+            return Ok(inbox.offer(a).then_some(key));
         }
         // Most records received are not newer than what we hold: read the stamp first and
         // decode (and validate) the whole record only when it would be stored.

@@ -55,6 +55,8 @@ pub struct Node {
     foca: Swim,
     rng: SmallRng,
     store: SharedMetaStore,
+    /// Lifeguard's accusations received through foca (`node_lifeguard`).
+    accusations: crate::lifeguard::Inbox,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
@@ -120,6 +122,9 @@ pub struct Node {
     next_heal: Time,
 }
 
+/// Lifeguard's accusations between foca and the cluster.
+#[path = "node_lifeguard.rs"]
+mod node_lifeguard;
 /// Trust-related parts of the node (keyring, rotation, answer budgets): a child module so
 /// that this file stays about membership.
 #[path = "node_trust.rs"]
@@ -200,6 +205,7 @@ impl Node {
         meta.validate()?;
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
+        let accusations = crate::lifeguard::Inbox::default();
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -209,8 +215,10 @@ impl Node {
             MetaBroadcasts {
                 store: store.clone(),
                 own: id.name().clone(),
+                accusations: accusations.clone(),
             },
         );
+        foca.set_lifeguard(cfg.timings.lifeguard());
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         let own = MetaRecord {
@@ -262,6 +270,7 @@ impl Node {
             fetch: DueQueue::default(),
             discover: DueSet::default(),
             scaled_for: 1,
+            accusations,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
@@ -534,6 +543,7 @@ impl Node {
 
     /// Applies what one input produced: foca notifications, metadata changes, guard changes.
     fn after_input(&mut self, now: Time) {
+        self.lifeguard_exchange(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);

@@ -65,6 +65,7 @@ impl Node {
         now: Time,
         f: impl FnOnce(&mut Swim, &mut Rt<'_>) -> Result<(), foca::Error>,
     ) {
+        self.foca.set_now(Duration::from_millis(now.0));
         let res = {
             let mut rt = Rt {
                 now,

@@ -56,7 +56,38 @@ pub struct Timings {
     pub meta_fetch_after: Duration,
     /// How long failed and left members stay listed before they are forgotten.
     pub reap_after: Duration,
+    /// Lifeguard (local health, dynamic suspicion, buddy system; `core::lifeguard`). Off by
+    /// default for now: in the simulator's bursty-loss runs it did not lower false downs yet.
+    #[serde(default)]
+    pub lifeguard: bool,
+    /// Highest local health score: probes stretch up to `lhm_max + 1` times.
+    #[serde(default = "default_lhm_max")]
+    pub lhm_max: u8,
+    /// A suspicion nobody confirms lasts this many times the suspicion timeout.
+    #[serde(default = "default_suspicion_max_mult")]
+    pub suspicion_max_mult: f64,
+    /// With this many independent confirmations or more, the timeout shrinks below the
+    /// suspicion timeout, down to `suspicion_floor` of it (0: never below it, as memberlist).
+    #[serde(default)]
+    pub suspicion_fast_confirmations: usize,
+    /// The share of the suspicion timeout a suspicion confirmed
+    /// `suspicion_fast_confirmations` times lasts.
+    #[serde(default = "one")]
+    pub suspicion_floor: f64,
 }
+
+fn one() -> f64 {
+    1.0
+}
+fn default_lhm_max() -> u8 {
+    8
+}
+fn default_suspicion_max_mult() -> f64 {
+    6.0
+}
+
+/// Lifeguard's defaults, shared by every profile (memberlist's values; off, see `lifeguard`).
+const LIFEGUARD: (bool, u8, f64, usize, f64) = (false, 8, 6.0, 0, 1.0);
 
 impl Profile {
     pub fn timings(self) -> Timings {
@@ -76,6 +107,11 @@ impl Profile {
                 rejoin_max: Duration::from_secs(30),
                 meta_fetch_after: Duration::from_secs(2),
                 reap_after: Duration::from_secs(24 * 3600),
+                lifeguard: LIFEGUARD.0,
+                lhm_max: LIFEGUARD.1,
+                suspicion_max_mult: LIFEGUARD.2,
+                suspicion_fast_confirmations: LIFEGUARD.3,
+                suspicion_floor: LIFEGUARD.4,
             },
             Profile::Wan => Timings {
                 probe_period: Duration::from_millis(5000),
@@ -92,6 +128,11 @@ impl Profile {
                 rejoin_max: Duration::from_secs(60),
                 meta_fetch_after: Duration::from_secs(5),
                 reap_after: Duration::from_secs(24 * 3600),
+                lifeguard: LIFEGUARD.0,
+                lhm_max: LIFEGUARD.1,
+                suspicion_max_mult: LIFEGUARD.2,
+                suspicion_fast_confirmations: LIFEGUARD.3,
+                suspicion_floor: LIFEGUARD.4,
             },
             Profile::Local => Timings {
                 probe_period: Duration::from_millis(200),
@@ -108,6 +149,11 @@ impl Profile {
                 rejoin_max: Duration::from_secs(5),
                 meta_fetch_after: Duration::from_millis(400),
                 reap_after: Duration::from_secs(3600),
+                lifeguard: LIFEGUARD.0,
+                lhm_max: LIFEGUARD.1,
+                suspicion_max_mult: LIFEGUARD.2,
+                suspicion_fast_confirmations: LIFEGUARD.3,
+                suspicion_floor: LIFEGUARD.4,
             },
         }
     }
@@ -146,6 +192,24 @@ impl Timings {
         {
             return Err("timings.suspicion_mult must be between 1 and 100".into());
         }
+        if !(self.suspicion_max_mult.is_finite()
+            && self.suspicion_max_mult >= 1.0
+            && self.suspicion_max_mult <= 100.0)
+        {
+            return Err("timings.suspicion_max_mult must be between 1 and 100".into());
+        }
+        if !(self.suspicion_floor.is_finite()
+            && self.suspicion_floor >= 0.25
+            && self.suspicion_floor <= 1.0)
+        {
+            return Err("timings.suspicion_floor must be between 0.25 and 1".into());
+        }
+        if self.lhm_max > 32 || self.suspicion_fast_confirmations > 64 {
+            return Err(
+                "timings.lhm_max must be at most 32 and timings.suspicion_fast_confirmations at most 64"
+                    .into(),
+            );
+        }
         if self.rejoin_min > self.rejoin_max {
             return Err("timings.rejoin_min must not exceed timings.rejoin_max".into());
         }
@@ -165,6 +229,11 @@ impl Timings {
     pub fn max_transmissions(&self, n: usize) -> u8 {
         let tx = 4.0 * ((n as f64) + 1.0).log10().ceil();
         tx.clamp(4.0, 255.0) as u8
+    }
+
+    /// Lifeguard's settings for foca (`None` when turned off): see `core::lifeguard`.
+    pub fn lifeguard(&self) -> Option<foca::Lifeguard> {
+        self.lifeguard.then(|| crate::lifeguard::settings(self))
     }
 
     /// foca's configuration for a cluster of `n` members and datagrams of `max_packet` bytes.

@@ -20,6 +20,8 @@ pub struct TestNet {
     pub cut: BTreeSet<usize>,
     /// One-way links that drop everything: `(from, to)`.
     pub blocked: BTreeSet<(usize, usize)>,
+    /// Lossy receivers: node -> (k, counter): it gets about one datagram in k sent to it.
+    pub keep_one_in: std::collections::BTreeMap<usize, (u32, u32)>,
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
     /// The earliest wake-up queued for each node.
     wake: Vec<Option<Time>>,
@@ -78,6 +80,7 @@ impl TestNet {
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            keep_one_in: Default::default(),
             queue: BinaryHeap::new(),
             wake: vec![None; n],
             evs: Vec::new(),
@@ -132,6 +135,14 @@ impl TestNet {
             if let Some(j) = self.index_of(tx.dst) {
                 if self.blocked.contains(&(i, j)) {
                     continue;
+                }
+                if let Some((k, c)) = self.keep_one_in.get_mut(&j) {
+                    *c = c.wrapping_add(1);
+                    // A fixed scramble of the count: which datagrams get through
+                    // does not follow the protocol's own rhythm.
+                    if (c.wrapping_mul(2_654_435_761) >> 13) % (*k).max(1) != 0 {
+                        continue;
+                    }
                 }
                 let at = Time(self.now.0 + 1);
                 if let Some(tap) = &mut self.tap {

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bursty;
 pub mod growth;
 pub mod health;
 pub mod measure;

@@ -45,6 +45,10 @@ struct Args {
     /// Guard modes to run: both = enforce and off side by side.
     #[arg(long, value_enum, default_value = "both")]
     mode: ModeArg,
+    /// Lifeguard (local health, dynamic suspicion) on or off, overriding the scenario's
+    /// `[lifeguard] enabled` (default off): measures before and after in one build.
+    #[arg(long, value_enum)]
+    lifeguard: Option<OnOff>,
     /// Run the modes one after the other (halves peak memory on large clusters).
     #[arg(long)]
     sequential: bool,
@@ -55,6 +59,12 @@ struct Args {
     /// `nodes`; writes growth.json and growth.html (<name>-growth.* with several scenarios).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 struct Bar {
@@ -147,6 +157,9 @@ fn main() -> Result<()> {
             sc.duration = sim::scenario::Dur(
                 sim::scenario::parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
             );
+        }
+        if let Some(l) = args.lifeguard {
+            sc.lifeguard.enabled = Some(matches!(l, OnOff::On));
         }
         sc.validate().context("scenario after overrides")?;
         let modes: Vec<GuardMode> = match args.mode {

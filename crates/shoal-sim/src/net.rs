@@ -76,6 +76,8 @@ pub struct Net {
     pub cut: Vec<u16>,
     /// Extra egress loss per node.
     pub egress_loss: Vec<f64>,
+    /// Bursty loss per node (`sim::bursty`), on what it sends and what it receives.
+    pub burst_loss: Vec<f64>,
 }
 
 impl Net {
@@ -88,6 +90,7 @@ impl Net {
             rules: Vec::new(),
             cut: vec![0; n],
             egress_loss: vec![0.0; n],
+            burst_loss: vec![0.0; n],
         }
     }
 
@@ -119,7 +122,9 @@ impl Net {
             return Fate::Partitioned;
         }
         let extra = self.egress_loss.get(src).copied().unwrap_or(0.0);
-        let p = 1.0 - (1.0 - self.loss) * (1.0 - extra);
+        let bs = self.burst_loss.get(src).copied().unwrap_or(0.0);
+        let bd = self.burst_loss.get(dst).copied().unwrap_or(0.0);
+        let p = 1.0 - (1.0 - self.loss) * (1.0 - extra) * (1.0 - bs) * (1.0 - bd);
         if p > 0.0 && rng.random::<f64>() < p {
             return Fate::Lost;
         }

@@ -8,7 +8,7 @@
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shoal_core::{GuardConfig, GuardMode, Profile};
+use shoal_core::{GuardConfig, GuardMode, Profile, Timings};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -299,6 +299,10 @@ pub enum FaultKind {
     /// providers; default: all) of `service` (or of every checked service) are critical for
     /// `duration`: a shared dependency down.
     CheckFail,
+    /// Bursty loss on the selected nodes (default: all) for `duration`: a Gilbert-Elliott
+    /// chain per host (`good_loss`/`bad_loss`, mean sojourns `good_for`/`bad_for`) plus
+    /// correlated storms (`storm_every`, `storm_fraction`); see `sim::bursty`.
+    Bursty,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -346,6 +350,25 @@ pub struct FaultSpec {
     /// `check-fail`: the service whose checks fail (default: every checked service).
     #[serde(default)]
     pub service: Option<String>,
+    // --- bursty (Gilbert-Elliott) ---
+    /// Loss in the good state (default 0).
+    #[serde(default)]
+    pub good_loss: Option<f64>,
+    /// Loss in the bad state.
+    #[serde(default)]
+    pub bad_loss: Option<f64>,
+    /// Mean time a host stays good between its own bursts (none: storms only).
+    #[serde(default)]
+    pub good_for: Option<Dur>,
+    /// Mean time a host stays bad.
+    #[serde(default)]
+    pub bad_for: Option<Dur>,
+    /// Mean gap between storms that put many hosts into the bad state at once.
+    #[serde(default)]
+    pub storm_every: Option<Dur>,
+    /// Share of the selected hosts each storm hits.
+    #[serde(default)]
+    pub storm_fraction: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -375,6 +398,41 @@ pub struct Scenario {
     pub measure: MeasureSpec,
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultSpec>,
+    #[serde(default)]
+    pub lifeguard: LifeguardSpec,
+}
+
+/// `[lifeguard]`: overrides of the profile's Lifeguard timings (`core::lifeguard`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifeguardSpec {
+    pub enabled: Option<bool>,
+    pub lhm_max: Option<u8>,
+    pub suspicion_max_mult: Option<f64>,
+    pub suspicion_fast_confirmations: Option<usize>,
+    pub suspicion_floor: Option<f64>,
+}
+
+impl LifeguardSpec {
+    /// The profile's timings with these overrides.
+    pub fn apply(&self, mut t: Timings) -> Timings {
+        if let Some(v) = self.enabled {
+            t.lifeguard = v;
+        }
+        if let Some(v) = self.lhm_max {
+            t.lhm_max = v;
+        }
+        if let Some(v) = self.suspicion_max_mult {
+            t.suspicion_max_mult = v;
+        }
+        if let Some(v) = self.suspicion_fast_confirmations {
+            t.suspicion_fast_confirmations = v;
+        }
+        if let Some(v) = self.suspicion_floor {
+            t.suspicion_floor = v;
+        }
+        t
+    }
 }
 
 /// Largest cluster the simulator accepts (addresses are 10.x.y.z).
@@ -435,6 +493,10 @@ impl Scenario {
             .config(GuardMode::Enforce)
             .validate()
             .map_err(ScenarioError::Invalid)?;
+        self.lifeguard
+            .apply(self.profile.timings())
+            .validate()
+            .map_err(|m| ScenarioError::Invalid(m.replace("timings.", "lifeguard.")))?;
         if self.measure.sample_every.0.is_zero() {
             return bad("measure.sample_every must be greater than zero".into());
         }
@@ -463,9 +525,16 @@ impl Scenario {
                     return bad(format!("{at}: fraction must be between 0 and 1"));
                 }
             }
-            if let Some(r) = f.rate {
-                if !(0.0..=1.0).contains(&r) {
-                    return bad(format!("{at}: rate must be between 0 and 1"));
+            for (name, v) in [
+                ("rate", f.rate),
+                ("good_loss", f.good_loss),
+                ("bad_loss", f.bad_loss),
+                ("storm_fraction", f.storm_fraction),
+            ] {
+                if let Some(r) = v {
+                    if !(0.0..=1.0).contains(&r) {
+                        return bad(format!("{at}: {name} must be between 0 and 1"));
+                    }
                 }
             }
             let need_duration = matches!(
@@ -477,6 +546,7 @@ impl Scenario {
                     | FaultKind::Slow
                     | FaultKind::Pause
                     | FaultKind::CheckFail
+                    | FaultKind::Bursty
             );
             if need_duration && f.duration.is_none() {
                 return bad(format!("{at}: needs a duration"));
@@ -496,6 +566,15 @@ impl Scenario {
                 }
                 FaultKind::Loss if f.rate.is_none() => {
                     return bad(format!("{at}: loss needs a `rate`"));
+                }
+                FaultKind::Bursty
+                    if f.bad_loss.is_none()
+                        || f.bad_for.is_none_or(|d| d.0.is_zero())
+                        || (f.good_for.is_none() && f.storm_every.is_none()) =>
+                {
+                    return bad(format!(
+                        "{at}: bursty needs `bad_loss`, a non-zero `bad_for`, and `good_for` or `storm_every`"
+                    ));
                 }
                 FaultKind::Slow if f.delay.is_none() => {
                     return bad(format!("{at}: slow needs a `delay`"));

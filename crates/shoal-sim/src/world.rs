@@ -76,6 +76,8 @@ enum Action {
     Restart(u32, bool),
     Leave(u32),
     Loss(u32, f64),
+    /// Bursty loss: host, enters (true) or leaves one bad period, good and bad loss.
+    Burst(u32, bool, f64, f64),
     Slow(u32, u64),
     Pause(u32, u64),
     /// A `check-fail` window of host `.0`'s checked-service slots begins (`true`) or ends.
@@ -125,6 +127,8 @@ pub struct World<'a> {
     targets: Vec<Vec<usize>>,
     windows: Vec<FaultWindow>,
     next_join: usize,
+    /// Bad periods in force per host (`Action::Burst`).
+    burst_bad: Vec<u32>,
     events: u64,
     /// Reused buffers.
     tx_buf: Vec<(SocketAddr, Vec<u8>)>,
@@ -192,6 +196,7 @@ impl<'a> World<'a> {
             targets,
             windows: Vec::new(),
             next_join: sc.nodes,
+            burst_bad: vec![0; sc.total_nodes()],
             events: 0,
             tx_buf: Vec::new(),
             ev_buf: Vec::new(),
@@ -476,7 +481,7 @@ impl<'a> World<'a> {
             name: self.names[i].clone(),
             advertise: addr_of(i),
             cluster_label: String::new(),
-            timings: self.sc.profile.timings(),
+            timings: self.sc.lifeguard.apply(self.sc.profile.timings()),
             seeds,
             guard: self.sc.guard.config(self.mode),
             track_suspects: true,
@@ -744,6 +749,16 @@ impl<'a> World<'a> {
                     .open_spread(SpreadKind::Leave, i, g, now_ms, obs.into_iter(), false);
             }
             Action::Loss(i, rate) => self.net.egress_loss[i as usize] = rate,
+            Action::Burst(i, enter, good, bad) => {
+                let i = i as usize;
+                let c = &mut self.burst_bad[i];
+                *c = if enter {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+                self.net.burst_loss[i] = if *c > 0 { bad } else { good };
+            }
             Action::Slow(i, d) => self.hosts[i as usize].delay_us = d,
             Action::Pause(i, d) => {
                 let h = &mut self.hosts[i as usize];
@@ -941,6 +956,27 @@ impl<'a> World<'a> {
                     if let Some(e) = end {
                         self.at(e, Action::Loss(i as u32, 0.0));
                     }
+                }
+            }
+            FaultKind::Bursty => {
+                let good = f.good_loss.unwrap_or(0.0);
+                let bad = f.bad_loss.unwrap_or(0.0);
+                let burst = crate::bursty::Burst {
+                    good_for_us: f.good_for.map(|d| us(d.ms())),
+                    bad_for_us: us(f.bad_for.map(|d| d.ms()).unwrap_or(0)),
+                    storm_every_us: f.storm_every.map(|d| us(d.ms())),
+                    storm_fraction: f.storm_fraction.unwrap_or(0.0),
+                };
+                let stop = end.unwrap_or(self.end);
+                let seed = self.sc.seed ^ (0xB075_7000 + idx as u64);
+                for &i in &targets {
+                    self.at(t0, Action::Burst(i as u32, false, good, bad));
+                }
+                for s in burst.schedule(&targets, t0, stop, seed) {
+                    self.at(s.at_us, Action::Burst(s.host as u32, s.enter, good, bad));
+                }
+                for &i in &targets {
+                    self.at(stop, Action::Burst(i as u32, false, 0.0, 0.0));
                 }
             }
             FaultKind::Slow => {
@@ -1144,7 +1180,10 @@ fn plan_targets(sc: &Scenario) -> Vec<Vec<usize>> {
                 if !has_sel
                     && matches!(
                         f.kind,
-                        FaultKind::Loss | FaultKind::RollingRestart | FaultKind::CheckFail
+                        FaultKind::Loss
+                            | FaultKind::Bursty
+                            | FaultKind::RollingRestart
+                            | FaultKind::CheckFail
                     )
                 {
                     eligible.clone()

@@ -774,7 +774,11 @@ mod tests {
         for version in 1..=10_000u32 {
             bcs.add_or_replace(Keyed(3, version), b"x".to_vec(), 5);
             assert_eq!(2, bcs.len());
-            assert!(bcs.heap_len() <= 2 + COMPACT_MIN_STALE + 1, "{}", bcs.heap_len());
+            assert!(
+                bcs.heap_len() <= 2 + COMPACT_MIN_STALE + 1,
+                "{}",
+                bcs.heap_len()
+            );
         }
         let sent = drain_all(&mut bcs);
         assert_eq!(10, sent.len());

@@ -121,7 +121,7 @@ use alloc::{boxed::Box, vec::Vec};
 #[cfg(feature = "std")]
 extern crate std;
 
-use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem};
+use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem, time::Duration};
 
 use bytes::{Buf, BufMut};
 use rand::RngExt;
@@ -131,6 +131,7 @@ mod codec;
 mod config;
 mod error;
 mod identity;
+mod lifeguard;
 mod member;
 mod payload;
 mod probe;
@@ -150,6 +151,7 @@ pub use crate::{
     config::{Config, PeriodicParams},
     error::Error,
     identity::Identity,
+    lifeguard::Lifeguard,
     member::{Incarnation, Member, State},
     payload::{Header, Message, ProbeNumber},
     runtime::{AccumulatingRuntime, Notification, OwnedNotification, Runtime, Timer, TimerToken},
@@ -200,6 +202,17 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     custom_broadcasts: Broadcasts<B::Key>,
     // (shoal fork) See `set_custom_broadcast_share`.
     custom_broadcast_share: u8,
+
+    // (shoal fork) Lifeguard, see `set_lifeguard` and `lifeguard.rs`.
+    lifeguard: Option<Lifeguard>,
+    now: Duration,
+    health: u8,
+    suspicions: hashbrown::HashMap<T::Addr, lifeguard::Suspicion<T::Addr>>,
+    accusations: Vec<(T, Incarnation)>,
+    priority_probes: Vec<T>,
+    stale_downs: Vec<T>,
+    stale_probe: Option<T>,
+    probe_failures: u64,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -269,6 +282,15 @@ where
             send_buf: Vec::with_capacity(max_bytes),
             custom_broadcasts: Broadcasts::new(),
             custom_broadcast_share: 0,
+            lifeguard: None,
+            now: Duration::ZERO,
+            health: 0,
+            suspicions: hashbrown::HashMap::new(),
+            accusations: Vec::new(),
+            priority_probes: Vec::new(),
+            stale_downs: Vec::new(),
+            stale_probe: None,
+            probe_failures: 0,
             broadcast_handler,
         }
     }
@@ -742,6 +764,33 @@ where
                 token,
             } => {
                 if self.timer_token == token {
+                    // (shoal fork) Lifeguard: a confirmation moved the
+                    // deadline; an earlier timer waits for the later one.
+                    if let Some(s) = self.suspicions.get(&member_id.addr())
+                        && s.incarnation == incarnation
+                        && s.start.is_some()
+                    {
+                        if self.lifeguard.is_some() {
+                            if self.now < s.deadline {
+                                return Ok(());
+                            }
+                            // We only heard of this suspicion: we check for
+                            // ourselves (a probe now, ahead of the round)
+                            // before declaring anyone down. A crash whose
+                            // down notice we missed is then seen a probe
+                            // later, not a whole round of probes later; a
+                            // refutation we missed costs nothing.
+                            if !s.accusers.contains(&self.identity.addr()) {
+                                if self.priority_probes.len() < 16
+                                    && !self.priority_probes.contains(&member_id)
+                                {
+                                    self.priority_probes.push(member_id);
+                                }
+                                return Ok(());
+                            }
+                        }
+                        self.suspicions.remove(&member_id.addr());
+                    }
                     let as_down = Member::new(member_id.clone(), incarnation, State::Down);
                     if let Some(summary) = self
                         .members
@@ -877,6 +926,218 @@ where
     /// member updates are all out.
     pub fn set_custom_broadcast_share(&mut self, percent: u8) {
         self.custom_broadcast_share = percent.min(100);
+    }
+
+    /// (shoal fork) Turns Lifeguard's local health, dynamic suspicion
+    /// and buddy system on (`Some`) or off (`None`, the default and
+    /// foca's original behaviour). See `lifeguard.rs`. With Lifeguard on,
+    /// call [`Foca::set_now`] before every other call.
+    pub fn set_lifeguard(&mut self, lifeguard: Option<Lifeguard>) {
+        if lifeguard.is_none() {
+            self.health = 0;
+            self.suspicions.clear();
+            self.accusations.clear();
+            self.priority_probes.clear();
+            self.stale_downs.clear();
+            self.stale_probe = None;
+        }
+        self.members.ignore_stale_down = lifeguard.is_some();
+        self.lifeguard = lifeguard;
+    }
+
+    /// (shoal fork) The driver's clock, for Lifeguard's suspicion
+    /// timeouts (foca keeps no clock of its own). Monotonic.
+    pub fn set_now(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+    }
+
+    /// (shoal fork) Probes of ours that failed (no direct nor indirect
+    /// ack), since the start; counted with or without Lifeguard.
+    pub const fn probe_failures(&self) -> u64 {
+        self.probe_failures
+    }
+
+    /// (shoal fork) Lifeguard's local health score (0 = healthy): probe
+    /// period and timeout are stretched by `score + 1`.
+    pub const fn local_health(&self) -> u8 {
+        self.health
+    }
+
+    /// (shoal fork) The suspicions this member raised itself (its own
+    /// probe failed) since the last call: `(suspect, incarnation)`. The
+    /// driver tells the cluster, whose members pass them to
+    /// [`Foca::confirm_suspicion`]. At most 64 are kept between calls.
+    pub fn take_accusations(&mut self) -> Vec<(T, Incarnation)> {
+        mem::take(&mut self.accusations)
+    }
+
+    /// (shoal fork) `accuser` says its own probe of `suspect` (at
+    /// `incarnation`) failed. Counted once per accuser; when we are
+    /// an accuser too, our timeout shrinks accordingly. Returns whether
+    /// the confirmation was new. Ignored unless Lifeguard is on and the
+    /// suspect is an active member at that incarnation.
+    pub fn confirm_suspicion(
+        &mut self,
+        suspect: &T,
+        incarnation: Incarnation,
+        accuser: &T,
+        mut runtime: impl Runtime<T>,
+    ) -> bool {
+        let Some(lg) = self.lifeguard.as_ref() else {
+            return false;
+        };
+        if accuser == &self.identity || suspect == &self.identity || accuser == suspect {
+            return false;
+        }
+        if !self
+            .members
+            .get(suspect)
+            .is_some_and(|m| m.is_active() && m.incarnation() == incarnation)
+        {
+            return false;
+        }
+        let max = lg.max_accusers();
+        let addr = suspect.addr();
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
+            self.prune_suspicions();
+        }
+        let entry = self
+            .suspicions
+            .entry(addr)
+            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
+        if entry.incarnation != incarnation {
+            *entry = lifeguard::Suspicion::new(incarnation);
+        }
+        if !entry.add(accuser.addr(), max) {
+            return false;
+        }
+        // Hearing of an accusation is hearing of the suspicion, even when
+        // the suspect update itself was lost.
+        if entry.start.is_none() {
+            entry.start = Some(self.now);
+        }
+        self.rearm_suspicion(suspect, &mut runtime);
+        true
+    }
+
+    // (shoal fork) Forgets suspicions of members no longer suspect at
+    // that incarnation.
+    fn prune_suspicions(&mut self) {
+        let members = &self.members;
+        self.suspicions.retain(|addr, s| {
+            members
+                .get_by_addr(addr)
+                .is_some_and(|m| m.is_active() && m.incarnation() == s.incarnation)
+        });
+    }
+
+    // (shoal fork) Our own probe of `id` failed: record our accusation
+    // and arm (or re-arm) the timer with the dynamic timeout.
+    fn accuse(&mut self, id: &T, incarnation: Incarnation, mut runtime: impl Runtime<T>) {
+        let Some(lg) = self.lifeguard.as_ref() else {
+            return;
+        };
+        let max = lg.max_accusers();
+        if self.accusations.len() < 64 {
+            self.accusations.push((id.clone(), incarnation));
+        }
+        let addr = id.addr();
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
+            self.prune_suspicions();
+        }
+        let own = self.identity.addr();
+        let now = self.now;
+        let entry = self
+            .suspicions
+            .entry(addr)
+            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
+        if entry.incarnation != incarnation {
+            *entry = lifeguard::Suspicion::new(incarnation);
+        }
+        // Our own accusation starts now, even when we heard of the
+        // suspicion long before: a probe of a suspect that fails where
+        // many members probe it at once is no news (under 20 % loss one
+        // of them nearly always fails), so it must not count as the
+        // timeout's end.
+        if entry.start.is_none() || !entry.accusers.contains(&own) {
+            entry.start = Some(now);
+        }
+        // Our own accusation comes first: it must not be pushed out by
+        // the bound.
+        if !entry.accusers.contains(&own) {
+            entry.accusers.insert(0, own);
+            entry.accusers.truncate(max);
+        }
+        self.rearm_suspicion(id, &mut runtime);
+    }
+
+    // (shoal fork) We learned that `id` is suspect at `incarnation`:
+    // start our own suspicion timer, accusers or not.
+    fn hear_suspicion(&mut self, id: &T, incarnation: Incarnation, mut runtime: impl Runtime<T>) {
+        if self.lifeguard.is_none() || id == &self.identity {
+            return;
+        }
+        let addr = id.addr();
+        if self.suspicions.len() >= 2 * self.members.num_active() + 16
+            && !self.suspicions.contains_key(&addr)
+        {
+            self.prune_suspicions();
+        }
+        let now = self.now;
+        let entry = self
+            .suspicions
+            .entry(addr)
+            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
+        if entry.incarnation != incarnation {
+            *entry = lifeguard::Suspicion::new(incarnation);
+        }
+        if entry.start.is_none() {
+            entry.start = Some(now);
+            self.rearm_suspicion(id, &mut runtime);
+        }
+    }
+
+    fn rearm_suspicion(&mut self, id: &T, mut runtime: impl Runtime<T>) {
+        let Some(lg) = self.lifeguard.as_ref() else {
+            return;
+        };
+        let others = self.members.num_active();
+        let min = self.config.suspect_to_down_after;
+        let now = self.now;
+        let Some(entry) = self.suspicions.get_mut(&id.addr()) else {
+            return;
+        };
+        let Some(start) = entry.start else {
+            return;
+        };
+        entry.deadline = start + lg.timeout(min, entry.confirmations(), others);
+        // The cluster already declared this member down (at an older
+        // incarnation) and our own probe failed too: as confirmed as a
+        // suspicion gets (others, holding it down, confirm nothing).
+        if self.stale_probe.as_ref() == Some(id) {
+            entry.deadline = entry.deadline.min(start + min);
+        }
+        runtime.submit_after(
+            Timer::ChangeSuspectToDown {
+                member_id: id.clone(),
+                incarnation: entry.incarnation,
+                token: self.timer_token,
+            },
+            entry.deadline.saturating_sub(now),
+        );
+    }
+
+    // (shoal fork) Probe timers stretched by the local health score.
+    fn health_scaled(&self, d: Duration) -> Duration {
+        if self.lifeguard.is_some() {
+            d * (u32::from(self.health) + 1)
+        } else {
+            d
+        }
     }
 
     /// Replaces the current configuration with a new one.
@@ -1188,7 +1449,16 @@ where
             self.probe.clear();
         }
 
+        // (shoal fork) Lifeguard's local health: a probe that got its
+        // answer lowers the score, one that failed raises it.
+        if self.lifeguard.is_some() && self.probe.is_started() && self.probe.succeeded() {
+            self.health = lifeguard::health_down(self.health);
+        }
         if let Some(failed) = self.probe.take_failed() {
+            self.probe_failures += 1;
+            if let Some(lg) = self.lifeguard.as_ref() {
+                self.health = lifeguard::health_up(self.health, lg.max_health);
+            }
             #[cfg(feature = "unstable-notifications")]
             runtime.notify(Notification::ProbeFailed(
                 self.probe.probe_number(),
@@ -1233,21 +1503,63 @@ where
                             "Member failed probe, will declare it down if it doesn't react"
                         );
                     }
-                    runtime.submit_after(
-                        Timer::ChangeSuspectToDown {
-                            member_id: failed.id().clone(),
-                            incarnation: failed.incarnation(),
-                            token: self.timer_token,
-                        },
-                        self.config.suspect_to_down_after,
-                    );
+                    if self.lifeguard.is_some() {
+                        // (shoal fork) The member's current incarnation:
+                        // the suspicion we just applied, or the one it was
+                        // already under.
+                        // Only a member still suspect is accused: one that
+                        // refuted since carries a newer incarnation.
+                        let inc = self
+                            .members
+                            .get(failed.id())
+                            .filter(|m| m.state() == State::Suspect)
+                            .map(|m| m.incarnation());
+                        if let Some(inc) = inc {
+                            self.accuse(failed.id(), inc, &mut runtime);
+                        }
+                    } else {
+                        runtime.submit_after(
+                            Timer::ChangeSuspectToDown {
+                                member_id: failed.id().clone(),
+                                incarnation: failed.incarnation(),
+                                token: self.timer_token,
+                            },
+                            self.config.suspect_to_down_after,
+                        );
+                    }
                 }
             }
         }
 
-        if let Some(member) = self.members.next(&mut self.rng) {
+        // (shoal fork) Lifeguard: a suspect we only heard of, whose
+        // timeout passed, is probed first.
+        let mut chosen = None;
+        self.stale_probe = None;
+        while let Some(id) = self.stale_downs.pop() {
+            if let Some(m) = self.members.get(&id)
+                && m.is_active()
+            {
+                chosen = Some(m.clone());
+                self.stale_probe = Some(id);
+                break;
+            }
+        }
+        while chosen.is_none()
+            && let Some(id) = self.priority_probes.pop()
+        {
+            if let Some(m) = self.members.get(&id)
+                && m.state() == State::Suspect
+            {
+                chosen = Some(m.clone());
+                break;
+            }
+        }
+        if chosen.is_none() {
+            chosen = self.members.next(&mut self.rng).cloned();
+        }
+        if let Some(member) = chosen {
             let member_id = member.id().clone();
-            let probe_number = self.probe.start(member.clone());
+            let probe_number = self.probe.start(member);
 
             #[cfg(feature = "tracing")]
             tracing::debug!(member_id = tracing::field::debug(&member_id), "Probe start");
@@ -1259,7 +1571,7 @@ where
                     probed_id: member_id,
                     token: self.timer_token,
                 },
-                self.config.probe_rtt,
+                self.health_scaled(self.config.probe_rtt),
             );
         } else {
             // Should never happen... Reaching here is gated by being
@@ -1270,7 +1582,7 @@ where
 
         runtime.submit_after(
             Timer::ProbeRandomMember(self.timer_token),
-            self.config.probe_period,
+            self.health_scaled(self.config.probe_period),
         );
 
         if probe_was_incomplete {
@@ -1288,6 +1600,21 @@ where
         runtime: impl Runtime<T>,
     ) -> Result<bool> {
         debug_assert_ne!(&self.identity, update.id());
+        // (shoal fork) Lifeguard: a down notice about an older incarnation
+        // is ignored (see `Members::ignore_stale_down`), but it says the
+        // cluster gave up on the member: we probe it at once, and if that
+        // fails too, declare it down at the incarnation we know.
+        if self.lifeguard.is_some()
+            && update.state() == State::Down
+            && self
+                .members
+                .get(update.id())
+                .is_some_and(|m| m.is_active() && m.incarnation() > update.incarnation())
+            && !self.stale_downs.contains(update.id())
+            && self.stale_downs.len() < 16
+        {
+            self.stale_downs.push(update.id().clone());
+        }
         let summary = self.members.apply(update.clone(), &mut self.rng);
 
         let update_is_active = match summary.conflict {
@@ -1308,6 +1635,7 @@ where
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
         let id = update.id().clone();
+        let (update_state, update_incarnation) = (update.state(), update.incarnation());
 
         if summary.apply_successful {
             #[cfg(feature = "tracing")]
@@ -1323,6 +1651,16 @@ where
                 let data = self.serialize_member(update)?;
                 self.updates
                     .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+            }
+
+            // (shoal fork) Lifeguard: every member that hears of a
+            // suspicion runs its own timer (as memberlist does), not only
+            // the accusers. At its end a member that is no accuser probes
+            // the suspect itself instead of declaring it down (in foca a
+            // down notice overrides any incarnation, so declaring on
+            // hearsay would kill members whose refutation we missed).
+            if self.lifeguard.is_some() && summary.is_active_now && update_state == State::Suspect {
+                self.hear_suspicion(&id, update_incarnation, &mut runtime);
             }
 
             // Down is a terminal state, so set up a handler for removing
@@ -1563,9 +1901,27 @@ where
                 } else {
                     0
                 };
-                let room = buf.remaining_mut() - reserve;
+                // (shoal fork) Lifeguard's buddy system: a probe of a
+                // member we suspect tells it so first, so it can refute.
+                let mut buddy = 0;
+                if self.lifeguard.is_some()
+                    && matches!(
+                        header.message,
+                        Message::Ping(_) | Message::IndirectPing { .. }
+                    )
+                    && let Some(m) = self.members.get(&dst)
+                    && m.state() == State::Suspect
+                {
+                    let pos = buf.get_ref().len();
+                    if self.codec.encode_member(m, &mut buf).is_ok() {
+                        buddy = 1;
+                    } else {
+                        buf.get_mut().truncate(pos);
+                    }
+                }
+                let room = buf.remaining_mut().saturating_sub(reserve);
                 let num_updates = self.updates.fill((&mut buf).limit(room), u16::MAX.into());
-                num_items = u16::try_from(num_updates).expect("usize bound by u16::MAX");
+                num_items = u16::try_from(num_updates + buddy).expect("usize bound by u16::MAX");
             }
 
             // Seek back and write the correct number of items added
@@ -1673,6 +2029,11 @@ where
                 if increase_incarnation {
                     // XXX Overzealous checking
                     self.incarnation = incarnation.saturating_add(1);
+                    // (shoal fork) Lifeguard: having to refute a suspicion
+                    // of ourselves hints that we are the slow one.
+                    if let Some(lg) = self.lifeguard.as_ref() {
+                        self.health = lifeguard::health_up(self.health, lg.max_health);
+                    }
                 }
 
                 // We do NOT add ourselves as Alive to the updates buffer
@@ -1806,6 +2167,9 @@ where
         self.apply_many(core::iter::once(member), true, &mut runtime)
     }
 }
+
+#[cfg(test)]
+mod lifeguard_tests;
 
 #[cfg(test)]
 mod tests {

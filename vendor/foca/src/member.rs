@@ -146,6 +146,9 @@ pub(crate) struct Members<T: crate::Identity> {
     num_active: usize,
     // (shoal fork) Members in state Suspect, kept like `num_active`.
     num_suspect: usize,
+    // (shoal fork) Lifeguard: a down notice about an older incarnation than
+    // the one we know is stale (memberlist's rule) and is ignored.
+    pub(crate) ignore_stale_down: bool,
     // (shoal fork) Positions in `inner`, hashed by the address of the
     // member there (4 bytes per member: the address is not copied).
     // Kept in sync on every push/swap/swap_remove and rebuilt after a
@@ -214,6 +217,7 @@ where
             cursor: 0,
             num_active,
             num_suspect,
+            ignore_stale_down: false,
             inner,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
@@ -417,9 +421,7 @@ where
         rng: impl RngExt,
     ) {
         let num_down = self.inner.len().saturating_sub(self.num_active);
-        self.choose_members(wanted, output, rng, num_down, |member| {
-            !member.is_active()
-        });
+        self.choose_members(wanted, output, rng, num_down, |member| !member.is_active());
     }
 
     pub(crate) fn choose_active_members<F>(
@@ -458,6 +460,16 @@ where
         self.inner.iter().filter(|m| m.is_active())
     }
 
+    /// (shoal fork) The member with this identity, if known.
+    pub(crate) fn get(&self, id: &T) -> Option<&Member<T>> {
+        self.get_by_addr(&id.addr()).filter(|m| &m.id == id)
+    }
+
+    /// (shoal fork) The member at this address, if known.
+    pub(crate) fn get_by_addr(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.position_of(addr).map(|pos| &self.inner[pos])
+    }
+
     pub(crate) fn has_addr(&self, addr: &T::Addr) -> bool {
         self.position_of(addr).is_some()
     }
@@ -480,6 +492,7 @@ where
         condition: F,
     ) -> Option<ApplySummary<T>> {
         let pos = self.position_of(&update.id().addr())?;
+        let ignore_stale_down = self.ignore_stale_down;
         let known_member = &mut self.inner[pos];
 
         let id_conflict = known_member.id != update.id;
@@ -517,6 +530,11 @@ where
             known_member.state = update.state;
             known_member.incarnation = update.incarnation;
             (true, ConflictResult::Replaced(update.id))
+        } else if ignore_stale_down
+            && update.state == State::Down
+            && update.incarnation < known_member.incarnation
+        {
+            (false, ConflictResult::NoConflict)
         } else {
             (
                 known_member.change_state(update.incarnation, update.state),
@@ -1077,7 +1095,10 @@ mod tests {
         // Every member is found by address
         for addr in 0..200u8 {
             assert!(members.is_active(&ID::new(addr)));
-            assert!(!members.is_active(&ID::new(addr).bump()), "same addr, other id");
+            assert!(
+                !members.is_active(&ID::new(addr).bump()),
+                "same addr, other id"
+            );
         }
 
         // Rename conflicts keep the address, hence the index
@@ -1184,15 +1205,11 @@ mod tests {
             for wanted in [1usize, 3, 5, 16, 40, 300] {
                 for _round in 0..50 {
                     out.clear();
-                    members.choose_active_members(wanted, &mut out, &mut rng, |id| {
-                        id.addr() % 2 == 0
-                    });
+                    members
+                        .choose_active_members(wanted, &mut out, &mut rng, |id| id.addr() % 2 == 0);
                     assert_eq!(wanted.min(num_active.div_ceil(2).into()), out.len());
                     assert_distinct(&out);
-                    assert!(
-                        out.iter()
-                            .all(|m| m.is_active() && m.id().addr() % 2 == 0)
-                    );
+                    assert!(out.iter().all(|m| m.is_active() && m.id().addr() % 2 == 0));
 
                     out.clear();
                     members.choose_down_members(wanted, &mut out, &mut rng);
@@ -1209,12 +1226,7 @@ mod tests {
         let members = many(250, 5);
         let pick = |seed| {
             let mut out = Vec::new();
-            members.choose_active_members(
-                4,
-                &mut out,
-                SmallRng::seed_from_u64(seed),
-                |_| true,
-            );
+            members.choose_active_members(4, &mut out, SmallRng::seed_from_u64(seed), |_| true);
             out
         };
         assert_eq!(pick(1), pick(1), "same seed, same choice");

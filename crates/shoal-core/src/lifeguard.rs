@@ -1,0 +1,280 @@
+//! Lifeguard (arXiv 1707.00788; memberlist's `awareness.go` and `suspicion.go`) for shoal.
+//!
+//! The mechanisms run inside the vendored foca (`vendor/foca/src/lifeguard.rs`: local health
+//! stretching the probe timers, suspicion timeouts that shrink with confirmations, the buddy
+//! system). This module owns what foca cannot: the timeout table (floats, from `Timings`),
+//! and the *accusations* that carry independent confirmations across the cluster, since
+//! foca's member updates do not say who suspects whom. An accusation ("my own probe of
+//! `subject` at `incarnation` failed", signed by nothing but its `accuser` name, like every
+//! other gossip) travels as a foca custom broadcast beside the metadata records, marked by a
+//! leading zero byte that no record starts with (a record starts with its name's length).
+//!
+//! Received accusations are validated (names, size), deduplicated in a bounded table (so
+//! each is re-gossiped once) and queued in a bounded inbox for the node, which hands them
+//! to foca. A forged accusation can at most shorten one suspicion that really exists to the
+//! suspicion timeout; it cannot create one. Must not decide membership: foca does.
+
+use crate::profile::Timings;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// First byte of an accusation item (a metadata record never starts with it).
+pub const TAG: u8 = 0;
+/// Format version of the item, after the tag.
+pub const VERSION: u8 = 1;
+/// Accusations waiting for the node at most (more are dropped and counted).
+pub const MAX_INBOX: usize = 256;
+/// Distinct (subject, accuser) pairs remembered for deduplication.
+pub const MAX_SEEN: usize = 4096;
+/// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation.
+pub const MAX_ITEM: usize = 2 + 2 * 65 + 3;
+
+/// foca's Lifeguard settings from the timings: memberlist's suspicion timeouts (`k =
+/// suspicion_mult - 2` expected confirmations; from `suspicion_max_mult` times the timeout
+/// down to it, log-scaled), optionally continued below it when many more probers agree.
+pub fn settings(t: &Timings) -> foca::Lifeguard {
+    let k = (t.suspicion_mult - 2.0).max(0.0).floor() as usize;
+    foca::Lifeguard {
+        max_health: t.lhm_max,
+        suspicion_permille: permille_table(
+            k,
+            t.suspicion_max_mult,
+            t.suspicion_fast_confirmations,
+            t.suspicion_floor,
+        ),
+        confirmations: k,
+    }
+}
+
+/// Suspicion timeout in permille of the minimum, per number of independent confirmations
+/// beyond the first accuser. Up to `k`: memberlist's `remainingSuspicionTime`,
+/// `max - ln(n + 1) / ln(k + 1) x (max - min)` (floored at the minimum); with `fast > k`, it
+/// goes on shrinking the same way from the minimum at `k` to `floor x min` at `fast`.
+pub fn permille_table(k: usize, max_mult: f64, fast: usize, floor: f64) -> Vec<u32> {
+    let max = max_mult.max(1.0);
+    let mut out = Vec::new();
+    if k == 0 {
+        out.push(1000);
+    } else {
+        for n in 0..=k {
+            let frac = ((n + 1) as f64).ln() / ((k + 1) as f64).ln();
+            let raw = (max - frac * (max - 1.0)).max(1.0);
+            out.push((raw * 1000.0).floor() as u32);
+        }
+    }
+    if fast > k && floor < 1.0 {
+        let span = (fast - k + 1) as f64;
+        for n in (k + 1)..=fast {
+            let frac = ((n - k + 1) as f64).ln() / span.ln();
+            let raw = 1.0 - frac * (1.0 - floor);
+            out.push((raw * 1000.0).floor() as u32);
+        }
+    }
+    out
+}
+
+/// One accusation: `accuser`'s own probe of `subject` at `incarnation` failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accusation {
+    pub subject: String,
+    pub incarnation: u16,
+    pub accuser: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccusationError {
+    #[error("accusation too large ({0} bytes)")]
+    TooLarge(usize),
+    #[error("accusation of an unknown format")]
+    Format,
+    #[error("accusation does not decode")]
+    Decode,
+    #[error("accusation names an invalid node")]
+    BadName,
+}
+
+impl Accusation {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![TAG, VERSION];
+        // Names are validated: encoding cannot fail.
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Accusation, AccusationError> {
+        if data.len() > MAX_ITEM {
+            return Err(AccusationError::TooLarge(data.len()));
+        }
+        match data {
+            [TAG, VERSION, body @ ..] => {
+                let a: Accusation =
+                    postcard::from_bytes(body).map_err(|_| AccusationError::Decode)?;
+                let ok = |n: &str| crate::identity::validate_name(n).is_ok();
+                if !ok(&a.subject) || !ok(&a.accuser) || a.subject == a.accuser {
+                    return Err(AccusationError::BadName);
+                }
+                Ok(a)
+            }
+            _ => Err(AccusationError::Format),
+        }
+    }
+}
+
+/// Accusations received through foca, waiting for the node; shared between foca's
+/// broadcast handler and the node (as `SharedMetaStore` is).
+#[derive(Debug, Default)]
+pub struct InboxState {
+    queue: VecDeque<Accusation>,
+    seen: HashMap<(String, String), u16>,
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Inbox(Arc<Mutex<InboxState>>);
+
+impl Inbox {
+    pub fn lock(&self) -> MutexGuard<'_, InboxState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl InboxState {
+    /// Takes a received accusation; whether it is new (then foca passes it on).
+    pub fn offer(&mut self, a: Accusation) -> bool {
+        let key = (a.subject.clone(), a.accuser.clone());
+        if self.seen.get(&key).is_some_and(|inc| *inc >= a.incarnation) {
+            return false;
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        self.seen.insert(key, a.incarnation);
+        if self.queue.len() >= MAX_INBOX {
+            self.dropped += 1;
+            return true;
+        }
+        self.queue.push_back(a);
+        true
+    }
+
+    /// Marks our own accusation as seen (so that its echo is not taken as news).
+    pub fn own(&mut self, a: &Accusation) {
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        self.seen
+            .insert((a.subject.clone(), a.accuser.clone()), a.incarnation);
+    }
+
+    pub fn drain(&mut self) -> Vec<Accusation> {
+        self.queue.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memberlist_timeouts() {
+        // lan: suspicion_mult 4 gives k = 2; 6x, then ln2/ln3 of the way, then 1x.
+        let t = permille_table(2, 6.0, 0, 1.0);
+        assert_eq!(t, vec![6000, 2845, 1000]);
+        // k = 4 (suspicion_mult 6, wan): strictly decreasing down to the minimum.
+        let t = permille_table(4, 6.0, 0, 1.0);
+        assert_eq!(t.len(), 5);
+        assert!(t.windows(2).all(|w| w[0] > w[1]), "{t:?}");
+        assert_eq!((t[0], t[4]), (6000, 1000));
+        // No confirmations expected: the minimum.
+        assert_eq!(permille_table(0, 6.0, 0, 1.0), vec![1000]);
+    }
+
+    #[test]
+    fn below_the_floor_only_with_many_confirmations() {
+        let t = permille_table(2, 6.0, 6, 0.5);
+        assert_eq!(&t[..3], &[6000, 2845, 1000]);
+        assert_eq!(t.len(), 7);
+        assert_eq!(t[6], 500);
+        assert!(t.windows(2).all(|w| w[0] > w[1]), "{t:?}");
+        // A floor of 1 adds nothing.
+        assert_eq!(permille_table(2, 6.0, 6, 1.0).len(), 3);
+    }
+
+    #[test]
+    fn settings_follow_the_profile() {
+        let mut t = crate::Profile::Lan.timings();
+        assert!(t.lifeguard().is_none(), "off by default");
+        t.lifeguard = true;
+        let s = settings(&t);
+        assert_eq!(s.confirmations, 2);
+        assert_eq!(s.max_health, 8);
+        assert_eq!(s.suspicion_permille, vec![6000, 2845, 1000]);
+        assert!(t.lifeguard().is_some());
+        let mut off = t.clone();
+        off.lifeguard = false;
+        assert!(off.lifeguard().is_none());
+    }
+
+    #[test]
+    fn accusations_round_trip_and_bad_ones_are_refused() {
+        let a = Accusation {
+            subject: "n1".into(),
+            incarnation: 3,
+            accuser: "n2".into(),
+        };
+        let b = a.encode();
+        assert_eq!(b[0], TAG);
+        assert_eq!(Accusation::decode(&b), Ok(a.clone()));
+        assert_eq!(
+            Accusation::decode(&[TAG, 9, 1]),
+            Err(AccusationError::Format)
+        );
+        assert_eq!(
+            Accusation::decode(&[TAG, VERSION, 200]),
+            Err(AccusationError::Decode)
+        );
+        let bad = Accusation {
+            subject: "bad name!".into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            Accusation::decode(&bad.encode()),
+            Err(AccusationError::BadName)
+        );
+        let same = Accusation {
+            accuser: "n1".into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            Accusation::decode(&same.encode()),
+            Err(AccusationError::BadName)
+        );
+        assert!(matches!(
+            Accusation::decode(&[0u8; MAX_ITEM + 1]),
+            Err(AccusationError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn inbox_dedups_and_is_bounded() {
+        let mut s = InboxState::default();
+        let a = |i: usize, inc| Accusation {
+            subject: format!("s{i}"),
+            incarnation: inc,
+            accuser: "x".into(),
+        };
+        assert!(s.offer(a(1, 1)));
+        assert!(!s.offer(a(1, 1)));
+        assert!(!s.offer(a(1, 0)));
+        assert!(s.offer(a(1, 2)));
+        s.own(&a(2, 5));
+        assert!(!s.offer(a(2, 5)));
+        assert_eq!(s.drain().len(), 2);
+        for i in 0..(MAX_INBOX + 10) {
+            s.offer(a(100 + i, 0));
+        }
+        assert_eq!(s.dropped, 10);
+        assert_eq!(s.drain().len(), MAX_INBOX);
+    }
+}
