@@ -582,14 +582,7 @@ impl Node {
                 continue;
             }
             let prev = self.served_ghosts.remove(&name);
-            self.push_event(
-                now,
-                EventKind::Member {
-                    change: MemberChange::Reaped,
-                    previous: prev,
-                    member: view,
-                },
-            );
+            self.push_reaped(now, prev, view);
         }
         let transitions = self.guard.take_transitions();
         if !transitions.is_empty() {

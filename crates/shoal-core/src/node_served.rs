@@ -295,12 +295,23 @@ impl Node {
             g.on_change(now, ctx, name, Some(m.state), None)
         });
         let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        self.push_reaped(now, prev, view);
+    }
+
+    /// The event of a member that is gone from the served view (reaped, or a restored
+    /// ghost dropped), with what was served for it before.
+    pub(super) fn push_reaped(
+        &mut self,
+        now: Time,
+        previous: Option<ServedStatus>,
+        member: MemberView,
+    ) {
         self.push_event(
             now,
             EventKind::Member {
                 change: MemberChange::Reaped,
-                previous: prev,
-                member: view,
+                previous,
+                member,
             },
         );
     }
