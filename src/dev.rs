@@ -115,20 +115,13 @@ impl DevCluster {
             );
         }
         let (root, remove_root) = match &args.data_dir {
-            Some(d) => (d.clone(), false),
-            None => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0);
-                (
-                    std::env::temp_dir().join(format!("shoal-dev-{}-{stamp}", std::process::id())),
-                    true,
-                )
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("cannot create the data directory {}", d.display()))?;
+                (d.clone(), false)
             }
+            None => (fresh_dev_root()?, true),
         };
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("cannot create the data directory {}", root.display()))?;
         let mut cluster = DevCluster {
             nodes: Vec::new(),
             root,
@@ -561,6 +554,34 @@ impl Display {
         let _ = out.flush();
         self.drawn = lines.len();
     }
+}
+
+/// A new, empty directory under the system's temp directory for a dev cluster that was given
+/// no `--data-dir`. Created with `create_dir` (which fails if the path exists), so two dev
+/// clusters started in the same millisecond by one process (parallel tests) never share one.
+fn fresh_dev_root() -> anyhow::Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let base = std::env::temp_dir();
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = base.join(format!("shoal-dev-{}-{stamp}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create the data directory {}", dir.display()))
+            }
+        }
+    }
+    bail!(
+        "cannot create a fresh data directory under {}",
+        base.display()
+    )
 }
 
 #[cfg(test)]
