@@ -1,0 +1,168 @@
+//! From the parsed values of every key to a `Config`: the defaults that depend on other keys
+//! or on the host (the node name, the API socket and keyring under the data directory, the
+//! advertised address, the profile's timings), and the rules between keys (services listed
+//! twice, metadata limits, core timings and guard checks, plaintext without a key).
+//!
+//! Must not read any source (sources.rs does) nor parse a single value (the table's parsers
+//! do); every error names the key it is about.
+
+use super::keys::{api_server, root, trust};
+use super::parse::{default_name, detect_ip};
+use super::{
+    invalid, meta_of, ApiServerSettings, Config, ConfigError, ServiceConfig, TrustSettings,
+    DEFAULT_DATA_DIR, DEFAULT_PORT,
+};
+use crate::api::limits::{ApiLimits, SocketAccess};
+use shoal_core::trust::Plaintext;
+use shoal_core::GuardConfig;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration the values give (`config_file` left unset).
+pub(super) fn resolve(
+    v: root::Values,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let name = v.name.unwrap_or_else(|| default_name(env));
+    let bind = v.bind.unwrap_or(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        DEFAULT_PORT,
+    ));
+    let join = v.join.unwrap_or_default();
+    let tags = v.tags.unwrap_or_default();
+    let services = v.services.unwrap_or_default();
+    check_services(&services)?;
+    let data_dir = v
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let api = v.api.unwrap_or_else(|| data_dir.join("shoal.sock"));
+    let profile = v.profile.unwrap_or_default();
+    let mut timings = profile.timings();
+    v.timings.apply(&mut timings);
+    timings
+        .validate()
+        .map_err(|m| invalid(field_of(&m, "timings"), m))?;
+    let mut guard = GuardConfig::default();
+    v.guard.apply(&mut guard);
+    guard
+        .validate()
+        .map_err(|m| invalid(field_of(&m, "guard"), m))?;
+    meta_of(&tags, &services).validate().map_err(|e| {
+        let field = match e {
+            shoal_core::MetaError::BadKey(_)
+            | shoal_core::MetaError::ValueTooLong { .. }
+            | shoal_core::MetaError::TooManyTags(_) => "tags",
+            _ => "services",
+        };
+        invalid(field, e.to_string())
+    })?;
+    let detected_ip = if v.advertise.is_none() && bind.ip().is_unspecified() {
+        Some(detect_ip(bind.ip(), &join).ok_or_else(|| {
+            invalid(
+                "advertise",
+                format!(
+                    "bind is {bind} (all interfaces) and no address to advertise could be \
+                     detected; pass --advertise IP:PORT with the address other members \
+                     should use, or bind a specific IP"
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let trust = resolve_trust(v.trust, &data_dir)?;
+    let api_server = resolve_api_server(v.api_server)?;
+    Ok(Config {
+        name,
+        bind,
+        advertise: v.advertise,
+        join,
+        tags,
+        services,
+        data_dir,
+        api,
+        api_http: v.api_http,
+        consul_api: v.consul_api,
+        dns: v.dns,
+        dns_ttl: v.dns_ttl.unwrap_or(Duration::ZERO),
+        profile,
+        cluster_label: v.cluster_label.unwrap_or_default(),
+        log_level: v.log_level.unwrap_or_else(|| "info".to_string()),
+        log_format: v.log_format.unwrap_or_default(),
+        timings,
+        guard,
+        alert_hook: v.alert_hook,
+        config_file: None,
+        detected_ip,
+        trust,
+        api_server,
+    })
+}
+
+/// Each service once, and its health checks valid.
+fn check_services(services: &[ServiceConfig]) -> Result<(), ConfigError> {
+    let mut seen = BTreeSet::new();
+    for s in services {
+        if !seen.insert(s.name.as_str()) {
+            return Err(invalid(
+                "services",
+                format!("service {:?} is listed twice", s.name),
+            ));
+        }
+    }
+    crate::agent::checks::resolve_services(
+        services
+            .iter()
+            .map(|s| (s.name.as_str(), s.checks.as_slice())),
+    )
+    .map_err(|e| invalid("services.checks", e.to_string()))?;
+    Ok(())
+}
+
+/// The field a core validation message names ("timings.probe_rtt must ..."), or `table`.
+fn field_of(message: &str, table: &str) -> String {
+    message
+        .split_whitespace()
+        .next()
+        .filter(|w| w.starts_with(&format!("{table}.")))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .unwrap_or_else(|| table.to_string())
+}
+
+fn resolve_trust(t: trust::Values, data_dir: &Path) -> Result<TrustSettings, ConfigError> {
+    let plaintext = t.plaintext.unwrap_or(Plaintext::Refuse);
+    let insecure = t.insecure.unwrap_or(false);
+    if insecure && plaintext != Plaintext::Refuse {
+        return Err(invalid(
+            "trust.plaintext",
+            "a plaintext transition needs a key; drop --insecure and give --encrypt",
+        ));
+    }
+    Ok(TrustSettings {
+        encrypt: t.encrypt,
+        insecure,
+        keyring_file: t.keyring_file.unwrap_or_else(|| data_dir.join("keyring")),
+        plaintext,
+        replay_window: t.replay_window.unwrap_or(Duration::from_secs(60)),
+        max_sessions: t.max_sessions.unwrap_or(4096),
+        api_token_file: t.api_token_file,
+    })
+}
+
+fn resolve_api_server(a: api_server::Values) -> Result<ApiServerSettings, ConfigError> {
+    let socket = SocketAccess::parse(a.socket_mode.as_deref(), a.socket_group.as_deref())
+        .map_err(|m| invalid("api_server.socket", m))?;
+    let d = ApiLimits::default();
+    let limits = ApiLimits {
+        max_connections: a.max_connections.unwrap_or(d.max_connections),
+        max_watches: a.max_watches.unwrap_or(d.max_watches),
+        header_timeout: a.header_timeout.unwrap_or(d.header_timeout),
+        idle_timeout: a.idle_timeout.unwrap_or(d.idle_timeout),
+    };
+    limits
+        .validate()
+        .map_err(|m| invalid("api_server", m.replace("api_", "api_server.")))?;
+    Ok(ApiServerSettings { limits, socket })
+}
