@@ -225,13 +225,14 @@ pub trait Bounded: PartialOrd {
 impl Bounded for Duration {
     fn show(&self) -> String {
         let ms = self.as_millis();
-        match ms {
-            0 => "0s".to_string(),
-            _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-            _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-            _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
-            _ => format!("{ms}ms"),
+        if ms == 0 {
+            return "0s".to_string();
         }
+        [(3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")]
+            .iter()
+            .find(|(unit, _)| ms.is_multiple_of(*unit))
+            .map(|(unit, name)| format!("{}{name}", ms / unit))
+            .unwrap_or_default()
     }
 }
 

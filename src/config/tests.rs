@@ -346,6 +346,14 @@ fn bad_file_values_are_refused_with_their_field() {
         ("[guard]\nmode = \"maybe\"\n", "guard.mode"),
         ("[guard]\nwindow = \"0s\"\n", "guard.window"),
         ("profile = \"fast\"\n", "profile"),
+        ("dns_ttl = \"9999999999s\"\n", "dns_ttl"),
+        ("[trust]\nreplay_window = \"1s\"\n", "trust.replay_window"),
+        ("[trust]\nmax_sessions = 8\n", "trust.max_sessions"),
+        ("[trust]\nplaintext = \"maybe\"\n", "trust.plaintext"),
+        (
+            "[api_server]\nheader_timeout = \"soon\"\n",
+            "api_server.header_timeout",
+        ),
         (
             "[[services]]\nname = \"web\"\nport = 80\n[[services]]\nname = \"web\"\nport = 81\n",
             "services",
@@ -360,6 +368,9 @@ fn bad_file_values_are_refused_with_their_field() {
         let e = load(&a, &[]).expect_err(text);
         let msg = e.to_string();
         assert_eq!(field(e), want, "{text}: {msg}");
+        if want == "trust.replay_window" {
+            assert!(msg.contains("must be between 5s and 1h"), "{msg}");
+        }
     }
     // Unknown keys and wrong types: a parse error that names the key.
     for (text, key) in [
