@@ -73,6 +73,7 @@ pub(super) mod from_env {
 /// Flag values into a key's raw value; `flag` (`--tag`) names the flag in errors. An absent
 /// flag gives nothing.
 pub(super) mod from_flag {
+    use super::super::parse;
     use super::*;
     use shoal_core::GuardMode;
     use std::collections::BTreeMap;
@@ -111,25 +112,26 @@ pub(super) mod from_flag {
 
     /// `--tag key=value`...
     pub fn tags(v: &[String], flag: &str) -> Given<BTreeMap<String, String>> {
-        if v.is_empty() {
-            return Ok(None);
-        }
-        let tags = v
-            .iter()
-            .map(|t| super::super::parse::tag(t).map_err(|m| invalid(flag, m)))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(tags))
+        each(v, flag, parse::tag)
     }
 
     /// `--service name:port`...
     pub fn services(v: &[String], flag: &str) -> Given<Vec<ServiceConfig>> {
+        each(v, flag, parse::service_flag)
+    }
+
+    /// A repeatable flag whose every value `parse` reads.
+    fn each<T, C: FromIterator<T>>(
+        v: &[String],
+        flag: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Given<C> {
         if v.is_empty() {
             return Ok(None);
         }
-        let services = v
-            .iter()
-            .map(|s| super::super::parse::service_flag(s).map_err(|m| invalid(flag, m)))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(services))
+        v.iter()
+            .map(|s| parse(s).map_err(|m| invalid(flag, m)))
+            .collect::<Result<C, _>>()
+            .map(Some)
     }
 }

@@ -30,18 +30,29 @@ macro_rules! config_keys {
         root { $($root:tt)* }
         $( [$table:ident] $(=> $target:path)? { $($rows:tt)* } )*
     ) => {
-        config_section!(root [$($table)*] [] { $($root)* });
-        $( config_section!($table [] [$($target)?] { $($rows)* }); )*
-        config_agent_args! { $($root)* $($($rows)*)* }
+        config_section! {
+            []
+            root [$($table)*] [] { $($root)* }
+            $( $table [] [$($target)?] { $($rows)* } )*
+        }
         /// Every key, by section: the top level first, then the tables.
         pub const SECTIONS: &[&[Key]] = &[root::KEYS, $($table::KEYS),*];
     };
 }
 
-/// One section: a module holding its `Raw` (one source's values), `Values` (parsed) and
-/// `KEYS` (its reference entries). The top level also holds the tables (`$sub`).
+/// The sections one after the other, each into a module holding its `Raw` (one source's
+/// values), `Values` (parsed) and `KEYS` (its reference entries); the top level also holds the
+/// tables (`$sub`). The flags of each section are gathered in `[$fields]`; after the last
+/// section they make `AgentArgs`.
 macro_rules! config_section {
-    ($section:ident [$($sub:ident)*] [$($target:path)?] {
+    ([$($fields:tt)*]) => {
+        /// The `shoal agent` flags. This exact set is relied on by tools outside the project.
+        #[derive(Clone, Debug, Default, clap::Args)]
+        pub struct AgentArgs {
+            $($fields)*
+        }
+    };
+    ([$($fields:tt)*] $section:ident [$($sub:ident)*] [$($target:path)?] {
         $(
             #[doc = $doc:literal]
             $key:ident $(($cli:ident))? : $raw:ty => $t:ty = $parse:path {
@@ -52,7 +63,15 @@ macro_rules! config_section {
                 $( default_is: $default_is:literal, )?
             }
         )*
-    }) => {
+    } $($rest:tt)*) => {
+        config_section! {
+            [
+                $($fields)*
+                $( $( #[doc = $doc] #[arg(long = $flag, $($attr)*)] pub $field: $fty, )? )*
+            ]
+            $($rest)*
+        }
+
         #[doc = concat!("The keys of `", stringify!($section), "`, from the table in keys.rs.")]
         pub mod $section {
             #[allow(unused_imports)]
@@ -143,30 +162,6 @@ macro_rules! config_section {
                     },
                 )*
             ];
-        }
-    };
-}
-
-/// `AgentArgs`: one field per key that has a flag, in table order (the help's order).
-macro_rules! config_agent_args {
-    ($(
-        #[doc = $doc:literal]
-        $key:ident $(($cli:ident))? : $raw:ty => $t:ty = $parse:path {
-            $( env: $env:literal $envconv:path, )?
-            $( flag: $flag:literal $field:ident : $fty:ty = $fconv:path [$($attr:tt)*], )?
-            $( range: ($lo:expr, $hi:expr), )?
-            $( default: $default:tt, )?
-            $( default_is: $default_is:literal, )?
-        }
-    )*) => {
-        /// The `shoal agent` flags. This exact set is relied on by tools outside the project.
-        #[derive(Clone, Debug, Default, clap::Args)]
-        pub struct AgentArgs {
-            $( $(
-                #[doc = $doc]
-                #[arg(long = $flag, $($attr)*)]
-                pub $field: $fty,
-            )? )*
         }
     };
 }
