@@ -163,3 +163,60 @@ fn every_key_is_documented_once() {
         );
     }
 }
+
+/// Each variable the table names gives its key what the file would: the README's example value
+/// of every key, once through its `SHOAL_*` variable and once through the file.
+#[test]
+fn each_environment_variable_sets_its_key() {
+    let doc: toml::Table = toml::from_str(fenced(section("## Configuration"), "toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shoal.toml");
+    let load = |text: &str, env: Option<(&str, String)>| {
+        std::fs::write(&path, text).unwrap();
+        let args = AgentArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        Config::load_with_env(&args, &|k| {
+            env.as_ref()
+                .filter(|(v, _)| *v == k)
+                .map(|(_, s)| s.clone())
+        })
+        .map_err(|e| e.to_string())
+    };
+    let mut checked = 0;
+    for k in keys::all().filter(|k| k.in_file) {
+        let Some(var) = k.env else { continue };
+        let (table, key) = match k.path.split_once('.') {
+            Some((t, key)) => (Some(t), key),
+            None => (None, k.path),
+        };
+        let value = match table {
+            Some(t) => &doc[t][key],
+            None => &doc[key],
+        };
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let base = if k.path == "bind" {
+            "advertise = \"10.0.0.5:7946\"\n"
+        } else {
+            "bind = \"127.0.0.1:7946\"\n"
+        };
+        let from_env = load(base, Some((var, text)));
+        let line = format!("{key} = {value}\n");
+        let from_file = match table {
+            Some(t) => load(&format!("{base}[{t}]\n{line}"), None),
+            None => load(&format!("{base}{line}"), None),
+        };
+        assert_eq!(from_env, from_file, "{var} and {}", k.path);
+        checked += 1;
+    }
+    assert!(checked >= 16, "only {checked} variables checked");
+}
