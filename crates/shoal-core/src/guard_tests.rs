@@ -49,7 +49,7 @@ impl Rig {
     /// `n` alive peers plus ourselves, just seen (no time has passed).
     fn young(cfg: GuardConfig, n: usize) -> Rig {
         let mut r = Rig {
-            g: Guard::new(cfg, Time(0)),
+            g: Guard::new(cfg, Time(0), Default::default()),
             truth: Truth::default(),
             meta: MetaStore::default(),
             now: Time(0),
