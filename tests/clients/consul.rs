@@ -328,7 +328,7 @@ async fn consul_and_dns_carry_fail_static() {
         c.status(0, &name(1)) == Some(ServedStatus::Held)
     })
     .await;
-    assert_ne!(c.guard(0), GuardState::Normal);
+    assert_ne!(c.guard(0).state, GuardState::Normal);
     let v = get(a, "/v1/health/service/web?passing").await.json();
     let e1 = v
         .as_array()
@@ -345,7 +345,7 @@ async fn consul_and_dns_carry_fail_static() {
     );
     assert_eq!(
         get(a, "/v1/agent/self").await.header("x-shoal-guard"),
-        Some(c.guard(0).as_str())
+        Some(c.guard(0).state.as_str())
     );
     // DNS answers from the same served view: the held instance is in it. (Whether the
     // crashed n2 is held again now is the guard's call; DNS must simply agree with it.)

@@ -17,7 +17,7 @@ use shoal::api::{ApiHandle, ApiOptions};
 use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
 use shoal::dns::DnsHandle;
-use shoal_core::{Event, EventKind, GuardState, Profile, ServedStatus};
+use shoal_core::{Event, EventKind, GuardReport, GuardState, Profile, ServedStatus};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -198,9 +198,9 @@ impl Cluster {
         .await;
     }
 
-    /// Agent `i`'s guard state.
-    pub fn guard(&self, i: usize) -> GuardState {
-        self.shared[i].lock().guard_report().state
+    /// Agent `i`'s guard report.
+    pub fn guard(&self, i: usize) -> GuardReport {
+        self.shared[i].lock().guard_report()
     }
 
     /// Cuts agent `i` off from every other agent, both directions (the transport's test-only
@@ -225,9 +225,9 @@ impl Cluster {
         Client::parse(&format!("unix:{}", self.api_socket(i).display())).expect("api address")
     }
 
-    /// Serves agent `i`'s local API on its Unix socket; returns a client of it.
-    pub async fn serve_api(&mut self, i: usize) -> Client {
-        let h = shoal::api::spawn(
+    /// Starts agent `i`'s local API on its Unix socket; the caller owns the server.
+    pub async fn spawn_api(&self, i: usize) -> ApiHandle {
+        shoal::api::spawn(
             self.shared[i].clone(),
             ApiOptions {
                 unix: Some(self.api_socket(i)),
@@ -236,7 +236,12 @@ impl Cluster {
             },
         )
         .await
-        .expect("the local API starts");
+        .expect("the local API starts")
+    }
+
+    /// Serves agent `i`'s local API on its Unix socket until `stop`; returns a client of it.
+    pub async fn serve_api(&mut self, i: usize) -> Client {
+        let h = self.spawn_api(i).await;
         self.apis.insert(i, h);
         self.client(i)
     }

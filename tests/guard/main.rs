@@ -19,13 +19,13 @@ mod reactions;
 
 use common::{name, Cluster};
 use shoal::api::types::WatchLine;
-use shoal::api::{self, ApiHandle, ApiOptions};
+use shoal::api::ApiHandle;
 use shoal::cli::{self, ClientArgs, ClientCommand, Format};
 use shoal::client::{Client, MemberQuery};
 use shoal::config::{AgentArgs, Config};
-use shoal_core::{EventKind, GuardMode, GuardReport, GuardState, GuardTransition, ServedStatus};
+use shoal_core::{EventKind, GuardMode, GuardState, GuardTransition, ServedStatus};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,10 +88,6 @@ async fn start(n: usize, setup: Setup) -> Cluster {
 }
 
 impl Cluster {
-    fn guard(&self, i: usize) -> GuardReport {
-        self.shared[i].lock().guard_report()
-    }
-
     /// The served view of `i`: (name, status) of every member, itself included.
     fn view(&self, i: usize) -> Vec<(String, ServedStatus)> {
         self.shared[i]
@@ -197,24 +193,9 @@ impl Cluster {
         }
     }
 
-    fn api_path(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("{}.sock", name(i)))
-    }
-
+    /// Agent `i`'s local API on its Unix socket (the caller stops it) and a client of it.
     async fn api(&self, i: usize) -> (ApiHandle, Client) {
-        let path = self.api_path(i);
-        let h = api::spawn(
-            self.shared[i].clone(),
-            ApiOptions {
-                unix: Some(path.clone()),
-                http: None,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("API binds");
-        let c = Client::parse(&format!("unix:{}", path.display())).expect("client");
-        (h, c)
+        (self.spawn_api(i).await, self.client(i))
     }
 }
 
@@ -357,7 +338,7 @@ async fn check_visible(
     let held_line = format!("shoal_guard_held_members {held}\n");
     assert!(metrics.contains(&held_line), "metrics lack {held_line:?}");
 
-    let v = run_cli(&c.api_path(i), ClientCommand::Guard { action: None }).await;
+    let v = run_cli(&c.api_socket(i), ClientCommand::Guard { action: None }).await;
     assert_eq!(v["guard"]["state"], state.as_str(), "shoal guard: {v}");
     assert_eq!(v["guard"]["held"], held as u64, "shoal guard: {v}");
     assert_eq!(v["guard"]["reason"], g.reason.as_str(), "shoal guard: {v}");

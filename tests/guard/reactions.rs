@@ -104,7 +104,7 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
     let mut table = Vec::new();
     let code = cli::run_with(
         ClientArgs {
-            api: format!("unix:{}", c.api_path(0).display()),
+            api: format!("unix:{}", c.api_socket(0).display()),
             format: Format::Table,
         },
         ClientCommand::Guard { action: None },
@@ -297,7 +297,7 @@ async fn operator_freeze_and_thaw_are_visible_everywhere() {
     let watcher = Watcher::start(&client).await;
 
     let v = run_cli(
-        &c.api_path(0),
+        &c.api_socket(0),
         ClientCommand::Guard {
             action: Some(GuardAction::Freeze),
         },
