@@ -60,8 +60,8 @@ fn check_node(n: &Value, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_answers_field_by_field() {
-    let c = Cluster::start(&specs()).await;
-    c.converge().await;
+    let c = start(&specs()).await;
+    c.converge_fully(SETTLE).await;
     let a = c.consul_addr(0);
 
     // /v1/agent/self: what Prometheus reads first (Config.Datacenter).
@@ -242,11 +242,12 @@ async fn consul_answers_field_by_field() {
 
     let path = format!("/v1/health/service/web?index={idx}&wait=2m");
     let pending = tokio::spawn(async move { http(a, "GET", &path, Duration::from_secs(30)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        !pending.is_finished(),
-        "the blocking query waits for a change"
-    );
+    holds_for(
+        Duration::from_millis(100),
+        "the blocking query waits for a change",
+        || !pending.is_finished(),
+    )
+    .await;
     let shared1 = c.shared[1].clone();
     shared1
         .with_node(|n, now| {
@@ -289,15 +290,15 @@ async fn consul_answers_field_by_field() {
 /// What a Consul client sees on an agent that is cut off, and for a crashed member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_and_dns_carry_fail_static() {
-    let mut c = Cluster::start(&specs()).await;
-    c.converge().await;
+    let mut c = start(&specs()).await;
+    c.converge_fully(SETTLE).await;
     let a = c.consul_addr(0);
 
     // One crash in a healthy cluster: removed as without a guard -> critical in Consul,
     // filtered out by `passing`, absent from DNS.
     c.kill(2).await;
-    wait_until("n0 serves n2 down", REACT, || {
-        c.status(0, 2) == Some(ServedStatus::Down)
+    wait_until(REACT, "n0 serves n2 down", || {
+        c.status(0, &name(2)) == Some(ServedStatus::Down)
     })
     .await;
     let v = get(a, "/v1/health/service/web").await.json();
@@ -323,11 +324,11 @@ async fn consul_and_dns_carry_fail_static() {
     // n0 is cut off from n1: it is the isolated one, so it keeps serving n1, held, and a
     // Consul client still gets n1's instance as passing, with a check that says why.
     c.isolate(0);
-    wait_until("n0 holds n1", REACT, || {
-        c.status(0, 1) == Some(ServedStatus::Held)
+    wait_until(REACT, "n0 holds n1", || {
+        c.status(0, &name(1)) == Some(ServedStatus::Held)
     })
     .await;
-    assert_ne!(c.guard(0), GuardState::Normal);
+    assert_ne!(c.guard(0).state, GuardState::Normal);
     let v = get(a, "/v1/health/service/web?passing").await.json();
     let e1 = v
         .as_array()
@@ -344,7 +345,7 @@ async fn consul_and_dns_carry_fail_static() {
     );
     assert_eq!(
         get(a, "/v1/agent/self").await.header("x-shoal-guard"),
-        Some(c.guard(0).as_str())
+        Some(c.guard(0).state.as_str())
     );
     // DNS answers from the same served view: the held instance is in it. (Whether the
     // crashed n2 is held again now is the guard's call; DNS must simply agree with it.)
@@ -384,8 +385,8 @@ async fn python_consul_client_reads_shoal() {
         eprintln!("SKIPPED {test}: Debian's python3-consul is not installed");
         return;
     }
-    let c = Cluster::start(&specs()).await;
-    c.converge().await;
+    let c = start(&specs()).await;
+    c.converge_fully(SETTLE).await;
     let port = c.consul_addr(0).port().to_string();
     let script = r#"
 import consul, json, sys, time

@@ -89,8 +89,8 @@ async fn dns_answers_from_the_served_view() {
         ("b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
         ("c", "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"),
     ];
-    let c = Cluster::start(&specs).await;
-    c.converge().await;
+    let c = start(&specs).await;
+    c.converge_fully(SETTLE).await;
     let d = c.dns_addr(0);
 
     // NAME.service.shoal: A, and SRV with the node's A in the additional section.
@@ -201,7 +201,7 @@ async fn dns_answers_from_the_served_view() {
     let r = query(d, "n2.node.shoal.", RecordType::TXT, false, true).await;
     assert!(!r.metadata.truncation, "fits the EDNS size");
     assert_eq!(
-        c.dns[0]
+        c.dns(0)
             .stats()
             .truncated
             .load(std::sync::atomic::Ordering::Relaxed),

@@ -32,8 +32,8 @@ fn year_now() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_times_beside_the_agent_clock_and_members_json() {
-    let c = Cluster::start(&[Spec::default(), Spec::default()]).await;
-    c.converge().await;
+    let c = start(&[Spec::default(), Spec::default()]).await;
+    c.converge_fully(SETTLE).await;
     let api = shoal::api::spawn(
         c.shared[0].clone(),
         ApiOptions {
@@ -58,17 +58,20 @@ async fn wall_clock_times_beside_the_agent_clock_and_members_json() {
 
     // The watch stream: the snapshot line and every event line.
     let path = format!("/v1/watch?index={}", v["index"].as_u64().unwrap());
-    let watch = tokio::spawn(async move { http(a, "GET", &path, Duration::from_secs(20)).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut watch = Stream::open(a, &path, Duration::from_secs(20)).await;
     c.shared[0]
         .with_node(|n, now| n.set_tags(now, &[("role".to_string(), "db".to_string())].into(), &[]))
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    api.shutdown().await; // ends the stream
-    let body = watch.await.unwrap().body;
+    let body = watch
+        .lines_until(
+            Duration::from_secs(20),
+            "the watch carries the change",
+            |l| !l.is_empty(),
+        )
+        .await;
+    api.shutdown().await;
     let lines: Vec<serde_json::Value> = body
-        .lines()
-        .filter(|l| !l.trim().is_empty())
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(!lines.is_empty(), "the watch saw the change: {body:?}");
@@ -143,11 +146,12 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
             services: vec![("db", 5432, vec![])],
         },
     ];
-    let c = Cluster::start(&specs).await;
-    c.converge().await;
+    let c = start(&specs).await;
+    c.converge_fully(SETTLE).await;
     c.isolate(2);
-    wait_until("n0 and n1 hold n2", REACT, || {
-        c.status(0, 2) == Some(ServedStatus::Held) && c.status(1, 2) == Some(ServedStatus::Held)
+    wait_until(REACT, "n0 and n1 hold n2", || {
+        c.status(0, &name(2)) == Some(ServedStatus::Held)
+            && c.status(1, &name(2)) == Some(ServedStatus::Held)
     })
     .await;
     let api = shoal::api::spawn(
@@ -169,7 +173,7 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
     let r = http(a, "POST", "/v1/force-leave/nobody", Duration::from_secs(5)).await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(
-        c.status(1, 2),
+        c.status(1, &name(2)),
         Some(ServedStatus::Held),
         "n1 still holds n2"
     );
@@ -193,10 +197,10 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
     assert_eq!(v["node"], "n2");
     assert_eq!(v["released"], true);
     assert_eq!(v["told"], 1, "n1 is the one active member n0 knows");
-    assert_eq!(c.status(0, 2), Some(ServedStatus::Down));
+    assert_eq!(c.status(0, &name(2)), Some(ServedStatus::Down));
     // n1 was told: it releases n2 too, without anyone asking n1 directly.
-    wait_until("n1 releases n2", REACT, || {
-        c.status(1, 2) == Some(ServedStatus::Down)
+    wait_until(REACT, "n1 releases n2", || {
+        c.status(1, &name(2)) == Some(ServedStatus::Down)
     })
     .await;
     assert!(!c.shared[1].lock().services().contains_key("db"));
@@ -312,21 +316,24 @@ async fn sighup_keeps_what_the_api_set() {
     let mut services: Vec<&str> = me.services.iter().map(|s| s.name.as_str()).collect();
     services.sort();
     assert_eq!(services, vec!["api", "pg", "web"]);
-    // A second SIGHUP with the same file changes nothing.
+    // A second SIGHUP with the same file changes nothing: not one line on the watch stream
+    // (opened at the current index, so no snapshot) for a whole second after it.
     let version = me.meta_version;
+    let index = client.local().await.unwrap().index;
+    let mut watch = client.watch(Some(index)).await.expect("a watch stream");
     std::process::Command::new("kill")
         .args(["-HUP", &pid])
         .status()
         .unwrap();
-    for _ in 0..20 {
-        let again = client.local().await.unwrap().member;
-        assert_eq!(
-            again.meta_version, version,
-            "an unchanged file changes nothing"
-        );
-        assert_eq!(again.tags, want_tags);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Ok(line) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await {
+        panic!("an unchanged file changes nothing, yet the watch carried {line:?}");
     }
+    let again = client.local().await.unwrap().member;
+    assert_eq!(
+        again.meta_version, version,
+        "an unchanged file changes nothing"
+    );
+    assert_eq!(again.tags, want_tags);
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()

@@ -2,26 +2,27 @@
 //! API (field by field, and Prometheus's `consul_sd_configs`), the DNS interface (raw
 //! queries and `dig`), fail-static carried through both.
 //!
-//! Each test starts its own agents in-process (profile `local`, each on its own 127.0.0.x
-//! address, port 0) with the Consul API and DNS on loopback port 0, and cuts agents off with
-//! the transport's test-only drop filter (`AgentShared::faults`). Every wait polls until its
+//! Each test starts its own agents in-process through the shared harness (`tests/common`:
+//! profile `local`, each on its own 127.0.0.x address, port 0) with the Consul API and DNS on
+//! loopback port 0, and cuts agents off with the transport's test-only drop filter
+//! (`AgentShared::faults`). Every wait polls until its
 //! condition holds or a deadline passes; every loop is bounded. External clients
 //! (`prometheus`, `dig`) are skipped with a visible message when missing, unless
 //! `SHOAL_REQUIRE_CLIENTS=1` (set by `.ci/run` once it installed them) makes that a failure.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod consul;
 mod dns;
 mod local_api;
 mod prometheus;
 
-use shoal::agent::{Agent, AgentShared};
-use shoal::api::consul::ConsulHandle;
-use shoal::config::{AgentArgs, Config, ServiceConfig};
-use shoal::dns::DnsHandle;
-use shoal_core::{GuardState, Profile, ServedStatus};
+pub use common::{holds_for, name, wait_until, Cluster};
+
+use shoal::config::{Config, ServiceConfig};
+use shoal_core::{GuardState, ServedStatus};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,10 +30,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const SETTLE: Duration = Duration::from_secs(20);
 /// How long agents may take to react to a fault.
 pub const REACT: Duration = Duration::from_secs(15);
-
-pub fn name(i: usize) -> String {
-    format!("n{i}")
-}
 
 /// The loopback address agent `i` binds.
 pub fn ip(i: usize) -> String {
@@ -49,147 +46,60 @@ pub struct Spec {
     pub services: Vec<(&'static str, u16, Tags)>,
 }
 
-pub struct Cluster {
-    _dir: tempfile::TempDir,
-    pub agents: Vec<Option<Agent>>,
-    pub shared: Vec<Arc<AgentShared>>,
-    pub addrs: Vec<SocketAddr>,
-    pub consul: Vec<ConsulHandle>,
-    pub dns: Vec<DnsHandle>,
+/// One agent per spec from the shared harness (`common::Cluster`), each on its own
+/// 127.0.0.x address with short guard timings, its Consul API and its DNS on loopback port 0.
+pub async fn start(specs: &[Spec]) -> Cluster {
+    let specs = specs.to_vec();
+    let n = specs.len();
+    let mut c = Cluster::start_with(
+        n,
+        Box::new(move |i, bind, seed, dir| config(&specs[i], i, bind, seed, dir)),
+    )
+    .await;
+    for i in 0..n {
+        c.serve_consul(i).await;
+        c.serve_dns(i).await;
+    }
+    c
 }
 
-impl Cluster {
-    pub async fn start(specs: &[Spec]) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut c = Cluster {
-            _dir: dir,
-            agents: Vec::new(),
-            shared: Vec::new(),
-            addrs: Vec::new(),
-            consul: Vec::new(),
-            dns: Vec::new(),
-        };
-        for (i, spec) in specs.iter().enumerate() {
-            let args = AgentArgs {
-                name: Some(name(i)),
-                bind: Some(format!("{}:0", ip(i))),
-                join: c
-                    .addrs
-                    .first()
-                    .map(|s| vec![s.to_string()])
-                    .unwrap_or_default(),
-                profile: Some(Profile::Local),
-                data_dir: Some(c._dir.path().join(name(i))),
-                encrypt: Some(shoal::agent::datadir::process_key()),
-                ..Default::default()
-            };
-            let mut cfg = Config::load_with_env(&args, &|_| None).expect("valid test config");
-            cfg.guard.stable_after = Duration::from_secs(1);
-            cfg.guard.window = Duration::from_secs(5);
-            cfg.guard.drain_per_sec = 50;
-            cfg.tags = spec
-                .tags
+/// Agent `i`'s config: the harness's, bound on `ip(i)` (port 0 at first, its old address
+/// on a restart), with `spec`'s tags and services.
+fn config(
+    spec: &Spec,
+    i: usize,
+    bind: SocketAddr,
+    seed: Option<SocketAddr>,
+    dir: &std::path::Path,
+) -> Config {
+    let bind = if bind.port() == 0 {
+        format!("{}:0", ip(i)).parse().expect("a loopback address")
+    } else {
+        bind
+    };
+    let mut cfg = common::config(i, bind, seed, dir);
+    cfg.guard.stable_after = Duration::from_secs(1);
+    cfg.guard.window = Duration::from_secs(5);
+    cfg.guard.drain_per_sec = 50;
+    cfg.tags = spec
+        .tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    cfg.services = spec
+        .services
+        .iter()
+        .map(|(n, p, t)| ServiceConfig {
+            name: n.to_string(),
+            port: *p,
+            tags: t
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            cfg.services = spec
-                .services
-                .iter()
-                .map(|(n, p, t)| ServiceConfig {
-                    name: n.to_string(),
-                    port: *p,
-                    tags: t
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    checks: Vec::new(),
-                })
-                .collect();
-            let a = Agent::start(&cfg).await.expect("agent starts");
-            c.addrs.push(a.local_addr());
-            c.shared.push(a.shared());
-            let consul = shoal::api::consul::spawn(a.shared(), "127.0.0.1:0".parse().unwrap())
-                .await
-                .expect("consul API starts");
-            let dns = shoal::dns::spawn(a.shared(), "127.0.0.1:0".parse().unwrap(), Duration::ZERO)
-                .await
-                .expect("DNS starts");
-            c.consul.push(consul);
-            c.dns.push(dns);
-            c.agents.push(Some(a));
-        }
-        c
-    }
-
-    /// Waits until every running agent serves every agent alive with its metadata.
-    pub async fn converge(&self) {
-        let n = self.agents.len();
-        wait_until("the cluster converges", SETTLE, || {
-            self.shared.iter().all(|s| {
-                let node = s.lock();
-                let ms = node.members();
-                ms.len() == n
-                    && ms
-                        .iter()
-                        .all(|m| m.status == ServedStatus::Alive && m.meta_version > 0)
-                    && node.guard_report().state == GuardState::Normal
-                    && node.guard_report().baseline + 1 >= n
-            })
+                .collect(),
+            checks: Vec::new(),
         })
-        .await;
-    }
-
-    /// Cuts agent `i` off from every other agent (both directions).
-    pub fn isolate(&self, i: usize) {
-        let others: Vec<SocketAddr> = (0..self.addrs.len())
-            .filter(|j| *j != i)
-            .map(|j| self.addrs[j])
-            .collect();
-        self.shared[i].faults.block_all(others);
-    }
-
-    pub fn consul_addr(&self, i: usize) -> SocketAddr {
-        self.consul[i].local_addr()
-    }
-
-    pub fn dns_addr(&self, i: usize) -> SocketAddr {
-        self.dns[i].local_addr()
-    }
-
-    /// Stops agent `i` without leaving (as if killed).
-    pub async fn kill(&mut self, i: usize) {
-        if let Some(a) = self.agents[i].take() {
-            a.stop().await;
-        }
-    }
-
-    pub fn status(&self, observer: usize, member: usize) -> Option<ServedStatus> {
-        self.shared[observer]
-            .lock()
-            .members()
-            .into_iter()
-            .find(|m| m.name == name(member))
-            .map(|m| m.status)
-    }
-
-    pub fn guard(&self, i: usize) -> GuardState {
-        self.shared[i].lock().guard_report().state
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds; panics after `limit`.
-pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    for _ in 0..(limit.as_millis() / 20 + 1) {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > limit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {limit:?} waiting until {what}");
+        .collect();
+    cfg
 }
 
 /// An HTTP answer: status, headers (lower-case names) and body.
@@ -251,6 +161,74 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, limit: Duration) -
         status,
         headers,
         body,
+    }
+}
+
+/// An open HTTP/1.1 stream (a watch) over TCP: when `open` returns, the request was sent and
+/// the answer's head received, so the server has subscribed.
+pub struct Stream {
+    s: tokio::net::TcpStream,
+    raw: Vec<u8>,
+}
+
+impl Stream {
+    /// Sends `GET path` and waits for the answer's head, bounded by `limit`.
+    pub async fn open(addr: SocketAddr, path: &str, limit: Duration) -> Stream {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("send request");
+        let mut st = Stream { s, raw: Vec::new() };
+        st.read_until(limit, "the answer's head", |raw| {
+            raw.windows(4).any(|w| w == b"\r\n\r\n")
+        })
+        .await;
+        st
+    }
+
+    /// The non-empty lines of the body received so far.
+    pub fn lines(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.raw);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        dechunk(body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Reads until the body's lines satisfy `done`; panics with `what` after `limit`.
+    pub async fn lines_until(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let mut lines = self.lines();
+        let start = Instant::now();
+        while !done(&lines) {
+            let left = limit.saturating_sub(start.elapsed());
+            self.read_some(left, what).await;
+            lines = self.lines();
+        }
+        lines
+    }
+
+    async fn read_until(&mut self, limit: Duration, what: &str, done: impl Fn(&[u8]) -> bool) {
+        let start = Instant::now();
+        while !done(&self.raw) {
+            let left = limit.saturating_sub(start.elapsed());
+            self.read_some(left, what).await;
+        }
+    }
+
+    async fn read_some(&mut self, left: Duration, what: &str) {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(left, self.s.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!("the stream ended before {what}"),
+            Ok(Ok(n)) => self.raw.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("reading the stream: {e}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
     }
 }
 

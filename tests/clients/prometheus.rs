@@ -174,7 +174,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
             services: Vec::new(),
         })
         .collect();
-    let c = Cluster::start(&specs).await;
+    let c = start(&specs).await;
     // Each agent registers its own /metrics endpoint (its local API on its own address) as
     // the service `shoal-metrics`: real targets Prometheus can scrape.
     let mut apis: Vec<ApiHandle> = Vec::new();
@@ -208,7 +208,7 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
         expected.insert(format!("{}:{port}", ip(i)));
         apis.push(h);
     }
-    c.converge().await;
+    c.converge_fully(SETTLE).await;
 
     let p = start_prometheus(&scraper, c.consul_addr(0)).await;
     let start = Instant::now();
@@ -264,8 +264,8 @@ async fn prometheus_discovers_through_consul_sd_and_keeps_targets_when_cut_off()
             cut.elapsed().as_secs_f64()
         );
         samples += 1;
-        let held = c.status(0, 1) == Some(ServedStatus::Held)
-            && c.status(0, 2) == Some(ServedStatus::Held);
+        let held = c.status(0, &name(1)) == Some(ServedStatus::Held)
+            && c.status(0, &name(2)) == Some(ServedStatus::Held);
         if held && held_since.is_none() {
             held_since = Some(Instant::now());
         }

@@ -1,8 +1,10 @@
 //! The shared real-agent harness of the integration tests (`mod common;` in each test file).
 //!
 //! Owns starting a cluster of in-process agents on loopback (profile `local`, port 0 on
-//! 127.0.0.1, the process's test key), stopping and restarting them, reading what each
-//! serves, and the two ways a test may wait: `wait_until` (an "eventually": bounded polls
+//! 127.0.0.1 unless the test's `Configure` binds elsewhere, the process's test key), the
+//! servers a test starts beside an agent (its local API on a Unix socket, the Consul API and
+//! DNS on loopback port 0), cutting agents off (the transport's test-only drop filter),
+//! stopping and restarting them, reading what each serves, and the two ways a test may wait: `wait_until` (an "eventually": bounded polls
 //! every 20 ms until a deadline) and, for a "never", `holds_for` (the condition sampled every
 //! 20 ms over the whole interval) or `Events` (every member event of the watch stream over
 //! the whole interval, none lost: a lagging stream fails the test). Must not sleep and sample
@@ -10,10 +12,15 @@
 #![allow(dead_code)]
 
 use shoal::agent::{Agent, AgentShared};
+use shoal::api::consul::ConsulHandle;
+use shoal::api::{ApiHandle, ApiOptions};
+use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
-use shoal_core::{Event, EventKind, Profile, ServedStatus};
+use shoal::dns::DnsHandle;
+use shoal_core::{Event, EventKind, GuardReport, GuardState, Profile, ServedStatus};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -55,6 +62,10 @@ pub struct Cluster {
     pub shared: Vec<Arc<AgentShared>>,
     pub addrs: Vec<SocketAddr>,
     configure: Configure,
+    /// Servers started beside agents (`serve_api`, `serve_consul`, `serve_dns`), by agent.
+    apis: BTreeMap<usize, ApiHandle>,
+    consul: BTreeMap<usize, ConsulHandle>,
+    dns: BTreeMap<usize, DnsHandle>,
 }
 
 impl Cluster {
@@ -71,6 +82,9 @@ impl Cluster {
             shared: Vec::new(),
             addrs: Vec::new(),
             configure,
+            apis: BTreeMap::new(),
+            consul: BTreeMap::new(),
+            dns: BTreeMap::new(),
         };
         for _ in 0..n {
             let seed = c.addrs.first().copied();
@@ -165,8 +179,123 @@ impl Cluster {
         .await;
     }
 
-    /// Stops every running agent.
+    /// Waits until every agent serves every agent alive with its metadata, in a guard that
+    /// is `normal` with every peer in its baseline (ready for a fault).
+    pub async fn converge_fully(&self, timeout: Duration) {
+        let n = self.n();
+        wait_until(timeout, "the cluster converges fully", || {
+            self.shared.iter().all(|s| {
+                let node = s.lock();
+                let ms = node.members();
+                ms.len() == n
+                    && ms
+                        .iter()
+                        .all(|m| m.status == ServedStatus::Alive && m.meta_version > 0)
+                    && node.guard_report().state == GuardState::Normal
+                    && node.guard_report().baseline + 1 >= n
+            })
+        })
+        .await;
+    }
+
+    /// Agent `i`'s guard report.
+    pub fn guard(&self, i: usize) -> GuardReport {
+        self.shared[i].lock().guard_report()
+    }
+
+    /// Cuts agent `i` off from every other agent, both directions (the transport's test-only
+    /// drop filter).
+    pub fn isolate(&self, i: usize) {
+        let others: Vec<SocketAddr> = (0..self.n())
+            .filter(|j| *j != i)
+            .map(|j| self.addrs[j])
+            .collect();
+        self.shared[i].faults.block_all(others);
+    }
+
+    // ----- servers beside the agents -----------------------------------------------------
+
+    /// The Unix socket of agent `i`'s local API (see [`Cluster::serve_api`]).
+    pub fn api_socket(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.sock", name(i)))
+    }
+
+    /// A client of agent `i`'s local API (served by [`Cluster::serve_api`]).
+    pub fn client(&self, i: usize) -> Client {
+        Client::parse(&format!("unix:{}", self.api_socket(i).display())).expect("api address")
+    }
+
+    /// Starts agent `i`'s local API on its Unix socket; the caller owns the server.
+    pub async fn spawn_api(&self, i: usize) -> ApiHandle {
+        shoal::api::spawn(
+            self.shared[i].clone(),
+            ApiOptions {
+                unix: Some(self.api_socket(i)),
+                http: None,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the local API starts")
+    }
+
+    /// Serves agent `i`'s local API on its Unix socket until `stop`; returns a client of it.
+    pub async fn serve_api(&mut self, i: usize) -> Client {
+        let h = self.spawn_api(i).await;
+        self.apis.insert(i, h);
+        self.client(i)
+    }
+
+    /// Serves the Consul-compatible API of agent `i` on loopback port 0; returns its address.
+    pub async fn serve_consul(&mut self, i: usize) -> SocketAddr {
+        let h = shoal::api::consul::spawn(self.shared[i].clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("the Consul API starts");
+        let a = h.local_addr();
+        self.consul.insert(i, h);
+        a
+    }
+
+    /// Serves DNS for agent `i` on loopback port 0 (TTL 0); returns its address.
+    pub async fn serve_dns(&mut self, i: usize) -> SocketAddr {
+        let h = shoal::dns::spawn(
+            self.shared[i].clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            Duration::ZERO,
+        )
+        .await
+        .expect("DNS starts");
+        let a = h.local_addr();
+        self.dns.insert(i, h);
+        a
+    }
+
+    /// Where agent `i`'s Consul API listens (see [`Cluster::serve_consul`]).
+    pub fn consul_addr(&self, i: usize) -> SocketAddr {
+        self.consul[&i].local_addr()
+    }
+
+    /// Where agent `i`'s DNS listens (see [`Cluster::serve_dns`]).
+    pub fn dns_addr(&self, i: usize) -> SocketAddr {
+        self.dns[&i].local_addr()
+    }
+
+    /// Agent `i`'s DNS server (for its counters).
+    pub fn dns(&self, i: usize) -> &DnsHandle {
+        &self.dns[&i]
+    }
+
+    /// Stops every server beside the agents, then every running agent.
     pub async fn stop(mut self) {
+        for (_, h) in std::mem::take(&mut self.apis) {
+            h.shutdown().await;
+        }
+        for (_, h) in std::mem::take(&mut self.consul) {
+            h.shutdown().await;
+        }
+        for (_, h) in std::mem::take(&mut self.dns) {
+            h.shutdown().await;
+        }
         for a in self.agents.iter_mut() {
             if let Some(a) = a.take() {
                 a.stop().await;

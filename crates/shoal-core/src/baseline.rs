@@ -9,21 +9,30 @@
 //! Owns the set and the queue of members waiting to age out; the guard decides when to call
 //! what. Never ourselves. Never reads a clock.
 
+use crate::hash::{FixedHashSet, HashSeed};
 use crate::time::Time;
 use crate::truth::{Truth, TruthState};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Baseline {
     /// A hash set: a cluster of thousands looks names up here on every change.
-    members: HashSet<Arc<str>, foldhash::fast::FixedState>,
+    members: FixedHashSet<Arc<str>>,
     /// Baseline members that went down by failure, oldest first, with when.
     downs: VecDeque<(Time, Arc<str>)>,
 }
 
 impl Baseline {
+    /// An empty baseline whose set is hashed with `seed` (the node's, see `hash::HashSeed`).
+    pub fn with_seed(seed: HashSeed) -> Baseline {
+        Baseline {
+            members: seed.set(),
+            downs: VecDeque::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

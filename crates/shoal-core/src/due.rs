@@ -6,17 +6,26 @@
 //! form for deadlines that all lie the same delay ahead, whose entries are checked when due
 //! rather than removed early. Must not decide what a deadline means: the node does.
 
+use crate::hash::FixedHashMap;
 use crate::time::Time;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct DueSet {
-    at: HashMap<Arc<str>, Time, foldhash::fast::FixedState>,
+    at: FixedHashMap<Arc<str>, Time>,
     order: BTreeSet<(Time, Arc<str>)>,
 }
 
 impl DueSet {
+    /// An empty set whose table is hashed with `seed` (names come off the wire).
+    pub fn with_seed(seed: crate::hash::HashSeed) -> DueSet {
+        DueSet {
+            at: seed.map(),
+            order: BTreeSet::new(),
+        }
+    }
+
     /// Sets `name`'s deadline to `at` (replacing an earlier one).
     pub fn insert(&mut self, name: Arc<str>, at: Time) {
         if let Some(old) = self.at.insert(name.clone(), at) {

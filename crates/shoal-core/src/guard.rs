@@ -25,12 +25,12 @@ pub use crate::guard_config::{
 };
 
 use crate::baseline::Baseline;
-use crate::hash::FixedHashSet;
+use crate::hash::{FixedHashSet, HashSeed};
 use crate::meta::MetaStore;
 use crate::reach::ReachView;
 use crate::time::Time;
 use crate::truth::{MemberView, ServedStatus, Truth, TruthState};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,17 +95,20 @@ pub struct Guard {
     last_tick: Time,
     /// While warming: since when foca has been active without interruption.
     active_since: Option<Time>,
+    /// The seed of the guard's hash tables (the node's, see `hash::HashSeed`).
+    hashes: HashSeed,
 }
 
 impl Guard {
-    pub fn new(cfg: GuardConfig, now: Time) -> Self {
+    /// A guard in `normal`; `hashes` seeds its tables (the node's, see `hash::HashSeed`).
+    pub fn new(cfg: GuardConfig, now: Time, hashes: HashSeed) -> Self {
         Guard {
             cfg,
             state: GuardState::Normal,
             since: now,
             reason: String::from("no failures"),
             transitions: Vec::new(),
-            baseline: Baseline::default(),
+            baseline: Baseline::with_seed(hashes),
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
@@ -122,6 +125,7 @@ impl Guard {
             drain_tokens: 0.0,
             last_tick: now,
             active_since: None,
+            hashes,
         }
     }
 

@@ -24,7 +24,7 @@ pub(super) struct Lost {
 impl Guard {
     /// Services with at least one instance on a member SWIM calls alive or suspect.
     pub(super) fn active_services(&self, ctx: &GuardCtx<'_>) -> FixedHashSet<String> {
-        let mut out = FixedHashSet::default();
+        let mut out = self.hashes.set();
         for (name, m) in ctx.truth.iter() {
             if !m.state.is_active() {
                 continue;
@@ -81,7 +81,7 @@ impl Guard {
         if suspects + self.failures.len() + unreached == 0 {
             return out;
         }
-        let mut seen: HashSet<&Arc<str>, foldhash::fast::FixedState> = HashSet::default();
+        let mut seen: FixedHashSet<&Arc<str>> = self.hashes.set();
         let mut first: Option<Time> = None;
         let note = |t: Time, first: &mut Option<Time>| {
             *first = Some(first.map(|f| f.min(t)).unwrap_or(t));

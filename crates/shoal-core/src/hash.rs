@@ -1,6 +1,11 @@
-//! Stable hashes: FNV-1a (the same in every build of shoal, on every platform) and the
-//! name-space shards of the membership filter. A leaf module: pure functions, no state, no
-//! seeded or random hasher.
+//! Stable hashes and the seeds of hash tables.
+//!
+//! Owns FNV-1a (the same in every build of shoal, on every platform), the name-space shards
+//! of the membership filter, and `HashSeed`: the seed of a node's hash tables, derived from
+//! the seed given at `Node::new`, so that a peer cannot precompute names that collide in
+//! them (HashDoS) while the same seed in still gives the same behaviour. A leaf module: no
+//! state, no random hasher. Must not be used for anything that reaches an output in table
+//! order: sort there.
 
 /// 64-bit FNV-1a: a stable hash that every build of shoal computes the same way.
 pub fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -42,10 +47,59 @@ pub fn shard_in(hash: u64, parts: u32) -> u32 {
     (hash % u64::from(parts.max(1))) as u32
 }
 
-/// A `HashMap` whose hasher has a fixed seed: the same behaviour in every run (the core
-/// must not use randomly seeded hashers; see clippy.toml). Iteration order is still not
-/// meaningful: sort where an order reaches an output.
+/// A `HashMap` whose hasher has an explicit seed: the same behaviour in every run with the
+/// same seed (the core must not use randomly seeded hashers; see clippy.toml). A table that
+/// a datagram can grow takes its seed from the node (`HashSeed::map`); `default()` (seed 0)
+/// is for tables only local input fills. Iteration order is not meaningful: sort where an
+/// order reaches an output.
 pub type FixedHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
-/// A `HashSet` whose hasher has a fixed seed (see `FixedHashMap`).
+/// A `HashSet` whose hasher has an explicit seed (see `FixedHashMap`).
 pub type FixedHashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+
+/// The seed of one node's hash tables: derived from the node's seed (`Node::new`), private
+/// to the node (never sent), handed to every table a datagram can grow. Two nodes given
+/// different seeds hash differently; one node given the same seed twice behaves the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashSeed(u64);
+
+impl HashSeed {
+    /// The table seed of a node whose seed (the one its random choices come from) is `seed`.
+    pub fn of_node(seed: u64) -> HashSeed {
+        HashSeed(mix(seed ^ 0x7AB1_E5EE_D5A1_7C0D))
+    }
+
+    /// The hasher of one table.
+    pub fn state(self) -> foldhash::fast::FixedState {
+        foldhash::fast::FixedState::with_seed(self.0)
+    }
+
+    /// An empty map hashed with this seed.
+    pub fn map<K, V>(self) -> FixedHashMap<K, V> {
+        FixedHashMap::with_hasher(self.state())
+    }
+
+    /// An empty set hashed with this seed.
+    pub fn set<T>(self) -> FixedHashSet<T> {
+        FixedHashSet::with_hasher(self.state())
+    }
+
+    /// The raw seed (for tables with their own hasher type, e.g. `NameTable::with_seed`).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn table_seeds_follow_the_node_seed() {
+        let h = |seed: u64| HashSeed::of_node(seed).state().hash_one("member-1");
+        assert_eq!(h(7), h(7), "same node seed, same hashes");
+        assert_ne!(h(7), h(8), "another node seed, other hashes");
+        assert_ne!(HashSeed::of_node(0), HashSeed::default());
+    }
+}

@@ -138,6 +138,22 @@ thread_local! {
     });
 }
 
+/// Hashes this thread's identity cache with `seed` from now on, rehashing what it holds
+/// (called once per thread, by `intern::seed_thread_caches`).
+pub(crate) fn reseed_cache(seed: crate::hash::HashSeed) {
+    use std::hash::BuildHasher;
+    IDS.with(|c| {
+        let mut c = c.borrow_mut();
+        c.hasher = seed.state();
+        let hasher = c.hasher.clone();
+        let old = std::mem::take(&mut c.table);
+        for mut e in old {
+            e.hash = hasher.hash_one((&*e.parts.name, e.key, e.generation));
+            c.table.insert_unique(e.hash, e, |e| e.hash);
+        }
+    })
+}
+
 /// The shared parts for (name, addr, generation), allocated on first sight.
 fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
     use std::hash::BuildHasher;

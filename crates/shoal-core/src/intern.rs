@@ -6,8 +6,13 @@
 //! copy per process instead of one per node. Entries nobody else holds are pruned as the
 //! caches grow, so they stay bounded by what is live. Must not change any value: a cached
 //! record is only used when it is equal to what was received.
+//!
+//! The thread's caches (names here, identities in `identity`, records in `record_cache`)
+//! are hashed with the seed of the first node built on the thread (`seed_thread_caches`):
+//! peers cannot precompute colliding names, and the seed changes no value, only where an
+//! entry sits.
 
-use crate::hash::FixedHashSet;
+use crate::hash::{FixedHashSet, HashSeed};
 use serde::de::{Deserializer, Error as _, Visitor};
 use std::cell::RefCell;
 use std::fmt;
@@ -19,13 +24,35 @@ pub(crate) const MIN_PRUNE_AT: usize = 4096;
 struct Names {
     set: FixedHashSet<Arc<str>>,
     prune_at: usize,
+    seeded: bool,
 }
 
 thread_local! {
     static NAMES: RefCell<Names> = RefCell::new(Names {
         set: FixedHashSet::default(),
         prune_at: MIN_PRUNE_AT,
+        seeded: false,
     });
+}
+
+/// Hashes this thread's caches (names, identities, records) with `seed` unless a node built
+/// earlier on the thread already did: the first node's seed stays (in the simulator every
+/// node of the thread shares the caches). Entries already cached are kept, rehashed.
+pub(crate) fn seed_thread_caches(seed: HashSeed) {
+    let first = NAMES.with(|n| {
+        let mut n = n.borrow_mut();
+        if n.seeded {
+            return false;
+        }
+        n.seeded = true;
+        let old = std::mem::replace(&mut n.set, seed.set());
+        n.set.extend(old);
+        true
+    });
+    if first {
+        crate::identity::reseed_cache(seed);
+        crate::record_cache::reseed_cache(seed);
+    }
 }
 
 /// The shared `Arc<str>` for `s` (allocated on first sight).

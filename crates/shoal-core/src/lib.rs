@@ -36,6 +36,8 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
+mod guard_e2e_tests;
+#[cfg(test)]
 mod guard_tests;
 #[cfg(test)]
 mod lifeguard_tests;

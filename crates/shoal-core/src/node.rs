@@ -16,7 +16,7 @@
 
 use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardCtx, GuardReport, GuardState};
-use crate::hash::FixedHashMap;
+use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::{validate_name, NodeId};
 use crate::meta::{MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::meta_gossip::MetaBroadcasts;
@@ -54,6 +54,8 @@ pub struct Node {
     cfg: NodeConfig,
     foca: Swim,
     rng: SmallRng,
+    /// The seed of the node's hash tables (derived from its seed; see `hash::HashSeed`).
+    hashes: HashSeed,
     store: SharedMetaStore,
     /// Lifeguard's accusations received through foca (`node_lifeguard`).
     accusations: crate::lifeguard::Inbox,
@@ -203,6 +205,9 @@ impl Node {
         cfg.timings.validate().map_err(NodeError::BadTimings)?;
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
         meta.validate()?;
+        // Before any name is interned: the thread's caches take the first node's seed.
+        let hashes = HashSeed::of_node(seed);
+        crate::intern::seed_thread_caches(hashes);
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
         let accusations = crate::lifeguard::Inbox::default();
@@ -231,18 +236,19 @@ impl Node {
         };
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
         truth.set(now, &id, TruthState::Alive);
-        let guard = Guard::new(cfg.guard.clone(), now);
+        let guard = Guard::new(cfg.guard.clone(), now, hashes);
         let health = crate::health_guard::HealthGuard::new(cfg.guard.clone());
         let seeds = cfg.seeds.clone();
         let rejoin_backoff = cfg.timings.rejoin_min;
         Ok(Node {
             foca,
             rng: SmallRng::seed_from_u64(seed ^ SEED_MIX),
+            hashes,
             store,
             truth,
             guard,
             health,
-            served_ghosts: FixedHashMap::default(),
+            served_ghosts: hashes.map(),
             own,
             out: Outbox::default(),
             timers: TimerQueue::new(),
@@ -268,12 +274,12 @@ impl Node {
             next_suspect_refresh: now,
             next_reap: now,
             fetch: DueQueue::default(),
-            discover: DueSet::default(),
+            discover: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
-            reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt),
+            reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
             incarnation: 0,
             refuted: false,
             suspects_seen: 0,

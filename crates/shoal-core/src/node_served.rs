@@ -228,7 +228,7 @@ impl Node {
         if !(wanted || std::mem::take(&mut self.refuted)) {
             return;
         }
-        let mut suspects = crate::hash::FixedHashSet::default();
+        let mut suspects = self.hashes.set();
         let mut candidates: Vec<(Arc<str>, SocketAddr)> = self
             .guard
             .baseline_unordered()

@@ -16,7 +16,7 @@
 //! sends the pings it returns. It never reads a clock and draws randomness only from the
 //! rng it is handed.
 
-use crate::hash::{FixedHashMap, FixedHashSet};
+use crate::hash::{FixedHashMap, FixedHashSet, HashSeed};
 use crate::time::Time;
 use rand::rngs::SmallRng;
 use rand::RngExt;
@@ -130,10 +130,13 @@ pub struct Reach {
     refuted_at: Option<Time>,
     pub checks: u64,
     pub pings_sent: u64,
+    /// The seed of the tables of names (the node's, see `hash::HashSeed`).
+    hashes: HashSeed,
 }
 
 impl Reach {
-    pub fn new(probe_period: Duration, probe_rtt: Duration) -> Reach {
+    /// No check yet; `hashes` seeds the tables of names (the node's, see `hash::HashSeed`).
+    pub fn new(probe_period: Duration, probe_rtt: Duration, hashes: HashSeed) -> Reach {
         Reach {
             probe_period,
             round_gap: probe_rtt.max(Duration::from_millis(1)),
@@ -141,7 +144,7 @@ impl Reach {
             connected_since: None,
             check: None,
             last: None,
-            late: FixedHashMap::default(),
+            late: hashes.map(),
             seq: 0,
             next_allowed: Time::ZERO,
             spacing: probe_period,
@@ -150,6 +153,7 @@ impl Reach {
             refuted_at: None,
             checks: 0,
             pings_sent: 0,
+            hashes,
         }
     }
 
@@ -272,7 +276,7 @@ impl Reach {
             .last
             .as_ref()
             .map(|r| r.unreached.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| self.hashes.set());
         before.extend(suspects.iter().cloned());
         let skipped = candidates
             .iter()
@@ -354,8 +358,8 @@ impl Reach {
                 return (Vec::new(), false);
             };
             self.late.clear();
-            let mut unreached = FixedHashSet::default();
-            let mut reached = FixedHashSet::default();
+            let mut unreached = self.hashes.set();
+            let mut reached = self.hashes.set();
             for (i, (name, _)) in c.targets.iter().enumerate() {
                 if c.answered[i] {
                     reached.insert(name.clone());
@@ -414,7 +418,11 @@ mod tests {
 
     #[test]
     fn a_check_counts_who_answered_and_retries_the_others() {
-        let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
+        let mut r = Reach::new(
+            Duration::from_millis(1000),
+            Duration::from_millis(500),
+            HashSeed::default(),
+        );
         let mut rng = SmallRng::seed_from_u64(1);
         let pings = r.start(Time(0), peers(4), &FixedHashSet::default(), &mut rng);
         assert_eq!(pings.len(), 4);
@@ -442,7 +450,11 @@ mod tests {
 
     #[test]
     fn a_large_baseline_is_sampled_and_estimated() {
-        let mut r = Reach::new(Duration::from_millis(1000), Duration::from_millis(500));
+        let mut r = Reach::new(
+            Duration::from_millis(1000),
+            Duration::from_millis(500),
+            HashSeed::default(),
+        );
         let mut rng = SmallRng::seed_from_u64(2);
         let pings = r.start(Time(0), peers(1000), &FixedHashSet::default(), &mut rng);
         assert_eq!(pings.len(), SAMPLE);
@@ -462,7 +474,11 @@ mod tests {
 
     #[test]
     fn silence_is_judged_only_once_connected_and_not_after_a_stall() {
-        let mut r = Reach::new(Duration::from_millis(200), Duration::from_millis(100));
+        let mut r = Reach::new(
+            Duration::from_millis(200),
+            Duration::from_millis(100),
+            HashSeed::default(),
+        );
         assert!(
             r.silent(Time(10_000), SILENT_PERIODS).is_none(),
             "never connected"

@@ -30,6 +30,16 @@ thread_local! {
     });
 }
 
+/// Hashes this thread's record cache with `seed` from now on, rehashing what it holds
+/// (called once per thread, by `intern::seed_thread_caches`).
+pub(crate) fn reseed_cache(seed: crate::hash::HashSeed) {
+    RECORDS.with(|r| {
+        let mut r = r.borrow_mut();
+        let old = std::mem::replace(&mut r.by_name, seed.map());
+        r.by_name.extend(old);
+    })
+}
+
 fn prune_records(r: &mut Records) {
     if r.len < r.prune_at {
         return;
