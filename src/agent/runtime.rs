@@ -2,7 +2,8 @@
 //!
 //! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, timeouts (it
 //! sleeps until `Node::poll_timeout`) and API wake-ups to the node and flushes what it
-//! produced (datagrams to the socket, events to the broadcast and to the log), seed resolution with retry, and the
+//! produced (datagrams to the socket, events to the broadcast and to the log, the snapshot
+//! the node hands out on its schedule to `snapshot.json`), seed resolution with retry, and the
 //! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
 //! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
 //! decide, and never logs per packet.
@@ -36,8 +37,6 @@ const RECV_BUF: usize = 2048;
 const RECV_BATCH: usize = 64;
 /// How long a seed host name may take to resolve at start before it is retried later.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the served view is persisted (when it changed).
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Snapshots older than this are not even used for their peers (the core decides separately
 /// whether a snapshot is fresh enough to be served: `guard.snapshot_max_age`).
 const SNAPSHOT_PEERS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -514,9 +513,8 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Persists the served view atomically (off the event loop's thread).
-async fn save_snapshot(shared: &AgentShared, path: &std::path::Path) {
-    let snap = shared.lock().snapshot(unix_ms());
+/// Persists a snapshot atomically (off the event loop's thread).
+async fn save_snapshot(snap: shoal_core::Snapshot, path: &std::path::Path) {
     let path = path.to_path_buf();
     match tokio::task::spawn_blocking(move || snapshot::save(&path, &snap)).await {
         Ok(Ok(())) => {}
@@ -534,9 +532,6 @@ async fn run_loop(
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let epoch = tokio::time::Instant::from_std(shared.epoch());
-    let mut snap_every = tokio::time::interval(SNAPSHOT_EVERY);
-    snap_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut saved_index = None;
     flush(&socket, &shared, &io, &ctx).await;
     loop {
         let deadline = shared
@@ -553,13 +548,6 @@ async fn run_loop(
             biased;
             _ = &mut stop => break,
             _ = shared.wake.notified() => {}
-            _ = snap_every.tick() => {
-                let index = shared.lock().index();
-                if saved_index != Some(index) {
-                    save_snapshot(&shared, &ctx.snap_path).await;
-                    saved_index = Some(index);
-                }
-            }
             r = socket.recv_from(&mut buf) => match r {
                 Ok((len, from)) => {
                     let mut node = shared.lock();
@@ -587,13 +575,17 @@ async fn run_loop(
         }
         flush(&socket, &shared, &io, &ctx).await;
     }
-    save_snapshot(&shared, &ctx.snap_path).await;
+    // Stopping (a graceful leave, or `Agent::stop`): the view as it is now. A crash of the
+    // process saves nothing: the file keeps the last snapshot the node handed out.
+    let last = shared.lock().snapshot(unix_ms());
+    save_snapshot(last, &ctx.snap_path).await;
     debug!("event loop stopped");
 }
 
-/// Sends what the node produced, publishes and logs its events.
+/// Sends what the node produced, publishes and logs its events, and saves the snapshot the
+/// node hands out on its schedule (`Node::poll_snapshot`, every 10 s while the view changes).
 async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &LoopCtx) {
-    let (transmits, events, left, keyring) = {
+    let (transmits, events, left, keyring, snap) = {
         let now = shared.now();
         let mut node = shared.lock();
         // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
@@ -606,8 +598,12 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        (tx, evs, node.has_left(), node.take_keyring_change())
+        let snap = node.poll_snapshot(unix_ms());
+        (tx, evs, node.has_left(), node.take_keyring_change(), snap)
     };
+    if let Some(snap) = snap {
+        save_snapshot(snap, &ctx.snap_path).await;
+    }
     if let Some(ring) = keyring {
         match datadir::save_keyring(&ctx.keyring_file, &ring) {
             Ok(()) => info!(

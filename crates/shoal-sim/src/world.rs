@@ -106,10 +106,13 @@ struct Host {
     delay_us: u64,
     /// The earliest wake-up queued for this life of the node (µs).
     wake: Option<u64>,
-    /// What the data directory would hold: known peers at the crash.
-    known_peers: Vec<SocketAddr>,
-    /// And the served view the agent would have saved (`snapshot.json`).
+    /// What the data directory would hold (`snapshot.json`): the last snapshot the node
+    /// handed out (`Node::poll_snapshot`, every 10 s while its view changes), as the agent
+    /// saves it. A crash keeps it as it was, up to 10 s stale; a graceful leave saves one.
     snapshot: Option<shoal_core::snapshot::Snapshot>,
+    /// Some fault restarts this host with its data directory: only then are its snapshots
+    /// kept (anyone else's would be discarded unread, so they are not even taken).
+    keeps_data: bool,
     generation: u64,
     /// Track this host's (initial) join node by node.
     track_join: bool,
@@ -171,6 +174,7 @@ impl<'a> World<'a> {
             sc.network.duplicate,
         );
         let step = (sc.nodes / sc.measure.max_join_spreads.max(1)).max(1);
+        let keeps_data = keeps_data(sc, &targets);
         let hosts = (0..total)
             .map(|i| Host {
                 node: None,
@@ -180,8 +184,8 @@ impl<'a> World<'a> {
                 pause_until: 0,
                 delay_us: 0,
                 wake: None,
-                known_peers: Vec::new(),
                 snapshot: None,
+                keeps_data: keeps_data[i],
                 generation: 0,
                 track_join: i < sc.nodes && i % step == 0 && sc.measure.max_join_spreads > 0,
             })
@@ -448,7 +452,14 @@ impl<'a> World<'a> {
         let mut timeout = None;
         let mut txs = std::mem::take(&mut self.tx_buf);
         let mut evs = std::mem::take(&mut self.ev_buf);
-        if let Some(n) = self.hosts[i].node.as_mut() {
+        let now_ms = self.now_ms();
+        let h = &mut self.hosts[i];
+        if let Some(n) = h.node.as_mut() {
+            if h.keeps_data {
+                if let Some(snap) = n.poll_snapshot(now_ms) {
+                    h.snapshot = Some(snap);
+                }
+            }
             timeout = n.poll_timeout();
             while let Some(tx) = n.poll_transmit() {
                 txs.push((tx.dst, tx.data));
@@ -495,7 +506,6 @@ impl<'a> World<'a> {
             }
         }
         self.tx_buf = txs;
-        let now_ms = self.now_ms();
         for e in evs.drain(..) {
             match &e.kind {
                 EventKind::Member {
@@ -537,6 +547,6 @@ impl<'a> World<'a> {
 mod faults;
 #[path = "world_hosts.rs"]
 mod hosts;
-use faults::{pick_series, plan_targets};
+use faults::{keeps_data, pick_series, plan_targets};
 #[path = "world_sample.rs"]
 mod sample;

@@ -305,3 +305,24 @@ pub(super) fn pick_series(sc: &Scenario, targets: &[Vec<usize>]) -> Vec<(u32, St
     out.truncate(want.max(1));
     out
 }
+
+/// Hosts some fault restarts with their data directory (`keep_data`): the ones whose
+/// snapshots a restart reads.
+pub(super) fn keeps_data(sc: &Scenario, targets: &[Vec<usize>]) -> Vec<bool> {
+    let mut out = vec![false; sc.total_nodes()];
+    for (f, t) in sc.faults.iter().zip(targets) {
+        let restarts = match f.kind {
+            FaultKind::Crash => f.duration.is_some(),
+            FaultKind::RollingRestart => true,
+            _ => false,
+        };
+        if restarts && f.keep_data {
+            for &i in t {
+                if let Some(k) = out.get_mut(i) {
+                    *k = true;
+                }
+            }
+        }
+    }
+    out
+}

@@ -28,26 +28,16 @@ impl World<'_> {
         meta
     }
 
-    /// Builds node `i`'s core as the agent would on (re)start: config, identity generation,
-    /// and on a restart with its data directory, the saved peers and view.
-    pub(super) fn new_node(&mut self, i: usize, keep_data: bool) -> Result<(Node, u64), SimError> {
+    /// Builds node `i`'s core as the agent would on (re)start: config (its seeds are the
+    /// configured ones, as the agent's `join`), identity generation, and on a restart with
+    /// its data directory, the last snapshot it handed out, restored by the core as the
+    /// agent's is (served as `warming`; up to 16 of its peers join the seeds).
+    fn new_node(&mut self, i: usize, keep_data: bool) -> Result<(Node, u64), SimError> {
         let now_ms = self.now_ms();
         let restart = self.hosts[i].state == HostState::Crashed;
         let seeds_n = self.sc.cluster.seeds.min(self.sc.nodes);
-        let mut seeds: Vec<SocketAddr> = (0..seeds_n).filter(|s| *s != i).map(addr_of).collect();
+        let seeds: Vec<SocketAddr> = (0..seeds_n).filter(|s| *s != i).map(addr_of).collect();
         let life = self.hosts[i].life;
-        if restart && keep_data {
-            // The data directory's known peers: a few of them, picked from the snapshot.
-            let known = std::mem::take(&mut self.hosts[i].known_peers);
-            let mut r =
-                SmallRng::seed_from_u64(self.sc.seed ^ ((i as u64) << 20) ^ u64::from(life));
-            for _ in 0..known.len().min(8) {
-                let p = known[r.random_range(0..known.len())];
-                if !seeds.contains(&p) {
-                    seeds.push(p);
-                }
-            }
-        }
         let cfg = NodeConfig {
             name: self.names[i].clone(),
             advertise: addr_of(i),
@@ -65,7 +55,7 @@ impl World<'_> {
         let saved = self.hosts[i].snapshot.take();
         if let (true, Some(snap)) = (restart && keep_data, saved) {
             // As the agent does: serve the saved view as `warming` and rejoin through its peers.
-            // A snapshot the core refuses (too old) only seeds the rejoin, which is fine here.
+            // A snapshot the core refuses to serve (too old) only seeds the rejoin, as there.
             let _ = node.restore(Time(now_ms), snap, now_ms);
         }
         Ok((node, generation))
@@ -154,8 +144,11 @@ impl World<'_> {
         let now_ms = self.now_ms();
         let h = &mut self.hosts[i];
         if let Some(n) = h.node.take() {
-            h.known_peers = n.known_peers();
-            h.snapshot = Some(n.snapshot(now_ms));
+            // A crash saves nothing (the data directory keeps the last periodic snapshot); a
+            // graceful leave saves one on the way out, as the agent does on SIGTERM/SIGINT.
+            if state == HostState::Left && h.keeps_data {
+                h.snapshot = Some(n.snapshot(now_ms));
+            }
             h.generation = h.generation.max(n.identity().generation());
         }
         h.state = state;

@@ -4,6 +4,7 @@
 //! A child module of `world` (it reaches the world's fields). Must not change any node.
 
 use super::*;
+use shoal_core::ServedStatus;
 
 impl World<'_> {
     pub(super) fn sample(&mut self) {
@@ -94,10 +95,14 @@ impl World<'_> {
                 let Some(node) = self.hosts[o].node.as_ref() else {
                     continue;
                 };
+                // Through the served view, as an app reads it (`/v1/agent/members`): the
+                // member of the new generation served alive or suspect.
                 let ok = node
-                    .truth()
-                    .get(name)
-                    .map(|m| m.id.generation() >= generation && m.state.is_active())
+                    .member(name)
+                    .map(|m| {
+                        m.generation >= generation
+                            && matches!(m.status, ServedStatus::Alive | ServedStatus::Suspect)
+                    })
                     .unwrap_or(false);
                 if ok {
                     hits.push(o);
