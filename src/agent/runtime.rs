@@ -5,8 +5,9 @@
 //! produced (datagrams to the socket, events to the broadcast and to the log, the snapshot
 //! the node hands out on its schedule to `snapshot.json`), seed resolution with retry, and the
 //! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
-//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
-//! decide, and never logs per packet.
+//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them,
+//! in the loop's checked instance only (builds with the `fault-injection` feature, and
+//! `shoal dev`). It decides nothing the core could decide, and never logs per packet.
 
 use crate::agent::alert::run_alert_hook_for;
 use crate::agent::datadir::{self, DataDirError, DirLock};
@@ -120,8 +121,22 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Binds the socket, builds and starts the node, and spawns the event loop.
+    /// Binds the socket, builds and starts the node, and spawns the event loop. The loop
+    /// checks the test/chaos hook `AgentShared::faults` on every datagram only in builds with
+    /// the `fault-injection` feature (the tests enable it); `shoal agent` in a plain build has
+    /// no such check on its path.
     pub async fn start(cfg: &Config) -> Result<Agent, AgentError> {
+        Self::start_inner(cfg, cfg!(feature = "fault-injection")).await
+    }
+
+    /// `start` with the test/chaos hook `AgentShared::faults` in force whatever the build:
+    /// for `shoal dev`, whose keys cut agents off. Its own instance of the event loop, so that
+    /// `start`'s carries no fault check.
+    pub async fn start_with_faults(cfg: &Config) -> Result<Agent, AgentError> {
+        Self::start_inner(cfg, true).await
+    }
+
+    async fn start_inner(cfg: &Config, faults: bool) -> Result<Agent, AgentError> {
         let lock = datadir::prepare(&cfg.data_dir)?;
         let keyring = datadir::startup_keyring(
             &cfg.trust.keyring_file,
@@ -224,13 +239,12 @@ impl Agent {
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
         };
-        let task = tokio::spawn(run_loop(
-            Arc::new(socket),
-            shared.clone(),
-            stop_rx,
-            io.clone(),
-            ctx,
-        ));
+        let (socket, sh, io2) = (Arc::new(socket), shared.clone(), io.clone());
+        let task = if faults {
+            tokio::spawn(run_loop::<true>(socket, sh, stop_rx, io2, ctx))
+        } else {
+            tokio::spawn(run_loop::<false>(socket, sh, stop_rx, io2, ctx))
+        };
         let resolver = if unresolved.is_empty() {
             None
         } else {
@@ -523,7 +537,9 @@ async fn save_snapshot(snap: shoal_core::Snapshot, path: &std::path::Path) {
     }
 }
 
-async fn run_loop(
+/// The event loop. `FAULTS`: whether datagrams to or from peers cut off by the test/chaos
+/// hook (`AgentShared::faults`) are dropped; without it the check is compiled out.
+async fn run_loop<const FAULTS: bool>(
     socket: Arc<UdpSocket>,
     shared: Arc<AgentShared>,
     mut stop: oneshot::Receiver<()>,
@@ -532,7 +548,7 @@ async fn run_loop(
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let epoch = tokio::time::Instant::from_std(shared.epoch());
-    flush(&socket, &shared, &io, &ctx).await;
+    flush::<FAULTS>(&socket, &shared, &io, &ctx).await;
     loop {
         let deadline = shared
             .lock()
@@ -551,12 +567,12 @@ async fn run_loop(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((len, from)) => {
                     let mut node = shared.lock();
-                    if !shared.faults.drop_incoming(from) {
+                    if !(FAULTS && shared.faults.drop_incoming(from)) {
                         node.handle_datagram(shared.now(), from, &buf[..len]);
                     }
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((_, from)) if shared.faults.drop_incoming(from) => {}
+                            Ok((_, from)) if FAULTS && shared.faults.drop_incoming(from) => {}
                             Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
@@ -573,7 +589,7 @@ async fn run_loop(
                 shared.lock().handle_timeout(now);
             }
         }
-        flush(&socket, &shared, &io, &ctx).await;
+        flush::<FAULTS>(&socket, &shared, &io, &ctx).await;
     }
     // Stopping (a graceful leave, or `Agent::stop`): the view as it is now. A crash of the
     // process saves nothing: the file keeps the last snapshot the node handed out.
@@ -584,7 +600,12 @@ async fn run_loop(
 
 /// Sends what the node produced, publishes and logs its events, and saves the snapshot the
 /// node hands out on its schedule (`Node::poll_snapshot`, every 10 s while the view changes).
-async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &LoopCtx) {
+async fn flush<const FAULTS: bool>(
+    socket: &UdpSocket,
+    shared: &AgentShared,
+    io: &IoStats,
+    ctx: &LoopCtx,
+) {
     let (transmits, events, left, keyring, snap) = {
         let now = shared.now();
         let mut node = shared.lock();
@@ -615,7 +636,7 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
         }
     }
     for t in transmits {
-        if shared.faults.drop_outgoing(t.dst) {
+        if FAULTS && shared.faults.drop_outgoing(t.dst) {
             continue;
         }
         if let Err(e) = socket.send_to(&t.data, t.dst).await {
