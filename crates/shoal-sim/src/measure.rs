@@ -8,10 +8,12 @@
 //! Must not drive nodes or draw randomness.
 //!
 //! What it learns of a node is what the agent's API shows: the served-view change events
-//! (the watch stream's `member` events: false downs are live members *served* `down`), guard
-//! transitions (its `guard` events) and, at samples, the served view itself
-//! (`Node::member`/`services`, as `/v1/agent/members` and the catalog read it). The world's
-//! ground truth (which hosts really run) is only what those are compared against.
+//! (the watch stream's `member` events: false downs are live members *served* `down`; the
+//! `declared` count adds those served `held`, the API's word for "SWIM declared it down, the
+//! guard still serves it"), guard transitions (its `guard` events) and, at samples, the
+//! served view itself (`Node::member`/`services`, as `/v1/agent/members` and the catalog read
+//! it). The world's ground truth (which hosts really run) is only what those are compared
+//! against.
 //!
 //! The result types live in `result` (re-exported here); `finish_run`, which turns the counts
 //! into a `RunResult`, in the child module `measure_finish`.
