@@ -160,7 +160,8 @@ impl DevCluster {
             let mut config = Config::load_with_env(&a, &|_| None)
                 .with_context(|| format!("configuration of n{i}"))?;
             crate::dev_live::demo_guard(&mut config);
-            let agent = match Agent::start(&config).await {
+            // The cut and split keys drop datagrams through `AgentShared::faults`.
+            let agent = match Agent::start_with_faults(&config).await {
                 Ok(agent) => agent,
                 Err(e) => {
                     let hint = if args.distinct_ips {

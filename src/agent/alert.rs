@@ -5,13 +5,20 @@
 //! killed on timeout). Failures are returned, never panicked, and never affect the guard.
 //! Must not decide when to alert (the event loop calls it for each `GuardTransition`, and for
 //! each transition of a service's health guard with `SHOAL_GUARD_SERVICE` set).
+//!
+//! Also owns `AlertQueue`, the event loop's queue of transitions for the hook: one run at a
+//! time, in transition order, bounded (the oldest dropped first).
 
 use shoal_core::GuardTransition;
+use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tracing::warn;
 
 #[derive(Debug, Error)]
 pub enum AlertError {
@@ -110,6 +117,80 @@ pub async fn run_alert_hook_for(
                 stderr,
             })
         }
+    }
+}
+
+/// The alert hook is killed after this long.
+const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Guard transitions waiting for the alert hook; beyond this the oldest are dropped (the
+/// newest state is what an alerting system must end with).
+const ALERT_QUEUE: usize = 64;
+
+/// Runs the alert hook for each guard transition, one at a time and in transition order, so
+/// that the last run always tells the current state (concurrent runs could finish in any
+/// order and leave an alerting system believing the guard is still frozen).
+pub(crate) struct AlertQueue {
+    /// Transitions, with the service for a health guard's.
+    pending: Mutex<VecDeque<(GuardTransition, Option<String>)>>,
+    wake: tokio::sync::Notify,
+    closed: AtomicBool,
+}
+
+impl AlertQueue {
+    /// Starts the task that runs `cmd`; it ends once the queue is closed and drained.
+    pub(crate) fn spawn(cmd: String) -> Arc<AlertQueue> {
+        let q = Arc::new(AlertQueue {
+            pending: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let worker = q.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = worker.lock().pop_front();
+                match next {
+                    Some((t, service)) => {
+                        if let Err(e) =
+                            run_alert_hook_for(&cmd, &t, service.as_deref(), ALERT_HOOK_TIMEOUT)
+                                .await
+                        {
+                            warn!(error = %e, to = t.to.as_str(), "alert hook failed");
+                        }
+                    }
+                    None if worker.closed.load(Ordering::Acquire) => break,
+                    // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
+                    None => worker.wake.notified().await,
+                }
+            }
+        });
+        q
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(GuardTransition, Option<String>)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn push(&self, t: GuardTransition, service: Option<String>) {
+        let dropped = {
+            let mut q = self.lock();
+            q.push_back((t, service));
+            let over = q.len().saturating_sub(ALERT_QUEUE);
+            q.drain(..over);
+            over
+        };
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "the alert hook is too slow: older guard transitions not alerted"
+            );
+        }
+        self.wake.notify_one();
+    }
+
+    /// No more transitions: the task runs what is queued, then ends.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_one();
     }
 }
 

@@ -1,11 +1,15 @@
 //! Log setup for the agent: one `tracing` subscriber writing text or JSON lines to stderr,
 //! with a filter that can be swapped at run time (SIGHUP reloads the log level).
 //!
-//! Owns `init_logging` and `LogHandle`. It must not log per packet or decide anything.
+//! Owns `init_logging` and `LogHandle`, and `log_event`: the one line the event loop logs
+//! per member status change, guard transition or local event. It must not log per packet or
+//! decide anything.
 
 use crate::config::LogFormat;
+use shoal_core::{Event, EventKind, LocalEvent, MemberChange};
 use std::io::IsTerminal;
 use thiserror::Error;
+use tracing::{debug, info, warn};
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -66,5 +70,83 @@ impl LogHandle {
         self.handle
             .reload(f)
             .map_err(|e| LogError::Reload(e.to_string()))
+    }
+}
+
+/// One log line per member status change, guard transition or local event.
+/// `left`: this node has left (then losing its peers is expected, not worth a warning).
+pub(crate) fn log_event(ev: &Event, left: bool) {
+    match &ev.kind {
+        EventKind::Member {
+            change,
+            previous,
+            member,
+        } => match change {
+            MemberChange::Joined => info!(
+                member = %member.name,
+                addr = %member.addr,
+                status = %member.status,
+                "member joined"
+            ),
+            MemberChange::Status => info!(
+                member = %member.name,
+                addr = %member.addr,
+                from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
+                to = %member.status,
+                "member is now {}",
+                member.status
+            ),
+            MemberChange::Meta => debug!(
+                member = %member.name,
+                version = member.meta_version,
+                "member metadata changed"
+            ),
+            MemberChange::Reaped => info!(member = %member.name, "member forgotten"),
+        },
+        EventKind::Guard(t) => {
+            let r = &t.report;
+            if t.to == shoal_core::GuardState::Normal {
+                info!(
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reason = %r.reason,
+                    "guard back to normal"
+                );
+            } else {
+                warn!(
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    reason = %r.reason,
+                    held = r.held,
+                    baseline = r.baseline,
+                    "guard is {}",
+                    t.to.as_str()
+                );
+            }
+        }
+        EventKind::Health(t) => {
+            let r = &t.report;
+            if t.to == shoal_core::GuardState::Normal {
+                info!(service = %t.service, reason = %r.reason, "health guard back to normal");
+            } else {
+                warn!(
+                    service = %t.service,
+                    reason = %r.reason,
+                    held = r.held,
+                    instances = r.baseline,
+                    "health guard is {}",
+                    t.to.as_str()
+                );
+            }
+        }
+        EventKind::Local(l) => match l {
+            LocalEvent::Active => info!("connected: has active peers"),
+            LocalEvent::Idle if left => debug!("no active peer after leaving"),
+            LocalEvent::Idle => warn!("no active peer: re-announcing to seeds and known peers"),
+            LocalEvent::Rejoined { generation } => {
+                warn!(generation, "the cluster declared this node down; rejoined")
+            }
+            LocalEvent::Left => info!("this node left the cluster"),
+        },
     }
 }

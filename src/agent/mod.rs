@@ -3,7 +3,8 @@
 //! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
 //! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
-//! persisted served view, `alert` the guard's alert hook,
+//! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
+//! hook and its queue,
 //! `checks` the services' health checks, `datadir` the data directory (mode,
 //! lock, temporary files) and the keyring file.
 
@@ -13,6 +14,7 @@ pub mod datadir;
 pub mod logging;
 pub mod reload;
 pub mod runtime;
+pub mod seeds;
 pub mod shared;
 pub mod snapshot;
 

@@ -2,25 +2,26 @@
 //!
 //! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, timeouts (it
 //! sleeps until `Node::poll_timeout`) and API wake-ups to the node and flushes what it
-//! produced (datagrams to the socket, events to the broadcast and to the log), seed resolution with retry, and the
-//! signal handling of `shoal agent` (`run_until_signal`). Datagrams to or from a peer cut off
-//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them. It decides nothing the core could
-//! decide, and never logs per packet.
+//! produced (datagrams to the socket, events to the broadcast and to the log, the snapshot
+//! the node hands out on its schedule to `snapshot.json`), and the signal handling of
+//! `shoal agent` (`run_until_signal`); it calls on `seeds` (resolving the configured seeds),
+//! `alert` (the alert hook's queue) and `logging` (one line per event). Datagrams to or from a peer cut off
+//! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them,
+//! in the loop's checked instance only (builds with the `fault-injection` feature, and
+//! `shoal dev`). It decides nothing the core could decide, and never logs per packet.
 
-use crate::agent::alert::run_alert_hook_for;
+use crate::agent::alert::AlertQueue;
 use crate::agent::datadir::{self, DataDirError, DirLock};
-use crate::agent::logging::LogHandle;
+use crate::agent::logging::{log_event, LogHandle};
+use crate::agent::seeds::{resolve_seeds, retry_seeds};
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
-use crate::config::{seed_with_port, AgentArgs, Config};
-use shoal_core::{
-    Event, EventKind, GuardTransition, LocalEvent, MemberChange, Node, NodeError, Time,
-};
-use std::collections::VecDeque;
+use crate::config::{AgentArgs, Config};
+use shoal_core::{EventKind, GuardTransition, Node, NodeError, Time};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -34,18 +35,9 @@ use tracing::{debug, error, info, warn};
 const RECV_BUF: usize = 2048;
 /// Datagrams handled per wake-up before flushing (keeps latency bounded under a burst).
 const RECV_BATCH: usize = 64;
-/// How long a seed host name may take to resolve at start before it is retried later.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the served view is persisted (when it changed).
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Snapshots older than this are not even used for their peers (the core decides separately
 /// whether a snapshot is fresh enough to be served: `guard.snapshot_max_age`).
 const SNAPSHOT_PEERS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The alert hook is killed after this long.
-const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Guard transitions waiting for the alert hook; beyond this the oldest are dropped (the
-/// newest state is what an alerting system must end with).
-const ALERT_QUEUE: usize = 64;
 /// Socket errors are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -121,8 +113,22 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Binds the socket, builds and starts the node, and spawns the event loop.
+    /// Binds the socket, builds and starts the node, and spawns the event loop. The loop
+    /// checks the test/chaos hook `AgentShared::faults` on every datagram only in builds with
+    /// the `fault-injection` feature (the tests enable it); `shoal agent` in a plain build has
+    /// no such check on its path.
     pub async fn start(cfg: &Config) -> Result<Agent, AgentError> {
+        Self::start_inner(cfg, cfg!(feature = "fault-injection")).await
+    }
+
+    /// `start` with the test/chaos hook `AgentShared::faults` in force whatever the build:
+    /// for `shoal dev`, whose keys cut agents off. Its own instance of the event loop, so that
+    /// `start`'s carries no fault check.
+    pub async fn start_with_faults(cfg: &Config) -> Result<Agent, AgentError> {
+        Self::start_inner(cfg, true).await
+    }
+
+    async fn start_inner(cfg: &Config, faults: bool) -> Result<Agent, AgentError> {
         let lock = datadir::prepare(&cfg.data_dir)?;
         let keyring = datadir::startup_keyring(
             &cfg.trust.keyring_file,
@@ -225,13 +231,12 @@ impl Agent {
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
         };
-        let task = tokio::spawn(run_loop(
-            Arc::new(socket),
-            shared.clone(),
-            stop_rx,
-            io.clone(),
-            ctx,
-        ));
+        let (socket, sh, io2) = (Arc::new(socket), shared.clone(), io.clone());
+        let task = if faults {
+            tokio::spawn(run_loop::<true>(socket, sh, stop_rx, io2, ctx))
+        } else {
+            tokio::spawn(run_loop::<false>(socket, sh, stop_rx, io2, ctx))
+        };
         let resolver = if unresolved.is_empty() {
             None
         } else {
@@ -350,77 +355,6 @@ fn os_seed() -> u64 {
     h.finish()
 }
 
-/// Picks the address of `host` matching the family of our advertised address.
-fn pick(addrs: impl Iterator<Item = SocketAddr>, me: SocketAddr) -> Option<SocketAddr> {
-    let all: Vec<SocketAddr> = addrs.collect();
-    all.iter()
-        .find(|a| a.is_ipv4() == me.is_ipv4())
-        .or_else(|| all.first())
-        .copied()
-}
-
-/// Resolves seeds: IP literals at once, host names with a bounded lookup. Returns the
-/// resolved addresses and the seeds to retry later.
-async fn resolve_seeds(join: &[String], me: SocketAddr) -> (Vec<SocketAddr>, Vec<String>) {
-    let mut seeds = Vec::new();
-    let mut unresolved = Vec::new();
-    for j in join {
-        let s = seed_with_port(j);
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            seeds.push(a);
-            continue;
-        }
-        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone())).await {
-            Ok(Ok(addrs)) => match pick(addrs, me) {
-                Some(a) => seeds.push(a),
-                None => unresolved.push(s),
-            },
-            Ok(Err(e)) => {
-                warn!(seed = %s, error = %e, "cannot resolve seed; will retry");
-                unresolved.push(s);
-            }
-            Err(_) => {
-                warn!(seed = %s, "resolving seed timed out; will retry");
-                unresolved.push(s);
-            }
-        }
-    }
-    seeds.retain(|a| *a != me);
-    seeds.dedup();
-    (seeds, unresolved)
-}
-
-/// Retries unresolvable seeds with backoff (1 s doubling to 60 s) and joins them once they
-/// resolve.
-async fn retry_seeds(mut pending: Vec<String>, me: SocketAddr, shared: Arc<AgentShared>) {
-    let mut backoff = Duration::from_secs(1);
-    while !pending.is_empty() {
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-        let mut still = Vec::new();
-        for s in pending {
-            let found =
-                match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s.clone()))
-                    .await
-                {
-                    Ok(Ok(addrs)) => pick(addrs, me),
-                    _ => None,
-                };
-            match found {
-                Some(a) => {
-                    info!(seed = %s, addr = %a, "seed resolved; joining");
-                    if let Err(e) = shared.with_node(|n, now| n.join(now, &[a])) {
-                        debug!(error = %e, "join after resolving a seed refused");
-                        return;
-                    }
-                }
-                None => still.push(s),
-            }
-        }
-        pending = still;
-    }
-}
-
 /// What the loop needs besides the socket and the node.
 struct LoopCtx {
     snap_path: PathBuf,
@@ -439,74 +373,6 @@ impl Drop for LoopCtx {
     }
 }
 
-/// Runs the alert hook for each guard transition, one at a time and in transition order, so
-/// that the last run always tells the current state (concurrent runs could finish in any
-/// order and leave an alerting system believing the guard is still frozen).
-struct AlertQueue {
-    /// Transitions, with the service for a health guard's.
-    pending: Mutex<VecDeque<(GuardTransition, Option<String>)>>,
-    wake: tokio::sync::Notify,
-    closed: AtomicBool,
-}
-
-impl AlertQueue {
-    /// Starts the task that runs `cmd`; it ends once the queue is closed and drained.
-    fn spawn(cmd: String) -> Arc<AlertQueue> {
-        let q = Arc::new(AlertQueue {
-            pending: Mutex::new(VecDeque::new()),
-            wake: tokio::sync::Notify::new(),
-            closed: AtomicBool::new(false),
-        });
-        let worker = q.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = worker.lock().pop_front();
-                match next {
-                    Some((t, service)) => {
-                        if let Err(e) =
-                            run_alert_hook_for(&cmd, &t, service.as_deref(), ALERT_HOOK_TIMEOUT)
-                                .await
-                        {
-                            warn!(error = %e, to = t.to.as_str(), "alert hook failed");
-                        }
-                    }
-                    None if worker.closed.load(Ordering::Acquire) => break,
-                    // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
-                    None => worker.wake.notified().await,
-                }
-            }
-        });
-        q
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(GuardTransition, Option<String>)>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn push(&self, t: GuardTransition, service: Option<String>) {
-        let dropped = {
-            let mut q = self.lock();
-            q.push_back((t, service));
-            let over = q.len().saturating_sub(ALERT_QUEUE);
-            q.drain(..over);
-            over
-        };
-        if dropped > 0 {
-            warn!(
-                dropped,
-                "the alert hook is too slow: older guard transitions not alerted"
-            );
-        }
-        self.wake.notify_one();
-    }
-
-    /// No more transitions: the task runs what is queued, then ends.
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-}
-
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -514,9 +380,8 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Persists the served view atomically (off the event loop's thread).
-async fn save_snapshot(shared: &AgentShared, path: &std::path::Path) {
-    let snap = shared.lock().snapshot(unix_ms());
+/// Persists a snapshot atomically (off the event loop's thread).
+async fn save_snapshot(snap: shoal_core::Snapshot, path: &std::path::Path) {
     let path = path.to_path_buf();
     match tokio::task::spawn_blocking(move || snapshot::save(&path, &snap)).await {
         Ok(Ok(())) => {}
@@ -525,7 +390,9 @@ async fn save_snapshot(shared: &AgentShared, path: &std::path::Path) {
     }
 }
 
-async fn run_loop(
+/// The event loop. `FAULTS`: whether datagrams to or from peers cut off by the test/chaos
+/// hook (`AgentShared::faults`) are dropped; without it the check is compiled out.
+async fn run_loop<const FAULTS: bool>(
     socket: Arc<UdpSocket>,
     shared: Arc<AgentShared>,
     mut stop: oneshot::Receiver<()>,
@@ -534,10 +401,7 @@ async fn run_loop(
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let epoch = tokio::time::Instant::from_std(shared.epoch());
-    let mut snap_every = tokio::time::interval(SNAPSHOT_EVERY);
-    snap_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut saved_index = None;
-    flush(&socket, &shared, &io, &ctx).await;
+    flush::<FAULTS>(&socket, &shared, &io, &ctx).await;
     loop {
         let deadline = shared
             .lock()
@@ -553,22 +417,15 @@ async fn run_loop(
             biased;
             _ = &mut stop => break,
             _ = shared.wake.notified() => {}
-            _ = snap_every.tick() => {
-                let index = shared.lock().index();
-                if saved_index != Some(index) {
-                    save_snapshot(&shared, &ctx.snap_path).await;
-                    saved_index = Some(index);
-                }
-            }
             r = socket.recv_from(&mut buf) => match r {
                 Ok((len, from)) => {
                     let mut node = shared.lock();
-                    if !shared.faults.drop_incoming(from) {
+                    if !(FAULTS && shared.faults.drop_incoming(from)) {
                         node.handle_datagram(shared.now(), from, &buf[..len]);
                     }
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((_, from)) if shared.faults.drop_incoming(from) => {}
+                            Ok((_, from)) if FAULTS && shared.faults.drop_incoming(from) => {}
                             Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
@@ -585,15 +442,24 @@ async fn run_loop(
                 shared.lock().handle_timeout(now);
             }
         }
-        flush(&socket, &shared, &io, &ctx).await;
+        flush::<FAULTS>(&socket, &shared, &io, &ctx).await;
     }
-    save_snapshot(&shared, &ctx.snap_path).await;
+    // Stopping (a graceful leave, or `Agent::stop`): the view as it is now. A crash of the
+    // process saves nothing: the file keeps the last snapshot the node handed out.
+    let last = shared.lock().snapshot(unix_ms());
+    save_snapshot(last, &ctx.snap_path).await;
     debug!("event loop stopped");
 }
 
-/// Sends what the node produced, publishes and logs its events.
-async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &LoopCtx) {
-    let (transmits, events, left, keyring) = {
+/// Sends what the node produced, publishes and logs its events, and saves the snapshot the
+/// node hands out on its schedule (`Node::poll_snapshot`, every 10 s while the view changes).
+async fn flush<const FAULTS: bool>(
+    socket: &UdpSocket,
+    shared: &AgentShared,
+    io: &IoStats,
+    ctx: &LoopCtx,
+) {
+    let (transmits, events, left, keyring, snap) = {
         let now = shared.now();
         let mut node = shared.lock();
         // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
@@ -606,8 +472,12 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        (tx, evs, node.has_left(), node.take_keyring_change())
+        let snap = node.poll_snapshot(unix_ms());
+        (tx, evs, node.has_left(), node.take_keyring_change(), snap)
     };
+    if let Some(snap) = snap {
+        save_snapshot(snap, &ctx.snap_path).await;
+    }
     if let Some(ring) = keyring {
         match datadir::save_keyring(&ctx.keyring_file, &ring) {
             Ok(()) => info!(
@@ -619,7 +489,7 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
         }
     }
     for t in transmits {
-        if shared.faults.drop_outgoing(t.dst) {
+        if FAULTS && shared.faults.drop_outgoing(t.dst) {
             continue;
         }
         if let Err(e) = socket.send_to(&t.data, t.dst).await {
@@ -644,84 +514,6 @@ async fn flush(socket: &UdpSocket, shared: &AgentShared, io: &IoStats, ctx: &Loo
         let _ = shared.events.send(std::sync::Arc::new(ev));
     }
     shared.flushed.notify_waiters();
-}
-
-/// One log line per member status change, guard transition or local event.
-/// `left`: this node has left (then losing its peers is expected, not worth a warning).
-fn log_event(ev: &Event, left: bool) {
-    match &ev.kind {
-        EventKind::Member {
-            change,
-            previous,
-            member,
-        } => match change {
-            MemberChange::Joined => info!(
-                member = %member.name,
-                addr = %member.addr,
-                status = %member.status,
-                "member joined"
-            ),
-            MemberChange::Status => info!(
-                member = %member.name,
-                addr = %member.addr,
-                from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
-                to = %member.status,
-                "member is now {}",
-                member.status
-            ),
-            MemberChange::Meta => debug!(
-                member = %member.name,
-                version = member.meta_version,
-                "member metadata changed"
-            ),
-            MemberChange::Reaped => info!(member = %member.name, "member forgotten"),
-        },
-        EventKind::Guard(t) => {
-            let r = &t.report;
-            if t.to == shoal_core::GuardState::Normal {
-                info!(
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    reason = %r.reason,
-                    "guard back to normal"
-                );
-            } else {
-                warn!(
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    reason = %r.reason,
-                    held = r.held,
-                    baseline = r.baseline,
-                    "guard is {}",
-                    t.to.as_str()
-                );
-            }
-        }
-        EventKind::Health(t) => {
-            let r = &t.report;
-            if t.to == shoal_core::GuardState::Normal {
-                info!(service = %t.service, reason = %r.reason, "health guard back to normal");
-            } else {
-                warn!(
-                    service = %t.service,
-                    reason = %r.reason,
-                    held = r.held,
-                    instances = r.baseline,
-                    "health guard is {}",
-                    t.to.as_str()
-                );
-            }
-        }
-        EventKind::Local(l) => match l {
-            LocalEvent::Active => info!("connected: has active peers"),
-            LocalEvent::Idle if left => debug!("no active peer after leaving"),
-            LocalEvent::Idle => warn!("no active peer: re-announcing to seeds and known peers"),
-            LocalEvent::Rejoined { generation } => {
-                warn!(generation, "the cluster declared this node down; rejoined")
-            }
-            LocalEvent::Left => info!("this node left the cluster"),
-        },
-    }
 }
 
 /// Runs `shoal agent` until a signal: SIGINT/SIGTERM leave gracefully (bounded by

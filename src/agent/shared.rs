@@ -7,7 +7,9 @@
 //!
 //! Also owns `Faults`, a fault-injection hook for tests and chaos experiments: a set of peer
 //! addresses the event loop cuts off. It is reachable only through this library (no API route,
-//! no flag, no config key) and costs one relaxed atomic load per datagram while empty.
+//! no flag, no config key), and checked only by the event loop of builds with the
+//! `fault-injection` feature (the tests) and of `shoal dev` (`Agent::start_with_faults`): a
+//! plain build's `shoal agent` never looks at it.
 
 use shoal_core::{Event, Node, NodeMeta, Time};
 use std::collections::HashSet;
@@ -61,8 +63,9 @@ pub struct AgentShared {
 /// between the two. Drops are counted here, not in the node's statistics.
 ///
 /// It is deliberately reachable only from Rust (`AgentShared::faults`): there is no API route,
-/// flag or config key to set it, so nothing on the network can cut an agent off. While the set
-/// is empty the check is a single relaxed atomic load.
+/// flag or config key to set it, so nothing on the network can cut an agent off. Only the
+/// event loop's checked instance reads it (the `fault-injection` feature, or `shoal dev`);
+/// there, while the set is empty, the check is a single relaxed atomic load.
 #[derive(Debug, Default)]
 pub struct Faults {
     /// Fast path: false while `blocked` is empty.

@@ -3,7 +3,8 @@
 //! Owns `save` (atomic: write a temporary file in the same directory, fsync it, rename it over
 //! the old one, fsync the directory) and `load` (refuses a snapshot older than a maximum age).
 //! Plain blocking functions: the agent calls them from a blocking task. Must not decide what
-//! a snapshot contains (`Node::snapshot`) nor how it is served (`Node::restore`).
+//! a snapshot contains (`Node::snapshot`), when one is taken (`Node::poll_snapshot`: the
+//! core's schedule, which the simulator follows too) nor how it is served (`Node::restore`).
 
 use shoal_core::Snapshot;
 use std::fs::{self, File, OpenOptions};

@@ -58,6 +58,6 @@ pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
 };
 pub use profile::{Profile, Timings};
-pub use snapshot::{Restored, Snapshot, SnapshotError};
+pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};
 pub use time::Time;
 pub use truth::{Instance, MemberView, ServedStatus, TruthState};

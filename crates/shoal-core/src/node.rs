@@ -21,7 +21,7 @@ use crate::identity::{validate_name, NodeId};
 use crate::meta::{MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::meta_gossip::MetaBroadcasts;
 use crate::reach::Reach;
-use crate::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_VERSION};
+use crate::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY, SNAPSHOT_VERSION};
 use crate::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
 };
@@ -45,8 +45,9 @@ use std::time::Duration;
 /// `handle_timeout`, and commands (`join`, `leave`, `set_meta` and friends, `guard_*`,
 /// `force_leave`, the keyring ones); `restore` and `adopt_members` come before `start`.
 /// Outputs, to drain after every input: `poll_transmit` (datagrams to send), `poll_event`
-/// (changes of the served view) and `poll_timeout` (when to call `handle_timeout` next; the
-/// node keeps its timers in one ordered queue). Queries (`members`, `services`,
+/// (changes of the served view), `poll_snapshot` (a snapshot to persist, every 10 s while the
+/// view changes) and `poll_timeout` (when to call `handle_timeout` next; the node keeps its
+/// timers in one ordered queue). Queries (`members`, `services`,
 /// `guard_report`, `stats`, `snapshot` ...) read the state and change nothing. So a driver
 /// loops: wait for a datagram, a command or the deadline of `poll_timeout`; call the
 /// matching input with the current time; drain the outputs; repeat.
@@ -122,6 +123,10 @@ pub struct Node {
     /// The guard state reach checks were last paced for, and the next heal pings.
     reach_state: GuardState,
     next_heal: Time,
+    /// A snapshot is due for the driver to persist (`poll_snapshot`).
+    snapshot_due: bool,
+    /// The served view's index when the last snapshot was handed out.
+    snapshot_index: Option<u64>,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -285,6 +290,8 @@ impl Node {
             suspects_seen: 0,
             reach_state: GuardState::Normal,
             next_heal: now,
+            snapshot_due: false,
+            snapshot_index: None,
             cfg,
         })
     }
@@ -306,6 +313,11 @@ impl Node {
         self.out
             .timers
             .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
+        // The first snapshot is due at once, then every `SNAPSHOT_EVERY` if the view changed.
+        self.snapshot_due = true;
+        self.out
+            .timers
+            .push((now.plus(SNAPSHOT_EVERY), NodeTimer::Snapshot));
         self.arm_timers();
     }
 
@@ -367,6 +379,11 @@ impl Node {
         match timer {
             NodeTimer::Swim(t) => {
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
+            }
+            NodeTimer::Snapshot => {
+                // Not an input: nothing else runs, so that the schedule changes nothing else.
+                self.snapshot_timer(now);
+                return;
             }
             NodeTimer::Tick => {
                 self.tick(now);

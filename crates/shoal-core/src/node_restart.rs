@@ -1,6 +1,7 @@
-//! Restarts and operator commands: the snapshot a node persists, restoring it after a
-//! restart (served as `warming`, its peers used as seeds), adopting a formed cluster's
-//! membership before `start`, and the operator's `force-leave` sent to every member.
+//! Restarts and operator commands: the snapshot a node persists and its schedule (handed to
+//! the driver by `poll_snapshot`), restoring it after a restart (served as `warming`, its
+//! peers used as seeds), adopting a formed cluster's membership before `start`, and the
+//! operator's `force-leave` sent to every member.
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO: the driver
 //! reads and writes the snapshot file.
@@ -190,7 +191,31 @@ impl Node {
         Ok(())
     }
 
-    /// What to persist so that a restart serves the last view (see `restore`).
+    /// The snapshot schedule fired: a snapshot is due if the served view changed since the
+    /// last one was handed out. Re-arms itself.
+    pub(super) fn snapshot_timer(&mut self, now: Time) {
+        if self.snapshot_index != Some(self.index) {
+            self.snapshot_due = true;
+        }
+        self.out
+            .timers
+            .push((now.plus(SNAPSHOT_EVERY), NodeTimer::Snapshot));
+    }
+
+    /// An output: the snapshot to persist now, when one is due (at start, then every
+    /// `SNAPSHOT_EVERY` while the served view changes). Drain it after every input like the
+    /// other outputs; `now_unix_ms` stamps it. The driver saves what it is handed and takes
+    /// no snapshot of its own, but on a graceful shutdown (`snapshot`).
+    pub fn poll_snapshot(&mut self, now_unix_ms: u64) -> Option<Snapshot> {
+        if !std::mem::take(&mut self.snapshot_due) {
+            return None;
+        }
+        self.snapshot_index = Some(self.index);
+        Some(self.snapshot(now_unix_ms))
+    }
+
+    /// What to persist so that a restart serves the last view (see `restore`): the query
+    /// behind `poll_snapshot`, and what the agent saves when it shuts down gracefully.
     pub fn snapshot(&self, now_unix_ms: u64) -> Snapshot {
         Snapshot {
             version: SNAPSHOT_VERSION,

@@ -51,7 +51,10 @@ impl Node {
         &self.stats
     }
 
-    pub fn truth(&self) -> &Truth {
+    /// SWIM's own view, for the core's tests. Drivers read what the API shows (the served
+    /// view: `members`, `member`, `served_status` and the events), never this.
+    #[cfg(test)]
+    pub(crate) fn truth(&self) -> &Truth {
         &self.truth
     }
 

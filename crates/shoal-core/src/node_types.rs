@@ -59,6 +59,8 @@ pub enum NodeError {
 pub(crate) enum NodeTimer {
     Swim(Timer<NodeId>),
     Tick,
+    /// The snapshot schedule (`Node::poll_snapshot`).
+    Snapshot,
 }
 
 /// A datagram to send.

@@ -2,7 +2,8 @@
 //!
 //! Owns `Snapshot` (what is persisted: the served members, the baseline, the known peers and
 //! the guard report, stamped with wall-clock time) and the errors of restoring one. Producing
-//! and restoring happen in `Node::snapshot` / `Node::restore`; writing the file atomically is
+//! (on the node's schedule, `SNAPSHOT_EVERY`) and restoring happen in `Node::poll_snapshot` /
+//! `Node::restore`; writing the file atomically is
 //! the agent's job (`agent::snapshot`). Must not touch a file or read a clock.
 
 use crate::guard::GuardReport;
@@ -11,6 +12,12 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
+
+/// How often a running node hands its driver a snapshot to persist (`Node::poll_snapshot`),
+/// when the served view changed since the last one. Drivers persist what they are handed and
+/// nothing else (the agent also saves one when it shuts down gracefully), so a crash loses up
+/// to this much of the view, in the agent and in the simulator alike.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 
 /// Format version of `Snapshot`; a snapshot with another version is refused.
 pub const SNAPSHOT_VERSION: u32 = 1;

@@ -1,0 +1,309 @@
+//! The hosts' lives: building a node as the agent would on (re)start (config, seeds,
+//! identity generation, restored snapshot), starting, crashing, leaving and restarting it,
+//! the scheduled actions of faults, and the services' check runs.
+//!
+//! A child module of `world` (it reaches the world's fields). Must not decide membership:
+//! the core does.
+
+use super::*;
+
+impl World<'_> {
+    pub(super) fn meta_of(&self, i: usize) -> NodeMeta {
+        let mut meta = NodeMeta::default();
+        for (s, provs) in self.sc.services.iter().zip(&self.providers) {
+            if provs.contains(&i) {
+                meta.services.insert(
+                    s.name.clone(),
+                    Service {
+                        name: s.name.clone(),
+                        port: s.port,
+                        tags: BTreeMap::new(),
+                        health: None,
+                        health_output: None,
+                    },
+                );
+            }
+        }
+        meta.tags.insert("zone".into(), format!("z{}", i % 3));
+        meta
+    }
+
+    /// Builds node `i`'s core as the agent would on (re)start: config (its seeds are the
+    /// configured ones, as the agent's `join`), identity generation, and on a restart with
+    /// its data directory, the last snapshot it handed out, restored by the core as the
+    /// agent's is (served as `warming`; up to 16 of its peers join the seeds).
+    fn new_node(&mut self, i: usize, keep_data: bool) -> Result<(Node, u64), SimError> {
+        let now_ms = self.now_ms();
+        let restart = self.hosts[i].state == HostState::Crashed;
+        let seeds_n = self.sc.cluster.seeds.min(self.sc.nodes);
+        let seeds: Vec<SocketAddr> = (0..seeds_n).filter(|s| *s != i).map(addr_of).collect();
+        let life = self.hosts[i].life;
+        let cfg = NodeConfig {
+            name: self.names[i].clone(),
+            advertise: addr_of(i),
+            cluster_label: String::new(),
+            timings: self.sc.lifeguard.apply(self.sc.profile.timings()),
+            seeds,
+            guard: self.sc.guard.config(self.mode),
+            track_suspects: true,
+        };
+        let generation = (self.hosts[i].generation + 1).max(now_ms + 1);
+        let seed =
+            self.sc.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(life) << 48);
+        let mut node = Node::new(cfg, generation, self.meta_of(i), seed, Time(now_ms))
+            .map_err(|source| SimError::Node { node: i, source })?;
+        let saved = self.hosts[i].snapshot.take();
+        if let (true, Some(snap)) = (restart && keep_data, saved) {
+            // As the agent does: serve the saved view as `warming` and rejoin through its peers.
+            // A snapshot the core refuses to serve (too old) only seeds the rejoin, as there.
+            let _ = node.restore(Time(now_ms), snap, now_ms);
+        }
+        Ok((node, generation))
+    }
+
+    pub(super) fn start(&mut self, i: usize, keep_data: bool) -> Result<(), SimError> {
+        if self.running(i) || self.hosts[i].state == HostState::Left {
+            return Ok(());
+        }
+        let (node, generation) = self.new_node(i, keep_data)?;
+        self.run_node(i, node, generation, true)
+    }
+
+    /// `[cluster] formed`: every initial node starts now, already holding every other one
+    /// (members and records), as after a full state transfer.
+    pub(super) fn start_formed(&mut self) -> Result<(), SimError> {
+        let n = self.sc.nodes;
+        let mut nodes = Vec::with_capacity(n);
+        let mut members = Vec::with_capacity(n);
+        for i in 0..n {
+            let (node, generation) = self.new_node(i, false)?;
+            members.push((
+                node.identity().clone(),
+                std::sync::Arc::new(node.own_record().clone()),
+            ));
+            nodes.push((node, generation));
+        }
+        let now = Time(self.now_ms());
+        for (i, (mut node, generation)) in nodes.into_iter().enumerate() {
+            node.adopt_members(now, &members)
+                .map_err(|source| SimError::Node { node: i, source })?;
+            self.run_node(i, node, generation, false)?;
+            self.rec.adopted(i, n - 1, now.0);
+        }
+        Ok(())
+    }
+
+    /// Starts `node` as host `i`'s running core; `track` opens the join spreads this start
+    /// should be measured by.
+    pub(super) fn run_node(
+        &mut self,
+        i: usize,
+        mut node: Node,
+        generation: u64,
+        track: bool,
+    ) -> Result<(), SimError> {
+        let now_ms = self.now_ms();
+        let restart = self.hosts[i].state == HostState::Crashed;
+        node.start(Time(now_ms));
+        let h = &mut self.hosts[i];
+        h.node = Some(node);
+        h.state = HostState::Running;
+        h.generation = generation;
+        h.busy_until = 0;
+        h.pause_until = 0;
+        self.rec.node_up(i, now_ms);
+        if restart {
+            self.rec.close_subject(i, now_ms);
+            self.rec.close_spread(i, SpreadKind::Crash, now_ms);
+        }
+        let is_initial = i < self.sc.nodes && !restart;
+        if track && (restart || !is_initial || self.hosts[i].track_join) {
+            if is_initial {
+                // Observers: the whole initial cluster (all of it runs by the end).
+                let n = self.sc.nodes;
+                self.rec
+                    .open_spread(SpreadKind::Join, i, generation, now_ms, 0..n, false);
+            } else {
+                let obs: Vec<usize> = (0..self.hosts.len()).filter(|&o| self.running(o)).collect();
+                self.rec.open_spread(
+                    SpreadKind::Join,
+                    i,
+                    generation,
+                    now_ms,
+                    obs.into_iter(),
+                    restart,
+                );
+            }
+        }
+        self.start_checks(i);
+        self.flush(i, self.now);
+        Ok(())
+    }
+
+    pub(super) fn stop(&mut self, i: usize, state: HostState) {
+        let now_ms = self.now_ms();
+        let h = &mut self.hosts[i];
+        if let Some(n) = h.node.take() {
+            // A crash saves nothing (the data directory keeps the last periodic snapshot); a
+            // graceful leave saves one on the way out, as the agent does on SIGTERM/SIGINT.
+            if state == HostState::Left && h.keeps_data {
+                h.snapshot = Some(n.snapshot(now_ms));
+            }
+            h.generation = h.generation.max(n.identity().generation());
+        }
+        h.state = state;
+        h.life += 1;
+        h.wake = None;
+        h.busy_until = 0;
+        h.pause_until = 0;
+        self.rec.node_down(i, now_ms);
+        self.rec.close_observer(i, now_ms);
+        self.rec.close_subject(i, now_ms);
+        self.rec.close_spread(i, SpreadKind::Join, now_ms);
+    }
+
+    pub(super) fn act(&mut self, a: Action) -> Result<(), SimError> {
+        let now_ms = self.now_ms();
+        match a {
+            Action::Rule(r, on) => {
+                if let Some(rule) = self.net.rules.get_mut(r) {
+                    rule.active = on;
+                }
+                if !on {
+                    self.rec.healed(now_ms);
+                }
+            }
+            Action::Cut(i, on) => {
+                let c = &mut self.net.cut[i as usize];
+                *c = if on {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+                if !on {
+                    self.rec.healed(now_ms);
+                }
+            }
+            Action::Crash(i) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                self.stop(i, HostState::Crashed);
+                let name = self.names[i].clone();
+                let mut obs = Vec::new();
+                for o in 0..self.hosts.len() {
+                    if let Some(n) = self.hosts[o].node.as_ref() {
+                        if let Some(st) = n.served_status(&name) {
+                            self.rec.crashed_still_served(i, o, st, now_ms);
+                        }
+                        obs.push(o);
+                    }
+                }
+                let g = self.hosts[i].generation;
+                self.rec
+                    .open_spread(SpreadKind::Crash, i, g, now_ms, obs.into_iter(), false);
+            }
+            Action::Restart(i, keep) => {
+                self.start(i as usize, keep)?;
+            }
+            Action::Leave(i) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                if let Some(n) = self.hosts[i].node.as_mut() {
+                    // A node that already left cannot fail to leave; nothing else can go wrong.
+                    let _ = n.leave(Time(now_ms));
+                }
+                self.flush(i, self.now);
+                self.stop(i, HostState::Left);
+                let obs: Vec<usize> = (0..self.hosts.len()).filter(|&o| self.running(o)).collect();
+                let g = self.hosts[i].generation;
+                self.rec
+                    .open_spread(SpreadKind::Leave, i, g, now_ms, obs.into_iter(), false);
+            }
+            Action::Loss(i, rate) => self.net.egress_loss[i as usize] = rate,
+            Action::Burst(i, enter, good, bad) => {
+                let i = i as usize;
+                let c = &mut self.burst_bad[i];
+                *c = if enter {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+                self.net.burst_loss[i] = if *c > 0 { bad } else { good };
+            }
+            Action::Slow(i, d) => self.hosts[i as usize].delay_us = d,
+            Action::Pause(i, d) => {
+                let h = &mut self.hosts[i as usize];
+                h.pause_until = h.pause_until.max(self.now + d);
+            }
+            Action::CheckFail(i, slots, on) => {
+                for s in slots {
+                    self.health.set_failing(i as usize, s, on);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules the check runs of host `i`'s checked services (at a seeded phase each).
+    pub(super) fn start_checks(&mut self, i: usize) {
+        let life = self.hosts[i].life;
+        for slot in 0..self.health.checked.len() {
+            let (svc, _, interval, _, _) = self.health.checked[slot].clone();
+            if !self.providers[svc].contains(&i) {
+                continue;
+            }
+            self.health.start(i, slot);
+            let mut r = SmallRng::seed_from_u64(
+                self.sc.seed
+                    ^ 0xC4EC_0000
+                    ^ ((i as u64) << 24)
+                    ^ (u64::from(life) << 8)
+                    ^ slot as u64,
+            );
+            let phase = r.random_range(0..us(interval).max(1));
+            self.push(
+                self.now + phase,
+                Ev::Check {
+                    node: i as u32,
+                    life,
+                    slot: slot as u16,
+                },
+            );
+        }
+    }
+
+    pub(super) fn run_check(&mut self, node: u32, life: u32, slot: u16) {
+        let i = node as usize;
+        if !self.running(i) || self.hosts[i].life != life {
+            return;
+        }
+        let now = Time(self.now_ms());
+        let interval = self.health.checked[slot as usize].2;
+        let next = match self.hosts[i].node.as_mut() {
+            Some(n) => self.health.check(n, i, slot as usize, now),
+            None => None,
+        };
+        self.push(self.now + us(interval), Ev::Check { node, life, slot });
+        if let Some(t) = next {
+            self.push(us(t.0), Ev::Publish { node, life });
+        }
+        self.after_handle(i);
+    }
+
+    pub(super) fn run_publish(&mut self, node: u32, life: u32) {
+        let i = node as usize;
+        if !self.running(i) || self.hosts[i].life != life {
+            return;
+        }
+        let now = Time(self.now_ms());
+        if let Some(n) = self.hosts[i].node.as_mut() {
+            // A later due time is scheduled by the check that offered it.
+            let _ = self.health.publish(n, i, now);
+        }
+        self.after_handle(i);
+    }
+}
