@@ -10,25 +10,37 @@ use crate::time::Time;
 
 impl Node {
     /// After every input: spreads the suspicions this node raised itself (its own probe
-    /// failed) as accusations, and hands received ones to foca as confirmations.
+    /// failed) as accusations, with the subject's generation and our own local health, and
+    /// hands received ones to foca as confirmations: only those about the subject's current
+    /// generation (an accusation of a member's former life says nothing about the renewed
+    /// one) from accusers that were healthy when they accused.
     pub(super) fn lifeguard_exchange(&mut self, now: Time) {
         let own = self.foca.take_accusations();
+        let health = self.foca.local_health();
         for (id, incarnation) in own {
             let a = Accusation {
                 subject: id.name().to_string(),
                 incarnation,
                 accuser: self.cfg.name.clone(),
+                generation: Some(id.generation()),
+                health,
             };
             // Only fails if custom broadcasts were refused: nothing to spread then.
             let _ = self.foca.add_broadcast(&a.encode());
         }
         let received = self.accusations.lock().drain();
         for a in received {
+            if !a.from_healthy_accuser() {
+                continue;
+            }
             let subject = self.truth.get(&a.subject).map(|m| m.id.clone());
             let accuser = self.truth.get(&a.accuser).map(|m| m.id.clone());
             let (Some(subject), Some(accuser)) = (subject, accuser) else {
                 continue;
             };
+            if a.generation.is_some_and(|g| g != subject.generation()) {
+                continue;
+            }
             self.swim(now, |foca, rt| {
                 foca.confirm_suspicion(&subject, a.incarnation, &accuser, rt);
                 Ok(())

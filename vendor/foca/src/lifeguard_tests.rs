@@ -17,6 +17,7 @@ fn lifeguard() -> Lifeguard {
         max_health: 8,
         suspicion_permille: vec![6000, 2845, 1000],
         confirmations: 2,
+        prompt_probers: 0,
     }
 }
 
