@@ -29,8 +29,10 @@ pub const TAG: u8 = 0;
 /// Format version of the item, after the tag (1: no generation nor health; still read).
 pub const VERSION: u8 = 2;
 /// An accuser whose local health score was above this when it accused is not counted as a
-/// confirmation (its own probes fail because it is the one in trouble).
-pub const MAX_ACCUSER_HEALTH: u8 = 0;
+/// confirmation (its own probes fail because it is the one in trouble). The failed probe
+/// behind the accusation has raised the score by one already: 1 is "healthy until then".
+/// (0 counted no accuser at all: bursty-50's crashes were seen after 42-50 s.)
+pub const MAX_ACCUSER_HEALTH: u8 = 1;
 /// About how many members probe a suspect as soon as they hear of the suspicion (see
 /// `foca::Lifeguard::prompt_probers`).
 pub const PROMPT_PROBERS: usize = 8;
@@ -47,13 +49,6 @@ pub const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
 /// down to it, log-scaled), optionally continued below it when many more probers agree.
 pub fn settings(t: &Timings) -> foca::Lifeguard {
     let k = (t.suspicion_mult - 2.0).max(0.0).floor() as usize;
-    // EXPERIMENT-HACK
-    let envf = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
-    let mut t = t.clone();
-    if let Some(v) = envf("LG_FAST") { t.suspicion_fast_confirmations = v as usize; }
-    if let Some(v) = envf("LG_FLOOR") { t.suspicion_floor = v; }
-    if let Some(v) = envf("LG_MAXMULT") { t.suspicion_max_mult = v; }
-    let t = &t;
     foca::Lifeguard {
         max_health: t.lhm_max,
         suspicion_permille: permille_table(
@@ -63,7 +58,7 @@ pub fn settings(t: &Timings) -> foca::Lifeguard {
             t.suspicion_floor,
         ),
         confirmations: k,
-        prompt_probers: envf("LG_PROMPT").map(|v| v as usize).unwrap_or(PROMPT_PROBERS),
+        prompt_probers: PROMPT_PROBERS,
     }
 }
 
@@ -117,7 +112,7 @@ struct AccusationV1 {
 impl Accusation {
     /// Whether it counts as an independent confirmation.
     pub fn from_healthy_accuser(&self) -> bool {
-        self.health <= std::env::var("LG_MAXH").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_ACCUSER_HEALTH)
+        self.health <= MAX_ACCUSER_HEALTH
     }
 
     /// Orders accusations of one (subject, accuser) pair: newer generation, then incarnation.
@@ -258,16 +253,35 @@ mod tests {
     #[test]
     fn settings_follow_the_profile() {
         let mut t = crate::Profile::Lan.timings();
-        assert!(t.lifeguard().is_none(), "off by default");
-        t.lifeguard = true;
+        assert!(t.lifeguard().is_some(), "on by default");
         let s = settings(&t);
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
-        assert_eq!(s.suspicion_permille, vec![6000, 2845, 1000]);
-        assert!(t.lifeguard().is_some());
-        let mut off = t.clone();
-        off.lifeguard = false;
-        assert!(off.lifeguard().is_none());
+        assert_eq!(s.prompt_probers, PROMPT_PROBERS);
+        // 6x, memberlist's log scale down to 1x at k = 2, then down to 0.5x at 5.
+        assert_eq!(&s.suspicion_permille[..3], &[6000, 2845, 1000]);
+        assert_eq!(s.suspicion_permille.len(), 6);
+        assert_eq!(s.suspicion_permille[5], 500);
+        t.lifeguard = false;
+        assert!(t.lifeguard().is_none(), "the way back");
+        t.suspicion_fast_confirmations = 0;
+        assert_eq!(settings(&t).suspicion_permille, vec![6000, 2845, 1000]);
+    }
+
+    #[test]
+    fn only_healthy_accusers_count() {
+        let a = |health| Accusation {
+            subject: "n1".into(),
+            incarnation: 0,
+            accuser: "n2".into(),
+            generation: Some(5),
+            health,
+        };
+        // The accuser's own failed probe raised its score to 1: still healthy.
+        assert!(a(0).from_healthy_accuser());
+        assert!(a(1).from_healthy_accuser());
+        assert!(!a(2).from_healthy_accuser());
+        assert!(!a(8).from_healthy_accuser());
     }
 
     #[test]
@@ -306,6 +320,14 @@ mod tests {
             Accusation::decode(&same.encode()),
             Err(AccusationError::BadName)
         );
+        // Version 1 (no generation nor health) is still read.
+        #[derive(serde::Serialize)]
+        struct V1<'a>(&'a str, u16, &'a str);
+        let mut v1 = vec![TAG, 1];
+        v1.extend(postcard::to_allocvec(&V1("n1", 3, "n2")).unwrap());
+        let old = Accusation::decode(&v1).unwrap();
+        assert_eq!((old.generation, old.health), (None, 0));
+        assert_eq!((old.subject.as_str(), old.incarnation), ("n1", 3));
         assert!(matches!(
             Accusation::decode(&[0u8; MAX_ITEM + 1]),
             Err(AccusationError::TooLarge(_))
@@ -328,7 +350,14 @@ mod tests {
         assert!(s.offer(a(1, 2)));
         s.own(&a(2, 5));
         assert!(!s.offer(a(2, 5)));
-        assert_eq!(s.drain().len(), 2);
+        // A renewed subject (newer generation) starts at incarnation 0 again: news.
+        let renewed = Accusation {
+            generation: Some(2),
+            ..a(2, 0)
+        };
+        assert!(s.offer(renewed.clone()));
+        assert!(!s.offer(renewed));
+        assert_eq!(s.drain().len(), 3);
         for i in 0..(MAX_INBOX + 10) {
             s.offer(a(100 + i, 0));
         }
