@@ -429,3 +429,123 @@ fn a_stale_down_notice_about_a_member_that_answers_changes_nothing() {
     );
     assert_eq!(foca.probe_failures(), 0);
 }
+
+#[test]
+fn a_renewed_member_starts_with_a_fresh_suspicion() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    foca.set_now(Duration::from_secs(10));
+    let token = foca.timer_token();
+    let old = ID::new(3);
+    foca.apply(Member::new(old, 0, State::Suspect), &mut rt)
+        .unwrap();
+    for a in [2, 4, 5] {
+        assert!(foca.confirm_suspicion(&old, 0, &ID::new(a), &mut rt));
+    }
+    assert_eq!(suspect_timer(&mut rt, old, token), Some(MIN));
+    // The member renews itself (a newer identity at the same address) and
+    // is suspected again, at incarnation 0 like its former life.
+    let new = old.bump();
+    foca.apply(Member::alive(new), &mut rt).unwrap();
+    foca.set_now(Duration::from_secs(12));
+    foca.apply(Member::new(new, 0, State::Suspect), &mut rt)
+        .unwrap();
+    // Nothing of the old suspicion carries over: no confirmations, 6x from now.
+    assert_eq!(suspect_timer(&mut rt, new, token), Some(MIN * 6));
+    // The old life's confirmations do not count for the new one.
+    assert!(foca.confirm_suspicion(&new, 0, &ID::new(2), &mut rt));
+    assert_eq!(
+        suspect_timer(&mut rt, new, token),
+        Some(Duration::from_millis(11_380))
+    );
+    // The old life's timer ends: nothing happens to the new one.
+    foca.set_now(Duration::from_secs(14));
+    foca.handle_timer(
+        Timer::ChangeSuspectToDown {
+            member_id: old,
+            incarnation: 0,
+            token,
+        },
+        &mut rt,
+    )
+    .unwrap();
+    assert_eq!(foca.members.get(&new).map(|m| m.state()), Some(State::Suspect));
+}
+
+#[test]
+fn a_timer_that_fires_before_the_deadline_waits_for_it() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    // A deadline that is not a whole number of milliseconds: a driver
+    // with a millisecond clock fires its timer a fraction early.
+    foca.config.suspect_to_down_after = MIN + Duration::from_micros(700);
+    foca.set_now(Duration::from_secs(20));
+    let token = foca.timer_token();
+    let (probed, _, _) = start_probe(&mut foca, &mut rt);
+    fail_probe(&mut foca, &mut rt, probed);
+    rt.clear();
+    start_probe(&mut foca, &mut rt);
+    let others: Vec<ID> = [2, 3, 4, 5, 6]
+        .map(ID::new)
+        .into_iter()
+        .filter(|i| *i != probed)
+        .collect();
+    for a in &others[..2] {
+        assert!(foca.confirm_suspicion(&probed, 0, a, &mut rt));
+    }
+    let after = suspect_timer(&mut rt, probed, token).unwrap();
+    assert_eq!(after, MIN + Duration::from_micros(700));
+    let timer = Timer::ChangeSuspectToDown {
+        member_id: probed,
+        incarnation: 0,
+        token,
+    };
+    // Fired at the whole millisecond before the deadline.
+    foca.set_now(Duration::from_secs(24));
+    foca.handle_timer(timer.clone(), &mut rt).unwrap();
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Suspect),
+        "not before the deadline"
+    );
+    // ... and it is not lost: it comes back at the deadline.
+    assert_eq!(
+        suspect_timer(&mut rt, probed, token),
+        Some(Duration::from_millis(1))
+    );
+    foca.set_now(Duration::from_millis(24_001));
+    foca.handle_timer(timer, &mut rt).unwrap();
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Down)
+    );
+}
+
+#[test]
+fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
+    for prompt in [8, 0] {
+        let mut lg = lifeguard();
+        lg.prompt_probers = prompt;
+        // Fewer members than `prompt_probers`: every one that hears probes.
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.set_now(Duration::from_secs(30));
+        // Probe a few members first so the suspect is not simply next.
+        let mut firsts = Vec::new();
+        for _ in 0..3 {
+            let (p, _, _) = start_probe(&mut foca, &mut rt);
+            let n = foca.probe().probe_number();
+            foca.handle_data(&ack(p, n, 0), &mut rt).unwrap();
+            firsts.push(p);
+        }
+        let suspect = [2, 3, 4, 5, 6, 7, 8]
+            .map(ID::new)
+            .into_iter()
+            .find(|i| !firsts.contains(i))
+            .unwrap();
+        // Heard through an accusation (the suspect update itself was lost).
+        assert!(foca.confirm_suspicion(&suspect, 0, &firsts[0], &mut rt));
+        let (next, _, _) = start_probe(&mut foca, &mut rt);
+        if prompt > 0 {
+            assert_eq!(next, suspect, "probed at our next probe");
+        }
+        rt.clear();
+    }
+}
