@@ -451,8 +451,10 @@ fn a_renewed_member_starts_with_a_fresh_suspicion() {
         .unwrap();
     // Nothing of the old suspicion carries over: no confirmations, 6x from now.
     assert_eq!(suspect_timer(&mut rt, new, token), Some(MIN * 6));
-    // The old life's confirmations do not count for the new one.
+    // The old life's three accusers do not count for the new one: two
+    // accusers of the new life are one confirmation.
     assert!(foca.confirm_suspicion(&new, 0, &ID::new(2), &mut rt));
+    assert!(foca.confirm_suspicion(&new, 0, &ID::new(4), &mut rt));
     assert_eq!(
         suspect_timer(&mut rt, new, token),
         Some(Duration::from_millis(11_380))
@@ -533,6 +535,7 @@ fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
             let (p, _, _) = start_probe(&mut foca, &mut rt);
             let n = foca.probe().probe_number();
             foca.handle_data(&ack(p, n, 0), &mut rt).unwrap();
+            fail_probe(&mut foca, &mut rt, p);
             firsts.push(p);
         }
         let suspect = [2, 3, 4, 5, 6, 7, 8]
@@ -540,8 +543,8 @@ fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
             .into_iter()
             .find(|i| !firsts.contains(i))
             .unwrap();
-        // Heard through an accusation (the suspect update itself was lost).
-        assert!(foca.confirm_suspicion(&suspect, 0, &firsts[0], &mut rt));
+        foca.apply(Member::new(suspect, 0, State::Suspect), &mut rt)
+            .unwrap();
         let (next, _, _) = start_probe(&mut foca, &mut rt);
         if prompt > 0 {
             assert_eq!(next, suspect, "probed at our next probe");
