@@ -36,6 +36,11 @@ pub const MAX_ACCUSER_HEALTH: u8 = 1;
 /// About how many members probe a suspect as soon as they hear of the suspicion (see
 /// `foca::Lifeguard::prompt_probers`).
 pub const PROMPT_PROBERS: usize = 8;
+/// A down notice is spread this many times as often as other updates (see
+/// `foca::Lifeguard::down_transmissions`): a member in a loss burst while it went round
+/// otherwise kept the dead member until its own round of probes reached it (bursty-50: crash
+/// seen up to 38 s late; with 3, at most 21 s).
+pub const DOWN_TRANSMISSIONS: u8 = 3;
 /// Accusations waiting for the node at most (more are dropped and counted).
 pub const MAX_INBOX: usize = 256;
 /// Distinct (subject, accuser) pairs remembered for deduplication.
@@ -59,6 +64,7 @@ pub fn settings(t: &Timings) -> foca::Lifeguard {
         ),
         confirmations: k,
         prompt_probers: PROMPT_PROBERS,
+        down_transmissions: DOWN_TRANSMISSIONS,
     }
 }
 
@@ -258,6 +264,7 @@ mod tests {
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
         assert_eq!(s.prompt_probers, PROMPT_PROBERS);
+        assert_eq!(s.down_transmissions, DOWN_TRANSMISSIONS);
         // 6x, memberlist's log scale down to 1x at k = 2, then down to 0.5x at 5.
         assert_eq!(&s.suspicion_permille[..3], &[6000, 2845, 1000]);
         assert_eq!(s.suspicion_permille.len(), 6);

@@ -1695,8 +1695,17 @@ where
             if do_broadcast {
                 let addr = Addr(id.addr());
                 let data = self.serialize_member(update)?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                // (shoal fork) Lifeguard: a down notice is spread
+                // `down_transmissions` times as often (rare, and a member
+                // that misses it keeps a dead member until its own round
+                // of probes reaches it).
+                let mut times = usize::from(self.config.max_transmissions.get());
+                if update_state == State::Down
+                    && let Some(lg) = self.lifeguard.as_ref()
+                {
+                    times *= usize::from(lg.down_transmissions.max(1));
+                }
+                self.updates.add_or_replace(addr, data, times);
             }
 
             // (shoal fork) Lifeguard: every member that hears of a

@@ -50,6 +50,9 @@ pub struct Lifeguard {
     /// their timer's end; each does with probability
     /// `prompt_probers / (members - 1)`. 0: none (memberlist).
     pub prompt_probers: usize,
+    /// A down notice is disseminated this many times
+    /// `Config::max_transmissions` (1: like any update).
+    pub down_transmissions: u8,
 }
 
 impl Lifeguard {
@@ -137,6 +140,7 @@ mod tests {
             suspicion_permille: alloc::vec![6000, 2845, 1000],
             confirmations: 2,
             prompt_probers: 0,
+            down_transmissions: 1,
         }
     }
 

@@ -18,6 +18,7 @@ fn lifeguard() -> Lifeguard {
         suspicion_permille: vec![6000, 2845, 1000],
         confirmations: 2,
         prompt_probers: 0,
+        down_transmissions: 1,
     }
 }
 
@@ -551,4 +552,43 @@ fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
         }
         rt.clear();
     }
+}
+
+#[test]
+fn a_down_notice_is_spread_down_transmissions_times_as_often() {
+    let mut sent = Vec::new();
+    for times in [1, 3] {
+        let mut lg = lifeguard();
+        lg.down_transmissions = times;
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.apply(Member::new(ID::new(3), 0, State::Down), &mut rt)
+            .unwrap();
+        foca.apply(Member::new(ID::new(4), 1, State::Suspect), &mut rt)
+            .unwrap();
+        rt.clear();
+        let (mut down, mut suspect) = (0, 0);
+        for _ in 0..100 {
+            foca.gossip(&mut rt).unwrap();
+            for (_, data) in rt.take_all_data() {
+                let mut data = &data[..];
+                BadCodec.decode_header(&mut data).unwrap();
+                let n = if data.remaining() >= 2 {
+                    data.get_u16()
+                } else {
+                    0
+                };
+                for _ in 0..n {
+                    let m = BadCodec.decode_member(&mut data).unwrap();
+                    down += usize::from(m.id() == &ID::new(3) && m.state() == State::Down);
+                    suspect += usize::from(m.id() == &ID::new(4));
+                }
+            }
+        }
+        assert!(suspect > 0);
+        sent.push((down, suspect));
+    }
+    // Other updates as often either way; the down notice three times as often.
+    assert_eq!(sent[0].1, sent[1].1);
+    assert_eq!(sent[0].0, sent[0].1);
+    assert_eq!(sent[1].0, 3 * sent[0].0);
 }
