@@ -5,6 +5,7 @@
 //! about suspicion itself: foca keeps the suspicions, their timeouts and local health.
 
 use super::Node;
+use crate::identity::NodeId;
 use crate::lifeguard::Accusation;
 use crate::time::Time;
 
@@ -30,15 +31,12 @@ impl Node {
         }
         let received = self.accusations.lock().drain();
         for a in received {
-            if !a.from_healthy_accuser() {
-                continue;
-            }
             let subject = self.truth.get(&a.subject).map(|m| m.id.clone());
             let accuser = self.truth.get(&a.accuser).map(|m| m.id.clone());
             let (Some(subject), Some(accuser)) = (subject, accuser) else {
                 continue;
             };
-            if a.generation.is_some_and(|g| g != subject.generation()) {
+            if !counts(&a, &subject) {
                 continue;
             }
             self.swim(now, |foca, rt| {
@@ -47,6 +45,13 @@ impl Node {
             });
         }
     }
+}
+
+/// Whether a received accusation confirms a suspicion of `subject` (the member as we know
+/// it): about its current generation (or from a version-1 accuser, which does not say) and
+/// from an accuser that was healthy when it accused.
+fn counts(a: &Accusation, subject: &NodeId) -> bool {
+    a.from_healthy_accuser() && a.generation.is_none_or(|g| g == subject.generation())
 }
 
 impl Node {
@@ -63,5 +68,27 @@ impl Node {
     /// Members SWIM holds active (alive or suspect), this node excluded.
     pub fn active_members(&self) -> usize {
         self.foca.num_members()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_accusations_of_the_current_generation_by_healthy_accusers_count() {
+        let subject = NodeId::new("n1", "127.0.0.1:7946".parse().unwrap(), 7);
+        let a = |generation, health| Accusation {
+            subject: "n1".into(),
+            incarnation: 0,
+            accuser: "n2".into(),
+            generation,
+            health,
+        };
+        assert!(counts(&a(Some(7), 0), &subject));
+        assert!(counts(&a(Some(7), 1), &subject));
+        assert!(counts(&a(None, 0), &subject), "version 1: not checked");
+        assert!(!counts(&a(Some(6), 0), &subject), "its former life");
+        assert!(!counts(&a(Some(7), 2), &subject), "an unhealthy accuser");
     }
 }
