@@ -283,15 +283,15 @@ config_keys! {
         /// Forget down/left members after this long
         reap_after: String => Duration = parse_duration { default: "24h", }
         /// Lifeguard (local health, adaptive suspicion)
-        lifeguard: bool => bool = parse::same { default: false, }
+        lifeguard: bool => bool = parse::same { default: true, }
         /// Local health: probes stretch up to (lhm_max + 1) x
         lhm_max: u8 => u8 = parse::same { default: 8, }
         /// An unconfirmed suspicion lasts up to this many suspicion timeouts
         suspicion_max_mult: f64 => f64 = parse::same { default: 6.0, }
         /// More than 0: this many confirmations shrink a suspicion below the timeout
-        suspicion_fast_confirmations: usize => usize = parse::same { default: 0, }
+        suspicion_fast_confirmations: usize => usize = parse::same { default: 5, }
         /// The share of the timeout a fully confirmed suspicion lasts
-        suspicion_floor: f64 => f64 = parse::same { default: 1.0, }
+        suspicion_floor: f64 => f64 = parse::same { default: 0.5, }
     }
 
     [api_server] {

@@ -33,8 +33,11 @@ use tokio::task::JoinHandle;
 
 /// How long a cluster may take to converge and take its first baseline.
 const SETTLE: Duration = Duration::from_secs(15);
-/// How long the agents may take to react to a cut (suspicion is ~0.8 s with `local`).
-const REACT: Duration = Duration::from_secs(10);
+/// How long the agents may take to react to a cut (suspicion is ~0.8 s with `local`). The
+/// cut-off side is the slow one: with Lifeguard its local health stretches its probes up to
+/// 9x (1.8 s) and, the sole accuser of each peer, it waits 6x the suspicion (4.8 s) before
+/// declaring one down: holding all six peers of a 7-node cluster takes it up to ~16 s.
+const REACT: Duration = Duration::from_secs(30);
 /// How long the agents may take to heal after a cut is lifted (re-announce backoff is capped
 /// at 5 s with `local`, then the guard needs `stable_after` of calm).
 const HEAL: Duration = Duration::from_secs(25);

@@ -5,9 +5,14 @@
 //! system). This module owns what foca cannot: the timeout table (floats, from `Timings`),
 //! and the *accusations* that carry independent confirmations across the cluster, since
 //! foca's member updates do not say who suspects whom. An accusation ("my own probe of
-//! `subject` at `incarnation` failed", signed by nothing but its `accuser` name, like every
-//! other gossip) travels as a foca custom broadcast beside the metadata records, marked by a
-//! leading zero byte that no record starts with (a record starts with its name's length).
+//! `subject`, generation `generation`, at `incarnation` failed, and my own local health was
+//! `health` then", signed by nothing but its `accuser` name, like every other gossip) travels
+//! as a foca custom broadcast beside the metadata records, marked by a leading zero byte that
+//! no record starts with (a record starts with its name's length). The generation keeps an
+//! accusation of a member's former life (before it renewed itself) from counting against the
+//! new one; the health lets a receiver count only accusers that were healthy themselves: a
+//! member that is itself in a loss burst fails its probes of healthy peers, and its
+//! accusation is no independent evidence (it is still passed on).
 //!
 //! Received accusations are validated (names, size), deduplicated in a bounded table (so
 //! each is re-gossiped once) and queued in a bounded inbox for the node, which hands them
@@ -21,14 +26,28 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// First byte of an accusation item (a metadata record never starts with it).
 pub const TAG: u8 = 0;
-/// Format version of the item, after the tag.
-pub const VERSION: u8 = 1;
+/// Format version of the item, after the tag (1: no generation nor health; still read).
+pub const VERSION: u8 = 2;
+/// An accuser whose local health score was above this when it accused is not counted as a
+/// confirmation (its own probes fail because it is the one in trouble). The failed probe
+/// behind the accusation has raised the score by one already: 1 is "healthy until then".
+/// (0 counted no accuser at all: bursty-50's crashes were seen after 42-50 s.)
+pub const MAX_ACCUSER_HEALTH: u8 = 1;
+/// About how many members probe a suspect as soon as they hear of the suspicion (see
+/// `foca::Lifeguard::prompt_probers`).
+pub const PROMPT_PROBERS: usize = 8;
+/// A down notice is spread this many times as often as other updates (see
+/// `foca::Lifeguard::down_transmissions`): a member in a loss burst while it went round
+/// otherwise kept the dead member until its own round of probes reached it (bursty-50: crash
+/// seen up to 38 s late; with 3, at most 21 s).
+pub const DOWN_TRANSMISSIONS: u8 = 3;
 /// Accusations waiting for the node at most (more are dropped and counted).
 pub const MAX_INBOX: usize = 256;
 /// Distinct (subject, accuser) pairs remembered for deduplication.
 pub const MAX_SEEN: usize = 4096;
-/// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation.
-pub const MAX_ITEM: usize = 2 + 2 * 65 + 3;
+/// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation,
+/// generation, health.
+pub const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
 
 /// foca's Lifeguard settings from the timings: memberlist's suspicion timeouts (`k =
 /// suspicion_mult - 2` expected confirmations; from `suspicion_max_mult` times the timeout
@@ -44,6 +63,8 @@ pub fn settings(t: &Timings) -> foca::Lifeguard {
             t.suspicion_floor,
         ),
         confirmations: k,
+        prompt_probers: PROMPT_PROBERS,
+        down_transmissions: DOWN_TRANSMISSIONS,
     }
 }
 
@@ -74,12 +95,36 @@ pub fn permille_table(k: usize, max_mult: f64, fast: usize, floor: f64) -> Vec<u
     out
 }
 
-/// One accusation: `accuser`'s own probe of `subject` at `incarnation` failed.
+/// One accusation: `accuser`'s own probe of `subject` (its `generation`) at `incarnation`
+/// failed, while the accuser's own local health score was `health`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accusation {
     pub subject: String,
     pub incarnation: u16,
     pub accuser: String,
+    /// The subject's generation; `None` from a version-1 accuser (not checked then).
+    pub generation: Option<u64>,
+    pub health: u8,
+}
+
+/// Version 1 on the wire (no generation nor health).
+#[derive(Deserialize)]
+struct AccusationV1 {
+    subject: String,
+    incarnation: u16,
+    accuser: String,
+}
+
+impl Accusation {
+    /// Whether it counts as an independent confirmation.
+    pub fn from_healthy_accuser(&self) -> bool {
+        self.health <= MAX_ACCUSER_HEALTH
+    }
+
+    /// Orders accusations of one (subject, accuser) pair: newer generation, then incarnation.
+    fn age(&self) -> (u64, u16) {
+        (self.generation.unwrap_or(0), self.incarnation)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,18 +151,28 @@ impl Accusation {
         if data.len() > MAX_ITEM {
             return Err(AccusationError::TooLarge(data.len()));
         }
-        match data {
+        let a = match data {
             [TAG, VERSION, body @ ..] => {
-                let a: Accusation =
-                    postcard::from_bytes(body).map_err(|_| AccusationError::Decode)?;
-                let ok = |n: &str| crate::identity::validate_name(n).is_ok();
-                if !ok(&a.subject) || !ok(&a.accuser) || a.subject == a.accuser {
-                    return Err(AccusationError::BadName);
-                }
-                Ok(a)
+                postcard::from_bytes::<Accusation>(body).map_err(|_| AccusationError::Decode)?
             }
-            _ => Err(AccusationError::Format),
+            [TAG, 1, body @ ..] => {
+                let v1: AccusationV1 =
+                    postcard::from_bytes(body).map_err(|_| AccusationError::Decode)?;
+                Accusation {
+                    subject: v1.subject,
+                    incarnation: v1.incarnation,
+                    accuser: v1.accuser,
+                    generation: None,
+                    health: 0,
+                }
+            }
+            _ => return Err(AccusationError::Format),
+        };
+        let ok = |n: &str| crate::identity::validate_name(n).is_ok();
+        if !ok(&a.subject) || !ok(&a.accuser) || a.subject == a.accuser {
+            return Err(AccusationError::BadName);
         }
+        Ok(a)
     }
 }
 
@@ -126,7 +181,7 @@ impl Accusation {
 #[derive(Debug, Default)]
 pub struct InboxState {
     queue: VecDeque<Accusation>,
-    seen: HashMap<(String, String), u16>,
+    seen: HashMap<(String, String), (u64, u16)>,
     pub dropped: u64,
 }
 
@@ -143,13 +198,13 @@ impl InboxState {
     /// Takes a received accusation; whether it is new (then foca passes it on).
     pub fn offer(&mut self, a: Accusation) -> bool {
         let key = (a.subject.clone(), a.accuser.clone());
-        if self.seen.get(&key).is_some_and(|inc| *inc >= a.incarnation) {
+        if self.seen.get(&key).is_some_and(|age| *age >= a.age()) {
             return false;
         }
         if self.seen.len() >= MAX_SEEN {
             self.seen.clear();
         }
-        self.seen.insert(key, a.incarnation);
+        self.seen.insert(key, a.age());
         if self.queue.len() >= MAX_INBOX {
             self.dropped += 1;
             return true;
@@ -164,7 +219,7 @@ impl InboxState {
             self.seen.clear();
         }
         self.seen
-            .insert((a.subject.clone(), a.accuser.clone()), a.incarnation);
+            .insert((a.subject.clone(), a.accuser.clone()), a.age());
     }
 
     pub fn drain(&mut self) -> Vec<Accusation> {
@@ -204,16 +259,36 @@ mod tests {
     #[test]
     fn settings_follow_the_profile() {
         let mut t = crate::Profile::Lan.timings();
-        assert!(t.lifeguard().is_none(), "off by default");
-        t.lifeguard = true;
+        assert!(t.lifeguard().is_some(), "on by default");
         let s = settings(&t);
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
-        assert_eq!(s.suspicion_permille, vec![6000, 2845, 1000]);
-        assert!(t.lifeguard().is_some());
-        let mut off = t.clone();
-        off.lifeguard = false;
-        assert!(off.lifeguard().is_none());
+        assert_eq!(s.prompt_probers, PROMPT_PROBERS);
+        assert_eq!(s.down_transmissions, DOWN_TRANSMISSIONS);
+        // 6x, memberlist's log scale down to 1x at k = 2, then down to 0.5x at 5.
+        assert_eq!(&s.suspicion_permille[..3], &[6000, 2845, 1000]);
+        assert_eq!(s.suspicion_permille.len(), 6);
+        assert_eq!(s.suspicion_permille[5], 500);
+        t.lifeguard = false;
+        assert!(t.lifeguard().is_none(), "the way back");
+        t.suspicion_fast_confirmations = 0;
+        assert_eq!(settings(&t).suspicion_permille, vec![6000, 2845, 1000]);
+    }
+
+    #[test]
+    fn only_healthy_accusers_count() {
+        let a = |health| Accusation {
+            subject: "n1".into(),
+            incarnation: 0,
+            accuser: "n2".into(),
+            generation: Some(5),
+            health,
+        };
+        // The accuser's own failed probe raised its score to 1: still healthy.
+        assert!(a(0).from_healthy_accuser());
+        assert!(a(1).from_healthy_accuser());
+        assert!(!a(2).from_healthy_accuser());
+        assert!(!a(8).from_healthy_accuser());
     }
 
     #[test]
@@ -222,6 +297,8 @@ mod tests {
             subject: "n1".into(),
             incarnation: 3,
             accuser: "n2".into(),
+            generation: Some(1_700_000_000_000),
+            health: 2,
         };
         let b = a.encode();
         assert_eq!(b[0], TAG);
@@ -250,6 +327,14 @@ mod tests {
             Accusation::decode(&same.encode()),
             Err(AccusationError::BadName)
         );
+        // Version 1 (no generation nor health) is still read.
+        #[derive(serde::Serialize)]
+        struct V1<'a>(&'a str, u16, &'a str);
+        let mut v1 = vec![TAG, 1];
+        v1.extend(postcard::to_allocvec(&V1("n1", 3, "n2")).unwrap());
+        let old = Accusation::decode(&v1).unwrap();
+        assert_eq!((old.generation, old.health), (None, 0));
+        assert_eq!((old.subject.as_str(), old.incarnation), ("n1", 3));
         assert!(matches!(
             Accusation::decode(&[0u8; MAX_ITEM + 1]),
             Err(AccusationError::TooLarge(_))
@@ -263,6 +348,8 @@ mod tests {
             subject: format!("s{i}"),
             incarnation: inc,
             accuser: "x".into(),
+            generation: Some(1),
+            health: 0,
         };
         assert!(s.offer(a(1, 1)));
         assert!(!s.offer(a(1, 1)));
@@ -270,7 +357,14 @@ mod tests {
         assert!(s.offer(a(1, 2)));
         s.own(&a(2, 5));
         assert!(!s.offer(a(2, 5)));
-        assert_eq!(s.drain().len(), 2);
+        // A renewed subject (newer generation) starts at incarnation 0 again: news.
+        let renewed = Accusation {
+            generation: Some(2),
+            ..a(2, 0)
+        };
+        assert!(s.offer(renewed.clone()));
+        assert!(!s.offer(renewed));
+        assert_eq!(s.drain().len(), 3);
         for i in 0..(MAX_INBOX + 10) {
             s.offer(a(100 + i, 0));
         }

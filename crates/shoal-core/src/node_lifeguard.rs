@@ -5,19 +5,26 @@
 //! about suspicion itself: foca keeps the suspicions, their timeouts and local health.
 
 use super::Node;
+use crate::identity::NodeId;
 use crate::lifeguard::Accusation;
 use crate::time::Time;
 
 impl Node {
     /// After every input: spreads the suspicions this node raised itself (its own probe
-    /// failed) as accusations, and hands received ones to foca as confirmations.
+    /// failed) as accusations, with the subject's generation and our own local health, and
+    /// hands received ones to foca as confirmations: only those about the subject's current
+    /// generation (an accusation of a member's former life says nothing about the renewed
+    /// one) from accusers that were healthy when they accused.
     pub(super) fn lifeguard_exchange(&mut self, now: Time) {
         let own = self.foca.take_accusations();
+        let health = self.foca.local_health();
         for (id, incarnation) in own {
             let a = Accusation {
                 subject: id.name().to_string(),
                 incarnation,
                 accuser: self.cfg.name.clone(),
+                generation: Some(id.generation()),
+                health,
             };
             // Only fails if custom broadcasts were refused: nothing to spread then.
             let _ = self.foca.add_broadcast(&a.encode());
@@ -29,12 +36,22 @@ impl Node {
             let (Some(subject), Some(accuser)) = (subject, accuser) else {
                 continue;
             };
+            if !counts(&a, &subject) {
+                continue;
+            }
             self.swim(now, |foca, rt| {
                 foca.confirm_suspicion(&subject, a.incarnation, &accuser, rt);
                 Ok(())
             });
         }
     }
+}
+
+/// Whether a received accusation confirms a suspicion of `subject` (the member as we know
+/// it): about its current generation (or from a version-1 accuser, which does not say) and
+/// from an accuser that was healthy when it accused.
+fn counts(a: &Accusation, subject: &NodeId) -> bool {
+    a.from_healthy_accuser() && a.generation.is_none_or(|g| g == subject.generation())
 }
 
 impl Node {
@@ -51,5 +68,27 @@ impl Node {
     /// Members SWIM holds active (alive or suspect), this node excluded.
     pub fn active_members(&self) -> usize {
         self.foca.num_members()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_accusations_of_the_current_generation_by_healthy_accusers_count() {
+        let subject = NodeId::new("n1", "127.0.0.1:7946".parse().unwrap(), 7);
+        let a = |generation, health| Accusation {
+            subject: "n1".into(),
+            incarnation: 0,
+            accuser: "n2".into(),
+            generation,
+            health,
+        };
+        assert!(counts(&a(Some(7), 0), &subject));
+        assert!(counts(&a(Some(7), 1), &subject));
+        assert!(counts(&a(None, 0), &subject), "version 1: not checked");
+        assert!(!counts(&a(Some(6), 0), &subject), "its former life");
+        assert!(!counts(&a(Some(7), 2), &subject), "an unhealthy accuser");
     }
 }

@@ -179,6 +179,8 @@ impl Node {
         now: Time,
         f: impl FnOnce(&mut Guard, &GuardCtx<'_>) -> R,
     ) -> R {
+        self.reach
+            .set_stretch(u32::from(self.foca.local_health()) + 1);
         let store = self.store.lock();
         let ctx = GuardCtx {
             truth: &self.truth,

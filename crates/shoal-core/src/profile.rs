@@ -56,9 +56,9 @@ pub struct Timings {
     pub meta_fetch_after: Duration,
     /// How long failed and left members stay listed before they are forgotten.
     pub reap_after: Duration,
-    /// Lifeguard (local health, dynamic suspicion, buddy system; `core::lifeguard`). Off by
-    /// default for now: in the simulator's bursty-loss runs it did not lower false downs yet.
-    #[serde(default)]
+    /// Lifeguard (local health, dynamic suspicion, buddy system; `core::lifeguard`). On by
+    /// default; `false` gives foca's plain SWIM back.
+    #[serde(default = "default_lifeguard")]
     pub lifeguard: bool,
     /// Highest local health score: probes stretch up to `lhm_max + 1` times.
     #[serde(default = "default_lhm_max")]
@@ -68,16 +68,22 @@ pub struct Timings {
     pub suspicion_max_mult: f64,
     /// With this many independent confirmations or more, the timeout shrinks below the
     /// suspicion timeout, down to `suspicion_floor` of it (0: never below it, as memberlist).
-    #[serde(default)]
+    #[serde(default = "default_fast_confirmations")]
     pub suspicion_fast_confirmations: usize,
     /// The share of the suspicion timeout a suspicion confirmed
     /// `suspicion_fast_confirmations` times lasts.
-    #[serde(default = "one")]
+    #[serde(default = "default_floor")]
     pub suspicion_floor: f64,
 }
 
-fn one() -> f64 {
-    1.0
+fn default_lifeguard() -> bool {
+    LIFEGUARD.0
+}
+fn default_fast_confirmations() -> usize {
+    LIFEGUARD.3
+}
+fn default_floor() -> f64 {
+    LIFEGUARD.4
 }
 fn default_lhm_max() -> u8 {
     8
@@ -86,8 +92,10 @@ fn default_suspicion_max_mult() -> f64 {
     6.0
 }
 
-/// Lifeguard's defaults, shared by every profile (memberlist's values; off, see `lifeguard`).
-const LIFEGUARD: (bool, u8, f64, usize, f64) = (false, 8, 6.0, 0, 1.0);
+/// Lifeguard's defaults, shared by every profile: on; memberlist's local health and 6x; below
+/// the suspicion timeout (down to half of it) only with 5 independent confirmations from
+/// healthy accusers (README, "Failure detection: Lifeguard", for the figures behind them).
+const LIFEGUARD: (bool, u8, f64, usize, f64) = (true, 8, 6.0, 5, 0.5);
 
 impl Profile {
     pub fn timings(self) -> Timings {

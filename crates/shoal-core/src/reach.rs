@@ -108,6 +108,9 @@ struct Check {
 #[derive(Debug)]
 pub struct Reach {
     probe_period: Duration,
+    /// How many times Lifeguard's local health stretches our probe period (1: not at all):
+    /// we hear an ack once per *our* probe period, so silence is counted in those.
+    stretch: u32,
     round_gap: Duration,
     last_rx: Option<Time>,
     /// Since when the node has been connected (peers exist); silence is judged only after
@@ -139,6 +142,7 @@ impl Reach {
     pub fn new(probe_period: Duration, probe_rtt: Duration, hashes: HashSeed) -> Reach {
         Reach {
             probe_period,
+            stretch: 1,
             round_gap: probe_rtt.max(Duration::from_millis(1)),
             last_rx: None,
             connected_since: None,
@@ -187,10 +191,15 @@ impl Reach {
         !stalled
     }
 
-    /// How long nothing has been heard, once that is at least `periods` probe periods and
-    /// the node has been connected that long.
+    /// Lifeguard stretches our probe period `stretch` times (local health + 1).
+    pub fn set_stretch(&mut self, stretch: u32) {
+        self.stretch = stretch.max(1);
+    }
+
+    /// How long nothing has been heard, once that is at least `periods` (stretched) probe
+    /// periods and the node has been connected that long.
     pub fn silent(&self, now: Time, periods: u32) -> Option<Duration> {
-        let limit = self.probe_period * periods;
+        let limit = self.probe_period * self.stretch * periods;
         let since = self.connected_since?;
         if now.since(since) < limit {
             return None;
@@ -491,5 +500,9 @@ mod tests {
         assert!(r.on_tick(Time(700), Duration::from_millis(50)));
         assert!(!r.on_tick(Time(2700), Duration::from_millis(50)));
         assert!(r.silent(Time(2700), SILENT_PERIODS).is_none());
+        // Lifeguard stretched our probes 3x: we hear an ack every 3 periods.
+        r.set_stretch(3);
+        assert!(r.silent(Time(2700 + 3 * 600 - 1), SILENT_PERIODS).is_none());
+        assert!(r.silent(Time(2700 + 3 * 600), SILENT_PERIODS).is_some());
     }
 }

@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "both")]
     mode: ModeArg,
     /// Lifeguard (local health, dynamic suspicion) on or off, overriding the scenario's
-    /// `[lifeguard] enabled` (default off): measures before and after in one build.
+    /// `[lifeguard] enabled` (default: the profile's, on): measures before and after in one build.
     #[arg(long, value_enum)]
     lifeguard: Option<OnOff>,
     /// Run the modes one after the other (halves peak memory on large clusters).

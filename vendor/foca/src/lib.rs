@@ -207,7 +207,7 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     lifeguard: Option<Lifeguard>,
     now: Duration,
     health: u8,
-    suspicions: hashbrown::HashMap<T::Addr, lifeguard::Suspicion<T::Addr>>,
+    suspicions: hashbrown::HashMap<T::Addr, lifeguard::Suspicion<T, T::Addr>>,
     accusations: Vec<(T, Incarnation)>,
     priority_probes: Vec<T>,
     stale_downs: Vec<T>,
@@ -767,11 +767,24 @@ where
                     // (shoal fork) Lifeguard: a confirmation moved the
                     // deadline; an earlier timer waits for the later one.
                     if let Some(s) = self.suspicions.get(&member_id.addr())
-                        && s.incarnation == incarnation
+                        && s.is_about(&member_id, incarnation)
                         && s.start.is_some()
                     {
                         if self.lifeguard.is_some() {
+                            // A timer that fires before the deadline (the
+                            // driver's clock is coarser than ours, or the
+                            // deadline moved) waits for it: it must
+                            // neither act early nor be lost.
                             if self.now < s.deadline {
+                                let wait = (s.deadline - self.now).max(Duration::from_millis(1));
+                                runtime.submit_after(
+                                    Timer::ChangeSuspectToDown {
+                                        member_id,
+                                        incarnation,
+                                        token,
+                                    },
+                                    wait,
+                                );
                                 return Ok(());
                             }
                             // We only heard of this suspicion: we check for
@@ -790,6 +803,11 @@ where
                             }
                         }
                         self.suspicions.remove(&member_id.addr());
+                    } else if self.lifeguard.is_some() {
+                        // No suspicion of this identity at this incarnation
+                        // any more (acted on, refuted, or the member renewed
+                        // itself): a leftover timer, nothing to do.
+                        return Ok(());
                     }
                     let as_down = Member::new(member_id.clone(), incarnation, State::Down);
                     if let Some(summary) = self
@@ -975,7 +993,9 @@ where
     /// `incarnation`) failed. Counted once per accuser; when we are
     /// an accuser too, our timeout shrinks accordingly. Returns whether
     /// the confirmation was new. Ignored unless Lifeguard is on and the
-    /// suspect is an active member at that incarnation.
+    /// suspect is an active member at that incarnation. The driver
+    /// decides which accusers are independent enough to count (shoal
+    /// passes only those that were healthy themselves when they accused).
     pub fn confirm_suspicion(
         &mut self,
         suspect: &T,
@@ -997,7 +1017,36 @@ where
             return false;
         }
         let max = lg.max_accusers();
-        let addr = suspect.addr();
+        let now = self.now;
+        let own = self.identity.addr();
+        let entry = self.suspicion_entry(suspect, incarnation);
+        if !entry.add(accuser.addr(), max) {
+            return false;
+        }
+        // Hearing of an accusation is hearing of the suspicion, even when
+        // the suspect update itself was lost.
+        let heard = entry.start.is_none();
+        if heard {
+            entry.start = Some(now);
+        }
+        let accused = entry.accusers.contains(&own);
+        if heard && !accused {
+            self.prompt_probe(suspect);
+        }
+        self.rearm_suspicion(suspect, &mut runtime);
+        true
+    }
+
+    // (shoal fork) The suspicion record of `id` at `incarnation`, a fresh
+    // one if what we held was about another identity at that address (a
+    // renewed member) or another incarnation (a refuted suspicion): an
+    // old suspicion must never carry over to the member's new life.
+    fn suspicion_entry(
+        &mut self,
+        id: &T,
+        incarnation: Incarnation,
+    ) -> &mut lifeguard::Suspicion<T, T::Addr> {
+        let addr = id.addr();
         if self.suspicions.len() >= 2 * self.members.num_active() + 16
             && !self.suspicions.contains_key(&addr)
         {
@@ -1006,20 +1055,11 @@ where
         let entry = self
             .suspicions
             .entry(addr)
-            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
-        if entry.incarnation != incarnation {
-            *entry = lifeguard::Suspicion::new(incarnation);
+            .or_insert_with(|| lifeguard::Suspicion::new(id.clone(), incarnation));
+        if !entry.is_about(id, incarnation) {
+            *entry = lifeguard::Suspicion::new(id.clone(), incarnation);
         }
-        if !entry.add(accuser.addr(), max) {
-            return false;
-        }
-        // Hearing of an accusation is hearing of the suspicion, even when
-        // the suspect update itself was lost.
-        if entry.start.is_none() {
-            entry.start = Some(self.now);
-        }
-        self.rearm_suspicion(suspect, &mut runtime);
-        true
+        entry
     }
 
     // (shoal fork) Forgets suspicions of members no longer suspect at
@@ -1027,10 +1067,35 @@ where
     fn prune_suspicions(&mut self) {
         let members = &self.members;
         self.suspicions.retain(|addr, s| {
-            members
-                .get_by_addr(addr)
-                .is_some_and(|m| m.is_active() && m.incarnation() == s.incarnation)
+            members.get_by_addr(addr).is_some_and(|m| {
+                m.is_active() && m.id() == &s.id && m.incarnation() == s.incarnation
+            })
         });
+    }
+
+    // (shoal fork) We just heard of a suspicion we have no accusation of
+    // our own for: probe the suspect ourselves at our next probe (ahead
+    // of the round), so that independent confirmations of a real crash
+    // arrive within about one probe period instead of whenever each
+    // member's round of probes reaches it. With many members, only
+    // about `Lifeguard::prompt_probers` of them do (at random), so a
+    // suspect is not probed by the whole cluster at once.
+    fn prompt_probe(&mut self, id: &T) {
+        let Some(lg) = self.lifeguard.as_ref() else {
+            return;
+        };
+        if lg.prompt_probers == 0
+            || self.priority_probes.len() >= 16
+            || self.priority_probes.contains(id)
+            || self.probe.is_probing(id)
+        {
+            return;
+        }
+        let others = self.members.num_active().saturating_sub(1).max(1);
+        if others > lg.prompt_probers && self.rng.random_range(0..others) >= lg.prompt_probers {
+            return;
+        }
+        self.priority_probes.push(id.clone());
     }
 
     // (shoal fork) Our own probe of `id` failed: record our accusation
@@ -1043,21 +1108,9 @@ where
         if self.accusations.len() < 64 {
             self.accusations.push((id.clone(), incarnation));
         }
-        let addr = id.addr();
-        if self.suspicions.len() >= 2 * self.members.num_active() + 16
-            && !self.suspicions.contains_key(&addr)
-        {
-            self.prune_suspicions();
-        }
         let own = self.identity.addr();
         let now = self.now;
-        let entry = self
-            .suspicions
-            .entry(addr)
-            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
-        if entry.incarnation != incarnation {
-            *entry = lifeguard::Suspicion::new(incarnation);
-        }
+        let entry = self.suspicion_entry(id, incarnation);
         // Our own accusation starts now, even when we heard of the
         // suspicion long before: a probe of a suspect that fails where
         // many members probe it at once is no news (under 20 % loss one
@@ -1076,27 +1129,20 @@ where
     }
 
     // (shoal fork) We learned that `id` is suspect at `incarnation`:
-    // start our own suspicion timer, accusers or not.
+    // start our own suspicion timer, accusers or not, and probe it soon.
     fn hear_suspicion(&mut self, id: &T, incarnation: Incarnation, mut runtime: impl Runtime<T>) {
         if self.lifeguard.is_none() || id == &self.identity {
             return;
         }
-        let addr = id.addr();
-        if self.suspicions.len() >= 2 * self.members.num_active() + 16
-            && !self.suspicions.contains_key(&addr)
-        {
-            self.prune_suspicions();
-        }
         let now = self.now;
-        let entry = self
-            .suspicions
-            .entry(addr)
-            .or_insert_with(|| lifeguard::Suspicion::new(incarnation));
-        if entry.incarnation != incarnation {
-            *entry = lifeguard::Suspicion::new(incarnation);
-        }
+        let own = self.identity.addr();
+        let entry = self.suspicion_entry(id, incarnation);
         if entry.start.is_none() {
             entry.start = Some(now);
+            let accused = entry.accusers.contains(&own);
+            if !accused {
+                self.prompt_probe(id);
+            }
             self.rearm_suspicion(id, &mut runtime);
         }
     }
@@ -1649,8 +1695,17 @@ where
             if do_broadcast {
                 let addr = Addr(id.addr());
                 let data = self.serialize_member(update)?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                // (shoal fork) Lifeguard: a down notice is spread
+                // `down_transmissions` times as often (rare, and a member
+                // that misses it keeps a dead member until its own round
+                // of probes reaches it).
+                let mut times = usize::from(self.config.max_transmissions.get());
+                if update_state == State::Down
+                    && let Some(lg) = self.lifeguard.as_ref()
+                {
+                    times *= usize::from(lg.down_transmissions.max(1));
+                }
+                self.updates.add_or_replace(addr, data, times);
             }
 
             // (shoal fork) Lifeguard: every member that hears of a

@@ -45,6 +45,14 @@ pub struct Lifeguard {
     /// (besides us and the suspect) exist, the plain
     /// `suspect_to_down_after` applies (memberlist's `k`).
     pub confirmations: usize,
+    /// About how many members that hear of a suspicion probe the suspect
+    /// at once (at their next probe, ahead of their round) instead of at
+    /// their timer's end; each does with probability
+    /// `prompt_probers / (members - 1)`. 0: none (memberlist).
+    pub prompt_probers: usize,
+    /// A down notice is disseminated this many times
+    /// `Config::max_transmissions` (1: like any update).
+    pub down_transmissions: u8,
 }
 
 impl Lifeguard {
@@ -69,9 +77,11 @@ impl Lifeguard {
     }
 }
 
-/// What we know of the suspicion of one member.
+/// What we know of the suspicion of one member: one identity at one
+/// incarnation (a member renewed since, or refuted since, starts afresh).
 #[derive(Debug, Clone)]
-pub(crate) struct Suspicion<A> {
+pub(crate) struct Suspicion<T, A> {
+    pub(crate) id: T,
     pub(crate) incarnation: Incarnation,
     /// When our own probe first failed (we arm a timer only then).
     pub(crate) start: Option<Duration>,
@@ -80,9 +90,10 @@ pub(crate) struct Suspicion<A> {
     pub(crate) deadline: Duration,
 }
 
-impl<A: PartialEq> Suspicion<A> {
-    pub(crate) const fn new(incarnation: Incarnation) -> Self {
+impl<T: PartialEq, A: PartialEq> Suspicion<T, A> {
+    pub(crate) const fn new(id: T, incarnation: Incarnation) -> Self {
         Self {
+            id,
             incarnation,
             start: None,
             accusers: Vec::new(),
@@ -97,6 +108,11 @@ impl<A: PartialEq> Suspicion<A> {
         }
         self.accusers.push(accuser);
         true
+    }
+
+    /// Whether this record is about `id` at `incarnation`.
+    pub(crate) fn is_about(&self, id: &T, incarnation: Incarnation) -> bool {
+        self.incarnation == incarnation && &self.id == id
     }
 
     /// Independent confirmations beyond the first accuser.
@@ -123,6 +139,8 @@ mod tests {
             max_health: 8,
             suspicion_permille: alloc::vec![6000, 2845, 1000],
             confirmations: 2,
+            prompt_probers: 0,
+            down_transmissions: 1,
         }
     }
 
@@ -141,7 +159,7 @@ mod tests {
 
     #[test]
     fn accusers_are_distinct_and_bounded() {
-        let mut s = Suspicion::new(3);
+        let mut s = Suspicion::new(9u8, 3);
         assert!(s.add(1u8, 3));
         assert!(!s.add(1u8, 3));
         assert!(s.add(2u8, 3));

@@ -17,6 +17,8 @@ fn lifeguard() -> Lifeguard {
         max_health: 8,
         suspicion_permille: vec![6000, 2845, 1000],
         confirmations: 2,
+        prompt_probers: 0,
+        down_transmissions: 1,
     }
 }
 
@@ -427,4 +429,166 @@ fn a_stale_down_notice_about_a_member_that_answers_changes_nothing() {
         Some(State::Alive)
     );
     assert_eq!(foca.probe_failures(), 0);
+}
+
+#[test]
+fn a_renewed_member_starts_with_a_fresh_suspicion() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    foca.set_now(Duration::from_secs(10));
+    let token = foca.timer_token();
+    let old = ID::new(3);
+    foca.apply(Member::new(old, 0, State::Suspect), &mut rt)
+        .unwrap();
+    for a in [2, 4, 5] {
+        assert!(foca.confirm_suspicion(&old, 0, &ID::new(a), &mut rt));
+    }
+    assert_eq!(suspect_timer(&mut rt, old, token), Some(MIN));
+    // The member renews itself (a newer identity at the same address) and
+    // is suspected again, at incarnation 0 like its former life.
+    let new = old.bump();
+    foca.apply(Member::alive(new), &mut rt).unwrap();
+    foca.set_now(Duration::from_secs(12));
+    foca.apply(Member::new(new, 0, State::Suspect), &mut rt)
+        .unwrap();
+    // Nothing of the old suspicion carries over: no confirmations, 6x from now.
+    assert_eq!(suspect_timer(&mut rt, new, token), Some(MIN * 6));
+    // The old life's three accusers do not count for the new one: two
+    // accusers of the new life are one confirmation.
+    assert!(foca.confirm_suspicion(&new, 0, &ID::new(2), &mut rt));
+    assert!(foca.confirm_suspicion(&new, 0, &ID::new(4), &mut rt));
+    assert_eq!(
+        suspect_timer(&mut rt, new, token),
+        Some(Duration::from_millis(11_380))
+    );
+    // The old life's timer ends: nothing happens to the new one.
+    foca.set_now(Duration::from_secs(14));
+    foca.handle_timer(
+        Timer::ChangeSuspectToDown {
+            member_id: old,
+            incarnation: 0,
+            token,
+        },
+        &mut rt,
+    )
+    .unwrap();
+    assert_eq!(foca.members.get(&new).map(|m| m.state()), Some(State::Suspect));
+}
+
+#[test]
+fn a_timer_that_fires_before_the_deadline_waits_for_it() {
+    let (mut foca, mut rt) = foca_with(6, Some(lifeguard()));
+    // A deadline that is not a whole number of milliseconds: a driver
+    // with a millisecond clock fires its timer a fraction early.
+    foca.config.suspect_to_down_after = MIN + Duration::from_micros(700);
+    foca.set_now(Duration::from_secs(20));
+    let token = foca.timer_token();
+    let (probed, _, _) = start_probe(&mut foca, &mut rt);
+    fail_probe(&mut foca, &mut rt, probed);
+    rt.clear();
+    start_probe(&mut foca, &mut rt);
+    let others: Vec<ID> = [2, 3, 4, 5, 6]
+        .map(ID::new)
+        .into_iter()
+        .filter(|i| *i != probed)
+        .collect();
+    for a in &others[..2] {
+        assert!(foca.confirm_suspicion(&probed, 0, a, &mut rt));
+    }
+    let after = suspect_timer(&mut rt, probed, token).unwrap();
+    assert_eq!(after, MIN + Duration::from_micros(700));
+    let timer = Timer::ChangeSuspectToDown {
+        member_id: probed,
+        incarnation: 0,
+        token,
+    };
+    // Fired at the whole millisecond before the deadline.
+    foca.set_now(Duration::from_secs(24));
+    foca.handle_timer(timer.clone(), &mut rt).unwrap();
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Suspect),
+        "not before the deadline"
+    );
+    // ... and it is not lost: it comes back at the deadline.
+    assert_eq!(
+        suspect_timer(&mut rt, probed, token),
+        Some(Duration::from_millis(1))
+    );
+    foca.set_now(Duration::from_millis(24_001));
+    foca.handle_timer(timer, &mut rt).unwrap();
+    assert_eq!(
+        foca.members.get(&probed).map(|m| m.state()),
+        Some(State::Down)
+    );
+}
+
+#[test]
+fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
+    for prompt in [8, 0] {
+        let mut lg = lifeguard();
+        lg.prompt_probers = prompt;
+        // Fewer members than `prompt_probers`: every one that hears probes.
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.set_now(Duration::from_secs(30));
+        // Probe a few members first so the suspect is not simply next.
+        let mut firsts = Vec::new();
+        for _ in 0..3 {
+            let (p, _, _) = start_probe(&mut foca, &mut rt);
+            let n = foca.probe().probe_number();
+            foca.handle_data(&ack(p, n, 0), &mut rt).unwrap();
+            fail_probe(&mut foca, &mut rt, p);
+            firsts.push(p);
+        }
+        let suspect = [2, 3, 4, 5, 6, 7, 8]
+            .map(ID::new)
+            .into_iter()
+            .find(|i| !firsts.contains(i))
+            .unwrap();
+        foca.apply(Member::new(suspect, 0, State::Suspect), &mut rt)
+            .unwrap();
+        let (next, _, _) = start_probe(&mut foca, &mut rt);
+        if prompt > 0 {
+            assert_eq!(next, suspect, "probed at our next probe");
+        }
+        rt.clear();
+    }
+}
+
+#[test]
+fn a_down_notice_is_spread_down_transmissions_times_as_often() {
+    let mut sent = Vec::new();
+    for times in [1, 3] {
+        let mut lg = lifeguard();
+        lg.down_transmissions = times;
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.apply(Member::new(ID::new(3), 0, State::Down), &mut rt)
+            .unwrap();
+        foca.apply(Member::new(ID::new(4), 1, State::Suspect), &mut rt)
+            .unwrap();
+        rt.clear();
+        let (mut down, mut suspect) = (0, 0);
+        for _ in 0..100 {
+            foca.gossip(&mut rt).unwrap();
+            for (_, data) in rt.take_all_data() {
+                let mut data = &data[..];
+                BadCodec.decode_header(&mut data).unwrap();
+                let n = if data.remaining() >= 2 {
+                    data.get_u16()
+                } else {
+                    0
+                };
+                for _ in 0..n {
+                    let m = BadCodec.decode_member(&mut data).unwrap();
+                    down += usize::from(m.id() == &ID::new(3) && m.state() == State::Down);
+                    suspect += usize::from(m.id() == &ID::new(4));
+                }
+            }
+        }
+        assert!(suspect > 0);
+        sent.push((down, suspect));
+    }
+    // Other updates as often either way; the down notice three times as often.
+    assert_eq!(sent[0].1, sent[1].1);
+    assert_eq!(sent[0].0, sent[0].1);
+    assert_eq!(sent[1].0, 3 * sent[0].0);
 }
