@@ -19,9 +19,10 @@
 //! to foca. A forged accusation can at most shorten one suspicion that really exists to the
 //! suspicion timeout; it cannot create one. Must not decide membership: foca does.
 
+use crate::hash::{FixedHashMap, HashSeed};
 use crate::profile::Timings;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// First byte of an accusation item (a metadata record never starts with it).
@@ -181,7 +182,9 @@ impl Accusation {
 #[derive(Debug, Default)]
 pub struct InboxState {
     queue: VecDeque<Accusation>,
-    seen: HashMap<(String, String), (u64, u16)>,
+    /// Deduplication by (subject, accuser): a table a datagram grows (bounded by
+    /// `MAX_SEEN`), seeded by the node (`HashSeed`).
+    seen: FixedHashMap<(String, String), (u64, u16)>,
     pub dropped: u64,
 }
 
@@ -189,6 +192,15 @@ pub struct InboxState {
 pub struct Inbox(Arc<Mutex<InboxState>>);
 
 impl Inbox {
+    /// An empty inbox whose deduplication table takes the node's hash seed.
+    pub fn with_seed(hashes: HashSeed) -> Inbox {
+        Inbox(Arc::new(Mutex::new(InboxState {
+            queue: VecDeque::new(),
+            seen: hashes.map(),
+            dropped: 0,
+        })))
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, InboxState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
