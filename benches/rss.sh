@@ -41,24 +41,29 @@ trap 'exit 130' INT TERM
 shoal_key=$("$SHOAL" keygen)
 serf_key=$(serf keygen)
 shoal_pids=() serf_pids=()
-for ((i = 0; i < n; i++)); do
-    d="$tmp/sh$i"
-    mkdir -p "$d"
-    join=()
-    [ "$i" -gt 0 ] && join=(--join "127.0.0.1:17000")
-    SHOAL_ENCRYPT="$shoal_key" "$SHOAL" agent --name "sh$i" --bind "127.0.0.1:$((17000 + i))" \
-        --api "unix:$d/api.sock" --data-dir "$d" --profile lan --log-level warn \
-        "${join[@]}" >"$d/log" 2>&1 &
-    pids+=($!) shoal_pids+=($!)
-    d="$tmp/se$i"
-    mkdir -p "$d"
-    join=()
-    [ "$i" -gt 0 ] && join=(-join=127.0.0.1:18000)
-    serf agent -node="se$i" -bind="127.0.0.1:$((18000 + i))" -rpc-addr="127.0.0.1:$((19000 + i))" \
-        -encrypt="$serf_key" -profile=lan -log-level=warn "${join[@]}" >"$d/log" 2>&1 &
-    pids+=($!) serf_pids+=($!)
-done
-
+declare -A names
+start_agents() {  # agents $1 .. $2-1 of both sides
+    local i d join
+    for ((i = $1; i < $2; i++)); do
+        d="$tmp/sh$i"
+        mkdir -p "$d"
+        join=()
+        [ "$i" -gt 0 ] && join=(--join "127.0.0.1:17000")
+        SHOAL_ENCRYPT="$shoal_key" "$SHOAL" agent --name "sh$i" --bind "127.0.0.1:$((17000 + i))" \
+            --api "unix:$d/api.sock" --data-dir "$d" --profile lan --log-level warn \
+            "${join[@]}" >"$d/log" 2>&1 &
+        pids+=($!) shoal_pids+=($!)
+        names[$!]="sh$i"
+        d="$tmp/se$i"
+        mkdir -p "$d"
+        join=()
+        [ "$i" -gt 0 ] && join=(-join=127.0.0.1:18000)
+        serf agent -node="se$i" -bind="127.0.0.1:$((18000 + i))" -rpc-addr="127.0.0.1:$((19000 + i))" \
+            -encrypt="$serf_key" -profile=lan -log-level=warn "${join[@]}" >"$d/log" 2>&1 &
+        pids+=($!) serf_pids+=($!)
+        names[$!]="se$i"
+    done
+}
 shoal_alive() {  # how many members agent $1 serves alive (0 if its API does not answer yet)
     "$SHOAL" members --api "unix:$tmp/sh$1/api.sock" --status alive --format json 2>/dev/null \
         | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0
@@ -71,16 +76,32 @@ converged() {  # $1: shoal|serf
         [ "$("${1}_alive" "$i")" -eq "$n" ] || return 1
     done
 }
-start=$SECONDS
-for side in shoal serf; do
-    until converged "$side"; do
-        for p in "${pids[@]}"; do
-            kill -0 "$p" 2>/dev/null || { echo "an agent exited; logs in $tmp" >&2; tail -n 5 "$tmp"/*/log >&2; exit 1; }
-        done
-        if ((SECONDS - start > timeout_s)); then
-            echo "$side: not converged after ${timeout_s} s" >&2
+check() {  # every agent still runs, and the deadline has not passed ($1: what is awaited)
+    local p rc
+    for p in "${!names[@]}"; do
+        if ! kill -0 "$p" 2>/dev/null; then
+            wait "$p" && rc=0 || rc=$?
+            echo "agent ${names[$p]} exited (status $rc); its log:" >&2
+            tail -n 20 "$tmp/${names[$p]}/log" >&2
             exit 1
         fi
+    done
+    if ((SECONDS - start > timeout_s)); then
+        echo "$1: not reached after ${timeout_s} s" >&2
+        exit 1
+    fi
+}
+start=$SECONDS
+# The seeds first: a Serf agent whose -join finds nobody listening exits.
+start_agents 0 1
+until [ "$(shoal_alive 0)" -ge 1 ] && [ "$(serf_alive 0)" -ge 1 ]; do
+    check "the seeds' APIs"
+    sleep 0.2
+done
+start_agents 1 "$n"
+for side in shoal serf; do
+    until converged "$side"; do
+        check "$side: $n agents seeing $n alive"
         sleep 0.5
     done
     echo "$side: $n agents see $n alive ($((SECONDS - start)) s after start)"
@@ -88,20 +109,24 @@ done
 echo "idle for ${idle} s"
 sleep "$idle"
 
-# Median of a list of kB figures, printed in MB with one decimal.
-median_mb() { sort -n | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1024}'; }
+# Median of a list of kB figures.
+median_kb() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 field() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$2/smaps_rollup"; }
 declare -A rss anon file
 for side in shoal serf; do
     eval "ps_=(\"\${${side}_pids[@]}\")"
-    rss[$side]=$(for p in "${ps_[@]}"; do field Rss "$p"; done | median_mb)
-    anon[$side]=$(for p in "${ps_[@]}"; do field Anonymous "$p"; done | median_mb)
-    file[$side]=$(for p in "${ps_[@]}"; do echo $(($(field Rss "$p") - $(field Anonymous "$p"))); done | median_mb)
+    rss[$side]=$(for p in "${ps_[@]}"; do field Rss "$p"; done | median_kb)
+    anon[$side]=$(for p in "${ps_[@]}"; do field Anonymous "$p"; done | median_kb)
+    file[$side]=$(for p in "${ps_[@]}"; do echo $(($(field Rss "$p") - $(field Anonymous "$p"))); done | median_kb)
 done
+mb() { awk -v a="$1" 'BEGIN {printf "%.1f", a / 1024}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+row() {  # label, then the shoal and Serf medians in kB
+    printf '%-22s %7s MB %7s MB %8s\n' "$1" "$(mb "$2")" "$(mb "$3")" "$(ratio "$2" "$3")"
+}
 echo
 echo "idle RSS per agent, median of $n ($(date -u '+%Y-%m-%d %H:%M UTC'), $SHOAL, $(serf version | head -1))"
 printf '%-22s %10s %10s %8s\n' "" shoal serf ratio
-printf '%-22s %7s MB %7s MB %8s\n' "Rss" "${rss[shoal]}" "${rss[serf]}" "$(ratio "${rss[shoal]}" "${rss[serf]}")"
-printf '%-22s %7s MB %7s MB %8s\n' "  anonymous" "${anon[shoal]}" "${anon[serf]}" "$(ratio "${anon[shoal]}" "${anon[serf]}")"
-printf '%-22s %7s MB %7s MB %8s\n' "  file (code, libs)" "${file[shoal]}" "${file[serf]}" "$(ratio "${file[shoal]}" "${file[serf]}")"
+row "Rss" "${rss[shoal]}" "${rss[serf]}"
+row "  anonymous" "${anon[shoal]}" "${anon[serf]}"
+row "  file (code, libs)" "${file[shoal]}" "${file[serf]}"
