@@ -36,7 +36,7 @@ if [ -z "$want" ]; then
     else
         echo "build-dist: WARNING: the $musl target is not installed" \
             "(rustup target add $musl): building the glibc binary instead," \
-            "which keeps about 3 MB more resident per agent (README, Memory per agent)" >&2
+            "which keeps about 2 MB more resident per agent (README, Memory per agent)" >&2
         want=gnu
     fi
 fi
