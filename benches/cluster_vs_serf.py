@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cluster benchmark: N shoal and N Serf agents side by side, one network namespace each.
 
-One command (root; `apt-get install -y serf iptables iproute2`; `cargo build --profile dist`):
+One command (root; `apt-get install -y serf iptables iproute2`; `bash packaging/build-dist.sh`,
+which builds the static musl binary, or the glibc one without the musl target):
 
     sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 15 min)
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 6 --fault-secs 30
@@ -732,6 +733,19 @@ def parse_range(s):
     return (lo, hi)
 
 
+def dist_binary():
+    """Where `packaging/build-dist.sh` puts the dist binary: the static musl build
+    (target/x86_64-unknown-linux-musl/dist/shoal) or the glibc one (target/dist/shoal), under
+    $CARGO_TARGET_DIR or the repository's target/; the newer of the two when both exist."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tdir = os.path.join(root, os.environ.get("CARGO_TARGET_DIR") or "target")
+    found = [p for p in (os.path.join(tdir, "x86_64-unknown-linux-musl", "dist", "shoal"),
+                         os.path.join(tdir, "dist", "shoal")) if os.access(p, os.X_OK)]
+    if not found:
+        return os.path.join(tdir, "dist", "shoal")
+    return max(found, key=os.path.getmtime)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", default="10,50", help="cluster sizes, comma-separated [10,50]")
@@ -757,7 +771,8 @@ def main():
     ap.add_argument("--starve-share", type=float, default=0.1,
                     help="share of each period a starved agent runs [0.1]")
     ap.add_argument("--seed", type=int, default=13, help="fault schedule seed")
-    ap.add_argument("--shoal", default="target/dist/shoal")
+    ap.add_argument("--shoal", default=None,
+                    help="the shoal binary [the newest dist build: musl, else glibc]")
     ap.add_argument("--json", help="write the raw figures here")
     a = ap.parse_args()
 
@@ -766,9 +781,10 @@ def main():
     for tool in ("serf", "iptables", "ip"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: apt-get install -y serf iptables iproute2")
-    a.shoal = os.path.abspath(a.shoal)
+    a.shoal = os.path.abspath(a.shoal or dist_binary())
     if not os.access(a.shoal, os.X_OK):
-        sys.exit(f"{a.shoal}: not found (cargo build --profile dist)")
+        sys.exit(f"{a.shoal}: not found (bash packaging/build-dist.sh)")
+    log(f"shoal binary: {a.shoal}")
     sizes = [int(x) for x in a.nodes.split(",")]
     if any(n < 3 for n in sizes):
         sys.exit("--nodes: at least 3")

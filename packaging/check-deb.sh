@@ -12,8 +12,22 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install cargo-deb --locked
 fi
 profile="${SHOAL_DEB_PROFILE:-dist}"
-cargo deb --locked --strip --profile "$profile"
-deb=$(ls -t target/debian/shoal_*.deb | head -1)
+# The dist package holds the static musl binary when the musl target is installed (as
+# packaging/build-dist.sh builds it); without it, the glibc one, with a warning.
+target=()
+musl=x86_64-unknown-linux-musl
+if [ "$profile" = dist ]; then
+    if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+        target=(--target "$musl")
+    else
+        echo "check-deb: WARNING: the $musl target is not installed (rustup target add $musl):" \
+            "packaging the glibc binary" >&2
+    fi
+fi
+cargo deb --locked --strip --profile "$profile" "${target[@]}"
+tdir="${CARGO_TARGET_DIR:-target}"
+deb=$( (ls -t "$tdir"/debian/shoal_*.deb "$tdir"/*/debian/shoal_*.deb 2>/dev/null || true) | head -1)
+[ -n "$deb" ] || { echo "check-deb: cargo deb made no package under $tdir" >&2; exit 1; }
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 dpkg-deb -I "$deb" | sed -n '1,/Description/p'
 
