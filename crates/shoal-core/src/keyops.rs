@@ -11,7 +11,9 @@
 //! a generation (its count of changes). A peer that hears from an agent sealing with a key
 //! that is no longer its primary sends it its ring (`State`); every `HELLO_EVERY` each agent
 //! tells a peer it hears from its generation (`Hello`), and the one with the older ring is
-//! sent the newer. A ring is adopted only when its generation is larger than ours, and only
+//! sent the newer. An agent starts such an exchange at most once per `HELLO_SPACING` in all
+//! (the first at once), with whichever peer it hears from next, so its idle traffic does
+//! not grow with the cluster. A ring is adopted only when its generation is larger than ours, and only
 //! from a datagram sealed under one of our keys: key holders alone change keyrings, and an
 //! older ring never replaces a newer one. How often each peer is sent either message is
 //! bounded (`STATE_EVERY`, `HELLO_EVERY`, at most `MAX_CATCH_UP_PEERS` peers remembered).
@@ -29,6 +31,11 @@ pub const MAX_ROLLOUTS: usize = 8;
 pub const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Least time between two generations (`Hello`) sent to one peer.
 pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Least time between two `Hello`s an agent starts on its own (to any peer): without it an
+/// agent told every peer it heard from, once per `HELLO_EVERY` each, which grew its idle
+/// traffic with the cluster (about 1.6 datagrams a second per agent at 50 members). An
+/// answer to a `Hello` is not spaced. A restarted agent's first `Hello` goes at once.
+pub const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most peers whose last catch-up messages are remembered.
 pub const MAX_CATCH_UP_PEERS: usize = 1024;
 /// Longest error text carried in an acknowledgement.
@@ -233,9 +240,27 @@ pub enum CatchUpKind {
 #[derive(Debug, Default)]
 pub struct CatchUp {
     peers: BTreeMap<SocketAddr, (Option<Time>, Option<Time>)>,
+    /// When this agent last started a `Hello` exchange on its own.
+    last_greeting: Option<Time>,
 }
 
 impl CatchUp {
+    /// True (and noted) when an unsolicited `Hello` may go to `peer` now: at most one per
+    /// `HELLO_SPACING` in all, and one per `HELLO_EVERY` to each peer.
+    pub fn may_greet(&mut self, now: Time, peer: SocketAddr) -> bool {
+        if self
+            .last_greeting
+            .is_some_and(|t| now.since(t) < HELLO_SPACING)
+        {
+            return false;
+        }
+        if !self.may_send(now, peer, CatchUpKind::Hello) {
+            return false;
+        }
+        self.last_greeting = Some(now);
+        true
+    }
+
     /// True (and noted) when `kind` may be sent to `peer` now.
     pub fn may_send(&mut self, now: Time, peer: SocketAddr, kind: CatchUpKind) -> bool {
         let every = match kind {
@@ -348,5 +373,36 @@ mod tests {
         let late = t0.plus(HELLO_EVERY * 2);
         assert!(c.may_send(late, "127.0.0.2:9".parse().unwrap(), CatchUpKind::Hello));
         assert!(c.len() <= MAX_CATCH_UP_PEERS);
+    }
+
+    #[test]
+    fn greetings_are_spaced_whatever_the_number_of_peers() {
+        let mut c = CatchUp::default();
+        let t0 = Time(1_000_000);
+        let peer = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        // The first goes at once (a restarted agent catches up without waiting).
+        assert!(c.may_greet(t0, peer(1)));
+        // Every other peer heard from within the spacing waits, however many there are.
+        let sent = (2..200u16)
+            .filter(|p| c.may_greet(t0.plus(HELLO_SPACING / 2), peer(*p)))
+            .count();
+        assert_eq!(sent, 0);
+        // After the spacing, one more, to a peer not greeted within HELLO_EVERY.
+        assert!(!c.may_greet(t0.plus(HELLO_SPACING), peer(1)));
+        assert!(c.may_greet(t0.plus(HELLO_SPACING), peer(2)));
+        assert!(!c.may_greet(t0.plus(HELLO_SPACING), peer(3)));
+        // Over a minute of hearing from 100 peers all the time: at most one per spacing.
+        let mut n = 0;
+        for s in 0..600u64 {
+            let now = t0.plus(HELLO_SPACING + std::time::Duration::from_millis(100 * s));
+            for p in 10..110u16 {
+                if c.may_greet(now, peer(p)) {
+                    n += 1;
+                }
+            }
+        }
+        assert!(n <= 12, "{n} greetings in 60 s");
+        // Answers are not spaced: a Hello answered to a peer still goes.
+        assert!(c.may_send(t0.plus(HELLO_SPACING), peer(150), CatchUpKind::Hello));
     }
 }

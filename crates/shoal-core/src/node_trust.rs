@@ -178,18 +178,24 @@ impl Node {
         let Some((from, primary)) = self.trust.take_last_opened() else {
             return;
         };
-        let kind = if primary {
-            CatchUpKind::Hello
+        if primary {
+            // Unsolicited: spaced across all peers (`keyops::HELLO_SPACING`).
+            if self.rollouts.catch_up.may_greet(now, from) {
+                self.send_catch_up_now(from, CatchUpKind::Hello);
+            }
         } else {
-            CatchUpKind::State
-        };
-        self.send_catch_up(now, from, kind);
+            self.send_catch_up(now, from, CatchUpKind::State);
+        }
     }
 
     fn send_catch_up(&mut self, now: Time, to: SocketAddr, kind: CatchUpKind) {
-        if !self.rollouts.catch_up.may_send(now, to, kind) {
-            return;
+        if self.rollouts.catch_up.may_send(now, to, kind) {
+            self.send_catch_up_now(to, kind);
         }
+    }
+
+    /// Sends `kind` to `to` (the rate limits already passed).
+    fn send_catch_up_now(&mut self, to: SocketAddr, kind: CatchUpKind) {
         let Some(ring) = self.trust.keyring() else {
             return;
         };
