@@ -4,7 +4,7 @@
 One command (root; `apt-get install -y serf iptables iproute2`; `bash packaging/build-dist.sh`,
 which builds the static musl binary, or the glibc one without the musl target):
 
-    sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 15 min)
+    sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 20 min)
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 6 --fault-secs 30
 
 For each N it creates a private bridge in a namespace of its own (`shoalbench-br`) and 2N
@@ -750,9 +750,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", default="10,50", help="cluster sizes, comma-separated [10,50]")
     ap.add_argument("--kills", type=int, default=None,
-                    help="crashes per size [10 at N<=20, else 8]")
+                    help="crashes per size [20 at N<=20, else 12: single kills vary by "
+                         "seconds (when the first probe reaches the dead agent), so fewer "
+                         "make the median of both systems swing]")
     ap.add_argument("--leaves", type=int, default=4, help="graceful leaves per size [4]")
-    ap.add_argument("--idle-secs", type=float, default=30, help="idle measurement [30 s]")
+    ap.add_argument("--idle-secs", type=float, default=60,
+                    help="idle measurement [60 s: two of each system's 30 s periodic "
+                         "exchanges, shoal's announce and Serf's push-pull]")
     ap.add_argument("--fault-secs", type=float, default=45,
                     help="length of each fault phase, 0 to skip them [45 s]")
     ap.add_argument("--tail-secs", type=float, default=8,
@@ -808,7 +812,7 @@ def main():
     kills_arg = a.kills
     try:
         for n in sizes:
-            a.kills = kills_arg if kills_arg is not None else (10 if n <= 20 else 8)
+            a.kills = kills_arg if kills_arg is not None else (20 if n <= 20 else 12)
             t_n = time.time()
             log(f"N = {n}: setting up {2 * n} namespaces")
             net = Net(n)

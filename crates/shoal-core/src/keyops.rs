@@ -34,8 +34,11 @@ pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Least time between two `Hello`s an agent starts on its own (to any peer): without it an
 /// agent told every peer it heard from, once per `HELLO_EVERY` each, which grew its idle
 /// traffic with the cluster (about 1.6 datagrams a second per agent at 50 members). An
-/// answer to a `Hello` is not spaced. A restarted agent's first `Hello` goes at once.
-pub const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(5);
+/// answer to a `Hello` is not spaced. A restarted agent's first `Hello` goes at once. With
+/// every agent greeting a peer this often, an agent that missed an `install` hears a newer
+/// generation within about `HELLO_SPACING / 2` on average (it greets, and is greeted, about
+/// once per `HELLO_SPACING`); a missed `use` is caught up at once (`State`).
+pub const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most peers whose last catch-up messages are remembered.
 pub const MAX_CATCH_UP_PEERS: usize = 1024;
 /// Longest error text carried in an acknowledgement.
@@ -387,8 +390,7 @@ mod tests {
             .filter(|p| c.may_greet(t0.plus(HELLO_SPACING / 2), peer(*p)))
             .count();
         assert_eq!(sent, 0);
-        // After the spacing, one more, to a peer not greeted within HELLO_EVERY.
-        assert!(!c.may_greet(t0.plus(HELLO_SPACING), peer(1)));
+        // After the spacing, one more (to a peer not greeted within HELLO_EVERY).
         assert!(c.may_greet(t0.plus(HELLO_SPACING), peer(2)));
         assert!(!c.may_greet(t0.plus(HELLO_SPACING), peer(3)));
         // Over a minute of hearing from 100 peers all the time: at most one per spacing.
@@ -401,7 +403,10 @@ mod tests {
                 }
             }
         }
-        assert!(n <= 12, "{n} greetings in 60 s");
+        assert!(
+            n <= 60 / HELLO_SPACING.as_secs() + 1,
+            "{n} greetings in 60 s"
+        );
         // Answers are not spaced: a Hello answered to a peer still goes.
         assert!(c.may_send(t0.plus(HELLO_SPACING), peer(150), CatchUpKind::Hello));
     }

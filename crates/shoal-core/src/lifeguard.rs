@@ -34,8 +34,8 @@ pub const VERSION: u8 = 2;
 /// behind the accusation has raised the score by one already: 1 is "healthy until then".
 /// (0 counted no accuser at all: bursty-50's crashes were seen after 42-50 s.)
 pub const MAX_ACCUSER_HEALTH: u8 = 1;
-/// About how many members probe a suspect as soon as they hear of the suspicion (see
-/// `foca::Lifeguard::prompt_probers`).
+/// About how many members probe a suspect from their next probe on once they hear of the
+/// suspicion, beside their round (see `foca::Lifeguard::prompt_probers`).
 pub const PROMPT_PROBERS: usize = 8;
 /// A down notice is spread this many times as often as other updates (see
 /// `foca::Lifeguard::down_transmissions`): a member in a loss burst while it went round

@@ -185,6 +185,9 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
 
     members: Members<T>,
     probe: Probe<T>,
+    // (shoal fork) Lifeguard's prompt probe of a suspect, under way
+    // beside the round's probe (see `probe_now`).
+    prompt: Probe<T>,
 
     // Used to buffer cluster updates
     updates_buf: Vec<Member<T>>,
@@ -275,6 +278,7 @@ where
             timer_token: TimerToken::default(),
             members: Members::new(Vec::new()),
             probe: Probe::new(Vec::with_capacity(max_indirect_probes)),
+            prompt: Probe::numbered_from(Vec::with_capacity(max_indirect_probes), 128),
             updates_buf: Vec::new(),
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
@@ -727,35 +731,35 @@ where
                     return Ok(());
                 }
 
-                self.choice_buf.clear();
-                self.members.choose_active_members(
-                    self.config.num_indirect_probes.get(),
-                    &mut self.choice_buf,
-                    &mut self.rng,
-                    |candidate| candidate != &probed_id,
-                );
-
-                #[cfg(feature = "tracing")]
-                tracing::debug!(
-                    probed_id = tracing::field::debug(&probed_id),
-                    "Member didn't respond to ping in time, starting indirect probe cycle"
-                );
-
-                while let Some(chosen) = self.choice_buf.pop() {
-                    let indirect = chosen.into_identity();
-
-                    self.probe.expect_indirect_ack(indirect.clone());
-
-                    self.send_message(
-                        indirect,
-                        Message::PingReq {
-                            target: probed_id.clone(),
-                            probe_number: self.probe.probe_number(),
-                        },
-                        &mut runtime,
-                    )?;
+                self.send_indirect_probes(&probed_id, false, runtime)
+            }
+            Timer::PromptIndirectProbe {
+                probed_id,
+                probe_number,
+                token,
+            } => {
+                if token != self.timer_token
+                    || !self.prompt.is_probing(&probed_id)
+                    || self.prompt.probe_number() != probe_number
+                    || self.prompt.succeeded()
+                    || !self.members.is_active(&probed_id)
+                {
+                    return Ok(());
                 }
-
+                self.send_indirect_probes(&probed_id, true, runtime)
+            }
+            Timer::PromptProbeEnd {
+                probed_id,
+                probe_number,
+                token,
+            } => {
+                if token != self.timer_token
+                    || !self.prompt.is_probing(&probed_id)
+                    || self.prompt.probe_number() != probe_number
+                {
+                    return Ok(());
+                }
+                self.end_prompt_probe(runtime);
                 Ok(())
             }
             Timer::ChangeSuspectToDown {
@@ -794,11 +798,7 @@ where
                             // later, not a whole round of probes later; a
                             // refutation we missed costs nothing.
                             if !s.accusers.contains(&self.identity.addr()) {
-                                if self.priority_probes.len() < 16
-                                    && !self.priority_probes.contains(&member_id)
-                                {
-                                    self.priority_probes.push(member_id);
-                                }
+                                self.probe_now(&member_id, runtime);
                                 return Ok(());
                             }
                         }
@@ -956,6 +956,7 @@ where
             self.suspicions.clear();
             self.accusations.clear();
             self.priority_probes.clear();
+            self.prompt.clear();
             self.stale_downs.clear();
             self.stale_probe = None;
         }
@@ -1031,7 +1032,7 @@ where
         }
         let accused = entry.accusers.contains(&own);
         if heard && !accused {
-            self.prompt_probe(suspect);
+            self.prompt_probe(suspect, &mut runtime);
         }
         self.rearm_suspicion(suspect, &mut runtime);
         true
@@ -1074,13 +1075,16 @@ where
     }
 
     // (shoal fork) We just heard of a suspicion we have no accusation of
-    // our own for: probe the suspect ourselves at our next probe (ahead
-    // of the round), so that independent confirmations of a real crash
-    // arrive within about one probe period instead of whenever each
-    // member's round of probes reaches it. With many members, only
-    // about `Lifeguard::prompt_probers` of them do (at random), so a
-    // suspect is not probed by the whole cluster at once.
-    fn prompt_probe(&mut self, id: &T) {
+    // our own for: probe the suspect ourselves from our next probe on,
+    // beside the round (see `probe_now`), so that independent
+    // confirmations of a real crash arrive within about one probe period
+    // instead of whenever each member's round of probes reaches it. Not
+    // at once: a burst of loss that made the first probe fail would make
+    // ours fail too, and confirm nothing independent (bursty-50 in the
+    // simulator). With many members, only about
+    // `Lifeguard::prompt_probers` of them do (at random), so a suspect is
+    // not probed by the whole cluster at once.
+    fn prompt_probe(&mut self, id: &T, runtime: impl Runtime<T>) {
         let Some(lg) = self.lifeguard.as_ref() else {
             return;
         };
@@ -1088,6 +1092,7 @@ where
             || self.priority_probes.len() >= 16
             || self.priority_probes.contains(id)
             || self.probe.is_probing(id)
+            || self.prompt.is_probing(id)
         {
             return;
         }
@@ -1095,7 +1100,8 @@ where
         if others > lg.prompt_probers && self.rng.random_range(0..others) >= lg.prompt_probers {
             return;
         }
-        self.priority_probes.push(id.clone());
+        let _ = runtime;
+        self.queue_priority_probe(id);
     }
 
     // (shoal fork) Our own probe of `id` failed: record our accusation
@@ -1141,9 +1147,156 @@ where
             entry.start = Some(now);
             let accused = entry.accusers.contains(&own);
             if !accused {
-                self.prompt_probe(id);
+                self.prompt_probe(id, &mut runtime);
             }
             self.rearm_suspicion(id, &mut runtime);
+        }
+    }
+
+    // The direct probe of `probed_id` got no answer in time: ask a few
+    // other members to probe it for us. `prompt`: for the prompt probe
+    // (else the round's).
+    fn send_indirect_probes(
+        &mut self,
+        probed_id: &T,
+        prompt: bool,
+        mut runtime: impl Runtime<T>,
+    ) -> Result<()> {
+        self.choice_buf.clear();
+        self.members.choose_active_members(
+            self.config.num_indirect_probes.get(),
+            &mut self.choice_buf,
+            &mut self.rng,
+            |candidate| candidate != probed_id,
+        );
+
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            probed_id = tracing::field::debug(probed_id),
+            "Member didn't respond to ping in time, starting indirect probe cycle"
+        );
+
+        while let Some(chosen) = self.choice_buf.pop() {
+            let indirect = chosen.into_identity();
+            let probe = if prompt {
+                &mut self.prompt
+            } else {
+                &mut self.probe
+            };
+            probe.expect_indirect_ack(indirect.clone());
+            let probe_number = probe.probe_number();
+
+            self.send_message(
+                indirect,
+                Message::PingReq {
+                    target: probed_id.clone(),
+                    probe_number,
+                },
+                &mut runtime,
+            )?;
+        }
+
+        Ok(())
+    }
+
+    // (shoal fork) Probes the suspect `id` now, beside the round's probe,
+    // which goes on undisturbed: the prompt probe. Only one at a time;
+    // when one is already under way (or cannot be sent), `id` waits for
+    // our next probe instead. Like the round's probe it sends indirect
+    // probes after `probe_rtt` and ends after `probe_period` (both
+    // stretched by our local health); if nobody answered by then, we
+    // accuse it. A suspect we already accuse at this incarnation is not
+    // probed again.
+    fn probe_now(&mut self, id: &T, mut runtime: impl Runtime<T>) {
+        if self.prompt.is_probing(id) || self.probe.is_probing(id) {
+            return;
+        }
+        let Some(member) = self
+            .members
+            .get(id)
+            .filter(|m| m.state() == State::Suspect)
+            .cloned()
+        else {
+            return;
+        };
+        // Our own probe already failed at this incarnation: nothing to add.
+        let own = self.identity.addr();
+        if self
+            .suspicions
+            .get(&id.addr())
+            .is_some_and(|s| s.is_about(id, member.incarnation()) && s.accusers.contains(&own))
+        {
+            return;
+        }
+        if self.prompt.is_started() || self.connection_state != ConnectionState::Connected {
+            self.queue_priority_probe(id);
+            return;
+        }
+        let probe_number = self.prompt.start(member);
+        if self
+            .send_message(id.clone(), Message::Ping(probe_number), &mut runtime)
+            .is_err()
+        {
+            self.prompt.clear();
+            self.queue_priority_probe(id);
+            return;
+        }
+        runtime.submit_after(
+            Timer::PromptIndirectProbe {
+                probed_id: id.clone(),
+                probe_number,
+                token: self.timer_token,
+            },
+            self.health_scaled(self.config.probe_rtt),
+        );
+        runtime.submit_after(
+            Timer::PromptProbeEnd {
+                probed_id: id.clone(),
+                probe_number,
+                token: self.timer_token,
+            },
+            self.health_scaled(self.config.probe_period),
+        );
+    }
+
+    // (shoal fork) `id` is probed first at our next probe.
+    fn queue_priority_probe(&mut self, id: &T) {
+        if self.priority_probes.len() < 16 && !self.priority_probes.contains(id) {
+            self.priority_probes.push(id.clone());
+        }
+    }
+
+    // (shoal fork) The prompt probe is over (answered early, or its time
+    // is up). It counts towards our local health like any probe; if it
+    // failed and the member is still suspect at the incarnation we
+    // probed, we accuse it.
+    fn end_prompt_probe(&mut self, mut runtime: impl Runtime<T>) {
+        let Some(lg) = self.lifeguard.as_ref() else {
+            self.prompt.clear();
+            return;
+        };
+        if self.prompt.succeeded() {
+            self.health = lifeguard::health_down(self.health);
+            self.prompt.clear();
+            return;
+        }
+        let failed = self.prompt.take_failed();
+        self.prompt.clear();
+        let Some(failed) = failed else {
+            return;
+        };
+        self.probe_failures += 1;
+        self.health = lifeguard::health_up(self.health, lg.max_health);
+        #[cfg(feature = "unstable-notifications")]
+        runtime.notify(Notification::ProbeFailed(
+            self.prompt.probe_number(),
+            failed.id(),
+        ));
+        let still_suspect = self.members.get(failed.id()).is_some_and(|m| {
+            m.state() == State::Suspect && m.incarnation() == failed.incarnation()
+        });
+        if still_suspect {
+            self.accuse(failed.id(), failed.incarnation(), &mut runtime);
         }
     }
 
@@ -1362,6 +1515,9 @@ where
                 if self.probe.receive_ack(&src, probe_number) {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(probed_id = tracing::field::debug(&src), "Probe success");
+                } else if self.prompt.receive_ack(&src, probe_number) {
+                    // (shoal fork) The suspect answered our prompt probe.
+                    self.end_prompt_probe(&mut runtime);
                 } else {
                     // May be triggered by a member that slows down (say, you ^Z
                     // the process and `fg` back after a while).
@@ -1434,6 +1590,9 @@ where
                         probed_id = tracing::field::debug(self.probe.target()),
                         "Indirect probe success"
                     );
+                } else if self.prompt.receive_indirect_ack(&src, probe_number) {
+                    // (shoal fork) The suspect answered our prompt probe.
+                    self.end_prompt_probe(&mut runtime);
                 } else {
                     #[cfg(feature = "tracing")]
                     tracing::trace!("Unexpected ForwardedAck sender");
@@ -1467,6 +1626,7 @@ where
         self.incarnation = Incarnation::default();
         self.timer_token = self.timer_token.wrapping_add(1);
         self.probe.clear();
+        self.prompt.clear();
         // XXX It might make sense to `self.updates.clear()` if we're
         //     down for a very long while, but we don't track instants
         //     internally... Exposing a public method to do so and
@@ -1590,16 +1750,6 @@ where
                 break;
             }
         }
-        while chosen.is_none()
-            && let Some(id) = self.priority_probes.pop()
-        {
-            if let Some(m) = self.members.get(&id)
-                && m.state() == State::Suspect
-            {
-                chosen = Some(m.clone());
-                break;
-            }
-        }
         if chosen.is_none() {
             chosen = self.members.next(&mut self.rng).cloned();
         }
@@ -1624,6 +1774,19 @@ where
             // online, which requires having at least one active member
             #[cfg(feature = "tracing")]
             tracing::debug!("Expected to find an active member to probe");
+        }
+
+        // (shoal fork) Lifeguard: the suspects we heard of are probed beside
+        // the round, one at a time, from this probe on (`prompt_probe`).
+        for _ in 0..self.priority_probes.len() {
+            if self.prompt.is_started() {
+                break;
+            }
+            if let Some(id) = self.priority_probes.pop()
+                && !self.probe.is_probing(&id)
+            {
+                self.probe_now(&id, &mut runtime);
+            }
         }
 
         runtime.submit_after(

@@ -46,8 +46,8 @@ pub struct Lifeguard {
     /// `suspect_to_down_after` applies (memberlist's `k`).
     pub confirmations: usize,
     /// About how many members that hear of a suspicion probe the suspect
-    /// at once (at their next probe, ahead of their round) instead of at
-    /// their timer's end; each does with probability
+    /// promptly (from their next probe on, beside their round, which goes
+    /// on) instead of at their timer's end; each does with probability
     /// `prompt_probers / (members - 1)`. 0: none (memberlist).
     pub prompt_probers: usize,
     /// A down notice is disseminated this many times

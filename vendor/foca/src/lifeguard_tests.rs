@@ -315,18 +315,23 @@ fn a_member_that_only_hears_of_a_suspicion_probes_the_suspect_itself() {
             token,
         };
         foca.handle_timer(timer, &mut rt).unwrap();
-        // Not declared on hearsay: still suspect, and probed next.
+        // Not declared on hearsay: still suspect, and probed at once, out of
+        // turn.
         assert_eq!(
             foca.members.get(&ID::new(4)).map(|m| m.state()),
             Some(State::Suspect)
         );
-        let (probed, _, _) = start_probe(&mut foca, &mut rt);
-        assert_eq!(probed, ID::new(4));
+        let (_, _, n) = prompt_timers(&mut rt, ID::new(4)).expect("probed at once");
+        assert_eq!(sent_to(&mut rt, ID::new(4)), Some(Message::Ping(n)));
         // The probe fails: now we accuse too, from now on: three accusers
         // agree, so the minimum from now.
-        fail_probe(&mut foca, &mut rt, probed);
-        rt.clear();
-        start_probe(&mut foca, &mut rt);
+        let token = foca.timer_token();
+        let end = Timer::PromptProbeEnd {
+            probed_id: ID::new(4),
+            probe_number: n,
+            token,
+        };
+        foca.handle_timer(end, &mut rt).unwrap();
         assert_eq!(foca.local_health(), 1);
         assert_eq!(foca.take_accusations(), vec![(ID::new(4), 2)]);
         assert_eq!(suspect_timer(&mut rt, ID::new(4), token), Some(MIN));
@@ -471,7 +476,10 @@ fn a_renewed_member_starts_with_a_fresh_suspicion() {
         &mut rt,
     )
     .unwrap();
-    assert_eq!(foca.members.get(&new).map(|m| m.state()), Some(State::Suspect));
+    assert_eq!(
+        foca.members.get(&new).map(|m| m.state()),
+        Some(State::Suspect)
+    );
 }
 
 #[test]
@@ -522,36 +530,217 @@ fn a_timer_that_fires_before_the_deadline_waits_for_it() {
     );
 }
 
+/// The message `foca` sent to `to` (the last one), if any.
+fn sent_to(rt: &mut AccumulatingRuntime<ID>, to: ID) -> Option<Message<ID>> {
+    let mut last = None;
+    while let Some(data) = rt.take_data(to) {
+        let mut data = &data[..];
+        last = Some(BadCodec.decode_header(&mut data).unwrap().message);
+    }
+    last
+}
+
+/// The prompt-probe timers scheduled for `id`: (indirect after, end after, probe number).
+fn prompt_timers(rt: &mut AccumulatingRuntime<ID>, id: ID) -> Option<(Duration, Duration, u8)> {
+    prompt_timers_in(&scheduled(rt), id)
+}
+
+fn scheduled(rt: &mut AccumulatingRuntime<ID>) -> Vec<(Duration, Timer<ID>)> {
+    core::iter::from_fn(|| rt.to_schedule()).collect()
+}
+
+fn prompt_timers_in(timers: &[(Duration, Timer<ID>)], id: ID) -> Option<(Duration, Duration, u8)> {
+    let (mut indirect, mut end) = (None, None);
+    for (after, t) in timers {
+        match t {
+            Timer::PromptIndirectProbe {
+                probed_id,
+                probe_number,
+                ..
+            } if *probed_id == id => indirect = Some((*after, *probe_number)),
+            Timer::PromptProbeEnd {
+                probed_id,
+                probe_number,
+                ..
+            } if *probed_id == id => end = Some((*after, *probe_number)),
+            _ => {}
+        }
+    }
+    let ((i, n), (e, m)) = (indirect?, end?);
+    assert_eq!(n, m);
+    Some((i, e, n))
+}
+
+fn end_prompt(foca: &mut Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>, id: ID, n: u8) {
+    let token = foca.timer_token();
+    let mut rt = AccumulatingRuntime::new();
+    let timer = Timer::PromptProbeEnd {
+        probed_id: id,
+        probe_number: n,
+        token,
+    };
+    foca.handle_timer(timer, &mut rt).unwrap();
+}
+
 #[test]
-fn a_prompt_prober_probes_a_suspect_as_soon_as_it_hears_of_it() {
+fn a_prompt_prober_probes_a_suspect_at_its_next_probe_beside_its_round() {
     for prompt in [8, 0] {
+        let mut beside = 0;
+        for suspect in (2..=8).map(ID::new) {
+            let mut lg = lifeguard();
+            lg.prompt_probers = prompt;
+            // Fewer members than `prompt_probers`: every one that hears probes.
+            let (mut foca, mut rt) = foca_with(8, Some(lg));
+            foca.set_now(Duration::from_secs(30));
+            foca.apply(Member::new(suspect, 0, State::Suspect), &mut rt)
+                .unwrap();
+            // Not at once: a burst of loss that made one probe fail would make ours
+            // fail too.
+            assert_eq!(sent_to(&mut rt, suspect), None);
+            rt.clear();
+            let (round, _, _) = start_probe(&mut foca, &mut rt);
+            let timers = prompt_timers(&mut rt, suspect);
+            if prompt == 0 || round == suspect {
+                // memberlist waits for its round (or the round reached it anyway).
+                assert_eq!(timers, None);
+                continue;
+            }
+            beside += 1;
+            let (indirect, end, n) = timers.expect("prompt probe timers");
+            assert_eq!(sent_to(&mut rt, suspect), Some(Message::Ping(n)));
+            assert_eq!(
+                sent_to(&mut rt, round),
+                Some(Message::Ping(foca.probe().probe_number()))
+            );
+            assert_eq!(
+                (indirect, end),
+                (foca.config.probe_rtt, foca.config.probe_period)
+            );
+            // No answer by the probe timeout: indirect probes through others.
+            let token = foca.timer_token();
+            foca.handle_timer(
+                Timer::PromptIndirectProbe {
+                    probed_id: suspect,
+                    probe_number: n,
+                    token,
+                },
+                &mut rt,
+            )
+            .unwrap();
+            let reqs = rt
+                .take_all_data()
+                .into_iter()
+                .filter(|(to, data)| {
+                    let mut data = &data[..];
+                    *to != suspect
+                        && matches!(
+                            BadCodec.decode_header(&mut data).unwrap().message,
+                            Message::PingReq { target, probe_number } if target == suspect && probe_number == n
+                        )
+                })
+                .count();
+            assert_eq!(reqs, foca.config.num_indirect_probes.get());
+            // Nobody answered by the end: we accuse it, like a failed probe of our own.
+            end_prompt(&mut foca, suspect, n);
+            assert_eq!(foca.take_accusations(), vec![(suspect, 0)]);
+            assert_eq!(foca.local_health(), 1);
+            assert_eq!(foca.probe_failures(), 1);
+            // The round's probe went on untouched.
+            assert_eq!(foca.probe().target(), Some(&round));
+        }
+        assert_eq!(beside > 0, prompt > 0);
+    }
+}
+
+/// Our next probe; the round's target answers it.
+fn tick(
+    foca: &mut Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+    rt: &mut AccumulatingRuntime<ID>,
+) {
+    let (round, _, _) = start_probe(foca, rt);
+    let n = foca.probe().probe_number();
+    let inc = foca.members.get(&round).map_or(0, |m| m.incarnation());
+    foca.handle_data(&ack(round, n, inc), &mut *rt).unwrap();
+    fail_probe(foca, rt, round);
+}
+
+/// Makes `suspect` suspect at `inc` and runs our next probe: the prompt probe's number if
+/// it went beside the round (not when the round happened to probe the suspect itself).
+fn prompt_probing(
+    foca: &mut Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+    rt: &mut AccumulatingRuntime<ID>,
+    suspect: ID,
+    inc: Incarnation,
+) -> Option<u8> {
+    foca.apply(Member::new(suspect, inc, State::Suspect), &mut *rt)
+        .unwrap();
+    rt.clear();
+    tick(foca, rt);
+    prompt_timers(rt, suspect).map(|(_, _, n)| n)
+}
+
+#[test]
+fn a_suspect_that_answers_the_prompt_probe_is_not_accused() {
+    let mut checked = 0;
+    for suspect in (2..=8).map(ID::new) {
         let mut lg = lifeguard();
-        lg.prompt_probers = prompt;
-        // Fewer members than `prompt_probers`: every one that hears probes.
+        lg.prompt_probers = 8;
         let (mut foca, mut rt) = foca_with(8, Some(lg));
         foca.set_now(Duration::from_secs(30));
-        // Probe a few members first so the suspect is not simply next.
-        let mut firsts = Vec::new();
-        for _ in 0..3 {
-            let (p, _, _) = start_probe(&mut foca, &mut rt);
-            let n = foca.probe().probe_number();
-            foca.handle_data(&ack(p, n, 0), &mut rt).unwrap();
-            fail_probe(&mut foca, &mut rt, p);
-            firsts.push(p);
-        }
-        let suspect = [2, 3, 4, 5, 6, 7, 8]
+        let Some(n) = prompt_probing(&mut foca, &mut rt, suspect, 0) else {
+            continue;
+        };
+        foca.handle_data(&ack(suspect, n, 0), &mut rt).unwrap();
+        // The answer ends the probe: its leftover timer does nothing.
+        end_prompt(&mut foca, suspect, n);
+        assert!(foca.take_accusations().is_empty());
+        assert_eq!(foca.probe_failures(), 0);
+        // A later suspicion (it refuted, and is suspect again) is probed anew,
+        // and the first probe's timer does not end the second.
+        let Some(m) = prompt_probing(&mut foca, &mut rt, suspect, 1) else {
+            continue;
+        };
+        assert_ne!(m, n);
+        end_prompt(&mut foca, suspect, n);
+        assert!(foca.take_accusations().is_empty());
+        end_prompt(&mut foca, suspect, m);
+        assert_eq!(foca.take_accusations(), vec![(suspect, 1)]);
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn a_second_suspect_waits_for_the_next_probe_while_one_prompt_probe_is_under_way() {
+    let mut lg = lifeguard();
+    lg.prompt_probers = 8;
+    let (mut foca, mut rt) = foca_with(8, Some(lg));
+    foca.set_now(Duration::from_secs(30));
+    foca.apply(Member::new(ID::new(4), 0, State::Suspect), &mut rt)
+        .unwrap();
+    foca.apply(Member::new(ID::new(6), 0, State::Suspect), &mut rt)
+        .unwrap();
+    // One of them at our next probe, the other at the probe after (unless the
+    // round probes it itself): never both at once.
+    let mut probed = Vec::new();
+    for _ in 0..4 {
+        rt.clear();
+        tick(&mut foca, &mut rt);
+        let timers = scheduled(&mut rt);
+        let now: Vec<_> = [4, 6]
             .map(ID::new)
             .into_iter()
-            .find(|i| !firsts.contains(i))
-            .unwrap();
-        foca.apply(Member::new(suspect, 0, State::Suspect), &mut rt)
-            .unwrap();
-        let (next, _, _) = start_probe(&mut foca, &mut rt);
-        if prompt > 0 {
-            assert_eq!(next, suspect, "probed at our next probe");
+            .filter_map(|id| prompt_timers_in(&timers, id).map(|(_, _, n)| (id, n)))
+            .collect();
+        assert!(now.len() <= 1, "one prompt probe at a time");
+        for (id, n) in now {
+            probed.push(id);
+            end_prompt(&mut foca, id, n);
         }
-        rt.clear();
     }
+    probed.sort();
+    probed.dedup();
+    assert_eq!(probed, vec![ID::new(4), ID::new(6)]);
 }
 
 #[test]

@@ -29,6 +29,15 @@ impl<T: Clone + PartialEq> Probe<T> {
         }
     }
 
+    /// (shoal fork) A probe whose numbers start at `first`, so that two
+    /// probes under way at once (the round's and a prompt one) rarely
+    /// share a number.
+    pub(crate) fn numbered_from(indirect: Vec<T>, first: ProbeNumber) -> Self {
+        let mut probe = Self::new(indirect);
+        probe.probe_number = first;
+        probe
+    }
+
     #[must_use]
     pub(crate) fn start(&mut self, target: Member<T>) -> ProbeNumber {
         self.clear();

@@ -260,6 +260,31 @@ pub enum Timer<T> {
     /// This event will never be emitted if [`crate::Config::remove_down_after`]
     /// is set to `None`.
     RemoveDown(T),
+
+    /// (shoal fork) Lifeguard's prompt probe of a suspect, sent out of
+    /// turn as soon as we heard of the suspicion: send indirect probes if
+    /// the direct one has no answer yet.
+    PromptIndirectProbe {
+        /// The suspect being probed
+        probed_id: T,
+        /// The prompt probe's number (a later prompt probe of the same
+        /// member is not this one)
+        probe_number: crate::ProbeNumber,
+        /// See `TimerToken`
+        token: TimerToken,
+    },
+
+    /// (shoal fork) The prompt probe of `probed_id` ends: if nobody
+    /// answered, we accuse it too.
+    PromptProbeEnd {
+        /// The suspect being probed
+        probed_id: T,
+        /// The prompt probe's number (a later prompt probe of the same
+        /// member is not this one)
+        probe_number: crate::ProbeNumber,
+        /// See `TimerToken`
+        token: TimerToken,
+    },
 }
 
 impl<T> Timer<T> {
@@ -279,6 +304,16 @@ impl<T> Timer<T> {
             Self::PeriodicGossip(_) => 4,
             Self::RemoveDown(_) => 5,
             Self::PeriodicAnnounceDown(_) => 6,
+            Self::PromptIndirectProbe {
+                probed_id: _,
+                probe_number: _,
+                token: _,
+            } => 7,
+            Self::PromptProbeEnd {
+                probed_id: _,
+                probe_number: _,
+                token: _,
+            } => 8,
         }
     }
 }
