@@ -16,7 +16,13 @@
 //!
 //! Received accusations are validated (names, size), deduplicated in a bounded table (so
 //! each is re-gossiped once) and queued in a bounded inbox for the node, which hands them
-//! to foca. A forged accusation can at most shorten one suspicion that really exists to the
+//! to foca. Only those that can still change a suspicion somewhere are passed on: from a
+//! healthy accuser, and among the first `enough` healthy accusers this node heard of for
+//! that suspicion (the most any member's timeout table counts); past that, every member has
+//! its confirmations from the ones already going round, and more would only cost traffic,
+//! which then grew with the cluster (every member that probed a dead one, and every member
+//! whose timer ended before the down notice reached it, accused, and each accusation went
+//! to everyone). A forged accusation can at most shorten one suspicion that really exists to the
 //! suspicion timeout; it cannot create one. Must not decide membership: foca does.
 
 use crate::hash::{FixedHashMap, HashSeed};
@@ -44,7 +50,8 @@ pub const PROMPT_PROBERS: usize = 8;
 pub const DOWN_TRANSMISSIONS: u8 = 3;
 /// Accusations waiting for the node at most (more are dropped and counted).
 pub const MAX_INBOX: usize = 256;
-/// Distinct (subject, accuser) pairs remembered for deduplication.
+/// Distinct (subject, accuser) pairs remembered for deduplication (and suspicions whose
+/// healthy accusers are counted).
 pub const MAX_SEEN: usize = 4096;
 /// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation,
 /// generation, health.
@@ -179,12 +186,17 @@ impl Accusation {
 
 /// Accusations received through foca, waiting for the node; shared between foca's
 /// broadcast handler and the node (as `SharedMetaStore` is).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct InboxState {
     queue: VecDeque<Accusation>,
     /// Deduplication by (subject, accuser): a table a datagram grows (bounded by
     /// `MAX_SEEN`), seeded by the node (`HashSeed`).
     seen: FixedHashMap<(String, String), (u64, u16)>,
+    /// Healthy accusers heard of per suspicion (a subject at one generation and
+    /// incarnation), bounded by `MAX_SEEN` as `seen` is.
+    heard: FixedHashMap<(String, (u64, u16)), usize>,
+    /// Healthy accusers of one suspicion passed on at most (0: no limit).
+    enough: usize,
     pub dropped: u64,
 }
 
@@ -192,11 +204,15 @@ pub struct InboxState {
 pub struct Inbox(Arc<Mutex<InboxState>>);
 
 impl Inbox {
-    /// An empty inbox whose deduplication table takes the node's hash seed.
-    pub fn with_seed(hashes: HashSeed) -> Inbox {
+    /// An empty inbox whose tables take the node's hash seed, passing on the first `enough`
+    /// healthy accusers of each suspicion (`foca::Lifeguard::suspicion_permille`'s length:
+    /// the most accusers a timeout counts).
+    pub fn with_seed(hashes: HashSeed, enough: usize) -> Inbox {
         Inbox(Arc::new(Mutex::new(InboxState {
             queue: VecDeque::new(),
             seen: hashes.map(),
+            heard: hashes.map(),
+            enough,
             dropped: 0,
         })))
     }
@@ -206,9 +222,39 @@ impl Inbox {
     }
 }
 
+#[cfg(test)]
 impl InboxState {
-    /// Takes a received accusation; whether it is new (then foca passes it on).
+    fn clone_state(&self) -> InboxState {
+        self.clone()
+    }
+}
+
+impl InboxState {
+    /// Takes a received accusation; whether foca passes it on: it is new, and still news to
+    /// others (`worth_passing_on`). One that is new but not passed on still goes to the node.
     pub fn offer(&mut self, a: Accusation) -> bool {
+        if !self.note_seen(&a) {
+            return false;
+        }
+        let pass_on = self.worth_passing_on(&a);
+        if self.queue.len() >= MAX_INBOX {
+            self.dropped += 1;
+            return pass_on;
+        }
+        self.queue.push_back(a);
+        pass_on
+    }
+
+    /// Marks our own accusation as seen (so that its echo is not taken as news); whether it
+    /// is worth sending (`worth_passing_on`: foca counts it locally either way).
+    pub fn own(&mut self, a: &Accusation) -> bool {
+        self.note_seen(a);
+        self.worth_passing_on(a)
+    }
+
+    /// Remembers `a`'s (subject, accuser) at its age; false if that age or a newer one was
+    /// seen already.
+    fn note_seen(&mut self, a: &Accusation) -> bool {
         let key = (a.subject.clone(), a.accuser.clone());
         if self.seen.get(&key).is_some_and(|age| *age >= a.age()) {
             return false;
@@ -217,21 +263,22 @@ impl InboxState {
             self.seen.clear();
         }
         self.seen.insert(key, a.age());
-        if self.queue.len() >= MAX_INBOX {
-            self.dropped += 1;
-            return true;
-        }
-        self.queue.push_back(a);
         true
     }
 
-    /// Marks our own accusation as seen (so that its echo is not taken as news).
-    pub fn own(&mut self, a: &Accusation) {
-        if self.seen.len() >= MAX_SEEN {
-            self.seen.clear();
+    /// Whether a new accusation can still change a suspicion somewhere: it is from a healthy
+    /// accuser (no one counts the others) and among the first `enough` healthy ones we
+    /// heard of for its suspicion.
+    fn worth_passing_on(&mut self, a: &Accusation) -> bool {
+        if !a.from_healthy_accuser() {
+            return false;
         }
-        self.seen
-            .insert((a.subject.clone(), a.accuser.clone()), a.age());
+        if self.heard.len() >= MAX_SEEN {
+            self.heard.clear();
+        }
+        let n = self.heard.entry((a.subject.clone(), a.age())).or_insert(0);
+        *n += 1;
+        self.enough == 0 || *n <= self.enough
     }
 
     pub fn drain(&mut self) -> Vec<Accusation> {
@@ -351,6 +398,32 @@ mod tests {
             Accusation::decode(&[0u8; MAX_ITEM + 1]),
             Err(AccusationError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn only_accusations_that_can_still_count_are_passed_on() {
+        let mut s = Inbox::with_seed(HashSeed::of_node(1), 3)
+            .lock()
+            .clone_state();
+        let a = |accuser: &str, inc, health| Accusation {
+            subject: "s".into(),
+            incarnation: inc,
+            accuser: accuser.into(),
+            generation: Some(1),
+            health,
+        };
+        // An unhealthy accuser confirms nothing anywhere: taken, not passed on.
+        assert!(!s.offer(a("sick", 1, 4)));
+        // The first three healthy ones (ours among them) go round, later ones do not.
+        assert!(s.offer(a("a", 1, 0)));
+        assert!(s.own(&a("me", 1, 1)));
+        assert!(s.offer(a("b", 1, 0)));
+        assert!(!s.offer(a("c", 1, 0)));
+        assert!(!s.own(&a("me2", 1, 0)));
+        // Every new one still reaches the node (foca counts what it can).
+        assert_eq!(s.drain().len(), 4);
+        // A refuted suspect suspected again (newer incarnation) starts afresh.
+        assert!(s.offer(a("c", 2, 0)));
     }
 
     #[test]

@@ -80,8 +80,7 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             let key = MetaKey::accusation(&a);
             let mut inbox = self.accusations.lock();
             if sender.is_none() {
-                inbox.own(&a);
-                return Ok(Some(key));
+                return Ok(inbox.own(&a).then_some(key));
             }
             return Ok(inbox.offer(a).then_some(key));
         }

@@ -215,7 +215,12 @@ impl Node {
         crate::intern::seed_thread_caches(hashes);
         let id = NodeId::new(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
-        let accusations = crate::lifeguard::Inbox::with_seed(hashes);
+        let accusations = crate::lifeguard::Inbox::with_seed(
+            hashes,
+            crate::lifeguard::settings(&cfg.timings)
+                .suspicion_permille
+                .len(),
+        );
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),

@@ -11,7 +11,8 @@ use crate::time::Time;
 
 impl Node {
     /// After every input: spreads the suspicions this node raised itself (its own probe
-    /// failed) as accusations, with the subject's generation and our own local health, and
+    /// failed) as accusations, with the subject's generation and our own local health (the
+    /// inbox keeps back those that can no longer change anyone's timeout), and
     /// hands received ones to foca as confirmations: only those about the subject's current
     /// generation (an accusation of a member's former life says nothing about the renewed
     /// one) from accusers that were healthy when they accused.
