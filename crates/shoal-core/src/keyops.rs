@@ -392,6 +392,12 @@ mod tests {
         assert_eq!(sent, 0);
         // After the spacing, one more (to a peer not greeted within HELLO_EVERY).
         assert!(c.may_greet(t0.plus(HELLO_SPACING), peer(2)));
+        // A peer greeted within HELLO_EVERY is not greeted again, whatever the spacing.
+        let mut d = CatchUp::default();
+        assert!(d.may_greet(t0, peer(1)));
+        let within = t0.plus(HELLO_EVERY - std::time::Duration::from_millis(1));
+        assert!(!d.may_send(within, peer(1), CatchUpKind::Hello));
+        assert!(d.may_send(within, peer(2), CatchUpKind::Hello));
         assert!(!c.may_greet(t0.plus(HELLO_SPACING), peer(3)));
         // Over a minute of hearing from 100 peers all the time: at most one per spacing.
         let mut n = 0;

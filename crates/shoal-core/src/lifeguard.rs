@@ -18,12 +18,16 @@
 //! each is re-gossiped once) and queued in a bounded inbox for the node, which hands them
 //! to foca. Only those that can still change a suspicion somewhere are passed on: from a
 //! healthy accuser, and among the first `enough` healthy accusers this node heard of for
-//! that suspicion (the most any member's timeout table counts); past that, every member has
+//! that suspicion (the most this node's timeout table counts, the same on every member that
+//! runs the same timings); past that, every member has
 //! its confirmations from the ones already going round, and more would only cost traffic,
 //! which then grew with the cluster (every member that probed a dead one, and every member
 //! whose timer ended before the down notice reached it, accused, and each accusation went
 //! to everyone). A forged accusation can at most shorten one suspicion that really exists to the
-//! suspicion timeout; it cannot create one. Must not decide membership: foca does.
+//! suspicion timeout; it cannot create one. Forged accusers can also fill a suspicion's
+//! `enough` and so keep real accusations from being passed on, slowing its detection to
+//! the suspicion's unconfirmed timeout at worst; with `--encrypt` only key holders can send
+//! any. Must not decide membership: foca does.
 
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::profile::Timings;
@@ -248,7 +252,10 @@ impl InboxState {
     /// Marks our own accusation as seen (so that its echo is not taken as news); whether it
     /// is worth sending (`worth_passing_on`: foca counts it locally either way).
     pub fn own(&mut self, a: &Accusation) -> bool {
-        self.note_seen(a);
+        // A repeat (our probe of a suspect we already accuse failed again) is no news.
+        if !self.note_seen(a) {
+            return false;
+        }
         self.worth_passing_on(a)
     }
 
@@ -422,6 +429,16 @@ mod tests {
         assert!(!s.own(&a("me2", 1, 0)));
         // Every new one still reaches the node (foca counts what it can).
         assert_eq!(s.drain().len(), 4);
+        // Our own accusation repeated (a later probe of it failed too) is no news, and
+        // does not use up the suspicion's quota.
+        let mut t = Inbox::with_seed(HashSeed::of_node(2), 2)
+            .lock()
+            .clone_state();
+        assert!(t.own(&a("me", 1, 0)));
+        assert!(!t.own(&a("me", 1, 0)));
+        assert!(!t.own(&a("me", 1, 0)));
+        assert!(t.offer(a("a", 1, 0)));
+        assert!(!t.offer(a("b", 1, 0)));
         // A refuted suspect suspected again (newer incarnation) starts afresh.
         assert!(s.offer(a("c", 2, 0)));
     }

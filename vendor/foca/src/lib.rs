@@ -792,13 +792,26 @@ where
                                 return Ok(());
                             }
                             // We only heard of this suspicion: we check for
-                            // ourselves (a probe now, ahead of the round)
+                            // ourselves (a prompt probe now, beside the round)
                             // before declaring anyone down. A crash whose
                             // down notice we missed is then seen a probe
                             // later, not a whole round of probes later; a
                             // refutation we missed costs nothing.
                             if !s.accusers.contains(&self.identity.addr()) {
-                                self.probe_now(&member_id, runtime);
+                                self.probe_now(&member_id, &mut runtime);
+                                // Looked at again a probe period on: by
+                                // then we accuse (and the timer moves), or
+                                // we probe again (the probe may have had
+                                // to wait, or the queue was full).
+                                let again = self.health_scaled(self.config.probe_period);
+                                runtime.submit_after(
+                                    Timer::ChangeSuspectToDown {
+                                        member_id,
+                                        incarnation,
+                                        token,
+                                    },
+                                    again,
+                                );
                                 return Ok(());
                             }
                         }
@@ -1032,7 +1045,7 @@ where
         }
         let accused = entry.accusers.contains(&own);
         if heard && !accused {
-            self.prompt_probe(suspect, &mut runtime);
+            self.prompt_probe(suspect);
         }
         self.rearm_suspicion(suspect, &mut runtime);
         true
@@ -1084,7 +1097,7 @@ where
     // simulator). With many members, only about
     // `Lifeguard::prompt_probers` of them do (at random), so a suspect is
     // not probed by the whole cluster at once.
-    fn prompt_probe(&mut self, id: &T, runtime: impl Runtime<T>) {
+    fn prompt_probe(&mut self, id: &T) {
         let Some(lg) = self.lifeguard.as_ref() else {
             return;
         };
@@ -1100,7 +1113,6 @@ where
         if others > lg.prompt_probers && self.rng.random_range(0..others) >= lg.prompt_probers {
             return;
         }
-        let _ = runtime;
         self.queue_priority_probe(id);
     }
 
@@ -1147,7 +1159,7 @@ where
             entry.start = Some(now);
             let accused = entry.accusers.contains(&own);
             if !accused {
-                self.prompt_probe(id, &mut runtime);
+                self.prompt_probe(id);
             }
             self.rearm_suspicion(id, &mut runtime);
         }
@@ -1202,7 +1214,9 @@ where
     // (shoal fork) Probes the suspect `id` now, beside the round's probe,
     // which goes on undisturbed: the prompt probe. Only one at a time;
     // when one is already under way (or cannot be sent), `id` waits for
-    // our next probe instead. Like the round's probe it sends indirect
+    // one of our next probes instead (at most 16 wait: past that it is
+    // dropped, and a hearsay timer brings it back). The two probes never
+    // share a number, so an answer counts only for its own. Like the round's probe it sends indirect
     // probes after `probe_rtt` and ends after `probe_period` (both
     // stretched by our local health); if nobody answered by then, we
     // accuse it. A suspect we already accuse at this incarnation is not
@@ -1232,7 +1246,9 @@ where
             self.queue_priority_probe(id);
             return;
         }
-        let probe_number = self.prompt.start(member);
+        let probe_number = self
+            .prompt
+            .start_avoiding(member, Some(self.probe.probe_number()));
         if self
             .send_message(id.clone(), Message::Ping(probe_number), &mut runtime)
             .is_err()
@@ -1285,6 +1301,11 @@ where
         let Some(failed) = failed else {
             return;
         };
+        // Declared down, gone or renewed meanwhile (a rack of members down
+        // at once): our probe of it says nothing about us.
+        if !self.members.get(failed.id()).is_some_and(|m| m.is_active()) {
+            return;
+        }
         self.probe_failures += 1;
         self.health = lifeguard::health_up(self.health, lg.max_health);
         #[cfg(feature = "unstable-notifications")]
@@ -1755,7 +1776,9 @@ where
         }
         if let Some(member) = chosen {
             let member_id = member.id().clone();
-            let probe_number = self.probe.start(member);
+            // (shoal fork) Never the prompt probe's number (see `probe_now`).
+            let avoid = self.lifeguard.is_some().then(|| self.prompt.probe_number());
+            let probe_number = self.probe.start_avoiding(member, avoid);
 
             #[cfg(feature = "tracing")]
             tracing::debug!(member_id = tracing::field::debug(&member_id), "Probe start");
@@ -1782,10 +1805,12 @@ where
             if self.prompt.is_started() {
                 break;
             }
-            if let Some(id) = self.priority_probes.pop()
-                && !self.probe.is_probing(&id)
-            {
-                self.probe_now(&id, &mut runtime);
+            // Oldest first.
+            if !self.priority_probes.is_empty() {
+                let id = self.priority_probes.remove(0);
+                if !self.probe.is_probing(&id) {
+                    self.probe_now(&id, &mut runtime);
+                }
             }
         }
 

@@ -711,6 +711,60 @@ fn a_suspect_that_answers_the_prompt_probe_is_not_accused() {
 }
 
 #[test]
+fn the_prompt_probe_never_shares_the_rounds_number() {
+    let mut checked = 0;
+    for suspect in (2..=8).map(ID::new) {
+        let mut lg = lifeguard();
+        lg.prompt_probers = 8;
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.set_now(Duration::from_secs(30));
+        // The prompt probe's counter right behind the round's next number.
+        let next_round = foca.probe().probe_number().wrapping_add(1);
+        foca.prompt = Probe::numbered_from(Vec::new(), next_round.wrapping_sub(1));
+        foca.apply(Member::new(suspect, 0, State::Suspect), &mut rt)
+            .unwrap();
+        rt.clear();
+        start_probe(&mut foca, &mut rt);
+        let Some((_, _, n)) = prompt_timers(&mut rt, suspect) else {
+            // The round probed the suspect itself.
+            continue;
+        };
+        let r = foca.probe().probe_number();
+        assert_eq!(r, next_round);
+        assert_ne!(n, r);
+        // The suspect answering the round's number did not answer our prompt probe.
+        foca.handle_data(&ack(suspect, r, 0), &mut rt).unwrap();
+        end_prompt(&mut foca, suspect, n);
+        assert_eq!(foca.take_accusations(), vec![(suspect, 0)]);
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn a_prompt_probe_of_a_member_gone_meanwhile_says_nothing_about_us() {
+    let mut checked = 0;
+    for suspect in (2..=8).map(ID::new) {
+        let mut lg = lifeguard();
+        lg.prompt_probers = 8;
+        let (mut foca, mut rt) = foca_with(8, Some(lg));
+        foca.set_now(Duration::from_secs(30));
+        let Some(n) = prompt_probing(&mut foca, &mut rt, suspect, 0) else {
+            continue;
+        };
+        // Declared down by the cluster while our probe ran.
+        foca.apply(Member::new(suspect, 0, State::Down), &mut rt)
+            .unwrap();
+        end_prompt(&mut foca, suspect, n);
+        assert_eq!(foca.local_health(), 0);
+        assert_eq!(foca.probe_failures(), 0);
+        assert!(foca.take_accusations().is_empty());
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[test]
 fn a_second_suspect_waits_for_the_next_probe_while_one_prompt_probe_is_under_way() {
     let mut lg = lifeguard();
     lg.prompt_probers = 8;
@@ -720,13 +774,19 @@ fn a_second_suspect_waits_for_the_next_probe_while_one_prompt_probe_is_under_way
         .unwrap();
     foca.apply(Member::new(ID::new(6), 0, State::Suspect), &mut rt)
         .unwrap();
-    // One of them at our next probe, the other at the probe after (unless the
-    // round probes it itself): never both at once.
+    // One of them at our next probe, the other at the probe after (or by the round, if it
+    // happens to reach it first): never two prompt probes at once.
     let mut probed = Vec::new();
     for _ in 0..4 {
         rt.clear();
-        tick(&mut foca, &mut rt);
+        let (round, _, _) = start_probe(&mut foca, &mut rt);
         let timers = scheduled(&mut rt);
+        let n = foca.probe().probe_number();
+        foca.handle_data(&ack(round, n, 0), &mut rt).unwrap();
+        fail_probe(&mut foca, &mut rt, round);
+        if [ID::new(4), ID::new(6)].contains(&round) {
+            probed.push(round);
+        }
         let now: Vec<_> = [4, 6]
             .map(ID::new)
             .into_iter()

@@ -29,9 +29,9 @@ impl<T: Clone + PartialEq> Probe<T> {
         }
     }
 
-    /// (shoal fork) A probe whose numbers start at `first`, so that two
-    /// probes under way at once (the round's and a prompt one) rarely
-    /// share a number.
+    /// (shoal fork) A probe whose numbers start at `first` (the prompt
+    /// probe's: see `start_avoiding` for how it never shares a number
+    /// with the round's).
     pub(crate) fn numbered_from(indirect: Vec<T>, first: ProbeNumber) -> Self {
         let mut probe = Self::new(indirect);
         probe.probe_number = first;
@@ -43,6 +43,22 @@ impl<T: Clone + PartialEq> Probe<T> {
         self.clear();
         self.direct = Some(target);
         self.probe_number = self.probe_number.wrapping_add(1);
+        self.probe_number
+    }
+
+    /// (shoal fork) `start`, but never with the number `avoid` (the other
+    /// probe's current one, when two run at once): an answer to one of
+    /// them must not count for the other.
+    #[must_use]
+    pub(crate) fn start_avoiding(
+        &mut self,
+        target: Member<T>,
+        avoid: Option<ProbeNumber>,
+    ) -> ProbeNumber {
+        let n = self.start(target);
+        if Some(n) == avoid {
+            self.probe_number = n.wrapping_add(1);
+        }
         self.probe_number
     }
 

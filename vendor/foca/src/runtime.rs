@@ -261,9 +261,9 @@ pub enum Timer<T> {
     /// is set to `None`.
     RemoveDown(T),
 
-    /// (shoal fork) Lifeguard's prompt probe of a suspect, sent out of
-    /// turn as soon as we heard of the suspicion: send indirect probes if
-    /// the direct one has no answer yet.
+    /// (shoal fork) Lifeguard's prompt probe of a suspect, sent beside the
+    /// round's probe from our next probe on after we heard of the
+    /// suspicion: send indirect probes if the direct one has no answer yet.
     PromptIndirectProbe {
         /// The suspect being probed
         probed_id: T,
