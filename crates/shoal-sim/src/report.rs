@@ -223,21 +223,26 @@ fn traffic_plot(runs: &[RunResult]) -> String {
     render(&p)
 }
 
+/// Starts a self-contained report page: its title and the style every report page shares
+/// (`width`: the page's largest width in px; `extra`: more CSS rules; `columns`: of `.grid`).
+pub(crate) fn page_head(h: &mut String, title: &str, width: u32, extra: &str, columns: usize) {
+    let _ = write!(
+        h,
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>{}</title><style>
+body{{font-family:sans-serif;margin:20px;color:#222;max-width:{width}px}}
+table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
+th{{background:#f3f3f3;text-align:left}} {extra}.grid{{display:grid;grid-template-columns:repeat({columns},1fr);gap:8px}}
+h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:12px}}
+</style></head><body>"#,
+        esc(title),
+    );
+}
+
 /// Renders the page for one scenario and its runs (typically `enforce` and `off`).
 pub fn html(sc: &Scenario, runs: &[RunResult]) -> String {
     let mut h = String::new();
     let title = format!("shoal simulation: {}", sc.name);
-    let _ = write!(
-        h,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>{}</title><style>
-body{{font-family:sans-serif;margin:20px;color:#222;max-width:1250px}}
-table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
-th{{background:#f3f3f3;text-align:left}} .grid{{display:grid;grid-template-columns:repeat({},1fr);gap:8px}}
-h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:12px}}
-</style></head><body>"#,
-        esc(&title),
-        runs.len().clamp(1, 2)
-    );
+    page_head(&mut h, &title, 1250, "", runs.len().clamp(1, 2));
     let _ = write!(h, "<h1>{}</h1><p>{}</p>", esc(&title), esc(&sc.description));
     let _ = write!(
         h,

@@ -125,16 +125,7 @@ pub fn growth_table(g: &Growth) -> String {
 pub fn growth_html(sc: &Scenario, g: &Growth) -> String {
     let mut h = String::new();
     let title = format!("shoal simulation growth: {}", g.scenario);
-    let _ = write!(
-        h,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>{}</title><style>
-body{{font-family:sans-serif;margin:20px;color:#222;max-width:1350px}}
-table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
-th{{background:#f3f3f3;text-align:left}} td{{text-align:right}} .grid{{display:grid;grid-template-columns:repeat(3,1fr);gap:8px}}
-h2{{margin-top:28px;border-bottom:1px solid #ddd}} .note{{color:#666;font-size:12px}}
-</style></head><body>"#,
-        esc(&title)
-    );
+    crate::report::page_head(&mut h, &title, 1350, "td{text-align:right} ", 3);
     let _ = write!(h, "<h1>{}</h1><p>{}</p>", esc(&title), esc(&g.description));
     let sizes: Vec<String> = g.sizes.iter().map(|n| n.to_string()).collect();
     let _ = write!(
