@@ -255,3 +255,34 @@ fn adding_a_field_in_a_later_release() {
     // v0.1.0 still reads the record.
     assert_eq!(postcard::from_bytes::<V1Record>(&bytes).unwrap(), v1(&r));
 }
+
+/// A v0.1.0 agent relays a record in a `Push` without its fields; the owner's copy (same
+/// version, with them) then replaces it, and never the other way round.
+#[test]
+fn a_record_stripped_by_v0_1_0_is_replaced_by_the_owners_copy() {
+    let full = record("new-1", 1, 1);
+    let mut stripped = full.clone();
+    stripped.ext = Ext::default();
+    let mut store = crate::meta::MetaStore::default();
+    assert!(store.offer(stripped.clone()));
+    let fingerprint = store.fingerprint();
+    assert!(store.wants("new-1", full.stamp(), true));
+    assert!(store.offer(full.clone()));
+    assert_eq!(store.get("new-1").unwrap().protocol(), PROTOCOL);
+    assert_eq!(
+        store.fingerprint(),
+        fingerprint,
+        "same version: same fingerprint"
+    );
+    assert!(!store.offer(stripped));
+    assert!(!store.offer(full.clone()));
+    // Through foca's broadcast handler too.
+    use foca::BroadcastHandler;
+    let mut h = handler();
+    let mut old = full.clone();
+    old.ext = Ext::default();
+    h.store.lock().offer(old);
+    let got = BroadcastHandler::<()>::receive_item(&mut h, &full.encode(), Some(&()));
+    assert!(matches!(got, Ok(Some(_))));
+    assert_eq!(h.store.lock().get("new-1").unwrap().protocol(), PROTOCOL);
+}

@@ -371,6 +371,17 @@ impl MetaStore {
             .unwrap_or(true)
     }
 
+    /// Whether a record with this stamp, with extension fields or not (`has_ext`), would be
+    /// stored: it is newer than what we hold, or it is the same version with extension
+    /// fields where ours has none. A v0.1.0 agent that relays a record in a `Push` writes it
+    /// without its fields (it never adds any), so the copy with them is the owner's.
+    pub fn wants(&self, name: &str, stamp: (u64, u64), has_ext: bool) -> bool {
+        self.records
+            .get(name)
+            .map(|r| r.stamp() < stamp || (r.stamp() == stamp && has_ext && r.ext.is_empty()))
+            .unwrap_or(true)
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -387,13 +398,13 @@ impl MetaStore {
         self.records.iter().map(|r| &**r)
     }
 
-    /// Stores `rec` if it is newer than what we hold. Returns whether it was stored.
+    /// Stores `rec` if [`MetaStore::wants`] it. Returns whether it was stored.
     pub fn offer(&mut self, rec: impl Into<Arc<MetaRecord>>) -> bool {
         let rec: Arc<MetaRecord> = rec.into();
+        if !self.wants(&rec.name, rec.stamp(), !rec.ext.is_empty()) {
+            return false;
+        }
         if let Some(old) = self.records.get(&rec.name) {
-            if old.stamp() >= rec.stamp() {
-                return false;
-            }
             self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
         }
         self.fingerprint ^= record_hash(&rec.name, rec.generation, rec.version);

@@ -131,7 +131,8 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             }));
         }
         let mut store = self.store.lock();
-        if !store.is_newer(head.name, stamp) {
+        // Whether it has extension fields is only known once decoded (`MetaStore::wants`).
+        if !store.wants(head.name, stamp, true) {
             return Ok(None);
         }
         let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;

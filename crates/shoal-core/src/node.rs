@@ -108,6 +108,9 @@ pub struct Node {
     discover: DueSet,
     /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
+    /// Records without extension fields a peer pushed us, with when to ask their owner for
+    /// its own copy: a v0.1.0 peer relays records without their fields (`verify_relayed`).
+    verify: DueSet,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
     /// Sealing, opening and the keyring (see `core::trust`).
@@ -292,6 +295,7 @@ impl Node {
             next_reap: now,
             fetch: DueQueue::default(),
             discover: DueSet::with_seed(hashes),
+            verify: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
             unknown_items,
