@@ -279,6 +279,22 @@ async fn protocols_seen(agents: &[Agent], expect: impl Fn(usize) -> ProtocolRang
     }
 }
 
+/// The `protocol:` line of `shoal info` (this release's CLI) on `agent`.
+fn info_protocol(bin: &Path, agent: &Agent) -> String {
+    let out = std::process::Command::new(bin)
+        .arg("info")
+        .arg("--api")
+        .arg(format!("unix:{}", agent.dir.join("api.sock").display()))
+        .output()
+        .expect("shoal info runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("protocol:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| panic!("no protocol line in {text}"))
+}
+
 /// Services as `/v1/services` serves them: name -> sorted (node, port, status).
 async fn services_of(agent: &Agent) -> BTreeMap<String, Vec<(String, u16, ServedStatus)>> {
     let r = agent.api().services().await.expect("services");
@@ -329,6 +345,10 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     let before = converged(&agents, "mixed cluster").await;
     // Every agent of this release knows which members speak what.
     protocols_seen(&agents, |i| if i < OLD { PROTOCOL_V1 } else { PROTOCOL }).await;
+    assert_eq!(
+        info_protocol(&new, &agents[AGENTS - 1]),
+        "1..2 (members: 1 x2, 1..2 x2)"
+    );
     let svcs = services_of(&agents[0]).await;
     assert_eq!(svcs["web"].len(), AGENTS, "{svcs:?}");
     for a in &agents[1..] {
@@ -367,6 +387,9 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     }
     protocols_seen(&agents, |_| PROTOCOL).await;
     let after = converged(&agents, "after the upgrade").await;
+    for a in &agents {
+        assert_eq!(info_protocol(&new, a), "1..2 (members: 1..2 x4)");
+    }
     for a in &agents {
         assert_eq!(services_of(a).await, svcs, "services after the upgrade");
     }

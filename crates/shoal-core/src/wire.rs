@@ -55,6 +55,29 @@ impl std::fmt::Display for ProtocolRange {
     }
 }
 
+impl std::str::FromStr for ProtocolRange {
+    type Err = String;
+
+    /// The [`Display`](std::fmt::Display) form: `2` or `1..2`.
+    fn from_str(s: &str) -> Result<ProtocolRange, String> {
+        let (min, max) = s.split_once("..").unwrap_or((s, s));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("not a protocol range: {s:?}"))
+        };
+        let r = ProtocolRange {
+            min: num(min)?,
+            max: num(max)?,
+        };
+        if r.is_valid() {
+            Ok(r)
+        } else {
+            Err(format!("not a protocol range: {s:?}"))
+        }
+    }
+}
+
 /// The protocol of v0.1.0, which does not announce one: envelope 1, postcard records and
 /// messages with no extension fields, a kind it does not know refused.
 pub const PROTOCOL_V1: ProtocolRange = ProtocolRange { min: 1, max: 1 };
@@ -252,6 +275,10 @@ mod tests {
         assert!(!ProtocolRange { min: 3, max: 2 }.is_valid());
         assert_eq!(PROTOCOL.to_string(), "1..2");
         assert_eq!(PROTOCOL_V1.to_string(), "1");
+        assert_eq!("1..2".parse(), Ok(PROTOCOL));
+        assert_eq!("1".parse(), Ok(PROTOCOL_V1));
+        assert!("2..1".parse::<ProtocolRange>().is_err());
+        assert!("x".parse::<ProtocolRange>().is_err());
         // v0.1.0 accepts exactly envelope 1: this release writes it.
         assert_eq!(WIRE_VERSION, 1);
     }
