@@ -1,10 +1,11 @@
 //! The mixed-version cluster and the rolling upgrade (docs/upgrades.md), with real binaries:
 //! the previous release's (`SHOAL_PREV_BIN`, built by `.ci/prev-release.sh`) and this one's.
 //!
-//! Two agents of the previous release and two of this one form a cluster on loopback with
-//! one cluster key; every agent must serve the same view (members, tags, services). Then
-//! each old agent is upgraded in turn (SIGTERM, start this release's binary with the same
-//! flags and data directory), and every agent's watch stream is checked over the whole run:
+//! Two agents of the previous release and two of this one (alternating, each joining through
+//! the one started before it) form a cluster on loopback with one cluster key; every agent
+//! must serve the same view (members, tags, services). Then each old agent is upgraded in
+//! turn (SIGTERM, start this release's binary with the same flags and data directory), and
+//! every agent's watch stream is checked over the whole run:
 //! no member other than the one being upgraded ever stops being alive with its tags and
 //! services, and the upgraded one comes back with all of them.
 //!
@@ -22,8 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const AGENTS: usize = 4;
-/// Agents started from the previous release's binary (the others from this one).
+/// Agents started from the previous release's binary: the even ones (the others run this
+/// one's), each joining through the agent before it, so that an agent of each release joins
+/// through one of the other.
 const OLD: usize = 2;
+
+fn starts_old(i: usize) -> bool {
+    i.is_multiple_of(2)
+}
 /// Longest wait for any one condition (the cluster converges in a few seconds on loopback).
 const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
@@ -320,7 +327,7 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = shoal::agent::datadir::process_key();
 
-    // Agent 0 (old) first, on a port of its choosing; the others join it.
+    // Agent 0 (old) first, on a port of its choosing; each other joins the one before it.
     let mut agents: Vec<Agent> = Vec::new();
     for i in 0..AGENTS {
         let dir = tmp.path().join(format!("a{i}"));
@@ -330,10 +337,10 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
             dir,
             bind: "127.0.0.1:0".into(),
             join: agents
-                .first()
-                .map(|a0: &Agent| a0.bind.parse().expect("addr")),
+                .last()
+                .map(|prev: &Agent| prev.bind.parse().expect("addr")),
             key: key.clone(),
-            old: i < OLD,
+            old: starts_old(i),
         };
         a.start(if a.old { &prev } else { &new });
         wait_api(&a).await;
@@ -344,7 +351,17 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     }
     let before = converged(&agents, "mixed cluster").await;
     // Every agent of this release knows which members speak what.
-    protocols_seen(&agents, |i| if i < OLD { PROTOCOL_V1 } else { PROTOCOL }).await;
+    protocols_seen(
+        &agents,
+        |i| {
+            if starts_old(i) {
+                PROTOCOL_V1
+            } else {
+                PROTOCOL
+            }
+        },
+    )
+    .await;
     assert_eq!(
         info_protocol(&new, &agents[AGENTS - 1]),
         "1..2 (members: 1 x2, 1..2 x2)"
@@ -368,7 +385,7 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
         .collect();
     // When each upgraded agent was stopped, and the generation it had.
     let mut stopped: BTreeMap<String, (Instant, u64)> = BTreeMap::new();
-    for i in 0..OLD {
+    for i in (0..AGENTS).filter(|i| starts_old(*i)) {
         let gen = before[&name(i)].2;
         stopped.insert(name(i), (Instant::now(), gen));
         agents[i].stop().await;
