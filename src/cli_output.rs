@@ -63,6 +63,13 @@ pub fn describe(line: &WatchLine) -> String {
                     t.report.reason,
                     t.report.held
                 ),
+                EventKind::Outlier(t) => format!(
+                    "instance {} of {} {}: {}",
+                    t.node,
+                    t.service,
+                    t.action.as_str(),
+                    t.reason
+                ),
                 EventKind::Local(l) => {
                     let v = serde_json::to_value(l).unwrap_or_default();
                     let what = v.get("what").and_then(|w| w.as_str()).unwrap_or("?");

@@ -35,6 +35,7 @@ fn node(name: &str, port: u16) -> Node {
         seeds: vec![SocketAddr::from(([127, 0, 0, 1], port + 1))],
         guard: Default::default(),
         track_suspects: true,
+        outlier: Default::default(),
     };
     let mut meta = NodeMeta::default();
     meta.tags.insert("role".into(), "fuzz".into());

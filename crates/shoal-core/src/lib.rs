@@ -23,6 +23,7 @@ pub mod meta_gossip;
 pub mod names;
 pub mod node;
 pub mod operator;
+pub mod outlier;
 pub mod profile;
 pub mod reach;
 pub mod record_cache;
@@ -56,6 +57,9 @@ pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
+};
+pub use outlier::{
+    Ejection, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition, Outcomes,
 };
 pub use profile::{Profile, Timings};
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};

@@ -64,6 +64,8 @@ pub struct Node {
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
     health: crate::health_guard::HealthGuard,
+    /// Ejects instances apps report failing (`node_outlier.rs`).
+    outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
     /// others it is kept in their truth entry.
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
@@ -140,6 +142,9 @@ use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 #[path = "node_health.rs"]
 mod node_health;
+#[path = "node_outlier.rs"]
+mod node_outlier;
+pub use node_outlier::ReportError;
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
 #[path = "node_restart.rs"]
@@ -209,6 +214,7 @@ impl Node {
         }
         cfg.timings.validate().map_err(NodeError::BadTimings)?;
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
+        cfg.outlier.validate().map_err(NodeError::BadOutlier)?;
         meta.validate()?;
         // Before any name is interned: the thread's caches take the first node's seed.
         let hashes = HashSeed::of_node(seed);
@@ -248,6 +254,7 @@ impl Node {
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now, hashes);
         let health = crate::health_guard::HealthGuard::new(cfg.guard.clone());
+        let outliers = crate::outlier::Outliers::new(cfg.outlier.clone());
         let seeds = cfg.seeds.clone();
         let rejoin_backoff = cfg.timings.rejoin_min;
         Ok(Node {
@@ -258,6 +265,7 @@ impl Node {
             truth,
             guard,
             health,
+            outliers,
             served_ghosts: hashes.map(),
             own,
             out: Outbox::default(),
@@ -390,6 +398,7 @@ impl Node {
                 self.snapshot_timer(now);
                 return;
             }
+            NodeTimer::Outlier => self.outliers.handle_timeout(now),
             NodeTimer::Tick => {
                 self.tick(now);
                 if !self.left {
@@ -624,6 +633,7 @@ impl Node {
             }
         }
         self.health_flush(now);
+        self.outlier_flush(now);
         self.arm_timers();
     }
 }
