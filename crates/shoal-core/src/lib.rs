@@ -45,6 +45,8 @@ mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]
+mod outlier_tests;
+#[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
 mod trust_tests;
@@ -59,7 +61,7 @@ pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
 };
 pub use outlier::{
-    Ejection, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition, Outcomes,
+    Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,
 };
 pub use profile::{Profile, Timings};
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};

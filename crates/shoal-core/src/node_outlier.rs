@@ -6,7 +6,7 @@
 //! a few hook lines. Must not decide anything itself (`core::outlier` does) and stays sans-IO.
 
 use super::{EventKind, Node, NodeTimer};
-use crate::outlier::{Census, Ejection, OutlierCounters, OutlierStatus, Outcomes, MAX_COUNT};
+use crate::outlier::{Census, Ejection, Outcomes, OutlierCounters, OutlierStatus, MAX_COUNT};
 use crate::time::Time;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -82,7 +82,9 @@ impl Node {
             });
         }
         for (service, node, o) in reports {
-            let c = census.get(service.as_str()).map_or(&[][..], |v| v.as_slice());
+            let c = census
+                .get(service.as_str())
+                .map_or(&[][..], |v| v.as_slice());
             self.outliers.report(now, service, node, o, c);
         }
         let out = reports

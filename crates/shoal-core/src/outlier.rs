@@ -102,6 +102,15 @@ impl OutlierConfig {
             .min(self.max_ejection_time)
     }
 
+    /// The count at which the back-off reaches `max_ejection_time`.
+    fn max_count(&self) -> u32 {
+        let base = self.base_ejection_time.as_millis().max(1);
+        self.max_ejection_time
+            .as_millis()
+            .div_ceil(base)
+            .clamp(1, u32::MAX as u128) as u32
+    }
+
     fn bucket_ms(&self) -> u64 {
         (self.window.as_millis() as u64 / BUCKETS as u64).max(1)
     }
@@ -398,7 +407,8 @@ impl Outliers {
             return;
         }
         e.decay(now, cfg.base_ejection_time);
-        e.count = e.count.saturating_add(1);
+        // The count stops where the back-off stops growing (so that its decay is as short).
+        e.count = e.count.saturating_add(1).min(cfg.max_count());
         e.capped = false;
         let backoff = cfg.backoff(e.count);
         let until = now.plus(backoff);
@@ -457,10 +467,12 @@ impl Outliers {
                 });
             }
             svc.retain(|_, e| {
+                if e.ejected.is_some() {
+                    // The count decays only while the instance is in.
+                    return true;
+                }
                 e.decay(now, cfg.base_ejection_time);
-                e.ejected.is_some()
-                    || e.count > 0
-                    || now.since(e.last_report) < cfg.window
+                e.count > 0 || now.since(e.last_report) < cfg.window
             });
         }
         self.services.retain(|_, svc| !svc.is_empty());
@@ -523,7 +535,12 @@ impl Outliers {
     pub fn ejected_counts(&self) -> BTreeMap<String, usize> {
         self.services
             .iter()
-            .map(|(s, v)| (s.clone(), v.values().filter(|e| e.ejected.is_some()).count()))
+            .map(|(s, v)| {
+                (
+                    s.clone(),
+                    v.values().filter(|e| e.ejected.is_some()).count(),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }
