@@ -204,7 +204,10 @@ pub(super) fn services_table(
                 name.clone(),
                 i.node.clone(),
                 i.addr.to_string(),
-                i.status.to_string(),
+                match &i.ejected {
+                    Some(_) => format!("{} (ejected)", i.status),
+                    None => i.status.to_string(),
+                },
                 health::health_word(i),
                 tags_text(&i.tags),
                 i.health_output.clone(),
@@ -218,6 +221,13 @@ pub(super) fn services_table(
         .collect();
     if let Some(why) = held.first() {
         writeln!(out, "HEALTH GUARD: {why}")?;
+    }
+    for (name, instances) in services {
+        for i in instances {
+            if let Some(e) = &i.ejected {
+                writeln!(out, "EJECTED {} of {name}: {}", i.node, e.reason)?;
+            }
+        }
     }
     table(out, &rows)
 }
