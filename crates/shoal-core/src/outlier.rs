@@ -364,7 +364,7 @@ impl Outliers {
         let passing_left = census
             .iter()
             .filter(|c| c.passing && c.node != node)
-            .filter(|c| !svc.get(&c.node).is_some_and(|e| e.ejected.is_some()))
+            .filter(|c| svc.get(&c.node).is_none_or(|e| e.ejected.is_none()))
             .count();
         let cap = cfg.cap(served);
         let percent = (w.ratio() * 100.0).round();
