@@ -227,6 +227,11 @@ async fn reports_eject_an_instance_until_its_back_off_ends() {
     assert!(r.instances[1].ejected.is_none());
     assert_eq!((e.count, e.until_ms - e.since_ms), (1, 2000));
     assert!(e.reason.contains("20 of 25 calls failed"), "{}", e.reason);
+    assert_eq!(
+        r.instances[0].window.total(),
+        25,
+        "the window that ejected it"
+    );
 
     // The instance says so (with wall-clock times beside), the passing view leaves it out.
     let all = client

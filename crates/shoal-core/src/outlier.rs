@@ -11,7 +11,8 @@
 //! - never more than `floor(max_ejection_ratio x instances)` of a service's served instances
 //!   are ejected at once, and never the last instance of its passing view (one that passes
 //!   the threshold beyond the cap is `capped`: reported, not ejected);
-//! - restored when its back-off ends, with an empty window (a fresh chance, as Envoy does).
+//! - restored when its back-off ends, with an empty window (a fresh chance, as Envoy does;
+//!   reports during the ejection are counted, shown, and forgotten then).
 //!
 //! Local only: what one agent's apps report ejects the instance in this agent's view; nothing
 //! of it is gossiped (docs/outliers.md says why and what spreading it would need). It decides
@@ -422,9 +423,8 @@ impl Outliers {
             until_ms: until.0,
             count: e.count,
         };
+        // The window stays (answers show what ejected it); it is emptied at the restoration.
         e.ejected = Some(ejection.clone());
-        // Reports during the ejection count afresh: the restored instance gets a new chance.
-        e.clear_window();
         self.counters.ejections += 1;
         self.transitions.push(OutlierTransition {
             service: service.to_string(),

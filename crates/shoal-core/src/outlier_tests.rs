@@ -182,7 +182,7 @@ fn a_restored_instance_starts_with_an_empty_window() {
     o.report(Time(0), "web", "n1", &calls(0, 20, 0), &c);
     // Reports during the ejection (a proxy still calling it) are counted...
     o.report(Time(S), "web", "n1", &calls(0, 50, 0), &c);
-    assert_eq!(o.status(Time(S), "web", "n1").window, calls(0, 50, 0));
+    assert_eq!(o.status(Time(S), "web", "n1").window, calls(0, 70, 0));
     // ... and forgotten at the restoration: no instant re-ejection.
     o.handle_timeout(Time(30 * S));
     assert!(o.ejected("web", "n1").is_none());
