@@ -12,7 +12,8 @@
 //! are child modules, one concern each: `node_types` (config, errors, events, stats),
 //! `node_swim` (the foca adapter), `node_sync` (anti-entropy), `node_served` (the served view,
 //! the guard and reach checks), `node_tick` (housekeeping, rejoin backoff), `node_restart`
-//! (snapshot, restore, adopt, force-leave) and `node_trust` (keyring and trust).
+//! (snapshot, restore, adopt, force-leave), `node_trust` (keyring and trust) and
+//! `node_outlier` (apps' reports and outlier ejection, `core::outlier`).
 
 use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardCtx, GuardReport, GuardState};
@@ -43,7 +44,8 @@ use std::time::Duration;
 ///
 /// Methods come in four kinds. Inputs, each taking `now`: `start` (once), `handle_datagram`,
 /// `handle_timeout`, and commands (`join`, `leave`, `set_meta` and friends, `guard_*`,
-/// `force_leave`, the keyring ones); `restore` and `adopt_members` come before `start`.
+/// `force_leave`, `report_outcomes`, the keyring ones); `restore` and `adopt_members` come
+/// before `start`.
 /// Outputs, to drain after every input: `poll_transmit` (datagrams to send), `poll_event`
 /// (changes of the served view), `poll_snapshot` (a snapshot to persist, every 10 s while the
 /// view changes) and `poll_timeout` (when to call `handle_timeout` next; the node keeps its
