@@ -16,10 +16,17 @@ use shoal_core::{EventKind, OutlierAction, OutlierTransition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Agents with short outlier timings: window 10 s, 20 calls, 50 %, back-off 2 s (max 8 s).
+/// Agents with short outlier timings: window 10 s, 20 calls, 50 %, back-off 2 s (max 8 s);
+/// agent 0's alert hook appends what it is told to `alerts.log` in the cluster's directory.
 fn configure(ratio: f64) -> common::Configure {
     Box::new(move |i, bind, seed, dir| {
         let mut c = common::config(i, bind, seed, dir);
+        if i == 0 {
+            c.alert_hook = Some(format!(
+                "echo \"$SHOAL_ALERT $SHOAL_OUTLIER_ACTION $SHOAL_OUTLIER_NODE\" >> '{}'",
+                dir.join("alerts.log").display()
+            ));
+        }
         c.outlier.window = Duration::from_secs(10);
         c.outlier.base_ejection_time = Duration::from_secs(2);
         c.outlier.max_ejection_time = Duration::from_secs(8);
@@ -332,6 +339,31 @@ async fn reports_eject_an_instance_until_its_back_off_ends() {
         .checked_sub(e.until_ms)
         .expect("not before the back-off ends");
     assert!(late < 1500, "restored {late} ms after the back-off ended");
+
+    // The alert hook was run for each, in order.
+    let log = c.dir.path().join("alerts.log");
+    // (Only the outlier runs: a guard transition would run the hook too.)
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("outlier"))
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), "four alert hook runs", || {
+        lines().len() >= 4
+    })
+    .await;
+    assert_eq!(
+        lines(),
+        [
+            "outlier ejected n1",
+            "outlier restored n1",
+            "outlier ejected n1",
+            "outlier restored n1"
+        ]
+    );
 
     // Local only: the other agents never ejected anything.
     for rx in &mut others {

@@ -297,6 +297,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn outlier_hook_gets_its_env_and_json() {
+        use shoal_core::{Ejection, Outcomes, OutlierAction};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let t = OutlierTransition {
+            service: "web".into(),
+            node: "n3".into(),
+            action: OutlierAction::Ejected,
+            reason: "20 of 25 calls failed".into(),
+            ejection: Some(Ejection {
+                reason: "20 of 25 calls failed".into(),
+                since_ms: 1000,
+                until_ms: 31_000,
+                count: 1,
+            }),
+            window: Outcomes {
+                success: 5,
+                error: 20,
+                timeout: 0,
+            },
+        };
+        let cmd = format!(
+            "printf '%s|%s|%s|%s|%s|%s\\n' \"$SHOAL_ALERT\" \"$SHOAL_OUTLIER_ACTION\" \
+             \"$SHOAL_OUTLIER_SERVICE\" \"$SHOAL_OUTLIER_NODE\" \"$SHOAL_OUTLIER_UNTIL_MS\" \
+             \"$SHOAL_OUTLIER_COUNT\" > '{0}'; cat >> '{0}'",
+            out.display()
+        );
+        run_outlier_hook(&cmd, &t, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        assert_eq!(first, "outlier|ejected|web|n3|31000|1");
+        let back: serde_json::Value = serde_json::from_str(rest).unwrap();
+        let back: OutlierTransition = serde_json::from_value(back["outlier"].clone()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[tokio::test]
     async fn slow_hook_is_killed_and_failures_are_errors() {
         let started = Instant::now();
         let err = run_alert_hook("sleep 30", &transition(), Duration::from_millis(200))
