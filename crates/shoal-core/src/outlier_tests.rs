@@ -329,3 +329,64 @@ fn a_node_emits_one_event_per_ejection_and_restoration() {
         ]
     );
 }
+
+/// A batch is checked whole (nothing counted on an error), and an ejected instance whose
+/// owner deregisters the service is still restored on time, then forgotten.
+#[test]
+fn a_node_checks_batches_whole_and_forgets_gone_instances() {
+    use crate::node::ReportError;
+    let mut net = TestNet::new(3);
+    for i in 0..3 {
+        net.call(i, |n, now| {
+            n.register_service(now, web(8000 + i as u16)).unwrap()
+        });
+    }
+    let ok = net.run_until_pred(10_000, |net| {
+        net.nodes[0]
+            .services()
+            .get("web")
+            .is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok);
+    let r = |node: &str, o: Outcomes| ("web".to_string(), node.to_string(), o);
+    let mut got = Vec::new();
+    net.call(0, |n, now| {
+        got.push(n.report_outcomes(now, &[]).unwrap_err());
+        let many: Vec<_> = (0..257).map(|_| r("n1", calls(0, 1, 0))).collect();
+        got.push(n.report_outcomes(now, &many).unwrap_err());
+        // A bad report after good ones: the good ones are not counted either.
+        got.push(
+            n.report_outcomes(
+                now,
+                &[r("n1", calls(0, 20, 0)), r("n2", calls(0, 1_000_001, 0))],
+            )
+            .unwrap_err(),
+        );
+    });
+    assert_eq!(
+        got,
+        vec![
+            ReportError::Empty,
+            ReportError::TooMany(257),
+            ReportError::TooLarge { index: 1 }
+        ]
+    );
+    assert!(net.nodes[0].outlier_ejected("web", "n1").is_none());
+    assert_eq!(net.nodes[0].outlier_counters().reports, 0);
+    net.call(0, |n, now| {
+        n.report_outcomes(now, &[r("n1", calls(0, 20, 0))]).unwrap();
+    });
+    let until = net.nodes[0].outlier_ejected("web", "n1").unwrap().until_ms;
+    // n1 deregisters web while ejected: the restoration still comes, nothing is left.
+    net.call(1, |n, now| n.deregister_service(now, "web").unwrap());
+    let ok = net.run_until_pred(5_000, |net| {
+        net.nodes[0].services()["web"]
+            .iter()
+            .all(|i| i.node != "n1")
+    });
+    assert!(ok, "the deregistration reached n0");
+    net.run_until(Time(until + 1));
+    assert!(net.nodes[0].outlier_ejected("web", "n1").is_none());
+    assert_eq!(net.nodes[0].outlier_counters().restorations, 1);
+    assert!(net.nodes[0].outlier_ejected_counts().is_empty());
+}
