@@ -51,6 +51,7 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
                 seeds: if i == 0 { vec![] } else { vec![addr(0)] },
                 guard: Default::default(),
                 track_suspects: true,
+                outlier: Default::default(),
             };
             let mut meta = NodeMeta::default();
             meta.tags.insert("zone".into(), format!("z{}", i % 3));

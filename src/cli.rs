@@ -23,6 +23,8 @@ pub mod health;
 /// The human text formats (tables, watch lines).
 #[path = "cli_output.rs"]
 mod output;
+#[path = "cli_report.rs"]
+pub mod report;
 pub use output::describe;
 use output::*;
 
@@ -117,6 +119,8 @@ pub enum ClientCommand {
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
+    /// Report the outcomes of calls to an instance (outlier ejection: docs/outliers.md).
+    Report(report::ReportArgs),
     /// Stream changes of the served view as they happen.
     Watch,
     /// Show this node, its figures and the guard.
@@ -331,6 +335,7 @@ async fn execute(
         ClientCommand::Check { id, action, note } => {
             return health::ttl(client, &id, action, note, json, out).await
         }
+        ClientCommand::Report(a) => return report::report(client, a, json, out).await,
         ClientCommand::Watch => {
             let mut w = client.watch(None).await?;
             return watch_loop(&mut w, json, out, err).await;

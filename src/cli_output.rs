@@ -63,6 +63,13 @@ pub fn describe(line: &WatchLine) -> String {
                     t.report.reason,
                     t.report.held
                 ),
+                EventKind::Outlier(t) => format!(
+                    "instance {} of {} {}: {}",
+                    t.node,
+                    t.service,
+                    t.action.as_str(),
+                    t.reason
+                ),
                 EventKind::Local(l) => {
                     let v = serde_json::to_value(l).unwrap_or_default();
                     let what = v.get("what").and_then(|w| w.as_str()).unwrap_or("?");
@@ -197,7 +204,10 @@ pub(super) fn services_table(
                 name.clone(),
                 i.node.clone(),
                 i.addr.to_string(),
-                i.status.to_string(),
+                match &i.ejected {
+                    Some(_) => format!("{} (ejected)", i.status),
+                    None => i.status.to_string(),
+                },
                 health::health_word(i),
                 tags_text(&i.tags),
                 i.health_output.clone(),
@@ -211,6 +221,13 @@ pub(super) fn services_table(
         .collect();
     if let Some(why) = held.first() {
         writeln!(out, "HEALTH GUARD: {why}")?;
+    }
+    for (name, instances) in services {
+        for i in instances {
+            if let Some(e) = &i.ejected {
+                writeln!(out, "EJECTED {} of {name}: {}", i.node, e.reason)?;
+            }
+        }
     }
     table(out, &rows)
 }

@@ -512,6 +512,16 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/reports`: outcomes of calls to instances (outlier ejection).
+    pub async fn report(
+        &self,
+        reports: Vec<crate::api::reports::Report>,
+    ) -> Result<crate::api::reports::ReportsResponse, ClientError> {
+        let body = crate::api::reports::ReportsRequest { reports };
+        self.call(Method::POST, "/v1/reports", Some(&body), REQUEST_TIMEOUT)
+            .await
+    }
+
     /// `POST /v1/join`.
     pub async fn join(&self, addrs: Vec<String>) -> Result<JoinResponse, ClientError> {
         let body = JoinRequest { addrs };

@@ -475,6 +475,13 @@ impl Display {
                 t.report.reason
             ),
             EventKind::Local(l) => format!("n0: {l:?}"),
+            EventKind::Outlier(t) => format!(
+                "n0 instance {} of {} {}: {}",
+                t.node,
+                t.service,
+                t.action.as_str(),
+                t.reason
+            ),
             EventKind::Health(t) => format!(
                 "n0 health guard of {} {} -> {}: {}",
                 t.service,

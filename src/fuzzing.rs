@@ -35,6 +35,7 @@ fn node(name: &str, port: u16) -> Node {
         seeds: vec![SocketAddr::from(([127, 0, 0, 1], port + 1))],
         guard: Default::default(),
         track_suspects: true,
+        outlier: Default::default(),
     };
     let mut meta = NodeMeta::default();
     meta.tags.insert("role".into(), "fuzz".into());
@@ -211,6 +212,7 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
         "\x02v1/tags\n{\"set\":{\"a\":\"b\"},\"delete\":[\"c\"]}",
         "\x02v1/services\n{\"name\":\"web\",\"port\":80,\"tags\":{\"x\":\"y\"}}",
         "\x01v1/join\n{\"addrs\":[\"127.0.0.1:1\"]}",
+        "\x01v1/reports\n{\"reports\":[{\"service\":\"web\",\"node\":\"api\",\"success\":3,\"error\":30,\"timeout\":1}]}",
         "\x01v1/keys\n{\"op\":\"install\",\"key\":\"AAAA\"}",
         "\x00metrics\n",
         "\x00v1/stats\n",

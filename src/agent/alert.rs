@@ -3,13 +3,14 @@
 //! Owns `run_alert_hook`: runs the command with `sh -c`, the details in `SHOAL_GUARD_*`
 //! environment variables and the transition as JSON on stdin, bounded in time (the child is
 //! killed on timeout). Failures are returned, never panicked, and never affect the guard.
-//! Must not decide when to alert (the event loop calls it for each `GuardTransition`, and for
-//! each transition of a service's health guard with `SHOAL_GUARD_SERVICE` set).
+//! Must not decide when to alert (the event loop calls it for each `GuardTransition`, for
+//! each transition of a service's health guard with `SHOAL_GUARD_SERVICE` set, and for each
+//! outlier ejection, restoration or cap with `SHOAL_ALERT=outlier` and `SHOAL_OUTLIER_*`).
 //!
 //! Also owns `AlertQueue`, the event loop's queue of transitions for the hook: one run at a
 //! time, in transition order, bounded (the oldest dropped first).
 
-use shoal_core::GuardTransition;
+use shoal_core::{GuardTransition, OutlierTransition};
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,9 +83,49 @@ pub async fn run_alert_hook_for(
     }
     .unwrap_or_default();
     let mut env = hook_env(t);
+    env.push(("SHOAL_ALERT", "guard".to_string()));
     if let Some(s) = service {
         env.push(("SHOAL_GUARD_SERVICE", s.to_string()));
     }
+    run_hook(cmd, env, json, timeout).await
+}
+
+/// Environment given to the hook for an outlier transition.
+pub fn outlier_env(t: &OutlierTransition) -> Vec<(&'static str, String)> {
+    let e = t.ejection.as_ref();
+    vec![
+        ("SHOAL_ALERT", "outlier".to_string()),
+        ("SHOAL_OUTLIER_ACTION", t.action.as_str().to_string()),
+        ("SHOAL_OUTLIER_SERVICE", t.service.clone()),
+        ("SHOAL_OUTLIER_NODE", t.node.clone()),
+        ("SHOAL_OUTLIER_REASON", t.reason.clone()),
+        (
+            "SHOAL_OUTLIER_UNTIL_MS",
+            e.map(|e| e.until_ms.to_string()).unwrap_or_default(),
+        ),
+        (
+            "SHOAL_OUTLIER_COUNT",
+            e.map(|e| e.count.to_string()).unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Runs `cmd` with `sh -c` for outlier transition `t` (`{"outlier": t}` on stdin).
+pub async fn run_outlier_hook(
+    cmd: &str,
+    t: &OutlierTransition,
+    timeout: Duration,
+) -> Result<(), AlertError> {
+    let json = serde_json::to_vec(&serde_json::json!({ "outlier": t })).unwrap_or_default();
+    run_hook(cmd, outlier_env(t), json, timeout).await
+}
+
+async fn run_hook(
+    cmd: &str,
+    env: Vec<(&'static str, String)>,
+    json: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), AlertError> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -126,12 +167,19 @@ const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// newest state is what an alerting system must end with).
 const ALERT_QUEUE: usize = 64;
 
+/// What the hook is run for.
+pub(crate) enum Alert {
+    /// A guard transition, with the service for a health guard's.
+    Guard(GuardTransition, Option<String>),
+    /// An outlier ejection, restoration or cap.
+    Outlier(OutlierTransition),
+}
+
 /// Runs the alert hook for each guard transition, one at a time and in transition order, so
 /// that the last run always tells the current state (concurrent runs could finish in any
 /// order and leave an alerting system believing the guard is still frozen).
 pub(crate) struct AlertQueue {
-    /// Transitions, with the service for a health guard's.
-    pending: Mutex<VecDeque<(GuardTransition, Option<String>)>>,
+    pending: Mutex<VecDeque<Alert>>,
     wake: tokio::sync::Notify,
     closed: AtomicBool,
 }
@@ -149,12 +197,17 @@ impl AlertQueue {
             loop {
                 let next = worker.lock().pop_front();
                 match next {
-                    Some((t, service)) => {
+                    Some(Alert::Guard(t, service)) => {
                         if let Err(e) =
                             run_alert_hook_for(&cmd, &t, service.as_deref(), ALERT_HOOK_TIMEOUT)
                                 .await
                         {
                             warn!(error = %e, to = t.to.as_str(), "alert hook failed");
+                        }
+                    }
+                    Some(Alert::Outlier(t)) => {
+                        if let Err(e) = run_outlier_hook(&cmd, &t, ALERT_HOOK_TIMEOUT).await {
+                            warn!(error = %e, action = t.action.as_str(), "alert hook failed");
                         }
                     }
                     None if worker.closed.load(Ordering::Acquire) => break,
@@ -166,14 +219,18 @@ impl AlertQueue {
         q
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(GuardTransition, Option<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Alert>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn push(&self, t: GuardTransition, service: Option<String>) {
+        self.push_alert(Alert::Guard(t, service));
+    }
+
+    pub(crate) fn push_alert(&self, alert: Alert) {
         let dropped = {
             let mut q = self.lock();
-            q.push_back((t, service));
+            q.push_back(alert);
             let over = q.len().saturating_sub(ALERT_QUEUE);
             q.drain(..over);
             over
@@ -237,6 +294,45 @@ mod tests {
         );
         let back: GuardTransition = serde_json::from_str(rest).unwrap();
         assert_eq!(back, transition());
+    }
+
+    #[tokio::test]
+    async fn outlier_hook_gets_its_env_and_json() {
+        use shoal_core::{Ejection, Outcomes, OutlierAction};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let t = OutlierTransition {
+            service: "web".into(),
+            node: "n3".into(),
+            action: OutlierAction::Ejected,
+            reason: "20 of 25 calls failed".into(),
+            ejection: Some(Ejection {
+                reason: "20 of 25 calls failed".into(),
+                since_ms: 1000,
+                until_ms: 31_000,
+                count: 1,
+            }),
+            window: Outcomes {
+                success: 5,
+                error: 20,
+                timeout: 0,
+            },
+        };
+        let cmd = format!(
+            "printf '%s|%s|%s|%s|%s|%s\\n' \"$SHOAL_ALERT\" \"$SHOAL_OUTLIER_ACTION\" \
+             \"$SHOAL_OUTLIER_SERVICE\" \"$SHOAL_OUTLIER_NODE\" \"$SHOAL_OUTLIER_UNTIL_MS\" \
+             \"$SHOAL_OUTLIER_COUNT\" > '{0}'; cat >> '{0}'",
+            out.display()
+        );
+        run_outlier_hook(&cmd, &t, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        assert_eq!(first, "outlier|ejected|web|n3|31000|1");
+        let back: serde_json::Value = serde_json::from_str(rest).unwrap();
+        let back: OutlierTransition = serde_json::from_value(back["outlier"].clone()).unwrap();
+        assert_eq!(back, t);
     }
 
     #[tokio::test]

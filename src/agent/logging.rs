@@ -139,6 +139,21 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
                 );
             }
         }
+        EventKind::Outlier(t) => match t.action {
+            shoal_core::OutlierAction::Restored => info!(
+                service = %t.service,
+                node = %t.node,
+                reason = %t.reason,
+                "instance restored"
+            ),
+            action => warn!(
+                service = %t.service,
+                node = %t.node,
+                reason = %t.reason,
+                "instance {}",
+                action.as_str()
+            ),
+        },
         EventKind::Local(l) => match l {
             LocalEvent::Active => info!("connected: has active peers"),
             LocalEvent::Idle if left => debug!("no active peer after leaving"),

@@ -508,6 +508,9 @@ async fn flush<const FAULTS: bool>(
                 },
                 Some(h.service.clone()),
             ),
+            (EventKind::Outlier(t), Some(alerts)) => {
+                alerts.push_alert(crate::agent::alert::Alert::Outlier(t.clone()))
+            }
             _ => {}
         }
         // No receiver is fine: nobody is watching.

@@ -12,6 +12,7 @@ pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod reports;
 pub mod routes;
 pub(crate) mod serve;
 pub mod types;

@@ -97,6 +97,7 @@ pub(crate) fn build(state: ApiState) -> Router {
             "/v1/keys",
             get(crate::api::keys::list).post(crate::api::keys::change),
         )
+        .route("/v1/reports", post(crate::api::reports::post))
         .route("/v1/checks", get(crate::api::health::list))
         .route(
             "/v1/checks/{id}/{action}",
@@ -158,7 +159,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
              /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys, \
-             /v1/checks and /metrics",
+             /v1/checks, /v1/reports and /metrics",
             uri.path()
         ),
     )

@@ -204,6 +204,21 @@ config_keys! {
         }
     }
 
+    [outlier] => shoal_core::OutlierConfig {
+        /// Outcomes apps report are counted over this sliding window
+        window: String => Duration = parse_duration { default: "30s", }
+        /// An instance with fewer reported calls in the window is never ejected
+        min_requests: u64 => u64 = parse::same { default: 20, }
+        /// Eject when (errors + timeouts) / calls in the window reach this
+        error_ratio: f64 => f64 = parse::same { default: 0.5, }
+        /// The first ejection lasts this long, the n-th n times as long
+        base_ejection_time: String => Duration = parse_duration { default: "30s", }
+        /// No ejection lasts longer than this
+        max_ejection_time: String => Duration = parse_duration { default: "5m", }
+        /// At most this share of a service's instances is ejected at once (0: never eject)
+        max_ejection_ratio: f64 => f64 = parse::same { default: 0.5, }
+    }
+
     [trust] {
         /// Cluster key (base64 of 32 bytes, from `shoal keygen`): seeds the keyring
         encrypt: String => String = parse::key {

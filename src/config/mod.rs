@@ -101,6 +101,8 @@ pub struct Config {
     /// The profile's timings with the `[timings]` overrides applied.
     pub timings: Timings,
     pub guard: GuardConfig,
+    /// Ejection of instances apps report failing (`[outlier]`).
+    pub outlier: shoal_core::OutlierConfig,
     /// Command run with the details when the guard changes state.
     pub alert_hook: Option<String>,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
@@ -213,6 +215,7 @@ impl Config {
             seeds: Vec::new(),
             guard: self.guard.clone(),
             track_suspects: true,
+            outlier: self.outlier.clone(),
         }
     }
 

@@ -49,6 +49,11 @@ pub(super) fn resolve(
     guard
         .validate()
         .map_err(|m| invalid(field_of(&m, "guard"), m))?;
+    let mut outlier = shoal_core::OutlierConfig::default();
+    v.outlier.apply(&mut outlier);
+    outlier
+        .validate()
+        .map_err(|m| invalid(field_of(&m, "outlier"), m))?;
     meta_of(&tags, &services).validate().map_err(|e| {
         let field = match e {
             shoal_core::MetaError::BadKey(_)
@@ -93,6 +98,7 @@ pub(super) fn resolve(
         log_format: v.log_format.unwrap_or_default(),
         timings,
         guard,
+        outlier,
         alert_hook: v.alert_hook,
         config_file: None,
         detected_ip,

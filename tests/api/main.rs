@@ -29,6 +29,7 @@ fn node(name: &str, port: u16) -> Node {
         seeds: vec![],
         guard: Default::default(),
         track_suspects: true,
+        outlier: Default::default(),
     };
     let mut meta = NodeMeta::default();
     meta.tags.insert("role".into(), "test".into());

@@ -25,6 +25,7 @@ pub mod meta_gossip;
 pub mod names;
 pub mod node;
 pub mod operator;
+pub mod outlier;
 pub mod profile;
 pub mod reach;
 pub mod record_cache;
@@ -48,6 +49,8 @@ mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]
+mod outlier_tests;
+#[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
 mod trust_tests;
@@ -60,6 +63,9 @@ pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
     Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
+};
+pub use outlier::{
+    Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,
 };
 pub use profile::{Profile, Timings};
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};

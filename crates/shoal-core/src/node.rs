@@ -12,7 +12,8 @@
 //! are child modules, one concern each: `node_types` (config, errors, events, stats),
 //! `node_swim` (the foca adapter), `node_sync` (anti-entropy), `node_served` (the served view,
 //! the guard and reach checks), `node_tick` (housekeeping, rejoin backoff), `node_restart`
-//! (snapshot, restore, adopt, force-leave) and `node_trust` (keyring and trust).
+//! (snapshot, restore, adopt, force-leave), `node_trust` (keyring and trust) and
+//! `node_outlier` (apps' reports and outlier ejection, `core::outlier`).
 
 use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardCtx, GuardReport, GuardState};
@@ -43,7 +44,8 @@ use std::time::Duration;
 ///
 /// Methods come in four kinds. Inputs, each taking `now`: `start` (once), `handle_datagram`,
 /// `handle_timeout`, and commands (`join`, `leave`, `set_meta` and friends, `guard_*`,
-/// `force_leave`, the keyring ones); `restore` and `adopt_members` come before `start`.
+/// `force_leave`, `report_outcomes`, the keyring ones); `restore` and `adopt_members` come
+/// before `start`.
 /// Outputs, to drain after every input: `poll_transmit` (datagrams to send), `poll_event`
 /// (changes of the served view), `poll_snapshot` (a snapshot to persist, every 10 s while the
 /// view changes) and `poll_timeout` (when to call `handle_timeout` next; the node keeps its
@@ -66,6 +68,8 @@ pub struct Node {
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
     health: crate::health_guard::HealthGuard,
+    /// Ejects instances apps report failing (`node_outlier.rs`).
+    outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
     /// others it is kept in their truth entry.
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
@@ -145,6 +149,9 @@ use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 #[path = "node_health.rs"]
 mod node_health;
+#[path = "node_outlier.rs"]
+mod node_outlier;
+pub use node_outlier::ReportError;
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
 #[path = "node_restart.rs"]
@@ -214,6 +221,7 @@ impl Node {
         }
         cfg.timings.validate().map_err(NodeError::BadTimings)?;
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
+        cfg.outlier.validate().map_err(NodeError::BadOutlier)?;
         meta.validate()?;
         // Before any name is interned: the thread's caches take the first node's seed.
         let hashes = HashSeed::of_node(seed);
@@ -258,6 +266,7 @@ impl Node {
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now, hashes);
         let health = crate::health_guard::HealthGuard::new(cfg.guard.clone());
+        let outliers = crate::outlier::Outliers::new(cfg.outlier.clone());
         let seeds = cfg.seeds.clone();
         let rejoin_backoff = cfg.timings.rejoin_min;
         Ok(Node {
@@ -268,6 +277,7 @@ impl Node {
             truth,
             guard,
             health,
+            outliers,
             served_ghosts: hashes.map(),
             own,
             out: Outbox::default(),
@@ -404,6 +414,7 @@ impl Node {
                 self.snapshot_timer(now);
                 return;
             }
+            NodeTimer::Outlier => self.outliers.handle_timeout(now),
             NodeTimer::Tick => {
                 self.tick(now);
                 if !self.left {
@@ -641,6 +652,7 @@ impl Node {
             }
         }
         self.health_flush(now);
+        self.outlier_flush(now);
         self.arm_timers();
     }
 }

@@ -145,6 +145,7 @@ impl Node {
                     continue;
                 }
                 inst.health_held = self.health.held(&s.name, &m.name).map(str::to_string);
+                inst.ejected = self.outliers.ejected(&s.name, &m.name).cloned();
                 out.entry(s.name.clone()).or_default().push(inst);
             }
         }

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub guard: GuardConfig,
     /// Refresh `suspect` statuses from foca every probe period (O(members)).
     pub track_suspects: bool,
+    /// Ejection of instances apps report failing (`core::outlier`).
+    pub outlier: crate::outlier::OutlierConfig,
 }
 
 #[derive(Debug, Error)]
@@ -52,6 +54,8 @@ pub enum NodeError {
     AlreadyStarted,
     #[error("force-leave refused: {0}")]
     ForceLeave(String),
+    #[error("invalid outlier settings: {0}")]
+    BadOutlier(String),
 }
 
 /// A timer of the node, kept in its own queue (drivers see only `Node::poll_timeout`).
@@ -61,6 +65,8 @@ pub(crate) enum NodeTimer {
     Tick,
     /// The snapshot schedule (`Node::poll_snapshot`).
     Snapshot,
+    /// Outlier ejection: restorations and sweeps (`core::outlier`).
+    Outlier,
 }
 
 /// A datagram to send.
@@ -106,6 +112,8 @@ pub enum EventKind {
     Local(LocalEvent),
     /// A service's health guard changed state (see `core::health_guard`).
     Health(crate::health_guard::HealthTransition),
+    /// An instance was ejected, restored or capped from apps' reports (`core::outlier`).
+    Outlier(crate::outlier::OutlierTransition),
 }
 
 /// A change of the served view (or of the node), numbered by a monotonic index.

@@ -49,6 +49,7 @@ pub fn config(i: usize) -> NodeConfig {
         seeds: if i == 0 { vec![] } else { vec![addr(0)] },
         guard: Default::default(),
         track_suspects: true,
+        outlier: Default::default(),
     }
 }
 

@@ -239,6 +239,10 @@ pub struct Instance {
     /// view): why, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_held: Option<String>,
+    /// Set while this agent ejects the instance on its apps' reports (`core::outlier`): out
+    /// of the passing view until `until_ms`, with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejected: Option<crate::outlier::Ejection>,
 }
 
 impl Instance {
@@ -248,9 +252,14 @@ impl Instance {
     }
 
     /// Whether the passing view (`?passing`, Consul's `passing`, DNS) keeps this instance:
-    /// passing, or critical and held by the health guard. `warning_ok`: warning counts too
-    /// (DNS, as Consul's DNS interface).
+    /// not ejected, and passing or critical and held by the health guard. `warning_ok`:
+    /// warning counts too (DNS, as Consul's DNS interface).
     pub fn in_passing_view(&self, warning_ok: bool) -> bool {
+        self.ejected.is_none() && self.health_passes(warning_ok)
+    }
+
+    /// `in_passing_view` but for ejection: what its health alone says.
+    pub fn health_passes(&self, warning_ok: bool) -> bool {
         match self.health() {
             Health::Passing => true,
             Health::Warning => warning_ok,
@@ -320,6 +329,7 @@ impl MemberView {
             health: Some(s.health.unwrap_or(Health::Passing)),
             health_output: s.health_output.clone().unwrap_or_default(),
             health_held: None,
+            ejected: None,
         })
     }
 }

@@ -54,6 +54,7 @@ pub fn datacenter(node: &Node) -> String {
 /// Reads everything an answer needs under one lock.
 pub fn view(node: &Node) -> ViewData {
     let mut health_held = BTreeMap::new();
+    let mut ejected = BTreeMap::new();
     let served = node
         .services()
         .into_iter()
@@ -61,6 +62,9 @@ pub fn view(node: &Node) -> ViewData {
         .map(|(svc, i)| {
             if let Some(why) = i.health_held {
                 health_held.insert((svc.clone(), i.node.clone()), why);
+            }
+            if let Some(e) = i.ejected {
+                ejected.insert((svc.clone(), i.node.clone()), e);
             }
             (svc, i.node)
         })
@@ -77,6 +81,7 @@ pub fn view(node: &Node) -> ViewData {
             .collect(),
         served,
         health_held,
+        ejected,
     }
 }
 

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const SERF_CHECK: &str = "serfHealth";
 /// Check id that replaces `serfHealth` for a member the guard holds.
 pub const GUARD_CHECK: &str = "shoal-guard";
+/// Check id of an instance this agent ejects on its apps' reports (always critical).
+pub const OUTLIER_CHECK: &str = "shoal-outlier";
 
 pub const PASSING: &str = "passing";
 pub const WARNING: &str = "warning";
@@ -38,6 +40,8 @@ pub struct ViewData {
     /// (service, node) pairs whose instance is critical but held by the health guard, with
     /// why.
     pub health_held: BTreeMap<(String, String), String>,
+    /// (service, node) pairs this agent ejects on its apps' reports, with why and until when.
+    pub ejected: BTreeMap<(String, String), shoal_core::Ejection>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -400,6 +404,17 @@ impl ViewData {
                 &format!("shoal: {}", svc.name),
                 status,
                 output,
+                Some(svc),
+            ));
+        }
+        if let Some(e) = self.ejected.get(&(svc.name.clone(), m.name.clone())) {
+            // Critical, so that `?passing` and Consul clients leave the instance out.
+            v.push(self.check(
+                m,
+                OUTLIER_CHECK,
+                "shoal: ejected on local apps' reports",
+                CRITICAL,
+                format!("ejected by this agent's outlier detection: {}", e.reason),
                 Some(svc),
             ));
         }

@@ -54,6 +54,7 @@ pub(super) async fn stats(State(st): State<ApiState>) -> Json<StatsResponse> {
 
 pub(super) async fn metrics_text(State(st): State<ApiState>) -> Response {
     let health = crate::api::health::HealthMetrics::read(&st.shared.lock());
+    let outliers = crate::api::reports::OutlierMetrics::read(&st.shared.lock());
     let input = {
         let node = st.shared.lock();
         let mut members: BTreeMap<ServedStatus, usize> = BTreeMap::new();
@@ -74,6 +75,7 @@ pub(super) async fn metrics_text(State(st): State<ApiState>) -> Response {
     };
     let mut text = metrics::render(&input);
     text.push_str(&health.render());
+    text.push_str(&outliers.render());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,0 +1,122 @@
+//! The node's side of outlier ejection: checks an app's reports against the served view,
+//! feeds them to `core::outlier` with the census of the service's instances, and turns its
+//! transitions into events and its deadlines into the node's `NodeTimer::Outlier`.
+//!
+//! A child module of `core::node` (it reaches the node's fields) so that node.rs keeps only
+//! a few hook lines. Must not decide anything itself (`core::outlier` does) and stays sans-IO.
+
+use super::{EventKind, Node, NodeTimer};
+use crate::outlier::{Census, Ejection, Outcomes, OutlierCounters, OutlierStatus, MAX_COUNT};
+use crate::time::Time;
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Most reports in one batch (`POST /v1/reports`).
+pub const MAX_REPORTS: usize = 256;
+
+/// Why a batch of reports was refused (nothing of it was counted).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ReportError {
+    #[error("no report given: send {{\"reports\":[{{\"service\":..,\"node\":..,\"error\":N}}]}}")]
+    Empty,
+    #[error("{0} reports in one batch; the limit is {MAX_REPORTS}: send several batches")]
+    TooMany(usize),
+    #[error("no service named {0:?} is served by this agent (see GET /v1/services)")]
+    NoSuchService(String),
+    #[error(
+        "{node:?} offers no instance of {service:?} in this agent's served view (see GET \
+         /v1/services/{service})"
+    )]
+    NoSuchInstance { service: String, node: String },
+    #[error(
+        "report {index} counts no call: give success, error or timeout counts (at least one \
+         above 0)"
+    )]
+    NoCalls { index: usize },
+    #[error("report {index} counts more than {MAX_COUNT} calls of one outcome: report more often")]
+    TooLarge { index: usize },
+}
+
+impl Node {
+    /// Reports of local apps: the outcomes of their calls to `node`'s instance of `service`.
+    /// The whole batch is checked first (every instance served now, counts bounded); on an
+    /// error nothing is counted. Returns each instance's window and ejection after the batch.
+    pub fn report_outcomes(
+        &mut self,
+        now: Time,
+        reports: &[(String, String, Outcomes)],
+    ) -> Result<Vec<OutlierStatus>, ReportError> {
+        if reports.is_empty() {
+            return Err(ReportError::Empty);
+        }
+        if reports.len() > MAX_REPORTS {
+            return Err(ReportError::TooMany(reports.len()));
+        }
+        self.now = now;
+        let served = self.services();
+        let mut census: BTreeMap<&str, Vec<Census>> = BTreeMap::new();
+        for (index, (service, node, o)) in reports.iter().enumerate() {
+            if o.total() == 0 {
+                return Err(ReportError::NoCalls { index });
+            }
+            if o.success > MAX_COUNT || o.error > MAX_COUNT || o.timeout > MAX_COUNT {
+                return Err(ReportError::TooLarge { index });
+            }
+            let Some(instances) = served.get(service) else {
+                return Err(ReportError::NoSuchService(service.clone()));
+            };
+            if !instances.iter().any(|i| i.node == *node) {
+                return Err(ReportError::NoSuchInstance {
+                    service: service.clone(),
+                    node: node.clone(),
+                });
+            }
+            census.entry(service.as_str()).or_insert_with(|| {
+                instances
+                    .iter()
+                    .map(|i| Census {
+                        node: i.node.clone(),
+                        passing: i.health_passes(false),
+                    })
+                    .collect()
+            });
+        }
+        for (service, node, o) in reports {
+            let c = census
+                .get(service.as_str())
+                .map_or(&[][..], |v| v.as_slice());
+            self.outliers.report(now, service, node, o, c);
+        }
+        let out = reports
+            .iter()
+            .map(|(s, n, _)| self.outliers.status(now, s, n))
+            .collect();
+        self.after_input(now);
+        Ok(out)
+    }
+
+    /// Why and until when `node`'s instance of `service` is ejected, if it is.
+    pub fn outlier_ejected(&self, service: &str, node: &str) -> Option<&Ejection> {
+        self.outliers.ejected(service, node)
+    }
+
+    /// Instances ejected now, by service (services with none are left out).
+    pub fn outlier_ejected_counts(&self) -> BTreeMap<String, usize> {
+        self.outliers.ejected_counts()
+    }
+
+    /// Ejections, restorations, caps and reports so far.
+    pub fn outlier_counters(&self) -> OutlierCounters {
+        self.outliers.counters()
+    }
+
+    /// Emits the outlier transitions as events and arms the outlier timer when due earlier.
+    pub(super) fn outlier_flush(&mut self, now: Time) {
+        for t in self.outliers.take_transitions() {
+            self.push_event(now, EventKind::Outlier(t));
+        }
+        if let Some(at) = self.outliers.take_deadline() {
+            self.out.timers.push((at, NodeTimer::Outlier));
+        }
+    }
+}

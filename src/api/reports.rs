@@ -1,0 +1,191 @@
+//! The local API's outlier routes: `POST /v1/reports` (a local app, or a proxy for it,
+//! reports the outcomes of its calls to service instances, in batches) and the outlier
+//! figures of `/metrics`.
+//!
+//! Owns the request and answer shapes and their validation at decode (unknown fields, batch
+//! size, counts; the body size is the API's `MAX_BODY`). The decision to eject is the core's
+//! (`shoal_core::outlier`); this file must not decide anything, and reads the node under its
+//! lock (never across an await). A report is a command: on a TCP listener it needs the API
+//! token like every other.
+
+use crate::api::error::HttpError;
+use crate::api::routes::{ApiState, BodyShape, JsonBody};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shoal_core::node::ReportError;
+use shoal_core::outlier::{OutlierCounters, MAX_COUNT};
+use shoal_core::{Node, Outcomes, OutlierStatus};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Longest service or node name a report may carry (the core's own limits are smaller; this
+/// only refuses an absurd one before any lookup).
+pub const MAX_NAME: usize = 256;
+
+/// One report: calls to `node`'s instance of `service` since the app's last report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub service: String,
+    pub node: String,
+    #[serde(default)]
+    pub success: u64,
+    #[serde(default)]
+    pub error: u64,
+    #[serde(default)]
+    pub timeout: u64,
+}
+
+/// `POST /v1/reports` body: `{"reports": [Report]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsRequest {
+    pub reports: Vec<Report>,
+}
+
+impl BodyShape for ReportsRequest {
+    const SHAPE: &'static str = r#"{"reports": [{"service": "web", "node": "n3", "success": 120, "error": 7, "timeout": 2}]}"#;
+}
+
+/// The answer: each reported instance's window and ejection after the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportsResponse {
+    pub index: u64,
+    pub instances: Vec<OutlierStatus>,
+}
+
+impl From<ReportError> for HttpError {
+    fn from(e: ReportError) -> Self {
+        let status = match &e {
+            ReportError::NoSuchService(_) | ReportError::NoSuchInstance { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ReportError::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ReportError::Empty | ReportError::NoCalls { .. } | ReportError::TooLarge { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        };
+        HttpError::new(status, e.to_string())
+    }
+}
+
+/// Checks what the core does not: name lengths (before any lookup).
+fn validate(req: &ReportsRequest) -> Result<(), HttpError> {
+    for (i, r) in req.reports.iter().enumerate() {
+        if r.service.len() > MAX_NAME || r.node.len() > MAX_NAME {
+            return Err(HttpError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("report {i}: a service or node name is over {MAX_NAME} bytes"),
+            ));
+        }
+        if r.success > MAX_COUNT || r.error > MAX_COUNT || r.timeout > MAX_COUNT {
+            return Err(ReportError::TooLarge { index: i }.into());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn post(
+    State(st): State<ApiState>,
+    JsonBody(req): JsonBody<ReportsRequest>,
+) -> Result<Json<ReportsResponse>, HttpError> {
+    validate(&req)?;
+    let batch: Vec<(String, String, Outcomes)> = req
+        .reports
+        .into_iter()
+        .map(|r| {
+            (
+                r.service,
+                r.node,
+                Outcomes {
+                    success: r.success,
+                    error: r.error,
+                    timeout: r.timeout,
+                },
+            )
+        })
+        .collect();
+    let r = st.shared.with_node(|node, now| {
+        let instances = node.report_outcomes(now, &batch)?;
+        Ok::<_, HttpError>(ReportsResponse {
+            index: node.index(),
+            instances,
+        })
+    })?;
+    Ok(Json(r))
+}
+
+/// The outlier figures of `/metrics` (taken under one lock of the node).
+pub struct OutlierMetrics {
+    counters: OutlierCounters,
+    ejected: BTreeMap<String, usize>,
+    /// Every service served (so that a service with none ejected reports 0).
+    services: Vec<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl OutlierMetrics {
+    pub fn read(node: &Node) -> Self {
+        OutlierMetrics {
+            counters: node.outlier_counters(),
+            ejected: node.outlier_ejected_counts(),
+            services: node.services().into_keys().collect(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let c = &self.counters;
+        for (name, help, v) in [
+            (
+                "shoal_outlier_ejections_total",
+                "Instances ejected from apps' reports.",
+                c.ejections,
+            ),
+            (
+                "shoal_outlier_restorations_total",
+                "Ejected instances restored after their back-off.",
+                c.restorations,
+            ),
+            (
+                "shoal_outlier_capped_total",
+                "Instances past the threshold left served by the max_ejection_ratio cap.",
+                c.capped,
+            ),
+            (
+                "shoal_outlier_reports_total",
+                "Instance reports received from local apps.",
+                c.reports,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_outlier_ejected_instances Instances of each service ejected now."
+        );
+        let _ = writeln!(out, "# TYPE shoal_outlier_ejected_instances gauge");
+        let mut names: Vec<&String> = self.services.iter().collect();
+        names.extend(self.ejected.keys());
+        names.sort();
+        names.dedup();
+        for s in names {
+            let v = self.ejected.get(s).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "shoal_outlier_ejected_instances{{service=\"{}\"}} {v}",
+                escape(s)
+            );
+        }
+        out
+    }
+}
