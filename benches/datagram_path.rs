@@ -95,6 +95,7 @@ fn members(m: usize) -> Vec<(NodeId, Arc<MetaRecord>)> {
                 generation: 1,
                 version: 1,
                 leaving: false,
+                restart: None,
                 meta: meta(i),
             };
             (NodeId::new(&n, addr(i), 1), Arc::new(rec))

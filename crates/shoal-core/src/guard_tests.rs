@@ -103,6 +103,7 @@ impl Rig {
                 generation: 1,
                 version: 1,
                 leaving: false,
+                restart: None,
                 meta: NodeMeta::default(),
             });
         }
@@ -136,6 +137,7 @@ impl Rig {
             generation: 1,
             version,
             leaving: false,
+            restart: None,
             meta,
         });
     }

@@ -27,6 +27,7 @@ pub mod profile;
 pub mod reach;
 pub mod record_cache;
 pub mod replay;
+pub mod restart;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
@@ -43,6 +44,8 @@ mod guard_tests;
 mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 pub mod testnet;
 #[cfg(test)]

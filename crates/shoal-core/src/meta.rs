@@ -121,6 +121,10 @@ pub struct MetaRecord {
     pub version: u64,
     /// Set when the owner is leaving gracefully: its disappearance is intent, not failure.
     pub leaving: bool,
+    /// Set when the owner stops to restart: serve it through the gap (`core::restart`).
+    /// Not in the postcard shape: it travels as an extension the previous release skips.
+    #[serde(skip)]
+    pub restart: Option<crate::restart::RestartIntent>,
     pub meta: NodeMeta,
 }
 
@@ -130,17 +134,16 @@ impl MetaRecord {
         (self.generation, self.version)
     }
 
+    /// The record as a broadcast item (with its extensions, see `core::restart`).
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing owned, bounded data into a Vec cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        crate::restart::encode_record(self)
     }
 
     pub fn decode(data: &[u8]) -> Result<Self, MetaError> {
         if data.len() > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(data.len()));
         }
-        let rec: MetaRecord =
-            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        let rec = crate::restart::decode_record(data)?;
         rec.meta.validate()?;
         Ok(rec)
     }
@@ -245,7 +248,9 @@ impl NodeMeta {
         }
         // The worst-case header (a 64-byte name, an IPv6 address, two 10-byte varints) plus
         // the encoding of this metadata: postcard encodes a struct as its fields in a row.
-        let len = record_header_max().saturating_add(encoded_len(self));
+        let len = record_header_max()
+            .saturating_add(encoded_len(self))
+            .saturating_add(crate::restart::EXT_MAX);
         if len > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(len));
         }
@@ -267,6 +272,7 @@ fn record_header_max() -> usize {
             generation: u64::MAX,
             version: u64::MAX,
             leaving: false,
+            restart: None,
             meta: NodeMeta::default(),
         };
         encoded_len(&probe).saturating_sub(encoded_len(&NodeMeta::default()))
@@ -396,6 +402,7 @@ mod tests {
             generation,
             version,
             leaving: false,
+            restart: None,
             meta: NodeMeta::default(),
         }
     }

@@ -242,6 +242,7 @@ impl Node {
             generation,
             version: 1,
             leaving: false,
+            restart: None,
             meta,
         };
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
@@ -389,6 +390,10 @@ impl Node {
                 // Not an input: nothing else runs, so that the schedule changes nothing else.
                 self.snapshot_timer(now);
                 return;
+            }
+            NodeTimer::RestartGrace(name) => {
+                // Served `down` (or held) from now on if it is not back: `after_input` emits it.
+                self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));
             }
             NodeTimer::Tick => {
                 self.tick(now);
@@ -624,6 +629,9 @@ impl Node {
             }
         }
         self.health_flush(now);
+        for (at, name) in self.guard.take_restart_timers() {
+            self.out.timers.push((at, NodeTimer::RestartGrace(name)));
+        }
         self.arm_timers();
     }
 }

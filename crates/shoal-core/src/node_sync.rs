@@ -132,7 +132,9 @@ impl Node {
                         continue;
                     };
                     self.stats.meta_records_received += 1;
-                    let leaving = r.leaving.then(|| r.encode());
+                    // Intent (a leave, a restart) must reach everyone before the failure
+                    // detector calls the silence a failure.
+                    let leaving = (r.leaving || r.restart.is_some()).then(|| r.encode());
                     if s.offer(r) {
                         relay.extend(leaving);
                     }

@@ -61,6 +61,8 @@ pub(crate) enum NodeTimer {
     Tick,
     /// The snapshot schedule (`Node::poll_snapshot`).
     Snapshot,
+    /// The restart grace of this member may have run out (`Guard::restart_expired`).
+    RestartGrace(std::sync::Arc<str>),
 }
 
 /// A datagram to send.

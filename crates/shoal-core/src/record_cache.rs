@@ -126,6 +126,7 @@ mod tests {
             generation: 1,
             version: 2,
             leaving: false,
+            restart: None,
             meta: NodeMeta::default(),
         };
         let bytes = r.encode();

@@ -150,12 +150,33 @@ pub enum ShoalMsg {
 }
 
 impl ShoalMsg {
+    /// The message, then (a `Push` whose records carry a restart intent) the extension
+    /// section the previous release ignores (`core::restart`).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        let mut out = postcard::to_allocvec(self).unwrap_or_default();
+        if let ShoalMsg::Push { records } = self {
+            out.extend(crate::restart::push_trailer(records.iter().map(|r| &**r)));
+        }
+        out
     }
 
-    pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(data)
+    /// Decodes a message and its extension section (a malformed section is an error).
+    pub fn decode(data: &[u8]) -> Result<Self, crate::meta::MetaError> {
+        let (mut msg, rest): (ShoalMsg, &[u8]) = postcard::take_from_bytes(data)
+            .map_err(|e| crate::meta::MetaError::Decode(e.to_string()))?;
+        if let ShoalMsg::Push { records } = &mut msg {
+            let mut bad = false;
+            crate::restart::read_push_trailer(rest, |k, intent| match records.get_mut(k) {
+                Some(r) => Arc::make_mut(r).restart = Some(intent),
+                None => bad = true,
+            })?;
+            if bad {
+                return Err(crate::meta::MetaError::Refused(
+                    "restart intent for a record the push lacks",
+                ));
+            }
+        }
+        Ok(msg)
     }
 }
 
@@ -167,7 +188,8 @@ pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> 
     let mut cur_len = 4;
     for r in records {
         let len = postcard::serialize_with_flavor(&*r, postcard::ser_flavors::Size::default())
-            .unwrap_or(usize::MAX);
+            .unwrap_or(usize::MAX)
+            .saturating_add(crate::restart::push_trailer_len(&r));
         if len.saturating_add(4) > budget {
             continue;
         }
@@ -232,6 +254,7 @@ mod tests {
                     generation: 1,
                     version: 1,
                     leaving: false,
+                    restart: None,
                     meta: meta.clone(),
                 })
             })

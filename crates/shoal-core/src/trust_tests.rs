@@ -72,6 +72,7 @@ fn record(name: &str, i: usize, generation: u64, version: u64, leaving: bool) ->
         generation,
         version,
         leaving,
+        restart: None,
         meta,
     })
 }
