@@ -26,6 +26,7 @@ pub mod operator;
 pub mod profile;
 pub mod reach;
 pub mod record_cache;
+pub mod registrations;
 pub mod replay;
 pub mod restart;
 pub mod snapshot;
