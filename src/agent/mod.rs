@@ -1,7 +1,7 @@
 //! The agent: drives one core `Node` with real time, one UDP socket and the local API.
 //!
 //! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
-//! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
+//! outputs), `signals` what each signal does, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
 //! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
 //! hook and its queue,
@@ -16,8 +16,10 @@ pub mod reload;
 pub mod runtime;
 pub mod seeds;
 pub mod shared;
+pub mod signals;
 pub mod snapshot;
 
 pub use logging::{init_logging, LogError, LogHandle};
-pub use runtime::{run_until_signal, Agent, AgentError, IoStats};
+pub use runtime::{Agent, AgentError, IoStats};
 pub use shared::AgentShared;
+pub use signals::run_until_signal;
