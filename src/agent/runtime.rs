@@ -12,6 +12,7 @@
 use crate::agent::alert::AlertQueue;
 use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::log_event;
+use crate::agent::registrations::{self, RegistrationsError};
 use crate::agent::seeds::{resolve_seeds, retry_seeds};
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
@@ -64,6 +65,8 @@ pub enum AgentError {
     Files(#[from] DataDirError),
     #[error("invalid services.checks: {0}")]
     Checks(#[from] crate::agent::checks::CheckError),
+    #[error(transparent)]
+    Registrations(#[from] RegistrationsError),
 }
 
 /// Socket-level counters the node cannot see (its own `Stats` count what it received).
@@ -104,6 +107,9 @@ pub struct Agent {
     local_addr: SocketAddr,
     advertise: SocketAddr,
     gossip_interval: Duration,
+    /// What SIGTERM does (`terminate`): announce a restart with this grace, or leave.
+    restart_grace: Duration,
+    leave_on_terminate: bool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     resolver: Option<JoinHandle<()>>,
@@ -166,9 +172,27 @@ impl Agent {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
         let epoch = Instant::now();
-        let checks = cfg.service_checks()?;
-        let mut meta = cfg.node_meta();
+        let file_checks = cfg.service_checks()?;
+        // What apps registered through the API before a restart, merged with the config file
+        // as a SIGHUP would merge them: announced from the first datagram on.
+        let reg_path = cfg.data_dir.join(registrations::REGISTRATIONS_FILE);
+        let saved = registrations::load(&reg_path)?;
+        let file_specs = cfg.check_specs();
+        let start = registrations::startup(saved.as_ref(), &cfg.node_meta(), &file_specs);
+        let checks = crate::agent::checks::resolve_services(
+            start.checks.iter().map(|(s, v)| (s.as_str(), v.as_slice())),
+        )?;
+        let mut meta = start.meta;
         crate::agent::checks::with_initial_health(&mut meta, &checks);
+        if saved.is_some() {
+            info!(
+                tags = meta.tags.len(),
+                services = meta.services.len(),
+                api_checks = start.api_checks.len(),
+                path = %reg_path.display(),
+                "restored the registrations (config file's changes applied as on SIGHUP)"
+            );
+        }
         let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
         match &keyring {
             Some(r) => info!(
@@ -210,9 +234,21 @@ impl Agent {
             let _ = shared.api_token.set(token);
         }
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
+        *shared
+            .registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = registrations::RegistrationState {
+            path: Some(reg_path.clone()),
+            api_checks: start.api_checks,
+            file_checks: file_specs,
+        };
+        // The file as read now is the base of the next merge (as after a SIGHUP).
+        if let Err(e) = registrations::save(&reg_path, &registrations::current(&shared)) {
+            warn!(error = %e, "could not persist the registrations");
+        }
         shared.with_node(|n, now| n.start(now));
         shared.checks.attach(&shared);
-        shared.checks.start_file_checks(checks, Time::ZERO);
+        shared.checks.start_checks(file_checks, checks, Time::ZERO);
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -251,6 +287,8 @@ impl Agent {
             local_addr,
             advertise,
             gossip_interval,
+            restart_grace: cfg.restart_grace,
+            leave_on_terminate: cfg.leave_on_terminate,
             stop: Some(stop_tx),
             task: Some(task),
             resolver,
@@ -279,8 +317,50 @@ impl Agent {
     }
 
     /// Leaves the cluster gracefully, waits (at most `max_wait`) for the leave to be sent and
-    /// to spread for two gossip intervals, then stops the loop.
-    pub async fn leave_and_stop(mut self, max_wait: Duration) {
+    /// to spread for two gossip intervals, then stops the loop. A decommission: peers serve
+    /// this node `left` and its services are gone everywhere.
+    pub async fn leave_and_stop(self, max_wait: Duration) {
+        self.announce_and_stop(max_wait, "left the cluster", |n, now| n.leave(now))
+            .await;
+    }
+
+    /// Stops to restart, which is not a decommission: announces "restarting, expect me back
+    /// within `restart_grace`" (peers keep serving this node and its services, `restarting`),
+    /// waits (at most `max_wait`) for it to be sent and to spread for two gossip intervals,
+    /// then stops the loop without leaving.
+    pub async fn restart_and_stop(self, max_wait: Duration) {
+        let grace = self.restart_grace;
+        self.announce_and_stop(
+            max_wait,
+            "announced a restart; peers serve this node as restarting until it is back",
+            move |n, now| n.announce_restart(now, grace),
+        )
+        .await;
+    }
+
+    /// What SIGTERM does: `restart_and_stop`, or with `leave_on_terminate`, `leave_and_stop`.
+    pub async fn terminate(self, max_wait: Duration) {
+        if self.leave_on_terminate {
+            self.leave_and_stop(max_wait).await;
+        } else {
+            self.restart_and_stop(max_wait).await;
+        }
+    }
+
+    /// Whether SIGTERM leaves (`leave_on_terminate`) rather than announcing a restart.
+    pub fn leaves_on_terminate(&self) -> bool {
+        self.leave_on_terminate
+    }
+
+    /// Runs `announce` on the node (API commands get 503 from now on), waits at most
+    /// `max_wait` for its datagrams to be sent and to spread for two gossip intervals, then
+    /// stops the loop.
+    async fn announce_and_stop(
+        mut self,
+        max_wait: Duration,
+        done: &str,
+        announce: impl FnOnce(&mut Node, Time) -> Result<(), NodeError>,
+    ) {
         let deadline = tokio::time::Instant::now() + max_wait;
         self.shared
             .shutting_down
@@ -289,16 +369,16 @@ impl Agent {
         let flushed = shared.flushed.notified();
         tokio::pin!(flushed);
         flushed.as_mut().enable();
-        match shared.with_node(|n, now| n.leave(now)) {
+        match shared.with_node(announce) {
             Ok(()) => {
                 if tokio::time::timeout_at(deadline, flushed).await.is_err() {
-                    warn!("the leave was not sent within {max_wait:?}; stopping anyway");
+                    warn!("the announcement was not sent within {max_wait:?}; stopping anyway");
                 }
                 let linger = tokio::time::Instant::now() + self.gossip_interval * 2;
                 tokio::time::sleep_until(linger.min(deadline)).await;
-                info!("left the cluster");
+                info!("{done}");
             }
-            Err(e) => warn!(error = %e, "could not leave the cluster"),
+            Err(e) => warn!(error = %e, "could not announce ({done})"),
         }
         self.shutdown().await;
     }

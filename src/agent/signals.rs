@@ -9,42 +9,81 @@ use crate::config::{AgentArgs, Config};
 use std::time::Duration;
 use tracing::{error, info};
 
-/// Runs `shoal agent` until a signal: SIGINT/SIGTERM leave gracefully (bounded by
-/// `leave_timeout`) and return; SIGHUP reloads tags, services and the log level from the
-/// configuration (`args` are re-read, so flags still win over the file).
+/// Runs `shoal agent` until it must stop, and stops it:
+/// - SIGTERM (`systemctl stop/restart`, a package upgrade, Kubernetes): a restart, not a
+///   decommission. The agent announces "restarting, expect me back within `restart_grace`"
+///   and stops without leaving; peers keep serving its services (`restarting`). With
+///   `leave_on_terminate` it leaves instead.
+/// - SIGINT (Ctrl-C, as Consul's default): leaves gracefully, then stops.
+/// - `shoal leave` / `POST /v1/leave`: the node left; the process stops once the leave has
+///   spread (two gossip intervals), and `shoal agent` exits 0.
+/// - SIGHUP: reloads tags, services, checks and the log level from the configuration (`args`
+///   are re-read, so flags still win over the file); the agent keeps running.
+///
+/// Every way out is bounded by `leave_timeout`. Returns once the agent is stopped.
 pub async fn run_until_signal(
     agent: Agent,
     args: &AgentArgs,
     log: Option<&LogHandle>,
     leave_timeout: Duration,
 ) -> Result<(), AgentError> {
+    let shared = agent.shared();
+    let left_via_api = shared.left_via_api.notified();
+    tokio::pin!(left_via_api);
     #[cfg(unix)]
-    {
+    let stop = {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
         let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: leaving"); break; }
-                _ = int.recv() => { info!("SIGINT: leaving"); break; }
-                _ = hup.recv() => reload(&agent, args, log),
+                _ = term.recv() => break Stop::Terminate,
+                _ = int.recv() => break Stop::Interrupt,
+                _ = &mut left_via_api => break Stop::LeftViaApi,
+                _ = hup.recv() => reload(&agent, args, log).await,
             }
         }
-    }
+    };
     #[cfg(not(unix))]
-    {
+    let stop = {
         let _ = (args, log);
-        tokio::signal::ctrl_c().await.map_err(AgentError::Signals)?;
-        info!("interrupted: leaving");
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r.map_err(AgentError::Signals)?; Stop::Interrupt }
+            _ = &mut left_via_api => Stop::LeftViaApi,
+        }
+    };
+    // A second signal meanwhile is not waited for: every way out is bounded anyway.
+    match stop {
+        Stop::Terminate if agent.leaves_on_terminate() => {
+            info!("SIGTERM: leaving the cluster (leave_on_terminate)");
+            agent.leave_and_stop(leave_timeout).await;
+        }
+        Stop::Terminate => {
+            info!("SIGTERM: stopping for a restart (peers keep serving this node; set leave_on_terminate to leave instead)");
+            agent.restart_and_stop(leave_timeout).await;
+        }
+        Stop::Interrupt => {
+            info!("SIGINT: leaving the cluster");
+            agent.leave_and_stop(leave_timeout).await;
+        }
+        Stop::LeftViaApi => {
+            info!("left through the API: stopping the agent");
+            agent.leave_and_stop(leave_timeout).await;
+        }
     }
-    // A second signal during the leave is not waited for: the leave is bounded anyway.
-    agent.leave_and_stop(leave_timeout).await;
     Ok(())
 }
 
+/// Why the agent stops.
+enum Stop {
+    Terminate,
+    Interrupt,
+    LeftViaApi,
+}
+
 /// SIGHUP: re-reads the configuration and applies what can change at run time.
-pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
+pub async fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
     let cfg = match Config::load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -61,7 +100,6 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
     // through the API survive (see `agent::reload`).
     let new_file = cfg.node_meta();
     let shared = agent.shared();
-    let mut file_meta = shared.file_meta.lock().unwrap_or_else(|p| p.into_inner());
     let file_checks = match cfg.service_checks() {
         Ok(c) => c,
         Err(e) => {
@@ -69,16 +107,35 @@ pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
             return;
         }
     };
-    let res = shared.with_node(|n, now| {
-        let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
-        let restart = shared.checks.plan_reload(file_checks, &mut merged);
-        n.set_meta(now, merged.clone())?;
-        shared.checks.apply_reload(restart, &merged, now);
-        Ok::<(), shoal_core::NodeError>(())
-    });
-    match res {
-        Ok(()) => {
+    let res = {
+        let mut file_meta = shared.file_meta.lock().unwrap_or_else(|p| p.into_inner());
+        let res = shared.with_node(|n, now| {
+            let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
+            let restart = shared.checks.plan_reload(file_checks, &mut merged);
+            n.set_meta(now, merged.clone())?;
+            let from_file: Vec<String> = restart.iter().map(|(s, _)| s.clone()).collect();
+            shared.checks.apply_reload(restart, &merged, now);
+            Ok::<_, shoal_core::NodeError>(from_file)
+        });
+        if res.is_ok() {
             *file_meta = new_file;
+        }
+        res
+    };
+    match res {
+        Ok(from_file) => {
+            {
+                // The file's checks now decide for the services whose checks it changed.
+                let mut state = shared
+                    .registrations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for s in &from_file {
+                    state.api_checks.remove(s);
+                }
+                state.file_checks = cfg.check_specs();
+            }
+            crate::agent::registrations::persist_or_log(&shared, "reload").await;
             info!(
                 tags = cfg.tags.len(),
                 services = cfg.services.len(),
