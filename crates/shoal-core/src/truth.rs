@@ -294,10 +294,10 @@ impl MemberView {
                 | (ServedStatus::Down, TruthState::Down)
                 | (ServedStatus::Left, TruthState::Left)
         );
-        // Only a record of the member's current life counts; while it restarts, the record
-        // of its next life (it may arrive before SWIM hears the new life) is its word too.
-        let meta = meta
-            .filter(|r| r.generation <= m.id.generation() || status == ServedStatus::Restarting);
+        // A record of the member's current life counts; while it is served (alive, restarting
+        // ...), so does the record of a newer life: a restarted member's record may arrive
+        // before SWIM hears of its new life, and it is the member's latest word.
+        let meta = meta.filter(|r| r.generation <= m.id.generation() || status.is_serving());
         MemberView {
             name: m.id.name().to_string(),
             addr: m.id.addr(),
