@@ -26,19 +26,19 @@ fn registered() -> Vec<(String, String)> {
         .collect()
 }
 
+/// An agent's event stream, the last index applied, and the view rebuilt from it.
+type Watched = (
+    broadcast::Receiver<Arc<Event>>,
+    u64,
+    BTreeMap<String, MemberView>,
+);
+
 /// The served view of each running agent, rebuilt from its watch stream (the snapshot at
 /// subscription, then every member event), checked at every event.
 #[derive(Default)]
 struct Views {
     /// observer -> (its event stream, the last index applied, its view)
-    by: BTreeMap<
-        usize,
-        (
-            broadcast::Receiver<Arc<Event>>,
-            u64,
-            BTreeMap<String, MemberView>,
-        ),
-    >,
+    by: BTreeMap<usize, Watched>,
     events: usize,
     /// (observer, member) pairs seen served `restarting`.
     restarting: Vec<(usize, String)>,
