@@ -62,8 +62,8 @@ pub enum GuardAction {
 pub enum ClientCommand {
     /// List the members this agent serves.
     Members {
-        /// Only members with this status (alive, suspect, held, left, down); repeatable or a
-        /// comma list.
+        /// Only members with this status (alive, suspect, held, restarting, left, down);
+        /// repeatable or a comma list.
         #[arg(long, value_name = "S")]
         status: Vec<String>,
         /// Only members whose name matches this regex (matches the whole name).
