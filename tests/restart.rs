@@ -425,3 +425,26 @@ async fn shoal_leave_makes_the_agent_exit_once_the_leave_is_sent() {
     assert!(!api.exists(), "the API socket is removed on exit");
     c.stop().await;
 }
+
+/// `leave_on_terminate = true`: SIGTERM is a decommission (peers serve `left` at once).
+#[tokio::test]
+async fn leave_on_terminate_makes_sigterm_leave() {
+    let mut c = Cluster::start_with(
+        2,
+        Box::new(|i, bind, seed, dir| {
+            let mut cfg = common::config(i, bind, seed, dir);
+            cfg.leave_on_terminate = true;
+            cfg
+        }),
+    )
+    .await;
+    c.converge(Duration::from_secs(10)).await;
+    let a = c.agents[1].take().expect("running");
+    assert!(a.leaves_on_terminate());
+    a.terminate(Duration::from_secs(2)).await;
+    wait_until(Duration::from_secs(5), "n0 serves n1 left", || {
+        c.status(0, "n1") == Some(ServedStatus::Left)
+    })
+    .await;
+    c.stop().await;
+}

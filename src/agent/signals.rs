@@ -55,13 +55,16 @@ pub async fn run_until_signal(
     };
     // A second signal meanwhile is not waited for: every way out is bounded anyway.
     match stop {
-        Stop::Terminate if agent.leaves_on_terminate() => {
-            info!("SIGTERM: leaving the cluster (leave_on_terminate)");
-            agent.leave_and_stop(leave_timeout).await;
-        }
         Stop::Terminate => {
-            info!("SIGTERM: stopping for a restart (peers keep serving this node; set leave_on_terminate to leave instead)");
-            agent.restart_and_stop(leave_timeout).await;
+            if agent.leaves_on_terminate() {
+                info!("SIGTERM: leaving the cluster (leave_on_terminate)");
+            } else {
+                info!(
+                    "SIGTERM: stopping for a restart (peers keep serving this node; set \
+                     leave_on_terminate to leave instead)"
+                );
+            }
+            agent.terminate(leave_timeout).await;
         }
         Stop::Interrupt => {
             info!("SIGINT: leaving the cluster");
