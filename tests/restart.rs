@@ -448,3 +448,76 @@ async fn leave_on_terminate_makes_sigterm_leave() {
     .await;
     c.stop().await;
 }
+
+/// A restart with a changed config file behaves as a SIGHUP would: the file's changes since it
+/// was last read win for their keys, what the API set stays. A corrupt registrations file stops
+/// the start with a message naming it, and is left as it was.
+#[tokio::test]
+async fn a_restart_merges_a_changed_config_file_as_sighup_and_refuses_a_corrupt_file() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let edited = Arc::new(AtomicBool::new(false));
+    let e = edited.clone();
+    let mut c = Cluster::start_with(
+        2,
+        Box::new(move |i, bind, seed, dir| {
+            let mut cfg = common::config(i, bind, seed, dir);
+            let zone = if e.load(Ordering::SeqCst) { "b" } else { "a" };
+            cfg.tags.insert("zone".into(), zone.into());
+            cfg.tags.insert("env".into(), "prod".into());
+            cfg
+        }),
+    )
+    .await;
+    c.converge(Duration::from_secs(10)).await;
+    let client = c.serve_api(1).await;
+    // Through the API: env changed, role set.
+    client
+        .set_tags(
+            [
+                ("env".to_string(), "staging".to_string()),
+                ("role".to_string(), "db".to_string()),
+            ]
+            .into(),
+            Vec::new(),
+        )
+        .await
+        .expect("tags through the API");
+    let a = c.agents[1].take().expect("running");
+    a.terminate(Duration::from_secs(2)).await;
+    // The file changes zone (a -> b) while the agent is down; env is unchanged in it.
+    edited.store(true, Ordering::SeqCst);
+    c.restart(1).await;
+    let tags = c.shared[1].lock().own_meta().tags.clone();
+    let want: BTreeMap<String, String> = [("zone", "b"), ("env", "staging"), ("role", "db")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(tags, want, "announced from the start");
+    wait_until(
+        Duration::from_secs(10),
+        "n0 serves n1's merged tags",
+        || {
+            c.shared[0]
+                .lock()
+                .member("n1")
+                .is_some_and(|m| m.status == ServedStatus::Alive && m.tags == want)
+        },
+    )
+    .await;
+    // A corrupt file: the start is refused, the file stays.
+    let a = c.agents[1].take().expect("running");
+    a.terminate(Duration::from_secs(2)).await;
+    let file = c.dir.path().join("n1").join("registrations.json");
+    std::fs::write(&file, b"{ not json").expect("write");
+    let cfg = c.config_of(1, c.addrs[1], Some(c.addrs[0]));
+    let err = match shoal::agent::Agent::start(&cfg).await {
+        Ok(_) => panic!("started with a corrupt registrations file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("registrations.json") && err.contains("move it away"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).expect("still there"), b"{ not json");
+    c.stop().await;
+}
