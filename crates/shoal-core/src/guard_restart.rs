@@ -40,6 +40,12 @@ impl Guard {
         let Some(grace) = Self::announced_restart(ctx, name) else {
             return false;
         };
+        if let Some(g) = self.ghosts.remove(name) {
+            // The truth knows it now (as in `on_change`): its restored metadata stays until warm.
+            if self.state == GuardState::Warming {
+                self.restored.insert(name.clone(), g);
+            }
+        }
         let until = now.plus(grace);
         self.restarting.insert(name.clone(), until);
         self.restart_timers.push((until, name.clone()));

@@ -138,3 +138,56 @@ fn a_stop_without_intent_is_a_failure_at_once() {
     assert!(ok, "a crash was not served down");
     let _ = Time(0);
 }
+
+#[test]
+fn restarts_count_against_the_guard_only_once_their_grace_is_over() {
+    // Seven nodes: three announce a restart together and never come back. Within their grace
+    // they trip nothing (an announced restart is not a loss); when it runs out they are three
+    // failures at once, over the limit max(2, 0.4 x 6): the guard freezes and holds them.
+    let mut net = TestNet::with_config(7, |_, c| {
+        c.guard.stable_after = Duration::from_secs(2);
+        c.guard.window = Duration::from_secs(60);
+    });
+    let ok = net.run_until_pred(15_000, |net| {
+        net.nodes.iter().all(|n| n.guard_report().baseline == 6)
+    });
+    assert!(ok, "no stable baseline");
+    for i in [4, 5, 6] {
+        net.call(i, |n, now| n.announce_restart(now, GRACE).unwrap());
+    }
+    net.run_for_ms(5);
+    for i in [4, 5, 6] {
+        net.crashed.insert(i);
+    }
+    let mut all_restarting = false;
+    for _ in 0..600 {
+        net.run_for_ms(10);
+        for o in 0..4 {
+            assert_eq!(
+                net.nodes[o].guard_report().state,
+                GuardState::Normal,
+                "n{o} at {:?}",
+                net.now
+            );
+        }
+        all_restarting |= (0..4).all(|o| {
+            [4, 5, 6].iter().all(|x| {
+                net.nodes[o].member(&format!("n{x}")).map(|m| m.status)
+                    == Some(ServedStatus::Restarting)
+            })
+        });
+    }
+    assert!(all_restarting, "never served restarting everywhere");
+    let ok = net.run_until_pred(GRACE.as_millis() as u64 + 2_000, |net| {
+        (0..4).all(|o| net.nodes[o].guard_report().state == GuardState::Frozen)
+    });
+    assert!(ok, "the expired restarts did not count against the guard");
+    for o in 0..4 {
+        for x in [4, 5, 6] {
+            assert_eq!(
+                net.nodes[o].member(&format!("n{x}")).unwrap().status,
+                ServedStatus::Held
+            );
+        }
+    }
+}
