@@ -64,8 +64,8 @@ pub enum GuardAction {
 pub enum ClientCommand {
     /// List the members this agent serves.
     Members {
-        /// Only members with this status (alive, suspect, held, left, down); repeatable or a
-        /// comma list.
+        /// Only members with this status (alive, suspect, held, restarting, left, down);
+        /// repeatable or a comma list.
         #[arg(long, value_name = "S")]
         status: Vec<String>,
         /// Only members whose name matches this regex (matches the whole name).
@@ -80,7 +80,8 @@ pub enum ClientCommand {
         #[arg(required = true, value_name = "ADDR")]
         addrs: Vec<String>,
     },
-    /// Leave the cluster gracefully; returns once the leave has been sent.
+    /// Leave the cluster gracefully (a decommission); returns once the leave has been sent.
+    /// The agent then stops and exits (SIGTERM, by contrast, restarts: see docs/operations.md).
     Leave,
     /// Set or delete tags of this node (without options: show them).
     Tags {
@@ -273,11 +274,12 @@ async fn execute(
             if json {
                 json_out(out, &r)?;
             } else if r.flushed {
-                writeln!(out, "left the cluster")?;
+                writeln!(out, "left the cluster; the agent stops")?;
             } else {
                 writeln!(
                     out,
-                    "left the cluster (the agent did not confirm within 2 s that the leave was sent)"
+                    "left the cluster (the agent did not confirm within 2 s that the leave was \
+                     sent); the agent stops"
                 )?;
             }
         }

@@ -109,7 +109,7 @@ impl ClientError {
 /// Filters of `GET /v1/members` (regexes match the whole value).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemberQuery {
-    /// Status words (alive, suspect, held, left, down); any of them matches.
+    /// Status words (alive, suspect, held, restarting, left, down); any of them matches.
     pub status: Vec<String>,
     pub name: Option<String>,
     /// `key=REGEX`; all of them must match.

@@ -207,7 +207,9 @@ impl Bed<'_> {
                         ServedStatus::Alive => TruthState::Alive,
                         ServedStatus::Suspect => TruthState::Suspect,
                         ServedStatus::Left => TruthState::Left,
-                        ServedStatus::Down | ServedStatus::Held => TruthState::Down,
+                        ServedStatus::Down | ServedStatus::Held | ServedStatus::Restarting => {
+                            TruthState::Down
+                        }
                     });
                     *row.swim.entry(truth_word(t)).or_default() += 1;
                 }

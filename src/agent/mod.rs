@@ -1,23 +1,27 @@
 //! The agent: drives one core `Node` with real time, one UDP socket and the local API.
 //!
 //! `runtime` owns the event loop (socket, sleeping until the core's next timeout, flushing
-//! outputs) and signal handling, `logging` the subscriber and its reload handle, `reload`
+//! outputs), `signals` what each signal does, `logging` the subscriber and its reload handle, `reload`
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
 //! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
 //! hook and its queue,
 //! `checks` the services' health checks, `datadir` the data directory (mode,
-//! lock, temporary files) and the keyring file.
+//! lock, temporary files) and the keyring file, `registrations` what apps registered through
+//! the API, persisted across restarts.
 
 pub mod alert;
 pub mod checks;
 pub mod datadir;
 pub mod logging;
+pub mod registrations;
 pub mod reload;
 pub mod runtime;
 pub mod seeds;
 pub mod shared;
+pub mod signals;
 pub mod snapshot;
 
 pub use logging::{init_logging, LogError, LogHandle};
-pub use runtime::{run_until_signal, Agent, AgentError, IoStats};
+pub use runtime::{Agent, AgentError, IoStats};
 pub use shared::AgentShared;
+pub use signals::run_until_signal;

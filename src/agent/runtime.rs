@@ -3,8 +3,7 @@
 //! Owns `Agent` (start, graceful leave, stop), the loop that feeds datagrams, timeouts (it
 //! sleeps until `Node::poll_timeout`) and API wake-ups to the node and flushes what it
 //! produced (datagrams to the socket, events to the broadcast and to the log, the snapshot
-//! the node hands out on its schedule to `snapshot.json`), and the signal handling of
-//! `shoal agent` (`run_until_signal`); it calls on `seeds` (resolving the configured seeds),
+//! the node hands out on its schedule to `snapshot.json`); it calls on `seeds` (resolving the configured seeds),
 //! `alert` (the alert hook's queue) and `logging` (one line per event). Datagrams to or from a peer cut off
 //! by the test/chaos hook `AgentShared::faults` are dropped here, before the node sees them,
 //! in the loop's checked instance only (builds with the `fault-injection` feature, and
@@ -12,11 +11,12 @@
 
 use crate::agent::alert::AlertQueue;
 use crate::agent::datadir::{self, DataDirError, DirLock};
-use crate::agent::logging::{log_event, LogHandle};
+use crate::agent::logging::log_event;
+use crate::agent::registrations::{self, RegistrationsError};
 use crate::agent::seeds::{resolve_seeds, retry_seeds};
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{self, SnapshotFileError, SNAPSHOT_FILE};
-use crate::config::{AgentArgs, Config};
+use crate::config::Config;
 use shoal_core::{EventKind, GuardTransition, Node, NodeError, Time};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -65,6 +65,8 @@ pub enum AgentError {
     Files(#[from] DataDirError),
     #[error("invalid services.checks: {0}")]
     Checks(#[from] crate::agent::checks::CheckError),
+    #[error(transparent)]
+    Registrations(#[from] RegistrationsError),
 }
 
 /// Socket-level counters the node cannot see (its own `Stats` count what it received).
@@ -105,6 +107,9 @@ pub struct Agent {
     local_addr: SocketAddr,
     advertise: SocketAddr,
     gossip_interval: Duration,
+    /// What SIGTERM does (`terminate`): announce a restart with this grace, or leave.
+    restart_grace: Duration,
+    leave_on_terminate: bool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     resolver: Option<JoinHandle<()>>,
@@ -167,9 +172,27 @@ impl Agent {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
         let epoch = Instant::now();
-        let checks = cfg.service_checks()?;
-        let mut meta = cfg.node_meta();
+        let file_checks = cfg.service_checks()?;
+        // What apps registered through the API before a restart, merged with the config file
+        // as a SIGHUP would merge them: announced from the first datagram on.
+        let reg_path = cfg.data_dir.join(registrations::REGISTRATIONS_FILE);
+        let saved = registrations::load(&reg_path)?;
+        let file_specs = cfg.check_specs();
+        let start = registrations::startup(saved.as_ref(), &cfg.node_meta(), &file_specs);
+        let checks = crate::agent::checks::resolve_services(
+            start.checks.iter().map(|(s, v)| (s.as_str(), v.as_slice())),
+        )?;
+        let mut meta = start.meta;
         crate::agent::checks::with_initial_health(&mut meta, &checks);
+        if saved.is_some() {
+            info!(
+                tags = meta.tags.len(),
+                services = meta.services.len(),
+                api_checks = start.api_checks.len(),
+                path = %reg_path.display(),
+                "restored the registrations (config file's changes applied as on SIGHUP)"
+            );
+        }
         let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
         match &keyring {
             Some(r) => info!(
@@ -211,9 +234,21 @@ impl Agent {
             let _ = shared.api_token.set(token);
         }
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
+        *shared
+            .registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = registrations::RegistrationState {
+            path: Some(reg_path.clone()),
+            api_checks: start.api_checks,
+            file_checks: file_specs,
+        };
+        // The file as read now is the base of the next merge (as after a SIGHUP).
+        if let Err(e) = registrations::save(&reg_path, &registrations::current(&shared)) {
+            warn!(error = %e, "could not persist the registrations");
+        }
         shared.with_node(|n, now| n.start(now));
         shared.checks.attach(&shared);
-        shared.checks.start_file_checks(checks, Time::ZERO);
+        shared.checks.start_checks(file_checks, checks, Time::ZERO);
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -252,6 +287,8 @@ impl Agent {
             local_addr,
             advertise,
             gossip_interval,
+            restart_grace: cfg.restart_grace,
+            leave_on_terminate: cfg.leave_on_terminate,
             stop: Some(stop_tx),
             task: Some(task),
             resolver,
@@ -280,8 +317,50 @@ impl Agent {
     }
 
     /// Leaves the cluster gracefully, waits (at most `max_wait`) for the leave to be sent and
-    /// to spread for two gossip intervals, then stops the loop.
-    pub async fn leave_and_stop(mut self, max_wait: Duration) {
+    /// to spread for two gossip intervals, then stops the loop. A decommission: peers serve
+    /// this node `left` and its services are gone everywhere.
+    pub async fn leave_and_stop(self, max_wait: Duration) {
+        self.announce_and_stop(max_wait, "left the cluster", |n, now| n.leave(now))
+            .await;
+    }
+
+    /// Stops to restart, which is not a decommission: announces "restarting, expect me back
+    /// within `restart_grace`" (peers keep serving this node and its services, `restarting`),
+    /// waits (at most `max_wait`) for it to be sent and to spread for two gossip intervals,
+    /// then stops the loop without leaving.
+    pub async fn restart_and_stop(self, max_wait: Duration) {
+        let grace = self.restart_grace;
+        self.announce_and_stop(
+            max_wait,
+            "announced a restart; peers serve this node as restarting until it is back",
+            move |n, now| n.announce_restart(now, grace),
+        )
+        .await;
+    }
+
+    /// What SIGTERM does: `restart_and_stop`, or with `leave_on_terminate`, `leave_and_stop`.
+    pub async fn terminate(self, max_wait: Duration) {
+        if self.leave_on_terminate {
+            self.leave_and_stop(max_wait).await;
+        } else {
+            self.restart_and_stop(max_wait).await;
+        }
+    }
+
+    /// Whether SIGTERM leaves (`leave_on_terminate`) rather than announcing a restart.
+    pub fn leaves_on_terminate(&self) -> bool {
+        self.leave_on_terminate
+    }
+
+    /// Runs `announce` on the node (API commands get 503 from now on), waits at most
+    /// `max_wait` for its datagrams to be sent and to spread for two gossip intervals, then
+    /// stops the loop.
+    async fn announce_and_stop(
+        mut self,
+        max_wait: Duration,
+        done: &str,
+        announce: impl FnOnce(&mut Node, Time) -> Result<(), NodeError>,
+    ) {
         let deadline = tokio::time::Instant::now() + max_wait;
         self.shared
             .shutting_down
@@ -290,16 +369,16 @@ impl Agent {
         let flushed = shared.flushed.notified();
         tokio::pin!(flushed);
         flushed.as_mut().enable();
-        match shared.with_node(|n, now| n.leave(now)) {
+        match shared.with_node(announce) {
             Ok(()) => {
                 if tokio::time::timeout_at(deadline, flushed).await.is_err() {
-                    warn!("the leave was not sent within {max_wait:?}; stopping anyway");
+                    warn!("the announcement was not sent within {max_wait:?}; stopping anyway");
                 }
                 let linger = tokio::time::Instant::now() + self.gossip_interval * 2;
                 tokio::time::sleep_until(linger.min(deadline)).await;
-                info!("left the cluster");
+                info!("{done}");
             }
-            Err(e) => warn!(error = %e, "could not leave the cluster"),
+            Err(e) => warn!(error = %e, "could not announce ({done})"),
         }
         self.shutdown().await;
     }
@@ -517,89 +596,4 @@ async fn flush<const FAULTS: bool>(
         let _ = shared.events.send(std::sync::Arc::new(ev));
     }
     shared.flushed.notify_waiters();
-}
-
-/// Runs `shoal agent` until a signal: SIGINT/SIGTERM leave gracefully (bounded by
-/// `leave_timeout`) and return; SIGHUP reloads tags, services and the log level from the
-/// configuration (`args` are re-read, so flags still win over the file).
-pub async fn run_until_signal(
-    agent: Agent,
-    args: &AgentArgs,
-    log: Option<&LogHandle>,
-    leave_timeout: Duration,
-) -> Result<(), AgentError> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
-        loop {
-            tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: leaving"); break; }
-                _ = int.recv() => { info!("SIGINT: leaving"); break; }
-                _ = hup.recv() => reload(&agent, args, log),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (args, log);
-        tokio::signal::ctrl_c().await.map_err(AgentError::Signals)?;
-        info!("interrupted: leaving");
-    }
-    // A second signal during the leave is not waited for: the leave is bounded anyway.
-    agent.leave_and_stop(leave_timeout).await;
-    Ok(())
-}
-
-/// SIGHUP: re-reads the configuration and applies what can change at run time.
-pub fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
-    let cfg = match Config::load(args) {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "SIGHUP: configuration not reloaded");
-            return;
-        }
-    };
-    if let Some(log) = log {
-        if let Err(e) = log.set_level(&cfg.log_level) {
-            error!(error = %e, "SIGHUP: log level not changed");
-        }
-    }
-    // Only what changed in the file since it was last read applies: tags and services set
-    // through the API survive (see `agent::reload`).
-    let new_file = cfg.node_meta();
-    let mut file_meta = agent
-        .shared
-        .file_meta
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let file_checks = match cfg.service_checks() {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "SIGHUP: configuration not reloaded");
-            return;
-        }
-    };
-    let res = agent.shared.with_node(|n, now| {
-        let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
-        let restart = agent.shared.checks.plan_reload(file_checks, &mut merged);
-        n.set_meta(now, merged.clone())?;
-        agent.shared.checks.apply_reload(restart, &merged, now);
-        Ok::<(), shoal_core::NodeError>(())
-    });
-    match res {
-        Ok(()) => {
-            *file_meta = new_file;
-            info!(
-                tags = cfg.tags.len(),
-                services = cfg.services.len(),
-                log_level = %cfg.log_level,
-                "SIGHUP: applied the file's changes to tags and services (API changes kept) \
-                 and reloaded the log level (other settings need a restart)"
-            )
-        }
-        Err(e) => error!(error = %e, "SIGHUP: tags and services not applied"),
-    }
 }

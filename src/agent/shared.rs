@@ -53,6 +53,14 @@ pub struct AgentShared {
     pub api_load: crate::api::limits::ApiLoad,
     /// The services' health checks (started by `Agent::start`, stopped with the agent).
     pub checks: crate::agent::checks::CheckManager,
+    /// Where registrations are persisted and which checks came from the API or the file
+    /// (`agent::registrations`).
+    pub registrations: Mutex<crate::agent::registrations::RegistrationState>,
+    /// One write of the registrations file at a time (`registrations::persist`).
+    pub persist_turn: tokio::sync::Mutex<()>,
+    /// Notified once the node has left through the API (`POST /v1/leave`): the agent's
+    /// process then stops (`run_until_signal`).
+    pub left_via_api: Notify,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.
@@ -186,6 +194,9 @@ impl AgentShared {
             file_meta: Mutex::new(NodeMeta::default()),
             api_load: Default::default(),
             checks: Default::default(),
+            registrations: Default::default(),
+            persist_turn: Default::default(),
+            left_via_api: Notify::new(),
         }
     }
 

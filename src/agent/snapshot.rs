@@ -58,6 +58,18 @@ fn io_err<'a>(
 /// Writes `snap` to `path` atomically: a reader sees the old file or the new one, never a
 /// partial one, even across a crash.
 pub fn save(path: &Path, snap: &Snapshot) -> Result<(), SnapshotFileError> {
+    let data = serde_json::to_vec(snap).map_err(|e| SnapshotFileError::Decode {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    write_atomic(path, &data)
+}
+
+/// Writes `data` to `path` atomically and privately (mode 0600): a temporary file in the same
+/// directory, fsynced, renamed over the old one, then the directory fsynced. A reader sees the
+/// old file or the new one, never a partial one, even across a crash. (Also the registrations
+/// file's writer: `agent::registrations`.)
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SnapshotFileError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -67,10 +79,6 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), SnapshotFileError> {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| SNAPSHOT_FILE.to_string());
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    let data = serde_json::to_vec(snap).map_err(|e| SnapshotFileError::Decode {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
     let res = (|| {
         use std::os::unix::fs::OpenOptionsExt;
         // 0600: the member list is nobody else's business.
@@ -81,7 +89,7 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), SnapshotFileError> {
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
-        f.write_all(&data).map_err(io_err("write", &tmp))?;
+        f.write_all(data).map_err(io_err("write", &tmp))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
         drop(f);
         fs::rename(&tmp, path).map_err(io_err("rename into", path))?;

@@ -22,12 +22,13 @@ pub struct MetricsInput {
     pub api: crate::api::limits::ApiLoadView,
 }
 
-pub const ALL_STATUSES: [ServedStatus; 5] = [
+pub const ALL_STATUSES: [ServedStatus; 6] = [
     ServedStatus::Alive,
     ServedStatus::Suspect,
     ServedStatus::Held,
     ServedStatus::Left,
     ServedStatus::Down,
+    ServedStatus::Restarting,
 ];
 
 const GUARD_STATES: [GuardState; 4] = [

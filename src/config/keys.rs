@@ -168,6 +168,17 @@ config_keys! {
             env: "SHOAL_ALERT_HOOK" from_env::text,
             default_is: "none",
         }
+        /// SIGTERM announces a restart: peers serve this node `restarting` this long before it counts as failed
+        restart_grace: String => Duration = parse_duration {
+            env: "SHOAL_RESTART_GRACE" from_env::text,
+            range: (Duration::from_secs(1), Duration::from_secs(3600)),
+            default: "60s",
+        }
+        /// SIGTERM leaves the cluster (a decommission) instead of announcing a restart
+        leave_on_terminate: bool => bool = parse::same {
+            flag: "leave-on-terminate" leave_on_terminate: bool = from_flag::switch [],
+            default: false,
+        }
     }
 
     [guard] => shoal_core::GuardConfig {

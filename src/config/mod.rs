@@ -105,6 +105,11 @@ pub struct Config {
     pub outlier: shoal_core::OutlierConfig,
     /// Command run with the details when the guard changes state.
     pub alert_hook: Option<String>,
+    /// How long peers serve this node `restarting` after SIGTERM (a restart) before they count
+    /// it as failed.
+    pub restart_grace: Duration,
+    /// SIGTERM leaves the cluster (a decommission) instead of announcing a restart.
+    pub leave_on_terminate: bool,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
     /// IP to advertise when `bind` is unspecified and no `advertise` is given (detected).
@@ -229,6 +234,15 @@ impl Config {
                 .iter()
                 .map(|s| (s.name.as_str(), s.checks.as_slice())),
         )
+    }
+
+    /// The checks of the configured services, as written, by service.
+    pub fn check_specs(&self) -> BTreeMap<String, Vec<crate::agent::checks::CheckSpec>> {
+        self.services
+            .iter()
+            .filter(|s| !s.checks.is_empty())
+            .map(|s| (s.name.clone(), s.checks.clone()))
+            .collect()
     }
 
     /// This node's tags and services as the core's metadata.

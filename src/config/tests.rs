@@ -347,6 +347,8 @@ fn bad_file_values_are_refused_with_their_field() {
         ("[guard]\nwindow = \"0s\"\n", "guard.window"),
         ("profile = \"fast\"\n", "profile"),
         ("dns_ttl = \"9999999999s\"\n", "dns_ttl"),
+        ("restart_grace = \"0s\"\n", "restart_grace"),
+        ("restart_grace = \"2h\"\n", "restart_grace"),
         ("[trust]\nreplay_window = \"1s\"\n", "trust.replay_window"),
         ("[trust]\nmax_sessions = 8\n", "trust.max_sessions"),
         ("[trust]\nplaintext = \"maybe\"\n", "trust.plaintext"),

@@ -100,6 +100,8 @@ pub(super) fn resolve(
         guard,
         outlier,
         alert_hook: v.alert_hook,
+        restart_grace: v.restart_grace.unwrap_or(Duration::from_secs(60)),
+        leave_on_terminate: v.leave_on_terminate.unwrap_or(false),
         config_file: None,
         detected_ip,
         trust,

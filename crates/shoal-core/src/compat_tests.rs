@@ -239,19 +239,19 @@ proptest! {
 /// (absent from an older writer), and an older reader keeps it.
 #[test]
 fn adding_a_field_in_a_later_release() {
-    // Release N+1 declares, in core::fields::record:
-    const RESTARTING: Field<bool> = Field::new(2, "restarting");
+    // Release N+1 declares, in core::fields::record (the next free number there):
+    const DRAINING: Field<bool> = Field::new(3, "draining");
     let mut r = record("n", 1, 0);
-    RESTARTING.set(&mut r.ext, &true);
+    DRAINING.set(&mut r.ext, &true);
     let bytes = r.encode();
     // Release N+1 reads it.
     let back = MetaRecord::decode(&bytes).unwrap();
-    assert_eq!(RESTARTING.get(&back.ext), Ok(Some(true)));
+    assert_eq!(DRAINING.get(&back.ext), Ok(Some(true)));
     // An older writer did not set it: the reader decides the default.
     let older = record("n", 1, 0);
-    assert!(!RESTARTING.get(&older.ext).unwrap().unwrap_or(false));
+    assert!(!DRAINING.get(&older.ext).unwrap().unwrap_or(false));
     // This release (which does not declare it) keeps it when it relays the record.
-    assert_eq!(back.ext.raw(2), Some(&[1u8][..]));
+    assert_eq!(back.ext.raw(3), Some(&[1u8][..]));
     // v0.1.0 still reads the record.
     assert_eq!(postcard::from_bytes::<V1Record>(&bytes).unwrap(), v1(&r));
 }

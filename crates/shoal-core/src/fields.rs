@@ -18,6 +18,9 @@ pub mod record {
     /// The protocol range its owner speaks (`wire::ProtocolRange`); absent: a v0.1.0 agent
     /// (`wire::PROTOCOL_V1`).
     pub const PROTOCOL: Field<ProtocolRange> = Field::new(1, "protocol");
+    /// The owner is stopping to restart: "expect me back within this many milliseconds"
+    /// (`core::restart`, bounded by `restart::MIN_GRACE`..=`MAX_GRACE`); absent: it is not.
+    pub const RESTART: Field<u32> = Field::new(2, "restart");
 }
 
 /// Fields of a `sync::ShoalMsg`, after its v0.1.0 fixed part.
@@ -31,6 +34,7 @@ pub mod shoal_msg {
 /// Every field, by container, for the uniqueness test (and for readers of this file).
 pub const ALL: &[(&str, u32, &str)] = &[
     ("record", record::PROTOCOL.number, record::PROTOCOL.name),
+    ("record", record::RESTART.number, record::RESTART.name),
     (
         "shoal_msg",
         shoal_msg::RECORD_EXTS.number,

@@ -37,6 +37,9 @@ use std::time::Duration;
 /// The evaluation and the state machine's transitions (a child module: it reaches the fields).
 #[path = "guard_eval.rs"]
 mod guard_eval;
+/// Members that announced a restart: served `restarting` through their grace.
+#[path = "guard_restart.rs"]
+mod guard_restart;
 
 /// Everything the guard may look at when it decides.
 pub struct GuardCtx<'a> {
@@ -97,6 +100,11 @@ pub struct Guard {
     active_since: Option<Time>,
     /// The seed of the guard's hash tables (the node's, see `hash::HashSeed`).
     hashes: HashSeed,
+    /// Members down after announcing a restart, with the end of their grace (served
+    /// `restarting` until then; see `guard_restart.rs`).
+    restarting: BTreeMap<Arc<str>, Time>,
+    /// Grace deadlines armed since the node last asked (it arms a named timer for each).
+    restart_timers: Vec<(Time, Arc<str>)>,
 }
 
 impl Guard {
@@ -126,6 +134,8 @@ impl Guard {
             last_tick: now,
             active_since: None,
             hashes,
+            restarting: BTreeMap::new(),
+            restart_timers: Vec::new(),
         }
     }
 
@@ -170,7 +180,10 @@ impl Guard {
         before: Option<TruthState>,
         after: Option<TruthState>,
     ) {
-        if self.off() || **name == *ctx.self_name {
+        if **name == *ctx.self_name || self.restart_change(now, ctx, name, after) {
+            return;
+        }
+        if self.off() {
             return;
         }
         let was_active = before.map(TruthState::is_active).unwrap_or(false);
@@ -181,30 +194,7 @@ impl Guard {
             }
         }
         match after {
-            Some(TruthState::Down) => {
-                if was_active && self.baseline.contains(name) {
-                    self.failures.push((now, name.clone()));
-                    self.baseline.note_down(now, name);
-                }
-                if !self.releasing() {
-                    self.held.insert(name.clone());
-                    self.episode_held.insert(name.clone());
-                } else if Self::reached(ctx, name)
-                    || ctx
-                        .reach
-                        .refuted_at
-                        .is_some_and(|t| now.since(t) <= self.cfg.window)
-                {
-                    // It answered our own ping since it was suspected (SWIM's verdict came
-                    // from other probers' luck), or we just had to refute a suspicion of
-                    // ourselves (peers could not hear us, so our failed probes of this one
-                    // may be our own fault). Hold it until a fresh check confirms it gone.
-                    self.held.insert(name.clone());
-                    self.doubted.insert(name.clone(), now);
-                } else if self.protected(ctx, name, &mut None) {
-                    self.held.insert(name.clone());
-                }
-            }
+            Some(TruthState::Down) => self.on_failure(now, ctx, name, was_active),
             Some(TruthState::Left) => {
                 // Intent, not failure: out of the served view and of the baseline at once.
                 self.unhold(name);
@@ -228,6 +218,33 @@ impl Guard {
         // checked on the tick (a large partition changes thousands of members one by one).
         if matches!(self.state, GuardState::Normal | GuardState::Warming) {
             self.evaluate(now, ctx);
+        }
+    }
+
+    /// `name` went down by failure (SWIM, or the end of a restart grace): counted against
+    /// the limits and held when the rules say so.
+    fn on_failure(&mut self, now: Time, ctx: &GuardCtx<'_>, name: &Arc<str>, was_active: bool) {
+        if was_active && self.baseline.contains(name) {
+            self.failures.push((now, name.clone()));
+            self.baseline.note_down(now, name);
+        }
+        if !self.releasing() {
+            self.held.insert(name.clone());
+            self.episode_held.insert(name.clone());
+        } else if Self::reached(ctx, name)
+            || ctx
+                .reach
+                .refuted_at
+                .is_some_and(|t| now.since(t) <= self.cfg.window)
+        {
+            // It answered our own ping since it was suspected (SWIM's verdict came
+            // from other probers' luck), or we just had to refute a suspicion of
+            // ourselves (peers could not hear us, so our failed probes of this one
+            // may be our own fault). Hold it until a fresh check confirms it gone.
+            self.held.insert(name.clone());
+            self.doubted.insert(name.clone(), now);
+        } else if self.protected(ctx, name, &mut None) {
+            self.held.insert(name.clone());
         }
     }
 
@@ -460,6 +477,7 @@ impl Guard {
     /// What status to serve for a member SWIM believes is in `truth`.
     pub fn served(&self, name: &str, truth: TruthState) -> ServedStatus {
         match truth {
+            TruthState::Down if self.restarting.contains_key(name) => ServedStatus::Restarting,
             TruthState::Alive => ServedStatus::Alive,
             TruthState::Suspect => ServedStatus::Suspect,
             TruthState::Down if self.enforce() && self.held.contains(name) => ServedStatus::Held,

@@ -87,7 +87,11 @@ impl Guard {
             *first = Some(first.map(|f| f.min(t)).unwrap_or(t));
         };
         for n in ctx.truth.suspects() {
-            if self.baseline.contains(n) && seen.insert(n) {
+            // A member that announced a restart is expected to go quiet: not a loss.
+            if self.baseline.contains(n)
+                && Self::announced_restart(ctx, n).is_none()
+                && seen.insert(n)
+            {
                 out.suspect += 1;
                 if let Some(m) = ctx.truth.get(n) {
                     note(m.since, &mut first);
@@ -115,7 +119,8 @@ impl Guard {
                     .truth
                     .get(n)
                     .is_some_and(|m| m.state == TruthState::Left);
-                if self.baseline.contains(n) && !left && seen.insert(n) {
+                let restarting = Self::announced_restart(ctx, n).is_some();
+                if self.baseline.contains(n) && !left && !restarting && seen.insert(n) {
                     out.unreachable += 1;
                     note(r.at, &mut first);
                 }

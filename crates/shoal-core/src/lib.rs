@@ -29,7 +29,9 @@ pub mod outlier;
 pub mod profile;
 pub mod reach;
 pub mod record_cache;
+pub mod registrations;
 pub mod replay;
+pub mod restart;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
@@ -50,6 +52,8 @@ mod lifeguard_tests;
 mod node_tests;
 #[cfg(test)]
 mod outlier_tests;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 pub mod testnet;
 #[cfg(test)]

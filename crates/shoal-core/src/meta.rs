@@ -144,6 +144,7 @@ impl MetaRecord {
         (self.generation, self.version)
     }
 
+    /// The record as a broadcast item: its fixed part, then its extension fields.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing owned, bounded data into a Vec cannot fail.
         let mut out = postcard::to_allocvec(self).unwrap_or_default();
@@ -173,9 +174,35 @@ impl MetaRecord {
     pub fn validate(&self) -> Result<(), MetaError> {
         self.meta.validate_with_reserve(0)?;
         match crate::fields::record::PROTOCOL.get(&self.ext) {
-            Ok(Some(p)) if !p.is_valid() => Err(MetaError::Refused("invalid protocol range")),
+            Ok(Some(p)) if !p.is_valid() => {
+                return Err(MetaError::Refused("invalid protocol range"))
+            }
+            Err(e) => return Err(MetaError::Decode(e.to_string())),
+            Ok(_) => {}
+        }
+        match crate::fields::record::RESTART.get(&self.ext) {
+            Ok(Some(grace_ms)) if !crate::restart::RestartIntent { grace_ms }.valid() => {
+                Err(MetaError::Refused("restart grace out of range"))
+            }
             Err(e) => Err(MetaError::Decode(e.to_string())),
             Ok(_) => Ok(()),
+        }
+    }
+
+    /// The restart its owner announced (`core::restart`), if any: validated at decode.
+    pub fn restart(&self) -> Option<crate::restart::RestartIntent> {
+        crate::fields::record::RESTART
+            .get(&self.ext)
+            .ok()
+            .flatten()
+            .map(|grace_ms| crate::restart::RestartIntent { grace_ms })
+    }
+
+    /// Sets (or clears) the restart intent: the owner's own record only.
+    pub fn set_restart(&mut self, intent: Option<crate::restart::RestartIntent>) {
+        match intent {
+            Some(i) => crate::fields::record::RESTART.set(&mut self.ext, &i.grace_ms),
+            None => self.ext.remove(crate::fields::record::RESTART.number),
         }
     }
 

@@ -415,6 +415,10 @@ impl Node {
                 return;
             }
             NodeTimer::Outlier => self.outliers.handle_timeout(now),
+            NodeTimer::RestartGrace(name) => {
+                // Served `down` (or held) from now on if it is not back: `after_input` emits it.
+                self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));
+            }
             NodeTimer::Tick => {
                 self.tick(now);
                 if !self.left {
@@ -653,6 +657,9 @@ impl Node {
         }
         self.health_flush(now);
         self.outlier_flush(now);
+        for (at, name) in self.guard.take_restart_timers() {
+            self.out.timers.push((at, NodeTimer::RestartGrace(name)));
+        }
         self.arm_timers();
     }
 }

@@ -9,6 +9,36 @@
 use super::*;
 
 impl Node {
+    /// Stops to restart, which is not a decommission: our record says "restarting, expect me
+    /// back within `grace`" (`core::restart`), spread like a leave (queued for gossip and
+    /// pushed directly to a few peers, who relay it). Peers serve us `restarting` through the
+    /// gap and take our next life's record when we are back. The driver stops the node once
+    /// the datagrams are out; nothing else changes here (we are still a member).
+    pub fn announce_restart(&mut self, now: Time, grace: Duration) -> Result<(), NodeError> {
+        if self.left {
+            return Err(NodeError::Left);
+        }
+        self.now = now;
+        self.own.version += 1;
+        self.own
+            .set_restart(Some(crate::restart::RestartIntent::new(grace)));
+        let own = self.publish_own();
+        let push = ShoalMsg::Push {
+            records: vec![Arc::new(own)],
+        };
+        let peers: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr())
+            .take(self.cfg.timings.gossip_fanout.max(3) * 2)
+            .collect();
+        for p in peers {
+            self.send_shoal(p, &push);
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
     /// Operator `force-leave` (Serf's name): `name` failed for good; stop holding it here and
     /// tell every active member to do the same (`core::operator`). Refused for this node and
     /// for a member SWIM believes alive or suspect (it would come back at once). Returns

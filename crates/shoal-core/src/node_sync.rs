@@ -132,7 +132,9 @@ impl Node {
                         continue;
                     };
                     self.stats.meta_records_received += 1;
-                    let leaving = r.leaving.then(|| r.encode());
+                    // Intent (a leave, a restart) must reach everyone before the failure
+                    // detector calls the silence a failure.
+                    let leaving = (r.leaving || r.restart().is_some()).then(|| r.encode());
                     let relayed = r.ext.is_empty() && r.addr != from;
                     let name = r.name.clone();
                     if s.offer(r) {

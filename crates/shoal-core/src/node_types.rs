@@ -67,6 +67,8 @@ pub(crate) enum NodeTimer {
     Snapshot,
     /// Outlier ejection: restorations and sweeps (`core::outlier`).
     Outlier,
+    /// The restart grace of this member may have run out (`Guard::restart_expired`).
+    RestartGrace(std::sync::Arc<str>),
 }
 
 /// A datagram to send.

@@ -163,6 +163,8 @@ impl Kinds for ShoalMsg {
 }
 
 impl ShoalMsg {
+    /// The message, then (a `Push` whose records carry a restart intent) the extension
+    /// section the previous release ignores (`core::restart`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = postcard::to_allocvec(self).unwrap_or_default();
         if let ShoalMsg::Push { records } = self {

@@ -41,6 +41,9 @@ pub enum ServedStatus {
     Held,
     Left,
     Down,
+    /// Down according to SWIM after announcing a restart, within the grace it announced:
+    /// still served (`core::restart`).
+    Restarting,
 }
 
 impl ServedStatus {
@@ -49,6 +52,7 @@ impl ServedStatus {
             ServedStatus::Alive => "alive",
             ServedStatus::Suspect => "suspect",
             ServedStatus::Held => "held",
+            ServedStatus::Restarting => "restarting",
             ServedStatus::Left => "left",
             ServedStatus::Down => "down",
         }
@@ -58,7 +62,10 @@ impl ServedStatus {
     pub fn is_serving(self) -> bool {
         matches!(
             self,
-            ServedStatus::Alive | ServedStatus::Suspect | ServedStatus::Held
+            ServedStatus::Alive
+                | ServedStatus::Suspect
+                | ServedStatus::Held
+                | ServedStatus::Restarting
         )
     }
 
@@ -67,6 +74,7 @@ impl ServedStatus {
             "alive" => ServedStatus::Alive,
             "suspect" => ServedStatus::Suspect,
             "held" => ServedStatus::Held,
+            "restarting" => ServedStatus::Restarting,
             "left" => ServedStatus::Left,
             "down" | "failed" => ServedStatus::Down,
             _ => return None,
@@ -300,8 +308,10 @@ impl MemberView {
                 | (ServedStatus::Down, TruthState::Down)
                 | (ServedStatus::Left, TruthState::Left)
         );
-        // Only a record of the member's current life counts.
-        let meta = meta.filter(|r| r.generation <= m.id.generation());
+        // A record of the member's current life counts; while it is served (alive, restarting
+        // ...), so does the record of a newer life: a restarted member's record may arrive
+        // before SWIM hears of its new life, and it is the member's latest word.
+        let meta = meta.filter(|r| r.generation <= m.id.generation() || status.is_serving());
         MemberView {
             name: m.id.name().to_string(),
             addr: m.id.addr(),

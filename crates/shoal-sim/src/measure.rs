@@ -457,7 +457,7 @@ impl Recorder {
                     self.sight(SpreadKind::Join, x, o, generation, t_ms)
                 }
             }
-            ServedStatus::Held | ServedStatus::Down => {
+            ServedStatus::Held | ServedStatus::Down | ServedStatus::Restarting => {
                 self.sight(SpreadKind::Crash, x, o, generation, t_ms)
             }
             ServedStatus::Left => self.sight(SpreadKind::Leave, x, o, generation, t_ms),
@@ -471,7 +471,7 @@ impl Recorder {
         } else if x_crashed {
             match status {
                 ServedStatus::Alive | ServedStatus::Suspect => Some(IvKind::StaleServed),
-                ServedStatus::Held => Some(IvKind::StaleHeld),
+                ServedStatus::Held | ServedStatus::Restarting => Some(IvKind::StaleHeld),
                 _ => None,
             }
         } else {
@@ -550,7 +550,7 @@ impl Recorder {
     pub fn crashed_still_served(&mut self, x: usize, o: usize, status: ServedStatus, t_ms: u64) {
         let want = match status {
             ServedStatus::Alive | ServedStatus::Suspect => Some(IvKind::StaleServed),
-            ServedStatus::Held => Some(IvKind::StaleHeld),
+            ServedStatus::Held | ServedStatus::Restarting => Some(IvKind::StaleHeld),
             _ => None,
         };
         self.set_interval(x, o, want, t_ms);

@@ -217,6 +217,26 @@ pub struct ServiceSpec {
     /// A health check on every provider (`[service.check]`): see `sim::health`.
     #[serde(default)]
     pub check: Option<CheckModel>,
+    /// `config` (default): in each provider's config file. `api`: an app registers it through
+    /// the local API once its provider has started (persisted in the data directory, as the
+    /// agent does: a restart with `keep_data` announces it again, a fresh one has lost it).
+    #[serde(default, skip_serializing_if = "Registered::is_config")]
+    pub registered: Registered,
+}
+
+/// Where a service's registration comes from (`registered`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registered {
+    #[default]
+    Config,
+    Api,
+}
+
+impl Registered {
+    fn is_config(&self) -> bool {
+        *self == Registered::Config
+    }
 }
 
 fn default_port() -> u16 {
@@ -339,6 +359,10 @@ pub struct FaultSpec {
     /// Restart with the data directory (same name, known peers as seeds) or fresh.
     #[serde(default = "yes")]
     pub keep_data: bool,
+    /// `crash` and `rolling-restart`: stop as on SIGTERM (the node announces a restart with
+    /// `restart_grace`, default 60 s, and stops without leaving) instead of crashing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate: Option<Terminate>,
     #[serde(default)]
     pub every: Option<Dur>,
     #[serde(default)]
@@ -373,6 +397,18 @@ pub struct FaultSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// `terminate = { restart_grace = "60s" }` on a `crash` or `rolling-restart` fault.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terminate {
+    #[serde(default = "default_grace")]
+    pub restart_grace: Dur,
+}
+
+fn default_grace() -> Dur {
+    Dur::secs(60)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -103,6 +103,20 @@ impl Scenario {
                 FaultKind::RollingRestart if f.every.is_none() || f.down.is_none() => {
                     return bad(format!("{at}: rolling-restart needs `every` and `down`"));
                 }
+                _ if f.terminate.is_some()
+                    && !matches!(f.kind, FaultKind::Crash | FaultKind::RollingRestart) =>
+                {
+                    return bad(format!(
+                        "{at}: `terminate` applies to crash and rolling-restart only"
+                    ));
+                }
+                _ if f.terminate.is_some_and(|t| {
+                    !(shoal_core::restart::MIN_GRACE..=shoal_core::restart::MAX_GRACE)
+                        .contains(&t.restart_grace.0)
+                }) =>
+                {
+                    return bad(format!("{at}: restart_grace must be within 1s and 1h"));
+                }
                 FaultKind::Loss if f.rate.is_none() => {
                     return bad(format!("{at}: loss needs a `rate`"));
                 }

@@ -78,6 +78,8 @@ enum Action {
     Rule(usize, bool),
     Cut(u32, bool),
     Crash(u32),
+    /// As on SIGTERM: the node announces a restart with this grace (ms), then stops.
+    Terminate(u32, u64),
     Restart(u32, bool),
     Leave(u32),
     Loss(u32, f64),
@@ -116,6 +118,11 @@ struct Host {
     generation: u64,
     /// Track this host's (initial) join node by node.
     track_join: bool,
+    /// What the data directory's `registrations.json` holds: the node's tags and services as
+    /// last changed through the API, and the config file's (`agent::registrations`).
+    registrations: Option<(NodeMeta, NodeMeta)>,
+    /// The apps on this host have registered their services (`registered = "api"`): once.
+    apps_registered: bool,
 }
 
 /// One run of a scenario in one guard mode.
@@ -188,6 +195,8 @@ impl<'a> World<'a> {
                 keeps_data: keeps_data[i],
                 generation: 0,
                 track_join: i < sc.nodes && i % step == 0 && sc.measure.max_join_spreads > 0,
+                registrations: None,
+                apps_registered: false,
             })
             .collect();
         let mut w = World {

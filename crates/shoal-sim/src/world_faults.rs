@@ -5,6 +5,7 @@
 //! scenario's seed, the same in every guard mode.
 
 use super::*;
+use crate::scenario::FaultSpec;
 
 impl World<'_> {
     pub(super) fn at(&mut self, at: u64, a: Action) {
@@ -87,7 +88,7 @@ impl World<'_> {
             }
             FaultKind::Crash => {
                 for &i in &targets {
-                    self.at(t0, Action::Crash(i as u32));
+                    self.at(t0, stop_action(&f, i));
                     if let Some(e) = end {
                         self.at(e, Action::Restart(i as u32, f.keep_data));
                     }
@@ -98,7 +99,7 @@ impl World<'_> {
                 let down = us(f.down.map(|d| d.ms()).unwrap_or(5_000));
                 for (k, &i) in targets.iter().enumerate() {
                     let t = t0 + every * k as u64;
-                    self.at(t, Action::Crash(i as u32));
+                    self.at(t, stop_action(&f, i));
                     self.at(t + down, Action::Restart(i as u32, f.keep_data));
                 }
                 window_end = (t0 + every * targets.len() as u64).min(self.end);
@@ -325,4 +326,13 @@ pub(super) fn keeps_data(sc: &Scenario, targets: &[Vec<usize>]) -> Vec<bool> {
         }
     }
     out
+}
+
+/// How a `crash` or `rolling-restart` fault stops host `i`: a crash, or with `terminate`, as
+/// on SIGTERM (a restart announced, then the process gone).
+fn stop_action(f: &FaultSpec, i: usize) -> Action {
+    match f.terminate {
+        Some(t) => Action::Terminate(i as u32, t.restart_grace.ms()),
+        None => Action::Crash(i as u32),
+    }
 }

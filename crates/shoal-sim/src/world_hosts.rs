@@ -6,12 +6,21 @@
 //! the core does.
 
 use super::*;
+use crate::scenario::Registered;
 
 impl World<'_> {
+    /// Host `i`'s config file: its tags and the services it offers from the file.
     pub(super) fn meta_of(&self, i: usize) -> NodeMeta {
+        let mut meta = self.services_of(i, Registered::Config);
+        meta.tags.insert("zone".into(), format!("z{}", i % 3));
+        meta
+    }
+
+    /// The services of `kind` host `i` provides.
+    fn services_of(&self, i: usize, kind: Registered) -> NodeMeta {
         let mut meta = NodeMeta::default();
         for (s, provs) in self.sc.services.iter().zip(&self.providers) {
-            if provs.contains(&i) {
+            if provs.contains(&i) && s.registered == kind {
                 meta.services.insert(
                     s.name.clone(),
                     Service {
@@ -24,8 +33,42 @@ impl World<'_> {
                 );
             }
         }
-        meta.tags.insert("zone".into(), format!("z{}", i % 3));
         meta
+    }
+
+    /// The metadata host `i` starts with, as the agent does: the config file, merged with
+    /// the registrations its data directory holds (a restart with `keep_data`) as a SIGHUP
+    /// would merge them (`shoal_core::registrations`).
+    fn start_meta(&mut self, i: usize, restart: bool, keep_data: bool) -> NodeMeta {
+        let file = self.meta_of(i);
+        if restart && !keep_data {
+            self.hosts[i].registrations = None;
+        }
+        match &self.hosts[i].registrations {
+            Some((current, old_file)) if restart => {
+                shoal_core::registrations::merge_meta(current, old_file, &file)
+            }
+            _ => file,
+        }
+    }
+
+    /// The apps of host `i` register their services through the API (once, on the first
+    /// start); the agent persists its registrations after every API change and at start.
+    fn register_apps(&mut self, i: usize, now: Time) {
+        let file = self.meta_of(i);
+        let apps = (!self.hosts[i].apps_registered).then(|| self.services_of(i, Registered::Api));
+        let h = &mut self.hosts[i];
+        let Some(node) = h.node.as_mut() else { return };
+        for svc in apps.into_iter().flat_map(|m| m.services.into_values()) {
+            // Valid by construction (the scenario's names and ports were validated).
+            let _ = node.register_service(now, svc);
+        }
+        h.apps_registered = true;
+        let mut current = node.own_meta().clone();
+        for s in current.services.values_mut() {
+            s.health_output = None;
+        }
+        h.registrations = Some((current, file));
     }
 
     /// Builds node `i`'s core as the agent would on (re)start: config (its seeds are the
@@ -51,7 +94,8 @@ impl World<'_> {
         let generation = (self.hosts[i].generation + 1).max(now_ms + 1);
         let seed =
             self.sc.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(life) << 48);
-        let mut node = Node::new(cfg, generation, self.meta_of(i), seed, Time(now_ms))
+        let meta = self.start_meta(i, restart, keep_data);
+        let mut node = Node::new(cfg, generation, meta, seed, Time(now_ms))
             .map_err(|source| SimError::Node { node: i, source })?;
         let saved = self.hosts[i].snapshot.take();
         if let (true, Some(snap)) = (restart && keep_data, saved) {
@@ -108,6 +152,8 @@ impl World<'_> {
         node.start(Time(now_ms));
         let h = &mut self.hosts[i];
         h.node = Some(node);
+        self.register_apps(i, Time(now_ms));
+        let h = &mut self.hosts[i];
         h.state = HostState::Running;
         h.generation = generation;
         h.busy_until = 0;
@@ -204,6 +250,25 @@ impl World<'_> {
                 let g = self.hosts[i].generation;
                 self.rec
                     .open_spread(SpreadKind::Crash, i, g, now_ms, obs.into_iter(), false);
+            }
+            Action::Terminate(i, grace_ms) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                let h = &mut self.hosts[i];
+                if let Some(n) = h.node.as_mut() {
+                    // Running, not left: announcing cannot fail.
+                    let _ = n
+                        .announce_restart(Time(now_ms), std::time::Duration::from_millis(grace_ms));
+                    // As the agent on its way out: the view as it is now.
+                    if h.keeps_data {
+                        h.snapshot = Some(n.snapshot(now_ms));
+                    }
+                }
+                self.flush(i, self.now);
+                // Then the process is gone, as after a crash (without leaving).
+                return self.act(Action::Crash(i as u32));
             }
             Action::Restart(i, keep) => {
                 self.start(i as usize, keep)?;

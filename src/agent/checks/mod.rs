@@ -238,11 +238,17 @@ impl CheckManager {
         inner.services.insert(service.to_string(), checks);
     }
 
-    /// Starts the config file's checks at agent start (the services carry their initial
-    /// health already).
-    pub fn start_file_checks(&self, checks: Vec<(String, Vec<CheckDef>)>, now: Time) {
-        self.lock().file_checks = checks.iter().cloned().collect();
-        for (service, defs) in checks {
+    /// Starts the checks at agent start (the services carry their initial health already):
+    /// `file` is what the config file says (the base of a reload), `run` what runs (the file's
+    /// and the persisted API registrations', merged: `agent::registrations::startup`).
+    pub fn start_checks(
+        &self,
+        file: Vec<(String, Vec<CheckDef>)>,
+        run: Vec<(String, Vec<CheckDef>)>,
+        now: Time,
+    ) {
+        self.lock().file_checks = file.into_iter().collect();
+        for (service, defs) in run {
             self.set_checks(&service, defs, now);
         }
     }

@@ -345,6 +345,16 @@ impl ViewData {
                 ),
                 None,
             ),
+            ServedStatus::Restarting => self.check(
+                m,
+                SERF_CHECK,
+                "Serf Health Status",
+                PASSING,
+                "Agent restarting (it announced a restart): still served until it is back or \
+                 its grace runs out"
+                    .into(),
+                None,
+            ),
             ServedStatus::Down | ServedStatus::Left => self.check(
                 m,
                 SERF_CHECK,
@@ -502,7 +512,10 @@ impl ViewData {
             port: m.addr.port(),
             tags,
             status: match m.status {
-                ServedStatus::Alive | ServedStatus::Suspect | ServedStatus::Held => 1,
+                ServedStatus::Alive
+                | ServedStatus::Suspect
+                | ServedStatus::Held
+                | ServedStatus::Restarting => 1,
                 ServedStatus::Left => 3,
                 ServedStatus::Down => 4,
             },

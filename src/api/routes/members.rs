@@ -160,6 +160,8 @@ pub(super) async fn leave(
     if !flushed {
         tracing::warn!("the event loop did not confirm within 2 s that the leave was sent");
     }
+    // The node left for good: `shoal agent` stops once the leave has spread and exits.
+    st.shared.left_via_api.notify_one();
     Ok(Json(LeaveResponse {
         left: true,
         flushed,

@@ -126,7 +126,7 @@ pub(super) fn parse_statuses(
         for word in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             let st = ServedStatus::parse(word).ok_or_else(|| {
                 HttpError::bad_request(format!(
-                    "unknown status {word:?}; use alive, suspect, held, left or down"
+                    "unknown status {word:?}; use alive, suspect, held, restarting, left or down"
                 ))
             })?;
             set.get_or_insert_with(BTreeSet::new).insert(st);

@@ -1,9 +1,11 @@
 //! Routes of the local node's services and tags: `/v1/services` (list, register),
 //! `/v1/services/{name}` (instances, deregister), `/v1/tags` and `/v1/tags/{key}`.
 //!
-//! Owns the instance filters and the metadata commands. Must not drain the node's outputs.
+//! Owns the instance filters and the metadata commands (each persisted before it answers:
+//! `agent::registrations`). Must not drain the node's outputs.
 
 use super::*;
+use crate::agent::registrations::persist_or_log;
 use crate::api::error::HttpError;
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -90,6 +92,7 @@ pub(super) async fn set_tags(
         deleted = req.delete.len(),
         "tags changed through the API"
     );
+    persist_or_log(&st.shared, "tags").await;
     Ok(Json(r))
 }
 
@@ -110,6 +113,7 @@ pub(super) async fn delete_tag(
         Ok(member_response(node))
     })?;
     tracing::info!(key = %key, "tag deleted through the API");
+    persist_or_log(&st.shared, "tag deleted").await;
     Ok(Json(r))
 }
 
@@ -118,6 +122,7 @@ pub(super) async fn register_service(
     JsonBody(req): JsonBody<ServiceRequest>,
 ) -> HttpResult<Json<MemberResponse>> {
     let defs = crate::api::health::resolve_checks(&st.shared, &req)?;
+    let specs = req.checks.clone();
     let svc = Service {
         name: req.name,
         port: req.port,
@@ -131,9 +136,11 @@ pub(super) async fn register_service(
         node.register_service(now, svc)?;
         // Under the node's lock: a check result cannot publish before the service exists.
         st.shared.checks.set_checks(&name, defs, now);
+        with_api_checks(&st.shared, |c| c.insert(name.clone(), specs));
         Ok::<_, HttpError>(member_response(node))
     })?;
     tracing::info!(service = %name, checks, "service registered through the API");
+    persist_or_log(&st.shared, "service registered").await;
     Ok(Json(r))
 }
 
@@ -146,6 +153,7 @@ pub(super) async fn deregister_service(
             return Err(HttpError::from(shoal_core::NodeError::Left));
         }
         st.shared.checks.set_checks(&name, Vec::new(), now);
+        with_api_checks(&st.shared, |c| c.remove(&name));
         node.deregister_service(now, &name).map_err(|e| match e {
             shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
                 "no service named {name:?} is registered on this node; \
@@ -156,5 +164,18 @@ pub(super) async fn deregister_service(
         Ok(member_response(node))
     })?;
     tracing::info!(service = %name, "service deregistered through the API");
+    persist_or_log(&st.shared, "service deregistered").await;
     Ok(Json(r))
+}
+
+/// Runs `f` on the checks set through the API, by service (persisted with the registrations).
+fn with_api_checks<R>(
+    shared: &crate::agent::AgentShared,
+    f: impl FnOnce(&mut crate::agent::registrations::Checks) -> R,
+) -> R {
+    let mut state = shared
+        .registrations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    f(&mut state.api_checks)
 }
