@@ -46,11 +46,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&args)?;
     let log = init_logging(&cfg.log_level, cfg.log_format)?;
     let agent = Agent::start(&cfg).await?;
+    let reach = api::limits::Reach::from_listen_remote(cfg.listen_remote);
     let api = api::spawn(
         agent.shared(),
         ApiOptions {
             unix: Some(cfg.api.clone()),
             http: cfg.api_http,
+            reach,
             limits: cfg.api_server.limits,
             socket: cfg.api_server.socket.clone(),
         },
@@ -58,13 +60,15 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
     let consul = match cfg.consul_api {
-        Some(addr) => {
-            Some(api::consul::spawn_with(agent.shared(), addr, cfg.api_server.limits).await?)
-        }
+        Some(addr) => Some(
+            api::consul::spawn_reach(agent.shared(), addr, cfg.api_server.limits, reach).await?,
+        ),
         None => None,
     };
     let dns = match cfg.dns {
-        Some(addr) => Some(shoal::dns::spawn(agent.shared(), addr, cfg.dns_ttl).await?),
+        Some(addr) => {
+            Some(shoal::dns::spawn_reach(agent.shared(), addr, cfg.dns_ttl, reach).await?)
+        }
         None => None,
     };
     let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;

@@ -129,7 +129,13 @@ impl Agent {
     }
 
     async fn start_inner(cfg: &Config, faults: bool) -> Result<Agent, AgentError> {
-        let lock = datadir::prepare(&cfg.data_dir)?;
+        // The socket's group must be able to reach a socket kept in the data directory.
+        let socket_group = cfg
+            .api_server
+            .socket
+            .group
+            .filter(|_| cfg.api.parent() == Some(cfg.data_dir.as_path()));
+        let lock = datadir::prepare_for_group(&cfg.data_dir, socket_group)?;
         let keyring = datadir::startup_keyring(
             &cfg.trust.keyring_file,
             cfg.trust.encrypt.as_deref(),

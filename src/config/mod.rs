@@ -85,12 +85,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Path of the local API's Unix socket.
     pub api: PathBuf,
-    /// Optional loopback TCP address of the local API.
+    /// Optional TCP address of the local API (loopback unless `listen_remote`).
     pub api_http: Option<SocketAddr>,
-    /// Optional loopback TCP address of the Consul-compatible read API (`api::consul`).
+    /// Optional TCP address of the Consul-compatible read API (`api::consul`).
     pub consul_api: Option<SocketAddr>,
-    /// Optional loopback address of the DNS interface (UDP and TCP, `dns`).
+    /// Optional address of the DNS interface (UDP and TCP, `dns`).
     pub dns: Option<SocketAddr>,
+    /// The operator lets the three listeners above answer other hosts (`--listen-remote`);
+    /// the local API then needs `trust.api_token_file`.
+    pub listen_remote: bool,
     /// TTL of DNS answers (default 0: clients ask again each time).
     pub dns_ttl: Duration,
     pub profile: Profile,

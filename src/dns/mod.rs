@@ -1,4 +1,5 @@
-//! The DNS interface: an optional loopback UDP and TCP listener (`--dns 127.0.0.1:8600`)
+//! The DNS interface: an optional UDP and TCP listener (`--dns 127.0.0.1:8600`; loopback
+//! unless `listen_remote`)
 //! answering the zone `shoal.` from the served view, so that apps that only speak DNS get
 //! fail-static discovery too.
 //!
@@ -10,6 +11,7 @@
 pub mod answer;
 
 use crate::agent::shared::AgentShared;
+use crate::api::limits::Reach;
 use answer::{encode_udp, DnsView};
 use hickory_proto::op::{Message, ResponseCode};
 use shoal_core::Node;
@@ -34,7 +36,7 @@ pub const TCP_MAX_QUERIES: usize = 1000;
 
 #[derive(Debug, Error)]
 pub enum DnsError {
-    #[error("the DNS address {0} is not a loopback address: the DNS interface only listens on 127.0.0.0/8 or ::1")]
+    #[error("the DNS address {0} is not a loopback address: the DNS interface listens on 127.0.0.0/8 or ::1 unless the operator sets listen_remote = true (--listen-remote)")]
     NotLoopback(SocketAddr),
     #[error("cannot bind the DNS address {addr} ({proto}): {source}")]
     Bind {
@@ -149,7 +151,17 @@ pub async fn spawn(
     addr: SocketAddr,
     ttl: Duration,
 ) -> Result<DnsHandle, DnsError> {
-    if !addr.ip().is_loopback() {
+    spawn_reach(shared, addr, ttl, Reach::Local).await
+}
+
+/// As [`spawn`], on a non-loopback address too when `reach` is `Remote` (`listen_remote`).
+pub async fn spawn_reach(
+    shared: Arc<AgentShared>,
+    addr: SocketAddr,
+    ttl: Duration,
+    reach: Reach,
+) -> Result<DnsHandle, DnsError> {
+    if !reach.allows(addr) {
         return Err(DnsError::NotLoopback(addr));
     }
     let bind_err = |proto, source| DnsError::Bind {
@@ -179,6 +191,7 @@ pub async fn spawn(
     let udp_task = tokio::spawn(serve_udp(Arc::new(udp), shared.clone(), stats.clone(), ttl));
     let tcp_task = tokio::spawn(serve_tcp(tcp, shared, stats.clone(), ttl));
     tracing::info!(addr = %local, ttl, "DNS listening (zone shoal., UDP and TCP)");
+    reach.warn_if_remote("DNS", local);
     Ok(DnsHandle {
         stop,
         tasks: vec![udp_task, tcp_task],
