@@ -152,3 +152,298 @@ fn socket_group_reaches_the_socket_in_the_data_directory() {
         .unwrap();
     assert!(!read.status.success(), "the group can read the keyring");
 }
+
+/// Every YAML document of `file` (under packaging/kubernetes), as JSON, read with python3's
+/// PyYAML (`apt-get install python3-yaml`); `None` (a visible skip) when it is missing and
+/// CI did not require it.
+fn yaml_docs(file: &str) -> Option<Vec<serde_json::Value>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/kubernetes")
+        .join(file);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml\n\
+             json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], sys.stdout)",
+        ])
+        .arg(&path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).expect("JSON")),
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'yaml'") => {
+            skip_or_fail("python3-yaml is not installed")
+        }
+        Ok(o) => panic!(
+            "{} is not valid YAML: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => skip_or_fail(&format!("python3 cannot run: {e}")),
+    }
+}
+
+fn skip_or_fail<T>(why: &str) -> Option<T> {
+    let required = std::env::var("SHOAL_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
+    assert!(!required, "{why} (SHOAL_REQUIRE_CLIENTS=1)");
+    eprintln!("SKIPPED: {why} (apt-get install python3-yaml)");
+    None
+}
+
+/// The document of `kind` named `name`.
+fn doc<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Kubernetes' `$(VAR)` expansion of an env value, from the variables defined before it.
+fn expand(value: &str, vars: &[(String, String)]) -> String {
+    let mut v = value.to_string();
+    for (k, val) in vars {
+        v = v.replace(&format!("$({k})"), val);
+    }
+    v
+}
+
+/// One HTTP/1.1 request (a small JSON body, connection closed after it): the status code.
+fn status_of(addr: &str, method: &str, path: &str, auth: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let body = r#"{"set":{"k":"v"}}"#;
+    let auth = auth
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One UDP DNS query for the SOA of `shoal.` (id 0x5a5a); the answer's rcode and answer count.
+fn dns_soa(server: std::net::SocketAddr) -> (u8, u16) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut q = vec![0x5a, 0x5a, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x05shoal\x00\x00\x06\x00\x01");
+    sock.send_to(&q, server).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("a DNS answer within 5 s");
+    assert!(
+        n >= 12 && buf[0] == 0x5a && buf[1] == 0x5a,
+        "not our answer"
+    );
+    (buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]]))
+}
+
+/// The DaemonSet as written: on the host network, the listeners on the node's IP (the
+/// downward API), the key and token from a Secret mounted as files, probes on the API, a
+/// non-root read-only container; then the agent run with exactly that configuration and
+/// environment (the node's IP standing as 127.0.0.201, the Secret's directory as a temporary
+/// one) answers the probe, /metrics, the Consul API and DNS there, and takes commands only
+/// with the token. An app pod mounts nothing; CoreDNS forwards the zone to the DNS Service.
+#[test]
+fn the_daemonset_works_as_written() {
+    let Some(docs) = yaml_docs("daemonset.yaml") else {
+        return;
+    };
+    let ds = doc(&docs, "DaemonSet", "shoal");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    // The environment: HOST_IP from status.hostIP; no secret in any variable.
+    let env = c["env"].as_array().unwrap();
+    let host_ip = env
+        .iter()
+        .find(|e| e["name"] == "HOST_IP")
+        .expect("HOST_IP");
+    assert_eq!(
+        host_ip["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.hostIP"
+    );
+    for e in env {
+        assert!(
+            e["valueFrom"].get("secretKeyRef").is_none(),
+            "{} takes a secret as an environment variable",
+            e["name"]
+        );
+    }
+    let node_ip = "127.0.0.201";
+    let mut vars: Vec<(String, String)> = vec![];
+    for e in env {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = if name == "HOST_IP" {
+            node_ip.to_string()
+        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName" {
+            "node-a".to_string()
+        } else {
+            expand(e["value"].as_str().expect("a plain value"), &vars)
+        };
+        vars.push((name, value));
+    }
+    let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    for (k, port) in [
+        ("SHOAL_API_HTTP", 7947),
+        ("SHOAL_CONSUL_API", 8500),
+        ("SHOAL_DNS", 8600),
+    ] {
+        assert_eq!(var(k), Some(format!("{node_ip}:{port}")), "{k}");
+    }
+    // Ports: each on the host as in the container; the probes ask the API's port.
+    let ports = c["ports"].as_array().unwrap();
+    let port_of = |name: &str| {
+        let p = ports.iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(p["containerPort"], p["hostPort"], "{name}");
+        p["containerPort"].as_u64().unwrap()
+    };
+    assert_eq!(port_of("api"), 7947);
+    assert_eq!(port_of("consul"), 8500);
+    assert_eq!((port_of("dns"), port_of("dns-tcp")), (8600, 8600));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "api", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["path"], "/v1/self", "{probe}");
+    }
+    // The Secret as files: mounted read-only where the configuration reads key and token.
+    let mount_of = |volume: &str| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap_or_else(|| panic!("no mount of {volume}"))
+            .clone()
+    };
+    let secret_mount = mount_of("secret");
+    assert_eq!(secret_mount["readOnly"], true);
+    let secret_dir = secret_mount["mountPath"].as_str().unwrap().to_string();
+    let secret_vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "secret")
+        .unwrap();
+    let secret_name = secret_vol["secret"]["secretName"].as_str().unwrap();
+    assert_eq!(secret_vol["secret"]["defaultMode"], 0o440);
+    // The name the file's header tells the operator to create.
+    let header = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes/daemonset.yaml"),
+    )
+    .unwrap();
+    assert!(header.contains(&format!("create secret generic {secret_name}")));
+    let toml_text = doc(&docs, "ConfigMap", "shoal")["data"]["shoal.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config_dir = mount_of("config")["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["agent", "--config", format!("{config_dir}/shoal.toml")])
+    );
+    for key in ["encrypt", "api-token"] {
+        assert!(
+            toml_text.contains(&format!("\"{secret_dir}/{key}\"")),
+            "the configuration does not read {key} from the Secret's mount"
+        );
+    }
+
+    // Run it: the configuration and environment as written, the Secret's files in a
+    // temporary directory, the data directory (a hostPath) too.
+    let root = tempfile::tempdir().unwrap();
+    let secrets = root.path().join("secret");
+    std::fs::create_dir(&secrets).unwrap();
+    let key =
+        String::from_utf8(Command::new(SHOAL).arg("keygen").output().unwrap().stdout).unwrap();
+    std::fs::write(secrets.join("encrypt"), key.trim()).unwrap();
+    std::fs::write(secrets.join("api-token"), "tok-123\n").unwrap();
+    let cfg = root.path().join("shoal.toml");
+    std::fs::write(
+        &cfg,
+        toml_text.replace(&secret_dir, secrets.to_str().unwrap()),
+    )
+    .unwrap();
+    let data = root.path().join("data");
+    let mut cmd = Command::new(SHOAL);
+    cmd.args(["agent", "--config", cfg.to_str().unwrap()])
+        // Gossip on a free loopback port instead of the node's 0.0.0.0:7946.
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .args(["--log-level", "warn"])
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null());
+    for (k, v) in &vars {
+        if k != "SHOAL_JOIN" {
+            cmd.env(k, v);
+        }
+    }
+    let mut a = AgentProc(cmd.spawn().expect("spawn the agent"));
+    let api = format!("http://{node_ip}:7947");
+    wait_for_api(&api, &mut a);
+    let http = |method: &str, port_path: &str, auth: Option<&str>| -> u16 {
+        let (port, path) = port_path.split_once('/').unwrap();
+        status_of(
+            &format!("{node_ip}:{port}"),
+            method,
+            &format!("/{path}"),
+            auth,
+        )
+    };
+    assert_eq!(http("GET", "7947/v1/self", None), 200, "the probe");
+    assert_eq!(http("GET", "7947/metrics", None), 200, "a scrape");
+    assert_eq!(http("PUT", "7947/v1/tags", None), 401);
+    assert_eq!(http("PUT", "7947/v1/tags", Some("tok-123")), 200);
+    assert_eq!(http("GET", "8500/v1/catalog/services", None), 200);
+    let (rcode, answers) = dns_soa(format!("{node_ip}:8600").parse().unwrap());
+    assert_eq!((rcode, answers), (0, 1), "the SOA of shoal.");
+    assert!(
+        data.join("keyring").exists(),
+        "the key file seeded the keyring"
+    );
+
+    // The app pod mounts nothing of the host and reaches the agent at the node's IP.
+    let app = doc(&docs, "Pod", "shoal-client-example");
+    assert!(app["spec"].get("volumes").is_none() && app["spec"].get("hostNetwork").is_none());
+    let app_env = app["spec"]["containers"][0]["env"].as_array().unwrap();
+    assert!(app_env
+        .iter()
+        .any(|e| e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"));
+    // CoreDNS forwards the zone to the DNS Service, which reaches the agent of its node.
+    let svc = doc(&docs, "Service", "shoal-dns");
+    assert_eq!(svc["spec"]["internalTrafficPolicy"], "Local");
+    assert_eq!(svc["spec"]["selector"]["app"], "shoal");
+    for p in svc["spec"]["ports"].as_array().unwrap() {
+        assert_eq!(
+            (p["port"].as_u64(), p["targetPort"].as_u64()),
+            (Some(53), Some(8600))
+        );
+    }
+    let Some(stub) = yaml_docs("coredns-stub.yaml") else {
+        return;
+    };
+    let corefile = doc(&stub, "ConfigMap", "coredns-custom")["data"]["shoal.server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    assert!(corefile.starts_with("shoal:53 {"), "{corefile}");
+    assert!(corefile.contains(&format!("forward . {ip}")), "{corefile}");
+}

@@ -45,6 +45,8 @@ pub enum DataDirError {
     Contradiction,
     #[error("API token file {}: missing, unreadable or empty", path.display())]
     TokenFile { path: PathBuf },
+    #[error("key file {} (--encrypt-file): missing, unreadable or empty", path.display())]
+    KeyFile { path: PathBuf },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataDirError + 'a {
@@ -204,6 +206,18 @@ pub fn load_keyring(path: &Path) -> Result<Option<Keyring>, DataDirError> {
         .map_err(|e| DataDirError::Keyring {
             path: path.to_path_buf(),
             msg: e.to_string(),
+        })
+}
+
+/// The cluster key in `path` (`--encrypt-file`), as `--encrypt` takes it; surrounding
+/// whitespace ignored.
+pub fn read_key_file(path: &Path) -> Result<String, DataDirError> {
+    fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| DataDirError::KeyFile {
+            path: path.to_path_buf(),
         })
 }
 

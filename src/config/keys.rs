@@ -220,6 +220,14 @@ config_keys! {
             ],
             default_is: "none (the keyring file, or --insecure)",
         }
+        /// File holding the cluster key, as --encrypt takes it (a secret mounted as a file)
+        encrypt_file: PathBuf => PathBuf = parse::same {
+            env: "SHOAL_ENCRYPT_FILE" from_env::nonempty,
+            flag: "encrypt-file" encrypt_file: Option<PathBuf> = from_flag::opt [
+                value_name = "FILE"
+            ],
+            default_is: "none",
+        }
         /// Run without encryption (anyone who can send a datagram can speak for any node)
         insecure: bool => bool = parse::same {
             flag: "insecure" insecure: bool = from_flag::switch [],

@@ -132,6 +132,8 @@ pub struct TrustSettings {
     /// The `--encrypt` key (base64), if given.
     #[serde(skip)]
     pub encrypt: Option<String>,
+    /// A file holding the key (`--encrypt-file`), read at start; never with `encrypt`.
+    pub encrypt_file: Option<PathBuf>,
     pub insecure: bool,
     /// Where the keyring persists (`<data-dir>/keyring` unless set).
     pub keyring_file: PathBuf,
@@ -146,6 +148,7 @@ impl std::fmt::Debug for TrustSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustSettings")
             .field("encrypt", &self.encrypt.as_ref().map(|_| "<key>"))
+            .field("encrypt_file", &self.encrypt_file)
             .field("insecure", &self.insecure)
             .field("keyring_file", &self.keyring_file)
             .field("plaintext", &self.plaintext)

@@ -185,8 +185,15 @@ fn resolve_trust(t: trust::Values, data_dir: &Path) -> Result<TrustSettings, Con
             "a plaintext transition needs a key; drop --insecure and give --encrypt",
         ));
     }
+    if t.encrypt_file.is_some() && (t.encrypt.is_some() || insecure) {
+        return Err(invalid(
+            "trust.encrypt_file",
+            "give the key one way: encrypt_file, encrypt or (without a key) insecure",
+        ));
+    }
     Ok(TrustSettings {
         encrypt: t.encrypt,
+        encrypt_file: t.encrypt_file,
         insecure,
         keyring_file: t.keyring_file.unwrap_or_else(|| data_dir.join("keyring")),
         plaintext,
