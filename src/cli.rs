@@ -131,6 +131,10 @@ pub enum ClientCommand {
     Guard {
         #[arg(value_enum)]
         action: Option<GuardAction>,
+        /// With thaw: thaw every agent this one reaches, not only this one (sent sealed
+        /// under the cluster key; each agent takes one thaw per 10 s).
+        #[arg(long)]
+        all: bool,
     },
     /// The cluster keyring: list the key ids, or install, use (make primary) or remove a
     /// key on every agent (reports the agents that did not confirm).
@@ -400,12 +404,23 @@ async fn execute(
                 )?;
             }
         }
-        ClientCommand::Guard { action } => {
-            let r = match action {
-                None => client.guard().await?,
-                Some(GuardAction::Freeze) => client.guard_freeze().await?,
-                Some(GuardAction::Thaw) => client.guard_thaw().await?,
+        ClientCommand::Guard { action, all } => {
+            let r = match (action, all) {
+                (Some(GuardAction::Thaw), true) => client.guard_thaw_cluster().await?,
+                (_, true) => {
+                    writeln!(
+                        err,
+                        "shoal: --all goes with thaw only: shoal guard thaw --all"
+                    )?;
+                    return Ok(ExitCode::from(2));
+                }
+                (None, false) => client.guard().await?,
+                (Some(GuardAction::Freeze), false) => client.guard_freeze().await?,
+                (Some(GuardAction::Thaw), false) => client.guard_thaw().await?,
             };
+            if let (Some(told), false) = (r.told, json) {
+                writeln!(out, "thaw sent to {told} other agent(s)")?;
+            }
             if json {
                 json_out(out, &r)?;
             } else {

@@ -161,6 +161,11 @@ pub fn render(m: &MetricsInput) -> String {
             "Times this node refuted a suspicion of itself.",
             s.refutes,
         ),
+        (
+            "shoal_operator_thaws_ignored_total",
+            "Cluster-wide thaws not taken: within 10 s of the last one, or naming this node.",
+            s.operator_thaws_ignored,
+        ),
     ] {
         single(&mut out, name, "counter", help, v);
     }

@@ -44,6 +44,8 @@ mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]
+mod operator_tests;
+#[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
 mod trust_tests;

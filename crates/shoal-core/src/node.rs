@@ -127,6 +127,8 @@ pub struct Node {
     snapshot_due: bool,
     /// The served view's index when the last snapshot was handed out.
     snapshot_index: Option<u64>,
+    /// Cluster-wide thaws taken, at most one per `operator::THAW_MIN_INTERVAL`.
+    thaws: crate::operator::ThawBound,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -297,6 +299,7 @@ impl Node {
             next_heal: now,
             snapshot_due: false,
             snapshot_index: None,
+            thaws: Default::default(),
             cfg,
         })
     }
@@ -358,7 +361,11 @@ impl Node {
             },
             Kind::Keys => self.handle_keys(now, from, &body),
             Kind::Operator => match crate::operator::OperatorMsg::decode(&body) {
-                Ok(msg) => self.handle_operator(msg),
+                Ok(msg) => {
+                    // `open` accepted the envelope: its flags say whether it came sealed.
+                    let sealed = wire::parse(data, &self.cfg.cluster_label).is_ok_and(|e| e.sealed);
+                    self.handle_operator(now, msg, sealed)
+                }
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }

@@ -184,6 +184,10 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Authentic cluster-wide thaws not taken: within `operator::THAW_MIN_INTERVAL` of the
+    /// last one (a repeat or a replay under another session), or naming this node.
+    #[serde(default)]
+    pub operator_thaws_ignored: u64,
 }
 
 impl Stats {
