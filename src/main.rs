@@ -71,7 +71,28 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Every listener is bound and served: a `Type=notify` unit is started now.
+    shoal::agent::notify::notify_or_warn("READY=1");
+    // STOPPING=1 as soon as SIGTERM or SIGINT arrives (the agent then leaves and closes its
+    // listeners), or when the agent stops for another reason.
+    let stopping = tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            shoal::agent::notify::notify_or_warn("STOPPING=1");
+        }
+    });
     let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;
+    if !stopping.is_finished() {
+        stopping.abort();
+        shoal::agent::notify::notify_or_warn("STOPPING=1");
+    }
     if let Some(d) = dns {
         d.shutdown().await;
     }

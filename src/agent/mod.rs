@@ -6,12 +6,13 @@
 //! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
 //! hook and its queue,
 //! `checks` the services' health checks, `datadir` the data directory (mode,
-//! lock, temporary files) and the keyring file.
+//! lock, temporary files) and the keyring file, `notify` systemd's readiness notification.
 
 pub mod alert;
 pub mod checks;
 pub mod datadir;
 pub mod logging;
+pub mod notify;
 pub mod reload;
 pub mod runtime;
 pub mod seeds;
