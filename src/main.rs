@@ -67,7 +67,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     let dns = match cfg.dns {
         Some(addr) => {
-            Some(shoal::dns::spawn_reach(agent.shared(), addr, cfg.dns_ttl, reach).await?)
+            let opts = shoal::dns::DnsOptions {
+                ttl: cfg.dns_ttl,
+                reach,
+                zone: shoal::dns::answer::Zone::parse(&cfg.dns_domain)
+                    .map_err(anyhow::Error::msg)?,
+            };
+            Some(shoal::dns::spawn_with(agent.shared(), addr, opts).await?)
         }
         None => None,
     };

@@ -227,12 +227,19 @@ fn status_of(addr: &str, method: &str, path: &str, auth: Option<&str>) -> u16 {
         .unwrap_or(0)
 }
 
-/// One UDP DNS query for the SOA of `shoal.` (id 0x5a5a); the answer's rcode and answer count.
-fn dns_soa(server: std::net::SocketAddr) -> (u8, u16) {
+/// One UDP DNS query of `qtype` for `qname` (labels without the root); the answer's rcode
+/// and answer count.
+fn dns_query(server: std::net::SocketAddr, qname: &[&str], qtype: u16) -> (u8, u16) {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut q = vec![0x5a, 0x5a, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(b"\x05shoal\x00\x00\x06\x00\x01");
+    for l in qname {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
     sock.send_to(&q, server).unwrap();
     let mut buf = [0u8; 1500];
     let (n, _) = sock.recv_from(&mut buf).expect("a DNS answer within 5 s");
@@ -242,6 +249,10 @@ fn dns_soa(server: std::net::SocketAddr) -> (u8, u16) {
     );
     (buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]]))
 }
+
+const SOA: u16 = 6;
+const A: u16 = 1;
+const REFUSED: u8 = 5;
 
 /// The DaemonSet as written: on the host network, the listeners on the node's IP (the
 /// downward API), the key and token from a Secret mounted as files, probes on the API, a
@@ -410,8 +421,8 @@ fn the_daemonset_works_as_written() {
     assert_eq!(http("PUT", "7947/v1/tags", None), 401);
     assert_eq!(http("PUT", "7947/v1/tags", Some("tok-123")), 200);
     assert_eq!(http("GET", "8500/v1/catalog/services", None), 200);
-    let (rcode, answers) = dns_soa(format!("{node_ip}:8600").parse().unwrap());
-    assert_eq!((rcode, answers), (0, 1), "the SOA of shoal.");
+    let dns: std::net::SocketAddr = format!("{node_ip}:8600").parse().unwrap();
+    assert_eq!(dns_query(dns, &["shoal"], SOA), (0, 1), "the SOA of shoal.");
     assert!(
         data.join("keyring").exists(),
         "the key file seeded the keyring"
@@ -551,4 +562,30 @@ fn the_systemd_unit_is_hardened() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no overall exposure in: {text}"));
     assert!(score <= 2.0, "exposure {score} (8.5 before the hardening)");
+}
+
+/// `dns_domain = "consul."`: the agent answers the zone Consul users' resolvers already
+/// forward (`NODE.node.consul`, the SOA of `consul.`), and refuses `shoal.`.
+#[test]
+fn the_dns_zone_is_configurable() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let dns: std::net::SocketAddr = "127.0.0.202:8600".parse().unwrap();
+    let mut a = agent(
+        &data,
+        &[
+            "--insecure",
+            "--dns",
+            "127.0.0.202:8600",
+            "--dns-domain",
+            "consul",
+        ],
+    );
+    wait_for_api(
+        &format!("unix:{}", data.join("shoal.sock").display()),
+        &mut a,
+    );
+    assert_eq!(dns_query(dns, &["consul"], SOA), (0, 1));
+    assert_eq!(dns_query(dns, &["pkg", "node", "consul"], A), (0, 1));
+    assert_eq!(dns_query(dns, &["pkg", "node", "shoal"], A).0, REFUSED);
 }

@@ -168,6 +168,12 @@ config_keys! {
             range: (Duration::ZERO, Duration::from_secs(u32::MAX as u64 >> 1)),
             default: "0s",
         }
+        /// DNS zone answered (Consul's `domain`: `consul.` lets resolvers that forward `consul.` ask shoal)
+        dns_domain: String => String = parse::dns_domain {
+            env: "SHOAL_DNS_DOMAIN" from_env::text,
+            flag: "dns-domain" dns_domain: Option<String> = from_flag::opt [value_name = "ZONE"],
+            default: "shoal.",
+        }
         /// Command run with the details when the guard changes state
         alert_hook: String => String = parse::same {
             env: "SHOAL_ALERT_HOOK" from_env::text,

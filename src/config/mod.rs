@@ -96,6 +96,8 @@ pub struct Config {
     pub listen_remote: bool,
     /// TTL of DNS answers (default 0: clients ask again each time).
     pub dns_ttl: Duration,
+    /// The DNS zone answered, with its final dot (default `shoal.`).
+    pub dns_domain: String,
     pub profile: Profile,
     pub cluster_label: String,
     /// A `tracing` filter directive (`info`, `debug`, `shoal=debug,warn`).

@@ -54,6 +54,11 @@ pub fn listen_addr(a: &str) -> Parsed<SocketAddr> {
     socket_addr(a.strip_prefix("http://").unwrap_or(a))
 }
 
+/// A DNS zone (`consul`, `consul.`, `sd.example.com.`), as its name with the final dot.
+pub fn dns_domain(v: &str) -> Parsed<String> {
+    crate::dns::answer::Zone::parse(v).map(|z| z.fqdn().to_string())
+}
+
 pub fn seeds(v: &[String]) -> Parsed<Vec<String>> {
     v.iter().try_for_each(|s| check_seed(s))?;
     Ok(v.to_vec())

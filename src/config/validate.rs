@@ -99,6 +99,9 @@ pub(super) fn resolve(
         dns: v.dns,
         listen_remote,
         dns_ttl: v.dns_ttl.unwrap_or(Duration::ZERO),
+        dns_domain: v
+            .dns_domain
+            .unwrap_or_else(|| crate::dns::answer::ZONE.to_string()),
         profile,
         cluster_label: v.cluster_label.unwrap_or_default(),
         log_level: v.log_level.unwrap_or_else(|| "info".to_string()),
