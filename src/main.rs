@@ -140,7 +140,7 @@ fn dev_api_hook() -> DevHook {
 
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
+    let matches = shoal::cli::hide_client_flags(Cli::command()).get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
