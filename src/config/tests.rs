@@ -295,6 +295,31 @@ fn listeners_for_other_hosts_only_when_asked_and_the_api_only_with_a_token() {
 }
 
 #[test]
+fn the_key_from_a_file_one_way_only() {
+    let c = load(
+        &args(&["--encrypt-file", "/run/secrets/shoal/encrypt"]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.trust.encrypt_file,
+        Some(PathBuf::from("/run/secrets/shoal/encrypt"))
+    );
+    let c = load(&args(&[]), &[("SHOAL_ENCRYPT_FILE", "/k")]).unwrap();
+    assert_eq!(c.trust.encrypt_file, Some(PathBuf::from("/k")));
+    for extra in [&["--encrypt", "x"][..], &["--insecure"][..]] {
+        let mut v = vec!["--encrypt-file", "/k"];
+        v.extend_from_slice(extra);
+        if extra[0] == "--encrypt" {
+            // A real key, so that only the rule between the keys can refuse it.
+            v[3] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        }
+        let e = load(&args(&v), &[]).unwrap_err();
+        assert_eq!(field(e), "trust.encrypt_file", "{v:?}");
+    }
+}
+
+#[test]
 fn the_contract_flags_parse() {
     let c = load(
         &args(&[
