@@ -52,6 +52,10 @@ pub struct StatsView {
     /// Encryption: on or not (`--insecure`), the plaintext policy, sealed/opened counts.
     #[serde(default)]
     pub trust: crate::api::keys::TrustView,
+    /// Members in the cluster (alive, suspect or held) by the protocol range their record
+    /// announces ("1" for v0.1.0, "1..2", ...; docs/upgrades.md): how far a rolling upgrade is.
+    #[serde(default)]
+    pub protocols: BTreeMap<String, usize>,
 }
 
 /// `GET /v1/self`: `{"index", "guard", "member", "stats"}`.

@@ -8,6 +8,8 @@
 pub mod baseline;
 pub mod due;
 pub mod duration;
+pub mod ext;
+pub mod fields;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;
@@ -35,6 +37,8 @@ pub mod trust;
 pub mod truth;
 pub mod wire;
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]

@@ -184,6 +184,10 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Messages and broadcast items of a kind a later release added (docs/upgrades.md):
+    /// ignored, not a fault, so not a drop.
+    #[serde(default)]
+    pub unknown_kinds: u64,
     /// Authentic cluster-wide thaws not taken: within `operator::THAW_MIN_INTERVAL` of the
     /// last one (a repeat or a replay under another session), or naming this node.
     #[serde(default)]

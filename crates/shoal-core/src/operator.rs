@@ -8,9 +8,15 @@
 //! not get it). On receipt, a force-leave releases the named member only if SWIM there also
 //! says it is down or left (a live member is never removed by it); a thaw is taken only
 //! sealed when the node has a keyring (plaintext during a move to encryption is refused) and
-//! at most once per `THAW_MIN_INTERVAL`. An agent older than the thaw fails to decode it and
-//! counts it as a decode drop. It must not touch sockets or clocks.
+//! at most once per `THAW_MIN_INTERVAL`. It must not touch sockets or clocks.
+//!
+//! Encoding: v0.1.0's postcard layout, then extension fields (`core::ext`); a command of a
+//! later release decodes to `None` (ignored and counted). v0.1.0 refuses any byte after the
+//! command, so no release may add a field here before v0.1.0 is out of support. The thaw is
+//! kind 1: v0.1.0 fails to decode it (a decode drop, counted), an agent of the release
+//! between (kinds known: 1) ignores and counts it as a later kind.
 
+use crate::ext::{decode_kind, Decoded, Kinds};
 use crate::identity::validate_name;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -48,23 +54,28 @@ impl ThawBound {
     }
 }
 
+impl Kinds for OperatorMsg {
+    /// `ForceLeave`, `Thaw`; a new command is added at the end and counted here.
+    const KNOWN: u32 = 2;
+}
+
 impl OperatorMsg {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Decodes and validates (names as every name: `validate_name`).
-    pub fn decode(body: &[u8]) -> Result<OperatorMsg, String> {
-        let (msg, rest): (OperatorMsg, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
-        if !rest.is_empty() {
-            return Err("trailing bytes".into());
-        }
+    /// Decodes and validates (names as every name: `validate_name`); `None`: a command of a
+    /// later release.
+    pub fn decode(body: &[u8]) -> Result<Option<OperatorMsg>, String> {
+        let msg = match decode_kind::<OperatorMsg>(body).map_err(|e| e.to_string())? {
+            Decoded::Known(msg, _ext) => msg,
+            Decoded::Unknown(_) => return Ok(None),
+        };
         match &msg {
             OperatorMsg::ForceLeave { name } => validate_name(name)?,
             OperatorMsg::Thaw { from } => validate_name(from)?,
         }
-        Ok(msg)
+        Ok(Some(msg))
     }
 }
 
@@ -77,41 +88,54 @@ mod tests {
         let m = OperatorMsg::ForceLeave {
             name: "web-1".into(),
         };
-        assert_eq!(OperatorMsg::decode(&m.encode()), Ok(m.clone()));
+        assert_eq!(OperatorMsg::decode(&m.encode()), Ok(Some(m.clone())));
+        // Bytes after the command must be extension fields.
         let mut long = m.encode();
-        long.push(0);
+        long.push(1);
         assert!(OperatorMsg::decode(&long).is_err());
+        long.push(0);
+        assert_eq!(OperatorMsg::decode(&long), Ok(Some(m.clone())));
+        // A command of a later release is ignored, not an error.
+        assert_eq!(OperatorMsg::decode(&[2, 3, b'a', b'b', b'c']), Ok(None));
         let bad = OperatorMsg::ForceLeave {
             name: "no spaces".into(),
         }
         .encode();
         assert!(OperatorMsg::decode(&bad).is_err());
-        assert!(OperatorMsg::decode(&[7, 1, 2]).is_err());
+        assert!(OperatorMsg::decode(&[0, 9, 2]).is_err());
         assert!(OperatorMsg::decode(&[]).is_err());
         let thaw = OperatorMsg::Thaw {
             from: "ops-1".into(),
         };
-        assert_eq!(OperatorMsg::decode(&thaw.encode()), Ok(thaw));
+        assert_eq!(OperatorMsg::decode(&thaw.encode()), Ok(Some(thaw)));
         let bad = OperatorMsg::Thaw {
             from: "bad name".into(),
         };
         assert!(OperatorMsg::decode(&bad.encode()).is_err());
     }
 
-    /// What an agent that knows only force-leave (v0.1.0's `OperatorMsg`) makes of a thaw:
-    /// a decode error, which the node counts as a dropped datagram (no panic).
+    /// What agents without the thaw make of it: v0.1.0 (strict postcard, force-leave only)
+    /// fails to decode it, counted as a decode drop; the release before this one (kinds
+    /// known: 1) sees a later kind, ignored and counted. Neither panics.
     #[test]
-    fn an_older_agent_fails_to_decode_a_thaw_cleanly() {
+    fn agents_without_the_thaw_drop_it_cleanly() {
         #[derive(Debug, Deserialize)]
         enum Older {
             #[allow(dead_code)]
             ForceLeave { name: String },
+        }
+        impl Kinds for Older {
+            const KNOWN: u32 = 1;
         }
         let thaw = OperatorMsg::Thaw {
             from: "ops-1".into(),
         }
         .encode();
         assert!(postcard::from_bytes::<Older>(&thaw).is_err());
+        assert!(matches!(
+            decode_kind::<Older>(&thaw),
+            Ok(Decoded::Unknown(1))
+        ));
     }
 
     #[test]
