@@ -55,10 +55,20 @@ touch "$root/var/lib/dpkg/status"
 dpkg --root="$root" --force-depends --force-script-chrootless --unpack "$deb" >/dev/null
 dpkg --root="$root" -L shoal | grep -q "/usr/bin/shoal" || fail "dpkg does not list /usr/bin/shoal"
 unit=$(find "$root" -name shoal.service | head -1)
-for want in "Restart=on-failure" "User=shoal" "ExecStart=/usr/bin/shoal agent --config /etc/shoal/shoal.toml" "ExecReload=" "StateDirectory=shoal"; do
+for want in "Restart=on-failure" "User=shoal" "ExecStart=/usr/bin/shoal agent --config /etc/shoal/shoal.toml" "ExecReload=" "StateDirectory=shoal" "Type=notify" "CapabilityBoundingSet=" "SystemCallFilter=@system-service"; do
     grep -q "^$want" "$unit" || fail "the unit lacks $want"
 done
 "$root/usr/bin/shoal" --version
+# The packaged unit's exposure (8.5 before the hardening), where systemd-analyze can rate a
+# unit file offline (systemd 252 and later).
+if command -v systemd-analyze >/dev/null 2>&1 \
+    && score=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | sed -n 's/.*shoal.service: \([0-9.]*\).*/\1/p') \
+    && [ -n "$score" ]; then
+    echo "systemd-analyze security: exposure $score"
+    awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "the unit's exposure is $score (want at most 2.0)"
+else
+    echo "check-deb: systemd-analyze security --offline not available: exposure not rated"
+fi
 
 # The packaged binary runs an agent from the packaged config (loopback and a temporary data
 # directory instead of the host's), and its API answers.

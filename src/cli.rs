@@ -51,6 +51,59 @@ pub struct ClientArgs {
     pub format: Format,
 }
 
+/// `shoal agent --help` with the environment variable of each flag (`[env: SHOAL_NAME]`),
+/// and the variables without a flag after the options, all from the key table
+/// (`config::keys`). The table reads the environment itself (comma lists, an empty cluster
+/// label kept), so the flags do not use clap's `env` (which would read the variables a
+/// second time, by other rules): only `--encrypt` does, to hide its value.
+fn agent_env_help(mut cmd: clap::Command) -> clap::Command {
+    let mut env_only = Vec::new();
+    for key in crate::config::keys::all() {
+        let Some(env) = key.env else { continue };
+        let flag = key.flag.and_then(|long| {
+            cmd.get_arguments()
+                .find(|a| a.get_long() == Some(long.trim_start_matches("--")))
+                .map(|a| (a.get_id().clone(), a.get_env().is_some()))
+        });
+        match flag {
+            // clap shows its own `[env: ...]`.
+            Some((_, true)) => {}
+            Some((id, false)) => {
+                let help = format!("{} [env: {env}]", key.doc.trim());
+                cmd = cmd.mut_arg(id, |a| a.help(help));
+            }
+            None => env_only.push(format!("  {env:<22} {} ({})", key.doc.trim(), key.path)),
+        }
+    }
+    let mut after = String::from(
+        "Precedence: defaults < the config file (--config) < environment variables < flags.",
+    );
+    if !env_only.is_empty() {
+        after.push_str("\n\nEnvironment variables without a flag:\n");
+        after.push_str(&env_only.join("\n"));
+    }
+    cmd.after_help(after)
+}
+
+/// The `shoal` command with the client's global flags (`--api`, `--format`) left out of the
+/// help of the verbs that do not take them: `agent` (its own `--api` is the socket it
+/// serves; no `--format`), `dev` and `keygen`. Each gets a hidden flag of the same name and
+/// type, which keeps the global one from reaching it (clap propagates a global flag only to
+/// subcommands without one of that name): given there, it is accepted and ignored, as before.
+pub fn hide_client_flags(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_subcommand("agent", agent_env_help);
+    let api = || clap::Arg::new("api").long("api").hide(true);
+    let format = || {
+        clap::Arg::new("format")
+            .long("format")
+            .value_parser(clap::builder::EnumValueParser::<Format>::new())
+            .hide(true)
+    };
+    cmd.mut_subcommand("agent", |c| c.arg(format()))
+        .mut_subcommand("dev", |c| c.arg(api()).arg(format()))
+        .mut_subcommand("keygen", |c| c.arg(api()).arg(format()))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GuardAction {
     /// Freeze the served view now (operator override, logged by the agent).
@@ -136,6 +189,10 @@ pub enum ClientCommand {
     Guard {
         #[arg(value_enum)]
         action: Option<GuardAction>,
+        /// With thaw: thaw every agent this one reaches, not only this one (sent sealed
+        /// under the cluster key; each agent takes one thaw per 10 s).
+        #[arg(long)]
+        all: bool,
     },
     /// The cluster keyring: list the key ids, or install, use (make primary) or remove a
     /// key on every agent (reports the agents that did not confirm).
@@ -407,12 +464,23 @@ async fn execute(
                 )?;
             }
         }
-        ClientCommand::Guard { action } => {
-            let r = match action {
-                None => client.guard().await?,
-                Some(GuardAction::Freeze) => client.guard_freeze().await?,
-                Some(GuardAction::Thaw) => client.guard_thaw().await?,
+        ClientCommand::Guard { action, all } => {
+            let r = match (action, all) {
+                (Some(GuardAction::Thaw), true) => client.guard_thaw_cluster().await?,
+                (_, true) => {
+                    writeln!(
+                        err,
+                        "shoal: --all goes with thaw only: shoal guard thaw --all"
+                    )?;
+                    return Ok(ExitCode::from(2));
+                }
+                (None, false) => client.guard().await?,
+                (Some(GuardAction::Freeze), false) => client.guard_freeze().await?,
+                (Some(GuardAction::Thaw), false) => client.guard_thaw().await?,
             };
+            if let (Some(told), false) = (r.told, json) {
+                writeln!(out, "thaw sent to {told} other agent(s)")?;
+            }
             if json {
                 json_out(out, &r)?;
             } else {

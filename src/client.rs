@@ -567,6 +567,17 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/guard/thaw?cluster=true`: thaw here and on every agent this one reaches.
+    pub async fn guard_thaw_cluster(&self) -> Result<GuardResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/v1/guard/thaw?cluster=true",
+            None::<&()>,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
     /// `GET /metrics` (Prometheus text).
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let ans = self.raw(Method::GET, "/metrics", None).await?;

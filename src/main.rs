@@ -46,11 +46,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&args)?;
     let log = init_logging(&cfg.log_level, cfg.log_format)?;
     let agent = Agent::start(&cfg).await?;
+    let reach = api::limits::Reach::from_listen_remote(cfg.listen_remote);
     let api = api::spawn(
         agent.shared(),
         ApiOptions {
             unix: Some(cfg.api.clone()),
             http: cfg.api_http,
+            reach,
             limits: cfg.api_server.limits,
             socket: cfg.api_server.socket.clone(),
         },
@@ -58,16 +60,45 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!(api = %cfg.api.display(), http = ?cfg.api_http, "local API listening");
     let consul = match cfg.consul_api {
-        Some(addr) => {
-            Some(api::consul::spawn_with(agent.shared(), addr, cfg.api_server.limits).await?)
-        }
+        Some(addr) => Some(
+            api::consul::spawn_reach(agent.shared(), addr, cfg.api_server.limits, reach).await?,
+        ),
         None => None,
     };
     let dns = match cfg.dns {
-        Some(addr) => Some(shoal::dns::spawn(agent.shared(), addr, cfg.dns_ttl).await?),
+        Some(addr) => {
+            let opts = shoal::dns::DnsOptions {
+                ttl: cfg.dns_ttl,
+                reach,
+                zone: shoal::dns::answer::Zone::parse(&cfg.dns_domain)
+                    .map_err(anyhow::Error::msg)?,
+            };
+            Some(shoal::dns::spawn_with(agent.shared(), addr, opts).await?)
+        }
         None => None,
     };
+    // Every listener is bound and served: a `Type=notify` unit is started now.
+    shoal::agent::notify::notify_or_warn("READY=1");
+    // STOPPING=1 as soon as SIGTERM or SIGINT arrives (the agent then leaves and closes its
+    // listeners), or when the agent stops for another reason.
+    let stopping = tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            shoal::agent::notify::notify_or_warn("STOPPING=1");
+        }
+    });
     let res = run_until_signal(agent, &args, Some(&log), LEAVE_TIMEOUT).await;
+    if !stopping.is_finished() {
+        stopping.abort();
+        shoal::agent::notify::notify_or_warn("STOPPING=1");
+    }
     if let Some(d) = dns {
         d.shutdown().await;
     }
@@ -109,7 +140,7 @@ fn dev_api_hook() -> DevHook {
 
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
+    let matches = shoal::cli::hide_client_flags(Cli::command()).get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

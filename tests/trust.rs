@@ -344,6 +344,116 @@ async fn api_commands_need_the_token_when_one_is_set() {
     a.stop().await;
 }
 
+/// One HTTP/1.1 request over TCP (connection closed after it): the status code and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"set":{"a":"b"}}"#;
+    let auth = auth
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {out:?}"));
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// `listen_remote`: the local API for other hosts is refused without a token; with one, reads
+/// (`/metrics` for a central Prometheus, members) are open and every command needs the token.
+/// The listener is on 127.0.0.2 (tests stay on loopback): `Reach::Remote` is what is under
+/// test, and it applies whatever the address.
+#[tokio::test]
+async fn an_api_for_other_hosts_opens_reads_and_needs_the_token_for_commands() {
+    use shoal::api::limits::Reach;
+    let dir = tempfile::tempdir().unwrap();
+    let remote = |http: &str| ApiOptions {
+        unix: None,
+        http: Some(http.parse().unwrap()),
+        reach: Reach::Remote,
+        ..Default::default()
+    };
+    // No token: refused, nothing bound.
+    let cfg = config("n0", None, dir.path(), Some(process_key()));
+    let a = Agent::start(&cfg).await.unwrap();
+    match api::spawn(a.shared(), remote("127.0.0.2:0")).await {
+        Err(api::ApiError::RemoteWithoutToken(addr)) => {
+            assert_eq!(addr.ip().to_string(), "127.0.0.2")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("the API was served to other hosts without a token"),
+    }
+    // Without listen_remote, a non-loopback address is refused even with a token.
+    let local = ApiOptions {
+        reach: Reach::Local,
+        ..remote("0.0.0.0:0")
+    };
+    assert!(matches!(
+        api::spawn(a.shared(), local).await,
+        Err(api::ApiError::NotLoopback(_))
+    ));
+    a.stop().await;
+
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let mut cfg = config("n1", None, dir.path(), Some(process_key()));
+    cfg.trust.api_token_file = Some(token_file);
+    let a = Agent::start(&cfg).await.unwrap();
+    let h = api::spawn(a.shared(), remote("127.0.0.2:0")).await.unwrap();
+    let addr = h.http_addr().unwrap();
+    let (code, body) = http(addr, "GET", "/metrics", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("shoal_"), "{body}");
+    assert_eq!(http(addr, "GET", "/v1/members", None).await.0, 200);
+    for auth in [None, Some("wrong")] {
+        let (code, body) = http(addr, "PUT", "/v1/tags", auth).await;
+        assert_eq!(code, 401, "{body}");
+        assert_eq!(http(addr, "POST", "/v1/guard/thaw", auth).await.0, 401);
+    }
+    assert!(!a.shared().lock().own_meta().tags.contains_key("a"));
+    assert_eq!(http(addr, "PUT", "/v1/tags", Some("s3cret")).await.0, 200);
+    assert_eq!(
+        a.shared()
+            .lock()
+            .own_meta()
+            .tags
+            .get("a")
+            .map(String::as_str),
+        Some("b")
+    );
+    // The Consul-compatible API (reads only) for other hosts needs no token.
+    let c = api::consul::spawn_reach(
+        a.shared(),
+        "127.0.0.2:0".parse().unwrap(),
+        Default::default(),
+        Reach::Remote,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        http(c.local_addr(), "GET", "/v1/catalog/services", None)
+            .await
+            .0,
+        200
+    );
+    c.shutdown().await;
+    h.shutdown().await;
+    a.stop().await;
+}
+
 /// An agent down during `keys install` and `keys use` comes back with only the old key, gets
 /// in (the others still accept the old key), is sent the new ring and ends with the new
 /// primary; one down during `keys remove` comes back with the old ring and is brought up to

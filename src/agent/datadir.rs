@@ -1,7 +1,9 @@
 //! The data directory and the keyring file in it.
 //!
-//! Owns preparing the directory at start (created or tightened to mode 0700, temporary files
-//! of an interrupted save removed, an exclusive lock so two agents cannot share it) and the
+//! Owns preparing the directory at start (created or tightened to mode 0700, or 0710 given to
+//! the API socket's group when the socket lives in it, so that `socket_group` works with the
+//! default socket path while every file in it stays 0600; temporary files of an interrupted
+//! save removed, an exclusive lock so two agents cannot share it) and the
 //! keyring file (mode 0600, written atomically, read at start). Plain blocking functions.
 //! Must not decide which key is primary (the core's keyring does) nor hold any key in a log.
 
@@ -43,6 +45,8 @@ pub enum DataDirError {
     Contradiction,
     #[error("API token file {}: missing, unreadable or empty", path.display())]
     TokenFile { path: PathBuf },
+    #[error("key file {} (--encrypt-file): missing, unreadable or empty", path.display())]
+    KeyFile { path: PathBuf },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataDirError + 'a {
@@ -90,13 +94,28 @@ pub struct DirLock {
 /// Creates the data directory (0700), locks it and removes temporary files of an interrupted
 /// save.
 pub fn prepare(dir: &Path) -> Result<DirLock, DataDirError> {
+    prepare_for_group(dir, None)
+}
+
+/// As [`prepare`]; with `socket_group` (the gid of `api_server.socket_group`, when the API
+/// socket is in this directory) the directory is 0710 and owned by that group: its members
+/// may reach the socket by its name, and neither list the directory nor open anything else
+/// (the keyring, snapshot and lock files are 0600).
+pub fn prepare_for_group(dir: &Path, socket_group: Option<u32>) -> Result<DirLock, DataDirError> {
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let meta = fs::metadata(dir).map_err(io_err("stat", dir))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_err("restrict the mode of", dir))?;
-        info!(path = %dir.display(), was = format!("{mode:o}"), "data directory restricted to 0700");
+    let want = if socket_group.is_some() { 0o710 } else { 0o700 };
+    if let Some(gid) = socket_group {
+        if std::os::unix::fs::MetadataExt::gid(&meta) != gid {
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .map_err(io_err("give the socket group to", dir))?;
+        }
+    }
+    if mode != want && (mode & !want != 0 || socket_group.is_some()) {
+        fs::set_permissions(dir, fs::Permissions::from_mode(want))
+            .map_err(io_err("set the mode of", dir))?;
+        info!(path = %dir.display(), was = format!("{mode:o}"), now = format!("{want:o}"), "data directory mode set");
     }
     let lock_path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -190,6 +209,18 @@ pub fn load_keyring(path: &Path) -> Result<Option<Keyring>, DataDirError> {
         })
 }
 
+/// The cluster key in `path` (`--encrypt-file`), as `--encrypt` takes it; surrounding
+/// whitespace ignored.
+pub fn read_key_file(path: &Path) -> Result<String, DataDirError> {
+    fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| DataDirError::KeyFile {
+            path: path.to_path_buf(),
+        })
+}
+
 /// The keyring an agent starts with: the keyring file if there is one (an `--encrypt` key it
 /// lacks is added to it as accepted), else a new ring of the `--encrypt` key (persisted),
 /// else `None` when `insecure`; with neither, an error that says what to do.
@@ -259,6 +290,28 @@ mod tests {
         assert!(matches!(prepare(&dir), Err(DataDirError::Locked { .. })));
         drop(lock);
         assert!(prepare(&dir).is_ok());
+    }
+
+    /// With the socket's group, the directory lets that group reach the socket (search, no
+    /// listing) and nothing else; without, it goes back to 0700.
+    #[test]
+    fn directory_searchable_by_the_socket_group() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        // A group this process may give: its own.
+        let gid = fs::metadata(root.path()).unwrap().gid();
+        let lock = prepare_for_group(&dir, Some(gid)).unwrap();
+        let m = fs::metadata(&dir).unwrap();
+        assert_eq!((m.permissions().mode() & 0o777, m.gid()), (0o710, gid));
+        drop(lock);
+        let _lock = prepare(&dir).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! hook and its queue,
 //! `checks` the services' health checks, `datadir` the data directory (mode,
 //! lock, temporary files) and the keyring file, `registrations` what apps registered through
-//! the API, persisted across restarts.
+//! the API, persisted across restarts, `notify` systemd's readiness notification.
 
 pub mod alert;
 pub mod checks;
 pub mod datadir;
 pub mod logging;
+pub mod notify;
 pub mod registrations;
 pub mod reload;
 pub mod runtime;

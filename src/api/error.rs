@@ -34,8 +34,10 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the HTTP API address {0} is not a loopback address: the API has no authentication, so it only listens on 127.0.0.0/8 or ::1")]
+    #[error("the HTTP API address {0} is not a loopback address: the API listens on 127.0.0.0/8 or ::1 unless the operator sets listen_remote = true (--listen-remote) with an API token (--api-token-file)")]
     NotLoopback(std::net::SocketAddr),
+    #[error("the HTTP API would listen on {0} for other hosts (listen_remote) without an API token: anyone reaching it could run commands; give --api-token-file (trust.api_token_file)")]
+    RemoteWithoutToken(std::net::SocketAddr),
     #[error("no API endpoint configured: give a Unix socket path, a loopback address, or both")]
     NothingToServe,
     #[error("API bounds: {0}")]

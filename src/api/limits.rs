@@ -1,6 +1,7 @@
 //! Bounds of the HTTP listeners (the local API and the Consul-compatible API): how many
 //! connections and watch streams may be open at once, how long a connection may sit idle or
-//! take to send a request head, and who may open the Unix socket (its mode and group).
+//! take to send a request head, who may open the Unix socket (its mode and group), and who a
+//! TCP listener is for (`Reach`: this host only, or the network with `listen_remote`).
 //!
 //! Owns these settings with their defaults and validation, and the counters `/metrics` shows.
 //! Must not serve anything itself (`api::serve` applies the connection bounds and timeouts,
@@ -72,6 +73,49 @@ impl ApiLimits {
             }
         }
         Ok(())
+    }
+}
+
+/// Who a TCP listener (the local API, the Consul-compatible API, DNS) is for.
+///
+/// `Local` (the default) binds loopback addresses only. `Remote` is the operator's explicit
+/// `listen_remote = true`: any address, read-only routes open to whoever reaches it, and
+/// the local API's commands behind the API token (an agent refuses to serve its API to the
+/// network without one: `api::spawn`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    #[default]
+    Local,
+    Remote,
+}
+
+impl Reach {
+    /// From the `listen_remote` setting.
+    pub fn from_listen_remote(remote: bool) -> Reach {
+        if remote {
+            Reach::Remote
+        } else {
+            Reach::Local
+        }
+    }
+
+    /// Whether a listener on `addr` is allowed: any address when `Remote`, loopback only
+    /// when `Local`.
+    pub fn allows(self, addr: std::net::SocketAddr) -> bool {
+        self == Reach::Remote || addr.ip().is_loopback()
+    }
+
+    /// Logs, once at start, that `what` on `addr` answers other hosts.
+    pub fn warn_if_remote(self, what: &str, addr: std::net::SocketAddr) {
+        if self == Reach::Remote {
+            tracing::warn!(
+                %addr,
+                "{what} is reachable from the network (listen_remote): whoever can reach {addr} \
+                 reads the cluster's members, addresses, tags and services; firewall it to the \
+                 hosts that need it"
+            );
+        }
     }
 }
 

@@ -167,6 +167,11 @@ pub fn render(m: &MetricsInput) -> String {
             "Messages and broadcast items of a kind a later release added, ignored.",
             s.unknown_kinds,
         ),
+        (
+            "shoal_operator_thaws_ignored_total",
+            "Cluster-wide thaws not taken: within 10 s of the last one, or naming this node.",
+            s.operator_thaws_ignored,
+        ),
     ] {
         single(&mut out, name, "counter", help, v);
     }

@@ -1,7 +1,8 @@
 //! The local API: HTTP/1.1 + JSON for local apps and the CLI, on a Unix socket (mode 0600)
-//! and optionally on a loopback TCP address.
+//! and optionally on a TCP address (loopback unless the operator sets `listen_remote`).
 //!
-//! Owns binding (stale-socket cleanup, permissions, the loopback-only rule), the serving
+//! Owns binding (stale-socket cleanup, permissions, the loopback rule and the token a
+//! listener for other hosts needs), the serving
 //! tasks and their shutdown. Routes live in `routes` (the keyring's in `keys`), shapes in `types`, errors in `error`,
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
@@ -41,8 +42,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct ApiOptions {
     /// Unix socket path (created with mode 0600 unless `socket` says otherwise).
     pub unix: Option<PathBuf>,
-    /// Loopback TCP address (port 0 picks a free port: see `ApiHandle::http_addr`).
+    /// TCP address (port 0 picks a free port: see `ApiHandle::http_addr`); loopback unless
+    /// `reach` is `Remote`.
     pub http: Option<SocketAddr>,
+    /// Who the TCP listener is for: `Remote` (`listen_remote`) allows any address and needs
+    /// the API token (`AgentShared::api_token`) set before `spawn`.
+    pub reach: limits::Reach,
     /// Connections, watch streams and timeouts (`api_max_connections`, ...).
     pub limits: limits::ApiLimits,
     /// Mode and group of the Unix socket (`api_socket_mode`, `api_socket_group`).
@@ -127,8 +132,13 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     // Check and bind everything before serving anything, so that a failure leaves nothing.
     let tcp = match opts.http {
         Some(addr) => {
-            if !addr.ip().is_loopback() {
+            if !opts.reach.allows(addr) {
                 return Err(ApiError::NotLoopback(addr));
+            }
+            // Commands over the network only with the token: refuse rather than serve them
+            // to anyone.
+            if opts.reach == limits::Reach::Remote && shared.api_token.get().is_none() {
+                return Err(ApiError::RemoteWithoutToken(addr));
             }
             let l = TcpListener::bind(addr)
                 .await
@@ -174,7 +184,9 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
             shared,
             rx.clone(),
         )));
-        tracing::info!(addr = %local, "API listening on loopback TCP");
+        tracing::info!(addr = %local, "API listening on TCP");
+        opts.reach
+            .warn_if_remote("the local API (commands need the API token)", local);
         handle_http = Some(local);
     }
     Ok(ApiHandle {

@@ -105,6 +105,9 @@ pub struct ServiceResponse {
 pub struct GuardResponse {
     pub index: u64,
     pub guard: GuardReport,
+    /// `POST /v1/guard/thaw?cluster=true`: how many other agents were told to thaw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told: Option<usize>,
 }
 
 /// `PUT /v1/tags` body: `{"set": {k: v}, "delete": [k]}` (both optional).

@@ -73,16 +73,16 @@ config_keys! {
             flag: "api" api: Option<String> = from_flag::opt [value_name = "unix:PATH"],
             default_is: "unix:<data_dir>/shoal.sock",
         }
-        /// Also serve the local API on this loopback TCP address
-        api_http: String => SocketAddr = parse::loopback {
+        /// Also serve the local API on this TCP address (loopback unless listen_remote)
+        api_http: String => SocketAddr = parse::listen_addr {
             env: "SHOAL_API_HTTP" from_env::text,
             flag: "api-http" api_http: Option<String> = from_flag::opt [
                 value_name = "127.0.0.1:PORT"
             ],
             default_is: "off",
         }
-        /// Serve a Consul-compatible read API on this loopback TCP address [alone: 127.0.0.1:8500]
-        consul_api: String => SocketAddr = parse::loopback {
+        /// Serve a Consul-compatible read API on this TCP address (loopback unless listen_remote) [alone: 127.0.0.1:8500]
+        consul_api: String => SocketAddr = parse::listen_addr {
             env: "SHOAL_CONSUL_API" from_env::text,
             flag: "consul-api" consul_api: Option<String> = from_flag::opt [
                 value_name = "127.0.0.1:PORT",
@@ -91,8 +91,8 @@ config_keys! {
             ],
             default_is: "off",
         }
-        /// Serve DNS (zone `shoal.`, UDP and TCP) on this loopback address [alone: 127.0.0.1:8600]
-        dns: String => SocketAddr = parse::loopback {
+        /// Serve DNS (zone `shoal.`, UDP and TCP) on this address (loopback unless listen_remote) [alone: 127.0.0.1:8600]
+        dns: String => SocketAddr = parse::listen_addr {
             env: "SHOAL_DNS" from_env::text,
             flag: "dns" dns: Option<String> = from_flag::opt [
                 value_name = "127.0.0.1:PORT",
@@ -100,6 +100,11 @@ config_keys! {
                 default_missing_value = "127.0.0.1:8600"
             ],
             default_is: "off",
+        }
+        /// Let --api-http, --consul-api and --dns listen on non-loopback addresses: reads open to whoever reaches them, API commands need --api-token-file
+        listen_remote: bool => bool = parse::same {
+            flag: "listen-remote" listen_remote: bool = from_flag::switch [],
+            default: false,
         }
         /// Seed to join (repeatable)
         join: Vec<String> => Vec<String> = parse::seeds {
@@ -162,6 +167,12 @@ config_keys! {
             env: "SHOAL_DNS_TTL" from_env::text,
             range: (Duration::ZERO, Duration::from_secs(u32::MAX as u64 >> 1)),
             default: "0s",
+        }
+        /// DNS zone answered (Consul's `domain`: `consul.` lets resolvers that forward `consul.` ask shoal)
+        dns_domain: String => String = parse::dns_domain {
+            env: "SHOAL_DNS_DOMAIN" from_env::text,
+            flag: "dns-domain" dns_domain: Option<String> = from_flag::opt [value_name = "ZONE"],
+            default: "shoal.",
         }
         /// Command run with the details when the guard changes state
         alert_hook: String => String = parse::same {
@@ -240,6 +251,14 @@ config_keys! {
                 hide_env_values = true
             ],
             default_is: "none (the keyring file, or --insecure)",
+        }
+        /// File holding the cluster key, as --encrypt takes it (a secret mounted as a file)
+        encrypt_file: PathBuf => PathBuf = parse::same {
+            env: "SHOAL_ENCRYPT_FILE" from_env::nonempty,
+            flag: "encrypt-file" encrypt_file: Option<PathBuf> = from_flag::opt [
+                value_name = "FILE"
+            ],
+            default_is: "none",
         }
         /// Run without encryption (anyone who can send a datagram can speak for any node)
         insecure: bool => bool = parse::same {

@@ -85,14 +85,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Path of the local API's Unix socket.
     pub api: PathBuf,
-    /// Optional loopback TCP address of the local API.
+    /// Optional TCP address of the local API (loopback unless `listen_remote`).
     pub api_http: Option<SocketAddr>,
-    /// Optional loopback TCP address of the Consul-compatible read API (`api::consul`).
+    /// Optional TCP address of the Consul-compatible read API (`api::consul`).
     pub consul_api: Option<SocketAddr>,
-    /// Optional loopback address of the DNS interface (UDP and TCP, `dns`).
+    /// Optional address of the DNS interface (UDP and TCP, `dns`).
     pub dns: Option<SocketAddr>,
+    /// The operator lets the three listeners above answer other hosts (`--listen-remote`);
+    /// the local API then needs `trust.api_token_file`.
+    pub listen_remote: bool,
     /// TTL of DNS answers (default 0: clients ask again each time).
     pub dns_ttl: Duration,
+    /// The DNS zone answered, with its final dot (default `shoal.`).
+    pub dns_domain: String,
     pub profile: Profile,
     pub cluster_label: String,
     /// A `tracing` filter directive (`info`, `debug`, `shoal=debug,warn`).
@@ -136,6 +141,8 @@ pub struct TrustSettings {
     /// The `--encrypt` key (base64), if given.
     #[serde(skip)]
     pub encrypt: Option<String>,
+    /// A file holding the key (`--encrypt-file`), read at start; never with `encrypt`.
+    pub encrypt_file: Option<PathBuf>,
     pub insecure: bool,
     /// Where the keyring persists (`<data-dir>/keyring` unless set).
     pub keyring_file: PathBuf,
@@ -150,6 +157,7 @@ impl std::fmt::Debug for TrustSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustSettings")
             .field("encrypt", &self.encrypt.as_ref().map(|_| "<key>"))
+            .field("encrypt_file", &self.encrypt_file)
             .field("insecure", &self.insecure)
             .field("keyring_file", &self.keyring_file)
             .field("plaintext", &self.plaintext)

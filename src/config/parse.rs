@@ -48,15 +48,15 @@ pub fn advertise(s: &str) -> Parsed<SocketAddr> {
     Ok(a)
 }
 
-/// A loopback `IP:PORT` (`http://` accepted) for one of the optional local listeners.
-pub fn loopback(a: &str) -> Parsed<SocketAddr> {
-    let addr = socket_addr(a.strip_prefix("http://").unwrap_or(a))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "{addr} is not a loopback address; this listener is local only (use 127.0.0.1:PORT or [::1]:PORT)"
-        ));
-    }
-    Ok(addr)
+/// An `IP:PORT` (`http://` accepted) for one of the optional TCP listeners. Whether it may
+/// be a non-loopback address depends on `listen_remote` (validate.rs).
+pub fn listen_addr(a: &str) -> Parsed<SocketAddr> {
+    socket_addr(a.strip_prefix("http://").unwrap_or(a))
+}
+
+/// A DNS zone (`consul`, `consul.`, `sd.example.com.`), as its name with the final dot.
+pub fn dns_domain(v: &str) -> Parsed<String> {
+    crate::dns::answer::Zone::parse(v).map(|z| z.fqdn().to_string())
 }
 
 pub fn seeds(v: &[String]) -> Parsed<Vec<String>> {

@@ -236,6 +236,90 @@ fn consul_and_dns_listeners() {
 }
 
 #[test]
+fn listeners_for_other_hosts_only_when_asked_and_the_api_only_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let token = token.to_str().unwrap();
+    // Without listen_remote, a non-loopback address is refused and the error says how.
+    for (flag, key) in [
+        ("--api-http", "api_http"),
+        ("--consul-api", "consul_api"),
+        ("--dns", "dns"),
+    ] {
+        let e = load(&args(&[flag, "10.1.2.3:8500"]), &[]).unwrap_err();
+        assert!(e.to_string().contains("listen_remote"), "{e}");
+        assert_eq!(field(e), key);
+    }
+    // With it, the read-only listeners take any address (the node's IP, all interfaces).
+    let c = load(
+        &args(&[
+            "--listen-remote",
+            "--consul-api",
+            "10.1.2.3:8500",
+            "--dns",
+            "0.0.0.0:8600",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert!(c.listen_remote);
+    assert_eq!(c.consul_api, Some("10.1.2.3:8500".parse().unwrap()));
+    assert_eq!(c.dns, Some("0.0.0.0:8600".parse().unwrap()));
+    // The local API for other hosts needs the token: refused without, whatever the address
+    // (listen_remote says the listeners are for other hosts).
+    for addr in ["10.1.2.3:7947", "127.0.0.2:7947"] {
+        let e = load(&args(&["--listen-remote", "--api-http", addr]), &[]).unwrap_err();
+        assert!(e.to_string().contains("--api-token-file"), "{e}");
+        assert_eq!(field(e), "trust.api_token_file");
+        let c = load(
+            &args(&[
+                "--listen-remote",
+                "--api-http",
+                addr,
+                "--api-token-file",
+                token,
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.api_http, Some(addr.parse().unwrap()));
+    }
+    // From the file too.
+    let p = write(
+        &dir,
+        "listen_remote = true\nconsul_api = \"192.0.2.7:8500\"\n",
+    );
+    let c = load(&args(&["--config", p.to_str().unwrap()]), &[]).unwrap();
+    assert_eq!(c.consul_api, Some("192.0.2.7:8500".parse().unwrap()));
+}
+
+#[test]
+fn the_key_from_a_file_one_way_only() {
+    let c = load(
+        &args(&["--encrypt-file", "/run/secrets/shoal/encrypt"]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.trust.encrypt_file,
+        Some(PathBuf::from("/run/secrets/shoal/encrypt"))
+    );
+    let c = load(&args(&[]), &[("SHOAL_ENCRYPT_FILE", "/k")]).unwrap();
+    assert_eq!(c.trust.encrypt_file, Some(PathBuf::from("/k")));
+    for extra in [&["--encrypt", "x"][..], &["--insecure"][..]] {
+        let mut v = vec!["--encrypt-file", "/k"];
+        v.extend_from_slice(extra);
+        if extra[0] == "--encrypt" {
+            // A real key, so that only the rule between the keys can refuse it.
+            v[3] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        }
+        let e = load(&args(&v), &[]).unwrap_err();
+        assert_eq!(field(e), "trust.encrypt_file", "{v:?}");
+    }
+}
+
+#[test]
 fn the_contract_flags_parse() {
     let c = load(
         &args(&[

@@ -1,7 +1,8 @@
 //! From the parsed values of every key to a `Config`: the defaults that depend on other keys
 //! or on the host (the node name, the API socket and keyring under the data directory, the
 //! advertised address, the profile's timings), and the rules between keys (services listed
-//! twice, metadata limits, core timings and guard checks, plaintext without a key).
+//! twice, metadata limits, core timings and guard checks, plaintext without a key, listeners
+//! for other hosts only with `listen_remote` and the local API's only with a token).
 //!
 //! Must not read any source (sources.rs does) nor parse a single value (the table's parsers
 //! do); every error names the key it is about.
@@ -79,6 +80,16 @@ pub(super) fn resolve(
     };
     let trust = resolve_trust(v.trust, &data_dir)?;
     let api_server = resolve_api_server(v.api_server)?;
+    let listen_remote = v.listen_remote.unwrap_or(false);
+    check_listeners(
+        listen_remote,
+        [
+            ("api_http", v.api_http),
+            ("consul_api", v.consul_api),
+            ("dns", v.dns),
+        ],
+        trust.api_token_file.is_some(),
+    )?;
     Ok(Config {
         name,
         bind,
@@ -91,7 +102,11 @@ pub(super) fn resolve(
         api_http: v.api_http,
         consul_api: v.consul_api,
         dns: v.dns,
+        listen_remote,
         dns_ttl: v.dns_ttl.unwrap_or(Duration::ZERO),
+        dns_domain: v
+            .dns_domain
+            .unwrap_or_else(|| crate::dns::answer::ZONE.to_string()),
         profile,
         cluster_label: v.cluster_label.unwrap_or_default(),
         log_level: v.log_level.unwrap_or_else(|| "info".to_string()),
@@ -129,6 +144,39 @@ fn check_services(services: &[ServiceConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A listener on a non-loopback address only when the operator asked (`listen_remote`), and
+/// the local API on TCP for other hosts only behind the API token: its commands (tags,
+/// services, leave, guard, keys) must not be open to whoever reaches the address.
+fn check_listeners(
+    listen_remote: bool,
+    listeners: [(&str, Option<SocketAddr>); 3],
+    has_token: bool,
+) -> Result<(), ConfigError> {
+    for (key, addr) in listeners {
+        let Some(addr) = addr else { continue };
+        if !listen_remote && !addr.ip().is_loopback() {
+            return Err(invalid(
+                key,
+                format!(
+                    "{addr} is not a loopback address; this listener serves this host only \
+                     (127.0.0.1:PORT or [::1]:PORT) unless you set listen_remote = true \
+                     (--listen-remote) to serve other hosts"
+                ),
+            ));
+        }
+        if listen_remote && key == "api_http" && !has_token {
+            return Err(invalid(
+                "trust.api_token_file",
+                format!(
+                    "listen_remote serves the local API on {addr} to other hosts: its commands \
+                     need a token, give api_token_file (--api-token-file FILE)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The field a core validation message names ("timings.probe_rtt must ..."), or `table`.
 fn field_of(message: &str, table: &str) -> String {
     message
@@ -148,8 +196,15 @@ fn resolve_trust(t: trust::Values, data_dir: &Path) -> Result<TrustSettings, Con
             "a plaintext transition needs a key; drop --insecure and give --encrypt",
         ));
     }
+    if t.encrypt_file.is_some() && (t.encrypt.is_some() || insecure) {
+        return Err(invalid(
+            "trust.encrypt_file",
+            "give the key one way: encrypt_file, encrypt or (without a key) insecure",
+        ));
+    }
     Ok(TrustSettings {
         encrypt: t.encrypt,
+        encrypt_file: t.encrypt_file,
         insecure,
         keyring_file: t.keyring_file.unwrap_or_else(|| data_dir.join("keyring")),
         plaintext,

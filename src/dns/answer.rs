@@ -1,7 +1,8 @@
-//! The DNS zone `shoal.`: turns one query message into one answer message, from a copy of
-//! the served view. Pure: no sockets, no locks, no clock.
+//! The DNS zone (`shoal.` unless `dns_domain` names another, e.g. `consul.`): turns one
+//! query message into one answer message, from a copy of the served view. Pure: no sockets,
+//! no locks, no clock.
 //!
-//! Names (case-insensitive):
+//! Names (case-insensitive; `shoal` stands for the zone):
 //! - `NAME.service.shoal` A/AAAA (the instances' IPs) and SRV (port, target
 //!   `NODE.node.shoal`, whose A/AAAA goes in the additional section);
 //! - `TAG.NAME.service.shoal`: only instances with the service tag `TAG` (a key, whatever its
@@ -23,8 +24,62 @@ use shoal_core::{Instance, MemberView};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// The zone served.
+/// The zone served by default.
 pub const ZONE: &str = "shoal.";
+/// Longest zone name (RFC 1035 leaves room under it for `NAME.service.` and `NODE.node.`).
+pub const MAX_ZONE_LEN: usize = 128;
+
+/// The zone answered: its labels, lowercase, and its name with the final dot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    labels: Vec<String>,
+    fqdn: String,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone {
+            labels: vec!["shoal".into()],
+            fqdn: ZONE.into(),
+        }
+    }
+}
+
+impl Zone {
+    /// `consul`, `consul.` or `sd.example.com.`: one or more labels of letters, digits and
+    /// `-` (not first or last), each at most 63 bytes, at most `MAX_ZONE_LEN` in all.
+    pub fn parse(s: &str) -> Result<Zone, String> {
+        let t = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        if t.is_empty() || t.len() > MAX_ZONE_LEN {
+            return Err(format!(
+                "{s:?} is not a DNS zone: 1 to {MAX_ZONE_LEN} bytes, like \"consul.\""
+            ));
+        }
+        let labels: Vec<String> = t.split('.').map(str::to_string).collect();
+        for l in &labels {
+            let ok = !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(format!(
+                    "{s:?} is not a DNS zone: label {l:?} must be 1 to 63 letters, digits \
+                     or '-' (not first or last)"
+                ));
+            }
+        }
+        Ok(Zone {
+            labels,
+            fqdn: format!("{t}."),
+        })
+    }
+
+    /// The zone's name with its final dot (`shoal.`).
+    pub fn fqdn(&self) -> &str {
+        &self.fqdn
+    }
+}
 /// UDP answer size without EDNS (RFC 1035).
 pub const UDP_PLAIN: usize = 512;
 /// Largest UDP answer even when a client's EDNS offers more (the DNS flag day 2020 size:
@@ -40,6 +95,8 @@ pub struct DnsView {
     pub services: BTreeMap<String, Vec<Instance>>,
     /// The served view's index: the SOA serial.
     pub index: u64,
+    /// The zone answered.
+    pub zone: Zone,
 }
 
 /// What a query name asks for.
@@ -54,13 +111,10 @@ fn label(l: &[u8]) -> Option<String> {
     std::str::from_utf8(l).ok().map(|s| s.to_ascii_lowercase())
 }
 
-/// Parses a query name relative to `shoal.`; `None` when outside the zone.
-fn target(qname: &Name) -> Option<Option<Target>> {
+/// Parses a query name relative to `zone`; `None` when outside the zone.
+fn target(qname: &Name, zone: &Zone) -> Option<Option<Target>> {
     let labels: Vec<String> = qname.iter().map(label).collect::<Option<Vec<_>>>()?;
-    let (last, rest) = labels.split_last()?;
-    if last != "shoal" {
-        return None;
-    }
+    let rest = labels.strip_suffix(zone.labels.as_slice())?;
     let t = match rest {
         [] => Some(Target::Apex),
         [node, kind] if kind == "node" => Some(Target::Node(node.clone())),
@@ -105,16 +159,17 @@ fn wants_addr(qtype: RecordType, ip: IpAddr) -> bool {
     }
 }
 
-fn node_name(node: &str) -> Option<Name> {
-    Name::from_ascii(format!("{node}.node.{ZONE}")).ok()
+fn node_name(node: &str, zone: &Zone) -> Option<Name> {
+    Name::from_ascii(format!("{node}.node.{}", zone.fqdn)).ok()
 }
 
 impl DnsView {
     fn soa(&self, ttl: u32) -> Option<Record> {
-        let zone = Name::from_ascii(ZONE).ok()?;
+        let z = &self.zone.fqdn;
+        let zone = Name::from_ascii(z).ok()?;
         let soa = SOA::new(
-            Name::from_ascii(format!("ns.{ZONE}")).ok()?,
-            Name::from_ascii(format!("hostmaster.{ZONE}")).ok()?,
+            Name::from_ascii(format!("ns.{z}")).ok()?,
+            Name::from_ascii(format!("hostmaster.{z}")).ok()?,
             (self.index & 0xffff_ffff) as u32,
             3600,
             600,
@@ -171,7 +226,7 @@ impl DnsView {
             resp.metadata.response_code = ResponseCode::Refused;
             return resp;
         }
-        let Some(t) = target(q.name()) else {
+        let Some(t) = target(q.name(), &self.zone) else {
             resp.metadata.authoritative = false;
             resp.metadata.response_code = ResponseCode::Refused;
             return resp;
@@ -233,7 +288,7 @@ impl DnsView {
                     RecordType::SRV => {
                         let mut extra: Vec<Record> = Vec::new();
                         for i in insts {
-                            let Some(target) = node_name(&i.node) else {
+                            let Some(target) = node_name(&i.node, &self.zone) else {
                                 continue;
                             };
                             let srv = SRV::new(1, 1, i.port, target.clone());
@@ -286,7 +341,46 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> Option<Option<Target>> {
-        target(&Name::from_ascii(s).unwrap())
+        target(&Name::from_ascii(s).unwrap(), &Zone::default())
+    }
+
+    #[test]
+    fn another_zone() {
+        let z = Zone::parse("Consul").unwrap();
+        assert_eq!(z.fqdn(), "consul.");
+        let q = |s: &str| target(&Name::from_ascii(s).unwrap(), &z);
+        assert_eq!(q("consul."), Some(Some(Target::Apex)));
+        assert_eq!(q("n1.node.consul."), Some(Some(Target::Node("n1".into()))));
+        assert_eq!(q("n1.node.shoal."), None);
+        let deep = Zone::parse("sd.example.com.").unwrap();
+        assert_eq!(
+            target(
+                &Name::from_ascii("web.service.sd.example.com.").unwrap(),
+                &deep
+            ),
+            Some(Some(Target::Service {
+                name: "web".into(),
+                tag: None
+            }))
+        );
+        assert_eq!(
+            target(
+                &Name::from_ascii("web.service.example.com.").unwrap(),
+                &deep
+            ),
+            None
+        );
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a",
+            "a b",
+            &"x".repeat(64),
+            &"a.".repeat(70),
+        ] {
+            assert!(Zone::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The DNS interface: an optional loopback UDP and TCP listener (`--dns 127.0.0.1:8600`)
+//! The DNS interface: an optional UDP and TCP listener (`--dns 127.0.0.1:8600`; loopback
+//! unless `listen_remote`)
 //! answering the zone `shoal.` from the served view, so that apps that only speak DNS get
 //! fail-static discovery too.
 //!
@@ -10,7 +11,8 @@
 pub mod answer;
 
 use crate::agent::shared::AgentShared;
-use answer::{encode_udp, DnsView};
+use crate::api::limits::Reach;
+use answer::{encode_udp, DnsView, Zone};
 use hickory_proto::op::{Message, ResponseCode};
 use shoal_core::Node;
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ pub const TCP_MAX_QUERIES: usize = 1000;
 
 #[derive(Debug, Error)]
 pub enum DnsError {
-    #[error("the DNS address {0} is not a loopback address: the DNS interface only listens on 127.0.0.0/8 or ::1")]
+    #[error("the DNS address {0} is not a loopback address: the DNS interface listens on 127.0.0.0/8 or ::1 unless the operator sets listen_remote = true (--listen-remote)")]
     NotLoopback(SocketAddr),
     #[error("cannot bind the DNS address {addr} ({proto}): {source}")]
     Bind {
@@ -60,9 +62,33 @@ pub struct DnsStats {
     pub tcp_refused: AtomicU64,
 }
 
-/// A copy of what the zone answers from, read under one lock.
+/// How answers are made: their TTL (seconds) and the zone.
+#[derive(Debug)]
+struct Answering {
+    ttl: u32,
+    zone: Zone,
+}
+
+/// What a DNS listener serves besides the view: the answers' TTL, who it is for, the zone.
+#[derive(Clone, Debug, Default)]
+pub struct DnsOptions {
+    /// How long answers live (`dns_ttl`).
+    pub ttl: Duration,
+    /// Loopback only, or other hosts too (`listen_remote`).
+    pub reach: Reach,
+    /// The zone answered (`dns_domain`, default `shoal.`).
+    pub zone: Zone,
+}
+
+/// A copy of what the default zone answers from, read under one lock.
 pub fn view(node: &Node) -> DnsView {
+    view_in(node, &Zone::default())
+}
+
+/// A copy of what `zone` answers from, read under one lock.
+pub fn view_in(node: &Node, zone: &Zone) -> DnsView {
     DnsView {
+        zone: zone.clone(),
         members: node
             .members()
             .into_iter()
@@ -78,7 +104,7 @@ fn respond(
     shared: &AgentShared,
     stats: &DnsStats,
     bytes: &[u8],
-    ttl: u32,
+    how: &Answering,
     udp: bool,
 ) -> Option<Vec<u8>> {
     let req = match Message::from_vec(bytes) {
@@ -94,7 +120,7 @@ fn respond(
             return m.to_vec().ok();
         }
     };
-    let resp = view(&shared.lock()).answer(&req, ttl);
+    let resp = view_in(&shared.lock(), &how.zone).answer(&req, how.ttl);
     if udp {
         let out = encode_udp(&req, &resp)?;
         if out.len() >= 3 && out[2] & 0x02 != 0 {
@@ -143,13 +169,32 @@ impl Drop for DnsHandle {
 }
 
 /// Binds UDP and TCP on `addr` (same port; with port 0, the port UDP got) and serves the
-/// zone `shoal.` with answers that live `ttl`.
+/// zone `shoal.` with answers that live `ttl` (loopback only: see `spawn_with`).
 pub async fn spawn(
     shared: Arc<AgentShared>,
     addr: SocketAddr,
     ttl: Duration,
 ) -> Result<DnsHandle, DnsError> {
-    if !addr.ip().is_loopback() {
+    spawn_with(
+        shared,
+        addr,
+        DnsOptions {
+            ttl,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// As [`spawn`], with `opts`: a non-loopback address too when its `reach` is `Remote`
+/// (`listen_remote`), and its zone.
+pub async fn spawn_with(
+    shared: Arc<AgentShared>,
+    addr: SocketAddr,
+    opts: DnsOptions,
+) -> Result<DnsHandle, DnsError> {
+    let DnsOptions { ttl, reach, zone } = opts;
+    if !reach.allows(addr) {
         return Err(DnsError::NotLoopback(addr));
     }
     let bind_err = |proto, source| DnsError::Bind {
@@ -176,9 +221,17 @@ pub async fn spawn(
     let ttl = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX >> 1);
     let stats = Arc::new(DnsStats::default());
     let (stop, _) = watch::channel(false);
-    let udp_task = tokio::spawn(serve_udp(Arc::new(udp), shared.clone(), stats.clone(), ttl));
-    let tcp_task = tokio::spawn(serve_tcp(tcp, shared, stats.clone(), ttl));
-    tracing::info!(addr = %local, ttl, "DNS listening (zone shoal., UDP and TCP)");
+    let zone_name = zone.fqdn().to_string();
+    let how = Arc::new(Answering { ttl, zone });
+    let udp_task = tokio::spawn(serve_udp(
+        Arc::new(udp),
+        shared.clone(),
+        stats.clone(),
+        how.clone(),
+    ));
+    let tcp_task = tokio::spawn(serve_tcp(tcp, shared, stats.clone(), how));
+    tracing::info!(addr = %local, ttl, zone = %zone_name, "DNS listening (UDP and TCP)");
+    reach.warn_if_remote("DNS", local);
     Ok(DnsHandle {
         stop,
         tasks: vec![udp_task, tcp_task],
@@ -187,7 +240,12 @@ pub async fn spawn(
     })
 }
 
-async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<AgentShared>, stats: Arc<DnsStats>, ttl: u32) {
+async fn serve_udp(
+    sock: Arc<UdpSocket>,
+    shared: Arc<AgentShared>,
+    stats: Arc<DnsStats>,
+    how: Arc<Answering>,
+) {
     let mut buf = vec![0u8; MAX_QUERY + 1];
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
@@ -203,7 +261,7 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<AgentShared>, stats: Arc<Dn
             continue;
         }
         stats.udp_queries.fetch_add(1, Ordering::Relaxed);
-        match respond(&shared, &stats, &buf[..n], ttl, true) {
+        match respond(&shared, &stats, &buf[..n], &how, true) {
             Some(out) => {
                 if let Err(e) = sock.send_to(&out, from).await {
                     tracing::debug!(error = %e, "DNS: UDP send error");
@@ -220,7 +278,7 @@ async fn serve_tcp(
     listener: TcpListener,
     shared: Arc<AgentShared>,
     stats: Arc<DnsStats>,
-    ttl: u32,
+    how: Arc<Answering>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_TCP_CONNS));
     loop {
@@ -241,9 +299,10 @@ async fn serve_tcp(
         };
         let shared = shared.clone();
         let stats = stats.clone();
+        let how = how.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tcp_conn(stream, &shared, &stats, ttl).await;
+            let _ = tcp_conn(stream, &shared, &stats, &how).await;
         });
     }
 }
@@ -252,7 +311,7 @@ async fn tcp_conn(
     mut s: TcpStream,
     shared: &AgentShared,
     stats: &DnsStats,
-    ttl: u32,
+    how: &Answering,
 ) -> std::io::Result<()> {
     for _ in 0..TCP_MAX_QUERIES {
         let mut len = [0u8; 2];
@@ -273,7 +332,7 @@ async fn tcp_conn(
             return Ok(());
         }
         stats.tcp_queries.fetch_add(1, Ordering::Relaxed);
-        let Some(out) = respond(shared, stats, &msg, ttl, false) else {
+        let Some(out) = respond(shared, stats, &msg, how, false) else {
             return Ok(());
         };
         let Ok(n) = u16::try_from(out.len()) else {

@@ -180,7 +180,15 @@ async fn cli_members_json_is_an_array_and_errors_exit_non_zero() {
     assert_eq!(code, ExitCode::SUCCESS);
     assert!(out.contains("guard:") && out.contains("normal"), "{out}");
 
-    let (code, out, _) = run_cli(&api, Format::Json, ClientCommand::Guard { action: None }).await;
+    let (code, out, _) = run_cli(
+        &api,
+        Format::Json,
+        ClientCommand::Guard {
+            action: None,
+            all: false,
+        },
+    )
+    .await;
     assert_eq!(code, ExitCode::SUCCESS);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["guard"]["state"], "normal");

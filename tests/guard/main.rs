@@ -341,7 +341,14 @@ async fn check_visible(
     let held_line = format!("shoal_guard_held_members {held}\n");
     assert!(metrics.contains(&held_line), "metrics lack {held_line:?}");
 
-    let v = run_cli(&c.api_socket(i), ClientCommand::Guard { action: None }).await;
+    let v = run_cli(
+        &c.api_socket(i),
+        ClientCommand::Guard {
+            action: None,
+            all: false,
+        },
+    )
+    .await;
     assert_eq!(v["guard"]["state"], state.as_str(), "shoal guard: {v}");
     assert_eq!(v["guard"]["held"], held as u64, "shoal guard: {v}");
     assert_eq!(v["guard"]["reason"], g.reason.as_str(), "shoal guard: {v}");

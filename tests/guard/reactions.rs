@@ -107,7 +107,10 @@ async fn four_three_split_freezes_the_four_isolates_the_three_and_never_empties_
             api: format!("unix:{}", c.api_socket(0).display()),
             format: Format::Table,
         },
-        ClientCommand::Guard { action: None },
+        ClientCommand::Guard {
+            action: None,
+            all: false,
+        },
         &mut table,
         &mut Vec::new(),
     )
@@ -281,18 +284,24 @@ async fn a_graceful_leave_while_frozen_applies_at_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_freeze_and_thaw_are_visible_everywhere() {
-    let hooks = tempfile::tempdir().expect("temp dir");
+/// `n` agents settled, agent 0 with the alert hook writing into `hooks`.
+async fn start_settled_with_hook(n: usize, hooks: &std::path::Path) -> Cluster {
     let c = start(
-        3,
+        n,
         Setup {
-            hook: Some(hook_command(hooks.path())),
+            hook: Some(hook_command(hooks)),
             ..Default::default()
         },
     )
     .await;
     c.settle().await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_freeze_and_thaw_are_visible_everywhere() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let c = start_settled_with_hook(3, hooks.path()).await;
     let (api_handle, client) = c.api(0).await;
     let watcher = Watcher::start(&client).await;
 
@@ -300,6 +309,7 @@ async fn operator_freeze_and_thaw_are_visible_everywhere() {
         &c.api_socket(0),
         ClientCommand::Guard {
             action: Some(GuardAction::Freeze),
+            all: false,
         },
     )
     .await;
@@ -332,6 +342,79 @@ async fn operator_freeze_and_thaw_are_visible_everywhere() {
     }
     drop(watcher);
     api_handle.shutdown().await;
+}
+
+/// `shoal guard thaw --all` on one agent thaws every agent, each with the audit trail of a
+/// local thaw (its guard's reason naming the agent asked, an event on its watch stream, its
+/// alert hook); a second one within the interval changes nothing on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_wide_thaw_through_the_cli_thaws_every_agent() {
+    let hooks = tempfile::tempdir().expect("temp dir");
+    let c = start_settled_with_hook(3, hooks.path()).await;
+    let mut handles = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (h, client) = c.api(i).await;
+        handles.push(h);
+        clients.push(client);
+    }
+    let watcher = Watcher::start(&clients[0]).await;
+    for client in &clients {
+        let r = client.guard_freeze().await.expect("POST /v1/guard/freeze");
+        assert_eq!(r.guard.state, GuardState::Frozen);
+    }
+    // The operator asks agent 1; agent 0 (watched, with the hook) is told.
+    let v = run_cli(
+        &c.api_socket(1),
+        ClientCommand::Guard {
+            action: Some(GuardAction::Thaw),
+            all: true,
+        },
+    )
+    .await;
+    assert_eq!(v["told"], 2, "{v}");
+    assert_eq!(v["guard"]["state"], "normal", "{v}");
+    wait_until(REACT, "every agent thawed", || {
+        (0..3).all(|i| c.guard(i).state == GuardState::Normal)
+    })
+    .await;
+    let reason = format!("thawed by operator at {} (cluster-wide)", name(1));
+    for i in [0, 2] {
+        assert_eq!(c.guard(i).reason, reason, "agent {i}");
+    }
+    assert!(c.guard(1).reason.ends_with("(cluster-wide)"));
+    wait_until(
+        REACT,
+        "the thaw on the watch stream and in the hook",
+        || {
+            watcher
+                .transitions()
+                .iter()
+                .any(|t| t.to == GuardState::Normal && t.report.reason == reason)
+                && hook_runs(hooks.path())
+                    .iter()
+                    .any(|(s, t)| s == "normal" && t.report.reason == reason)
+        },
+    )
+    .await;
+    // Frozen again by hand: a second cluster-wide thaw at once is not taken by the others.
+    clients[0]
+        .guard_freeze()
+        .await
+        .expect("POST /v1/guard/freeze");
+    let r = clients[1]
+        .guard_thaw_cluster()
+        .await
+        .expect("POST /v1/guard/thaw?cluster=true");
+    assert_eq!(r.told, Some(2));
+    holds_for(Duration::from_secs(2), "agent 0 stays frozen", || {
+        c.guard(0).state == GuardState::Frozen
+    })
+    .await;
+    drop(watcher);
+    for h in handles {
+        h.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,9 +269,9 @@ async fn ttl_damping_expiry_and_errors() {
     assert_eq!(rig.ttl(0, "app-ttl", "maybe").await.0, 404);
     for (body, code, word) in [
         (
-            r#"{"name":"x","port":1,"checks":[{"http":"https://a/"}]}"#,
+            r#"{"name":"x","port":1,"checks":[{"http":"http://a/","tls_skip_verify":true}]}"#,
             400,
-            "https",
+            "https:// URL only",
         ),
         (
             r#"{"name":"x","port":1,"checks":[{"ttl":"1s","tcp":"1.2.3.4:5"}]}"#,

@@ -51,6 +51,8 @@ mod lifeguard_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]
+mod operator_tests;
+#[cfg(test)]
 mod outlier_tests;
 #[cfg(test)]
 mod restart_tests;

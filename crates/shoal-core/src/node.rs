@@ -136,6 +136,8 @@ pub struct Node {
     snapshot_due: bool,
     /// The served view's index when the last snapshot was handed out.
     snapshot_index: Option<u64>,
+    /// Cluster-wide thaws taken, at most one per `operator::THAW_MIN_INTERVAL`.
+    thaws: crate::operator::ThawBound,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -319,6 +321,7 @@ impl Node {
             next_heal: now,
             snapshot_due: false,
             snapshot_index: None,
+            thaws: Default::default(),
             cfg,
         })
     }
@@ -381,7 +384,11 @@ impl Node {
             },
             Kind::Keys => self.handle_keys(now, from, &body),
             Kind::Operator => match crate::operator::OperatorMsg::decode(&body) {
-                Ok(Some(msg)) => self.handle_operator(msg),
+                Ok(Some(msg)) => {
+                    // `open` accepted the envelope: its flags say whether it came sealed.
+                    let sealed = wire::parse(data, &self.cfg.cluster_label).is_ok_and(|e| e.sealed);
+                    self.handle_operator(now, msg, sealed)
+                }
                 Ok(None) => self.stats.unknown_kinds += 1,
                 Err(_) => self.stats.dropped_decode += 1,
             },

@@ -1,7 +1,7 @@
 //! Restarts and operator commands: the snapshot a node persists and its schedule (handed to
 //! the driver by `poll_snapshot`), restoring it after a restart (served as `warming`, its
 //! peers used as seeds), adopting a formed cluster's membership before `start`, and the
-//! operator's `force-leave` sent to every member.
+//! operator's commands sent to every member (`force-leave`, the cluster-wide thaw).
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO: the driver
 //! reads and writes the snapshot file.
@@ -70,6 +70,32 @@ impl Node {
             name: name.to_string(),
         }
         .encode();
+        let told = self.send_operator(&body);
+        self.after_input(now);
+        Ok((released, told))
+    }
+
+    /// Operator thaw of the guard on every agent: thaws here (`who` in the reason, as
+    /// `guard_thaw`) and tells every active member to thaw, each naming this agent in its
+    /// reason ("thawed by operator at NODE (cluster-wide)"). Returns how many were told.
+    pub fn guard_thaw_cluster(&mut self, now: Time, who: &str) -> usize {
+        use crate::operator::OperatorMsg;
+        self.now = now;
+        self.thaws.admit(now);
+        self.reach.forget();
+        self.guard.thaw(now, &format!("{who} (cluster-wide)"));
+        let body = OperatorMsg::Thaw {
+            from: self.cfg.name.clone(),
+        }
+        .encode();
+        let told = self.send_operator(&body);
+        self.after_input(now);
+        told
+    }
+
+    /// Queues `body` (an encoded `OperatorMsg`) to every member believed active; returns how
+    /// many.
+    fn send_operator(&mut self, body: &[u8]) -> usize {
         let me = self.foca.identity().addr();
         let peers: Vec<SocketAddr> = self
             .truth
@@ -79,7 +105,7 @@ impl Node {
             .collect();
         for dst in &peers {
             wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
-            self.out.buf.extend_from_slice(&body);
+            self.out.buf.extend_from_slice(body);
             if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
                 break;
             }
@@ -90,15 +116,32 @@ impl Node {
                 data: self.out.buf.clone(),
             });
         }
-        self.after_input(now);
-        Ok((released, peers.len()))
+        peers.len()
     }
 
-    /// An operator command from another agent: applied only where SWIM agrees the member is
-    /// gone (a live member is never removed by it).
-    pub(super) fn handle_operator(&mut self, msg: crate::operator::OperatorMsg) {
+    /// An operator command from another agent. A force-leave is applied only where SWIM
+    /// agrees the member is gone (a live member is never removed by it). A thaw is taken only
+    /// `sealed` when this node has a keyring (the cluster key is the operator's authority;
+    /// plaintext accepted during a move to encryption is not enough), and at most once per
+    /// `THAW_MIN_INTERVAL` (a repeat is counted in `operator_thaws_ignored`).
+    pub(super) fn handle_operator(
+        &mut self,
+        now: Time,
+        msg: crate::operator::OperatorMsg,
+        sealed: bool,
+    ) {
         use crate::operator::OperatorMsg;
         match msg {
+            OperatorMsg::Thaw { from } => {
+                if self.trust.keyring().is_some() && !sealed {
+                    self.stats.dropped_plaintext += 1;
+                } else if from == self.cfg.name || !self.thaws.admit(now) {
+                    self.stats.operator_thaws_ignored += 1;
+                } else {
+                    self.reach.forget();
+                    self.guard.thaw(now, &format!("at {from} (cluster-wide)"));
+                }
+            }
             OperatorMsg::ForceLeave { name } => {
                 let gone = match self.truth.get(name.as_str()) {
                     Some(m) => !m.state.is_active(),

@@ -198,6 +198,10 @@ pub struct Stats {
     /// ignored, not a fault, so not a drop.
     #[serde(default)]
     pub unknown_kinds: u64,
+    /// Authentic cluster-wide thaws not taken: within `operator::THAW_MIN_INTERVAL` of the
+    /// last one (a repeat or a replay under another session), or naming this node.
+    #[serde(default)]
+    pub operator_thaws_ignored: u64,
 }
 
 impl Stats {

@@ -34,6 +34,8 @@ pub struct TestNet {
     pub tap: Option<Vec<(usize, usize, Vec<u8>)>>,
     /// Every member event that served a member `down`: (when, observer, member name).
     pub down_log: Vec<(Time, usize, String)>,
+    /// Every guard transition event: (when, node, transition), as the watch stream shows it.
+    pub guard_log: Vec<(Time, usize, crate::GuardTransition)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -90,6 +92,7 @@ impl TestNet {
             local_log: Vec::new(),
             tap: None,
             down_log: Vec::new(),
+            guard_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -155,6 +158,7 @@ impl TestNet {
         while let Some(ev) = self.nodes[i].poll_event() {
             match &ev.kind {
                 crate::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
+                crate::EventKind::Guard(t) => self.guard_log.push((self.now, i, t.clone())),
                 crate::EventKind::Member { member, .. }
                     if member.status == crate::ServedStatus::Down =>
                 {

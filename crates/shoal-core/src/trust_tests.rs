@@ -19,14 +19,14 @@ fn key(b: u8) -> Key {
     Key::from_bytes([b; KEY_LEN])
 }
 
-fn keyed(b: u8) -> Option<TrustConfig> {
+pub(crate) fn keyed(b: u8) -> Option<TrustConfig> {
     Some(TrustConfig {
         keyring: Some(Keyring::new(key(b))),
         ..TrustConfig::default()
     })
 }
 
-fn plain(kind: Kind, body: &[u8]) -> Vec<u8> {
+pub(crate) fn plain(kind: Kind, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
     wire::write_header(&mut v, "", kind);
     v.extend_from_slice(body);
@@ -34,13 +34,13 @@ fn plain(kind: Kind, body: &[u8]) -> Vec<u8> {
 }
 
 /// What a party outside the node sends: plaintext (`None`) or sealed under `key`.
-struct Outsider {
+pub(crate) struct Outsider {
     trust: Trust,
     addr: SocketAddr,
 }
 
 impl Outsider {
-    fn new(key: Option<u8>, addr: SocketAddr, seed: u64) -> Self {
+    pub(crate) fn new(key: Option<u8>, addr: SocketAddr, seed: u64) -> Self {
         let cfg = match key {
             Some(b) => keyed(b).unwrap_or_default(),
             None => TrustConfig::default(),
@@ -51,7 +51,13 @@ impl Outsider {
         }
     }
 
-    fn datagram(&mut self, now: Time, to: SocketAddr, kind: Kind, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn datagram(
+        &mut self,
+        now: Time,
+        to: SocketAddr,
+        kind: Kind,
+        body: &[u8],
+    ) -> Vec<u8> {
         self.trust.seal(now, to, plain(kind, body), 0)
     }
 }
@@ -77,7 +83,7 @@ fn record(name: &str, i: usize, generation: u64, version: u64, leaving: bool) ->
     })
 }
 
-fn formed(n: usize, trust: impl Fn(usize) -> Option<TrustConfig>) -> TestNet {
+pub(crate) fn formed(n: usize, trust: impl Fn(usize) -> Option<TrustConfig>) -> TestNet {
     let mut net = TestNet::with_trust(n, trust);
     let ok = net.run_until_pred(10_000, |net| {
         net.nodes.iter().all(|x| {

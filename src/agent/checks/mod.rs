@@ -1,6 +1,7 @@
 //! Service health checks, run by the agent that owns the service.
 //!
-//! `spec` is the configured shape and its validation, `probe` runs one http/tcp/exec probe,
+//! `spec` is the configured shape and its validation, `probe` runs one http/tcp/exec probe
+//! (`tls` configures the https ones),
 //! `damper` turns results into a status (thresholds) and a service's checks into its health.
 //! This file owns the `CheckManager`: one task per check (at most one probe of a check at a
 //! time; a ttl check's task only waits for its deadline), the checks by id for the ttl
@@ -13,6 +14,7 @@
 pub mod damper;
 pub mod probe;
 pub mod spec;
+pub mod tls;
 
 pub use spec::{CheckDef, CheckError, CheckKind, CheckSpec};
 
@@ -434,7 +436,7 @@ fn view(c: &Check) -> CheckView {
         service: c.def.service.clone(),
         kind: c.def.kind.word().to_string(),
         target: match &c.def.kind {
-            CheckKind::Http(u) => u.to_string(),
+            CheckKind::Http(h) => h.uri.to_string(),
             CheckKind::Tcp(a) => a.to_string(),
             CheckKind::Exec(v) => v.join(" "),
             CheckKind::Ttl(d) => format!("{} ms", d.as_millis()),

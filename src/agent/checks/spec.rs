@@ -35,7 +35,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_THRESHOLD: u32 = 100;
 
 /// `{"id"?, "http": URL | "tcp": "IP:PORT" | "exec": [argv...] | "ttl": "30s", "interval"?,
-/// "timeout"?, "success_before_passing"?, "failures_before_critical"?, "initial_status"?}`.
+/// "timeout"?, "success_before_passing"?, "failures_before_critical"?, "initial_status"?,
+/// "tls_skip_verify"?}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
@@ -60,12 +61,24 @@ pub struct CheckSpec {
     /// Status until the first result (default `critical`, as Consul).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_status: Option<Health>,
+    /// An `https://` check takes any certificate (Consul's name); default: verified against
+    /// the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_skip_verify: Option<bool>,
+}
+
+/// What an `http` check asks: the URL (`http://` or `https://`), and for https whether the
+/// certificate is left unverified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub uri: hyper::Uri,
+    pub tls_skip_verify: bool,
 }
 
 /// What a check probes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckKind {
-    Http(hyper::Uri),
+    Http(HttpCheck),
     Tcp(SocketAddr),
     Exec(Vec<String>),
     /// The app reports within this long, or the check turns critical.
@@ -162,14 +175,8 @@ fn http_uri(url: &str) -> Result<hyper::Uri, String> {
         .parse()
         .map_err(|e| format!("http {url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "http {url:?}: https is not supported by shoal's checks; check the plain \
-                 HTTP port, or use a tcp or exec check (e.g. [\"curl\", \"-fsS\", URL])"
-            ))
-        }
-        _ => return Err(format!("http {url:?} must start with http://")),
+        Some("http" | "https") => {}
+        _ => return Err(format!("http {url:?} must start with http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("http {url:?} has no host"));
@@ -248,8 +255,21 @@ impl CheckSpec {
         }
         let interval = duration(&self.interval, "interval").map_err(invalid)?;
         let timeout = duration(&self.timeout, "timeout").map_err(invalid)?;
+        if self.tls_skip_verify.is_some()
+            && !self
+                .http
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            return Err(invalid(
+                "tls_skip_verify goes with an https:// URL only".into(),
+            ));
+        }
         let kind = if let Some(u) = &self.http {
-            CheckKind::Http(http_uri(u).map_err(invalid)?)
+            CheckKind::Http(HttpCheck {
+                uri: http_uri(u).map_err(invalid)?,
+                tls_skip_verify: self.tls_skip_verify.unwrap_or(false),
+            })
         } else if let Some(t) = &self.tcp {
             let a: SocketAddr = t.parse().map_err(|_| {
                 invalid(format!(
@@ -362,7 +382,7 @@ mod tests {
         let err = |json: &str| spec(json).resolve("web", 0).unwrap_err().to_string();
         assert!(err(r#"{}"#).contains("exactly one"));
         assert!(err(r#"{"http":"http://a/","tcp":"1.2.3.4:5"}"#).contains("exactly one"));
-        assert!(err(r#"{"http":"https://a/"}"#).contains("https is not supported"));
+        assert!(err(r#"{"http":"http://a/","tls_skip_verify":true}"#).contains("https:// URL only"));
         assert!(err(r#"{"http":"ftp://a/"}"#).contains("http://"));
         assert!(err(r#"{"http":"not a url"}"#).contains("not a URL"));
         assert!(err(r#"{"tcp":"localhost:80"}"#).contains("IP:PORT"));

@@ -1,5 +1,5 @@
-//! A Consul-compatible, read-only HTTP API on an optional loopback TCP listener
-//! (`--consul-api 127.0.0.1:8500`), so that tools that discover services from Consul
+//! A Consul-compatible, read-only HTTP API on an optional TCP listener
+//! (`--consul-api 127.0.0.1:8500`; loopback unless `listen_remote`), so that tools that discover services from Consul
 //! (Prometheus `consul_sd_configs`, consul-template, Traefik, Consul client libraries) read
 //! shoal's **served view** unchanged, fail-static included.
 //!
@@ -13,7 +13,7 @@ pub mod shapes;
 
 use crate::agent::shared::AgentShared;
 use crate::api::error::{json_error, ApiError, HttpError};
-use crate::api::limits::ApiLimits;
+use crate::api::limits::{ApiLimits, Reach};
 use crate::api::routes::{query_pairs, wait_for_index, ApiState};
 use crate::api::SHUTDOWN_GRACE;
 use axum::extract::{Path, State};
@@ -417,7 +417,7 @@ impl Drop for ConsulHandle {
     }
 }
 
-/// Binds `addr` (loopback only: the API has no authentication) and serves the Consul API
+/// Binds `addr` (loopback only: see `spawn_reach` for other hosts) and serves the Consul API
 /// with the default bounds.
 pub async fn spawn(shared: Arc<AgentShared>, addr: SocketAddr) -> Result<ConsulHandle, ApiError> {
     spawn_with(shared, addr, ApiLimits::default()).await
@@ -430,7 +430,18 @@ pub async fn spawn_with(
     addr: SocketAddr,
     limits: ApiLimits,
 ) -> Result<ConsulHandle, ApiError> {
-    if !addr.ip().is_loopback() {
+    spawn_reach(shared, addr, limits, Reach::Local).await
+}
+
+/// As [`spawn_with`], on a non-loopback address too when `reach` is `Remote`
+/// (`listen_remote`): every route of this API reads, none changes anything.
+pub async fn spawn_reach(
+    shared: Arc<AgentShared>,
+    addr: SocketAddr,
+    limits: ApiLimits,
+    reach: Reach,
+) -> Result<ConsulHandle, ApiError> {
+    if !reach.allows(addr) {
         return Err(ApiError::NotLoopback(addr));
     }
     limits.validate().map_err(ApiError::Limits)?;
@@ -448,6 +459,7 @@ pub async fn spawn_with(
     ));
     let task = tokio::spawn(crate::api::serve::serve(listener, app, limits, shared, rx));
     tracing::info!(addr = %local, "Consul-compatible API listening");
+    reach.warn_if_remote("the Consul-compatible API", local);
     Ok(ConsulHandle {
         stop,
         task: Some(task),
