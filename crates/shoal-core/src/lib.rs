@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod cause;
 pub mod due;
 pub mod duration;
 pub mod guard;
@@ -36,6 +37,8 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
+mod cause_tests;
+#[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]
 mod guard_tests;
@@ -48,6 +51,7 @@ pub mod testnet;
 #[cfg(test)]
 mod trust_tests;
 
+pub use cause::{Cause, CauseKind, Transition};
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };

@@ -60,6 +60,8 @@ pub struct Node {
     store: SharedMetaStore,
     /// Lifeguard's accusations received through foca (`node_lifeguard`).
     accusations: crate::lifeguard::Inbox,
+    /// Why each member is in its state, and its last transitions (`core::cause`).
+    causes: crate::cause::Causes,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
@@ -287,6 +289,7 @@ impl Node {
             discover: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
+            causes: crate::cause::Causes::with_seed(hashes),
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
@@ -346,6 +349,10 @@ impl Node {
         let limit = self.generation_limit(now);
         // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
         let answer = self.answer_start(from, data.len());
+        if answer.is_none() {
+            // A member's address: when it was last heard goes into the causes.
+            self.causes.heard(now, from);
+        }
         match kind {
             Kind::Swim => {
                 crate::identity::with_generation_limit(limit, || {
@@ -358,7 +365,7 @@ impl Node {
             },
             Kind::Keys => self.handle_keys(now, from, &body),
             Kind::Operator => match crate::operator::OperatorMsg::decode(&body) {
-                Ok(msg) => self.handle_operator(msg),
+                Ok(msg) => self.handle_operator(from, msg),
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
@@ -383,6 +390,12 @@ impl Node {
         self.now = now;
         match timer {
             NodeTimer::Swim(t) => {
+                if let Timer::ChangeSuspectToDown { member_id, .. } = &t {
+                    // A down notice this input brings is this node's own verdict.
+                    if self.truth.get(member_id.name()).is_some() {
+                        self.causes.timed_out_here(member_id.name());
+                    }
+                }
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
             NodeTimer::Snapshot => {
@@ -624,6 +637,7 @@ impl Node {
             }
         }
         self.health_flush(now);
+        self.causes.end_input();
         self.arm_timers();
     }
 }

@@ -35,6 +35,11 @@ impl Node {
             }
             _ => {}
         }
+        if let Some(m) = self.truth.get(name) {
+            let key = m.id.name().clone();
+            self.causes
+                .force_left(&key, "an operator on this agent".into());
+        }
         let released = self.guard.release(name);
         let body = OperatorMsg::ForceLeave {
             name: name.to_string(),
@@ -66,7 +71,7 @@ impl Node {
 
     /// An operator command from another agent: applied only where SWIM agrees the member is
     /// gone (a live member is never removed by it).
-    pub(super) fn handle_operator(&mut self, msg: crate::operator::OperatorMsg) {
+    pub(super) fn handle_operator(&mut self, from: SocketAddr, msg: crate::operator::OperatorMsg) {
         use crate::operator::OperatorMsg;
         match msg {
             OperatorMsg::ForceLeave { name } => {
@@ -75,6 +80,11 @@ impl Node {
                     None => true,
                 };
                 if gone && name != self.cfg.name {
+                    if let Some(m) = self.truth.get(name.as_str()) {
+                        let key = m.id.name().clone();
+                        self.causes
+                            .force_left(&key, format!("an operator through the agent at {from}"));
+                    }
                     self.guard.release(&name);
                 }
             }
@@ -221,7 +231,15 @@ impl Node {
             version: SNAPSHOT_VERSION,
             node: self.cfg.name.clone(),
             taken_at_unix_ms: now_unix_ms,
-            members: self.members(),
+            // Causes are this life's evidence, not part of the view to restore.
+            members: self
+                .members()
+                .into_iter()
+                .map(|mut m| {
+                    m.cause = None;
+                    m
+                })
+                .collect(),
             baseline: self.guard.baseline().map(|n| n.to_string()).collect(),
             known_peers: self.known_peers(),
             guard: self.guard.report(),

@@ -104,6 +104,7 @@ impl Node {
         rec: Option<&MetaRecord>,
     ) -> MemberView {
         let mut v = MemberView::build(m, self.guard.served(name, m.state), rec);
+        v.cause = self.causes.current(name).cloned();
         if v.meta_version == 0 {
             // Warming: metadata not received yet; serve the restored one meanwhile.
             if let Some(g) = self.guard.restored(name) {
@@ -113,6 +114,12 @@ impl Node {
             }
         }
         v
+    }
+
+    /// The last served transitions of a member (at most `cause::HISTORY`), oldest first,
+    /// each with its cause: what `shoal explain` prints.
+    pub fn history(&self, name: &str) -> Vec<crate::cause::Transition> {
+        self.causes.history(name)
     }
 
     pub fn local_member(&self) -> MemberView {
@@ -299,7 +306,8 @@ impl Node {
         self.with_guard(now, |g, ctx| {
             g.on_change(now, ctx, name, Some(m.state), None)
         });
-        let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        let mut view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        view.cause = self.causes.remove(name, m.id.addr());
         self.push_reaped(now, prev, view);
     }
 
@@ -359,10 +367,13 @@ impl Node {
                 }
             }
         }
-        let Some(view) = self.member(name) else {
+        let Some(mut view) = self.member(name) else {
             return;
         };
         let prev = self.swap_served(name, view.status);
+        if prev != Some(view.status) && self.truth.get(name).is_some() {
+            view.cause = Some(self.record_cause(now, name, prev, &view));
+        }
         let change = if joined || prev.is_none() {
             MemberChange::Joined
         } else if prev != Some(view.status) {
@@ -383,6 +394,30 @@ impl Node {
                 member: view,
             },
         );
+    }
+
+    /// Records a served transition of `name` with its cause, from what the node saw.
+    fn record_cause(
+        &mut self,
+        now: Time,
+        name: &Arc<str>,
+        from: Option<ServedStatus>,
+        view: &MemberView,
+    ) -> crate::cause::Cause {
+        let report = self.guard.report();
+        let guard_state = format!("{}: {}", report.state.as_str(), report.reason);
+        let facts = crate::cause::Facts {
+            now,
+            generation: view.generation,
+            from,
+            to: view.status,
+            addr: view.addr,
+            hold: self.guard.hold_reason(name),
+            guard_state: &guard_state,
+            enforce: report.mode == crate::GuardMode::Enforce,
+            guard_off: report.mode == crate::GuardMode::Off,
+        };
+        self.causes.transition(name, &facts)
     }
 
     /// Records what is served for `name`; returns what was served before.
