@@ -7,6 +7,7 @@
 
 pub mod baseline;
 pub mod cause;
+pub mod drops;
 pub mod due;
 pub mod duration;
 pub mod guard;
@@ -52,6 +53,7 @@ pub mod testnet;
 mod trust_tests;
 
 pub use cause::{Cause, CauseKind, Transition};
+pub use drops::{DropReason, DropRecord};
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };

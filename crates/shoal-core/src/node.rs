@@ -62,6 +62,8 @@ pub struct Node {
     accusations: crate::lifeguard::Inbox,
     /// Why each member is in its state, and its last transitions (`core::cause`).
     causes: crate::cause::Causes,
+    /// Who sent datagrams we refused, and why (`core::drops`).
+    drops: crate::drops::DropTable,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
@@ -290,6 +292,7 @@ impl Node {
             scaled_for: 1,
             accusations,
             causes: crate::cause::Causes::with_seed(hashes),
+            drops: Default::default(),
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
@@ -336,15 +339,16 @@ impl Node {
         self.stats.rx_bytes += data.len() as u64;
         let (kind, body) = match self.trust.open(now, from, data, &self.cfg.cluster_label) {
             Ok(x) => x,
-            Err(TrustDrop::Wire(e)) => {
-                self.count_wire_error(e);
-                return;
-            }
             Err(e) => {
-                self.count_trust_drop(e);
+                self.record_drop(now, from, crate::drops::DropReason::of_trust(&e), data);
+                match e {
+                    TrustDrop::Wire(e) => self.count_wire_error(e),
+                    e => self.count_trust_drop(e),
+                }
                 return;
             }
         };
+        let decode_drops = self.stats.dropped_decode;
         self.reach.heard(now);
         let limit = self.generation_limit(now);
         // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
@@ -369,9 +373,26 @@ impl Node {
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
+        if self.stats.dropped_decode != decode_drops {
+            self.record_drop(now, from, crate::drops::DropReason::Decode, data);
+        }
         self.keys_catch_up(now);
         self.answer_cap(answer);
         self.after_input(now);
+    }
+
+    /// Notes a refused datagram in the table of recent drops (the counters are apart).
+    fn record_drop(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        reason: crate::drops::DropReason,
+        data: &[u8],
+    ) {
+        let ring = self.trust.keyring();
+        self.drops.record(now, from, reason, || {
+            crate::drops::detail(reason, data, ring)
+        });
     }
 
     /// Fires every timer due at `now` (deadline order, ties in arming order), one at a

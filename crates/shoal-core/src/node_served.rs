@@ -51,6 +51,12 @@ impl Node {
         &self.stats
     }
 
+    /// Who sent datagrams this node refused lately, why and how many (at most
+    /// `drops::MAX_SENDERS` pairs of sender and reason).
+    pub fn drops(&self) -> &crate::drops::DropTable {
+        &self.drops
+    }
+
     /// SWIM's own view, for the core's tests. Drivers read what the API shows (the served
     /// view: `members`, `member`, `served_status` and the events), never this.
     #[cfg(test)]

@@ -158,6 +158,28 @@ fn wrong_key_wrong_label_or_no_key_never_joins() {
     assert!(s.dropped_auth > 0, "{s:?}");
     assert!(s.dropped_plaintext > 0, "{s:?}");
     assert!(s.dropped_wrong_label > 0, "{s:?}");
+    // Each outsider is named with its reason (what the agent logs and `/v1/stats` lists).
+    use crate::drops::DropReason;
+    let drops = net.nodes[0].drops().recent();
+    let find = |i: usize, r: DropReason| {
+        drops
+            .iter()
+            .find(|d| d.from == addr(i) && d.reason == r)
+            .unwrap_or_else(|| panic!("no {r} from n{i} in {drops:?}"))
+    };
+    let k = key(2).id();
+    assert_eq!(
+        find(3, DropReason::WrongKey).detail,
+        format!("sealed with key {k}, not in our keyring")
+    );
+    assert!(find(4, DropReason::Plaintext).count > 0);
+    assert_eq!(
+        find(5, DropReason::WrongLabel).detail,
+        "their label \"other\""
+    );
+    assert!(drops
+        .iter()
+        .all(|d| [3, 4, 5].contains(&(d.from.port() - 20000))));
 }
 
 #[test]
