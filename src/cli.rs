@@ -1,4 +1,4 @@
-//! The client commands of the `shoal` binary (`members`, `join`, `leave`, `tags`,
+//! The client commands of the `shoal` binary (`members`, `explain`, `join`, `leave`, `tags`,
 //! `services`, `watch`, `info`, `guard`): their clap definitions and what they print.
 //!
 //! Owns argument parsing of those commands, table and JSON output, and exit codes. Talks to
@@ -72,6 +72,15 @@ pub enum ClientCommand {
         /// Only members with tag KEY whose value matches RE (the whole value); repeatable.
         #[arg(long, value_name = "KEY=RE")]
         tag: Vec<String>,
+        /// Add a WHY column: the cause of each member's status (who suspected it,
+        /// confirmations, last heard, refutation, the guard's decision).
+        #[arg(long)]
+        why: bool,
+    },
+    /// Explain a member's status: its last transitions, each with its time and cause.
+    Explain {
+        /// The member's name.
+        node: String,
     },
     /// Ask the agent to join the cluster through these addresses (IP:PORT or host:PORT).
     Join {
@@ -225,7 +234,12 @@ async fn execute(
 ) -> Result<ExitCode, Failure> {
     let json = format == Format::Json;
     match cmd {
-        ClientCommand::Members { status, name, tag } => {
+        ClientCommand::Members {
+            status,
+            name,
+            tag,
+            why,
+        } => {
             let q = MemberQuery {
                 status,
                 name,
@@ -238,7 +252,26 @@ async fn execute(
             } else {
                 let r = client.members(&q).await?;
                 guard_banner(out, &r.guard)?;
-                members_table(out, &r.members)?;
+                members_table(out, &r.members, why)?;
+            }
+        }
+        ClientCommand::Explain { node } => {
+            let v = client.member_history_json(&node).await?;
+            if json {
+                json_out(out, &v)?;
+            } else {
+                let r: HistoryResponse = serde_json::from_value(v.clone()).map_err(|e| {
+                    Failure::Io(std::io::Error::other(format!("unexpected answer: {e}")))
+                })?;
+                let at: Vec<String> = v["history"]
+                    .as_array()
+                    .map(|h| {
+                        h.iter()
+                            .map(|t| t["at"].as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                explain_text(out, &r, &at)?;
             }
         }
         ClientCommand::Join { addrs } => {
