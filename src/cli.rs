@@ -530,15 +530,30 @@ mod tests {
         assert_eq!(c.client.format, Format::Json);
         assert_eq!(c.client.api, "unix:/tmp/x.sock");
         match c.cmd {
-            Cmd::Client(ClientCommand::Members { status, name, tag }) => {
+            Cmd::Client(ClientCommand::Members {
+                status,
+                name,
+                tag,
+                why,
+            }) => {
                 assert_eq!(status, vec!["alive"]);
                 assert_eq!(name.as_deref(), Some("web.*"));
                 assert_eq!(tag, vec!["role=db"]);
+                assert!(!why);
             }
             other => panic!("parsed as {other:?}"),
         }
         let c = Cli::try_parse_from(["shoal", "agent", "--api", "unix:/a"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Agent { api: Some(ref a) } if a == "unix:/a"));
+        let c = Cli::try_parse_from(["shoal", "members", "--why"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Client(ClientCommand::Members { why: true, .. })
+        ));
+        let c = Cli::try_parse_from(["shoal", "explain", "web-3"]).unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::Client(ClientCommand::Explain { ref node }) if node == "web-3")
+        );
         for argv in [
             vec!["shoal", "join", "10.0.0.1:7946", "h:1"],
             vec!["shoal", "leave"],

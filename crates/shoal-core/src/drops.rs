@@ -62,10 +62,7 @@ impl DropReason {
     /// What it means and what to check, in words.
     pub fn explain(self) -> &'static str {
         match self {
-            DropReason::WrongKey => {
-                "cannot authenticate: sealed with a key not in our keyring (another cluster \
-                 key?), or forged"
-            }
+            DropReason::WrongKey => "cannot authenticate (another cluster key, or forged)",
             DropReason::Plaintext => {
                 "plaintext datagram refused: the sender runs without encryption (--insecure?) \
                  and this agent requires it"
