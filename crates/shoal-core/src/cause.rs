@@ -9,11 +9,13 @@
 //! decide anything about membership or what is served, and must stay sans-IO.
 
 use crate::hash::{FixedHashMap, HashSeed};
+use crate::identity::AddrKey;
 use crate::time::Time;
 use crate::truth::ServedStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -137,19 +139,74 @@ struct Suspicion {
     accusers: Vec<Arc<str>>,
 }
 
-/// What is known about one member.
+/// One transition as kept: the facts only, shared where they repeat (the accusers of one
+/// suspicion, the guard's words of one state); `Cause` and its sentence are built when asked.
+#[derive(Clone, Debug)]
+struct Record {
+    at: Time,
+    generation: u64,
+    from: Option<ServedStatus>,
+    to: ServedStatus,
+    reason: CauseKind,
+    probe_failed: bool,
+    refuted: bool,
+    /// The suspicion timed out on this node (for the sentence of a `Held`).
+    timed_out_here: bool,
+    replaced: bool,
+    confirmations: u32,
+    accusers: Option<Arc<[Arc<str>]>>,
+    last_heard: Option<Time>,
+    guard: Option<Arc<str>>,
+    by: Option<Arc<str>>,
+}
+
+impl Record {
+    fn cause(&self) -> Cause {
+        let mut c = Cause {
+            reason: self.reason,
+            probe_failed: self.probe_failed,
+            confirmations: self.confirmations,
+            accusers: self
+                .accusers
+                .iter()
+                .flat_map(|a| a.iter())
+                .map(|a| a.to_string())
+                .collect(),
+            last_heard_ms: self.last_heard.map(Time::as_millis),
+            refuted: self.refuted,
+            guard: self.guard.as_deref().map(str::to_string),
+            by: self.by.as_deref().map(str::to_string),
+            text: String::new(),
+        };
+        c.text = sentence(&c, self);
+        c
+    }
+
+    fn transition(&self) -> Transition {
+        Transition {
+            at_ms: self.at.as_millis(),
+            from: self.from,
+            to: self.to,
+            generation: self.generation,
+            cause: self.cause(),
+        }
+    }
+}
+
+/// What is known about one member with a transition beyond joining (a member that only
+/// joined has no entry: most members of a large cluster).
 #[derive(Clone, Debug, Default)]
 struct Entry {
-    suspicion: Option<Suspicion>,
+    suspicion: Option<Box<Suspicion>>,
     /// Our own suspicion timer of it fired during the current input.
     timed_out_here: bool,
     /// Another node took over its address during the current input.
     replaced: bool,
     /// An operator force-left it (who), during the current input.
-    force_left: Option<String>,
+    force_left: Option<Arc<str>>,
     /// The generation of its last transition.
     generation: Option<u64>,
-    history: VecDeque<Transition>,
+    history: VecDeque<Record>,
 }
 
 /// What the node saw that a transition's cause is made of, besides the evidence table.
@@ -169,33 +226,67 @@ pub struct Facts<'a> {
     pub guard_off: bool,
 }
 
-/// Every member's causes. Bounded: one entry per member the truth knows (the node removes it
-/// when it reaps the member), `HISTORY` transitions and `MAX_ACCUSERS_NAMED` names each, and
-/// one last-heard time per known member address.
+/// Sets of the last-heard cache (two addresses each).
+const HEARD_SETS: usize = 256;
+
+/// Every member's causes. Bounded: one entry per member the truth knows that did more than
+/// join (the node removes it when it reaps the member), `HISTORY` transitions and
+/// `MAX_ACCUSERS_NAMED` names each; the last-heard times are a fixed cache of
+/// `2 x HEARD_SETS` addresses (exact for clusters of up to a few hundred members; in larger
+/// ones the members heard from least recently fall out, and say "not heard from lately").
 #[derive(Debug)]
 pub struct Causes {
     members: FixedHashMap<Arc<str>, Entry>,
-    heard: FixedHashMap<SocketAddr, Time>,
+    heard: Vec<[Option<(AddrKey, Time)>; 2]>,
+    hashes: HashSeed,
     /// Members with a note of the current input (cleared by `end_input`).
     noted: Vec<Arc<str>>,
+    /// The guard's last words, shared by every transition that quotes them.
+    guard_words: Option<Arc<str>>,
 }
 
 impl Causes {
     pub fn with_seed(hashes: HashSeed) -> Causes {
         Causes {
             members: hashes.map(),
-            heard: hashes.map(),
+            heard: Vec::new(),
+            hashes,
             noted: Vec::new(),
+            guard_words: None,
         }
+    }
+
+    fn heard_set(&self, key: AddrKey) -> usize {
+        (self.hashes.state().hash_one(key) as usize) % HEARD_SETS
     }
 
     /// An authentic datagram came from `addr`, a known member's address.
     pub fn heard(&mut self, now: Time, addr: SocketAddr) {
-        self.heard.insert(addr, now);
+        let key = AddrKey::of(addr);
+        let set = self.heard_set(key);
+        if self.heard.is_empty() {
+            self.heard = vec![[None, None]; HEARD_SETS];
+        }
+        let slots = &mut self.heard[set];
+        let i = match slots {
+            [Some((k, _)), _] if *k == key => 0,
+            [_, Some((k, _))] if *k == key => 1,
+            [None, _] => 0,
+            [_, None] => 1,
+            // Both taken by others: replace the one heard from longest ago.
+            [Some((_, a)), Some((_, b))] => usize::from(*b < *a),
+        };
+        slots[i] = Some((key, now));
     }
 
     pub fn last_heard(&self, addr: SocketAddr) -> Option<Time> {
-        self.heard.get(&addr).copied()
+        let key = AddrKey::of(addr);
+        let slots = self.heard.get(self.heard_set(key))?;
+        slots
+            .iter()
+            .flatten()
+            .find(|(k, _)| *k == key)
+            .map(|(_, t)| *t)
     }
 
     fn suspicion(&mut self, name: &Arc<str>, generation: u64, incarnation: u16) -> &mut Suspicion {
@@ -205,11 +296,11 @@ impl Causes {
             .as_ref()
             .is_none_or(|s| (s.generation, s.incarnation) < (generation, incarnation));
         if fresh {
-            e.suspicion = Some(Suspicion {
+            e.suspicion = Some(Box::new(Suspicion {
                 generation,
                 incarnation,
                 ..Default::default()
-            });
+            }));
         }
         e.suspicion.get_or_insert_with(Default::default)
     }
@@ -254,13 +345,13 @@ impl Causes {
 
     /// An operator force-left `name` (`by`: who, in words).
     pub fn force_left(&mut self, name: &Arc<str>, by: String) {
-        self.note(name).force_left = Some(by);
+        self.note(name).force_left = Some(Arc::from(by));
     }
 
     /// The entry of a member about to get a note of the current input. Only members the
     /// node knows get notes (the caller checks), so this adds no entry a stranger chose.
     fn note(&mut self, name: &Arc<str>) -> &mut Entry {
-        if self.noted.len() < 4096 && !self.noted.contains(name) {
+        if !self.noted.contains(name) {
             self.noted.push(name.clone());
         }
         self.members.entry(name.clone()).or_default()
@@ -278,41 +369,67 @@ impl Causes {
         }
     }
 
-    /// Forgets a member (reaped), and when its address was last heard.
-    pub fn remove(&mut self, name: &str, addr: SocketAddr) -> Option<Cause> {
-        self.heard.remove(&addr);
+    /// Forgets a member (reaped); returns the cause of its last status.
+    pub fn remove(&mut self, name: &str) -> Option<Cause> {
         let e = self.members.remove(name)?;
-        e.history.back().map(|t| t.cause.clone())
+        e.history.back().map(Record::cause)
     }
 
-    /// The cause of the member's current status.
-    pub fn current(&self, name: &str) -> Option<&Cause> {
+    /// The cause of the member's current status (`None`: it only joined).
+    pub fn current(&self, name: &str) -> Option<Cause> {
         self.members
             .get(name)
             .and_then(|e| e.history.back())
-            .map(|t| &t.cause)
+            .map(Record::cause)
     }
 
-    /// The member's last transitions, oldest first.
+    /// The member's last transitions, oldest first (empty: it only joined).
     pub fn history(&self, name: &str) -> Vec<Transition> {
         self.members
             .get(name)
-            .map(|e| e.history.iter().cloned().collect())
+            .map(|e| e.history.iter().map(Record::transition).collect())
             .unwrap_or_default()
     }
 
-    /// Records a served transition of `name` and returns its cause.
+    /// The cause of joining, for a member with no entry.
+    pub fn joined() -> Cause {
+        Cause {
+            reason: CauseKind::Joined,
+            probe_failed: false,
+            confirmations: 0,
+            accusers: Vec::new(),
+            last_heard_ms: None,
+            refuted: false,
+            guard: None,
+            by: None,
+            text: "joined".into(),
+        }
+    }
+
+    /// Shares the guard's words with the last transition that quoted the same.
+    fn guard_words(&mut self, words: String) -> Arc<str> {
+        match &self.guard_words {
+            Some(w) if **w == *words => w.clone(),
+            _ => {
+                let w: Arc<str> = Arc::from(words);
+                self.guard_words = Some(w.clone());
+                w
+            }
+        }
+    }
+
+    /// Records a served transition of `name` and returns its cause. A member's first
+    /// transition to `alive` (it joined) is not kept.
     pub fn transition(&mut self, name: &Arc<str>, f: &Facts<'_>) -> Cause {
+        if f.from.is_none() && f.to == ServedStatus::Alive && !self.members.contains_key(name) {
+            return Causes::joined();
+        }
         let last_heard = self.last_heard(f.addr);
+        let guard = guard_decision(f).map(|g| self.guard_words(g));
         let e = self.members.entry(name.clone()).or_default();
-        let cause = explain(e, f, last_heard);
-        e.history.push_back(Transition {
-            at_ms: f.now.as_millis(),
-            from: f.from,
-            to: f.to,
-            generation: f.generation,
-            cause: cause.clone(),
-        });
+        let rec = record(e, f, last_heard, guard);
+        let cause = rec.cause();
+        e.history.push_back(rec);
         while e.history.len() > HISTORY {
             e.history.pop_front();
         }
@@ -337,73 +454,84 @@ impl Causes {
     }
 }
 
-/// The cause of a transition, from the member's entry and the facts.
-fn explain(e: &Entry, f: &Facts<'_>, last_heard: Option<Time>) -> Cause {
-    let s = e
-        .suspicion
-        .as_ref()
-        .filter(|s| s.generation == f.generation);
-    let mut c = Cause {
-        reason: CauseKind::Alive,
-        probe_failed: s.is_some_and(|s| s.probe_failed),
-        confirmations: s.map(|s| s.confirmations).unwrap_or(0),
-        accusers: s
-            .map(|s| s.accusers.iter().map(|a| a.to_string()).collect())
-            .unwrap_or_default(),
-        last_heard_ms: last_heard.map(Time::as_millis),
-        refuted: false,
-        guard: None,
-        by: e.force_left.clone(),
-        text: String::new(),
-    };
-    let newer = e.generation.is_some_and(|g| g < f.generation);
-    let failure = || {
-        if e.replaced {
-            CauseKind::Replaced
-        } else if e.timed_out_here {
-            CauseKind::SuspicionTimeout
-        } else {
-            CauseKind::DownNotice
+/// What the guard decided, in words, for a transition to `f.to` (`None`: nothing to say).
+fn guard_decision(f: &Facts<'_>) -> Option<String> {
+    match f.to {
+        ServedStatus::Held => f.hold.clone(),
+        ServedStatus::Down if f.from == Some(ServedStatus::Held) => {
+            Some(format!("released by the guard ({})", f.guard_state))
         }
-    };
-    c.reason = match f.to {
-        ServedStatus::Alive if f.from.is_none() => CauseKind::Joined,
-        ServedStatus::Alive if newer => CauseKind::Restarted,
-        ServedStatus::Alive if f.from == Some(ServedStatus::Suspect) => {
-            c.refuted = true;
-            CauseKind::Refuted
-        }
-        ServedStatus::Alive => CauseKind::Alive,
-        ServedStatus::Suspect => CauseKind::Suspected,
-        ServedStatus::Left if e.force_left.is_some() => CauseKind::ForceLeft,
-        ServedStatus::Left => CauseKind::Left,
-        ServedStatus::Down if e.force_left.is_some() => CauseKind::ForceLeft,
-        ServedStatus::Down if f.from == Some(ServedStatus::Held) => CauseKind::Released,
-        ServedStatus::Down => failure(),
-        ServedStatus::Held => CauseKind::Held,
-    };
-    c.guard = match (f.to, c.reason) {
-        (ServedStatus::Held, _) => f.hold.clone(),
-        (_, CauseKind::Released) => Some(format!("released by the guard ({})", f.guard_state)),
-        (_, CauseKind::ForceLeft) => Some("released by the operator".into()),
-        (ServedStatus::Down, _) if f.guard_off => Some("guard off".into()),
-        (ServedStatus::Down, _) if !f.enforce => Some(match &f.hold {
+        ServedStatus::Down if f.guard_off => Some("guard off".into()),
+        ServedStatus::Down if !f.enforce => Some(match &f.hold {
             Some(h) => format!("shadow mode, would be {h}"),
             None => "shadow mode, would remove it too".into(),
         }),
-        (ServedStatus::Down, _) => Some(format!(
+        ServedStatus::Down => Some(format!(
             "removed, under the limit (guard {})",
             f.guard_state
         )),
         _ => None,
+    }
+}
+
+/// The record of a transition, from the member's entry and the facts.
+fn record(e: &Entry, f: &Facts<'_>, last_heard: Option<Time>, guard: Option<Arc<str>>) -> Record {
+    let s = e
+        .suspicion
+        .as_ref()
+        .filter(|s| s.generation == f.generation);
+    // A member served down, held or left comes back alive only as a new generation.
+    let newer = e.generation.is_some_and(|g| g < f.generation)
+        || matches!(
+            f.from,
+            Some(ServedStatus::Down | ServedStatus::Held | ServedStatus::Left)
+        );
+    let mut refuted = false;
+    let reason = match f.to {
+        ServedStatus::Alive if f.from.is_none() => CauseKind::Joined,
+        ServedStatus::Alive if newer => CauseKind::Restarted,
+        ServedStatus::Alive if f.from == Some(ServedStatus::Suspect) => {
+            refuted = true;
+            CauseKind::Refuted
+        }
+        ServedStatus::Alive => CauseKind::Alive,
+        ServedStatus::Suspect => CauseKind::Suspected,
+        ServedStatus::Left | ServedStatus::Down if e.force_left.is_some() => CauseKind::ForceLeft,
+        ServedStatus::Left => CauseKind::Left,
+        ServedStatus::Down if f.from == Some(ServedStatus::Held) => CauseKind::Released,
+        ServedStatus::Down if e.replaced => CauseKind::Replaced,
+        ServedStatus::Down if e.timed_out_here => CauseKind::SuspicionTimeout,
+        ServedStatus::Down => CauseKind::DownNotice,
+        ServedStatus::Held => CauseKind::Held,
     };
-    c.text = sentence(&c, f, e);
-    c
+    let guard = if reason == CauseKind::ForceLeft {
+        Some(Arc::from("released by the operator"))
+    } else {
+        guard
+    };
+    Record {
+        at: f.now,
+        generation: f.generation,
+        from: f.from,
+        to: f.to,
+        reason,
+        probe_failed: s.is_some_and(|s| s.probe_failed),
+        refuted,
+        timed_out_here: e.timed_out_here,
+        replaced: e.replaced,
+        confirmations: s.map(|s| s.confirmations).unwrap_or(0),
+        accusers: s
+            .filter(|s| !s.accusers.is_empty())
+            .map(|s| Arc::from(s.accusers.as_slice())),
+        last_heard,
+        guard,
+        by: e.force_left.clone(),
+    }
 }
 
 /// The cause in words: `suspicion timed out here (our probe failed); 3 confirmations from
 /// a, b, c; last heard 7.2 s ago; no refutation; guard: removed, under the limit`.
-fn sentence(c: &Cause, f: &Facts<'_>, e: &Entry) -> String {
+fn sentence(c: &Cause, r: &Record) -> String {
     let mut t = String::new();
     let how = if c.probe_failed {
         "our own probe failed"
@@ -413,10 +541,11 @@ fn sentence(c: &Cause, f: &Facts<'_>, e: &Entry) -> String {
     match c.reason {
         CauseKind::Joined => t.push_str("joined"),
         CauseKind::Restarted => {
-            let _ = write!(t, "came back as generation {}", f.generation);
-            if let Some(g) = e.generation {
-                let _ = write!(t, " (was {g}): restarted or rejoined");
-            }
+            let _ = write!(
+                t,
+                "came back as generation {} (restarted, or rejoined after being declared down)",
+                r.generation
+            );
         }
         CauseKind::Refuted => t.push_str("refuted the suspicion (incarnation bump)"),
         CauseKind::Alive => t.push_str("alive"),
@@ -435,9 +564,9 @@ fn sentence(c: &Cause, f: &Facts<'_>, e: &Entry) -> String {
         }
         CauseKind::Replaced => t.push_str("another node took over its address"),
         CauseKind::Held => {
-            let kind = if e.replaced {
+            let kind = if r.replaced {
                 "its address was taken over".to_string()
-            } else if e.timed_out_here {
+            } else if r.timed_out_here {
                 format!("suspicion timed out here ({how})")
             } else if c.probe_failed {
                 "declared down by the cluster (our own probe had failed too)".to_string()
@@ -482,7 +611,7 @@ fn sentence(c: &Cause, f: &Facts<'_>, e: &Entry) -> String {
     if failure || c.reason == CauseKind::Refuted {
         match c.last_heard_ms {
             Some(ms) => {
-                let ago = f.now.as_millis().saturating_sub(ms);
+                let ago = r.at.as_millis().saturating_sub(ms);
                 let _ = write!(
                     t,
                     "; last heard {}.{} s ago",
@@ -490,10 +619,10 @@ fn sentence(c: &Cause, f: &Facts<'_>, e: &Entry) -> String {
                     (ago % 1000) / 100
                 );
             }
-            None => t.push_str("; never heard from directly"),
+            None => t.push_str("; not heard from lately"),
         }
     }
-    if failure && f.to != ServedStatus::Suspect {
+    if failure && r.to != ServedStatus::Suspect {
         t.push_str("; no refutation");
     }
     if let Some(g) = &c.guard {
@@ -544,6 +673,28 @@ mod tests {
              last heard 7.2 s ago; no refutation; guard: removed, under the limit (guard normal: \
              no failures)"
         );
+    }
+
+    #[test]
+    fn last_heard_is_a_fixed_cache_exact_for_small_clusters() {
+        let mut c = Causes::with_seed(HashSeed::of_node(3));
+        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
+        for i in 0..100 {
+            c.heard(Time(u64::from(i)), addr(i));
+        }
+        // 100 addresses in 256 sets of two: every one is kept.
+        for i in 0..100 {
+            assert_eq!(c.last_heard(addr(i)), Some(Time(u64::from(i))));
+        }
+        c.heard(Time(500), addr(7));
+        assert_eq!(c.last_heard(addr(7)), Some(Time(500)));
+        // A flood of addresses: the cache stays its size; the latest are found.
+        for i in 0..10_000 {
+            c.heard(Time(1_000 + u64::from(i)), addr(i));
+        }
+        assert_eq!(c.heard.len(), HEARD_SETS);
+        assert_eq!(c.last_heard(addr(9_999)), Some(Time(10_999)));
+        assert_eq!(c.last_heard(SocketAddr::from(([10, 0, 0, 1], 1))), None);
     }
 
     #[test]

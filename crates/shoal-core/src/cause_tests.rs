@@ -37,6 +37,23 @@ fn last(net: &TestNet, viewer: usize, i: usize) -> Transition {
 }
 
 #[test]
+fn members_that_only_joined_cost_no_entry() {
+    let net = formed(6);
+    for (v, node) in net.nodes.iter().enumerate() {
+        assert!(
+            node.causes().is_empty(),
+            "n{v} keeps {} entries",
+            node.causes().len()
+        );
+        let m = node.member("n1").unwrap();
+        assert_eq!(m.cause.map(|c| c.reason), Some(CauseKind::Joined));
+        let h = node.history("n1");
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].from, h[0].to), (None, ServedStatus::Alive));
+    }
+}
+
+#[test]
 fn a_crash_is_explained_by_the_failed_probes_their_confirmations_and_the_last_ack() {
     let mut net = formed(6);
     let crash_at = net.now;

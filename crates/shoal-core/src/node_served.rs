@@ -64,6 +64,12 @@ impl Node {
         &self.truth
     }
 
+    /// The causes table, for the core's tests of its bounds.
+    #[cfg(test)]
+    pub(crate) fn causes(&self) -> &crate::cause::Causes {
+        &self.causes
+    }
+
     pub fn guard_report(&self) -> GuardReport {
         self.guard.report()
     }
@@ -110,7 +116,10 @@ impl Node {
         rec: Option<&MetaRecord>,
     ) -> MemberView {
         let mut v = MemberView::build(m, self.guard.served(name, m.state), rec);
-        v.cause = self.causes.current(name).cloned();
+        v.cause = self.causes.current(name).or_else(|| {
+            // No entry: it only joined (most members of a large cluster).
+            (m.state == TruthState::Alive).then(crate::cause::Causes::joined)
+        });
         if v.meta_version == 0 {
             // Warming: metadata not received yet; serve the restored one meanwhile.
             if let Some(g) = self.guard.restored(name) {
@@ -125,7 +134,20 @@ impl Node {
     /// The last served transitions of a member (at most `cause::HISTORY`), oldest first,
     /// each with its cause: what `shoal explain` prints.
     pub fn history(&self, name: &str) -> Vec<crate::cause::Transition> {
-        self.causes.history(name)
+        let h = self.causes.history(name);
+        match self.truth.get(name) {
+            // No entry: it joined (when it entered its state) and nothing happened since.
+            Some(m) if h.is_empty() && m.state == TruthState::Alive => {
+                vec![crate::cause::Transition {
+                    at_ms: m.since.as_millis(),
+                    from: None,
+                    to: ServedStatus::Alive,
+                    generation: m.id.generation(),
+                    cause: crate::cause::Causes::joined(),
+                }]
+            }
+            _ => h,
+        }
     }
 
     pub fn local_member(&self) -> MemberView {
@@ -313,7 +335,7 @@ impl Node {
             g.on_change(now, ctx, name, Some(m.state), None)
         });
         let mut view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
-        view.cause = self.causes.remove(name, m.id.addr());
+        view.cause = self.causes.remove(name);
         self.push_reaped(now, prev, view);
     }
 
