@@ -233,7 +233,7 @@ const HEARD_SETS: usize = 256;
 /// join (the node removes it when it reaps the member), `HISTORY` transitions and
 /// `MAX_ACCUSERS_NAMED` names each; the last-heard times are a fixed cache of
 /// `2 x HEARD_SETS` addresses (exact for clusters of up to a few hundred members; in larger
-/// ones the members heard from least recently fall out, and say "not heard from lately").
+/// ones the members heard from least recently fall out, and say "not heard from directly lately").
 #[derive(Debug)]
 pub struct Causes {
     members: FixedHashMap<Arc<str>, Entry>,
@@ -619,7 +619,7 @@ fn sentence(c: &Cause, r: &Record) -> String {
                     (ago % 1000) / 100
                 );
             }
-            None => t.push_str("; not heard from lately"),
+            None => t.push_str("; not heard from directly lately"),
         }
     }
     if failure && r.to != ServedStatus::Suspect {
