@@ -375,6 +375,11 @@ impl Causes {
         e.history.back().map(Record::cause)
     }
 
+    /// Whether the member has an entry (did more than join).
+    pub fn has(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+    }
+
     /// The cause of the member's current status (`None`: it only joined).
     pub fn current(&self, name: &str) -> Option<Cause> {
         self.members

@@ -432,8 +432,18 @@ impl Node {
         from: Option<ServedStatus>,
         view: &MemberView,
     ) -> crate::cause::Cause {
-        let report = self.guard.report();
-        let guard_state = format!("{}: {}", report.state.as_str(), report.reason);
+        if from.is_none() && view.status == ServedStatus::Alive && !self.causes.has(name) {
+            // A join (every member of a forming cluster, on every node): nothing to keep.
+            return crate::cause::Causes::joined();
+        }
+        let mode = self.guard.config().mode;
+        // The guard's words only matter for a member going down or held.
+        let guard_state = if matches!(view.status, ServedStatus::Down | ServedStatus::Held) {
+            let report = self.guard.report();
+            format!("{}: {}", report.state.as_str(), report.reason)
+        } else {
+            String::new()
+        };
         let facts = crate::cause::Facts {
             now,
             generation: view.generation,
@@ -442,8 +452,8 @@ impl Node {
             addr: view.addr,
             hold: self.guard.hold_reason(name),
             guard_state: &guard_state,
-            enforce: report.mode == crate::GuardMode::Enforce,
-            guard_off: report.mode == crate::GuardMode::Off,
+            enforce: mode == crate::GuardMode::Enforce,
+            guard_off: mode == crate::GuardMode::Off,
         };
         self.causes.transition(name, &facts)
     }
