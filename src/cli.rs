@@ -489,6 +489,21 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
 
+    /// `shoal watch` (table) prints a status change with its cause, from the NDJSON line.
+    #[test]
+    fn a_watch_line_says_why() {
+        let line = r#"{"index":7,"at_ms":9,"type":"member","change":"status","previous":"suspect",
+            "member":{"name":"n2","addr":"127.0.0.1:7946","status":"down","generation":1,
+            "since_ms":9,"tags":{},"services":[],"meta_version":1,
+            "cause":{"reason":"suspicion_timeout","text":"suspicion timed out here"}}}"#
+            .replace('\n', "");
+        let w = WatchLine::parse(&line).unwrap();
+        assert_eq!(
+            describe(&w),
+            "[7] member n2 status (suspect -> down) 127.0.0.1:7946: suspicion timed out here"
+        );
+    }
+
     /// A top-level parser shaped like the `shoal` binary's: an agent subcommand with its own
     /// `--api`, and the client commands with the global `--api`/`--format`.
     #[derive(Parser, Debug)]

@@ -39,8 +39,17 @@ pub fn describe(line: &WatchLine) -> String {
                         .unwrap_or_default();
                     match previous {
                         Some(p) if *p != member.status => format!(
-                            "member {} {} ({} -> {}) {}",
-                            member.name, change, p, member.status, member.addr
+                            "member {} {} ({} -> {}) {}{}",
+                            member.name,
+                            change,
+                            p,
+                            member.status,
+                            member.addr,
+                            member
+                                .cause
+                                .as_ref()
+                                .map(|c| format!(": {}", c.text))
+                                .unwrap_or_default()
                         ),
                         _ => format!(
                             "member {} {} ({}) {}",
