@@ -14,6 +14,16 @@ impl Node {
     /// for a member SWIM believes alive or suspect (it would come back at once). Returns
     /// whether it was held here and how many members were told.
     pub fn force_leave(&mut self, now: Time, name: &str) -> Result<(bool, usize), NodeError> {
+        self.force_leave_by(now, name, "an operator on this agent")
+    }
+
+    /// `force_leave`, saying who asked (`by`, in words: the member's cause names it here).
+    pub fn force_leave_by(
+        &mut self,
+        now: Time,
+        name: &str,
+        by: &str,
+    ) -> Result<(bool, usize), NodeError> {
         use crate::operator::OperatorMsg;
         self.now = now;
         if name == self.cfg.name {
@@ -37,8 +47,7 @@ impl Node {
         }
         if let Some(m) = self.truth.get(name) {
             let key = m.id.name().clone();
-            self.causes
-                .force_left(&key, "an operator on this agent".into());
+            self.causes.force_left(&key, by.to_string());
         }
         let released = self.guard.release(name);
         let body = OperatorMsg::ForceLeave {

@@ -198,7 +198,8 @@ pub(super) async fn force_leave(
                 "no member named {name:?} is known to this agent; list them with GET /v1/members"
             )));
         }
-        let (released, told) = node.force_leave(now, &name)?;
+        let by = format!("operator {who} on this agent");
+        let (released, told) = node.force_leave_by(now, &name, &by)?;
         Ok(ForceLeaveResponse {
             index: node.index(),
             guard: node.guard_report(),
