@@ -2,10 +2,12 @@
 //! suspected it, the independent confirmations, when it was last heard, a refutation, the
 //! guard's decision, an operator's force-leave) and a short history of transitions per member.
 //!
-//! Owns `Causes` (one bounded entry per member the truth knows: the evidence gathered for the
-//! current suspicion, the last cause and the last `HISTORY` transitions, plus the time each
-//! known address was last heard from) and the JSON shapes `Cause` and `Transition`. It only
-//! records what the node's SWIM adapter, Lifeguard exchange and guard already saw; it must not
+//! Owns `Causes`: per member that did more than join, the evidence of its current suspicion
+//! and its last `HISTORY` transitions, kept as compact facts (the sentence is built when
+//! asked); the notes of the current input (our suspicion timer fired, its address was taken
+//! over, an operator force-left it); and a fixed cache of when each member address was last
+//! heard from. Also the JSON shapes `Cause` and `Transition`. It only records what the node's
+//! SWIM adapter, Lifeguard exchange, guard and operator commands already saw; it must not
 //! decide anything about membership or what is served, and must stay sans-IO.
 
 use crate::hash::{FixedHashMap, HashSeed};
