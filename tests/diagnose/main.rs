@@ -17,7 +17,7 @@ use shoal::agent::Agent;
 use shoal::api::types::WatchLine;
 use shoal::cli::{ClientCommand, Format};
 use shoal::config::{AgentArgs, Config};
-use shoal_core::{CauseKind, DropReason, EventKind, Profile, ServedStatus};
+use shoal_core::{CauseKind, DropReason, EventKind, MemberChange, Profile, ServedStatus};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,11 +125,15 @@ async fn a_killed_agent_is_down_with_its_cause_everywhere() {
     }
     assert!(confirmed >= 1, "no observer counted the other's accusation");
 
-    // The watch stream: the down event carries the cause.
+    // The watch stream: every status change up to the down event carries its cause (the
+    // suspicion too), and the down event carries the one the API shows.
     let ev = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(line) = watch.next().await {
             if let Ok(WatchLine::Event(e)) = line {
-                if let EventKind::Member { member, .. } = e.kind {
+                if let EventKind::Member { change, member, .. } = e.kind {
+                    if change == MemberChange::Status {
+                        assert!(member.cause.is_some(), "no cause: {member:?}");
+                    }
                     if member.name == "n2" && member.status == ServedStatus::Down {
                         return Some(member);
                     }
@@ -143,6 +147,10 @@ async fn a_killed_agent_is_down_with_its_cause_everywhere() {
     .expect("the stream ended");
     let cause = ev.cause.expect("the event carries the cause");
     assert!(cause.text.contains("no refutation"), "{}", cause.text);
+    assert_eq!(
+        Some(cause),
+        api0.member("n2").await.expect("member").member.cause
+    );
 
     // The log: one line for the transition, with the cause.
     let lines = log_lines(&["member down: n2 (", &dead.to_string()]);

@@ -197,6 +197,23 @@ fn a_guard_hold_names_the_episode_and_the_thaw_names_the_operator() {
 }
 
 #[test]
+fn a_node_cut_off_says_it_holds_everyone_because_it_is_isolated() {
+    let mut net = formed(6);
+    net.cut.insert(5);
+    let ok = net.run_until_pred(20_000, |net| {
+        net.nodes[5].guard_report().state == GuardState::Isolated
+            && (0..5).all(|i| status(net, 5, i) == Some(ServedStatus::Held))
+    });
+    assert!(ok, "n5 did not isolate itself holding its peers");
+    for i in 0..5 {
+        let t = last(&net, 5, i);
+        assert_eq!(t.cause.reason, CauseKind::Held);
+        let g = t.cause.guard.unwrap_or_default();
+        assert!(g.starts_with("held while isolated ("), "{g}");
+    }
+}
+
+#[test]
 fn a_graceful_leave_is_no_failure() {
     let mut net = formed(4);
     net.call(3, |n, now| n.leave(now).unwrap());
