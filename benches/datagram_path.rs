@@ -96,6 +96,7 @@ fn members(m: usize) -> Vec<(NodeId, Arc<MetaRecord>)> {
                 version: 1,
                 leaving: false,
                 meta: meta(i),
+                ext: Default::default(),
             };
             (NodeId::new(&n, addr(i), 1), Arc::new(rec))
         })

@@ -325,6 +325,39 @@ fn recent_drops_text(s: &StatsView) -> String {
     parts.join("; ")
 }
 
+/// This agent's protocol range and the cluster's members by range (docs/upgrades.md):
+/// `1..2 (members: 1 x2, 1..2 x3)`, with the messages of a later release it ignored.
+fn protocol_text(own: Option<shoal_core::wire::ProtocolRange>, s: &StatsView) -> String {
+    let own = own.unwrap_or(shoal_core::wire::PROTOCOL);
+    let members: Vec<String> = s
+        .protocols
+        .iter()
+        .map(|(p, n)| format!("{p} x{n}"))
+        .collect();
+    let mut text = format!("{own} (members: {})", members.join(", "));
+    let apart: usize = s
+        .protocols
+        .iter()
+        .filter(|(p, _)| {
+            p.parse::<shoal_core::wire::ProtocolRange>()
+                .is_ok_and(|p| !p.overlaps(&own))
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if apart > 0 {
+        text.push_str(&format!(
+            "; {apart} members speak no protocol of this agent: upgrade one release at a time"
+        ));
+    }
+    if s.counters.unknown_kinds > 0 {
+        text.push_str(&format!(
+            "; {} messages of a later release ignored",
+            s.counters.unknown_kinds
+        ));
+    }
+    text
+}
+
 pub(super) fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std::io::Result<()> {
     let m = &r.member;
     let s = &r.stats;
@@ -346,6 +379,7 @@ pub(super) fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std:
         vec!["addr:".into(), m.addr.to_string()],
         vec!["status:".into(), m.status.to_string()],
         vec!["generation:".into(), m.generation.to_string()],
+        vec!["protocol:".into(), protocol_text(m.protocol, s)],
         vec!["tags:".into(), tags_text(&m.tags)],
         vec!["services:".into(), services.join(",")],
         vec![

@@ -163,6 +163,7 @@ mod tests {
                 services: vec![],
                 meta_version: 2,
                 cause: None,
+                protocol: None,
             }],
             baseline: vec!["n2".into()],
             known_peers: vec!["127.0.0.1:7946".parse().unwrap()],

@@ -29,7 +29,7 @@ const RESEND_EVERY: Duration = Duration::from_millis(500);
 pub struct KeysResponse {
     /// False when the agent runs `--insecure`.
     pub encrypted: bool,
-    /// `refuse`, `accept` or `send` (see the transition procedure in README).
+    /// `refuse`, `accept` or `send` (see the transition procedure in docs/security.md).
     pub plaintext: Plaintext,
     /// Id of the primary key (the one this agent sends with).
     pub primary: Option<String>,

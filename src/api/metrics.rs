@@ -161,6 +161,11 @@ pub fn render(m: &MetricsInput) -> String {
             "Times this node refuted a suspicion of itself.",
             s.refutes,
         ),
+        (
+            "shoal_unknown_kinds_total",
+            "Messages and broadcast items of a kind a later release added, ignored.",
+            s.unknown_kinds,
+        ),
     ] {
         single(&mut out, name, "counter", help, v);
     }

@@ -69,6 +69,10 @@ pub struct StatsView {
     /// Entries of `recent_drops` evicted to make room (many senders).
     #[serde(default)]
     pub recent_drops_evicted: u64,
+    /// Members in the cluster (alive, suspect or held) by the protocol range their record
+    /// announces ("1" for v0.1.0, "1..2", ...; docs/upgrades.md): how far a rolling upgrade is.
+    #[serde(default)]
+    pub protocols: BTreeMap<String, usize>,
 }
 
 /// `GET /v1/self`: `{"index", "guard", "member", "stats"}`.

@@ -1,6 +1,6 @@
 //! Every configuration key, declared once: its TOML path, environment variable, `shoal agent`
 //! flag, types, parser, range, default and one-line doc. The file, environment and flag
-//! sources, `AgentArgs` and the reference README is checked against all come from this table
+//! sources, `AgentArgs` and the reference (docs/configuration.md) is checked against all come from this table
 //! (the generator is table.rs).
 //!
 //! Must not resolve anything: defaults that depend on other keys and rules between keys live in

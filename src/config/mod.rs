@@ -3,7 +3,7 @@
 //!
 //! Every key is declared once, in the table of `keys` (TOML path, environment variable, flag,
 //! types, parser, range, default, doc); `table` generates from it the sources' schema, the
-//! `shoal agent` flags (`AgentArgs`, an outside contract) and the reference README is checked
+//! `shoal agent` flags (`AgentArgs`, an outside contract) and the reference (docs/configuration.md) is checked
 //! against. `sources` reads and layers the file, environment and flags; `parse` holds the
 //! parsers the table names; `validate` applies the defaults and the rules between keys.
 //!

@@ -1,21 +1,21 @@
-//! The README's configuration reference against the key table: every key, environment
-//! variable and `shoal agent` flag the table declares is in README.md, and README.md lists
-//! none that does not exist. Also: the defaults the table states are the real ones.
+//! The configuration reference (docs/configuration.md) against the key table: every key,
+//! environment variable and `shoal agent` flag the table declares is in the reference, and the
+//! reference lists none that does not exist. Also: the defaults the table states are the real ones.
 
 use super::keys::{self, root};
 use super::*;
 use std::collections::BTreeSet;
 
-const README: &str = include_str!("../../README.md");
+const REFERENCE: &str = include_str!("../../docs/configuration.md");
 
-/// The text of README's section that starts with `heading` (up to the next heading of the
+/// The text of the reference's section that starts with `heading` (up to the next heading of the
 /// same level).
 fn section(heading: &str) -> &'static str {
-    let start = README
+    let start = REFERENCE
         .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+        .unwrap_or_else(|| panic!("docs/configuration.md has no {heading:?}"));
     let level = heading.split(' ').next().unwrap_or("##");
-    let rest = &README[start + heading.len() + 2..];
+    let rest = &REFERENCE[start + heading.len() + 2..];
     let end = rest.find(&format!("\n{level} ")).unwrap_or(rest.len());
     &rest[..end]
 }
@@ -50,14 +50,14 @@ fn same_sets(what: &str, table: BTreeSet<String>, readme: BTreeSet<String>) {
     let unknown: Vec<_> = readme.difference(&table).collect();
     assert!(
         missing.is_empty() && unknown.is_empty(),
-        "README's {what}: missing {missing:?}; not in the key table (src/config/keys.rs) {unknown:?}"
+        "docs/configuration.md's {what}: missing {missing:?}; not in the key table (src/config/keys.rs) {unknown:?}"
     );
 }
 
 #[test]
 fn readme_toml_reference_lists_every_key_and_only_keys() {
-    let block = fenced(section("## Configuration"), "toml");
-    let doc: toml::Table = toml::from_str(block).expect("README's reference is TOML");
+    let block = fenced(section("## The configuration file"), "toml");
+    let doc: toml::Table = toml::from_str(block).expect("the reference is TOML");
     let tables: BTreeSet<&str> = keys::all()
         .filter_map(|k| k.path.split_once('.').map(|(t, _)| t))
         .collect();
@@ -78,16 +78,16 @@ fn readme_toml_reference_lists_every_key_and_only_keys() {
         .collect();
     same_sets("TOML reference (## Configuration)", table, readme);
     // Wrong types are refused as they would be in a config file.
-    let _: root::Raw = toml::from_str(block).expect("README's reference parses as a config file");
+    let _: root::Raw = toml::from_str(block).expect("the reference parses as a config file");
 }
 
 #[test]
 fn readme_lists_every_environment_variable() {
-    let text = section("## Configuration");
+    let text = section("## The configuration file");
     let intro = &text[..text.find("```toml").expect("the reference block")];
     let table = keys::env_vars().map(str::to_string).collect();
     same_sets(
-        "environment variables (## Configuration)",
+        "environment variables (## The configuration file)",
         table,
         words(intro, "SHOAL_"),
     );
@@ -95,10 +95,7 @@ fn readme_lists_every_environment_variable() {
 
 #[test]
 fn readme_lists_every_agent_flag() {
-    let block = fenced(
-        section("### Flags of `shoal agent` (a stable contract)"),
-        "",
-    );
+    let block = fenced(section("## Flags of `shoal agent` (a stable contract)"), "");
     let table = keys::all()
         .filter_map(|k| k.flag)
         .map(str::to_string)
@@ -164,11 +161,12 @@ fn every_key_is_documented_once() {
     }
 }
 
-/// Each variable the table names gives its key what the file would: the README's example value
+/// Each variable the table names gives its key what the file would: the reference's example value
 /// of every key, once through its `SHOAL_*` variable and once through the file.
 #[test]
 fn each_environment_variable_sets_its_key() {
-    let doc: toml::Table = toml::from_str(fenced(section("## Configuration"), "toml")).unwrap();
+    let doc: toml::Table =
+        toml::from_str(fenced(section("## The configuration file"), "toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shoal.toml");
     let load = |text: &str, env: Option<(&str, String)>| {

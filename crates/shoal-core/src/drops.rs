@@ -10,7 +10,7 @@
 use crate::keyring::{KeyId, Keyring};
 use crate::time::Time;
 use crate::trust::TrustDrop;
-use crate::wire::{WireError, WIRE_VERSION};
+use crate::wire::{WireError, ENVELOPE_VERSIONS};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -72,7 +72,8 @@ impl DropReason {
                  cluster_label)"
             }
             DropReason::UnsupportedVersion => {
-                "unsupported wire version: the sender runs a release this one cannot read"
+                "unsupported envelope version: the sender runs a release this one cannot read \
+                 (upgrade one release at a time)"
             }
             DropReason::ClockSkew => {
                 "clock skew: authentic, but stamped too far from our clock (check NTP on both \
@@ -103,7 +104,7 @@ impl DropReason {
             WireError::Oversized => DropReason::Oversized,
             WireError::Truncated => DropReason::Truncated,
             WireError::BadMagic => DropReason::BadMagic,
-            WireError::BadVersion => DropReason::UnsupportedVersion,
+            WireError::BadVersion(_) => DropReason::UnsupportedVersion,
             WireError::BadFlags => DropReason::BadFlags,
             WireError::WrongLabel => DropReason::WrongLabel,
             WireError::BadKind => DropReason::BadKind,
@@ -215,7 +216,11 @@ pub fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String
             format!("their label {:?}", String::from_utf8_lossy(theirs))
         }
         DropReason::UnsupportedVersion => match data.get(2) {
-            Some(v) => format!("their version {v}, ours {WIRE_VERSION}"),
+            Some(v) => format!(
+                "their envelope version {v}, this release accepts {}..={} (docs/upgrades.md)",
+                ENVELOPE_VERSIONS.start(),
+                ENVELOPE_VERSIONS.end()
+            ),
             None => String::new(),
         },
         DropReason::WrongKey => {
@@ -284,10 +289,8 @@ mod tests {
             "their label \"prod\""
         );
         d[2] = 200;
-        assert_eq!(
-            detail(DropReason::UnsupportedVersion, &d, None),
-            format!("their version 200, ours {WIRE_VERSION}")
-        );
+        assert!(detail(DropReason::UnsupportedVersion, &d, None)
+            .starts_with("their envelope version 200, this release accepts "));
         // Short or odd data: no panic, no detail.
         assert_eq!(detail(DropReason::WrongKey, &[1], None), "");
         assert_eq!(

@@ -7,7 +7,7 @@
 //! filters what is served; it must never change what is gossiped, and its decisions are
 //! local. It never reads a clock: time comes in with every call.
 //!
-//! The rules, in short (see README, "The guard: fail static"):
+//! The rules, in short (see docs/guard.md):
 //! - the baseline holds every peer seen alive with its record, from the first converged view
 //!   on; it loses members only by intent or after `stable_after` down while `normal`;
 //! - `frozen` when baseline peers that are suspect (SWIM), unreachable (a reach check) or

@@ -54,7 +54,7 @@ pub struct ServiceGuard {
     pub fail_closed: bool,
 }
 
-/// Guard configuration (see the README's config reference).
+/// Guard configuration (see docs/configuration.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GuardConfig {

@@ -104,6 +104,7 @@ impl Rig {
                 version: 1,
                 leaving: false,
                 meta: NodeMeta::default(),
+                ext: Default::default(),
             });
         }
         let (changed, prev) = self.truth.set(self.now, &id, st);
@@ -137,6 +138,7 @@ impl Rig {
             version,
             leaving: false,
             meta,
+            ext: Default::default(),
         });
     }
 

@@ -4,7 +4,7 @@
 //!
 //! Owns, per service, the instances this node knows with their health, the instances that
 //! turned critical within `window`, the held set and the per-service state (`normal` or
-//! `frozen`) with its reason. Rules (README, "Health checks and the health guard"):
+//! `frozen`) with its reason. Rules (docs/health.md):
 //! - more than `max(min_removals, max_removal_ratio x instances)` instances turned critical
 //!   within `window` -> the service is `frozen`: those instances, and every instance that turns
 //!   critical while frozen, are served `held` in the passing view;

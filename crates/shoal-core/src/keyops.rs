@@ -18,6 +18,7 @@
 //! older ring never replaces a newer one. How often each peer is sent either message is
 //! bounded (`STATE_EVERY`, `HELLO_EVERY`, at most `MAX_CATCH_UP_PEERS` peers remembered).
 
+use crate::ext::{decode_kind, Decoded, ExtError, Kinds, MsgError};
 use crate::keyring::{Key, KeyError, Keyring, KEY_LEN, MAX_KEYS};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -84,19 +85,31 @@ pub enum KeyMsg {
     },
 }
 
+impl Kinds for KeyMsg {
+    /// Variants up to `State`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 4;
+}
+
 impl KeyMsg {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    pub fn decode(data: &[u8]) -> Option<KeyMsg> {
-        let m: KeyMsg = postcard::from_bytes(data).ok()?;
+    /// Decodes and validates: v0.1.0's postcard layout, then extension fields
+    /// (`core::ext`); a message kind of a later release is [`MsgError::Later`].
+    pub fn decode(data: &[u8]) -> Result<KeyMsg, MsgError> {
+        let m = match decode_kind::<KeyMsg>(data)? {
+            Decoded::Known(m, _ext) => m,
+            Decoded::Unknown(kind) => return Err(MsgError::Later(kind)),
+        };
+        let invalid = |what: &str| Err(MsgError::Decode(ExtError::Fixed(what.into())));
         match &m {
-            KeyMsg::Ack { error, .. } if error.len() > MAX_ERROR_LEN => return None,
-            KeyMsg::State { keys, .. } if keys.is_empty() || keys.len() > MAX_KEYS => return None,
-            _ => {}
+            KeyMsg::Ack { error, .. } if error.len() > MAX_ERROR_LEN => invalid("error too long"),
+            KeyMsg::State { keys, .. } if keys.is_empty() || keys.len() > MAX_KEYS => {
+                invalid("bad key count")
+            }
+            _ => Ok(m),
         }
-        Some(m)
     }
 
     /// The `State` message of a ring.
@@ -327,13 +340,14 @@ mod tests {
             kind: KeyOpKind::Use,
             key: [3; KEY_LEN],
         };
-        assert_eq!(KeyMsg::decode(&m.encode()), Some(m));
+        assert_eq!(KeyMsg::decode(&m.encode()), Ok(m));
         let long = KeyMsg::Ack {
             id: 1,
             error: "x".repeat(500),
         };
-        assert_eq!(KeyMsg::decode(&long.encode()), None);
-        assert_eq!(KeyMsg::decode(&[9, 9, 9]), None);
+        assert!(KeyMsg::decode(&long.encode()).is_err());
+        assert_eq!(KeyMsg::decode(&[9, 9, 9]), Err(MsgError::Later(9)));
+        assert!(KeyMsg::decode(&[2]).is_err());
         let ring = Keyring::from_keys(vec![
             Key::from_bytes([1; KEY_LEN]),
             Key::from_bytes([2; KEY_LEN]),
@@ -348,7 +362,7 @@ mod tests {
                 generation: 1,
                 keys,
             };
-            assert_eq!(KeyMsg::decode(&m.encode()), None);
+            assert!(KeyMsg::decode(&m.encode()).is_err());
         }
         let dup = KeyMsg::State {
             generation: 1,

@@ -10,6 +10,8 @@ pub mod cause;
 pub mod drops;
 pub mod due;
 pub mod duration;
+pub mod ext;
+pub mod fields;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;
@@ -39,6 +41,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod cause_tests;
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]

@@ -5,9 +5,15 @@
 //! `MetaStore` every node keeps (`meta_gossip` feeds it what foca receives). Only the owner
 //! ever creates a new version of its own record. Must not decide membership: a record says
 //! nothing about whether its node is alive.
+//!
+//! A record's encoding is v0.1.0's (postcard, frozen) followed by its extension fields
+//! (`core::ext`, declared in `core::fields::record`), so that v0.1.0 and every later release
+//! read it (docs/upgrades.md).
 
+use crate::ext::Ext;
 use crate::hash::fnv1a;
 use crate::names::{NameTable, Named};
+use crate::wire::{ProtocolRange, PROTOCOL_V1};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +30,10 @@ pub const MAX_SERVICE_TAGS: usize = 16;
 pub const MAX_OUTPUT_LEN: usize = 128;
 /// Largest encoded record (the whole record must fit with a foca header in one datagram).
 pub const MAX_RECORD_BYTES: usize = 1024;
+/// Bytes of [`MAX_RECORD_BYTES`] this node keeps free in its own record for extension fields
+/// (`core::fields::record`): its own metadata must fit in the rest. Received records are
+/// only held to [`MAX_RECORD_BYTES`] as a whole (v0.1.0 kept no such room).
+pub const EXT_RESERVE: usize = 16;
 /// Largest record version accepted from the wire (a version "far in the future" would let
 /// its sender pin a node's record against every later update of the owner).
 pub const MAX_VERSION: u64 = 1 << 32;
@@ -122,6 +132,10 @@ pub struct MetaRecord {
     /// Set when the owner is leaving gracefully: its disappearance is intent, not failure.
     pub leaving: bool,
     pub meta: NodeMeta,
+    /// Extension fields after the fixed part above (`core::fields::record`), known and
+    /// unknown alike: written back as received, so a relayed record loses none.
+    #[serde(skip)]
+    pub ext: Ext,
 }
 
 impl MetaRecord {
@@ -132,17 +146,46 @@ impl MetaRecord {
 
     pub fn encode(&self) -> Vec<u8> {
         // Serializing owned, bounded data into a Vec cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        let mut out = postcard::to_allocvec(self).unwrap_or_default();
+        self.ext.encode_into(&mut out);
+        out
     }
 
+    /// Bytes [`MetaRecord::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        encoded_len(self).saturating_add(self.ext.encoded_len())
+    }
+
+    /// Decodes and validates a record (its fixed part, then its extension fields).
     pub fn decode(data: &[u8]) -> Result<Self, MetaError> {
         if data.len() > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(data.len()));
         }
-        let rec: MetaRecord =
-            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
-        rec.meta.validate()?;
+        let (mut rec, rest): (MetaRecord, &[u8]) =
+            postcard::take_from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        rec.ext = Ext::decode(rest).map_err(|e| MetaError::Decode(e.to_string()))?;
+        rec.validate()?;
         Ok(rec)
+    }
+
+    /// Checks a received record: its metadata's limits and the extension fields this
+    /// release knows (unknown ones are only carried).
+    pub fn validate(&self) -> Result<(), MetaError> {
+        self.meta.validate_with_reserve(0)?;
+        match crate::fields::record::PROTOCOL.get(&self.ext) {
+            Ok(Some(p)) if !p.is_valid() => Err(MetaError::Refused("invalid protocol range")),
+            Err(e) => Err(MetaError::Decode(e.to_string())),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The protocol range its owner announced; v0.1.0 announced none: `wire::PROTOCOL_V1`.
+    pub fn protocol(&self) -> ProtocolRange {
+        crate::fields::record::PROTOCOL
+            .get(&self.ext)
+            .ok()
+            .flatten()
+            .unwrap_or(PROTOCOL_V1)
     }
 }
 
@@ -228,8 +271,13 @@ impl Service {
 }
 
 impl NodeMeta {
-    /// Checks every limit, including the encoded size of a record carrying this metadata.
+    /// Checks every limit, including the encoded size of a record carrying this metadata
+    /// and [`EXT_RESERVE`] bytes of extension fields: for this node's own metadata.
     pub fn validate(&self) -> Result<(), MetaError> {
+        self.validate_with_reserve(EXT_RESERVE)
+    }
+
+    fn validate_with_reserve(&self, reserve: usize) -> Result<(), MetaError> {
         if self.tags.len() > MAX_TAGS {
             return Err(MetaError::TooManyTags(self.tags.len()));
         }
@@ -245,7 +293,9 @@ impl NodeMeta {
         }
         // The worst-case header (a 64-byte name, an IPv6 address, two 10-byte varints) plus
         // the encoding of this metadata: postcard encodes a struct as its fields in a row.
-        let len = record_header_max().saturating_add(encoded_len(self));
+        let len = record_header_max()
+            .saturating_add(encoded_len(self))
+            .saturating_add(reserve);
         if len > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(len));
         }
@@ -268,6 +318,7 @@ fn record_header_max() -> usize {
             version: u64::MAX,
             leaving: false,
             meta: NodeMeta::default(),
+            ext: Ext::default(),
         };
         encoded_len(&probe).saturating_sub(encoded_len(&NodeMeta::default()))
     })
@@ -320,6 +371,17 @@ impl MetaStore {
             .unwrap_or(true)
     }
 
+    /// Whether a record with this stamp, with extension fields or not (`has_ext`), would be
+    /// stored: it is newer than what we hold, or it is the same version with extension
+    /// fields where ours has none. A v0.1.0 agent that relays a record in a `Push` writes it
+    /// without its fields (it never adds any), so the copy with them is the owner's.
+    pub fn wants(&self, name: &str, stamp: (u64, u64), has_ext: bool) -> bool {
+        self.records
+            .get(name)
+            .map(|r| r.stamp() < stamp || (r.stamp() == stamp && has_ext && r.ext.is_empty()))
+            .unwrap_or(true)
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -336,13 +398,13 @@ impl MetaStore {
         self.records.iter().map(|r| &**r)
     }
 
-    /// Stores `rec` if it is newer than what we hold. Returns whether it was stored.
+    /// Stores `rec` if [`MetaStore::wants`] it. Returns whether it was stored.
     pub fn offer(&mut self, rec: impl Into<Arc<MetaRecord>>) -> bool {
         let rec: Arc<MetaRecord> = rec.into();
+        if !self.wants(&rec.name, rec.stamp(), !rec.ext.is_empty()) {
+            return false;
+        }
         if let Some(old) = self.records.get(&rec.name) {
-            if old.stamp() >= rec.stamp() {
-                return false;
-            }
             self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
         }
         self.fingerprint ^= record_hash(&rec.name, rec.generation, rec.version);
@@ -397,6 +459,7 @@ mod tests {
             version,
             leaving: false,
             meta: NodeMeta::default(),
+            ext: Ext::default(),
         }
     }
 

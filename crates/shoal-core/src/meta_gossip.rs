@@ -3,11 +3,20 @@
 //! records (name, stamp, not ours) and feeds them into the shared store.
 //!
 //! Must not decide membership, and must not keep any state but the store handle it is given.
+//!
+//! What a broadcast item is, from its first byte: 0 a Lifeguard accusation, 1 to
+//! `MAX_NAME_LEN` a record (its name's length), anything else an item of a later release,
+//! ignored and counted, never an error (which would cost the rest of the SWIM packet's items).
+//! A later release adds an item kind with a first byte from [`LATER_ITEMS`].
 
 use crate::meta::{stamp_acceptable, MetaError, SharedMetaStore, MAX_RECORD_BYTES};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// First bytes a later release may give a new kind of broadcast item (docs/upgrades.md).
+pub const LATER_ITEMS: std::ops::RangeInclusive<u8> = 0x80..=0xff;
 
 /// The leading fields of an encoded record, decoded without allocating.
 #[derive(Deserialize)]
@@ -49,6 +58,8 @@ pub struct MetaBroadcasts {
     pub own: Arc<str>,
     /// Lifeguard's accusations travel with the records (`core::lifeguard`).
     pub accusations: crate::lifeguard::Inbox,
+    /// Items of a kind a later release added, ignored (the node adds them to its stats).
+    pub unknown: Arc<AtomicU64>,
 }
 
 impl MetaKey {
@@ -84,6 +95,12 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             }
             return Ok(inbox.offer(a).then_some(key));
         }
+        let first = data.first().copied().unwrap_or(0);
+        if !(1..=crate::identity::MAX_NAME_LEN).contains(&usize::from(first)) {
+            // Not a record: an item of a later release. v0.1.0 refused such items.
+            self.unknown.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
         // Most records received are not newer than what we hold: read the stamp first and
         // decode (and validate) the whole record only when it would be stored.
         let head: RecordHead<'_> =
@@ -114,7 +131,8 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             }));
         }
         let mut store = self.store.lock();
-        if !store.is_newer(head.name, stamp) {
+        // Whether it has extension fields is only known once decoded (`MetaStore::wants`).
+        if !store.wants(head.name, stamp, true) {
             return Ok(None);
         }
         let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;

@@ -64,6 +64,8 @@ pub struct Node {
     causes: crate::cause::Causes,
     /// Who sent datagrams we refused, and why (`core::drops`).
     drops: crate::drops::DropTable,
+    /// Broadcast items of a later release foca handed us (added to `stats` after each input).
+    unknown_items: Arc<std::sync::atomic::AtomicU64>,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
@@ -110,6 +112,9 @@ pub struct Node {
     discover: DueSet,
     /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
+    /// Records without extension fields a peer pushed us, with when to ask their owner for
+    /// its own copy: a v0.1.0 peer relays records without their fields (`verify_relayed`).
+    verify: DueSet,
     /// Cluster size the foca config was last scaled for.
     scaled_for: usize,
     /// Sealing, opening and the keyring (see `core::trust`).
@@ -225,6 +230,7 @@ impl Node {
                 .suspicion_permille
                 .len(),
         );
+        let unknown_items = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -235,19 +241,23 @@ impl Node {
                 store: store.clone(),
                 own: id.name().clone(),
                 accusations: accusations.clone(),
+                unknown: unknown_items.clone(),
             },
         );
         foca.set_lifeguard(cfg.timings.lifeguard());
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
-        let own = MetaRecord {
+        let mut own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
             generation,
             version: 1,
             leaving: false,
             meta,
+            ext: Default::default(),
         };
+        // Every peer learns what this agent speaks from its record (docs/upgrades.md).
+        crate::fields::record::PROTOCOL.set(&mut own.ext, &crate::wire::PROTOCOL);
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
         truth.set(now, &id, TruthState::Alive);
         let guard = Guard::new(cfg.guard.clone(), now, hashes);
@@ -289,10 +299,12 @@ impl Node {
             next_reap: now,
             fetch: DueQueue::default(),
             discover: DueSet::with_seed(hashes),
+            verify: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
             causes: crate::cause::Causes::with_seed(hashes),
             drops: Default::default(),
+            unknown_items,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
@@ -365,11 +377,13 @@ impl Node {
             }
             Kind::Shoal => match ShoalMsg::decode(&body) {
                 Ok(msg) => self.handle_shoal(now, from, msg),
+                Err(crate::sync::MsgError::Later(_)) => self.stats.unknown_kinds += 1,
                 Err(_) => self.stats.dropped_decode += 1,
             },
             Kind::Keys => self.handle_keys(now, from, &body),
             Kind::Operator => match crate::operator::OperatorMsg::decode(&body) {
-                Ok(msg) => self.handle_operator(from, msg),
+                Ok(Some(msg)) => self.handle_operator(from, msg),
+                Ok(None) => self.stats.unknown_kinds += 1,
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
@@ -605,6 +619,9 @@ impl Node {
 
     /// Applies what one input produced: foca notifications, metadata changes, guard changes.
     fn after_input(&mut self, now: Time) {
+        self.stats.unknown_kinds += self
+            .unknown_items
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
         self.lifeguard_exchange(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {

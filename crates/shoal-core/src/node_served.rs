@@ -126,6 +126,7 @@ impl Node {
                 v.tags = g.tags.clone();
                 v.services = g.services.clone();
                 v.meta_version = g.meta_version;
+                v.protocol = g.protocol;
             }
         }
         v

@@ -86,7 +86,7 @@ impl Node {
             WireError::Oversized => s.dropped_oversized += 1,
             WireError::Truncated => s.dropped_truncated += 1,
             WireError::BadMagic => s.dropped_bad_magic += 1,
-            WireError::BadVersion => s.dropped_bad_version += 1,
+            WireError::BadVersion(_) => s.dropped_bad_version += 1,
             WireError::BadFlags => s.dropped_bad_flags += 1,
             WireError::WrongLabel => s.dropped_wrong_label += 1,
             WireError::BadKind => s.dropped_bad_kind += 1,

@@ -114,7 +114,7 @@ impl Node {
                         continue;
                     }
                     // Most records are not newer than ours: check that before validating.
-                    if !s.is_newer(&r.name, r.stamp()) {
+                    if !s.wants(&r.name, r.stamp(), !r.ext.is_empty()) {
                         self.stats.meta_records_received += 1;
                         continue;
                     }
@@ -133,8 +133,14 @@ impl Node {
                     };
                     self.stats.meta_records_received += 1;
                     let leaving = r.leaving.then(|| r.encode());
+                    let relayed = r.ext.is_empty() && r.addr != from;
+                    let name = r.name.clone();
                     if s.offer(r) {
                         relay.extend(leaving);
+                        if relayed {
+                            let at = now.plus(self.cfg.timings.meta_fetch_after);
+                            self.verify.insert(name, at);
+                        }
                     }
                 }
                 drop(s);
@@ -306,6 +312,30 @@ impl Node {
             count: s.len() as u32,
             entries,
             replies,
+        }
+    }
+
+    /// Asks the owners of records a peer pushed without extension fields for their own copy,
+    /// once the owner's own gossip had time to bring it. A v0.1.0 agent writes the records it
+    /// relays without their fields, and a copy of the same version is not newer: without
+    /// this, an agent that learned a member's record from a v0.1.0 peer would never learn
+    /// the fields (its protocol among them). An owner of v0.1.0 answers with the same record:
+    /// one small datagram per record and version, while v0.1.0 agents remain.
+    pub(super) fn verify_relayed(&mut self, now: Time) {
+        for name in self.verify.take_due(now, FETCH_PER_TICK) {
+            let owner = {
+                let s = self.store.lock();
+                let Some(r) = s.get(&name) else { continue };
+                if !r.ext.is_empty() || r.leaving {
+                    continue;
+                }
+                r.addr
+            };
+            if !self.truth.get(&name).is_some_and(|m| m.state.is_active()) {
+                continue;
+            }
+            self.stats.meta_direct_requests += 1;
+            self.send_want(owner, vec![name]);
         }
     }
 

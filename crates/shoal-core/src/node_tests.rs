@@ -123,7 +123,10 @@ fn malformed_datagrams_are_counted_and_change_nothing() {
     n.handle_datagram(now, addr(9), b"garbage!");
     n.handle_datagram(now, addr(9), &[0u8; 2000]);
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x00\xff\xff\xff");
+    // A shoal message of a kind a later release added: ignored and counted, not a drop.
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x01\x07\x07");
+    // A known kind that does not decode (a digest cut short).
+    n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x01\x00\x01");
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x04prod\x00");
     let s = n.stats().clone();
     assert_eq!(s.dropped_truncated, 1);
@@ -131,6 +134,7 @@ fn malformed_datagrams_are_counted_and_change_nothing() {
     assert_eq!(s.dropped_oversized, 1);
     assert_eq!(s.dropped_wrong_label, 1);
     assert_eq!(s.dropped_decode, 2);
+    assert_eq!(s.unknown_kinds, 1);
     assert_eq!(net.nodes[0].members(), before);
 }
 

@@ -95,6 +95,7 @@ impl Node {
         }
 
         self.fetch_missing_meta(now);
+        self.verify_relayed(now);
 
         // Suspicion is not notified by foca: read it back every probe period.
         if self.cfg.track_suspects && now >= self.next_suspect_refresh {

@@ -133,9 +133,16 @@ impl Node {
 
     /// A keyring message arrived (sealed: `core::trust` refuses plaintext ones).
     pub(super) fn handle_keys(&mut self, now: Time, from: SocketAddr, body: &[u8]) {
-        let Some(msg) = KeyMsg::decode(body) else {
-            self.stats.dropped_decode += 1;
-            return;
+        let msg = match KeyMsg::decode(body) {
+            Ok(msg) => msg,
+            Err(crate::ext::MsgError::Later(_)) => {
+                self.stats.unknown_kinds += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped_decode += 1;
+                return;
+            }
         };
         match msg {
             KeyMsg::Op { id, kind, key } => {

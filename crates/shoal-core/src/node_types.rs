@@ -184,6 +184,10 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Messages and broadcast items of a kind a later release added (docs/upgrades.md):
+    /// ignored, not a fault, so not a drop.
+    #[serde(default)]
+    pub unknown_kinds: u64,
 }
 
 impl Stats {

@@ -94,7 +94,7 @@ fn default_suspicion_max_mult() -> f64 {
 
 /// Lifeguard's defaults, shared by every profile: on; memberlist's local health and 6x; below
 /// the suspicion timeout (down to half of it) only with 5 independent confirmations from
-/// healthy accusers (README, "Failure detection: Lifeguard", for the figures behind them).
+/// healthy accusers (docs/detection.md and docs/results/ for the figures behind them).
 const LIFEGUARD: (bool, u8, f64, usize, f64) = (true, 8, 6.0, 5, 0.5);
 
 impl Profile {

@@ -106,7 +106,7 @@ pub fn record(rec: MetaRecord) -> Result<Arc<MetaRecord>, MetaError> {
     if let Some(rec) = hit {
         return Ok(rec);
     }
-    rec.meta.validate()?;
+    rec.validate()?;
     let bytes = rec.encode().into_boxed_slice();
     let rec = Arc::new(rec);
     insert_record(rec.clone(), bytes);
@@ -127,6 +127,7 @@ mod tests {
             version: 2,
             leaving: false,
             meta: NodeMeta::default(),
+            ext: Default::default(),
         };
         let bytes = r.encode();
         let a = record_from_bytes(&bytes, "intern-test", (1, 2)).unwrap();

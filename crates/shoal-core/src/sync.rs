@@ -5,7 +5,15 @@
 //! Bloom filter of member names and its hash sharding, and the packing of records into
 //! datagram-sized messages. The node decides when to send them and what to do with them;
 //! this module must not touch any state.
+//!
+//! Encoding: v0.1.0's postcard layout (frozen), then extension fields (`core::ext`, declared
+//! in `core::fields::shoal_msg`); a kind of a later release decodes to [`MsgError::Later`]
+//! (docs/upgrades.md). The records of a `Push` are not length-delimited in that layout, so
+//! their own extension fields travel in the message's `RECORD_EXTS` field.
 
+pub use crate::ext::MsgError;
+use crate::ext::{decode_kind, Decoded, Ext, ExtError, Kinds};
+use crate::fields::shoal_msg::RECORD_EXTS;
 use crate::hash::{fnv1a, mix};
 pub use crate::hash::{shard_hash, shard_in, shard_of};
 use crate::meta::MetaRecord;
@@ -149,33 +157,73 @@ pub enum ShoalMsg {
     Pong { nonce: u64 },
 }
 
+impl Kinds for ShoalMsg {
+    /// Variants up to `Pong`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 7;
+}
+
 impl ShoalMsg {
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        let mut out = postcard::to_allocvec(self).unwrap_or_default();
+        if let ShoalMsg::Push { records } = self {
+            let exts: Vec<(u32, Vec<u8>)> = records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.ext.is_empty())
+                .map(|(i, r)| (i as u32, r.ext.to_bytes()))
+                .collect();
+            if !exts.is_empty() {
+                let mut ext = Ext::default();
+                RECORD_EXTS.set(&mut ext, &exts);
+                ext.encode_into(&mut out);
+            }
+        }
+        out
     }
 
-    pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(data)
+    pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
+        let (mut msg, ext) = match decode_kind::<ShoalMsg>(data)? {
+            Decoded::Known(msg, ext) => (msg, ext),
+            Decoded::Unknown(kind) => return Err(MsgError::Later(kind)),
+        };
+        if let ShoalMsg::Push { records } = &mut msg {
+            let bad = ExtError::BadValue {
+                number: RECORD_EXTS.number,
+                name: RECORD_EXTS.name,
+            };
+            for (i, bytes) in RECORD_EXTS.get(&ext)?.unwrap_or_default() {
+                let rec = records.get_mut(i as usize).ok_or_else(|| bad.clone())?;
+                Arc::make_mut(rec).ext = Ext::decode(&bytes)?;
+            }
+        }
+        Ok(msg)
     }
 }
+
+/// Bytes a record's extension fields add to a `Push` beyond their own: its index and their
+/// length (varints), with room for the field's own header shared by all.
+const PUSH_EXT_OVERHEAD: usize = 8;
 
 /// Splits `records` into `Push` messages whose encoding stays within `budget` bytes.
 /// A record that alone exceeds the budget is skipped (cannot happen with valid metadata).
 pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
     let mut out = Vec::new();
     let mut cur: Vec<Arc<MetaRecord>> = Vec::new();
-    let mut cur_len = 4;
+    let start = 4 + PUSH_EXT_OVERHEAD;
+    let mut cur_len = start;
     for r in records {
-        let len = postcard::serialize_with_flavor(&*r, postcard::ser_flavors::Size::default())
-            .unwrap_or(usize::MAX);
-        if len.saturating_add(4) > budget {
+        let mut len = r.encoded_len();
+        if !r.ext.is_empty() {
+            len = len.saturating_add(PUSH_EXT_OVERHEAD);
+        }
+        if len.saturating_add(start) > budget {
             continue;
         }
         if cur_len + len > budget && !cur.is_empty() {
             out.push(ShoalMsg::Push {
                 records: std::mem::take(&mut cur),
             });
-            cur_len = 4;
+            cur_len = start;
         }
         cur_len += len;
         cur.push(r);
@@ -233,6 +281,7 @@ mod tests {
                     version: 1,
                     leaving: false,
                     meta: meta.clone(),
+                    ext: Default::default(),
                 })
             })
             .collect();

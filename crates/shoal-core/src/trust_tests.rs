@@ -73,6 +73,7 @@ fn record(name: &str, i: usize, generation: u64, version: u64, leaving: bool) ->
         version,
         leaving,
         meta,
+        ext: Default::default(),
     })
 }
 
@@ -625,7 +626,7 @@ fn reach_pings_are_answered_sealed_or_plaintext() {
                     // The keyring catch-up's hello to a key holder first heard from.
                     assert!(matches!(
                         crate::keyops::KeyMsg::decode(&body),
-                        Some(crate::keyops::KeyMsg::Hello { .. })
+                        Ok(crate::keyops::KeyMsg::Hello { .. })
                     ));
                     continue;
                 }

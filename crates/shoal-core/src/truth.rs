@@ -279,6 +279,11 @@ pub struct MemberView {
     /// e.g. a member restored from a snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<crate::cause::Cause>,
+    /// The protocol range the member announced in its record (`wire::ProtocolRange`; a
+    /// v0.1.0 agent's record announces none: 1..1), absent until a record was received
+    /// (docs/upgrades.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<crate::wire::ProtocolRange>,
 }
 
 impl MemberView {
@@ -305,6 +310,7 @@ impl MemberView {
                 .unwrap_or_default(),
             meta_version: meta.map(|r| r.version).unwrap_or(0),
             cause: None,
+            protocol: meta.map(|r| r.protocol()),
         }
     }
 

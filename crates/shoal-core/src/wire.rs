@@ -10,11 +10,82 @@
 //! owns sealing and opening). A datagram with unknown flag bits set is refused so that a newer
 //! sender is not misread. The whole datagram is at most [`MAX_DATAGRAM`] bytes, seal included:
 //! every sender reserves [`SEAL_OVERHEAD`] bytes whether it seals or not (see [`overhead`]).
+//!
+//! Also owns the two versions of the wire (docs/upgrades.md): the envelope's `version` byte
+//! is the version of this layout ([`WIRE_VERSION`], accepted: [`ENVELOPE_VERSIONS`]); what
+//! the bodies say is the protocol ([`PROTOCOL`]), a range each agent announces in its record.
 
+use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 use thiserror::Error;
 
 pub const MAGIC: [u8; 2] = *b"SH";
+/// The envelope layout version this release writes. v0.1.0 accepts exactly 1.
 pub const WIRE_VERSION: u8 = 1;
+/// Envelope layout versions this release accepts. A new layout is accepted one release
+/// before any release writes it (docs/upgrades.md).
+pub const ENVELOPE_VERSIONS: RangeInclusive<u8> = WIRE_VERSION..=WIRE_VERSION;
+
+/// A range of protocol versions: an agent writes `max` and interoperates with every agent
+/// whose range overlaps its own (it reads and keeps writing what `min` reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProtocolRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl ProtocolRange {
+    /// Whether an agent of range `self` and one of `other` understand each other.
+    pub fn overlaps(&self, other: &ProtocolRange) -> bool {
+        self.min <= other.max && other.min <= self.max
+    }
+
+    pub fn is_valid(&self) -> bool {
+        1 <= self.min && self.min <= self.max
+    }
+}
+
+impl std::fmt::Display for ProtocolRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.max)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
+    }
+}
+
+impl std::str::FromStr for ProtocolRange {
+    type Err = String;
+
+    /// The [`Display`](std::fmt::Display) form: `2` or `1..2`.
+    fn from_str(s: &str) -> Result<ProtocolRange, String> {
+        let (min, max) = s.split_once("..").unwrap_or((s, s));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("not a protocol range: {s:?}"))
+        };
+        let r = ProtocolRange {
+            min: num(min)?,
+            max: num(max)?,
+        };
+        if r.is_valid() {
+            Ok(r)
+        } else {
+            Err(format!("not a protocol range: {s:?}"))
+        }
+    }
+}
+
+/// The protocol of v0.1.0, which does not announce one: envelope 1, postcard records and
+/// messages with no extension fields, a kind it does not know refused.
+pub const PROTOCOL_V1: ProtocolRange = ProtocolRange { min: 1, max: 1 };
+/// The protocol of this release: 2 (extension fields after records and messages, kinds of a
+/// later release ignored and counted), interoperating with 1 (v0.1.0). Bump `max` with a
+/// change a reader of the previous protocol handles only because it follows these rules, and
+/// `min` to the previous release's `max` when a release is cut (docs/upgrades.md).
+pub const PROTOCOL: ProtocolRange = ProtocolRange { min: 1, max: 2 };
 /// Largest datagram shoal sends or accepts.
 pub const MAX_DATAGRAM: usize = 1400;
 /// Longest cluster label.
@@ -51,8 +122,13 @@ pub enum WireError {
     Truncated,
     #[error("bad magic: not a shoal datagram")]
     BadMagic,
-    #[error("unsupported wire format version")]
-    BadVersion,
+    #[error(
+        "envelope version {0} is not one this release accepts ({lo}..={hi}): \
+         an agent of another release (docs/upgrades.md)",
+        lo = ENVELOPE_VERSIONS.start(),
+        hi = ENVELOPE_VERSIONS.end()
+    )]
+    BadVersion(u8),
     #[error("unsupported flags")]
     BadFlags,
     #[error("cluster label does not match")]
@@ -122,8 +198,8 @@ pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError>
     if data.len() < 5 {
         return Err(WireError::Truncated);
     }
-    if data[2] != WIRE_VERSION {
-        return Err(WireError::BadVersion);
+    if !ENVELOPE_VERSIONS.contains(&data[2]) {
+        return Err(WireError::BadVersion(data[2]));
     }
     if data[3] & !KNOWN_FLAGS != 0 {
         return Err(WireError::BadFlags);
@@ -172,11 +248,39 @@ mod tests {
     fn refusals() {
         assert_eq!(open(b"", ""), Err(WireError::Truncated));
         assert_eq!(open(b"XX\x01\x00\x00\x00", ""), Err(WireError::BadMagic));
-        assert_eq!(open(b"SH\x09\x00\x00\x00", ""), Err(WireError::BadVersion));
+        assert_eq!(
+            open(b"SH\x09\x00\x00\x00", ""),
+            Err(WireError::BadVersion(9))
+        );
+        assert_eq!(
+            WireError::BadVersion(2).to_string(),
+            "envelope version 2 is not one this release accepts (1..=1): \
+             an agent of another release (docs/upgrades.md)"
+        );
         assert_eq!(open(b"SH\x01\x04\x00\x00", ""), Err(WireError::BadFlags));
         assert_eq!(open(b"SH\x01\x00\x05ab", ""), Err(WireError::Truncated));
         assert_eq!(open(b"SH\x01\x00\x00\x07", ""), Err(WireError::BadKind));
         assert_eq!(open(&[0u8; 1401], ""), Err(WireError::Oversized));
+    }
+
+    #[test]
+    fn protocol_ranges() {
+        assert!(PROTOCOL.is_valid() && PROTOCOL_V1.is_valid());
+        assert!(
+            PROTOCOL.overlaps(&PROTOCOL_V1),
+            "this release speaks v0.1.0's protocol"
+        );
+        assert!(!ProtocolRange { min: 3, max: 4 }.overlaps(&PROTOCOL_V1));
+        assert!(!ProtocolRange { min: 0, max: 1 }.is_valid());
+        assert!(!ProtocolRange { min: 3, max: 2 }.is_valid());
+        assert_eq!(PROTOCOL.to_string(), "1..2");
+        assert_eq!(PROTOCOL_V1.to_string(), "1");
+        assert_eq!("1..2".parse(), Ok(PROTOCOL));
+        assert_eq!("1".parse(), Ok(PROTOCOL_V1));
+        assert!("2..1".parse::<ProtocolRange>().is_err());
+        assert!("x".parse::<ProtocolRange>().is_err());
+        // v0.1.0 accepts exactly envelope 1: this release writes it.
+        assert_eq!(WIRE_VERSION, 1);
     }
 
     proptest! {

@@ -17,8 +17,14 @@ pub(super) fn stats_view(node: &Node) -> StatsView {
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
         .collect();
+    let mut protocols: BTreeMap<String, usize> = BTreeMap::new();
     for m in node.members() {
         *counts.entry(m.status.as_str().to_string()).or_default() += 1;
+        if m.status.is_serving() {
+            if let Some(p) = m.protocol {
+                *protocols.entry(p.to_string()).or_default() += 1;
+            }
+        }
     }
     let (updates, broadcasts) = node.backlog();
     StatsView {
@@ -35,6 +41,7 @@ pub(super) fn stats_view(node: &Node) -> StatsView {
         trust: crate::api::keys::trust_view(node),
         recent_drops: node.drops().recent(),
         recent_drops_evicted: node.drops().evicted(),
+        protocols,
     }
 }
 

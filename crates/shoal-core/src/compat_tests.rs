@@ -1,0 +1,288 @@
+//! Version compatibility of what goes on the wire (docs/upgrades.md): v0.1.0 reads what this
+//! release writes, and this release reads (and relays intact) what a later release writes
+//! with a field or a message kind this one does not know. Tests only; the mixed-version
+//! cluster of real binaries is `tests/upgrade.rs`.
+
+use crate::ext::{Ext, Field};
+use crate::fields;
+use crate::meta::{Health, MetaRecord, NodeMeta, Service};
+use crate::meta_gossip::MetaBroadcasts;
+use crate::sync::{MsgError, ShoalMsg};
+use crate::wire::{ProtocolRange, PROTOCOL, PROTOCOL_V1};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// v0.1.0's record, frozen here as it was at e3fc227: what a v0.1.0 agent decodes.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct V1Record {
+    name: String,
+    addr: SocketAddr,
+    generation: u64,
+    version: u64,
+    leaving: bool,
+    meta: NodeMeta,
+}
+
+/// v0.1.0's `ShoalMsg::Push` (variant 1), as a v0.1.0 agent decodes it.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum V1Msg {
+    Digest(u64, u32, Vec<(String, u64, u64)>, u8),
+    Push { records: Vec<V1Record> },
+}
+
+fn v1(r: &MetaRecord) -> V1Record {
+    V1Record {
+        name: r.name.to_string(),
+        addr: r.addr,
+        generation: r.generation,
+        version: r.version,
+        leaving: r.leaving,
+        meta: r.meta.clone(),
+    }
+}
+
+fn record(name: &str, tags: usize, services: usize) -> MetaRecord {
+    let mut meta = NodeMeta::default();
+    for i in 0..tags {
+        meta.tags.insert(format!("k{i}"), format!("v{i}"));
+    }
+    for i in 0..services {
+        let name = format!("svc{i}");
+        meta.services.insert(
+            name.clone(),
+            Service {
+                name,
+                port: 8000 + i as u16,
+                tags: BTreeMap::new(),
+                health: Some(Health::Passing),
+                health_output: None,
+            },
+        );
+    }
+    let mut r = MetaRecord {
+        name: Arc::from(name),
+        addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
+        generation: 1_765_000_000_000,
+        version: 3,
+        leaving: false,
+        meta,
+        ext: Ext::default(),
+    };
+    fields::record::PROTOCOL.set(&mut r.ext, &PROTOCOL);
+    r
+}
+
+/// What a later release's writer adds: fields with numbers this release does not know.
+fn later_fields(r: &mut MetaRecord, extra: &[(u32, Vec<u8>)]) {
+    for (n, v) in extra {
+        r.ext.set_raw(*n, v.clone().into_boxed_slice());
+    }
+}
+
+#[test]
+fn v0_1_0_reads_what_this_release_writes() {
+    let r = record("web-1", 3, 2);
+    // A broadcast item (length-delimited by foca): v0.1.0 decodes it with `from_bytes`.
+    let bytes = r.encode();
+    assert!(bytes.len() > postcard::to_allocvec(&v1(&r)).unwrap().len());
+    assert_eq!(postcard::from_bytes::<V1Record>(&bytes).unwrap(), v1(&r));
+    // Its fixed part is byte for byte v0.1.0's encoding.
+    let fixed = postcard::to_allocvec(&v1(&r)).unwrap();
+    assert_eq!(&bytes[..fixed.len()], &fixed[..]);
+    // A push of several records: v0.1.0 reads the records in a row and ignores the rest.
+    let push = ShoalMsg::Push {
+        records: vec![Arc::new(r.clone()), Arc::new(record("db-1", 1, 0))],
+    };
+    let got: V1Msg = postcard::from_bytes(&push.encode()).unwrap();
+    assert_eq!(
+        got,
+        V1Msg::Push {
+            records: vec![v1(&r), v1(&record("db-1", 1, 0))]
+        }
+    );
+}
+
+#[test]
+fn this_release_reads_v0_1_0() {
+    let r = record("old-1", 2, 1);
+    let old = postcard::to_allocvec(&v1(&r)).unwrap();
+    let back = MetaRecord::decode(&old).unwrap();
+    assert!(back.ext.is_empty());
+    assert_eq!(back.protocol(), PROTOCOL_V1);
+    assert_eq!(back.meta, r.meta);
+    let mut old_push = postcard::to_allocvec(&V1Msg::Push {
+        records: vec![v1(&r)],
+    })
+    .unwrap();
+    let ShoalMsg::Push { records } = ShoalMsg::decode(&old_push).unwrap() else {
+        panic!("not a push");
+    };
+    assert_eq!(records[0].protocol(), PROTOCOL_V1);
+    // Not extension fields after v0.1.0's part: refused (v0.1.0 never wrote any).
+    old_push.push(0x05);
+    assert!(ShoalMsg::decode(&old_push).is_err());
+}
+
+#[test]
+fn a_record_with_a_bad_known_field_is_refused() {
+    let mut r = record("n", 0, 0);
+    fields::record::PROTOCOL.set(&mut r.ext, &ProtocolRange { min: 3, max: 2 });
+    assert!(MetaRecord::decode(&r.encode()).is_err());
+    r.ext
+        .set_raw(fields::record::PROTOCOL.number, vec![0xff].into());
+    assert!(MetaRecord::decode(&r.encode()).is_err());
+}
+
+#[test]
+fn own_record_fields_fit_the_reserve() {
+    let r = record("n", 0, 0);
+    assert!(r.ext.encoded_len() <= crate::meta::EXT_RESERVE);
+}
+
+#[test]
+fn a_message_kind_of_a_later_release_is_reported() {
+    // Variant 7 (after `Pong`) with some body: a later release's kind.
+    assert_eq!(ShoalMsg::decode(&[7, 1, 2, 3]), Err(MsgError::Later(7)));
+    assert_eq!(ShoalMsg::decode(&[200, 1]), Err(MsgError::Later(200)));
+    // The last kind this release knows is the last one it counts.
+    let pong = ShoalMsg::Pong { nonce: 1 }.encode();
+    assert_eq!(
+        u32::from(pong[0]) + 1,
+        <ShoalMsg as crate::ext::Kinds>::KNOWN
+    );
+}
+
+fn handler() -> MetaBroadcasts {
+    MetaBroadcasts {
+        store: crate::meta::SharedMetaStore::default(),
+        own: Arc::from("me"),
+        accusations: crate::lifeguard::Inbox::with_seed(crate::hash::HashSeed::of_node(1), 3),
+        unknown: Default::default(),
+    }
+}
+
+#[test]
+fn a_broadcast_item_of_a_later_release_is_ignored_and_counted() {
+    use foca::BroadcastHandler;
+    let mut h = handler();
+    let item = [0xf1, 1, 2, 3];
+    let got = BroadcastHandler::<()>::receive_item(&mut h, &item, Some(&()));
+    assert!(matches!(got, Ok(None)));
+    assert_eq!(h.unknown.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+fn extra_fields() -> impl Strategy<Value = Vec<(u32, Vec<u8>)>> {
+    // Numbers this release does not know (2 and up), values of any bytes.
+    proptest::collection::btree_map(
+        2u32..10_000,
+        proptest::collection::vec(any::<u8>(), 0..40),
+        0..5,
+    )
+    .prop_map(|m| m.into_iter().collect())
+}
+
+proptest! {
+    /// A record of release N+1 (fields this release does not know, after the ones it knows)
+    /// is read by this release, and relayed with every field intact: as a broadcast item, in
+    /// a `Push`, and through the broadcast handler that stores it.
+    #[test]
+    fn a_later_record_is_read_and_relayed_intact(
+        tags in 0usize..6,
+        services in 0usize..4,
+        extra in extra_fields(),
+        also_in_push in proptest::collection::vec(0usize..3, 0..3),
+    ) {
+        let mut r = record("web-2", tags, services);
+        later_fields(&mut r, &extra);
+        let bytes = r.encode();
+        let back = MetaRecord::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &r);
+        prop_assert_eq!(back.protocol(), PROTOCOL);
+        prop_assert_eq!(back.encode(), bytes.clone(), "relayed byte for byte");
+        for (n, v) in &extra {
+            prop_assert_eq!(back.ext.raw(*n), Some(&v[..]));
+        }
+        // In a push, between records without fields.
+        let mut records: Vec<Arc<MetaRecord>> =
+            also_in_push.iter().map(|i| Arc::new(record(&format!("o{i}"), *i, 0))).collect();
+        records.iter_mut().for_each(|o| Arc::make_mut(o).ext = Ext::default());
+        records.insert(records.len() / 2, Arc::new(r.clone()));
+        let push = ShoalMsg::Push { records: records.clone() };
+        prop_assert_eq!(ShoalMsg::decode(&push.encode()).unwrap(), push);
+        // Through foca's broadcast handler: stored with its fields.
+        use foca::BroadcastHandler;
+        let mut h = handler();
+        let got = BroadcastHandler::<()>::receive_item(&mut h, &bytes, Some(&()));
+        prop_assert!(matches!(got, Ok(Some(_))));
+        let stored = h.store.lock().get("web-2").cloned().unwrap();
+        prop_assert_eq!(stored.encode(), bytes);
+    }
+
+    /// A later release adds a field to a message: this release reads the message.
+    #[test]
+    fn a_later_message_field_is_skipped(extra in extra_fields()) {
+        let msg = ShoalMsg::Want { names: vec![Arc::from("a"), Arc::from("b")] };
+        let mut bytes = msg.encode();
+        let mut ext = Ext::default();
+        for (n, v) in &extra {
+            ext.set_raw(*n, v.clone().into_boxed_slice());
+        }
+        ext.encode_into(&mut bytes);
+        prop_assert_eq!(ShoalMsg::decode(&bytes).unwrap(), msg);
+    }
+}
+
+/// The helper a later release uses to add a field, end to end: declare it, write it, read it
+/// (absent from an older writer), and an older reader keeps it.
+#[test]
+fn adding_a_field_in_a_later_release() {
+    // Release N+1 declares, in core::fields::record:
+    const RESTARTING: Field<bool> = Field::new(2, "restarting");
+    let mut r = record("n", 1, 0);
+    RESTARTING.set(&mut r.ext, &true);
+    let bytes = r.encode();
+    // Release N+1 reads it.
+    let back = MetaRecord::decode(&bytes).unwrap();
+    assert_eq!(RESTARTING.get(&back.ext), Ok(Some(true)));
+    // An older writer did not set it: the reader decides the default.
+    let older = record("n", 1, 0);
+    assert!(!RESTARTING.get(&older.ext).unwrap().unwrap_or(false));
+    // This release (which does not declare it) keeps it when it relays the record.
+    assert_eq!(back.ext.raw(2), Some(&[1u8][..]));
+    // v0.1.0 still reads the record.
+    assert_eq!(postcard::from_bytes::<V1Record>(&bytes).unwrap(), v1(&r));
+}
+
+/// A v0.1.0 agent relays a record in a `Push` without its fields; the owner's copy (same
+/// version, with them) then replaces it, and never the other way round.
+#[test]
+fn a_record_stripped_by_v0_1_0_is_replaced_by_the_owners_copy() {
+    let full = record("new-1", 1, 1);
+    let mut stripped = full.clone();
+    stripped.ext = Ext::default();
+    let mut store = crate::meta::MetaStore::default();
+    assert!(store.offer(stripped.clone()));
+    let fingerprint = store.fingerprint();
+    assert!(store.wants("new-1", full.stamp(), true));
+    assert!(store.offer(full.clone()));
+    assert_eq!(store.get("new-1").unwrap().protocol(), PROTOCOL);
+    assert_eq!(
+        store.fingerprint(),
+        fingerprint,
+        "same version: same fingerprint"
+    );
+    assert!(!store.offer(stripped));
+    assert!(!store.offer(full.clone()));
+    // Through foca's broadcast handler too.
+    use foca::BroadcastHandler;
+    let mut h = handler();
+    let mut old = full.clone();
+    old.ext = Ext::default();
+    h.store.lock().offer(old);
+    let got = BroadcastHandler::<()>::receive_item(&mut h, &full.encode(), Some(&()));
+    assert!(matches!(got, Ok(Some(_))));
+    assert_eq!(h.store.lock().get("new-1").unwrap().protocol(), PROTOCOL);
+}

@@ -1,0 +1,56 @@
+//! The registry of extension fields: every field any record or message gained after v0.1.0,
+//! by container, with its number. Numbers are never reused, not even for a field that was
+//! removed (mark it `RETIRED_*` instead): an agent of an older release may still send it.
+//!
+//! Owns only the declarations (a number, a name, a type); the modules that own each record
+//! or message read and write them. Adding a field (docs/upgrades.md, "Adding a field"): add
+//! a `Field` constant here with the next free number of its container and list it in
+//! `ALL` below (a test checks the numbers are unique per container), write it where the
+//! record or message is built, read it with `Field::get` (absent = a writer of an older
+//! release: decide its default there). Must not hold any logic.
+
+use crate::ext::Field;
+use crate::wire::ProtocolRange;
+
+/// Fields of a metadata record (`meta::MetaRecord`), after its v0.1.0 fixed part.
+pub mod record {
+    use super::*;
+    /// The protocol range its owner speaks (`wire::ProtocolRange`); absent: a v0.1.0 agent
+    /// (`wire::PROTOCOL_V1`).
+    pub const PROTOCOL: Field<ProtocolRange> = Field::new(1, "protocol");
+}
+
+/// Fields of a `sync::ShoalMsg`, after its v0.1.0 fixed part.
+pub mod shoal_msg {
+    use super::*;
+    /// `Push` only: the extension fields of its records, by index in `records`, which the
+    /// fixed part (v0.1.0's layout, records not length-delimited) cannot carry.
+    pub const RECORD_EXTS: Field<Vec<(u32, Vec<u8>)>> = Field::new(1, "record_exts");
+}
+
+/// Every field, by container, for the uniqueness test (and for readers of this file).
+pub const ALL: &[(&str, u32, &str)] = &[
+    ("record", record::PROTOCOL.number, record::PROTOCOL.name),
+    (
+        "shoal_msg",
+        shoal_msg::RECORD_EXTS.number,
+        shoal_msg::RECORD_EXTS.name,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_per_container() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (container, number, name) in ALL {
+            assert!(*number > 0, "{container}.{name}: numbers start at 1");
+            assert!(
+                seen.insert((*container, *number)),
+                "{container}: number {number} used twice ({name})"
+            );
+        }
+    }
+}
