@@ -1,4 +1,4 @@
-//! The client commands of the `shoal` binary (`members`, `join`, `leave`, `tags`,
+//! The client commands of the `shoal` binary (`members`, `explain`, `join`, `leave`, `tags`,
 //! `services`, `watch`, `info`, `guard`): their clap definitions and what they print.
 //!
 //! Owns argument parsing of those commands, table and JSON output, and exit codes. Talks to
@@ -127,6 +127,15 @@ pub enum ClientCommand {
         /// Only members with tag KEY whose value matches RE (the whole value); repeatable.
         #[arg(long, value_name = "KEY=RE")]
         tag: Vec<String>,
+        /// Add a WHY column: the cause of each member's status (who suspected it,
+        /// confirmations, last heard, refutation, the guard's decision).
+        #[arg(long)]
+        why: bool,
+    },
+    /// Explain a member's status: its last transitions, each with its time and cause.
+    Explain {
+        /// The member's name.
+        node: String,
     },
     /// Ask the agent to join the cluster through these addresses (IP:PORT or host:PORT).
     Join {
@@ -287,7 +296,12 @@ async fn execute(
 ) -> Result<ExitCode, Failure> {
     let json = format == Format::Json;
     match cmd {
-        ClientCommand::Members { status, name, tag } => {
+        ClientCommand::Members {
+            status,
+            name,
+            tag,
+            why,
+        } => {
             let q = MemberQuery {
                 status,
                 name,
@@ -300,7 +314,26 @@ async fn execute(
             } else {
                 let r = client.members(&q).await?;
                 guard_banner(out, &r.guard)?;
-                members_table(out, &r.members)?;
+                members_table(out, &r.members, why)?;
+            }
+        }
+        ClientCommand::Explain { node } => {
+            let v = client.member_history_json(&node).await?;
+            if json {
+                json_out(out, &v)?;
+            } else {
+                let r: HistoryResponse = serde_json::from_value(v.clone()).map_err(|e| {
+                    Failure::Io(std::io::Error::other(format!("unexpected answer: {e}")))
+                })?;
+                let at: Vec<String> = v["history"]
+                    .as_array()
+                    .map(|h| {
+                        h.iter()
+                            .map(|t| t["at"].as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                explain_text(out, &r, &at)?;
             }
         }
         ClientCommand::Join { addrs } => {
@@ -531,6 +564,21 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
 
+    /// `shoal watch` (table) prints a status change with its cause, from the NDJSON line.
+    #[test]
+    fn a_watch_line_says_why() {
+        let line = r#"{"index":7,"at_ms":9,"type":"member","change":"status","previous":"suspect",
+            "member":{"name":"n2","addr":"127.0.0.1:7946","status":"down","generation":1,
+            "since_ms":9,"tags":{},"services":[],"meta_version":1,
+            "cause":{"reason":"suspicion_timeout","text":"suspicion timed out here"}}}"#
+            .replace('\n', "");
+        let w = WatchLine::parse(&line).unwrap();
+        assert_eq!(
+            describe(&w),
+            "[7] member n2 status (suspect -> down) 127.0.0.1:7946: suspicion timed out here"
+        );
+    }
+
     /// A top-level parser shaped like the `shoal` binary's: an agent subcommand with its own
     /// `--api`, and the client commands with the global `--api`/`--format`.
     #[derive(Parser, Debug)]
@@ -572,15 +620,30 @@ mod tests {
         assert_eq!(c.client.format, Format::Json);
         assert_eq!(c.client.api, "unix:/tmp/x.sock");
         match c.cmd {
-            Cmd::Client(ClientCommand::Members { status, name, tag }) => {
+            Cmd::Client(ClientCommand::Members {
+                status,
+                name,
+                tag,
+                why,
+            }) => {
                 assert_eq!(status, vec!["alive"]);
                 assert_eq!(name.as_deref(), Some("web.*"));
                 assert_eq!(tag, vec!["role=db"]);
+                assert!(!why);
             }
             other => panic!("parsed as {other:?}"),
         }
         let c = Cli::try_parse_from(["shoal", "agent", "--api", "unix:/a"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Agent { api: Some(ref a) } if a == "unix:/a"));
+        let c = Cli::try_parse_from(["shoal", "members", "--why"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Client(ClientCommand::Members { why: true, .. })
+        ));
+        let c = Cli::try_parse_from(["shoal", "explain", "web-3"]).unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::Client(ClientCommand::Explain { ref node }) if node == "web-3")
+        );
         for argv in [
             vec!["shoal", "join", "10.0.0.1:7946", "h:1"],
             vec!["shoal", "leave"],

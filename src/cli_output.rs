@@ -39,8 +39,17 @@ pub fn describe(line: &WatchLine) -> String {
                         .unwrap_or_default();
                     match previous {
                         Some(p) if *p != member.status => format!(
-                            "member {} {} ({} -> {}) {}",
-                            member.name, change, p, member.status, member.addr
+                            "member {} {} ({} -> {}) {}{}",
+                            member.name,
+                            change,
+                            p,
+                            member.status,
+                            member.addr,
+                            member
+                                .cause
+                                .as_ref()
+                                .map(|c| format!(": {}", c.text))
+                                .unwrap_or_default()
                         ),
                         _ => format!(
                             "member {} {} ({}) {}",
@@ -157,9 +166,11 @@ pub(super) fn table(out: &mut (dyn Write + Send), rows: &[Vec<String>]) -> std::
     Ok(())
 }
 
+/// `why`: a last column with the cause of each member's status.
 pub(super) fn members_table(
     out: &mut (dyn Write + Send),
     members: &[MemberView],
+    why: bool,
 ) -> std::io::Result<()> {
     let mut rows = vec![vec![
         "NAME".to_string(),
@@ -168,18 +179,69 @@ pub(super) fn members_table(
         "TAGS".into(),
         "SERVICES".into(),
     ]];
+    if why {
+        rows[0].push("WHY".into());
+    }
     for m in members {
         let services: Vec<String> = m
             .services
             .iter()
             .map(|s| format!("{}:{}", s.name, s.port))
             .collect();
-        rows.push(vec![
+        let mut row = vec![
             m.name.clone(),
             m.addr.to_string(),
             m.status.to_string(),
             tags_text(&m.tags),
             services.join(","),
+        ];
+        if why {
+            row.push(m.cause.as_ref().map(|c| c.text.clone()).unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    table(out, &rows)
+}
+
+/// `shoal explain NAME`: the member now, then its transitions (oldest first) with the
+/// wall-clock time `at` the agent gave each (agent-clock ms when absent).
+pub(super) fn explain_text(
+    out: &mut (dyn Write + Send),
+    r: &HistoryResponse,
+    at: &[String],
+) -> std::io::Result<()> {
+    let m = &r.member;
+    writeln!(
+        out,
+        "{} {} is {} (generation {})",
+        m.name, m.addr, m.status, m.generation
+    )?;
+    match &m.cause {
+        Some(c) => writeln!(out, "why: {}", c.text)?,
+        None => writeln!(out, "why: no transition of it seen by this agent")?,
+    }
+    if r.history.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    let mut rows = vec![vec![
+        "AT".to_string(),
+        "FROM".into(),
+        "TO".into(),
+        "REASON".into(),
+        "EVIDENCE".into(),
+    ]];
+    for (i, t) in r.history.iter().enumerate() {
+        let when = match at.get(i) {
+            Some(a) if !a.is_empty() => a.clone(),
+            _ => format!("{} ms (agent clock)", t.at_ms),
+        };
+        rows.push(vec![
+            when,
+            t.from.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            t.to.to_string(),
+            t.cause.reason.to_string(),
+            t.cause.text.clone(),
         ]);
     }
     table(out, &rows)
@@ -252,6 +314,32 @@ pub(super) fn guard_table(out: &mut (dyn Write + Send), g: &GuardReport) -> std:
             vec!["since:".into(), format!("{} ms (agent clock)", g.since_ms)],
         ],
     )
+}
+
+/// The senders whose datagrams were refused lately, with why and how many (at most 5).
+fn recent_drops_text(s: &StatsView) -> String {
+    if s.recent_drops.is_empty() {
+        return "none".into();
+    }
+    let mut parts: Vec<String> = s
+        .recent_drops
+        .iter()
+        .take(5)
+        .map(|d| {
+            let mut p = format!("{} {} x{}", d.from, d.reason, d.count);
+            if !d.detail.is_empty() {
+                p.push_str(&format!(" ({})", d.detail));
+            }
+            p
+        })
+        .collect();
+    if s.recent_drops.len() > 5 {
+        parts.push(format!(
+            "{} more (shoal info --format json)",
+            s.recent_drops.len() - 5
+        ));
+    }
+    parts.join("; ")
 }
 
 /// This agent's protocol range and the cluster's members by range (docs/upgrades.md):
@@ -358,6 +446,7 @@ pub(super) fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std:
                 format!("{} ({})", s.dropped_total, drops.join(", "))
             },
         ],
+        vec!["recent drops:".into(), recent_drops_text(s)],
         vec![
             "backlog:".into(),
             format!(

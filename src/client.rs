@@ -371,6 +371,13 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/members/{name}/history` as the agent wrote it (with the wall-clock `at` of
+    /// each transition beside `at_ms`).
+    pub async fn member_history_json(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/v1/members/{}/history", encode_segment(name)))
+            .await
+    }
+
     /// `GET /v1/self`.
     pub async fn local(&self) -> Result<SelfResponse, ClientError> {
         self.get("/v1/self").await

@@ -2,7 +2,7 @@
 //! with a filter that can be swapped at run time (SIGHUP reloads the log level).
 //!
 //! Owns `init_logging` and `LogHandle`, and `log_event`: the one line the event loop logs
-//! per member status change, guard transition or local event. It must not log per packet or
+//! per member status change (with its cause), guard transition or local event. It must not log per packet or
 //! decide anything.
 
 use crate::config::LogFormat;
@@ -88,14 +88,24 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
                 status = %member.status,
                 "member joined"
             ),
-            MemberChange::Status => info!(
-                member = %member.name,
-                addr = %member.addr,
-                from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
-                to = %member.status,
-                "member is now {}",
-                member.status
-            ),
+            MemberChange::Status => {
+                // One line per transition, with why: `member down: web-3 (suspicion timed
+                // out here (our own probe failed); 3 confirmations from a, b, c; ...)`.
+                let (reason, why) = match &member.cause {
+                    Some(c) => (c.reason.as_str(), format!(" ({})", c.text)),
+                    None => ("unknown", String::new()),
+                };
+                info!(
+                    member = %member.name,
+                    addr = %member.addr,
+                    from = %previous.map(|p| p.as_str()).unwrap_or("unknown"),
+                    to = %member.status,
+                    reason,
+                    "member {}: {}{why}",
+                    member.status,
+                    member.name
+                )
+            }
             MemberChange::Meta => debug!(
                 member = %member.name,
                 version = member.meta_version,

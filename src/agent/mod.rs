@@ -5,13 +5,15 @@
 //! what SIGHUP does to tags and services, `shared` the seam with the local API, `snapshot` the
 //! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
 //! hook and its queue,
-//! `checks` the services' health checks, `datadir` the data directory (mode,
-//! lock, temporary files) and the keyring file, `registrations` what apps registered through
-//! the API, persisted across restarts, `notify` systemd's readiness notification.
+//! `checks` the services' health checks, `droplog` the rate-limited lines about refused
+//! datagrams, `datadir` the data directory (mode, lock, temporary files) and the keyring file,
+//! `registrations` what apps registered through the API, persisted across restarts, `notify`
+//! systemd's readiness notification.
 
 pub mod alert;
 pub mod checks;
 pub mod datadir;
+pub(crate) mod droplog;
 pub mod logging;
 pub mod notify;
 pub mod registrations;

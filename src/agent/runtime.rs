@@ -275,6 +275,7 @@ impl Agent {
             keyring_file: cfg.trust.keyring_file.clone(),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
+            drop_log: Default::default(),
         };
         let (socket, sh, io2) = (Arc::new(socket), shared.clone(), io.clone());
         let task = if faults {
@@ -451,6 +452,8 @@ struct LoopCtx {
     keyring_file: PathBuf,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
+    /// Rate-limited lines about refused datagrams (`droplog`).
+    drop_log: Mutex<crate::agent::droplog::DropLog>,
 }
 
 impl Drop for LoopCtx {
@@ -548,7 +551,7 @@ async fn flush<const FAULTS: bool>(
     io: &IoStats,
     ctx: &LoopCtx,
 ) {
-    let (transmits, events, left, keyring, snap) = {
+    let (transmits, events, left, keyring, snap, drop_lines) = {
         let now = shared.now();
         let mut node = shared.lock();
         // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
@@ -562,8 +565,23 @@ async fn flush<const FAULTS: bool>(
             evs.push(e);
         }
         let snap = node.poll_snapshot(unix_ms());
-        (tx, evs, node.has_left(), node.take_keyring_change(), snap)
+        let drop_lines = ctx.drop_log.lock().unwrap_or_else(|p| p.into_inner()).poll(
+            Instant::now(),
+            node.stats().dropped_total(),
+            node.drops(),
+        );
+        (
+            tx,
+            evs,
+            node.has_left(),
+            node.take_keyring_change(),
+            snap,
+            drop_lines,
+        )
     };
+    for line in &drop_lines {
+        line.log();
+    }
     if let Some(snap) = snap {
         save_snapshot(snap, &ctx.snap_path).await;
     }

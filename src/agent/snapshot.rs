@@ -170,6 +170,7 @@ mod tests {
                 tags: BTreeMap::new(),
                 services: vec![],
                 meta_version: 2,
+                cause: None,
                 protocol: None,
             }],
             baseline: vec!["n2".into()],

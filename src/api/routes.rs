@@ -77,6 +77,7 @@ pub(crate) fn build(state: ApiState) -> Router {
     Router::new()
         .route("/v1/members", get(members))
         .route("/v1/members/{name}", get(member))
+        .route("/v1/members/{name}/history", get(member_history))
         .route("/v1/self", get(local))
         .route("/v1/services", get(services).put(register_service))
         .route(

@@ -6,7 +6,7 @@
 //! `GuardReport`, `Event`) and are embedded as they serialize there.
 
 use serde::{Deserialize, Serialize};
-use shoal_core::{Event, GuardReport, Health, Instance, MemberView, Stats};
+use shoal_core::{DropRecord, Event, GuardReport, Health, Instance, MemberView, Stats, Transition};
 use std::collections::BTreeMap;
 
 /// `GET /v1/members`: `{"index", "guard", "members": [MemberView...]}`.
@@ -24,6 +24,16 @@ pub struct MemberResponse {
     pub index: u64,
     pub guard: GuardReport,
     pub member: MemberView,
+}
+
+/// `GET /v1/members/{name}/history`: `{"index", "guard", "member", "history"}`: the member
+/// as served now and its last transitions (oldest first), each with its cause.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub member: MemberView,
+    pub history: Vec<Transition>,
 }
 
 /// Dissemination backlog: SWIM updates and metadata broadcasts not yet spread.
@@ -52,6 +62,13 @@ pub struct StatsView {
     /// Encryption: on or not (`--insecure`), the plaintext policy, sealed/opened counts.
     #[serde(default)]
     pub trust: crate::api::keys::TrustView,
+    /// Who sent datagrams this agent refused lately, why, how many and when (one entry per
+    /// sender and reason, the most recent first; at most 64).
+    #[serde(default)]
+    pub recent_drops: Vec<DropRecord>,
+    /// Entries of `recent_drops` evicted to make room (many senders).
+    #[serde(default)]
+    pub recent_drops_evicted: u64,
     /// Members in the cluster (alive, suspect or held) by the protocol range their record
     /// announces ("1" for v0.1.0, "1..2", ...; docs/upgrades.md): how far a rolling upgrade is.
     #[serde(default)]

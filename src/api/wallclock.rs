@@ -15,10 +15,12 @@ use axum::response::Response;
 use serde_json::Value;
 
 /// The fields that carry agent-clock milliseconds, and the wall-clock field added beside.
-const PAIRS: [(&str, &str); 3] = [
+const PAIRS: [(&str, &str); 5] = [
     ("since_ms", "since"),
     ("at_ms", "at"),
     ("until_ms", "until"),
+    ("first_ms", "first"),
+    ("last_heard_ms", "last_heard"),
 ];
 
 /// Largest answer rewritten (a served view of 10,000 members is a few MB).

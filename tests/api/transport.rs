@@ -120,6 +120,7 @@ async fn cli_members_json_is_an_array_and_errors_exit_non_zero() {
         status: vec![],
         name: None,
         tag: vec![],
+        why: false,
     };
     let (code, out, _) = run_cli(&api, Format::Json, members()).await;
     assert_eq!(code, ExitCode::SUCCESS);
@@ -155,6 +156,7 @@ async fn cli_members_json_is_an_array_and_errors_exit_non_zero() {
             status: vec!["zombie".into()],
             name: None,
             tag: vec![],
+            why: false,
         },
     )
     .await;

@@ -105,6 +105,7 @@ async fn wall_clock_times_beside_the_agent_clock_and_members_json() {
             status: vec![],
             name: None,
             tag: vec![],
+            why: false,
         },
         &mut out,
         &mut err,

@@ -25,6 +25,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+/// Runs one client command of the `shoal` binary against the local API on Unix socket
+/// `sock`, as a user would; returns whether it succeeded and what it printed (stdout, then
+/// stderr).
+pub async fn cli_at(
+    sock: &Path,
+    format: shoal::cli::Format,
+    cmd: shoal::cli::ClientCommand,
+) -> (bool, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = shoal::cli::run_with(
+        shoal::cli::ClientArgs {
+            api: format!("unix:{}", sock.display()),
+            format,
+        },
+        cmd,
+        &mut out,
+        &mut err,
+    )
+    .await
+    .expect("cli runs");
+    (
+        code == std::process::ExitCode::SUCCESS,
+        String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
+    )
+}
+
 /// Polling period of every wait.
 pub const POLL: Duration = Duration::from_millis(20);
 

@@ -10,24 +10,7 @@ async fn cli(
     format: shoal::cli::Format,
     cmd: shoal::cli::ClientCommand,
 ) -> (bool, String) {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let sock = rig.api_socket(0);
-    let code = shoal::cli::run_with(
-        shoal::cli::ClientArgs {
-            api: format!("unix:{}", sock.display()),
-            format,
-        },
-        cmd,
-        &mut out,
-        &mut err,
-    )
-    .await
-    .expect("cli runs");
-    (
-        code == std::process::ExitCode::SUCCESS,
-        String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
-    )
+    common::cli_at(&rig.api_socket(0), format, cmd).await
 }
 
 /// `shoal register` with a check, `shoal services --passing` shows health and output,

@@ -454,6 +454,7 @@ impl Guard {
             }
             m.status = ServedStatus::Held;
             m.truth = None;
+            m.cause = None;
             self.ghosts.insert(Arc::from(m.name.as_str()), m);
         }
         self.baseline
@@ -484,6 +485,23 @@ impl Guard {
             TruthState::Down => ServedStatus::Down,
             TruthState::Left => ServedStatus::Left,
         }
+    }
+
+    /// Why the guard holds `name` (or, in shadow mode, would), in words; `None` when it
+    /// does not.
+    pub fn hold_reason(&self, name: &str) -> Option<String> {
+        if !self.held.contains(name) {
+            return None;
+        }
+        Some(if self.episode_held.contains(name) {
+            format!("held while {} ({})", self.state.as_str(), self.reason)
+        } else if self.doubted.contains_key(name) {
+            "held: this node's own evidence doubts the failure (it answered our reach check, \
+             or we had just refuted a suspicion of ourselves) until a reach check confirms it"
+                .into()
+        } else {
+            "held: the last instance of a service (never served empty by failure)".into()
+        })
     }
 
     /// Whether an instance of `service` on a member served as `status` is served.

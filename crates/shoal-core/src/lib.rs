@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod cause;
+pub mod drops;
 pub mod due;
 pub mod duration;
 pub mod ext;
@@ -41,6 +43,8 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
+mod cause_tests;
+#[cfg(test)]
 mod compat_tests;
 #[cfg(test)]
 mod guard_e2e_tests;
@@ -61,6 +65,8 @@ pub mod testnet;
 #[cfg(test)]
 mod trust_tests;
 
+pub use cause::{Cause, CauseKind, Transition};
+pub use drops::{DropReason, DropRecord};
 pub use guard::{
     Guard, GuardConfig, GuardMode, GuardReport, GuardState, GuardTransition, ServiceGuard,
 };

@@ -62,6 +62,10 @@ pub struct Node {
     store: SharedMetaStore,
     /// Lifeguard's accusations received through foca (`node_lifeguard`).
     accusations: crate::lifeguard::Inbox,
+    /// Why each member is in its state, and its last transitions (`core::cause`).
+    causes: crate::cause::Causes,
+    /// Who sent datagrams we refused, and why (`core::drops`).
+    drops: crate::drops::DropTable,
     /// Broadcast items of a later release foca handed us (added to `stats` after each input).
     unknown_items: Arc<std::sync::atomic::AtomicU64>,
     truth: Truth,
@@ -310,6 +314,8 @@ impl Node {
             verify: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
+            causes: crate::cause::Causes::with_seed(hashes),
+            drops: Default::default(),
             unknown_items,
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
@@ -358,19 +364,24 @@ impl Node {
         self.stats.rx_bytes += data.len() as u64;
         let (kind, body) = match self.trust.open(now, from, data, &self.cfg.cluster_label) {
             Ok(x) => x,
-            Err(TrustDrop::Wire(e)) => {
-                self.count_wire_error(e);
-                return;
-            }
             Err(e) => {
-                self.count_trust_drop(e);
+                self.record_drop(now, from, crate::drops::DropReason::of_trust(&e), data);
+                match e {
+                    TrustDrop::Wire(e) => self.count_wire_error(e),
+                    e => self.count_trust_drop(e),
+                }
                 return;
             }
         };
+        let decode_drops = self.stats.dropped_decode;
         self.reach.heard(now);
         let limit = self.generation_limit(now);
         // A stranger (maybe a spoofed source) gets at most a small multiple of what it sent.
         let answer = self.answer_start(from, data.len());
+        if answer.is_none() {
+            // A member's address: when it was last heard goes into the causes.
+            self.causes.heard(now, from);
+        }
         match kind {
             Kind::Swim => {
                 crate::identity::with_generation_limit(limit, || {
@@ -387,15 +398,32 @@ impl Node {
                 Ok(Some(msg)) => {
                     // `open` accepted the envelope: its flags say whether it came sealed.
                     let sealed = wire::parse(data, &self.cfg.cluster_label).is_ok_and(|e| e.sealed);
-                    self.handle_operator(now, msg, sealed)
+                    self.handle_operator(now, from, msg, sealed)
                 }
                 Ok(None) => self.stats.unknown_kinds += 1,
                 Err(_) => self.stats.dropped_decode += 1,
             },
         }
+        if self.stats.dropped_decode != decode_drops {
+            self.record_drop(now, from, crate::drops::DropReason::Decode, data);
+        }
         self.keys_catch_up(now);
         self.answer_cap(answer);
         self.after_input(now);
+    }
+
+    /// Notes a refused datagram in the table of recent drops (the counters are apart).
+    fn record_drop(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        reason: crate::drops::DropReason,
+        data: &[u8],
+    ) {
+        let ring = self.trust.keyring();
+        self.drops.record(now, from, reason, || {
+            crate::drops::detail(reason, data, ring)
+        });
     }
 
     /// Fires every timer due at `now` (deadline order, ties in arming order), one at a
@@ -414,6 +442,12 @@ impl Node {
         self.now = now;
         match timer {
             NodeTimer::Swim(t) => {
+                if let Timer::ChangeSuspectToDown { member_id, .. } = &t {
+                    // A down notice this input brings is this node's own verdict.
+                    if self.truth.get(member_id.name()).is_some() {
+                        self.causes.timed_out_here(member_id.name());
+                    }
+                }
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
             NodeTimer::Snapshot => {
@@ -667,6 +701,7 @@ impl Node {
         for (at, name) in self.guard.take_restart_timers() {
             self.out.timers.push((at, NodeTimer::RestartGrace(name)));
         }
+        self.causes.end_input();
         self.arm_timers();
     }
 }

@@ -20,6 +20,10 @@ impl Node {
         let own = self.foca.take_accusations();
         let health = self.foca.local_health();
         for (id, incarnation) in own {
+            if self.truth.get(id.name()).is_some() {
+                self.causes
+                    .probe_failed(id.name(), id.generation(), incarnation);
+            }
             let a = Accusation {
                 subject: id.name().to_string(),
                 incarnation,
@@ -40,10 +44,20 @@ impl Node {
             if !counts(&a, &subject) {
                 continue;
             }
+            let mut new = false;
             self.swim(now, |foca, rt| {
-                foca.confirm_suspicion(&subject, a.incarnation, &accuser, rt);
+                new = foca.confirm_suspicion(&subject, a.incarnation, &accuser, rt);
                 Ok(())
             });
+            if new {
+                // An independent confirmation: the cause of its suspicion names the accuser.
+                self.causes.confirmed(
+                    subject.name(),
+                    subject.generation(),
+                    a.incarnation,
+                    accuser.name(),
+                );
+            }
         }
     }
 }

@@ -44,6 +44,16 @@ impl Node {
     /// for a member SWIM believes alive or suspect (it would come back at once). Returns
     /// whether it was held here and how many members were told.
     pub fn force_leave(&mut self, now: Time, name: &str) -> Result<(bool, usize), NodeError> {
+        self.force_leave_by(now, name, "an operator on this agent")
+    }
+
+    /// `force_leave`, saying who asked (`by`, in words: the member's cause names it here).
+    pub fn force_leave_by(
+        &mut self,
+        now: Time,
+        name: &str,
+        by: &str,
+    ) -> Result<(bool, usize), NodeError> {
         use crate::operator::OperatorMsg;
         self.now = now;
         if name == self.cfg.name {
@@ -64,6 +74,10 @@ impl Node {
                 )))
             }
             _ => {}
+        }
+        if let Some(m) = self.truth.get(name) {
+            let key = m.id.name().clone();
+            self.causes.force_left(&key, by.to_string());
         }
         let released = self.guard.release(name);
         let body = OperatorMsg::ForceLeave {
@@ -127,6 +141,7 @@ impl Node {
     pub(super) fn handle_operator(
         &mut self,
         now: Time,
+        sender: SocketAddr,
         msg: crate::operator::OperatorMsg,
         sealed: bool,
     ) {
@@ -148,6 +163,11 @@ impl Node {
                     None => true,
                 };
                 if gone && name != self.cfg.name {
+                    if let Some(m) = self.truth.get(name.as_str()) {
+                        let key = m.id.name().clone();
+                        self.causes
+                            .force_left(&key, format!("an operator through the agent at {sender}"));
+                    }
                     self.guard.release(&name);
                 }
             }
@@ -294,7 +314,15 @@ impl Node {
             version: SNAPSHOT_VERSION,
             node: self.cfg.name.clone(),
             taken_at_unix_ms: now_unix_ms,
-            members: self.members(),
+            // Causes are this life's evidence, not part of the view to restore.
+            members: self
+                .members()
+                .into_iter()
+                .map(|mut m| {
+                    m.cause = None;
+                    m
+                })
+                .collect(),
             baseline: self.guard.baseline().map(|n| n.to_string()).collect(),
             known_peers: self.known_peers(),
             guard: self.guard.report(),

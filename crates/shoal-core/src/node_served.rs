@@ -51,11 +51,23 @@ impl Node {
         &self.stats
     }
 
+    /// Who sent datagrams this node refused lately, why and how many (at most
+    /// `drops::MAX_SENDERS` pairs of sender and reason).
+    pub fn drops(&self) -> &crate::drops::DropTable {
+        &self.drops
+    }
+
     /// SWIM's own view, for the core's tests. Drivers read what the API shows (the served
     /// view: `members`, `member`, `served_status` and the events), never this.
     #[cfg(test)]
     pub(crate) fn truth(&self) -> &Truth {
         &self.truth
+    }
+
+    /// The causes table, for the core's tests of its bounds.
+    #[cfg(test)]
+    pub(crate) fn causes(&self) -> &crate::cause::Causes {
+        &self.causes
     }
 
     pub fn guard_report(&self) -> GuardReport {
@@ -104,6 +116,10 @@ impl Node {
         rec: Option<&MetaRecord>,
     ) -> MemberView {
         let mut v = MemberView::build(m, self.guard.served(name, m.state), rec);
+        v.cause = self.causes.current(name).or_else(|| {
+            // No entry: it only joined (most members of a large cluster).
+            (m.state == TruthState::Alive).then(crate::cause::Causes::joined)
+        });
         if v.meta_version == 0 {
             // Warming: metadata not received yet; serve the restored one meanwhile.
             if let Some(g) = self.guard.restored(name) {
@@ -114,6 +130,25 @@ impl Node {
             }
         }
         v
+    }
+
+    /// The last served transitions of a member (at most `cause::HISTORY`), oldest first,
+    /// each with its cause: what `shoal explain` prints.
+    pub fn history(&self, name: &str) -> Vec<crate::cause::Transition> {
+        let h = self.causes.history(name);
+        match self.truth.get(name) {
+            // No entry: it joined (when it entered its state) and nothing happened since.
+            Some(m) if h.is_empty() && m.state == TruthState::Alive => {
+                vec![crate::cause::Transition {
+                    at_ms: m.since.as_millis(),
+                    from: None,
+                    to: ServedStatus::Alive,
+                    generation: m.id.generation(),
+                    cause: crate::cause::Causes::joined(),
+                }]
+            }
+            _ => h,
+        }
     }
 
     pub fn local_member(&self) -> MemberView {
@@ -301,7 +336,8 @@ impl Node {
         self.with_guard(now, |g, ctx| {
             g.on_change(now, ctx, name, Some(m.state), None)
         });
-        let view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        let mut view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
+        view.cause = self.causes.remove(name);
         self.push_reaped(now, prev, view);
     }
 
@@ -361,10 +397,13 @@ impl Node {
                 }
             }
         }
-        let Some(view) = self.member(name) else {
+        let Some(mut view) = self.member(name) else {
             return;
         };
         let prev = self.swap_served(name, view.status);
+        if prev != Some(view.status) && self.truth.get(name).is_some() {
+            view.cause = Some(self.record_cause(now, name, prev, &view));
+        }
         let change = if joined || prev.is_none() {
             MemberChange::Joined
         } else if prev != Some(view.status) {
@@ -385,6 +424,40 @@ impl Node {
                 member: view,
             },
         );
+    }
+
+    /// Records a served transition of `name` with its cause, from what the node saw.
+    fn record_cause(
+        &mut self,
+        now: Time,
+        name: &Arc<str>,
+        from: Option<ServedStatus>,
+        view: &MemberView,
+    ) -> crate::cause::Cause {
+        if from.is_none() && view.status == ServedStatus::Alive && !self.causes.has(name) {
+            // A join (every member of a forming cluster, on every node): nothing to keep.
+            return crate::cause::Causes::joined();
+        }
+        let mode = self.guard.config().mode;
+        // The guard's words only matter for a member going down or held.
+        let guard_state = if matches!(view.status, ServedStatus::Down | ServedStatus::Held) {
+            let report = self.guard.report();
+            format!("{}: {}", report.state.as_str(), report.reason)
+        } else {
+            String::new()
+        };
+        let facts = crate::cause::Facts {
+            now,
+            generation: view.generation,
+            from,
+            to: view.status,
+            addr: view.addr,
+            hold: self.guard.hold_reason(name),
+            guard_state: &guard_state,
+            enforce: mode == crate::GuardMode::Enforce,
+            guard_off: mode == crate::GuardMode::Off,
+        };
+        self.causes.transition(name, &facts)
     }
 
     /// Records what is served for `name`; returns what was served before.

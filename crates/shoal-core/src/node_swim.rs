@@ -204,6 +204,7 @@ impl Node {
                         .map(|m| m.id == old)
                         .unwrap_or(false)
                     {
+                        self.causes.replaced(old.name());
                         self.set_truth(now, &old, TruthState::Down);
                     }
                 }

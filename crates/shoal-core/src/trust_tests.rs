@@ -165,6 +165,59 @@ fn wrong_key_wrong_label_or_no_key_never_joins() {
     assert!(s.dropped_auth > 0, "{s:?}");
     assert!(s.dropped_plaintext > 0, "{s:?}");
     assert!(s.dropped_wrong_label > 0, "{s:?}");
+    // Each outsider is named with its reason (what the agent logs and `/v1/stats` lists).
+    use crate::drops::DropReason;
+    let drops = net.nodes[0].drops().recent();
+    let find = |i: usize, r: DropReason| {
+        drops
+            .iter()
+            .find(|d| d.from == addr(i) && d.reason == r)
+            .unwrap_or_else(|| panic!("no {r} from n{i} in {drops:?}"))
+    };
+    let k = key(2).id();
+    assert_eq!(
+        find(3, DropReason::WrongKey).detail,
+        format!("sealed with key {k}, not in our keyring")
+    );
+    assert!(find(4, DropReason::Plaintext).count > 0);
+    assert_eq!(
+        find(5, DropReason::WrongLabel).detail,
+        "their label \"other\""
+    );
+    assert!(drops
+        .iter()
+        .all(|d| [3, 4, 5].contains(&(d.from.port() - 20000))));
+}
+
+/// A member whose clock jumps an hour ahead: its peers refuse its datagrams as clock skew and
+/// name it, and it names them (their answers and probes are stale to it): both sides of the
+/// misconfiguration say what is wrong.
+#[test]
+fn a_skewed_clock_is_named_on_both_sides() {
+    use crate::drops::DropReason;
+    let mut net = formed(4, |_| keyed(1));
+    // The test nodes' wall clock is their core clock (`unix_ms_at_zero` 0).
+    net.call(3, |n, now| {
+        n.set_wall_clock(now, now.as_millis() + 3_600_000)
+    });
+    net.run_for_ms(3_000);
+    let skew_from = |v: usize, i: usize| {
+        net.nodes[v]
+            .drops()
+            .recent()
+            .iter()
+            .any(|d| d.from == addr(i) && d.reason == DropReason::ClockSkew)
+    };
+    assert!(
+        (0..3).all(|v| skew_from(v, 3)),
+        "{:?}",
+        net.nodes[0].drops().recent()
+    );
+    assert!(
+        (0..3).any(|i| skew_from(3, i)),
+        "{:?}",
+        net.nodes[3].drops().recent()
+    );
 }
 
 #[test]

@@ -292,6 +292,10 @@ pub struct MemberView {
     pub services: Vec<Service>,
     /// Metadata version as last seen (0 when none was received yet).
     pub meta_version: u64,
+    /// Why the member entered its status (absent when this node saw no transition of it,
+    /// e.g. a member restored from a snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::cause::Cause>,
     /// The protocol range the member announced in its record (`wire::ProtocolRange`; a
     /// v0.1.0 agent's record announces none: 1..1), absent until a record was received
     /// (docs/upgrades.md).
@@ -324,6 +328,7 @@ impl MemberView {
                 .map(|r| r.meta.services.values().cloned().collect())
                 .unwrap_or_default(),
             meta_version: meta.map(|r| r.version).unwrap_or(0),
+            cause: None,
             protocol: meta.map(|r| r.protocol()),
         }
     }

@@ -1,4 +1,5 @@
-//! Routes of the membership: `/v1/members`, `/v1/members/{name}`, `/v1/self`, `/v1/join`,
+//! Routes of the membership: `/v1/members`, `/v1/members/{name}` (and its `/history`),
+//! `/v1/self`, `/v1/join`,
 //! `/v1/leave` and `/v1/force-leave/{name}`, and the served-view snapshot the watch stream starts
 //! with.
 //!
@@ -67,6 +68,24 @@ pub(super) async fn member(
     Ok(Json(MemberResponse {
         index: node.index(),
         guard: node.guard_report(),
+        member,
+    }))
+}
+
+pub(super) async fn member_history(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+) -> HttpResult<Json<HistoryResponse>> {
+    let node = st.shared.lock();
+    let member = node.member(&name).ok_or_else(|| {
+        HttpError::not_found(format!(
+            "no member named {name:?} is known to this agent; list them with GET /v1/members"
+        ))
+    })?;
+    Ok(Json(HistoryResponse {
+        index: node.index(),
+        guard: node.guard_report(),
+        history: node.history(&name),
         member,
     }))
 }
@@ -181,7 +200,8 @@ pub(super) async fn force_leave(
                 "no member named {name:?} is known to this agent; list them with GET /v1/members"
             )));
         }
-        let (released, told) = node.force_leave(now, &name)?;
+        let by = format!("operator {who} on this agent");
+        let (released, told) = node.force_leave_by(now, &name, &by)?;
         Ok(ForceLeaveResponse {
             index: node.index(),
             guard: node.guard_report(),

@@ -39,6 +39,8 @@ pub(super) fn stats_view(node: &Node) -> StatsView {
         left: node.has_left(),
         members: counts,
         trust: crate::api::keys::trust_view(node),
+        recent_drops: node.drops().recent(),
+        recent_drops_evicted: node.drops().evicted(),
         protocols,
     }
 }
