@@ -127,18 +127,30 @@ fn this_release_reads_v0_1_0() {
 }
 
 #[test]
-fn a_record_with_a_bad_known_field_is_refused() {
+fn a_bad_known_field_reads_as_absent_and_the_record_is_kept() {
+    // Refusing the record would cost the rest of its broadcast packet's items, and a later
+    // release may widen what a field allows: the value is ignored, the record kept.
     let mut r = record("n", 0, 0);
     fields::record::PROTOCOL.set(&mut r.ext, &ProtocolRange { min: 3, max: 2 });
-    assert!(MetaRecord::decode(&r.encode()).is_err());
+    assert_eq!(
+        MetaRecord::decode(&r.encode()).unwrap().protocol(),
+        PROTOCOL_V1
+    );
     r.ext
         .set_raw(fields::record::PROTOCOL.number, vec![0xff].into());
-    assert!(MetaRecord::decode(&r.encode()).is_err());
+    assert_eq!(
+        MetaRecord::decode(&r.encode()).unwrap().protocol(),
+        PROTOCOL_V1
+    );
 }
 
 #[test]
 fn own_record_fields_fit_the_reserve() {
-    let r = record("n", 0, 0);
+    // The worst case of this release's own fields: its protocol and the longest restart.
+    let mut r = record("n", 0, 0);
+    r.set_restart(Some(crate::restart::RestartIntent::new(
+        crate::restart::MAX_GRACE,
+    )));
     assert!(r.ext.encoded_len() <= crate::meta::EXT_RESERVE);
 }
 

@@ -169,33 +169,31 @@ impl MetaRecord {
         Ok(rec)
     }
 
-    /// Checks a received record: its metadata's limits and the extension fields this
-    /// release knows (unknown ones are only carried).
+    /// Checks a received record: its metadata's limits and its whole size. The content of
+    /// a known extension field is never a reason to refuse the record (a later release may
+    /// widen what a field allows, and a refused broadcast item costs the rest of its packet's
+    /// items): the typed accessors below treat a value out of range as absent or clamp it.
     pub fn validate(&self) -> Result<(), MetaError> {
         self.meta.validate_with_reserve(0)?;
-        match crate::fields::record::PROTOCOL.get(&self.ext) {
-            Ok(Some(p)) if !p.is_valid() => {
-                return Err(MetaError::Refused("invalid protocol range"))
-            }
-            Err(e) => return Err(MetaError::Decode(e.to_string())),
-            Ok(_) => {}
+        let len = self.encoded_len();
+        if len > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(len));
         }
-        match crate::fields::record::RESTART.get(&self.ext) {
-            Ok(Some(grace_ms)) if !crate::restart::RestartIntent { grace_ms }.valid() => {
-                Err(MetaError::Refused("restart grace out of range"))
-            }
-            Err(e) => Err(MetaError::Decode(e.to_string())),
-            Ok(_) => Ok(()),
-        }
+        Ok(())
     }
 
-    /// The restart its owner announced (`core::restart`), if any: validated at decode.
+    /// The restart its owner announced (`core::restart`), if any, its grace clamped to
+    /// `restart::MIN_GRACE..=MAX_GRACE` (a forged "back in a year" holds an hour at most).
     pub fn restart(&self) -> Option<crate::restart::RestartIntent> {
         crate::fields::record::RESTART
             .get(&self.ext)
             .ok()
             .flatten()
-            .map(|grace_ms| crate::restart::RestartIntent { grace_ms })
+            .map(|grace_ms| {
+                crate::restart::RestartIntent::new(std::time::Duration::from_millis(u64::from(
+                    grace_ms,
+                )))
+            })
     }
 
     /// Sets (or clears) the restart intent: the owner's own record only.
@@ -206,12 +204,14 @@ impl MetaRecord {
         }
     }
 
-    /// The protocol range its owner announced; v0.1.0 announced none: `wire::PROTOCOL_V1`.
+    /// The protocol range its owner announced; v0.1.0 announced none: `wire::PROTOCOL_V1`
+    /// (also what an invalid range reads as).
     pub fn protocol(&self) -> ProtocolRange {
         crate::fields::record::PROTOCOL
             .get(&self.ext)
             .ok()
             .flatten()
+            .filter(ProtocolRange::is_valid)
             .unwrap_or(PROTOCOL_V1)
     }
 }
