@@ -586,3 +586,36 @@ async fn a_file_that_no_longer_fits_the_registrations_does_not_stop_a_restart() 
     .await;
     c.stop().await;
 }
+
+/// A change the agent applied but could not write to `registrations.json` is an error for
+/// the app (500), not a silent 200: it would not survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_be_persisted_is_an_error() {
+    let mut c = Cluster::start(1).await;
+    let client = c.serve_api(0).await;
+    let file = c.dir.path().join("n0").join("registrations.json");
+    // A directory where the file goes: the atomic rename onto it fails (even as root).
+    let _ = std::fs::remove_file(&file);
+    std::fs::create_dir(&file).expect("a directory in the file's place");
+    let err = client
+        .set_tags([("role".to_string(), "db".to_string())].into(), Vec::new())
+        .await
+        .expect_err("not persisted");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not persisted") && msg.contains("500"),
+        "{msg}"
+    );
+    // Applied all the same (the node serves it), as the message says.
+    assert_eq!(
+        c.shared[0]
+            .lock()
+            .own_meta()
+            .tags
+            .get("role")
+            .map(String::as_str),
+        Some("db")
+    );
+    std::fs::remove_dir(&file).expect("cleanup");
+    c.stop().await;
+}

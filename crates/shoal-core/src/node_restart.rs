@@ -154,7 +154,10 @@ impl Node {
                     self.stats.operator_thaws_ignored += 1;
                 } else {
                     self.reach.forget();
-                    self.guard.thaw(now, &format!("at {from} (cluster-wide)"));
+                    self.guard.thaw(
+                        now,
+                        &format!("at {from} (cluster-wide, sent from {sender})"),
+                    );
                 }
             }
             OperatorMsg::ForceLeave { name } => {
