@@ -269,6 +269,30 @@ async fn idle_and_slow_connections_are_closed_but_a_watch_stream_is_not() {
     f.stop().await;
 }
 
+/// Opens `GET /v1/watch` on a raw connection and returns it (the stream stays open) with the
+/// answer's status.
+async fn open_watch(addr: SocketAddr) -> (TcpStream, u16) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/watch HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && head.len() < 256 {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let line = String::from_utf8_lossy(&head).to_string();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"));
+    (s, status)
+}
+
 #[tokio::test]
 async fn past_the_watch_bound_a_503_and_a_freed_slot_is_reused() {
     let f = fixture(ApiLimits {
@@ -286,15 +310,24 @@ async fn past_the_watch_bound_a_503_and_a_freed_slot_is_reused() {
     };
     assert_eq!(err.status(), Some(503), "{err}");
     assert!(err.to_string().contains("api_max_watches"), "{err}");
+    // The TCP listener has watch streams of its own: whoever reaches it cannot take the
+    // socket's, nor the other way round. Two open there, the third refused.
+    let mut tcp_watches = Vec::new();
+    for _ in 0..2 {
+        let (s, status) = open_watch(f.http).await;
+        assert_eq!(status, 200, "the socket's full bound does not refuse TCP");
+        tcp_watches.push(s);
+    }
     let (status, body) = get(f.http, "/v1/watch").await;
     assert_eq!(status, 503);
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
     let metrics = f.unix.metrics().await.unwrap();
-    assert_eq!(metric(&metrics, "shoal_api_watches "), 2, "{metrics}");
+    assert_eq!(metric(&metrics, "shoal_api_watches "), 4, "{metrics}");
     assert_eq!(
         metric(&metrics, "shoal_api_rejected_total{bound=\"watches\"} "),
         2
     );
+    drop(tcp_watches);
     // Other routes still answer.
     assert_eq!(get(f.http, "/v1/members").await.0, 200);
     drop(w1);
