@@ -323,6 +323,13 @@ impl Node {
                 .into_iter()
                 .map(|mut m| {
                     m.cause = None;
+                    // Statuses of this release written as v0.1.0's, so that a rollback still
+                    // restores the snapshot (v0.1.0 refuses a status it does not know): a
+                    // member served through its restart grace is a member SWIM calls down
+                    // and still served, which v0.1.0 calls `held`.
+                    if m.status == ServedStatus::Restarting {
+                        m.status = ServedStatus::Held;
+                    }
                     m
                 })
                 .collect(),
