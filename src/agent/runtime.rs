@@ -186,7 +186,26 @@ impl Agent {
         // What apps registered through the API before a restart, merged with the config file
         // as a SIGHUP would merge them: announced from the first datagram on.
         let reg_path = cfg.data_dir.join(registrations::REGISTRATIONS_FILE);
-        let saved = registrations::load(&reg_path)?;
+        let mut saved = registrations::load(&reg_path)?;
+        if !cfg.enable_api_exec_checks {
+            // Exec checks an app registered while the API accepted them do not run again
+            // once the operator has turned that off.
+            if let Some(saved) = saved.as_mut() {
+                let mut dropped = 0;
+                for specs in saved.api_checks.values_mut() {
+                    let before = specs.len();
+                    specs.retain(|c| c.exec.is_none());
+                    dropped += before - specs.len();
+                }
+                if dropped > 0 {
+                    warn!(
+                        dropped,
+                        "exec checks registered through the API are not run: \
+                         enable_api_exec_checks is off"
+                    );
+                }
+            }
+        }
         let mut file_specs = cfg.check_specs();
         let mut file_meta = cfg.node_meta();
         let mut start = registrations::startup(saved.as_ref(), &file_meta, &file_specs);
@@ -261,6 +280,9 @@ impl Agent {
                 .ok_or_else(|| DataDirError::TokenFile { path: path.clone() })?;
             let _ = shared.api_token.set(token);
         }
+        shared
+            .api_exec_checks
+            .store(cfg.enable_api_exec_checks, Ordering::Relaxed);
         *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = file_meta;
         *shared
             .registrations

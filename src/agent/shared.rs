@@ -46,6 +46,9 @@ pub struct AgentShared {
     /// When set (`--api-token-file`), commands through the API (every method but GET and
     /// HEAD) need `Authorization: Bearer <token>`.
     pub api_token: std::sync::OnceLock<String>,
+    /// Whether `exec` checks may be registered through the API (`enable_api_exec_checks`,
+    /// set once at start; off by default: the API then never makes the agent run a command).
+    pub api_exec_checks: std::sync::atomic::AtomicBool,
     /// Tags and services as the config file gave them when last read (start or SIGHUP):
     /// the base of the reload's three-way merge (`agent::reload`).
     pub file_meta: Mutex<NodeMeta>,
@@ -191,6 +194,7 @@ impl AgentShared {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
             api_token: std::sync::OnceLock::new(),
+            api_exec_checks: std::sync::atomic::AtomicBool::new(false),
             file_meta: Mutex::new(NodeMeta::default()),
             api_load: Default::default(),
             checks: Default::default(),

@@ -190,6 +190,10 @@ config_keys! {
             flag: "leave-on-terminate" leave_on_terminate: bool = from_flag::switch [],
             default: false,
         }
+        /// Exec checks may be registered through the local API (off: only the config file runs commands)
+        enable_api_exec_checks: bool => bool = parse::same {
+            default: false,
+        }
     }
 
     [guard] => shoal_core::GuardConfig {
