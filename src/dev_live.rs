@@ -204,7 +204,7 @@ impl Bed<'_> {
                 for m in n.members() {
                     *row.served.entry(m.status.as_str()).or_default() += 1;
                     let t = m.truth.unwrap_or(match m.status {
-                        ServedStatus::Alive => TruthState::Alive,
+                        ServedStatus::Alive | ServedStatus::Damped => TruthState::Alive,
                         ServedStatus::Suspect => TruthState::Suspect,
                         ServedStatus::Left => TruthState::Left,
                         ServedStatus::Down | ServedStatus::Held => TruthState::Down,

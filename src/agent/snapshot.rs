@@ -162,6 +162,8 @@ mod tests {
                 tags: BTreeMap::new(),
                 services: vec![],
                 meta_version: 2,
+                damping: None,
+                gray: None,
             }],
             baseline: vec!["n2".into()],
             known_peers: vec!["127.0.0.1:7946".parse().unwrap()],

@@ -22,12 +22,13 @@ pub struct MetricsInput {
     pub api: crate::api::limits::ApiLoadView,
 }
 
-pub const ALL_STATUSES: [ServedStatus; 5] = [
+pub const ALL_STATUSES: [ServedStatus; 6] = [
     ServedStatus::Alive,
     ServedStatus::Suspect,
     ServedStatus::Held,
     ServedStatus::Left,
     ServedStatus::Down,
+    ServedStatus::Damped,
 ];
 
 const GUARD_STATES: [GuardState; 4] = [
@@ -160,6 +161,16 @@ pub fn render(m: &MetricsInput) -> String {
             "shoal_refutes_total",
             "Times this node refuted a suspicion of itself.",
             s.refutes,
+        ),
+        (
+            "shoal_gray_removals_total",
+            "Members this node served down because several observers could not reach them.",
+            s.gray_removals,
+        ),
+        (
+            "shoal_reach_reports_sent_total",
+            "Datagrams of reach reports (gray-failure evidence) sent.",
+            s.reach_reports_sent,
         ),
     ] {
         single(&mut out, name, "counter", help, v);

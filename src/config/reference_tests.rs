@@ -95,10 +95,7 @@ fn readme_lists_every_environment_variable() {
 
 #[test]
 fn readme_lists_every_agent_flag() {
-    let block = fenced(
-        section("## Flags of `shoal agent` (a stable contract)"),
-        "",
-    );
+    let block = fenced(section("## Flags of `shoal agent` (a stable contract)"), "");
     let table = keys::all()
         .filter_map(|k| k.flag)
         .map(str::to_string)
@@ -168,7 +165,8 @@ fn every_key_is_documented_once() {
 /// of every key, once through its `SHOAL_*` variable and once through the file.
 #[test]
 fn each_environment_variable_sets_its_key() {
-    let doc: toml::Table = toml::from_str(fenced(section("## The configuration file"), "toml")).unwrap();
+    let doc: toml::Table =
+        toml::from_str(fenced(section("## The configuration file"), "toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shoal.toml");
     let load = |text: &str, env: Option<(&str, String)>| {

@@ -25,6 +25,7 @@ pub use crate::guard_config::{
 };
 
 use crate::baseline::Baseline;
+use crate::damping::{Damping, DampingView};
 use crate::hash::{FixedHashSet, HashSeed};
 use crate::meta::MetaStore;
 use crate::reach::ReachView;
@@ -49,6 +50,8 @@ pub struct GuardCtx<'a> {
     pub idle: bool,
     /// This node's own evidence of whom it reaches (silence, the last reach check).
     pub reach: ReachView<'a>,
+    /// Members removed on several observers' evidence (`core::gray`): never doubted.
+    pub gray: Option<&'a crate::gray::Gray>,
 }
 
 #[derive(Debug)]
@@ -97,13 +100,15 @@ pub struct Guard {
     active_since: Option<Time>,
     /// The seed of the guard's hash tables (the node's, see `hash::HashSeed`).
     hashes: HashSeed,
+    /// Flap damping: members served `damped` until their penalty decays (`damping.rs`).
+    damping: Damping,
 }
 
 impl Guard {
     /// A guard in `normal`; `hashes` seeds its tables (the node's, see `hash::HashSeed`).
     pub fn new(cfg: GuardConfig, now: Time, hashes: HashSeed) -> Self {
         Guard {
-            cfg,
+            cfg: cfg.clone(),
             state: GuardState::Normal,
             since: now,
             reason: String::from("no failures"),
@@ -126,6 +131,7 @@ impl Guard {
             last_tick: now,
             active_since: None,
             hashes,
+            damping: Damping::new(cfg.damping_config(), hashes),
         }
     }
 
@@ -186,15 +192,19 @@ impl Guard {
                     self.failures.push((now, name.clone()));
                     self.baseline.note_down(now, name);
                 }
+                let gray = ctx.gray.is_some_and(|g| g.is_removed(name));
                 if !self.releasing() {
                     self.held.insert(name.clone());
                     self.episode_held.insert(name.clone());
-                } else if Self::reached(ctx, name)
-                    || ctx
-                        .reach
-                        .refuted_at
-                        .is_some_and(|t| now.since(t) <= self.cfg.window)
+                } else if !gray
+                    && (Self::reached(ctx, name)
+                        || ctx
+                            .reach
+                            .refuted_at
+                            .is_some_and(|t| now.since(t) <= self.cfg.window))
                 {
+                    // (Not a member several observers agree they cannot reach: that is no
+                    // one prober's luck.)
                     // It answered our own ping since it was suspected (SWIM's verdict came
                     // from other probers' luck), or we just had to refute a suspicion of
                     // ourselves (peers could not hear us, so our failed probes of this one
@@ -204,6 +214,10 @@ impl Guard {
                 } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
+                if was_active && !self.held.contains(name) {
+                    // Removed from the view by a failure: its return will be a flap.
+                    self.damping.on_down(now, name);
+                }
             }
             Some(TruthState::Left) => {
                 // Intent, not failure: out of the served view and of the baseline at once.
@@ -211,6 +225,13 @@ impl Guard {
                 self.baseline.remove(name);
             }
             Some(TruthState::Alive) => {
+                // Back from a failure that removed it from the view (not an intent, not held
+                // by the guard): one flap, which costs it a damping penalty.
+                if before == Some(TruthState::Down) && !self.held.contains(name) {
+                    self.damping.on_flap(now, name);
+                } else {
+                    self.damping.held_through(name);
+                }
                 self.unhold(name);
                 if Self::has_record(ctx, name) {
                     self.baseline.admit(name);
@@ -222,6 +243,7 @@ impl Guard {
             None => {
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.damping.forget(name);
             }
         }
         // A change can only trip the guard while it is `normal` (or warming); the thaw rule is
@@ -291,6 +313,10 @@ impl Guard {
         self.last_tick = now;
         if self.off() {
             return;
+        }
+        // Members whose damping penalty decayed below the reuse limit are served again.
+        for n in self.damping.tick(now) {
+            self.dirty.insert(n);
         }
         // Forget failures older than the window.
         let window = self.cfg.window;
@@ -460,6 +486,15 @@ impl Guard {
     /// What status to serve for a member SWIM believes is in `truth`.
     pub fn served(&self, name: &str, truth: TruthState) -> ServedStatus {
         match truth {
+            // Damped while back, and while down again: going down again changes nothing apps
+            // see (nor is it held: holding would serve again a member that was not served).
+            // The first failure is served `down` as usual; the return makes it damped.
+            TruthState::Alive | TruthState::Suspect
+                if self.enforce() && self.damping.damped(name) =>
+            {
+                ServedStatus::Damped
+            }
+            TruthState::Down if self.enforce() && self.damping.damped(name) => ServedStatus::Damped,
             TruthState::Alive => ServedStatus::Alive,
             TruthState::Suspect => ServedStatus::Suspect,
             TruthState::Down if self.enforce() && self.held.contains(name) => ServedStatus::Held,
@@ -487,6 +522,16 @@ impl Guard {
     /// While warming, a restored member's view (for metadata the truth has not received yet).
     pub fn restored(&self, name: &str) -> Option<&MemberView> {
         self.restored.get(name).filter(|_| self.enforce())
+    }
+
+    /// Members served `damped` (enforce mode), in no particular order.
+    pub fn damped(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.damping.suppressed().filter(|_| self.enforce())
+    }
+
+    /// A member's damping penalty, if it has one (any mode but off).
+    pub fn damping(&self, now: Time, name: &str) -> Option<DampingView> {
+        self.damping.view(now, name)
     }
 
     pub fn report(&self) -> GuardReport {

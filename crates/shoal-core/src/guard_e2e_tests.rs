@@ -358,7 +358,9 @@ fn e2e_figures_guard_on_vs_off() {
 /// A fresh net (profile `local`, default guard settings but `stable_after`), run until every
 /// node sees every other alive, then 1 s more: a cluster that formed a second ago.
 fn young_net(n: usize) -> TestNet {
-    let mut net = TestNet::with_config(n, |_, c| c.guard.stable_after = Duration::from_secs(2));
+    let mut net = TestNet::with_config(n, |_, c| {
+        c.guard.stable_after = Duration::from_secs(2);
+    });
     let ok = net.run_until_pred(10_000, |net| {
         net.nodes.iter().all(|node| serves_everyone(node, n))
     });

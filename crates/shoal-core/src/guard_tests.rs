@@ -88,6 +88,7 @@ impl Rig {
                 last: self.check.as_ref(),
                 refuted_at: self.refuted_at,
             },
+            gray: None,
         };
         f(&mut self.g, &ctx, self.now);
         self.transitions.extend(self.g.take_transitions());

@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod damping;
 pub mod due;
 pub mod duration;
+pub mod gray;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;

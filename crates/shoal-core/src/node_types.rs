@@ -184,6 +184,12 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Members this node removed on gray evidence (several observers cannot reach them).
+    #[serde(default)]
+    pub gray_removals: u64,
+    /// Datagrams of reach reports sent (`core::gray`).
+    #[serde(default)]
+    pub reach_reports_sent: u64,
 }
 
 impl Stats {

@@ -41,6 +41,9 @@ pub enum ServedStatus {
     Held,
     Left,
     Down,
+    /// Alive according to SWIM, but it kept failing and coming back: not served until its
+    /// flap penalty decays (`core::damping`).
+    Damped,
 }
 
 impl ServedStatus {
@@ -51,6 +54,7 @@ impl ServedStatus {
             ServedStatus::Held => "held",
             ServedStatus::Left => "left",
             ServedStatus::Down => "down",
+            ServedStatus::Damped => "damped",
         }
     }
 
@@ -69,6 +73,7 @@ impl ServedStatus {
             "held" => ServedStatus::Held,
             "left" => ServedStatus::Left,
             "down" | "failed" => ServedStatus::Down,
+            "damped" => ServedStatus::Damped,
             _ => return None,
         })
     }
@@ -275,6 +280,13 @@ pub struct MemberView {
     pub services: Vec<Service>,
     /// Metadata version as last seen (0 when none was received yet).
     pub meta_version: u64,
+    /// Its flap-damping penalty, while it has one (`core::damping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damping: Option<crate::damping::DampingView>,
+    /// Why it is served down although SWIM calls it alive: several observers cannot reach
+    /// it (`core::gray`), e.g. "gray: 6 of 8 observers cannot reach it".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray: Option<String>,
 }
 
 impl MemberView {
@@ -300,6 +312,8 @@ impl MemberView {
                 .map(|r| r.meta.services.values().cloned().collect())
                 .unwrap_or_default(),
             meta_version: meta.map(|r| r.version).unwrap_or(0),
+            damping: None,
+            gray: None,
         }
     }
 
