@@ -46,8 +46,8 @@ impl Default for DampingConfig {
         DampingConfig {
             enabled: true,
             half_life: Duration::from_secs(60),
-            suppress: 1000.0,
-            reuse: 500.0,
+            suppress: 600.0,
+            reuse: 300.0,
             max_penalty: 3000.0,
             probation: Duration::from_secs(30),
         }
@@ -265,12 +265,12 @@ mod tests {
         assert!(d.on_flap(Time(0), &a));
         assert!(d.damped("a"));
         d.on_down(Time(0), &a);
-        // Down again: 1000 halves to 500 in 60 s; released then.
-        assert!(d.tick(Time(59_900)).is_empty());
+        // Down again: 1000 decays to the reuse limit (300) in 60 x log2(10/3) = 104.2 s.
+        assert!(d.tick(Time(104_000)).is_empty());
         let v = d.view(Time(10_000), "a").expect("a view");
         assert_eq!(v.suppressed_since, Some(0));
-        assert_eq!(v.reuse_at, Some(60_000));
-        assert_eq!(d.tick(Time(60_001)), vec![a.clone()]);
+        assert_eq!(v.reuse_at, Some(104_217));
+        assert_eq!(d.tick(Time(104_300)), vec![a.clone()]);
         assert!(!d.damped("a"));
     }
 
@@ -278,14 +278,23 @@ mod tests {
     fn one_failure_then_back_is_served_after_the_probation() {
         let mut d = damping();
         let a: Arc<str> = Arc::from("a");
-        d.on_down(Time(10_000), &a);
-        d.on_flap(Time(10_000), &a);
+        // Down at 0, back at 10 s: 1000 x 2^(-10/60) = 891, suppressed (limit 600).
+        d.on_down(Time(0), &a);
+        assert!(d.on_flap(Time(10_000), &a));
+        // Served again once back 30 s and under 600: 891 decays to 600 by 44.2 s.
         assert_eq!(
             d.view(Time(10_000), "a").and_then(|v| v.reuse_at),
-            Some(40_000)
+            Some(44_217)
         );
-        assert!(d.tick(Time(39_999)).is_empty());
-        assert_eq!(d.tick(Time(40_000)), vec![a.clone()]);
+        assert!(d.tick(Time(44_000)).is_empty());
+        assert_eq!(d.tick(Time(44_300)), vec![a.clone()]);
+
+        // Back after 30 s down: 1000 x 2^(-30/60) = 707, suppressed; served 30 s later.
+        let b: Arc<str> = Arc::from("b");
+        d.on_down(Time(0), &b);
+        assert!(d.on_flap(Time(30_000), &b));
+        assert!(d.tick(Time(59_900)).is_empty());
+        assert_eq!(d.tick(Time(60_000)), vec![b.clone()]);
     }
 
     #[test]
@@ -307,13 +316,13 @@ mod tests {
                 assert!(d.tick(Time(k * 40_000 + s * 1000)).is_empty(), "at {k}/{s}");
             }
         }
-        // After the last failure it comes back within half_life x log2(max/reuse).
+        // Still down after the last failure (at 180 s): released once the penalty decays
+        // to the reuse limit, at most half_life x log2(3000 / 300) = 199 s later.
         let back = (0..400u64)
-            .map(|s| 160_000 + s * 1000)
+            .map(|s| 200_000 + s * 1000)
             .find(|t| !d.tick(Time(*t)).is_empty())
             .expect("released");
-        // (At most half_life x log2(3000 / 500) = 155 s after the last failure.)
-        assert!(back <= 160_000 + 156_000, "released at {back}");
+        assert!(back <= 180_000 + 200_000, "released at {back}");
     }
 
     #[test]

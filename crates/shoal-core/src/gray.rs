@@ -494,6 +494,12 @@ impl Gray {
         self.removed.len()
     }
 
+    /// SWIM declared the member down itself: the removal ends (without a change to apply).
+    pub fn end_removal(&mut self, name: &str) {
+        self.removed.remove(name);
+        self.pending.remove(name);
+    }
+
     /// The member left or was forgotten: nothing about it counts any more.
     pub fn forget(&mut self, name: &str) {
         self.own.remove(name);

@@ -214,8 +214,9 @@ impl Guard {
                 } else if self.protected(ctx, name, &mut None) {
                     self.held.insert(name.clone());
                 }
-                if was_active && !self.held.contains(name) {
-                    // Removed from the view by a failure: its return will be a flap.
+                if was_active {
+                    // A failure: its return will be a flap, unless the guard still holds it
+                    // then (it never left the view).
                     self.damping.on_down(now, name);
                 }
             }
@@ -522,6 +523,14 @@ impl Guard {
     /// While warming, a restored member's view (for metadata the truth has not received yet).
     pub fn restored(&self, name: &str) -> Option<&MemberView> {
         self.restored.get(name).filter(|_| self.enforce())
+    }
+
+    /// A member already recorded down (removed on gray evidence) was declared down by SWIM
+    /// too: its return will be a flap counted from now.
+    pub fn failed_again(&mut self, now: Time, name: &Arc<str>) {
+        if !self.off() {
+            self.damping.on_down(now, name);
+        }
     }
 
     /// Members served `damped` (enforce mode), in no particular order.

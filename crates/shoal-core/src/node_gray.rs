@@ -44,12 +44,20 @@ impl Node {
         if !self.gray.is_removed(name) {
             return state;
         }
-        self.gray_swim.insert(name.clone(), state);
-        if state.is_active() {
-            TruthState::Down
-        } else {
-            state
+        if !state.is_active() {
+            // SWIM declared it down (or it left): SWIM's verdict stands from here on, and
+            // the gray evidence against this life of it is moot. Its return is then a flap
+            // from now (damping), as after any failure.
+            self.gray.end_removal(name);
+            self.gray_swim.remove(name);
+            self.stats.gray_removals_ended_by_swim += 1;
+            if state == TruthState::Down {
+                self.guard.failed_again(self.now, name);
+            }
+            return state;
         }
+        self.gray_swim.insert(name.clone(), state);
+        TruthState::Down
     }
 
     /// A member we do not serve because of its own failures (removed on gray evidence, or

@@ -190,6 +190,9 @@ pub struct Stats {
     /// Datagrams of reach reports sent (`core::gray`).
     #[serde(default)]
     pub reach_reports_sent: u64,
+    /// Gray removals that ended because SWIM declared the member down itself.
+    #[serde(default)]
+    pub gray_removals_ended_by_swim: u64,
 }
 
 impl Stats {
