@@ -228,8 +228,19 @@ impl Gray {
         (2 + log2.div_ceil(2)).min(16) as u8
     }
 
-    /// One of our probes of `subject` (generation `generation`) ended.
-    pub fn on_probe(&mut self, now: Time, subject: &Arc<str>, generation: u64, answered: bool) {
+    /// One of our probes of `subject` (generation `generation`) ended. `healthy`: our own
+    /// local health (Lifeguard) says our probes fail for our own reasons no more than usual;
+    /// a node in trouble itself fails its probes of healthy members, and its failing reports
+    /// are no independent evidence (they are not published, as Lifeguard's accusations are
+    /// not counted; a report saying it answered still is).
+    pub fn on_probe(
+        &mut self,
+        now: Time,
+        subject: &Arc<str>,
+        generation: u64,
+        answered: bool,
+        healthy: bool,
+    ) {
         if !self.s.enabled || *subject == self.me {
             return;
         }
@@ -255,7 +266,7 @@ impl Gray {
         let attempts = own.outcomes.len().min(usize::from(u8::MAX)) as u8;
         let failures = own.outcomes.iter().filter(|(_, ok)| !ok).count() as u8;
         let is_failing = !answered && failing(attempts, failures, self.s.ratio);
-        if !(is_failing || own.published) {
+        if !(is_failing || own.published) || (is_failing && !healthy) {
             return;
         }
         own.published = is_failing;
@@ -384,9 +395,13 @@ impl Gray {
             return;
         }
         let window = self.s.window;
-        self.reports.retain(|_, by_obs| {
+        let removed = &self.removed;
+        self.reports.retain(|subject, by_obs| {
             by_obs.retain(|_, h| now.since(h.born) < window);
-            !by_obs.is_empty()
+            // A member SWIM declared down (or that left) needs no more evidence: its
+            // reports are dropped, not spread.
+            let active = members.member(subject).is_some_and(|(_, a)| a);
+            !by_obs.is_empty() && (active || removed.contains_key(subject))
         });
         self.own.retain(|_, o| {
             o.outcomes

@@ -112,12 +112,12 @@ fn light_loss_reports_do_not_count() {
 fn own_probes_publish_only_while_failing() {
     let mut g = gray();
     let s: Arc<str> = Arc::from("m5");
-    g.on_probe(Time(0), &s, 1, true);
+    g.on_probe(Time(0), &s, 1, true, true);
     assert!(
         g.outgoing(Time(0)).is_empty(),
         "nothing to say about a healthy member"
     );
-    g.on_probe(Time(1000), &s, 1, false);
+    g.on_probe(Time(1000), &s, 1, false, true);
     let out = g.outgoing(Time(1500));
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -125,12 +125,22 @@ fn own_probes_publish_only_while_failing() {
         (2, 1, 500)
     );
     // Answered again: the superseding report says so (and it is spread too).
-    g.on_probe(Time(2000), &s, 1, true);
+    g.on_probe(Time(2000), &s, 1, true, true);
     let out = g.outgoing(Time(2000));
     assert_eq!(
         (out[0].attempts, out[0].failures, out[0].latest_failed),
         (3, 1, false)
     );
+}
+
+#[test]
+fn an_unhealthy_observer_does_not_publish_failures() {
+    let mut g = gray();
+    let s: Arc<str> = Arc::from("m5");
+    g.on_probe(Time(0), &s, 1, false, false);
+    assert!(g.outgoing(Time(0)).is_empty());
+    g.on_probe(Time(1000), &s, 1, false, true);
+    assert_eq!(g.outgoing(Time(1000)).len(), 1);
 }
 
 #[test]

@@ -32,9 +32,14 @@ impl Members for TruthMembers<'_> {
 impl Node {
     /// The outcomes of our probes that finished during the last input.
     pub(super) fn gray_probes(&mut self, now: Time) {
-        for (id, answered) in self.foca.take_probe_outcomes() {
+        let outcomes = self.foca.take_probe_outcomes();
+        if outcomes.is_empty() {
+            return;
+        }
+        let healthy = self.foca.local_health() <= crate::lifeguard::MAX_ACCUSER_HEALTH;
+        for (id, answered) in outcomes {
             self.gray
-                .on_probe(now, id.name(), id.generation(), answered);
+                .on_probe(now, id.name(), id.generation(), answered, healthy);
         }
     }
 
