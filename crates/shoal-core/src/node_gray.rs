@@ -70,10 +70,11 @@ impl Node {
     /// (or keeps losing its ingress) suspects healthy members, their refutations do not
     /// reach it, and its down notices would declare them down everywhere.
     fn sync_distrusted(&mut self) {
-        if self.distrusted.is_empty() && self.gray.removed_count() == 0 {
-            if self.guard.damped().next().is_none() {
-                return;
-            }
+        if self.distrusted.is_empty()
+            && self.gray.removed_count() == 0
+            && self.guard.damped().next().is_none()
+        {
+            return;
         }
         let mut now_set: BTreeSet<Arc<str>> = self.gray.removed_names().cloned().collect();
         now_set.extend(self.guard.damped().cloned());
