@@ -48,6 +48,9 @@ pub const MAX_OWN: usize = 16;
 pub const MAX_PER_MSG: usize = 8;
 /// Members one node pushes its reports to per probe period.
 pub const PUSH_FANOUT: usize = 2;
+/// An observer that reports more members than this failing at once is itself the likely
+/// fault (a lossy host fails its probes of everyone): its reports do not count.
+pub const MAX_FAILING_PER_OBSERVER: usize = 3;
 /// Probe periods the rule must hold, with the guard normal, before a member is removed.
 pub const CONFIRM_PERIODS: u32 = 3;
 /// Oldest age a report may claim (longer windows are refused by config validation).
@@ -416,14 +419,29 @@ impl Gray {
             self.pending.clear();
         }
         let ratio = self.s.ratio;
+        // Observers failing more members than `MAX_FAILING_PER_OBSERVER` at once.
+        let mut failing_by_obs: BTreeMap<&Arc<str>, usize> = BTreeMap::new();
+        for by_obs in self.reports.values() {
+            for (obs, h) in by_obs {
+                if h.report.failing(ratio) {
+                    *failing_by_obs.entry(obs).or_default() += 1;
+                }
+            }
+        }
+        let suspect_observer = |obs: &Arc<str>| {
+            failing_by_obs
+                .get(obs)
+                .is_some_and(|n| *n > MAX_FAILING_PER_OBSERVER)
+        };
         // Failing and all observers of a subject's current life (an observer that is not
-        // active, or the subject itself, does not count).
+        // active, fails too many members, or is the subject itself, does not count).
         let count = |subject: &str, generation: u64, by_obs: &BTreeMap<Arc<str>, Held>| {
             let mut failing_obs = 0;
             let mut total = 0;
             for (obs, h) in by_obs {
                 if **obs == *subject
                     || h.report.generation != generation
+                    || suspect_observer(obs)
                     || !members.member(obs).is_some_and(|(_, active)| active)
                 {
                     continue;

@@ -134,6 +134,24 @@ fn own_probes_publish_only_while_failing() {
 }
 
 #[test]
+fn an_observer_failing_many_members_is_not_counted() {
+    let c = Cluster::new(10);
+    let mut g = gray();
+    // m1 fails everyone: it is the lossy one, not its subjects.
+    for s in ["m5", "m6", "m7", "m8", "m9"] {
+        g.receive(Time(0), report(s, "m1", 3, 3), &c).unwrap();
+    }
+    for o in ["m2", "m3"] {
+        g.receive(Time(0), report("m9", o, 3, 3), &c).unwrap();
+    }
+    g.evaluate(Time(0), &c, true);
+    assert!(
+        !g.is_removed("m9"),
+        "two observers and a lossy one are not three"
+    );
+}
+
+#[test]
 fn an_unhealthy_observer_does_not_publish_failures() {
     let mut g = gray();
     let s: Arc<str> = Arc::from("m5");

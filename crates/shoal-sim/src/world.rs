@@ -518,12 +518,6 @@ impl<'a> World<'a> {
                         continue;
                     };
                     let st = self.hosts[x].state;
-                    if std::env::var_os("SHOAL_SIM_TRACE").is_some() {
-                        eprintln!(
-                            "{now_ms} o{i} x{x} {:?} -> {:?} truth {:?} gray {:?} damp {:?}",
-                            previous, member.status, member.truth, member.gray, member.damping
-                        );
-                    }
                     self.rec.member_event(
                         i,
                         x,

@@ -1002,11 +1002,13 @@ where
         self.probe_failures
     }
 
-    /// (shoal fork) The outcomes of our finished probes since the last
-    /// call, oldest first: the member probed and whether it answered
-    /// (directly or through another member). Round probes and prompt
-    /// probes alike; at most `MAX_PROBE_OUTCOMES` are kept between calls
-    /// (the oldest are dropped).
+    /// (shoal fork) The outcomes of our finished round probes since the
+    /// last call, oldest first: the member probed and whether it answered
+    /// (directly or through another member). Only the round's probes, a
+    /// uniform sample: Lifeguard's prompt probes follow other members'
+    /// suspicions, so their outcomes are not independent of them. At most
+    /// `MAX_PROBE_OUTCOMES` are kept between calls (the oldest are
+    /// dropped).
     pub fn take_probe_outcomes(&mut self) -> Vec<(T, bool)> {
         core::mem::take(&mut self.probe_outcomes)
     }
@@ -1338,9 +1340,6 @@ where
         };
         if self.prompt.succeeded() {
             self.health = lifeguard::health_down(self.health);
-            if let Some(id) = self.prompt.target().cloned() {
-                self.note_probe_outcome(&id, true);
-            }
             self.prompt.clear();
             return;
         }
@@ -1356,7 +1355,6 @@ where
         }
         self.probe_failures += 1;
         self.health = lifeguard::health_up(self.health, lg.max_health);
-        self.note_probe_outcome(failed.id(), false);
         #[cfg(feature = "unstable-notifications")]
         runtime.notify(Notification::ProbeFailed(
             self.prompt.probe_number(),
