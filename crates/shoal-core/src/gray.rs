@@ -52,7 +52,7 @@ pub const PUSH_FANOUT: usize = 2;
 /// fault (a lossy host fails its probes of everyone): its reports do not count.
 pub const MAX_FAILING_PER_OBSERVER: usize = 3;
 /// Probe periods the rule must hold, with the guard normal, before a member is removed.
-pub const CONFIRM_PERIODS: u32 = 3;
+pub const CONFIRM_PERIODS: u32 = 5;
 /// Oldest age a report may claim (longer windows are refused by config validation).
 pub const MAX_AGE_MS: u32 = 600_000;
 
@@ -433,6 +433,11 @@ impl Gray {
                 .get(obs)
                 .is_some_and(|n| *n > MAX_FAILING_PER_OBSERVER)
         };
+        // A failing report counts while the failed probe is fresh (half the window): an
+        // observer probes a given member only every N probe periods, so in a large cluster
+        // its latest probe may be long past, and a loss burst of a few seconds would go on
+        // counting against the member long after it ended.
+        let fresh = window / 2;
         // Failing and all observers of a subject's current life (an observer that is not
         // active, fails too many members, or is the subject itself, does not count).
         let count = |subject: &str, generation: u64, by_obs: &BTreeMap<Arc<str>, Held>| {
@@ -447,7 +452,7 @@ impl Gray {
                     continue;
                 }
                 total += 1;
-                if h.report.failing(ratio) {
+                if h.report.failing(ratio) && now.since(h.born) < fresh {
                     failing_obs += 1;
                 }
             }

@@ -171,13 +171,13 @@ fn a_removed_member_returns_after_a_calm_period() {
     g.evaluate(Time(0), &c, true);
     assert!(g.is_removed("m9"));
     g.take_changes();
-    // Reports age out at 30 s; calm from then; back 30 s later.
-    g.evaluate(Time(29_000), &c, true);
+    // Failing reports count while fresh (15 s); calm from then; back 30 s later.
+    g.evaluate(Time(14_000), &c, true);
     assert!(g.is_removed("m9"));
-    g.evaluate(Time(30_000), &c, true);
-    g.evaluate(Time(59_000), &c, true);
+    g.evaluate(Time(15_000), &c, true);
+    g.evaluate(Time(44_000), &c, true);
     assert!(g.is_removed("m9"), "not calm long enough yet");
-    g.evaluate(Time(60_000), &c, true);
+    g.evaluate(Time(45_000), &c, true);
     assert!(!g.is_removed("m9"));
     assert_eq!(
         g.take_changes(),

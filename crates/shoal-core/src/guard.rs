@@ -234,11 +234,9 @@ impl Guard {
                     self.damping.held_through(name);
                 }
                 self.unhold(name);
-                // Seen alive: in the baseline at once, record or not. (Waiting for the record
-                // left a member of a cluster formed a second ago out of the baseline; a split
-                // then counted fewer lost peers than it removed: the 6-host side of a 4/6
-                // split removed the 4, exactly 40 %, where the same split 40 s later held.)
-                self.baseline.admit(name);
+                if Self::has_record(ctx, name) {
+                    self.baseline.admit(name);
+                }
             }
             Some(TruthState::Suspect) => {
                 self.unhold(name);
