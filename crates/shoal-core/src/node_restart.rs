@@ -326,9 +326,12 @@ impl Node {
                     // Statuses of this release written as v0.1.0's, so that a rollback still
                     // restores the snapshot (v0.1.0 refuses a status it does not know): a
                     // member served through its restart grace is a member SWIM calls down
-                    // and still served, which v0.1.0 calls `held`.
-                    if m.status == ServedStatus::Restarting {
-                        m.status = ServedStatus::Held;
+                    // and still served, which v0.1.0 calls `held`; a damped member is not
+                    // routed to, `down` there.
+                    match m.status {
+                        ServedStatus::Restarting => m.status = ServedStatus::Held,
+                        ServedStatus::Damped => m.status = ServedStatus::Down,
+                        _ => {}
                     }
                     m
                 })
