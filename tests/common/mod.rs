@@ -93,9 +93,21 @@ pub struct Cluster {
     apis: BTreeMap<usize, ApiHandle>,
     consul: BTreeMap<usize, ConsulHandle>,
     dns: BTreeMap<usize, DnsHandle>,
+    /// Held for the cluster's whole life by test files whose clusters must not share the
+    /// 2 cores with another cluster of theirs (`Cluster::serialized`).
+    serial: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Cluster {
+    /// Runs the clusters that take `lock` one at a time: the guard's tests time suspicion
+    /// and reach checks of 7 agents against each other, and two such clusters at once on a
+    /// loaded 2-core machine starve each other's event loops (a starved agent is, rightly,
+    /// suspected). The lock is released when the cluster is dropped, panics included.
+    pub fn serialized(mut self, lock: tokio::sync::OwnedMutexGuard<()>) -> Cluster {
+        self.serial = Some(lock);
+        self
+    }
+
     /// `n` agents with the default test config, each joining agent 0.
     pub async fn start(n: usize) -> Cluster {
         Cluster::start_with(n, Box::new(config)).await
@@ -112,6 +124,7 @@ impl Cluster {
             apis: BTreeMap::new(),
             consul: BTreeMap::new(),
             dns: BTreeMap::new(),
+            serial: None,
         };
         for _ in 0..n {
             let seed = c.addrs.first().copied();

@@ -89,12 +89,18 @@ fn config(
 
 /// The shared harness's cluster (`tests/common`), each agent configured by `config` with
 /// the test's `Setup`.
+/// One guard cluster at a time (see `Cluster::serialized`).
+static SERIAL: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+
 async fn start(n: usize, setup: Setup) -> Cluster {
+    let lock = SERIAL.clone().lock_owned().await;
     Cluster::start_with(
         n,
         Box::new(move |i, bind, seed, dir| config(i, bind, seed, dir, &setup)),
     )
     .await
+    .serialized(lock)
 }
 
 impl Cluster {
