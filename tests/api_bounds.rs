@@ -526,33 +526,24 @@ async fn raw_status(addr: SocketAddr, request: &str) -> u16 {
 /// A web page cannot drive the loopback API: a command carrying `Origin` (what every browser
 /// sends with a POST or PUT) is refused, and a request naming a non-loopback `Host` (a page
 /// that reached 127.0.0.1 through DNS rebinding) is refused even for reads; curl, the CLI and
-/// Prometheus (loopback names, no Origin) are served.
+/// Prometheus (loopback names, no Origin) are served. Commands over TCP need the API token
+/// (every local user reaches a TCP port); without one configured they are refused there and
+/// taken on the socket.
 #[tokio::test]
-async fn web_pages_cannot_drive_the_loopback_api() {
+async fn web_pages_and_tokenless_tcp_cannot_drive_the_api() {
     let f = fixture(ApiLimits::default()).await;
-    let put = |host: &str, origin: Option<&str>| {
+    let put = |host: &str, origin: Option<&str>, token: Option<&str>| {
         let body = r#"{"set":{"role":"db"}}"#;
         format!(
-            "PUT /v1/tags HTTP/1.1\r\nhost: {host}\r\n{}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "PUT /v1/tags HTTP/1.1\r\nhost: {host}\r\n{}{}content-length: {}\r\nconnection: close\r\n\r\n{body}",
             origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default(),
+            token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default(),
             body.len()
         )
     };
     let read =
         |host: &str| format!("GET /v1/self HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
-    assert_eq!(
-        raw_status(f.http, &put("localhost", Some("http://evil.example"))).await,
-        403
-    );
-    assert_eq!(raw_status(f.http, &put("evil.example", None)).await, 421);
-    assert_eq!(raw_status(f.http, &read("evil.example:7947")).await, 421);
-    assert_eq!(f.unix.local().await.unwrap().member.tags.get("role"), None);
-    // Loopback names and addresses are served.
-    for host in ["localhost", "127.0.0.1:7947", "[::1]:7947"] {
-        assert_eq!(raw_status(f.http, &read(host)).await, 200, "{host}");
-    }
-    assert_eq!(raw_status(f.http, &put("127.0.0.1", None)).await, 200);
-    assert_eq!(
+    let role = || async {
         f.unix
             .local()
             .await
@@ -560,8 +551,29 @@ async fn web_pages_cannot_drive_the_loopback_api() {
             .member
             .tags
             .get("role")
-            .map(String::as_str),
-        Some("db")
+            .cloned()
+    };
+    // No token configured: reads open, commands refused over TCP.
+    for host in ["localhost", "127.0.0.1:7947", "[::1]:7947"] {
+        assert_eq!(raw_status(f.http, &read(host)).await, 200, "{host}");
+    }
+    assert_eq!(raw_status(f.http, &put("127.0.0.1", None, None)).await, 403);
+    assert_eq!(raw_status(f.http, &read("evil.example:7947")).await, 421);
+    assert_eq!(role().await, None);
+    // With a token: a command needs it, and still no Origin and a loopback Host.
+    f.agent.shared().api_token.set("s3cret".into()).unwrap();
+    let tok = Some("s3cret");
+    assert_eq!(
+        raw_status(f.http, &put("localhost", Some("http://evil.example"), tok)).await,
+        403
     );
+    assert_eq!(
+        raw_status(f.http, &put("evil.example", None, tok)).await,
+        421
+    );
+    assert_eq!(raw_status(f.http, &put("localhost", None, None)).await, 401);
+    assert_eq!(role().await, None);
+    assert_eq!(raw_status(f.http, &put("127.0.0.1", None, tok)).await, 200);
+    assert_eq!(role().await.as_deref(), Some("db"));
     f.stop().await;
 }

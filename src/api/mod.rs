@@ -159,10 +159,11 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     let limits = opts.limits;
     // Each listener has its own watch streams (`max_watches` each): peers that reach the TCP
     // listener cannot take the streams of the apps on the socket, nor the other way round.
-    let app_for = |loopback_host: bool| {
+    let app_for = |tcp: bool, loopback_host: bool| {
         routes::build(
             routes::ApiState::new(shared.clone(), rx.clone(), limits.max_watches)
-                .with_loopback_host(loopback_host),
+                .with_loopback_host(loopback_host)
+                .on_tcp(tcp),
         )
     };
     let mut tasks = Vec::new();
@@ -171,7 +172,7 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     if let Some((listener, path, ino)) = unix {
         tasks.push(tokio::spawn(serve::serve(
             listener,
-            app_for(false),
+            app_for(false, false),
             limits,
             shared.clone(),
             rx.clone(),
@@ -182,7 +183,7 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     if let Some((listener, local)) = tcp {
         tasks.push(tokio::spawn(serve::serve(
             listener,
-            app_for(opts.reach != limits::Reach::Remote),
+            app_for(true, opts.reach != limits::Reach::Remote),
             limits,
             shared,
             rx.clone(),

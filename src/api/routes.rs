@@ -40,6 +40,9 @@ pub(crate) struct ApiState {
     /// page cannot reach it by DNS rebinding. Off for the Unix socket (no browser reaches
     /// it) and for a `listen_remote` listener (other hosts name it as they please).
     pub loopback_host: bool,
+    /// A TCP listener: every local user reaches it (no file mode guards it as on the
+    /// socket), so it takes commands only with the API token; reads stay open.
+    pub tcp: bool,
 }
 
 impl ApiState {
@@ -54,12 +57,19 @@ impl ApiState {
             watches: Arc::new(tokio::sync::Semaphore::new(max_watches)),
             max_watches,
             loopback_host: false,
+            tcp: false,
         }
     }
 
     /// The same, requiring a loopback `Host` (see `loopback_host`).
     pub fn with_loopback_host(mut self, on: bool) -> Self {
         self.loopback_host = on;
+        self
+    }
+
+    /// The same, for a TCP listener (see `tcp`).
+    pub fn on_tcp(mut self, on: bool) -> Self {
+        self.tcp = on;
         self
     }
 }
@@ -178,6 +188,15 @@ async fn refuse_when_shutting_down(
             )
             .into_response();
         }
+    }
+    if is_command && st.tcp && st.shared.api_token.get().is_none() {
+        return HttpError::new(
+            StatusCode::FORBIDDEN,
+            "this TCP listener takes commands only with an API token, and none is configured: \
+             send commands through the agent's Unix socket, or set api_token_file \
+             (reads are open here)",
+        )
+        .into_response();
     }
     if let (true, Some(token)) = (is_command, st.shared.api_token.get()) {
         let given = req

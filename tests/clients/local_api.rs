@@ -155,24 +155,36 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
             && c.status(1, &name(2)) == Some(ServedStatus::Held)
     })
     .await;
+    // Commands go through the socket: a TCP listener takes them only with a token.
+    let sock = c.dir.path().join("n0-force-leave.sock");
     let api = shoal::api::spawn(
         c.shared[0].clone(),
         ApiOptions {
-            unix: None,
-            http: Some("127.0.0.1:0".parse().unwrap()),
+            unix: Some(sock.clone()),
+            http: None,
             ..Default::default()
         },
     )
     .await
     .unwrap();
-    let a = api.http_addr().unwrap();
+    let client = Client::parse(&format!("unix:{}", sock.display())).unwrap();
 
     // Refused for a live member and for an unknown one, with a message.
-    let r = http(a, "POST", "/v1/force-leave/n1", Duration::from_secs(5)).await;
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.json()["error"].as_str().unwrap().contains("alive"));
-    let r = http(a, "POST", "/v1/force-leave/nobody", Duration::from_secs(5)).await;
-    assert_eq!(r.status, 404, "{}", r.body);
+    let post = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client.raw(hyper::Method::POST, path, None).await.unwrap();
+            (
+                r.status.as_u16(),
+                String::from_utf8_lossy(&r.body).to_string(),
+            )
+        }
+    };
+    let (status, body) = post("/v1/force-leave/n1").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("alive"), "{body}");
+    let (status, body) = post("/v1/force-leave/nobody").await;
+    assert_eq!(status, 404, "{body}");
     assert_eq!(
         c.status(1, &name(2)),
         Some(ServedStatus::Held),
@@ -181,7 +193,7 @@ async fn force_leave_releases_a_held_member_on_every_agent() {
 
     // The CLI, as an operator would run it against n0.
     let args = ClientArgs {
-        api: format!("http://{a}"),
+        api: format!("unix:{}", sock.display()),
         format: Format::Json,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
