@@ -150,6 +150,7 @@ async fn a_rolling_restart_keeps_every_api_registration_served_at_every_event() 
         ] {
             client
                 .register_service(&ServiceRequest {
+                    id: None,
                     name: svc,
                     port,
                     tags: BTreeMap::new(),

@@ -15,7 +15,7 @@ fn guard(mode: GuardMode) -> HealthGuard {
 }
 
 fn set(g: &mut HealthGuard, now: Time, i: usize, h: Health) {
-    g.observe(now, &name(i), [("web", Some(h))], true);
+    g.observe(now, &name(i), [("web", "web", Some(h))], true);
 }
 
 /// `n` passing instances of `web`.
@@ -29,7 +29,7 @@ fn cluster(n: usize) -> HealthGuard {
 
 fn held(g: &HealthGuard, n: usize) -> Vec<usize> {
     (0..n)
-        .filter(|i| g.held("web", &name(*i)).is_some())
+        .filter(|i| g.held("web", &name(*i), "web").is_some())
         .collect()
 }
 
@@ -56,7 +56,7 @@ fn mass_failure_is_held_then_thaws_with_hysteresis() {
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].to, GuardState::Frozen);
     assert!(t[0].report.reason.contains("5 of 10 instances of web"));
-    assert!(g.held("web", "n0").unwrap().contains("shared fault"));
+    assert!(g.held("web", "n0", "web").unwrap().contains("shared fault"));
     // While frozen, one more failure is held at once.
     set(&mut g, Time(2000), 7, Health::Critical);
     assert_eq!(held(&g, 10), vec![0, 1, 2, 3, 4, 7]);
@@ -107,7 +107,7 @@ fn every_instance_critical_is_held_never_empty() {
     let mut g = cluster(1);
     set(&mut g, Time(10), 0, Health::Critical);
     assert_eq!(held(&g, 1), vec![0]);
-    assert!(g.held("web", "n0").unwrap().contains("never empty"));
+    assert!(g.held("web", "n0", "web").unwrap().contains("never empty"));
     // Back to passing, then stays calm: thaws.
     set(&mut g, Time(20), 0, Health::Passing);
     assert!(held(&g, 1).is_empty());
@@ -183,7 +183,7 @@ fn deregistration_and_down_members_are_not_held() {
 }
 
 fn set_serving(g: &mut HealthGuard, now: Time, i: usize, h: Health, serving: bool) {
-    g.observe(now, &name(i), [("web", Some(h))], serving);
+    g.observe(now, &name(i), [("web", "web", Some(h))], serving);
 }
 
 #[test]
@@ -196,7 +196,12 @@ fn an_instance_that_appears_critical_is_not_a_failure() {
     // nothing turned critical, nothing held.
     assert!(held(&g, 20).is_empty());
     // A new service whose only instance starts critical is not held either.
-    g.observe(Time(6), &name(30), [("api", Some(Health::Critical))], true);
-    assert!(g.held("api", "n30").is_none());
+    g.observe(
+        Time(6),
+        &name(30),
+        [("api", "api", Some(Health::Critical))],
+        true,
+    );
+    assert!(g.held("api", "n30", "api").is_none());
     assert!(g.take_transitions().is_empty());
 }

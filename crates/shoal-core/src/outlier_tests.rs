@@ -378,7 +378,9 @@ fn a_node_checks_batches_whole_and_forgets_gone_instances() {
     });
     let until = net.nodes[0].outlier_ejected("web", "n1").unwrap().until_ms;
     // n1 deregisters web while ejected: the restoration still comes, nothing is left.
-    net.call(1, |n, now| n.deregister_service(now, "web").unwrap());
+    net.call(1, |n, now| {
+        n.deregister_service(now, "web").unwrap();
+    });
     let ok = net.run_until_pred(5_000, |net| {
         net.nodes[0].services()["web"]
             .iter()

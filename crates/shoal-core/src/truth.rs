@@ -231,6 +231,9 @@ impl Truth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub node: String,
+    /// The instance id, unique on its node (the service's name unless it was given one).
+    #[serde(default)]
+    pub id: String,
     /// The member's advertised IP with the service port.
     pub addr: SocketAddr,
     pub port: u16,
@@ -289,7 +292,8 @@ pub struct MemberView {
     /// Milliseconds (driver time) since the member entered its current SWIM state.
     pub since_ms: u64,
     pub tags: BTreeMap<String, String>,
-    pub services: Vec<Service>,
+    /// Its service instances, by id.
+    pub services: Vec<ServiceView>,
     /// Metadata version as last seen (0 when none was received yet).
     pub meta_version: u64,
     /// Why the member entered its status (absent when this node saw no transition of it,
@@ -301,6 +305,23 @@ pub struct MemberView {
     /// (docs/upgrades.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<crate::wire::ProtocolRange>,
+}
+
+/// A service instance of a member as the API shows it: its id beside the service's fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// The instance id, unique on its node (the service's name unless it was given one).
+    #[serde(default)]
+    pub id: String,
+    #[serde(flatten)]
+    pub service: Service,
+}
+
+impl std::ops::Deref for ServiceView {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 impl MemberView {
@@ -325,7 +346,16 @@ impl MemberView {
             since_ms: m.since.as_millis(),
             tags: meta.map(|r| r.meta.tags.clone()).unwrap_or_default(),
             services: meta
-                .map(|r| r.meta.services.values().cloned().collect())
+                .map(|r| {
+                    r.meta
+                        .services
+                        .iter()
+                        .map(|(id, s)| ServiceView {
+                            id: id.clone(),
+                            service: s.clone(),
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             meta_version: meta.map(|r| r.version).unwrap_or(0),
             cause: None,
@@ -337,6 +367,7 @@ impl MemberView {
     pub fn instances(&self) -> impl Iterator<Item = Instance> + '_ {
         self.services.iter().map(|s| Instance {
             node: self.name.clone(),
+            id: s.id.clone(),
             addr: SocketAddr::new(self.addr.ip(), s.port),
             port: s.port,
             status: self.status,
