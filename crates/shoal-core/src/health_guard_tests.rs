@@ -205,3 +205,72 @@ fn an_instance_that_appears_critical_is_not_a_failure() {
     assert!(g.held("api", "n30", "api").is_none());
     assert!(g.take_transitions().is_empty());
 }
+
+/// Two instances of `web` on each node count as two: their failures, holds and recoveries
+/// are each instance's own, and deregistering one forgets only it.
+#[test]
+fn instances_on_one_node_are_counted_and_held_apart() {
+    let mut g = guard(GuardMode::Enforce);
+    let both = |h1: Health, h2: Health| [("web-1", "web", Some(h1)), ("web-2", "web", Some(h2))];
+    for i in 0..5 {
+        g.observe(
+            Time(0),
+            &name(i),
+            both(Health::Passing, Health::Passing),
+            true,
+        );
+    }
+    // Limit: max(2, 0.4 x 10 instances) = 4; five failures (on three nodes) trip it.
+    g.observe(
+        Time(1000),
+        &name(0),
+        both(Health::Critical, Health::Critical),
+        true,
+    );
+    g.observe(
+        Time(1000),
+        &name(1),
+        both(Health::Critical, Health::Critical),
+        true,
+    );
+    assert!(
+        g.take_transitions().is_empty(),
+        "four failures are within the limit"
+    );
+    g.observe(
+        Time(1000),
+        &name(2),
+        both(Health::Critical, Health::Passing),
+        true,
+    );
+    let t = g.take_transitions();
+    assert_eq!(t.len(), 1);
+    assert!(
+        t[0].report.reason.contains("5 of 10 instances of web"),
+        "{t:?}"
+    );
+    assert!(g.held("web", "n2", "web-1").is_some());
+    assert!(
+        g.held("web", "n2", "web-2").is_none(),
+        "a passing instance is not held"
+    );
+    // One instance of n0 passes again: only it leaves the held set.
+    g.observe(
+        Time(2000),
+        &name(0),
+        both(Health::Critical, Health::Passing),
+        true,
+    );
+    assert!(g.held("web", "n0", "web-1").is_some());
+    assert!(g.held("web", "n0", "web-2").is_none());
+    // n1 deregisters web-2 (intent): it is forgotten, web-1 stays held.
+    g.observe(
+        Time(3000),
+        &name(1),
+        [("web-1", "web", Some(Health::Critical))],
+        true,
+    );
+    assert!(g.held("web", "n1", "web-1").is_some());
+    assert!(g.held("web", "n1", "web-2").is_none());
+    assert_eq!(g.reports()["web"].baseline, 9);
+}

@@ -157,7 +157,7 @@ pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
 mod node_health;
 #[path = "node_outlier.rs"]
 mod node_outlier;
-pub use node_outlier::ReportError;
+pub use node_outlier::{InstanceReport, ReportError};
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
 #[path = "node_restart.rs"]

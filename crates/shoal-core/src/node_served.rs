@@ -183,7 +183,7 @@ impl Node {
                     .health
                     .held(&s.name, &m.name, &s.id)
                     .map(str::to_string);
-                inst.ejected = self.outliers.ejected(&s.name, &m.name).cloned();
+                inst.ejected = self.outliers.ejected(&s.name, &m.name, &s.id).cloned();
                 out.entry(s.name.clone()).or_default().push(inst);
             }
         }
