@@ -309,12 +309,35 @@ pub struct MemberView {
 
 /// A service instance of a member as the API shows it: its id beside the service's fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawServiceView")]
 pub struct ServiceView {
     /// The instance id, unique on its node (the service's name unless it was given one).
-    #[serde(default)]
     pub id: String,
     #[serde(flatten)]
     pub service: Service,
+}
+
+/// A `ServiceView` as read: written before instance ids (a snapshot, an older agent's
+/// answer), it has none, and its id is its name.
+#[derive(Deserialize)]
+struct RawServiceView {
+    #[serde(default)]
+    id: String,
+    #[serde(flatten)]
+    service: Service,
+}
+
+impl From<RawServiceView> for ServiceView {
+    fn from(r: RawServiceView) -> Self {
+        ServiceView {
+            id: if r.id.is_empty() {
+                r.service.name.clone()
+            } else {
+                r.id
+            },
+            service: r.service,
+        }
+    }
 }
 
 impl std::ops::Deref for ServiceView {
@@ -383,6 +406,19 @@ impl MemberView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_without_an_id_has_its_name_as_id() {
+        let old: ServiceView = serde_json::from_str(r#"{"name":"web","port":80}"#).unwrap();
+        assert_eq!(old.id, "web");
+        let new: ServiceView =
+            serde_json::from_str(r#"{"id":"web-2","name":"web","port":81}"#).unwrap();
+        assert_eq!((new.id.as_str(), new.port), ("web-2", 81));
+        assert_eq!(
+            serde_json::from_str::<ServiceView>(&serde_json::to_string(&new).unwrap()).unwrap(),
+            new
+        );
+    }
 
     #[test]
     fn set_reports_changes() {
