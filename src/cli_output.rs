@@ -184,10 +184,18 @@ pub(super) fn members_table(
     }
     for m in members {
         let services: Vec<String> = m.services.iter().map(instance_text).collect();
+        // Why a member is out of the view, when it is gray evidence or damping.
+        let status = match (&m.damping, &m.gray) {
+            (Some(d), _) if m.status == shoal_core::ServedStatus::Damped => {
+                format!("damped (penalty {})", d.penalty)
+            }
+            (_, Some(cause)) => format!("{} ({cause})", m.status),
+            _ => m.status.to_string(),
+        };
         let mut row = vec![
             m.name.clone(),
             m.addr.to_string(),
-            m.status.to_string(),
+            status,
             tags_text(&m.tags),
             services.join(","),
         ];

@@ -204,7 +204,7 @@ impl Bed<'_> {
                 for m in n.members() {
                     *row.served.entry(m.status.as_str()).or_default() += 1;
                     let t = m.truth.unwrap_or(match m.status {
-                        ServedStatus::Alive => TruthState::Alive,
+                        ServedStatus::Alive | ServedStatus::Damped => TruthState::Alive,
                         ServedStatus::Suspect => TruthState::Suspect,
                         ServedStatus::Left => TruthState::Left,
                         ServedStatus::Down | ServedStatus::Held | ServedStatus::Restarting => {
@@ -442,9 +442,14 @@ async fn watch_until(
     ok
 }
 
+/// Every agent serves every member alive, or `damped`: a member served down and back within
+/// a minute is damped until it has been back 30 s (flap damping, docs/gray-failures.md).
 fn all_alive(rows: &[Row], n: usize) -> bool {
-    rows.iter()
-        .all(|r| r.served.get("alive").copied() == Some(n) && r.guard == "normal")
+    rows.iter().all(|r| {
+        let alive = r.served.get("alive").copied().unwrap_or(0);
+        let damped = r.served.get("damped").copied().unwrap_or(0);
+        alive + damped == n && r.guard == "normal"
+    })
 }
 
 /// The fixed story: cut the last agent off, heal, split 40/60, heal, kill n1, n2 leaves.
@@ -531,7 +536,11 @@ pub async fn run_story(
         rep.cut_off_guard
     );
 
-    step(out, "heal: the network is back");
+    step(
+        out,
+        "heal: the network is back (a member served down and back within a minute is damped \
+         until it has been back 30 s: flap damping)",
+    );
     bed.heal();
     let ok = watch_until(
         bed,

@@ -78,7 +78,8 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let fut = async {
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
         let mut out = Vec::new();
@@ -218,12 +219,12 @@ async fn idle_and_slow_connections_are_closed_but_a_watch_stream_is_not() {
     let mut silent = TcpStream::connect(f.http).await.unwrap();
     // A connection that starts a head and never ends it (slowloris).
     let mut slow = TcpStream::connect(f.http).await.unwrap();
-    slow.write_all(b"GET /v1/self HTTP/1.1\r\nhost: x\r\n")
+    slow.write_all(b"GET /v1/self HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
     // A keep-alive connection after one answered request.
     let mut kept = TcpStream::connect(f.http).await.unwrap();
-    kept.write_all(b"GET /v1/self HTTP/1.1\r\nhost: x\r\n\r\n")
+    kept.write_all(b"GET /v1/self HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
@@ -269,6 +270,30 @@ async fn idle_and_slow_connections_are_closed_but_a_watch_stream_is_not() {
     f.stop().await;
 }
 
+/// Opens `GET /v1/watch` on a raw connection and returns it (the stream stays open) with the
+/// answer's status.
+async fn open_watch(addr: SocketAddr) -> (TcpStream, u16) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/watch HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && head.len() < 256 {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let line = String::from_utf8_lossy(&head).to_string();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"));
+    (s, status)
+}
+
 #[tokio::test]
 async fn past_the_watch_bound_a_503_and_a_freed_slot_is_reused() {
     let f = fixture(ApiLimits {
@@ -286,15 +311,24 @@ async fn past_the_watch_bound_a_503_and_a_freed_slot_is_reused() {
     };
     assert_eq!(err.status(), Some(503), "{err}");
     assert!(err.to_string().contains("api_max_watches"), "{err}");
+    // The TCP listener has watch streams of its own: whoever reaches it cannot take the
+    // socket's, nor the other way round. Two open there, the third refused.
+    let mut tcp_watches = Vec::new();
+    for _ in 0..2 {
+        let (s, status) = open_watch(f.http).await;
+        assert_eq!(status, 200, "the socket's full bound does not refuse TCP");
+        tcp_watches.push(s);
+    }
     let (status, body) = get(f.http, "/v1/watch").await;
     assert_eq!(status, 503);
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
     let metrics = f.unix.metrics().await.unwrap();
-    assert_eq!(metric(&metrics, "shoal_api_watches "), 2, "{metrics}");
+    assert_eq!(metric(&metrics, "shoal_api_watches "), 4, "{metrics}");
     assert_eq!(
         metric(&metrics, "shoal_api_rejected_total{bound=\"watches\"} "),
         2
     );
+    drop(tcp_watches);
     // Other routes still answer.
     assert_eq!(get(f.http, "/v1/members").await.0, 200);
     drop(w1);
@@ -475,4 +509,59 @@ async fn dns_tcp_past_its_bound_closes_at_once() {
     drop(held);
     dns.shutdown().await;
     agent.stop().await;
+}
+
+/// Sends `request` as it is to `addr` and returns the answer's status.
+async fn raw_status(addr: SocketAddr, request: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    parse_answer(&out).0
+}
+
+/// A web page cannot drive the loopback API: a command carrying `Origin` (what every browser
+/// sends with a POST or PUT) is refused, and a request naming a non-loopback `Host` (a page
+/// that reached 127.0.0.1 through DNS rebinding) is refused even for reads; curl, the CLI and
+/// Prometheus (loopback names, no Origin) are served.
+#[tokio::test]
+async fn web_pages_cannot_drive_the_loopback_api() {
+    let f = fixture(ApiLimits::default()).await;
+    let put = |host: &str, origin: Option<&str>| {
+        let body = r#"{"set":{"role":"db"}}"#;
+        format!(
+            "PUT /v1/tags HTTP/1.1\r\nhost: {host}\r\n{}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default(),
+            body.len()
+        )
+    };
+    let read =
+        |host: &str| format!("GET /v1/self HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    assert_eq!(
+        raw_status(f.http, &put("localhost", Some("http://evil.example"))).await,
+        403
+    );
+    assert_eq!(raw_status(f.http, &put("evil.example", None)).await, 421);
+    assert_eq!(raw_status(f.http, &read("evil.example:7947")).await, 421);
+    assert_eq!(f.unix.local().await.unwrap().member.tags.get("role"), None);
+    // Loopback names and addresses are served.
+    for host in ["localhost", "127.0.0.1:7947", "[::1]:7947"] {
+        assert_eq!(raw_status(f.http, &read(host)).await, 200, "{host}");
+    }
+    assert_eq!(raw_status(f.http, &put("127.0.0.1", None)).await, 200);
+    assert_eq!(
+        f.unix
+            .local()
+            .await
+            .unwrap()
+            .member
+            .tags
+            .get("role")
+            .map(String::as_str),
+        Some("db")
+    );
+    f.stop().await;
 }

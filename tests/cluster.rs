@@ -158,15 +158,32 @@ async fn killed_agent_is_down_everywhere_then_restarted_agent_is_alive() {
     .await;
     eprintln!("killed agent seen down by all in {took:?}");
 
-    // Restart with the same name on the same address.
+    // Restart with the same name on the same address: down and back within seconds is one
+    // flap, so every agent serves it `damped` (known, not routed to) with its penalty, then
+    // alive once it has been back 30 s (flap damping, docs/gray-failures.md).
     c.restart(3).await;
     let took = wait_until(
         Duration::from_secs(10),
+        "every agent sees n3 damped",
+        || c.all_see("n3", ServedStatus::Damped),
+    )
+    .await;
+    eprintln!("restarted agent seen damped by all in {took:?}");
+    for i in c.live().into_iter().filter(|i| *i != 3) {
+        let d = c.shared[i].lock().member("n3").and_then(|m| m.damping);
+        assert!(
+            d.as_ref()
+                .is_some_and(|d| d.penalty >= 600 && d.reuse_at.is_some()),
+            "n{i}: {d:?}"
+        );
+    }
+    let took = wait_until(
+        Duration::from_secs(45),
         "every agent sees n3 alive again",
         || c.all_see("n3", ServedStatus::Alive),
     )
     .await;
-    eprintln!("restarted agent seen alive by all in {took:?}");
+    eprintln!("restarted agent seen alive by all in {took:?} more");
     for i in c.live() {
         let m = c.shared[i].lock().member("n3").expect("known");
         assert!(m.generation > old_gen, "n{i} sees the new generation of n3");

@@ -522,3 +522,103 @@ async fn a_restart_merges_a_changed_config_file_as_sighup_and_refuses_a_corrupt_
     assert_eq!(std::fs::read(&file).expect("still there"), b"{ not json");
     c.stop().await;
 }
+
+/// A config file edited while the agent was down that no longer fits with what apps
+/// registered (here: a check id the API already uses) does not keep the agent from starting,
+/// as it would not keep it running on SIGHUP: it starts with the registrations as they were
+/// and the file's change is left unapplied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_no_longer_fits_the_registrations_does_not_stop_a_restart() {
+    use shoal::agent::checks::CheckSpec;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ttl = |id: &str| CheckSpec {
+        id: Some(id.to_string()),
+        ttl: Some("1h".into()),
+        ..CheckSpec::default()
+    };
+    let edited = Arc::new(AtomicBool::new(false));
+    let e = edited.clone();
+    let mut c = Cluster::start_with(
+        2,
+        Box::new(move |i, bind, seed, dir| {
+            let mut cfg = common::config(i, bind, seed, dir);
+            if e.load(Ordering::SeqCst) {
+                cfg.services.push(shoal::config::ServiceConfig {
+                    id: None,
+                    name: "web".into(),
+                    port: 8080,
+                    tags: BTreeMap::new(),
+                    checks: vec![ttl("probe")],
+                });
+            }
+            cfg
+        }),
+    )
+    .await;
+    c.converge(Duration::from_secs(10)).await;
+    let client = c.serve_api(1).await;
+    client
+        .register_service(&ServiceRequest {
+            id: None,
+            name: "api".into(),
+            port: 9000,
+            tags: BTreeMap::new(),
+            health: None,
+            checks: vec![ttl("probe")],
+        })
+        .await
+        .expect("register through the API");
+    let a = c.agents[1].take().expect("running");
+    a.terminate(Duration::from_secs(2)).await;
+    // The file now adds `web` with a check id the API's `api` already uses.
+    edited.store(true, Ordering::SeqCst);
+    c.restart(1).await;
+    let services: Vec<String> = c.shared[1]
+        .lock()
+        .own_meta()
+        .services
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(services, vec!["api".to_string()], "started as it was");
+    wait_until(Duration::from_secs(10), "n0 serves n1's api", || {
+        c.shared[0].lock().member("n1").is_some_and(|m| {
+            m.status == ServedStatus::Alive && m.services.iter().any(|s| s.name == "api")
+        })
+    })
+    .await;
+    c.stop().await;
+}
+
+/// A change the agent applied but could not write to `registrations.json` is an error for
+/// the app (500), not a silent 200: it would not survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_be_persisted_is_an_error() {
+    let mut c = Cluster::start(1).await;
+    let client = c.serve_api(0).await;
+    let file = c.dir.path().join("n0").join("registrations.json");
+    // A directory where the file goes: the atomic rename onto it fails (even as root).
+    let _ = std::fs::remove_file(&file);
+    std::fs::create_dir(&file).expect("a directory in the file's place");
+    let err = client
+        .set_tags([("role".to_string(), "db".to_string())].into(), Vec::new())
+        .await
+        .expect_err("not persisted");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not persisted") && msg.contains("500"),
+        "{msg}"
+    );
+    // Applied all the same (the node serves it), as the message says.
+    assert_eq!(
+        c.shared[0]
+            .lock()
+            .own_meta()
+            .tags
+            .get("role")
+            .map(String::as_str),
+        Some("db")
+    );
+    std::fs::remove_dir(&file).expect("cleanup");
+    c.stop().await;
+}

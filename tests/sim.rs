@@ -345,3 +345,41 @@ fn a_rolling_restart_keeps_every_api_registration() {
         r.no_provider
     );
 }
+
+/// Issue 21's 10-host targets, from the `gray-mix` faults (the shipped scenarios are 100 and
+/// 1,000 nodes): one host at 80 % loss both ways leaves every healthy view once, within 30 s;
+/// one whose ingress is off 20 s / on 20 s is served down once and not again while it flaps
+/// (then back once stable: at most 2 changes); no healthy member is declared down by a
+/// healthy observer. Without gray removal and damping (`gray = false`, `damping = false`) the
+/// lossy host is never removed and the flapping one comes and goes.
+#[test]
+fn a_gray_host_leaves_once_and_a_flapping_one_is_damped() {
+    for which in [0usize, 1] {
+        for on in [true, false] {
+            let mut sc = load("gray-mix.toml");
+            sc.nodes = 10;
+            sc.duration = sim::scenario::Dur(std::time::Duration::from_secs(220));
+            // Fault 0: 80 % loss both ways; fault 1: ingress 20 s off / 20 s on.
+            let mut f = sc.faults[which].clone();
+            f.node = Some(9);
+            sc.faults = vec![f];
+            sc.guard.gray = on;
+            sc.guard.damping = on;
+            let g = run(&sc, GuardMode::Enforce).gray.expect("gray figures");
+            assert_eq!(g.faulty, 1);
+            if on {
+                assert_eq!(g.agreed, 1, "{which}: {g:?}");
+                assert!(
+                    g.agreed_after_s_max.is_some_and(|s| s <= 30.0),
+                    "{which}: {g:?}"
+                );
+                assert!(g.presence_changes_max <= 2, "{which}: {g:?}");
+                assert_eq!(g.healthy_declared_down, 0, "{which}: {g:?}");
+            } else if which == 0 {
+                assert_eq!(g.agreed, 0, "never removed without gray: {g:?}");
+            } else {
+                assert!(g.presence_changes_max > 2, "flaps without damping: {g:?}");
+            }
+        }
+    }
+}

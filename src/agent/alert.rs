@@ -167,6 +167,9 @@ const ALERT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Guard transitions waiting for the alert hook; beyond this the oldest are dropped (the
 /// newest state is what an alerting system must end with).
 const ALERT_QUEUE: usize = 64;
+/// Outlier alerts waiting; kept apart and run only when no guard transition waits, so that a
+/// storm of ejections (a shared dependency down) never delays nor evicts the guard's alert.
+const OUTLIER_QUEUE: usize = 16;
 
 /// What the hook is run for.
 pub(crate) enum Alert {
@@ -180,23 +183,36 @@ pub(crate) enum Alert {
 /// that the last run always tells the current state (concurrent runs could finish in any
 /// order and leave an alerting system believing the guard is still frozen).
 pub(crate) struct AlertQueue {
-    pending: Mutex<VecDeque<Alert>>,
+    /// Guard transitions first, outlier alerts second (see [`OUTLIER_QUEUE`]).
+    pending: Mutex<Pending>,
     wake: tokio::sync::Notify,
     closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    guard: VecDeque<Alert>,
+    outlier: VecDeque<Alert>,
+}
+
+impl Pending {
+    fn pop(&mut self) -> Option<Alert> {
+        self.guard.pop_front().or_else(|| self.outlier.pop_front())
+    }
 }
 
 impl AlertQueue {
     /// Starts the task that runs `cmd`; it ends once the queue is closed and drained.
     pub(crate) fn spawn(cmd: String) -> Arc<AlertQueue> {
         let q = Arc::new(AlertQueue {
-            pending: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(Pending::default()),
             wake: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
         });
         let worker = q.clone();
         tokio::spawn(async move {
             loop {
-                let next = worker.lock().pop_front();
+                let next = worker.lock().pop();
                 match next {
                     Some(Alert::Guard(t, service)) => {
                         if let Err(e) =
@@ -220,7 +236,7 @@ impl AlertQueue {
         q
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Alert>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -229,18 +245,26 @@ impl AlertQueue {
     }
 
     pub(crate) fn push_alert(&self, alert: Alert) {
+        let guard = matches!(alert, Alert::Guard(..));
         let dropped = {
-            let mut q = self.lock();
+            let mut p = self.lock();
+            let (q, bound) = if guard {
+                (&mut p.guard, ALERT_QUEUE)
+            } else {
+                (&mut p.outlier, OUTLIER_QUEUE)
+            };
             q.push_back(alert);
-            let over = q.len().saturating_sub(ALERT_QUEUE);
+            let over = q.len().saturating_sub(bound);
             q.drain(..over);
             over
         };
         if dropped > 0 {
-            warn!(
-                dropped,
-                "the alert hook is too slow: older guard transitions not alerted"
-            );
+            let what = if guard {
+                "older guard transitions"
+            } else {
+                "older outlier ejections and restorations"
+            };
+            warn!(dropped, "the alert hook is too slow: {what} not alerted");
         }
         self.wake.notify_one();
     }
@@ -355,6 +379,47 @@ mod tests {
         match err {
             AlertError::Failed { stderr, .. } => assert_eq!(stderr.trim(), "boom"),
             other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn a_storm_of_outlier_alerts_never_evicts_nor_delays_the_guards() {
+        use shoal_core::{Outcomes, OutlierAction};
+        let outlier = |i: usize| {
+            Alert::Outlier(OutlierTransition {
+                service: "web".into(),
+                node: format!("n{i}"),
+                id: "web".into(),
+                action: OutlierAction::Ejected,
+                reason: "failing".into(),
+                ejection: None,
+                window: Outcomes::default(),
+            })
+        };
+        let q = AlertQueue {
+            pending: Mutex::new(Pending::default()),
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+        };
+        for i in 0..50 {
+            q.push_alert(outlier(i));
+        }
+        q.push(transition(), None);
+        for i in 50..100 {
+            q.push_alert(outlier(i));
+        }
+        let mut p = q.lock();
+        assert_eq!(p.guard.len(), 1);
+        assert_eq!(
+            p.outlier.len(),
+            OUTLIER_QUEUE,
+            "outlier alerts are bounded apart"
+        );
+        // The guard's transition runs first, then the newest outlier alerts.
+        assert!(matches!(p.pop(), Some(Alert::Guard(..))));
+        match p.pop() {
+            Some(Alert::Outlier(t)) => assert_eq!(t.node, format!("n{}", 100 - OUTLIER_QUEUE)),
+            _ => panic!("an outlier alert"),
         }
     }
 }

@@ -209,10 +209,15 @@ pub async fn persist(shared: &std::sync::Arc<AgentShared>) -> Result<(), Registr
 
 /// [`persist`], logging a failure: the change is applied and spreading, but would not survive
 /// a restart.
-pub async fn persist_or_log(shared: &std::sync::Arc<AgentShared>, what: &str) {
-    if let Err(e) = persist(shared).await {
+pub async fn persist_or_log(
+    shared: &std::sync::Arc<AgentShared>,
+    what: &str,
+) -> Result<(), RegistrationsError> {
+    let res = persist(shared).await;
+    if let Err(e) = &res {
         tracing::error!(error = %e, change = what, "applied, but NOT persisted: it will not survive a restart");
     }
+    res
 }
 
 #[cfg(test)]

@@ -182,16 +182,53 @@ impl Agent {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
         let epoch = Instant::now();
-        let file_checks = cfg.service_checks()?;
+        let mut file_checks = cfg.service_checks()?;
         // What apps registered through the API before a restart, merged with the config file
         // as a SIGHUP would merge them: announced from the first datagram on.
         let reg_path = cfg.data_dir.join(registrations::REGISTRATIONS_FILE);
-        let saved = registrations::load(&reg_path)?;
-        let file_specs = cfg.check_specs();
-        let start = registrations::startup(saved.as_ref(), &cfg.node_meta(), &file_specs);
-        let checks = crate::agent::checks::resolve_services(
-            start.checks.iter().map(|(s, v)| (s.as_str(), v.as_slice())),
-        )?;
+        let mut saved = registrations::load(&reg_path)?;
+        if !cfg.enable_api_exec_checks {
+            // Exec checks an app registered while the API accepted them do not run again
+            // once the operator has turned that off.
+            if let Some(saved) = saved.as_mut() {
+                let mut dropped = 0;
+                for specs in saved.api_checks.values_mut() {
+                    let before = specs.len();
+                    specs.retain(|c| c.exec.is_none());
+                    dropped += before - specs.len();
+                }
+                if dropped > 0 {
+                    warn!(
+                        dropped,
+                        "exec checks registered through the API are not run: \
+                         enable_api_exec_checks is off"
+                    );
+                }
+            }
+        }
+        let mut file_specs = cfg.check_specs();
+        let mut file_meta = cfg.node_meta();
+        let mut start = registrations::startup(saved.as_ref(), &file_meta, &file_specs);
+        let mut checks = usable_start(&start);
+        if let (Err(e), Some(saved)) = (&checks, &saved) {
+            // The file's changes do not fit with what apps registered (over a limit, a check
+            // id used twice): a SIGHUP would refuse them and keep running, so does a restart.
+            // Start with what was served before, the file as last read; a SIGHUP tries again.
+            error!(
+                error = %e,
+                path = %reg_path.display(),
+                "the config file's changes do not fit with the registrations: NOT applied; \
+                 starting with the registrations as they were (fix the file, then SIGHUP)"
+            );
+            file_meta = saved.file.clone();
+            file_specs = saved.file_checks.clone();
+            file_checks = crate::agent::checks::resolve_services(
+                file_specs.iter().map(|(s, v)| (s.as_str(), v.as_slice())),
+            )?;
+            start = registrations::startup(Some(saved), &file_meta, &file_specs);
+            checks = usable_start(&start);
+        }
+        let checks = checks?;
         let mut meta = start.meta;
         crate::agent::checks::with_initial_health(&mut meta, &checks);
         if saved.is_some() {
@@ -243,7 +280,10 @@ impl Agent {
                 .ok_or_else(|| DataDirError::TokenFile { path: path.clone() })?;
             let _ = shared.api_token.set(token);
         }
-        *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = cfg.node_meta();
+        shared
+            .api_exec_checks
+            .store(cfg.enable_api_exec_checks, Ordering::Relaxed);
+        *shared.file_meta.lock().unwrap_or_else(|p| p.into_inner()) = file_meta;
         *shared
             .registrations
             .lock()
@@ -430,6 +470,19 @@ impl Drop for Agent {
             t.abort();
         }
     }
+}
+
+/// The checks to run for `start`, if its metadata and checks are within every limit.
+fn usable_start(
+    start: &registrations::Startup,
+) -> Result<Vec<(String, Vec<crate::agent::checks::CheckDef>)>, AgentError> {
+    start
+        .meta
+        .validate()
+        .map_err(|e| AgentError::Node(NodeError::Meta(e)))?;
+    Ok(crate::agent::checks::resolve_services(
+        start.checks.iter().map(|(s, v)| (s.as_str(), v.as_slice())),
+    )?)
 }
 
 /// A seed for the node's random choices: OS-seeded hasher keys mixed with time and pid.

@@ -14,7 +14,7 @@
 use shoal_core::{Event, Node, NodeMeta, Time};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, Notify};
@@ -46,6 +46,9 @@ pub struct AgentShared {
     /// When set (`--api-token-file`), commands through the API (every method but GET and
     /// HEAD) need `Authorization: Bearer <token>`.
     pub api_token: std::sync::OnceLock<String>,
+    /// Whether `exec` checks may be registered through the API (`enable_api_exec_checks`,
+    /// set once at start; off by default: the API then never makes the agent run a command).
+    pub api_exec_checks: std::sync::atomic::AtomicBool,
     /// Tags and services as the config file gave them when last read (start or SIGHUP):
     /// the base of the reload's three-way merge (`agent::reload`).
     pub file_meta: Mutex<NodeMeta>,
@@ -81,6 +84,10 @@ pub struct Faults {
     blocked: RwLock<HashSet<SocketAddr>>,
     /// A one-way cut: every datagram received is dropped, sends still go out.
     deaf: AtomicBool,
+    /// Random loss of every datagram in and out, in parts per thousand (a half-working NIC:
+    /// a gray failure), drawn from a seeded generator (`set_loss`).
+    loss_permille: AtomicU32,
+    rng: AtomicU64,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
 }
@@ -101,17 +108,16 @@ impl Faults {
     pub fn block_all(&self, peers: impl IntoIterator<Item = SocketAddr>) {
         let mut set = self.set();
         set.extend(peers);
-        self.active.store(!set.is_empty(), Ordering::Release);
+        self.active
+            .store(!set.is_empty() || self.other_faults(), Ordering::Release);
     }
 
     /// Reconnects this agent to `peer`.
     pub fn unblock(&self, peer: SocketAddr) {
         let mut set = self.set();
         set.remove(&peer);
-        self.active.store(
-            !set.is_empty() || self.deaf.load(Ordering::Relaxed),
-            Ordering::Release,
-        );
+        self.active
+            .store(!set.is_empty() || self.other_faults(), Ordering::Release);
     }
 
     /// Reconnects this agent to every peer (and lifts a one-way cut).
@@ -119,6 +125,7 @@ impl Faults {
         let mut set = self.set();
         set.clear();
         self.deaf.store(false, Ordering::Release);
+        self.loss_permille.store(0, Ordering::Release);
         self.active.store(false, Ordering::Release);
     }
 
@@ -126,8 +133,42 @@ impl Faults {
     pub fn set_deaf(&self, deaf: bool) {
         let set = self.set();
         self.deaf.store(deaf, Ordering::Release);
-        self.active
-            .store(deaf || !set.is_empty(), Ordering::Release);
+        self.active.store(
+            deaf || !set.is_empty() || self.loss_permille.load(Ordering::Relaxed) > 0,
+            Ordering::Release,
+        );
+    }
+
+    /// Loses `permille` / 1000 of every datagram this agent sends or receives, drawn from a
+    /// generator seeded with `seed` (0 stops the loss).
+    pub fn set_loss(&self, permille: u32, seed: u64) {
+        let set = self.set();
+        self.rng.store(seed | 1, Ordering::Release);
+        self.loss_permille
+            .store(permille.min(1000), Ordering::Release);
+        self.active.store(
+            permille > 0 || !set.is_empty() || self.deaf.load(Ordering::Relaxed),
+            Ordering::Release,
+        );
+    }
+
+    /// A one-way cut or random loss is set (besides blocked peers).
+    fn other_faults(&self) -> bool {
+        self.deaf.load(Ordering::Relaxed) || self.loss_permille.load(Ordering::Relaxed) > 0
+    }
+
+    /// One draw of the loss (xorshift64; a race between two draws only repeats a number).
+    fn lose(&self) -> bool {
+        let p = self.loss_permille.load(Ordering::Relaxed);
+        if p == 0 {
+            return false;
+        }
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        (x % 1000) < u64::from(p)
     }
 
     /// The blocked addresses.
@@ -147,7 +188,7 @@ impl Faults {
     /// Whether a datagram received from `from` must be dropped (counted when it is).
     pub fn drop_incoming(&self, from: SocketAddr) -> bool {
         let drop = self.active.load(Ordering::Relaxed)
-            && (self.deaf.load(Ordering::Relaxed) || self.is_blocked(from));
+            && (self.deaf.load(Ordering::Relaxed) || self.is_blocked(from) || self.lose());
         if drop {
             self.dropped_in.fetch_add(1, Ordering::Relaxed);
         }
@@ -156,7 +197,7 @@ impl Faults {
 
     /// Whether a datagram to `to` must be dropped instead of sent (counted when it is).
     pub fn drop_outgoing(&self, to: SocketAddr) -> bool {
-        let drop = self.is_blocked(to);
+        let drop = self.is_blocked(to) || (self.active.load(Ordering::Relaxed) && self.lose());
         if drop {
             self.dropped_out.fetch_add(1, Ordering::Relaxed);
         }
@@ -191,6 +232,7 @@ impl AgentShared {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
             api_token: std::sync::OnceLock::new(),
+            api_exec_checks: std::sync::atomic::AtomicBool::new(false),
             file_meta: Mutex::new(NodeMeta::default()),
             api_load: Default::default(),
             checks: Default::default(),

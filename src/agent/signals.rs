@@ -138,7 +138,7 @@ pub async fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
                 }
                 state.file_checks = cfg.check_specs();
             }
-            crate::agent::registrations::persist_or_log(&shared, "reload").await;
+            let _ = crate::agent::registrations::persist_or_log(&shared, "reload").await;
             info!(
                 tags = cfg.tags.len(),
                 services = cfg.services.len(),

@@ -172,6 +172,8 @@ mod tests {
                 meta_version: 2,
                 cause: None,
                 protocol: None,
+                damping: None,
+                gray: None,
             }],
             baseline: vec!["n2".into()],
             known_peers: vec!["127.0.0.1:7946".parse().unwrap()],

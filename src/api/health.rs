@@ -86,6 +86,21 @@ pub fn resolve_checks(
              not both",
         ));
     }
+    if req.checks.iter().any(|c| c.exec.is_some())
+        && !shared
+            .api_exec_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(HttpError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!(
+                "service {:?}: exec checks are not accepted through the API (they would run \
+                 commands as the agent's user for whoever reaches it): put the check in the \
+                 config file, or set enable_api_exec_checks = true there",
+                req.name
+            ),
+        ));
+    }
     // Checks attach to the instance: their default ids are `service:ID`.
     let id = req.instance_id();
     let mut v = resolve_services([(id, req.checks.as_slice())])?;

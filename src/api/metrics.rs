@@ -22,13 +22,14 @@ pub struct MetricsInput {
     pub api: crate::api::limits::ApiLoadView,
 }
 
-pub const ALL_STATUSES: [ServedStatus; 6] = [
+pub const ALL_STATUSES: [ServedStatus; 7] = [
     ServedStatus::Alive,
     ServedStatus::Suspect,
     ServedStatus::Held,
     ServedStatus::Left,
     ServedStatus::Down,
     ServedStatus::Restarting,
+    ServedStatus::Damped,
 ];
 
 const GUARD_STATES: [GuardState; 4] = [
@@ -171,6 +172,16 @@ pub fn render(m: &MetricsInput) -> String {
             "shoal_operator_thaws_ignored_total",
             "Cluster-wide thaws not taken: within 10 s of the last one, or naming this node.",
             s.operator_thaws_ignored,
+        ),
+        (
+            "shoal_gray_removals_total",
+            "Members this node served down because several observers could not reach them.",
+            s.gray_removals,
+        ),
+        (
+            "shoal_reach_reports_sent_total",
+            "Datagrams of reach reports (gray-failure evidence) sent.",
+            s.reach_reports_sent,
         ),
     ] {
         single(&mut out, name, "counter", help, v);

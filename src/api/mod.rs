@@ -157,18 +157,21 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
 
     let (stop, rx) = watch::channel(false);
     let limits = opts.limits;
-    let app = routes::build(routes::ApiState::new(
-        shared.clone(),
-        rx.clone(),
-        limits.max_watches,
-    ));
+    // Each listener has its own watch streams (`max_watches` each): peers that reach the TCP
+    // listener cannot take the streams of the apps on the socket, nor the other way round.
+    let app_for = |loopback_host: bool| {
+        routes::build(
+            routes::ApiState::new(shared.clone(), rx.clone(), limits.max_watches)
+                .with_loopback_host(loopback_host),
+        )
+    };
     let mut tasks = Vec::new();
     let mut handle_unix = None;
     let mut handle_http = None;
     if let Some((listener, path, ino)) = unix {
         tasks.push(tokio::spawn(serve::serve(
             listener,
-            app.clone(),
+            app_for(false),
             limits,
             shared.clone(),
             rx.clone(),
@@ -179,7 +182,7 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     if let Some((listener, local)) = tcp {
         tasks.push(tokio::spawn(serve::serve(
             listener,
-            app,
+            app_for(opts.reach != limits::Reach::Remote),
             limits,
             shared,
             rx.clone(),

@@ -36,6 +36,10 @@ pub(crate) struct ApiState {
     /// One permit per watch stream open (`api_max_watches`).
     pub watches: Arc<tokio::sync::Semaphore>,
     pub max_watches: usize,
+    /// A loopback TCP listener: requests must name a loopback host (`Host`), so that a web
+    /// page cannot reach it by DNS rebinding. Off for the Unix socket (no browser reaches
+    /// it) and for a `listen_remote` listener (other hosts name it as they please).
+    pub loopback_host: bool,
 }
 
 impl ApiState {
@@ -49,8 +53,30 @@ impl ApiState {
             shutdown,
             watches: Arc::new(tokio::sync::Semaphore::new(max_watches)),
             max_watches,
+            loopback_host: false,
         }
     }
+
+    /// The same, requiring a loopback `Host` (see `loopback_host`).
+    pub fn with_loopback_host(mut self, on: bool) -> Self {
+        self.loopback_host = on;
+        self
+    }
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost` (or a name under
+/// `.localhost`), an address of 127.0.0.0/8 or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let lower = name.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 type HttpResult<T> = Result<T, HttpError>;
@@ -127,6 +153,32 @@ async fn refuse_when_shutting_down(
     if is_command && st.shared.shutting_down.load(Ordering::Relaxed) {
         return HttpError::unavailable().into_response();
     }
+    // A browser sends `Origin` with every request that is not a GET or HEAD; the CLI, curl
+    // and apps do not. A web page must not drive the agent (cross-site request forgery).
+    if is_command && req.headers().contains_key(header::ORIGIN) {
+        return HttpError::new(
+            StatusCode::FORBIDDEN,
+            "refused: the request carries an Origin header (it comes from a web page); the \
+             agent takes commands only from programs on this host (the CLI, curl, apps)",
+        )
+        .into_response();
+    }
+    if st.loopback_host {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or("?"));
+        if let Some(h) = host.filter(|h| !is_loopback_host(h)) {
+            return HttpError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "refused: Host {h:?} is not a loopback name (a web page reaching this \
+                     loopback listener through DNS rebinding?); ask for localhost or 127.0.0.1"
+                ),
+            )
+            .into_response();
+        }
+    }
     if let (true, Some(token)) = (is_command, st.shared.api_token.get()) {
         let given = req
             .headers()
@@ -164,4 +216,34 @@ async fn not_found(method: Method, uri: Uri) -> Response {
             uri.path()
         ),
     )
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:7947",
+            "api.localhost",
+            "127.0.0.1",
+            "127.3.2.1:8500",
+            "[::1]",
+            "[::1]:7947",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:7947",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "[::2]:1",
+            "",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 }

@@ -210,6 +210,9 @@ pub struct Snapshot {
 /// One line of the `/v1/watch` NDJSON stream: a snapshot or a core `Event` (which
 /// serializes as `{"index", "at_ms", "type": "member"|"guard"|"local", ...}`).
 #[derive(Clone, Debug, PartialEq)]
+// One value per line read, never stored in bulk: boxing the event would only cost every
+// client that matches on it an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum WatchLine {
     Snapshot(Snapshot),
     Event(Event),

@@ -190,6 +190,10 @@ config_keys! {
             flag: "leave-on-terminate" leave_on_terminate: bool = from_flag::switch [],
             default: false,
         }
+        /// Exec checks may be registered through the local API (off: only the config file runs commands)
+        enable_api_exec_checks: bool => bool = parse::same {
+            default: false,
+        }
     }
 
     [guard] => shoal_core::GuardConfig {
@@ -224,6 +228,28 @@ config_keys! {
         services: BTreeMap<String, ServiceGuard> => BTreeMap<String, ServiceGuard> = parse::same {
             default: {},
         }
+        /// Flap damping: a member that keeps failing and coming back is served damped
+        damping: bool => bool = parse::same { default: true, }
+        /// The damping penalty (1000 per flap) halves in this long
+        damping_half_life: String => Duration = parse_duration { default: "60s", }
+        /// Served damped once the penalty reaches this
+        damping_suppress: f64 => f64 = parse::same { default: 600.0, }
+        /// Served again once the penalty decays below this
+        damping_reuse: f64 => f64 = parse::same { default: 300.0, }
+        /// The penalty never grows past this
+        damping_max_penalty: f64 => f64 = parse::same { default: 3000.0, }
+        /// Back this long without failing (penalty under damping_suppress): served again
+        damping_probation: String => Duration = parse_duration { default: "30s", }
+        /// Gray failures: serve down a member most of several observers cannot reach
+        gray: bool => bool = parse::same { default: true, }
+        /// Probe outcomes and observers' reports count within this window
+        gray_window: String => Duration = parse_duration { default: "30s", }
+        /// An observer counts when this share of its probes of the member failed
+        gray_failure_ratio: f64 => f64 = parse::same { default: 0.5, }
+        /// Fewest observers that must agree (a third of the members, up to 8)
+        gray_observers: usize => usize = parse::same { default: 3, }
+        /// A removed member returns after this long with few observers failing
+        gray_stable_after: String => Duration = parse_duration { default: "30s", }
     }
 
     [outlier] => shoal_core::OutlierConfig {

@@ -125,6 +125,9 @@ pub struct Config {
     pub restart_grace: Duration,
     /// SIGTERM leaves the cluster (a decommission) instead of announcing a restart.
     pub leave_on_terminate: bool,
+    /// Whether `exec` checks may come through the local API (Consul's `enable_script_checks`):
+    /// off, only the config file runs commands.
+    pub enable_api_exec_checks: bool,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
     /// IP to advertise when `bind` is unspecified and no `advertise` is given (detected).

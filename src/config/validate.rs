@@ -117,6 +117,7 @@ pub(super) fn resolve(
         alert_hook: v.alert_hook,
         restart_grace: v.restart_grace.unwrap_or(Duration::from_secs(60)),
         leave_on_terminate: v.leave_on_terminate.unwrap_or(false),
+        enable_api_exec_checks: v.enable_api_exec_checks.unwrap_or(false),
         config_file: None,
         detected_ip,
         trust,

@@ -378,7 +378,11 @@ async fn a_cluster_wide_thaw_through_the_cli_thaws_every_agent() {
         (0..3).all(|i| c.guard(i).state == GuardState::Normal)
     })
     .await;
-    let reason = format!("thawed by operator at {} (cluster-wide)", name(1));
+    let reason = format!(
+        "thawed by operator at {} (cluster-wide, sent from {})",
+        name(1),
+        c.addrs[1]
+    );
     for i in [0, 2] {
         assert_eq!(c.guard(i).reason, reason, "agent {i}");
     }

@@ -122,9 +122,47 @@ async fn tcp_check_follows_the_listener() {
     rig.stop().await;
 }
 
+/// An agent whose config file lets the API register exec checks (off by default).
+fn with_api_exec(
+    i: usize,
+    bind: std::net::SocketAddr,
+    seed: Option<std::net::SocketAddr>,
+    dir: &std::path::Path,
+) -> shoal::config::Config {
+    let mut cfg = common::config(i, bind, seed, dir);
+    cfg.enable_api_exec_checks = true;
+    cfg
+}
+
+/// By default the local API never makes the agent run a command: an exec check through
+/// `PUT /v1/services` is refused (403, saying where it may come from) and nothing runs.
+#[tokio::test]
+async fn exec_checks_through_the_api_are_refused_unless_the_config_allows_them() {
+    let rig = Rig::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let body = serde_json::json!({
+        "name": "job",
+        "port": 9000,
+        "checks": [{"exec": ["sh", "-c", format!("touch {}", ran.display())], "interval": "100ms"}],
+    })
+    .to_string();
+    let a = rig.clients[0]
+        .raw(hyper::Method::PUT, "/v1/services", Some(body.into_bytes()))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&a.body).to_string();
+    assert_eq!(a.status.as_u16(), 403, "{text}");
+    assert!(text.contains("enable_api_exec_checks"), "{text}");
+    assert!(rig.instance(0, "job", "n0").is_none(), "not registered");
+    assert!(rig.checks(0).await.checks.is_empty());
+    assert!(!ran.exists(), "nothing ran");
+    rig.stop().await;
+}
+
 #[tokio::test]
 async fn exec_check_exit_codes_and_bounded_output() {
-    let rig = Rig::start(1).await;
+    let rig = Rig::start_with(1, Box::new(with_api_exec)).await;
     let dir = tempfile::tempdir().unwrap();
     let code = dir.path().join("code");
     std::fs::write(&code, "0").unwrap();
@@ -168,7 +206,7 @@ async fn exec_check_exit_codes_and_bounded_output() {
 
 #[tokio::test]
 async fn hanging_targets_time_out() {
-    let rig = Rig::start(1).await;
+    let rig = Rig::start_with(1, Box::new(with_api_exec)).await;
     let hang = HttpTarget::start("127.0.0.1:0".parse().unwrap(), 200, true).await;
     rig.register(
         0,

@@ -56,6 +56,9 @@ pub enum CauseKind {
     Left,
     /// Stopped to restart (its record said so): served `restarting` through its grace.
     Restarting,
+    /// Went down by failure and came back, again: served `damped` until it has been stable
+    /// (flap damping, `core::damping`).
+    Damped,
 }
 
 impl CauseKind {
@@ -71,6 +74,7 @@ impl CauseKind {
             CauseKind::Replaced => "replaced",
             CauseKind::Held => "held",
             CauseKind::Restarting => "restarting",
+            CauseKind::Damped => "damped",
             CauseKind::Released => "released",
             CauseKind::ForceLeft => "force_left",
             CauseKind::Left => "left",
@@ -514,6 +518,7 @@ fn record(e: &Entry, f: &Facts<'_>, last_heard: Option<Time>, guard: Option<Arc<
         ServedStatus::Down => CauseKind::DownNotice,
         ServedStatus::Held => CauseKind::Held,
         ServedStatus::Restarting => CauseKind::Restarting,
+        ServedStatus::Damped => CauseKind::Damped,
     };
     let guard = if reason == CauseKind::ForceLeft {
         Some(Arc::from("released by the operator"))
@@ -597,6 +602,9 @@ fn sentence(c: &Cause, r: &Record) -> String {
         CauseKind::Left => t.push_str("left gracefully"),
         CauseKind::Restarting => {
             t.push_str("stopped to restart (its record said so): served through its grace")
+        }
+        CauseKind::Damped => {
+            t.push_str("flapping (down by failure and back): not served until it has been stable")
         }
     }
     let failure = matches!(

@@ -127,18 +127,30 @@ fn this_release_reads_v0_1_0() {
 }
 
 #[test]
-fn a_record_with_a_bad_known_field_is_refused() {
+fn a_bad_known_field_reads_as_absent_and_the_record_is_kept() {
+    // Refusing the record would cost the rest of its broadcast packet's items, and a later
+    // release may widen what a field allows: the value is ignored, the record kept.
     let mut r = record("n", 0, 0);
     fields::record::PROTOCOL.set(&mut r.ext, &ProtocolRange { min: 3, max: 2 });
-    assert!(MetaRecord::decode(&r.encode()).is_err());
+    assert_eq!(
+        MetaRecord::decode(&r.encode()).unwrap().protocol(),
+        PROTOCOL_V1
+    );
     r.ext
         .set_raw(fields::record::PROTOCOL.number, vec![0xff].into());
-    assert!(MetaRecord::decode(&r.encode()).is_err());
+    assert_eq!(
+        MetaRecord::decode(&r.encode()).unwrap().protocol(),
+        PROTOCOL_V1
+    );
 }
 
 #[test]
 fn own_record_fields_fit_the_reserve() {
-    let r = record("n", 0, 0);
+    // The worst case of this release's own fields: its protocol and the longest restart.
+    let mut r = record("n", 0, 0);
+    r.set_restart(Some(crate::restart::RestartIntent::new(
+        crate::restart::MAX_GRACE,
+    )));
     assert!(r.ext.encoded_len() <= crate::meta::EXT_RESERVE);
 }
 
@@ -345,6 +357,10 @@ fn several_instances_of_a_service_round_trip_and_v0_1_0_reads_the_first() {
         .is_none());
 }
 
+/// Field `record.instances` is validated once at decode; one that fails reads as absent (as
+/// any known field out of range: never a refused record), so the record reads as v0.1.0 reads
+/// it, one instance per service, and is relayed with its bytes intact. A fixed part whose key
+/// is not its service's name is refused, as v0.1.0 refuses it.
 #[test]
 fn instances_are_validated_at_decode() {
     use crate::instances::Instances;
@@ -361,36 +377,63 @@ fn instances_are_validated_at_decode() {
         fields::record::INSTANCES.set(&mut r.ext, &inst);
         r.encode()
     };
+    // What the record reads as: (id, port) of each instance.
+    let read = |bytes: &[u8]| -> Vec<(String, u16)> {
+        let r = MetaRecord::decode(bytes).expect("never a refused record");
+        assert_eq!(r.encode(), bytes, "relayed intact");
+        r.meta
+            .services
+            .iter()
+            .map(|(id, s)| (id.clone(), s.port))
+            .collect()
+    };
+    let fixed_only = vec![("web".to_string(), 8080)];
     let ok = Instances {
         ids: vec![("web".into(), "web-1".into())],
         more: vec![("web-2".into(), web(8081))],
     };
-    assert!(MetaRecord::decode(&with(ok.clone())).is_ok());
+    assert_eq!(
+        read(&with(ok.clone())),
+        vec![("web-1".to_string(), 8080), ("web-2".to_string(), 8081)]
+    );
     // The same id twice (once as the first instance's id, once as another instance).
     let mut dup = ok.clone();
     dup.more = vec![("web-1".into(), web(8081))];
-    assert!(MetaRecord::decode(&with(dup)).is_err());
+    assert_eq!(read(&with(dup)), fixed_only);
     let mut dup = ok.clone();
     dup.more = vec![("web-2".into(), web(8081)), ("web-2".into(), web(8082))];
-    assert!(MetaRecord::decode(&with(dup)).is_err());
+    assert_eq!(read(&with(dup)), fixed_only);
     // An instance that sorts before the fixed part's (not the lowest id: not canonical).
     let mut low = ok.clone();
     low.more = vec![("web-0".into(), web(8081))];
-    assert!(MetaRecord::decode(&with(low)).is_err());
+    assert_eq!(read(&with(low)), fixed_only);
     // An instance of a service the fixed part does not carry.
     let mut orphan = ok.clone();
     let mut db = web(5432);
     db.name = "db".into();
     orphan.more = vec![("web-2".into(), db)];
-    assert!(MetaRecord::decode(&with(orphan)).is_err());
-    // A bad id.
+    assert_eq!(read(&with(orphan)), fixed_only);
+    // A bad id; a field that does not decode.
     let mut bad = ok.clone();
     bad.more = vec![("web 2".into(), web(8081))];
+    assert_eq!(read(&with(bad)), fixed_only);
+    let mut garbage = base();
+    garbage.ext.set_raw(
+        fields::record::INSTANCES.number,
+        vec![7, 1].into_boxed_slice(),
+    );
+    assert_eq!(read(&garbage.encode()), fixed_only);
+    // The fixed part's own rule (v0.1.0's): a key that is not the service's name is refused.
+    let mut renamed = V1Record {
+        meta: NodeMeta::default(),
+        ..v1(&base())
+    };
+    renamed.meta.services.insert("web-1".into(), web(8080));
     assert!(matches!(
-        MetaRecord::decode(&with(bad)),
-        Err(MetaError::BadInstanceId(_))
+        MetaRecord::decode(&postcard::to_allocvec(&renamed).unwrap()),
+        Err(MetaError::BadServiceName(_))
     ));
-    // More instances than MAX_SERVICES in all: refused at decode and when set.
+    // More instances than MAX_SERVICES in all: refused when set, the field absent at decode.
     let mut many = NodeMeta::default();
     for i in 0..=MAX_SERVICES {
         many.services
@@ -402,10 +445,15 @@ fn instances_are_validated_at_decode() {
     ));
     let mut over = base();
     over.set_meta(many);
-    assert!(matches!(
-        MetaRecord::decode(&over.encode()),
-        Err(MetaError::TooManyServices(_))
-    ));
+    assert_eq!(
+        MetaRecord::decode(&over.encode())
+            .unwrap()
+            .meta
+            .services
+            .len(),
+        1,
+        "more than MAX_SERVICES instances: the field reads as absent"
+    );
     // Extra instances count against the record's size limit.
     let mut big = NodeMeta::default();
     for i in 0..MAX_SERVICES {

@@ -25,6 +25,7 @@ pub use crate::guard_config::{
 };
 
 use crate::baseline::Baseline;
+use crate::damping::{Damping, DampingView};
 use crate::hash::{FixedHashSet, HashSeed};
 use crate::meta::MetaStore;
 use crate::reach::ReachView;
@@ -52,6 +53,8 @@ pub struct GuardCtx<'a> {
     pub idle: bool,
     /// This node's own evidence of whom it reaches (silence, the last reach check).
     pub reach: ReachView<'a>,
+    /// Members removed on several observers' evidence (`core::gray`): never doubted.
+    pub gray: Option<&'a crate::gray::Gray>,
 }
 
 #[derive(Debug)]
@@ -105,13 +108,15 @@ pub struct Guard {
     restarting: BTreeMap<Arc<str>, Time>,
     /// Grace deadlines armed since the node last asked (it arms a named timer for each).
     restart_timers: Vec<(Time, Arc<str>)>,
+    /// Flap damping: members served `damped` until their penalty decays (`damping.rs`).
+    damping: Damping,
 }
 
 impl Guard {
     /// A guard in `normal`; `hashes` seeds its tables (the node's, see `hash::HashSeed`).
     pub fn new(cfg: GuardConfig, now: Time, hashes: HashSeed) -> Self {
         Guard {
-            cfg,
+            cfg: cfg.clone(),
             state: GuardState::Normal,
             since: now,
             reason: String::from("no failures"),
@@ -136,6 +141,7 @@ impl Guard {
             hashes,
             restarting: BTreeMap::new(),
             restart_timers: Vec::new(),
+            damping: Damping::new(cfg.damping_config(), hashes),
         }
     }
 
@@ -201,6 +207,13 @@ impl Guard {
                 self.baseline.remove(name);
             }
             Some(TruthState::Alive) => {
+                // Back from a failure that removed it from the view (not an intent, not held
+                // by the guard): one flap, which costs it a damping penalty.
+                if before == Some(TruthState::Down) && !self.held.contains(name) {
+                    self.damping.on_flap(now, name);
+                } else {
+                    self.damping.held_through(name);
+                }
                 self.unhold(name);
                 if Self::has_record(ctx, name) {
                     self.baseline.admit(name);
@@ -212,6 +225,7 @@ impl Guard {
             None => {
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.damping.forget(name);
             }
         }
         // A change can only trip the guard while it is `normal` (or warming); the thaw rule is
@@ -228,15 +242,19 @@ impl Guard {
             self.failures.push((now, name.clone()));
             self.baseline.note_down(now, name);
         }
+        let gray = ctx.gray.is_some_and(|g| g.is_removed(name));
         if !self.releasing() {
             self.held.insert(name.clone());
             self.episode_held.insert(name.clone());
-        } else if Self::reached(ctx, name)
-            || ctx
-                .reach
-                .refuted_at
-                .is_some_and(|t| now.since(t) <= self.cfg.window)
+        } else if !gray
+            && (Self::reached(ctx, name)
+                || ctx
+                    .reach
+                    .refuted_at
+                    .is_some_and(|t| now.since(t) <= self.cfg.window))
         {
+            // (Not a member several observers agree they cannot reach: that is no one
+            // prober's luck.)
             // It answered our own ping since it was suspected (SWIM's verdict came
             // from other probers' luck), or we just had to refute a suspicion of
             // ourselves (peers could not hear us, so our failed probes of this one
@@ -245,6 +263,11 @@ impl Guard {
             self.doubted.insert(name.clone(), now);
         } else if self.protected(ctx, name, &mut None) {
             self.held.insert(name.clone());
+        }
+        if was_active {
+            // A failure: its return will be a flap, unless the guard still holds it
+            // then (it never left the view).
+            self.damping.on_down(now, name);
         }
     }
 
@@ -308,6 +331,10 @@ impl Guard {
         self.last_tick = now;
         if self.off() {
             return;
+        }
+        // Members whose damping penalty decayed below the reuse limit are served again.
+        for n in self.damping.tick(now) {
+            self.dirty.insert(n);
         }
         // Forget failures older than the window.
         let window = self.cfg.window;
@@ -478,7 +505,16 @@ impl Guard {
     /// What status to serve for a member SWIM believes is in `truth`.
     pub fn served(&self, name: &str, truth: TruthState) -> ServedStatus {
         match truth {
+            // Damped while back, and while down again: going down again changes nothing apps
+            // see (nor is it held: holding would serve again a member that was not served).
+            // The first failure is served `down` as usual; the return makes it damped.
+            TruthState::Alive | TruthState::Suspect
+                if self.enforce() && self.damping.damped(name) =>
+            {
+                ServedStatus::Damped
+            }
             TruthState::Down if self.restarting.contains_key(name) => ServedStatus::Restarting,
+            TruthState::Down if self.enforce() && self.damping.damped(name) => ServedStatus::Damped,
             TruthState::Alive => ServedStatus::Alive,
             TruthState::Suspect => ServedStatus::Suspect,
             TruthState::Down if self.enforce() && self.held.contains(name) => ServedStatus::Held,
@@ -523,6 +559,24 @@ impl Guard {
     /// While warming, a restored member's view (for metadata the truth has not received yet).
     pub fn restored(&self, name: &str) -> Option<&MemberView> {
         self.restored.get(name).filter(|_| self.enforce())
+    }
+
+    /// A member already recorded down (removed on gray evidence) was declared down by SWIM
+    /// too: its return will be a flap counted from now.
+    pub fn failed_again(&mut self, now: Time, name: &Arc<str>) {
+        if !self.off() {
+            self.damping.on_down(now, name);
+        }
+    }
+
+    /// Members served `damped` (enforce mode), in no particular order.
+    pub fn damped(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.damping.suppressed().filter(|_| self.enforce())
+    }
+
+    /// A member's damping penalty, if it has one (any mode but off).
+    pub fn damping(&self, now: Time, name: &str) -> Option<DampingView> {
+        self.damping.view(now, name)
     }
 
     pub fn report(&self) -> GuardReport {

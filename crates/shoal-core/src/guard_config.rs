@@ -85,6 +85,33 @@ pub struct GuardConfig {
     pub snapshot_max_age: Duration,
     /// Per-service overrides, by service name.
     pub services: BTreeMap<String, ServiceGuard>,
+    /// Flap damping (`core::damping`): a member that keeps failing and coming back is served
+    /// `damped` until its penalty decays.
+    pub damping: bool,
+    /// The damping penalty halves in this long.
+    pub damping_half_life: Duration,
+    /// Served `damped` once the penalty reaches this (each failure adds 1000).
+    pub damping_suppress: f64,
+    /// Served again once the penalty decayed below this.
+    pub damping_reuse: f64,
+    /// The penalty never grows past this.
+    pub damping_max_penalty: f64,
+    /// Back this long without failing, with a penalty under the suppress limit: served again.
+    pub damping_probation: Duration,
+    /// Gray-failure removal (`core::gray`): a member most of several observers cannot reach
+    /// is served `down` although it refutes every suspicion.
+    pub gray: bool,
+    /// Probe outcomes (our own and the observers' reports) count within this window.
+    pub gray_window: Duration,
+    /// An observer counts against a member when at least this share of its probes of it in
+    /// the window failed.
+    pub gray_failure_ratio: f64,
+    /// Fewest observers that must agree (more in a larger cluster: a third of the members,
+    /// up to `gray::MAX_OBSERVERS_NEEDED`).
+    pub gray_observers: usize,
+    /// A removed member returns once fewer than half the needed observers have reported it
+    /// unreachable for this long.
+    pub gray_stable_after: Duration,
 }
 
 impl Default for GuardConfig {
@@ -102,6 +129,17 @@ impl Default for GuardConfig {
             warming_timeout: Duration::from_secs(60),
             snapshot_max_age: Duration::from_secs(3600),
             services: BTreeMap::new(),
+            damping: true,
+            damping_half_life: Duration::from_secs(60),
+            damping_suppress: 600.0,
+            damping_reuse: 300.0,
+            damping_max_penalty: 3000.0,
+            damping_probation: Duration::from_secs(30),
+            gray: true,
+            gray_window: Duration::from_secs(30),
+            gray_failure_ratio: 0.5,
+            gray_observers: 3,
+            gray_stable_after: Duration::from_secs(30),
         }
     }
 }
@@ -123,7 +161,33 @@ impl GuardConfig {
         if self.warming_timeout < self.warming_sync {
             return Err("guard.warming_timeout must not be shorter than guard.warming_sync".into());
         }
+        self.damping_config().validate()?;
+        if self.gray_window.is_zero() || self.gray_stable_after.is_zero() {
+            return Err(
+                "guard.gray_window and guard.gray_stable_after must be greater than zero".into(),
+            );
+        }
+        if !(self.gray_failure_ratio > 0.0 && self.gray_failure_ratio <= 1.0) {
+            return Err("guard.gray_failure_ratio must be in (0, 1]".into());
+        }
+        if self.gray_observers < 2 {
+            return Err(
+                "guard.gray_observers must be at least 2 (one observer is no agreement)".into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The damping settings.
+    pub fn damping_config(&self) -> crate::damping::DampingConfig {
+        crate::damping::DampingConfig {
+            enabled: self.damping,
+            half_life: self.damping_half_life,
+            suppress: self.damping_suppress,
+            reuse: self.damping_reuse,
+            max_penalty: self.damping_max_penalty,
+            probation: self.damping_probation,
+        }
     }
 
     /// Whether instances of `service` must never be served as held.

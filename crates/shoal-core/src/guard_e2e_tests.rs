@@ -122,10 +122,11 @@ fn e2e_one_of_six_cut_off_then_heal_to_the_exact_truth() {
         "not re-announcing while isolated"
     );
     net.heal();
-    assert!(
-        net.run_until_pred(30_000, exact_truth),
-        "did not heal to the exact truth"
-    );
+    // (The majority saw n5 go down and come back before the cut was complete: one flap,
+    // so it is damped until back 30 s with its penalty under the suppress limit, see
+    // docs/gray-failures.md; then the exact truth.)
+    let ok = net.run_until_pred(60_000, exact_truth);
+    assert!(ok, "did not heal to the exact truth");
 }
 
 #[test]
@@ -248,8 +249,14 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
         net.nodes[4].guard_report().state == GuardState::Normal
     });
     assert!(ok, "never left warming");
+    // (A crash and a restart 3 s later is one flap: the others serve n4 `damped` until it
+    // has been back 30 s with its penalty under the suppress limit, docs/gray-failures.md.)
     assert!(
-        net.run_until_pred(15_000, exact_truth),
+        (0..4).all(|v| status(&net, v, 4) == Some(ServedStatus::Damped)),
+        "a crash and a quick return is damped"
+    );
+    assert!(
+        net.run_until_pred(60_000, exact_truth),
         "restarted node not in sync"
     );
     assert_eq!(net.nodes[4].services()["db"][0].status, ServedStatus::Alive);
@@ -358,7 +365,9 @@ fn e2e_figures_guard_on_vs_off() {
 /// A fresh net (profile `local`, default guard settings but `stable_after`), run until every
 /// node sees every other alive, then 1 s more: a cluster that formed a second ago.
 fn young_net(n: usize) -> TestNet {
-    let mut net = TestNet::with_config(n, |_, c| c.guard.stable_after = Duration::from_secs(2));
+    let mut net = TestNet::with_config(n, |_, c| {
+        c.guard.stable_after = Duration::from_secs(2);
+    });
     let ok = net.run_until_pred(10_000, |net| {
         net.nodes.iter().all(|node| serves_everyone(node, n))
     });
@@ -392,8 +401,12 @@ fn e2e_young_cluster_cut_one_off_it_never_serves_anyone_down() {
     // The others see one node gone: removed like a crash.
     assert!((0..6).all(|v| status(&net, v, 6) == Some(ServedStatus::Down)));
     net.heal();
+    // Back after 8 s: one flap, damped (not routed to) until back 30 s with its penalty
+    // under the suppress limit (docs/gray-failures.md).
+    assert!(net.run_until_pred(5_000, |net| (0..6)
+        .all(|v| status(net, v, 6) == Some(ServedStatus::Damped))));
     assert!(
-        net.run_until_pred(5_000, |net| (0..7).all(|v| (0..7).all(|i| status(
+        net.run_until_pred(60_000, |net| (0..7).all(|v| (0..7).all(|i| status(
             net, v, i
         ) == Some(
             ServedStatus::Alive

@@ -88,6 +88,7 @@ impl Rig {
                 last: self.check.as_ref(),
                 refuted_at: self.refuted_at,
             },
+            gray: None,
         };
         f(&mut self.g, &ctx, self.now);
         self.transitions.extend(self.g.take_transitions());
@@ -638,4 +639,17 @@ fn release_after_max_freeze_drains_at_the_configured_rate() {
         GuardState::Frozen,
         "releasing keeps reporting the state"
     );
+}
+
+/// The boundary itself: 3 of 10 (30 %) are removed, 4 of 10 (40 %: reaching the ratio) trip.
+#[test]
+fn removal_stops_when_it_reaches_the_ratio() {
+    let mut r = Rig::new(GuardConfig::default(), 9);
+    for i in 0..3 {
+        r.set(&peer(i), TruthState::Down);
+    }
+    assert_eq!(r.state(), GuardState::Normal);
+    assert_eq!(r.served(&peer(0)), ServedStatus::Down);
+    r.set(&peer(3), TruthState::Suspect);
+    assert_eq!(r.state(), GuardState::Frozen);
 }

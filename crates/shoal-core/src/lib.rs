@@ -7,11 +7,13 @@
 
 pub mod baseline;
 pub mod cause;
+pub mod damping;
 pub mod drops;
 pub mod due;
 pub mod duration;
 pub mod ext;
 pub mod fields;
+pub mod gray;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;

@@ -177,12 +177,21 @@ impl MetaRecord {
 
     /// Re-keys the services of a record just decoded (its fixed part keyed by name) by
     /// instance id, with the instances of field `record.instances` (`instances::join`).
+    /// A fixed part whose key is not its service's name is refused (v0.1.0's rule); a field
+    /// that does not decode or that `instances::join` refuses (bad, unordered or repeated
+    /// ids, more than `MAX_SERVICES` instances in all) reads as absent, as every known field
+    /// out of range does (`validate`): the record is read as v0.1.0 reads it, one instance
+    /// per service, and relayed with its field intact.
     pub fn join_instances(&mut self) -> Result<(), MetaError> {
+        let fixed = crate::instances::join(std::mem::take(&mut self.meta.services), None)?;
         let inst = crate::fields::record::INSTANCES
             .get(&self.ext)
-            .map_err(|e| MetaError::Decode(e.to_string()))?;
-        let fixed = std::mem::take(&mut self.meta.services);
-        self.meta.services = crate::instances::join(fixed, inst)?;
+            .ok()
+            .flatten();
+        self.meta.services = match inst.map(|i| crate::instances::join(fixed.clone(), Some(i))) {
+            Some(Ok(all)) if all.len() <= MAX_SERVICES => all,
+            _ => fixed,
+        };
         Ok(())
     }
 
@@ -196,33 +205,31 @@ impl MetaRecord {
         self.meta = meta;
     }
 
-    /// Checks a received record: its metadata's limits and the extension fields this
-    /// release knows (unknown ones are only carried).
+    /// Checks a received record: its metadata's limits and its whole size. The content of
+    /// a known extension field is never a reason to refuse the record (a later release may
+    /// widen what a field allows, and a refused broadcast item costs the rest of its packet's
+    /// items): the typed accessors below treat a value out of range as absent or clamp it.
     pub fn validate(&self) -> Result<(), MetaError> {
         self.meta.validate_with_reserve(0)?;
-        match crate::fields::record::PROTOCOL.get(&self.ext) {
-            Ok(Some(p)) if !p.is_valid() => {
-                return Err(MetaError::Refused("invalid protocol range"))
-            }
-            Err(e) => return Err(MetaError::Decode(e.to_string())),
-            Ok(_) => {}
+        let len = self.encoded_len();
+        if len > MAX_RECORD_BYTES {
+            return Err(MetaError::TooLarge(len));
         }
-        match crate::fields::record::RESTART.get(&self.ext) {
-            Ok(Some(grace_ms)) if !crate::restart::RestartIntent { grace_ms }.valid() => {
-                Err(MetaError::Refused("restart grace out of range"))
-            }
-            Err(e) => Err(MetaError::Decode(e.to_string())),
-            Ok(_) => Ok(()),
-        }
+        Ok(())
     }
 
-    /// The restart its owner announced (`core::restart`), if any: validated at decode.
+    /// The restart its owner announced (`core::restart`), if any, its grace clamped to
+    /// `restart::MIN_GRACE..=MAX_GRACE` (a forged "back in a year" holds an hour at most).
     pub fn restart(&self) -> Option<crate::restart::RestartIntent> {
         crate::fields::record::RESTART
             .get(&self.ext)
             .ok()
             .flatten()
-            .map(|grace_ms| crate::restart::RestartIntent { grace_ms })
+            .map(|grace_ms| {
+                crate::restart::RestartIntent::new(std::time::Duration::from_millis(u64::from(
+                    grace_ms,
+                )))
+            })
     }
 
     /// Sets (or clears) the restart intent: the owner's own record only.
@@ -233,12 +240,14 @@ impl MetaRecord {
         }
     }
 
-    /// The protocol range its owner announced; v0.1.0 announced none: `wire::PROTOCOL_V1`.
+    /// The protocol range its owner announced; v0.1.0 announced none: `wire::PROTOCOL_V1`
+    /// (also what an invalid range reads as).
     pub fn protocol(&self) -> ProtocolRange {
         crate::fields::record::PROTOCOL
             .get(&self.ext)
             .ok()
             .flatten()
+            .filter(ProtocolRange::is_valid)
             .unwrap_or(PROTOCOL_V1)
     }
 }

@@ -127,6 +127,15 @@ pub struct Node {
     rollouts: crate::keyops::Rollouts,
     /// The node's own evidence of whom it reaches (silence, reach checks), for the guard.
     reach: Reach,
+    /// Several observers' evidence of members they cannot reach (`core::gray`).
+    gray: crate::gray::Gray,
+    /// SWIM's own state of the members `gray` removed (the truth records them `down`).
+    gray_swim: BTreeMap<Arc<str>, TruthState>,
+    /// When reach reports are next pushed (`node_gray`).
+    next_gray_push: Time,
+    /// Members foca takes only what they say of themselves (removed on gray evidence or
+    /// damped; `node_gray::sync_distrusted`).
+    distrusted: std::collections::BTreeSet<Arc<str>>,
     /// foca's incarnation of ourselves when last looked at (it grows when we refute).
     incarnation: u16,
     /// We refuted a suspicion of ourselves since the last reach check started.
@@ -153,6 +162,9 @@ mod node_lifeguard;
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
+/// Gray failures: probe outcomes in, reach reports out, removals applied.
+#[path = "node_gray.rs"]
+mod node_gray;
 #[path = "node_health.rs"]
 mod node_health;
 #[path = "node_outlier.rs"]
@@ -321,6 +333,14 @@ impl Node {
             trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
+            gray: {
+                let mut g = crate::gray::Gray::new(&cfg.guard, id.name().clone());
+                g.set_confirm(cfg.timings.probe_period * crate::gray::CONFIRM_PERIODS);
+                g
+            },
+            gray_swim: BTreeMap::new(),
+            next_gray_push: now,
+            distrusted: std::collections::BTreeSet::new(),
             incarnation: 0,
             refuted: false,
             suspects_seen: 0,
@@ -662,6 +682,7 @@ impl Node {
             .unknown_items
             .swap(0, std::sync::atomic::Ordering::Relaxed);
         self.lifeguard_exchange(now);
+        self.gray_probes(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);

@@ -154,7 +154,10 @@ impl Node {
                     self.stats.operator_thaws_ignored += 1;
                 } else {
                     self.reach.forget();
-                    self.guard.thaw(now, &format!("at {from} (cluster-wide)"));
+                    self.guard.thaw(
+                        now,
+                        &format!("at {from} (cluster-wide, sent from {sender})"),
+                    );
                 }
             }
             OperatorMsg::ForceLeave { name } => {
@@ -320,6 +323,16 @@ impl Node {
                 .into_iter()
                 .map(|mut m| {
                     m.cause = None;
+                    // Statuses of this release written as v0.1.0's, so that a rollback still
+                    // restores the snapshot (v0.1.0 refuses a status it does not know): a
+                    // member served through its restart grace is a member SWIM calls down
+                    // and still served, which v0.1.0 calls `held`; a damped member is not
+                    // routed to, `down` there.
+                    match m.status {
+                        ServedStatus::Restarting => m.status = ServedStatus::Held,
+                        ServedStatus::Damped => m.status = ServedStatus::Down,
+                        _ => {}
+                    }
                     m
                 })
                 .collect(),

@@ -120,6 +120,11 @@ impl Node {
             // No entry: it only joined (most members of a large cluster).
             (m.state == TruthState::Alive).then(crate::cause::Causes::joined)
         });
+        v.damping = self.guard.damping(self.now, name);
+        if let Some(cause) = self.gray.cause(name) {
+            v.gray = Some(cause.to_string());
+            v.truth = self.gray_swim.get(name).copied().or(v.truth);
+        }
         if v.meta_version == 0 {
             // Warming: metadata not received yet; serve the restored one meanwhile.
             if let Some(g) = self.guard.restored(name) {
@@ -229,6 +234,7 @@ impl Node {
             active_peers: self.foca.num_members(),
             idle: self.idle,
             reach: self.reach.view(now),
+            gray: Some(&self.gray),
         };
         f(&mut self.guard, &ctx)
     }
@@ -333,6 +339,8 @@ impl Node {
             return;
         };
         self.health.forget(now, name);
+        self.gray.forget(name);
+        self.gray_swim.remove(name);
         self.store.lock().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
@@ -364,6 +372,7 @@ impl Node {
 
     /// Records a SWIM state for a member, tells the guard, and emits the served change.
     pub(super) fn set_truth(&mut self, now: Time, id: &NodeId, state: TruthState) {
+        let state = self.gray_overlay(id.name(), state);
         let (changed, prev) = self.truth.set(now, id, state);
         if !changed {
             return;

@@ -209,8 +209,10 @@ impl Node {
                     }
                 }
                 if let Some(cur) = self.truth.get(new.name()) {
-                    if cur.state.is_active() && cur.id.generation() <= new.generation() {
-                        let st = cur.state;
+                    // (A member removed on gray evidence is recorded down; SWIM's own state
+                    // is what carries over to its new identity.)
+                    let st = self.gray_swim.get(new.name()).copied().unwrap_or(cur.state);
+                    if st.is_active() && cur.id.generation() <= new.generation() {
                         self.set_truth(now, &new, st);
                     }
                 }

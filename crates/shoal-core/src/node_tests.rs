@@ -151,7 +151,18 @@ fn restarted_node_comes_back_alive() {
     net.nodes[2] = node;
     net.crashed.remove(&2);
     net.call(2, |n, now| n.start(now));
-    let ok = net.run_until_pred(5_000, |net| all_see(net, "n2", ServedStatus::Alive, &[]));
+    // Down and back within seconds: one flap. The others serve it `damped` (known, not
+    // routed to) with its penalty, then alive once it has been back 30 s with its penalty
+    // under the suppress limit (docs/gray-failures.md).
+    let ok = net.run_until_pred(5_000, |net| all_see(net, "n2", ServedStatus::Damped, &[2]));
+    assert!(ok, "restarted node not damped everywhere");
+    let d = net.nodes[0]
+        .member("n2")
+        .unwrap()
+        .damping
+        .expect("a penalty");
+    assert!(d.penalty > 600 && d.suppressed_since.is_some() && d.reuse_at.is_some());
+    let ok = net.run_until_pred(60_000, |net| all_see(net, "n2", ServedStatus::Alive, &[]));
     assert!(ok, "restarted node not alive everywhere");
     assert_eq!(net.nodes[0].member("n2").unwrap().generation, 2);
 }

@@ -64,6 +64,8 @@ impl Node {
             }
         }
 
+        self.gray_tick(now);
+
         // Metadata anti-entropy with one random active peer.
         if now >= self.next_sync {
             self.next_sync = now.plus(t.sync_interval);

@@ -207,6 +207,15 @@ pub struct Stats {
     /// last one (a repeat or a replay under another session), or naming this node.
     #[serde(default)]
     pub operator_thaws_ignored: u64,
+    /// Members this node removed on gray evidence (several observers cannot reach them).
+    #[serde(default)]
+    pub gray_removals: u64,
+    /// Datagrams of reach reports sent (`core::gray`).
+    #[serde(default)]
+    pub reach_reports_sent: u64,
+    /// Gray removals that ended because SWIM declared the member down itself.
+    #[serde(default)]
+    pub gray_removals_ended_by_swim: u64,
 }
 
 impl Stats {

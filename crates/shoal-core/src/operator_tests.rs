@@ -76,7 +76,7 @@ fn a_cluster_wide_thaw_reaches_every_agent_with_the_local_audit_trail() {
         vec![(GuardState::Frozen, GuardState::Normal, local.to_string())]
     );
     for v in 1..5 {
-        let reason = "thawed by operator at n0 (cluster-wide)";
+        let reason = thawed_from_n0();
         assert_eq!(net.nodes[v].guard_report().reason, reason, "n{v}");
         assert_eq!(
             transitions(&net, v, t0),
@@ -150,10 +150,7 @@ fn a_repeated_or_replayed_thaw_changes_nothing_more_within_the_interval() {
         net.nodes[1].guard_report().state == GuardState::Normal
     });
     assert!(ok, "a thaw after the interval was not taken");
-    assert_eq!(
-        net.nodes[1].guard_report().reason,
-        "thawed by operator at n0 (cluster-wide)"
-    );
+    assert_eq!(net.nodes[1].guard_report().reason, thawed_from_n0());
 }
 
 /// A node with the cluster key that accepts plaintext (moving a cluster to encryption): a
@@ -188,8 +185,14 @@ fn a_thaw_is_taken_only_sealed_under_the_cluster_key() {
     let d = holder.datagram(now, addr(1), Kind::Operator, &thaw);
     node.handle_datagram(now, addr(0), &d);
     assert_eq!(node.guard_report().state, GuardState::Normal);
-    assert_eq!(
-        node.guard_report().reason,
-        "thawed by operator at n0 (cluster-wide)"
-    );
+    assert_eq!(node.guard_report().reason, thawed_from_n0());
+}
+
+/// The reason a cluster-wide thaw sent by n0 leaves: the node the message names and the
+/// address it came from.
+fn thawed_from_n0() -> String {
+    format!(
+        "thawed by operator at n0 (cluster-wide, sent from {})",
+        crate::testnet::addr(0)
+    )
 }

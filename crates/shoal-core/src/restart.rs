@@ -37,11 +37,6 @@ impl RestartIntent {
     pub fn grace(self) -> Duration {
         Duration::from_millis(u64::from(self.grace_ms))
     }
-
-    /// Whether a grace read from the wire is within the bounds.
-    pub fn valid(self) -> bool {
-        (MIN_GRACE..=MAX_GRACE).contains(&self.grace())
-    }
 }
 
 #[cfg(test)]
@@ -132,13 +127,25 @@ mod tests {
     }
 
     #[test]
-    fn a_grace_out_of_bounds_is_refused_at_decode() {
+    fn a_grace_out_of_bounds_is_clamped_never_a_refused_record() {
+        // A later release may widen the bounds: the record stays readable (a refused
+        // broadcast item would cost the rest of its packet's items), the grace is clamped.
         let mut r = rec(None);
         crate::fields::record::RESTART.set(&mut r.ext, &0u32);
-        assert!(MetaRecord::decode(&r.encode()).is_err());
+        let back = MetaRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.restart().map(RestartIntent::grace), Some(MIN_GRACE));
         crate::fields::record::RESTART.set(&mut r.ext, &u32::MAX);
-        assert!(MetaRecord::decode(&r.encode()).is_err());
+        let back = MetaRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.restart().map(RestartIntent::grace), Some(MAX_GRACE));
         crate::fields::record::RESTART.set(&mut r.ext, &5_000u32);
-        assert!(MetaRecord::decode(&r.encode()).is_ok());
+        let back = MetaRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.restart(), Some(RestartIntent { grace_ms: 5_000 }));
+        // A value of the wrong shape reads as absent.
+        r.ext.set_raw(
+            crate::fields::record::RESTART.number,
+            vec![0xff; 6].into_boxed_slice(),
+        );
+        let back = MetaRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.restart(), None);
     }
 }

@@ -191,3 +191,35 @@ fn restarts_count_against_the_guard_only_once_their_grace_is_over() {
         }
     }
 }
+
+/// A snapshot taken while a member is served `restarting` writes it as v0.1.0's `held`, so
+/// that a rollback to v0.1.0 still restores the snapshot (it refuses a status it lacks).
+#[test]
+fn a_snapshot_writes_restarting_as_held_for_the_previous_release() {
+    /// v0.1.0's statuses.
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "lowercase")]
+    #[allow(dead_code)]
+    enum V1Status {
+        Alive,
+        Suspect,
+        Held,
+        Left,
+        Down,
+    }
+    let mut net = net();
+    net.call(2, |n, now| n.announce_restart(now, GRACE).unwrap());
+    net.run_for_ms(5);
+    net.crashed.insert(2);
+    let ok = net.run_until_pred(6_000, |net| {
+        net.nodes[0].member("n2").map(|m| m.status) == Some(ServedStatus::Restarting)
+    });
+    assert!(ok, "n2 never served restarting");
+    let snap = net.nodes[0].snapshot(1_000);
+    let n2 = snap.members.iter().find(|m| m.name == "n2").unwrap();
+    assert_eq!(n2.status, ServedStatus::Held);
+    let json = serde_json::to_value(&snap.members).unwrap();
+    for m in json.as_array().unwrap() {
+        let _: V1Status = serde_json::from_value(m["status"].clone()).unwrap();
+    }
+}

@@ -155,6 +155,11 @@ pub enum ShoalMsg {
     Ping { nonce: u64 },
     /// The answer to a `Ping`, the same size.
     Pong { nonce: u64 },
+    /// Reach reports (see `core::gray`): observers that cannot reach a member. Added in the
+    /// gray-failure release; an older agent drops the datagram as undecodable (counted).
+    Reach {
+        reports: Vec<crate::gray::ReachReport>,
+    },
 }
 
 impl Kinds for ShoalMsg {

@@ -44,6 +44,9 @@ pub enum ServedStatus {
     /// Down according to SWIM after announcing a restart, within the grace it announced:
     /// still served (`core::restart`).
     Restarting,
+    /// Alive according to SWIM, but it kept failing and coming back: not served until its
+    /// flap penalty decays (`core::damping`).
+    Damped,
 }
 
 impl ServedStatus {
@@ -55,6 +58,7 @@ impl ServedStatus {
             ServedStatus::Restarting => "restarting",
             ServedStatus::Left => "left",
             ServedStatus::Down => "down",
+            ServedStatus::Damped => "damped",
         }
     }
 
@@ -77,6 +81,7 @@ impl ServedStatus {
             "restarting" => ServedStatus::Restarting,
             "left" => ServedStatus::Left,
             "down" | "failed" => ServedStatus::Down,
+            "damped" => ServedStatus::Damped,
             _ => return None,
         })
     }
@@ -305,6 +310,13 @@ pub struct MemberView {
     /// (docs/upgrades.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<crate::wire::ProtocolRange>,
+    /// Its flap-damping penalty, while it has one (`core::damping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damping: Option<crate::damping::DampingView>,
+    /// Why it is served down although SWIM calls it alive: several observers cannot reach
+    /// it (`core::gray`), e.g. "gray: 6 of 8 observers cannot reach it".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray: Option<String>,
 }
 
 /// A service instance of a member as the API shows it: its id beside the service's fields.
@@ -383,6 +395,8 @@ impl MemberView {
             meta_version: meta.map(|r| r.version).unwrap_or(0),
             cause: None,
             protocol: meta.map(|r| r.protocol()),
+            damping: None,
+            gray: None,
         }
     }
 

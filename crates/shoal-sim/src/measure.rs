@@ -164,6 +164,8 @@ pub struct Recorder {
     healed_at: Option<u64>,
     exact_at: Option<u64>,
     last_exact_check: u64,
+    /// The gray-failure figures (`measure_gray`).
+    gray: crate::measure_gray::GrayRecorder,
 }
 
 impl Recorder {
@@ -228,7 +230,13 @@ impl Recorder {
             healed_at: None,
             exact_at: None,
             last_exact_check: 0,
+            gray: crate::measure_gray::GrayRecorder::new(n),
         }
+    }
+
+    /// These nodes are the faulty members of a `loss` or `flap` fault starting at `t_ms`.
+    pub fn mark_faulty(&mut self, nodes: &[usize], t_us: u64) {
+        self.gray.mark_faulty(nodes, t_us / 1000);
     }
 
     /// These nodes are on the cut-off side of a partition, isolation or flap.
@@ -435,6 +443,19 @@ impl Recorder {
         }
         let was = prev.map(|p| p.is_serving()).unwrap_or(false);
         let is = status.is_serving();
+        let in_window = self.window(t_ms);
+        self.gray.change(
+            o,
+            x,
+            prev.is_some(),
+            was,
+            is,
+            matches!(status, ServedStatus::Down | ServedStatus::Held),
+            x_running,
+            self.live,
+            t_ms,
+            in_window,
+        );
         if was && !is {
             self.serving[o] = self.serving[o].saturating_sub(1);
             if self.window(t_ms) && self.live > 1 {
@@ -457,9 +478,10 @@ impl Recorder {
                     self.sight(SpreadKind::Join, x, o, generation, t_ms)
                 }
             }
-            ServedStatus::Held | ServedStatus::Down | ServedStatus::Restarting => {
-                self.sight(SpreadKind::Crash, x, o, generation, t_ms)
-            }
+            ServedStatus::Held
+            | ServedStatus::Down
+            | ServedStatus::Restarting
+            | ServedStatus::Damped => self.sight(SpreadKind::Crash, x, o, generation, t_ms),
             ServedStatus::Left => self.sight(SpreadKind::Leave, x, o, generation, t_ms),
         }
         let want = if x_running {
@@ -533,6 +555,7 @@ impl Recorder {
 
     /// Closes every interval observed by `o` (it stopped).
     pub fn close_observer(&mut self, o: usize, t_ms: u64) {
+        self.gray.reset_observer(o);
         let keys: Vec<(u32, u32)> = self
             .intervals
             .keys()
@@ -597,6 +620,9 @@ impl Recorder {
     }
 
     pub fn sample(&mut self, s: Sample, running: &[bool]) {
+        if self.window(s.t_ms) {
+            self.gray.sample(running);
+        }
         let sr = &mut self.series;
         sr.t_s.push(s.t_ms as f64 / 1000.0);
         sr.live.push(s.live);

@@ -262,6 +262,7 @@ impl Recorder {
             perf: Perf::default(),
             sides,
             health: None,
+            gray: self.gray.finish(running),
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct Net {
     pub cut: Vec<u16>,
     /// Extra egress loss per node.
     pub egress_loss: Vec<f64>,
+    /// Extra ingress loss per node (what it receives).
+    pub ingress_loss: Vec<f64>,
+    /// Active ingress-only cuts per node (it sends but hears nothing while > 0).
+    pub deaf: Vec<u16>,
     /// Bursty loss per node (`sim::bursty`), on what it sends and what it receives.
     pub burst_loss: Vec<f64>,
 }
@@ -90,12 +94,19 @@ impl Net {
             rules: Vec::new(),
             cut: vec![0; n],
             egress_loss: vec![0.0; n],
+            ingress_loss: vec![0.0; n],
+            deaf: vec![0; n],
             burst_loss: vec![0.0; n],
         }
     }
 
     pub fn is_cut(&self, i: usize) -> bool {
         self.cut.get(i).copied().unwrap_or(0) > 0
+    }
+
+    /// Whether `i` receives nothing now (cut, or deaf: an ingress-only cut).
+    pub fn hears_nothing(&self, i: usize) -> bool {
+        self.is_cut(i) || self.deaf.get(i).copied().unwrap_or(0) > 0
     }
 
     pub fn blocked(&self, src: usize, dst: usize) -> bool {
@@ -122,9 +133,10 @@ impl Net {
             return Fate::Partitioned;
         }
         let extra = self.egress_loss.get(src).copied().unwrap_or(0.0);
+        let inbound = self.ingress_loss.get(dst).copied().unwrap_or(0.0);
         let bs = self.burst_loss.get(src).copied().unwrap_or(0.0);
         let bd = self.burst_loss.get(dst).copied().unwrap_or(0.0);
-        let p = 1.0 - (1.0 - self.loss) * (1.0 - extra) * (1.0 - bs) * (1.0 - bd);
+        let p = 1.0 - (1.0 - self.loss) * (1.0 - extra) * (1.0 - inbound) * (1.0 - bs) * (1.0 - bd);
         if p > 0.0 && rng.random::<f64>() < p {
             return Fate::Lost;
         }

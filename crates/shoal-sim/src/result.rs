@@ -292,4 +292,8 @@ pub struct RunResult {
     /// Scenarios with checked services: no-passing-provider node-seconds (`sim::health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthOutcome>,
+    /// Scenarios with faulty members (a `loss` or `flap` fault on chosen hosts): how they
+    /// fared in the served views (`measure_gray`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray: Option<crate::measure_gray::GrayFigures>,
 }

@@ -152,6 +152,9 @@ pub struct GuardSpec {
     pub snapshot_max_age: Dur,
     /// Services that must fail closed (never served `held`).
     pub fail_closed: Vec<String>,
+    /// Flap damping and gray-failure removal (both on by default; off to compare).
+    pub damping: bool,
+    pub gray: bool,
 }
 
 impl Default for GuardSpec {
@@ -169,6 +172,8 @@ impl Default for GuardSpec {
             warming_timeout: Dur(g.warming_timeout),
             snapshot_max_age: Dur(g.snapshot_max_age),
             fail_closed: Vec::new(),
+            damping: g.damping,
+            gray: g.gray,
         }
     }
 }
@@ -197,6 +202,9 @@ impl GuardSpec {
                     )
                 })
                 .collect(),
+            damping: self.damping,
+            gray: self.gray,
+            ..GuardConfig::default()
         }
     }
 }
@@ -298,7 +306,8 @@ pub enum FaultKind {
     Partition,
     /// The selected nodes can neither send nor receive.
     Isolate,
-    /// The selected nodes' NICs go off and on (`on`, `off` periods) for `duration`.
+    /// The selected nodes' NICs go off and on (`on`, `off` periods) for `duration`; with
+    /// `direction = "ingress"` only what they receive is cut (they still send).
     Flap,
     /// The selected nodes crash; with `duration` they restart after it.
     Crash,
@@ -309,7 +318,9 @@ pub enum FaultKind {
     Leave,
     /// `count` new nodes join through the seeds.
     Join,
-    /// Egress loss `rate` on the selected nodes (default: all) for `duration`.
+    /// Loss `rate` on the selected nodes (default: all) for `duration`: of what they send
+    /// (`direction = "egress"`, the default), receive (`"ingress"`) or both (`"both"`, a
+    /// half-working NIC: a gray failure).
     Loss,
     /// Each input takes `delay` to process on the selected nodes for `duration`.
     Slow,
@@ -323,6 +334,15 @@ pub enum FaultKind {
     /// chain per host (`good_loss`/`bad_loss`, mean sojourns `good_for`/`bad_for`) plus
     /// correlated storms (`storm_every`, `storm_fraction`); see `sim::bursty`.
     Bursty,
+}
+
+/// Which way a `loss` or `flap` fault acts on the selected hosts' traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Egress,
+    Ingress,
+    Both,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -369,6 +389,9 @@ pub struct FaultSpec {
     pub down: Option<Dur>,
     #[serde(default)]
     pub rate: Option<f64>,
+    /// `loss` (default egress) and `flap` (default both): which way it acts.
+    #[serde(default)]
+    pub direction: Option<Direction>,
     #[serde(default)]
     pub delay: Option<Dur>,
     /// `check-fail`: the service whose checks fail (default: every checked service).

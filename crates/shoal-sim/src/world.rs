@@ -15,7 +15,7 @@ use crate::health::SimHealth;
 use crate::measure::{FaultWindow, Recorder, RunResult, Sample, SpreadKind};
 use crate::net::{addr_of, index_of, Fate, Net, Rule};
 use crate::queue::EventQueue;
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{Direction, FaultKind, Scenario};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use shoal_core::{EventKind, GuardMode, Node, NodeConfig, NodeError, NodeMeta, Service, Time};
@@ -82,7 +82,10 @@ enum Action {
     Terminate(u32, u64),
     Restart(u32, bool),
     Leave(u32),
-    Loss(u32, f64),
+    /// Loss on host `.0`: egress and ingress rates (`None`: unchanged).
+    Loss(u32, Option<f64>, Option<f64>),
+    /// An ingress-only cut of host `.0` begins (`true`) or ends.
+    Deaf(u32, bool),
     /// Bursty loss: host, enters (true) or leaves one bad period, good and bad loss.
     Burst(u32, bool, f64, f64),
     Slow(u32, u64),
@@ -337,7 +340,7 @@ impl<'a> World<'a> {
                     if !self.running(i) {
                         continue;
                     }
-                    if self.net.is_cut(i) {
+                    if self.net.hears_nothing(i) {
                         self.rec.cut += 1;
                         continue;
                     }

@@ -75,13 +75,20 @@ impl World<'_> {
                 let on = us(f.on.map(|d| d.ms()).unwrap_or(1000)).max(1);
                 let off = us(f.off.map(|d| d.ms()).unwrap_or(1000)).max(1);
                 let stop = end.unwrap_or(self.end);
+                let deaf = f.direction == Some(Direction::Ingress);
                 self.rec.mark_cut_side(&targets);
+                self.rec.mark_faulty(&targets, t0);
                 let mut t = t0;
                 while t < stop {
                     let back = (t + off).min(stop);
                     for &i in &targets {
-                        self.at(t, Action::Cut(i as u32, true));
-                        self.at(back, Action::Cut(i as u32, false));
+                        if deaf {
+                            self.at(t, Action::Deaf(i as u32, true));
+                            self.at(back, Action::Deaf(i as u32, false));
+                        } else {
+                            self.at(t, Action::Cut(i as u32, true));
+                            self.at(back, Action::Cut(i as u32, false));
+                        }
                     }
                     t = back + on;
                 }
@@ -127,10 +134,24 @@ impl World<'_> {
             }
             FaultKind::Loss => {
                 let rate = f.rate.unwrap_or(0.0);
+                let dir = f.direction.unwrap_or(Direction::Egress);
+                let (eg, ing) = (dir != Direction::Ingress, dir != Direction::Egress);
+                let set = |r: f64| (eg.then_some(r), ing.then_some(r));
+                if f.node.is_some()
+                    || f.nodes.is_some()
+                    || f.count.is_some()
+                    || f.fraction.is_some()
+                {
+                    // Chosen hosts (not the whole network): the faulty members whose fate the
+                    // gray-failure figures follow.
+                    self.rec.mark_faulty(&targets, t0);
+                }
                 for &i in &targets {
-                    self.at(t0, Action::Loss(i as u32, rate));
+                    let (e1, i1) = set(rate);
+                    self.at(t0, Action::Loss(i as u32, e1, i1));
                     if let Some(e) = end {
-                        self.at(e, Action::Loss(i as u32, 0.0));
+                        let (e0, i0) = set(0.0);
+                        self.at(e, Action::Loss(i as u32, e0, i0));
                     }
                 }
             }

@@ -289,7 +289,25 @@ impl World<'_> {
                 self.rec
                     .open_spread(SpreadKind::Leave, i, g, now_ms, obs.into_iter(), false);
             }
-            Action::Loss(i, rate) => self.net.egress_loss[i as usize] = rate,
+            Action::Loss(i, egress, ingress) => {
+                if let Some(r) = egress {
+                    self.net.egress_loss[i as usize] = r;
+                }
+                if let Some(r) = ingress {
+                    self.net.ingress_loss[i as usize] = r;
+                }
+            }
+            Action::Deaf(i, on) => {
+                let c = &mut self.net.deaf[i as usize];
+                *c = if on {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+                if !on {
+                    self.rec.healed(now_ms);
+                }
+            }
             Action::Burst(i, enter, good, bad) => {
                 let i = i as usize;
                 let c = &mut self.burst_bad[i];

@@ -19,6 +19,8 @@ pub const SERF_CHECK: &str = "serfHealth";
 pub const GUARD_CHECK: &str = "shoal-guard";
 /// Check id of an instance this agent ejects on its apps' reports (always critical).
 pub const OUTLIER_CHECK: &str = "shoal-outlier";
+/// Check id that replaces `serfHealth` for a member served `damped` (flap damping): critical.
+pub const FLAP_CHECK: &str = "shoal-flap";
 
 pub const PASSING: &str = "passing";
 pub const WARNING: &str = "warning";
@@ -298,7 +300,7 @@ impl ViewData {
             service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
             service_name: svc.map(|s| s.name.clone()).unwrap_or_default(),
             service_tags: svc.map(|s| service_tags(s)).unwrap_or_default(),
-            kind: if id == SERF_CHECK || id == GUARD_CHECK {
+            kind: if id == SERF_CHECK || id == GUARD_CHECK || id == FLAP_CHECK {
                 String::new()
             } else {
                 "shoal".to_string()
@@ -360,7 +362,26 @@ impl ViewData {
                 SERF_CHECK,
                 "Serf Health Status",
                 CRITICAL,
-                "Agent not live or unreachable".into(),
+                match &m.gray {
+                    Some(cause) => format!("Agent unreachable from most observers ({cause})"),
+                    None => "Agent not live or unreachable".into(),
+                },
+                None,
+            ),
+            ServedStatus::Damped => self.check(
+                m,
+                FLAP_CHECK,
+                "shoal flap damping",
+                CRITICAL,
+                match &m.damping {
+                    Some(d) => format!(
+                        "damped: this node kept failing and coming back (penalty {}); not \
+                         served until it has been stable a while (reuse at {} ms)",
+                        d.penalty,
+                        d.reuse_at.unwrap_or(0)
+                    ),
+                    None => "damped: this node kept failing and coming back".into(),
+                },
                 None,
             ),
         }
@@ -518,7 +539,8 @@ impl ViewData {
                 | ServedStatus::Held
                 | ServedStatus::Restarting => 1,
                 ServedStatus::Left => 3,
-                ServedStatus::Down => 4,
+                // Serf's "failed": not a member to send to.
+                ServedStatus::Down | ServedStatus::Damped => 4,
             },
         }
     }

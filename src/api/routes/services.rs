@@ -5,7 +5,7 @@
 //! `agent::registrations`). Must not drain the node's outputs.
 
 use super::*;
-use crate::agent::registrations::persist_or_log;
+use crate::agent::registrations::{persist_or_log, RegistrationsError};
 use crate::api::error::HttpError;
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -92,7 +92,7 @@ pub(super) async fn set_tags(
         deleted = req.delete.len(),
         "tags changed through the API"
     );
-    persist_or_log(&st.shared, "tags").await;
+    persisted(persist_or_log(&st.shared, "tags").await)?;
     Ok(Json(r))
 }
 
@@ -113,7 +113,7 @@ pub(super) async fn delete_tag(
         Ok(member_response(node))
     })?;
     tracing::info!(key = %key, "tag deleted through the API");
-    persist_or_log(&st.shared, "tag deleted").await;
+    persisted(persist_or_log(&st.shared, "tag deleted").await)?;
     Ok(Json(r))
 }
 
@@ -135,12 +135,13 @@ pub(super) async fn register_service(
     let checks = defs.len();
     let r = st.shared.with_node(|node, now| {
         node.register_instance(now, &id, svc)?;
+        // Under the node's lock: a check result cannot publish before the service exists.
         st.shared.checks.set_checks(&id, defs, now);
         with_api_checks(&st.shared, |c| c.insert(id.clone(), specs));
         Ok::<_, HttpError>(member_response(node))
     })?;
     tracing::info!(service = %name, id = %id, checks, "service registered through the API");
-    persist_or_log(&st.shared, "service registered").await;
+    persisted(persist_or_log(&st.shared, "service registered").await)?;
     Ok(Json(r))
 }
 
@@ -167,7 +168,7 @@ pub(super) async fn deregister_service(
         Ok((member_response(node), id))
     })?;
     tracing::info!(id = %id, "service deregistered through the API");
-    persist_or_log(&st.shared, "service deregistered").await;
+    persisted(persist_or_log(&st.shared, "service deregistered").await)?;
     Ok(Json(r))
 }
 
@@ -180,4 +181,18 @@ fn with_api_checks<R>(
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     f(&mut state.api_checks)
+}
+
+/// A change applied but not written to `registrations.json` is a 500: the app must know it
+/// will not survive a restart (it may retry, or the operator free the disk).
+fn persisted(res: Result<(), RegistrationsError>) -> HttpResult<()> {
+    res.map_err(|e| {
+        HttpError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "applied, but not persisted ({e}): it will not survive a restart of the agent; \
+                 fix the data directory (disk full? permissions?) and send the change again"
+            ),
+        )
+    })
 }

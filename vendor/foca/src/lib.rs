@@ -160,6 +160,13 @@ pub use crate::{
 #[cfg(feature = "postcard-codec")]
 pub use crate::codec::postcard_impl::PostcardCodec;
 
+/// (shoal fork) Most probe outcomes kept for `Foca::take_probe_outcomes`
+/// between two calls.
+pub const MAX_PROBE_OUTCOMES: usize = 64;
+
+/// (shoal fork) Most addresses `Foca::set_distrusted` keeps.
+pub const MAX_DISTRUSTED: usize = 1024;
+
 type Result<T> = core::result::Result<T, Error>;
 
 /// Foca is the main interaction point of this crate.
@@ -216,6 +223,10 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     stale_downs: Vec<T>,
     stale_probe: Option<T>,
     probe_failures: u64,
+    // (shoal fork) See `take_probe_outcomes`.
+    probe_outcomes: Vec<(T, bool)>,
+    // (shoal fork) See `set_distrusted`.
+    distrusted: hashbrown::HashSet<T::Addr>,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -295,6 +306,8 @@ where
             stale_downs: Vec::new(),
             stale_probe: None,
             probe_failures: 0,
+            probe_outcomes: Vec::new(),
+            distrusted: hashbrown::HashSet::new(),
             broadcast_handler,
         }
     }
@@ -989,6 +1002,40 @@ where
         self.probe_failures
     }
 
+    /// (shoal fork) The outcomes of our finished round probes since the
+    /// last call, oldest first: the member probed and whether it answered
+    /// (directly or through another member). Only the round's probes, a
+    /// uniform sample: Lifeguard's prompt probes follow other members'
+    /// suspicions, so their outcomes are not independent of them. At most
+    /// `MAX_PROBE_OUTCOMES` are kept between calls (the oldest are
+    /// dropped).
+    pub fn take_probe_outcomes(&mut self) -> Vec<(T, bool)> {
+        core::mem::take(&mut self.probe_outcomes)
+    }
+
+    /// (shoal fork) Stops (`true`) or resumes (`false`) taking what the
+    /// member at `addr` says about *other* members: its updates about
+    /// itself (refutations, leaving) and its messages still count. For a
+    /// member the driver has good reason to believe cannot hear the
+    /// cluster (most of its probes fail): its suspicions time out unheard
+    /// by their subjects and would declare healthy members down. At most
+    /// `MAX_DISTRUSTED` addresses (further ones are ignored).
+    pub fn set_distrusted(&mut self, addr: T::Addr, distrust: bool) {
+        if !distrust {
+            self.distrusted.remove(&addr);
+        } else if self.distrusted.len() < MAX_DISTRUSTED {
+            self.distrusted.insert(addr);
+        }
+    }
+
+    // (shoal fork) Records one finished probe (bounded).
+    fn note_probe_outcome(&mut self, id: &T, answered: bool) {
+        if self.probe_outcomes.len() >= MAX_PROBE_OUTCOMES {
+            self.probe_outcomes.remove(0);
+        }
+        self.probe_outcomes.push((id.clone(), answered));
+    }
+
     /// (shoal fork) Lifeguard's local health score (0 = healthy): probe
     /// period and timeout are stretched by `score + 1`.
     pub const fn local_health(&self) -> u8 {
@@ -1509,6 +1556,10 @@ where
         // the borrow checker. And then put it back in its place, so
         // that we can keep reusing its already-allocated space.
         let mut updates = mem::take(&mut self.updates_buf);
+        // (shoal fork) A distrusted sender speaks only for itself.
+        if !self.distrusted.is_empty() && self.distrusted.contains(&src.addr()) {
+            updates.retain(|u| u.id().addr() == src.addr());
+        }
         self.apply_many(updates.drain(..), true, &mut runtime)?;
         debug_assert_eq!(
             0,
@@ -1620,6 +1671,9 @@ where
                 }
             }
             Message::Announce => self.send_message(src, Message::Feed, runtime)?,
+            // (shoal fork) A distrusted sender speaks only for itself: its
+            // claim that we are down is not taken.
+            Message::TurnUndead if self.distrusted.contains(&src.addr()) => {}
             Message::TurnUndead => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("The cluster thinks we're down");
@@ -1681,8 +1735,14 @@ where
         if self.lifeguard.is_some() && self.probe.is_started() && self.probe.succeeded() {
             self.health = lifeguard::health_down(self.health);
         }
+        if self.probe.succeeded()
+            && let Some(id) = self.probe.target().cloned()
+        {
+            self.note_probe_outcome(&id, true);
+        }
         if let Some(failed) = self.probe.take_failed() {
             self.probe_failures += 1;
+            self.note_probe_outcome(failed.id(), false);
             if let Some(lg) = self.lifeguard.as_ref() {
                 self.health = lifeguard::health_up(self.health, lg.max_health);
             }
@@ -3587,6 +3647,84 @@ mod tests {
             foca.probe().succeeded(),
             "probe should have succeeded after Ack"
         );
+    }
+
+    // (shoal fork) A distrusted member speaks for itself only.
+    #[test]
+    fn a_distrusted_sender_speaks_only_for_itself() {
+        let mut foca = Foca::new(ID::new(1), config(), rng(), codec());
+        let mut runtime = AccumulatingRuntime::new();
+        for i in 2..=4 {
+            foca.apply(Member::alive(ID::new(i)), &mut runtime)
+                .expect("infallible");
+        }
+        foca.set_distrusted(ID::new(2).addr(), true);
+        let msg = |updates: Vec<Member<ID>>| {
+            encode((
+                Header {
+                    src: ID::new(2),
+                    src_incarnation: 1,
+                    dst: ID::new(1),
+                    message: Message::Ping(0),
+                },
+                updates,
+            ))
+        };
+        let data = msg(vec![Member::down(ID::new(3))]);
+        assert_eq!(Ok(()), foca.handle_data(&data, &mut runtime));
+        let state = |foca: &Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>, id: u8| {
+            foca.iter_members()
+                .find(|m| *m.id() == ID::new(id))
+                .map(|m| m.state())
+        };
+        assert_eq!(state(&foca, 3), Some(State::Alive), "ignored");
+        // What it says of itself still counts (its incarnation from the header, too).
+        let data = msg(vec![Member::new(ID::new(2), 2, State::Alive)]);
+        assert_eq!(Ok(()), foca.handle_data(&data, &mut runtime));
+        assert_eq!(
+            foca.iter_members()
+                .find(|m| *m.id() == ID::new(2))
+                .map(|m| m.incarnation()),
+            Some(2)
+        );
+        foca.set_distrusted(ID::new(2).addr(), false);
+        let data = msg(vec![Member::down(ID::new(3))]);
+        assert_eq!(Ok(()), foca.handle_data(&data, &mut runtime));
+        assert_eq!(state(&foca, 3), None, "trusted again: applied (down members are not listed)");
+    }
+
+    // (shoal fork) A finished probe is reported once with its outcome: the
+    // answered one when the next probe starts, then the unanswered one.
+    #[test]
+    fn probe_outcomes_are_reported_once() {
+        let (mut foca, probed, send_indirect_probe) = craft_probing_foca(5, config());
+        let mut runtime = AccumulatingRuntime::new();
+        let data = (
+            Header {
+                src: probed,
+                src_incarnation: Incarnation::default(),
+                dst: ID::new(1),
+                message: Message::Ack(foca.probe().probe_number()),
+            },
+            Vec::new(),
+        );
+        assert_eq!(Ok(()), foca.handle_data(&encode(data), &mut runtime));
+        assert_eq!(Ok(()), foca.handle_timer(send_indirect_probe, &mut runtime));
+        assert!(foca.take_probe_outcomes().is_empty(), "not over yet");
+        let next = Timer::ProbeRandomMember(foca.timer_token());
+        assert_eq!(Ok(()), foca.handle_timer(next.clone(), &mut runtime));
+        assert_eq!(foca.take_probe_outcomes(), vec![(probed, true)]);
+        assert!(foca.take_probe_outcomes().is_empty(), "taken once");
+
+        // The next one gets no answer at all: a failure once the round moves on.
+        let second = *foca.probe().target().expect("a second probe");
+        let indirect = Timer::SendIndirectProbe {
+            probed_id: second,
+            token: foca.timer_token(),
+        };
+        assert_eq!(Ok(()), foca.handle_timer(indirect, &mut runtime));
+        assert_eq!(Ok(()), foca.handle_timer(next, &mut runtime));
+        assert_eq!(foca.take_probe_outcomes(), vec![(second, false)]);
     }
 
     #[test]
