@@ -156,15 +156,17 @@ fn own_record_fields_fit_the_reserve() {
 
 #[test]
 fn a_message_kind_of_a_later_release_is_reported() {
-    // Variant 7 (after `Pong`) with some body: a later release's kind.
-    assert_eq!(ShoalMsg::decode(&[7, 1, 2, 3]), Err(MsgError::Later(7)));
+    // Variant 8 (after `Reach`) with some body: a later release's kind.
+    assert_eq!(ShoalMsg::decode(&[8, 1, 2, 3]), Err(MsgError::Later(8)));
     assert_eq!(ShoalMsg::decode(&[200, 1]), Err(MsgError::Later(200)));
-    // The last kind this release knows is the last one it counts.
-    let pong = ShoalMsg::Pong { nonce: 1 }.encode();
+    // The last kind this release knows is the last one it counts, and it decodes.
+    let last = ShoalMsg::Reach { reports: vec![] };
+    let bytes = last.encode();
     assert_eq!(
-        u32::from(pong[0]) + 1,
+        u32::from(bytes[0]) + 1,
         <ShoalMsg as crate::ext::Kinds>::KNOWN
     );
+    assert_eq!(ShoalMsg::decode(&bytes), Ok(last));
 }
 
 fn handler() -> MetaBroadcasts {

@@ -144,7 +144,19 @@ impl Node {
         let mut peers = Vec::with_capacity(crate::gray::PUSH_FANOUT);
         self.foca
             .random_members(crate::gray::PUSH_FANOUT, &mut peers, &mut self.rng);
-        let addrs: Vec<SocketAddr> = peers.iter().map(|m| m.id().addr()).collect();
+        // Only to members that speak this release's protocol: v0.1.0 would drop the kind as
+        // undecodable (a wasted datagram and a drop counted there).
+        let store = self.store.lock();
+        let addrs: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|m| {
+                store
+                    .get(m.id().name())
+                    .is_some_and(|r| r.protocol().max >= crate::wire::PROTOCOL.max)
+            })
+            .map(|m| m.id().addr())
+            .collect();
+        drop(store);
         for a in addrs {
             self.stats.reach_reports_sent += 1;
             self.send_shoal(a, &msg);

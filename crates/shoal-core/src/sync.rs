@@ -163,8 +163,8 @@ pub enum ShoalMsg {
 }
 
 impl Kinds for ShoalMsg {
-    /// Variants up to `Pong`; a new kind is added at the end and counted here.
-    const KNOWN: u32 = 7;
+    /// Variants up to `Reach`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 8;
 }
 
 impl ShoalMsg {
