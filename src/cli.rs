@@ -165,9 +165,10 @@ pub enum ClientCommand {
     },
     /// Register (or replace) a service of this node, optionally with health checks.
     Register(health::RegisterArgs),
-    /// Deregister a service of this node (its checks stop).
+    /// Deregister a service instance of this node (its checks stop).
     Deregister {
-        /// The service's name.
+        /// The instance id (or the service's name when it has one instance on this node).
+        #[arg(value_name = "ID")]
         name: String,
     },
     /// List this agent's health checks with their status and output.

@@ -31,6 +31,10 @@ pub struct RegisterArgs {
     /// The service: name:port (for example web:8080).
     #[arg(value_name = "NAME:PORT")]
     pub service: String,
+    /// The instance id, unique on this node (default: the name); give one per instance to
+    /// run several instances of a service on this node.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
     /// A tag of the service; repeatable.
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
@@ -114,6 +118,7 @@ fn request(a: RegisterArgs) -> Result<ServiceRequest, Failure> {
     }
     Ok(ServiceRequest {
         name: name.to_string(),
+        id: a.id.clone(),
         port,
         tags,
         health: None,

@@ -183,11 +183,7 @@ pub(super) fn members_table(
         rows[0].push("WHY".into());
     }
     for m in members {
-        let services: Vec<String> = m
-            .services
-            .iter()
-            .map(|s| format!("{}:{}", s.name, s.port))
-            .collect();
+        let services: Vec<String> = m.services.iter().map(instance_text).collect();
         // Why a member is out of the view, when it is gray evidence or damping.
         let status = match (&m.damping, &m.gray) {
             (Some(d), _) if m.status == shoal_core::ServedStatus::Damped => {
@@ -255,12 +251,22 @@ pub(super) fn explain_text(
     table(out, &rows)
 }
 
+/// `name:port`, and `[id]` when the instance's id is not the service's name.
+fn instance_text(s: &shoal_core::ServiceView) -> String {
+    if s.id.is_empty() || s.id == s.name {
+        format!("{}:{}", s.name, s.port)
+    } else {
+        format!("{}:{}[{}]", s.name, s.port, s.id)
+    }
+}
+
 pub(super) fn services_table(
     out: &mut (dyn Write + Send),
     services: &BTreeMap<String, Vec<Instance>>,
 ) -> std::io::Result<()> {
     let mut rows = vec![vec![
         "SERVICE".to_string(),
+        "ID".into(),
         "NODE".into(),
         "ADDR".into(),
         "STATUS".into(),
@@ -272,6 +278,7 @@ pub(super) fn services_table(
         for i in instances {
             rows.push(vec![
                 name.clone(),
+                i.id.clone(),
                 i.node.clone(),
                 i.addr.to_string(),
                 match &i.ejected {
@@ -387,11 +394,7 @@ pub(super) fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std:
     let m = &r.member;
     let s = &r.stats;
     let c = &s.counters;
-    let services: Vec<String> = m
-        .services
-        .iter()
-        .map(|x| format!("{}:{}", x.name, x.port))
-        .collect();
+    let services: Vec<String> = m.services.iter().map(instance_text).collect();
     let counts: Vec<String> = s.members.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let drops: Vec<String> = c
         .drops()

@@ -17,6 +17,9 @@ pub struct ReportArgs {
     pub service: String,
     /// The node whose instance was called.
     pub node: String,
+    /// The instance id on that node (needed when it runs several instances of the service).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
     /// Calls that succeeded.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub success: u64,
@@ -43,6 +46,7 @@ pub(super) async fn report(
         .report(vec![Report {
             service: a.service,
             node: a.node,
+            id: a.id,
             success: a.success,
             error: a.error,
             timeout: a.timeout,

@@ -211,6 +211,8 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
         "\x00v1/services/web?status=held\n",
         "\x02v1/tags\n{\"set\":{\"a\":\"b\"},\"delete\":[\"c\"]}",
         "\x02v1/services\n{\"name\":\"web\",\"port\":80,\"tags\":{\"x\":\"y\"}}",
+        "\x02v1/services\n{\"name\":\"web\",\"id\":\"web-2\",\"port\":81}",
+        "\x03v1/services/web-2\n",
         "\x01v1/join\n{\"addrs\":[\"127.0.0.1:1\"]}",
         "\x01v1/reports\n{\"reports\":[{\"service\":\"web\",\"node\":\"api\",\"success\":3,\"error\":30,\"timeout\":1}]}",
         "\x01v1/keys\n{\"op\":\"install\",\"key\":\"AAAA\"}",

@@ -73,6 +73,7 @@ async fn start(n: usize, ratio: f64) -> (Cluster, Client) {
 
 fn report(node: &str, success: u64, error: u64, timeout: u64) -> Report {
     Report {
+        id: None,
         service: "web".into(),
         node: node.into(),
         success,
@@ -491,6 +492,7 @@ async fn the_cli_reports_eject_and_the_ejection_ends() {
     let mut w = open_watch(&client).await;
     let args = |node: &str, success, error, timeout| {
         ClientCommand::Report(ReportArgs {
+            id: None,
             service: "web".into(),
             node: node.into(),
             success,

@@ -150,6 +150,7 @@ async fn a_rolling_restart_keeps_every_api_registration_served_at_every_event() 
         ] {
             client
                 .register_service(&ServiceRequest {
+                    id: None,
                     name: svc,
                     port,
                     tags: BTreeMap::new(),
@@ -543,6 +544,7 @@ async fn a_file_that_no_longer_fits_the_registrations_does_not_stop_a_restart() 
             let mut cfg = common::config(i, bind, seed, dir);
             if e.load(Ordering::SeqCst) {
                 cfg.services.push(shoal::config::ServiceConfig {
+                    id: None,
                     name: "web".into(),
                     port: 8080,
                     tags: BTreeMap::new(),
@@ -557,6 +559,7 @@ async fn a_file_that_no_longer_fits_the_registrations_does_not_stop_a_restart() 
     let client = c.serve_api(1).await;
     client
         .register_service(&ServiceRequest {
+            id: None,
             name: "api".into(),
             port: 9000,
             tags: BTreeMap::new(),

@@ -318,6 +318,80 @@ async fn services_of(agent: &Agent) -> BTreeMap<String, Vec<(String, u16, Served
         .collect()
 }
 
+/// `(name, port)` of `member`'s services as agent `a` serves them, and its record's version.
+async fn served_services(a: &Agent, member: &str) -> Option<(Vec<(String, u16)>, u64)> {
+    let m = members(a).await.into_iter().find(|m| m.name == member)?;
+    if m.status != ServedStatus::Alive {
+        return None;
+    }
+    let mut v: Vec<(String, u16)> = m
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.port))
+        .collect();
+    v.sort();
+    Some((v, m.meta_version))
+}
+
+/// A second instance of `web` on an agent of this release (id `web-b`, through its API):
+/// the agents of this release serve both instances; those of the previous release serve the
+/// first one and accept the record (they reach its new version: none refuses it). Then it is
+/// deregistered and every agent serves the mixed cluster's view again.
+async fn second_instance(agents: &[Agent]) {
+    let i = (0..AGENTS)
+        .find(|i| !starts_old(*i))
+        .expect("an agent of this release");
+    let owner = &agents[i];
+    let r = owner
+        .api()
+        .register_service(&shoal::api::types::ServiceRequest {
+            id: Some("web-b".into()),
+            name: "web".into(),
+            port: 8100 + i as u16,
+            tags: BTreeMap::new(),
+            health: None,
+            checks: vec![],
+        })
+        .await
+        .expect("a second instance registered");
+    let version = r.member.meta_version;
+    let mut all = services(i);
+    all.push(("web".to_string(), 8100 + i as u16));
+    all.sort();
+    let start = Instant::now();
+    for (o, a) in agents.iter().enumerate() {
+        let want = if starts_old(o) {
+            services(i)
+        } else {
+            all.clone()
+        };
+        loop {
+            if served_services(a, &name(i)).await == Some((want.clone(), version)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "agent {o} (old: {}) never served {} version {version} as {want:?}: {:?}",
+                starts_old(o),
+                name(i),
+                served_services(a, &name(i)).await
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    println!(
+        "a second instance of web on {}: served by the agents of this release, the first one \
+         by those of the previous release",
+        name(i)
+    );
+    owner
+        .api()
+        .deregister_service("web-b")
+        .await
+        .expect("deregistered");
+    converged(agents, "after the second instance left").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     let Some(prev) = prev_bin() else {
@@ -377,6 +451,8 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
         AGENTS - OLD,
         before.len()
     );
+
+    second_instance(&agents).await;
 
     // The rolling upgrade, watched by every agent over the whole run.
     let streams: Vec<Arc<Mutex<Stream>>> = (0..AGENTS).map(|_| Default::default()).collect();

@@ -98,6 +98,7 @@ pub fn outlier_env(t: &OutlierTransition) -> Vec<(&'static str, String)> {
         ("SHOAL_OUTLIER_ACTION", t.action.as_str().to_string()),
         ("SHOAL_OUTLIER_SERVICE", t.service.clone()),
         ("SHOAL_OUTLIER_NODE", t.node.clone()),
+        ("SHOAL_OUTLIER_ID", t.id.clone()),
         ("SHOAL_OUTLIER_REASON", t.reason.clone()),
         (
             "SHOAL_OUTLIER_UNTIL_MS",
@@ -328,6 +329,7 @@ mod tests {
         let t = OutlierTransition {
             service: "web".into(),
             node: "n3".into(),
+            id: "web".into(),
             action: OutlierAction::Ejected,
             reason: "20 of 25 calls failed".into(),
             ejection: Some(Ejection {
@@ -387,6 +389,7 @@ mod tests {
             Alert::Outlier(OutlierTransition {
                 service: "web".into(),
                 node: format!("n{i}"),
+                id: "web".into(),
                 action: OutlierAction::Ejected,
                 reason: "failing".into(),
                 ejection: None,

@@ -153,12 +153,14 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
             shoal_core::OutlierAction::Restored => info!(
                 service = %t.service,
                 node = %t.node,
+                id = %t.id,
                 reason = %t.reason,
                 "instance restored"
             ),
             action => warn!(
                 service = %t.service,
                 node = %t.node,
+                id = %t.id,
                 reason = %t.reason,
                 "instance {}",
                 action.as_str()

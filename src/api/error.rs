@@ -80,6 +80,7 @@ impl From<NodeError> for HttpError {
         let status = match &e {
             NodeError::Left | NodeError::ForceLeave(_) => StatusCode::CONFLICT,
             NodeError::NoSuchService(_) => StatusCode::NOT_FOUND,
+            NodeError::AmbiguousService { .. } => StatusCode::CONFLICT,
             NodeError::Meta(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };

@@ -101,9 +101,11 @@ pub fn resolve_checks(
             ),
         ));
     }
-    let mut v = resolve_services([(req.name.as_str(), req.checks.as_slice())])?;
+    // Checks attach to the instance: their default ids are `service:ID`.
+    let id = req.instance_id();
+    let mut v = resolve_services([(id, req.checks.as_slice())])?;
     let defs = v.pop().map(|(_, d)| d).unwrap_or_default();
-    shared.checks.check_ids(&req.name, &defs)?;
+    shared.checks.check_ids(id, &defs)?;
     Ok(defs)
 }
 

@@ -30,6 +30,9 @@ pub const MAX_NAME: usize = 256;
 pub struct Report {
     pub service: String,
     pub node: String,
+    /// The instance id on `node`: needed when it runs several instances of `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(default)]
     pub success: u64,
     #[serde(default)]
@@ -62,6 +65,7 @@ impl From<ReportError> for HttpError {
             ReportError::NoSuchService(_) | ReportError::NoSuchInstance { .. } => {
                 StatusCode::NOT_FOUND
             }
+            ReportError::AmbiguousInstance { .. } => StatusCode::CONFLICT,
             ReportError::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ReportError::Empty | ReportError::NoCalls { .. } | ReportError::TooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -74,10 +78,13 @@ impl From<ReportError> for HttpError {
 /// Checks what the core does not: name lengths (before any lookup).
 fn validate(req: &ReportsRequest) -> Result<(), HttpError> {
     for (i, r) in req.reports.iter().enumerate() {
-        if r.service.len() > MAX_NAME || r.node.len() > MAX_NAME {
+        if r.service.len() > MAX_NAME
+            || r.node.len() > MAX_NAME
+            || r.id.as_ref().is_some_and(|id| id.len() > MAX_NAME)
+        {
             return Err(HttpError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("report {i}: a service or node name is over {MAX_NAME} bytes"),
+                format!("report {i}: a service, node or instance id is over {MAX_NAME} bytes"),
             ));
         }
         if r.success > MAX_COUNT || r.error > MAX_COUNT || r.timeout > MAX_COUNT {
@@ -92,13 +99,14 @@ pub(crate) async fn post(
     JsonBody(req): JsonBody<ReportsRequest>,
 ) -> Result<Json<ReportsResponse>, HttpError> {
     validate(&req)?;
-    let batch: Vec<(String, String, Outcomes)> = req
+    let batch: Vec<shoal_core::node::InstanceReport> = req
         .reports
         .into_iter()
         .map(|r| {
             (
                 r.service,
                 r.node,
+                r.id,
                 Outcomes {
                     success: r.success,
                     error: r.error,
@@ -108,7 +116,7 @@ pub(crate) async fn post(
         })
         .collect();
     let r = st.shared.with_node(|node, now| {
-        let instances = node.report_outcomes(now, &batch)?;
+        let instances = node.report_instance_outcomes(now, &batch)?;
         Ok::<_, HttpError>(ReportsResponse {
             index: node.index(),
             instances,

@@ -143,6 +143,10 @@ pub struct TagsRequest {
 #[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
     pub name: String,
+    /// The instance id, unique on this node (default: the name); several instances of one
+    /// service on a node each need their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub port: u16,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -150,6 +154,13 @@ pub struct ServiceRequest {
     pub health: Option<Health>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::agent::checks::CheckSpec>,
+}
+
+impl ServiceRequest {
+    /// The instance id: the one given, else the service's name.
+    pub fn instance_id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// `POST /v1/join` body: `{"addrs": ["IP:PORT" | "host:port", ...]}`.

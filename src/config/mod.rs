@@ -61,12 +61,22 @@ impl std::fmt::Display for LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub name: String,
+    /// The instance id, unique on this node (default: the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub port: u16,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// Health checks (`[[services.checks]]`), run by this agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::agent::checks::CheckSpec>,
+}
+
+impl ServiceConfig {
+    /// The instance id: the one given, else the service's name.
+    pub fn instance_id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Everything the agent runs with, resolved and validated.
@@ -243,7 +253,7 @@ impl Config {
         crate::agent::checks::resolve_services(
             self.services
                 .iter()
-                .map(|s| (s.name.as_str(), s.checks.as_slice())),
+                .map(|s| (s.instance_id(), s.checks.as_slice())),
         )
     }
 
@@ -252,7 +262,7 @@ impl Config {
         self.services
             .iter()
             .filter(|s| !s.checks.is_empty())
-            .map(|s| (s.name.clone(), s.checks.clone()))
+            .map(|s| (s.instance_id().to_string(), s.checks.clone()))
             .collect()
     }
 
@@ -270,7 +280,7 @@ fn meta_of(tags: &BTreeMap<String, String>, services: &[ServiceConfig]) -> NodeM
             .iter()
             .map(|s| {
                 (
-                    s.name.clone(),
+                    s.instance_id().to_string(),
                     Service {
                         name: s.name.clone(),
                         port: s.port,

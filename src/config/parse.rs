@@ -211,6 +211,7 @@ pub fn service_flag(s: &str) -> Parsed<ServiceConfig> {
     }
     Ok(ServiceConfig {
         name: name.to_string(),
+        id: None,
         port,
         tags: BTreeMap::new(),
         checks: Vec::new(),

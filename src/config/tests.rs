@@ -509,3 +509,61 @@ fn seeds_get_a_default_port() {
     assert_eq!(seed_with_port("seed.local:8000"), "seed.local:8000");
     assert_eq!(seed_with_port("[::1]:8000"), "[::1]:8000");
 }
+
+#[test]
+fn several_instances_of_a_service_in_the_file_need_their_own_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |body: &str| {
+        let p = write(&dir, &format!("bind = \"127.0.0.1:1000\"\n{body}"));
+        load(&args(&["--config", p.to_str().unwrap()]), &[])
+    };
+    let c = file(
+        r#"
+        [[services]]
+        name = "web"
+        id = "web-1"
+        port = 8080
+        [[services.checks]]
+        ttl = "1m"
+        [[services]]
+        name = "web"
+        id = "web-2"
+        port = 8081
+        "#,
+    )
+    .unwrap();
+    let meta = c.node_meta();
+    assert_eq!(meta.services["web-1"].port, 8080);
+    assert_eq!(meta.services["web-2"].port, 8081);
+    assert_eq!(meta.services["web-2"].name, "web");
+    // Checks attach to the instance: `service:ID`.
+    let checks = c.service_checks().unwrap();
+    assert_eq!(checks[0].0, "web-1");
+    assert_eq!(checks[0].1[0].id, "service:web-1");
+    // Two instances of one name without ids share the id: refused, with the field.
+    let e = file(
+        r#"
+        [[services]]
+        name = "web"
+        port = 8080
+        [[services]]
+        name = "web"
+        port = 8081
+        "#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("services") && e.contains("own id"), "{e}");
+    // An id outside Consul's rule.
+    let e = file(
+        r#"
+        [[services]]
+        name = "web"
+        id = "web/1"
+        port = 8080
+        "#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("instance id"), "{e}");
+}

@@ -129,17 +129,21 @@ pub(super) fn resolve(
 fn check_services(services: &[ServiceConfig]) -> Result<(), ConfigError> {
     let mut seen = BTreeSet::new();
     for s in services {
-        if !seen.insert(s.name.as_str()) {
+        if !seen.insert(s.instance_id()) {
             return Err(invalid(
                 "services",
-                format!("service {:?} is listed twice", s.name),
+                format!(
+                    "service instance {:?} is listed twice: give each instance of a service \
+                     its own id",
+                    s.instance_id()
+                ),
             ));
         }
     }
     crate::agent::checks::resolve_services(
         services
             .iter()
-            .map(|s| (s.name.as_str(), s.checks.as_slice())),
+            .map(|s| (s.instance_id(), s.checks.as_slice())),
     )
     .map_err(|e| invalid("services.checks", e.to_string()))?;
     Ok(())

@@ -92,6 +92,7 @@ async fn tag_and_service_changes_show_up_in_self_and_services() {
     expect_error(c, "DELETE", "/v1/tags/zone", None, 404, "zone").await;
 
     let svc = ServiceRequest {
+        id: None,
         name: "web".into(),
         port: 8080,
         tags: [("proto".to_string(), "http".to_string())]

@@ -287,6 +287,7 @@ async fn sighup_keeps_what_the_api_set() {
         .unwrap();
     client
         .register_service(&shoal::api::types::ServiceRequest {
+            id: None,
             name: "pg".into(),
             port: 5432,
             tags: Default::default(),

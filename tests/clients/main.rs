@@ -90,6 +90,7 @@ fn config(
         .services
         .iter()
         .map(|(n, p, t)| ServiceConfig {
+            id: None,
             name: n.to_string(),
             port: *p,
             tags: t

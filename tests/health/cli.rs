@@ -25,6 +25,7 @@ async fn cli_registers_checks_and_shows_health() {
         &rig,
         Format::Table,
         ClientCommand::Register(RegisterArgs {
+            id: None,
             service: format!("web:{}", target.addr.port()),
             tags: vec!["v=1".into()],
             checks: vec![r#"{"id":"app","ttl":"1h","initial_status":"warning"}"#.into()],
@@ -93,6 +94,7 @@ async fn cli_registers_checks_and_shows_health() {
         &rig,
         Format::Table,
         ClientCommand::Register(RegisterArgs {
+            id: None,
             service: "web".into(),
             tags: vec![],
             checks: vec![],

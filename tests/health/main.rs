@@ -95,6 +95,7 @@ impl Rig {
     async fn register(&self, agent: usize, name: &str, port: u16, checks: Vec<CheckSpec>) {
         self.clients[agent]
             .register_service(&ServiceRequest {
+                id: None,
                 name: name.into(),
                 port,
                 tags: BTreeMap::new(),

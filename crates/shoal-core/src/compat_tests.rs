@@ -189,9 +189,9 @@ fn a_broadcast_item_of_a_later_release_is_ignored_and_counted() {
 }
 
 fn extra_fields() -> impl Strategy<Value = Vec<(u32, Vec<u8>)>> {
-    // Numbers this release does not know (2 and up), values of any bytes.
+    // Numbers this release does not know (4 and up), values of any bytes.
     proptest::collection::btree_map(
-        2u32..10_000,
+        4u32..10_000,
         proptest::collection::vec(any::<u8>(), 0..40),
         0..5,
     )
@@ -254,7 +254,7 @@ proptest! {
 #[test]
 fn adding_a_field_in_a_later_release() {
     // Release N+1 declares, in core::fields::record (the next free number there):
-    const DRAINING: Field<bool> = Field::new(3, "draining");
+    const DRAINING: Field<bool> = Field::new(4, "draining");
     let mut r = record("n", 1, 0);
     DRAINING.set(&mut r.ext, &true);
     let bytes = r.encode();
@@ -265,7 +265,7 @@ fn adding_a_field_in_a_later_release() {
     let older = record("n", 1, 0);
     assert!(!DRAINING.get(&older.ext).unwrap().unwrap_or(false));
     // This release (which does not declare it) keeps it when it relays the record.
-    assert_eq!(back.ext.raw(3), Some(&[1u8][..]));
+    assert_eq!(back.ext.raw(4), Some(&[1u8][..]));
     // v0.1.0 still reads the record.
     assert_eq!(postcard::from_bytes::<V1Record>(&bytes).unwrap(), v1(&r));
 }
@@ -299,4 +299,169 @@ fn a_record_stripped_by_v0_1_0_is_replaced_by_the_owners_copy() {
     let got = BroadcastHandler::<()>::receive_item(&mut h, &full.encode(), Some(&()));
     assert!(matches!(got, Ok(Some(_))));
     assert_eq!(h.store.lock().get("new-1").unwrap().protocol(), PROTOCOL);
+}
+
+fn web(port: u16) -> Service {
+    Service {
+        name: "web".into(),
+        port,
+        tags: BTreeMap::new(),
+        health: None,
+        health_output: None,
+    }
+}
+
+/// What v0.1.0 does with a record it decoded: refuse it unless every services key is the
+/// service's name (its `NodeMeta::validate`, frozen here).
+fn v1_accepts(r: &V1Record) -> bool {
+    r.meta.services.iter().all(|(k, s)| *k == s.name)
+}
+
+#[test]
+fn several_instances_of_a_service_round_trip_and_v0_1_0_reads_the_first() {
+    let mut r = record("n1", 1, 1);
+    let mut meta = r.meta.clone();
+    meta.services.insert("web-2".into(), web(8081));
+    meta.services.insert("web-1".into(), web(8080));
+    r.set_meta(meta.clone());
+    let bytes = r.encode();
+    // This release reads both instances, by id, and relays the same bytes.
+    let back = MetaRecord::decode(&bytes).unwrap();
+    assert_eq!(back.meta, meta);
+    assert_eq!(back.encode(), bytes);
+    // So does a Push, the anti-entropy path.
+    let push = ShoalMsg::Push {
+        records: vec![Arc::new(r.clone())],
+    };
+    let ShoalMsg::Push { records } = ShoalMsg::decode(&push.encode()).unwrap() else {
+        panic!("not a push");
+    };
+    assert_eq!(records[0].meta, meta);
+    // v0.1.0 reads one instance of web, the lowest id, keyed by name, and accepts it.
+    let old: V1Record = postcard::from_bytes(&bytes).unwrap();
+    assert!(v1_accepts(&old));
+    assert_eq!(old.meta.services.len(), 2);
+    assert_eq!(old.meta.services["web"].port, 8080);
+    assert_eq!(old.meta.services["svc0"].port, 8000);
+    // One instance per name with its name as id: byte for byte what v0.1.0 wrote.
+    let single = record("n1", 1, 1);
+    assert_eq!(
+        single.encode()[..],
+        postcard::to_allocvec(&v1(&single)).unwrap()[..]
+            .iter()
+            .chain(single.ext.to_bytes().iter())
+            .copied()
+            .collect::<Vec<u8>>()[..]
+    );
+    assert!(fields::record::INSTANCES
+        .get(&single.ext)
+        .unwrap()
+        .is_none());
+}
+
+/// Field `record.instances` is validated once at decode; one that fails reads as absent (as
+/// any known field out of range: never a refused record), so the record reads as v0.1.0 reads
+/// it, one instance per service, and is relayed with its bytes intact. A fixed part whose key
+/// is not its service's name is refused, as v0.1.0 refuses it.
+#[test]
+fn instances_are_validated_at_decode() {
+    use crate::instances::Instances;
+    use crate::meta::{MetaError, MAX_SERVICES};
+    let base = || {
+        let mut r = record("n1", 0, 0);
+        let mut meta = NodeMeta::default();
+        meta.services.insert("web-1".into(), web(8080));
+        r.set_meta(meta);
+        r
+    };
+    let with = |inst: Instances| {
+        let mut r = base();
+        fields::record::INSTANCES.set(&mut r.ext, &inst);
+        r.encode()
+    };
+    // What the record reads as: (id, port) of each instance.
+    let read = |bytes: &[u8]| -> Vec<(String, u16)> {
+        let r = MetaRecord::decode(bytes).expect("never a refused record");
+        assert_eq!(r.encode(), bytes, "relayed intact");
+        r.meta
+            .services
+            .iter()
+            .map(|(id, s)| (id.clone(), s.port))
+            .collect()
+    };
+    let fixed_only = vec![("web".to_string(), 8080)];
+    let ok = Instances {
+        ids: vec![("web".into(), "web-1".into())],
+        more: vec![("web-2".into(), web(8081))],
+    };
+    assert_eq!(
+        read(&with(ok.clone())),
+        vec![("web-1".to_string(), 8080), ("web-2".to_string(), 8081)]
+    );
+    // The same id twice (once as the first instance's id, once as another instance).
+    let mut dup = ok.clone();
+    dup.more = vec![("web-1".into(), web(8081))];
+    assert_eq!(read(&with(dup)), fixed_only);
+    let mut dup = ok.clone();
+    dup.more = vec![("web-2".into(), web(8081)), ("web-2".into(), web(8082))];
+    assert_eq!(read(&with(dup)), fixed_only);
+    // An instance that sorts before the fixed part's (not the lowest id: not canonical).
+    let mut low = ok.clone();
+    low.more = vec![("web-0".into(), web(8081))];
+    assert_eq!(read(&with(low)), fixed_only);
+    // An instance of a service the fixed part does not carry.
+    let mut orphan = ok.clone();
+    let mut db = web(5432);
+    db.name = "db".into();
+    orphan.more = vec![("web-2".into(), db)];
+    assert_eq!(read(&with(orphan)), fixed_only);
+    // A bad id; a field that does not decode.
+    let mut bad = ok.clone();
+    bad.more = vec![("web 2".into(), web(8081))];
+    assert_eq!(read(&with(bad)), fixed_only);
+    let mut garbage = base();
+    garbage.ext.set_raw(
+        fields::record::INSTANCES.number,
+        vec![7, 1].into_boxed_slice(),
+    );
+    assert_eq!(read(&garbage.encode()), fixed_only);
+    // The fixed part's own rule (v0.1.0's): a key that is not the service's name is refused.
+    let mut renamed = V1Record {
+        meta: NodeMeta::default(),
+        ..v1(&base())
+    };
+    renamed.meta.services.insert("web-1".into(), web(8080));
+    assert!(matches!(
+        MetaRecord::decode(&postcard::to_allocvec(&renamed).unwrap()),
+        Err(MetaError::BadServiceName(_))
+    ));
+    // More instances than MAX_SERVICES in all: refused when set, the field absent at decode.
+    let mut many = NodeMeta::default();
+    for i in 0..=MAX_SERVICES {
+        many.services
+            .insert(format!("w{i:02}"), web(8000 + i as u16));
+    }
+    assert!(matches!(
+        many.validate(),
+        Err(MetaError::TooManyServices(n)) if n == MAX_SERVICES + 1
+    ));
+    let mut over = base();
+    over.set_meta(many);
+    assert_eq!(
+        MetaRecord::decode(&over.encode())
+            .unwrap()
+            .meta
+            .services
+            .len(),
+        1,
+        "more than MAX_SERVICES instances: the field reads as absent"
+    );
+    // Extra instances count against the record's size limit.
+    let mut big = NodeMeta::default();
+    for i in 0..MAX_SERVICES {
+        let mut s = web(8000 + i as u16);
+        s.tags.insert("k".into(), "v".repeat(40));
+        big.services.insert(format!("web-{i:02}"), s);
+    }
+    assert!(matches!(big.validate(), Err(MetaError::TooLarge(_))));
 }

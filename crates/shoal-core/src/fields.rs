@@ -21,6 +21,10 @@ pub mod record {
     /// The owner is stopping to restart: "expect me back within this many milliseconds"
     /// (`core::restart`, bounded by `restart::MIN_GRACE`..=`MAX_GRACE`); absent: it is not.
     pub const RESTART: Field<u32> = Field::new(2, "restart");
+    /// The instances of its services the fixed part cannot carry (`core::instances`: the
+    /// ids of the first instance of each name that are not the name, and every further
+    /// instance); absent: one instance per service, its id its name.
+    pub const INSTANCES: Field<crate::instances::Instances> = Field::new(3, "instances");
 }
 
 /// Fields of a `sync::ShoalMsg`, after its v0.1.0 fixed part.
@@ -35,6 +39,7 @@ pub mod shoal_msg {
 pub const ALL: &[(&str, u32, &str)] = &[
     ("record", record::PROTOCOL.number, record::PROTOCOL.name),
     ("record", record::RESTART.number, record::RESTART.name),
+    ("record", record::INSTANCES.number, record::INSTANCES.name),
     (
         "shoal_msg",
         shoal_msg::RECORD_EXTS.number,

@@ -34,7 +34,7 @@ impl Guard {
                 .get(name)
                 .filter(|r| r.generation <= m.id.generation())
             {
-                Some(r) => out.extend(r.meta.services.keys().cloned()),
+                Some(r) => out.extend(r.meta.services.values().map(|s| s.name.clone())),
                 None => {
                     if let Some(g) = self.restored.get(name) {
                         out.extend(g.services.iter().map(|s| s.name.clone()));
@@ -55,7 +55,8 @@ impl Guard {
     ) -> bool {
         let services: Vec<String> = match (ctx.truth.get(name), ctx.meta.get(name)) {
             (Some(m), Some(r)) if r.generation <= m.id.generation() => {
-                r.meta.services.keys().cloned().collect()
+                // By service name (the map is keyed by instance id).
+                r.meta.services.values().map(|s| s.name.clone()).collect()
             }
             _ => match self.ghosts.get(name).or_else(|| self.restored.get(name)) {
                 Some(g) => g.services.iter().map(|s| s.name.clone()).collect(),

@@ -116,13 +116,18 @@ impl Rig {
     }
 
     fn service(&mut self, name: &str, svc: &str) {
+        self.instance(name, svc, svc);
+    }
+
+    /// `name` offers an instance `id` of `svc`.
+    fn instance(&mut self, name: &str, id: &str, svc: &str) {
         let mut meta = self
             .meta
             .get(name)
             .map(|r| r.meta.clone())
             .unwrap_or_default();
         meta.services.insert(
-            svc.into(),
+            id.into(),
             Service {
                 name: svc.into(),
                 port: 80,
@@ -286,6 +291,20 @@ fn thaw_needs_held_under_half_the_limit_for_stable_after_then_drains() {
             (GuardState::Frozen, GuardState::Normal)
         ]
     );
+}
+
+/// The guard protects services by name, whatever their instances' ids: a member whose
+/// instance `db-2` fails while another member offers `db` (as `db-1`) is removed; the last
+/// one is held.
+#[test]
+fn services_are_protected_by_name_not_instance_id() {
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.instance("p1", "db-1", "db");
+    r.instance("p2", "db-2", "db");
+    r.set("p2", TruthState::Down);
+    assert_eq!(r.served("p2"), ServedStatus::Down, "p1 still offers db");
+    r.set("p1", TruthState::Down);
+    assert_eq!(r.served("p1"), ServedStatus::Held, "the last db");
 }
 
 #[test]

@@ -51,12 +51,16 @@ impl Inst {
     }
 }
 
+/// An instance: its node and its id on that node (several instances of a service may run on
+/// one node).
+type Key = (Arc<str>, Arc<str>);
+
 #[derive(Debug, Default)]
 struct Svc {
-    instances: BTreeMap<Arc<str>, Inst>,
+    instances: BTreeMap<Key, Inst>,
     /// Instances that turned critical, with when, oldest first (pruned to `window`).
-    failures: Vec<(Time, Arc<str>)>,
-    held: BTreeSet<Arc<str>>,
+    failures: Vec<(Time, Key)>,
+    held: BTreeSet<Key>,
     frozen: Option<Frozen>,
 }
 
@@ -71,8 +75,8 @@ struct Frozen {
 pub struct HealthGuard {
     cfg: GuardConfig,
     services: BTreeMap<String, Svc>,
-    /// The services each node offers (to forget what it no longer offers).
-    by_node: BTreeMap<Arc<str>, BTreeSet<String>>,
+    /// The instances each node offers, as (service, id) (to forget what it no longer offers).
+    by_node: BTreeMap<Arc<str>, BTreeSet<(String, Arc<str>)>>,
     transitions: Vec<HealthTransition>,
     /// Nodes whose held status in some service changed (their instances must be re-served).
     dirty: BTreeSet<Arc<str>>,
@@ -93,41 +97,42 @@ impl HealthGuard {
         self.cfg.mode == GuardMode::Off
     }
 
-    /// What `node` offers now: every service with its health (`None`: passing), and whether
-    /// the served view serves the node. Services it no longer offers are forgotten (intent:
-    /// a deregistered instance is never held).
+    /// What `node` offers now: every service instance as (id, service, health; `None`:
+    /// passing), and whether the served view serves the node. Instances it no longer offers
+    /// are forgotten (intent: a deregistered instance is never held).
     pub fn observe<'a>(
         &mut self,
         now: Time,
         node: &Arc<str>,
-        services: impl IntoIterator<Item = (&'a str, Option<Health>)>,
+        services: impl IntoIterator<Item = (&'a str, &'a str, Option<Health>)>,
         serving: bool,
     ) {
         if self.off() {
             return;
         }
         let mut offered = BTreeSet::new();
-        for (name, health) in services {
-            offered.insert(name.to_string());
+        for (id, name, health) in services {
+            let key: Key = (node.clone(), Arc::from(id));
+            offered.insert((name.to_string(), key.1.clone()));
             let health = health.unwrap_or(Health::Passing);
             let svc = self.services.entry(name.to_string()).or_default();
-            let before = svc.instances.get(node).copied();
+            let before = svc.instances.get(&key).copied();
             let mut now_inst = Inst {
                 health,
                 serving,
                 was_ok: before.is_some_and(|b| b.was_ok),
             };
             now_inst.was_ok |= serving && health != Health::Critical;
-            svc.instances.insert(node.clone(), now_inst);
+            svc.instances.insert(key.clone(), now_inst);
             let turned = now_inst.critical() && before.is_some_and(|b| !b.critical());
             if turned {
-                svc.failures.push((now, node.clone()));
+                svc.failures.push((now, key.clone()));
                 if svc.frozen.is_some() && !self.cfg.fail_closed(name) {
-                    svc.held.insert(node.clone());
+                    svc.held.insert(key.clone());
                     self.dirty.insert(node.clone());
                 }
             }
-            if !now_inst.critical() && svc.held.remove(node) {
+            if !now_inst.critical() && svc.held.remove(&key) {
                 self.dirty.insert(node.clone());
             }
             // Only a failure can trip the guard, and only a frozen guard has more to decide:
@@ -136,12 +141,12 @@ impl HealthGuard {
                 self.evaluate(now, name);
             }
         }
-        let gone: Vec<String> = match self.by_node.get(node) {
+        let gone: Vec<(String, Arc<str>)> = match self.by_node.get(node) {
             Some(old) => old.difference(&offered).cloned().collect(),
             None => Vec::new(),
         };
-        for name in gone {
-            self.drop_instance(now, &name, node);
+        for (name, id) in gone {
+            self.drop_instance(now, &name, &(node.clone(), id));
         }
         if offered.is_empty() {
             self.by_node.remove(node);
@@ -153,20 +158,20 @@ impl HealthGuard {
     /// `node` is gone for good (left, reaped, or its record is no longer of its life).
     pub fn forget(&mut self, now: Time, node: &Arc<str>) {
         if let Some(old) = self.by_node.remove(node) {
-            for name in old {
-                self.drop_instance(now, &name, node);
+            for (name, id) in old {
+                self.drop_instance(now, &name, &(node.clone(), id));
             }
         }
     }
 
-    fn drop_instance(&mut self, now: Time, service: &str, node: &Arc<str>) {
+    fn drop_instance(&mut self, now: Time, service: &str, key: &Key) {
         let Some(svc) = self.services.get_mut(service) else {
             return;
         };
-        svc.instances.remove(node);
-        svc.failures.retain(|(_, n)| n != node);
-        if svc.held.remove(node) {
-            self.dirty.insert(node.clone());
+        svc.instances.remove(key);
+        svc.failures.retain(|(_, k)| k != key);
+        if svc.held.remove(key) {
+            self.dirty.insert(key.0.clone());
         }
         if svc.frozen.is_none() {
             if svc.instances.is_empty() {
@@ -222,13 +227,13 @@ impl HealthGuard {
             return;
         };
         let n = svc.instances.values().filter(|i| i.serving).count();
-        let critical: Vec<&Arc<str>> = svc
+        let critical: Vec<&Key> = svc
             .instances
             .iter()
             .filter(|(_, i)| i.critical())
             .map(|(k, _)| k)
             .collect();
-        let recent: BTreeSet<&Arc<str>> = svc
+        let recent: BTreeSet<&Key> = svc
             .failures
             .iter()
             .filter(|(t, _)| now.since(*t) < cfg.window)
@@ -240,7 +245,7 @@ impl HealthGuard {
         let ratio = (cfg.max_removal_ratio * 100.0).round();
         match &mut svc.frozen {
             None => {
-                let (hold, reason): (Vec<Arc<str>>, String) = if recent.len() as f64 > limit {
+                let (hold, reason): (Vec<Key>, String) = if recent.len() as f64 > limit {
                     (
                         recent.iter().map(|k| (*k).clone()).collect(),
                         format!(
@@ -272,8 +277,8 @@ impl HealthGuard {
                 };
                 let held = hold.len();
                 for k in hold {
-                    svc.held.insert(k.clone());
-                    self.dirty.insert(k);
+                    self.dirty.insert(k.0.clone());
+                    svc.held.insert(k);
                 }
                 svc.frozen = Some(Frozen {
                     since: now,
@@ -312,7 +317,7 @@ impl HealthGuard {
                         svc.frozen = None;
                         svc.failures.clear();
                         for k in std::mem::take(&mut svc.held) {
-                            self.dirty.insert(k);
+                            self.dirty.insert(k.0);
                         }
                         self.push(
                             service,
@@ -362,14 +367,14 @@ impl HealthGuard {
 
     // ----- outputs --------------------------------------------------------------------------
 
-    /// Why `node`'s instance of `service` is served as held in the passing view (enforce mode
-    /// only), or `None`.
-    pub fn held(&self, service: &str, node: &str) -> Option<&str> {
+    /// Why `node`'s instance `id` of `service` is served as held in the passing view
+    /// (enforce mode only), or `None`.
+    pub fn held(&self, service: &str, node: &str, id: &str) -> Option<&str> {
         if self.cfg.mode != GuardMode::Enforce {
             return None;
         }
         let svc = self.services.get(service)?;
-        if !svc.held.contains(node) {
+        if !svc.held.iter().any(|(n, i)| &**n == node && &**i == id) {
             return None;
         }
         svc.frozen.as_ref().map(|f| f.reason.as_str())

@@ -15,7 +15,7 @@ fn guard(mode: GuardMode) -> HealthGuard {
 }
 
 fn set(g: &mut HealthGuard, now: Time, i: usize, h: Health) {
-    g.observe(now, &name(i), [("web", Some(h))], true);
+    g.observe(now, &name(i), [("web", "web", Some(h))], true);
 }
 
 /// `n` passing instances of `web`.
@@ -29,7 +29,7 @@ fn cluster(n: usize) -> HealthGuard {
 
 fn held(g: &HealthGuard, n: usize) -> Vec<usize> {
     (0..n)
-        .filter(|i| g.held("web", &name(*i)).is_some())
+        .filter(|i| g.held("web", &name(*i), "web").is_some())
         .collect()
 }
 
@@ -56,7 +56,7 @@ fn mass_failure_is_held_then_thaws_with_hysteresis() {
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].to, GuardState::Frozen);
     assert!(t[0].report.reason.contains("5 of 10 instances of web"));
-    assert!(g.held("web", "n0").unwrap().contains("shared fault"));
+    assert!(g.held("web", "n0", "web").unwrap().contains("shared fault"));
     // While frozen, one more failure is held at once.
     set(&mut g, Time(2000), 7, Health::Critical);
     assert_eq!(held(&g, 10), vec![0, 1, 2, 3, 4, 7]);
@@ -107,7 +107,7 @@ fn every_instance_critical_is_held_never_empty() {
     let mut g = cluster(1);
     set(&mut g, Time(10), 0, Health::Critical);
     assert_eq!(held(&g, 1), vec![0]);
-    assert!(g.held("web", "n0").unwrap().contains("never empty"));
+    assert!(g.held("web", "n0", "web").unwrap().contains("never empty"));
     // Back to passing, then stays calm: thaws.
     set(&mut g, Time(20), 0, Health::Passing);
     assert!(held(&g, 1).is_empty());
@@ -183,7 +183,7 @@ fn deregistration_and_down_members_are_not_held() {
 }
 
 fn set_serving(g: &mut HealthGuard, now: Time, i: usize, h: Health, serving: bool) {
-    g.observe(now, &name(i), [("web", Some(h))], serving);
+    g.observe(now, &name(i), [("web", "web", Some(h))], serving);
 }
 
 #[test]
@@ -196,7 +196,81 @@ fn an_instance_that_appears_critical_is_not_a_failure() {
     // nothing turned critical, nothing held.
     assert!(held(&g, 20).is_empty());
     // A new service whose only instance starts critical is not held either.
-    g.observe(Time(6), &name(30), [("api", Some(Health::Critical))], true);
-    assert!(g.held("api", "n30").is_none());
+    g.observe(
+        Time(6),
+        &name(30),
+        [("api", "api", Some(Health::Critical))],
+        true,
+    );
+    assert!(g.held("api", "n30", "api").is_none());
     assert!(g.take_transitions().is_empty());
+}
+
+/// Two instances of `web` on each node count as two: their failures, holds and recoveries
+/// are each instance's own, and deregistering one forgets only it.
+#[test]
+fn instances_on_one_node_are_counted_and_held_apart() {
+    let mut g = guard(GuardMode::Enforce);
+    let both = |h1: Health, h2: Health| [("web-1", "web", Some(h1)), ("web-2", "web", Some(h2))];
+    for i in 0..5 {
+        g.observe(
+            Time(0),
+            &name(i),
+            both(Health::Passing, Health::Passing),
+            true,
+        );
+    }
+    // Limit: max(2, 0.4 x 10 instances) = 4; five failures (on three nodes) trip it.
+    g.observe(
+        Time(1000),
+        &name(0),
+        both(Health::Critical, Health::Critical),
+        true,
+    );
+    g.observe(
+        Time(1000),
+        &name(1),
+        both(Health::Critical, Health::Critical),
+        true,
+    );
+    assert!(
+        g.take_transitions().is_empty(),
+        "four failures are within the limit"
+    );
+    g.observe(
+        Time(1000),
+        &name(2),
+        both(Health::Critical, Health::Passing),
+        true,
+    );
+    let t = g.take_transitions();
+    assert_eq!(t.len(), 1);
+    assert!(
+        t[0].report.reason.contains("5 of 10 instances of web"),
+        "{t:?}"
+    );
+    assert!(g.held("web", "n2", "web-1").is_some());
+    assert!(
+        g.held("web", "n2", "web-2").is_none(),
+        "a passing instance is not held"
+    );
+    // One instance of n0 passes again: only it leaves the held set.
+    g.observe(
+        Time(2000),
+        &name(0),
+        both(Health::Critical, Health::Passing),
+        true,
+    );
+    assert!(g.held("web", "n0", "web-1").is_some());
+    assert!(g.held("web", "n0", "web-2").is_none());
+    // n1 deregisters web-2 (intent): it is forgotten, web-1 stays held.
+    g.observe(
+        Time(3000),
+        &name(1),
+        [("web-1", "web", Some(Health::Critical))],
+        true,
+    );
+    assert!(g.held("web", "n1", "web-1").is_some());
+    assert!(g.held("web", "n1", "web-2").is_none());
+    assert_eq!(g.reports()["web"].baseline, 9);
 }

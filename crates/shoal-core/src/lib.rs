@@ -20,6 +20,7 @@ pub mod hash;
 pub mod health_guard;
 pub mod health_rate;
 pub mod identity;
+pub mod instances;
 pub mod intern;
 pub mod keyops;
 pub mod keyring;
@@ -84,4 +85,4 @@ pub use outlier::{
 pub use profile::{Profile, Timings};
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};
 pub use time::Time;
-pub use truth::{Instance, MemberView, ServedStatus, TruthState};
+pub use truth::{Instance, MemberView, ServedStatus, ServiceView, TruthState};

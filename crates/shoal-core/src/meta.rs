@@ -113,7 +113,9 @@ pub struct Service {
 pub struct NodeMeta {
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Keyed by service name.
+    /// Keyed by instance id (`core::instances`; the service's name unless the instance was
+    /// given an id). A record's fixed part carries one instance per name, keyed by name
+    /// (`instances::serialize_fixed`), the others travel in field `record.instances`.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
 }
@@ -131,6 +133,9 @@ pub struct MetaRecord {
     pub version: u64,
     /// Set when the owner is leaving gracefully: its disappearance is intent, not failure.
     pub leaving: bool,
+    /// Written as v0.1.0's fixed part (one instance per service, keyed by name); the other
+    /// instances are joined in from field `record.instances` at decode.
+    #[serde(serialize_with = "crate::instances::serialize_fixed")]
     pub meta: NodeMeta,
     /// Extension fields after the fixed part above (`core::fields::record`), known and
     /// unknown alike: written back as received, so a relayed record loses none.
@@ -165,8 +170,39 @@ impl MetaRecord {
         let (mut rec, rest): (MetaRecord, &[u8]) =
             postcard::take_from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
         rec.ext = Ext::decode(rest).map_err(|e| MetaError::Decode(e.to_string()))?;
+        rec.join_instances()?;
         rec.validate()?;
         Ok(rec)
+    }
+
+    /// Re-keys the services of a record just decoded (its fixed part keyed by name) by
+    /// instance id, with the instances of field `record.instances` (`instances::join`).
+    /// A fixed part whose key is not its service's name is refused (v0.1.0's rule); a field
+    /// that does not decode or that `instances::join` refuses (bad, unordered or repeated
+    /// ids, more than `MAX_SERVICES` instances in all) reads as absent, as every known field
+    /// out of range does (`validate`): the record is read as v0.1.0 reads it, one instance
+    /// per service, and relayed with its field intact.
+    pub fn join_instances(&mut self) -> Result<(), MetaError> {
+        let fixed = crate::instances::join(std::mem::take(&mut self.meta.services), None)?;
+        let inst = crate::fields::record::INSTANCES
+            .get(&self.ext)
+            .ok()
+            .flatten();
+        self.meta.services = match inst.map(|i| crate::instances::join(fixed.clone(), Some(i))) {
+            Some(Ok(all)) if all.len() <= MAX_SERVICES => all,
+            _ => fixed,
+        };
+        Ok(())
+    }
+
+    /// Sets the owner's metadata, and field `record.instances` to match: the owner's own
+    /// record only (every change of `meta` on it goes through here).
+    pub fn set_meta(&mut self, meta: NodeMeta) {
+        match crate::instances::split(&meta) {
+            Some(i) => crate::fields::record::INSTANCES.set(&mut self.ext, &i),
+            None => self.ext.remove(crate::fields::record::INSTANCES.number),
+        }
+        self.meta = meta;
     }
 
     /// Checks a received record: its metadata's limits and its whole size. The content of
@@ -234,6 +270,12 @@ pub enum MetaError {
     TooManyServiceTags(String),
     #[error("service name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_', '-'")]
     BadServiceName(String),
+    #[error(
+        "service instance id {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_', ':', '-'"
+    )]
+    BadInstanceId(String),
+    #[error("service instance id {0:?} is given twice")]
+    DuplicateInstance(String),
     #[error("service {0:?} has port 0; give the port it listens on")]
     BadPort(String),
     #[error(
@@ -298,6 +340,21 @@ impl Service {
 }
 
 impl NodeMeta {
+    /// Bytes this metadata takes in a record: the fixed part and field `record.instances`.
+    pub fn wire_len(&self) -> usize {
+        struct Fixed<'a>(&'a NodeMeta);
+        impl Serialize for Fixed<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                crate::instances::serialize_fixed(self.0, s)
+            }
+        }
+        let mut ext = Ext::default();
+        if let Some(i) = crate::instances::split(self) {
+            crate::fields::record::INSTANCES.set(&mut ext, &i);
+        }
+        encoded_len(&Fixed(self)).saturating_add(ext.encoded_len())
+    }
+
     /// Checks every limit, including the encoded size of a record carrying this metadata
     /// and [`EXT_RESERVE`] bytes of extension fields: for this node's own metadata.
     pub fn validate(&self) -> Result<(), MetaError> {
@@ -312,16 +369,17 @@ impl NodeMeta {
         if self.services.len() > MAX_SERVICES {
             return Err(MetaError::TooManyServices(self.services.len()));
         }
-        for (name, svc) in &self.services {
-            if name != &svc.name {
-                return Err(MetaError::BadServiceName(name.clone()));
+        for (id, svc) in &self.services {
+            if !crate::instances::valid_id(id) {
+                return Err(MetaError::BadInstanceId(id.clone()));
             }
             svc.validate()?;
         }
         // The worst-case header (a 64-byte name, an IPv6 address, two 10-byte varints) plus
-        // the encoding of this metadata: postcard encodes a struct as its fields in a row.
+        // the encoding of this metadata (postcard encodes a struct as its fields in a row):
+        // its fixed part and its field `record.instances`, framing included.
         let len = record_header_max()
-            .saturating_add(encoded_len(self))
+            .saturating_add(self.wire_len())
             .saturating_add(reserve);
         if len > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(len));

@@ -19,7 +19,7 @@ use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardCtx, GuardReport, GuardState};
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::{validate_name, NodeId};
-use crate::meta::{MetaRecord, NodeMeta, Service, SharedMetaStore};
+use crate::meta::{MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::meta_gossip::MetaBroadcasts;
 use crate::reach::Reach;
 use crate::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY, SNAPSHOT_VERSION};
@@ -169,7 +169,7 @@ mod node_gray;
 mod node_health;
 #[path = "node_outlier.rs"]
 mod node_outlier;
-pub use node_outlier::ReportError;
+pub use node_outlier::{InstanceReport, ReportError};
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
 #[path = "node_restart.rs"]
@@ -275,9 +275,10 @@ impl Node {
             generation,
             version: 1,
             leaving: false,
-            meta,
+            meta: NodeMeta::default(),
             ext: Default::default(),
         };
+        own.set_meta(meta);
         // Every peer learns what this agent speaks from its record (docs/upgrades.md).
         crate::fields::record::PROTOCOL.set(&mut own.ext, &crate::wire::PROTOCOL);
         let mut truth = Truth::with_seed(seed ^ SEED_MIX.rotate_left(17));
@@ -551,7 +552,7 @@ impl Node {
         }
         self.now = now;
         self.own.version += 1;
-        self.own.meta = meta;
+        self.own.set_meta(meta);
         self.publish_own();
         self.after_input(now);
         Ok(())
@@ -574,21 +575,37 @@ impl Node {
         self.set_meta(now, meta)
     }
 
-    /// Registers (or replaces) a service of this node.
+    /// Registers (or replaces) a service instance of this node, its id its service's name.
     pub fn register_service(&mut self, now: Time, svc: Service) -> Result<(), NodeError> {
+        let id = svc.name.clone();
+        self.register_instance(now, &id, svc)
+    }
+
+    /// Registers (or replaces) the instance `id` of a service of this node.
+    pub fn register_instance(
+        &mut self,
+        now: Time,
+        id: &str,
+        svc: Service,
+    ) -> Result<(), NodeError> {
         svc.validate()?;
+        if !crate::instances::valid_id(id) {
+            return Err(MetaError::BadInstanceId(id.to_string()).into());
+        }
         let mut meta = self.own.meta.clone();
-        meta.services.insert(svc.name.clone(), svc);
+        meta.services.insert(id.to_string(), svc);
         self.set_meta(now, meta)
     }
 
-    /// Deregisters a service of this node.
-    pub fn deregister_service(&mut self, now: Time, name: &str) -> Result<(), NodeError> {
+    /// Deregisters a service instance of this node: the instance `id`, else the one instance
+    /// of the service named `id` (an error when that service has several: give the id).
+    /// Returns the id removed.
+    pub fn deregister_service(&mut self, now: Time, id: &str) -> Result<String, NodeError> {
         let mut meta = self.own.meta.clone();
-        if meta.services.remove(name).is_none() {
-            return Err(NodeError::NoSuchService(name.to_string()));
-        }
-        self.set_meta(now, meta)
+        let id = crate::instances::resolve(&meta, id)?;
+        meta.services.remove(&id);
+        self.set_meta(now, meta)?;
+        Ok(id)
     }
 
     /// Operator override of the guard.

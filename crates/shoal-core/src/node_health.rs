@@ -30,8 +30,8 @@ impl Node {
                 name,
                 r.meta
                     .services
-                    .values()
-                    .map(|s| (s.name.as_str(), s.health)),
+                    .iter()
+                    .map(|(id, s)| (id.as_str(), s.name.as_str(), s.health)),
                 serving,
             ),
             None => self.health.forget(now, name),
@@ -49,9 +49,10 @@ impl Node {
         }
     }
 
-    /// Why `node`'s instance of `service` is served as held in the passing view, if it is.
-    pub fn health_held(&self, service: &str, node: &str) -> Option<&str> {
-        self.health.held(service, node)
+    /// Why `node`'s instance `id` of `service` is served as held in the passing view, if it
+    /// is.
+    pub fn health_held(&self, service: &str, node: &str, id: &str) -> Option<&str> {
+        self.health.held(service, node, id)
     }
 
     /// The health guard's report of every service that is not `normal`.

@@ -28,6 +28,12 @@ pub enum ReportError {
          /v1/services/{service})"
     )]
     NoSuchInstance { service: String, node: String },
+    #[error("{node:?} runs several instances of {service:?} ({ids}): give the instance's \"id\"")]
+    AmbiguousInstance {
+        service: String,
+        node: String,
+        ids: String,
+    },
     #[error(
         "report {index} counts no call: give success, error or timeout counts (at least one \
          above 0)"
@@ -37,14 +43,33 @@ pub enum ReportError {
     TooLarge { index: usize },
 }
 
+/// One app's report: calls to `node`'s instance of `service` (`id`: which one, needed when
+/// the node runs several), and their outcomes.
+pub type InstanceReport = (String, String, Option<String>, Outcomes);
+
 impl Node {
-    /// Reports of local apps: the outcomes of their calls to `node`'s instance of `service`.
-    /// The whole batch is checked first (every instance served now, counts bounded); on an
-    /// error nothing is counted. Returns each instance's window and ejection after the batch.
+    /// Reports of local apps: the outcomes of their calls to `node`'s instance of `service`
+    /// (its only instance on `node`). See [`Node::report_instance_outcomes`].
     pub fn report_outcomes(
         &mut self,
         now: Time,
         reports: &[(String, String, Outcomes)],
+    ) -> Result<Vec<OutlierStatus>, ReportError> {
+        let reports: Vec<InstanceReport> = reports
+            .iter()
+            .map(|(s, n, o)| (s.clone(), n.clone(), None, *o))
+            .collect();
+        self.report_instance_outcomes(now, &reports)
+    }
+
+    /// Reports of local apps: the outcomes of their calls to an instance. The whole batch is
+    /// checked first (every instance served now, named by its id when its node runs several
+    /// instances of the service, counts bounded); on an error nothing is counted. Returns
+    /// each instance's window and ejection after the batch.
+    pub fn report_instance_outcomes(
+        &mut self,
+        now: Time,
+        reports: &[InstanceReport],
     ) -> Result<Vec<OutlierStatus>, ReportError> {
         if reports.is_empty() {
             return Err(ReportError::Empty);
@@ -55,7 +80,8 @@ impl Node {
         self.now = now;
         let served = self.services();
         let mut census: BTreeMap<&str, Vec<Census>> = BTreeMap::new();
-        for (index, (service, node, o)) in reports.iter().enumerate() {
+        let mut ids = Vec::with_capacity(reports.len());
+        for (index, (service, node, id, o)) in reports.iter().enumerate() {
             if o.total() == 0 {
                 return Err(ReportError::NoCalls { index });
             }
@@ -65,39 +91,57 @@ impl Node {
             let Some(instances) = served.get(service) else {
                 return Err(ReportError::NoSuchService(service.clone()));
             };
-            if !instances.iter().any(|i| i.node == *node) {
-                return Err(ReportError::NoSuchInstance {
-                    service: service.clone(),
-                    node: node.clone(),
-                });
+            let on_node: Vec<&str> = instances
+                .iter()
+                .filter(|i| i.node == *node)
+                .filter(|i| id.as_ref().is_none_or(|id| i.id == *id))
+                .map(|i| i.id.as_str())
+                .collect();
+            match on_node[..] {
+                [one] => ids.push(one.to_string()),
+                [] => {
+                    return Err(ReportError::NoSuchInstance {
+                        service: service.clone(),
+                        node: node.clone(),
+                    })
+                }
+                _ => {
+                    return Err(ReportError::AmbiguousInstance {
+                        service: service.clone(),
+                        node: node.clone(),
+                        ids: on_node.join(", "),
+                    })
+                }
             }
             census.entry(service.as_str()).or_insert_with(|| {
                 instances
                     .iter()
                     .map(|i| Census {
                         node: i.node.clone(),
+                        id: i.id.clone(),
                         passing: i.health_passes(false),
                     })
                     .collect()
             });
         }
-        for (service, node, o) in reports {
+        for ((service, node, _, o), id) in reports.iter().zip(&ids) {
             let c = census
                 .get(service.as_str())
                 .map_or(&[][..], |v| v.as_slice());
-            self.outliers.report(now, service, node, o, c);
+            self.outliers.report(now, service, (node, id), o, c);
         }
         let out = reports
             .iter()
-            .map(|(s, n, _)| self.outliers.status(now, s, n))
+            .zip(&ids)
+            .map(|((s, n, _, _), id)| self.outliers.status(now, s, n, id))
             .collect();
         self.after_input(now);
         Ok(out)
     }
 
-    /// Why and until when `node`'s instance of `service` is ejected, if it is.
-    pub fn outlier_ejected(&self, service: &str, node: &str) -> Option<&Ejection> {
-        self.outliers.ejected(service, node)
+    /// Why and until when `node`'s instance `id` of `service` is ejected, if it is.
+    pub fn outlier_ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
+        self.outliers.ejected(service, node, id)
     }
 
     /// Instances ejected now, by service (services with none are left out).

@@ -184,8 +184,11 @@ impl Node {
                 if !self.guard.serves_instance(&s.name, m.status) {
                     continue;
                 }
-                inst.health_held = self.health.held(&s.name, &m.name).map(str::to_string);
-                inst.ejected = self.outliers.ejected(&s.name, &m.name).cloned();
+                inst.health_held = self
+                    .health
+                    .held(&s.name, &m.name, &s.id)
+                    .map(str::to_string);
+                inst.ejected = self.outliers.ejected(&s.name, &m.name, &s.id).cloned();
                 out.entry(s.name.clone()).or_default().push(inst);
             }
         }

@@ -46,8 +46,13 @@ pub enum NodeError {
     Meta(#[from] MetaError),
     #[error("this node has left the cluster; restart it to join again")]
     Left,
-    #[error("no service named {0:?} is registered on this node")]
+    #[error("no service instance or service named {0:?} is registered on this node")]
     NoSuchService(String),
+    #[error(
+        "service {name:?} has several instances on this node ({}): give the instance id",
+        ids.join(", ")
+    )]
+    AmbiguousService { name: String, ids: Vec<String> },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error("the node has started; members can only be adopted before")]

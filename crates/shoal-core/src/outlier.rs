@@ -1,7 +1,7 @@
 //! Outlier ejection from the reports of local apps (the seeds' "outlier instance removal",
 //! Envoy's outlier detection, the consumer-side passive check).
 //!
-//! Owns, per (service, node) instance this node was told about, a sliding window of call
+//! Owns, per instance (service, node, instance id) this node was told about, a sliding window of call
 //! outcomes (success, error, timeout) in `BUCKETS` buckets, the ejection state (since, until,
 //! the ejection count behind the back-off, the reason), and the rules (docs/outliers.md):
 //! - an instance whose failures (errors + timeouts) over all calls in `window` reach
@@ -193,6 +193,9 @@ impl OutlierAction {
 pub struct OutlierTransition {
     pub service: String,
     pub node: String,
+    /// The instance id on `node` (the service's name unless it was given one).
+    #[serde(default)]
+    pub id: String,
     pub action: OutlierAction,
     /// In words: the figures behind it.
     pub reason: String,
@@ -208,14 +211,28 @@ pub struct OutlierTransition {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Census {
     pub node: String,
+    /// The instance id on `node`.
+    pub id: String,
     pub passing: bool,
 }
+
+impl Census {
+    fn key(&self) -> Key {
+        (self.node.clone(), self.id.clone())
+    }
+}
+
+/// An instance: its node and its id there.
+type Key = (String, String);
 
 /// An instance's window and ejection, as `POST /v1/reports` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierStatus {
     pub service: String,
     pub node: String,
+    /// The instance id on `node`.
+    #[serde(default)]
+    pub id: String,
     /// The outcomes counted in the window now.
     pub window: Outcomes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,8 +300,8 @@ impl Entry {
 #[derive(Debug)]
 pub struct Outliers {
     cfg: OutlierConfig,
-    /// service -> node -> entry.
-    services: BTreeMap<String, BTreeMap<String, Entry>>,
+    /// service -> (node, instance id) -> entry.
+    services: BTreeMap<String, BTreeMap<Key, Entry>>,
     transitions: Vec<OutlierTransition>,
     counters: OutlierCounters,
     /// The earliest deadline the node's queue holds for us.
@@ -313,37 +330,39 @@ impl Outliers {
         now.0 / self.cfg.bucket_ms()
     }
 
-    /// An app's report of calls to `node`'s instance of `service`. `census`: every instance
-    /// of `service` the served view serves now (the caller has checked that `node` is one).
+    /// An app's report of calls to `node`'s instance `id` of `service`. `census`: every
+    /// instance of `service` the served view serves now (the caller has checked that this
+    /// is one).
     pub fn report(
         &mut self,
         now: Time,
         service: &str,
-        node: &str,
+        (node, id): (&str, &str),
         outcomes: &Outcomes,
         census: &[Census],
     ) {
         self.counters.reports += 1;
         let bucket = self.bucket(now);
+        let key: Key = (node.to_string(), id.to_string());
         let e = self
             .services
             .entry(service.to_string())
             .or_default()
-            .entry(node.to_string())
+            .entry(key.clone())
             .or_default();
         e.add(bucket, outcomes);
         e.last_report = now;
-        self.evaluate(now, service, node, census);
+        self.evaluate(now, service, &key, census);
     }
 
-    /// Ejects `node`'s instance if its window passes the threshold and the cap allows.
-    fn evaluate(&mut self, now: Time, service: &str, node: &str, census: &[Census]) {
+    /// Ejects the instance `key` if its window passes the threshold and the cap allows.
+    fn evaluate(&mut self, now: Time, service: &str, key: &Key, census: &[Census]) {
         let bucket = self.bucket(now);
         let cfg = &self.cfg;
         let Some(svc) = self.services.get_mut(service) else {
             return;
         };
-        let Some(e) = svc.get(node) else {
+        let Some(e) = svc.get(key) else {
             return;
         };
         if e.ejected.is_some() {
@@ -352,7 +371,7 @@ impl Outliers {
         let w = e.window(bucket);
         let failing = w.total() >= cfg.min_requests && w.ratio() >= cfg.error_ratio;
         if !failing {
-            if let Some(e) = svc.get_mut(node) {
+            if let Some(e) = svc.get_mut(key) {
                 e.capped = false;
             }
             return;
@@ -360,12 +379,12 @@ impl Outliers {
         let served = census.len();
         let ejected = census
             .iter()
-            .filter(|c| svc.get(&c.node).is_some_and(|e| e.ejected.is_some()))
+            .filter(|c| svc.get(&c.key()).is_some_and(|e| e.ejected.is_some()))
             .count();
         let passing_left = census
             .iter()
-            .filter(|c| c.passing && c.node != node)
-            .filter(|c| svc.get(&c.node).is_none_or(|e| e.ejected.is_none()))
+            .filter(|c| c.passing && c.key() != *key)
+            .filter(|c| svc.get(&c.key()).is_none_or(|e| e.ejected.is_none()))
             .count();
         let cap = cfg.cap(served);
         let percent = (w.ratio() * 100.0).round();
@@ -380,7 +399,7 @@ impl Outliers {
             (cfg.error_ratio * 100.0).round(),
             cfg.min_requests,
         );
-        let Some(e) = svc.get_mut(node) else {
+        let Some(e) = svc.get_mut(key) else {
             return;
         };
         if ejected + 1 > cap || passing_left == 0 {
@@ -398,7 +417,8 @@ impl Outliers {
                 };
                 self.transitions.push(OutlierTransition {
                     service: service.to_string(),
-                    node: node.to_string(),
+                    node: key.0.clone(),
+                    id: key.1.clone(),
                     action: OutlierAction::Capped,
                     reason: format!("{figures}; not ejected: {why}"),
                     ejection: None,
@@ -428,7 +448,8 @@ impl Outliers {
         self.counters.ejections += 1;
         self.transitions.push(OutlierTransition {
             service: service.to_string(),
-            node: node.to_string(),
+            node: key.0.clone(),
+            id: key.1.clone(),
             action: OutlierAction::Ejected,
             reason: ejection.reason.clone(),
             ejection: Some(ejection),
@@ -442,7 +463,7 @@ impl Outliers {
         let bucket = self.bucket(now);
         let cfg = &self.cfg;
         for (service, svc) in &mut self.services {
-            for (node, e) in svc.iter_mut() {
+            for ((node, id), e) in svc.iter_mut() {
                 let Some(ej) = &e.ejected else { continue };
                 if ej.until_ms > now.0 {
                     continue;
@@ -455,6 +476,7 @@ impl Outliers {
                 self.transitions.push(OutlierTransition {
                     service: service.clone(),
                     node: node.clone(),
+                    id: id.clone(),
                     action: OutlierAction::Restored,
                     reason: format!(
                         "back-off over after {} s: back in the passing view with an empty \
@@ -515,17 +537,23 @@ impl Outliers {
         std::mem::take(&mut self.transitions)
     }
 
-    /// Why and until when `node`'s instance of `service` is ejected, if it is.
-    pub fn ejected(&self, service: &str, node: &str) -> Option<&Ejection> {
-        self.services.get(service)?.get(node)?.ejected.as_ref()
+    /// Why and until when `node`'s instance `id` of `service` is ejected, if it is.
+    pub fn ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
+        self.services
+            .get(service)?
+            .get(&(node.to_string(), id.to_string()))?
+            .ejected
+            .as_ref()
     }
 
-    /// The window and ejection of `node`'s instance of `service`.
-    pub fn status(&self, now: Time, service: &str, node: &str) -> OutlierStatus {
-        let e = self.services.get(service).and_then(|s| s.get(node));
+    /// The window and ejection of `node`'s instance `id` of `service`.
+    pub fn status(&self, now: Time, service: &str, node: &str, id: &str) -> OutlierStatus {
+        let key: Key = (node.to_string(), id.to_string());
+        let e = self.services.get(service).and_then(|s| s.get(&key));
         OutlierStatus {
             service: service.to_string(),
             node: node.to_string(),
+            id: id.to_string(),
             window: e.map(|e| e.window(self.bucket(now))).unwrap_or_default(),
             ejected: e.and_then(|e| e.ejected.clone()),
         }

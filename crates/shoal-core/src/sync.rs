@@ -202,6 +202,12 @@ impl ShoalMsg {
                 let rec = records.get_mut(i as usize).ok_or_else(|| bad.clone())?;
                 Arc::make_mut(rec).ext = Ext::decode(&bytes)?;
             }
+            // Services keyed by instance id, with those of field `record.instances`.
+            for rec in records.iter_mut() {
+                Arc::make_mut(rec)
+                    .join_instances()
+                    .map_err(|e| ExtError::Fixed(e.to_string()))?;
+            }
         }
         Ok(msg)
     }

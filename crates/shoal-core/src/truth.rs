@@ -236,6 +236,9 @@ impl Truth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub node: String,
+    /// The instance id, unique on its node (the service's name unless it was given one).
+    #[serde(default)]
+    pub id: String,
     /// The member's advertised IP with the service port.
     pub addr: SocketAddr,
     pub port: u16,
@@ -294,7 +297,8 @@ pub struct MemberView {
     /// Milliseconds (driver time) since the member entered its current SWIM state.
     pub since_ms: u64,
     pub tags: BTreeMap<String, String>,
-    pub services: Vec<Service>,
+    /// Its service instances, by id.
+    pub services: Vec<ServiceView>,
     /// Metadata version as last seen (0 when none was received yet).
     pub meta_version: u64,
     /// Why the member entered its status (absent when this node saw no transition of it,
@@ -313,6 +317,46 @@ pub struct MemberView {
     /// it (`core::gray`), e.g. "gray: 6 of 8 observers cannot reach it".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gray: Option<String>,
+}
+
+/// A service instance of a member as the API shows it: its id beside the service's fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawServiceView")]
+pub struct ServiceView {
+    /// The instance id, unique on its node (the service's name unless it was given one).
+    pub id: String,
+    #[serde(flatten)]
+    pub service: Service,
+}
+
+/// A `ServiceView` as read: written before instance ids (a snapshot, an older agent's
+/// answer), it has none, and its id is its name.
+#[derive(Deserialize)]
+struct RawServiceView {
+    #[serde(default)]
+    id: String,
+    #[serde(flatten)]
+    service: Service,
+}
+
+impl From<RawServiceView> for ServiceView {
+    fn from(r: RawServiceView) -> Self {
+        ServiceView {
+            id: if r.id.is_empty() {
+                r.service.name.clone()
+            } else {
+                r.id
+            },
+            service: r.service,
+        }
+    }
+}
+
+impl std::ops::Deref for ServiceView {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 impl MemberView {
@@ -337,7 +381,16 @@ impl MemberView {
             since_ms: m.since.as_millis(),
             tags: meta.map(|r| r.meta.tags.clone()).unwrap_or_default(),
             services: meta
-                .map(|r| r.meta.services.values().cloned().collect())
+                .map(|r| {
+                    r.meta
+                        .services
+                        .iter()
+                        .map(|(id, s)| ServiceView {
+                            id: id.clone(),
+                            service: s.clone(),
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             meta_version: meta.map(|r| r.version).unwrap_or(0),
             cause: None,
@@ -351,6 +404,7 @@ impl MemberView {
     pub fn instances(&self) -> impl Iterator<Item = Instance> + '_ {
         self.services.iter().map(|s| Instance {
             node: self.name.clone(),
+            id: s.id.clone(),
             addr: SocketAddr::new(self.addr.ip(), s.port),
             port: s.port,
             status: self.status,
@@ -366,6 +420,19 @@ impl MemberView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_without_an_id_has_its_name_as_id() {
+        let old: ServiceView = serde_json::from_str(r#"{"name":"web","port":80}"#).unwrap();
+        assert_eq!(old.id, "web");
+        let new: ServiceView =
+            serde_json::from_str(r#"{"id":"web-2","name":"web","port":81}"#).unwrap();
+        assert_eq!((new.id.as_str(), new.port), ("web-2", 81));
+        assert_eq!(
+            serde_json::from_str::<ServiceView>(&serde_json::to_string(&new).unwrap()).unwrap(),
+            new
+        );
+    }
 
     #[test]
     fn set_reports_changes() {

@@ -57,16 +57,16 @@ pub fn view(node: &Node) -> ViewData {
     let mut ejected = BTreeMap::new();
     let served = node
         .services()
-        .into_iter()
-        .flat_map(|(svc, insts)| insts.into_iter().map(move |i| (svc.clone(), i)))
-        .map(|(svc, i)| {
+        .into_values()
+        .flatten()
+        .map(|i| {
             if let Some(why) = i.health_held {
-                health_held.insert((svc.clone(), i.node.clone()), why);
+                health_held.insert((i.node.clone(), i.id.clone()), why);
             }
             if let Some(e) = i.ejected {
-                ejected.insert((svc.clone(), i.node.clone()), e);
+                ejected.insert((i.node.clone(), i.id.clone()), e);
             }
-            (svc, i.node)
+            (i.node, i.id)
         })
         .collect::<BTreeSet<_>>();
     ViewData {

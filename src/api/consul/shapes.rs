@@ -9,7 +9,7 @@
 //! no I/O, no locking, no decisions beyond that mapping (the served view is the guard's).
 
 use serde::Serialize;
-use shoal_core::{GuardReport, Health, MemberView, ServedStatus, Service};
+use shoal_core::{GuardReport, Health, MemberView, ServedStatus, Service, ServiceView};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Check id of a member's node-level health (Consul's own name, so clients that look for it
@@ -36,13 +36,13 @@ pub struct ViewData {
     pub self_name: String,
     /// Every served member but those that left (Consul deregisters a node that leaves).
     pub members: Vec<MemberView>,
-    /// (service, node) pairs the served view serves (`Node::services`): the guard's word on
+    /// (node, instance id) pairs the served view serves (`Node::services`): the guard's word on
     /// which instances apps get, including its per-service `fail_closed` rule.
     pub served: BTreeSet<(String, String)>,
-    /// (service, node) pairs whose instance is critical but held by the health guard, with
+    /// (node, instance id) pairs whose instance is critical but held by the health guard, with
     /// why.
     pub health_held: BTreeMap<(String, String), String>,
-    /// (service, node) pairs this agent ejects on its apps' reports, with why and until when.
+    /// (node, instance id) pairs this agent ejects on its apps' reports, with why and until when.
     pub ejected: BTreeMap<(String, String), shoal_core::Ejection>,
 }
 
@@ -266,9 +266,9 @@ impl ViewData {
         }
     }
 
-    pub fn service(&self, m: &MemberView, svc: &Service) -> ConsulService {
+    pub fn service(&self, m: &MemberView, svc: &ServiceView) -> ConsulService {
         ConsulService {
-            id: svc.name.clone(),
+            id: svc.id.clone(),
             service: svc.name.clone(),
             tags: service_tags(svc),
             address: m.addr.ip().to_string(),
@@ -288,7 +288,7 @@ impl ViewData {
         name: &str,
         status: &'static str,
         output: String,
-        svc: Option<&Service>,
+        svc: Option<&ServiceView>,
     ) -> ConsulCheck {
         ConsulCheck {
             node: m.name.clone(),
@@ -297,9 +297,9 @@ impl ViewData {
             status,
             notes: String::new(),
             output,
-            service_id: svc.map(|s| s.name.clone()).unwrap_or_default(),
+            service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
             service_name: svc.map(|s| s.name.clone()).unwrap_or_default(),
-            service_tags: svc.map(service_tags).unwrap_or_default(),
+            service_tags: svc.map(|s| service_tags(s)).unwrap_or_default(),
             kind: if id == SERF_CHECK || id == GUARD_CHECK || id == FLAP_CHECK {
                 String::new()
             } else {
@@ -389,13 +389,14 @@ impl ViewData {
 
     /// The checks of one instance: the node check, then (when the guard does not serve
     /// this instance, or its owner reports a health) a service check.
-    pub fn checks(&self, m: &MemberView, svc: &Service) -> Vec<ConsulCheck> {
+    pub fn checks(&self, m: &MemberView, svc: &ServiceView) -> Vec<ConsulCheck> {
         let mut v = vec![self.node_check(m)];
-        let served = self.served.contains(&(svc.name.clone(), m.name.clone()));
+        let key = (m.name.clone(), svc.id.clone());
+        let served = self.served.contains(&key);
         if m.status.is_serving() && !served {
             v.push(self.check(
                 m,
-                &format!("service:{}", svc.name),
+                &format!("service:{}", svc.id),
                 &format!("shoal: {}", svc.name),
                 CRITICAL,
                 format!(
@@ -404,13 +405,13 @@ impl ViewData {
                 ),
                 Some(svc),
             ));
-        } else if let Some(why) = self.health_held.get(&(svc.name.clone(), m.name.clone())) {
+        } else if let Some(why) = self.health_held.get(&key) {
             // Critical, held by the health guard: passing, with an output that says so, so
             // that fail-static carries through to Consul clients (as `shoal-guard` does for
             // members).
             v.push(self.check(
                 m,
-                &format!("service:{}", svc.name),
+                &format!("service:{}", svc.id),
                 &format!("shoal: {}", svc.name),
                 PASSING,
                 format!(
@@ -431,14 +432,14 @@ impl ViewData {
             };
             v.push(self.check(
                 m,
-                &format!("service:{}", svc.name),
+                &format!("service:{}", svc.id),
                 &format!("shoal: {}", svc.name),
                 status,
                 output,
                 Some(svc),
             ));
         }
-        if let Some(e) = self.ejected.get(&(svc.name.clone(), m.name.clone())) {
+        if let Some(e) = self.ejected.get(&key) {
             // Critical, so that `?passing` and Consul clients leave the instance out.
             v.push(self.check(
                 m,
@@ -456,7 +457,7 @@ impl ViewData {
     pub fn instances<'a>(
         &'a self,
         name: &'a str,
-    ) -> impl Iterator<Item = (&'a MemberView, &'a Service)> + 'a {
+    ) -> impl Iterator<Item = (&'a MemberView, &'a ServiceView)> + 'a {
         self.members.iter().flat_map(move |m| {
             m.services
                 .iter()
@@ -465,7 +466,7 @@ impl ViewData {
         })
     }
 
-    pub fn health_entry(&self, m: &MemberView, svc: &Service) -> HealthEntry {
+    pub fn health_entry(&self, m: &MemberView, svc: &ServiceView) -> HealthEntry {
         HealthEntry {
             node: self.node(m),
             service: self.service(m, svc),
@@ -473,7 +474,7 @@ impl ViewData {
         }
     }
 
-    pub fn catalog_service(&self, m: &MemberView, svc: &Service) -> CatalogService {
+    pub fn catalog_service(&self, m: &MemberView, svc: &ServiceView) -> CatalogService {
         let n = self.node(m);
         let s = self.service(m, svc);
         CatalogService {
@@ -518,7 +519,7 @@ impl ViewData {
             services: m
                 .services
                 .iter()
-                .map(|s| (s.name.clone(), self.service(m, s)))
+                .map(|s| (s.id.clone(), self.service(m, s)))
                 .collect(),
         })
     }

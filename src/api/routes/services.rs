@@ -123,6 +123,7 @@ pub(super) async fn register_service(
 ) -> HttpResult<Json<MemberResponse>> {
     let defs = crate::api::health::resolve_checks(&st.shared, &req)?;
     let specs = req.checks.clone();
+    let id = req.instance_id().to_string();
     let svc = Service {
         name: req.name,
         port: req.port,
@@ -133,42 +134,44 @@ pub(super) async fn register_service(
     let name = svc.name.clone();
     let checks = defs.len();
     let r = st.shared.with_node(|node, now| {
-        node.register_service(now, svc)?;
+        node.register_instance(now, &id, svc)?;
         // Under the node's lock: a check result cannot publish before the service exists.
-        st.shared.checks.set_checks(&name, defs, now);
-        with_api_checks(&st.shared, |c| c.insert(name.clone(), specs));
+        st.shared.checks.set_checks(&id, defs, now);
+        with_api_checks(&st.shared, |c| c.insert(id.clone(), specs));
         Ok::<_, HttpError>(member_response(node))
     })?;
-    tracing::info!(service = %name, checks, "service registered through the API");
+    tracing::info!(service = %name, id = %id, checks, "service registered through the API");
     persisted(persist_or_log(&st.shared, "service registered").await)?;
     Ok(Json(r))
 }
 
+/// `DELETE /v1/services/{id}`: the instance of that id, else the one instance of the service
+/// of that name (a `409` when it has several: the caller must say which).
 pub(super) async fn deregister_service(
     State(st): State<ApiState>,
-    Path(name): Path<String>,
+    Path(key): Path<String>,
 ) -> HttpResult<Json<MemberResponse>> {
-    let r = st.shared.with_node(|node, now| {
+    let (r, id) = st.shared.with_node(|node, now| {
         if node.has_left() {
             return Err(HttpError::from(shoal_core::NodeError::Left));
         }
-        st.shared.checks.set_checks(&name, Vec::new(), now);
-        with_api_checks(&st.shared, |c| c.remove(&name));
-        node.deregister_service(now, &name).map_err(|e| match e {
+        let id = shoal_core::instances::resolve(node.own_meta(), &key).map_err(|e| match e {
             shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
-                "no service named {name:?} is registered on this node; \
+                "no service instance or service named {key:?} is registered on this node; \
                  see its services with GET /v1/self"
             )),
             e => e.into(),
         })?;
-        Ok(member_response(node))
+        st.shared.checks.set_checks(&id, Vec::new(), now);
+        with_api_checks(&st.shared, |c| c.remove(&id));
+        node.deregister_service(now, &id)?;
+        Ok((member_response(node), id))
     })?;
-    tracing::info!(service = %name, "service deregistered through the API");
+    tracing::info!(id = %id, "service deregistered through the API");
     persisted(persist_or_log(&st.shared, "service deregistered").await)?;
     Ok(Json(r))
 }
 
-/// Runs `f` on the checks set through the API, by service (persisted with the registrations).
 fn with_api_checks<R>(
     shared: &crate::agent::AgentShared,
     f: impl FnOnce(&mut crate::agent::registrations::Checks) -> R,
