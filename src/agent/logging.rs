@@ -169,7 +169,12 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
         EventKind::Local(l) => match l {
             LocalEvent::Active => info!("connected: has active peers"),
             LocalEvent::Idle if left => debug!("no active peer after leaving"),
-            LocalEvent::Idle => warn!("no active peer: re-announcing to seeds and known peers"),
+            LocalEvent::Idle => warn!(
+                "no active peer: re-announcing to seeds and known peers (if this lasts: are \
+                 the seeds up and reachable, and do they share this agent's cluster key, \
+                 cluster label and a compatible release? their logs name the senders they \
+                 refuse, and `shoal info` lists what this agent refused)"
+            ),
             LocalEvent::Rejoined { generation } => {
                 warn!(generation, "the cluster declared this node down; rejoined")
             }
