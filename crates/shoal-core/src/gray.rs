@@ -209,6 +209,17 @@ impl Gray {
         }
     }
 
+    /// Drops the evidence gathered so far (our own probe windows, the reports held, the
+    /// rules pending), keeping the removals made: the node calls it while its guard is not
+    /// `normal`. Probes that failed during a correlated event (a partition, this node cut
+    /// off) say nothing about one member's health, and must not remove it once the event is
+    /// over and the guard normal again.
+    pub fn forget_evidence(&mut self) {
+        self.own.clear();
+        self.reports.clear();
+        self.pending.clear();
+    }
+
     /// How long the rule must hold before a removal (see `confirm`).
     pub fn set_confirm(&mut self, d: Duration) {
         self.confirm = d;

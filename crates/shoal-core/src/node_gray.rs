@@ -36,6 +36,10 @@ impl Node {
         if outcomes.is_empty() {
             return;
         }
+        if self.guard.state() != GuardState::Normal {
+            // A correlated event: no gray evidence (see `Gray::forget_evidence`).
+            return;
+        }
         let healthy = self.foca.local_health() <= crate::lifeguard::MAX_ACCUSER_HEALTH;
         for (id, answered) in outcomes {
             self.gray
@@ -111,6 +115,9 @@ impl Node {
             population: self.foca.num_members() + 1,
         };
         let normal = self.guard.state() == GuardState::Normal;
+        if !normal {
+            self.gray.forget_evidence();
+        }
         self.gray.evaluate(now, &members, normal);
         for GrayChange { name, removed } in self.gray.take_changes() {
             let Some(m) = self.truth.get(&name) else {
