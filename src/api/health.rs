@@ -17,7 +17,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use shoal_core::{GuardReport, Health, Instance, Node};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// Longest ttl update note kept (the body or `?note=`).
 pub const MAX_NOTE: usize = 4096;
@@ -158,12 +157,6 @@ pub struct HealthMetrics {
     services: Vec<String>,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl HealthMetrics {
     pub fn read(node: &Node) -> Self {
         let mut instances = BTreeMap::new();
@@ -180,52 +173,38 @@ impl HealthMetrics {
         }
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP shoal_service_instances Served instances of each service, by the health \
-             their owner reports."
+    /// Adds the health families to the `/metrics` exposition.
+    pub fn render(&self, out: &mut crate::api::exposition::Exposition) {
+        out.labelled(
+            "shoal_service_instances",
+            "Served instances of each service, by the health their owner reports.",
+            false,
+            self.services.iter().flat_map(|s| {
+                [Health::Passing, Health::Warning, Health::Critical].map(|h| {
+                    let n = self.instances.get(&(s.clone(), h)).copied().unwrap_or(0);
+                    (
+                        vec![("service", s.clone()), ("health", h.to_string())],
+                        n as u64,
+                    )
+                })
+            }),
         );
-        let _ = writeln!(out, "# TYPE shoal_service_instances gauge");
-        for s in &self.services {
-            for h in [Health::Passing, Health::Warning, Health::Critical] {
-                let n = self.instances.get(&(s.clone(), h)).copied().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "shoal_service_instances{{service=\"{}\",health=\"{h}\"}} {n}",
-                    escape(s)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP shoal_health_guard_frozen 1 while a service's health guard holds its \
-             critical instances in the passing view."
+        out.gauges(
+            "shoal_health_guard_frozen",
+            "1 while a service's health guard holds its critical instances in the passing view.",
+            "service",
+            self.services
+                .iter()
+                .map(|s| (s.clone(), u64::from(self.guard.contains_key(s)))),
         );
-        let _ = writeln!(out, "# TYPE shoal_health_guard_frozen gauge");
-        for s in &self.services {
-            let v = u8::from(self.guard.contains_key(s));
-            let _ = writeln!(
-                out,
-                "shoal_health_guard_frozen{{service=\"{}\"}} {v}",
-                escape(s)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP shoal_health_guard_held_instances Critical instances the health guard \
-             serves as held in the passing view."
+        out.gauges(
+            "shoal_health_guard_held_instances",
+            "Critical instances the health guard serves as held in the passing view.",
+            "service",
+            self.services.iter().map(|s| {
+                let v = self.guard.get(s).map(|r| r.held).unwrap_or(0);
+                (s.clone(), v as u64)
+            }),
         );
-        let _ = writeln!(out, "# TYPE shoal_health_guard_held_instances gauge");
-        for s in &self.services {
-            let v = self.guard.get(s).map(|r| r.held).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "shoal_health_guard_held_instances{{service=\"{}\"}} {v}",
-                escape(s)
-            );
-        }
-        out
     }
 }

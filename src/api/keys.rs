@@ -90,53 +90,39 @@ pub(crate) fn trust_view(node: &Node) -> TrustView {
 }
 
 /// The trust part of `/metrics`.
-pub(crate) fn render_metrics(out: &mut String, t: &TrustView) {
-    use std::fmt::Write;
-    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
-    };
-    one(
+pub(crate) fn render_metrics(out: &mut crate::api::exposition::Exposition, t: &TrustView) {
+    out.gauge(
         "shoal_encrypted",
-        "gauge",
         "1 when gossip is encrypted and authenticated, 0 when the agent runs --insecure.",
         u64::from(t.encrypted),
     );
-    one(
+    out.gauge(
         "shoal_plaintext_accepted",
-        "gauge",
         "1 while plaintext datagrams are accepted (insecure, or a transition to encryption).",
         u64::from(!t.encrypted || t.plaintext != Plaintext::Refuse),
     );
-    one(
+    out.counter(
         "shoal_datagrams_sealed_total",
-        "counter",
         "Datagrams sealed (encrypted and authenticated) and sent.",
         t.stats.sealed,
     );
-    one(
+    out.counter(
         "shoal_datagrams_opened_total",
-        "counter",
         "Sealed datagrams received, authenticated and opened.",
         t.stats.opened,
     );
-    one(
+    out.gauge(
         "shoal_replay_sessions",
-        "gauge",
         "Sender sessions tracked for replay protection.",
         t.stats.replay_sessions,
     );
-    one(
+    out.counter(
         "shoal_replay_evictions_total",
-        "counter",
         "Replay-table sessions evicted because the table was full (raise trust.max_sessions).",
         t.stats.replay_evictions,
     );
-    one(
+    out.counter(
         "shoal_keyring_catch_ups_total",
-        "counter",
         "Keyrings adopted from a peer with a newer one (this agent missed a rotation step).",
         t.stats.keyring_catch_ups,
     );

@@ -247,45 +247,28 @@ impl ApiLoad {
     }
 }
 
-/// Appends the listeners' families to a Prometheus exposition.
-pub fn render_metrics(out: &mut String, v: &ApiLoadView) {
-    use std::fmt::Write;
-    let fam = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-    };
-    fam(
-        out,
+/// Adds the listeners' families to the `/metrics` exposition.
+pub fn render_metrics(out: &mut crate::api::exposition::Exposition, v: &ApiLoadView) {
+    out.gauge(
         "shoal_api_connections",
-        "gauge",
         "HTTP connections open now (local and Consul-compatible API).",
+        v.connections,
     );
-    let _ = writeln!(out, "shoal_api_connections {}", v.connections);
-    fam(out, "shoal_api_watches", "gauge", "Watch streams open now.");
-    let _ = writeln!(out, "shoal_api_watches {}", v.watches);
-    fam(
-        out,
+    out.gauge("shoal_api_watches", "Watch streams open now.", v.watches);
+    out.counters(
         "shoal_api_rejected_total",
-        "counter",
         "Requests answered 503 because a bound was reached (connections or watch streams).",
+        "bound",
+        [
+            ("connections", v.rejected_connections),
+            ("watches", v.rejected_watches),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "shoal_api_rejected_total{{bound=\"connections\"}} {}",
-        v.rejected_connections
-    );
-    let _ = writeln!(
-        out,
-        "shoal_api_rejected_total{{bound=\"watches\"}} {}",
-        v.rejected_watches
-    );
-    fam(
-        out,
+    out.counter(
         "shoal_api_timed_out_total",
-        "counter",
         "Connections closed for idling or sending a request head too slowly.",
+        v.timed_out,
     );
-    let _ = writeln!(out, "shoal_api_timed_out_total {}", v.timed_out);
 }
 
 #[cfg(test)]

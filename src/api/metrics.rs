@@ -1,12 +1,12 @@
-//! `/metrics`: the node's figures in the Prometheus text exposition format (version 0.0.4),
-//! written by hand.
+//! `/metrics`: the node's figures (the encoding is `api::exposition`'s, OpenMetrics text
+//! through `prometheus-client`).
 //!
 //! Owns the metric names, their help text and types. Reads a consistent snapshot taken under
 //! the node lock by the caller; must not lock, decide or change anything itself.
 
+use crate::api::exposition::Exposition;
 use shoal_core::{GuardReport, GuardState, ServedStatus, Stats};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// What the exposition is built from (taken under one lock of the node).
 pub struct MetricsInput {
@@ -39,85 +39,56 @@ const GUARD_STATES: [GuardState; 4] = [
     GuardState::Warming,
 ];
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    family(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// Renders the exposition.
-pub fn render(m: &MetricsInput) -> String {
-    let mut out = String::with_capacity(4096);
-    family(
-        &mut out,
+/// Adds the node's families to the exposition.
+pub fn render(out: &mut Exposition, m: &MetricsInput) {
+    out.gauges(
         "shoal_members",
-        "gauge",
         "Members in the served view, by served status.",
+        "status",
+        ALL_STATUSES.map(|st| (st.as_str(), m.members.get(&st).copied().unwrap_or(0) as u64)),
     );
-    for st in ALL_STATUSES {
-        let n = m.members.get(&st).copied().unwrap_or(0);
-        let _ = writeln!(out, "shoal_members{{status=\"{}\"}} {n}", st.as_str());
-    }
     let s = &m.stats;
-    single(
-        &mut out,
-        "shoal_datagrams_received_total",
-        "counter",
-        "Datagrams received on the gossip socket, valid or not.",
-        s.rx_datagrams,
-    );
-    single(
-        &mut out,
-        "shoal_datagrams_sent_total",
-        "counter",
-        "Datagrams sent on the gossip socket.",
-        s.tx_datagrams,
-    );
-    single(
-        &mut out,
-        "shoal_bytes_received_total",
-        "counter",
-        "Bytes received on the gossip socket.",
-        s.rx_bytes,
-    );
-    single(
-        &mut out,
-        "shoal_bytes_sent_total",
-        "counter",
-        "Bytes sent on the gossip socket.",
-        s.tx_bytes,
-    );
-    family(
-        &mut out,
-        "shoal_datagrams_dropped_total",
-        "counter",
-        "Received datagrams dropped, by reason.",
-    );
-    for (reason, n) in s.drops() {
-        let _ = writeln!(
-            out,
-            "shoal_datagrams_dropped_total{{reason=\"{reason}\"}} {n}"
-        );
+    for (name, help, v) in [
+        (
+            "shoal_datagrams_received_total",
+            "Datagrams received on the gossip socket, valid or not.",
+            s.rx_datagrams,
+        ),
+        (
+            "shoal_datagrams_sent_total",
+            "Datagrams sent on the gossip socket.",
+            s.tx_datagrams,
+        ),
+        (
+            "shoal_bytes_received_total",
+            "Bytes received on the gossip socket.",
+            s.rx_bytes,
+        ),
+        (
+            "shoal_bytes_sent_total",
+            "Bytes sent on the gossip socket.",
+            s.tx_bytes,
+        ),
+    ] {
+        out.counter(name, help, v);
     }
-    single(
-        &mut out,
-        "shoal_meta_records_received_total",
-        "counter",
-        "Metadata records received from peers.",
-        s.meta_records_received,
-    );
-    single(
-        &mut out,
-        "shoal_anti_entropy_rounds_total",
-        "counter",
-        "Metadata anti-entropy exchanges started by this node.",
-        s.anti_entropy_rounds,
+    out.counters(
+        "shoal_datagrams_dropped_total",
+        "Received datagrams dropped, by reason.",
+        "reason",
+        s.drops(),
     );
     for (name, help, v) in [
+        (
+            "shoal_meta_records_received_total",
+            "Metadata records received from peers.",
+            s.meta_records_received,
+        ),
+        (
+            "shoal_anti_entropy_rounds_total",
+            "Metadata anti-entropy exchanges started by this node.",
+            s.anti_entropy_rounds,
+        ),
         (
             "shoal_member_sync_rounds_total",
             "Membership anti-entropy rounds (name filter sent) started by this node.",
@@ -183,87 +154,67 @@ pub fn render(m: &MetricsInput) -> String {
             "Datagrams of reach reports (gray-failure evidence) sent.",
             s.reach_reports_sent,
         ),
+        (
+            "shoal_rejoin_attempts_total",
+            "Re-announce rounds while the node had no active peer.",
+            s.rejoin_attempts,
+        ),
     ] {
-        single(&mut out, name, "counter", help, v);
+        out.counter(name, help, v);
     }
-    single(
-        &mut out,
-        "shoal_rejoin_attempts_total",
-        "counter",
-        "Re-announce rounds while the node had no active peer.",
-        s.rejoin_attempts,
-    );
-    family(
-        &mut out,
+    out.gauges(
         "shoal_guard_state",
-        "gauge",
         "Guard state: 1 for the current state, 0 for the others.",
+        "state",
+        GUARD_STATES.map(|st| (st.as_str(), u64::from(m.guard.state == st))),
     );
-    for st in GUARD_STATES {
-        let v = u8::from(m.guard.state == st);
-        let _ = writeln!(out, "shoal_guard_state{{state=\"{}\"}} {v}", st.as_str());
+    for (name, help, v) in [
+        (
+            "shoal_guard_held_members",
+            "Members SWIM declared down that the guard still serves as held.",
+            m.guard.held as u64,
+        ),
+        (
+            "shoal_guard_baseline_members",
+            "Size of the baseline the guard compares failures against.",
+            m.guard.baseline as u64,
+        ),
+        (
+            "shoal_guard_escalated",
+            "1 when the guard has been frozen or isolated for longer than max_freeze.",
+            u64::from(m.guard.escalated),
+        ),
+        (
+            "shoal_active_peers",
+            "Peers SWIM currently considers active (not counting this node).",
+            m.active_peers as u64,
+        ),
+        (
+            "shoal_idle",
+            "1 while the node has no active peer and keeps re-announcing.",
+            u64::from(m.idle),
+        ),
+    ] {
+        out.gauge(name, help, v);
     }
-    single(
-        &mut out,
-        "shoal_guard_held_members",
-        "gauge",
-        "Members SWIM declared down that the guard still serves as held.",
-        m.guard.held as u64,
-    );
-    single(
-        &mut out,
-        "shoal_guard_baseline_members",
-        "gauge",
-        "Size of the baseline the guard compares failures against.",
-        m.guard.baseline as u64,
-    );
-    single(
-        &mut out,
-        "shoal_guard_escalated",
-        "gauge",
-        "1 when the guard has been frozen or isolated for longer than max_freeze.",
-        u64::from(m.guard.escalated),
-    );
-    single(
-        &mut out,
-        "shoal_active_peers",
-        "gauge",
-        "Peers SWIM currently considers active (not counting this node).",
-        m.active_peers as u64,
-    );
-    single(
-        &mut out,
-        "shoal_idle",
-        "gauge",
-        "1 while the node has no active peer and keeps re-announcing.",
-        u64::from(m.idle),
-    );
-    single(
-        &mut out,
+    // A gauge since the OpenMetrics exposition: a counter's samples must end in `_total`,
+    // and the sample's name is a contract.
+    out.gauge(
         "shoal_event_index",
-        "counter",
         "Index of the last served-view event (the watch index).",
         m.index,
     );
-    family(
-        &mut out,
+    out.gauges(
         "shoal_dissemination_backlog",
-        "gauge",
         "Updates still being disseminated, by kind.",
+        "kind",
+        [
+            ("swim", m.backlog.0 as u64),
+            ("metadata", m.backlog.1 as u64),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "shoal_dissemination_backlog{{kind=\"swim\"}} {}",
-        m.backlog.0
-    );
-    let _ = writeln!(
-        out,
-        "shoal_dissemination_backlog{{kind=\"metadata\"}} {}",
-        m.backlog.1
-    );
-    crate::api::keys::render_metrics(&mut out, &m.trust);
-    crate::api::limits::render_metrics(&mut out, &m.api);
-    out
+    crate::api::keys::render_metrics(out, &m.trust);
+    crate::api::limits::render_metrics(out, &m.api);
 }
 
 #[cfg(test)]
@@ -295,7 +246,9 @@ mod tests {
             trust: Default::default(),
             api: Default::default(),
         };
-        let text = render(&input);
+        let mut e = Exposition::default();
+        render(&mut e, &input);
+        let text = e.encode();
         assert!(text.contains("shoal_encrypted 0\n"));
         assert!(text.contains("shoal_members{status=\"alive\"} 4\n"));
         assert!(text.contains("shoal_members{status=\"held\"} 0\n"));
@@ -303,9 +256,11 @@ mod tests {
         assert!(text.contains("shoal_guard_state{state=\"frozen\"} 1\n"));
         assert!(text.contains("shoal_guard_state{state=\"normal\"} 0\n"));
         assert!(text.contains("shoal_guard_held_members 2\n"));
-        // Every sample belongs to a family announced with HELP and TYPE.
+        // Every sample belongs to a family announced with HELP and TYPE (a counter's family
+        // is named without the samples' `_total`).
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let sample = line.split(['{', ' ']).next().unwrap_or_default();
+            let name = sample.strip_suffix("_total").unwrap_or(sample);
             assert!(
                 text.contains(&format!("# TYPE {name} ")),
                 "{name} has no TYPE"

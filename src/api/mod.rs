@@ -9,6 +9,7 @@
 
 pub mod consul;
 pub mod error;
+pub mod exposition;
 pub mod health;
 pub mod keys;
 pub mod limits;

@@ -18,7 +18,6 @@ use shoal_core::node::ReportError;
 use shoal_core::outlier::{OutlierCounters, MAX_COUNT};
 use shoal_core::{Node, Outcomes, OutlierStatus};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// Longest service or node name a report may carry (the core's own limits are smaller; this
 /// only refuses an absurd one before any lookup).
@@ -133,12 +132,6 @@ pub struct OutlierMetrics {
     services: Vec<String>,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl OutlierMetrics {
     pub fn read(node: &Node) -> Self {
         OutlierMetrics {
@@ -148,8 +141,8 @@ impl OutlierMetrics {
         }
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// Adds the outlier families to the `/metrics` exposition.
+    pub fn render(&self, out: &mut crate::api::exposition::Exposition) {
         let c = &self.counters;
         for (name, help, v) in [
             (
@@ -173,27 +166,19 @@ impl OutlierMetrics {
                 c.reports,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {v}");
+            out.counter(name, help, v);
         }
-        let _ = writeln!(
-            out,
-            "# HELP shoal_outlier_ejected_instances Instances of each service ejected now."
-        );
-        let _ = writeln!(out, "# TYPE shoal_outlier_ejected_instances gauge");
         let mut names: Vec<&String> = self.services.iter().collect();
         names.extend(self.ejected.keys());
         names.sort();
         names.dedup();
-        for s in names {
-            let v = self.ejected.get(s).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "shoal_outlier_ejected_instances{{service=\"{}\"}} {v}",
-                escape(s)
-            );
-        }
-        out
+        out.gauges(
+            "shoal_outlier_ejected_instances",
+            "Instances of each service ejected now.",
+            "service",
+            names
+                .into_iter()
+                .map(|s| (s.clone(), self.ejected.get(s).copied().unwrap_or(0) as u64)),
+        );
     }
 }

@@ -273,6 +273,8 @@ async fn metrics_expose_the_documented_families() {
         "shoal_active_peers",
         "shoal_event_index",
     ] {
+        // OpenMetrics names a counter's family without its samples' `_total`.
+        let family = family.strip_suffix("_total").unwrap_or(family);
         assert!(
             text.contains(&format!("# HELP {family} ")),
             "no HELP for {family}"
@@ -282,6 +284,11 @@ async fn metrics_expose_the_documented_families() {
             "no TYPE for {family}"
         );
     }
+    assert!(
+        text.contains("\nshoal_datagrams_received_total "),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "an OpenMetrics exposition ends with # EOF");
     assert!(
         text.contains("shoal_members{status=\"alive\"} 1\n"),
         "{text}"

@@ -1,9 +1,10 @@
-//! Routes of the counters: `/v1/stats` (JSON) and `/metrics` (Prometheus text).
+//! Routes of the counters: `/v1/stats` (JSON) and `/metrics` (OpenMetrics text).
 //!
 //! Owns the shaping of the counters; the exposition format itself is `api::metrics`'s. Reads
 //! the node only.
 
 use super::*;
+use crate::api::exposition::Exposition;
 use crate::api::metrics::{self, MetricsInput, ALL_STATUSES};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -75,13 +76,14 @@ pub(super) async fn metrics_text(State(st): State<ApiState>) -> Response {
             api: st.shared.api_load.view(),
         }
     };
-    let mut text = metrics::render(&input);
-    text.push_str(&health.render());
-    text.push_str(&outliers.render());
-    let mut resp = text.into_response();
+    let mut out = Exposition::default();
+    metrics::render(&mut out, &input);
+    health.render(&mut out);
+    outliers.render(&mut out);
+    let mut resp = out.encode().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::api::exposition::CONTENT_TYPE),
     );
     resp
 }
