@@ -14,7 +14,9 @@
 
 #[macro_use]
 mod table;
+pub mod checks;
 pub mod keys;
+pub mod limits;
 mod parse;
 #[cfg(test)]
 mod reference_tests;
@@ -69,7 +71,7 @@ pub struct ServiceConfig {
     pub tags: BTreeMap<String, String>,
     /// Health checks (`[[services.checks]]`), run by this agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<crate::agent::checks::CheckSpec>,
+    pub checks: Vec<checks::CheckSpec>,
 }
 
 impl ServiceConfig {
@@ -144,8 +146,8 @@ pub struct Config {
 /// HTTP listeners, and who may open the Unix socket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ApiServerSettings {
-    pub limits: crate::api::limits::ApiLimits,
-    pub socket: crate::api::limits::SocketAccess,
+    pub limits: limits::ApiLimits,
+    pub socket: limits::SocketAccess,
 }
 
 /// Encryption settings, resolved. The key itself is never printed or serialized.
@@ -248,9 +250,8 @@ impl Config {
     /// The validated checks of every service that has some.
     pub fn service_checks(
         &self,
-    ) -> Result<Vec<(String, Vec<crate::agent::checks::CheckDef>)>, crate::agent::checks::CheckError>
-    {
-        crate::agent::checks::resolve_services(
+    ) -> Result<Vec<(String, Vec<checks::CheckDef>)>, checks::CheckError> {
+        checks::resolve_services(
             self.services
                 .iter()
                 .map(|s| (s.instance_id(), s.checks.as_slice())),
@@ -258,7 +259,7 @@ impl Config {
     }
 
     /// The checks of the configured services, as written, by service.
-    pub fn check_specs(&self) -> BTreeMap<String, Vec<crate::agent::checks::CheckSpec>> {
+    pub fn check_specs(&self) -> BTreeMap<String, Vec<checks::CheckSpec>> {
         self.services
             .iter()
             .filter(|s| !s.checks.is_empty())

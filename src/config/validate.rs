@@ -8,12 +8,12 @@
 //! do); every error names the key it is about.
 
 use super::keys::{api_server, root, trust};
+use super::limits::{ApiLimits, SocketAccess};
 use super::parse::{default_name, detect_ip};
 use super::{
     invalid, meta_of, ApiServerSettings, Config, ConfigError, ServiceConfig, TrustSettings,
     DEFAULT_DATA_DIR, DEFAULT_PORT,
 };
-use crate::api::limits::{ApiLimits, SocketAccess};
 use shoal_core::trust::Plaintext;
 use shoal_core::GuardConfig;
 use std::collections::BTreeSet;
@@ -140,7 +140,7 @@ fn check_services(services: &[ServiceConfig]) -> Result<(), ConfigError> {
             ));
         }
     }
-    crate::agent::checks::resolve_services(
+    super::checks::resolve_services(
         services
             .iter()
             .map(|s| (s.instance_id(), s.checks.as_slice())),

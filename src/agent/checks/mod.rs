@@ -1,6 +1,6 @@
 //! Service health checks, run by the agent that owns the service.
 //!
-//! `spec` is the configured shape and its validation, `probe` runs one http/tcp/exec probe
+//! `spec` (`config::checks`: checks are config) is the configured shape and its validation, `probe` runs one http/tcp/exec probe
 //! (`tls` configures the https ones),
 //! `damper` turns results into a status (thresholds) and a service's checks into its health.
 //! This file owns the `CheckManager`: one task per check (at most one probe of a check at a
@@ -13,10 +13,11 @@
 
 pub mod damper;
 pub mod probe;
-pub mod spec;
 pub mod tls;
 
-pub use spec::{CheckDef, CheckError, CheckKind, CheckSpec};
+// The configured shape of a check is config (`config::checks`); the agent runs it.
+pub use crate::config::checks as spec;
+pub use spec::{resolve_services, CheckDef, CheckError, CheckKind, CheckSpec};
 
 use crate::agent::shared::AgentShared;
 use damper::Damper;
@@ -106,32 +107,6 @@ pub fn with_initial_health(meta: &mut NodeMeta, checks: &[(String, Vec<CheckDef>
             s.health_output = None;
         }
     }
-}
-
-/// Validates the checks of every service (ids unique on the agent).
-pub fn resolve_services<'a>(
-    services: impl IntoIterator<Item = (&'a str, &'a [CheckSpec])>,
-) -> Result<Vec<(String, Vec<CheckDef>)>, CheckError> {
-    let mut out: Vec<(String, Vec<CheckDef>)> = Vec::new();
-    let mut ids = std::collections::BTreeSet::new();
-    let mut total = 0usize;
-    for (service, specs) in services {
-        if specs.is_empty() {
-            continue;
-        }
-        let defs = spec::resolve_all(service, specs)?;
-        total += defs.len();
-        if total > spec::MAX_CHECKS {
-            return Err(CheckError::TooManyOnAgent);
-        }
-        for d in &defs {
-            if !ids.insert(d.id.clone()) {
-                return Err(CheckError::Duplicate(d.id.clone()));
-            }
-        }
-        out.push((service.to_string(), defs));
-    }
-    Ok(out)
 }
 
 impl CheckManager {

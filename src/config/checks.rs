@@ -4,7 +4,7 @@
 //!
 //! Owns the contract's field names and every validation with its message. Pure: no I/O.
 
-use crate::config::parse_duration;
+use super::parse_duration;
 use serde::{Deserialize, Serialize};
 use shoal_core::Health;
 use std::net::SocketAddr;
@@ -340,6 +340,32 @@ pub fn resolve_all(service: &str, specs: &[CheckSpec]) -> Result<Vec<CheckDef>, 
             return Err(CheckError::Duplicate(d.id));
         }
         out.push(d);
+    }
+    Ok(out)
+}
+
+/// Validates the checks of every service (ids unique on the agent).
+pub fn resolve_services<'a>(
+    services: impl IntoIterator<Item = (&'a str, &'a [CheckSpec])>,
+) -> Result<Vec<(String, Vec<CheckDef>)>, CheckError> {
+    let mut out: Vec<(String, Vec<CheckDef>)> = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut total = 0usize;
+    for (service, specs) in services {
+        if specs.is_empty() {
+            continue;
+        }
+        let defs = resolve_all(service, specs)?;
+        total += defs.len();
+        if total > MAX_CHECKS {
+            return Err(CheckError::TooManyOnAgent);
+        }
+        for d in &defs {
+            if !ids.insert(d.id.clone()) {
+                return Err(CheckError::Duplicate(d.id.clone()));
+            }
+        }
+        out.push((service.to_string(), defs));
     }
     Ok(out)
 }
