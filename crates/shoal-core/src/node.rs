@@ -330,7 +330,11 @@ impl Node {
             causes: crate::cause::Causes::with_seed(hashes),
             drops: Default::default(),
             unknown_items,
-            trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
+            trust: Trust::new(
+                TrustConfig::default(),
+                session_seed(seed, generation),
+                hashes,
+            ),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
             gray: {
