@@ -16,6 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use shoal::api::types::{MembersResponse, Snapshot, WatchLine};
+use shoal_core::hash::HashSeed;
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
 use shoal_core::trust::{Trust, TrustConfig};
 use shoal_core::{wire, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
@@ -178,7 +179,7 @@ fn drain(n: &mut Node) -> usize {
 }
 
 fn sealer() -> Trust {
-    Trust::new(trust_config(true), 99)
+    Trust::new(trust_config(true), 99, HashSeed::of_node(99))
 }
 
 fn bench_codec(c: &mut Criterion) {
@@ -210,7 +211,7 @@ fn bench_codec(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let mut opener = Trust::new(trust_config(true), 5);
+    let mut opener = Trust::new(trust_config(true), 5, HashSeed::of_node(5));
     g.bench_function("decode/sealed", |bch| {
         let mut k = 0;
         bch.iter_batched(

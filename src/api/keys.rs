@@ -135,10 +135,24 @@ pub(crate) fn render_metrics(out: &mut String, t: &TrustView) {
         t.stats.replay_evictions,
     );
     one(
+        "shoal_datagrams_skewed_total",
+        "counter",
+        "Datagrams accepted although stamped further than trust.replay_window from this agent's \
+         clock (membership needs no clock sync; check NTP).",
+        t.stats.skewed,
+    );
+    one(
         "shoal_keyring_catch_ups_total",
         "counter",
         "Keyrings adopted from a peer with a newer one (this agent missed a rotation step).",
         t.stats.keyring_catch_ups,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP shoal_clock_skew_seconds The largest clock difference with a peer heard \
+         lately, either way.\n# TYPE shoal_clock_skew_seconds gauge\n\
+         shoal_clock_skew_seconds {:.3}",
+        t.stats.max_skew_ms as f64 / 1000.0
     );
 }
 

@@ -130,6 +130,12 @@ pub struct Config {
     pub enable_api_exec_checks: bool,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
+    /// Tests only: the agent's wall clock runs this far ahead (negative: behind), to run a
+    /// real agent whose clock is off (`agent::clock`; hidden variable
+    /// `SHOAL_TEST_CLOCK_OFFSET_MS`). Not a config key.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub clock_offset_ms: i64,
     /// IP to advertise when `bind` is unspecified and no `advertise` is given (detected).
     #[serde(skip)]
     detected_ip: Option<IpAddr>,
