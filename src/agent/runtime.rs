@@ -248,6 +248,7 @@ impl Agent {
             );
         }
         let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
+        node.set_max_members(cfg.max_members);
         match &keyring {
             Some(r) => info!(
                 primary = %r.primary().id(),

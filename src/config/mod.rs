@@ -128,6 +128,8 @@ pub struct Config {
     /// Whether `exec` checks may come through the local API (Consul's `enable_script_checks`):
     /// off, only the config file runs commands.
     pub enable_api_exec_checks: bool,
+    /// Most members the agent holds (`Node::set_max_members`).
+    pub max_members: usize,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
     /// Tests only: the agent's wall clock runs this far ahead (negative: behind), to run a

@@ -1,6 +1,6 @@
 //! The node's trust-facing parts: its keyring and plaintext policy, keyring rollouts across
-//! the cluster, drop accounting of the trust layer, the limit on generations from the future
-//! and the answer budget for strangers.
+//! the cluster, drop accounting of the trust layer, the limit on generations from the future,
+//! the bound on members and the answer budget for strangers.
 //!
 //! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
 //! membership. Must not seal or open anything itself (`core::trust` does) and must stay
@@ -19,6 +19,11 @@ use std::time::Duration;
 /// How far ahead of our clock a generation (a node's start time) may be. Records and
 /// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
 pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
+
+/// Most members (alive, suspect or down until forgotten) a node holds unless the driver says
+/// otherwise (`Node::set_max_members`): past it, an unknown member a datagram names (SWIM
+/// updates, announces, introductions) is refused and counted (`Stats::members_refused`).
+pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
 
 /// A stranger (an address that is not an active member) is answered with at most this many
 /// times the bytes of its datagram.
@@ -62,6 +67,12 @@ impl Node {
         let session = self.trust.session();
         self.trust = crate::trust::Trust::new(cfg, session, self.hashes);
         Ok(())
+    }
+
+    /// Bounds the members this node holds (active and down, this node included); see
+    /// [`DEFAULT_MAX_MEMBERS`]. Members already known keep being updated.
+    pub fn set_max_members(&mut self, max: usize) {
+        self.foca.set_max_members(max);
     }
 
     /// True when the node runs without a key.

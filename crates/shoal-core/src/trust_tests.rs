@@ -694,3 +694,41 @@ fn a_keyring_is_adopted_only_newer_and_only_from_a_key_holder() {
     assert_eq!(net.nodes[0].keyring().unwrap(), &r);
     assert_eq!(net.nodes[0].trust_stats().keyring_catch_ups, 1);
 }
+
+/// Item 6 of #22: `Intro` added up to 256 members a datagram with no total bound. A key
+/// holder introducing thousands of made-up members fills the table up to `max_members` and
+/// no further; the rest are refused and counted, and real members stay served.
+#[test]
+fn introductions_past_the_member_bound_are_refused_and_counted() {
+    let mut net = formed(3, |_| keyed(1));
+    net.call(0, |n, _| n.set_max_members(50));
+    let mut evil = Outsider::new(Some(1), SocketAddr::from(([127, 0, 0, 1], 29998)), 7);
+    let budget = wire::MAX_DATAGRAM - wire::overhead("") - 8;
+    let fake: Vec<IntroEntry> = (0..2000u32)
+        .map(|i| IntroEntry {
+            name: Arc::from(format!("fake-{i}")),
+            addr: SocketAddr::from(([10, 9, (i / 256) as u8, (i % 256) as u8], 7946)),
+            generation: 1,
+        })
+        .collect();
+    let msgs = crate::sync::pack_intro(fake, budget, 1000);
+    assert!(msgs.len() > 20);
+    for m in &msgs {
+        let now = net.now;
+        let d = evil.datagram(now, addr(0), Kind::Shoal, &m.encode());
+        net.nodes[0].handle_datagram(now, evil.addr, &d);
+        net.flush(0);
+    }
+    net.run_for_ms(5_000);
+    let held = net.nodes[0].members().len();
+    // Itself and at most 50 others.
+    assert!(held <= 51, "{held} members held");
+    assert!(net.nodes[0].stats().members_refused >= 1900);
+    for m in ["n1", "n2"] {
+        assert_eq!(
+            net.nodes[0].served_status(m),
+            Some(ServedStatus::Alive),
+            "{m}"
+        );
+    }
+}
