@@ -732,3 +732,24 @@ fn introductions_past_the_member_bound_are_refused_and_counted() {
         );
     }
 }
+
+/// A leftover of #22's review: an insecure agent took a cluster-wide thaw from anyone. It
+/// cannot be sealed without a key; it is now taken only from an active member's address.
+#[test]
+fn an_insecure_node_takes_operator_commands_only_from_members() {
+    use crate::operator::OperatorMsg;
+    let mut net = formed(3, |_| None);
+    let thaw = OperatorMsg::Thaw {
+        from: "ops-1".into(),
+    }
+    .encode();
+    let d = plain(Kind::Operator, &thaw);
+    let stranger = SocketAddr::from(([127, 0, 0, 1], 29997));
+    let ignored = |net: &TestNet| net.nodes[0].stats().operator_thaws_ignored;
+    let before = ignored(&net);
+    let now = net.now;
+    net.nodes[0].handle_datagram(now, stranger, &d);
+    assert_eq!(ignored(&net), before + 1, "a stranger's thaw was taken");
+    net.nodes[0].handle_datagram(now, addr(1), &d);
+    assert_eq!(ignored(&net), before + 1, "a member's thaw was not taken");
+}
