@@ -16,6 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use shoal::api::types::{MembersResponse, Snapshot, WatchLine};
+use shoal_core::hash::HashSeed;
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
 use shoal_core::trust::{Trust, TrustConfig};
 use shoal_core::{wire, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
@@ -178,7 +179,11 @@ fn drain(n: &mut Node) -> usize {
 }
 
 fn sealer() -> Trust {
-    Trust::new(trust_config(true), 99)
+    sealer_seeded(99)
+}
+
+fn sealer_seeded(seed: u64) -> Trust {
+    Trust::new(trust_config(true), seed, HashSeed::of_node(seed))
 }
 
 fn bench_codec(c: &mut Criterion) {
@@ -210,7 +215,7 @@ fn bench_codec(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let mut opener = Trust::new(trust_config(true), 5);
+    let mut opener = sealer_seeded(5);
     g.bench_function("decode/sealed", |bch| {
         let mut k = 0;
         bch.iter_batched(
@@ -219,6 +224,32 @@ fn bench_codec(c: &mut Criterion) {
                 s.seal(now, to, plain[k].clone(), 0)
             },
             |d| opener.open(now, from, &d, "").map(|(_, body)| body.len()),
+            BatchSize::SmallInput,
+        )
+    });
+    // The replay check with many senders known: 1,000 senders (their own addresses and
+    // sessions), each datagram opened once, from the sender that sealed it.
+    let senders: Vec<(SocketAddr, Trust)> = (0..1000u64)
+        .map(|i| {
+            let a = SocketAddr::from(([10, 1, (i / 256) as u8, (i % 256) as u8], 7946));
+            (a, sealer_seeded(1000 + i))
+        })
+        .collect();
+    let mut senders = senders;
+    let mut many = sealer_seeded(6);
+    for (a, t) in senders.iter_mut() {
+        let d = t.seal(now, to, plain[0].clone(), 0);
+        let _ = many.open(now, *a, &d, "");
+    }
+    g.bench_function("decode/sealed-1000-senders", |bch| {
+        let mut k = 0;
+        bch.iter_batched(
+            || {
+                k = (k + 1) % senders.len();
+                let (a, t) = &mut senders[k];
+                (*a, t.seal(now, to, plain[k % plain.len()].clone(), 0))
+            },
+            |(a, d)| many.open(now, a, &d, "").map(|(_, body)| body.len()),
             BatchSize::SmallInput,
         )
     });

@@ -70,7 +70,11 @@ pub fn datagram(data: &[u8]) {
         2 => Kind::Shoal,
         _ => Kind::Keys,
     };
-    let mut sender = Trust::new(trust(), u64::from(mode));
+    let mut sender = Trust::new(
+        trust(),
+        u64::from(mode),
+        shoal_core::hash::HashSeed::of_node(u64::from(mode)),
+    );
     let mut plain = Vec::new();
     wire::write_header(&mut plain, "fuzz", kind);
     plain.extend_from_slice(rest);

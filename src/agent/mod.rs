@@ -6,12 +6,14 @@
 //! persisted served view, `seeds` resolving the configured seeds, `alert` the guard's alert
 //! hook and its queue,
 //! `checks` the services' health checks, `droplog` the rate-limited lines about refused
-//! datagrams, `datadir` the data directory (mode, lock, temporary files) and the keyring file,
+//! datagrams, `clock` the wall clock given to the core and the warning about peers' clocks,
+//! `datadir` the data directory (mode, lock, temporary files) and the keyring file,
 //! `registrations` what apps registered through the API, persisted across restarts, `notify`
 //! systemd's readiness notification.
 
 pub mod alert;
 pub mod checks;
+pub mod clock;
 pub mod datadir;
 pub(crate) mod droplog;
 pub mod logging;

@@ -10,6 +10,7 @@
 //! `shoal dev`). It decides nothing the core could decide, and never logs per packet.
 
 use crate::agent::alert::AlertQueue;
+use crate::agent::clock::{SkewLog, WallClock};
 use crate::agent::datadir::{self, DataDirError, DirLock};
 use crate::agent::logging::log_event;
 use crate::agent::registrations::{self, RegistrationsError};
@@ -177,10 +178,16 @@ impl Agent {
         nc.advertise = advertise;
         nc.seeds = seeds.clone();
         let gossip_interval = nc.timings.gossip_interval;
-        let generation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1);
+        // The one wall clock the core is given (tests may offset it: `agent::clock`).
+        let clock = WallClock::new(cfg.clock_offset_ms);
+        if cfg.clock_offset_ms != 0 {
+            warn!(
+                offset_ms = cfg.clock_offset_ms,
+                "TEST ONLY: this agent's wall clock is offset ({})",
+                crate::agent::clock::TEST_OFFSET_ENV
+            );
+        }
+        let generation = clock.unix_ms().max(1);
         let epoch = Instant::now();
         let mut file_checks = cfg.service_checks()?;
         // What apps registered through the API before a restart, merged with the config file
@@ -241,6 +248,7 @@ impl Agent {
             );
         }
         let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
+        node.set_max_members(cfg.max_members);
         match &keyring {
             Some(r) => info!(
                 primary = %r.primary().id(),
@@ -256,13 +264,13 @@ impl Agent {
         node.set_trust(shoal_core::trust::TrustConfig {
             keyring,
             plaintext: cfg.trust.plaintext,
-            unix_ms_at_zero: unix_ms(),
+            unix_ms_at_zero: clock.unix_ms(),
             replay_window: cfg.trust.replay_window,
             max_sessions: cfg.trust.max_sessions,
         })?;
         let snap_path = cfg.data_dir.join(SNAPSHOT_FILE);
-        match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, unix_ms()) {
-            Ok(snap) => match node.restore(Time::ZERO, snap, unix_ms()) {
+        match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, clock.unix_ms()) {
+            Ok(snap) => match node.restore(Time::ZERO, snap, clock.unix_ms()) {
                 Ok(r) => {
                     info!(restored = ?r, path = %snap_path.display(), "restored the last served view")
                 }
@@ -316,6 +324,9 @@ impl Agent {
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
             drop_log: Default::default(),
+            clock,
+            skew_log: Default::default(),
+            replay_window: cfg.trust.replay_window,
         };
         let (socket, sh, io2) = (Arc::new(socket), shared.clone(), io.clone());
         let task = if faults {
@@ -507,6 +518,11 @@ struct LoopCtx {
     alerts: Option<Arc<AlertQueue>>,
     /// Rate-limited lines about refused datagrams (`droplog`).
     drop_log: Mutex<crate::agent::droplog::DropLog>,
+    /// The wall clock given to the core.
+    clock: WallClock,
+    /// The rate limit of the warning about peers' clocks.
+    skew_log: Mutex<SkewLog>,
+    replay_window: Duration,
 }
 
 impl Drop for LoopCtx {
@@ -516,13 +532,6 @@ impl Drop for LoopCtx {
             alerts.close();
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Persists a snapshot atomically (off the event loop's thread).
@@ -591,7 +600,7 @@ async fn run_loop<const FAULTS: bool>(
     }
     // Stopping (a graceful leave, or `Agent::stop`): the view as it is now. A crash of the
     // process saves nothing: the file keeps the last snapshot the node handed out.
-    let last = shared.lock().snapshot(unix_ms());
+    let last = shared.lock().snapshot(ctx.clock.unix_ms());
     save_snapshot(last, &ctx.snap_path).await;
     debug!("event loop stopped");
 }
@@ -608,7 +617,12 @@ async fn flush<const FAULTS: bool>(
         let now = shared.now();
         let mut node = shared.lock();
         // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
-        node.set_wall_clock(now, unix_ms());
+        node.set_wall_clock(now, ctx.clock.unix_ms());
+        ctx.skew_log.lock().unwrap_or_else(|p| p.into_inner()).note(
+            Instant::now(),
+            node.take_last_skewed(),
+            ctx.replay_window,
+        );
         let mut tx = Vec::new();
         while let Some(t) = node.poll_transmit() {
             tx.push(t);
@@ -617,7 +631,7 @@ async fn flush<const FAULTS: bool>(
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        let snap = node.poll_snapshot(unix_ms());
+        let snap = node.poll_snapshot(ctx.clock.unix_ms());
         let drop_lines = ctx.drop_log.lock().unwrap_or_else(|p| p.into_inner()).poll(
             Instant::now(),
             node.stats().dropped_total(),

@@ -26,6 +26,8 @@ struct Family {
     name: String,
     help: String,
     counter: bool,
+    /// The value of an unlabelled fractional gauge (`gauge_f64`), instead of `samples`.
+    fraction: Option<f64>,
     /// `(label key, label value)` pairs (empty for an unlabelled sample) and the value.
     samples: Vec<(Vec<(&'static str, String)>, u64)>,
 }
@@ -45,6 +47,14 @@ impl Exposition {
     /// One unlabelled gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: u64) {
         self.family(name, help, false).push((Vec::new(), value));
+    }
+
+    /// One unlabelled gauge with a fractional value (seconds, ratios).
+    pub fn gauge_f64(&mut self, name: &str, help: &str, value: f64) {
+        self.family(name, help, false);
+        if let Some(f) = self.families.last_mut() {
+            f.fraction = Some(value);
+        }
     }
 
     /// A counter family with one label (`key`), one sample per value of it.
@@ -109,6 +119,7 @@ impl Exposition {
             name: name.to_string(),
             help: help.to_string(),
             counter,
+            fraction: None,
             samples: Vec::new(),
         });
         &mut self.families.last_mut().expect("just pushed").samples
@@ -134,6 +145,10 @@ impl Collector for Exposition {
                 MetricType::Gauge
             };
             let mut metric = encoder.encode_descriptor(&f.name, &f.help, None, kind)?;
+            if let Some(v) = f.fraction {
+                ConstGauge::new(v).encode(metric)?;
+                continue;
+            }
             for (labels, value) in &f.samples {
                 if labels.is_empty() {
                     // An unlabelled family has its one sample (see `counter`, `gauge`).
@@ -186,6 +201,7 @@ mod tests {
         let mut e = Exposition::default();
         e.counter("shoal_x_total", "Xs seen.", 7);
         e.gauge("shoal_y", "Ys now.", 3);
+        e.gauge_f64("shoal_z_seconds", "Zs.", 1.25);
         e.gauges(
             "shoal_m",
             "Ms by status.",
@@ -205,6 +221,7 @@ mod tests {
             "shoal_x_total 7\n",
             "# TYPE shoal_y gauge\n",
             "shoal_y 3\n",
+            "shoal_z_seconds 1.25\n",
             "shoal_m{status=\"alive\"} 2\n",
             "shoal_m{status=\"down\"} 0\n",
             "shoal_d_total{reason=\"bad \\\"q\\\"\"} 1\n",

@@ -122,9 +122,20 @@ pub(crate) fn render_metrics(out: &mut crate::api::exposition::Exposition, t: &T
         t.stats.replay_evictions,
     );
     out.counter(
+        "shoal_datagrams_skewed_total",
+        "Datagrams accepted although stamped further than trust.replay_window from this agent's \
+         clock (membership needs no clock sync; check NTP).",
+        t.stats.skewed,
+    );
+    out.counter(
         "shoal_keyring_catch_ups_total",
         "Keyrings adopted from a peer with a newer one (this agent missed a rotation step).",
         t.stats.keyring_catch_ups,
+    );
+    out.gauge_f64(
+        "shoal_clock_skew_seconds",
+        "The largest clock difference with a peer heard lately, either way.",
+        t.stats.max_skew_ms as f64 / 1000.0,
     );
 }
 

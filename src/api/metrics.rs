@@ -105,6 +105,11 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.member_intros_applied,
         ),
         (
+            "shoal_members_refused_total",
+            "Unknown members refused because the member table was full (max_members).",
+            s.members_refused,
+        ),
+        (
             "shoal_discovery_announces_total",
             "Announces to nodes known from their metadata but missed by SWIM.",
             s.discovery_announces,

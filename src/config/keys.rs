@@ -194,6 +194,11 @@ config_keys! {
         enable_api_exec_checks: bool => bool = parse::same {
             default: false,
         }
+        /// Most members this agent holds (alive, suspect or down until forgotten); past it, unknown members are refused and counted
+        max_members: usize => usize = parse::same {
+            range: (16, 10_000_000),
+            default: 100000,
+        }
     }
 
     [guard] => shoal_core::GuardConfig {
@@ -305,12 +310,12 @@ config_keys! {
             ],
             default: "refuse",
         }
-        /// Timestamps further from our clock are stale (also the clock skew tolerated between agents)
+        /// Clock skew past which datagrams are counted as skewed (accepted) and operator commands refused; how much older than a sender's live session a new one may be
         replay_window: String => Duration = parse_duration {
             range: (Duration::from_secs(5), Duration::from_secs(3600)),
             default: "60s",
         }
-        /// Sender sessions tracked against replays
+        /// Sender sessions tracked against replays (at most 4 per source address)
         max_sessions: usize => usize = parse::same {
             range: (16, 1_000_000),
             default: 4096,

@@ -130,8 +130,16 @@ pub struct Config {
     /// Whether `exec` checks may come through the local API (Consul's `enable_script_checks`):
     /// off, only the config file runs commands.
     pub enable_api_exec_checks: bool,
+    /// Most members the agent holds (`Node::set_max_members`).
+    pub max_members: usize,
     /// The config file this was loaded from, if any (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
+    /// Tests only: the agent's wall clock runs this far ahead (negative: behind), to run a
+    /// real agent whose clock is off (`agent::clock`; hidden variable
+    /// `SHOAL_TEST_CLOCK_OFFSET_MS`). Not a config key.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub clock_offset_ms: i64,
     /// IP to advertise when `bind` is unspecified and no `advertise` is given (detected).
     #[serde(skip)]
     detected_ip: Option<IpAddr>,

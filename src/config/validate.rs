@@ -118,6 +118,10 @@ pub(super) fn resolve(
         restart_grace: v.restart_grace.unwrap_or(Duration::from_secs(60)),
         leave_on_terminate: v.leave_on_terminate.unwrap_or(false),
         enable_api_exec_checks: v.enable_api_exec_checks.unwrap_or(false),
+        max_members: v
+            .max_members
+            .unwrap_or(shoal_core::node::DEFAULT_MAX_MEMBERS),
+        clock_offset_ms: crate::agent::clock::WallClock::test_offset_from_env(),
         config_file: None,
         detected_ip,
         trust,

@@ -5,10 +5,12 @@
 //!
 //! Owns the sockets, framing (UDP datagrams, TCP with a 2-byte length prefix), the bounds
 //! (datagram and message sizes, concurrent TCP connections, idle time, queries per
-//! connection), truncation for UDP and the counters. What a name means is in `answer`. It
+//! connection), truncation for UDP, the rate limit of UDP answers to other hosts
+//! (`ratelimit`: no reflection off an agent with `listen_remote`) and the counters. What a name means is in `answer`. It
 //! reads the node under its lock (a copy, never across an await) and never changes it.
 
 pub mod answer;
+pub mod ratelimit;
 
 use crate::agent::shared::AgentShared;
 use crate::api::limits::Reach;
@@ -60,6 +62,8 @@ pub struct DnsStats {
     pub dropped: AtomicU64,
     /// TCP connections closed at once because `MAX_TCP_CONNS` were open.
     pub tcp_refused: AtomicU64,
+    /// UDP queries from another host past its rate (`ratelimit`): answered truncated or not.
+    pub rate_limited: AtomicU64,
 }
 
 /// How answers are made: their TTL (seconds) and the zone.
@@ -130,6 +134,15 @@ fn respond(
     } else {
         resp.to_vec().ok()
     }
+}
+
+/// A truncated answer to `bytes` (header and question, TC set), read without the view: what
+/// a source past its rate gets, never larger than its query.
+fn truncated_only(bytes: &[u8]) -> Option<Vec<u8>> {
+    let req = Message::from_vec(bytes).ok()?;
+    let mut m = req.truncate();
+    m.metadata.message_type = hickory_proto::op::MessageType::Response;
+    m.to_vec().ok().filter(|out| out.len() <= bytes.len())
 }
 
 /// The running DNS listener.
@@ -247,6 +260,7 @@ async fn serve_udp(
     how: Arc<Answering>,
 ) {
     let mut buf = vec![0u8; MAX_QUERY + 1];
+    let mut limit = ratelimit::RateLimit::default();
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -261,7 +275,18 @@ async fn serve_udp(
             continue;
         }
         stats.udp_queries.fetch_add(1, Ordering::Relaxed);
-        match respond(&shared, &stats, &buf[..n], &how, true) {
+        let answer = match limit.check(std::time::Instant::now(), from.ip()) {
+            ratelimit::Verdict::Answer => respond(&shared, &stats, &buf[..n], &how, true),
+            ratelimit::Verdict::Truncate => {
+                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                truncated_only(&buf[..n])
+            }
+            ratelimit::Verdict::Drop => {
+                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        match answer {
             Some(out) => {
                 if let Err(e) = sock.send_to(&out, from).await {
                     tracing::debug!(error = %e, "DNS: UDP send error");

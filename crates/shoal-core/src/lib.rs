@@ -62,6 +62,8 @@ mod operator_tests;
 #[cfg(test)]
 mod outlier_tests;
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod restart_tests;
 #[cfg(test)]
 pub mod testnet;

@@ -161,7 +161,7 @@ mod node_lifeguard;
 #[path = "node_trust.rs"]
 mod node_trust;
 use node_trust::session_seed;
-pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
+pub use node_trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
 /// Gray failures: probe outcomes in, reach reports out, removals applied.
 #[path = "node_gray.rs"]
 mod node_gray;
@@ -269,6 +269,7 @@ impl Node {
         foca.set_lifeguard(cfg.timings.lifeguard());
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
+        foca.set_max_members(node_trust::DEFAULT_MAX_MEMBERS);
         let mut own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
@@ -330,7 +331,11 @@ impl Node {
             causes: crate::cause::Causes::with_seed(hashes),
             drops: Default::default(),
             unknown_items,
-            trust: Trust::new(TrustConfig::default(), session_seed(seed, generation)),
+            trust: Trust::new(
+                TrustConfig::default(),
+                session_seed(seed, generation),
+                hashes,
+            ),
             rollouts: Default::default(),
             reach: Reach::new(cfg.timings.probe_period, cfg.timings.probe_rtt, hashes),
             gray: {

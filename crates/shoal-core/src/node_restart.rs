@@ -146,6 +146,18 @@ impl Node {
         sealed: bool,
     ) {
         use crate::operator::OperatorMsg;
+        // Without a keyring nothing can be sealed: a command is taken only from an active
+        // member's address, so that a stranger must at least join first (`--insecure`
+        // protects nothing else; docs/security.md).
+        if self.trust.keyring().is_none()
+            && !self
+                .foca
+                .is_active_addr(&crate::identity::AddrKey::of(sender))
+        {
+            self.stats.operator_thaws_ignored += u64::from(matches!(msg, OperatorMsg::Thaw { .. }));
+            self.stats.dropped_refused += 1;
+            return;
+        }
         match msg {
             OperatorMsg::Thaw { from } => {
                 if self.trust.keyring().is_some() && !sealed {

@@ -78,6 +78,7 @@ impl Node {
         if let Err(e) = res {
             self.count_foca_error(&e);
         }
+        self.stats.members_refused = self.foca.members_refused();
     }
 
     pub(super) fn count_wire_error(&mut self, e: WireError) {

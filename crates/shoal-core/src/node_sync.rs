@@ -95,7 +95,7 @@ impl Node {
             ShoalMsg::Pong { nonce } => {
                 // A peer SWIM has given up on answers: it is back, tell SWIM so now rather
                 // than at the next periodic announce (heals a partition in one round trip).
-                if let Some((name, addr)) = self.reach.on_pong(now, nonce) {
+                if let Some((name, addr)) = self.reach.on_pong(now, from, nonce) {
                     let known_alive = self
                         .truth
                         .get(&name)

@@ -1,6 +1,6 @@
 //! The node's trust-facing parts: its keyring and plaintext policy, keyring rollouts across
-//! the cluster, drop accounting of the trust layer, the limit on generations from the future
-//! and the answer budget for strangers.
+//! the cluster, drop accounting of the trust layer, the limit on generations from the future,
+//! the bound on members and the answer budget for strangers.
 //!
 //! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
 //! membership. Must not seal or open anything itself (`core::trust` does) and must stay
@@ -20,17 +20,33 @@ use std::time::Duration;
 /// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
 pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
 
+/// Most members (alive, suspect or down until forgotten) a node holds unless the driver says
+/// otherwise (`Node::set_max_members`): past it, an unknown member a datagram names (SWIM
+/// updates, announces, introductions) is refused and counted (`Stats::members_refused`).
+pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
+
 /// A stranger (an address that is not an active member) is answered with at most this many
 /// times the bytes of its datagram.
 pub const AMPLIFICATION: usize = 2;
 
-/// The sending session: random per start (from the seeded rng's seed) and mixed with the
-/// generation, so that a restarted node never reuses a nonce even with the same seed.
+/// The sending session: random per start (from the node's seed) and mixed with the
+/// generation, so that a restarted node never reuses a nonce even with the same seed. It is
+/// sent in clear in every datagram, so it is derived one way (XChaCha20's keystream under the
+/// seed): it reveals nothing of the seed, from which the node's hash tables and random
+/// choices are derived.
 pub(super) fn session_seed(seed: u64, generation: u64) -> u64 {
-    let mut z = seed ^ generation.rotate_left(23) ^ 0x5EA1_5E55_10A5_u64;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    use chacha20poly1305::aead::AeadInPlace;
+    use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..24].copy_from_slice(b"shoal session v2");
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(&generation.to_le_bytes());
+    let mut out = [0u8; 8];
+    let aead = XChaCha20Poly1305::new(&key.into());
+    // Encrypting zeros yields the keystream; the tag is not needed. Cannot fail (8 bytes).
+    let _ = aead.encrypt_in_place_detached(&XNonce::from(nonce), b"", &mut out);
+    u64::from_le_bytes(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +65,14 @@ impl Node {
             return Err(NodeError::AlreadyStarted);
         }
         let session = self.trust.session();
-        self.trust = crate::trust::Trust::new(cfg, session);
+        self.trust = crate::trust::Trust::new(cfg, session, self.hashes);
         Ok(())
+    }
+
+    /// Bounds the members this node holds (active and down, this node included); see
+    /// [`DEFAULT_MAX_MEMBERS`]. Members already known keep being updated.
+    pub fn set_max_members(&mut self, max: usize) {
+        self.foca.set_max_members(max);
     }
 
     /// True when the node runs without a key.
@@ -67,7 +89,20 @@ impl Node {
     }
 
     pub fn trust_stats(&self) -> TrustStats {
-        self.trust.stats()
+        self.trust.stats(self.now)
+    }
+
+    /// Peers heard lately whose clock differs from ours by more than the replay window, with
+    /// the difference (theirs minus ours, ms), largest first. Their datagrams are accepted:
+    /// this is for the log and the operator, membership needs no clock agreement.
+    pub fn clock_skews(&self) -> Vec<(SocketAddr, i64)> {
+        self.trust.skews(self.now)
+    }
+
+    /// The last peer whose datagram was accepted although its clock is off, once (for the
+    /// driver's rate-limited warning).
+    pub fn take_last_skewed(&mut self) -> Option<(SocketAddr, i64)> {
+        self.trust.take_last_skewed()
     }
 
     /// Corrects the mapping of the core's time onto the wall clock (timestamps of sealed

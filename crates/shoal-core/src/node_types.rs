@@ -184,6 +184,10 @@ pub struct Stats {
     pub member_intros_sent: u64,
     /// Members learned through membership anti-entropy and handed to SWIM.
     pub member_intros_applied: u64,
+    /// Updates about unknown members refused because the member table was full
+    /// (`Node::set_max_members`).
+    #[serde(default)]
+    pub members_refused: u64,
     /// Batched requests for missing metadata records sent to random peers.
     #[serde(default)]
     pub meta_batch_requests: u64,

@@ -7,8 +7,10 @@
 //! it believes active (no re-forwarding, so a node cut off from the operator's agent does
 //! not get it). On receipt, a force-leave releases the named member only if SWIM there also
 //! says it is down or left (a live member is never removed by it); a thaw is taken only
-//! sealed when the node has a keyring (plaintext during a move to encryption is refused) and
-//! at most once per `THAW_MIN_INTERVAL`. It must not touch sockets or clocks.
+//! sealed when the node has a keyring (plaintext during a move to encryption is refused), with
+//! a timestamp within `replay_window` of the receiver's clock (`core::trust`: a capture
+//! replayed later does not act), and at most once per `THAW_MIN_INTERVAL`. An insecure node
+//! (no keyring, nothing sealed) takes commands only from an active member's address. It must not touch sockets or clocks.
 //!
 //! Encoding: v0.1.0's postcard layout, then extension fields (`core::ext`); a command of a
 //! later release decodes to `None` (ignored and counted). v0.1.0 refuses any byte after the

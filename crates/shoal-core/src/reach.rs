@@ -9,7 +9,10 @@
 //! - **reach checks**: a ping (`ShoalMsg::Ping`, a nonce) to every baseline peer, or to a
 //!   random sample of `SAMPLE` of them in a larger cluster, retried every probe timeout for
 //!   `ROUNDS` rounds; a peer that answers any round is reached. The answer (`Pong`) echoes
-//!   the nonce and is the same size as the ping (no amplification).
+//!   the nonce and is the same size as the ping (no amplification). A nonce is drawn at
+//!   random per check (and per round of heal pings) and counts only when it comes back from
+//!   the address it was sent to: an answer captured on its way to another node (whose nonces
+//!   are its own) or to an earlier check is no evidence, replayed or not.
 //!
 //! It owns the in-flight check, its last result and the silence clock. It decides nothing:
 //! the guard reads `ReachView` and decides; the node decides when to start a check and
@@ -40,6 +43,9 @@ pub const SILENT_PERIODS: u32 = 3;
 
 /// Missing peers pinged once each per probe period while the guard holds (heal detection).
 pub const HEAL_PINGS: usize = 3;
+
+/// The low bits of a nonce: the index of the target in its check.
+const INDEX_MASK: u64 = 0xF_FFFF;
 
 /// Outcome of the last finished reach check.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +98,8 @@ pub struct ReachView<'a> {
 
 #[derive(Debug)]
 struct Check {
-    seq: u64,
+    /// The random high bits of this check's nonces (the low 20 bits index the target).
+    tag: u64,
     targets: Vec<(Arc<str>, SocketAddr)>,
     answered: Vec<bool>,
     /// Unreachable in the previous check too: one ping, no retries (what matters about
@@ -119,14 +126,15 @@ pub struct Reach {
     check: Option<Check>,
     last: Option<CheckResult>,
     /// Targets of the last finished check by nonce, so that a late answer still counts.
-    late: FixedHashMap<u64, Arc<str>>,
-    seq: u64,
+    late: FixedHashMap<u64, (Arc<str>, SocketAddr)>,
+    /// The random high bits of the nonces of the last round of heal pings.
+    heal_tag: u64,
     /// No new check before this.
     next_allowed: Time,
     /// Gap between the end of one check and the start of the next (the node widens it
     /// while a fault lasts).
     spacing: Duration,
-    /// Missing peers pinged once each since the last such round (nonce sequence 0).
+    /// Missing peers pinged once each since the last such round (nonces `heal_tag | index`).
     heal: Vec<(Arc<str>, SocketAddr)>,
     /// Last tick time, to tell a stalled process (paused, starved) from silence.
     last_tick: Option<Time>,
@@ -149,7 +157,7 @@ impl Reach {
             check: None,
             last: None,
             late: hashes.map(),
-            seq: 0,
+            heal_tag: 0,
             next_allowed: Time::ZERO,
             spacing: probe_period,
             heal: Vec::new(),
@@ -254,11 +262,12 @@ impl Reach {
         }
         missing.truncate(k);
         self.heal = missing;
+        self.heal_tag = Self::draw_tag(rng);
         self.pings_sent += k as u64;
         self.heal
             .iter()
             .enumerate()
-            .map(|(i, (_, a))| (*a, Self::nonce(0, i)))
+            .map(|(i, (_, a))| (*a, self.heal_tag | i as u64))
             .collect()
     }
 
@@ -303,7 +312,7 @@ impl Reach {
             }
             candidates.truncate(SAMPLE);
         }
-        self.seq += 1;
+        let tag = Self::draw_tag(rng);
         self.checks += 1;
         let n = candidates.len();
         let once = candidates
@@ -311,7 +320,7 @@ impl Reach {
             .map(|(name, _)| before.contains(name))
             .collect();
         self.check = Some(Check {
-            seq: self.seq,
+            tag,
             targets: candidates,
             answered: vec![false; n],
             once,
@@ -324,27 +333,42 @@ impl Reach {
         self.poll(now).0
     }
 
-    fn nonce(seq: u64, i: usize) -> u64 {
-        (seq << 20) | (i as u64 & 0xF_FFFF)
+    /// Random high bits for a check's nonces (never 0: no nonce is guessable as 0).
+    fn draw_tag(rng: &mut SmallRng) -> u64 {
+        (rng.random::<u64>() & !INDEX_MASK) | (INDEX_MASK + 1)
     }
 
-    /// An answer to one of our pings. Returns the peer it came from.
-    pub fn on_pong(&mut self, now: Time, nonce: u64) -> Option<(Arc<str>, SocketAddr)> {
+    fn nonce(tag: u64, i: usize) -> u64 {
+        tag | (i as u64 & INDEX_MASK)
+    }
+
+    /// An answer from `from` to one of our pings. Returns the peer it came from; `None`
+    /// (no evidence) for a nonce we did not draw or that comes from another address than the
+    /// one it was sent to.
+    pub fn on_pong(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        nonce: u64,
+    ) -> Option<(Arc<str>, SocketAddr)> {
         self.heard(now);
-        let seq = nonce >> 20;
-        let i = (nonce & 0xF_FFFF) as usize;
-        if seq == 0 {
-            return self.heal.get(i).cloned();
+        let tag = nonce & !INDEX_MASK;
+        let i = (nonce & INDEX_MASK) as usize;
+        if tag == self.heal_tag && tag != 0 {
+            return self.heal.get(i).filter(|(_, a)| *a == from).cloned();
         }
-        if let Some(c) = self.check.as_mut().filter(|c| c.seq == seq) {
-            let t = c.targets.get(i)?;
+        if let Some(c) = self.check.as_mut().filter(|c| c.tag == tag) {
+            let t = c.targets.get(i).filter(|(_, a)| *a == from)?;
             if let Some(a) = c.answered.get_mut(i) {
                 *a = true;
             }
             return Some(t.clone());
         }
         // An answer to a finished check: that peer is reachable after all.
-        let name = self.late.remove(&nonce)?;
+        if self.late.get(&nonce).is_none_or(|(_, a)| *a != from) {
+            return None;
+        }
+        let (name, _) = self.late.remove(&nonce)?;
         if let Some(r) = self.last.as_mut() {
             r.unreached.remove(&name);
             r.reached.insert(name);
@@ -374,7 +398,8 @@ impl Reach {
                     reached.insert(name.clone());
                 } else {
                     unreached.insert(name.clone());
-                    self.late.insert(Self::nonce(c.seq, i), name.clone());
+                    self.late
+                        .insert(Self::nonce(c.tag, i), (name.clone(), c.targets[i].1));
                 }
             }
             self.last = Some(CheckResult {
@@ -395,7 +420,7 @@ impl Reach {
         let mut out = Vec::new();
         for (i, (_, addr)) in c.targets.iter().enumerate() {
             if !c.answered[i] && (first || !c.once[i]) {
-                out.push((*addr, Self::nonce(c.seq, i)));
+                out.push((*addr, Self::nonce(c.tag, i)));
             }
         }
         self.pings_sent += out.len() as u64;
@@ -436,8 +461,8 @@ mod tests {
         let pings = r.start(Time(0), peers(4), &FixedHashSet::default(), &mut rng);
         assert_eq!(pings.len(), 4);
         // n0 and n1 answer the first round.
-        r.on_pong(Time(10), pings[0].1);
-        r.on_pong(Time(10), pings[1].1);
+        r.on_pong(Time(10), pings[0].0, pings[0].1);
+        r.on_pong(Time(10), pings[1].0, pings[1].1);
         let (again, done) = r.poll(Time(500));
         assert!(!done);
         assert_eq!(again.len(), 2, "only the silent ones are pinged again");
@@ -451,7 +476,7 @@ mod tests {
         let res = v.last.expect("a result");
         assert_eq!((res.targets, res.reached()), (4, 2));
         // A late answer counts.
-        r.on_pong(Time(2100), again[0].1);
+        r.on_pong(Time(2100), again[0].0, again[0].1);
         assert_eq!(r.view(Time(2100)).last.unwrap().reached(), 3);
         assert!(!r.can_start(Time(2500)), "spaced by a probe period");
         assert!(r.can_start(Time(3000)));
@@ -479,6 +504,45 @@ mod tests {
         assert_eq!(res.population, 1000);
         assert_eq!((res.targets, res.unreached.len()), (SAMPLE, SAMPLE));
         assert_eq!(res.reached_fraction(), 0.0);
+    }
+
+    /// An answer counts only from the address its ping went to, and only with a nonce this
+    /// node drew: a Pong captured on its way to another node (replayed, or relayed from a
+    /// spoofed source) is no evidence.
+    #[test]
+    fn only_our_own_nonces_from_their_target_are_evidence() {
+        let hashes = HashSeed::default();
+        let (period, rtt) = (Duration::from_millis(1000), Duration::from_millis(500));
+        let mut mine = Reach::new(period, rtt, hashes);
+        let mut theirs = Reach::new(period, rtt, hashes);
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut other_rng = SmallRng::seed_from_u64(4);
+        let none = FixedHashSet::default();
+        let pings = mine.start(Time(0), peers(4), &none, &mut rng);
+        let their_pings = theirs.start(Time(0), peers(4), &none, &mut other_rng);
+        // Another node's nonces for the same peers, from the right addresses: no evidence.
+        for (a, n) in &their_pings {
+            assert_eq!(mine.on_pong(Time(5), *a, *n), None);
+        }
+        // Our nonce for n0 coming from n1's address: no evidence either.
+        assert_eq!(mine.on_pong(Time(5), pings[1].0, pings[0].1), None);
+        // The real answer counts.
+        assert!(mine.on_pong(Time(5), pings[0].0, pings[0].1).is_some());
+        let mut t = 0;
+        while !mine.poll(Time(t)).1 {
+            t += 500;
+            assert!(t < 10_000);
+        }
+        let res = mine.view(Time(t)).last.unwrap();
+        assert_eq!(res.reached(), 1);
+        // Late answers follow the same rule.
+        assert!(mine.on_pong(Time(t), pings[3].0, pings[2].1).is_none());
+        assert_eq!(mine.view(Time(t)).last.unwrap().reached(), 1);
+        // Heal pings too.
+        let heal = mine.heal_pings(peers(2), &mut rng);
+        assert_eq!(mine.on_pong(Time(t), heal[0].0, heal[1].1), None);
+        assert!(mine.on_pong(Time(t), heal[1].0, heal[1].1).is_some());
+        assert!(mine.on_pong(Time(t), heal[1].0, 1).is_none());
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! Sealing and opening datagrams: authentication, encryption and replay protection.
 //!
-//! Owns the node's keyring, its sending session and counter, the replay table and the
-//! plaintext policy. Every datagram the node sends passes through [`Trust::seal`] and every
-//! datagram it receives through [`Trust::open`]; the rest of the core sees plaintext
-//! envelopes only. Must not read a clock or draw OS randomness: the session comes from the
-//! node's seeded rng, time from the driver (`unix_ms_at_zero` maps the core's time onto the
-//! wall clock that timestamps need).
+//! Owns the node's keyring, its sending session and counter, the replay table, the clock
+//! skew seen from peers and the plaintext policy. Every datagram the node sends passes
+//! through [`Trust::seal`] and every datagram it receives through [`Trust::open`]; the rest of
+//! the core sees plaintext envelopes only. Must not read a clock or draw OS randomness: the
+//! session comes from the node's seed, time from the driver (`unix_ms_at_zero` maps the
+//! core's time onto the wall clock that timestamps need).
+//!
+//! Timestamps: every sealed datagram carries the sender's wall clock (v0.1.0 receivers check
+//! it against theirs, so this release keeps sending it). This release accepts a datagram
+//! whatever its timestamp says, as SWIM needs no clock agreement: replays are refused by the
+//! replay table (`core::replay`, per sender, ordered by the sender's own timestamps). The
+//! skew is measured and counted (`TrustStats::skewed`, `Trust::skews`) for the log and the
+//! metrics. Only operator commands (`Kind::Operator`, a cluster-wide thaw) still need a
+//! timestamp within `replay_window` of our clock: a capture of one replayed days later must
+//! not act again, and they are rare, run by an operator who can run them elsewhere.
 //!
 //! A sealed datagram is the envelope header with [`wire::FLAG_SEALED`] set, then
 //! `key_id[4] session[8] counter[8] timestamp_secs[4]` (big-endian), then the body encrypted
@@ -16,6 +25,7 @@
 //! is drawn afresh (and mixed with the generation) at every start and the counter only
 //! grows.
 
+use crate::hash::{FixedHashMap, HashSeed};
 use crate::keyring::{Key, KeyError, KeyId, Keyring};
 use crate::replay::{Refusal, ReplayGuard};
 use crate::time::Time;
@@ -24,7 +34,6 @@ use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{Tag, XNonce};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -54,7 +63,9 @@ pub struct TrustConfig {
     pub plaintext: Plaintext,
     /// Wall clock (Unix ms) at the core's `Time::ZERO`.
     pub unix_ms_at_zero: u64,
-    /// Largest accepted difference between a datagram's timestamp and our clock.
+    /// How far a new session of a sender may be stamped before its live session started
+    /// (`core::replay`), and the clock skew beyond which a datagram is counted as skewed
+    /// (accepted; operator commands are refused past it).
     pub replay_window: Duration,
     /// Most sender sessions tracked for replay protection.
     pub max_sessions: usize,
@@ -81,6 +92,7 @@ pub enum TrustDrop {
     /// A plaintext datagram where only sealed ones are accepted (or a plaintext keyring message).
     Plaintext,
     Replay,
+    /// An operator command stamped further than `replay_window` from our clock.
     Stale,
 }
 
@@ -99,37 +111,54 @@ pub struct TrustStats {
     pub replay_sessions: u64,
     /// Keyrings adopted from a peer with a newer one (an agent that missed a rotation step).
     pub keyring_catch_ups: u64,
+    /// Datagrams accepted although stamped further than `replay_window` from our clock.
+    pub skewed: u64,
+    /// The largest clock difference (ms, either way) with a peer heard within the window.
+    pub max_skew_ms: u64,
 }
 
 pub struct Trust {
     cfg: TrustConfig,
     session: u64,
     counter: u64,
+    hashes: HashSeed,
     replay: ReplayGuard,
     /// Peers (by address) whose last authenticated datagram used a non-primary key: answered
     /// with that key while we still hold it, so that a node with only the old key gets in
     /// during a rotation.
-    peer_keys: HashMap<SocketAddr, KeyId, foldhash::fast::FixedState>,
+    peer_keys: FixedHashMap<SocketAddr, KeyId>,
     keyring_changed: bool,
     /// The sender of the last datagram opened, and whether it used our primary key (for the
     /// keyring catch-up, `Node::keys_catch_up`).
     last_opened: Option<(SocketAddr, bool)>,
+    /// The last peer whose datagram was accepted skewed, and its skew (its clock minus ours,
+    /// ms), for the driver's rate-limited warning.
+    last_skewed: Option<(SocketAddr, i64)>,
     stats: TrustStats,
 }
 
 impl Trust {
-    pub fn new(cfg: TrustConfig, session_seed: u64) -> Trust {
-        let replay = ReplayGuard::new(cfg.replay_window, cfg.max_sessions, session_seed);
+    /// `session` is sent in clear in every datagram: it must not reveal `hashes`, the
+    /// node's private seed of the tables a datagram can grow.
+    pub fn new(cfg: TrustConfig, session: u64, hashes: HashSeed) -> Trust {
+        let replay = ReplayGuard::new(cfg.replay_window, cfg.max_sessions, hashes);
         Trust {
             cfg,
-            session: session_seed,
+            session,
             counter: 0,
+            hashes,
             replay,
-            peer_keys: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(session_seed)),
+            peer_keys: hashes.map(),
             keyring_changed: false,
             last_opened: None,
+            last_skewed: None,
             stats: TrustStats::default(),
         }
+    }
+
+    /// The node's table seed, to rebuild the trust layer with (`Node::set_trust`).
+    pub fn hashes(&self) -> HashSeed {
+        self.hashes
     }
 
     pub fn config(&self) -> &TrustConfig {
@@ -149,11 +178,36 @@ impl Trust {
         self.cfg.keyring.as_ref()
     }
 
-    pub fn stats(&self) -> TrustStats {
+    /// The counters; `now` dates the skew gauge (peers heard within the window).
+    pub fn stats(&self, now: Time) -> TrustStats {
         let mut s = self.stats;
         s.replay_evictions = self.replay.evictions;
         s.replay_sessions = self.replay.len() as u64;
+        s.max_skew_ms = self
+            .replay
+            .skews(now)
+            .map(|(_, k)| k.unsigned_abs())
+            .max()
+            .unwrap_or(0);
         s
+    }
+
+    /// The peers heard within the window whose clock differs from ours by more than the
+    /// window, with the difference (theirs minus ours, ms), largest first.
+    pub fn skews(&self, now: Time) -> Vec<(SocketAddr, i64)> {
+        let w = self.cfg.replay_window.as_millis() as u64;
+        let mut v: Vec<(SocketAddr, i64)> = self
+            .replay
+            .skews(now)
+            .filter(|(_, k)| k.unsigned_abs() > w)
+            .collect();
+        v.sort_by_key(|(a, k)| (std::cmp::Reverse(k.unsigned_abs()), *a));
+        v
+    }
+
+    /// The last peer whose datagram was accepted although skewed, once.
+    pub fn take_last_skewed(&mut self) -> Option<(SocketAddr, i64)> {
+        self.last_skewed.take()
     }
 
     /// Corrects the mapping of the core's time onto the wall clock.
@@ -303,14 +357,23 @@ impl Trust {
         let Some((body, primary)) = opened else {
             return Err(TrustDrop::Auth);
         };
-        // Checked after authentication: a forged header must not be told apart from a stale
-        // one, and must not touch the table.
-        match self.replay.check(session, counter, ts, self.wall_ms(now)) {
+        // Checked after authentication: a forged header must not be told apart from a
+        // replayed one, and must not touch the table.
+        match self.replay.check(now, from, session, counter, ts) {
             Ok(()) => {}
             Err(Refusal::Replay) => return Err(TrustDrop::Replay),
-            Err(Refusal::Stale) => return Err(TrustDrop::Stale),
         }
-        self.replay.commit(now, session, counter);
+        let skew = (i64::from(ts) * 1000).saturating_sub(self.wall_ms(now) as i64);
+        // The sender's clock was read in whole seconds: allow the second it rounded down.
+        let skewed = skew > w_ms(&self.cfg) || skew.saturating_add(1000) < -w_ms(&self.cfg);
+        if skewed && env.kind == Kind::Operator {
+            return Err(TrustDrop::Stale);
+        }
+        self.replay.commit(now, from, session, counter, ts, skew);
+        if skewed {
+            self.stats.skewed += 1;
+            self.last_skewed = Some((from, skew));
+        }
         if primary {
             self.peer_keys.remove(&from);
         } else if self.peer_keys.len() < MAX_PEER_KEYS || self.peer_keys.contains_key(&from) {
@@ -392,6 +455,10 @@ fn unpad(body: &[u8]) -> Result<&[u8], TrustDrop> {
     Ok(&body[..end])
 }
 
+fn w_ms(cfg: &TrustConfig) -> i64 {
+    cfg.replay_window.as_millis().min(i64::MAX as u128) as i64
+}
+
 fn nonce(session: u64, counter: u64) -> XNonce {
     let mut n = [0u8; 24];
     n[..8].copy_from_slice(&session.to_be_bytes());
@@ -427,8 +494,8 @@ mod tests {
 
     #[test]
     fn seal_open_roundtrip_and_overhead() {
-        let mut tx = Trust::new(cfg(Some(ring(1))), 11);
-        let mut rx = Trust::new(cfg(Some(ring(1))), 12);
+        let mut tx = Trust::new(cfg(Some(ring(1))), 11, HashSeed::default());
+        let mut rx = Trust::new(cfg(Some(ring(1))), 12, HashSeed::default());
         let p = plain("prod", b"hello");
         let sealed = tx.seal(Time(5), A.parse().unwrap(), p.clone(), 0);
         assert_eq!(sealed.len(), p.len() + SEAL_OVERHEAD);
@@ -447,7 +514,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x40;
-            let mut fresh = Trust::new(cfg(Some(ring(1))), 13);
+            let mut fresh = Trust::new(cfg(Some(ring(1))), 13, HashSeed::default());
             assert!(
                 fresh
                     .open(Time(5), A.parse().unwrap(), &bad, "prod")
@@ -461,8 +528,8 @@ mod tests {
     fn padding_roundtrips_sealed_and_plain() {
         let a: SocketAddr = A.parse().unwrap();
         for ring in [Some(ring(1)), None] {
-            let mut tx = Trust::new(cfg(ring.clone()), 21);
-            let mut rx = Trust::new(cfg(ring), 22);
+            let mut tx = Trust::new(cfg(ring.clone()), 21, HashSeed::default());
+            let mut rx = Trust::new(cfg(ring), 22, HashSeed::default());
             let d = tx.seal(Time(0), a, plain("l", b"short"), 700);
             assert_eq!(d.len(), 700);
             assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, b"short");
@@ -474,15 +541,15 @@ mod tests {
         // A pad length past the body is refused, not a panic.
         let mut bad = plain("", b"\x00\x09");
         bad[3] |= FLAG_PADDED;
-        let mut rx = Trust::new(cfg(None), 23);
+        let mut rx = Trust::new(cfg(None), 23, HashSeed::default());
         assert!(rx.open(Time(0), A.parse().unwrap(), &bad, "").is_err());
     }
 
     #[test]
     fn wrong_key_plaintext_and_stale_refused() {
-        let mut tx = Trust::new(cfg(Some(ring(1))), 11);
-        let mut other = Trust::new(cfg(Some(ring(2))), 12);
-        let mut insecure = Trust::new(cfg(None), 13);
+        let mut tx = Trust::new(cfg(Some(ring(1))), 11, HashSeed::default());
+        let mut other = Trust::new(cfg(Some(ring(2))), 12, HashSeed::default());
+        let mut insecure = Trust::new(cfg(None), 13, HashSeed::default());
         let from = A.parse().unwrap();
         let sealed = tx.seal(Time(0), from, plain("", b"x"), 0);
         assert_eq!(other.open(Time(0), from, &sealed, ""), Err(TrustDrop::Auth));
@@ -500,6 +567,7 @@ mod tests {
                 ..cfg(Some(ring(2)))
             },
             14,
+            HashSeed::default(),
         );
         assert!(accept.open(Time(0), from, &p, "").is_ok());
         let mut keys = Vec::new();
@@ -526,23 +594,35 @@ mod tests {
                 ..cfg(Some(ring(2)))
             },
             16,
+            HashSeed::default(),
         );
         assert!(!send.seals(&op));
         assert!(!send.seals(&p));
         assert!(send.seals(&keys));
         assert!(!insecure.seals(&keys));
-        // Two minutes later, a capture is stale (and would be a replay too).
-        let mut rx = Trust::new(cfg(Some(ring(1))), 15);
+        // Two minutes later, a capture of gossip is accepted by a receiver that never heard
+        // its sender (no clock agreement is needed), and counted as skewed; an operator
+        // command is refused as stale.
+        let mut rx = Trust::new(cfg(Some(ring(1))), 15, HashSeed::default());
         let late = Time(120_000);
-        assert_eq!(rx.open(late, from, &sealed, ""), Err(TrustDrop::Stale));
+        assert!(rx.open(late, from, &sealed, "").is_ok());
+        assert_eq!(rx.stats(late).skewed, 1);
+        assert_eq!(rx.take_last_skewed(), Some((from, -120_000)));
+        assert_eq!(rx.skews(late), vec![(from, -120_000)]);
+        let mut op = Vec::new();
+        wire::write_header(&mut op, "", Kind::Operator);
+        op.push(0);
+        let cmd = tx.seal(Time(0), from, op, 0);
+        assert_eq!(rx.open(late, from, &cmd, ""), Err(TrustDrop::Stale));
+        assert!(rx.open(Time(30_000), from, &cmd, "").is_ok());
     }
 
     #[test]
     fn old_key_peer_answered_with_its_key() {
         let k1 = Key::from_bytes([1; KEY_LEN]);
         let k2 = Key::from_bytes([2; KEY_LEN]);
-        let mut old = Trust::new(cfg(Some(Keyring::new(k1.clone()))), 1);
-        let mut new = Trust::new(cfg(Some(Keyring::new(k2.clone()))), 2);
+        let mut old = Trust::new(cfg(Some(Keyring::new(k1.clone()))), 1, HashSeed::default());
+        let mut new = Trust::new(cfg(Some(Keyring::new(k2.clone()))), 2, HashSeed::default());
         new.install(k1.clone()).unwrap();
         assert!(new.take_keyring_change().is_some());
         let a = "127.0.0.1:1".parse().unwrap();

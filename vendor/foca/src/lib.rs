@@ -407,6 +407,20 @@ where
         self.members.has_addr(addr)
     }
 
+    /// (shoal fork) Bounds the member list (active and down members):
+    /// past `max`, an update about an unknown member is refused (not
+    /// applied, not spread) and counted in [`Foca::members_refused`].
+    /// Members already known keep being updated. Unbounded by default.
+    pub fn set_max_members(&mut self, max: usize) {
+        self.members.max_len = max.max(1);
+    }
+
+    /// (shoal fork) Updates about unknown members refused because the
+    /// member list was full (see [`Foca::set_max_members`]).
+    pub fn members_refused(&self) -> u64 {
+        self.members.refused
+    }
+
     /// (shoal fork) Appends up to `wanted` distinct active members, picked at random with
     /// `rng`: O(wanted) when most members are active, one pass otherwise. Lets the caller
     /// sample peers without walking [`Foca::iter_members`].

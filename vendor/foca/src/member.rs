@@ -155,6 +155,10 @@ pub(crate) struct Members<T: crate::Identity> {
     // shuffle, so lookups by address are O(1).
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    // (shoal fork) Most members (active or down) the list holds: an
+    // update about an unknown member past it is refused and counted.
+    pub(crate) max_len: usize,
+    pub(crate) refused: u64,
 }
 
 #[cfg(test)]
@@ -221,6 +225,8 @@ where
             inner,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            max_len: usize::MAX,
+            refused: 0,
         };
         members.reindex();
         members
@@ -573,6 +579,16 @@ where
     pub(crate) fn apply(&mut self, update: Member<T>, mut rng: impl RngExt) -> ApplySummary<T> {
         self.apply_existing_if(update.clone(), |_member| true)
             .unwrap_or_else(|| {
+                // (shoal fork) The list is full: an unknown member is refused.
+                if self.inner.len() >= self.max_len {
+                    self.refused = self.refused.saturating_add(1);
+                    return ApplySummary {
+                        is_active_now: false,
+                        apply_successful: false,
+                        changed_active_set: false,
+                        conflict: ConflictResult::FailedCondition,
+                    };
+                }
                 // Unknown member, we'll register it
                 let is_active_now = update.is_active();
                 if update.state == State::Suspect {
@@ -1244,6 +1260,21 @@ mod tests {
         }
         assert!(seen[..250].iter().all(|s| *s));
         assert!(!seen[250..].iter().any(|s| *s), "down members never chosen");
+    }
+
+    #[test]
+    fn a_full_list_refuses_unknown_members_and_updates_known_ones() {
+        // (shoal fork) `max_len`: the list never grows past it.
+        let mut members = many(10, 0);
+        members.max_len = 10;
+        let mut rng = SmallRng::seed_from_u64(4);
+        let res = members.apply(Member::alive(ID::new(200)), &mut rng);
+        assert!(!res.apply_successful);
+        assert_eq!((members.inner.len(), members.refused), (10, 1));
+        // A known member is still updated.
+        let res = members.apply(Member::suspect(ID::new(3)), &mut rng);
+        assert!(res.apply_successful);
+        members.assert_index_consistent();
     }
 
     #[test]
