@@ -29,7 +29,8 @@ pub enum DropReason {
     Plaintext,
     WrongLabel,
     UnsupportedVersion,
-    /// Authentic, but stamped further from our clock than the replay window.
+    /// An authentic operator command stamped further from our clock than the replay window
+    /// (gossip is accepted whatever its timestamp: `trust::TrustStats::skewed`).
     ClockSkew,
     Replay,
     BadMagic,
@@ -76,8 +77,8 @@ impl DropReason {
                  (upgrade one release at a time)"
             }
             DropReason::ClockSkew => {
-                "clock skew: authentic, but stamped too far from our clock (check NTP on both \
-                 hosts)"
+                "clock skew: an authentic operator command stamped too far from our clock \
+                 (check NTP on both hosts, or run it from another agent)"
             }
             DropReason::Replay => "replay: an authentic datagram seen before",
             DropReason::BadMagic => "not a shoal datagram (another program on this port?)",

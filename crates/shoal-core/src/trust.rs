@@ -112,8 +112,10 @@ pub struct TrustStats {
     /// Keyrings adopted from a peer with a newer one (an agent that missed a rotation step).
     pub keyring_catch_ups: u64,
     /// Datagrams accepted although stamped further than `replay_window` from our clock.
+    #[serde(default)]
     pub skewed: u64,
     /// The largest clock difference (ms, either way) with a peer heard within the window.
+    #[serde(default)]
     pub max_skew_ms: u64,
 }
 
