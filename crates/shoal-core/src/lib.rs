@@ -64,6 +64,8 @@ mod outlier_tests;
 #[cfg(test)]
 mod restart_tests;
 #[cfg(test)]
+mod rotation_tests;
+#[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
 mod trust_tests;
