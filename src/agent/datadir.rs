@@ -38,7 +38,7 @@ pub enum DataDirError {
     #[error("keyring file {}: {msg}", path.display())]
     Keyring { path: PathBuf, msg: String },
     #[error(
-        "no cluster key: pass --encrypt KEY (`shoal keygen` prints one) or put a keyring file at {}; \
+        "no cluster key: pass --encrypt-file FILE (a file holding a key `shoal keygen` prints) or put a keyring file at {}; \
          to run without encryption (anyone who can send a datagram can speak for any node) pass --insecure",
         path.display()
     )]
@@ -47,7 +47,7 @@ pub enum DataDirError {
     Contradiction,
     #[error("API token file {}: missing, unreadable or empty", path.display())]
     TokenFile { path: PathBuf },
-    #[error("key file {} (--encrypt-file): missing, unreadable or empty", path.display())]
+    #[error("key file {} (--encrypt-file): missing, unreadable or empty; write one with `shoal keygen > FILE` (mode 0600), or copy the cluster's key there", path.display())]
     KeyFile { path: PathBuf },
 }
 
@@ -287,13 +287,16 @@ pub fn startup_keyring(
         Some(Ok(k)) if ring.is_retired(&k) => warn!(
             keyring = %file,
             key = %k.id(),
-            "the keyring file wins over --encrypt/--encrypt-file: their key was removed by              `shoal keys remove` and is never accepted again; take it out of this agent's              configuration"
+            "the keyring file wins over --encrypt/--encrypt-file: their key was removed by \
+             `shoal keys remove` and is never accepted again; take it out of this agent's \
+             configuration"
         ),
         Some(Ok(k)) => warn!(
             keyring = %file,
             key = %k.id(),
             primary = %ring.primary().id(),
-            "the keyring file wins over --encrypt/--encrypt-file: their key is not in it and is              ignored (to add it to the cluster: `shoal keys install --from-file FILE`)"
+            "the keyring file wins over --encrypt/--encrypt-file: their key is not in it and is \
+             ignored (to add it to the cluster: `shoal keys install --from-file FILE`)"
         ),
     }
     Ok(Some(ring))

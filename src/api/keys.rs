@@ -140,6 +140,12 @@ pub(crate) fn render_metrics(out: &mut String, t: &TrustView) {
         "Keyrings adopted from a peer with a newer one (this agent missed a rotation step).",
         t.stats.keyring_catch_ups,
     );
+    one(
+        "shoal_keyring_refused_total",
+        "counter",
+        "Keyrings and keyring changes from peers refused: too far ahead, more changes than generations, a retired key put back, or the key they came sealed with taken out.",
+        t.stats.keyring_refused,
+    );
 }
 
 pub(crate) fn keys_view(node: &Node) -> KeysResponse {
