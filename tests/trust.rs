@@ -733,6 +733,12 @@ async fn a_removed_key_does_not_come_back_when_an_agent_restarts_with_it() {
             "{out}"
         );
     }
+    let (code, out) = shoal_keys(&sock, &["list"], "").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("retired (never accepted again): {}", old.id())),
+        "{out}"
+    );
     for (i, s) in shared.iter().enumerate() {
         assert_eq!(
             s.lock().keyring().unwrap().keys(),

@@ -35,6 +35,9 @@ pub struct KeysResponse {
     pub primary: Option<String>,
     /// Ids of every key in the ring, the primary first.
     pub keys: Vec<String>,
+    /// Ids of the keys `keys remove` retired here (never accepted again), oldest first.
+    #[serde(default)]
+    pub retired: Vec<String>,
 }
 
 /// `POST /v1/keys` body.
@@ -156,6 +159,9 @@ pub(crate) fn keys_view(node: &Node) -> KeysResponse {
         primary: ring.map(|r| r.primary().id().to_string()),
         keys: ring
             .map(|r| r.keys().iter().map(|k| k.id().to_string()).collect())
+            .unwrap_or_default(),
+        retired: ring
+            .map(|r| r.retired().iter().map(|k| k.id.to_string()).collect())
             .unwrap_or_default(),
     }
 }
