@@ -34,7 +34,10 @@ fn retired_key() -> Key {
 /// The fuzzed node's trust: the cluster key, and a retired one.
 fn node_trust() -> TrustConfig {
     let mut ring = Keyring::new(key());
-    if let Err(e) = ring.remove(&retired_key()) {
+    if let Err(e) = ring
+        .install(retired_key())
+        .and_then(|()| ring.remove(&retired_key()))
+    {
         panic!("fuzz keyring: {e}");
     }
     TrustConfig {

@@ -290,14 +290,16 @@ impl Keyring {
     }
 
     /// Removes an accepted key and retires it (never accepted again); the primary cannot be
-    /// removed. A key that is not there is retired all the same (an agent that never held it
-    /// refuses it too).
+    /// removed. Removing a key that is not there changes nothing (so that a peer's removes
+    /// of made-up keys cannot push the real ones off the bounded retired list).
     pub fn remove(&mut self, key: &Key) -> Result<(), KeyError> {
         if self.primary() == key {
             return Err(KeyError::IsPrimary(key.id));
         }
-        self.keys.retain(|k| k != key);
-        self.retire(key);
+        if self.contains(key) {
+            self.keys.retain(|k| k != key);
+            self.retire(key);
+        }
         Ok(())
     }
 
@@ -427,8 +429,12 @@ mod tests {
         assert_ne!(key(2).retired(), other);
         // Bounded: the oldest retired key is forgotten first.
         for b in 10..10 + MAX_RETIRED as u8 + 5 {
+            ring.install(key(b)).unwrap();
             ring.remove(&key(b)).unwrap();
         }
+        // A key that was never in the ring is not retired by a remove.
+        ring.remove(&key(200)).unwrap();
+        assert!(!ring.is_retired(&key(200)));
         assert_eq!(ring.retired().len(), MAX_RETIRED);
         assert!(!ring.is_retired(&key(2)));
         assert!(ring.is_retired(&key(10 + MAX_RETIRED as u8 + 4)));
