@@ -78,9 +78,12 @@ mkdir -p "$data"
 conf="$root/etc/shoal/shoal.toml"
 [ -f "$conf" ] || conf="$conf.dpkg-new"
 [ -f "$conf" ] || fail "the config file was not unpacked"
-# The agent refuses to start without a key: the packaged binary makes one.
-key=$("$root/usr/bin/shoal" keygen)
-"$root/usr/bin/shoal" agent --config "$conf" --name ci-check --encrypt "$key" \
+# The agent refuses to start without a key: the packaged binary makes one, into a key file as
+# the packaged config reads it (never on the command line).
+grep -q '^encrypt_file = "/etc/shoal/encrypt.key"' "$conf" || fail "the packaged config does not read the key from a file"
+grep -q '^encrypt = ' "$conf" && fail "the packaged config holds a key"
+(umask 077; "$root/usr/bin/shoal" keygen > "$work/encrypt.key")
+"$root/usr/bin/shoal" agent --config "$conf" --name ci-check --encrypt-file "$work/encrypt.key" \
     --bind 127.0.0.1:0 --data-dir "$data" --api "unix:$data/shoal.sock" --log-level warn &
 pid=$!
 ok=0

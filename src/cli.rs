@@ -218,11 +218,49 @@ pub enum KeysAction {
     /// The key ids of this agent's keyring (the keys themselves are never shown).
     List,
     /// Add a key to every agent's keyring (accepted, not yet used to send).
-    Install { key: String },
+    Install(KeyArg),
     /// Make an installed key the primary one (used to send) on every agent.
-    Use { key: String },
-    /// Remove a key from every agent's keyring (not the primary).
-    Remove { key: String },
+    Use(KeyArg),
+    /// Remove a key from every agent's keyring (not the primary); it is retired: no agent
+    /// accepts it again.
+    Remove(KeyArg),
+}
+
+/// The key of a `shoal keys` change: from a file or stdin (`--from-file`), or, visible to
+/// every local user in the process list, as an argument.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KeyArg {
+    /// The key (base64, from `shoal keygen`); prefer --from-file: an argument shows in `ps`
+    #[arg(required_unless_present = "from_file", conflicts_with = "from_file")]
+    pub key: Option<String>,
+    /// Read the key from this file (`-`: standard input), as `shoal keygen` writes it
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<std::path::PathBuf>,
+}
+
+impl KeyArg {
+    /// The key text: the argument, or the file's (or stdin's) content, trimmed; or what is
+    /// wrong, in words.
+    pub fn read(&self, stdin: &mut dyn std::io::Read) -> Result<String, String> {
+        let text = match (&self.key, &self.from_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(p)) if p.as_os_str() == "-" => {
+                let mut s = String::new();
+                stdin
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+                s
+            }
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the key file {}: {e}", p.display()))?,
+            (None, None) => return Err("give the key: --from-file PATH (or - for stdin)".into()),
+        };
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return Err("the key is empty (`shoal keygen` prints one)".into());
+        }
+        Ok(text)
+    }
 }
 
 /// Runs a client command, printing to stdout and errors to stderr. API and connection
@@ -453,10 +491,11 @@ async fn execute(
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
-                Some(KeysAction::Install { key }) => (KeyOpKind::Install, key),
-                Some(KeysAction::Use { key }) => (KeyOpKind::Use, key),
-                Some(KeysAction::Remove { key }) => (KeyOpKind::Remove, key),
+                Some(KeysAction::Install(k)) => (KeyOpKind::Install, k),
+                Some(KeysAction::Use(k)) => (KeyOpKind::Use, k),
+                Some(KeysAction::Remove(k)) => (KeyOpKind::Remove, k),
             };
+            let key = key.read(&mut std::io::stdin()).map_err(Failure::Usage)?;
             let r = client.keys_change(op, &key).await?;
             if json {
                 json_out(out, &r)?;

@@ -111,6 +111,13 @@ pub(super) fn keys_table(
         };
         writeln!(out, "{id}{primary}")?;
     }
+    if !k.retired.is_empty() {
+        writeln!(
+            out,
+            "retired (never accepted again): {}",
+            k.retired.join(", ")
+        )?;
+    }
     if k.plaintext != shoal_core::trust::Plaintext::Refuse {
         writeln!(
             out,

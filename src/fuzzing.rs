@@ -26,6 +26,26 @@ fn trust() -> TrustConfig {
     }
 }
 
+/// A key the fuzzed node retired (`keys remove`).
+fn retired_key() -> Key {
+    Key::from_bytes([0x24; KEY_LEN])
+}
+
+/// The fuzzed node's trust: the cluster key, and a retired one.
+fn node_trust() -> TrustConfig {
+    let mut ring = Keyring::new(key());
+    if let Err(e) = ring
+        .install(retired_key())
+        .and_then(|()| ring.remove(&retired_key()))
+    {
+        panic!("fuzz keyring: {e}");
+    }
+    TrustConfig {
+        keyring: Some(ring),
+        ..TrustConfig::default()
+    }
+}
+
 fn node(name: &str, port: u16) -> Node {
     let cfg = NodeConfig {
         name: name.into(),
@@ -43,7 +63,7 @@ fn node(name: &str, port: u16) -> Node {
         Ok(n) => n,
         Err(e) => panic!("fuzz node: {e}"),
     };
-    if let Err(e) = n.set_trust(trust()) {
+    if let Err(e) = n.set_trust(node_trust()) {
         panic!("fuzz trust: {e}");
     }
     n.start(Time(0));
@@ -52,8 +72,8 @@ fn node(name: &str, port: u16) -> Node {
 
 /// The datagram path: envelope, authentication, decryption, replay checks, decoding and the
 /// node's handling, on a live node. The first byte picks how the rest is sent: 0 raw, 1 a
-/// sealed SWIM body, 2 a sealed shoal message, 3 a sealed keyring message; a sealed input is
-/// then sent a second time (a replay).
+/// sealed SWIM body, 2 a sealed shoal message, 3 a sealed keyring message (the high bit set:
+/// sealed with a key the node retired); a sealed input is then sent a second time (a replay).
 pub fn datagram(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -70,8 +90,12 @@ pub fn datagram(data: &[u8]) {
         2 => Kind::Shoal,
         _ => Kind::Keys,
     };
+    let mut cfg = trust();
+    if mode & 0x80 != 0 {
+        cfg.keyring = Some(Keyring::new(retired_key()));
+    }
     let mut sender = Trust::new(
-        trust(),
+        cfg,
         u64::from(mode),
         shoal_core::hash::HashSeed::of_node(u64::from(mode)),
     );
@@ -204,6 +228,25 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
     }
     v.push(vec![1u8, 0, 0, 0]);
     v.push(vec![3u8, 0, 1, 2, 3]);
+    // Keyrings a peer sends: a checked step, a jump to the last generation, a retired key put
+    // back; and a hello sealed with the retired key.
+    use shoal_core::keyops::KeyMsg;
+    let other = Key::from_bytes([0x43; KEY_LEN]);
+    for (generation, keys) in [
+        (1, vec![key(), other.clone()]),
+        (u64::MAX, vec![other, key()]),
+        (1, vec![key(), retired_key()]),
+    ] {
+        let ring = Keyring::from_keys(keys).map(|r| r.with_generation(generation));
+        if let Ok(r) = ring {
+            let mut d = vec![3u8];
+            d.extend_from_slice(&KeyMsg::state(&r).encode());
+            v.push(d);
+        }
+    }
+    let mut d = vec![0x83u8];
+    d.extend_from_slice(&KeyMsg::Hello { generation: 0 }.encode());
+    v.push(d);
     v
 }
 

@@ -33,7 +33,8 @@ enum Cmd {
     Agent(Box<AgentArgs>),
     /// Start a local cluster of agents on loopback and watch it converge
     Dev(DevArgs),
-    /// Print a new random cluster key (base64), for `--encrypt` or `shoal keys install`
+    /// Print a new random cluster key (base64): save it to a file for `--encrypt-file` or
+    /// `shoal keys install --from-file` (`shoal keygen > key && chmod 600 key`)
     Keygen,
     #[command(flatten)]
     Client(ClientCommand),
@@ -42,9 +43,18 @@ enum Cmd {
 /// How long a graceful leave may take on SIGINT/SIGTERM before the agent exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+/// `key_on_command_line`: `--encrypt` was given as a flag (not from the environment or the
+/// config file), so every local user can read the key in /proc/PID/cmdline.
+async fn agent(args: AgentArgs, key_on_command_line: bool) -> anyhow::Result<()> {
     let cfg = Config::load(&args)?;
     let log = init_logging(&cfg.log_level, cfg.log_format)?;
+    if key_on_command_line {
+        tracing::warn!(
+            "--encrypt puts the cluster key on the command line, where every local user can \
+             read it (/proc/PID/cmdline, ps): pass --encrypt-file FILE (a file of mode 0600) \
+             instead"
+        );
+    }
     let agent = Agent::start(&cfg).await?;
     let reach = api::limits::Reach::from_listen_remote(cfg.listen_remote);
     let api = api::spawn(
@@ -160,6 +170,9 @@ fn main() -> ExitCode {
     // runtime) and 1 us to serialise, which now shares the loop's thread (about 10 ms for
     // 10,000 members; see `cargo bench --bench datagram_path`). `shoal dev` runs many agents in one process and
     // keeps the multi-threaded runtime.
+    let key_on_command_line = matches.subcommand().is_some_and(|(name, m)| {
+        name == "agent" && m.value_source("encrypt") == Some(clap::parser::ValueSource::CommandLine)
+    });
     let rt = match cli.cmd {
         Cmd::Agent(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
@@ -173,12 +186,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(cli))
+    rt.block_on(run(cli, key_on_command_line))
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, key_on_command_line: bool) -> ExitCode {
     let res = match cli.cmd {
-        Cmd::Agent(args) => agent(*args).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Agent(args) => agent(*args, key_on_command_line)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Cmd::Dev(args) => run_dev_with(args, Some(dev_api_hook()))
             .await
             .map(|_| ExitCode::SUCCESS),

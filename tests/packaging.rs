@@ -589,3 +589,52 @@ fn the_dns_zone_is_configurable() {
     assert_eq!(dns_query(dns, &["pkg", "node", "consul"], A), (0, 1));
     assert_eq!(dns_query(dns, &["pkg", "node", "shoal"], A).0, REFUSED);
 }
+
+/// `--encrypt KEY` on the command line warns that every local user can read the key there;
+/// the same key from `--encrypt-file` or `SHOAL_ENCRYPT` does not.
+#[test]
+fn a_key_on_the_command_line_is_warned_about() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let key =
+        String::from_utf8(Command::new(SHOAL).arg("keygen").output().unwrap().stdout).unwrap();
+    let key_file = root.path().join("cluster.key");
+    std::fs::write(&key_file, &key).unwrap();
+    let cases: [(&str, &[&str], Option<&str>, bool); 3] = [
+        ("flag", &["--encrypt", key.trim()], None, true),
+        (
+            "file",
+            &["--encrypt-file", key_file.to_str().unwrap()],
+            None,
+            false,
+        ),
+        ("env", &[], Some(key.trim()), false),
+    ];
+    for (name, extra, env, warned) in cases {
+        let data = root.path().join(name);
+        let mut c = Command::new(SHOAL);
+        c.args(["agent", "--name", name, "--bind", "127.0.0.1:0"])
+            .args(["--profile", "local", "--log-level", "warn", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .env_remove("SHOAL_ENCRYPT")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(k) = env {
+            c.env("SHOAL_ENCRYPT", k);
+        }
+        let mut a = AgentProc(c.spawn().expect("spawn shoal agent"));
+        // Once the API answers, every start-up line has been written.
+        wait_for_api(
+            &format!("unix:{}", data.join("shoal.sock").display()),
+            &mut a,
+        );
+        let _ = a.0.kill();
+        let _ = a.0.wait();
+        let mut err = String::new();
+        a.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(err.contains("/proc/PID/cmdline"), warned, "{name}: {err}");
+        assert!(!err.contains(key.trim()), "{name}: the key is in the log");
+    }
+}

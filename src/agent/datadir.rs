@@ -4,8 +4,10 @@
 //! the API socket's group when the socket lives in it, so that `socket_group` works with the
 //! default socket path while every file in it stays 0600; temporary files of an interrupted
 //! save removed, an exclusive lock so two agents cannot share it) and the
-//! keyring file (mode 0600, written atomically, read at start). Plain blocking functions.
-//! Must not decide which key is primary (the core's keyring does) nor hold any key in a log.
+//! keyring file (mode 0600, written atomically, read at start; once it exists it wins over
+//! `--encrypt`, `--encrypt-file` and the config file, as Consul's does). Plain blocking
+//! functions. Must not decide which key is primary (the core's keyring does) nor hold any
+//! key in a log.
 
 use shoal_core::keyring::{Key, Keyring};
 use std::fs::{self, File, OpenOptions};
@@ -36,7 +38,7 @@ pub enum DataDirError {
     #[error("keyring file {}: {msg}", path.display())]
     Keyring { path: PathBuf, msg: String },
     #[error(
-        "no cluster key: pass --encrypt KEY (`shoal keygen` prints one) or put a keyring file at {}; \
+        "no cluster key: pass --encrypt-file FILE (a file holding a key `shoal keygen` prints) or put a keyring file at {}; \
          to run without encryption (anyone who can send a datagram can speak for any node) pass --insecure",
         path.display()
     )]
@@ -45,7 +47,7 @@ pub enum DataDirError {
     Contradiction,
     #[error("API token file {}: missing, unreadable or empty", path.display())]
     TokenFile { path: PathBuf },
-    #[error("key file {} (--encrypt-file): missing, unreadable or empty", path.display())]
+    #[error("key file {} (--encrypt-file): missing, unreadable or empty; write one with `shoal keygen > FILE` (mode 0600), or copy the cluster's key there", path.display())]
     KeyFile { path: PathBuf },
 }
 
@@ -221,16 +223,19 @@ pub fn read_key_file(path: &Path) -> Result<String, DataDirError> {
         })
 }
 
-/// The keyring an agent starts with: the keyring file if there is one (an `--encrypt` key it
-/// lacks is added to it as accepted), else a new ring of the `--encrypt` key (persisted),
-/// else `None` when `insecure`; with neither, an error that says what to do.
+/// The keyring an agent starts with: the keyring file if there is one (it wins: the key of
+/// `encrypt` or `key_file` is not added to it, and a log line says so; the key file is not
+/// even required then), else a new ring of that key (persisted), else `None` when
+/// `insecure`; with neither, an error that says what to do. A key `keys remove` took out
+/// (retired) never comes back this way.
 pub fn startup_keyring(
     path: &Path,
     encrypt: Option<&str>,
+    key_file: Option<&Path>,
     insecure: bool,
 ) -> Result<Option<Keyring>, DataDirError> {
     if insecure {
-        if encrypt.is_some() {
+        if encrypt.is_some() || key_file.is_some() {
             return Err(DataDirError::Contradiction);
         }
         if path.exists() {
@@ -245,28 +250,64 @@ pub fn startup_keyring(
             path: PathBuf::from("--encrypt"),
             msg: e.to_string(),
         })?;
-    match (load_keyring(path)?, key) {
-        (Some(mut ring), Some(k)) => {
-            if !ring.contains(&k) {
-                ring.install(k.clone()).map_err(|e| DataDirError::Keyring {
-                    path: path.to_path_buf(),
-                    msg: e.to_string(),
-                })?;
+    let Some(ring) = load_keyring(path)? else {
+        let key = match (key, key_file) {
+            (Some(k), _) => Some(k),
+            (None, Some(f)) => Some(parse_key_file(f)?),
+            (None, None) => None,
+        };
+        return match key {
+            Some(k) => {
+                let ring = Keyring::new(k);
                 save_keyring(path, &ring)?;
-                info!(key = %k.id(), "the --encrypt key was added to the keyring (accepted; the file's primary stays primary)");
+                info!(path = %path.display(), key = %ring.primary().id(), "keyring file created from the given key");
+                Ok(Some(ring))
             }
-            Ok(Some(ring))
+            None => Err(DataDirError::NoKey {
+                path: path.to_path_buf(),
+            }),
+        };
+    };
+    // The keyring file wins. The given key is only compared with it, for the log line; an
+    // unreadable key file is no reason not to start.
+    let given = match (key, key_file) {
+        (Some(k), _) => Some(Ok(k)),
+        (None, Some(f)) => Some(parse_key_file(f)),
+        (None, None) => None,
+    };
+    let file = path.display();
+    match given {
+        None => {}
+        Some(Err(e)) => {
+            info!(keyring = %file, error = %e, "the keyring file wins over --encrypt-file (not needed)")
         }
-        (Some(ring), None) => Ok(Some(ring)),
-        (None, Some(k)) => {
-            let ring = Keyring::new(k);
-            save_keyring(path, &ring)?;
-            Ok(Some(ring))
+        Some(Ok(k)) if ring.contains(&k) => {
+            info!(keyring = %file, key = %k.id(), "the keyring file wins over --encrypt/--encrypt-file (their key is in it)")
         }
-        (None, None) => Err(DataDirError::NoKey {
-            path: path.to_path_buf(),
-        }),
+        Some(Ok(k)) if ring.is_retired(&k) => warn!(
+            keyring = %file,
+            key = %k.id(),
+            "the keyring file wins over --encrypt/--encrypt-file: their key was removed by \
+             `shoal keys remove` and is never accepted again; take it out of this agent's \
+             configuration"
+        ),
+        Some(Ok(k)) => warn!(
+            keyring = %file,
+            key = %k.id(),
+            primary = %ring.primary().id(),
+            "the keyring file wins over --encrypt/--encrypt-file: their key is not in it and is \
+             ignored (to add it to the cluster: `shoal keys install --from-file FILE`)"
+        ),
     }
+    Ok(Some(ring))
+}
+
+/// The key in a key file (`--encrypt-file`), parsed.
+fn parse_key_file(path: &Path) -> Result<Key, DataDirError> {
+    Key::parse(&read_key_file(path)?).map_err(|e| DataDirError::Keyring {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -319,17 +360,17 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("keyring");
         assert!(matches!(
-            startup_keyring(&path, None, false),
+            startup_keyring(&path, None, None, false),
             Err(DataDirError::NoKey { .. })
         ));
-        assert_eq!(startup_keyring(&path, None, true).unwrap(), None);
+        assert_eq!(startup_keyring(&path, None, None, true).unwrap(), None);
         let k1 = Key::from_bytes([1; KEY_LEN]);
         let k2 = Key::from_bytes([2; KEY_LEN]);
         assert!(matches!(
-            startup_keyring(&path, Some(&k1.to_base64()), true),
+            startup_keyring(&path, Some(&k1.to_base64()), None, true),
             Err(DataDirError::Contradiction)
         ));
-        let ring = startup_keyring(&path, Some(&k1.to_base64()), false)
+        let ring = startup_keyring(&path, Some(&k1.to_base64()), None, false)
             .unwrap()
             .unwrap();
         assert_eq!(ring.primary(), &k1);
@@ -337,13 +378,54 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        // The file wins; a new --encrypt key is added as accepted.
-        let ring = startup_keyring(&path, Some(&k2.to_base64()), false)
+        // The file wins; another --encrypt key is not added to it.
+        let ring = startup_keyring(&path, Some(&k2.to_base64()), None, false)
             .unwrap()
             .unwrap();
         assert_eq!(ring.primary(), &k1);
-        assert!(ring.contains(&k2));
+        assert!(!ring.contains(&k2));
         assert_eq!(load_keyring(&path).unwrap().unwrap(), ring);
-        assert!(startup_keyring(&path, Some("nope"), false).is_err());
+        assert!(startup_keyring(&path, Some("nope"), None, false).is_err());
+    }
+
+    /// After install NEW, use NEW, remove OLD, an agent restarted with OLD (flag or key
+    /// file) keeps the ring of the file: OLD does not come back.
+    #[test]
+    fn a_retired_key_given_at_start_does_not_come_back() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("keyring");
+        let (old, new) = (Key::from_bytes([1; KEY_LEN]), Key::from_bytes([2; KEY_LEN]));
+        let mut ring = startup_keyring(&path, Some(&old.to_base64()), None, false)
+            .unwrap()
+            .unwrap();
+        ring.install(new.clone()).unwrap();
+        ring.use_key(&new).unwrap();
+        ring.remove(&old).unwrap();
+        save_keyring(&path, &ring).unwrap();
+        let key_file = root.path().join("old.key");
+        fs::write(&key_file, format!("{}\n", old.to_base64())).unwrap();
+        for (flag, file) in [
+            (Some(old.to_base64()), None),
+            (None, Some(key_file.as_path())),
+        ] {
+            let r = startup_keyring(&path, flag.as_deref(), file, false)
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.keys(), std::slice::from_ref(&new));
+            assert!(r.is_retired(&old));
+        }
+        assert_eq!(load_keyring(&path).unwrap().unwrap(), ring);
+        // Once the keyring exists, the key file is not needed.
+        let gone = root.path().join("missing.key");
+        let r = startup_keyring(&path, None, Some(&gone), false).unwrap();
+        assert_eq!(r, Some(ring));
+        // Without a keyring, a key file is required and read.
+        let fresh = root.path().join("fresh-keyring");
+        assert!(matches!(
+            startup_keyring(&fresh, None, Some(&gone), false),
+            Err(DataDirError::KeyFile { .. })
+        ));
+        let r = startup_keyring(&fresh, None, Some(&key_file), false).unwrap();
+        assert_eq!(r.map(|r| r.primary().clone()), Some(old));
     }
 }

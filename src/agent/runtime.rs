@@ -142,13 +142,10 @@ impl Agent {
             .group
             .filter(|_| cfg.api.parent() == Some(cfg.data_dir.as_path()));
         let lock = datadir::prepare_for_group(&cfg.data_dir, socket_group)?;
-        let key_from_file = match &cfg.trust.encrypt_file {
-            Some(path) => Some(datadir::read_key_file(path)?),
-            None => None,
-        };
         let keyring = datadir::startup_keyring(
             &cfg.trust.keyring_file,
-            cfg.trust.encrypt.as_deref().or(key_from_file.as_deref()),
+            cfg.trust.encrypt.as_deref(),
+            cfg.trust.encrypt_file.as_deref(),
             cfg.trust.insecure,
         )?;
         let socket = UdpSocket::bind(cfg.bind).await.map_err(|source| {

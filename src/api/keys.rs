@@ -35,6 +35,9 @@ pub struct KeysResponse {
     pub primary: Option<String>,
     /// Ids of every key in the ring, the primary first.
     pub keys: Vec<String>,
+    /// Ids of the keys `keys remove` retired here (never accepted again), oldest first.
+    #[serde(default)]
+    pub retired: Vec<String>,
 }
 
 /// `POST /v1/keys` body.
@@ -137,6 +140,12 @@ pub(crate) fn render_metrics(out: &mut crate::api::exposition::Exposition, t: &T
         "The largest clock difference with a peer heard lately, either way.",
         t.stats.max_skew_ms as f64 / 1000.0,
     );
+    out.counter(
+        "shoal_keyring_refused_total",
+        "Keyrings and keyring changes from peers refused: too far ahead, more changes than \
+         generations, a retired key put back, or the key they came sealed with taken out.",
+        t.stats.keyring_refused,
+    );
 }
 
 pub(crate) fn keys_view(node: &Node) -> KeysResponse {
@@ -147,6 +156,9 @@ pub(crate) fn keys_view(node: &Node) -> KeysResponse {
         primary: ring.map(|r| r.primary().id().to_string()),
         keys: ring
             .map(|r| r.keys().iter().map(|k| k.id().to_string()).collect())
+            .unwrap_or_default(),
+        retired: ring
+            .map(|r| r.retired().iter().map(|k| k.id.to_string()).collect())
             .unwrap_or_default(),
     }
 }

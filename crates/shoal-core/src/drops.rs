@@ -40,6 +40,8 @@ pub enum DropReason {
     BadKind,
     /// An authentic datagram whose body did not decode.
     Decode,
+    /// Sealed under a key this node retired (`keys remove`).
+    RetiredKey,
 }
 
 impl DropReason {
@@ -57,6 +59,7 @@ impl DropReason {
             DropReason::BadFlags => "bad_flags",
             DropReason::BadKind => "bad_kind",
             DropReason::Decode => "decode",
+            DropReason::RetiredKey => "retired_key",
         }
     }
 
@@ -87,6 +90,10 @@ impl DropReason {
             DropReason::BadFlags => "unsupported envelope flags",
             DropReason::BadKind => "unknown message kind",
             DropReason::Decode => "an authentic datagram whose body did not decode",
+            DropReason::RetiredKey => {
+                "sealed with a key removed from the keyring (keys remove): the sender missed \
+                 the rotation or is a former member; give it the current key"
+            }
         }
     }
 
@@ -97,6 +104,7 @@ impl DropReason {
             TrustDrop::Plaintext => DropReason::Plaintext,
             TrustDrop::Replay => DropReason::Replay,
             TrustDrop::Stale => DropReason::ClockSkew,
+            TrustDrop::Retired => DropReason::RetiredKey,
         }
     }
 
@@ -224,13 +232,16 @@ pub fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String
             ),
             None => String::new(),
         },
-        DropReason::WrongKey => {
+        DropReason::WrongKey | DropReason::RetiredKey => {
             let len = data.get(4).copied().unwrap_or(0) as usize;
             let at = 5 + len + 1;
             let Some(id) = data.get(at..at + 4) else {
                 return String::new();
             };
             let id = KeyId(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+            if reason == DropReason::RetiredKey {
+                return format!("sealed with key {id}, retired here by `keys remove`");
+            }
             match ring {
                 None => format!("sealed with key {id}; this agent has no key (--insecure)"),
                 Some(r) if r.keys().iter().any(|k| k.id() == id) => {

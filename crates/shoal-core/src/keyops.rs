@@ -17,9 +17,15 @@
 //! from a datagram sealed under one of our keys: key holders alone change keyrings, and an
 //! older ring never replaces a newer one. How often each peer is sent either message is
 //! bounded (`STATE_EVERY`, `HELLO_EVERY`, at most `MAX_CATCH_UP_PEERS` peers remembered).
+//!
+//! A peer's ring is checked before it is adopted ([`check_state`]): it may be at most
+//! [`MAX_KEYRING_JUMP`] generations ahead, differ from ours by no more changes than
+//! generations it is ahead, keep the key it came sealed with and hold no key we retired.
+//! So one sealed datagram can neither replace a whole ring nor push the generation to
+//! `u64::MAX` (where no later catch-up could win again).
 
 use crate::ext::{decode_kind, Decoded, ExtError, Kinds, MsgError};
-use crate::keyring::{Key, KeyError, Keyring, KEY_LEN, MAX_KEYS};
+use crate::keyring::{Key, KeyError, KeyId, Keyring, KEY_LEN, MAX_KEYS};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +48,12 @@ pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 pub const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most peers whose last catch-up messages are remembered.
 pub const MAX_CATCH_UP_PEERS: usize = 1024;
+/// Most generations a peer's ring (`State`) may be ahead of ours to be adopted: about ten
+/// rotations (install, use, remove) missed. An agent further behind is refused (counted)
+/// and given the current key by the operator (docs/security.md). Rings with our keys and
+/// a larger generation move ours by at most this much at a time, so the generation can grow
+/// by at most this much per accepted datagram: reaching `u64::MAX` would take 2^59 of them.
+pub const MAX_KEYRING_JUMP: u64 = 32;
 /// Longest error text carried in an acknowledgement.
 const MAX_ERROR_LEN: usize = 200;
 
@@ -314,6 +326,72 @@ impl CatchUp {
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
     }
+}
+
+/// Why a peer's ring (`State`) was not adopted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateRefusal {
+    /// Not newer than ours: nothing to do (rings cross in flight; not counted).
+    NotNewer,
+    /// More than [`MAX_KEYRING_JUMP`] generations ahead, with other keys.
+    TooFar,
+    /// Differs from ours by more changes than the generations it is ahead.
+    TooManyChanges,
+    /// Lacks the key the datagram that carried it was sealed with (a sender seals with a
+    /// key of its own ring, so its ring always holds it).
+    DropsSealingKey,
+    /// Holds a key this node retired.
+    Retired,
+}
+
+/// The ring to adopt from a peer's `theirs`, which came in a datagram sealed with the key
+/// `sealed_with` of our ring `mine`; or why not.
+///
+/// Each key added or removed and a change of primary is one step, so a ring `n` generations
+/// ahead may differ from ours by at most `n` such changes, and `n` is at most
+/// [`MAX_KEYRING_JUMP`]. A ring with our keys only moves our generation, by at most
+/// `MAX_KEYRING_JUMP` (an agent started with the current key catches up in a few
+/// exchanges). Keys in ours and not in theirs are retired here, as their removal was.
+pub fn check_state(
+    mine: &Keyring,
+    theirs: &Keyring,
+    sealed_with: KeyId,
+) -> Result<Keyring, StateRefusal> {
+    let (g, t) = (mine.generation(), theirs.generation());
+    if t <= g {
+        return Err(StateRefusal::NotNewer);
+    }
+    if !theirs
+        .keys()
+        .iter()
+        .any(|k| k.id() == sealed_with && mine.contains(k))
+    {
+        return Err(StateRefusal::DropsSealingKey);
+    }
+    if theirs.keys().iter().any(|k| mine.is_retired(k)) {
+        return Err(StateRefusal::Retired);
+    }
+    let added = theirs.keys().iter().filter(|k| !mine.contains(k)).count();
+    let removed: Vec<&Key> = mine.keys().iter().filter(|k| !theirs.contains(k)).collect();
+    let changes = (added + removed.len()) as u64 + u64::from(theirs.primary() != mine.primary());
+    let ahead = t - g;
+    let generation = if changes == 0 {
+        g + ahead.min(MAX_KEYRING_JUMP)
+    } else if ahead > MAX_KEYRING_JUMP {
+        return Err(StateRefusal::TooFar);
+    } else if changes > ahead {
+        return Err(StateRefusal::TooManyChanges);
+    } else {
+        t
+    };
+    let mut ring = theirs
+        .clone()
+        .with_generation(generation)
+        .with_retired_of(mine);
+    for k in removed {
+        ring.retire(k);
+    }
+    Ok(ring)
 }
 
 /// Applies a keyring change described by `kind` and `key` to a ring.

@@ -3,8 +3,10 @@
 //! Owns the key type (32 bytes, XChaCha20-Poly1305), its short public id (a keyed
 //! fingerprint: it says which key sealed a datagram without revealing the key), the base64
 //! text form operators pass around, and the ring: one primary key used to send, a few more
-//! accepted on receipt. Must not do any I/O (the agent persists the ring) nor draw randomness
-//! (keys are generated at the binary's edge).
+//! accepted on receipt; and the retired keys: fingerprints of keys a `keys remove` took out,
+//! never accepted again from any source (bounded, oldest forgotten first). Must not do any
+//! I/O (the agent persists the ring) nor draw randomness (keys are generated at the binary's
+//! edge).
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -17,6 +19,8 @@ use thiserror::Error;
 pub const KEY_LEN: usize = 32;
 /// Most keys a ring holds (the primary included): enough for a rotation in flight.
 pub const MAX_KEYS: usize = 8;
+/// Most retired keys remembered (the oldest is forgotten first): many rotations' worth.
+pub const MAX_RETIRED: usize = 64;
 
 /// The short public id of a key, carried in every sealed datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,6 +57,20 @@ pub enum KeyError {
     Full,
     #[error("the keyring is empty")]
     Empty,
+    #[error("the key {0} was removed from the keyring (retired): it is never accepted again; use a new key (`shoal keygen`)")]
+    Retired(KeyId),
+    #[error("the change would take out the key {0} it came sealed with")]
+    SealedWith(KeyId),
+    #[error("the keyring has seen as many changes as it can count")]
+    GenerationExhausted,
+}
+
+/// A key taken out by `keys remove`: its public id (to name the datagrams sealed with it) and
+/// a fingerprint that tells it apart from any other key without being the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retired {
+    pub id: KeyId,
+    pub fingerprint: [u8; 16],
 }
 
 impl Key {
@@ -104,6 +122,25 @@ impl Key {
     pub(crate) fn aead(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&self.bytes.into())
     }
+
+    /// Remembered once the key is retired: the 16-byte tag of an empty message under the key
+    /// (another nonce and text than the id's), which names it without revealing it.
+    pub fn retired(&self) -> Retired {
+        let nonce = XNonce::from([0x5Au8; 24]);
+        let fingerprint = self
+            .aead()
+            .encrypt_in_place_detached(&nonce, b"shoal retired key v1", &mut [])
+            .map(|t| {
+                let mut f = [0u8; 16];
+                f.copy_from_slice(&t);
+                f
+            })
+            .unwrap_or([0; 16]);
+        Retired {
+            id: self.id,
+            fingerprint,
+        }
+    }
 }
 
 /// One primary key (sends) and up to `MAX_KEYS - 1` more (accepted on receipt).
@@ -115,6 +152,10 @@ pub struct Keyring {
     /// rings of two agents, so that one that missed a step is brought up to date and never
     /// the other way round. Persisted as a `# generation N` line of the keyring file.
     generation: u64,
+    /// Keys removed by `keys remove` (at most [`MAX_RETIRED`], oldest first): refused by
+    /// `install`, in a peer's ring and on datagrams. Persisted as `# retired ID FINGERPRINT`
+    /// lines (older readers skip them).
+    retired: Vec<Retired>,
 }
 
 impl Keyring {
@@ -122,6 +163,7 @@ impl Keyring {
         Keyring {
             keys: vec![primary],
             generation: 0,
+            retired: Vec::new(),
         }
     }
 
@@ -137,8 +179,53 @@ impl Keyring {
     }
 
     /// Counts one change (called by the trust layer after a change that altered the ring).
-    pub fn bump_generation(&mut self) {
-        self.generation = self.generation.saturating_add(1);
+    /// Never saturates: past `u64::MAX` the change is refused.
+    pub fn bump_generation(&mut self) -> Result<(), KeyError> {
+        self.generation = self
+            .generation
+            .checked_add(1)
+            .ok_or(KeyError::GenerationExhausted)?;
+        Ok(())
+    }
+
+    /// The retired keys, oldest first.
+    pub fn retired(&self) -> &[Retired] {
+        &self.retired
+    }
+
+    /// True when `key` was retired here.
+    pub fn is_retired(&self, key: &Key) -> bool {
+        let r = key.retired();
+        self.retired.contains(&r)
+    }
+
+    /// True when a retired key has this id (what an unopened datagram tells of its key).
+    pub fn is_retired_id(&self, id: KeyId) -> bool {
+        self.retired.iter().any(|r| r.id == id)
+    }
+
+    /// Remembers `key` as retired (a no-op when it already is; the oldest is forgotten past
+    /// [`MAX_RETIRED`]).
+    pub fn retire(&mut self, key: &Key) {
+        self.add_retired(key.retired());
+    }
+
+    fn add_retired(&mut self, r: Retired) {
+        if self.retired.contains(&r) {
+            return;
+        }
+        if self.retired.len() >= MAX_RETIRED {
+            self.retired.remove(0);
+        }
+        self.retired.push(r);
+    }
+
+    /// The same keys with `other`'s retired keys added to ours.
+    pub fn with_retired_of(mut self, other: &Keyring) -> Keyring {
+        for r in &other.retired {
+            self.add_retired(*r);
+        }
+        self
     }
 
     /// True when both rings hold the same keys with the same primary, whatever their
@@ -176,10 +263,14 @@ impl Keyring {
         self.keys.contains(key)
     }
 
-    /// Adds a key to the accepted ones (no change if it is there already).
+    /// Adds a key to the accepted ones (no change if it is there already). A retired key is
+    /// refused.
     pub fn install(&mut self, key: Key) -> Result<(), KeyError> {
         if self.contains(&key) {
             return Ok(());
+        }
+        if self.is_retired(&key) {
+            return Err(KeyError::Retired(key.id));
         }
         if self.keys.len() >= MAX_KEYS {
             return Err(KeyError::Full);
@@ -198,20 +289,28 @@ impl Keyring {
         Ok(())
     }
 
-    /// Removes an accepted key; the primary cannot be removed. Removing a key that is not
-    /// there changes nothing.
+    /// Removes an accepted key and retires it (never accepted again); the primary cannot be
+    /// removed. Removing a key that is not there changes nothing (so that a peer's removes
+    /// of made-up keys cannot push the real ones off the bounded retired list).
     pub fn remove(&mut self, key: &Key) -> Result<(), KeyError> {
         if self.primary() == key {
             return Err(KeyError::IsPrimary(key.id));
         }
-        self.keys.retain(|k| k != key);
+        if self.contains(key) {
+            self.keys.retain(|k| k != key);
+            self.retire(key);
+        }
         Ok(())
     }
 
     /// The text form persisted in the keyring file: one base64 key a line, primary first,
-    /// after a `# generation N` comment (older readers skip it).
+    /// after a `# generation N` comment and the `# retired ID FINGERPRINT` ones (older readers
+    /// skip them).
     pub fn to_text(&self) -> String {
         let mut s = format!("# generation {}\n", self.generation);
+        for r in &self.retired {
+            s.push_str(&format!("# retired {} {}\n", r.id, hex(&r.fingerprint)));
+        }
         for k in &self.keys {
             s.push_str(&k.to_base64());
             s.push('\n');
@@ -231,8 +330,36 @@ impl Keyring {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(Key::parse)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Keyring::from_keys(keys)?.with_generation(generation))
+        let mut ring = Keyring::from_keys(keys)?.with_generation(generation);
+        for l in text.lines() {
+            if let Some(r) = l.trim().strip_prefix("# retired ").and_then(parse_retired) {
+                ring.add_retired(r);
+            }
+        }
+        Ok(ring)
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `ID FINGERPRINT` (8 and 32 hex digits) of a `# retired` line.
+fn parse_retired(s: &str) -> Option<Retired> {
+    let mut parts = s.split_whitespace();
+    let id = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let f = parts.next()?;
+    if f.len() != 32 || !f.is_ascii() {
+        return None;
+    }
+    let mut fingerprint = [0u8; 16];
+    for (i, b) in fingerprint.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&f[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(Retired {
+        id: KeyId(id),
+        fingerprint,
+    })
 }
 
 #[cfg(test)]
@@ -279,5 +406,46 @@ mod tests {
             ring.install(key(b)).unwrap();
         }
         assert_eq!(ring.install(key(99)), Err(KeyError::Full));
+    }
+
+    #[test]
+    fn removed_keys_are_retired_for_good_and_the_list_is_bounded() {
+        let mut ring = Keyring::new(key(1));
+        ring.install(key(2)).unwrap();
+        ring.remove(&key(2)).unwrap();
+        assert!(ring.is_retired(&key(2)) && ring.is_retired_id(key(2).id()));
+        assert!(!ring.is_retired(&key(1)));
+        assert_eq!(ring.install(key(2)), Err(KeyError::Retired(key(2).id())));
+        // Persisted with the ring; a file of an older release (no such lines) has none.
+        let mut back = Keyring::from_text(&ring.to_text()).unwrap();
+        assert_eq!(back, ring);
+        assert_eq!(back.install(key(2)), Err(KeyError::Retired(key(2).id())));
+        // The fingerprint is not the key, and tells keys with the same id apart.
+        assert!(!ring.to_text().contains(&hex(key(2).bytes())));
+        let other = Retired {
+            id: key(2).id(),
+            fingerprint: [0; 16],
+        };
+        assert_ne!(key(2).retired(), other);
+        // Bounded: the oldest retired key is forgotten first.
+        for b in 10..10 + MAX_RETIRED as u8 + 5 {
+            ring.install(key(b)).unwrap();
+            ring.remove(&key(b)).unwrap();
+        }
+        // A key that was never in the ring is not retired by a remove.
+        ring.remove(&key(200)).unwrap();
+        assert!(!ring.is_retired(&key(200)));
+        assert_eq!(ring.retired().len(), MAX_RETIRED);
+        assert!(!ring.is_retired(&key(2)));
+        assert!(ring.is_retired(&key(10 + MAX_RETIRED as u8 + 4)));
+    }
+
+    #[test]
+    fn generations_never_saturate() {
+        let mut ring = Keyring::new(key(1)).with_generation(u64::MAX - 1);
+        ring.bump_generation().unwrap();
+        assert_eq!(ring.generation(), u64::MAX);
+        assert_eq!(ring.bump_generation(), Err(KeyError::GenerationExhausted));
+        assert_eq!(ring.generation(), u64::MAX);
     }
 }

@@ -66,6 +66,8 @@ mod replay_tests;
 #[cfg(test)]
 mod restart_tests;
 #[cfg(test)]
+mod rotation_tests;
+#[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
 mod trust_tests;

@@ -7,7 +7,9 @@
 //! sans-IO: the driver persists the keyring it hands out.
 
 use super::{Node, NodeError};
-use crate::keyops::{apply, CatchUpKind, Confirm, KeyMsg, KeyOpKind, Rollout};
+use crate::keyops::{
+    apply, check_state, CatchUpKind, Confirm, KeyMsg, KeyOpKind, Rollout, StateRefusal,
+};
 use crate::keyring::{Key, KeyError, Keyring};
 use crate::time::Time;
 use crate::trust::{Plaintext, TrustConfig, TrustDrop, TrustStats};
@@ -147,7 +149,7 @@ impl Node {
         let msg = r.message();
         let pending: Vec<SocketAddr> = r.pending().collect();
         for dst in pending {
-            self.send_keys(dst, &msg);
+            self.send_key_material(dst, &msg);
         }
     }
 
@@ -155,6 +157,17 @@ impl Node {
         self.rollouts.get(id)
     }
 
+    /// Sends a keyring message that carries key material (`Op`, `State`) to `dst`: the one
+    /// place keys leave this node. Today the datagram is sealed under the cluster ring like
+    /// every other (`core::trust`), so a holder of any ring key can read it; sealing it to
+    /// `dst`'s own public key instead (#22, per-agent key pairs) changes this function only.
+    fn send_key_material(&mut self, dst: SocketAddr, msg: &KeyMsg) {
+        debug_assert!(matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }));
+        self.send_keys(dst, msg);
+    }
+
+    /// Sends a keyring message without key material (`Ack`, `Hello`), or, through
+    /// [`Node::send_key_material`], one with.
     fn send_keys(&mut self, dst: SocketAddr, msg: &KeyMsg) {
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Keys);
         self.out.buf.extend_from_slice(&msg.encode());
@@ -182,7 +195,16 @@ impl Node {
         match msg {
             KeyMsg::Op { id, kind, key } => {
                 let key = Key::from_bytes(key);
-                let res = self.trust.change_keyring(|r| apply(r, kind, &key));
+                // A change may not take out the key it came sealed with (as for `State`).
+                let sealed_with = self.trust.opened_with();
+                let res = if kind == KeyOpKind::Remove && sealed_with == Some(key.id()) {
+                    Err(KeyError::SealedWith(key.id()))
+                } else {
+                    self.trust.change_keyring(|r| apply(r, kind, &key))
+                };
+                if matches!(res, Err(KeyError::Retired(_) | KeyError::SealedWith(_))) {
+                    self.trust.count_keyring_refused();
+                }
                 self.send_keys(from, &KeyMsg::ack(id, res));
             }
             KeyMsg::Ack { id, error } => {
@@ -205,9 +227,17 @@ impl Node {
                     self.stats.dropped_decode += 1;
                     return;
                 };
-                // Only a newer ring replaces ours: a peer that missed a step never undoes it.
-                if theirs.generation() > mine.generation() {
-                    let _ = self.trust.adopt_keyring(theirs);
+                let Some(sealed_with) = self.trust.opened_with() else {
+                    return;
+                };
+                // Only a newer ring replaces ours (a peer that missed a step never undoes
+                // it), one checked jump at a time (`keyops::check_state`).
+                match check_state(mine, &theirs, sealed_with) {
+                    Ok(ring) => {
+                        let _ = self.trust.adopt_keyring(ring);
+                    }
+                    Err(StateRefusal::NotNewer) => {}
+                    Err(_) => self.trust.count_keyring_refused(),
                 }
             }
         }
@@ -241,13 +271,18 @@ impl Node {
         let Some(ring) = self.trust.keyring() else {
             return;
         };
-        let msg = match kind {
-            CatchUpKind::State => KeyMsg::state(ring),
-            CatchUpKind::Hello => KeyMsg::Hello {
-                generation: ring.generation(),
-            },
-        };
-        self.send_keys(to, &msg);
+        match kind {
+            CatchUpKind::State => {
+                let msg = KeyMsg::state(ring);
+                self.send_key_material(to, &msg);
+            }
+            CatchUpKind::Hello => {
+                let msg = KeyMsg::Hello {
+                    generation: ring.generation(),
+                };
+                self.send_keys(to, &msg);
+            }
+        }
     }
 
     pub(super) fn count_trust_drop(&mut self, e: TrustDrop) {
@@ -258,6 +293,7 @@ impl Node {
             TrustDrop::Plaintext => s.dropped_plaintext += 1,
             TrustDrop::Replay => s.dropped_replay += 1,
             TrustDrop::Stale => s.dropped_stale += 1,
+            TrustDrop::Retired => s.dropped_retired_key += 1,
         }
     }
 

@@ -166,6 +166,9 @@ pub struct Stats {
     /// Authentic datagrams stamped further from our clock than the replay window.
     #[serde(default)]
     pub dropped_stale: u64,
+    /// Sealed datagrams under a key this node retired (`keys remove`).
+    #[serde(default)]
+    pub dropped_retired_key: u64,
     /// Records or members refused at decode: a bad name, a record about this node, a
     /// generation or version far in the future.
     #[serde(default)]
@@ -228,7 +231,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 16] {
+    pub fn drops(&self) -> [(&'static str, u64); 17] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -246,6 +249,7 @@ impl Stats {
             ("replay", self.dropped_replay),
             ("stale", self.dropped_stale),
             ("refused", self.dropped_refused),
+            ("retired_key", self.dropped_retired_key),
         ]
     }
 }

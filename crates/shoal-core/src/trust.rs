@@ -94,6 +94,9 @@ pub enum TrustDrop {
     Replay,
     /// An operator command stamped further than `replay_window` from our clock.
     Stale,
+    /// Sealed under a key this node retired (`keys remove`): a sender that missed the
+    /// rotation, or a former member.
+    Retired,
 }
 
 /// Counters of the trust layer, reported with the node's stats.
@@ -117,6 +120,10 @@ pub struct TrustStats {
     /// The largest clock difference (ms, either way) with a peer heard within the window.
     #[serde(default)]
     pub max_skew_ms: u64,
+    /// Keyrings (`State`) and changes (`Op`) refused: too far ahead, more changes than
+    /// generations, a retired key put back, or the key they came sealed with taken out.
+    #[serde(default)]
+    pub keyring_refused: u64,
 }
 
 pub struct Trust {
@@ -136,6 +143,8 @@ pub struct Trust {
     /// The last peer whose datagram was accepted skewed, and its skew (its clock minus ours,
     /// ms), for the driver's rate-limited warning.
     last_skewed: Option<(SocketAddr, i64)>,
+    /// The key the datagram being handled was sealed with (`None`: plaintext).
+    opened_with: Option<KeyId>,
     stats: TrustStats,
 }
 
@@ -154,6 +163,7 @@ impl Trust {
             keyring_changed: false,
             last_opened: None,
             last_skewed: None,
+            opened_with: None,
             stats: TrustStats::default(),
         }
     }
@@ -317,6 +327,7 @@ impl Trust {
                 return Err(TrustDrop::Plaintext);
             }
             self.stats.plaintext_accepted += 1;
+            self.opened_with = None;
             let body = if env.padded {
                 unpad(env.body)?
             } else {
@@ -357,6 +368,9 @@ impl Trust {
             }
         }
         let Some((body, primary)) = opened else {
+            if ring.is_retired_id(key_id) {
+                return Err(TrustDrop::Retired);
+            }
             return Err(TrustDrop::Auth);
         };
         // Checked after authentication: a forged header must not be told apart from a
@@ -383,6 +397,7 @@ impl Trust {
         }
         self.stats.opened += 1;
         self.last_opened = Some((from, primary));
+        self.opened_with = Some(key_id);
         let mut body = body;
         if env.padded {
             let n = unpad(&body)?.len();
@@ -403,8 +418,13 @@ impl Trust {
         };
         let before = ring.clone();
         f(ring)?;
+        if !ring.same_keys(&before) {
+            if let Err(e) = ring.bump_generation() {
+                *ring = before;
+                return Err(e);
+            }
+        }
         if *ring != before {
-            ring.bump_generation();
             self.keyring_changed = true;
             let ring = ring.clone();
             // Forget peers on keys we dropped.
@@ -415,7 +435,7 @@ impl Trust {
     }
 
     /// Replaces the ring with a peer's newer one (its generation included). Only ever called
-    /// with a ring that came sealed under one of our keys.
+    /// with a ring that came sealed under one of our keys and passed `keyops::check_state`.
     pub fn adopt_keyring(&mut self, ring: Keyring) -> Result<(), KeyError> {
         let Some(mine) = self.cfg.keyring.as_mut() else {
             return Err(KeyError::Empty);
@@ -427,6 +447,16 @@ impl Trust {
         self.peer_keys
             .retain(|_, id| ring.get(*id).next().is_some());
         Ok(())
+    }
+
+    /// Counts a keyring or keyring change refused (`keyops::StateRefusal`).
+    pub fn count_keyring_refused(&mut self) {
+        self.stats.keyring_refused += 1;
+    }
+
+    /// The key the datagram being handled was sealed with (`None` for plaintext).
+    pub fn opened_with(&self) -> Option<KeyId> {
+        self.opened_with
     }
 
     /// The sender of the last datagram opened and whether it used our primary key, once.

@@ -1,0 +1,157 @@
+//! Tests of rotation that evicts, through live nodes on the test network: a removed key is
+//! retired for good (refused on datagrams, in a change and in a peer's ring), and a peer's
+//! ring is adopted one checked jump at a time (a key holder's `State` at generation
+//! `u64::MAX` takes nothing over, and a legitimate catch-up still wins afterwards).
+//! Must not reach into a node's fields: only what a driver or a peer can do.
+
+use crate::drops::DropReason;
+use crate::keyops::{KeyMsg, KeyOpKind, MAX_KEYRING_JUMP};
+use crate::keyring::{Key, Keyring, KEY_LEN};
+use crate::testnet::{addr, TestNet};
+use crate::trust_tests::{formed, keyed, Outsider};
+use crate::wire::Kind;
+use crate::ServedStatus;
+
+fn key(b: u8) -> Key {
+    Key::from_bytes([b; KEY_LEN])
+}
+
+fn ring(generation: u64, keys: &[u8]) -> Keyring {
+    Keyring::from_keys(keys.iter().map(|b| key(*b)).collect())
+        .unwrap()
+        .with_generation(generation)
+}
+
+/// Node 0 receives `msg` from node 1's address, sealed under `sealed_with`.
+fn send(net: &mut TestNet, sealed_with: u8, msg: &KeyMsg, seed: u64) {
+    let now = net.now;
+    let mut o = Outsider::new(Some(sealed_with), addr(1), seed);
+    let d = o.datagram(now, addr(0), Kind::Keys, &msg.encode());
+    net.nodes[0].handle_datagram(now, addr(1), &d);
+}
+
+/// Installs `new`, makes it primary and removes key 1 on every node (from node 0).
+fn rotate(net: &mut TestNet, new: u8) {
+    for (op, k) in [
+        (KeyOpKind::Install, new),
+        (KeyOpKind::Use, new),
+        (KeyOpKind::Remove, 1),
+    ] {
+        let now = net.now;
+        let id = net.nodes[0].keys_change(now, op, key(k)).unwrap();
+        net.flush(0);
+        net.run_for_ms(300);
+        assert!(net.nodes[0].keys_rollout(id).unwrap().done(), "{op:?}");
+    }
+}
+
+#[test]
+fn a_state_at_the_largest_generation_takes_nothing_over() {
+    let mut net = formed(2, |_| keyed(1));
+    let gen0 = net.nodes[0].keyring().unwrap().generation();
+    let before = net.nodes[0].keyring().unwrap().clone();
+    // A key holder's ring at u64::MAX with its own primary: refused, counted.
+    send(&mut net, 1, &KeyMsg::state(&ring(u64::MAX, &[9, 1])), 601);
+    assert_eq!(net.nodes[0].keyring().unwrap(), &before);
+    // Our keys at u64::MAX: the generation moves by at most MAX_KEYRING_JUMP.
+    send(&mut net, 1, &KeyMsg::state(&ring(u64::MAX, &[1])), 602);
+    let g = net.nodes[0].keyring().unwrap().generation();
+    assert!(g <= gen0 + MAX_KEYRING_JUMP, "{g}");
+    // A whole new ring one generation ahead (two changes: install and use): refused.
+    send(&mut net, 1, &KeyMsg::state(&ring(g + 1, &[9, 1])), 603);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(1));
+    // A ring without the key it came sealed with: refused.
+    send(&mut net, 1, &KeyMsg::state(&ring(g + 2, &[9])), 604);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(1));
+    assert_eq!(net.nodes[0].trust_stats().keyring_refused, 3);
+    assert_eq!(net.nodes[0].trust_stats().keyring_catch_ups, 1);
+    // A legitimate catch-up (one install, one generation ahead) still wins afterwards.
+    send(&mut net, 1, &KeyMsg::state(&ring(g + 1, &[1, 7])), 605);
+    let r = net.nodes[0].keyring().unwrap();
+    assert_eq!((r.generation(), r.keys().len()), (g + 1, 2));
+    assert!(r.contains(&key(7)) && r.primary() == &key(1));
+    // And the operator's next change goes everywhere, as ever.
+    let now = net.now;
+    net.nodes[1]
+        .keys_change(now, KeyOpKind::Install, key(8))
+        .unwrap();
+    net.flush(1);
+    net.run_for_ms(300);
+    assert!(net.nodes[0].keyring().unwrap().contains(&key(8)));
+}
+
+#[test]
+fn a_removed_key_is_refused_from_every_source() {
+    let mut net = formed(3, |_| keyed(1));
+    rotate(&mut net, 2);
+    for n in &net.nodes {
+        let r = n.keyring().unwrap();
+        assert_eq!(r.keys(), &[key(2)], "{}", n.name());
+        assert!(r.is_retired(&key(1)), "{}", n.name());
+    }
+    let gen = net.nodes[0].keyring().unwrap().generation();
+    // A datagram sealed with the removed key: dropped under its own name, and it opens
+    // nothing (no answer, no ring).
+    let dropped = net.nodes[0].stats().dropped_retired_key;
+    while net.nodes[0].poll_transmit().is_some() {}
+    send(&mut net, 1, &KeyMsg::Hello { generation: 0 }, 611);
+    assert_eq!(net.nodes[0].stats().dropped_retired_key, dropped + 1);
+    assert!(
+        net.nodes[0].poll_transmit().is_none(),
+        "answered a retired key"
+    );
+    assert!(net.nodes[0]
+        .drops()
+        .recent()
+        .iter()
+        .any(|d| d.from == addr(1) && d.reason == DropReason::RetiredKey));
+    // A change putting it back, sealed with the current key: refused (and answered so).
+    let op = KeyMsg::Op {
+        id: 1,
+        kind: KeyOpKind::Install,
+        key: *key(1).bytes(),
+    };
+    send(&mut net, 2, &op, 612);
+    assert!(!net.nodes[0].keyring().unwrap().contains(&key(1)));
+    // A peer's ring holding it, one generation ahead: refused.
+    send(&mut net, 2, &KeyMsg::state(&ring(gen + 1, &[2, 1])), 613);
+    assert!(!net.nodes[0].keyring().unwrap().contains(&key(1)));
+    assert_eq!(net.nodes[0].trust_stats().keyring_refused, 2);
+    // Nor by the operator on this node.
+    let now = net.now;
+    assert!(net.nodes[0]
+        .keys_change(now, KeyOpKind::Install, key(1))
+        .is_err());
+    // The retired key is persisted with the ring the driver saves.
+    let saved = net.nodes[1].take_keyring_change().unwrap();
+    assert!(Keyring::from_text(&saved.to_text())
+        .unwrap()
+        .is_retired(&key(1)));
+    // Nobody was ever served anything but alive.
+    for n in &net.nodes {
+        assert!(n.members().iter().all(|m| m.status == ServedStatus::Alive));
+    }
+}
+
+#[test]
+fn a_change_cannot_remove_the_key_it_came_sealed_with() {
+    let mut net = formed(2, |_| keyed(1));
+    let now = net.now;
+    net.nodes[0]
+        .keys_change(now, KeyOpKind::Install, key(3))
+        .unwrap();
+    net.flush(0);
+    net.run_for_ms(300);
+    // Key 3 is accepted on node 0; a remove of it sealed with it is refused.
+    let op = KeyMsg::Op {
+        id: 2,
+        kind: KeyOpKind::Remove,
+        key: *key(3).bytes(),
+    };
+    send(&mut net, 3, &op, 621);
+    assert!(net.nodes[0].keyring().unwrap().contains(&key(3)));
+    assert_eq!(net.nodes[0].trust_stats().keyring_refused, 1);
+    // Sealed with another key of the ring, it goes through.
+    send(&mut net, 1, &op, 622);
+    assert!(!net.nodes[0].keyring().unwrap().contains(&key(3)));
+}
