@@ -121,6 +121,8 @@ impl Node {
     }
 
     fn send_keys(&mut self, dst: SocketAddr, msg: &KeyMsg) {
+        let sealed = self.seal_key_material(dst, msg);
+        let msg = sealed.as_ref().unwrap_or(msg);
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Keys);
         self.out.buf.extend_from_slice(&msg.encode());
         self.stats.tx_datagrams += 1;
@@ -143,6 +145,16 @@ impl Node {
                 self.stats.dropped_decode += 1;
                 return;
             }
+        };
+        let msg = match msg {
+            KeyMsg::Sealed { sealed } => match self.open_key_material(&sealed) {
+                Some(inner) => inner,
+                None => {
+                    self.stats.dropped_decode += 1;
+                    return;
+                }
+            },
+            msg => msg,
         };
         match msg {
             KeyMsg::Op { id, kind, key } => {
@@ -175,6 +187,8 @@ impl Node {
                     let _ = self.trust.adopt_keyring(theirs);
                 }
             }
+            // Opened above: a sealed message never holds another.
+            KeyMsg::Sealed { .. } => self.stats.dropped_decode += 1,
         }
     }
 
