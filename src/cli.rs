@@ -223,6 +223,11 @@ pub enum KeysAction {
     Use { key: String },
     /// Remove a key from every agent's keyring (not the primary).
     Remove { key: String },
+    /// The member keys this agent knows: which key signs each name's record.
+    Members,
+    /// Forget the member key bound to NAME on this agent (a host rebuilt with a new key
+    /// under the same name): its next signed record binds it again. Run it on every agent.
+    Forget { name: String },
 }
 
 /// Runs a client command, printing to stdout and errors to stderr. API and connection
@@ -456,6 +461,30 @@ async fn execute(
                 Some(KeysAction::Install { key }) => (KeyOpKind::Install, key),
                 Some(KeysAction::Use { key }) => (KeyOpKind::Use, key),
                 Some(KeysAction::Remove { key }) => (KeyOpKind::Remove, key),
+                Some(KeysAction::Members) => {
+                    let r = client.member_keys().await?;
+                    if json {
+                        json_out(out, &r)?;
+                    } else {
+                        for m in &r.members {
+                            writeln!(out, "{:<32} {}", m.name, m.fingerprint)?;
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(KeysAction::Forget { name }) => {
+                    let r = client.forget_member_key(&name).await?;
+                    if json {
+                        json_out(out, &r)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "forgot {}'s key {} on this agent: its next signed record binds it",
+                            r.name, r.forgotten.fingerprint
+                        )?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             let r = client.keys_change(op, &key).await?;
             if json {

@@ -7,6 +7,7 @@
 //! hook and its queue,
 //! `checks` the services' health checks, `droplog` the rate-limited lines about refused
 //! datagrams, `datadir` the data directory (mode, lock, temporary files) and the keyring file,
+//! `member_keys` this agent's member key pair and the known members' keys,
 //! `registrations` what apps registered through the API, persisted across restarts, `notify`
 //! systemd's readiness notification.
 
@@ -15,6 +16,7 @@ pub mod checks;
 pub mod datadir;
 pub(crate) mod droplog;
 pub mod logging;
+pub mod member_keys;
 pub mod notify;
 pub mod registrations;
 pub mod reload;
