@@ -143,6 +143,36 @@ pub fn save_known(dir: &Path, known: &[(Arc<str>, MemberPub)]) -> Result<(), Dat
     write_private(&dir.join(KNOWN_FILE), &text)
 }
 
+/// Saves the known members' keys off the event loop: the loop hands over each new table
+/// ([`KnownSaver::save`]) and a task writes the latest one (a burst of bindings, as when
+/// joining a large cluster, is one write; an fsync on a busy disk never delays a probe's
+/// answer). A table handed over just before the agent stops may not be written: those names
+/// are bound again on first use.
+pub struct KnownSaver(tokio::sync::watch::Sender<Arc<Vec<(Arc<str>, MemberPub)>>>);
+
+impl KnownSaver {
+    /// Starts the task writing into `dir` (it ends when the saver is dropped).
+    pub fn spawn(dir: std::path::PathBuf) -> KnownSaver {
+        let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let known = rx.borrow_and_update().clone();
+                let dir = dir.clone();
+                match tokio::task::spawn_blocking(move || save_known(&dir, &known)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "could not save the known members' keys"),
+                    Err(e) => warn!(error = %e, "saving the known members' keys failed"),
+                }
+            }
+        });
+        KnownSaver(tx)
+    }
+
+    pub fn save(&self, known: Vec<(Arc<str>, MemberPub)>) {
+        self.0.send_replace(Arc::new(known));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,7 +321,7 @@ impl Agent {
         let (stop_tx, stop_rx) = oneshot::channel();
         let ctx = LoopCtx {
             keyring_file: cfg.trust.keyring_file.clone(),
-            data_dir: cfg.data_dir.clone(),
+            known: crate::agent::member_keys::KnownSaver::spawn(cfg.data_dir.clone()),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
             drop_log: Default::default(),
@@ -512,8 +512,8 @@ struct LoopCtx {
     snap_path: PathBuf,
     /// Where keyring changes are persisted.
     keyring_file: PathBuf,
-    /// Where the known members' keys are persisted (`member_keys`).
-    data_dir: PathBuf,
+    /// Persists the known members' keys (`member_keys`), off the loop.
+    known: crate::agent::member_keys::KnownSaver,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
     /// Rate-limited lines about refused datagrams (`droplog`).
@@ -645,9 +645,7 @@ async fn flush<const FAULTS: bool>(
         )
     };
     if let Some(known) = known {
-        if let Err(e) = crate::agent::member_keys::save_known(&ctx.data_dir, &known) {
-            error!(error = %e, "known members' keys changed but could not be saved");
-        }
+        ctx.known.save(known);
     }
     for line in &drop_lines {
         line.log();
