@@ -148,7 +148,10 @@ pub fn save_known(dir: &Path, known: &[(Arc<str>, MemberPub)]) -> Result<(), Dat
 /// joining a large cluster, is one write; an fsync on a busy disk never delays a probe's
 /// answer). A table handed over just before the agent stops may not be written: those names
 /// are bound again on first use.
-pub struct KnownSaver(tokio::sync::watch::Sender<Arc<Vec<(Arc<str>, MemberPub)>>>);
+pub struct KnownSaver(tokio::sync::watch::Sender<Arc<Known>>);
+
+/// Names and the keys bound to them, as persisted.
+pub type Known = Vec<(Arc<str>, MemberPub)>;
 
 impl KnownSaver {
     /// Starts the task writing into `dir` (it ends when the saver is dropped).
@@ -168,7 +171,7 @@ impl KnownSaver {
         KnownSaver(tx)
     }
 
-    pub fn save(&self, known: Vec<(Arc<str>, MemberPub)>) {
+    pub fn save(&self, known: Known) {
         self.0.send_replace(Arc::new(known));
     }
 }
