@@ -1,18 +1,25 @@
-//! The cost of encryption: bytes per datagram and CPU per node, sealed against plaintext.
+//! The cost of encryption and of member keys: bytes per datagram and CPU per node, and the
+//! time of each signature, verification and seal.
 //!
-//! Runs the same cluster twice on an in-process network with virtual time (10 nodes, LAN
-//! profile, 120 virtual seconds after forming, a 1 ms link): once with every node holding the
-//! cluster key, once insecure. Prints datagrams and bytes sent per node per second, the mean
-//! datagram size, and the process CPU time per node per virtual second of each run (the
-//! drivers are identical, so the difference is sealing, opening and replay checks). Run with
-//! `cargo bench --bench trust_overhead`; `cargo test --benches` runs a short smoke pass. It
-//! asserts nothing about timing.
+//! Runs the same cluster three times on an in-process network with virtual time (10 nodes,
+//! LAN profile, 600 virtual seconds after forming, a 1 ms link): insecure, with every node
+//! holding the cluster key, and with the cluster key and member keys (signed records).
+//! Prints datagrams and bytes sent per node per second, the mean datagram size, and the
+//! process CPU time per node per virtual second of each run (the drivers are identical, so
+//! the difference is sealing, opening, replay checks, signing and verifying). Then times with
+//! criterion: signing a record, verifying one, the binding check of a record from the wire,
+//! and sealing and opening a keyring message to one member. Run with `cargo bench --bench
+//! trust_overhead`; `cargo test --benches` runs a short smoke pass. It asserts nothing about
+//! timing.
 
+use criterion::Criterion;
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
+use shoal_core::member_key::{MemberKeys, SECRET_LEN};
 use shoal_core::trust::TrustConfig;
 use shoal_core::{Node, NodeConfig, NodeMeta, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hint::black_box;
 use std::net::SocketAddr;
 
 enum Ev {
@@ -40,7 +47,16 @@ struct Run {
     cpu: f64,
 }
 
-fn run(n: usize, secs: u64, keyed: bool) -> Run {
+/// How the nodes of a run protect what they send.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Plaintext,
+    Encrypted,
+    /// Encrypted, and every node signs its record with its member key.
+    Signed,
+}
+
+fn run(n: usize, secs: u64, mode: Mode) -> Run {
     let mut nodes: Vec<Node> = (0..n)
         .map(|i| {
             let cfg = NodeConfig {
@@ -56,7 +72,11 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
             let mut meta = NodeMeta::default();
             meta.tags.insert("zone".into(), format!("z{}", i % 3));
             let mut node = Node::new(cfg, 1, meta, i as u64 + 1, Time(0)).expect("node");
-            if keyed {
+            if mode == Mode::Signed {
+                let keys = MemberKeys::from_secret(&[i as u8 + 1; SECRET_LEN]);
+                node.set_member_keys(keys, Vec::new()).expect("member keys");
+            }
+            if mode != Mode::Plaintext {
                 node.set_trust(TrustConfig {
                     keyring: Some(Keyring::new(Key::from_bytes([7; KEY_LEN]))),
                     ..TrustConfig::default()
@@ -166,18 +186,101 @@ fn run(n: usize, secs: u64, keyed: bool) -> Run {
     }
 }
 
+/// The time of each member-key operation, with criterion.
+fn member_key_benches(c: &mut Criterion) {
+    use shoal_core::keyops::KeyMsg;
+    use shoal_core::member_key::{open_sealed, record_signer, seal_to};
+    let keys = MemberKeys::from_secret(&[1; SECRET_LEN]);
+    let other = MemberKeys::from_secret(&[2; SECRET_LEN]);
+    // A typical record: a few tags, two services.
+    let mut meta = NodeMeta::default();
+    meta.tags.insert("zone".into(), "z1".into());
+    meta.tags.insert("rack".into(), "r12".into());
+    for (name, port) in [("web", 8080), ("db", 5432)] {
+        meta.services.insert(
+            name.into(),
+            shoal_core::Service {
+                name: name.into(),
+                port,
+                tags: Default::default(),
+                health: Some(shoal_core::Health::Passing),
+                health_output: None,
+            },
+        );
+    }
+    let mut rec = shoal_core::MetaRecord {
+        name: "web-17".into(),
+        addr: addr(17),
+        generation: 1_765_000_000_000,
+        version: 12,
+        leaving: false,
+        meta,
+        ext: Default::default(),
+    };
+    let unsigned_len = rec.encode().len();
+    keys.sign_record(&mut rec);
+    println!(
+        "record: {unsigned_len} B unsigned, {} B signed (key and signature)",
+        rec.encode().len()
+    );
+    c.bench_function("member_key/sign_record", |b| {
+        b.iter(|| {
+            let mut r = rec.clone();
+            keys.sign_record(&mut r);
+            black_box(r)
+        })
+    });
+    c.bench_function("member_key/verify_record", |b| {
+        b.iter(|| black_box(record_signer(black_box(&rec))))
+    });
+    let mut bindings = shoal_core::bindings::Bindings::default();
+    c.bench_function("member_key/admit_record", |b| {
+        b.iter(|| black_box(bindings.admit(black_box(&rec), |_| true)))
+    });
+    let ring =
+        Keyring::from_keys((1..=4).map(|b| Key::from_bytes([b; KEY_LEN])).collect()).expect("ring");
+    let state = KeyMsg::state(&ring).encode();
+    let sealed = seal_to(&keys, &other.public().seal, [3; 24], &state);
+    println!(
+        "keyring State of 4 keys: {} B, {} B sealed to one member",
+        state.len(),
+        KeyMsg::Sealed {
+            sealed: sealed.clone()
+        }
+        .encode()
+        .len()
+    );
+    c.bench_function("member_key/seal_keyring_state", |b| {
+        b.iter(|| {
+            black_box(seal_to(
+                &keys,
+                &other.public().seal,
+                [3; 24],
+                black_box(&state),
+            ))
+        })
+    });
+    c.bench_function("member_key/open_keyring_state", |b| {
+        b.iter(|| black_box(open_sealed(&other, black_box(&sealed))))
+    });
+}
+
 fn main() {
     let smoke =
         std::env::args().any(|a| a == "--test") || std::env::var("SHOAL_BENCH_SMOKE").is_ok();
     let (n, secs) = if smoke { (5, 10) } else { (10, 600) };
     println!("{n} nodes, LAN profile, {secs} virtual s after forming");
     let mut rows = Vec::new();
-    for keyed in [false, true] {
-        let r = run(n, secs, keyed);
+    for mode in [Mode::Plaintext, Mode::Encrypted, Mode::Signed] {
+        let r = run(n, secs, mode);
         let per_node_s = (n as u64 * secs) as f64;
         println!(
             "{:>9}: {:.2} datagrams/s and {:.0} B/s per node, {:.1} B per datagram, CPU {:.4} % of a core per node",
-            if keyed { "encrypted" } else { "plaintext" },
+            match mode {
+                Mode::Plaintext => "plaintext",
+                Mode::Encrypted => "encrypted",
+                Mode::Signed => "signed",
+            },
             r.datagrams as f64 / per_node_s,
             r.bytes as f64 / per_node_s,
             r.bytes as f64 / r.datagrams.max(1) as f64,
@@ -185,11 +288,23 @@ fn main() {
         );
         rows.push(r);
     }
-    let (p, e) = (&rows[0], &rows[1]);
-    println!(
-        "overhead: {:+.1} B per datagram, {:+.1} % bytes, CPU {:+.4} % of a core per node",
-        e.bytes as f64 / e.datagrams.max(1) as f64 - p.bytes as f64 / p.datagrams.max(1) as f64,
-        100.0 * (e.bytes as f64 / p.bytes.max(1) as f64 - 1.0),
-        100.0 * (e.cpu - p.cpu) / (n as u64 * secs) as f64,
-    );
+    let overhead = |name: &str, p: &Run, e: &Run| {
+        println!(
+            "{name}: {:+.1} B per datagram, {:+.1} % bytes, CPU {:+.4} % of a core per node",
+            e.bytes as f64 / e.datagrams.max(1) as f64 - p.bytes as f64 / p.datagrams.max(1) as f64,
+            100.0 * (e.bytes as f64 / p.bytes.max(1) as f64 - 1.0),
+            100.0 * (e.cpu - p.cpu) / (n as u64 * secs) as f64,
+        );
+    };
+    overhead("encryption over plaintext", &rows[0], &rows[1]);
+    overhead("member keys over encryption", &rows[1], &rows[2]);
+    let mut c = Criterion::default().configure_from_args();
+    if smoke {
+        c = c
+            .warm_up_time(std::time::Duration::from_millis(50))
+            .measurement_time(std::time::Duration::from_millis(200))
+            .sample_size(10);
+    }
+    member_key_benches(&mut c);
+    c.final_summary();
 }

@@ -224,6 +224,11 @@ pub enum KeysAction {
     /// Remove a key from every agent's keyring (not the primary); it is retired: no agent
     /// accepts it again.
     Remove(KeyArg),
+    /// The member keys this agent knows: which key signs each name's record.
+    Members,
+    /// Forget the member key bound to NAME on this agent (a host rebuilt with a new key
+    /// under the same name): its next signed record binds it again. Run it on every agent.
+    Forget { name: String },
 }
 
 /// The key of a `shoal keys` change: from a file or stdin (`--from-file`), or, visible to
@@ -494,6 +499,30 @@ async fn execute(
                 Some(KeysAction::Install(k)) => (KeyOpKind::Install, k),
                 Some(KeysAction::Use(k)) => (KeyOpKind::Use, k),
                 Some(KeysAction::Remove(k)) => (KeyOpKind::Remove, k),
+                Some(KeysAction::Members) => {
+                    let r = client.member_keys().await?;
+                    if json {
+                        json_out(out, &r)?;
+                    } else {
+                        for m in &r.members {
+                            writeln!(out, "{:<32} {}", m.name, m.fingerprint)?;
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(KeysAction::Forget { name }) => {
+                    let r = client.forget_member_key(&name).await?;
+                    if json {
+                        json_out(out, &r)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "forgot {}'s key {} on this agent: its next signed record binds it",
+                            r.name, r.forgotten.fingerprint
+                        )?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             let key = key.read(&mut std::io::stdin()).map_err(Failure::Usage)?;
             let r = client.keys_change(op, &key).await?;

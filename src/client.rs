@@ -412,6 +412,26 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/keys/members`.
+    pub async fn member_keys(
+        &self,
+    ) -> Result<crate::api::member_keys::MemberKeysResponse, ClientError> {
+        self.get("/v1/keys/members").await
+    }
+
+    /// `POST /v1/keys/forget/{name}`: unbinds `name`'s key on this agent.
+    pub async fn forget_member_key(
+        &self,
+        name: &str,
+    ) -> Result<crate::api::member_keys::ForgetResponse, ClientError> {
+        let path = format!(
+            "/v1/keys/forget/{}",
+            form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        self.call(Method::POST, &path, None::<&()>, REQUEST_TIMEOUT)
+            .await
+    }
+
     /// `GET /v1/services`.
     pub async fn services(&self) -> Result<ServicesResponse, ClientError> {
         self.get("/v1/services").await

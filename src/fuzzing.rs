@@ -2,8 +2,9 @@
 //! bounded runs of the normal test suite (`tests/fuzz.rs`), so both exercise the same code.
 //!
 //! Owns turning arbitrary bytes into inputs: datagrams for a live, keyed node (raw, or sealed
-//! with the cluster key so that the decoders behind authentication are reached too) and HTTP
-//! requests for the local API's router. A target never panics on its own account: a panic
+//! with the cluster key so that the decoders behind authentication are reached too; the node
+//! has member keys and has bound `peer`'s, so signed records and key material sealed to it
+//! are reached as well) and HTTP requests for the local API's router. A target never panics on its own account: a panic
 //! means a bug in what it drives. Must not be used by the agent.
 
 use crate::agent::shared::AgentShared;
@@ -17,6 +18,11 @@ use std::time::{Duration, Instant};
 
 fn key() -> Key {
     Key::from_bytes([0x42; KEY_LEN])
+}
+
+/// The member keys of the fuzzed node (`me`) and of the peer it has bound (`peer`).
+fn member_keys(who: u8) -> shoal_core::member_key::MemberKeys {
+    shoal_core::member_key::MemberKeys::from_secret(&[who; shoal_core::member_key::SECRET_LEN])
 }
 
 fn trust() -> TrustConfig {
@@ -65,6 +71,10 @@ fn node(name: &str, port: u16) -> Node {
     };
     if let Err(e) = n.set_trust(node_trust()) {
         panic!("fuzz trust: {e}");
+    }
+    let peer = (Arc::from("peer"), member_keys(2).public());
+    if let Err(e) = n.set_member_keys(member_keys(1), vec![peer]) {
+        panic!("fuzz member keys: {e}");
     }
     n.start(Time(0));
     n
@@ -247,6 +257,28 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
     let mut d = vec![0x83u8];
     d.extend_from_slice(&KeyMsg::Hello { generation: 0 }.encode());
     v.push(d);
+    // A record signed by the bound peer's key, and key material sealed to the target.
+    let mut rec = peer.own_record().clone();
+    rec.version += 1;
+    member_keys(2).sign_record(&mut rec);
+    let push = ShoalMsg::Push {
+        records: vec![Arc::new(rec)],
+    };
+    let mut d = vec![2u8];
+    d.extend_from_slice(&push.encode());
+    v.push(d);
+    let state = shoal_core::keyops::KeyMsg::state(&Keyring::new(key()));
+    let sealed = shoal_core::keyops::KeyMsg::Sealed {
+        sealed: shoal_core::member_key::seal_to(
+            &member_keys(2),
+            &member_keys(1).public().seal,
+            [9; 24],
+            &state.encode(),
+        ),
+    };
+    let mut d = vec![3u8];
+    d.extend_from_slice(&sealed.encode());
+    v.push(d);
     v
 }
 
@@ -263,6 +295,8 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
         "\x01v1/join\n{\"addrs\":[\"127.0.0.1:1\"]}",
         "\x01v1/reports\n{\"reports\":[{\"service\":\"web\",\"node\":\"api\",\"success\":3,\"error\":30,\"timeout\":1}]}",
         "\x01v1/keys\n{\"op\":\"install\",\"key\":\"AAAA\"}",
+        "\x00v1/keys/members\n",
+        "\x01v1/keys/forget/peer\n",
         "\x00metrics\n",
         "\x00v1/stats\n",
         "\x03v1/services/web\n",

@@ -43,6 +43,12 @@ pub enum DataDirError {
         path.display()
     )]
     NoKey { path: PathBuf },
+    #[error(
+        "{}: {msg}; restore it from a backup, or move it away to create a new key (every other \
+         agent then refuses this name's records until `shoal keys forget NAME` is run there)",
+        path.display()
+    )]
+    MemberKey { path: PathBuf, msg: String },
     #[error("--encrypt and --insecure contradict each other; give one")]
     Contradiction,
     #[error("API token file {}: missing, unreadable or empty", path.display())]
@@ -152,6 +158,15 @@ pub fn prepare_for_group(dir: &Path, socket_group: Option<u32>) -> Result<DirLoc
 
 /// Writes the keyring atomically with mode 0600.
 pub fn save_keyring(path: &Path, ring: &Keyring) -> Result<(), DataDirError> {
+    let text = format!(
+        "# shoal keyring: one base64 key a line, the primary first. Keep it secret (mode 0600).\n{}",
+        ring.to_text()
+    );
+    write_private(path, &text)
+}
+
+/// Writes `text` to `path` atomically (a temporary file, fsync, rename) with mode 0600.
+pub fn write_private(path: &Path, text: &str) -> Result<(), DataDirError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -161,10 +176,6 @@ pub fn save_keyring(path: &Path, ring: &Keyring) -> Result<(), DataDirError> {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "keyring".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let text = format!(
-        "# shoal keyring: one base64 key a line, the primary first. Keep it secret (mode 0600).\n{}",
-        ring.to_text()
-    );
     let res = (|| {
         let mut f = OpenOptions::new()
             .write(true)

@@ -8,6 +8,7 @@
 //! `checks` the services' health checks, `droplog` the rate-limited lines about refused
 //! datagrams, `clock` the wall clock given to the core and the warning about peers' clocks,
 //! `datadir` the data directory (mode, lock, temporary files) and the keyring file,
+//! `member_keys` this agent's member key pair and the known members' keys,
 //! `registrations` what apps registered through the API, persisted across restarts, `notify`
 //! systemd's readiness notification.
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod datadir;
 pub(crate) mod droplog;
 pub mod logging;
+pub mod member_keys;
 pub mod notify;
 pub mod registrations;
 pub mod reload;

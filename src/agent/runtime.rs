@@ -265,6 +265,14 @@ impl Agent {
             replay_window: cfg.trust.replay_window,
             max_sessions: cfg.trust.max_sessions,
         })?;
+        let member_key = crate::agent::member_keys::load_or_create(&cfg.data_dir)?;
+        let known = crate::agent::member_keys::load_known(&cfg.data_dir)?;
+        info!(
+            key = %member_key.public().fingerprint(),
+            known_members = known.len(),
+            "this agent signs its record with its member key"
+        );
+        node.set_member_keys(member_key, known)?;
         let snap_path = cfg.data_dir.join(SNAPSHOT_FILE);
         match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, clock.unix_ms()) {
             Ok(snap) => match node.restore(Time::ZERO, snap, clock.unix_ms()) {
@@ -318,6 +326,7 @@ impl Agent {
         let (stop_tx, stop_rx) = oneshot::channel();
         let ctx = LoopCtx {
             keyring_file: cfg.trust.keyring_file.clone(),
+            known: crate::agent::member_keys::KnownSaver::spawn(cfg.data_dir.clone()),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
             drop_log: Default::default(),
@@ -511,6 +520,8 @@ struct LoopCtx {
     snap_path: PathBuf,
     /// Where keyring changes are persisted.
     keyring_file: PathBuf,
+    /// Persists the known members' keys (`member_keys`), off the loop.
+    known: crate::agent::member_keys::KnownSaver,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
     /// Rate-limited lines about refused datagrams (`droplog`).
@@ -610,7 +621,7 @@ async fn flush<const FAULTS: bool>(
     io: &IoStats,
     ctx: &LoopCtx,
 ) {
-    let (transmits, events, left, keyring, snap, drop_lines) = {
+    let (transmits, events, left, keyring, snap, drop_lines, known) = {
         let now = shared.now();
         let mut node = shared.lock();
         // Keep the core's view of the wall clock (seal timestamps) in step with NTP.
@@ -641,8 +652,12 @@ async fn flush<const FAULTS: bool>(
             node.take_keyring_change(),
             snap,
             drop_lines,
+            node.take_bindings_change(),
         )
     };
+    if let Some(known) = known {
+        ctx.known.save(known);
+    }
     for line in &drop_lines {
         line.log();
     }

@@ -3,7 +3,7 @@
 //!
 //! Owns binding (stale-socket cleanup, permissions, the loopback rule and the token a
 //! listener for other hosts needs), the serving
-//! tasks and their shutdown. Routes live in `routes` (the keyring's in `keys`), shapes in `types`, errors in `error`,
+//! tasks and their shutdown. Routes live in `routes` (the keyring's in `keys`, member keys' in `member_keys`), shapes in `types`, errors in `error`,
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
 
@@ -13,6 +13,7 @@ pub mod exposition;
 pub mod health;
 pub mod keys;
 pub mod limits;
+pub mod member_keys;
 pub mod metrics;
 pub mod reports;
 pub mod routes;

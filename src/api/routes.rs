@@ -134,6 +134,11 @@ pub(crate) fn build(state: ApiState) -> Router {
             "/v1/keys",
             get(crate::api::keys::list).post(crate::api::keys::change),
         )
+        .route("/v1/keys/members", get(crate::api::member_keys::list))
+        .route(
+            "/v1/keys/forget/{name}",
+            post(crate::api::member_keys::forget),
+        )
         .route("/v1/reports", post(crate::api::reports::post))
         .route("/v1/checks", get(crate::api::health::list))
         .route(

@@ -25,6 +25,12 @@ pub mod record {
     /// ids of the first instance of each name that are not the name, and every further
     /// instance); absent: one instance per service, its id its name.
     pub const INSTANCES: Field<crate::instances::Instances> = Field::new(3, "instances");
+    /// The owner's public keys (`member_key::MemberPub`: Ed25519 to verify its records,
+    /// X25519 to seal key material to it); absent: an owner that does not sign.
+    pub const MEMBER_KEY: Field<crate::member_key::MemberPub> = Field::new(4, "member_key");
+    /// The owner's Ed25519 signature over the record without this field
+    /// (`member_key::record_signer`); absent: unsigned.
+    pub const SIGNATURE: Field<crate::member_key::RecordSig> = Field::new(5, "signature");
 }
 
 /// Fields of a `sync::ShoalMsg`, after its v0.1.0 fixed part.
@@ -40,6 +46,8 @@ pub const ALL: &[(&str, u32, &str)] = &[
     ("record", record::PROTOCOL.number, record::PROTOCOL.name),
     ("record", record::RESTART.number, record::RESTART.name),
     ("record", record::INSTANCES.number, record::INSTANCES.name),
+    ("record", record::MEMBER_KEY.number, record::MEMBER_KEY.name),
+    ("record", record::SIGNATURE.number, record::SIGNATURE.name),
     (
         "shoal_msg",
         shoal_msg::RECORD_EXTS.number,

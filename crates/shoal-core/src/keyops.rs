@@ -95,11 +95,15 @@ pub enum KeyMsg {
         generation: u64,
         keys: Vec<[u8; KEY_LEN]>,
     },
+    /// An `Op` or a `State` sealed to the recipient's own X25519 key
+    /// (`member_key::seal_to`; sent only to a member whose record carries one, so never to
+    /// a v0.1.0 agent).
+    Sealed { sealed: Vec<u8> },
 }
 
 impl Kinds for KeyMsg {
-    /// Variants up to `State`; a new kind is added at the end and counted here.
-    const KNOWN: u32 = 4;
+    /// Variants up to `Sealed`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 5;
 }
 
 impl KeyMsg {

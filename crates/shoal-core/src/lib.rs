@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod bindings;
 pub mod cause;
 pub mod damping;
 pub mod drops;
@@ -25,6 +26,7 @@ pub mod intern;
 pub mod keyops;
 pub mod keyring;
 pub mod lifeguard;
+pub mod member_key;
 pub mod meta;
 pub mod meta_gossip;
 pub mod names;
@@ -53,6 +55,8 @@ mod compat_tests;
 mod guard_e2e_tests;
 #[cfg(test)]
 mod guard_tests;
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod lifeguard_tests;
 #[cfg(test)]

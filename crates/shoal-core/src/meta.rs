@@ -33,7 +33,10 @@ pub const MAX_RECORD_BYTES: usize = 1024;
 /// Bytes of [`MAX_RECORD_BYTES`] this node keeps free in its own record for extension fields
 /// (`core::fields::record`): its own metadata must fit in the rest. Received records are
 /// only held to [`MAX_RECORD_BYTES`] as a whole (v0.1.0 kept no such room).
-pub const EXT_RESERVE: usize = 16;
+///
+/// This release's own fields: its protocol range (6), a restart intent (7), its member key
+/// (66) and its signature (66): 145 bytes at most.
+pub const EXT_RESERVE: usize = 160;
 /// Largest record version accepted from the wire (a version "far in the future" would let
 /// its sender pin a node's record against every later update of the owner).
 pub const MAX_VERSION: u64 = 1 << 32;
@@ -431,6 +434,12 @@ pub struct MetaStore {
     fingerprint: u64,
     /// Names whose record changed since the owner of the store last drained this list.
     changed: Vec<Arc<str>>,
+    /// Which key speaks for which name (`core::bindings`): every record from the wire passes
+    /// [`MetaStore::admit`] before [`MetaStore::offer`].
+    pub bindings: crate::bindings::Bindings,
+    /// Records [`MetaStore::admit`] refused since the node last took the counts, by reason
+    /// (`Refused as usize`).
+    refused: [u64; 3],
 }
 
 impl MetaStore {
@@ -496,6 +505,26 @@ impl MetaStore {
         self.changed.push(rec.name.clone());
         self.records.insert(rec);
         true
+    }
+
+    /// Whether `rec`, a record from the wire that [`MetaStore::wants`], may be stored: its
+    /// signature and the key bound to its name (`bindings::Bindings::admit`). A refusal is
+    /// counted (`take_refused`).
+    pub fn admit(&mut self, rec: &MetaRecord) -> bool {
+        let records = &self.records;
+        match self.bindings.admit(rec, |n| records.get(n).is_some()) {
+            Ok(()) => true,
+            Err(r) => {
+                self.refused[r as usize] += 1;
+                false
+            }
+        }
+    }
+
+    /// Records refused by [`MetaStore::admit`] since the last call: unsigned (for a bound
+    /// name), signed by another key, the table of bindings full.
+    pub fn take_refused(&mut self) -> [u64; 3] {
+        std::mem::take(&mut self.refused)
     }
 
     /// Forgets a node's record (when the node is reaped).

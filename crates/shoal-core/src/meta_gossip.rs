@@ -140,6 +140,11 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             name: rec.name.clone(),
             stamp,
         };
+        // Signed by the key bound to its name (or unsigned while none is): else dropped and
+        // counted, not relayed, and not an error (which would cost the packet's other items).
+        if !store.admit(&rec) {
+            return Ok(None);
+        }
         if store.offer(rec) {
             Ok(Some(key))
         } else {

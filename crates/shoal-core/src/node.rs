@@ -78,6 +78,9 @@ pub struct Node {
     /// others it is kept in their truth entry.
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
     own: MetaRecord,
+    /// This member's own keys: they sign its record (`node_identity`); `None` without them
+    /// (the simulator, the core's tests): the record goes unsigned.
+    member_keys: Option<crate::member_key::MemberKeys>,
     out: Outbox,
     /// Every armed timer, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
@@ -172,6 +175,9 @@ mod node_outlier;
 pub use node_outlier::{InstanceReport, ReportError};
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
+/// Member keys: the signed own record, bindings, key material sealed to one member.
+#[path = "node_identity.rs"]
+mod node_identity;
 #[path = "node_restart.rs"]
 mod node_restart;
 #[path = "node_served.rs"]
@@ -300,6 +306,7 @@ impl Node {
             outliers,
             served_ghosts: hashes.map(),
             own,
+            member_keys: None,
             out: Outbox::default(),
             timers: TimerQueue::new(),
             events: VecDeque::new(),
@@ -655,6 +662,9 @@ impl Node {
     /// Publishes our current record (the one place it is published): into the store and out
     /// as a broadcast. Returns it, for a direct push.
     fn publish_own(&mut self) -> MetaRecord {
+        if let Some(k) = &self.member_keys {
+            k.sign_record(&mut self.own);
+        }
         let own = self.own.clone();
         self.store.lock().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
@@ -686,6 +696,7 @@ impl Node {
         self.stats.unknown_kinds += self
             .unknown_items
             .swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.count_refused_records();
         self.lifeguard_exchange(now);
         self.gray_probes(now);
         let notes = std::mem::take(&mut self.out.notes);

@@ -133,6 +133,9 @@ impl Node {
                         continue;
                     };
                     self.stats.meta_records_received += 1;
+                    if !s.admit(&r) {
+                        continue;
+                    }
                     // Intent (a leave, a restart) must reach everyone before the failure
                     // detector calls the silence a failure.
                     let leaving = (r.leaving || r.restart().is_some()).then(|| r.encode());

@@ -158,16 +158,18 @@ impl Node {
     }
 
     /// Sends a keyring message that carries key material (`Op`, `State`) to `dst`: the one
-    /// place keys leave this node. Today the datagram is sealed under the cluster ring like
-    /// every other (`core::trust`), so a holder of any ring key can read it; sealing it to
-    /// `dst`'s own public key instead (#22, per-agent key pairs) changes this function only.
+    /// place keys leave this node. The message is sealed to `dst`'s own member key when this
+    /// node has one bound to `dst` (`seal_key_material`, `KeyMsg::Sealed`), so a holder of
+    /// a ring key, a retired one included, cannot read it; to a member without a key (a
+    /// v0.1.0 agent) it goes under the cluster ring like every other datagram.
     fn send_key_material(&mut self, dst: SocketAddr, msg: &KeyMsg) {
         debug_assert!(matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }));
-        self.send_keys(dst, msg);
+        let sealed = self.seal_key_material(dst, msg);
+        self.send_keys(dst, sealed.as_ref().unwrap_or(msg));
     }
 
-    /// Sends a keyring message without key material (`Ack`, `Hello`), or, through
-    /// [`Node::send_key_material`], one with.
+    /// Sends a keyring message as given (`Ack`, `Hello`, or key material already sealed by
+    /// [`Node::send_key_material`]).
     fn send_keys(&mut self, dst: SocketAddr, msg: &KeyMsg) {
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Keys);
         self.out.buf.extend_from_slice(&msg.encode());
@@ -191,6 +193,16 @@ impl Node {
                 self.stats.dropped_decode += 1;
                 return;
             }
+        };
+        let msg = match msg {
+            KeyMsg::Sealed { sealed } => match self.open_key_material(&sealed) {
+                Some(inner) => inner,
+                None => {
+                    self.stats.dropped_decode += 1;
+                    return;
+                }
+            },
+            msg => msg,
         };
         match msg {
             KeyMsg::Op { id, kind, key } => {
@@ -240,6 +252,8 @@ impl Node {
                     Err(_) => self.trust.count_keyring_refused(),
                 }
             }
+            // Opened above: a sealed message never holds another.
+            KeyMsg::Sealed { .. } => self.stats.dropped_decode += 1,
         }
     }
 

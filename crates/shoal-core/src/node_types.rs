@@ -173,6 +173,17 @@ pub struct Stats {
     /// generation or version far in the future.
     #[serde(default)]
     pub dropped_refused: u64,
+    /// Records refused because their name is bound to a member key and they are unsigned
+    /// (`core::bindings`).
+    #[serde(default)]
+    pub dropped_unsigned_record: u64,
+    /// Records refused because they are signed by another key than the one their name is
+    /// bound to, or their signature does not verify: forged or altered.
+    #[serde(default)]
+    pub dropped_wrong_member_key: u64,
+    /// Records of a new signer refused because the table of bindings is full.
+    #[serde(default)]
+    pub dropped_bindings_full: u64,
     /// Answers to a stranger cut to a small multiple of its request's size.
     #[serde(default)]
     pub answers_capped: u64,
@@ -231,7 +242,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 17] {
+    pub fn drops(&self) -> [(&'static str, u64); 20] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -250,6 +261,9 @@ impl Stats {
             ("stale", self.dropped_stale),
             ("refused", self.dropped_refused),
             ("retired_key", self.dropped_retired_key),
+            ("unsigned_record", self.dropped_unsigned_record),
+            ("wrong_member_key", self.dropped_wrong_member_key),
+            ("bindings_full", self.dropped_bindings_full),
         ]
     }
 }

@@ -36,6 +36,8 @@ pub struct TestNet {
     pub down_log: Vec<(Time, usize, String)>,
     /// Every guard transition event: (when, node, transition), as the watch stream shows it.
     pub guard_log: Vec<(Time, usize, crate::GuardTransition)>,
+    /// Every member event with a status other than alive: (when, observer, member, status).
+    pub status_log: Vec<(Time, usize, String, crate::ServedStatus)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -78,6 +80,19 @@ impl TestNet {
         f: impl Fn(usize, &mut NodeConfig),
         trust: impl Fn(usize) -> Option<crate::trust::TrustConfig>,
     ) -> Self {
+        Self::with_setup(n, f, |i, node| {
+            if let Some(t) = trust(i) {
+                node.set_trust(t).unwrap();
+            }
+        })
+    }
+
+    /// A net whose node `i` is set up by `setup(i, node)` before it starts.
+    pub fn with_setup(
+        n: usize,
+        f: impl Fn(usize, &mut NodeConfig),
+        setup: impl Fn(usize, &mut Node),
+    ) -> Self {
         let mut net = TestNet {
             nodes: Vec::new(),
             crashed: BTreeSet::new(),
@@ -93,14 +108,13 @@ impl TestNet {
             tap: None,
             down_log: Vec::new(),
             guard_log: Vec::new(),
+            status_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
             f(i, &mut cfg);
             let mut node = Node::new(cfg, 1, NodeMeta::default(), i as u64, Time(0)).unwrap();
-            if let Some(t) = trust(i) {
-                node.set_trust(t).unwrap();
-            }
+            setup(i, &mut node);
             net.nodes.push(node);
         }
         for i in 0..n {
@@ -156,6 +170,12 @@ impl TestNet {
             }
         }
         while let Some(ev) = self.nodes[i].poll_event() {
+            if let crate::EventKind::Member { member, .. } = &ev.kind {
+                if member.status != crate::ServedStatus::Alive {
+                    let m = (self.now, i, member.name.clone(), member.status);
+                    self.status_log.push(m);
+                }
+            }
             match &ev.kind {
                 crate::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
                 crate::EventKind::Guard(t) => self.guard_log.push((self.now, i, t.clone())),

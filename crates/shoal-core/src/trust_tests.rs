@@ -60,6 +60,18 @@ impl Outsider {
     ) -> Vec<u8> {
         self.trust.seal(now, to, plain(kind, body), 0)
     }
+
+    /// Opens a datagram sealed by `from` under a key this party holds.
+    pub(crate) fn open(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(Kind, Vec<u8>), crate::trust::TrustDrop> {
+        self.trust
+            .open(now, from, data, "")
+            .map(|(k, b)| (k, b.into_owned()))
+    }
 }
 
 fn views(n: &Node) -> Vec<(String, ServedStatus, u64, BTreeMap<String, String>)> {

@@ -1,0 +1,158 @@
+//! Member keys, end to end with real agents on loopback: a key holder cannot forge another
+//! member's leave or restart intent (the finding of issue 22: a pushed record `{leaving:
+//! true, generation: now + 50 min}` for a live member had every agent serve it `left`), the
+//! refusals are counted, and what an agent learned survives its restart (its own key and
+//! the keys it bound).
+
+mod common;
+
+use common::{Cluster, Events};
+use shoal::agent::datadir::process_key;
+use shoal_core::keyring::{Key, Keyring};
+use shoal_core::member_key::{MemberKeys, SECRET_LEN};
+use shoal_core::restart::{RestartIntent, MAX_GRACE};
+use shoal_core::sync::ShoalMsg;
+use shoal_core::trust::{Trust, TrustConfig};
+use shoal_core::wire::{self, Kind};
+use shoal_core::{MetaRecord, ServedStatus, Time};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A member of the cluster gone rogue: it holds the cluster key and its own member key, and
+/// pushes records it wrote for another member.
+struct KeyHolder {
+    trust: Trust,
+    sock: UdpSocket,
+    keys: MemberKeys,
+}
+
+impl KeyHolder {
+    fn new() -> KeyHolder {
+        let key = Key::parse(&process_key()).unwrap();
+        KeyHolder {
+            trust: Trust::new(
+                TrustConfig {
+                    keyring: Some(Keyring::new(key)),
+                    unix_ms_at_zero: unix_ms(),
+                    ..TrustConfig::default()
+                },
+                0x5151_2222,
+                shoal_core::hash::HashSeed::of_node(0x5151_2222),
+            ),
+            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            keys: MemberKeys::from_secret(&[0x77; SECRET_LEN]),
+        }
+    }
+
+    fn push(&mut self, to: SocketAddr, rec: &MetaRecord) {
+        let mut plain = Vec::new();
+        wire::write_header(&mut plain, "", Kind::Shoal);
+        let msg = ShoalMsg::Push {
+            records: vec![Arc::new(rec.clone())],
+        };
+        plain.extend_from_slice(&msg.encode());
+        let d = self.trust.seal(Time::ZERO, to, plain, 0);
+        self.sock.send_to(&d, to).unwrap();
+    }
+
+    /// `victim`'s record rewritten: leaving, or restarting for an hour, with a generation 50
+    /// minutes ahead; unsigned, or signed with this key holder's own key.
+    fn forgeries(&self, victim: &MetaRecord) -> Vec<MetaRecord> {
+        let mut out = Vec::new();
+        for restart in [false, true] {
+            for sign in [false, true] {
+                let mut r = victim.clone();
+                r.generation = unix_ms() + 50 * 60 * 1000;
+                r.version = 1;
+                r.ext.remove(shoal_core::fields::record::SIGNATURE.number);
+                r.ext.remove(shoal_core::fields::record::MEMBER_KEY.number);
+                if restart {
+                    r.set_restart(Some(RestartIntent::new(MAX_GRACE)));
+                } else {
+                    r.leaving = true;
+                }
+                if sign {
+                    self.keys.sign_record(&mut r);
+                }
+                out.push(r);
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_key_holder_cannot_forge_another_members_leave() {
+    let mut c = Cluster::start(3).await;
+    c.converge(Duration::from_secs(10)).await;
+    // Every agent has bound n1's key (its first signed record) before the forger speaks.
+    common::wait_until(Duration::from_secs(10), "n1's key bound everywhere", || {
+        [0, 2]
+            .iter()
+            .all(|&i| c.shared[i].lock().bound_key("n1").is_some())
+    })
+    .await;
+    let victim = c.shared[1].lock().own_record().clone();
+    let mut ev = Events::subscribe(&c, &[0, 2]);
+    let mut rogue = KeyHolder::new();
+    let forged = rogue.forgeries(&victim);
+    for r in &forged {
+        for i in [0, 2] {
+            rogue.push(c.addrs[i], r);
+        }
+    }
+    // Over the whole interval, on both observers' watch streams: n1 stays alive.
+    ev.watch_for(Duration::from_secs(3)).await;
+    let bad: Vec<_> = ev
+        .of("n1")
+        .into_iter()
+        .filter(|(_, s)| *s != ServedStatus::Alive)
+        .collect();
+    assert!(bad.is_empty(), "n1 was served {bad:?}");
+    for i in [0, 2] {
+        let n = c.shared[i].lock();
+        assert_eq!(n.member("n1").map(|m| m.status), Some(ServedStatus::Alive));
+        let st = n.stats();
+        assert_eq!(st.dropped_unsigned_record, 2, "n{i}: {st:?}");
+        assert_eq!(st.dropped_wrong_member_key, 2, "n{i}: {st:?}");
+    }
+    // n0 restarts: it keeps its own key, and the key it bound for n1 (the forgeries are
+    // still refused, not bound on first use anew).
+    let own_key = c.shared[0].lock().member_key();
+    let bound = c.shared[0].lock().bound_key("n1");
+    c.kill(0).await;
+    c.restart(0).await;
+    assert_eq!(c.shared[0].lock().member_key(), own_key);
+    assert_eq!(c.shared[0].lock().bound_key("n1"), bound);
+    ev.add(0, &c.shared[0]);
+    for r in &forged {
+        rogue.push(c.addrs[0], r);
+    }
+    common::wait_until(
+        Duration::from_secs(5),
+        "the forgeries refused again",
+        || {
+            let n = c.shared[0].lock();
+            let st = n.stats();
+            st.dropped_unsigned_record + st.dropped_wrong_member_key == 4
+        },
+    )
+    .await;
+    ev.watch_for(Duration::from_secs(1)).await;
+    assert!(
+        ev.of("n1")
+            .iter()
+            .all(|(_, s)| *s != ServedStatus::Left && *s != ServedStatus::Restarting),
+        "n1 was served {:?}",
+        ev.of("n1")
+    );
+    c.stop().await;
+}
