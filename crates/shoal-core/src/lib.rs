@@ -7,6 +7,7 @@
 
 pub mod baseline;
 pub mod cause;
+pub mod codec;
 pub mod damping;
 pub mod drops;
 pub mod due;
@@ -37,6 +38,7 @@ pub mod record_cache;
 pub mod registrations;
 pub mod replay;
 pub mod restart;
+pub mod shared;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
@@ -83,6 +85,7 @@ pub use outlier::{
     Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,
 };
 pub use profile::{Profile, Timings};
+pub use shared::Shared;
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};
 pub use time::Time;
 pub use truth::{Instance, MemberView, ServedStatus, ServiceView, TruthState};

@@ -53,6 +53,10 @@ impl foca::Invalidates for MetaKey {
 
 /// Feeds metadata broadcasts received through foca into the shared store.
 pub struct MetaBroadcasts {
+    /// The node's context: records received are shared through it.
+    pub shared: Arc<crate::shared::Shared>,
+    /// Records of a later generation are refused (set by the node before each datagram).
+    pub max_generation: u64,
     pub store: SharedMetaStore,
     /// This node's name: nobody but this node writes its record.
     pub own: Arc<str>,
@@ -117,14 +121,14 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             if crate::identity::validate_name(head.name).is_err() {
                 return Err(MetaError::Refused("invalid node name"));
             }
-            if !stamp_acceptable(stamp, crate::identity::generation_limit()) {
+            if !stamp_acceptable(stamp, self.max_generation) {
                 return Err(MetaError::Refused(
                     "generation or version far in the future",
                 ));
             }
         }
         if sender.is_none() {
-            let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+            let rec = self.shared.record_from_bytes(data, head.name, stamp)?;
             return Ok(Some(MetaKey {
                 name: rec.name.clone(),
                 stamp,
@@ -135,7 +139,7 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
         if !store.wants(head.name, stamp, true) {
             return Ok(None);
         }
-        let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+        let rec = self.shared.record_from_bytes(data, head.name, stamp)?;
         let key = MetaKey {
             name: rec.name.clone(),
             stamp,
