@@ -6,6 +6,7 @@
 //!
 //! Prints the figures; it asserts nothing about timing (that would make CI flaky). The peak
 //! memory is the process's `VmHWM`, reset before each size where Linux allows it.
+//! CPU seconds are printed beside wall seconds (a shared machine slows the wall clock only).
 
 use shoal_core::GuardMode;
 use shoal_sim::{self as sim, growth, Scenario};
@@ -41,12 +42,19 @@ series_nodes = 4
 fn bench(nodes: usize, secs: u64, formed: bool) {
     let sc = scenario(nodes, secs, formed);
     let reset = growth::reset_peak_rss();
+    let cpu0 = cpu_s();
     let t = Instant::now();
     let r = match sim::run(&sc, GuardMode::Enforce, &mut |_| {}) {
         Ok(r) => r,
         Err(e) => panic!("run: {e}"),
     };
     let wall = t.elapsed().as_secs_f64();
+    // CPU time as well as wall time: on a machine others share, wall time says how loaded it
+    // was, CPU time what the simulation cost.
+    let cpu = match (cpu0, cpu_s()) {
+        (Some(a), Some(b)) => format!("{:.1} CPU s", b - a),
+        _ => "CPU time unknown".into(),
+    };
     let rss = growth::peak_rss_mib()
         .map(|m| {
             format!(
@@ -57,7 +65,7 @@ fn bench(nodes: usize, secs: u64, formed: bool) {
         })
         .unwrap_or_else(|| "unknown".into());
     println!(
-        "sim_speed/{nodes} nodes {}: {secs} virtual s in {wall:.1} wall s = {:.2} virtual s per wall s ({} events, {:.0} events/s); peak RSS {rss}; full view at 100%: {:?} s; per-node tx {:.0} B/s",
+        "sim_speed/{nodes} nodes {}: {secs} virtual s in {wall:.1} wall s ({cpu}) = {:.2} virtual s per wall s ({} events, {:.0} events/s); peak RSS {rss}; full view at 100%: {:?} s; per-node tx {:.0} B/s",
         if formed { "formed" } else { "forming" },
         secs as f64 / wall,
         r.perf.events,
@@ -65,6 +73,17 @@ fn bench(nodes: usize, secs: u64, formed: bool) {
         r.full_view.t100_s,
         r.traffic.tx_bytes_per_s.p50,
     );
+}
+
+/// User plus system CPU seconds of this process so far (Linux: /proc/self/stat).
+fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14,
+    // stime 15, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn main() {

@@ -175,6 +175,8 @@ fn a_message_kind_of_a_later_release_is_reported() {
 
 fn handler() -> MetaBroadcasts {
     MetaBroadcasts {
+        shared: crate::Shared::new(1),
+        max_generation: u64::MAX,
         store: crate::meta::SharedMetaStore::default(),
         own: Arc::from("me"),
         accusations: crate::lifeguard::Inbox::with_seed(crate::hash::HashSeed::of_node(1), 3),

@@ -5,9 +5,7 @@
 //! can be announced to by address alone; the generation (start time in ms, bumped on renew)
 //! makes a restarted node win the conflict with its old self. Must stay small: no metadata.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::cell::Cell;
-use std::cell::RefCell;
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV6};
@@ -20,7 +18,8 @@ pub const MAX_NAME_LEN: usize = 64;
 ///
 /// Kept to 16 bytes because foca stores one per member and scans its member list linearly
 /// by address: a compact address key beside one shared pointer to the rest. Identities
-/// decoded from the wire are interned per thread, so equal identities share one allocation.
+/// decoded from the wire are interned in the node's context (`shared::Shared`), so equal
+/// identities share one allocation.
 #[derive(Clone)]
 pub struct NodeId {
     key: AddrKey,
@@ -67,31 +66,12 @@ fn v6_number(a: SocketAddrV6) -> u64 {
     h >> 2
 }
 
-thread_local! {
-    /// Largest generation accepted while decoding (see [`with_generation_limit`]).
-    static GENERATION_LIMIT: Cell<u64> = const { Cell::new(u64::MAX) };
-}
-
-/// Runs `f` with identities and records whose generation exceeds `limit` refused at decode
-/// (a node sets it to its clock plus a margin around decoding a datagram).
-pub fn with_generation_limit<R>(limit: u64, f: impl FnOnce() -> R) -> R {
-    let before = GENERATION_LIMIT.with(|c| c.replace(limit));
-    let r = f();
-    GENERATION_LIMIT.with(|c| c.set(before));
-    r
-}
-
-/// The limit set by [`with_generation_limit`] (`u64::MAX` outside it).
-pub fn generation_limit() -> u64 {
-    GENERATION_LIMIT.with(Cell::get)
-}
-
 /// Interned identities. Each entry keeps beside the shared parts everything a lookup
 /// compares (hash, address key, generation and, for names of up to `INLINE_NAME` bytes, the
 /// name itself), so that finding the identity a datagram names follows no pointer but the
 /// one it returns: in a simulated cluster of thousands, every pointer followed is a cache
 /// miss, and every update received decodes an identity.
-struct IdCache {
+pub(crate) struct IdCache {
     table: hashbrown::HashTable<IdEntry>,
     hasher: foldhash::fast::FixedState,
     prune_at: usize,
@@ -128,51 +108,46 @@ impl IdEntry {
     }
 }
 
-const MIN_PRUNE_AT: usize = 4096;
-
-thread_local! {
-    static IDS: RefCell<IdCache> = RefCell::new(IdCache {
-        table: hashbrown::HashTable::new(),
-        hasher: Default::default(),
-        prune_at: MIN_PRUNE_AT,
-    });
-}
-
-/// Hashes this thread's identity cache with `seed` from now on, rehashing what it holds
-/// (called once per thread, by `intern::seed_thread_caches`).
-pub(crate) fn reseed_cache(seed: crate::hash::HashSeed) {
-    use std::hash::BuildHasher;
-    IDS.with(|c| {
-        let mut c = c.borrow_mut();
-        c.hasher = seed.state();
-        let hasher = c.hasher.clone();
-        let old = std::mem::take(&mut c.table);
-        for mut e in old {
-            e.hash = hasher.hash_one((&*e.parts.name, e.key, e.generation));
-            c.table.insert_unique(e.hash, e, |e| e.hash);
+impl IdCache {
+    pub(crate) fn new(seed: crate::hash::HashSeed) -> IdCache {
+        IdCache {
+            table: hashbrown::HashTable::new(),
+            hasher: seed.state(),
+            prune_at: crate::intern::MIN_PRUNE_AT,
         }
-    })
-}
+    }
 
-/// The shared parts for (name, addr, generation), allocated on first sight.
-fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
-    use std::hash::BuildHasher;
-    let key = AddrKey::of(addr);
-    let inner = IDS.with(|c| {
-        let mut c = c.borrow_mut();
-        let hash = c.hasher.hash_one((name, key, generation));
-        if let Some(e) = c
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The shared parts for (name, addr, generation), allocated on first sight (the name
+    /// from `names`).
+    pub(crate) fn intern(
+        &mut self,
+        names: &mut crate::intern::Names,
+        name: &str,
+        addr: SocketAddr,
+        generation: u64,
+    ) -> NodeId {
+        use std::hash::BuildHasher;
+        let key = AddrKey::of(addr);
+        let hash = self.hasher.hash_one((name, key, generation));
+        if let Some(e) = self
             .table
             .find(hash, |e| e.is(hash, name, addr, key, generation))
         {
-            return e.parts.clone();
+            return NodeId {
+                key,
+                inner: e.parts.clone(),
+            };
         }
-        if c.table.len() >= c.prune_at {
-            c.table.retain(|e| Arc::strong_count(&e.parts) > 1);
-            c.prune_at = (c.table.len() * 2).max(MIN_PRUNE_AT);
+        if self.table.len() >= self.prune_at {
+            self.table.retain(|e| Arc::strong_count(&e.parts) > 1);
+            self.prune_at = (self.table.len() * 2).max(crate::intern::MIN_PRUNE_AT);
         }
         let parts = Arc::new(IdParts {
-            name: crate::intern::name(name),
+            name: names.get(name),
             addr,
             generation,
             shard: crate::hash::shard_hash(name),
@@ -189,24 +164,57 @@ fn intern(name: &str, addr: SocketAddr, generation: u64) -> NodeId {
             name: inline,
             parts: parts.clone(),
         };
-        c.table.insert_unique(hash, entry, |e| e.hash);
-        parts
-    });
-    NodeId { key, inner }
+        self.table.insert_unique(hash, entry, |e| e.hash);
+        NodeId { key, inner: parts }
+    }
 }
 
-/// The wire shape of an identity, borrowing the name from the datagram when it can.
+/// The wire shape of an identity, borrowing the name from the datagram (`codec` turns it
+/// into a `NodeId`, validated and interned).
 #[derive(Deserialize)]
-struct WireId<'a> {
+pub(crate) struct WireId<'a> {
     #[serde(borrow)]
-    name: std::borrow::Cow<'a, str>,
+    name: &'a str,
     addr: SocketAddr,
     generation: u64,
 }
 
+impl WireId<'_> {
+    /// The identity, from `shared`, once checked: a valid name (the empty name is an
+    /// announce placeholder) and a generation of at most `max_generation`.
+    pub(crate) fn resolve(
+        &self,
+        shared: &crate::shared::Shared,
+        max_generation: u64,
+    ) -> Result<NodeId, String> {
+        if !self.name.is_empty() {
+            validate_name(self.name)?;
+        }
+        if self.generation > max_generation {
+            return Err("generation too far in the future".into());
+        }
+        Ok(shared.id(self.name, self.addr, self.generation))
+    }
+}
+
 impl NodeId {
+    /// An identity of its own (not shared with anyone: `Shared::id` gives the shared one).
     pub fn new(name: &str, addr: SocketAddr, generation: u64) -> Self {
-        intern(name, addr, generation)
+        NodeId {
+            key: AddrKey::of(addr),
+            inner: Arc::new(IdParts {
+                name: Arc::from(name),
+                addr,
+                generation,
+                shard: crate::hash::shard_hash(name),
+            }),
+        }
+    }
+
+    /// Whether both are the one allocation a context shares.
+    #[cfg(test)]
+    pub(crate) fn same_allocation(&self, o: &NodeId) -> bool {
+        Arc::ptr_eq(&self.inner, &o.inner)
     }
 
     /// A placeholder identity used to announce to an address whose node we do not know yet.
@@ -252,20 +260,6 @@ impl Hash for NodeId {
 impl Serialize for NodeId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.inner.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = WireId::deserialize(d)?;
-        // Validated once, here, for every path (the empty name is an announce placeholder).
-        if !w.name.is_empty() {
-            validate_name(&w.name).map_err(serde::de::Error::custom)?;
-        }
-        if w.generation > generation_limit() {
-            return Err(serde::de::Error::custom("generation too far in the future"));
-        }
-        Ok(intern(&w.name, w.addr, w.generation))
     }
 }
 
@@ -370,22 +364,27 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&v6).unwrap();
         assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
-        let back: NodeId = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back, v6);
+        assert_eq!(decode(&crate::shared::Shared::new(1), &bytes).unwrap(), v6);
         let json = serde_json::json!({"name": "a", "addr": "10.0.0.1:7946", "generation": 3});
         assert_eq!(serde_json::to_value(&v4).unwrap(), json);
-        // Deserializers that cannot lend the name (owned JSON values) work too.
-        let owned: NodeId = serde_json::from_value(json).unwrap();
-        assert_eq!(owned, v4);
+    }
+
+    fn decode(shared: &crate::shared::Shared, bytes: &[u8]) -> Result<NodeId, String> {
+        let w: WireId<'_> = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        w.resolve(shared, u64::MAX)
     }
 
     #[test]
     fn decoded_identities_are_shared_and_distinct_by_name() {
         let a: SocketAddr = "10.0.0.9:7946".parse().unwrap();
-        let x = NodeId::new("x", a, 5);
+        let shared = crate::shared::Shared::new(3);
+        let x = shared.id("x", a, 5);
         let bytes = postcard::to_allocvec(&x).unwrap();
-        let back: NodeId = postcard::from_bytes(&bytes).unwrap();
+        let back = decode(&shared, &bytes).unwrap();
         assert!(Arc::ptr_eq(&x.inner, &back.inner));
+        // An identity made outside the context is equal, not shared.
+        assert!(!Arc::ptr_eq(&NodeId::new("x", a, 5).inner, &back.inner));
+        assert_eq!(NodeId::new("x", a, 5), back);
         // Same address and generation, another name: another identity.
         let y = NodeId::new("y", a, 5);
         assert_ne!(x, y);
@@ -394,9 +393,10 @@ mod tests {
         let long_a = "a-rather-long-host-name.rack-17.dc-west-1";
         let long_b = "a-rather-long-host-name.rack-17.dc-west-2";
         let la = NodeId::new(long_a, a, 5);
-        let lb = NodeId::new(long_b, a, 5);
+        let lb = shared.id(long_b, a, 5);
         assert_ne!(la, lb);
-        let back: NodeId = postcard::from_bytes(&postcard::to_allocvec(&lb).unwrap()).unwrap();
+        assert_ne!(shared.id(long_a, a, 5), lb);
+        let back = decode(&shared, &postcard::to_allocvec(&lb).unwrap()).unwrap();
         assert!(Arc::ptr_eq(&lb.inner, &back.inner));
         assert_eq!(&**back.name(), long_b);
     }
@@ -417,14 +417,16 @@ mod tests {
             })
             .unwrap()
         };
-        assert!(postcard::from_bytes::<NodeId>(&enc("a b", 1)).is_err());
-        assert!(postcard::from_bytes::<NodeId>(&enc("", 0)).is_ok());
-        assert!(postcard::from_bytes::<NodeId>(&enc("ok", 500)).is_ok());
-        with_generation_limit(100, || {
-            assert!(postcard::from_bytes::<NodeId>(&enc("ok", 500)).is_err());
-            assert!(postcard::from_bytes::<NodeId>(&enc("ok", 100)).is_ok());
-        });
-        assert_eq!(generation_limit(), u64::MAX);
+        let shared = crate::shared::Shared::new(1);
+        let dec = |bytes: &[u8], limit| {
+            let w: WireId<'_> = postcard::from_bytes(bytes).unwrap();
+            w.resolve(&shared, limit)
+        };
+        assert!(dec(&enc("a b", 1), u64::MAX).is_err());
+        assert!(dec(&enc("", 0), u64::MAX).is_ok());
+        assert!(dec(&enc("ok", 500), u64::MAX).is_ok());
+        assert!(dec(&enc("ok", 500), 100).is_err());
+        assert!(dec(&enc("ok", 100), 100).is_ok());
     }
 
     #[test]

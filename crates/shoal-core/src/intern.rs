@@ -1,79 +1,65 @@
-//! Sharing of decoded names between the nodes of one thread (a leaf module).
+//! Sharing of decoded names between the nodes of one context (a leaf module).
 //!
-//! Owns a thread-local interner of node names (`Arc<str>`) used when a name is decoded from
-//! the wire (the cache of metadata records is `record_cache`). In the agent they only save a few allocations;
-//! in the simulator, where thousands of nodes decode the same names and records, they keep one
-//! copy per process instead of one per node. Entries nobody else holds are pruned as the
-//! caches grow, so they stay bounded by what is live. Must not change any value: a cached
-//! record is only used when it is equal to what was received.
+//! Owns the interner of node names (`Arc<str>`) that a `shared::Shared` context holds (the
+//! cache of metadata records is `record_cache`, of identities `identity`). In the agent it
+//! only saves a few allocations; in the simulator, where thousands of nodes decode the same
+//! names and records, it keeps one copy per run instead of one per node. Entries nobody else
+//! holds are pruned as the table grows, so it stays bounded by what is live. Must not change
+//! any value, and must hold no state of its own: the context owns the table.
 //!
-//! The thread's caches (names here, identities in `identity`, records in `record_cache`)
-//! are hashed with the seed of the first node built on the thread (`seed_thread_caches`):
-//! peers cannot precompute colliding names, and the seed changes no value, only where an
-//! entry sits.
+//! The serde helpers below allocate: a message decoded outside a node (no context at hand)
+//! holds names of its own, and the node takes the shared copy where it keeps one.
 
 use crate::hash::{FixedHashSet, HashSeed};
 use serde::de::{Deserializer, Error as _, Visitor};
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
 /// Caches prune entries nobody else holds when they grow past twice their last live size.
 pub(crate) const MIN_PRUNE_AT: usize = 4096;
 
-struct Names {
+/// The interned names of one context.
+pub(crate) struct Names {
     set: FixedHashSet<Arc<str>>,
     prune_at: usize,
-    seeded: bool,
 }
 
-thread_local! {
-    static NAMES: RefCell<Names> = RefCell::new(Names {
-        set: FixedHashSet::default(),
-        prune_at: MIN_PRUNE_AT,
-        seeded: false,
-    });
-}
-
-/// Hashes this thread's caches (names, identities, records) with `seed` unless a node built
-/// earlier on the thread already did: the first node's seed stays (in the simulator every
-/// node of the thread shares the caches). Entries already cached are kept, rehashed.
-pub(crate) fn seed_thread_caches(seed: HashSeed) {
-    let first = NAMES.with(|n| {
-        let mut n = n.borrow_mut();
-        if n.seeded {
-            return false;
+impl Names {
+    pub(crate) fn new(seed: HashSeed) -> Names {
+        Names {
+            set: seed.set(),
+            prune_at: MIN_PRUNE_AT,
         }
-        n.seeded = true;
-        let old = std::mem::replace(&mut n.set, seed.set());
-        n.set.extend(old);
-        true
-    });
-    if first {
-        crate::identity::reseed_cache(seed);
-        crate::record_cache::reseed_cache(seed);
+    }
+
+    /// The shared `Arc<str>` for `s` (allocated on first sight).
+    pub(crate) fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        if self.set.len() >= self.prune_at {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.prune_at = (self.set.len() * 2).max(MIN_PRUNE_AT);
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub(crate) fn peek(&self, s: &str) -> Option<Arc<str>> {
+        self.set.get(s).cloned()
     }
 }
 
-/// The shared `Arc<str>` for `s` (allocated on first sight).
-pub fn name(s: &str) -> Arc<str> {
-    NAMES.with(|n| {
-        let mut n = n.borrow_mut();
-        if let Some(a) = n.set.get(s) {
-            return a.clone();
-        }
-        if n.set.len() >= n.prune_at {
-            n.set.retain(|a| Arc::strong_count(a) > 1);
-            n.prune_at = (n.set.len() * 2).max(MIN_PRUNE_AT);
-        }
-        let a: Arc<str> = Arc::from(s);
-        n.set.insert(a.clone());
-        a
-    })
+fn name(s: &str) -> Arc<str> {
+    Arc::from(s)
 }
 
-/// Serde helper: deserializes a string into an interned `Arc<str>` (no allocation when the
-/// name is known).
+/// Serde helper: deserializes a string into an `Arc<str>`.
 pub fn de_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
     struct V;
     impl Visitor<'_> for V {
@@ -127,8 +113,10 @@ mod tests {
 
     #[test]
     fn names_are_shared() {
-        let a = name("n1");
-        let b = name("n1");
+        let mut n = Names::new(HashSeed::of_node(1));
+        let a = n.get("n1");
+        let b = n.get("n1");
         assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(n.len(), 1);
     }
 }

@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod bindings;
 pub mod cause;
+pub mod codec;
 pub mod damping;
 pub mod drops;
 pub mod due;
@@ -39,6 +40,7 @@ pub mod record_cache;
 pub mod registrations;
 pub mod replay;
 pub mod restart;
+pub mod shared;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
@@ -91,6 +93,7 @@ pub use outlier::{
     Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,
 };
 pub use profile::{Profile, Timings};
+pub use shared::Shared;
 pub use snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY};
 pub use time::Time;
 pub use truth::{Instance, MemberView, ServedStatus, ServiceView, TruthState};

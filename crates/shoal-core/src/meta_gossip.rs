@@ -4,9 +4,10 @@
 //!
 //! Must not decide membership, and must not keep any state but the store handle it is given.
 //!
-//! What a broadcast item is, from its first byte: 0 a Lifeguard accusation, 1 to
-//! `MAX_NAME_LEN` a record (its name's length), anything else an item of a later release,
-//! ignored and counted, never an error (which would cost the rest of the SWIM packet's items).
+//! What a broadcast item is (`Item`, typed once at decode), from its first byte: 0 a
+//! Lifeguard accusation, 1 to `MAX_NAME_LEN` a record (its name's length), anything else an
+//! item of a later release, ignored and counted, never an error (which would cost the rest
+//! of the SWIM packet's items).
 //! A later release adds an item kind with a first byte from [`LATER_ITEMS`].
 
 use crate::meta::{stamp_acceptable, MetaError, SharedMetaStore, MAX_RECORD_BYTES};
@@ -20,13 +21,13 @@ pub const LATER_ITEMS: std::ops::RangeInclusive<u8> = 0x80..=0xff;
 
 /// The leading fields of an encoded record, decoded without allocating.
 #[derive(Deserialize)]
-struct RecordHead<'a> {
+pub struct RecordHead<'a> {
     #[serde(borrow)]
-    name: &'a str,
+    pub name: &'a str,
     #[allow(dead_code)]
     addr: SocketAddr,
-    generation: u64,
-    version: u64,
+    pub generation: u64,
+    pub version: u64,
 }
 
 /// Key of a record in foca's broadcast queue: a newer record of one node replaces an older one.
@@ -53,6 +54,10 @@ impl foca::Invalidates for MetaKey {
 
 /// Feeds metadata broadcasts received through foca into the shared store.
 pub struct MetaBroadcasts {
+    /// The node's context: records received are shared through it.
+    pub shared: Arc<crate::shared::Shared>,
+    /// Records of a later generation are refused (set by the node before each datagram).
+    pub max_generation: u64,
     pub store: SharedMetaStore,
     /// This node's name: nobody but this node writes its record.
     pub own: Arc<str>,
@@ -73,69 +78,88 @@ impl MetaKey {
     }
 }
 
-impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
-    type Key = MetaKey;
-    type Error = MetaError;
+/// A broadcast item, typed once from its first byte (the bytes stay as v0.1.0 wrote them):
+/// what the handler does is chosen by this type, never by a byte test further on.
+pub enum Item<'a> {
+    /// A Lifeguard accusation (first byte `lifeguard::TAG`).
+    Accusation(crate::lifeguard::Accusation),
+    /// A metadata record, of which only the head is decoded yet: most records received are
+    /// not newer than what we hold, so the whole one is decoded only when it would be stored.
+    Record {
+        head: RecordHead<'a>,
+        /// The whole encoding.
+        data: &'a [u8],
+    },
+    /// An item kind a later release added: ignored and counted. v0.1.0 refused such items.
+    Later,
+}
 
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&T>,
-    ) -> Result<Option<MetaKey>, MetaError> {
+impl<'a> Item<'a> {
+    pub fn decode(data: &'a [u8]) -> Result<Item<'a>, MetaError> {
         if data.len() > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(data.len()));
         }
-        if data.first() == Some(&crate::lifeguard::TAG) {
-            let a = crate::lifeguard::Accusation::decode(data)
-                .map_err(|e| MetaError::Decode(e.to_string()))?;
-            let key = MetaKey::accusation(&a);
-            let mut inbox = self.accusations.lock();
-            if sender.is_none() {
-                return Ok(inbox.own(&a).then_some(key));
-            }
-            return Ok(inbox.offer(a).then_some(key));
-        }
         let first = data.first().copied().unwrap_or(0);
+        if first == crate::lifeguard::TAG {
+            return crate::lifeguard::Accusation::decode(data)
+                .map(Item::Accusation)
+                .map_err(|e| MetaError::Decode(e.to_string()));
+        }
         if !(1..=crate::identity::MAX_NAME_LEN).contains(&usize::from(first)) {
-            // Not a record: an item of a later release. v0.1.0 refused such items.
-            self.unknown.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return Ok(Item::Later);
         }
-        // Most records received are not newer than what we hold: read the stamp first and
-        // decode (and validate) the whole record only when it would be stored.
-        let head: RecordHead<'_> =
-            postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        let head = postcard::from_bytes(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        Ok(Item::Record { head, data })
+    }
+}
+
+impl MetaBroadcasts {
+    /// An accusation, ours (`received == false`) or received.
+    fn accusation(&mut self, a: crate::lifeguard::Accusation, received: bool) -> Option<MetaKey> {
+        let key = MetaKey::accusation(&a);
+        let mut inbox = self.accusations.lock();
+        if !received {
+            return inbox.own(&a).then_some(key);
+        }
+        inbox.offer(a).then_some(key)
+    }
+
+    /// A record, ours (`received == false`: the node adds its own, already stored: spread
+    /// it) or received.
+    fn record(
+        &mut self,
+        head: RecordHead<'_>,
+        data: &[u8],
+        received: bool,
+    ) -> Result<Option<MetaKey>, MetaError> {
         let stamp = (head.generation, head.version);
-        // `None`: the node adds its own record, already stored: spread it.
-        if sender.is_some() {
-            // Validated here as on the direct path (a Push): a valid name, not about us, not
-            // from the future.
-            if *head.name == *self.own {
-                // Our old records circulate after a restart: not an error, just never taken.
-                return Ok(None);
-            }
-            if crate::identity::validate_name(head.name).is_err() {
-                return Err(MetaError::Refused("invalid node name"));
-            }
-            if !stamp_acceptable(stamp, crate::identity::generation_limit()) {
-                return Err(MetaError::Refused(
-                    "generation or version far in the future",
-                ));
-            }
-        }
-        if sender.is_none() {
-            let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+        if !received {
+            let rec = self.shared.record_from_bytes(data, head.name, stamp)?;
             return Ok(Some(MetaKey {
                 name: rec.name.clone(),
                 stamp,
             }));
+        }
+        // Validated here as on the direct path (a Push): a valid name, not about us, not
+        // from the future.
+        if *head.name == *self.own {
+            // Our old records circulate after a restart: not an error, just never taken.
+            return Ok(None);
+        }
+        if crate::identity::validate_name(head.name).is_err() {
+            return Err(MetaError::Refused("invalid node name"));
+        }
+        if !stamp_acceptable(stamp, self.max_generation) {
+            return Err(MetaError::Refused(
+                "generation or version far in the future",
+            ));
         }
         let mut store = self.store.lock();
         // Whether it has extension fields is only known once decoded (`MetaStore::wants`).
         if !store.wants(head.name, stamp, true) {
             return Ok(None);
         }
-        let rec = crate::record_cache::record_from_bytes(data, head.name, stamp)?;
+        let rec = self.shared.record_from_bytes(data, head.name, stamp)?;
         let key = MetaKey {
             name: rec.name.clone(),
             stamp,
@@ -145,10 +169,26 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
         if !store.admit(&rec) {
             return Ok(None);
         }
-        if store.offer(rec) {
-            Ok(Some(key))
-        } else {
-            Ok(None)
+        Ok(store.offer(rec).then_some(key))
+    }
+}
+
+impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
+    type Key = MetaKey;
+    type Error = MetaError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&T>,
+    ) -> Result<Option<MetaKey>, MetaError> {
+        match Item::decode(data)? {
+            Item::Accusation(a) => Ok(self.accusation(a, sender.is_some())),
+            Item::Record { head, data } => self.record(head, data, sender.is_some()),
+            Item::Later => {
+                self.unknown.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
         }
     }
 }

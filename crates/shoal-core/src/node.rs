@@ -31,7 +31,7 @@ use crate::timers::TimerQueue;
 use crate::trust::{Trust, TrustConfig, TrustDrop};
 use crate::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
 use crate::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
-use foca::{Foca, OwnedNotification, PostcardCodec, Runtime, Timer};
+use foca::{Foca, OwnedNotification, Runtime, Timer};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -59,6 +59,8 @@ pub struct Node {
     rng: SmallRng,
     /// The seed of the node's hash tables (derived from its seed; see `hash::HashSeed`).
     hashes: HashSeed,
+    /// The caches this node shares with the nodes its driver built with the same context.
+    shared: Arc<crate::shared::Shared>,
     store: SharedMetaStore,
     /// Lifeguard's accusations received through foca (`node_lifeguard`).
     accusations: crate::lifeguard::Inbox,
@@ -231,13 +233,33 @@ const INTRO_MSGS_PER_ROUND: usize = 3;
 
 impl Node {
     /// Creates a node. `generation` must grow across restarts of the same name (the agent
-    /// uses its start time in ms); `seed` drives every random choice.
+    /// uses its start time in ms); `seed` drives every random choice. The node shares its
+    /// caches with nobody (a context of its own, hashed from `seed`).
     pub fn new(
         cfg: NodeConfig,
         generation: u64,
         meta: NodeMeta,
         seed: u64,
         now: Time,
+    ) -> Result<Self, NodeError> {
+        let shared = crate::shared::Shared::new(seed);
+        Self::with_shared(cfg, generation, meta, seed, now, shared)
+    }
+
+    /// The context this node shares caches through (see `with_shared`).
+    pub fn shared(&self) -> &Arc<crate::shared::Shared> {
+        &self.shared
+    }
+
+    /// Creates a node (see `new`) that shares names, identities and records with every
+    /// node built with `shared` (the simulator builds all its nodes with one context).
+    pub fn with_shared(
+        cfg: NodeConfig,
+        generation: u64,
+        meta: NodeMeta,
+        seed: u64,
+        now: Time,
+        shared: Arc<crate::shared::Shared>,
     ) -> Result<Self, NodeError> {
         validate_name(&cfg.name).map_err(NodeError::BadName)?;
         if cfg.cluster_label.len() > MAX_LABEL_LEN {
@@ -247,10 +269,8 @@ impl Node {
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
         cfg.outlier.validate().map_err(NodeError::BadOutlier)?;
         meta.validate()?;
-        // Before any name is interned: the thread's caches take the first node's seed.
         let hashes = HashSeed::of_node(seed);
-        crate::intern::seed_thread_caches(hashes);
-        let id = NodeId::new(&cfg.name, cfg.advertise, generation);
+        let id = shared.id(&cfg.name, cfg.advertise, generation);
         let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
         let accusations = crate::lifeguard::Inbox::with_seed(
             hashes,
@@ -264,8 +284,10 @@ impl Node {
             id.clone(),
             cfg.timings.foca_config(1, max_packet),
             SmallRng::seed_from_u64(seed),
-            PostcardCodec,
+            crate::codec::SwimCodec::new(shared.clone()),
             MetaBroadcasts {
+                shared: shared.clone(),
+                max_generation: u64::MAX,
                 store: store.clone(),
                 own: id.name().clone(),
                 accusations: accusations.clone(),
@@ -299,6 +321,7 @@ impl Node {
             foca,
             rng: SmallRng::seed_from_u64(seed ^ SEED_MIX),
             hashes,
+            shared,
             store,
             truth,
             guard,
@@ -417,9 +440,9 @@ impl Node {
         }
         match kind {
             Kind::Swim => {
-                crate::identity::with_generation_limit(limit, || {
-                    self.swim(now, |foca, rt| foca.handle_data(&body, rt))
-                });
+                self.foca.codec_mut().max_generation = limit;
+                self.foca.broadcast_handler_mut().max_generation = limit;
+                self.swim(now, |foca, rt| foca.handle_data(&body, rt));
             }
             Kind::Shoal => match ShoalMsg::decode(&body) {
                 Ok(msg) => self.handle_shoal(now, from, msg),

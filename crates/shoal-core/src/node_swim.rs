@@ -7,7 +7,7 @@
 
 use super::*;
 
-pub(super) type Swim = Foca<NodeId, PostcardCodec, SmallRng, MetaBroadcasts>;
+pub(super) type Swim = Foca<NodeId, crate::codec::SwimCodec, SmallRng, MetaBroadcasts>;
 
 /// Outputs collected while handling one input.
 #[derive(Default)]

@@ -128,7 +128,7 @@ impl Node {
                         continue;
                     }
                     let r = Arc::try_unwrap(r).unwrap_or_else(|a| (*a).clone());
-                    let Ok(r) = crate::record_cache::record(r) else {
+                    let Ok(r) = self.shared.record(r) else {
                         self.stats.dropped_bad_metadata += 1;
                         continue;
                     };
@@ -275,7 +275,7 @@ impl Node {
                     continue;
                 }
             }
-            ids.push(NodeId::new(&e.name, e.addr, e.generation));
+            ids.push(self.shared.id(&e.name, e.addr, e.generation));
         }
         if ids.is_empty() {
             return;

@@ -299,3 +299,59 @@ fn snapshots_come_at_start_then_every_10_s_while_the_view_changes() {
     let n1 = s.members.iter().find(|m| m.name == "n1").unwrap();
     assert_eq!(n1.tags.get("role").map(String::as_str), Some("db"));
 }
+
+/// Two nodes on one thread, each with a context of its own (`Node::new`), share nothing:
+/// each decodes the third node's name into its own context, hashed with its own seed. (When
+/// the caches were thread-locals seeded by the first node built on the thread, both nodes
+/// held the one allocation, hashed with node 0's seed.) Nodes given one context share it.
+#[test]
+fn nodes_with_different_contexts_are_independent() {
+    let mut net = TestNet::new(3);
+    let ok = net.run_until_pred(5_000, |net| {
+        (0..2).all(|i| status_of(net, i, "n2") == Some(ServedStatus::Alive))
+    });
+    assert!(ok, "nodes 0 and 1 did not see n2 within 5 s");
+    let (a, b) = (net.nodes[0].shared(), net.nodes[1].shared());
+    assert!(!std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(a.seed(), crate::hash::HashSeed::of_node(0));
+    assert_eq!(b.seed(), crate::hash::HashSeed::of_node(1));
+    let (na, nb) = (a.known_name("n2"), b.known_name("n2"));
+    let (Some(na), Some(nb)) = (na, nb) else {
+        panic!("both contexts hold n2: {a:?} {b:?}");
+    };
+    assert!(
+        !std::sync::Arc::ptr_eq(&na, &nb),
+        "one allocation in two contexts"
+    );
+    assert!(a.known_name("n1").is_some() && b.known_name("n0").is_some());
+    // Node 0's context holds nothing only node 1 decoded or made: its own name stays its.
+    assert!(!std::sync::Arc::ptr_eq(
+        &a.known_name("n1").unwrap(),
+        &b.known_name("n1").unwrap()
+    ));
+
+    // One context given to two nodes: one copy of each name.
+    let shared = crate::Shared::new(9);
+    let cfg = |i| crate::testnet::config(i);
+    let x = crate::Node::with_shared(
+        cfg(5),
+        1,
+        NodeMeta::default(),
+        5,
+        crate::Time(0),
+        shared.clone(),
+    )
+    .unwrap();
+    let y = crate::Node::with_shared(
+        cfg(6),
+        1,
+        NodeMeta::default(),
+        6,
+        crate::Time(0),
+        shared.clone(),
+    )
+    .unwrap();
+    assert!(std::sync::Arc::ptr_eq(x.shared(), y.shared()));
+    assert!(shared.known_name("n5").is_some() && shared.known_name("n6").is_some());
+    assert!(a.known_name("n5").is_none() && b.known_name("n6").is_none());
+}

@@ -137,6 +137,9 @@ pub struct World<'a> {
     queue: EventQueue<Ev>,
     hosts: Vec<Host>,
     names: Vec<String>,
+    /// One context for every node of the run: a name, identity or record that all of them
+    /// decode is held once (`shoal_core::Shared`).
+    shared: std::sync::Arc<shoal_core::Shared>,
     net: Net,
     rng: SmallRng,
     rec: Recorder,
@@ -210,6 +213,7 @@ impl<'a> World<'a> {
             queue: EventQueue::new(),
             hosts,
             names: (0..total).map(|i| format!("n{i}")).collect(),
+            shared: shoal_core::Shared::new(sc.seed ^ 0x5A4E_D000_0000_0001),
             net,
             rng: SmallRng::seed_from_u64(sc.seed ^ 0x5EED_0000_0000_0001),
             rec,

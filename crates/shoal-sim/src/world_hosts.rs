@@ -95,7 +95,8 @@ impl World<'_> {
         let seed =
             self.sc.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(life) << 48);
         let meta = self.start_meta(i, restart, keep_data);
-        let mut node = Node::new(cfg, generation, meta, seed, Time(now_ms))
+        let shared = self.shared.clone();
+        let mut node = Node::with_shared(cfg, generation, meta, seed, Time(now_ms), shared)
             .map_err(|source| SimError::Node { node: i, source })?;
         let saved = self.hosts[i].snapshot.take();
         if let (true, Some(snap)) = (restart && keep_data, saved) {

@@ -966,6 +966,24 @@ where
         self.custom_broadcasts.len()
     }
 
+    /// (shoal fork) The broadcast handler given at construction, so that
+    /// the state it keeps needs no second owner (and no lock) outside.
+    pub fn broadcast_handler(&self) -> &B {
+        &self.broadcast_handler
+    }
+
+    /// (shoal fork) The broadcast handler given at construction, mutably:
+    /// what it stores is changed between calls, never during one.
+    pub fn broadcast_handler_mut(&mut self) -> &mut B {
+        &mut self.broadcast_handler
+    }
+
+    /// (shoal fork) The codec given at construction, mutably: a codec
+    /// with settings (what it accepts) is adjusted before `handle_data`.
+    pub fn codec_mut(&mut self) -> &mut C {
+        &mut self.codec
+    }
+
     /// (shoal fork) Bounds both dissemination backlogs (member updates
     /// and custom broadcasts) to `max_len` entries each.
     ///
