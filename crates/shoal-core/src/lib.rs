@@ -66,6 +66,8 @@ mod restart_tests;
 #[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
+mod timer_tests;
+#[cfg(test)]
 mod trust_tests;
 
 pub use cause::{Cause, CauseKind, Transition};

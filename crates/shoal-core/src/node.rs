@@ -5,13 +5,13 @@
 //! anti-entropy (a sharded Bloom filter of known members each sync round), graceful leave, the
 //! served view and its change events. Inputs are `(now, datagram | timeout | command)`;
 //! outputs are polled: datagrams to send, events, and the next deadline (`poll_timeout`: the
-//! node keeps its timers in one ordered queue). It must never read a clock, draw OS
+//! earliest of its named timers and of foca's). It must never read a clock, draw OS
 //! randomness or touch a socket.
 //!
 //! This file holds `Node`, its construction, inputs, outputs and `after_input`; its parts
 //! are child modules, one concern each: `node_types` (config, errors, events, stats),
 //! `node_swim` (the foca adapter), `node_sync` (anti-entropy), `node_served` (the served view,
-//! the guard and reach checks), `node_tick` (housekeeping, rejoin backoff), `node_restart`
+//! the guard and reach checks), `node_tick` (the named timers' jobs), `node_restart`
 //! (snapshot, restore, adopt, force-leave), `node_trust` (keyring and trust) and
 //! `node_outlier` (apps' reports and outlier ejection, `core::outlier`).
 
@@ -27,7 +27,7 @@ use crate::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
 };
 use crate::time::Time;
-use crate::timers::TimerQueue;
+use crate::timers::{TimerName, TimerQueue, TimerTable};
 use crate::trust::{Trust, TrustConfig, TrustDrop};
 use crate::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
 use crate::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
@@ -48,8 +48,8 @@ use std::time::Duration;
 /// before `start`.
 /// Outputs, to drain after every input: `poll_transmit` (datagrams to send), `poll_event`
 /// (changes of the served view), `poll_snapshot` (a snapshot to persist, every 10 s while the
-/// view changes) and `poll_timeout` (when to call `handle_timeout` next; the node keeps its
-/// timers in one ordered queue). Queries (`members`, `services`,
+/// view changes) and `poll_timeout` (when to call `handle_timeout` next: the earliest of the
+/// node's named timers and foca's). Queries (`members`, `services`,
 /// `guard_report`, `stats`, `snapshot` ...) read the state and change nothing. So a driver
 /// loops: wait for a datagram, a command or the deadline of `poll_timeout`; call the
 /// matching input with the current time; drain the outputs; repeat.
@@ -79,8 +79,10 @@ pub struct Node {
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
     own: MetaRecord,
     out: Outbox,
-    /// Every armed timer, by (deadline, arming order).
+    /// foca's timers and the restart graces, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
+    /// The node's own jobs, one slot each (`node_tick`).
+    named: TimerTable,
     events: VecDeque<Event>,
     index: u64,
     stats: Stats,
@@ -301,6 +303,7 @@ impl Node {
             own,
             out: Outbox::default(),
             timers: TimerQueue::new(),
+            named: TimerTable::default(),
             events: VecDeque::new(),
             index: 0,
             stats: Stats::default(),
@@ -367,14 +370,11 @@ impl Node {
         self.announce_to_seeds(now, false);
         self.next_rejoin = Some(now.plus(self.rejoin_backoff));
         self.next_sync = now.plus(self.cfg.timings.sync_interval);
-        self.out
-            .timers
-            .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
         // The first snapshot is due at once, then every `SNAPSHOT_EVERY` if the view changed.
         self.snapshot_due = true;
-        self.out
-            .timers
-            .push((now.plus(SNAPSHOT_EVERY), NodeTimer::Snapshot));
+        self.named
+            .set(TimerName::Snapshot, Some(now.plus(SNAPSHOT_EVERY)));
+        self.rearm(now);
         self.arm_timers();
     }
 
@@ -447,15 +447,56 @@ impl Node {
         });
     }
 
-    /// Fires every timer due at `now` (deadline order, ties in arming order), one at a
-    /// time, so that timers a handler arms are ordered with the rest. Call it when
-    /// `poll_timeout` says so (earlier or later is harmless).
+    /// Fires every timer due at `now` (deadline order; at one deadline foca's in arming
+    /// order, then the named ones in `TimerName` order), one at a time, so that timers a
+    /// handler arms are ordered with the rest. Call it when `poll_timeout` says so (earlier
+    /// or later is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
         self.arm_timers();
-        while let Some((_, t)) = self.timers.pop_due(now) {
-            self.handle_timer(now, t);
+        loop {
+            let queued = self.timers.next_deadline().filter(|t| *t <= now);
+            let named = self.named.next().filter(|(t, _)| *t <= now);
+            match (queued, named) {
+                (None, None) => break,
+                (Some(q), Some((n, _))) if n < q => self.fire_named(now),
+                (Some(_), _) => {
+                    if let Some((_, t)) = self.timers.pop_due(now) {
+                        self.handle_timer(now, t);
+                    }
+                }
+                (None, Some(_)) => self.fire_named(now),
+            }
             self.arm_timers();
         }
+    }
+
+    /// The named timers armed now (tests: which jobs an idle node still has).
+    #[cfg(test)]
+    pub(crate) fn armed_named(&self) -> Vec<TimerName> {
+        TimerName::ALL
+            .into_iter()
+            .filter(|n| self.named.get(*n).is_some())
+            .collect()
+    }
+
+    /// When the named timer `name` last fired (tests).
+    #[cfg(test)]
+    pub(crate) fn named_fired(&self, name: TimerName) -> Option<Time> {
+        self.named.fired(name)
+    }
+
+    /// Fires the earliest named timer due at `now`.
+    fn fire_named(&mut self, now: Time) {
+        let Some(name) = self.named.pop_due(now) else {
+            return;
+        };
+        self.now = now;
+        self.handle_named(now, name);
+        if name == TimerName::Snapshot {
+            // Not an input: nothing else runs, so that the schedule changes nothing else.
+            return;
+        }
+        self.after_input(now);
     }
 
     /// One timer fired.
@@ -471,23 +512,9 @@ impl Node {
                 }
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
-            NodeTimer::Snapshot => {
-                // Not an input: nothing else runs, so that the schedule changes nothing else.
-                self.snapshot_timer(now);
-                return;
-            }
-            NodeTimer::Outlier => self.outliers.handle_timeout(now),
             NodeTimer::RestartGrace(name) => {
                 // Served `down` (or held) from now on if it is not back: `after_input` emits it.
                 self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));
-            }
-            NodeTimer::Tick => {
-                self.tick(now);
-                if !self.left {
-                    self.out
-                        .timers
-                        .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
-                }
             }
         }
         self.after_input(now);
@@ -641,10 +668,16 @@ impl Node {
         })
     }
 
-    /// The earliest deadline of the node's timers: call `handle_timeout` then.
+    /// The earliest deadline of the node's timers: call `handle_timeout` then. Never
+    /// earlier than the last input's time (a job due already is due now).
     pub fn poll_timeout(&mut self) -> Option<Time> {
         self.arm_timers();
-        self.timers.next_deadline()
+        let named = self.named.next().map(|(t, _)| t);
+        let at = match (self.timers.next_deadline(), named) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.map(|t| t.max(self.now))
     }
 
     /// Publishes our current record (the one place it is published): into the store and out
@@ -740,6 +773,8 @@ impl Node {
             self.out.timers.push((at, NodeTimer::RestartGrace(name)));
         }
         self.causes.end_input();
+        self.rescale_foca();
+        self.rearm(now);
         self.arm_timers();
     }
 }

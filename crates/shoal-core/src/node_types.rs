@@ -63,15 +63,11 @@ pub enum NodeError {
     BadOutlier(String),
 }
 
-/// A timer of the node, kept in its own queue (drivers see only `Node::poll_timeout`).
+/// A keyed timer of the node, many armed at a time, kept in its ordered queue (the node's
+/// jobs are named timers, `core::timers::TimerName`; drivers see only `Node::poll_timeout`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum NodeTimer {
     Swim(Timer<NodeId>),
-    Tick,
-    /// The snapshot schedule (`Node::poll_snapshot`).
-    Snapshot,
-    /// Outlier ejection: restorations and sweeps (`core::outlier`).
-    Outlier,
     /// The restart grace of this member may have run out (`Guard::restart_expired`).
     RestartGrace(std::sync::Arc<str>),
 }

@@ -36,6 +36,8 @@ pub struct TestNet {
     pub down_log: Vec<(Time, usize, String)>,
     /// Every guard transition event: (when, node, transition), as the watch stream shows it.
     pub guard_log: Vec<(Time, usize, crate::GuardTransition)>,
+    /// `handle_timeout` calls per node (wake-ups at its `poll_timeout`).
+    pub wakes: Vec<u64>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -93,6 +95,7 @@ impl TestNet {
             tap: None,
             down_log: Vec::new(),
             guard_log: Vec::new(),
+            wakes: vec![0; n],
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -187,6 +190,10 @@ impl TestNet {
                     if self.crashed.contains(&i) {
                         continue;
                     }
+                    if self.wakes.len() < self.nodes.len() {
+                        self.wakes.resize(self.nodes.len(), 0);
+                    }
+                    self.wakes[i] += 1;
                     self.nodes[i].handle_timeout(at);
                     self.flush(i);
                 }
