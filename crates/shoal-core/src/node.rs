@@ -72,6 +72,8 @@ pub struct Node {
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
     health: crate::health_guard::HealthGuard,
+    /// Paces the publication of this node's own services' health (`node_health.rs`).
+    health_rate: crate::health_rate::HealthRate,
     /// Ejects instances apps report failing (`node_outlier.rs`).
     outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
@@ -91,6 +93,8 @@ pub struct Node {
     /// Inside `adopt_members`: served statuses are recorded without events.
     adopting: bool,
     left: bool,
+    /// The leave is finished (`leave_finished`).
+    leave_finished: bool,
     idle: bool,
     /// Seeds given at start plus every address joined since.
     seeds: Vec<SocketAddr>,
@@ -298,6 +302,7 @@ impl Node {
             truth,
             guard,
             health,
+            health_rate: Default::default(),
             outliers,
             served_ghosts: hashes.map(),
             own,
@@ -311,6 +316,7 @@ impl Node {
             started: false,
             adopting: false,
             left: false,
+            leave_finished: false,
             idle: true,
             seeds,
             next_rejoin: None,
@@ -537,7 +543,10 @@ impl Node {
     }
 
     /// Leaves gracefully: marks our record as leaving (so that peers serve `left`, not a
-    /// failure), tells a few peers and stops. Returns once the datagrams are queued.
+    /// failure), tells a few peers and stops. Returns once the datagrams are queued. The
+    /// leave is finished two gossip intervals later (the intent spreads by gossip meanwhile):
+    /// then `leave_finished` holds and a `LeaveFinished` event comes out, and the driver
+    /// stops the node (every driver the same way).
     pub fn leave(&mut self, now: Time) -> Result<(), NodeError> {
         if self.left {
             return Ok(());
@@ -561,6 +570,8 @@ impl Node {
         }
         self.swim(now, |foca, rt| foca.leave_cluster(rt));
         self.left = true;
+        let linger = self.cfg.timings.gossip_interval * 2;
+        self.named.set(TimerName::Leave, Some(now.plus(linger)));
         let me = self.foca.identity().clone();
         self.set_truth(now, &me, TruthState::Left);
         self.push_event(now, EventKind::Local(LocalEvent::Left));
@@ -633,6 +644,21 @@ impl Node {
         meta.services.remove(&id);
         self.set_meta(now, meta)?;
         Ok(id)
+    }
+
+    /// Whether a graceful leave is finished: the driver may stop the node now (and should:
+    /// the agent exits, the simulator stops the host). False until then, and without a leave.
+    #[must_use]
+    pub fn leave_finished(&self) -> bool {
+        self.leave_finished && self.out.transmits.is_empty()
+    }
+
+    /// When the leave will be finished, while one is under way (drivers may sleep until then).
+    pub fn leave_finishes_at(&self) -> Option<Time> {
+        if self.leave_finished {
+            return None;
+        }
+        self.named.get(TimerName::Leave)
     }
 
     /// Operator override of the guard.

@@ -107,6 +107,11 @@ impl Node {
             }
             TimerName::Snapshot => self.snapshot_timer(now),
             TimerName::Outlier => self.outliers.handle_timeout(now),
+            TimerName::Health => self.publish_health(now),
+            TimerName::Leave => {
+                self.leave_finished = true;
+                self.push_event(now, EventKind::Local(LocalEvent::LeaveFinished));
+            }
         }
     }
 
@@ -139,7 +144,7 @@ impl Node {
         use TimerName::*;
         if !self.started || self.left {
             for n in [
-                Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate,
+                Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate, Health,
             ] {
                 self.named.set(n, None);
             }
@@ -194,5 +199,6 @@ impl Node {
             self.reach.silent_at(crate::reach::SILENT_PERIODS)
         };
         self.named.set(Evaluate, evaluate);
+        self.named.set(Health, self.health_rate.next_due());
     }
 }

@@ -101,6 +101,9 @@ pub enum LocalEvent {
     Rejoined { generation: u64 },
     /// We left the cluster.
     Left,
+    /// The leave is finished: its datagrams were handed out and it had two gossip
+    /// intervals to spread. Drivers stop the node now (`Node::leave_finished`).
+    LeaveFinished,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,6 +209,10 @@ pub struct Stats {
     /// Members this node removed on gray evidence (several observers cannot reach them).
     #[serde(default)]
     pub gray_removals: u64,
+    /// Service health statuses written into this node's record (`Node::offer_health`, paced
+    /// by `core::health_rate`).
+    #[serde(default)]
+    pub health_published: u64,
     /// Datagrams of reach reports sent (`core::gray`).
     #[serde(default)]
     pub reach_reports_sent: u64,

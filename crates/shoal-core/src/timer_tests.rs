@@ -101,3 +101,132 @@ fn poll_timeout_is_the_earliest_deadline_and_nothing_before_it_is_due() {
     }
     assert!(checked > 30, "only {checked} deadlines checked");
 }
+
+/// The core says when a leave is finished: two gossip intervals after it, once its
+/// datagrams are out, with an event; by then every peer serves the node `left`.
+#[test]
+fn leave_finishes_two_gossip_intervals_later_with_an_event() {
+    let mut net = TestNet::new(4);
+    assert!(net.run_until_pred(5_000, formed));
+    net.run_for_ms(1_000);
+    assert!(!net.nodes[3].leave_finished());
+    assert_eq!(net.nodes[3].leave_finishes_at(), None);
+    let left_at = net.now;
+    net.call(3, |n, now| n.leave(now).unwrap());
+    let gossip = Profile::Local.timings().gossip_interval.as_millis() as u64;
+    let done_at = Time(left_at.0 + 2 * gossip);
+    assert_eq!(net.nodes[3].leave_finishes_at(), Some(done_at));
+    // Stepping 1 ms at a time: not finished one ms before, finished at the deadline.
+    let finished = |net: &TestNet| {
+        net.local_log
+            .iter()
+            .filter(|(_, i, e)| *i == 3 && *e == crate::LocalEvent::LeaveFinished)
+            .map(|(t, _, _)| *t)
+            .collect::<Vec<_>>()
+    };
+    while net.now < Time(done_at.0 - 1) {
+        net.run_for_ms(1);
+        assert!(
+            !net.nodes[3].leave_finished(),
+            "finished early at {:?}",
+            net.now
+        );
+        assert!(finished(&net).is_empty());
+    }
+    net.run_until(done_at);
+    assert!(net.nodes[3].leave_finished());
+    assert_eq!(finished(&net), vec![done_at], "one event, at the deadline");
+    assert_eq!(net.nodes[3].leave_finishes_at(), None);
+    for i in 0..3 {
+        assert_eq!(
+            net.nodes[i].member("n3").map(|m| m.status),
+            Some(ServedStatus::Left),
+            "node {i} when the leave finished"
+        );
+    }
+    // Nodes that did not leave never finish one.
+    net.run_for_ms(2_000);
+    assert!((0..3).all(|i| !net.nodes[i].leave_finished()));
+    assert_eq!(finished(&net).len(), 1);
+}
+
+fn checked_service(name: &str) -> crate::Service {
+    crate::Service {
+        name: name.into(),
+        port: 80,
+        tags: Default::default(),
+        health: Some(crate::Health::Passing),
+        health_output: None,
+    }
+}
+
+/// The core publishes its services' health from the statuses drivers hand it: the first
+/// change at once, a flapping check paced (the last state wins, on the node's own `Health`
+/// timer, which `poll_timeout` reports), outputs cut to fit the record, nothing after a leave.
+#[test]
+fn health_is_paced_and_published_by_the_core() {
+    use crate::Health::{Critical, Passing};
+    let mut net = TestNet::new(3);
+    assert!(net.run_until_pred(5_000, formed));
+    net.call(0, |n, now| {
+        n.register_service(now, checked_service("web")).unwrap()
+    });
+    net.run_for_ms(1_000);
+    let seen = |net: &TestNet, i: usize| {
+        net.nodes[i].services()["web"]
+            .iter()
+            .find(|s| s.node == "n0")
+            .map(|s| (s.health, s.health_output.clone()))
+    };
+    assert_eq!(seen(&net, 1), Some((Some(Passing), String::new())));
+    let version = |net: &TestNet| net.nodes[0].own_record().version;
+    // First change: published at once (the gap of 2 s since the last publication is over).
+    let v0 = version(&net);
+    let t0 = net.now;
+    net.call(0, |n, now| {
+        n.offer_health(now, "web", Critical, "refused\nsecond line")
+    });
+    assert_eq!(version(&net), v0 + 1);
+    assert_eq!(net.nodes[0].stats().health_published, 1);
+    // Flapping within the gap: nothing published, the node wakes when the gap ends.
+    for k in 0..9u64 {
+        net.run_for_ms(100);
+        let h = if k % 2 == 0 { Passing } else { Critical };
+        net.call(0, |n, now| n.offer_health(now, "web", h, "flap"));
+        assert_eq!(version(&net), v0 + 1, "published within the gap");
+    }
+    let due = Time(t0.0 + crate::health_rate::MIN_GAP.as_millis() as u64);
+    assert!(net.nodes[0].poll_timeout().is_some_and(|t| t <= due));
+    net.run_until(Time(due.0 - 1));
+    assert_eq!(version(&net), v0 + 1);
+    net.run_until(due);
+    // The last state wins, first line of its output only.
+    assert_eq!(version(&net), v0 + 2);
+    assert_eq!(net.nodes[0].stats().health_published, 2);
+    assert!(net.run_until_pred(2_000, |net| seen(net, 1)
+        == Some((Some(Passing), "flap".to_string()))));
+    // An output too long for the record is cut to fit; the status goes through.
+    net.run_for_ms(3_000);
+    let long = "x".repeat(200);
+    for i in 0..40 {
+        net.call(0, |n, now| {
+            n.register_service(now, checked_service(&format!("s{i:02}{}", "y".repeat(20))))
+                .unwrap_or_default()
+        });
+    }
+    net.run_for_ms(3_000);
+    let names: Vec<String> = net.nodes[0].own_meta().services.keys().cloned().collect();
+    for name in &names {
+        net.call(0, |n, now| n.offer_health(now, name, Critical, &long));
+    }
+    let own = net.nodes[0].own_meta().clone();
+    assert!(own.validate().is_ok());
+    assert!(own.services.values().all(|s| s.health == Some(Critical)));
+    // After a leave, nothing more is published.
+    net.call(0, |n, now| n.leave(now).unwrap());
+    let v = version(&net);
+    net.run_for_ms(3_000);
+    net.call(0, |n, now| n.offer_health(now, "web", Passing, "back"));
+    net.run_for_ms(3_000);
+    assert_eq!(version(&net), v);
+}

@@ -67,10 +67,14 @@ pub(crate) enum TimerName {
     Snapshot,
     /// Outlier ejection: restorations and sweeps (`core::outlier`).
     Outlier,
+    /// A graceful leave is finished (`Node::leave_finished`): two gossip intervals after it.
+    Leave,
+    /// The next service health status the pacing lets out (`core::health_rate`).
+    Health,
 }
 
 impl TimerName {
-    pub const ALL: [TimerName; 11] = [
+    pub const ALL: [TimerName; 13] = [
         TimerName::Rejoin,
         TimerName::Bootstrap,
         TimerName::Sync,
@@ -82,6 +86,8 @@ impl TimerName {
         TimerName::Evaluate,
         TimerName::Snapshot,
         TimerName::Outlier,
+        TimerName::Leave,
+        TimerName::Health,
     ];
 }
 
@@ -98,7 +104,6 @@ impl TimerTable {
         self.at[name as usize] = at;
     }
 
-    #[cfg(test)]
     pub fn get(&self, name: TimerName) -> Option<Time> {
         self.at[name as usize]
     }
