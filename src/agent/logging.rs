@@ -179,6 +179,7 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
                 warn!(generation, "the cluster declared this node down; rejoined")
             }
             LocalEvent::Left => info!("this node left the cluster"),
+            LocalEvent::LeaveFinished => debug!("the leave is finished: stopping"),
         },
     }
 }

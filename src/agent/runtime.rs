@@ -309,9 +309,11 @@ impl Agent {
         if let Err(e) = registrations::save(&reg_path, &registrations::current(&shared)) {
             warn!(error = %e, "could not persist the registrations");
         }
-        shared.with_node(|n, now| n.start(now));
         shared.checks.attach(&shared);
-        shared.checks.start_checks(file_checks, checks, Time::ZERO);
+        shared.with_node(|n, now| {
+            n.start(now);
+            shared.checks.start_checks(n, file_checks, checks, now);
+        });
         info!(
             name = %cfg.name,
             bind = %local_addr,
@@ -384,11 +386,11 @@ impl Agent {
         self.io.clone()
     }
 
-    /// Leaves the cluster gracefully, waits (at most `max_wait`) for the leave to be sent and
-    /// to spread for two gossip intervals, then stops the loop. A decommission: peers serve
-    /// this node `left` and its services are gone everywhere.
+    /// Leaves the cluster gracefully, waits (at most `max_wait`) until the core says the
+    /// leave is finished (sent, and spread for two gossip intervals), then stops the loop. A
+    /// decommission: peers serve this node `left` and its services are gone everywhere.
     pub async fn leave_and_stop(self, max_wait: Duration) {
-        self.announce_and_stop(max_wait, "left the cluster", |n, now| n.leave(now))
+        self.announce_and_stop(max_wait, "left the cluster", true, |n, now| n.leave(now))
             .await;
     }
 
@@ -401,6 +403,7 @@ impl Agent {
         self.announce_and_stop(
             max_wait,
             "announced a restart; peers serve this node as restarting until it is back",
+            false,
             move |n, now| n.announce_restart(now, grace),
         )
         .await;
@@ -421,12 +424,13 @@ impl Agent {
     }
 
     /// Runs `announce` on the node (API commands get 503 from now on), waits at most
-    /// `max_wait` for its datagrams to be sent and to spread for two gossip intervals, then
-    /// stops the loop.
+    /// `max_wait` for its datagrams to be sent and, for a leave, until the core says it is
+    /// finished (a restart announce spreads for two gossip intervals), then stops the loop.
     async fn announce_and_stop(
         mut self,
         max_wait: Duration,
         done: &str,
+        leaving: bool,
         announce: impl FnOnce(&mut Node, Time) -> Result<(), NodeError>,
     ) {
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -437,7 +441,14 @@ impl Agent {
         let flushed = shared.flushed.notified();
         tokio::pin!(flushed);
         flushed.as_mut().enable();
+        let events = shared.events.subscribe();
         match shared.with_node(announce) {
+            Ok(()) if leaving => {
+                if !shared.leave_finished(events, deadline).await {
+                    warn!("the leave did not finish within {max_wait:?}; stopping anyway");
+                }
+                info!("{done}");
+            }
             Ok(()) => {
                 if tokio::time::timeout_at(deadline, flushed).await.is_err() {
                     warn!("the announcement was not sent within {max_wait:?}; stopping anyway");

@@ -11,7 +11,7 @@
 //! `fault-injection` feature (the tests) and of `shoal dev` (`Agent::start_with_faults`): a
 //! plain build's `shoal agent` never looks at it.
 
-use shoal_core::{Event, Node, NodeMeta, Time};
+use shoal_core::{Event, EventKind, LocalEvent, Node, NodeMeta, Time};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -257,6 +257,30 @@ impl AgentShared {
     }
 
     /// Read-only access to the node (do not call commands through this).
+    /// Waits, until `deadline` at most, for the core to say the leave is finished (its
+    /// `LeaveFinished` event; `Node::leave_finished`). Subscribe `events` before asking for
+    /// the leave. Returns whether it finished in time. The core decides when; every way
+    /// out of the agent (SIGTERM with `leave_on_terminate`, `POST /v1/leave`) waits here.
+    pub async fn leave_finished(
+        &self,
+        mut events: broadcast::Receiver<Arc<Event>>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            if self.lock().leave_finished() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+                Ok(Ok(ev)) if ev.kind == EventKind::Local(LocalEvent::LeaveFinished) => {
+                    return true
+                }
+                // Another event, or events missed (the flag is read again).
+                Ok(_) => {}
+            }
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Node> {
         self.node.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -117,7 +117,7 @@ pub async fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
             let restart = shared.checks.plan_reload(file_checks, &mut merged);
             n.set_meta(now, merged.clone())?;
             let from_file: Vec<String> = restart.iter().map(|(s, _)| s.clone()).collect();
-            shared.checks.apply_reload(restart, &merged, now);
+            shared.checks.apply_reload(n, restart, &merged, now);
             Ok::<_, shoal_core::NodeError>(from_file)
         });
         if res.is_ok() {

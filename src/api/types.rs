@@ -184,12 +184,16 @@ pub struct JoinResponse {
     pub unresolved: Vec<Unresolved>,
 }
 
-/// `POST /v1/leave` answer: `{"left": true, "flushed": bool}`; `flushed` says whether the
-/// event loop confirmed within 2 s that the leave datagrams were handed to the socket.
+/// `POST /v1/leave` answer: `{"left": true, "flushed": bool, "finished": bool}`; `flushed`
+/// says whether the event loop confirmed within 2 s that the leave datagrams were handed to
+/// the socket, `finished` whether the core said within 2 s that the leave is finished (it
+/// answers then).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaveResponse {
     pub left: bool,
     pub flushed: bool,
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// The body of every error answer: `{"error": "..."}`.

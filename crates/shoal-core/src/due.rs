@@ -72,6 +72,11 @@ impl DueSet {
         self.at.len()
     }
 
+    /// When the earliest entry is due.
+    pub fn next_due(&self) -> Option<Time> {
+        self.order.first().map(|(at, _)| *at)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.at.is_empty()
     }
@@ -115,6 +120,11 @@ impl DueQueue {
 
     pub fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// When the entry at the front is due (`pop_due` takes them in queue order).
+    pub fn next_due(&self) -> Option<Time> {
+        self.queue.front().map(|(at, _, _)| *at)
     }
 
     pub fn is_empty(&self) -> bool {

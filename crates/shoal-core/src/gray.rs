@@ -530,6 +530,18 @@ impl Gray {
         self.removed.get(name).map(|r| r.cause.as_str())
     }
 
+    /// Whether nothing here changes with time alone: no report held, no removal, nothing
+    /// pending, and our own outcomes all successes (none reported failing).
+    pub fn quiet(&self) -> bool {
+        self.reports.is_empty()
+            && self.removed.is_empty()
+            && self.pending.is_empty()
+            && self
+                .own
+                .values()
+                .all(|o| !o.published && o.outcomes.iter().all(|(_, ok)| *ok))
+    }
+
     pub fn is_removed(&self, name: &str) -> bool {
         self.removed.contains_key(name)
     }

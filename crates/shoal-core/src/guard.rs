@@ -293,6 +293,23 @@ impl Guard {
         }
     }
 
+    /// Whether nothing in the guard changes with time alone: `normal`, no failure in the
+    /// window, nothing held, doubted, restored, restarting or damped, no episode. Then its
+    /// tick has nothing to do and the node need not wake for it.
+    pub fn calm(&self) -> bool {
+        self.state == GuardState::Normal
+            && self.failures.is_empty()
+            && self.held.is_empty()
+            && self.episode_held.is_empty()
+            && self.doubted.is_empty()
+            && self.ghosts.is_empty()
+            && self.restored.is_empty()
+            && self.restarting.is_empty()
+            && !self.rebase
+            && self.episode_since.is_none()
+            && self.damping.suppressed_count() == 0
+    }
+
     /// Whether the node should check its reach now: some baseline peers are suspect or
     /// failed together (or it hears nothing), so a check tells a partition, or being cut off,
     /// from one crash before the suspicion timeout decides; and while frozen or isolated,

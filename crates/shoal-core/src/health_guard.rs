@@ -201,6 +201,15 @@ impl HealthGuard {
     }
 
     /// Periodic evaluation: forgets failures older than `window`, thaws.
+    /// Whether `tick` has work: a service frozen or with failures in the window.
+    pub fn busy(&self) -> bool {
+        !self.off()
+            && self
+                .services
+                .values()
+                .any(|s| s.frozen.is_some() || !s.failures.is_empty())
+    }
+
     pub fn tick(&mut self, now: Time) {
         if self.off() {
             return;

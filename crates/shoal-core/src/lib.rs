@@ -76,6 +76,8 @@ mod rotation_tests;
 #[cfg(test)]
 pub mod testnet;
 #[cfg(test)]
+mod timer_tests;
+#[cfg(test)]
 mod trust_tests;
 
 pub use cause::{Cause, CauseKind, Transition};

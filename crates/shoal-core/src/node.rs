@@ -5,13 +5,13 @@
 //! anti-entropy (a sharded Bloom filter of known members each sync round), graceful leave, the
 //! served view and its change events. Inputs are `(now, datagram | timeout | command)`;
 //! outputs are polled: datagrams to send, events, and the next deadline (`poll_timeout`: the
-//! node keeps its timers in one ordered queue). It must never read a clock, draw OS
+//! earliest of its named timers and of foca's). It must never read a clock, draw OS
 //! randomness or touch a socket.
 //!
 //! This file holds `Node`, its construction, inputs, outputs and `after_input`; its parts
 //! are child modules, one concern each: `node_types` (config, errors, events, stats),
 //! `node_swim` (the foca adapter), `node_sync` (anti-entropy), `node_served` (the served view,
-//! the guard and reach checks), `node_tick` (housekeeping, rejoin backoff), `node_restart`
+//! the guard and reach checks), `node_tick` (the named timers' jobs), `node_restart`
 //! (snapshot, restore, adopt, force-leave), `node_trust` (keyring and trust) and
 //! `node_outlier` (apps' reports and outlier ejection, `core::outlier`).
 
@@ -27,7 +27,7 @@ use crate::sync::{
     pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
 };
 use crate::time::Time;
-use crate::timers::TimerQueue;
+use crate::timers::{TimerName, TimerQueue, TimerTable};
 use crate::trust::{Trust, TrustConfig, TrustDrop};
 use crate::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
 use crate::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
@@ -48,8 +48,8 @@ use std::time::Duration;
 /// before `start`.
 /// Outputs, to drain after every input: `poll_transmit` (datagrams to send), `poll_event`
 /// (changes of the served view), `poll_snapshot` (a snapshot to persist, every 10 s while the
-/// view changes) and `poll_timeout` (when to call `handle_timeout` next; the node keeps its
-/// timers in one ordered queue). Queries (`members`, `services`,
+/// view changes) and `poll_timeout` (when to call `handle_timeout` next: the earliest of the
+/// node's named timers and foca's). Queries (`members`, `services`,
 /// `guard_report`, `stats`, `snapshot` ...) read the state and change nothing. So a driver
 /// loops: wait for a datagram, a command or the deadline of `poll_timeout`; call the
 /// matching input with the current time; drain the outputs; repeat.
@@ -74,6 +74,8 @@ pub struct Node {
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node_health.rs`).
     health: crate::health_guard::HealthGuard,
+    /// Paces the publication of this node's own services' health (`node_health.rs`).
+    health_rate: crate::health_rate::HealthRate,
     /// Ejects instances apps report failing (`node_outlier.rs`).
     outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
@@ -84,8 +86,10 @@ pub struct Node {
     /// (the simulator, the core's tests): the record goes unsigned.
     member_keys: Option<crate::member_key::MemberKeys>,
     out: Outbox,
-    /// Every armed timer, by (deadline, arming order).
+    /// foca's timers and the restart graces, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
+    /// The node's own jobs, one slot each (`node_tick`).
+    named: TimerTable,
     events: VecDeque<Event>,
     index: u64,
     stats: Stats,
@@ -94,6 +98,8 @@ pub struct Node {
     /// Inside `adopt_members`: served statuses are recorded without events.
     adopting: bool,
     left: bool,
+    /// The leave is finished (`leave_finished`).
+    leave_finished: bool,
     idle: bool,
     /// Seeds given at start plus every address joined since.
     seeds: Vec<SocketAddr>,
@@ -326,12 +332,14 @@ impl Node {
             truth,
             guard,
             health,
+            health_rate: Default::default(),
             outliers,
             served_ghosts: hashes.map(),
             own,
             member_keys: None,
             out: Outbox::default(),
             timers: TimerQueue::new(),
+            named: TimerTable::default(),
             events: VecDeque::new(),
             index: 0,
             stats: Stats::default(),
@@ -339,6 +347,7 @@ impl Node {
             started: false,
             adopting: false,
             left: false,
+            leave_finished: false,
             idle: true,
             seeds,
             next_rejoin: None,
@@ -402,14 +411,11 @@ impl Node {
         self.announce_to_seeds(now, false);
         self.next_rejoin = Some(now.plus(self.rejoin_backoff));
         self.next_sync = now.plus(self.cfg.timings.sync_interval);
-        self.out
-            .timers
-            .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
         // The first snapshot is due at once, then every `SNAPSHOT_EVERY` if the view changed.
         self.snapshot_due = true;
-        self.out
-            .timers
-            .push((now.plus(SNAPSHOT_EVERY), NodeTimer::Snapshot));
+        self.named
+            .set(TimerName::Snapshot, Some(now.plus(SNAPSHOT_EVERY)));
+        self.rearm(now);
         self.arm_timers();
     }
 
@@ -482,15 +488,56 @@ impl Node {
         });
     }
 
-    /// Fires every timer due at `now` (deadline order, ties in arming order), one at a
-    /// time, so that timers a handler arms are ordered with the rest. Call it when
-    /// `poll_timeout` says so (earlier or later is harmless).
+    /// Fires every timer due at `now` (deadline order; at one deadline foca's in arming
+    /// order, then the named ones in `TimerName` order), one at a time, so that timers a
+    /// handler arms are ordered with the rest. Call it when `poll_timeout` says so (earlier
+    /// or later is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
         self.arm_timers();
-        while let Some((_, t)) = self.timers.pop_due(now) {
-            self.handle_timer(now, t);
+        loop {
+            let queued = self.timers.next_deadline().filter(|t| *t <= now);
+            let named = self.named.next().filter(|(t, _)| *t <= now);
+            match (queued, named) {
+                (None, None) => break,
+                (Some(q), Some((n, _))) if n < q => self.fire_named(now),
+                (Some(_), _) => {
+                    if let Some((_, t)) = self.timers.pop_due(now) {
+                        self.handle_timer(now, t);
+                    }
+                }
+                (None, Some(_)) => self.fire_named(now),
+            }
             self.arm_timers();
         }
+    }
+
+    /// The named timers armed now (tests: which jobs an idle node still has).
+    #[cfg(test)]
+    pub(crate) fn armed_named(&self) -> Vec<TimerName> {
+        TimerName::ALL
+            .into_iter()
+            .filter(|n| self.named.get(*n).is_some())
+            .collect()
+    }
+
+    /// When the named timer `name` last fired (tests).
+    #[cfg(test)]
+    pub(crate) fn named_fired(&self, name: TimerName) -> Option<Time> {
+        self.named.fired(name)
+    }
+
+    /// Fires the earliest named timer due at `now`.
+    fn fire_named(&mut self, now: Time) {
+        let Some(name) = self.named.pop_due(now) else {
+            return;
+        };
+        self.now = now;
+        self.handle_named(now, name);
+        if name == TimerName::Snapshot {
+            // Not an input: nothing else runs, so that the schedule changes nothing else.
+            return;
+        }
+        self.after_input(now);
     }
 
     /// One timer fired.
@@ -506,23 +553,9 @@ impl Node {
                 }
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
-            NodeTimer::Snapshot => {
-                // Not an input: nothing else runs, so that the schedule changes nothing else.
-                self.snapshot_timer(now);
-                return;
-            }
-            NodeTimer::Outlier => self.outliers.handle_timeout(now),
             NodeTimer::RestartGrace(name) => {
                 // Served `down` (or held) from now on if it is not back: `after_input` emits it.
                 self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));
-            }
-            NodeTimer::Tick => {
-                self.tick(now);
-                if !self.left {
-                    self.out
-                        .timers
-                        .push((now.plus(self.cfg.timings.tick), NodeTimer::Tick));
-                }
             }
         }
         self.after_input(now);
@@ -545,7 +578,10 @@ impl Node {
     }
 
     /// Leaves gracefully: marks our record as leaving (so that peers serve `left`, not a
-    /// failure), tells a few peers and stops. Returns once the datagrams are queued.
+    /// failure), tells a few peers and stops. Returns once the datagrams are queued. The
+    /// leave is finished two gossip intervals later (the intent spreads by gossip meanwhile):
+    /// then `leave_finished` holds and a `LeaveFinished` event comes out, and the driver
+    /// stops the node (every driver the same way).
     pub fn leave(&mut self, now: Time) -> Result<(), NodeError> {
         if self.left {
             return Ok(());
@@ -569,6 +605,8 @@ impl Node {
         }
         self.swim(now, |foca, rt| foca.leave_cluster(rt));
         self.left = true;
+        let linger = self.cfg.timings.gossip_interval * 2;
+        self.named.set(TimerName::Leave, Some(now.plus(linger)));
         let me = self.foca.identity().clone();
         self.set_truth(now, &me, TruthState::Left);
         self.push_event(now, EventKind::Local(LocalEvent::Left));
@@ -643,6 +681,21 @@ impl Node {
         Ok(id)
     }
 
+    /// Whether a graceful leave is finished: the driver may stop the node now (and should:
+    /// the agent exits, the simulator stops the host). False until then, and without a leave.
+    #[must_use]
+    pub fn leave_finished(&self) -> bool {
+        self.leave_finished && self.out.transmits.is_empty()
+    }
+
+    /// When the leave will be finished, while one is under way (drivers may sleep until then).
+    pub fn leave_finishes_at(&self) -> Option<Time> {
+        if self.leave_finished {
+            return None;
+        }
+        self.named.get(TimerName::Leave)
+    }
+
     /// Operator override of the guard.
     pub fn guard_freeze(&mut self, now: Time, who: &str) {
         self.now = now;
@@ -676,10 +729,16 @@ impl Node {
         })
     }
 
-    /// The earliest deadline of the node's timers: call `handle_timeout` then.
+    /// The earliest deadline of the node's timers: call `handle_timeout` then. Never
+    /// earlier than the last input's time (a job due already is due now).
     pub fn poll_timeout(&mut self) -> Option<Time> {
         self.arm_timers();
-        self.timers.next_deadline()
+        let named = self.named.next().map(|(t, _)| t);
+        let at = match (self.timers.next_deadline(), named) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.map(|t| t.max(self.now))
     }
 
     /// Publishes our current record (the one place it is published): into the store and out
@@ -779,6 +838,8 @@ impl Node {
             self.out.timers.push((at, NodeTimer::RestartGrace(name)));
         }
         self.causes.end_input();
+        self.rescale_foca();
+        self.rearm(now);
         self.arm_timers();
     }
 }

@@ -1,13 +1,14 @@
 //! The node's side of outlier ejection: checks an app's reports against the served view,
 //! feeds them to `core::outlier` with the census of the service's instances, and turns its
-//! transitions into events and its deadlines into the node's `NodeTimer::Outlier`.
+//! transitions into events and its deadlines into the node's `TimerName::Outlier`.
 //!
 //! A child module of `core::node` (it reaches the node's fields) so that node.rs keeps only
 //! a few hook lines. Must not decide anything itself (`core::outlier` does) and stays sans-IO.
 
-use super::{EventKind, Node, NodeTimer};
+use super::{EventKind, Node};
 use crate::outlier::{Census, Ejection, Outcomes, OutlierCounters, OutlierStatus, MAX_COUNT};
 use crate::time::Time;
+use crate::timers::TimerName;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -160,7 +161,7 @@ impl Node {
             self.push_event(now, EventKind::Outlier(t));
         }
         if let Some(at) = self.outliers.take_deadline() {
-            self.out.timers.push((at, NodeTimer::Outlier));
+            self.named.set_earliest(TimerName::Outlier, at);
         }
     }
 }

@@ -305,9 +305,8 @@ impl Node {
         if self.snapshot_index != Some(self.index) {
             self.snapshot_due = true;
         }
-        self.out
-            .timers
-            .push((now.plus(SNAPSHOT_EVERY), NodeTimer::Snapshot));
+        self.named
+            .set(TimerName::Snapshot, Some(now.plus(SNAPSHOT_EVERY)));
     }
 
     /// An output: the snapshot to persist now, when one is due (at start, then every

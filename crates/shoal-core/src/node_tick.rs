@@ -1,7 +1,8 @@
-//! The housekeeping tick: re-announcing with backoff while cut off (or isolated), the
-//! bootstrap announces after connecting, the anti-entropy round, discovery announces,
-//! metadata fetches, suspicion mirroring, reaping, rescaling foca with the cluster size, and
-//! the reach check and guard tick.
+//! The node's named timers (`core::timers::TimerName`): what each job does when it fires
+//! (re-announcing with backoff while cut off or isolated, the bootstrap announces after
+//! connecting, the anti-entropy round, discovery announces, metadata fetches, suspicion
+//! mirroring, reaping, the guard's evaluation) and `rearm`, which sets every slot from the
+//! node's state after each input, so that an idle node wakes only when something is due.
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
 
@@ -25,51 +26,34 @@ impl Node {
         }
     }
 
-    pub(super) fn tick(&mut self, now: Time) {
-        if self.left {
-            return;
-        }
+    /// One named timer fired (`handle_timeout`); `after_input` follows, which re-arms.
+    pub(super) fn handle_named(&mut self, now: Time, name: TimerName) {
         let t = self.cfg.timings.clone();
-
-        // Re-announce with backoff while we have no active peer, or while the guard says we
-        // are cut off from most of the baseline (foca may still see a few peers).
-        let isolated = self.guard.state() == GuardState::Isolated;
-        let detached = self.idle || self.reconnecting;
-        if isolated && !detached && self.next_rejoin.is_none() {
-            self.next_rejoin = Some(now);
-        } else if !isolated && !detached && self.next_rejoin.is_some() {
-            self.next_rejoin = None;
-            self.rejoin_backoff = t.rejoin_min;
-        }
-        if detached || isolated {
-            if let Some(at) = self.next_rejoin {
-                if now >= at {
+        match name {
+            TimerName::Rejoin => {
+                let isolated = self.guard.state() == GuardState::Isolated;
+                if self.idle || self.reconnecting || isolated {
                     self.stats.rejoin_attempts += 1;
                     self.announce_to_seeds(now, true);
                     self.rejoin_backoff = (self.rejoin_backoff * 2).min(t.rejoin_max);
                     self.next_rejoin = Some(now.plus(self.rejoin_backoff));
                 }
             }
-        }
-
-        // Right after connecting: announce to a few random members (1, 2, 4 x rejoin_min).
-        if self.bootstrap_left > 0 && !detached && now >= self.next_bootstrap {
-            self.bootstrap_left -= 1;
-            self.bootstrap_gap *= 2;
-            self.next_bootstrap = now.plus(self.bootstrap_gap);
-            {
-                if let Some(dst) = self.random_peer() {
-                    self.announce(now, dst);
+            TimerName::Bootstrap => {
+                // Right after connecting: announce to a few random members (1, 2, 4 x
+                // rejoin_min).
+                if self.bootstrap_left > 0 && !(self.idle || self.reconnecting) {
+                    self.bootstrap_left -= 1;
+                    self.bootstrap_gap *= 2;
+                    self.next_bootstrap = now.plus(self.bootstrap_gap);
+                    if let Some(dst) = self.random_peer() {
+                        self.announce(now, dst);
+                    }
                 }
             }
-        }
-
-        self.gray_tick(now);
-
-        // Metadata anti-entropy with one random active peer.
-        if now >= self.next_sync {
-            self.next_sync = now.plus(t.sync_interval);
-            {
+            TimerName::Sync => {
+                // Metadata anti-entropy with one random active peer.
+                self.next_sync = now.plus(t.sync_interval);
                 if let Some(dst) = self.random_peer() {
                     self.stats.anti_entropy_rounds += 1;
                     let (fingerprint, count) = {
@@ -86,40 +70,54 @@ impl Node {
                     self.send_member_filter(dst);
                 }
             }
-        }
-
-        // Announce to nodes we hold a record of but SWIM never told us about.
-        for name in self.discover.take_due(now, FETCH_PER_TICK) {
-            if let Some(addr) = self.missing_from_swim(&name) {
-                self.stats.discovery_announces += 1;
-                self.announce(now, addr);
+            TimerName::Discover => {
+                // Announce to nodes we hold a record of but SWIM never told us about.
+                for name in self.discover.take_due(now, FETCH_PER_TICK) {
+                    if let Some(addr) = self.missing_from_swim(&name) {
+                        self.stats.discovery_announces += 1;
+                        self.announce(now, addr);
+                    }
+                }
+            }
+            TimerName::Fetch => self.fetch_missing_meta(now),
+            TimerName::Verify => self.verify_relayed(now),
+            TimerName::Suspects => {
+                // Suspicion is not notified by foca: read it back every probe period.
+                self.next_suspect_refresh = now.plus(t.probe_period);
+                self.refresh_suspects(now);
+            }
+            TimerName::Reap => {
+                // Forget members that have been down or gone for long enough.
+                self.next_reap = now.plus(Duration::from_secs(10).min(t.reap_after));
+                let old: Vec<Arc<str>> = self
+                    .truth
+                    .iter()
+                    .filter(|(_, m)| !m.state.is_active() && now.since(m.since) >= t.reap_after)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in old {
+                    self.reap(now, &name);
+                }
+            }
+            TimerName::Evaluate => {
+                self.gray_tick(now);
+                self.check_reach(now);
+                self.with_guard(now, |g, ctx| g.tick(now, ctx));
+                self.health.tick(now);
+            }
+            TimerName::Snapshot => self.snapshot_timer(now),
+            TimerName::Outlier => self.outliers.handle_timeout(now),
+            TimerName::Health => self.publish_health(now),
+            TimerName::Leave => {
+                self.leave_finished = true;
+                self.push_event(now, EventKind::Local(LocalEvent::LeaveFinished));
             }
         }
+    }
 
-        self.fetch_missing_meta(now);
-        self.verify_relayed(now);
-
-        // Suspicion is not notified by foca: read it back every probe period.
-        if self.cfg.track_suspects && now >= self.next_suspect_refresh {
-            self.next_suspect_refresh = now.plus(t.probe_period);
-            self.refresh_suspects(now);
-        }
-
-        // Forget members that have been down or gone for long enough.
-        if now >= self.next_reap {
-            self.next_reap = now.plus(Duration::from_secs(10).min(t.reap_after));
-            let old: Vec<Arc<str>> = self
-                .truth
-                .iter()
-                .filter(|(_, m)| !m.state.is_active() && now.since(m.since) >= t.reap_after)
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in old {
-                self.reap(now, &name);
-            }
-        }
-
-        // Rescale foca's timings when the cluster size crosses a power of ten.
+    /// Rescales foca's timings when the cluster size crosses a power of ten.
+    pub(super) fn rescale_foca(&mut self) {
+        let t = &self.cfg.timings;
         let n = self.foca.num_members() + 1;
         if t.suspicion_timeout(n) != t.suspicion_timeout(self.scaled_for)
             || t.max_transmissions(n) != t.max_transmissions(self.scaled_for)
@@ -129,9 +127,78 @@ impl Node {
                 self.scaled_for = n;
             }
         }
+    }
 
-        self.check_reach(now);
-        self.with_guard(now, |g, ctx| g.tick(now, ctx));
-        self.health.tick(now);
+    /// Whether the truth holds members that are not active (down, left) or suspects: the
+    /// reaper and the guard's evaluation have work while it does.
+    fn truth_unsettled(&self) -> bool {
+        self.truth.len() != self.foca.num_members() + 1
+            || self.foca.num_suspects() > 0
+            || self.truth.suspects().next().is_some()
+    }
+
+    /// Sets every named timer from the node's state (after each input): a job is armed
+    /// only while it has something to do, so that an idle node sleeps until something is
+    /// due. The snapshot and outlier timers are armed where they are decided.
+    pub(super) fn rearm(&mut self, now: Time) {
+        use TimerName::*;
+        if !self.started || self.left {
+            for n in [
+                Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate, Health,
+            ] {
+                self.named.set(n, None);
+            }
+            return;
+        }
+        let t = &self.cfg.timings;
+        let tick = t.tick;
+        // Re-announce with backoff while we have no active peer, or while the guard says we
+        // are cut off from most of the baseline (foca may still see a few peers).
+        let isolated = self.guard.state() == GuardState::Isolated;
+        let detached = self.idle || self.reconnecting;
+        if isolated && !detached && self.next_rejoin.is_none() {
+            self.next_rejoin = Some(now);
+        } else if !isolated && !detached && self.next_rejoin.is_some() {
+            self.next_rejoin = None;
+            self.rejoin_backoff = t.rejoin_min;
+        }
+        let rejoin = if detached || isolated {
+            self.next_rejoin
+        } else {
+            None
+        };
+        self.named.set(Rejoin, rejoin);
+        let bootstrap = (self.bootstrap_left > 0 && !detached).then_some(self.next_bootstrap);
+        self.named.set(Bootstrap, bootstrap);
+        self.named.set(Sync, Some(self.next_sync));
+        // A bounded share per run: the rest one tick later.
+        self.named
+            .set_paced(Discover, self.discover.next_due(), tick);
+        self.named.set_paced(Fetch, self.fetch.next_due(), tick);
+        self.named.set_paced(Verify, self.verify.next_due(), tick);
+        let unsettled = self.truth_unsettled();
+        let suspects = self.cfg.track_suspects
+            && (self.foca.num_suspects() > 0 || self.truth.suspects().next().is_some());
+        self.named
+            .set(Suspects, suspects.then_some(self.next_suspect_refresh));
+        self.named.set(Reap, unsettled.then_some(self.next_reap));
+        // The guard's evaluation: every tick while anything is under way; otherwise only when
+        // silence would begin (nothing heard for a few probe periods).
+        let connected = !self.idle && !self.reconnecting;
+        self.reach.set_connected(now, connected);
+        let busy = unsettled
+            || self.refuted
+            || !self.guard.calm()
+            || !self.gray.quiet()
+            || self.health.busy()
+            || !self.reach.quiet(now, crate::reach::SILENT_PERIODS);
+        let evaluate = if busy {
+            let last = self.named.fired(Evaluate);
+            Some(last.map_or(now, |l| l.plus(tick)))
+        } else {
+            self.reach.silent_at(crate::reach::SILENT_PERIODS)
+        };
+        self.named.set(Evaluate, evaluate);
+        self.named.set(Health, self.health_rate.next_due());
     }
 }

@@ -63,15 +63,11 @@ pub enum NodeError {
     BadOutlier(String),
 }
 
-/// A timer of the node, kept in its own queue (drivers see only `Node::poll_timeout`).
+/// A keyed timer of the node, many armed at a time, kept in its ordered queue (the node's
+/// jobs are named timers, `core::timers::TimerName`; drivers see only `Node::poll_timeout`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum NodeTimer {
     Swim(Timer<NodeId>),
-    Tick,
-    /// The snapshot schedule (`Node::poll_snapshot`).
-    Snapshot,
-    /// Outlier ejection: restorations and sweeps (`core::outlier`).
-    Outlier,
     /// The restart grace of this member may have run out (`Guard::restart_expired`).
     RestartGrace(std::sync::Arc<str>),
 }
@@ -105,6 +101,9 @@ pub enum LocalEvent {
     Rejoined { generation: u64 },
     /// We left the cluster.
     Left,
+    /// The leave is finished: its datagrams were handed out and it had two gossip
+    /// intervals to spread. Drivers stop the node now (`Node::leave_finished`).
+    LeaveFinished,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +227,10 @@ pub struct Stats {
     /// Members this node removed on gray evidence (several observers cannot reach them).
     #[serde(default)]
     pub gray_removals: u64,
+    /// Service health statuses written into this node's record (`Node::offer_health`, paced
+    /// by `core::health_rate`).
+    #[serde(default)]
+    pub health_published: u64,
     /// Datagrams of reach reports sent (`core::gray`).
     #[serde(default)]
     pub reach_reports_sent: u64,

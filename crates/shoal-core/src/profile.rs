@@ -46,7 +46,8 @@ pub struct Timings {
     pub announce_down_interval: Duration,
     /// Metadata anti-entropy exchange with one random peer.
     pub sync_interval: Duration,
-    /// Housekeeping tick of the core.
+    /// Period of the core's jobs that poll while they have work (the guard's evaluation, paced
+    /// fetches); an idle node does not wake for it (docs/architecture.md, section 5).
     pub tick: Duration,
     /// First delay between re-announces when the node has no active peer; doubles each time.
     pub rejoin_min: Duration,

@@ -216,6 +216,22 @@ impl Reach {
         (quiet >= limit).then_some(quiet)
     }
 
+    /// When silence of `periods` (stretched) probe periods begins if nothing is heard
+    /// meanwhile (`None` while not connected).
+    pub fn silent_at(&self, periods: u32) -> Option<Time> {
+        let limit = self.probe_period * self.stretch * periods;
+        let since = self.connected_since?;
+        Some(self.last_rx.unwrap_or(since).max(since).plus(limit))
+    }
+
+    /// Whether nothing here changes with time alone: no check in flight, the last one
+    /// still standing reached everyone, and not silent at `now`.
+    pub fn quiet(&self, now: Time, periods: u32) -> bool {
+        self.check.is_none()
+            && self.view(now).last.is_none_or(|r| r.unreached.is_empty())
+            && self.silent(now, periods).is_none()
+    }
+
     /// The evidence for the guard. A check's result stands until the next check could have
     /// finished (the spacing, a whole check and a probe period of slack).
     pub fn view(&self, now: Time) -> ReachView<'_> {

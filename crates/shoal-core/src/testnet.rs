@@ -38,6 +38,8 @@ pub struct TestNet {
     pub guard_log: Vec<(Time, usize, crate::GuardTransition)>,
     /// Every member event with a status other than alive: (when, observer, member, status).
     pub status_log: Vec<(Time, usize, String, crate::ServedStatus)>,
+    /// `handle_timeout` calls per node (wake-ups at its `poll_timeout`).
+    pub wakes: Vec<u64>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -109,6 +111,7 @@ impl TestNet {
             down_log: Vec::new(),
             guard_log: Vec::new(),
             status_log: Vec::new(),
+            wakes: vec![0; n],
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -207,6 +210,10 @@ impl TestNet {
                     if self.crashed.contains(&i) {
                         continue;
                     }
+                    if self.wakes.len() < self.nodes.len() {
+                        self.wakes.resize(self.nodes.len(), 0);
+                    }
+                    self.wakes[i] += 1;
                     self.nodes[i].handle_timeout(at);
                     self.flush(i);
                 }

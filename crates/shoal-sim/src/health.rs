@@ -2,15 +2,14 @@
 //! check every `interval` (a seeded phase per instance), with the agent's damping
 //! (`failures_before_critical`, `success_before_passing`); a `check-fail` fault turns the
 //! checks of chosen instances (or a fraction of all of them: a shared dependency down)
-//! critical for a while. Statuses are published exactly as the agent does: paced by
-//! `core::health_rate`, written into the node's own record with `Node::set_meta`.
+//! critical for a while. Each status goes to the core (`Node::offer_health`), as the agent's
+//! do: the core paces it and publishes it in the node's record.
 //!
 //! Owns the model's state, the failing windows and the measure: no-passing-provider
 //! node-seconds (a running node whose passing view of a checked service is empty while a
 //! provider of it runs). Must not decide what is served: the core's health guard does.
 
 use serde::{Deserialize, Serialize};
-use shoal_core::health_rate::{HealthRate, Published};
 use shoal_core::{Health, Node, Time};
 
 /// Per service: node-seconds without a passing provider, and the nodes affected.
@@ -47,8 +46,6 @@ pub struct SimHealth {
     inst: Vec<Option<Inst>>,
     /// Per (host, checked service): active `check-fail` windows covering it.
     failing: Vec<u16>,
-    /// Per host: the publication pacing (as the agent's).
-    rate: Vec<HealthRate>,
     no_passing_ms: Vec<u64>,
     hosts: usize,
     published: u64,
@@ -62,7 +59,6 @@ impl SimHealth {
             checked,
             inst: vec![None; hosts * k],
             failing: vec![0; hosts * k],
-            rate: vec![HealthRate::default(); hosts],
             no_passing_ms: vec![0; hosts * k],
             hosts,
             published: 0,
@@ -83,7 +79,8 @@ impl SimHealth {
         host * self.checked.len() + slot
     }
 
-    /// Host `host` (re)started offering checked service `slot`: passing, fresh pacing.
+    /// Host `host` (re)started offering checked service `slot`: passing (a new node paces
+    /// afresh).
     pub fn start(&mut self, host: usize, slot: usize) {
         let i = self.at(host, slot);
         self.inst[i] = Some(Inst {
@@ -91,7 +88,11 @@ impl SimHealth {
             successes: 0,
             failures: 0,
         });
-        self.rate[host] = HealthRate::default();
+    }
+
+    /// Adds the statuses a node published in its life (read when it stops, or at the end).
+    pub fn add_published(&mut self, n: u64) {
+        self.published += n;
     }
 
     /// A `check-fail` window begins (`on`) or ends for `host`'s instance of `slot`.
@@ -104,9 +105,8 @@ impl SimHealth {
         };
     }
 
-    /// One check run of `host`'s instance of `slot` at `now`; returns when the host's pacing
-    /// wants to publish next (after publishing what is due now).
-    pub fn check(&mut self, node: &mut Node, host: usize, slot: usize, now: Time) -> Option<Time> {
+    /// One check run of `host`'s instance of `slot` at `now`: its status goes to the core.
+    pub fn check(&mut self, node: &mut Node, host: usize, slot: usize, now: Time) {
         let i = self.at(host, slot);
         let (_, name, _, sbp, fbc) = self.checked[slot].clone();
         let result = if self.failing[i] > 0 {
@@ -115,7 +115,9 @@ impl SimHealth {
             Health::Passing
         };
         self.results += 1;
-        let inst = self.inst[i].as_mut()?;
+        let Some(inst) = self.inst[i].as_mut() else {
+            return;
+        };
         match result {
             Health::Critical => {
                 inst.successes = 0;
@@ -133,35 +135,10 @@ impl SimHealth {
             }
         }
         let output = match inst.status {
-            Health::Critical => "dependency unreachable".to_string(),
-            _ => "ok".to_string(),
+            Health::Critical => "dependency unreachable",
+            _ => "ok",
         };
-        self.rate[host].offer(
-            &name,
-            Published {
-                health: inst.status,
-                output,
-            },
-        );
-        self.publish(node, host, now)
-    }
-
-    /// Publishes what is due for `host` (as the agent's publisher); returns the next due time.
-    pub fn publish(&mut self, node: &mut Node, host: usize, now: Time) -> Option<Time> {
-        let due = self.rate[host].due(now);
-        if !due.is_empty() {
-            let mut meta = node.own_meta().clone();
-            for (svc, p) in &due {
-                if let Some(s) = meta.services.get_mut(svc) {
-                    s.health = Some(p.health);
-                    s.health_output = Some(p.output.clone());
-                }
-            }
-            if node.set_meta(now, meta).is_ok() {
-                self.published += due.len() as u64;
-            }
-        }
-        self.rate[host].next_due()
+        node.offer_health(now, &name, inst.status, output);
     }
 
     /// Samples observer `o`'s passing view of each checked service (`live`: a provider of it

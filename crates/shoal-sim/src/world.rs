@@ -18,7 +18,9 @@ use crate::queue::EventQueue;
 use crate::scenario::{Direction, FaultKind, Scenario};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use shoal_core::{EventKind, GuardMode, Node, NodeConfig, NodeError, NodeMeta, Service, Time};
+use shoal_core::{
+    EventKind, GuardMode, LocalEvent, Node, NodeConfig, NodeError, NodeMeta, Service, Time,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -65,11 +67,6 @@ enum Ev {
         node: u32,
         life: u32,
         slot: u16,
-    },
-    /// Host `node` publishes the health its pacing held back.
-    Publish {
-        node: u32,
-        life: u32,
     },
 }
 
@@ -368,7 +365,6 @@ impl<'a> World<'a> {
                     self.push(next, Ev::Sample);
                 }
                 Ev::Check { node, life, slot } => self.run_check(node, life, slot),
-                Ev::Publish { node, life } => self.run_publish(node, life),
             }
             if self.events.is_multiple_of(4096) {
                 let w = wall.elapsed().as_secs_f64();
@@ -408,7 +404,16 @@ impl<'a> World<'a> {
         );
         r.perf.events = events;
         if !self.health.is_empty() {
-            r.health = Some(self.health.outcome());
+            // What the nodes still running published (stopped ones were counted then).
+            let live: u64 = self
+                .hosts
+                .iter()
+                .filter_map(|h| h.node.as_ref())
+                .map(|n| n.stats().health_published)
+                .sum();
+            let mut h = self.health.outcome();
+            h.published += live;
+            r.health = Some(h);
         }
         r.perf.wall_s = wall_s;
         r.perf.virtual_s_per_wall_s = if wall_s > 0.0 {
@@ -522,6 +527,7 @@ impl<'a> World<'a> {
             }
         }
         self.tx_buf = txs;
+        let mut leave_finished = false;
         for e in evs.drain(..) {
             match &e.kind {
                 EventKind::Member {
@@ -543,10 +549,15 @@ impl<'a> World<'a> {
                     );
                 }
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
+                EventKind::Local(LocalEvent::LeaveFinished) => leave_finished = true,
                 EventKind::Local(_) | EventKind::Health(_) | EventKind::Outlier(_) => {}
             }
         }
         self.ev_buf = evs;
+        if leave_finished {
+            // The core says the leave is done: the process exits, as the agent's does.
+            self.stop(i, HostState::Left);
+        }
         if self.rec.wants_exact_check(now_ms) {
             let running: Vec<bool> = self
                 .hosts

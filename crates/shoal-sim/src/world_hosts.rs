@@ -191,7 +191,9 @@ impl World<'_> {
     pub(super) fn stop(&mut self, i: usize, state: HostState) {
         let now_ms = self.now_ms();
         let h = &mut self.hosts[i];
+        let mut published = 0;
         if let Some(n) = h.node.take() {
+            published = n.stats().health_published;
             // A crash saves nothing (the data directory keeps the last periodic snapshot); a
             // graceful leave saves one on the way out, as the agent does on SIGTERM/SIGINT.
             if state == HostState::Left && h.keeps_data {
@@ -204,6 +206,7 @@ impl World<'_> {
         h.wake = None;
         h.busy_until = 0;
         h.pause_until = 0;
+        self.health.add_published(published);
         self.rec.node_down(i, now_ms);
         self.rec.close_observer(i, now_ms);
         self.rec.close_subject(i, now_ms);
@@ -283,9 +286,12 @@ impl World<'_> {
                     // A node that already left cannot fail to leave; nothing else can go wrong.
                     let _ = n.leave(Time(now_ms));
                 }
+                // It keeps running until the core says the leave is finished (`flush`
+                // stops it then), as the agent does.
                 self.flush(i, self.now);
-                self.stop(i, HostState::Left);
-                let obs: Vec<usize> = (0..self.hosts.len()).filter(|&o| self.running(o)).collect();
+                let obs: Vec<usize> = (0..self.hosts.len())
+                    .filter(|&o| o != i && self.running(o))
+                    .collect();
                 let g = self.hosts[i].generation;
                 self.rec
                     .open_spread(SpreadKind::Leave, i, g, now_ms, obs.into_iter(), false);
@@ -368,27 +374,10 @@ impl World<'_> {
         }
         let now = Time(self.now_ms());
         let interval = self.health.checked[slot as usize].2;
-        let next = match self.hosts[i].node.as_mut() {
-            Some(n) => self.health.check(n, i, slot as usize, now),
-            None => None,
-        };
-        self.push(self.now + us(interval), Ev::Check { node, life, slot });
-        if let Some(t) = next {
-            self.push(us(t.0), Ev::Publish { node, life });
-        }
-        self.after_handle(i);
-    }
-
-    pub(super) fn run_publish(&mut self, node: u32, life: u32) {
-        let i = node as usize;
-        if !self.running(i) || self.hosts[i].life != life {
-            return;
-        }
-        let now = Time(self.now_ms());
         if let Some(n) = self.hosts[i].node.as_mut() {
-            // A later due time is scheduled by the check that offered it.
-            let _ = self.health.publish(n, i, now);
+            self.health.check(n, i, slot as usize, now);
         }
+        self.push(self.now + us(interval), Ev::Check { node, life, slot });
         self.after_handle(i);
     }
 }

@@ -5,11 +5,11 @@
 //! `damper` turns results into a status (thresholds) and a service's checks into its health.
 //! This file owns the `CheckManager`: one task per check (at most one probe of a check at a
 //! time; a ttl check's task only waits for its deadline), the checks by id for the ttl
-//! route, and the publisher task, which writes each service's health and the first line of
-//! its output into the node's own record through `Node::set_meta`, paced per service by
-//! `core::health_rate` (a flapping check cannot flood the cluster; the last state wins).
-//! Nothing here blocks the event loop: probes are async, and the node's lock is taken only
-//! to publish. It must not decide what is served (the core's health guard does).
+//! route. Each result's service status (the worst of its checks) goes to the core
+//! (`Node::offer_health`), which publishes it in the node's record on its own schedule (paced,
+//! fitted, never after a leave). Nothing here blocks the event loop: probes are async, and
+//! the node's lock is taken only to hand a result over. It must not decide what is published
+//! or served (the core does).
 
 pub mod damper;
 pub mod probe;
@@ -22,14 +22,14 @@ pub use spec::{resolve_services, CheckDef, CheckError, CheckKind, CheckSpec};
 use crate::agent::shared::AgentShared;
 use damper::Damper;
 use serde::{Deserialize, Serialize};
-use shoal_core::health_rate::{HealthRate, Published};
+use shoal_core::health_rate::Published;
 use shoal_core::meta::output_line;
-use shoal_core::{Health, MetaError, NodeMeta, Time};
+use shoal_core::{Health, Node, NodeMeta, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// One check as `GET /v1/checks` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,6 @@ impl Check {
 struct Inner {
     /// Checks by service, in configured order.
     services: BTreeMap<String, Vec<Arc<Check>>>,
-    rate: HealthRate,
     /// The config file's checks when it was last read (start or SIGHUP).
     file_checks: BTreeMap<String, Vec<CheckDef>>,
 }
@@ -90,8 +89,6 @@ struct Inner {
 pub struct CheckManager {
     inner: Mutex<Inner>,
     shared: OnceLock<Weak<AgentShared>>,
-    wake: Arc<Notify>,
-    publisher: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The health a service starts with: its checks' initial statuses aggregated.
@@ -114,31 +111,16 @@ impl CheckManager {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Connects the manager to its agent and starts the publisher (call once, in a tokio
-    /// runtime).
+    /// Connects the manager to its agent (call once, before the checks start).
     pub fn attach(&self, shared: &Arc<AgentShared>) {
-        if self.shared.set(Arc::downgrade(shared)).is_err() {
-            return;
-        }
-        let weak = Arc::downgrade(shared);
-        let wake = self.wake.clone();
-        let task = tokio::spawn(publisher(weak, wake));
-        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        let _ = self.shared.set(Arc::downgrade(shared));
     }
 
-    /// Stops every check and the publisher (the agent is stopping).
+    /// Stops every check (the agent is stopping).
     pub fn stop_all(&self) {
         let services = std::mem::take(&mut self.lock().services);
         for c in services.values().flatten() {
             c.stop();
-        }
-        if let Some(t) = self
-            .publisher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            t.abort();
         }
     }
 
@@ -169,27 +151,21 @@ impl CheckManager {
     }
 
     /// Replaces the checks of `service` (none: it has no checks any more) and starts them.
-    /// `now`: the service was just published with its initial health.
-    pub fn set_checks(&self, service: &str, defs: Vec<CheckDef>, now: Time) {
+    /// `now`: the service was just published with its initial health. Under the node's lock
+    /// (`node`), so that no result is handed over before the service exists.
+    pub fn set_checks(&self, node: &mut Node, service: &str, defs: Vec<CheckDef>, now: Time) {
         let mut inner = self.lock();
         if let Some(old) = inner.services.remove(service) {
             for c in old {
                 c.stop();
             }
         }
-        inner.rate.forget(service);
+        node.forget_health(now, service);
         if defs.is_empty() {
             return;
         }
         if let Some(h) = initial_health(&defs) {
-            inner.rate.published(
-                now,
-                service,
-                Published {
-                    health: h,
-                    output: String::new(),
-                },
-            );
+            node.health_registered(now, service, h);
         }
         let weak = self.shared.get().cloned().unwrap_or_default();
         let mut checks = Vec::new();
@@ -220,13 +196,14 @@ impl CheckManager {
     /// and the persisted API registrations', merged: `agent::registrations::startup`).
     pub fn start_checks(
         &self,
+        node: &mut Node,
         file: Vec<(String, Vec<CheckDef>)>,
         run: Vec<(String, Vec<CheckDef>)>,
         now: Time,
     ) {
         self.lock().file_checks = file.into_iter().collect();
         for (service, defs) in run {
-            self.set_checks(&service, defs, now);
+            self.set_checks(node, &service, defs, now);
         }
     }
 
@@ -268,16 +245,22 @@ impl CheckManager {
     }
 
     /// Starts what `plan_reload` returned and stops the checks of services `meta` lost.
-    pub fn apply_reload(&self, restart: Vec<(String, Vec<CheckDef>)>, meta: &NodeMeta, now: Time) {
+    pub fn apply_reload(
+        &self,
+        node: &mut Node,
+        restart: Vec<(String, Vec<CheckDef>)>,
+        meta: &NodeMeta,
+        now: Time,
+    ) {
         for (name, defs) in restart {
-            self.set_checks(&name, defs, now);
+            self.set_checks(node, &name, defs, now);
         }
-        self.retain_services(meta);
+        self.retain_services(node, meta, now);
     }
 
     /// Stops the checks of services `meta` no longer has (deregistered, or removed by a
     /// reload).
-    pub fn retain_services(&self, meta: &NodeMeta) {
+    pub fn retain_services(&self, node: &mut Node, meta: &NodeMeta, now: Time) {
         let gone: Vec<String> = self
             .lock()
             .services
@@ -286,7 +269,7 @@ impl CheckManager {
             .cloned()
             .collect();
         for s in gone {
-            self.set_checks(&s, Vec::new(), Time::ZERO);
+            self.set_checks(node, &s, Vec::new(), now);
         }
     }
 
@@ -374,18 +357,21 @@ impl CheckManager {
                 debug!(check = %check.def.id, status = %st.damper.status, "check status changed");
             }
         }
-        let mut inner = self.lock();
-        let Some(checks) = inner.services.get(&check.def.service) else {
-            return; // replaced or removed meanwhile
+        let p = {
+            let inner = self.lock();
+            let Some(checks) = inner.services.get(&check.def.service) else {
+                return; // replaced or removed meanwhile
+            };
+            if !checks.iter().any(|c| Arc::ptr_eq(c, check)) {
+                return;
+            }
+            current(checks)
         };
-        if !checks.iter().any(|c| Arc::ptr_eq(c, check)) {
+        let (Some(p), Some(sh)) = (p, self.shared.get().and_then(Weak::upgrade)) else {
             return;
-        }
-        if let Some(p) = current(checks) {
-            inner.rate.offer(&check.def.service, p);
-        }
-        drop(inner);
-        self.wake.notify_one();
+        };
+        // The core publishes it in the record when its pacing allows.
+        sh.with_node(|n, now| n.offer_health(now, &check.def.service, p.health, &p.output));
     }
 }
 
@@ -455,71 +441,5 @@ async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
         sh.checks.on_result(&check, health, output, now, false);
         drop(sh);
         tokio::time::sleep_until(started + check.def.interval).await;
-    }
-}
-
-/// Publishes what `HealthRate` says is due, and sleeps until the next due time or a wake-up.
-async fn publisher(shared: Weak<AgentShared>, wake: Arc<Notify>) {
-    loop {
-        let next = {
-            let Some(sh) = shared.upgrade() else { return };
-            publish_due(&sh);
-            let next = sh.checks.lock().rate.next_due();
-            next.map(|t| {
-                tokio::time::Instant::from_std(sh.epoch())
-                    + std::time::Duration::from_millis(t.as_millis())
-            })
-        };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep_until(at) => {}
-                }
-            }
-            None => wake.notified().await,
-        }
-    }
-}
-
-fn publish_due(sh: &AgentShared) {
-    let due = {
-        let now = sh.now();
-        sh.checks.lock().rate.due(now)
-    };
-    if due.is_empty() {
-        return;
-    }
-    let res = sh.with_node(|n, now| {
-        if n.has_left() {
-            return Ok(());
-        }
-        let mut meta = n.own_meta().clone();
-        for (svc, p) in &due {
-            if let Some(s) = meta.services.get_mut(svc) {
-                s.health = Some(p.health);
-                s.health_output = Some(p.output.clone());
-            }
-        }
-        fit(&mut meta);
-        n.set_meta(now, meta)
-    });
-    match res {
-        Ok(()) => debug!(services = due.len(), "published service health"),
-        Err(e) => warn!(error = %e, "could not publish service health"),
-    }
-}
-
-/// Shortens check outputs until the record fits its size limit (status first, output last).
-pub fn fit(meta: &mut NodeMeta) {
-    for max in [64usize, 16, 0] {
-        if !matches!(meta.validate(), Err(MetaError::TooLarge(_))) {
-            return;
-        }
-        for s in meta.services.values_mut() {
-            if let Some(o) = &mut s.health_output {
-                *o = damper::bounded(std::mem::take(o), max);
-            }
-        }
     }
 }

@@ -171,19 +171,22 @@ pub(super) async fn leave(
     let flushed = st.shared.flushed.notified();
     tokio::pin!(flushed);
     flushed.as_mut().enable();
+    let events = st.shared.events.subscribe();
     st.shared.with_node(|node, now| node.leave(now))?;
     tracing::info!(by = %who, "leave requested through the API");
-    let flushed = tokio::time::timeout(LEAVE_FLUSH_WAIT, flushed)
-        .await
-        .is_ok();
-    if !flushed {
-        tracing::warn!("the event loop did not confirm within 2 s that the leave was sent");
+    // The core says when the leave is finished (sent, and spread for two gossip intervals).
+    let deadline = tokio::time::Instant::now() + LEAVE_FLUSH_WAIT;
+    let finished = st.shared.leave_finished(events, deadline).await;
+    let flushed = finished || tokio::time::timeout_at(deadline, flushed).await.is_ok();
+    if !finished {
+        tracing::warn!("the leave did not finish within 2 s (flushed: {flushed})");
     }
-    // The node left for good: `shoal agent` stops once the leave has spread and exits.
+    // The node left for good: `shoal agent` stops (the leave is finished) and exits.
     st.shared.left_via_api.notify_one();
     Ok(Json(LeaveResponse {
         left: true,
         flushed,
+        finished,
     }))
 }
 

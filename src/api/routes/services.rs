@@ -136,7 +136,7 @@ pub(super) async fn register_service(
     let r = st.shared.with_node(|node, now| {
         node.register_instance(now, &id, svc)?;
         // Under the node's lock: a check result cannot publish before the service exists.
-        st.shared.checks.set_checks(&id, defs, now);
+        st.shared.checks.set_checks(node, &id, defs, now);
         with_api_checks(&st.shared, |c| c.insert(id.clone(), specs));
         Ok::<_, HttpError>(member_response(node))
     })?;
@@ -162,7 +162,7 @@ pub(super) async fn deregister_service(
             )),
             e => e.into(),
         })?;
-        st.shared.checks.set_checks(&id, Vec::new(), now);
+        st.shared.checks.set_checks(node, &id, Vec::new(), now);
         with_api_checks(&st.shared, |c| c.remove(&id));
         node.deregister_service(now, &id)?;
         Ok((member_response(node), id))
