@@ -13,6 +13,7 @@ pub mod due;
 pub mod duration;
 pub mod ext;
 pub mod fields;
+pub mod formation;
 pub mod gray;
 pub mod guard;
 pub mod guard_config;

@@ -64,6 +64,7 @@ impl Node {
             }
         }
 
+        self.pull_members();
         self.gray_tick(now);
 
         // Metadata anti-entropy with one random active peer.

@@ -184,6 +184,12 @@ pub struct Stats {
     pub member_intros_sent: u64,
     /// Members learned through membership anti-entropy and handed to SWIM.
     pub member_intros_applied: u64,
+    /// Membership filters sent as pulls of the bulk transfer after joining.
+    #[serde(default)]
+    pub member_pulls: u64,
+    /// Membership filters left unanswered: this second's answer budget was spent.
+    #[serde(default)]
+    pub member_pulls_unanswered: u64,
     /// Batched requests for missing metadata records sent to random peers.
     #[serde(default)]
     pub meta_batch_requests: u64,
