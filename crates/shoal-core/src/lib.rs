@@ -51,6 +51,8 @@ mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]
+mod formation_tests;
+#[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]
 mod guard_tests;

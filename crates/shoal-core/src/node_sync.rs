@@ -13,6 +13,7 @@ impl Node {
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Shoal);
         self.out.buf.extend_from_slice(&body);
         if self.out.buf.len() > MAX_DATAGRAM {
+            self.stats.tx_oversized += 1;
             return;
         }
         self.stats.tx_datagrams += 1;
@@ -192,6 +193,9 @@ impl Node {
     /// seeds, while we know any other peer: a mass start must not pile onto them) for the
     /// members of the next shards we lack (`core::formation`).
     pub(super) fn pull_members(&mut self) {
+        if !self.pull.active() {
+            return;
+        }
         let parts = self.member_parts();
         for _ in 0..self.pull.due(parts) {
             let Some(dst) = self.pull_peer() else { return };

@@ -190,6 +190,9 @@ pub struct Stats {
     /// Membership filters left unanswered: this second's answer budget was spent.
     #[serde(default)]
     pub member_pulls_unanswered: u64,
+    /// Messages not sent because they came out larger than a datagram (a bug if ever > 0).
+    #[serde(default)]
+    pub tx_oversized: u64,
     /// Batched requests for missing metadata records sent to random peers.
     #[serde(default)]
     pub meta_batch_requests: u64,

@@ -239,6 +239,25 @@ fn main() -> Result<()> {
                 r.traffic.tx_bytes_per_s.p50,
                 r.perf.virtual_s_per_wall_s,
             );
+            if r.full_view.of > 0 {
+                eprintln!(
+                    "  {:<8} one complete view everywhere at {} s ({} s after the last start; {} of {} nodes) · {} distinct cluster sizes seen · fewest served after a full view: {} · exact truth after the last heal or restart: {} s",
+                    format!("{:?}", r.mode).to_lowercase(),
+                    r.full_view.t100_s.map_or("—".into(), |t| format!("{t:.2}")),
+                    r.full_view
+                        .after_last_start_s
+                        .map_or("—".into(), |t| format!("{t:.2}")),
+                    r.full_view.nodes,
+                    r.full_view.of,
+                    r.full_view.distinct_sizes,
+                    r.full_view
+                        .min_served_after_full
+                        .map_or("never fewer".into(), |m| m.to_string()),
+                    r.full_view
+                        .exact_after_last_heal_s
+                        .map_or("—".into(), |t| format!("{t:.2}")),
+                );
+            }
             if let Some(h) = &r.health {
                 eprintln!(
                     "  {:<8} no-passing-provider {:.0} node-s ({}) · {} health changes published",

@@ -518,6 +518,7 @@ impl<'a> World<'a> {
             }
         }
         self.tx_buf = txs;
+        let mut member_changed = false;
         for e in evs.drain(..) {
             match &e.kind {
                 EventKind::Member {
@@ -527,6 +528,7 @@ impl<'a> World<'a> {
                         continue;
                     };
                     let st = self.hosts[x].state;
+                    member_changed = true;
                     self.rec.member_event(
                         i,
                         x,
@@ -543,6 +545,9 @@ impl<'a> World<'a> {
             }
         }
         self.ev_buf = evs;
+        if member_changed {
+            self.rec.view_settled(i);
+        }
         if self.rec.wants_exact_check(now_ms) {
             let running: Vec<bool> = self
                 .hosts
