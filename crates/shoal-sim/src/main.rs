@@ -354,6 +354,19 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
     let (json_path, html_path) =
         write_report(&args.out, stem, &json, &sim::report::growth_html(sc, &g))?;
     print!("{}", sim::report::growth_table(&g));
+    // Beside it, the mean-field model fitted to these sizes, with its error at each and its
+    // figures beyond them (docs/formation.md).
+    for mode in modes {
+        let pts: Vec<&sim::growth::GrowthPoint> =
+            g.points.iter().filter(|p| p.mode == *mode).collect();
+        if let Some(m) = sim::model::Model::calibrate(&pts, &sc.profile.timings()) {
+            let beyond: Vec<usize> = [10_000, 100_000]
+                .into_iter()
+                .filter(|n| !g.sizes.contains(n))
+                .collect();
+            print!("{}", m.table(&beyond));
+        }
+    }
     eprintln!(
         "  wrote {} and {} in {:.1} s",
         json_path.display(),
