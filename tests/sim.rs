@@ -383,3 +383,24 @@ fn a_gray_host_leaves_once_and_a_flapping_one_is_damped() {
         }
     }
 }
+
+/// #24: 300 nodes starting within 5 s through 3 seeds reach one complete view everywhere
+/// within 5 s of the last start (the bulk member transfer after joining; before it, 10.0 s
+/// after the last start and 15.0 s in all), with the guard never tripping while the cluster
+/// forms (a forming cluster is no correlated failure).
+#[test]
+fn three_hundred_nodes_form_one_view_through_three_seeds_quickly() {
+    let mut sc = load("join-300.toml");
+    sc.duration = sim::scenario::Dur(std::time::Duration::from_secs(10));
+    let r = run(&sc, GuardMode::Enforce);
+    assert_eq!(
+        (r.full_view.nodes, r.full_view.of),
+        (300, 300),
+        "not every node served the whole cluster within 10 s: {:?}",
+        r.full_view
+    );
+    let after = r.full_view.after_last_start_s.expect("complete view");
+    assert!(after <= 5.0, "{after} s after the last start");
+    assert_eq!(r.guard.transitions, 0, "the guard moved while forming");
+    assert_eq!(r.false_downs.served.count, 0);
+}

@@ -110,6 +110,21 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.members_refused,
         ),
         (
+            "shoal_member_pulls_total",
+            "Membership filters sent to pull the member list in bulk after joining.",
+            s.member_pulls,
+        ),
+        (
+            "shoal_member_pulls_unanswered_total",
+            "Membership filters left unanswered: this node's answer budget for the second was spent.",
+            s.member_pulls_unanswered,
+        ),
+        (
+            "shoal_tx_oversized_total",
+            "Messages not sent because they did not fit a datagram (a bug if ever above 0).",
+            s.tx_oversized,
+        ),
+        (
             "shoal_discovery_announces_total",
             "Announces to nodes known from their metadata but missed by SWIM.",
             s.discovery_announces,

@@ -15,6 +15,7 @@ pub mod due;
 pub mod duration;
 pub mod ext;
 pub mod fields;
+pub mod formation;
 pub mod gray;
 pub mod guard;
 pub mod guard_config;
@@ -53,6 +54,8 @@ pub mod wire;
 mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod formation_tests;
 #[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]

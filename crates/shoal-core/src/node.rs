@@ -120,6 +120,10 @@ pub struct Node {
     sync_cursor: usize,
     /// Rotates the name-space shard of the membership filter sent each sync round.
     member_part: u32,
+    /// The bulk transfer of the member list after connecting (`core::formation`).
+    pull: crate::formation::Pull,
+    /// Bulk answers (`Intro`) sent this second, bounded for every asker together.
+    answers: crate::formation::AnswerBudget,
     next_suspect_refresh: Time,
     next_reap: Time,
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
@@ -360,6 +364,8 @@ impl Node {
             next_sync: now,
             sync_cursor: 0,
             member_part: 0,
+            pull: Default::default(),
+            answers: Default::default(),
             next_suspect_refresh: now,
             next_reap: now,
             fetch: DueQueue::default(),

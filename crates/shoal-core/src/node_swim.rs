@@ -241,6 +241,7 @@ impl Node {
                 // A freshly joined node knows only what one Feed carried: ask a few random
                 // members for more, quickly, instead of waiting for the periodic announce.
                 self.bootstrap_left = BOOTSTRAP_ANNOUNCES;
+                self.pull.start();
                 self.bootstrap_gap = self.cfg.timings.rejoin_min;
                 self.next_bootstrap = now.plus(self.bootstrap_gap);
                 self.next_rejoin = None;

@@ -13,6 +13,7 @@ impl Node {
         wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Shoal);
         self.out.buf.extend_from_slice(&body);
         if self.out.buf.len() > MAX_DATAGRAM {
+            self.stats.tx_oversized += 1;
             return;
         }
         self.stats.tx_datagrams += 1;
@@ -88,7 +89,7 @@ impl Node {
                 part,
                 parts,
                 filter,
-            } => self.answer_member_filter(from, part, parts, &filter),
+            } => self.answer_member_filter(now, from, part, parts, &filter),
             ShoalMsg::Intro { members } => self.apply_intros(now, members),
             ShoalMsg::Ping { nonce } => self.send_shoal(from, &ShoalMsg::Pong { nonce }),
             ShoalMsg::Reach { reports } => self.receive_reach(now, reports),
@@ -179,15 +180,49 @@ impl Node {
         }
     }
 
-    /// Opens a membership anti-entropy round with `dst`: a Bloom filter of the members we
-    /// know as active in one shard of the name space (the shard rotates every round).
-    pub(super) fn send_member_filter(&mut self, dst: SocketAddr) {
+    /// Shards of the name space a membership filter covers one at a time.
+    fn member_parts(&self) -> u32 {
         let active = self
             .truth
             .iter()
             .filter(|(_, m)| m.state.is_active())
             .count();
-        let parts = active.div_ceil(SHARD_TARGET).clamp(1, u32::MAX as usize) as u32;
+        active
+            .div_ceil(SHARD_TARGET)
+            .clamp(1, crate::sync::MAX_PARTS as usize) as u32
+    }
+
+    /// While the bulk transfer after joining lasts: asks `PULLS_PER_TICK` random peers (not
+    /// seeds, while we know any other peer: a mass start must not pile onto them) for the
+    /// members of the next shards we lack (`core::formation`).
+    pub(super) fn pull_members(&mut self) {
+        if !self.pull.active() {
+            return;
+        }
+        let parts = self.member_parts();
+        for _ in 0..self.pull.due(parts) {
+            let Some(dst) = self.pull_peer() else { return };
+            self.stats.member_pulls += 1;
+            self.send_member_filter(dst);
+        }
+    }
+
+    /// A random active peer, a non-seed if one of a few draws gives one.
+    fn pull_peer(&mut self) -> Option<SocketAddr> {
+        let mut pick = None;
+        for _ in 0..4 {
+            pick = self.random_peer();
+            if pick.is_some_and(|a| !self.seeds.contains(&a)) {
+                break;
+            }
+        }
+        pick
+    }
+
+    /// Opens a membership anti-entropy round with `dst`: a Bloom filter of the members we
+    /// know as active in one shard of the name space (the shard rotates every round).
+    pub(super) fn send_member_filter(&mut self, dst: SocketAddr) {
+        let parts = self.member_parts();
         let part = self.member_part % parts;
         self.member_part = self.member_part.wrapping_add(1);
         let names: Vec<&Arc<str>> = self
@@ -212,9 +247,12 @@ impl Node {
         );
     }
 
-    /// Answers a membership filter with the active members of its shard it lacks.
+    /// Answers a membership filter with the active members of its shard it lacks: at most
+    /// `INTRO_MSGS_PER_ROUND` datagrams, and none once this second's answer budget is spent
+    /// (`core::formation`: the asker asks another peer next).
     pub(super) fn answer_member_filter(
         &mut self,
+        now: Time,
         from: SocketAddr,
         part: u32,
         parts: u32,
@@ -242,10 +280,17 @@ impl Node {
         if missing.is_empty() {
             return;
         }
+        let per_msg = (self.shoal_budget() / missing[0].max_encoded_len()).max(1);
+        let want = missing.len().div_ceil(per_msg).min(INTRO_MSGS_PER_ROUND) as u32;
+        let allowed = self.answers.take(now, want) as usize;
+        if allowed == 0 {
+            self.stats.member_pulls_unanswered += 1;
+            return;
+        }
         // More than fits: start at a random place so that repeated rounds cover them all.
         let start = self.rng.random_range(0..missing.len());
         missing.rotate_left(start);
-        for m in pack_intro(missing, self.shoal_budget(), INTRO_MSGS_PER_ROUND) {
+        for m in pack_intro(missing, self.shoal_budget(), allowed) {
             if let ShoalMsg::Intro { members } = &m {
                 self.stats.member_intros_sent += members.len() as u64;
             }
@@ -281,10 +326,13 @@ impl Node {
             return;
         }
         self.stats.member_intros_applied += ids.len() as u64;
-        // Re-broadcast like any news: others likely missed these members too. (Tried without:
-        // the 1,000-node join reached full view later on 2 seeds of 3, never on one.)
+        // Outside a bulk transfer, re-broadcast like any news: others likely missed these
+        // members too. (Tried without: the 1,000-node join reached full view later on 2 seeds
+        // of 3, never on one.) What a joiner pulls in bulk everyone else has: not news.
+        let news = !self.pull.active();
+        self.pull.news();
         self.swim(now, |foca, rt| {
-            foca.apply_many(ids.into_iter().map(foca::Member::alive), true, rt)
+            foca.apply_many(ids.into_iter().map(foca::Member::alive), news, rt)
         });
     }
 
@@ -433,7 +481,7 @@ impl Node {
     /// will bring those: ask at the next tick, or the apps on this host see every service
     /// empty for that long.
     pub(super) fn queue_fetch(&mut self, now: Time, name: &Arc<str>) {
-        if self.idle || self.bootstrap_left > 0 {
+        if self.idle || self.bootstrap_left > 0 || self.pull.active() {
             // At the head: nothing queued is due earlier than now.
             self.fetch.unpop(name.clone(), now, 0);
         } else {

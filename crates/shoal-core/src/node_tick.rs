@@ -1,7 +1,7 @@
 //! The node's named timers (`core::timers::TimerName`): what each job does when it fires
 //! (re-announcing with backoff while cut off or isolated, the bootstrap announces after
 //! connecting, the anti-entropy round, discovery announces, metadata fetches, suspicion
-//! mirroring, reaping, the guard's evaluation) and `rearm`, which sets every slot from the
+//! mirroring, reaping, the guard's evaluation, the bulk pull of the member list) and `rearm`, which sets every slot from the
 //! node's state after each input, so that an idle node wakes only when something is due.
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
@@ -108,6 +108,7 @@ impl Node {
             TimerName::Snapshot => self.snapshot_timer(now),
             TimerName::Outlier => self.outliers.handle_timeout(now),
             TimerName::Health => self.publish_health(now),
+            TimerName::Pull => self.pull_members(),
             TimerName::Leave => {
                 self.leave_finished = true;
                 self.push_event(now, EventKind::Local(LocalEvent::LeaveFinished));
@@ -145,6 +146,7 @@ impl Node {
         if !self.started || self.left {
             for n in [
                 Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate, Health,
+                Pull,
             ] {
                 self.named.set(n, None);
             }
@@ -200,5 +202,11 @@ impl Node {
         };
         self.named.set(Evaluate, evaluate);
         self.named.set(Health, self.health_rate.next_due());
+        // The bulk pull of the member list after joining: a few requests every tick.
+        let pull = (self.pull.active() && connected).then(|| {
+            let last = self.named.fired(Pull);
+            last.map_or(now, |l| l.plus(tick))
+        });
+        self.named.set(Pull, pull);
     }
 }

@@ -201,6 +201,15 @@ pub struct Stats {
     /// (`Node::set_max_members`).
     #[serde(default)]
     pub members_refused: u64,
+    /// Membership filters sent as pulls of the bulk transfer after joining.
+    #[serde(default)]
+    pub member_pulls: u64,
+    /// Membership filters left unanswered: this second's answer budget was spent.
+    #[serde(default)]
+    pub member_pulls_unanswered: u64,
+    /// Messages not sent because they came out larger than a datagram (a bug if ever > 0).
+    #[serde(default)]
+    pub tx_oversized: u64,
     /// Batched requests for missing metadata records sent to random peers.
     #[serde(default)]
     pub meta_batch_requests: u64,

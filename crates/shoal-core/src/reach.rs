@@ -6,13 +6,16 @@
 //! - **silence**: when the last datagram from any peer arrived (a connected node hears an
 //!   ack every probe period, so a few silent periods mean nothing gets in: a two-way cut or
 //!   a one-way cut that lets this node send but not receive);
-//! - **reach checks**: a ping (`ShoalMsg::Ping`, a nonce) to every baseline peer, or to a
-//!   random sample of `SAMPLE` of them in a larger cluster, retried every probe timeout for
-//!   `ROUNDS` rounds; a peer that answers any round is reached. The answer (`Pong`) echoes
-//!   the nonce and is the same size as the ping (no amplification). A nonce is drawn at
-//!   random per check (and per round of heal pings) and counts only when it comes back from
-//!   the address it was sent to: an answer captured on its way to another node (whose nonces
-//!   are its own) or to an earlier check is no evidence, replayed or not.
+//! - **reach checks**: a ping (`ShoalMsg::Ping`, a nonce) to `START` random baseline peers;
+//!   only if one of them does not answer within a probe timeout (loss, a crash, a cut) is
+//!   the check widened to every baseline peer, or a random sample of `SAMPLE` of them in a
+//!   larger cluster. Each target is retried every probe timeout for `ROUNDS` rounds; a peer
+//!   that answers any round is reached. The answer (`Pong`) echoes the nonce and is the
+//!   same size as the ping (no amplification). A check that meets no loss costs `START`
+//!   pings whatever the cluster size. A nonce is drawn at random per check (and per round of
+//!   heal pings) and counts only when it comes back from the address it was sent to: an
+//!   answer captured on its way to another node (whose nonces are its own) or to an earlier
+//!   check is no evidence, replayed or not.
 //!
 //! It owns the in-flight check, its last result and the silence clock. It decides nothing:
 //! the guard reads `ReachView` and decides; the node decides when to start a check and
@@ -27,10 +30,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most peers one reach check pings. Up to this many baseline peers, a check sees every one
-/// of them (an exact count against the trip limit); beyond, a uniform sample of this many
-/// estimates the unreachable fraction (±4.3 points at 40 %, one standard deviation).
+/// Most peers one reach check pings. Up to this many baseline peers, a widened check sees
+/// every one of them (an exact count against the trip limit); beyond, a uniform sample of
+/// this many estimates the unreachable fraction (±4.3 points at 40 %, one standard
+/// deviation).
 pub const SAMPLE: usize = 128;
+
+/// Peers a check pings first (a uniform sample of the baseline). When all of them answer,
+/// nothing is unreachable that a check could tell apart from noise, and the check ends
+/// there; a single silence widens it to `SAMPLE`.
+pub const START: usize = 4;
 
 /// Ping rounds of one check (a peer that answers any of them is reached). With per-link
 /// loss p, a live peer is missed with probability (1 - (1 - p)²)^ROUNDS: 2.6 % at 30 % loss.
@@ -100,7 +109,11 @@ pub struct ReachView<'a> {
 struct Check {
     /// The random high bits of this check's nonces (the low 20 bits index the target).
     tag: u64,
+    /// The uniform sample (at most `SAMPLE`), in random order; the first `width` are pinged.
     targets: Vec<(Arc<str>, SocketAddr)>,
+    width: usize,
+    /// Rounds each target was pinged in.
+    sent: Vec<u8>,
     answered: Vec<bool>,
     /// Unreachable in the previous check too: one ping, no retries (what matters about
     /// them is whether they are back, and one answer says that).
@@ -235,9 +248,9 @@ impl Reach {
     /// The evidence for the guard. A check's result stands until the next check could have
     /// finished (the spacing, a whole check and a probe period of slack).
     pub fn view(&self, now: Time) -> ReachView<'_> {
-        let max_age = self.spacing
-            + self.round_gap * u32::from(ROUNDS)
-            + self.probe_period.max(self.round_gap * u32::from(ROUNDS));
+        let rounds = u32::from(ROUNDS) + 1;
+        let max_age =
+            self.spacing + self.round_gap * rounds + self.probe_period.max(self.round_gap * rounds);
         ReachView {
             silent_for: self.silent(now, SILENT_PERIODS),
             last: self.last.as_ref().filter(|r| now.since(r.at) <= max_age),
@@ -297,8 +310,8 @@ impl Reach {
     }
 
     /// Starts a check of `population` baseline peers, `candidates` being their names and
-    /// addresses: all of them up to `SAMPLE`, else a uniform sample. Returns the pings to
-    /// send as (address, nonce).
+    /// addresses: `START` of them at first, widened on a silence to all of them up to
+    /// `SAMPLE`, else a uniform sample. Returns the pings to send as (address, nonce).
     pub fn start(
         &mut self,
         now: Time,
@@ -320,14 +333,14 @@ impl Reach {
         if population == 0 || self.check.is_some() {
             return Vec::new();
         }
-        if candidates.len() > SAMPLE {
-            // Partial Fisher-Yates: the first SAMPLE entries become a uniform sample.
-            for i in 0..SAMPLE {
-                let j = rng.random_range(i..candidates.len());
-                candidates.swap(i, j);
-            }
-            candidates.truncate(SAMPLE);
+        // Partial Fisher-Yates: the first SAMPLE entries become a uniform sample, in random
+        // order (so that the first START are one too).
+        let k = candidates.len().min(SAMPLE);
+        for i in 0..k {
+            let j = rng.random_range(i..candidates.len());
+            candidates.swap(i, j);
         }
+        candidates.truncate(k);
         let tag = Self::draw_tag(rng);
         self.checks += 1;
         let n = candidates.len();
@@ -338,6 +351,8 @@ impl Reach {
         self.check = Some(Check {
             tag,
             targets: candidates,
+            width: n.min(START),
+            sent: vec![0; n],
             answered: vec![false; n],
             once,
             population,
@@ -398,18 +413,24 @@ impl Reach {
         let Some(c) = self.check.as_mut() else {
             return (Vec::new(), false);
         };
-        let all_answered = c.answered.iter().all(|a| *a);
+        let all_answered = c.answered[..c.width].iter().all(|a| *a);
         if now < c.next_round && !all_answered {
             return (Vec::new(), false);
         }
-        if c.rounds_sent >= ROUNDS || all_answered {
+        // A silence among the first targets (loss, a crash, a cut): widen to the sample.
+        if c.rounds_sent > 0 && !all_answered && c.width < c.targets.len() {
+            c.width = c.targets.len();
+        }
+        let exhausted = (0..c.width)
+            .all(|i| c.answered[i] || c.sent[i] >= ROUNDS || (c.once[i] && c.sent[i] > 0));
+        if exhausted || all_answered {
             let Some(c) = self.check.take() else {
                 return (Vec::new(), false);
             };
             self.late.clear();
             let mut unreached = self.hashes.set();
             let mut reached = self.hashes.set();
-            for (i, (name, _)) in c.targets.iter().enumerate() {
+            for (i, (name, _)) in c.targets[..c.width].iter().enumerate() {
                 if c.answered[i] {
                     reached.insert(name.clone());
                 } else {
@@ -421,7 +442,7 @@ impl Reach {
             self.last = Some(CheckResult {
                 started: c.started,
                 at: now,
-                targets: c.targets.len(),
+                targets: c.width,
                 population: c.population,
                 unreached,
                 skipped: c.skipped,
@@ -430,12 +451,12 @@ impl Reach {
             self.next_allowed = now.plus(self.spacing);
             return (Vec::new(), true);
         }
-        let first = c.rounds_sent == 0;
-        c.rounds_sent += 1;
+        c.rounds_sent = c.rounds_sent.saturating_add(1);
         c.next_round = now.plus(self.round_gap);
         let mut out = Vec::new();
-        for (i, (_, addr)) in c.targets.iter().enumerate() {
-            if !c.answered[i] && (first || !c.once[i]) {
+        for (i, (_, addr)) in c.targets[..c.width].iter().enumerate() {
+            if !c.answered[i] && c.sent[i] < ROUNDS && (c.sent[i] == 0 || !c.once[i]) {
+                c.sent[i] += 1;
                 out.push((*addr, Self::nonce(c.tag, i)));
             }
         }
@@ -507,15 +528,20 @@ mod tests {
         );
         let mut rng = SmallRng::seed_from_u64(2);
         let pings = r.start(Time(0), peers(1000), &FixedHashSet::default(), &mut rng);
-        assert_eq!(pings.len(), SAMPLE);
+        assert_eq!(pings.len(), START, "a check starts small");
         let mut t = 0;
+        let mut sent = pings.len();
         loop {
             t += 500;
-            if r.poll(Time(t)).1 {
+            let (p, done) = r.poll(Time(t));
+            sent += p.len();
+            if done {
                 break;
             }
             assert!(t < 10_000);
         }
+        // Nobody answered: widened to the sample, each target pinged ROUNDS times.
+        assert_eq!(sent, SAMPLE * usize::from(ROUNDS));
         let res = r.view(Time(t)).last.unwrap().clone();
         assert_eq!(res.population, 1000);
         assert_eq!((res.targets, res.unreached.len()), (SAMPLE, SAMPLE));
@@ -559,6 +585,59 @@ mod tests {
         assert_eq!(mine.on_pong(Time(t), heal[0].0, heal[1].1), None);
         assert!(mine.on_pong(Time(t), heal[1].0, heal[1].1).is_some());
         assert!(mine.on_pong(Time(t), heal[1].0, 1).is_none());
+    }
+
+    /// Review of #24: every node seeing a suspicion pinged up to 128 peers. A check that
+    /// meets no loss now costs START pings at any cluster size; one silence widens it.
+    #[test]
+    fn reach_fan_out_stays_small_without_loss_and_widens_on_a_silence() {
+        let mut r = Reach::new(
+            Duration::from_millis(1000),
+            Duration::from_millis(500),
+            HashSeed::default(),
+        );
+        let mut rng = SmallRng::seed_from_u64(3);
+        let none = FixedHashSet::default();
+        for n in [10, 1000, 5000] {
+            let pings = r.start(Time(0), peers(n), &none, &mut rng);
+            assert_eq!(pings.len(), START, "{n} peers");
+            for (addr, nonce) in &pings {
+                r.on_pong(Time(5), *addr, *nonce);
+            }
+            let (more, done) = r.poll(Time(5));
+            assert!(
+                done && more.is_empty(),
+                "all answered: done after START pings"
+            );
+            let res = r.view(Time(5)).last.unwrap().clone();
+            assert_eq!((res.targets, res.reached()), (START, START));
+            r.set_spacing(Duration::ZERO);
+        }
+        // One of the four stays silent: the check widens to every peer (up to SAMPLE).
+        let all = peers(40);
+        let pings = r.start(Time(10_000), all.clone(), &none, &mut rng);
+        for (addr, nonce) in &pings[1..] {
+            r.on_pong(Time(10_005), *addr, *nonce);
+        }
+        let (wide, done) = r.poll(Time(10_500));
+        assert!(!done);
+        assert_eq!(
+            wide.len(),
+            1 + 40 - START,
+            "the silent one again, and the rest"
+        );
+        for (addr, nonce) in &wide {
+            if *addr != pings[0].0 {
+                r.on_pong(Time(10_600), *addr, *nonce);
+            }
+        }
+        let mut t = 10_500;
+        while !r.poll(Time(t)).1 {
+            t += 500;
+            assert!(t < 20_000);
+        }
+        let res = r.view(Time(t)).last.unwrap().clone();
+        assert_eq!((res.targets, res.population, res.reached()), (40, 40, 39));
     }
 
     #[test]

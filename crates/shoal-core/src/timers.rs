@@ -71,10 +71,13 @@ pub(crate) enum TimerName {
     Leave,
     /// The next service health status the pacing lets out (`core::health_rate`).
     Health,
+    /// Pulling the member list in bulk after joining (`core::formation`): every `tick`
+    /// while a pull is under way.
+    Pull,
 }
 
 impl TimerName {
-    pub const ALL: [TimerName; 13] = [
+    pub const ALL: [TimerName; 14] = [
         TimerName::Rejoin,
         TimerName::Bootstrap,
         TimerName::Sync,
@@ -88,6 +91,7 @@ impl TimerName {
         TimerName::Outlier,
         TimerName::Leave,
         TimerName::Health,
+        TimerName::Pull,
     ];
 }
 

@@ -97,17 +97,24 @@ fn record(name: &str, i: usize, generation: u64, version: u64, leaving: bool) ->
 
 pub(crate) fn formed(n: usize, trust: impl Fn(usize) -> Option<TrustConfig>) -> TestNet {
     let mut net = TestNet::with_trust(n, trust);
+    // Formed: every node serves every node alive, with its current record.
     let ok = net.run_until_pred(10_000, |net| {
+        let own: Vec<u64> = net.nodes.iter().map(|x| x.own_record().version).collect();
         net.nodes.iter().all(|x| {
-            x.members()
-                .iter()
-                .filter(|m| m.status == ServedStatus::Alive)
-                .count()
-                == n
+            let members = x.members();
+            members.len() == n
+                && members.iter().all(|m| {
+                    m.status == ServedStatus::Alive
+                        && name_index(&m.name).is_some_and(|i| own.get(i) == Some(&m.meta_version))
+                })
         })
     });
     assert!(ok, "cluster did not form");
     net
+}
+
+fn name_index(name: &str) -> Option<usize> {
+    name.strip_prefix('n')?.parse().ok()
 }
 
 #[test]

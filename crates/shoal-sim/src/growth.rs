@@ -98,6 +98,34 @@ impl GrowthPoint {
     }
 }
 
+/// A point with only the figures the model reads (`model` tests).
+#[cfg(test)]
+pub(crate) fn test_point(nodes: usize, join_s: f64, crash_s: f64, bytes: f64) -> GrowthPoint {
+    let spread = |t: f64| SpreadPoint {
+        count: 1,
+        complete: 1,
+        t100_s: Some(t),
+        ..Default::default()
+    };
+    GrowthPoint {
+        nodes,
+        mode: GuardMode::Enforce,
+        join: spread(join_s),
+        crash: spread(crash_s),
+        leave: SpreadPoint::default(),
+        full_view: FullView::default(),
+        tx_msgs_per_s: Quantiles::default(),
+        tx_bytes_per_s: Quantiles {
+            p50: bytes,
+            ..Default::default()
+        },
+        rx_bytes_per_s: Quantiles::default(),
+        false_downs_declared: 0,
+        false_downs_served: 0,
+        perf: GrowthPerf::default(),
+    }
+}
+
 /// Least-squares fit `t = a + b·log2(N)` of one measure over the sizes of one mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogFit {

@@ -3,7 +3,7 @@
 //! `scenario` reads `simulations/*.toml`, `world` runs one scenario in one guard mode with a
 //! discrete-event loop over `queue` (same seed, same result, byte for byte), `net` decides
 //! each datagram's fate, `measure` records what happened and `result` is the JSON result it shapes,
-//! `growth` runs one scenario at several sizes, `health` the services' check model, `report` renders self-contained HTML pages (its growth page in `report_growth.rs`; scenario checks in `scenario_validate.rs`)
+//! `growth` runs one scenario at several sizes, `model` fits a mean-field model to such a sweep, `health` the services' check model, `report` renders self-contained HTML pages (its growth page in `report_growth.rs`; scenario checks in `scenario_validate.rs`)
 //! with inline SVG plots. This module drives the same `core::Node` the agent runs; it must
 //! not reimplement or patch any of its decisions, nor decide what the agent does not: a node's
 //! snapshots are the ones the core hands out on its schedule, a restart uses the agent's
@@ -16,6 +16,7 @@ pub mod growth;
 pub mod health;
 pub mod measure;
 pub mod measure_gray;
+pub mod model;
 pub mod net;
 pub mod queue;
 pub mod report;

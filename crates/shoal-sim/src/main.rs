@@ -239,6 +239,25 @@ fn main() -> Result<()> {
                 r.traffic.tx_bytes_per_s.p50,
                 r.perf.virtual_s_per_wall_s,
             );
+            if r.full_view.of > 0 {
+                eprintln!(
+                    "  {:<8} one complete view everywhere at {} s ({} s after the last start; {} of {} nodes) · {} distinct cluster sizes seen · fewest served after a full view: {} · exact truth after the last heal or restart: {} s",
+                    format!("{:?}", r.mode).to_lowercase(),
+                    r.full_view.t100_s.map_or("—".into(), |t| format!("{t:.2}")),
+                    r.full_view
+                        .after_last_start_s
+                        .map_or("—".into(), |t| format!("{t:.2}")),
+                    r.full_view.nodes,
+                    r.full_view.of,
+                    r.full_view.distinct_sizes,
+                    r.full_view
+                        .min_served_after_full
+                        .map_or("never fewer".into(), |m| m.to_string()),
+                    r.full_view
+                        .exact_after_last_heal_s
+                        .map_or("—".into(), |t| format!("{t:.2}")),
+                );
+            }
             if let Some(h) = &r.health {
                 eprintln!(
                     "  {:<8} no-passing-provider {:.0} node-s ({}) · {} health changes published",
@@ -335,6 +354,19 @@ fn growth(args: &Args, sc: &Scenario, modes: &[GuardMode], stem: &str) -> Result
     let (json_path, html_path) =
         write_report(&args.out, stem, &json, &sim::report::growth_html(sc, &g))?;
     print!("{}", sim::report::growth_table(&g));
+    // Beside it, the mean-field model fitted to these sizes, with its error at each and its
+    // figures beyond them (docs/formation.md).
+    for mode in modes {
+        let pts: Vec<&sim::growth::GrowthPoint> =
+            g.points.iter().filter(|p| p.mode == *mode).collect();
+        if let Some(m) = sim::model::Model::calibrate(&pts, &sc.profile.timings()) {
+            let beyond: Vec<usize> = [10_000, 100_000]
+                .into_iter()
+                .filter(|n| !g.sizes.contains(n))
+                .collect();
+            print!("{}", m.table(&beyond));
+        }
+    }
     eprintln!(
         "  wrote {} and {} in {:.1} s",
         json_path.display(),

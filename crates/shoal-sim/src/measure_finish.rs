@@ -138,6 +138,12 @@ impl Recorder {
             t99_s: at(0.99),
             t100_s: at(1.0),
             after_last_start_s: at(1.0).map(|t| t - self.last_initial_start_ms as f64 / 1000.0),
+            distinct_sizes: self.sizes_seen.iter().filter(|s| **s).count() as u32,
+            min_served_after_full: self.min_served_after_full,
+            exact_after_last_heal_s: match (self.healed_at, self.exact_at) {
+                (Some(h), Some(e)) => Some(e.saturating_sub(h) as f64 / 1000.0),
+                _ => None,
+            },
         };
 
         // False downs.

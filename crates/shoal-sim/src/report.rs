@@ -304,13 +304,14 @@ pub fn html(sc: &Scenario, runs: &[RunResult]) -> String {
             "initial cluster: full view at 50/99/100% of nodes (s)",
             |r| {
                 format!(
-                    "{} / {} / {} ({} of {} nodes; {} s after the last start)",
+                    "{} / {} / {} ({} of {} nodes; {} s after the last start; {} distinct cluster sizes seen)",
                     opt(r.full_view.t50_s),
                     opt(r.full_view.t99_s),
                     opt(r.full_view.t100_s),
                     r.full_view.nodes,
                     r.full_view.of,
-                    opt(r.full_view.after_last_start_s)
+                    opt(r.full_view.after_last_start_s),
+                    r.full_view.distinct_sizes
                 )
             },
         ),

@@ -201,6 +201,18 @@ pub struct FullView {
     pub t100_s: Option<f64>,
     /// Same, measured from the start of the last initial node.
     pub after_last_start_s: Option<f64>,
+    /// Distinct served view sizes the nodes settled on over the run (Rapid's count of
+    /// cluster sizes seen while forming: Rapid 4, memberlist 1,858 at 2,000 processes).
+    #[serde(default)]
+    pub distinct_sizes: u32,
+    /// Fewest members (itself included) a node that had had the full view served after the
+    /// measure start, when any member it served stopped serving (`None`: none ever did).
+    #[serde(default)]
+    pub min_served_after_full: Option<u32>,
+    /// Seconds from the last restart or lifted cut to every live node serving exactly the
+    /// live nodes, all alive (a mass restart's recovery; `None`: none, or never in the run).
+    #[serde(default)]
+    pub exact_after_last_heal_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -528,6 +528,7 @@ impl<'a> World<'a> {
         }
         self.tx_buf = txs;
         let mut leave_finished = false;
+        let mut member_changed = false;
         for e in evs.drain(..) {
             match &e.kind {
                 EventKind::Member {
@@ -537,6 +538,7 @@ impl<'a> World<'a> {
                         continue;
                     };
                     let st = self.hosts[x].state;
+                    member_changed = true;
                     self.rec.member_event(
                         i,
                         x,
@@ -554,6 +556,9 @@ impl<'a> World<'a> {
             }
         }
         self.ev_buf = evs;
+        if member_changed {
+            self.rec.view_settled(i);
+        }
         if leave_finished {
             // The core says the leave is done: the process exits, as the agent's does.
             self.stop(i, HostState::Left);

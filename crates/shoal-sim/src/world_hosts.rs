@@ -276,6 +276,8 @@ impl World<'_> {
             }
             Action::Restart(i, keep) => {
                 self.start(i as usize, keep)?;
+                // The exact truth after the last restart (a mass restart's recovery).
+                self.rec.healed(now_ms);
             }
             Action::Leave(i) => {
                 let i = i as usize;
