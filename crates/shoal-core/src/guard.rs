@@ -210,7 +210,8 @@ impl Guard {
                 // Back from a failure that removed it from the view (not an intent, not held
                 // by the guard): one flap, which costs it a damping penalty.
                 if before == Some(TruthState::Down) && !self.held.contains(name) {
-                    self.damping.on_flap(now, name);
+                    let generation = ctx.truth.get(name).map_or(0, |m| m.id.generation());
+                    self.damping.on_flap(now, name, generation);
                 } else {
                     self.damping.held_through(name);
                 }
@@ -267,7 +268,8 @@ impl Guard {
         if was_active {
             // A failure: its return will be a flap, unless the guard still holds it
             // then (it never left the view).
-            self.damping.on_down(now, name);
+            let generation = ctx.truth.get(name).map_or(0, |m| m.id.generation());
+            self.damping.on_down(now, name, generation);
         }
     }
 
@@ -563,9 +565,9 @@ impl Guard {
 
     /// A member already recorded down (removed on gray evidence) was declared down by SWIM
     /// too: its return will be a flap counted from now.
-    pub fn failed_again(&mut self, now: Time, name: &Arc<str>) {
+    pub fn failed_again(&mut self, now: Time, name: &Arc<str>, generation: u64) {
         if !self.off() {
-            self.damping.on_down(now, name);
+            self.damping.on_down(now, name, generation);
         }
     }
 

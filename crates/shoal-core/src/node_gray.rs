@@ -61,7 +61,8 @@ impl Node {
             self.gray_swim.remove(name);
             self.stats.gray_removals_ended_by_swim += 1;
             if state == TruthState::Down {
-                self.guard.failed_again(self.now, name);
+                let generation = self.truth.get(name).map_or(0, |m| m.id.generation());
+                self.guard.failed_again(self.now, name, generation);
             }
             return state;
         }
