@@ -66,6 +66,11 @@ pub struct Guard {
     transitions: Vec<GuardTransition>,
     /// The peers the rules compare against (see `baseline.rs`).
     baseline: Baseline,
+    /// Members seen alive whose record has not arrived yet: outside the baseline (their
+    /// services are unknown, so nothing of theirs can be protected or held as a ghost), but
+    /// counted with it by the trip rule, so that a split a second after forming, before
+    /// every record is in, trips as the same split a minute later does.
+    unrecorded: FixedHashSet<Arc<str>>,
     /// Failures by failure detection of baseline members, oldest first (pruned to `window`).
     failures: Vec<(Time, Arc<str>)>,
     /// Members SWIM calls down that are served as `held`.
@@ -122,6 +127,7 @@ impl Guard {
             reason: String::from("no failures"),
             transitions: Vec::new(),
             baseline: Baseline::with_seed(hashes),
+            unrecorded: hashes.set(),
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
@@ -205,6 +211,7 @@ impl Guard {
                 // Intent, not failure: out of the served view and of the baseline at once.
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.unrecorded.remove(name);
             }
             Some(TruthState::Alive) => {
                 // Back from a failure that removed it from the view (not an intent, not held
@@ -218,6 +225,9 @@ impl Guard {
                 self.unhold(name);
                 if Self::has_record(ctx, name) {
                     self.baseline.admit(name);
+                    self.unrecorded.remove(name);
+                } else if !self.baseline.contains(name) {
+                    self.unrecorded.insert(name.clone());
                 }
             }
             Some(TruthState::Suspect) => {
@@ -226,6 +236,7 @@ impl Guard {
             None => {
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.unrecorded.remove(name);
                 self.damping.forget(name);
             }
         }
@@ -239,7 +250,7 @@ impl Guard {
     /// `name` went down by failure (SWIM, or the end of a restart grace): counted against
     /// the limits and held when the rules say so.
     fn on_failure(&mut self, now: Time, ctx: &GuardCtx<'_>, name: &Arc<str>, was_active: bool) {
-        if was_active && self.baseline.contains(name) {
+        if was_active && self.counted(name) {
             self.failures.push((now, name.clone()));
             self.baseline.note_down(now, name);
         }
@@ -285,7 +296,20 @@ impl Guard {
             .is_some_and(|m| m.state == TruthState::Alive);
         if alive && Self::has_record(ctx, name) {
             self.baseline.admit(name);
+            self.unrecorded.remove(name);
         }
+    }
+
+    /// Whether the trip rule counts `name`: in the baseline, or seen alive without its
+    /// record yet.
+    fn counted(&self, name: &str) -> bool {
+        self.baseline.contains(name) || self.unrecorded.contains(name)
+    }
+
+    /// Peers the trip rule compares against: the baseline and the members seen alive whose
+    /// record has not arrived.
+    fn counted_len(&self) -> usize {
+        self.baseline.len() + self.unrecorded.len()
     }
 
     /// A reach check finished (or silence began): decide with the new evidence.
@@ -353,8 +377,15 @@ impl Guard {
             );
         }
         if self.state == GuardState::Normal {
-            // Members down by failure for `stable_after` leave the baseline.
+            // Members down by failure for `stable_after` leave the baseline (and the
+            // members without a record, likewise).
             self.baseline.age_out(now, self.cfg.stable_after, ctx.truth);
+            let stable_after = self.cfg.stable_after;
+            self.unrecorded.retain(|n| {
+                ctx.truth
+                    .get(n)
+                    .is_some_and(|m| m.state.is_active() || now.since(m.since) < stable_after)
+            });
         }
 
         // Escalation after `max_freeze`.
