@@ -144,7 +144,10 @@ impl Node {
             return;
         }
         self.next_gray_push = now.plus(self.cfg.timings.probe_period);
-        let reports = self.gray.outgoing(now);
+        // (The message's own bytes: its kind and the length of the list.)
+        let reports = self
+            .gray
+            .outgoing(now, self.shoal_budget().saturating_sub(4));
         if reports.is_empty() {
             return;
         }
