@@ -20,6 +20,19 @@ use std::time::Duration;
 /// The penalty one failure adds (the unit the limits are expressed in).
 pub const PENALTY_PER_FAILURE: f64 = 1000.0;
 
+/// The penalty of a failure the member came back from as a new life (it restarted: a crash
+/// and a reboot), half a failure's: under the default suppress limit, so one crash and reboot
+/// costs nothing visible, while a second within about two minutes (a crash loop) is damped.
+/// A member that comes back in the same life (its network came back: it only renewed its
+/// identity) pays the full penalty, so a host whose ingress comes and goes is damped on its
+/// first return.
+pub const PENALTY_PER_RESTART: f64 = 500.0;
+
+/// How far a generation may advance within one life: it is the start time in ms, and a
+/// renewal (the member learned it was declared down, and rejoins) adds one. A process is
+/// declared down at most once per few seconds, so a jump past this is a restart.
+const RENEWALS_PER_LIFE: u64 = 1000;
+
 /// A penalty that decayed below this is forgotten (the entry is dropped).
 const FORGET_BELOW: f64 = 10.0;
 
@@ -115,8 +128,9 @@ pub struct Damping {
     cfg: DampingConfig,
     flaps: FixedHashMap<Arc<str>, Flap>,
     /// Members down by failure now, with since when (the penalty of their return decays from
-    /// then, as if charged at the failure: a long outage costs little).
-    down_at: FixedHashMap<Arc<str>, Time>,
+    /// then, as if charged at the failure: a long outage costs little) and the generation
+    /// that went down (a return as a new life costs less).
+    down_at: FixedHashMap<Arc<str>, (Time, u64)>,
 }
 
 impl Damping {
@@ -132,21 +146,27 @@ impl Damping {
         &self.cfg
     }
 
-    /// `name` came back (SWIM calls it alive) at `now` after a failure that removed it from
-    /// the view: one flap, charged as if at the failure (`on_down`; a penalty decayed over
-    /// the outage). Returns true if it is now suppressed and was not before. Its probation
-    /// starts now.
-    pub fn on_flap(&mut self, now: Time, name: &Arc<str>) -> bool {
+    /// `name` came back (SWIM calls it alive) at `now`, as `generation`, after a failure that
+    /// removed it from the view: one flap, charged as if at the failure (`on_down`; a penalty
+    /// decayed over the outage), half of it if it came back as a new life (restarted). Returns
+    /// true if it is now suppressed and was not before. Its probation starts now.
+    pub fn on_flap(&mut self, now: Time, name: &Arc<str>, generation: u64) -> bool {
         // (Not served down at its failure, e.g. held by the guard: no flap.)
-        let Some(down_at) = self.down_at.remove(name) else {
+        let Some((down_at, down_gen)) = self.down_at.remove(name) else {
             return false;
         };
         if !self.cfg.enabled {
             return false;
         }
         let cfg = &self.cfg;
-        let charge = PENALTY_PER_FAILURE
-            * (-now.since(down_at).as_secs_f64() / cfg.half_life.as_secs_f64()).exp2();
+        let restarted = generation > down_gen.saturating_add(RENEWALS_PER_LIFE);
+        let unit = if restarted {
+            PENALTY_PER_RESTART
+        } else {
+            PENALTY_PER_FAILURE
+        };
+        let charge =
+            unit * (-now.since(down_at).as_secs_f64() / cfg.half_life.as_secs_f64()).exp2();
         let f = self.flaps.entry(name.clone()).or_insert(Flap {
             penalty: 0.0,
             at: now,
@@ -163,14 +183,14 @@ impl Damping {
         false
     }
 
-    /// `name` went down by failure at `now` (and is not held): its probation, if any, is
-    /// over; its return will be charged.
-    pub fn on_down(&mut self, now: Time, name: &Arc<str>) {
+    /// `name` (its life `generation`) went down by failure at `now` (and is not held): its
+    /// probation, if any, is over; its return will be charged.
+    pub fn on_down(&mut self, now: Time, name: &Arc<str>, generation: u64) {
         if let Some(f) = self.flaps.get_mut(name) {
             f.up_since = None;
         }
         if self.cfg.enabled {
-            self.down_at.insert(name.clone(), now);
+            self.down_at.insert(name.clone(), (now, generation));
         }
     }
 
@@ -261,10 +281,10 @@ mod tests {
     fn one_failure_suppresses_until_the_penalty_halves() {
         let mut d = damping();
         let a: Arc<str> = Arc::from("a");
-        d.on_down(Time(0), &a);
-        assert!(d.on_flap(Time(0), &a));
+        d.on_down(Time(0), &a, 1);
+        assert!(d.on_flap(Time(0), &a, 2));
         assert!(d.damped("a"));
-        d.on_down(Time(0), &a);
+        d.on_down(Time(0), &a, 1);
         // Down again: 1000 decays to the reuse limit (300) in 60 x log2(10/3) = 104.2 s.
         assert!(d.tick(Time(104_000)).is_empty());
         let v = d.view(Time(10_000), "a").expect("a view");
@@ -279,8 +299,8 @@ mod tests {
         let mut d = damping();
         let a: Arc<str> = Arc::from("a");
         // Down at 0, back at 10 s: 1000 x 2^(-10/60) = 891, suppressed (limit 600).
-        d.on_down(Time(0), &a);
-        assert!(d.on_flap(Time(10_000), &a));
+        d.on_down(Time(0), &a, 1);
+        assert!(d.on_flap(Time(10_000), &a, 2));
         // Served again once back 30 s and under 600: 891 decays to 600 by 44.2 s.
         assert_eq!(
             d.view(Time(10_000), "a").and_then(|v| v.reuse_at),
@@ -291,8 +311,8 @@ mod tests {
 
         // Back after 30 s down: 1000 x 2^(-30/60) = 707, suppressed; served 30 s later.
         let b: Arc<str> = Arc::from("b");
-        d.on_down(Time(0), &b);
-        assert!(d.on_flap(Time(30_000), &b));
+        d.on_down(Time(0), &b, 1);
+        assert!(d.on_flap(Time(30_000), &b, 2));
         assert!(d.tick(Time(59_900)).is_empty());
         assert_eq!(d.tick(Time(60_000)), vec![b.clone()]);
     }
@@ -305,13 +325,13 @@ mod tests {
         // probation, the penalty never below the reuse limit: never served meanwhile.
         for k in 0..5u64 {
             if k == 0 {
-                d.on_down(Time(0), &a);
+                d.on_down(Time(0), &a, 1);
             }
-            d.on_flap(Time(k * 40_000), &a);
+            d.on_flap(Time(k * 40_000), &a, 2);
             for s in 0..40u64 {
                 if s == 20 {
                     // Down 20 s after each return, back 20 s later.
-                    d.on_down(Time(k * 40_000 + s * 1000), &a);
+                    d.on_down(Time(k * 40_000 + s * 1000), &a, 1);
                 }
                 assert!(d.tick(Time(k * 40_000 + s * 1000)).is_empty(), "at {k}/{s}");
             }
@@ -326,16 +346,35 @@ mod tests {
     }
 
     #[test]
+    fn one_crash_and_reboot_is_not_damped_a_crash_loop_is() {
+        let mut d = damping();
+        let a: Arc<str> = Arc::from("a");
+        // Down at 0, back at once as a new life (its generation is its start time in ms):
+        // half a failure, under the suppress limit.
+        d.on_down(Time(0), &a, 5_000);
+        assert!(!d.on_flap(Time(0), &a, 60_000));
+        assert!(!d.damped("a"));
+        // It crashes again 20 s later and is back 10 s after that: a crash loop.
+        d.on_down(Time(20_000), &a, 60_000);
+        assert!(d.on_flap(Time(30_000), &a, 95_000));
+        assert!(d.damped("a"));
+        // The same life back (renewed: one generation more) pays a full failure.
+        let b: Arc<str> = Arc::from("b");
+        d.on_down(Time(0), &b, 5_000);
+        assert!(d.on_flap(Time(10_000), &b, 5_001));
+    }
+
+    #[test]
     fn a_long_outage_costs_little() {
         let mut d = damping();
         let a: Arc<str> = Arc::from("a");
-        d.on_down(Time(0), &a);
+        d.on_down(Time(0), &a, 1);
         // Back after 2 minutes: 1000 decayed to 250, under the suppress limit.
-        assert!(!d.on_flap(Time(120_000), &a));
+        assert!(!d.on_flap(Time(120_000), &a, 2));
         assert!(!d.damped("a"));
         // Back 10 s after a failure: suppressed.
-        d.on_down(Time(130_000), &a);
-        assert!(d.on_flap(Time(140_000), &a));
+        d.on_down(Time(130_000), &a, 1);
+        assert!(d.on_flap(Time(140_000), &a, 2));
     }
 
     #[test]
@@ -348,8 +387,8 @@ mod tests {
             HashSeed::of_node(1),
         );
         let a: Arc<str> = Arc::from("a");
-        d.on_down(Time(0), &a);
-        assert!(!d.on_flap(Time(0), &a));
+        d.on_down(Time(0), &a, 1);
+        assert!(!d.on_flap(Time(0), &a, 2));
         assert!(!d.damped("a"));
     }
 }

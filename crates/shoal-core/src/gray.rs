@@ -44,8 +44,9 @@ pub const MAX_SUBJECTS: usize = 256;
 pub const MAX_OBSERVERS: usize = 64;
 /// Outcomes of our own probes kept per member within the window.
 pub const MAX_OWN: usize = 16;
-/// Reports per datagram at most (each is under 150 bytes).
-pub const MAX_PER_MSG: usize = 8;
+/// Reports one datagram carries at most (each is under 150 bytes, about 20 with short names:
+/// a datagram is filled up to the shoal message budget, and a receiver reads no more).
+pub const MAX_PER_MSG: usize = 96;
 /// Members one node pushes its reports to per probe period.
 pub const PUSH_FANOUT: usize = 2;
 /// An observer that reports more members than this failing at once is itself the likely
@@ -112,6 +113,12 @@ impl ReachReport {
     fn failing(&self, ratio: f64) -> bool {
         self.latest_failed && failing(self.attempts, self.failures, ratio)
     }
+
+    /// The most bytes a report about `subject` by `observer` takes in a message: the names
+    /// with their lengths, the largest generation and age, the counts and the flag.
+    pub fn max_encoded_len(subject: &str, observer: &str) -> usize {
+        subject.len() + observer.len() + 2 * 2 + 10 + 5 + 3
+    }
 }
 
 fn failing(attempts: u8, failures: u8, ratio: f64) -> bool {
@@ -141,6 +148,8 @@ struct Held {
     report: ReachReport,
     /// When the observer made it (our clock).
     born: Time,
+    /// When it reached us (`born` for our own).
+    arrived: Time,
     /// Times it is still to be pushed.
     sends_left: u8,
 }
@@ -237,9 +246,13 @@ impl Gray {
         (others > want).then_some(want)
     }
 
+    /// Times each node that learns a report pushes it on (to `PUSH_FANOUT` members each
+    /// time): 3 up to 256 members, 4 up to 65,536. A member then receives a report about
+    /// `2 x transmissions` times on average and misses it with probability about
+    /// e^-(2 x transmissions) (0.25 % with 3): the rule needs several reports, not every one.
     fn transmissions(population: usize) -> u8 {
         let log2 = usize::BITS - population.max(1).leading_zeros();
-        (2 + log2.div_ceil(2)).min(16) as u8
+        (2 + log2.div_ceil(8)).min(16) as u8
     }
 
     /// One of our probes of `subject` (generation `generation`) ended. `healthy`: our own
@@ -295,7 +308,7 @@ impl Gray {
         };
         // Our own reports are spread as much as the most a relay would.
         let sends = Self::transmissions(MAX_SUBJECTS);
-        self.store(subject.clone(), self.me.clone(), report, now, sends);
+        self.store(subject.clone(), self.me.clone(), report, (now, now), sends);
     }
 
     /// A report from a peer: validated, then kept if it is newer than what we hold.
@@ -332,7 +345,7 @@ impl Gray {
         if !self.reports.contains_key(&subject) && self.reports.len() >= MAX_SUBJECTS {
             return Err(ReportError::Full);
         }
-        self.store(subject, observer, report, born, sends);
+        self.store(subject, observer, report, (born, now), sends);
         Ok(())
     }
 
@@ -341,7 +354,7 @@ impl Gray {
         subject: Arc<str>,
         observer: Arc<str>,
         report: ReachReport,
-        born: Time,
+        (born, arrived): (Time, Time),
         sends: u8,
     ) {
         let ours = *observer == *self.me;
@@ -365,24 +378,37 @@ impl Gray {
             Held {
                 report,
                 born,
+                arrived,
                 sends_left: sends,
             },
         );
     }
 
-    /// The reports to push now (to `PUSH_FANOUT` random members), with their ages as of
-    /// `now`; each counts one send. Empty when there is nothing left to spread.
-    pub fn outgoing(&mut self, now: Time) -> Vec<ReachReport> {
+    /// The reports to push now (to `PUSH_FANOUT` random members), as many as fit in `budget`
+    /// bytes of encoding, with their ages as of `now`; each counts one send. Empty when there
+    /// is nothing left to spread. A report no longer fresh is not spread: it cannot count
+    /// for a removal anywhere (and what it superseded was older still).
+    pub fn outgoing(&mut self, now: Time, budget: usize) -> Vec<ReachReport> {
+        let fresh = self.s.window / 2;
         let mut picked: Vec<(u8, Arc<str>, Arc<str>)> = Vec::new();
         for (subject, by_obs) in &self.reports {
             for (observer, h) in by_obs {
-                if h.sends_left > 0 {
+                if h.sends_left > 0 && now.since(h.born) < fresh {
                     picked.push((h.sends_left, subject.clone(), observer.clone()));
                 }
             }
         }
         // Most sends left first (the newest news), then by name: the same choice every run.
         picked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+        let mut used = 0;
+        picked.retain(|(_, subject, observer)| {
+            let len = ReachReport::max_encoded_len(subject, observer);
+            if used + len > budget {
+                return false;
+            }
+            used += len;
+            true
+        });
         picked.truncate(MAX_PER_MSG);
         let mut out = Vec::with_capacity(picked.len());
         for (_, subject, observer) in picked {
@@ -444,10 +470,14 @@ impl Gray {
                 .get(obs)
                 .is_some_and(|n| *n > MAX_FAILING_PER_OBSERVER)
         };
-        // A failing report counts while the failed probe is fresh (half the window): an
-        // observer probes a given member only every N probe periods, so in a large cluster
-        // its latest probe may be long past, and a loss burst of a few seconds would go on
-        // counting against the member long after it ended.
+        // A failing report counts while it is fresh, half the window from when it reached
+        // us (and within the window of the probe): an observer probes a given member only
+        // every N probe periods, so in a large cluster its latest probe may be long past,
+        // and a loss burst of a few seconds would go on counting against the member long
+        // after it ended. From its arrival, not from the probe: in a large cluster a report
+        // takes several probe periods to reach everyone, and counted from the probe, fewer
+        // fresh ones would be known at once than `needed` (at 1,000 members about one
+        // observer probes a given member per period).
         let fresh = window / 2;
         // Failing and all observers of a subject's current life (an observer that is not
         // active, fails too many members, or is the subject itself, does not count).
@@ -463,7 +493,7 @@ impl Gray {
                     continue;
                 }
                 total += 1;
-                if h.report.failing(ratio) && now.since(h.born) < fresh {
+                if h.report.failing(ratio) && now.since(h.arrived) < fresh {
                     failing_obs += 1;
                 }
             }

@@ -114,11 +114,11 @@ fn own_probes_publish_only_while_failing() {
     let s: Arc<str> = Arc::from("m5");
     g.on_probe(Time(0), &s, 1, true, true);
     assert!(
-        g.outgoing(Time(0)).is_empty(),
+        g.outgoing(Time(0), 1300).is_empty(),
         "nothing to say about a healthy member"
     );
     g.on_probe(Time(1000), &s, 1, false, true);
-    let out = g.outgoing(Time(1500));
+    let out = g.outgoing(Time(1500), 1300);
     assert_eq!(out.len(), 1);
     assert_eq!(
         (out[0].attempts, out[0].failures, out[0].age_ms),
@@ -126,7 +126,7 @@ fn own_probes_publish_only_while_failing() {
     );
     // Answered again: the superseding report says so (and it is spread too).
     g.on_probe(Time(2000), &s, 1, true, true);
-    let out = g.outgoing(Time(2000));
+    let out = g.outgoing(Time(2000), 1300);
     assert_eq!(
         (out[0].attempts, out[0].failures, out[0].latest_failed),
         (3, 1, false)
@@ -156,9 +156,9 @@ fn an_unhealthy_observer_does_not_publish_failures() {
     let mut g = gray();
     let s: Arc<str> = Arc::from("m5");
     g.on_probe(Time(0), &s, 1, false, false);
-    assert!(g.outgoing(Time(0)).is_empty());
+    assert!(g.outgoing(Time(0), 1300).is_empty());
     g.on_probe(Time(1000), &s, 1, false, true);
-    assert_eq!(g.outgoing(Time(1000)).len(), 1);
+    assert_eq!(g.outgoing(Time(1000), 1300).len(), 1);
 }
 
 #[test]
@@ -235,4 +235,57 @@ fn an_older_report_never_replaces_a_newer_one() {
     older.age_ms = 5_000;
     g.receive(Time(10_000), older, &c).unwrap();
     assert_eq!(g.reports["m9"]["m1"].report.failures, 4);
+}
+
+#[test]
+fn a_relayed_report_counts_for_half_the_window_from_its_arrival() {
+    let c = Cluster::new(10);
+    let mut g = gray();
+    // Reports of probes made 10 s ago reach us only now (a large cluster's relays).
+    for o in ["m1", "m2", "m3"] {
+        let mut r = report("m9", o, 1, 1);
+        r.age_ms = 10_000;
+        g.receive(Time(20_000), r, &c).unwrap();
+    }
+    // 14 s after they arrived (24 s after the probes): still fresh.
+    g.evaluate(Time(34_000), &c, true);
+    assert!(g.is_removed("m9"));
+    // Reports that arrived 15 s ago no longer count towards a removal.
+    let mut g = gray();
+    for o in ["m1", "m2", "m3"] {
+        g.receive(Time(0), report("m8", o, 1, 1), &c).unwrap();
+    }
+    g.evaluate(Time(15_000), &c, true);
+    assert!(!g.is_removed("m8"));
+}
+
+#[test]
+fn a_push_fills_its_budget_with_fresh_reports_only() {
+    let mut c = Cluster::new(40);
+    for i in 0..40 {
+        c.0.insert(format!("s{i}"), (1, true));
+    }
+    let mut g = gray();
+    // 30 reports by as many observers, and one 20 s old (no longer fresh: half the window).
+    for i in 0..30 {
+        let subject = format!("s{}", i % 10);
+        g.receive(
+            Time(20_000),
+            report(&subject, &format!("m{}", i + 1), 1, 1),
+            &c,
+        )
+        .unwrap();
+    }
+    g.receive(Time(0), report("s0", "m35", 1, 1), &c).unwrap();
+    let one = ReachReport::max_encoded_len("s0", "m10");
+    let out = g.outgoing(Time(20_000), 25 * one);
+    assert_eq!(out.len(), 25, "as many as fit, more than the old 8");
+    assert!(
+        out.iter().all(|r| r.observer != "m35"),
+        "a stale report was spread"
+    );
+    let encoded = crate::sync::ShoalMsg::Reach { reports: out }.encode();
+    assert!(encoded.len() <= 25 * one + 4, "{} bytes", encoded.len());
+    // The rest next time, then nothing fresh is left to send but repeats.
+    assert_eq!(g.outgoing(Time(20_000), 25 * one).len(), 25);
 }

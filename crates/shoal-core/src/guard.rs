@@ -66,6 +66,11 @@ pub struct Guard {
     transitions: Vec<GuardTransition>,
     /// The peers the rules compare against (see `baseline.rs`).
     baseline: Baseline,
+    /// Members seen alive whose record has not arrived yet: outside the baseline (their
+    /// services are unknown, so nothing of theirs can be protected or held as a ghost), but
+    /// counted with it by the trip rule, so that a split a second after forming, before
+    /// every record is in, trips as the same split a minute later does.
+    unrecorded: FixedHashSet<Arc<str>>,
     /// Failures by failure detection of baseline members, oldest first (pruned to `window`).
     failures: Vec<(Time, Arc<str>)>,
     /// Members SWIM calls down that are served as `held`.
@@ -122,6 +127,7 @@ impl Guard {
             reason: String::from("no failures"),
             transitions: Vec::new(),
             baseline: Baseline::with_seed(hashes),
+            unrecorded: hashes.set(),
             failures: Vec::new(),
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
@@ -205,18 +211,23 @@ impl Guard {
                 // Intent, not failure: out of the served view and of the baseline at once.
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.unrecorded.remove(name);
             }
             Some(TruthState::Alive) => {
                 // Back from a failure that removed it from the view (not an intent, not held
                 // by the guard): one flap, which costs it a damping penalty.
                 if before == Some(TruthState::Down) && !self.held.contains(name) {
-                    self.damping.on_flap(now, name);
+                    let generation = ctx.truth.get(name).map_or(0, |m| m.id.generation());
+                    self.damping.on_flap(now, name, generation);
                 } else {
                     self.damping.held_through(name);
                 }
                 self.unhold(name);
                 if Self::has_record(ctx, name) {
                     self.baseline.admit(name);
+                    self.unrecorded.remove(name);
+                } else if !self.baseline.contains(name) {
+                    self.unrecorded.insert(name.clone());
                 }
             }
             Some(TruthState::Suspect) => {
@@ -225,6 +236,7 @@ impl Guard {
             None => {
                 self.unhold(name);
                 self.baseline.remove(name);
+                self.unrecorded.remove(name);
                 self.damping.forget(name);
             }
         }
@@ -238,7 +250,7 @@ impl Guard {
     /// `name` went down by failure (SWIM, or the end of a restart grace): counted against
     /// the limits and held when the rules say so.
     fn on_failure(&mut self, now: Time, ctx: &GuardCtx<'_>, name: &Arc<str>, was_active: bool) {
-        if was_active && self.baseline.contains(name) {
+        if was_active && self.counted(name) {
             self.failures.push((now, name.clone()));
             self.baseline.note_down(now, name);
         }
@@ -267,7 +279,8 @@ impl Guard {
         if was_active {
             // A failure: its return will be a flap, unless the guard still holds it
             // then (it never left the view).
-            self.damping.on_down(now, name);
+            let generation = ctx.truth.get(name).map_or(0, |m| m.id.generation());
+            self.damping.on_down(now, name, generation);
         }
     }
 
@@ -283,7 +296,20 @@ impl Guard {
             .is_some_and(|m| m.state == TruthState::Alive);
         if alive && Self::has_record(ctx, name) {
             self.baseline.admit(name);
+            self.unrecorded.remove(name);
         }
+    }
+
+    /// Whether the trip rule counts `name`: in the baseline, or seen alive without its
+    /// record yet.
+    fn counted(&self, name: &str) -> bool {
+        self.baseline.contains(name) || self.unrecorded.contains(name)
+    }
+
+    /// Peers the trip rule compares against: the baseline and the members seen alive whose
+    /// record has not arrived.
+    fn counted_len(&self) -> usize {
+        self.baseline.len() + self.unrecorded.len()
     }
 
     /// A reach check finished (or silence began): decide with the new evidence.
@@ -368,8 +394,15 @@ impl Guard {
             );
         }
         if self.state == GuardState::Normal {
-            // Members down by failure for `stable_after` leave the baseline.
+            // Members down by failure for `stable_after` leave the baseline (and the
+            // members without a record, likewise).
             self.baseline.age_out(now, self.cfg.stable_after, ctx.truth);
+            let stable_after = self.cfg.stable_after;
+            self.unrecorded.retain(|n| {
+                ctx.truth
+                    .get(n)
+                    .is_some_and(|m| m.state.is_active() || now.since(m.since) < stable_after)
+            });
         }
 
         // Escalation after `max_freeze`.
@@ -580,9 +613,9 @@ impl Guard {
 
     /// A member already recorded down (removed on gray evidence) was declared down by SWIM
     /// too: its return will be a flap counted from now.
-    pub fn failed_again(&mut self, now: Time, name: &Arc<str>) {
+    pub fn failed_again(&mut self, now: Time, name: &Arc<str>, generation: u64) {
         if !self.off() {
-            self.damping.on_down(now, name);
+            self.damping.on_down(now, name, generation);
         }
     }
 

@@ -89,10 +89,7 @@ impl Guard {
         };
         for n in ctx.truth.suspects() {
             // A member that announced a restart is expected to go quiet: not a loss.
-            if self.baseline.contains(n)
-                && Self::announced_restart(ctx, n).is_none()
-                && seen.insert(n)
-            {
+            if self.counted(n) && Self::announced_restart(ctx, n).is_none() && seen.insert(n) {
                 out.suspect += 1;
                 if let Some(m) = ctx.truth.get(n) {
                     note(m.since, &mut first);
@@ -102,7 +99,7 @@ impl Guard {
         for (t, n) in &self.failures {
             // A failure that aged out of the baseline no longer counts (nor does the
             // baseline it would be compared against).
-            if !self.baseline.contains(n) {
+            if !self.counted(n) {
                 continue;
             }
             let gone = match ctx.truth.get(n) {
@@ -121,7 +118,7 @@ impl Guard {
                     .get(n)
                     .is_some_and(|m| m.state == TruthState::Left);
                 let restarting = Self::announced_restart(ctx, n).is_some();
-                if self.baseline.contains(n) && !left && !restarting && seen.insert(n) {
+                if self.counted(n) && !left && !restarting && seen.insert(n) {
                     out.unreachable += 1;
                     note(r.at, &mut first);
                 }
@@ -203,12 +200,16 @@ impl Guard {
             self.end_warming(now, ctx, synced);
         }
         let b = self.baseline.len();
-        let limit = self.cfg.limit(b);
+        // The limit is on the reaching side: removal stops once the peers lost *reach*
+        // `max_removal_ratio` of the cluster counting this node (4 of 10 trips; 3 are
+        // removed), and the peers seen alive whose record is still on its way count too.
+        let counted = self.counted_len();
+        let limit = self.cfg.limit(counted);
         let lost = self.lost(ctx);
         let trip_reason = || {
             format!(
-                "{} of {b} baseline peers lost in {} s ({} suspect, {} unreachable, {} failed), \
-                 limit {}%",
+                "{} of {counted} baseline peers lost in {} s ({} suspect, {} unreachable, {} \
+                 failed), limit {}%",
                 lost.count,
                 lost.first.map(|f| now.since(f).as_secs()).unwrap_or(0),
                 lost.suspect,

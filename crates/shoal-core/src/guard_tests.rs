@@ -115,6 +115,15 @@ impl Rig {
         }
     }
 
+    /// Like `set`, for a member whose record has not arrived.
+    fn set_unrecorded(&mut self, name: &str, st: TruthState) {
+        let (changed, prev) = self.truth.set(self.now, &Self::id(name), st);
+        if changed {
+            let n: Arc<str> = Arc::from(name);
+            self.with_ctx(|g, ctx, now| g.on_change(now, ctx, &n, prev, Some(st)));
+        }
+    }
+
     fn service(&mut self, name: &str, svc: &str) {
         self.instance(name, svc, svc);
     }
@@ -652,4 +661,29 @@ fn removal_stops_when_it_reaches_the_ratio() {
     assert_eq!(r.served(&peer(0)), ServedStatus::Down);
     r.set(&peer(3), TruthState::Suspect);
     assert_eq!(r.state(), GuardState::Frozen);
+}
+
+#[test]
+fn a_young_split_trips_like_an_old_one_before_every_record_is_in() {
+    // Ten members a second after forming: three of them seen alive, their records still on
+    // their way (outside the baseline).
+    let mut r = Rig::young(GuardConfig::default(), 6);
+    for i in 6..9 {
+        r.set_unrecorded(&peer(i), TruthState::Alive);
+    }
+    assert_eq!(r.g.report().baseline, 6);
+    // The network splits 4/6: p5 (with its record) and the three without are lost.
+    for i in [5, 6, 7] {
+        r.set_unrecorded(&peer(i), TruthState::Down);
+    }
+    assert_eq!(r.state(), GuardState::Normal, "3 of 10 are removed");
+    assert_eq!(r.served(&peer(6)), ServedStatus::Down);
+    // The 4th reaches 40 % of the ten: the guard trips, as it does a minute later.
+    r.set_unrecorded(&peer(8), TruthState::Suspect);
+    assert_eq!(r.state(), GuardState::Frozen);
+    // Their records arrive: they join the baseline, counted once.
+    for i in 6..9 {
+        r.set(&peer(i), TruthState::Alive);
+    }
+    assert_eq!(r.g.report().baseline, 9);
 }

@@ -61,7 +61,8 @@ impl Node {
             self.gray_swim.remove(name);
             self.stats.gray_removals_ended_by_swim += 1;
             if state == TruthState::Down {
-                self.guard.failed_again(self.now, name);
+                let generation = self.truth.get(name).map_or(0, |m| m.id.generation());
+                self.guard.failed_again(self.now, name, generation);
             }
             return state;
         }
@@ -143,7 +144,10 @@ impl Node {
             return;
         }
         self.next_gray_push = now.plus(self.cfg.timings.probe_period);
-        let reports = self.gray.outgoing(now);
+        // (The message's own bytes: its kind and the length of the list.)
+        let reports = self
+            .gray
+            .outgoing(now, self.shoal_budget().saturating_sub(4));
         if reports.is_empty() {
             return;
         }
