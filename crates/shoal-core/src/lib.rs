@@ -13,6 +13,7 @@ pub mod due;
 pub mod duration;
 pub mod ext;
 pub mod fields;
+pub mod fleet;
 pub mod gray;
 pub mod guard;
 pub mod guard_config;
@@ -50,6 +51,8 @@ mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]
+mod fleet_tests;
+#[cfg(test)]
 mod guard_e2e_tests;
 #[cfg(test)]
 mod guard_tests;
@@ -77,7 +80,8 @@ pub use health_guard::{HealthGuard, HealthTransition};
 pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
-    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
+    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, QueryView,
+    RecentEvent, Stats, Transmit, UserEventView,
 };
 pub use outlier::{
     Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,

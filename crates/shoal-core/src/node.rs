@@ -151,6 +151,11 @@ pub struct Node {
     snapshot_index: Option<u64>,
     /// Cluster-wide thaws taken, at most one per `operator::THAW_MIN_INTERVAL`.
     thaws: crate::operator::ThawBound,
+    /// User events and queries (`core::fleet`, `node_fleet.rs`).
+    fleet: crate::fleet::Fleet,
+    /// When `NodeTimer::Fleet` is armed for, and the next event anti-entropy.
+    fleet_armed: Option<Time>,
+    next_event_sync: Time,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -162,11 +167,15 @@ mod node_lifeguard;
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, MAX_FUTURE};
+/// User events and queries: commands, push rounds, event anti-entropy.
+#[path = "node_fleet.rs"]
+mod node_fleet;
 /// Gray failures: probe outcomes in, reach reports out, removals applied.
 #[path = "node_gray.rs"]
 mod node_gray;
 #[path = "node_health.rs"]
 mod node_health;
+pub use node_fleet::{QueryView, RecentEvent, UserEventView};
 #[path = "node_outlier.rs"]
 mod node_outlier;
 pub use node_outlier::{InstanceReport, ReportError};
@@ -240,6 +249,7 @@ impl Node {
         cfg.timings.validate().map_err(NodeError::BadTimings)?;
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
         cfg.outlier.validate().map_err(NodeError::BadOutlier)?;
+        cfg.fleet.validate().map_err(NodeError::BadTimings)?;
         meta.validate()?;
         // Before any name is interned: the thread's caches take the first node's seed.
         let hashes = HashSeed::of_node(seed);
@@ -349,6 +359,9 @@ impl Node {
             snapshot_due: false,
             snapshot_index: None,
             thaws: Default::default(),
+            fleet: crate::fleet::Fleet::new(cfg.fleet.clone(), hashes),
+            fleet_armed: None,
+            next_event_sync: Time::ZERO,
             cfg,
         })
     }
@@ -477,6 +490,7 @@ impl Node {
                 return;
             }
             NodeTimer::Outlier => self.outliers.handle_timeout(now),
+            NodeTimer::Fleet => self.fleet_timer(now),
             NodeTimer::RestartGrace(name) => {
                 // Served `down` (or held) from now on if it is not back: `after_input` emits it.
                 self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));

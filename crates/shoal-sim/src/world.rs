@@ -540,6 +540,7 @@ impl<'a> World<'a> {
                 }
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
                 EventKind::Local(_) | EventKind::Health(_) | EventKind::Outlier(_) => {}
+                EventKind::UserEvent(_) | EventKind::Query(_) => {}
             }
         }
         self.ev_buf = evs;

@@ -90,6 +90,7 @@ impl World<'_> {
             guard: self.sc.guard.config(self.mode),
             track_suspects: true,
             outlier: Default::default(),
+            fleet: Default::default(),
         };
         let generation = (self.hosts[i].generation + 1).max(now_ms + 1);
         let seed =
