@@ -25,6 +25,9 @@ pub mod health;
 mod output;
 #[path = "cli_report.rs"]
 pub mod report;
+/// `event`, `events` and `query` (Serf's user events and queries).
+#[path = "cli_events.rs"]
+pub mod events;
 pub use output::describe;
 use output::*;
 
@@ -187,6 +190,12 @@ pub enum ClientCommand {
     Report(report::ReportArgs),
     /// Stream changes of the served view as they happen.
     Watch,
+    /// Fire a user event to every member (Serf's `serf event`).
+    Event(events::EventArgs),
+    /// List the recent user events this agent received.
+    Events,
+    /// Ask the matching members a question and collect their answers (Serf's `serf query`).
+    Query(events::QueryCmdArgs),
     /// Show this node, its figures and the guard.
     Info,
     /// Remove a failed or held member on every agent (Serf's force-leave).
@@ -429,6 +438,9 @@ async fn execute(
             return health::ttl(client, &id, action, note, json, out).await
         }
         ClientCommand::Report(a) => return report::report(client, a, json, out).await,
+        ClientCommand::Event(a) => return events::event(client, a, json, out).await,
+        ClientCommand::Events => return events::events(client, json, out).await,
+        ClientCommand::Query(a) => return events::query(client, a, json, out).await,
         ClientCommand::Watch => {
             let mut w = client.watch(None).await?;
             return watch_loop(&mut w, json, out, err).await;

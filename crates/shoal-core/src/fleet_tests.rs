@@ -176,7 +176,7 @@ fn a_query_collects_acks_and_answers_with_counts() {
     }
     net.run_for_ms(200);
     let mut s = None;
-    net.call(0, |n, _| s = n.query_status(id));
+    net.call(0, |n, now| s = n.query_status(now, id));
     let s = s.unwrap();
     assert!(s.done && !s.timed_out, "{s:?}");
     assert_eq!((s.acks, s.answers.len(), s.pending), (6, 3, 0));
@@ -216,7 +216,7 @@ fn a_query_filter_and_a_cut_off_member() {
     });
     net.run_for_ms(500);
     let mut s = None;
-    net.call(0, |n, _| s = n.query_status(id));
+    net.call(0, |n, now| s = n.query_status(now, id));
     let s = s.unwrap();
     assert!(s.done && !s.timed_out);
     assert_eq!((s.acks, s.answers.len()), (2, 0));

@@ -168,9 +168,10 @@ impl Node {
         Ok(q)
     }
 
-    /// What this node knows of a query it asked (as of the last input).
-    pub fn query_status(&mut self, id: u64) -> Option<QueryStatus> {
-        self.fleet.query_status(self.now, id)
+    /// What this node knows of a query it asked, as of `now` (past its deadline: done).
+    /// Changes nothing but the query's own status.
+    pub fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
+        self.fleet.query_status(now.max(self.now), id)
     }
 
     /// Answers a query this node matched (its handler's output), once, before its deadline.
