@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `event`, `events` and `query` (Serf's user events and queries).
+#[path = "cli_events.rs"]
+pub mod events;
 /// `register`, `checks`, `check` and the health column (their argument types are public).
 #[path = "cli_health.rs"]
 pub mod health;
@@ -25,9 +28,6 @@ pub mod health;
 mod output;
 #[path = "cli_report.rs"]
 pub mod report;
-/// `event`, `events` and `query` (Serf's user events and queries).
-#[path = "cli_events.rs"]
-pub mod events;
 pub use output::describe;
 use output::*;
 

@@ -493,7 +493,9 @@ impl Client {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let ans = self.raw_with_timeout(method, path, Some(body), timeout).await?;
+        let ans = self
+            .raw_with_timeout(method, path, Some(body), timeout)
+            .await?;
         if !ans.status.is_success() {
             return Err(api_error(&ans));
         }
