@@ -14,6 +14,7 @@ pub mod alert;
 pub mod checks;
 pub mod datadir;
 pub(crate) mod droplog;
+pub mod handlers;
 pub mod logging;
 pub mod notify;
 pub mod registrations;

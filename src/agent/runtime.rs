@@ -315,6 +315,16 @@ impl Agent {
             keyring_file: cfg.trust.keyring_file.clone(),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
+            handlers: crate::agent::handlers::Handlers::spawn(
+                &cfg.event_handlers,
+                crate::agent::handlers::RunCfg {
+                    timeout: cfg.handler_timeout,
+                    coalesce: cfg.handler_coalesce,
+                    answer_max: cfg.query_answer_max,
+                    self_name: cfg.name.clone(),
+                },
+                shared.clone(),
+            ),
             drop_log: Default::default(),
         };
         let (socket, sh, io2) = (Arc::new(socket), shared.clone(), io.clone());
@@ -505,6 +515,8 @@ struct LoopCtx {
     keyring_file: PathBuf,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
+    /// The event handlers of the config file, when any.
+    handlers: Option<crate::agent::handlers::Handlers>,
     /// Rate-limited lines about refused datagrams (`droplog`).
     drop_log: Mutex<crate::agent::droplog::DropLog>,
 }
@@ -673,8 +685,12 @@ async fn flush<const FAULTS: bool>(
             }
             _ => {}
         }
+        let ev = std::sync::Arc::new(ev);
+        if let Some(h) = &ctx.handlers {
+            h.offer(&ev);
+        }
         // No receiver is fine: nobody is watching.
-        let _ = shared.events.send(std::sync::Arc::new(ev));
+        let _ = shared.events.send(ev);
     }
     shared.flushed.notify_waiters();
 }

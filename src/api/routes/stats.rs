@@ -78,6 +78,7 @@ pub(super) async fn metrics_text(State(st): State<ApiState>) -> Response {
     let mut text = metrics::render(&input);
     text.push_str(&health.render());
     text.push_str(&outliers.render());
+    text.push_str(&st.shared.handlers.render());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
