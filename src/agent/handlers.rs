@@ -385,7 +385,7 @@ async fn run(
 fn kill_group(pid: u32) {
     // `kill -KILL -PGID` through the system's kill: no unsafe code, no extra crate.
     let _ = std::process::Command::new("kill")
-        .arg("-KILL")
+        .args(["-s", "KILL", "--"])
         .arg(format!("-{pid}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
