@@ -404,6 +404,8 @@ pub enum Outcome {
     Seen,
     /// A newer same-name event was already delivered: not delivered (coalesced).
     Superseded,
+    /// A query past the rate limit of queries processed: dropped.
+    RateLimited,
 }
 
 /// The node's fleet state: every table bounded.
@@ -525,17 +527,18 @@ impl Fleet {
     }
 
     /// A query arrived (or was asked here): whether it is new and within the rate limit.
-    /// `Err(())`: over the rate limit (dropped, counted by the caller).
-    pub fn receive_query(&mut self, now: Time, q: &Query) -> Result<Outcome, ()> {
+    pub fn receive_query(&mut self, now: Time, q: &Query) -> Outcome {
         self.witness(q.ltime);
         if self.seen.contains(&q.id) {
-            return Ok(Outcome::Seen);
+            return Outcome::Seen;
         }
-        self.in_rate.take(now).map_err(|_| ())?;
+        if self.in_rate.take(now).is_err() {
+            return Outcome::RateLimited;
+        }
         if !self.see(q.id, q.ltime) {
-            return Ok(Outcome::Seen);
+            return Outcome::Seen;
         }
-        Ok(Outcome::New)
+        Outcome::New
     }
 
     /// Spreads `item` for `rounds` rounds.
@@ -752,7 +755,7 @@ pub fn log10_ceil(n: usize) -> u32 {
     let mut d = 0;
     let mut exact = true;
     while x >= 10 {
-        if x % 10 != 0 {
+        if !x.is_multiple_of(10) {
             exact = false;
         }
         x /= 10;

@@ -236,18 +236,19 @@ impl Node {
             }
             Outcome::Seen => self.stats.events_duplicate += 1,
             Outcome::Superseded => self.stats.events_coalesced += 1,
+            Outcome::RateLimited => {}
         }
     }
 
     /// A query asked here or received: spread when new, delivered and acked when it matches.
     fn take_query(&mut self, now: Time, q: Query) {
         match self.fleet.receive_query(now, &q) {
-            Err(()) => {
+            Outcome::RateLimited => {
                 self.stats.queries_dropped_rate += 1;
                 return;
             }
-            Ok(Outcome::New) => {}
-            Ok(_) => return,
+            Outcome::New => {}
+            Outcome::Seen | Outcome::Superseded => return,
         }
         if *q.origin != *self.cfg.name {
             self.stats.queries_received += 1;
@@ -449,7 +450,7 @@ impl Node {
 
 /// Whether a member as served matches a query's filter.
 fn matches_view(f: &QueryFilter, m: &MemberView) -> bool {
-    (f.nodes.is_empty() || f.nodes.iter().any(|n| *n == m.name))
+    (f.nodes.is_empty() || f.nodes.contains(&m.name))
         && f.tags
             .iter()
             .all(|(k, v)| m.tags.get(k).is_some_and(|x| x == v))
