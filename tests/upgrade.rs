@@ -447,7 +447,9 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     }
     // A user event from an agent of this release (a `ShoalMsg` kind v0.1.0 does not know):
     // the agents of this release list it, the v0.1.0 agents ignore it and keep one view.
-    let newest = (0..AGENTS).find(|i| !starts_old(*i)).expect("an agent of this release");
+    let newest = (0..AGENTS)
+        .find(|i| !starts_old(*i))
+        .expect("an agent of this release");
     agents[newest]
         .api()
         .fire_event("upgrade-check", b"x".to_vec(), true)

@@ -94,8 +94,8 @@ impl Node {
             coalesce,
         };
         self.stats.events_fired += 1;
-        self.take_event(now, e.clone());
-        self.fleet_round(now);
+        let fresh = self.take_event(now, e.clone());
+        self.push_now(fresh.into_iter().collect(), Vec::new());
         self.after_input(now);
         Ok(UserEventView::of(&e))
     }
@@ -131,7 +131,6 @@ impl Node {
         self.fleet.track_query(&q, deadline, expected, cut_off);
         self.stats.queries_sent += 1;
         self.take_query(now, q.clone());
-        self.fleet_round(now);
         self.after_input(now);
         Ok(self.fleet.query_status(now, q.id).expect("just tracked"))
     }
@@ -190,10 +189,7 @@ impl Node {
             self.fleet.on_answer(now, id, &me, payload);
         } else if let Some(addr) = self.member_addr(&open.origin) {
             let from = self.cfg.name.clone();
-            self.send_shoal(
-                addr,
-                &ShoalMsg::Fleet(FleetMsg::Answer { id, from, payload }),
-            );
+            self.send_fleet(addr, FleetMsg::Answer { id, from, payload });
         }
         self.after_input(now);
         Ok(())
@@ -222,8 +218,9 @@ impl Node {
             .map(|m| m.id.addr())
     }
 
-    /// An event fired here or received: delivered and spread when new.
-    fn take_event(&mut self, now: Time, e: UserEvent) {
+    /// An event fired here or received: delivered and spread when new (returned, for the
+    /// caller to push at once: the first round does not wait for the timer).
+    fn take_event(&mut self, now: Time, e: UserEvent) -> Option<UserEvent> {
         match self.fleet.receive_event(now, &e) {
             Outcome::New => {
                 if *e.origin != *self.cfg.name {
@@ -231,13 +228,15 @@ impl Node {
                 }
                 self.push_event(now, EventKind::UserEvent(UserEventView::of(&e)));
                 let rounds = crate::fleet::spread_rounds(self.active_peers() + 1);
-                self.fleet.spread(Spread::Event(e), rounds);
+                self.fleet.spread(Spread::Event(e.clone()), rounds - 1);
                 self.arm_fleet(now);
+                return Some(e);
             }
             Outcome::Seen => self.stats.events_duplicate += 1,
             Outcome::Superseded => self.stats.events_coalesced += 1,
             Outcome::RateLimited => {}
         }
+        None
     }
 
     /// A query asked here or received: spread when new, delivered and acked when it matches.
@@ -254,8 +253,9 @@ impl Node {
             self.stats.queries_received += 1;
         }
         let rounds = crate::fleet::spread_rounds(self.active_peers() + 1);
-        self.fleet.spread(Spread::Query(q.clone()), rounds);
+        self.fleet.spread(Spread::Query(q.clone()), rounds - 1);
         self.arm_fleet(now);
+        self.push_now(Vec::new(), vec![q.clone()]);
         if !q.filter.matches(&self.cfg.name, &self.own.meta) {
             return;
         }
@@ -285,16 +285,18 @@ impl Node {
                 from,
                 answering,
             };
-            self.send_shoal(addr, &ShoalMsg::Fleet(ack));
+            self.send_fleet(addr, ack);
         }
     }
 
     pub(super) fn handle_fleet(&mut self, now: Time, from: SocketAddr, msg: FleetMsg) {
         match msg {
             FleetMsg::Events { events } => {
-                for e in events {
-                    self.take_event(now, e);
-                }
+                let fresh: Vec<UserEvent> = events
+                    .into_iter()
+                    .filter_map(|e| self.take_event(now, e))
+                    .collect();
+                self.push_now(fresh, Vec::new());
             }
             FleetMsg::Query(q) => self.take_query(now, q),
             FleetMsg::Have {
@@ -318,7 +320,7 @@ impl Node {
                         ids: Some(self.fleet.recent_ids()),
                         replies: replies.min(2) - 1,
                     };
-                    self.send_shoal(from, &ShoalMsg::Fleet(have));
+                    self.send_fleet(from, have);
                 }
             }
             FleetMsg::Ack {
@@ -347,6 +349,13 @@ impl Node {
         }
     }
 
+    /// Sends one fleet message, its bytes counted in `stats.fleet_tx_bytes`.
+    fn send_fleet(&mut self, dst: SocketAddr, msg: FleetMsg) {
+        let before = self.stats.tx_bytes;
+        self.send_shoal(dst, &ShoalMsg::Fleet(msg));
+        self.stats.fleet_tx_bytes += self.stats.tx_bytes - before;
+    }
+
     /// Sends `events` to `dst`, as few datagrams as fit.
     fn send_events(&mut self, dst: SocketAddr, events: Vec<UserEvent>) {
         let budget = self.shoal_budget();
@@ -358,14 +367,14 @@ impl Node {
                 && (len + l > budget || cur.len() >= crate::fleet::MAX_EVENTS_PER_MSG)
             {
                 let events = std::mem::take(&mut cur);
-                self.send_shoal(dst, &ShoalMsg::Fleet(FleetMsg::Events { events }));
+                self.send_fleet(dst, FleetMsg::Events { events });
                 len = 8;
             }
             len += l;
             cur.push(e);
         }
         if !cur.is_empty() {
-            self.send_shoal(dst, &ShoalMsg::Fleet(FleetMsg::Events { events: cur }));
+            self.send_fleet(dst, FleetMsg::Events { events: cur });
         }
     }
 
@@ -375,6 +384,14 @@ impl Node {
             return;
         }
         let (events, queries) = self.fleet.round();
+        self.push_now(events, queries);
+    }
+
+    /// Pushes these to `gossip_fanout` random active peers now.
+    fn push_now(&mut self, events: Vec<UserEvent>, queries: Vec<Query>) {
+        if events.is_empty() && queries.is_empty() {
+            return;
+        }
         let mut peers = Vec::new();
         self.foca
             .random_members(self.cfg.timings.gossip_fanout, &mut peers, &mut self.rng);
@@ -383,7 +400,7 @@ impl Node {
             self.stats.fleet_pushes += 1;
             self.send_events(p, events.clone());
             for q in &queries {
-                self.send_shoal(p, &ShoalMsg::Fleet(FleetMsg::Query(q.clone())));
+                self.send_fleet(p, FleetMsg::Query(q.clone()));
             }
         }
     }
@@ -440,7 +457,7 @@ impl Node {
                     ids: None,
                     replies: 2,
                 };
-                self.send_shoal(dst, &ShoalMsg::Fleet(have));
+                self.send_fleet(dst, have);
             }
         }
         self.fleet.expire(now);

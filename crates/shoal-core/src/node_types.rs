@@ -255,6 +255,9 @@ pub struct Stats {
     /// Event anti-entropy rounds started.
     #[serde(default)]
     pub event_syncs: u64,
+    /// Bytes of the datagrams of events, queries and answers sent (their traffic cost).
+    #[serde(default)]
+    pub fleet_tx_bytes: u64,
 }
 
 impl Stats {

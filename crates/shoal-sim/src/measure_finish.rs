@@ -263,6 +263,7 @@ impl Recorder {
             sides,
             health: None,
             gray: self.gray.finish(running),
+            user_events: None,
         }
     }
 }

@@ -274,6 +274,21 @@ impl World<'_> {
             Action::Restart(i, keep) => {
                 self.start(i as usize, keep)?;
             }
+            Action::UserEvent(i) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                let fired = self.hosts[i].node.as_mut().and_then(|n| {
+                    n.user_event(Time(now_ms), "sim-event", vec![b'x'; 64], false)
+                        .ok()
+                });
+                if let Some(e) = fired {
+                    self.user_events.fired(e.id, i as u32, now_ms);
+                    // Its own delivery came out as an event: the flush records it.
+                }
+                self.flush(i, self.now);
+            }
             Action::Leave(i) => {
                 let i = i as usize;
                 if !self.running(i) {
