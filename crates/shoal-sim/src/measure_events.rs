@@ -33,10 +33,13 @@ pub struct EventFigures {
     pub fleet_bytes_per_node_s: f64,
 }
 
+/// One fired event: who fired it, when (ms), and each delivery (node, ms).
+type Fired = (u32, u64, Vec<(u32, u64)>);
+
 #[derive(Default)]
 pub struct UserEvents {
-    /// id -> (from, fired ms, deliveries (node, ms)).
-    fired: BTreeMap<u64, (u32, u64, Vec<(u32, u64)>)>,
+    /// By event id.
+    fired: BTreeMap<u64, Fired>,
 }
 
 impl UserEvents {
