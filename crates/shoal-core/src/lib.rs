@@ -14,6 +14,7 @@ pub mod duration;
 pub mod ext;
 pub mod fields;
 pub mod fleet;
+mod fleet_wire;
 pub mod gray;
 pub mod guard;
 pub mod guard_config;
