@@ -80,6 +80,7 @@ fn node(i: usize, keyed: bool, seeds: Vec<SocketAddr>) -> Node {
         guard: Default::default(),
         track_suspects: true,
         outlier: Default::default(),
+        fleet: Default::default(),
     };
     let mut n = Node::new(cfg, 1, meta(i), i as u64 + 1, Time(0)).expect("node");
     n.set_trust(trust_config(keyed)).expect("trust");

@@ -68,6 +68,7 @@ fn run(n: usize, secs: u64, mode: Mode) -> Run {
                 guard: Default::default(),
                 track_suspects: true,
                 outlier: Default::default(),
+                fleet: Default::default(),
             };
             let mut meta = NodeMeta::default();
             meta.tags.insert("zone".into(), format!("z{}", i % 3));

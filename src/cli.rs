@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `event`, `events` and `query` (Serf's user events and queries).
+#[path = "cli_events.rs"]
+pub mod events;
 /// `register`, `checks`, `check` and the health column (their argument types are public).
 #[path = "cli_health.rs"]
 pub mod health;
@@ -187,6 +190,12 @@ pub enum ClientCommand {
     Report(report::ReportArgs),
     /// Stream changes of the served view as they happen.
     Watch,
+    /// Fire a user event to every member (Serf's `serf event`).
+    Event(events::EventArgs),
+    /// List the recent user events this agent received.
+    Events,
+    /// Ask the matching members a question and collect their answers (Serf's `serf query`).
+    Query(events::QueryCmdArgs),
     /// Show this node, its figures and the guard.
     Info,
     /// Remove a failed or held member on every agent (Serf's force-leave).
@@ -472,6 +481,9 @@ async fn execute(
             return health::ttl(client, &id, action, note, json, out).await
         }
         ClientCommand::Report(a) => return report::report(client, a, json, out).await,
+        ClientCommand::Event(a) => return events::event(client, a, json, out).await,
+        ClientCommand::Events => return events::events(client, json, out).await,
+        ClientCommand::Query(a) => return events::query(client, a, json, out).await,
         ClientCommand::Watch => {
             let mut w = client.watch(None).await?;
             return watch_loop(&mut w, json, out, err).await;

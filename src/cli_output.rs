@@ -72,6 +72,14 @@ pub fn describe(line: &WatchLine) -> String {
                     t.report.reason,
                     t.report.held
                 ),
+                EventKind::UserEvent(e) => format!(
+                    "user event {} from {} (ltime {}): {}",
+                    e.name, e.origin, e.ltime, e.payload
+                ),
+                EventKind::Query(q) => format!(
+                    "query {} from {} (id {}): {}",
+                    q.name, q.origin, q.id, q.payload
+                ),
                 EventKind::Outlier(t) => format!(
                     "instance {} of {} {}: {}",
                     t.node,

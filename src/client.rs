@@ -505,6 +505,71 @@ impl Client {
             .await
     }
 
+    /// A request whose body is raw bytes (an event's or query's payload).
+    async fn call_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let ans = self
+            .raw_with_timeout(method, path, Some(body), timeout)
+            .await?;
+        if !ans.status.is_success() {
+            return Err(api_error(&ans));
+        }
+        serde_json::from_slice(&ans.body)
+            .map_err(|e| ClientError::Decode(format!("{e} in the answer to {path}")))
+    }
+
+    /// `PUT /v1/event/{name}`: fires a user event (`coalesce: false` delivers every one).
+    pub async fn fire_event(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        coalesce: bool,
+    ) -> Result<EventFireResponse, ClientError> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if !coalesce {
+            q.append_pair("coalesce", "false");
+        }
+        let path = path_with(&format!("/v1/event/{}", encode_segment(name)), q);
+        self.call_bytes(Method::PUT, &path, payload, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// `GET /v1/events`: the recent user events.
+    pub async fn events(&self) -> Result<EventsResponse, ClientError> {
+        self.get("/v1/events").await
+    }
+
+    /// `POST /v1/query/{name}`: asks the matching members, waits for their answers.
+    pub async fn query(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        filter: &QueryArgs,
+    ) -> Result<QueryResponse, ClientError> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for n in &filter.nodes {
+            q.append_pair("node", n);
+        }
+        for t in &filter.tags {
+            q.append_pair("tag", t);
+        }
+        if let Some(s) = &filter.service {
+            q.append_pair("service", s);
+        }
+        if let Some(t) = &filter.timeout {
+            q.append_pair("timeout", t);
+        }
+        let path = path_with(&format!("/v1/query/{}", encode_segment(name)), q);
+        // The agent answers when the query ends (at most its timeout, at most 300 s).
+        let timeout = REQUEST_TIMEOUT + crate::api::routes::MAX_WAIT;
+        self.call_bytes(Method::POST, &path, payload, timeout).await
+    }
+
     /// `PUT /v1/tags`: sets and deletes tags of the local node.
     pub async fn set_tags(
         &self,
@@ -742,4 +807,15 @@ mod tests {
         assert!("tcp:1".parse::<Endpoint>().is_err());
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
     }
+}
+
+/// The filters and timeout of `shoal query`, as given.
+#[derive(Clone, Debug, Default)]
+pub struct QueryArgs {
+    pub nodes: Vec<String>,
+    /// `key=value`.
+    pub tags: Vec<String>,
+    pub service: Option<String>,
+    /// A duration (`5s`, `500ms`).
+    pub timeout: Option<String>,
 }

@@ -475,6 +475,8 @@ impl Display {
                 t.report.reason
             ),
             EventKind::Local(l) => format!("n0: {l:?}"),
+            EventKind::UserEvent(e) => format!("n0 got user event {} from {}", e.name, e.origin),
+            EventKind::Query(q) => format!("n0 got query {} from {}", q.name, q.origin),
             EventKind::Outlier(t) => format!(
                 "n0 instance {} of {} {}: {}",
                 t.node,

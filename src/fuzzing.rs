@@ -62,6 +62,7 @@ fn node(name: &str, port: u16) -> Node {
         guard: Default::default(),
         track_suspects: true,
         outlier: Default::default(),
+        fleet: Default::default(),
     };
     let mut meta = NodeMeta::default();
     meta.tags.insert("role".into(), "fuzz".into());
@@ -222,7 +223,51 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
         }],
         replies: 1,
     };
-    for m in [want, digest] {
+    use shoal_core::fleet::{FleetMsg, Query, QueryFilter, UserEvent};
+    let event = UserEvent {
+        id: 5,
+        ltime: 3,
+        origin: "peer".into(),
+        name: "deploy".into(),
+        payload: b"v2".to_vec(),
+        coalesce: true,
+    };
+    let fleet = [
+        FleetMsg::Events {
+            events: vec![event],
+        },
+        FleetMsg::Have {
+            fingerprint: 1,
+            count: 1,
+            ids: Some(vec![5]),
+            replies: 1,
+        },
+        FleetMsg::Query(Query {
+            id: 6,
+            ltime: 4,
+            origin: "peer".into(),
+            name: "uptime".into(),
+            payload: vec![],
+            filter: QueryFilter {
+                nodes: vec!["target".into()],
+                tags: vec![("role".into(), "web".into())],
+                service: Some("web".into()),
+            },
+            timeout_ms: 1000,
+        }),
+        FleetMsg::Ack {
+            id: 6,
+            from: "peer".into(),
+            answering: true,
+        },
+        FleetMsg::Answer {
+            id: 6,
+            from: "peer".into(),
+            payload: b"up".to_vec(),
+        },
+    ]
+    .map(ShoalMsg::Fleet);
+    for m in [want, digest].into_iter().chain(fleet) {
         let mut d = vec![2u8];
         d.extend_from_slice(&m.encode());
         v.push(d);
@@ -299,6 +344,8 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
         "\x01v1/keys/forget/peer\n",
         "\x00metrics\n",
         "\x00v1/stats\n",
+        "\x02v1/event/deploy?coalesce=false\nv2",
+        "\x00v1/events\n",
         "\x03v1/services/web\n",
     ]
     .iter()

@@ -404,3 +404,68 @@ fn three_hundred_nodes_form_one_view_through_three_seeds_quickly() {
     assert_eq!(r.guard.transitions, 0, "the guard moved while forming");
     assert_eq!(r.false_downs.served.count, 0);
 }
+
+/// Issue 25: a user event reaches every node once, within the time a join does; one fired on
+/// one side of a split reaches the other side after the heal (the event anti-entropy).
+#[test]
+fn an_event_reaches_every_node_once_and_crosses_a_healed_split() {
+    let sc = Scenario::parse(
+        r#"
+name = "events-small"
+seed = 25
+nodes = 30
+profile = "lan"
+duration = "90s"
+[cluster]
+seeds = 2
+formed = true
+[network]
+loss = 0.01
+[[fault]]
+at = "10s"
+kind = "user-event"
+node = 7
+[[fault]]
+at = "10s"
+kind = "join"
+count = 1
+[[fault]]
+at = "20s"
+kind = "partition"
+duration = "20s"
+groups = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
+[[fault]]
+at = "25s"
+kind = "user-event"
+node = 3
+"#,
+    )
+    .expect("scenario");
+    let r = run(&sc, GuardMode::Enforce);
+    let ev = r.user_events.expect("event figures");
+    assert_eq!(ev.events.len(), 2);
+    for e in &ev.events {
+        assert_eq!((e.reached, e.duplicates), (e.of, 0), "{e:?}");
+    }
+    let first = ev
+        .events
+        .iter()
+        .find(|e| e.fired_s == 10.0)
+        .expect("the first");
+    let join = r.spreads.join.t100_s.max;
+    assert_eq!(r.spreads.join.complete, 1, "{:?}", r.spreads.join);
+    assert!(
+        first.latency_ms.max / 1000.0 <= join,
+        "event {} ms, a join {join} s",
+        first.latency_ms.max
+    );
+    // Fired during the split: the far side has it only after the heal (at 40 s), and within
+    // two event anti-entropy periods (3 x sync_interval = 30 s) of it.
+    let second = ev
+        .events
+        .iter()
+        .find(|e| e.fired_s == 25.0)
+        .expect("the second");
+    assert!(second.latency_ms.max > 15_000.0, "{second:?}");
+    assert!(second.latency_ms.max < 15_000.0 + 60_000.0, "{second:?}");
+}

@@ -320,6 +320,8 @@ async fn api_commands_need_the_token_when_one_is_set() {
         ("POST", "/v1/guard/freeze"),
         ("POST", "/v1/guard/thaw"),
         ("POST", "/v1/keys"),
+        ("PUT", "/v1/event/deploy"),
+        ("POST", "/v1/query/uptime"),
     ];
     for auth in [
         None,

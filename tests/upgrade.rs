@@ -445,6 +445,31 @@ async fn mixed_versions_serve_one_view_and_a_rolling_upgrade_loses_nothing() {
     for a in &agents[1..] {
         assert_eq!(services_of(a).await, svcs, "services differ between agents");
     }
+    // A user event from an agent of this release (a `ShoalMsg` kind v0.1.0 does not know):
+    // the agents of this release list it, the v0.1.0 agents ignore it and keep one view.
+    let newest = (0..AGENTS)
+        .find(|i| !starts_old(*i))
+        .expect("an agent of this release");
+    agents[newest]
+        .api()
+        .fire_event("upgrade-check", b"x".to_vec(), true)
+        .await
+        .expect("an event fires in a mixed cluster");
+    for (i, a) in agents.iter().enumerate().filter(|(i, _)| !starts_old(*i)) {
+        let start = Instant::now();
+        loop {
+            let r = a.api().events().await.expect("events");
+            if r.events.iter().any(|e| e.event.name == "upgrade-check") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "agent {i} did not get the event"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    converged(&agents, "mixed cluster after a user event").await;
     println!(
         "mixed cluster ({OLD} agents of {}, {} of this release): one view of {} members",
         prev.display(),

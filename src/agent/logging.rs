@@ -149,6 +149,20 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
                 );
             }
         }
+        EventKind::UserEvent(e) => debug!(
+            name = %e.name,
+            origin = %e.origin,
+            ltime = e.ltime,
+            bytes = e.payload.len(),
+            "user event"
+        ),
+        EventKind::Query(q) => debug!(
+            name = %q.name,
+            origin = %q.origin,
+            id = q.id,
+            answering = q.answering,
+            "query"
+        ),
         EventKind::Outlier(t) => match t.action {
             shoal_core::OutlierAction::Restored => info!(
                 service = %t.service,

@@ -17,6 +17,7 @@ pub mod checks;
 pub mod clock;
 pub mod datadir;
 pub(crate) mod droplog;
+pub mod handlers;
 pub mod logging;
 pub mod member_keys;
 pub mod notify;

@@ -331,6 +331,16 @@ impl Agent {
             known: crate::agent::member_keys::KnownSaver::spawn(cfg.data_dir.clone()),
             snap_path,
             alerts: cfg.alert_hook.clone().map(AlertQueue::spawn),
+            handlers: crate::agent::handlers::Handlers::spawn(
+                &cfg.event_handlers,
+                crate::agent::handlers::RunCfg {
+                    timeout: cfg.handler_timeout,
+                    coalesce: cfg.handler_coalesce,
+                    answer_max: cfg.query_answer_max,
+                    self_name: cfg.name.clone(),
+                },
+                shared.clone(),
+            ),
             drop_log: Default::default(),
             clock,
             skew_log: Default::default(),
@@ -535,6 +545,8 @@ struct LoopCtx {
     known: crate::agent::member_keys::KnownSaver,
     /// Transitions for the alert hook, when one is configured.
     alerts: Option<Arc<AlertQueue>>,
+    /// The event handlers of the config file, when any.
+    handlers: Option<crate::agent::handlers::Handlers>,
     /// Rate-limited lines about refused datagrams (`droplog`).
     drop_log: Mutex<crate::agent::droplog::DropLog>,
     /// The wall clock given to the core.
@@ -710,8 +722,12 @@ async fn flush<const FAULTS: bool>(
             }
             _ => {}
         }
+        let ev = std::sync::Arc::new(ev);
+        if let Some(h) = &ctx.handlers {
+            h.offer(&ev);
+        }
         // No receiver is fine: nobody is watching.
-        let _ = shared.events.send(std::sync::Arc::new(ev));
+        let _ = shared.events.send(ev);
     }
     shared.flushed.notify_waiters();
 }

@@ -54,6 +54,8 @@ pub struct AgentShared {
     pub file_meta: Mutex<NodeMeta>,
     /// Connections, watch streams, refusals and timeouts of the HTTP listeners (`/metrics`).
     pub api_load: crate::api::limits::ApiLoad,
+    /// Runs, failures, timeouts and drops of the event handlers (`agent::handlers`).
+    pub handlers: crate::agent::handlers::HandlerStats,
     /// The services' health checks (started by `Agent::start`, stopped with the agent).
     pub checks: crate::agent::checks::CheckManager,
     /// Where registrations are persisted and which checks came from the API or the file
@@ -235,6 +237,7 @@ impl AgentShared {
             api_exec_checks: std::sync::atomic::AtomicBool::new(false),
             file_meta: Mutex::new(NodeMeta::default()),
             api_load: Default::default(),
+            handlers: Default::default(),
             checks: Default::default(),
             registrations: Default::default(),
             persist_turn: Default::default(),

@@ -82,6 +82,15 @@ impl From<NodeError> for HttpError {
             NodeError::NoSuchService(_) => StatusCode::NOT_FOUND,
             NodeError::AmbiguousService { .. } => StatusCode::CONFLICT,
             NodeError::Meta(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Fleet(f) => match f {
+                shoal_core::fleet::FleetError::PayloadTooLarge { .. }
+                | shoal_core::fleet::FleetError::AnswerTooLarge { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                shoal_core::fleet::FleetError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                shoal_core::fleet::FleetError::NoSuchQuery(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            },
             _ => StatusCode::BAD_REQUEST,
         };
         HttpError::new(status, e.to_string())

@@ -91,12 +91,14 @@ fn is_loopback_host(host: &str) -> bool {
 
 type HttpResult<T> = Result<T, HttpError>;
 
+mod events;
 mod guard;
 mod members;
 mod request;
 mod services;
 mod stats;
 mod stream;
+use events::*;
 use guard::*;
 pub(crate) use members::snapshot;
 use members::*;
@@ -129,6 +131,9 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/v1/guard/freeze", post(guard_freeze))
         .route("/v1/guard/thaw", post(guard_thaw))
         .route("/v1/watch", get(watch_stream))
+        .route("/v1/event/{name}", put(fire_event))
+        .route("/v1/events", get(list_events))
+        .route("/v1/query/{name}", post(run_query))
         .route("/v1/stats", get(stats))
         .route(
             "/v1/keys",
@@ -235,7 +240,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "no route for {method} {}: the API serves /v1/members, /v1/self, /v1/services, \
-             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/stats, /v1/keys, \
+             /v1/tags, /v1/join, /v1/leave, /v1/force-leave, /v1/guard, /v1/watch, /v1/event, \
+             /v1/events, /v1/query, /v1/stats, /v1/keys, \
              /v1/checks, /v1/reports and /metrics",
             uri.path()
         ),

@@ -273,3 +273,80 @@ pub struct ForceLeaveResponse {
     pub released: bool,
     pub told: usize,
 }
+
+/// `PUT /v1/event/{name}`: the event as fired (`{"index", "event"}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFireResponse {
+    pub index: u64,
+    pub event: shoal_core::UserEventView,
+}
+
+/// `GET /v1/events`: the recent user events, oldest first, and the Lamport clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub clock: u64,
+    pub events: Vec<shoal_core::RecentEvent>,
+}
+
+/// One answer to a query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAnswerView {
+    pub from: String,
+    /// The handler's output as text (bytes that are not UTF-8 are replaced).
+    pub payload: String,
+}
+
+/// `POST /v1/query/{name}`: what came back, with counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub id: u64,
+    pub name: String,
+    /// Members of the served view that match and are alive (or suspect).
+    pub expected: usize,
+    /// Members that match but are cut off (held by the guard): not reached.
+    pub cut_off: usize,
+    pub acks: usize,
+    pub answers: Vec<QueryAnswerView>,
+    /// Answers past the bound of kept answers (counted only).
+    pub answers_dropped: usize,
+    /// Members that promised an answer and had not sent it when the query ended.
+    pub pending: usize,
+    pub timeout_ms: u64,
+    pub done: bool,
+    pub timed_out: bool,
+}
+
+impl From<shoal_core::fleet::QueryStatus> for QueryResult {
+    fn from(s: shoal_core::fleet::QueryStatus) -> Self {
+        QueryResult {
+            id: s.id,
+            name: s.name,
+            expected: s.expected,
+            cut_off: s.cut_off,
+            acks: s.acks,
+            answers: s
+                .answers
+                .into_iter()
+                .map(|a| QueryAnswerView {
+                    from: a.from,
+                    payload: String::from_utf8_lossy(&a.payload).into_owned(),
+                })
+                .collect(),
+            answers_dropped: s.answers_dropped,
+            pending: s.pending,
+            timeout_ms: s.timeout_ms,
+            done: s.done,
+            timed_out: s.timed_out,
+        }
+    }
+}
+
+/// `POST /v1/query/{name}`: `{"index", "guard", "query"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    pub index: u64,
+    pub guard: GuardReport,
+    pub query: QueryResult,
+}

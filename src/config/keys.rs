@@ -199,6 +199,30 @@ config_keys! {
             range: (16, 10_000_000),
             default: 100000,
         }
+        /// Largest payload of a user event or query this agent sends, in bytes
+        event_payload_max: usize => usize = parse::same {
+            range: (1, 1024),
+            default: 512,
+        }
+        /// Largest answer this agent sends to a query, in bytes (a handler's longer output is cut)
+        query_answer_max: usize => usize = parse::same {
+            range: (1, 1024),
+            default: 1024,
+        }
+        /// Event handlers, `TYPE[:NAME]=COMMAND` (config file only; docs/events.md)
+        event_handlers: Vec<String> => Vec<String> = parse::event_handlers {
+            default: [],
+        }
+        /// A handler running longer is killed (and counted)
+        handler_timeout: String => Duration = parse_duration {
+            range: (Duration::from_millis(100), Duration::from_secs(3600)),
+            default: "30s",
+        }
+        /// Events arriving within this quiet time of each other go to one handler run
+        handler_coalesce: String => Duration = parse_duration {
+            range: (Duration::ZERO, Duration::from_secs(60)),
+            default: "500ms",
+        }
     }
 
     [guard] => shoal_core::GuardConfig {

@@ -15,6 +15,7 @@
 #[macro_use]
 mod table;
 pub mod checks;
+pub mod handlers;
 pub mod keys;
 pub mod limits;
 mod parse;
@@ -122,6 +123,14 @@ pub struct Config {
     pub outlier: shoal_core::OutlierConfig,
     /// Command run with the details when the guard changes state.
     pub alert_hook: Option<String>,
+    /// Bounds of user events and queries (`event_payload_max`, `query_answer_max`).
+    pub event_payload_max: usize,
+    pub query_answer_max: usize,
+    /// Event handlers from the config file (never from the API), their timeout and the quiet
+    /// time that coalesces a burst into one run.
+    pub event_handlers: Vec<handlers::HandlerSpec>,
+    pub handler_timeout: Duration,
+    pub handler_coalesce: Duration,
     /// How long peers serve this node `restarting` after SIGTERM (a restart) before they count
     /// it as failed.
     pub restart_grace: Duration,
@@ -252,6 +261,15 @@ impl Config {
             guard: self.guard.clone(),
             track_suspects: true,
             outlier: self.outlier.clone(),
+            fleet: shoal_core::fleet::FleetConfig {
+                payload_max: self.event_payload_max,
+                answer_max: self.query_answer_max,
+                query_handlers: self
+                    .event_handlers
+                    .iter()
+                    .filter_map(|h| h.query_name())
+                    .collect(),
+            },
         }
     }
 

@@ -59,6 +59,14 @@ pub fn dns_domain(v: &str) -> Parsed<String> {
     crate::dns::answer::Zone::parse(v).map(|z| z.fqdn().to_string())
 }
 
+/// Event handlers: each `TYPE[:NAME]=COMMAND` (`config::handlers::HandlerSpec`).
+pub fn event_handlers(v: &[String]) -> Parsed<Vec<String>> {
+    for h in v {
+        super::handlers::HandlerSpec::parse(h)?;
+    }
+    Ok(v.to_vec())
+}
+
 pub fn seeds(v: &[String]) -> Parsed<Vec<String>> {
     v.iter().try_for_each(|s| check_seed(s))?;
     Ok(v.to_vec())

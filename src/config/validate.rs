@@ -115,6 +115,21 @@ pub(super) fn resolve(
         guard,
         outlier,
         alert_hook: v.alert_hook,
+        event_payload_max: v
+            .event_payload_max
+            .unwrap_or(shoal_core::fleet::DEFAULT_PAYLOAD_MAX),
+        query_answer_max: v
+            .query_answer_max
+            .unwrap_or(shoal_core::fleet::DEFAULT_ANSWER_MAX),
+        event_handlers: v
+            .event_handlers
+            .unwrap_or_default()
+            .iter()
+            .map(|h| super::handlers::HandlerSpec::parse(h))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid("event_handlers", e))?,
+        handler_timeout: v.handler_timeout.unwrap_or(Duration::from_secs(30)),
+        handler_coalesce: v.handler_coalesce.unwrap_or(Duration::from_millis(500)),
         restart_grace: v.restart_grace.unwrap_or(Duration::from_secs(60)),
         leave_on_terminate: v.leave_on_terminate.unwrap_or(false),
         enable_api_exec_checks: v.enable_api_exec_checks.unwrap_or(false),

@@ -30,6 +30,7 @@ fn node(name: &str, port: u16) -> Node {
         guard: Default::default(),
         track_suspects: true,
         outlier: Default::default(),
+        fleet: Default::default(),
     };
     let mut meta = NodeMeta::default();
     meta.tags.insert("role".into(), "test".into());

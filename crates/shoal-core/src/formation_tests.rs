@@ -44,6 +44,7 @@ fn config(name: &str, addr: SocketAddr, seeds: Vec<SocketAddr>) -> NodeConfig {
         guard: Default::default(),
         track_suspects: true,
         outlier: Default::default(),
+        fleet: Default::default(),
     }
 }
 

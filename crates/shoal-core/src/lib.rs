@@ -15,6 +15,8 @@ pub mod due;
 pub mod duration;
 pub mod ext;
 pub mod fields;
+pub mod fleet;
+mod fleet_wire;
 pub mod formation;
 pub mod gray;
 pub mod guard;
@@ -55,6 +57,8 @@ mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]
+mod fleet_tests;
+#[cfg(test)]
 mod formation_tests;
 #[cfg(test)]
 mod guard_e2e_tests;
@@ -92,7 +96,8 @@ pub use health_guard::{HealthGuard, HealthTransition};
 pub use identity::NodeId;
 pub use meta::{Health, MetaError, MetaRecord, NodeMeta, Service};
 pub use node::{
-    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, Stats, Transmit,
+    Event, EventKind, LocalEvent, MemberChange, Node, NodeConfig, NodeError, QueryView,
+    RecentEvent, Stats, Transmit, UserEventView,
 };
 pub use outlier::{
     Ejection, Outcomes, OutlierAction, OutlierConfig, OutlierStatus, OutlierTransition,

@@ -166,6 +166,11 @@ pub struct Node {
     snapshot_index: Option<u64>,
     /// Cluster-wide thaws taken, at most one per `operator::THAW_MIN_INTERVAL`.
     thaws: crate::operator::ThawBound,
+    /// User events and queries (`core::fleet`, `node_fleet.rs`).
+    fleet: crate::fleet::Fleet,
+    /// When `NodeTimer::Fleet` is armed for, and the next event anti-entropy.
+    fleet_armed: Option<Time>,
+    next_event_sync: Time,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -177,11 +182,15 @@ mod node_lifeguard;
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
+/// User events and queries: commands, push rounds, event anti-entropy.
+#[path = "node_fleet.rs"]
+mod node_fleet;
 /// Gray failures: probe outcomes in, reach reports out, removals applied.
 #[path = "node_gray.rs"]
 mod node_gray;
 #[path = "node_health.rs"]
 mod node_health;
+pub use node_fleet::{QueryView, RecentEvent, UserEventView};
 #[path = "node_outlier.rs"]
 mod node_outlier;
 pub use node_outlier::{InstanceReport, ReportError};
@@ -278,6 +287,7 @@ impl Node {
         cfg.timings.validate().map_err(NodeError::BadTimings)?;
         cfg.guard.validate().map_err(NodeError::BadGuard)?;
         cfg.outlier.validate().map_err(NodeError::BadOutlier)?;
+        cfg.fleet.validate().map_err(NodeError::BadTimings)?;
         meta.validate()?;
         let hashes = HashSeed::of_node(seed);
         let id = shared.id(&cfg.name, cfg.advertise, generation);
@@ -399,6 +409,9 @@ impl Node {
             snapshot_due: false,
             snapshot_index: None,
             thaws: Default::default(),
+            fleet: crate::fleet::Fleet::new(cfg.fleet.clone(), hashes),
+            fleet_armed: None,
+            next_event_sync: Time::ZERO,
             cfg,
         })
     }
@@ -559,6 +572,7 @@ impl Node {
                 }
                 self.swim(now, |foca, rt| foca.handle_timer(t, rt));
             }
+            NodeTimer::Fleet => self.fleet_timer(now),
             NodeTimer::RestartGrace(name) => {
                 // Served `down` (or held) from now on if it is not back: `after_input` emits it.
                 self.with_guard(now, |g, ctx| g.restart_expired(now, ctx, &name));

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub track_suspects: bool,
     /// Ejection of instances apps report failing (`core::outlier`).
     pub outlier: crate::outlier::OutlierConfig,
+    /// Bounds of user events and queries, and the query names this node answers.
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 #[derive(Debug, Error)]
@@ -55,6 +57,8 @@ pub enum NodeError {
     AmbiguousService { name: String, ids: Vec<String> },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     #[error("the node has started; members can only be adopted before")]
     AlreadyStarted,
     #[error("force-leave refused: {0}")]
@@ -70,6 +74,8 @@ pub(crate) enum NodeTimer {
     Swim(Timer<NodeId>),
     /// The restart grace of this member may have run out (`Guard::restart_expired`).
     RestartGrace(std::sync::Arc<str>),
+    /// A push round of events and queries, or the event anti-entropy (`node_fleet.rs`).
+    Fleet,
 }
 
 /// A datagram to send.
@@ -120,6 +126,10 @@ pub enum EventKind {
     Health(crate::health_guard::HealthTransition),
     /// An instance was ejected, restored or capped from apps' reports (`core::outlier`).
     Outlier(crate::outlier::OutlierTransition),
+    /// A user event arrived (delivered once per agent; `core::fleet`).
+    UserEvent(super::node_fleet::UserEventView),
+    /// A query this node matches arrived.
+    Query(super::node_fleet::QueryView),
 }
 
 /// A change of the served view (or of the node), numbered by a monotonic index.
@@ -246,6 +256,38 @@ pub struct Stats {
     /// Gray removals that ended because SWIM declared the member down itself.
     #[serde(default)]
     pub gray_removals_ended_by_swim: u64,
+    /// User events fired here.
+    #[serde(default)]
+    pub events_fired: u64,
+    /// User events from other members delivered here (once each).
+    #[serde(default)]
+    pub events_received: u64,
+    /// User events received again (already delivered, or older than what is remembered).
+    #[serde(default)]
+    pub events_duplicate: u64,
+    /// User events not delivered because a newer one of the same name was (coalescing).
+    #[serde(default)]
+    pub events_coalesced: u64,
+    /// Queries asked here, and received from others.
+    #[serde(default)]
+    pub queries_sent: u64,
+    #[serde(default)]
+    pub queries_received: u64,
+    /// Queries dropped by the rate limit of queries processed.
+    #[serde(default)]
+    pub queries_dropped_rate: u64,
+    /// Acks and answers ignored: not from the member's address, late, or for no query of ours.
+    #[serde(default)]
+    pub fleet_ignored: u64,
+    /// Push rounds' datagrams of events and queries, per peer.
+    #[serde(default)]
+    pub fleet_pushes: u64,
+    /// Event anti-entropy rounds started.
+    #[serde(default)]
+    pub event_syncs: u64,
+    /// Bytes of the datagrams of events, queries and answers sent (their traffic cost).
+    #[serde(default)]
+    pub fleet_tx_bytes: u64,
 }
 
 impl Stats {

@@ -160,11 +160,14 @@ pub enum ShoalMsg {
     Reach {
         reports: Vec<crate::gray::ReachReport>,
     },
+    /// User events, their anti-entropy, queries and answers (`core::fleet`). Added in the
+    /// events release; an older agent counts it as a later kind and ignores it.
+    Fleet(crate::fleet::FleetMsg),
 }
 
 impl Kinds for ShoalMsg {
-    /// Variants up to `Reach`; a new kind is added at the end and counted here.
-    const KNOWN: u32 = 8;
+    /// Variants up to `Fleet`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 9;
 }
 
 impl ShoalMsg {
@@ -193,6 +196,9 @@ impl ShoalMsg {
             Decoded::Known(msg, ext) => (msg, ext),
             Decoded::Unknown(kind) => return Err(MsgError::Later(kind)),
         };
+        if let ShoalMsg::Fleet(m) = &msg {
+            m.validate().map_err(|e| ExtError::Fixed(e.to_string()))?;
+        }
         if let ShoalMsg::Push { records } = &mut msg {
             let bad = ExtError::BadValue {
                 number: RECORD_EXTS.number,

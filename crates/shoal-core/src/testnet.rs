@@ -30,6 +30,9 @@ pub struct TestNet {
     pub now: Time,
     /// Every `Local` event: (when, node, what), for debugging and assertions.
     pub local_log: Vec<(Time, usize, crate::LocalEvent)>,
+    /// User events and queries delivered, by node (`core::fleet`).
+    pub user_log: Vec<(Time, usize, crate::UserEventView)>,
+    pub query_log: Vec<(Time, usize, crate::QueryView)>,
     /// When set, every datagram delivered is recorded here: (from node, to node, bytes).
     pub tap: Option<Vec<(usize, usize, Vec<u8>)>>,
     /// Every member event that served a member `down`: (when, observer, member name).
@@ -56,6 +59,7 @@ pub fn config(i: usize) -> NodeConfig {
         guard: Default::default(),
         track_suspects: true,
         outlier: Default::default(),
+        fleet: Default::default(),
     }
 }
 
@@ -107,6 +111,8 @@ impl TestNet {
             seq: 0,
             now: Time(0),
             local_log: Vec::new(),
+            user_log: Vec::new(),
+            query_log: Vec::new(),
             tap: None,
             down_log: Vec::new(),
             guard_log: Vec::new(),
@@ -181,6 +187,8 @@ impl TestNet {
             }
             match &ev.kind {
                 crate::EventKind::Local(l) => self.local_log.push((self.now, i, l.clone())),
+                crate::EventKind::UserEvent(e) => self.user_log.push((self.now, i, e.clone())),
+                crate::EventKind::Query(q) => self.query_log.push((self.now, i, q.clone())),
                 crate::EventKind::Guard(t) => self.guard_log.push((self.now, i, t.clone())),
                 crate::EventKind::Member { member, .. }
                     if member.status == crate::ServedStatus::Down =>

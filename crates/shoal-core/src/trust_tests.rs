@@ -501,6 +501,31 @@ fn every_message_kind_answers_a_stranger_within_the_amplification_bound() {
             ShoalMsg::Ping { nonce: u64::MAX }.encode(),
         ),
         (
+            "fleet have",
+            Kind::Shoal,
+            ShoalMsg::Fleet(crate::fleet::FleetMsg::Have {
+                fingerprint: 1,
+                count: 1,
+                ids: Some(vec![]),
+                replies: 2,
+            })
+            .encode(),
+        ),
+        (
+            "fleet query",
+            Kind::Shoal,
+            ShoalMsg::Fleet(crate::fleet::FleetMsg::Query(crate::fleet::Query {
+                id: 77,
+                ltime: 0,
+                origin: "x3".into(),
+                name: "q".into(),
+                payload: vec![],
+                filter: Default::default(),
+                timeout_ms: 1000,
+            }))
+            .encode(),
+        ),
+        (
             "operator",
             Kind::Operator,
             crate::operator::OperatorMsg::ForceLeave { name: "n5".into() }.encode(),

@@ -15,6 +15,7 @@ pub mod bursty;
 pub mod growth;
 pub mod health;
 pub mod measure;
+pub mod measure_events;
 pub mod measure_gray;
 pub mod model;
 pub mod net;

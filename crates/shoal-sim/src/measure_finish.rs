@@ -269,6 +269,7 @@ impl Recorder {
             sides,
             health: None,
             gray: self.gray.finish(running),
+            user_events: None,
         }
     }
 }

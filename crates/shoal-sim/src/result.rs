@@ -308,4 +308,7 @@ pub struct RunResult {
     /// fared in the served views (`measure_gray`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gray: Option<crate::measure_gray::GrayFigures>,
+    /// Scenarios with `user-event` faults: each event's spread and the traffic of events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_events: Option<crate::measure_events::EventFigures>,
 }

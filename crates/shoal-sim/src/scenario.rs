@@ -334,6 +334,9 @@ pub enum FaultKind {
     /// chain per host (`good_loss`/`bad_loss`, mean sojourns `good_for`/`bad_for`) plus
     /// correlated storms (`storm_every`, `storm_fraction`); see `sim::bursty`.
     Bursty,
+    /// The selected node (`node`, default 0) fires a user event (64 bytes of payload); the run
+    /// reports its spread (`measure_events`).
+    UserEvent,
 }
 
 /// Which way a `loss` or `flap` fault acts on the selected hosts' traffic.

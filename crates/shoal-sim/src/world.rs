@@ -89,6 +89,8 @@ enum Action {
     Pause(u32, u64),
     /// A `check-fail` window of host `.0`'s checked-service slots begins (`true`) or ends.
     CheckFail(u32, Vec<usize>, bool),
+    /// Host `.0` fires a user event.
+    UserEvent(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct World<'a> {
     net: Net,
     rng: SmallRng,
     rec: Recorder,
+    /// User events fired and their deliveries (`measure_events`).
+    user_events: crate::measure_events::UserEvents,
     providers: Vec<Vec<usize>>,
     /// Fault targets resolved before the run (same in every mode).
     targets: Vec<Vec<usize>>,
@@ -214,6 +218,7 @@ impl<'a> World<'a> {
             net,
             rng: SmallRng::seed_from_u64(sc.seed ^ 0x5EED_0000_0000_0001),
             rec,
+            user_events: Default::default(),
             providers,
             targets,
             windows: Vec::new(),
@@ -403,6 +408,15 @@ impl<'a> World<'a> {
             services,
         );
         r.perf.events = events;
+        if !self.user_events.is_empty() {
+            let bytes: u64 = self
+                .hosts
+                .iter()
+                .filter_map(|h| h.node.as_ref())
+                .map(|n| n.stats().fleet_tx_bytes)
+                .sum();
+            r.user_events = Some(self.user_events.finish(&running, bytes, end_ms));
+        }
         if !self.health.is_empty() {
             // What the nodes still running published (stopped ones were counted then).
             let live: u64 = self
@@ -553,6 +567,8 @@ impl<'a> World<'a> {
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
                 EventKind::Local(LocalEvent::LeaveFinished) => leave_finished = true,
                 EventKind::Local(_) | EventKind::Health(_) | EventKind::Outlier(_) => {}
+                EventKind::UserEvent(u) => self.user_events.delivered(u.id, i as u32, now_ms),
+                EventKind::Query(_) => {}
             }
         }
         self.ev_buf = evs;

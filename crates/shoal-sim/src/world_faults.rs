@@ -111,6 +111,11 @@ impl World<'_> {
                 }
                 window_end = (t0 + every * targets.len() as u64).min(self.end);
             }
+            FaultKind::UserEvent => {
+                let from = f.node.unwrap_or(0);
+                self.at(t0, Action::UserEvent(from as u32));
+                window_end = t0;
+            }
             FaultKind::Leave => {
                 for &i in &targets {
                     self.at(t0, Action::Leave(i as u32));

@@ -90,6 +90,7 @@ impl World<'_> {
             guard: self.sc.guard.config(self.mode),
             track_suspects: true,
             outlier: Default::default(),
+            fleet: Default::default(),
         };
         let generation = (self.hosts[i].generation + 1).max(now_ms + 1);
         let seed =
@@ -278,6 +279,21 @@ impl World<'_> {
                 self.start(i as usize, keep)?;
                 // The exact truth after the last restart (a mass restart's recovery).
                 self.rec.healed(now_ms);
+            }
+            Action::UserEvent(i) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                let fired = self.hosts[i].node.as_mut().and_then(|n| {
+                    n.user_event(Time(now_ms), "sim-event", vec![b'x'; 64], false)
+                        .ok()
+                });
+                if let Some(e) = fired {
+                    self.user_events.fired(e.id, i as u32, now_ms);
+                    // Its own delivery came out as an event: the flush records it.
+                }
+                self.flush(i, self.now);
             }
             Action::Leave(i) => {
                 let i = i as usize;

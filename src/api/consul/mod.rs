@@ -7,8 +7,10 @@
 //! `tag`, `node-meta`, `passing`, `dc`), the `X-Consul-*` headers, the 404/405 answers and the
 //! listener. Shapes and the mapping are in `shapes`. It reads the node under its lock (never
 //! across an await) and must never change it: every write answers 405 and points at shoal's
-//! own API.
+//! own API, except Consul's `PUT /v1/event/fire/NAME` (`events`: a user event, with the API
+//! token).
 
+mod events;
 pub mod shapes;
 
 use crate::agent::shared::AgentShared;
@@ -216,6 +218,8 @@ fn build(state: ApiState) -> Router {
         .route("/v1/health/node/{node}", get(health_node))
         .route("/v1/status/leader", get(status_leader))
         .route("/v1/status/peers", get(status_peers))
+        .route("/v1/event/fire/{name}", axum::routing::put(events::fire))
+        .route("/v1/event/list", get(events::list))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         // Extractor rejections (a badly encoded path) as `{"error": …}` too.
@@ -226,7 +230,8 @@ fn build(state: ApiState) -> Router {
 const ROUTES: &str = "/v1/agent/self, /v1/agent/members, /v1/catalog/datacenters, \
                       /v1/catalog/services, /v1/catalog/service/NAME, /v1/catalog/nodes, \
                       /v1/catalog/node/NODE, /v1/health/service/NAME, /v1/health/node/NODE, \
-                      /v1/status/leader, /v1/status/peers";
+                      /v1/status/leader, /v1/status/peers, /v1/event/list, \
+                      PUT /v1/event/fire/NAME";
 
 async fn fallback(method: Method, uri: Uri) -> Response {
     if matches!(method, Method::GET | Method::HEAD) {

@@ -80,6 +80,7 @@ pub(super) async fn metrics_text(State(st): State<ApiState>) -> Response {
     metrics::render(&mut out, &input);
     health.render(&mut out);
     outliers.render(&mut out);
+    st.shared.handlers.render(&mut out);
     let mut resp = out.encode().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

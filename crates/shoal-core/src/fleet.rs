@@ -1,0 +1,769 @@
+//! Fleet events and queries (Serf's user events and queries): the wire shapes of
+//! `ShoalMsg::Fleet`, their validation at decode, and the node's bounded tables: the Lamport
+//! clock, the ids already seen (delivered once), the recent events (listed, and offered in
+//! the event anti-entropy), coalescing by name, what is being spread and for how many rounds,
+//! the queries this node asked and their answers, and the rate limits.
+//!
+//! The wire shapes and their validation are `core::fleet_wire` (re-exported here).
+//!
+//! Pure state: the node (`node_fleet.rs`) decides when to send and what to emit. This module
+//! must not read a clock (times come in as `Time`), draw randomness (ids come from the node's
+//! seeded rng) or do I/O. Every table here is bounded by a constant; a datagram cannot grow
+//! any of them past it.
+
+use crate::hash::{mix, FixedHashMap, FixedHashSet, HashSeed};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::fleet_wire::check_payload;
+pub use crate::fleet_wire::{check_name, FleetError, FleetMsg, Query, QueryFilter, UserEvent};
+
+/// Longest event or query name.
+pub const MAX_NAME: usize = 128;
+/// Largest payload on the wire (an event's, a query's or an answer's); the configured bounds
+/// (`FleetConfig`) are at most this, so that any message fits one datagram.
+pub const MAX_PAYLOAD: usize = 1024;
+/// Default payload bound of an event or query (Serf's 512 bytes).
+pub const DEFAULT_PAYLOAD_MAX: usize = 512;
+/// Default bound of one query answer.
+pub const DEFAULT_ANSWER_MAX: usize = 1024;
+/// Most events in one `Events` message.
+pub const MAX_EVENTS_PER_MSG: usize = 32;
+/// Recent events kept (listed, and offered in the event anti-entropy).
+pub const RECENT_EVENTS: usize = 64;
+/// Most ids a `Have` may list.
+pub const MAX_HAVE_IDS: usize = 128;
+/// Ids of events and queries remembered as seen (delivered once). Past it, the oldest is
+/// forgotten and events at or below its Lamport time are refused as too old.
+pub const SEEN_IDS: usize = 4096;
+/// Items being spread at once (newer ones push out the oldest).
+pub const MAX_SPREADING: usize = 64;
+/// Event names whose latest Lamport time is kept for coalescing.
+pub const MAX_COALESCE_NAMES: usize = 1024;
+/// Queries this node asked that are kept with their answers.
+pub const MAX_OUR_QUERIES: usize = 16;
+/// Queries received that may still be answered (handler running).
+pub const MAX_OPEN_QUERIES: usize = 64;
+/// Answers kept per query (past it they are counted, not kept).
+pub const MAX_ANSWERS: usize = 10_000;
+/// Filter entries of a query (nodes, tags).
+pub const MAX_FILTER_ENTRIES: usize = 32;
+/// Longest query timeout.
+pub const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Queries this node may start: a burst of this many, then one per `QUERY_REFILL`.
+pub const QUERY_BURST: u32 = 5;
+pub const QUERY_REFILL: Duration = Duration::from_secs(1);
+/// Queries this node processes (relays, answers): a burst of this many, then one per
+/// `QUERY_IN_REFILL`; past it they are dropped and counted (a storm stops here).
+pub const QUERY_IN_BURST: u32 = 40;
+pub const QUERY_IN_REFILL: Duration = Duration::from_millis(50);
+/// Serf's query timeout multiplier: `gossip_interval x 16 x ceil(log10(N + 1))`.
+pub const QUERY_TIMEOUT_MULT: u32 = 16;
+/// How long after the last event the event anti-entropy keeps running.
+pub const EVENT_SYNC_FOR: Duration = Duration::from_secs(3600);
+
+/// Bounds an operator may set (config keys `event_payload_max`, `query_answer_max`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetConfig {
+    /// Largest payload of an event or query this node sends.
+    pub payload_max: usize,
+    /// Largest answer this node sends to a query.
+    pub answer_max: usize,
+    /// Query names this node has a handler for (`*`: every name): it acks them saying an
+    /// answer follows.
+    pub query_handlers: Vec<String>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            payload_max: DEFAULT_PAYLOAD_MAX,
+            answer_max: DEFAULT_ANSWER_MAX,
+            query_handlers: Vec::new(),
+        }
+    }
+}
+
+impl FleetConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_PAYLOAD).contains(&self.payload_max) {
+            return Err(format!("event_payload_max must be 1..={MAX_PAYLOAD} bytes"));
+        }
+        if !(1..=MAX_PAYLOAD).contains(&self.answer_max) {
+            return Err(format!("query_answer_max must be 1..={MAX_PAYLOAD} bytes"));
+        }
+        Ok(())
+    }
+
+    fn answers(&self, name: &str) -> bool {
+        self.query_handlers.iter().any(|h| h == "*" || h == name)
+    }
+}
+
+/// A token bucket on the node's clock.
+#[derive(Clone, Debug)]
+struct Bucket {
+    burst: u32,
+    refill: Duration,
+    tokens: u32,
+    last: Time,
+}
+
+impl Bucket {
+    fn new(burst: u32, refill: Duration) -> Self {
+        Bucket {
+            burst,
+            refill,
+            tokens: burst,
+            last: Time::ZERO,
+        }
+    }
+
+    /// Takes a token, or says in how many ms the next one comes.
+    fn take(&mut self, now: Time) -> Result<(), u64> {
+        let step = self.refill.as_millis().max(1) as u64;
+        let gained = now.as_millis().saturating_sub(self.last.as_millis()) / step;
+        if gained > 0 {
+            self.tokens = self
+                .tokens
+                .saturating_add(gained.min(u64::from(u32::MAX)) as u32)
+                .min(self.burst);
+            self.last = Time(self.last.0 + gained * step);
+        }
+        if self.tokens == 0 {
+            return Err(step - now.as_millis().saturating_sub(self.last.as_millis()));
+        }
+        if self.tokens == self.burst {
+            self.last = now;
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
+}
+
+/// Something being pushed to random peers, for `rounds` more rounds.
+#[derive(Clone, Debug)]
+pub enum Spread {
+    Event(UserEvent),
+    Query(Query),
+}
+
+#[derive(Clone, Debug)]
+struct Spreading {
+    item: Spread,
+    rounds: u32,
+}
+
+/// An event as this node received it (for listing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub at: Time,
+    pub event: UserEvent,
+}
+
+/// What this node knows of a query it asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryStatus {
+    pub id: u64,
+    pub name: String,
+    /// Members the served view has alive (or suspect) that match the filter.
+    pub expected: usize,
+    /// Members that match but are cut off (served `held` by the guard): not reached.
+    pub cut_off: usize,
+    /// Members that acknowledged the query.
+    pub acks: usize,
+    /// Answers kept (at most `MAX_ANSWERS`; `answers_dropped` counts the rest).
+    pub answers: Vec<QueryAnswer>,
+    pub answers_dropped: usize,
+    /// Members that said an answer follows and have not answered yet.
+    pub pending: usize,
+    pub timeout_ms: u64,
+    /// Every expected member answered (or acked without a handler), or the timeout passed.
+    pub done: bool,
+    pub timed_out: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAnswer {
+    pub from: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+struct OurQuery {
+    status: QueryStatus,
+    deadline: Time,
+    expected: BTreeSet<String>,
+    acked: BTreeSet<String>,
+    answering: BTreeSet<String>,
+    answered: BTreeSet<String>,
+}
+
+/// A query received and matched here, answerable until its deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenQuery {
+    pub origin: String,
+    pub deadline: Time,
+}
+
+/// What receiving an event or query did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: deliver it and spread it.
+    New,
+    /// Seen before (or older than what is remembered): dropped.
+    Seen,
+    /// A newer same-name event was already delivered: not delivered (coalesced).
+    Superseded,
+    /// A query past the rate limit of queries processed: dropped.
+    RateLimited,
+}
+
+/// The node's fleet state: every table bounded.
+pub struct Fleet {
+    pub cfg: FleetConfig,
+    clock: u64,
+    seen: FixedHashSet<u64>,
+    seen_order: VecDeque<(u64, u64)>,
+    /// Lamport time at or below which events are refused as too old (forgotten ids).
+    floor: u64,
+    recent: VecDeque<Received>,
+    latest: FixedHashMap<String, u64>,
+    spreading: VecDeque<Spreading>,
+    ours: BTreeMap<u64, OurQuery>,
+    open: BTreeMap<u64, OpenQuery>,
+    out_rate: Bucket,
+    in_rate: Bucket,
+    /// When the last event arrived (the event anti-entropy runs for `EVENT_SYNC_FOR` after).
+    pub last_event: Option<Time>,
+}
+
+impl Fleet {
+    pub fn new(cfg: FleetConfig, hashes: HashSeed) -> Self {
+        Fleet {
+            cfg,
+            clock: 0,
+            seen: hashes.set(),
+            seen_order: VecDeque::new(),
+            floor: 0,
+            recent: VecDeque::new(),
+            latest: hashes.map(),
+            spreading: VecDeque::new(),
+            ours: BTreeMap::new(),
+            open: BTreeMap::new(),
+            out_rate: Bucket::new(QUERY_BURST, QUERY_REFILL),
+            in_rate: Bucket::new(QUERY_IN_BURST, QUERY_IN_REFILL),
+            last_event: None,
+        }
+    }
+
+    /// The Lamport clock (the next time this node stamps).
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Takes a Lamport time for something this node sends.
+    pub fn tick_clock(&mut self) -> u64 {
+        let t = self.clock;
+        self.clock += 1;
+        t
+    }
+
+    /// Witnesses a received Lamport time.
+    pub fn witness(&mut self, ltime: u64) {
+        self.clock = self.clock.max(ltime.saturating_add(1));
+    }
+
+    /// Checks a local event before it is fired.
+    pub fn check_event(&self, name: &str, payload: &[u8]) -> Result<(), FleetError> {
+        check_name(name)?;
+        check_payload(payload, self.cfg.payload_max)
+    }
+
+    /// Records `id` as seen; false when it was already (or is too old to tell).
+    fn see(&mut self, id: u64, ltime: u64) -> bool {
+        if ltime <= self.floor && self.floor > 0 {
+            return false;
+        }
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.seen_order.push_back((id, ltime));
+        while self.seen_order.len() > SEEN_IDS {
+            if let Some((old, lt)) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+                self.floor = self.floor.max(lt);
+            }
+        }
+        true
+    }
+
+    /// A user event arrived (or was fired here): whether to deliver and spread it.
+    pub fn receive_event(&mut self, now: Time, e: &UserEvent) -> Outcome {
+        self.witness(e.ltime);
+        if !self.see(e.id, e.ltime) {
+            return Outcome::Seen;
+        }
+        if e.coalesce {
+            if self.latest.get(&e.name).is_some_and(|&t| t > e.ltime) {
+                return Outcome::Superseded;
+            }
+            if self.latest.len() >= MAX_COALESCE_NAMES && !self.latest.contains_key(&e.name) {
+                // Forget the name with the oldest latest time.
+                if let Some(k) = self
+                    .latest
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.latest.remove(&k);
+                }
+            }
+            self.latest.insert(e.name.clone(), e.ltime);
+            // An older same-name event stops spreading and leaves the recent list.
+            let older = |x: &UserEvent| x.coalesce && x.name == e.name && x.ltime < e.ltime;
+            self.recent.retain(|r| !older(&r.event));
+            self.spreading
+                .retain(|s| !matches!(&s.item, Spread::Event(x) if older(x)));
+        }
+        self.recent.push_back(Received {
+            at: now,
+            event: e.clone(),
+        });
+        while self.recent.len() > RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.last_event = Some(now);
+        Outcome::New
+    }
+
+    /// A query arrived (or was asked here): whether it is new and within the rate limit.
+    pub fn receive_query(&mut self, now: Time, q: &Query) -> Outcome {
+        self.witness(q.ltime);
+        if self.seen.contains(&q.id) {
+            return Outcome::Seen;
+        }
+        if self.in_rate.take(now).is_err() {
+            return Outcome::RateLimited;
+        }
+        if !self.see(q.id, q.ltime) {
+            return Outcome::Seen;
+        }
+        Outcome::New
+    }
+
+    /// Spreads `item` for `rounds` rounds.
+    pub fn spread(&mut self, item: Spread, rounds: u32) {
+        self.spreading.push_back(Spreading { item, rounds });
+        while self.spreading.len() > MAX_SPREADING {
+            self.spreading.pop_front();
+        }
+    }
+
+    pub fn is_spreading(&self) -> bool {
+        !self.spreading.is_empty()
+    }
+
+    /// One push round: what to send to each peer this round (events, then queries).
+    pub fn round(&mut self) -> (Vec<UserEvent>, Vec<Query>) {
+        let mut events = Vec::new();
+        let mut queries = Vec::new();
+        for s in self.spreading.iter_mut() {
+            s.rounds = s.rounds.saturating_sub(1);
+            match &s.item {
+                Spread::Event(e) => events.push(e.clone()),
+                Spread::Query(q) => queries.push(q.clone()),
+            }
+        }
+        self.spreading.retain(|s| s.rounds > 0);
+        (events, queries)
+    }
+
+    /// Recent events, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Received> {
+        self.recent.iter()
+    }
+
+    /// (fingerprint, count) of the recent events.
+    pub fn fingerprint(&self) -> (u64, u32) {
+        let fp = self
+            .recent
+            .iter()
+            .fold(0u64, |acc, r| acc ^ mix(r.event.id));
+        (fp, self.recent.len() as u32)
+    }
+
+    pub fn recent_ids(&self) -> Vec<u64> {
+        self.recent.iter().map(|r| r.event.id).collect()
+    }
+
+    /// Recent events whose id is not in `ids`.
+    pub fn missing_from(&self, ids: &[u64]) -> Vec<UserEvent> {
+        self.recent
+            .iter()
+            .filter(|r| !ids.contains(&r.event.id))
+            .map(|r| r.event.clone())
+            .collect()
+    }
+
+    /// Starts a query of ours: checks the rate limit and bounds.
+    pub fn check_query(&mut self, now: Time, name: &str, payload: &[u8]) -> Result<(), FleetError> {
+        check_name(name)?;
+        check_payload(payload, self.cfg.payload_max)?;
+        self.out_rate.take(now).map_err(FleetError::RateLimited)
+    }
+
+    /// Records a query of ours, with the members it expects answers from and how many
+    /// matching members are cut off.
+    pub fn track_query(
+        &mut self,
+        q: &Query,
+        deadline: Time,
+        expected: BTreeSet<String>,
+        cut_off: usize,
+    ) {
+        while self.ours.len() >= MAX_OUR_QUERIES {
+            self.ours.pop_first();
+        }
+        let status = QueryStatus {
+            id: q.id,
+            name: q.name.clone(),
+            expected: expected.len(),
+            cut_off,
+            acks: 0,
+            answers: Vec::new(),
+            answers_dropped: 0,
+            pending: 0,
+            timeout_ms: u64::from(q.timeout_ms),
+            done: expected.is_empty(),
+            timed_out: false,
+        };
+        self.ours.insert(
+            q.id,
+            OurQuery {
+                status,
+                deadline,
+                expected,
+                acked: BTreeSet::new(),
+                answering: BTreeSet::new(),
+                answered: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// An ack to a query of ours.
+    pub fn on_ack(&mut self, now: Time, id: u64, from: &str, answering: bool) -> bool {
+        let Some(q) = self.ours.get_mut(&id) else {
+            return false;
+        };
+        if now >= q.deadline || q.acked.len() >= MAX_ANSWERS {
+            return false;
+        }
+        if q.acked.insert(from.to_string()) {
+            q.status.acks += 1;
+            if answering && !q.answered.contains(from) {
+                q.answering.insert(from.to_string());
+            }
+        }
+        Self::settle(q, now);
+        true
+    }
+
+    /// An answer to a query of ours (one per member).
+    pub fn on_answer(&mut self, now: Time, id: u64, from: &str, payload: Vec<u8>) -> bool {
+        let Some(q) = self.ours.get_mut(&id) else {
+            return false;
+        };
+        if now >= q.deadline || q.answered.contains(from) {
+            return false;
+        }
+        if q.answered.len() >= MAX_ANSWERS {
+            q.status.answers_dropped += 1;
+            return false;
+        }
+        q.answered.insert(from.to_string());
+        q.answering.remove(from);
+        q.status.answers.push(QueryAnswer {
+            from: from.to_string(),
+            payload,
+        });
+        Self::settle(q, now);
+        true
+    }
+
+    fn settle(q: &mut OurQuery, now: Time) {
+        q.status.pending = q.answering.len();
+        let all_acked = q.expected.iter().all(|n| q.acked.contains(n));
+        if all_acked && q.answering.is_empty() {
+            q.status.done = true;
+        }
+        if now >= q.deadline {
+            q.status.done = true;
+            q.status.timed_out = !(all_acked && q.answering.is_empty());
+        }
+    }
+
+    /// The status of a query of ours, as of `now`.
+    pub fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
+        let q = self.ours.get_mut(&id)?;
+        Self::settle(q, now);
+        Some(q.status.clone())
+    }
+
+    /// A query received and matched: answerable until its deadline.
+    pub fn open_query(&mut self, id: u64, origin: &str, deadline: Time) {
+        while self.open.len() >= MAX_OPEN_QUERIES {
+            self.open.pop_first();
+        }
+        self.open.insert(
+            id,
+            OpenQuery {
+                origin: origin.to_string(),
+                deadline,
+            },
+        );
+    }
+
+    /// Takes an open query to answer it (once).
+    pub fn take_open(&mut self, now: Time, id: u64) -> Result<OpenQuery, FleetError> {
+        match self.open.remove(&id) {
+            Some(o) if now < o.deadline => Ok(o),
+            _ => Err(FleetError::NoSuchQuery(id)),
+        }
+    }
+
+    /// Forgets open queries past their deadline, and our queries a minute past theirs.
+    pub fn expire(&mut self, now: Time) {
+        self.open.retain(|_, o| now < o.deadline);
+        self.ours
+            .retain(|_, q| now < q.deadline.plus(Duration::from_secs(60)));
+    }
+
+    /// The earliest deadline of a query of ours still open.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.ours
+            .values()
+            .filter(|q| !q.status.done)
+            .map(|q| q.deadline)
+            .min()
+    }
+
+    /// Whether this node has a handler answering queries named `name`.
+    pub fn answers(&self, name: &str) -> bool {
+        self.cfg.answers(name)
+    }
+}
+
+/// Rounds each node pushes a new item: `2 + ceil(log10(N + 1))` (a node misses an item with
+/// probability about `exp(-fanout x rounds)`: 1.5e-8 at N = 1,000, fanout 3).
+pub fn spread_rounds(members: usize) -> u32 {
+    2 + log10_ceil(members)
+}
+
+/// `ceil(log10(n + 1))`, at least 1.
+pub fn log10_ceil(n: usize) -> u32 {
+    let mut x = n as u64 + 1;
+    let mut d = 0;
+    let mut exact = true;
+    while x >= 10 {
+        if !x.is_multiple_of(10) {
+            exact = false;
+        }
+        x /= 10;
+        d += 1;
+    }
+    let d = if exact && x == 1 { d } else { d + 1 };
+    d.max(1)
+}
+
+/// The default query timeout (Serf's): `gossip_interval x 16 x ceil(log10(N + 1))`.
+pub fn default_query_timeout(gossip_interval: Duration, members: usize) -> Duration {
+    (gossip_interval * QUERY_TIMEOUT_MULT * log10_ceil(members)).min(MAX_QUERY_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: u64, ltime: u64, name: &str, coalesce: bool) -> UserEvent {
+        UserEvent {
+            id,
+            ltime,
+            origin: "a".into(),
+            name: name.into(),
+            payload: b"x".to_vec(),
+            coalesce,
+        }
+    }
+
+    fn fleet() -> Fleet {
+        Fleet::new(FleetConfig::default(), HashSeed::of_node(1))
+    }
+
+    #[test]
+    fn lamport_clock_moves_past_what_it_witnesses() {
+        let mut f = fleet();
+        assert_eq!(f.tick_clock(), 0);
+        assert_eq!(f.tick_clock(), 1);
+        f.receive_event(Time(1), &ev(9, 41, "deploy", false));
+        assert_eq!(f.clock(), 42);
+        f.witness(3);
+        assert_eq!(
+            f.tick_clock(),
+            42,
+            "an older time never moves the clock back"
+        );
+        assert_eq!(f.clock(), 43);
+    }
+
+    #[test]
+    fn delivered_once() {
+        let mut f = fleet();
+        let e = ev(7, 1, "deploy", false);
+        assert_eq!(f.receive_event(Time(1), &e), Outcome::New);
+        assert_eq!(f.receive_event(Time(2), &e), Outcome::Seen);
+        assert_eq!(f.recent().count(), 1);
+    }
+
+    #[test]
+    fn coalescing_keeps_the_newest_of_a_name() {
+        let mut f = fleet();
+        assert_eq!(
+            f.receive_event(Time(1), &ev(1, 5, "deploy", true)),
+            Outcome::New
+        );
+        f.spread(Spread::Event(ev(1, 5, "deploy", true)), 3);
+        assert_eq!(
+            f.receive_event(Time(2), &ev(2, 7, "deploy", true)),
+            Outcome::New
+        );
+        f.spread(Spread::Event(ev(2, 7, "deploy", true)), 3);
+        // The older one, arriving late, is not delivered.
+        assert_eq!(
+            f.receive_event(Time(3), &ev(3, 6, "deploy", true)),
+            Outcome::Superseded
+        );
+        let ids: Vec<u64> = f.recent().map(|r| r.event.id).collect();
+        assert_eq!(ids, vec![2], "the superseded event left the list");
+        let (events, _) = f.round();
+        assert_eq!(events.len(), 1, "and stopped spreading");
+        // Opted out: every one is delivered.
+        assert_eq!(
+            f.receive_event(Time(4), &ev(4, 8, "log", false)),
+            Outcome::New
+        );
+        assert_eq!(
+            f.receive_event(Time(5), &ev(5, 2, "log", false)),
+            Outcome::New
+        );
+    }
+
+    #[test]
+    fn tables_stay_bounded() {
+        let mut f = fleet();
+        for i in 0..(SEEN_IDS as u64 + 100) {
+            f.receive_event(
+                Time(i),
+                &ev(1000 + i, i + 1, &format!("n{}", i % 3000), true),
+            );
+            f.spread(Spread::Event(ev(i, i, "x", false)), 5);
+        }
+        assert!(f.recent().count() <= RECENT_EVENTS);
+        assert!(f.spreading.len() <= MAX_SPREADING);
+        assert!(f.seen.len() <= SEEN_IDS);
+        assert!(f.latest.len() <= MAX_COALESCE_NAMES);
+        // A forgotten id is refused as too old rather than delivered twice.
+        assert_eq!(
+            f.receive_event(Time(1), &ev(1000, 1, "n0", false)),
+            Outcome::Seen
+        );
+    }
+
+    #[test]
+    fn payload_bound_has_a_clear_error() {
+        let f = fleet();
+        let err = f.check_event("deploy", &[0; 513]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload is 513 bytes; the limit is 512 (event_payload_max)"
+        );
+        assert!(f.check_event("deploy", &[0; 512]).is_ok());
+        assert!(f.check_event("bad name", b"").is_err());
+    }
+
+    #[test]
+    fn query_rate_limit_and_completion() {
+        let mut f = fleet();
+        for _ in 0..QUERY_BURST {
+            f.check_query(Time(0), "q", b"").unwrap();
+        }
+        assert!(matches!(
+            f.check_query(Time(10), "q", b""),
+            Err(FleetError::RateLimited(_))
+        ));
+        assert!(f.check_query(Time(1000), "q", b"").is_ok());
+        let q = Query {
+            id: 1,
+            ltime: 0,
+            origin: "a".into(),
+            name: "q".into(),
+            payload: vec![],
+            filter: QueryFilter::default(),
+            timeout_ms: 1000,
+        };
+        let expected: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        f.track_query(&q, Time(1000), expected, 1);
+        f.on_ack(Time(1), 1, "a", true);
+        f.on_ack(Time(1), 1, "b", false);
+        let s = f.query_status(Time(2), 1).unwrap();
+        assert_eq!((s.acks, s.pending, s.done, s.cut_off), (2, 1, false, 1));
+        f.on_answer(Time(3), 1, "a", b"up".to_vec());
+        assert!(
+            !f.on_answer(Time(3), 1, "a", b"again".to_vec()),
+            "one answer each"
+        );
+        let s = f.query_status(Time(4), 1).unwrap();
+        assert!(s.done && !s.timed_out);
+        assert_eq!(s.answers.len(), 1);
+    }
+
+    #[test]
+    fn timeouts_follow_the_cluster_size() {
+        assert_eq!(log10_ceil(0), 1);
+        assert_eq!(log10_ceil(9), 1);
+        assert_eq!(log10_ceil(10), 2);
+        assert_eq!(log10_ceil(99), 2);
+        assert_eq!(log10_ceil(100), 3);
+        assert_eq!(log10_ceil(1000), 4);
+        let g = Duration::from_millis(200);
+        assert_eq!(default_query_timeout(g, 100), Duration::from_millis(9600));
+        assert_eq!(spread_rounds(1000), 6);
+    }
+
+    #[test]
+    fn validation_refuses_oversized_and_bad_names() {
+        let big = FleetMsg::Events {
+            events: vec![UserEvent {
+                payload: vec![0; MAX_PAYLOAD + 1],
+                ..ev(1, 1, "x", false)
+            }],
+        };
+        assert!(big.validate().is_err());
+        let many = FleetMsg::Have {
+            fingerprint: 0,
+            count: 0,
+            ids: Some(vec![0; MAX_HAVE_IDS + 1]),
+            replies: 0,
+        };
+        assert!(many.validate().is_err());
+        assert!(FleetMsg::Ack {
+            id: 1,
+            from: "".into(),
+            answering: false
+        }
+        .validate()
+        .is_err());
+    }
+}
