@@ -144,8 +144,13 @@ fn restarts_count_against_the_guard_only_once_their_grace_is_over() {
     // Seven nodes: three announce a restart together and never come back. Within their grace
     // they trip nothing (an announced restart is not a loss); when it runs out they are three
     // failures at once, over the limit max(2, 0.4 x 6): the guard freezes and holds them.
+    // Each grace starts when the observer declares its member down, and SWIM declares three
+    // simultaneous crashes up to Lifeguard's unconfirmed suspicion apart (6 x 0.8 s here: the
+    // survivors' failed probes of the first ones make their accusations of the last count
+    // for nothing), so the graces end up to 4.8 s apart. `stable_after` must exceed that, or
+    // the first expired failures age out of the baseline before the last one is counted.
     let mut net = TestNet::with_config(7, |_, c| {
-        c.guard.stable_after = Duration::from_secs(2);
+        c.guard.stable_after = Duration::from_secs(6);
         c.guard.window = Duration::from_secs(60);
     });
     let ok = net.run_until_pred(15_000, |net| {
