@@ -110,6 +110,11 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.members_refused,
         ),
         (
+            "shoal_records_refused_total",
+            "Records of unknown members refused because the record store was full (max_members).",
+            s.records_refused,
+        ),
+        (
             "shoal_member_pulls_total",
             "Membership filters sent to pull the member list in bulk after joining.",
             s.member_pulls,

@@ -440,6 +440,10 @@ pub struct MetaStore {
     /// Records [`MetaStore::admit`] refused since the node last took the counts, by reason
     /// (`Refused as usize`).
     refused: [u64; 3],
+    /// Most records held (`max_members`, `Node::set_max_members`); `None`: unbounded.
+    max_records: Option<usize>,
+    /// Records of names not held refused because the store was full (cumulative).
+    full_refused: u64,
 }
 
 impl MetaStore {
@@ -500,6 +504,14 @@ impl MetaStore {
         }
         if let Some(old) = self.records.get(&rec.name) {
             self.fingerprint ^= record_hash(&old.name, old.generation, old.version);
+        } else if self
+            .max_records
+            .is_some_and(|max| self.records.len() >= max)
+        {
+            // A record of a name not held, the store full: records of names SWIM never
+            // reported would otherwise grow it without bound.
+            self.full_refused += 1;
+            return false;
         }
         self.fingerprint ^= record_hash(&rec.name, rec.generation, rec.version);
         self.changed.push(rec.name.clone());
@@ -519,6 +531,17 @@ impl MetaStore {
                 false
             }
         }
+    }
+
+    /// Bounds the records held (the node's `max_members`): past it a record of a name not
+    /// held is refused and counted ([`MetaStore::full_refused`]).
+    pub fn set_max_records(&mut self, max: usize) {
+        self.max_records = Some(max);
+    }
+
+    /// Records of names not held refused because the store was full, since the start.
+    pub fn full_refused(&self) -> u64 {
+        self.full_refused
     }
 
     /// Records refused by [`MetaStore::admit`] since the last call: unsigned (for a bound
@@ -575,6 +598,22 @@ mod tests {
             meta: NodeMeta::default(),
             ext: Ext::default(),
         }
+    }
+
+    /// Review of #22: records of names SWIM never reported grew the store without bound. Past
+    /// `max_members` a record of a new name is refused and counted; held names still update.
+    #[test]
+    fn a_full_store_refuses_new_names_and_keeps_updating_held_ones() {
+        let mut store = MetaStore::default();
+        store.set_max_records(2);
+        assert!(store.offer(rec("a", 1, 1)));
+        assert!(store.offer(rec("b", 1, 1)));
+        for i in 0..100 {
+            assert!(!store.offer(rec(&format!("fake-{i}"), 1, 1)));
+        }
+        assert_eq!((store.len(), store.full_refused()), (2, 100));
+        assert!(store.offer(rec("a", 1, 2)), "a held name still updates");
+        assert_eq!(store.get("a").map(|r| r.version), Some(2));
     }
 
     #[test]

@@ -72,7 +72,12 @@ impl Node {
 
     /// Adds the records the bindings refused since the last input to the stats.
     pub(super) fn count_refused_records(&mut self) {
-        let [unsigned, wrong, full] = self.store.lock().take_refused();
+        let (refused, store_full) = {
+            let mut store = self.store.lock();
+            (store.take_refused(), store.full_refused())
+        };
+        let [unsigned, wrong, full] = refused;
+        self.stats.records_refused = store_full;
         self.stats.dropped_unsigned_record += unsigned;
         self.stats.dropped_wrong_member_key += wrong;
         self.stats.dropped_bindings_full += full;

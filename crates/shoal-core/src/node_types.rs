@@ -211,6 +211,9 @@ pub struct Stats {
     /// (`Node::set_max_members`).
     #[serde(default)]
     pub members_refused: u64,
+    /// Records of names not held refused because the record store was full (`max_members`).
+    #[serde(default)]
+    pub records_refused: u64,
     /// Membership filters sent as pulls of the bulk transfer after joining.
     #[serde(default)]
     pub member_pulls: u64,
