@@ -260,3 +260,41 @@ fn fleet_messages_roundtrip_and_bad_ones_are_refused_at_decode() {
     });
     assert!(ShoalMsg::decode(&bad.encode()).is_err());
 }
+
+/// Review of #22/#25: a member's digest with an empty id list drew every recent event (up
+/// to 64 of 1 KiB, about 70 KB) for a few bytes. It now draws one datagram; the rest follow at
+/// the next anti-entropy rounds.
+#[test]
+fn a_digest_draws_at_most_one_datagram_of_events() {
+    let mut net = formed(3);
+    for i in 0..20 {
+        net.call(0, |n, now| {
+            n.user_event(now, &format!("e{i}"), vec![b'x'; 500], false)
+                .unwrap();
+        });
+    }
+    net.run_for_ms(2_000);
+    while net.nodes[0].poll_transmit().is_some() {}
+    let mut d = Vec::new();
+    crate::wire::write_header(&mut d, "", crate::wire::Kind::Shoal);
+    d.extend_from_slice(
+        &ShoalMsg::Fleet(FleetMsg::Have {
+            fingerprint: 1,
+            count: 1,
+            ids: Some(vec![]),
+            replies: 0,
+        })
+        .encode(),
+    );
+    let now = net.now;
+    let from = crate::testnet::addr(1);
+    net.nodes[0].handle_datagram(now, from, &d);
+    let mut answers = 0;
+    while let Some(t) = net.nodes[0].poll_transmit() {
+        if t.dst == from {
+            answers += 1;
+            assert!(t.data.len() <= crate::wire::MAX_DATAGRAM);
+        }
+    }
+    assert_eq!(answers, 1, "one datagram of events, not the whole list");
+}

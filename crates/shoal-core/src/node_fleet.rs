@@ -309,8 +309,11 @@ impl Node {
                     return;
                 }
                 if let Some(ids) = ids {
+                    // One datagram of what the peer lacks, whatever it asked: a digest of a
+                    // few bytes must not draw the whole recent list (the rest follows at the
+                    // next rounds, which go on while the digests differ).
                     let missing = self.fleet.missing_from(&ids);
-                    self.send_events(from, missing);
+                    self.send_events_capped(from, missing, 1);
                 }
                 if replies > 0 {
                     let (fingerprint, count) = self.fleet.fingerprint();
@@ -358,6 +361,17 @@ impl Node {
 
     /// Sends `events` to `dst`, as few datagrams as fit.
     fn send_events(&mut self, dst: SocketAddr, events: Vec<UserEvent>) {
+        self.send_events_capped(dst, events, usize::MAX);
+    }
+
+    /// Sends `events` to `dst` in at most `max_datagrams` datagrams (the first ones).
+    fn send_events_capped(
+        &mut self,
+        dst: SocketAddr,
+        events: Vec<UserEvent>,
+        max_datagrams: usize,
+    ) {
+        let mut sent = 0usize;
         let budget = self.shoal_budget();
         let mut cur: Vec<UserEvent> = Vec::new();
         let mut len = 8;
@@ -368,6 +382,10 @@ impl Node {
             {
                 let events = std::mem::take(&mut cur);
                 self.send_fleet(dst, FleetMsg::Events { events });
+                sent += 1;
+                if sent >= max_datagrams {
+                    return;
+                }
                 len = 8;
             }
             len += l;
