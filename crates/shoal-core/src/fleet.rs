@@ -6,7 +6,7 @@
 //!
 //! The wire shapes and their validation are `core::fleet_wire` (re-exported here).
 //!
-//! Pure state: the node (`node_fleet.rs`) decides when to send and what to emit. This module
+//! Pure state: the node (`node/fleet.rs`) decides when to send and what to emit. This module
 //! must not read a clock (times come in as `Time`), draw randomness (ids come from the node's
 //! seeded rng) or do I/O. Every table here is bounded by a constant; a datagram cannot grow
 //! any of them past it.

@@ -12,7 +12,7 @@
 //!   another peer at their next pull.
 //!
 //! It owns these two counters and nothing else: the node decides whom to ask and what to
-//! send (`node_sync`). Sans-IO: time comes in as arguments.
+//! send (`node/sync.rs`). Sans-IO: time comes in as arguments.
 
 use crate::time::Time;
 use std::time::Duration;

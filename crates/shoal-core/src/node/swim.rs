@@ -5,7 +5,19 @@
 //! A child module of `node` (it reaches the node's fields). Must not send anything but
 //! foca's own datagrams and announces, and must stay sans-IO.
 
-use super::*;
+use super::{EventKind, LocalEvent, Node, NodeTimer, Stats, Transmit, BOOTSTRAP_ANNOUNCES};
+use crate::identity::NodeId;
+use crate::meta_gossip::MetaBroadcasts;
+use crate::time::Time;
+use crate::truth::TruthState;
+use crate::wire::{self, Kind, WireError};
+use foca::{Foca, OwnedNotification, Runtime, Timer};
+use rand::rngs::SmallRng;
+use rand::RngExt;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) type Swim = Foca<NodeId, crate::codec::SwimCodec, SmallRng, MetaBroadcasts>;
 

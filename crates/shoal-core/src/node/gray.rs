@@ -6,9 +6,15 @@
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO and must not
 //! change what SWIM believes.
 
-use super::*;
+use super::Node;
 use crate::gray::{GrayChange, Members, ReachReport};
+use crate::guard::GuardState;
+use crate::sync::ShoalMsg;
+use crate::time::Time;
+use crate::truth::{Truth, TruthState};
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The truth as `gray` sees it: active members (a gray-removed one is not active, so its own
 /// reports about others stop counting), and the foca member count for the population.

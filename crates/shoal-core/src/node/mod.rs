@@ -9,31 +9,32 @@
 //! randomness or touch a socket.
 //!
 //! This file holds `Node`, its construction, inputs, outputs and `after_input`; its parts
-//! are child modules, one concern each: `node_types` (config, errors, events, stats),
-//! `node_swim` (the foca adapter), `node_sync` (anti-entropy), `node_served` (the served view,
-//! the guard and reach checks), `node_tick` (the named timers' jobs), `node_restart`
-//! (snapshot, restore, adopt, force-leave), `node_trust` (keyring and trust) and
-//! `node_outlier` (apps' reports and outlier ejection, `core::outlier`).
+//! are child modules in this folder, one concern each, with explicit imports: `types`
+//! (config, errors, events, stats), `queries` (every read of the served view, members,
+//! health, leave progress and counters), `swim` (the foca adapter), `sync` (anti-entropy),
+//! `served` (the served view's changes, the guard and reach checks), `tick` (the named
+//! timers' jobs), `restart` (snapshot, restore, adopt, force-leave), `trust` (keyring and
+//! trust), `identity` (member keys), `health` (own services' health, the mass-failure
+//! hold), `gray` (reach reports), `lifeguard` (accusations), `outlier` (apps' reports and
+//! outlier ejection, `core::outlier`) and `fleet` (user events and queries).
 
 use crate::due::{DueQueue, DueSet};
-use crate::guard::{Guard, GuardCtx, GuardReport, GuardState};
+use crate::guard::{Guard, GuardState};
 use crate::hash::{FixedHashMap, HashSeed};
-use crate::identity::{validate_name, NodeId};
+use crate::identity::validate_name;
 use crate::meta::{MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::meta_gossip::MetaBroadcasts;
 use crate::reach::Reach;
-use crate::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY, SNAPSHOT_VERSION};
-use crate::sync::{
-    pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
-};
+use crate::snapshot::SNAPSHOT_EVERY;
+use crate::sync::ShoalMsg;
 use crate::time::Time;
 use crate::timers::{TimerName, TimerQueue, TimerTable};
 use crate::trust::{Trust, TrustConfig, TrustDrop};
-use crate::truth::{Instance, MemberView, ServedStatus, Truth, TruthState};
-use crate::wire::{self, Kind, WireError, MAX_DATAGRAM, MAX_LABEL_LEN};
-use foca::{Foca, OwnedNotification, Runtime, Timer};
+use crate::truth::{ServedStatus, Truth, TruthState};
+use crate::wire::{self, Kind, MAX_DATAGRAM, MAX_LABEL_LEN};
+use foca::{Foca, Timer};
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub struct Node {
     /// The caches this node shares with the nodes its driver built with the same context.
     shared: Arc<crate::shared::Shared>,
     store: SharedMetaStore,
-    /// Lifeguard's accusations received through foca (`node_lifeguard`).
+    /// Lifeguard's accusations received through foca (`node/lifeguard.rs`).
     accusations: crate::lifeguard::Inbox,
     /// Why each member is in its state, and its last transitions (`core::cause`).
     causes: crate::cause::Causes,
@@ -72,23 +73,23 @@ pub struct Node {
     unknown_items: Arc<std::sync::atomic::AtomicU64>,
     truth: Truth,
     guard: Guard,
-    /// Holds instances in the passing view on mass health failure (`node_health.rs`).
+    /// Holds instances in the passing view on mass health failure (`node/health.rs`).
     health: crate::health_guard::HealthGuard,
-    /// Paces the publication of this node's own services' health (`node_health.rs`).
+    /// Paces the publication of this node's own services' health (`node/health.rs`).
     health_rate: crate::health_rate::HealthRate,
-    /// Ejects instances apps report failing (`node_outlier.rs`).
+    /// Ejects instances apps report failing (`node/outlier.rs`).
     outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
     /// others it is kept in their truth entry.
     served_ghosts: FixedHashMap<Arc<str>, ServedStatus>,
     own: MetaRecord,
-    /// This member's own keys: they sign its record (`node_identity`); `None` without them
+    /// This member's own keys: they sign its record (`node/identity.rs`); `None` without them
     /// (the simulator, the core's tests): the record goes unsigned.
     member_keys: Option<crate::member_key::MemberKeys>,
     out: Outbox,
     /// foca's timers and the restart graces, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
-    /// The node's own jobs, one slot each (`node_tick`).
+    /// The node's own jobs, one slot each (`node/tick.rs`).
     named: TimerTable,
     events: VecDeque<Event>,
     index: u64,
@@ -146,10 +147,10 @@ pub struct Node {
     gray: crate::gray::Gray,
     /// SWIM's own state of the members `gray` removed (the truth records them `down`).
     gray_swim: BTreeMap<Arc<str>, TruthState>,
-    /// When reach reports are next pushed (`node_gray`).
+    /// When reach reports are next pushed (`node/gray.rs`).
     next_gray_push: Time,
     /// Members foca takes only what they say of themselves (removed on gray evidence or
-    /// damped; `node_gray::sync_distrusted`).
+    /// damped; `node/gray.rs`, `sync_distrusted`).
     distrusted: std::collections::BTreeSet<Arc<str>>,
     /// foca's incarnation of ourselves when last looked at (it grows when we refute).
     incarnation: u16,
@@ -166,54 +167,49 @@ pub struct Node {
     snapshot_index: Option<u64>,
     /// Cluster-wide thaws taken, at most one per `operator::THAW_MIN_INTERVAL`.
     thaws: crate::operator::ThawBound,
-    /// User events and queries (`core::fleet`, `node_fleet.rs`).
+    /// User events and queries (`core::fleet`, `node/fleet.rs`).
     fleet: crate::fleet::Fleet,
     /// When `NodeTimer::Fleet` is armed for, and the next event anti-entropy.
     fleet_armed: Option<Time>,
     next_event_sync: Time,
 }
 
-/// Lifeguard's accusations between foca and the cluster.
-#[path = "node_lifeguard.rs"]
-mod node_lifeguard;
-/// Trust-related parts of the node (keyring, rotation, answer budgets): a child module so
-/// that this file stays about membership.
-#[path = "node_trust.rs"]
-mod node_trust;
-use node_trust::session_seed;
-pub use node_trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
-/// User events and queries: commands, push rounds, event anti-entropy.
-#[path = "node_fleet.rs"]
-mod node_fleet;
-/// Gray failures: probe outcomes in, reach reports out, removals applied.
-#[path = "node_gray.rs"]
-mod node_gray;
-#[path = "node_health.rs"]
-mod node_health;
-pub use node_fleet::{QueryView, RecentEvent, UserEventView};
-#[path = "node_outlier.rs"]
-mod node_outlier;
-pub use node_outlier::{InstanceReport, ReportError};
-
 // The node's parts, one concern each (child modules: they reach the node's fields).
+/// User events and queries: commands, push rounds, event anti-entropy.
+mod fleet;
+/// Gray failures: probe outcomes in, reach reports out, removals applied.
+mod gray;
+/// Own services' health: the published statuses and the mass-failure hold.
+mod health;
 /// Member keys: the signed own record, bindings, key material sealed to one member.
-#[path = "node_identity.rs"]
-mod node_identity;
-#[path = "node_restart.rs"]
-mod node_restart;
-#[path = "node_served.rs"]
-mod node_served;
-#[path = "node_swim.rs"]
-mod node_swim;
-#[path = "node_sync.rs"]
-mod node_sync;
-#[path = "node_tick.rs"]
-mod node_tick;
-#[path = "node_types.rs"]
-mod node_types;
-use node_swim::{Outbox, Swim};
-pub(crate) use node_types::NodeTimer;
-pub use node_types::{
+mod identity;
+/// Lifeguard's accusations between foca and the cluster.
+mod lifeguard;
+/// Apps' reports on instances and outlier ejection.
+mod outlier;
+/// The queries: what the node serves and knows, read without changing it.
+mod queries;
+/// Snapshot, restore, adopt, force-leave.
+mod restart;
+/// The served view, the guard and reach checks.
+mod served;
+/// The foca adapter.
+mod swim;
+/// Anti-entropy: digests, fetches, membership filters.
+mod sync;
+/// The named timers' jobs.
+mod tick;
+/// Trust-related parts of the node (keyring, rotation, answer budgets).
+mod trust;
+/// Config, errors, events, stats.
+mod types;
+pub use fleet::{QueryView, RecentEvent, UserEventView};
+pub use outlier::{InstanceReport, ReportError};
+use swim::{Outbox, Swim};
+use trust::session_seed;
+pub use trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
+pub(crate) use types::NodeTimer;
+pub use types::{
     Event, EventKind, LocalEvent, MemberChange, NodeConfig, NodeError, Stats, Transmit,
 };
 
@@ -317,7 +313,7 @@ impl Node {
         foca.set_lifeguard(cfg.timings.lifeguard());
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
-        foca.set_max_members(node_trust::DEFAULT_MAX_MEMBERS);
+        foca.set_max_members(trust::DEFAULT_MAX_MEMBERS);
         let mut own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
@@ -699,21 +695,6 @@ impl Node {
         meta.services.remove(&id);
         self.set_meta(now, meta)?;
         Ok(id)
-    }
-
-    /// Whether a graceful leave is finished: the driver may stop the node now (and should:
-    /// the agent exits, the simulator stops the host). False until then, and without a leave.
-    #[must_use]
-    pub fn leave_finished(&self) -> bool {
-        self.leave_finished && self.out.transmits.is_empty()
-    }
-
-    /// When the leave will be finished, while one is under way (drivers may sleep until then).
-    pub fn leave_finishes_at(&self) -> Option<Time> {
-        if self.leave_finished {
-            return None;
-        }
-        self.named.get(TimerName::Leave)
     }
 
     /// Operator override of the guard.

@@ -2,7 +2,7 @@
 //! the cluster, drop accounting of the trust layer, the limit on generations from the future,
 //! the bound on members and the answer budget for strangers.
 //!
-//! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
+//! A child module of `core::node` (it reaches the node's fields) so that node/mod.rs stays about
 //! membership. Must not seal or open anything itself (`core::trust` does) and must stay
 //! sans-IO: the driver persists the keyring it hands out.
 

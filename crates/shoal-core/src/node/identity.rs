@@ -2,7 +2,7 @@
 //! the bindings of names to keys (`core::bindings`: counted refusals, the operator's
 //! `forget`, the table handed out to persist), and sealing key material to one member.
 //!
-//! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
+//! A child module of `core::node` (it reaches the node's fields) so that node/mod.rs stays about
 //! membership. Must not verify or seal anything itself (`core::member_key` does) and must
 //! stay sans-IO: the driver draws the key pair and persists the bindings.
 

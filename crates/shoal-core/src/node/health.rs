@@ -8,16 +8,14 @@
 //! (a flapping check cannot flood the cluster; the last state wins) on its `Health` timer,
 //! shortened to fit the record, never after a leave.
 //!
-//! A child module of `core::node` (it reaches the node's fields) so that node.rs keeps only
+//! A child module of `core::node` (it reaches the node's fields) so that node/mod.rs keeps only
 //! a few hook lines. Must not decide what is served (the health guard does) and stays
 //! sans-IO.
 
 use super::{EventKind, Node};
-use crate::guard::GuardReport;
 use crate::health_rate::Published;
 use crate::meta::{output_line, Health, MetaError, NodeMeta};
 use crate::time::Time;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Node {
@@ -54,17 +52,6 @@ impl Node {
         for name in self.health.take_dirty() {
             self.emit_served(now, &name, false, true);
         }
-    }
-
-    /// Why `node`'s instance `id` of `service` is served as held in the passing view, if it
-    /// is.
-    pub fn health_held(&self, service: &str, node: &str, id: &str) -> Option<&str> {
-        self.health.held(service, node, id)
-    }
-
-    /// The health guard's report of every service that is not `normal`.
-    pub fn health_reports(&self) -> BTreeMap<String, GuardReport> {
-        self.health.reports()
     }
 
     /// The current status of this node's checked service `service` (the worst of its checks,

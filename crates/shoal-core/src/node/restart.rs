@@ -6,7 +6,19 @@
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO: the driver
 //! reads and writes the snapshot file.
 
-use super::*;
+use super::{EventKind, MemberChange, Node, NodeError, Transmit};
+use crate::identity::NodeId;
+use crate::meta::MetaRecord;
+use crate::snapshot::{Restored, Snapshot, SnapshotError, SNAPSHOT_EVERY, SNAPSHOT_VERSION};
+use crate::sync::ShoalMsg;
+use crate::time::Time;
+use crate::timers::TimerName;
+use crate::truth::{MemberView, ServedStatus, TruthState};
+use crate::wire::{self, Kind, MAX_DATAGRAM};
+use rand::RngExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 impl Node {
     /// Stops to restart, which is not a decommission: our record says "restarting, expect me

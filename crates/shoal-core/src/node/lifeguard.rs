@@ -69,23 +69,6 @@ fn counts(a: &Accusation, subject: &NodeId) -> bool {
     a.from_healthy_accuser() && a.generation.is_none_or(|g| g == subject.generation())
 }
 
-impl Node {
-    /// Lifeguard's local health score (0 = healthy; probes stretch by score + 1).
-    pub fn local_health(&self) -> u8 {
-        self.foca.local_health()
-    }
-
-    /// Probes of this node that failed (no direct nor indirect ack) since it started.
-    pub fn probe_failures(&self) -> u64 {
-        self.foca.probe_failures()
-    }
-
-    /// Members SWIM holds active (alive or suspect), this node excluded.
-    pub fn active_members(&self) -> usize {
-        self.foca.num_members()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,20 @@
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
 
-use super::*;
+use super::{
+    Node, Transmit, FETCH_BATCHES_PER_TICK, FETCH_PER_TICK, INTRO_MSGS_PER_ROUND, PEER_FETCH_TRIES,
+};
+use crate::identity::{validate_name, NodeId};
+use crate::meta::MetaRecord;
+use crate::sync::{
+    pack_intro, pack_push, DigestEntry, IntroEntry, NameFilter, ShoalMsg, SHARD_TARGET,
+};
+use crate::time::Time;
+use crate::truth::TruthState;
+use crate::wire::{self, Kind, MAX_DATAGRAM};
+use rand::RngExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 impl Node {
     pub(super) fn send_shoal(&mut self, dst: SocketAddr, msg: &ShoalMsg) {

@@ -6,7 +6,15 @@
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
 
-use super::*;
+use super::{EventKind, LocalEvent, Node, FETCH_PER_TICK};
+use crate::guard::GuardState;
+use crate::sync::ShoalMsg;
+use crate::time::Time;
+use crate::timers::TimerName;
+use crate::wire::{self, MAX_DATAGRAM};
+use rand::RngExt;
+use std::sync::Arc;
+use std::time::Duration;
 
 impl Node {
     /// Announces to every seed, and with `known` also to a few random known peers.

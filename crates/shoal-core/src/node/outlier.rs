@@ -2,7 +2,7 @@
 //! feeds them to `core::outlier` with the census of the service's instances, and turns its
 //! transitions into events and its deadlines into the node's `TimerName::Outlier`.
 //!
-//! A child module of `core::node` (it reaches the node's fields) so that node.rs keeps only
+//! A child module of `core::node` (it reaches the node's fields) so that node/mod.rs keeps only
 //! a few hook lines. Must not decide anything itself (`core::outlier` does) and stays sans-IO.
 
 use super::{EventKind, Node};

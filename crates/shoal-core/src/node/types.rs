@@ -74,7 +74,7 @@ pub(crate) enum NodeTimer {
     Swim(Timer<NodeId>),
     /// The restart grace of this member may have run out (`Guard::restart_expired`).
     RestartGrace(std::sync::Arc<str>),
-    /// A push round of events and queries, or the event anti-entropy (`node_fleet.rs`).
+    /// A push round of events and queries, or the event anti-entropy (`node/fleet.rs`).
     Fleet,
 }
 
@@ -127,9 +127,9 @@ pub enum EventKind {
     /// An instance was ejected, restored or capped from apps' reports (`core::outlier`).
     Outlier(crate::outlier::OutlierTransition),
     /// A user event arrived (delivered once per agent; `core::fleet`).
-    UserEvent(super::node_fleet::UserEventView),
+    UserEvent(super::fleet::UserEventView),
     /// A query this node matches arrived.
-    Query(super::node_fleet::QueryView),
+    Query(super::fleet::QueryView),
 }
 
 /// A change of the served view (or of the node), numbered by a monotonic index.

@@ -10,11 +10,17 @@
 //!
 //! A child module of `node` (it reaches the node's fields). Must stay sans-IO.
 
-use super::*;
+use super::{EventKind, Node, NodeError, NodeTimer};
 use crate::fleet::{
     FleetError, FleetMsg, Outcome, Query, QueryFilter, QueryStatus, Spread, UserEvent,
 };
+use crate::sync::ShoalMsg;
+use crate::time::Time;
+use crate::truth::{MemberView, ServedStatus};
+use rand::RngExt;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The event anti-entropy runs every this many `sync_interval`s (lan: 30 s, Serf's push-pull).
 pub const EVENT_SYNC_EVERY: u32 = 3;
