@@ -677,6 +677,7 @@ class Bench:
             "removed_by": len(first_out),
             "all_removed_s": round(max(first_out.values()), 1) if removed_by_all else None,
             "first_removed_s": round(min(first_out.values()), 1) if first_out else None,
+            "removed_s_by_observer": {o: round(t, 1) for o, t in sorted(first_out.items())},
             "out_at_end": sum(not p for p in present.values()),
             "changes_max": max(changes.values()),
             "changes_mean": round(statistics.mean(changes.values()), 2),
