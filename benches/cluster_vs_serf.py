@@ -636,13 +636,16 @@ class Bench:
             return e[6] in SERVING
         return e[4] == "alive"
 
-    def gray_figures(self, system, host, t0, t1):
+    def gray_figures(self, system, host, t0, t1, earlier=()):
         """What every healthy agent's served view did in [t0, t1] with the fault on `host`:
         per observer, the times it stopped or started serving the faulty member (from the
         watch stream / Serf's log: every change, not samples), when it first removed it, and
-        every healthy member any healthy agent stopped serving."""
+        every healthy member any healthy agent stopped serving. Hosts faulted by an earlier
+        phase (`earlier`) are neither observers nor healthy members: damping and the gray
+        rule keep them out of every view for minutes after their fault, by design."""
         faulty = self.agents[system][host].name
-        healthy = [ag.name for ag in self.agents[system] if ag.i != host]
+        healthy = [ag.name for ag in self.agents[system]
+                   if ag.i != host and ag.i not in earlier]
         present = {o: True for o in healthy}   # converged before the fault: all served
         changes = {o: 0 for o in healthy}
         first_out = {}
@@ -688,7 +691,7 @@ class Bench:
             "healthy_swim_down": sorted(healthy_swim_down),
         }
 
-    def gray_phase(self, name, host, body):
+    def gray_phase(self, name, host, body, earlier=()):
         self.converge_both(60)
         time.sleep(self.a.settle)
         t0 = time.time()
@@ -697,7 +700,8 @@ class Bench:
         finally:
             t1 = time.time()
         for s in SYSTEMS:
-            self.res[s].setdefault("gray", {})[name] = g = self.gray_figures(s, host, t0, t1)
+            self.res[s].setdefault("gray", {})[name] = g = self.gray_figures(s, host, t0, t1,
+                                                                       earlier)
             log(f"  {name} {s}: removed by {g['removed_by']}/{g['observers']} "
                 f"(all after {g['all_removed_s']} s), out at the end {g['out_at_end']}, "
                 f"changes per observer max {g['changes_max']} mean {g['changes_mean']} "
@@ -802,7 +806,8 @@ class Bench:
         if a.gray_secs > 0:
             lossy, flapping = self.n - 1, self.n - 2
             self.gray_phase("gray_loss", lossy, lambda: self.gray_loss(lossy))
-            self.gray_phase("flip_flop", flapping, lambda: self.flip_flop(flapping))
+            self.gray_phase("flip_flop", flapping, lambda: self.flip_flop(flapping),
+                            earlier=(lossy,))
         if a.app_kills:
             log(f"  {a.app_kills} crashes seen by one app (agent 0's served view)")
             self.app_kill_rounds(a.app_kills)
