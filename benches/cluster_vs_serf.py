@@ -6,6 +6,8 @@ which builds the static musl binary, or the glibc one without the musl target):
 
     sudo benches/cluster_vs_serf.py                  # N = 10, then N = 50 (about 20 min)
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 6 --fault-secs 30
+    sudo benches/cluster_vs_serf.py --nodes 10 --kills 0 --leaves 0 --fault-secs 0 \
+        --idle-secs 0 --gray-secs 160 --app-kills 20      # issue 21's targets only
 
 For each N it creates a private bridge in a namespace of its own (`shoalbench-br`) and 2N
 host namespaces (`shoalbench-shI` for shoal agent I, `shoalbench-seI` for Serf agent I), each
@@ -33,6 +35,15 @@ under the same conditions in the same run:
   short period: it runs only a tenth of each second, like a process on an overloaded
   host). For the paused and starved agents, downs of the affected agent itself are shown
   apart (it did stop answering; downs of everyone else are the false ones);
+- gray failures (issue 21; `--gray-secs 160`): 80 % loss both ways on host N-1 (`--gray-loss`),
+  then, on host N-2, all ingress dropped `--flip-off` s and let through `--flip-on` s in
+  turn; from every healthy agent's served view (shoal's watch stream, every change of the
+  `status` field; Serf's member events): when every healthy agent had removed the faulty
+  host, how many still had it out at the end, presence changes per observer, downs of it
+  declared, healthy members any healthy agent stopped serving or SWIM declared down;
+- crash seen down by one app (`--app-kills K`): agent 0's served view only, both systems'
+  agent I killed at once, I rotating; median each, and the ratio of the medians with a
+  paired bootstrap 95 % interval over the kills;
 - idle bytes/s (the veth's transmitted bytes, /proc/PID/net/dev), CPU (% of one core) and
   RSS per agent (VmRSS, and its anonymous part RssAnon: VmRSS also counts the pages of the
   program's code and shared libraries it has touched), while the cluster is idle and formed.
@@ -73,6 +84,8 @@ BR_NS = f"{PREFIX}-br"
 PORT = 7946
 SYSTEMS = ("shoal", "serf")
 NEIGH = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+# shoal's served statuses apps route to (`ServedStatus::is_serving`).
+SERVING = ("alive", "suspect", "held", "restarting")
 
 
 def log(msg):
@@ -215,9 +228,20 @@ class Views:
         self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
         self.served = {}                               # shoal observer -> member -> served
 
-    def snapshot(self, system, obs, members):
+    def snapshot(self, system, obs, members, served=None):
         with self.lock:
             self.view[system][obs] = dict(members)
+            if served is not None:
+                self.served[obs] = dict(served)
+
+    def serves(self, system, obs, member):
+        """Whether `obs` serves `member` to its apps: shoal's served status (alive, suspect,
+        held, restarting), Serf's member list (alive: Serf serves every member it has not
+        seen fail or leave)."""
+        with self.lock:
+            if system == "shoal":
+                return self.served.get(obs, {}).get(member) in SERVING
+            return self.view[system].get(obs, {}).get(member) == "alive"
 
     def event(self, system, obs, member, state, served=None):
         t = time.time()
@@ -235,6 +259,8 @@ class Views:
     def forget(self, system, obs):
         with self.lock:
             self.view[system].pop(obs, None)
+            if system == "shoal":
+                self.served.pop(obs, None)
 
     def sees(self, system, obs, member):
         with self.lock:
@@ -360,7 +386,8 @@ class Agent:
                     line = json.loads(raw)
                     if line.get("type") == "snapshot":
                         self.b.views.snapshot("shoal", self.name, {
-                            m["name"]: shoal_state(m) for m in line["members"]})
+                            m["name"]: shoal_state(m) for m in line["members"]}, served={
+                            m["name"]: m["status"] for m in line["members"]})
                     elif line.get("type") == "member":
                         m = line["member"]
                         self.b.views.event("shoal", self.name, m["name"], shoal_state(m),
@@ -601,10 +628,165 @@ class Bench:
             for a in agents:
                 a.send(signal.SIGCONT)
 
+    # ------------------------------------------------------------ gray failures (issue 21)
+
+    def present_after(self, system, e):
+        """Whether the event `e` leaves its member served by its observer."""
+        if system == "shoal":
+            return e[6] in SERVING
+        return e[4] == "alive"
+
+    def gray_figures(self, system, host, t0, t1, earlier=()):
+        """What every healthy agent's served view did in [t0, t1] with the fault on `host`:
+        per observer, the times it stopped or started serving the faulty member (from the
+        watch stream / Serf's log: every change, not samples), when it first removed it, and
+        every healthy member any healthy agent stopped serving. Hosts faulted by an earlier
+        phase (`earlier`) are neither observers nor healthy members: damping and the gray
+        rule keep them out of every view for minutes after their fault, by design."""
+        faulty = self.agents[system][host].name
+        healthy = [ag.name for ag in self.agents[system]
+                   if ag.i != host and ag.i not in earlier]
+        present = {o: True for o in healthy}   # converged before the fault: all served
+        changes = {o: 0 for o in healthy}
+        first_out = {}
+        downs = 0
+        healthy_down, healthy_down_episodes = set(), 0
+        healthy_swim_down = set()
+        out_now = {}                           # (observer, member) -> not served now
+        for e in self.views.since(t0, t1):
+            _, s, obs, member, state, prev, _, _ = e
+            if s != system or obs not in present:
+                continue
+            if member == faulty:
+                p = self.present_after(system, e)
+                if p != present[obs]:
+                    present[obs] = p
+                    changes[obs] += 1
+                    if not p and obs not in first_out:
+                        first_out[obs] = e[0] - t0
+                if state == "down" and prev != "down":
+                    downs += 1
+            elif member in healthy:
+                p = self.present_after(system, e)
+                if not p and not out_now.get((obs, member)):
+                    healthy_down.add(member)
+                    healthy_down_episodes += 1
+                out_now[(obs, member)] = not p
+                if state == "down" and prev != "down":
+                    healthy_swim_down.add(member)
+        removed_by_all = len(first_out) == len(healthy)
+        return {
+            "observers": len(healthy),
+            "removed_by": len(first_out),
+            "all_removed_s": round(max(first_out.values()), 1) if removed_by_all else None,
+            "first_removed_s": round(min(first_out.values()), 1) if first_out else None,
+            "removed_s_by_observer": {o: round(t, 1) for o, t in sorted(first_out.items())},
+            "out_at_end": sum(not p for p in present.values()),
+            "changes_max": max(changes.values()),
+            "changes_mean": round(statistics.mean(changes.values()), 2),
+            "changes_total": sum(changes.values()),
+            "downs": downs,
+            "healthy_down": sorted(healthy_down),
+            "healthy_down_episodes": healthy_down_episodes,
+            "healthy_swim_down": sorted(healthy_swim_down),
+        }
+
+    def gray_phase(self, name, host, body, earlier=()):
+        self.converge_both(60)
+        time.sleep(self.a.settle)
+        t0 = time.time()
+        try:
+            body()
+        finally:
+            t1 = time.time()
+        for s in SYSTEMS:
+            self.res[s].setdefault("gray", {})[name] = g = self.gray_figures(s, host, t0, t1,
+                                                                       earlier)
+            log(f"  {name} {s}: removed by {g['removed_by']}/{g['observers']} "
+                f"(all after {g['all_removed_s']} s), out at the end {g['out_at_end']}, "
+                f"changes per observer max {g['changes_max']} mean {g['changes_mean']} "
+                f"({g['changes_total']} in all), downs {g['downs']}, healthy not served "
+                f"{g['healthy_down']} ({g['healthy_down_episodes']} episodes), healthy "
+                f"declared down {g['healthy_swim_down']}")
+        # Let the faulty host back into every view (damping, Serf's rejoin) before the next
+        # phase; the next phase faults another host anyway.
+        time.sleep(self.a.tail_secs)
+
+    def gray_loss(self, host):
+        self.set_loss([host], self.a.gray_loss, True, True)
+        try:
+            time.sleep(self.a.gray_secs)
+        finally:
+            self.set_loss([host], self.a.gray_loss, True, False)
+
+    def flip_flop(self, host):
+        rule = ["INPUT", "-i", "eth0", "-j", "DROP"]
+        end = time.monotonic() + self.a.gray_secs
+        while time.monotonic() < end:
+            run_many([self.ipt(s, host, "-I", rule) for s in SYSTEMS])
+            try:
+                time.sleep(min(self.a.flip_off, max(0.0, end - time.monotonic())))
+            finally:
+                run_many([self.ipt(s, host, "-D", rule) for s in SYSTEMS])
+            time.sleep(min(self.a.flip_on, max(0.0, end - time.monotonic())))
+
+    def app_kill_rounds(self, count):
+        """Crash seen down as one app sees it: agent 0's served view only (shoal's served
+        status, which the guard and damping shape; Serf's member list), both systems' agent I
+        killed at once, I rotating over 1..N-1."""
+        pairs = []
+        obs = {s: self.agents[s][0].name for s in SYSTEMS}
+        for v in self.victims(count):
+            self.converge_both(60)
+            # A victim killed again soon after its restart may still be damped (two lives
+            # within about two minutes are a crash loop): wait until agent 0 serves it.
+            if not wait_until(lambda: all(self.views.serves(s, obs[s], self.agents[s][v].name)
+                                          for s in SYSTEMS), 120):
+                log(f"  agent 0 does not serve h{v}/s{v} after 120 s")
+            time.sleep(self.a.settle)
+            t0 = time.time()
+            for s in SYSTEMS:
+                self.agents[s][v].send(signal.SIGKILL)
+            seen = {}
+
+            def done():
+                for s in SYSTEMS:
+                    if s not in seen and not self.views.serves(s, obs[s],
+                                                               self.agents[s][v].name):
+                        seen[s] = time.time() - t0
+                return len(seen) == len(SYSTEMS)
+
+            wait_until(done, self.a.detect_timeout, step=0.02)
+            pairs.append({s: round(seen[s], 3) if s in seen else None for s in SYSTEMS})
+            log(f"  app-seen crash h{v}/s{v}: " + ", ".join(
+                f"{s} {pairs[-1][s]} s" for s in SYSTEMS))
+            for s in SYSTEMS:
+                self.agents[s][v].stop(signal.SIGKILL)
+                self.agents[s][v].start()
+        self.converge_both(60)
+        both = [p for p in pairs if p["shoal"] is not None and p["serf"] is not None]
+        res = {"pairs": pairs, "missing": len(pairs) - len(both)}
+        if both:
+            med = {s: statistics.median(p[s] for p in both) for s in SYSTEMS}
+            # Paired bootstrap over the kills: the ratio of the medians, 95 % interval.
+            rng = random.Random(self.a.seed)
+            ratios = []
+            for _ in range(10000):
+                smp = [rng.choice(both) for _ in both]
+                ratios.append(statistics.median(p["shoal"] for p in smp)
+                              / statistics.median(p["serf"] for p in smp))
+            res.update({
+                "median_s": {s: round(med[s], 3) for s in SYSTEMS},
+                "ratio": round(med["shoal"] / med["serf"], 3),
+                "ratio_95": [round(pct(ratios, 0.025), 3), round(pct(ratios, 0.975), 3)],
+            })
+        self.res["app_crash"] = res
+
     def run(self):
         a = self.a
         self.start_all()
-        self.idle()
+        if a.idle_secs > 0:
+            self.idle()
         if a.kills:
             log(f"  {a.kills} crashes")
             self.kill_rounds("crash", a.kills)
@@ -621,6 +803,14 @@ class Bench:
             run_s = period * a.starve_share
             self.fault_phase("starved", lambda: self.stop_cycle(
                 starved, period - run_s, run_s), affected=(starved,))
+        if a.gray_secs > 0:
+            lossy, flapping = self.n - 1, self.n - 2
+            self.gray_phase("gray_loss", lossy, lambda: self.gray_loss(lossy))
+            self.gray_phase("flip_flop", flapping, lambda: self.flip_flop(flapping),
+                            earlier=(lossy,))
+        if a.app_kills:
+            log(f"  {a.app_kills} crashes seen by one app (agent 0's served view)")
+            self.app_kill_rounds(a.app_kills)
         for s in SYSTEMS:
             self.res[s]["rss_mb_end"] = round(statistics.median(
                 x.rss_mb() for x in self.agents[s] if x.alive()), 1)
@@ -725,7 +915,52 @@ def table(n, res, a):
     row("RSS per agent, after the faults", sh.get("rss_mb_end"), se.get("rss_mb_end"), " MB")
     row("... of the idle RSS, anonymous (heap, stacks; the rest is code and libraries)",
         sh.get("anon_mb"), se.get("anon_mb"), " MB")
-    return "\n".join(rows)
+    return "\n".join(rows) + gray_table(res, a)
+
+
+def gray_table(res, a):
+    """Issue 21's targets, shoal beside Serf (empty when those phases did not run)."""
+    sh, se = res["shoal"].get("gray", {}), res["serf"].get("gray", {})
+    rows = []
+    labels = {
+        "gray_loss": f"{a.gray_loss:.0%} loss both ways on 1 host, {a.gray_secs:.0f} s",
+        "flip_flop": (f"ingress off {a.flip_off:g} s / on {a.flip_on:g} s on 1 host, "
+                      f"{a.gray_secs:.0f} s"),
+    }
+    for k, label in labels.items():
+        if k not in sh:
+            continue
+        rows.append(f"| {label}: every healthy agent removed it after | "
+                    f"{fmt(se[k]['all_removed_s'], ' s')} ({se[k]['removed_by']} of "
+                    f"{se[k]['observers']}) | {fmt(sh[k]['all_removed_s'], ' s')} "
+                    f"({sh[k]['removed_by']} of {sh[k]['observers']}) |")
+        rows.append(f"| ... not served at the end of the fault, observers | "
+                    f"{se[k]['out_at_end']} | {sh[k]['out_at_end']} |")
+        rows.append(f"| ... presence changes per observer, max (mean; all) | "
+                    f"{se[k]['changes_max']} ({se[k]['changes_mean']}; "
+                    f"{se[k]['changes_total']}) | {sh[k]['changes_max']} "
+                    f"({sh[k]['changes_mean']}; {sh[k]['changes_total']}) |")
+        rows.append(f"| ... downs of it declared (observer transitions) | {se[k]['downs']} | "
+                    f"{sh[k]['downs']} |")
+        rows.append(f"| ... healthy members not served by a healthy agent (episodes) | "
+                    f"{len(se[k]['healthy_down'])} ({se[k]['healthy_down_episodes']}) | "
+                    f"{len(sh[k]['healthy_down'])} ({sh[k]['healthy_down_episodes']}) |")
+        rows.append(f"| ... healthy members declared down (SWIM) | "
+                    f"{len(se[k]['healthy_swim_down'])} | "
+                    f"{len(sh[k]['healthy_swim_down'])} |")
+    ac = res.get("app_crash")
+    if ac and "median_s" in ac:
+        m = ac["median_s"]
+        lo, hi = ac["ratio_95"]
+        rows.append(f"| crash seen down by one app (agent 0's served view), median over "
+                    f"{len(ac['pairs']) - ac['missing']} kills | {m['serf']} s | "
+                    f"{m['shoal']} s: **{ac['ratio']:.2f}x** (95 % interval "
+                    f"{lo:.2f}-{hi:.2f}) |")
+    if not rows:
+        return ""
+    head = ["", "", "| gray failures and one app's view (issue 21) | Serf | shoal |",
+            "| --- | --- | --- |"]
+    return "\n".join(head + rows)
 
 
 def parse_range(s):
@@ -774,6 +1009,20 @@ def main():
     ap.add_argument("--starve-period-ms", type=float, default=1000)
     ap.add_argument("--starve-share", type=float, default=0.1,
                     help="share of each period a starved agent runs [0.1]")
+    ap.add_argument("--gray-secs", type=float, default=0,
+                    help="length of each gray-failure phase (issue 21: loss both ways on "
+                         "host N-1, then ingress on/off on host N-2; every healthy agent's "
+                         "served view from its stream), 0 to skip them [0; the issue: 160]")
+    ap.add_argument("--gray-loss", type=float, default=0.8,
+                    help="loss both ways on the lossy host [0.8]")
+    ap.add_argument("--flip-off", type=float, default=20.0,
+                    help="flip-flop: ingress dropped this long [20 s]")
+    ap.add_argument("--flip-on", type=float, default=20.0,
+                    help="flip-flop: then let through this long [20 s]")
+    ap.add_argument("--app-kills", type=int, default=0,
+                    help="crashes timed on one app's view (agent 0's served view), both "
+                         "systems' agent I killed at once; median and ratio with a paired "
+                         "bootstrap 95 %% interval [0]")
     ap.add_argument("--seed", type=int, default=13, help="fault schedule seed")
     ap.add_argument("--shoal", default=None,
                     help="the shoal binary [the newest dist build: musl, else glibc]")

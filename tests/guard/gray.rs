@@ -8,7 +8,7 @@
 use super::*;
 use common::name;
 use shoal::api::types::WatchLine;
-use shoal_core::EventKind;
+use shoal_core::{EventKind, MemberView};
 use std::time::Duration;
 
 /// One watch stream per healthy agent (kept open by its API server).
@@ -23,44 +23,62 @@ async fn watch(c: &Cluster, agents: &[usize]) -> (Vec<ApiHandle>, Vec<(usize, Wa
     (apis, out)
 }
 
-/// Times `w` showed `member` go from served to not served or back (events only: the
-/// snapshot is the starting point).
-fn presence_changes(w: &Watcher, member: &str) -> usize {
-    w.lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| match l {
-            WatchLine::Event(e) => match &e.kind {
-                EventKind::Member {
-                    previous: Some(p),
-                    member: m,
-                    ..
-                } => m.name == member && p.is_serving() != m.status.is_serving(),
-                _ => false,
-            },
-            _ => false,
-        })
-        .count()
-}
-
-/// Members other than `faulty` that `w` showed served `down`, `held` or `damped`.
-fn healthy_removed(w: &Watcher, faulty: &str) -> Vec<(String, ServedStatus)> {
+/// The member events `w` showed: (previous served status, the member as served).
+fn member_events(w: &Watcher) -> Vec<(Option<ServedStatus>, MemberView)> {
     w.lines
         .lock()
         .unwrap()
         .iter()
         .filter_map(|l| match l {
             WatchLine::Event(e) => match &e.kind {
-                EventKind::Member { member: m, .. }
-                    if m.name != faulty && !m.status.is_serving() =>
-                {
-                    Some((m.name.clone(), m.status))
-                }
+                EventKind::Member {
+                    previous, member, ..
+                } => Some((*previous, member.clone())),
                 _ => None,
             },
             _ => None,
         })
+        .collect()
+}
+
+/// Times `w` showed `member` go from served to not served or back (events only: the
+/// snapshot is the starting point).
+fn presence_changes(w: &Watcher, member: &str) -> usize {
+    member_events(w)
+        .iter()
+        .filter(|(p, m)| {
+            m.name == member && p.is_some_and(|p| p.is_serving() != m.status.is_serving())
+        })
+        .count()
+}
+
+/// Why `m` is in its status, in words, for a failure message.
+fn why(m: &MemberView) -> String {
+    format!(
+        "{} (gray {:?}, truth {:?}, {})",
+        m.status.as_str(),
+        m.gray,
+        m.truth,
+        m.cause.as_ref().map_or("", |c| c.text.as_str())
+    )
+}
+
+/// Every status `w` showed `member` in, with why.
+fn statuses(w: &Watcher, member: &str) -> Vec<String> {
+    member_events(w)
+        .iter()
+        .filter(|(_, m)| m.name == member)
+        .map(|(_, m)| why(m))
+        .collect()
+}
+
+/// Members other than `faulty` that `w` showed not served (`down`, `left` or `damped`),
+/// with why (the gray cause, who suspected it, who declared it down).
+fn healthy_removed(w: &Watcher, faulty: &str) -> Vec<(String, String)> {
+    member_events(w)
+        .iter()
+        .filter(|(_, m)| m.name != faulty && !m.status.is_serving())
+        .map(|(_, m)| (m.name.clone(), why(m)))
         .collect()
 }
 
@@ -106,7 +124,8 @@ async fn a_host_losing_most_of_its_packets_is_removed_once_and_stays_out() {
         assert_eq!(
             presence_changes(w, &lossy),
             1,
-            "n{i} served the lossy host in and out"
+            "n{i} served the lossy host in and out: {:#?}",
+            statuses(w, &lossy)
         );
         assert_eq!(
             healthy_removed(w, &lossy),

@@ -384,6 +384,18 @@ impl Causes {
         e.history.back().map(Record::cause)
     }
 
+    /// Whether nothing this node saw confirms a failure of `name`: its own probe of it did
+    /// not fail, its own suspicion timer did not fire, and no healthy accuser's accusation
+    /// reached it. A down notice then carries a lone accuser's verdict.
+    pub fn unconfirmed(&self, name: &str) -> bool {
+        self.members.get(name).is_none_or(|e| {
+            !e.timed_out_here
+                && e.suspicion
+                    .as_ref()
+                    .is_none_or(|s| !s.probe_failed && s.confirmations == 0)
+        })
+    }
+
     /// Whether the member has an entry (did more than join).
     pub fn has(&self, name: &str) -> bool {
         self.members.contains_key(name)

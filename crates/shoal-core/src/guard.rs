@@ -55,6 +55,49 @@ pub struct GuardCtx<'a> {
     pub reach: ReachView<'a>,
     /// Members removed on several observers' evidence (`core::gray`): never doubted.
     pub gray: Option<&'a crate::gray::Gray>,
+    /// When this node last heard from each member, as evidence against a failure.
+    pub heard: Option<Heard<'a>>,
+}
+
+/// This node's own hearing of members (an authentic datagram from the member's address), as
+/// evidence against a failure declared elsewhere: a member heard from just before it was
+/// declared down was alive then. A lone accuser that cannot hear it (a host losing most of
+/// its packets, whose suspicions are never refuted to it) declares it down, and the down
+/// notice reaches this node while the member's own datagrams still arrive.
+#[derive(Clone, Copy, Debug)]
+pub struct Heard<'a> {
+    pub causes: &'a crate::cause::Causes,
+    /// How recent counts: shorter than the time any crashed member takes to be declared
+    /// down after its last datagram (a probe timeout and the shortest suspicion; the node
+    /// passes the smaller of a probe period and half the shortest suspicion).
+    pub within: Duration,
+    /// How recent counts for a failure nothing here confirmed (`Causes::unconfirmed`: a
+    /// lone accuser's down notice): the shortest suspicion. A crashed member is declared
+    /// down a probe timeout later than that after its last datagram; a wrong doubt costs
+    /// one reach check.
+    pub within_unconfirmed: Duration,
+}
+
+impl Heard<'_> {
+    /// `Heard::within` for these timings: the smaller of a probe period and half the
+    /// shortest suspicion (`suspicion_mult` probe periods, times `suspicion_floor` with
+    /// Lifeguard). With the shipped profiles a crashed member is declared down at least 2.5
+    /// probe periods after its last datagram; healthy members of a small cluster are heard
+    /// every few gossip intervals.
+    pub fn within_for(t: &crate::profile::Timings) -> Duration {
+        (Self::shortest_suspicion(t) / 2).min(t.probe_period)
+    }
+
+    /// `suspicion_mult` probe periods, times `suspicion_floor` with Lifeguard.
+    pub fn shortest_suspicion(t: &crate::profile::Timings) -> Duration {
+        let floor = if t.lifeguard {
+            t.suspicion_floor.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        Duration::try_from_secs_f64(t.probe_period.as_secs_f64() * t.suspicion_mult * floor)
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 #[derive(Debug)]
@@ -255,11 +298,15 @@ impl Guard {
             self.baseline.note_down(now, name);
         }
         let gray = ctx.gray.is_some_and(|g| g.is_removed(name));
-        if !self.releasing() {
+        if !self.releasing() && !gray {
+            // (A member removed on gray evidence was removed with the guard normal, on
+            // several observers' agreement: served again now, it would leave the view a
+            // second time at the thaw; see `hold_window`.)
             self.held.insert(name.clone());
             self.episode_held.insert(name.clone());
         } else if !gray
             && (Self::reached(ctx, name)
+                || Self::heard_lately(ctx, name, now)
                 || ctx
                     .reach
                     .refuted_at
@@ -267,8 +314,9 @@ impl Guard {
         {
             // (Not a member several observers agree they cannot reach: that is no one
             // prober's luck.)
-            // It answered our own ping since it was suspected (SWIM's verdict came
-            // from other probers' luck), or we just had to refute a suspicion of
+            // It answered our own ping since it was suspected, or its datagrams reached
+            // us just now (SWIM's verdict came from other probers' luck, or from a lone
+            // accuser that cannot hear it), or we just had to refute a suspicion of
             // ourselves (peers could not hear us, so our failed probes of this one
             // may be our own fault). Hold it until a fresh check confirms it gone.
             self.held.insert(name.clone());
@@ -359,6 +407,21 @@ impl Guard {
 
     fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
         ctx.reach.last.is_some_and(|r| r.reached.contains(name))
+    }
+
+    /// Whether this node heard from `name` within `Heard::within` before `now`.
+    fn heard_lately(ctx: &GuardCtx<'_>, name: &str, now: Time) -> bool {
+        let (Some(h), Some(m)) = (ctx.heard, ctx.truth.get(name)) else {
+            return false;
+        };
+        let within = if h.causes.unconfirmed(name) {
+            h.within_unconfirmed.max(h.within)
+        } else {
+            h.within
+        };
+        h.causes
+            .last_heard(m.id.addr())
+            .is_some_and(|t| now.since(t) <= within)
     }
 
     fn has_record(ctx: &GuardCtx<'_>, name: &str) -> bool {

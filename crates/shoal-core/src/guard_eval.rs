@@ -303,7 +303,11 @@ impl Guard {
         }
     }
 
-    /// Holds every member that failed within the window and is still down.
+    /// Holds every member that failed within the window and is still down, but those
+    /// removed on gray evidence: several observers agreed on each with the guard normal
+    /// throughout (`core::gray`), no correlated event; served again now, it would leave the
+    /// view a second time at the thaw (they still count against the limit, and no more are
+    /// removed while the guard is not normal).
     pub(super) fn hold_window(&mut self, ctx: &GuardCtx<'_>) {
         for (_, n) in &self.failures {
             if ctx
@@ -311,6 +315,7 @@ impl Guard {
                 .get(n)
                 .map(|m| m.state == TruthState::Down)
                 .unwrap_or(false)
+                && !ctx.gray.is_some_and(|g| g.is_removed(n))
             {
                 self.episode_held.insert(n.clone());
                 if self.held.insert(n.clone()) {

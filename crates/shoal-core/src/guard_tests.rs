@@ -29,6 +29,8 @@ struct Rig {
     silent: Option<Duration>,
     check: Option<CheckResult>,
     refuted_at: Option<Time>,
+    /// When this node heard from each address (every peer of the rig shares one).
+    causes: crate::cause::Causes,
     transitions: Vec<GuardTransition>,
 }
 
@@ -58,6 +60,7 @@ impl Rig {
             silent: None,
             check: None,
             refuted_at: None,
+            causes: crate::cause::Causes::with_seed(Default::default()),
             transitions: Vec::new(),
         };
         r.set("me", TruthState::Alive);
@@ -89,6 +92,11 @@ impl Rig {
                 refuted_at: self.refuted_at,
             },
             gray: None,
+            heard: Some(crate::guard::Heard {
+                causes: &self.causes,
+                within: Duration::from_millis(200),
+                within_unconfirmed: Duration::from_millis(400),
+            }),
         };
         f(&mut self.g, &ctx, self.now);
         self.transitions.extend(self.g.take_transitions());
@@ -520,6 +528,27 @@ fn a_member_that_answered_our_own_check_is_held_until_a_check_goes_unanswered() 
     r.checked(&[0]);
     r.run(500);
     assert_eq!(r.served("p0"), ServedStatus::Down);
+}
+
+#[test]
+fn a_member_heard_from_just_before_a_down_notice_is_held_until_a_check_misses_it() {
+    // A lone accuser that cannot hear p0 declared it down; p0's datagrams still reach us.
+    let mut r = Rig::new(GuardConfig::default(), 10);
+    r.causes.heard(r.now, Rig::id("p0").addr());
+    r.run(100);
+    r.set("p0", TruthState::Down);
+    assert_eq!(r.served("p0"), ServedStatus::Held);
+    assert!(r.with_wants(), "a doubt asks for a reach check");
+    r.run(100);
+    r.checked(&[0]);
+    r.run(500);
+    assert_eq!(r.served("p0"), ServedStatus::Down, "the check missed it");
+    // A crashed member was last heard longer ago than any detection takes: down at once
+    // (with no check of ours that reached it).
+    r.check = None;
+    r.run(1_000);
+    r.set("p1", TruthState::Down);
+    assert_eq!(r.served("p1"), ServedStatus::Down);
 }
 
 #[test]

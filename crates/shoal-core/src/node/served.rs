@@ -31,6 +31,11 @@ impl Node {
             idle: self.idle,
             reach: self.reach.view(now),
             gray: Some(&self.gray),
+            heard: Some(crate::guard::Heard {
+                causes: &self.causes,
+                within: crate::guard::Heard::within_for(&self.cfg.timings),
+                within_unconfirmed: crate::guard::Heard::shortest_suspicion(&self.cfg.timings),
+            }),
         };
         f(&mut self.guard, &ctx)
     }
