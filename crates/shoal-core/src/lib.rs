@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod bindings;
 pub mod cause;
 pub mod codec;
+pub mod coordinate;
 pub mod damping;
 pub mod drops;
 pub mod due;
