@@ -95,6 +95,20 @@ impl Coordinate {
         (self.distance(other) * 1e6).round().max(0.0) as u64
     }
 
+    /// How far this coordinate moved from `earlier`, in seconds (Euclidean part, height and
+    /// adjustment together).
+    pub fn moved_from(&self, earlier: &Coordinate) -> f64 {
+        let sq: f64 = self
+            .vec
+            .iter()
+            .zip(earlier.vec.iter())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        sq.sqrt()
+            + (self.height - earlier.height).abs()
+            + (self.adjustment - earlier.adjustment).abs()
+    }
+
     fn is_sane(&self) -> bool {
         self.vec
             .iter()
@@ -108,8 +122,9 @@ impl Coordinate {
     }
 }
 
-/// A coordinate on the wire: `f32`s (44 bytes), validated once at decode.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A coordinate on the wire: `f32`s (44 bytes), validated once at decode. Equality is
+/// bitwise (messages compare equal when their bytes do).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WireCoord {
     pub vec: [f32; DIMS],
     pub error: f32,
@@ -121,6 +136,23 @@ pub struct WireCoord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("coordinate not finite or out of bounds")]
 pub struct BadCoordinate;
+
+impl WireCoord {
+    fn bits(&self) -> impl Iterator<Item = u32> + '_ {
+        self.vec
+            .iter()
+            .chain([&self.error, &self.adjustment, &self.height])
+            .map(|x| x.to_bits())
+    }
+}
+
+impl PartialEq for WireCoord {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits().eq(other.bits())
+    }
+}
+
+impl Eq for WireCoord {}
 
 impl WireCoord {
     pub fn from_coord(c: &Coordinate) -> WireCoord {
@@ -282,6 +314,8 @@ struct Peer {
     samples: VecDeque<u64>,
     /// When this entry last changed (an input counter: eviction order).
     touched: u64,
+    /// A sample came that no coordinate of the peer's was there to use yet.
+    fresh: bool,
 }
 
 /// This node's Vivaldi state and its bounded table of peers, by member name.
@@ -344,13 +378,21 @@ impl Coordinates {
         p
     }
 
-    /// A coordinate `name` sent us (validated at decode).
-    pub fn peer_coordinate(&mut self, name: &Arc<str>, coord: Coordinate) {
-        self.entry(name).coord = Some(coord);
+    /// A coordinate `name` sent us (validated at decode). A sample that waited for it is used
+    /// now (returns whether our coordinate was updated).
+    pub fn peer_coordinate(&mut self, name: &Arc<str>, coord: Coordinate) -> bool {
+        let p = self.entry(name);
+        p.coord = Some(coord.clone());
+        let fresh = std::mem::take(&mut p.fresh);
+        match p.samples.iter().min().copied() {
+            Some(min) if fresh => self.vivaldi.observe(&coord, min as f64 / 1e6),
+            _ => false,
+        }
     }
 
     /// A round trip to `name` of `rtt_us` microseconds: the minimum of the peer's recent
-    /// samples updates our coordinate, if we know the peer's. Returns whether it did.
+    /// samples updates our coordinate, if we know the peer's (else once it comes). Returns
+    /// whether it did.
     pub fn observe_rtt(&mut self, name: &Arc<str>, rtt_us: u64) -> bool {
         if rtt_us == 0 || rtt_us > MAX_RTT_US {
             return false;
@@ -364,6 +406,7 @@ impl Coordinates {
             return false;
         };
         let Some(other) = p.coord.clone() else {
+            p.fresh = true;
             return false;
         };
         self.vivaldi.observe(&other, min as f64 / 1e6)

@@ -58,6 +58,8 @@ mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]
+mod coords_tests;
+#[cfg(test)]
 mod fleet_tests;
 #[cfg(test)]
 mod formation_tests;

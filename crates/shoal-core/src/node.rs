@@ -171,6 +171,10 @@ pub struct Node {
     /// When `NodeTimer::Fleet` is armed for, and the next event anti-entropy.
     fleet_armed: Option<Time>,
     next_event_sync: Time,
+    /// Network coordinates (`node_coords`), and the driver's clock in µs during an input
+    /// given one (`handle_datagram_us`).
+    coords: node_coords::CoordState,
+    now_us: Option<u64>,
 }
 
 /// Lifeguard's accusations between foca and the cluster.
@@ -182,6 +186,9 @@ mod node_lifeguard;
 mod node_trust;
 use node_trust::session_seed;
 pub use node_trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
+/// Network coordinates: probes timed, coordinates sent and taken, estimated RTTs.
+#[path = "node_coords.rs"]
+mod node_coords;
 /// User events and queries: commands, push rounds, event anti-entropy.
 #[path = "node_fleet.rs"]
 mod node_fleet;
@@ -190,6 +197,7 @@ mod node_fleet;
 mod node_gray;
 #[path = "node_health.rs"]
 mod node_health;
+pub use node_coords::RttEstimate;
 pub use node_fleet::{QueryView, RecentEvent, UserEventView};
 #[path = "node_outlier.rs"]
 mod node_outlier;
@@ -318,6 +326,7 @@ impl Node {
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         foca.set_max_members(node_trust::DEFAULT_MAX_MEMBERS);
+        foca.set_probe_marks(true);
         let mut own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
@@ -412,6 +421,8 @@ impl Node {
             fleet: crate::fleet::Fleet::new(cfg.fleet.clone(), hashes),
             fleet_armed: None,
             next_event_sync: Time::ZERO,
+            coords: node_coords::CoordState::new(seed),
+            now_us: None,
             cfg,
         })
     }
@@ -801,6 +812,7 @@ impl Node {
         self.count_refused_records();
         self.lifeguard_exchange(now);
         self.gray_probes(now);
+        self.coord_marks(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);
