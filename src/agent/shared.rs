@@ -92,6 +92,9 @@ pub struct Faults {
     rng: AtomicU64,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
+    /// Added one-way delay of what this agent sends, per destination (`delay`): a link
+    /// longer than loopback, for tests of network coordinates. Empty in production.
+    delays: RwLock<std::collections::BTreeMap<SocketAddr, std::time::Duration>>,
 }
 
 impl Faults {
@@ -206,6 +209,25 @@ impl Faults {
         drop
     }
 
+    /// Delays every datagram this agent sends to `peer` by `by` (zero removes the delay).
+    pub fn delay(&self, peer: SocketAddr, by: std::time::Duration) {
+        let mut d = self.delays.write().unwrap_or_else(|p| p.into_inner());
+        if by.is_zero() {
+            d.remove(&peer);
+        } else {
+            d.insert(peer, by);
+        }
+    }
+
+    /// The added delay of what is sent to `to`, if any.
+    pub fn delay_to(&self, to: SocketAddr) -> Option<std::time::Duration> {
+        let d = self.delays.read().unwrap_or_else(|p| p.into_inner());
+        if d.is_empty() {
+            return None;
+        }
+        d.get(&to).copied()
+    }
+
     /// Datagrams dropped so far: (received, not sent).
     pub fn dropped(&self) -> (u64, u64) {
         (
@@ -248,6 +270,11 @@ impl AgentShared {
     /// The agent's clock as core time.
     pub fn now(&self) -> Time {
         Time(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// The same clock in microseconds (`Node::handle_datagram_us`: RTTs on a LAN).
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     pub fn epoch(&self) -> Instant {
