@@ -30,8 +30,15 @@ pub(super) async fn rtt(
     } else {
         writeln!(
             out,
-            "Estimated {} <-> {} rtt: {:.3} ms (using LAN coordinates)",
-            r.from, r.to, r.rtt_ms
+            "Estimated {} <-> {} rtt: {:.3} ms ({})",
+            r.from,
+            r.to,
+            r.rtt_ms,
+            if r.source == "measured" {
+                "measured by this agent's probes"
+            } else {
+                "using LAN coordinates"
+            }
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -395,4 +395,7 @@ pub struct RttResponse {
     pub to: String,
     pub rtt_ms: f64,
     pub rtt_us: u64,
+    /// `measured` (this agent's own probes of the member: the minimum of recent round
+    /// trips) or `coordinates` (network coordinates).
+    pub source: String,
 }

@@ -412,6 +412,14 @@ impl Coordinates {
         self.vivaldi.observe(&other, min as f64 / 1e6)
     }
 
+    /// The minimum of this node's recent RTT samples to `name` in µs: a measurement, better
+    /// than any model for a member this node probes itself (`None` before the first).
+    pub fn measured(&self, name: &str) -> Option<u64> {
+        self.peers
+            .get(name)
+            .and_then(|p| p.samples.iter().min().copied())
+    }
+
     /// Forgets a peer that left or was removed.
     pub fn forget(&mut self, name: &str) {
         self.peers.remove(name);

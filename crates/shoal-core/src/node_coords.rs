@@ -67,6 +67,9 @@ impl CoordState {
 pub struct RttEstimate {
     /// Estimated round-trip time in microseconds.
     pub rtt_us: u64,
+    /// From this node's own probes of the member (the minimum of its recent round trips),
+    /// not from coordinates: only between this node and a member it probed.
+    pub measured: bool,
 }
 
 impl Node {
@@ -208,11 +211,25 @@ impl Node {
     }
 
     /// The estimated round trip between two members (`None` when either's coordinate is
-    /// unknown here).
+    /// unknown here). Between this node and a member it probed, its own measurement (the
+    /// minimum of its recent round trips: no model beats it); else from coordinates.
     pub fn rtt_between(&self, a: &str, b: &str) -> Option<RttEstimate> {
         let (ca, cb) = (self.coordinate_of(a)?, self.coordinate_of(b)?);
+        let me = &*self.cfg.name;
+        let other = match (a == me, b == me) {
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            _ => None,
+        };
+        if let Some(rtt_us) = other.and_then(|o| self.coords.table.measured(o)) {
+            return Some(RttEstimate {
+                rtt_us,
+                measured: true,
+            });
+        }
         Some(RttEstimate {
             rtt_us: ca.rtt_us(cb),
+            measured: false,
         })
     }
 

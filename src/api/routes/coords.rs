@@ -80,6 +80,12 @@ fn rtt_answer(node: &Node, from: &str, to: &str) -> HttpResult<Json<RttResponse>
         to: to.to_string(),
         rtt_ms: ms(est.rtt_us),
         rtt_us: est.rtt_us,
+        source: if est.measured {
+            "measured"
+        } else {
+            "coordinates"
+        }
+        .to_string(),
     }))
 }
 
