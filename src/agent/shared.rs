@@ -6,7 +6,8 @@
 //! outputs (datagrams, timers, events). Nothing here decides anything.
 //!
 //! Also owns `Faults`, a fault-injection hook for tests and chaos experiments: a set of peer
-//! addresses the event loop cuts off. It is reachable only through this library (no API route,
+//! addresses the event loop cuts off, loss, a one-way cut, and added delays per destination
+//! (longer links for the tests of network coordinates). It is reachable only through this library (no API route,
 //! no flag, no config key), and checked only by the event loop of builds with the
 //! `fault-injection` feature (the tests) and of `shoal dev` (`Agent::start_with_faults`): a
 //! plain build's `shoal agent` never looks at it.
