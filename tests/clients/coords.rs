@@ -76,22 +76,25 @@ async fn round_trips_estimated_and_answers_nearest_first() {
         }
     }
     c.converge(SETTLE).await;
-    // Each agent's own probes: the other rack ~30 ms away, its rack mate under a few ms.
-    let rtt = |c: &Cluster, i: usize, j: usize| c.shared[i].lock().rtt_to(&name(j));
-    wait_until(Duration::from_secs(90), "estimates settle", || {
-        (0..4).all(|i| {
-            (0..4).filter(|j| *j != i).all(|j| {
-                rtt(&c, i, j).is_some_and(|us| {
-                    if rack(i) == rack(j) {
-                        us < 5_000
-                    } else {
-                        (20_000..=45_000).contains(&us)
-                    }
+    // Each agent's own probes (to its peers) and its coordinates (between two others): the
+    // other rack ~30 ms away, a rack mate under a few ms.
+    let settled = |c: &Cluster| {
+        (0..4).all(|at| {
+            let node = c.shared[at].lock();
+            (0..4).all(|i| {
+                (0..4).filter(|j| *j != i).all(|j| {
+                    node.rtt_between(&name(i), &name(j)).is_some_and(|e| {
+                        if rack(i) == rack(j) {
+                            e.rtt_us < 5_000
+                        } else {
+                            (20_000..=45_000).contains(&e.rtt_us)
+                        }
+                    })
                 })
             })
         })
-    })
-    .await;
+    };
+    wait_until(Duration::from_secs(120), "estimates settle", || settled(&c)).await;
 
     // The CLI: from this agent, and between two others.
     c.serve_api(0).await;
