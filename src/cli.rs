@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `rtt` (Serf's `serf rtt`: network coordinates).
+#[path = "cli_coords.rs"]
+pub mod coords;
 /// `event`, `events` and `query` (Serf's user events and queries).
 #[path = "cli_events.rs"]
 pub mod events;
@@ -196,6 +199,8 @@ pub enum ClientCommand {
     Events,
     /// Ask the matching members a question and collect their answers (Serf's `serf query`).
     Query(events::QueryCmdArgs),
+    /// Estimated round trip between two members, or from this agent (Serf's `serf rtt`).
+    Rtt(coords::RttArgs),
     /// Show this node, its figures and the guard.
     Info,
     /// Remove a failed or held member on every agent (Serf's force-leave).
@@ -483,6 +488,7 @@ async fn execute(
         ClientCommand::Report(a) => return report::report(client, a, json, out).await,
         ClientCommand::Event(a) => return events::event(client, a, json, out).await,
         ClientCommand::Events => return events::events(client, json, out).await,
+        ClientCommand::Rtt(a) => return coords::rtt(client, a, json, out).await,
         ClientCommand::Query(a) => return events::query(client, a, json, out).await,
         ClientCommand::Watch => {
             let mut w = client.watch(None).await?;

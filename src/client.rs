@@ -388,6 +388,20 @@ impl Client {
         self.get("/v1/stats").await
     }
 
+    /// `GET /v1/rtt/{a}` (from this agent) or `GET /v1/rtt/{a}/{b}`.
+    pub async fn rtt(&self, a: &str, b: Option<&str>) -> Result<RttResponse, ClientError> {
+        let path = match b {
+            None => format!("/v1/rtt/{}", encode_segment(a)),
+            Some(b) => format!("/v1/rtt/{}/{}", encode_segment(a), encode_segment(b)),
+        };
+        self.get(&path).await
+    }
+
+    /// `GET /v1/coordinates`.
+    pub async fn coordinates(&self) -> Result<CoordinatesResponse, ClientError> {
+        self.get("/v1/coordinates").await
+    }
+
     /// `GET /v1/keys`.
     pub async fn keys(&self) -> Result<crate::api::keys::KeysResponse, ClientError> {
         self.get("/v1/keys").await

@@ -606,12 +606,12 @@ async fn run_loop<const FAULTS: bool>(
                 Ok((len, from)) => {
                     let mut node = shared.lock();
                     if !(FAULTS && shared.faults.drop_incoming(from)) {
-                        node.handle_datagram(shared.now(), from, &buf[..len]);
+                        node.handle_datagram_us(shared.now_us(), from, &buf[..len]);
                     }
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
                             Ok((_, from)) if FAULTS && shared.faults.drop_incoming(from) => {}
-                            Ok((len, from)) => node.handle_datagram(shared.now(), from, &buf[..len]),
+                            Ok((len, from)) => node.handle_datagram_us(shared.now_us(), from, &buf[..len]),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
                                 io.error("receive", &io.recv_errors, &e, None);
@@ -623,8 +623,8 @@ async fn run_loop<const FAULTS: bool>(
                 Err(e) => io.error("receive", &io.recv_errors, &e, None),
             },
             _ = sleep => {
-                let now = shared.now();
-                shared.lock().handle_timeout(now);
+                let now_us = shared.now_us();
+                shared.lock().handle_timeout_us(now_us);
             }
         }
         flush::<FAULTS>(&socket, &shared, &io, &ctx).await;
@@ -639,7 +639,7 @@ async fn run_loop<const FAULTS: bool>(
 /// Sends what the node produced, publishes and logs its events, and saves the snapshot the
 /// node hands out on its schedule (`Node::poll_snapshot`, every 10 s while the view changes).
 async fn flush<const FAULTS: bool>(
-    socket: &UdpSocket,
+    socket: &Arc<UdpSocket>,
     shared: &AgentShared,
     io: &IoStats,
     ctx: &LoopCtx,
@@ -699,6 +699,14 @@ async fn flush<const FAULTS: bool>(
     }
     for t in transmits {
         if FAULTS && shared.faults.drop_outgoing(t.dst) {
+            continue;
+        }
+        if let Some(by) = FAULTS.then(|| shared.faults.delay_to(t.dst)).flatten() {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(by).await;
+                let _ = socket.send_to(&t.data, t.dst).await;
+            });
             continue;
         }
         if let Err(e) = socket.send_to(&t.data, t.dst).await {

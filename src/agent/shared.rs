@@ -6,7 +6,8 @@
 //! outputs (datagrams, timers, events). Nothing here decides anything.
 //!
 //! Also owns `Faults`, a fault-injection hook for tests and chaos experiments: a set of peer
-//! addresses the event loop cuts off. It is reachable only through this library (no API route,
+//! addresses the event loop cuts off, loss, a one-way cut, and added delays per destination
+//! (longer links for the tests of network coordinates). It is reachable only through this library (no API route,
 //! no flag, no config key), and checked only by the event loop of builds with the
 //! `fault-injection` feature (the tests) and of `shoal dev` (`Agent::start_with_faults`): a
 //! plain build's `shoal agent` never looks at it.
@@ -92,6 +93,9 @@ pub struct Faults {
     rng: AtomicU64,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
+    /// Added one-way delay of what this agent sends, per destination (`delay`): a link
+    /// longer than loopback, for tests of network coordinates. Empty in production.
+    delays: RwLock<std::collections::BTreeMap<SocketAddr, std::time::Duration>>,
 }
 
 impl Faults {
@@ -206,6 +210,25 @@ impl Faults {
         drop
     }
 
+    /// Delays every datagram this agent sends to `peer` by `by` (zero removes the delay).
+    pub fn delay(&self, peer: SocketAddr, by: std::time::Duration) {
+        let mut d = self.delays.write().unwrap_or_else(|p| p.into_inner());
+        if by.is_zero() {
+            d.remove(&peer);
+        } else {
+            d.insert(peer, by);
+        }
+    }
+
+    /// The added delay of what is sent to `to`, if any.
+    pub fn delay_to(&self, to: SocketAddr) -> Option<std::time::Duration> {
+        let d = self.delays.read().unwrap_or_else(|p| p.into_inner());
+        if d.is_empty() {
+            return None;
+        }
+        d.get(&to).copied()
+    }
+
     /// Datagrams dropped so far: (received, not sent).
     pub fn dropped(&self) -> (u64, u64) {
         (
@@ -248,6 +271,11 @@ impl AgentShared {
     /// The agent's clock as core time.
     pub fn now(&self) -> Time {
         Time(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// The same clock in microseconds (`Node::handle_datagram_us`: RTTs on a LAN).
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     pub fn epoch(&self) -> Instant {

@@ -160,6 +160,26 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.refutes,
         ),
         (
+            "shoal_coordinate_updates_total",
+            "Updates of this agent's network coordinate (timed probes).",
+            s.coordinate_updates,
+        ),
+        (
+            "shoal_coordinates_sent_total",
+            "Network coordinates sent to members that probed this agent.",
+            s.coordinates_sent,
+        ),
+        (
+            "shoal_coordinates_refused_total",
+            "Network coordinates refused from peers: not finite or out of bounds.",
+            s.coordinates_refused,
+        ),
+        (
+            "shoal_coordinates_unsolicited_total",
+            "Network coordinates ignored: their sender was not probed recently.",
+            s.coordinates_unsolicited,
+        ),
+        (
             "shoal_unknown_kinds_total",
             "Messages and broadcast items of a kind a later release added, ignored.",
             s.unknown_kinds,

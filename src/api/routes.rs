@@ -2,7 +2,8 @@
 //!
 //! Owns the router (which path goes to which handler), the middleware (shutdown, API token)
 //! and the fallback. The handlers live in child modules, one resource each: `members`,
-//! `services` (and tags), `guard`, `stats` (and `/metrics`), `stream` (the watch stream);
+//! `services` (and tags), `guard`, `stats` (and `/metrics`), `stream` (the watch stream),
+//! `coords` (network coordinates and estimated RTTs);
 //! request parsing is `request`'s (the keyring's routes are `api::keys`, the checks'
 //! `api::health`). Handlers read the node under its lock (never across an await) and run
 //! commands through `AgentShared::with_node`, which wakes the event loop to flush. Must not
@@ -91,6 +92,7 @@ fn is_loopback_host(host: &str) -> bool {
 
 type HttpResult<T> = Result<T, HttpError>;
 
+pub(crate) mod coords;
 mod events;
 mod guard;
 mod members;
@@ -98,6 +100,7 @@ mod request;
 mod services;
 mod stats;
 mod stream;
+use coords::{coordinates, rtt_between, rtt_from_agent};
 use events::*;
 use guard::*;
 pub(crate) use members::snapshot;
@@ -135,6 +138,9 @@ pub(crate) fn build(state: ApiState) -> Router {
         .route("/v1/events", get(list_events))
         .route("/v1/query/{name}", post(run_query))
         .route("/v1/stats", get(stats))
+        .route("/v1/coordinates", get(coordinates))
+        .route("/v1/rtt/{a}", get(rtt_from_agent))
+        .route("/v1/rtt/{a}/{b}", get(rtt_between))
         .route(
             "/v1/keys",
             get(crate::api::keys::list).post(crate::api::keys::change),

@@ -350,3 +350,52 @@ pub struct QueryResponse {
     pub guard: GuardReport,
     pub query: QueryResult,
 }
+
+/// A network coordinate as the API shows it (seconds, as Serf and Consul give them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordView {
+    pub vec: Vec<f64>,
+    pub error: f64,
+    pub adjustment: f64,
+    pub height: f64,
+}
+
+impl From<&shoal_core::coordinate::Coordinate> for CoordView {
+    fn from(c: &shoal_core::coordinate::Coordinate) -> Self {
+        CoordView {
+            vec: c.vec.to_vec(),
+            error: c.error,
+            adjustment: c.adjustment,
+            height: c.height,
+        }
+    }
+}
+
+/// One member's coordinate in `GET /v1/coordinates`, with the estimated round trip to it
+/// from this agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeCoordinate {
+    pub node: String,
+    pub coord: CoordView,
+    pub rtt_ms: f64,
+}
+
+/// `GET /v1/coordinates`: this agent's coordinate first, then every member's it knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatesResponse {
+    pub node: String,
+    pub coordinates: Vec<NodeCoordinate>,
+}
+
+/// `GET /v1/rtt/{a}[/{b}]`: the estimated round trip between two members (from this agent
+/// when only one is given).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RttResponse {
+    pub from: String,
+    pub to: String,
+    pub rtt_ms: f64,
+    pub rtt_us: u64,
+    /// `measured` (this agent's own probes of the member: the minimum of recent round
+    /// trips) or `coordinates` (network coordinates).
+    pub source: String,
+}

@@ -97,7 +97,14 @@ pub struct DnsView {
     pub index: u64,
     /// The zone answered.
     pub zone: Zone,
+    /// Estimated round trips from this agent in µs, by member name (network coordinates):
+    /// service answers come nearest first, by `NEAR_BUCKET_US`.
+    pub rtt_us: BTreeMap<String, u64>,
 }
+
+/// Service answers are ordered nearest first at this granularity (1 ms); within one step they
+/// stay rotated by the query id, so equally near instances share the load.
+pub const NEAR_BUCKET_US: u64 = 1_000;
 
 /// What a query name asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -284,6 +291,13 @@ impl DnsView {
                 // Spread the load: rotate by the query id (deterministic for one query).
                 let n = insts.len();
                 insts.rotate_left(usize::from(id) % n);
+                // Nearest first (a stable sort keeps the rotation within a step); members
+                // without a coordinate yet go last.
+                insts.sort_by_key(|i| {
+                    self.rtt_us
+                        .get(&i.node)
+                        .map_or(u64::MAX, |r| r / NEAR_BUCKET_US)
+                });
                 match qtype {
                     RecordType::SRV => {
                         let mut extra: Vec<Record> = Vec::new();

@@ -100,6 +100,11 @@ pub fn view_in(node: &Node, zone: &Zone) -> DnsView {
             .collect(),
         services: node.services(),
         index: node.index(),
+        rtt_us: node
+            .coordinates()
+            .into_iter()
+            .filter_map(|(name, _)| Some((name.to_string(), node.rtt_to(&name)?)))
+            .collect(),
     }
 }
 

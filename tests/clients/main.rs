@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod consul;
+mod coords;
 mod dns;
 mod local_api;
 mod prometheus;

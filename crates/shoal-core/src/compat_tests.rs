@@ -160,15 +160,13 @@ fn own_record_fields_fit_the_reserve() {
 
 #[test]
 fn a_message_kind_of_a_later_release_is_reported() {
-    // Variant 9 (after `Fleet`) with some body: a later release's kind.
-    assert_eq!(ShoalMsg::decode(&[9, 1, 2, 3]), Err(MsgError::Later(9)));
+    // Variant 10 (after `Coord`) with some body: a later release's kind.
+    assert_eq!(ShoalMsg::decode(&[10, 1, 2, 3]), Err(MsgError::Later(10)));
     assert_eq!(ShoalMsg::decode(&[200, 1]), Err(MsgError::Later(200)));
     // The last kind this release knows is the last one it counts, and it decodes.
-    let last = ShoalMsg::Fleet(crate::fleet::FleetMsg::Ack {
-        id: 7,
-        from: "n1".into(),
-        answering: true,
-    });
+    let last = ShoalMsg::Coord(crate::coordinate::WireCoord::from_coord(
+        &crate::coordinate::Coordinate::default(),
+    ));
     let bytes = last.encode();
     assert_eq!(
         u32::from(bytes[0]) + 1,

@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod bindings;
 pub mod cause;
 pub mod codec;
+pub mod coordinate;
 pub mod damping;
 pub mod drops;
 pub mod due;
@@ -56,6 +57,8 @@ pub mod wire;
 mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod coords_tests;
 #[cfg(test)]
 mod fleet_tests;
 #[cfg(test)]

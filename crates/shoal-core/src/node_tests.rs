@@ -124,7 +124,7 @@ fn malformed_datagrams_are_counted_and_change_nothing() {
     n.handle_datagram(now, addr(9), &[0u8; 2000]);
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x00\xff\xff\xff");
     // A shoal message of a kind a later release added: ignored and counted, not a drop.
-    n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x01\x09\x07");
+    n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x01\x0a\x07");
     // A known kind that does not decode (a digest cut short).
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x00\x01\x00\x01");
     n.handle_datagram(now, addr(9), b"SH\x01\x00\x04prod\x00");

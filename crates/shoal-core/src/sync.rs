@@ -163,11 +163,15 @@ pub enum ShoalMsg {
     /// User events, their anti-entropy, queries and answers (`core::fleet`). Added in the
     /// events release; an older agent counts it as a later kind and ignores it.
     Fleet(crate::fleet::FleetMsg),
+    /// The sender's network coordinate, to a member that probed it (`core::coordinate`).
+    /// Added in the coordinates release; an older agent counts it as a later kind and
+    /// ignores it.
+    Coord(crate::coordinate::WireCoord),
 }
 
 impl Kinds for ShoalMsg {
-    /// Variants up to `Fleet`; a new kind is added at the end and counted here.
-    const KNOWN: u32 = 9;
+    /// Variants up to `Coord`; a new kind is added at the end and counted here.
+    const KNOWN: u32 = 10;
 }
 
 impl ShoalMsg {

@@ -1,5 +1,5 @@
 //! A tiny deterministic network for the core's unit tests: nodes exchange datagrams with a
-//! fixed 1 ms latency, each node is woken at its `poll_timeout`, and nodes can be cut off or crashed.
+//! fixed 1 ms latency (or one per link), each node is woken at its `poll_timeout`, and nodes can be cut off or crashed.
 //! Test-only; the simulator (`shoal_sim`) is the full-featured driver.
 
 use crate::{Node, NodeConfig, NodeMeta, Profile, Time};
@@ -43,6 +43,8 @@ pub struct TestNet {
     pub status_log: Vec<(Time, usize, String, crate::ServedStatus)>,
     /// `handle_timeout` calls per node (wake-ups at its `poll_timeout`).
     pub wakes: Vec<u64>,
+    /// One-way latency in ms from node to node (1 ms when unset).
+    pub latency: Option<fn(usize, usize) -> u64>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -118,6 +120,7 @@ impl TestNet {
             guard_log: Vec::new(),
             status_log: Vec::new(),
             wakes: vec![0; n],
+            latency: None,
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -171,7 +174,7 @@ impl TestNet {
                         continue;
                     }
                 }
-                let at = Time(self.now.0 + 1);
+                let at = Time(self.now.0 + self.latency.map_or(1, |l| l(i, j)));
                 if let Some(tap) = &mut self.tap {
                     tap.push((i, j, tx.data.clone()));
                 }

@@ -4,12 +4,13 @@
 //! shoal's **served view** unchanged, fail-static included.
 //!
 //! Owns the routes, query parameters (`index`/`wait` blocking queries in Consul's formats,
-//! `tag`, `node-meta`, `passing`, `dc`), the `X-Consul-*` headers, the 404/405 answers and the
+//! `tag`, `node-meta`, `passing`, `dc`, `near`), the `X-Consul-*` headers, the 404/405 answers and the
 //! listener. Shapes and the mapping are in `shapes`. It reads the node under its lock (never
 //! across an await) and must never change it: every write answers 405 and points at shoal's
 //! own API, except Consul's `PUT /v1/event/fire/NAME` (`events`: a user event, with the API
 //! token).
 
+mod coordinate;
 mod events;
 pub mod shapes;
 
@@ -96,6 +97,8 @@ struct Query {
     tags: Vec<String>,
     node_meta: Vec<(String, String)>,
     passing: bool,
+    /// `near=_agent` or `near=NODE`: nearest first by network coordinates.
+    near: Option<String>,
 }
 
 impl Query {
@@ -127,6 +130,7 @@ impl Query {
                     q.node_meta.push((mk.to_string(), mv.to_string()));
                 }
                 "passing" => q.passing = !matches!(v.as_str(), "false" | "0"),
+                "near" if !v.is_empty() => q.near = Some(v),
                 "dc" if !v.is_empty() && v != dc => {
                     return Err(HttpError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -220,6 +224,8 @@ fn build(state: ApiState) -> Router {
         .route("/v1/status/peers", get(status_peers))
         .route("/v1/event/fire/{name}", axum::routing::put(events::fire))
         .route("/v1/event/list", get(events::list))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         // Extractor rejections (a badly encoded path) as `{"error": …}` too.
@@ -231,6 +237,7 @@ const ROUTES: &str = "/v1/agent/self, /v1/agent/members, /v1/catalog/datacenters
                       /v1/catalog/services, /v1/catalog/service/NAME, /v1/catalog/nodes, \
                       /v1/catalog/node/NODE, /v1/health/service/NAME, /v1/health/node/NODE, \
                       /v1/status/leader, /v1/status/peers, /v1/event/list, \
+                      /v1/coordinate/nodes, /v1/coordinate/node/NODE, \
                       PUT /v1/event/fire/NAME";
 
 async fn fallback(method: Method, uri: Uri) -> Response {
@@ -302,6 +309,16 @@ async fn catalog_services(State(st): State<ApiState>, uri: Uri) -> HttpResult<Re
     Ok(answer(&v, &v.catalog_services()))
 }
 
+/// `?near=`: nearest first by network coordinates (as Consul, the order is left alone when
+/// the node named has no coordinate here).
+fn near<T>(st: &ApiState, q: &Query, items: &mut [T], node_of: impl Fn(&T) -> &str) {
+    let Some(n) = &q.near else { return };
+    let rtt = crate::api::routes::coords::near_order(&st.shared.lock(), n);
+    if let Some(rtt) = rtt {
+        crate::api::routes::coords::sort_near(items, &rtt, node_of);
+    }
+}
+
 fn has_tags(q: &Query, svc: &shoal_core::Service) -> bool {
     let tags = shapes::service_tags(svc);
     q.tags.iter().all(|t| tags.contains(t))
@@ -313,11 +330,12 @@ async fn catalog_service(
     uri: Uri,
 ) -> HttpResult<Response> {
     let (v, q) = read(&st, &uri).await?;
-    let body: Vec<_> = v
+    let mut body: Vec<_> = v
         .instances(&name)
         .filter(|(m, s)| q.node_matches(&m.tags) && has_tags(&q, s))
         .map(|(m, s)| v.catalog_service(m, s))
         .collect();
+    near(&st, &q, &mut body, |e| &e.node);
     Ok(answer(&v, &body))
 }
 
@@ -348,12 +366,13 @@ async fn health_service(
     uri: Uri,
 ) -> HttpResult<Response> {
     let (v, q) = read(&st, &uri).await?;
-    let body: Vec<_> = v
+    let mut body: Vec<_> = v
         .instances(&name)
         .filter(|(m, s)| q.node_matches(&m.tags) && has_tags(&q, s))
         .map(|(m, s)| v.health_entry(m, s))
         .filter(|e| !q.passing || aggregated(&e.checks) == PASSING)
         .collect();
+    near(&st, &q, &mut body, |e| &e.node.node);
     Ok(answer(&v, &body))
 }
 

@@ -58,22 +58,29 @@ pub(super) async fn service(
     uri: Uri,
 ) -> HttpResult<Json<ServiceResponse>> {
     let pairs = query_pairs(&uri);
-    check_known(&pairs, &["status", "index", "wait", "passing"])?;
+    check_known(&pairs, &["status", "index", "wait", "passing", "near"])?;
     let statuses = parse_statuses(&pairs)?;
     let passing = crate::api::health::parse_passing(&pairs)?;
+    let near = pairs
+        .iter()
+        .find(|(k, _)| k == "near")
+        .map(|(_, v)| v.clone());
     if let Some((after, wait)) = parse_blocking(&pairs)? {
         wait_for_index(&st, after, wait).await;
     }
     let node = st.shared.lock();
     let instances = node.services().remove(&name).unwrap_or_default();
     let health_guard = node.health_reports().remove(&name);
+    let mut instances =
+        crate::api::health::filter_passing(filter_instances(instances, &statuses), passing);
+    // `?near=_agent` or `?near=NODE`: nearest first by network coordinates.
+    if let Some(rtt) = near.and_then(|n| super::coords::near_order(&node, &n)) {
+        super::coords::sort_near(&mut instances, &rtt, |i| &i.node);
+    }
     Ok(Json(ServiceResponse {
         index: node.index(),
         guard: node.guard_report(),
-        instances: crate::api::health::filter_passing(
-            filter_instances(instances, &statuses),
-            passing,
-        ),
+        instances,
         service: name,
         health_guard,
     }))

@@ -164,6 +164,23 @@ pub use crate::codec::postcard_impl::PostcardCodec;
 /// between two calls.
 pub const MAX_PROBE_OUTCOMES: usize = 64;
 
+/// (shoal fork) Most probe marks kept for `Foca::take_probe_marks`
+/// between two calls.
+pub const MAX_PROBE_MARKS: usize = 64;
+
+/// (shoal fork) A direct probe message, reported so that a driver which
+/// knows the time can measure round-trip times (`Foca::set_probe_marks`).
+/// Foca itself never reads a clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeMark<T> {
+    /// We sent `Ping(probe_number)` to the member (a round or prompt probe).
+    PingSent(T, ProbeNumber),
+    /// The member sent us `Ack(probe_number)` directly (not relayed).
+    AckReceived(T, ProbeNumber),
+    /// The member pinged us directly (we answered with an `Ack`).
+    PingReceived(T),
+}
+
 /// (shoal fork) Most addresses `Foca::set_distrusted` keeps.
 pub const MAX_DISTRUSTED: usize = 1024;
 
@@ -227,6 +244,8 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     probe_outcomes: Vec<(T, bool)>,
     // (shoal fork) See `set_distrusted`.
     distrusted: hashbrown::HashSet<T::Addr>,
+    // (shoal fork) See `set_probe_marks`; `None` while off.
+    probe_marks: Option<Vec<ProbeMark<T>>>,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -308,6 +327,7 @@ where
             probe_failures: 0,
             probe_outcomes: Vec::new(),
             distrusted: hashbrown::HashSet::new(),
+            probe_marks: None,
             broadcast_handler,
         }
     }
@@ -1060,6 +1080,32 @@ where
         }
     }
 
+    /// (shoal fork) Starts (`true`) or stops (`false`) keeping the direct
+    /// probe messages sent and received (`ProbeMark`) for
+    /// `take_probe_marks`. Off by default.
+    pub fn set_probe_marks(&mut self, on: bool) {
+        if on != self.probe_marks.is_some() {
+            self.probe_marks = on.then(Vec::new);
+        }
+    }
+
+    /// (shoal fork) The direct probe messages since the last call, oldest
+    /// first (empty while off). At most `MAX_PROBE_MARKS` are kept between
+    /// calls (the oldest are dropped).
+    pub fn take_probe_marks(&mut self) -> Vec<ProbeMark<T>> {
+        self.probe_marks.as_mut().map(mem::take).unwrap_or_default()
+    }
+
+    // (shoal fork) Records one probe mark when they are on (bounded).
+    fn note_probe_mark(&mut self, mark: impl FnOnce() -> ProbeMark<T>) {
+        if let Some(marks) = self.probe_marks.as_mut() {
+            if marks.len() >= MAX_PROBE_MARKS {
+                marks.remove(0);
+            }
+            marks.push(mark());
+        }
+    }
+
     // (shoal fork) Records one finished probe (bounded).
     fn note_probe_outcome(&mut self, id: &T, answered: bool) {
         if self.probe_outcomes.len() >= MAX_PROBE_OUTCOMES {
@@ -1613,9 +1659,11 @@ where
 
         match message {
             Message::Ping(probe_number) => {
+                self.note_probe_mark(|| ProbeMark::PingReceived(src.clone()));
                 self.send_message(src, Message::Ack(probe_number), runtime)?;
             }
             Message::Ack(probe_number) => {
+                self.note_probe_mark(|| ProbeMark::AckReceived(src.clone(), probe_number));
                 if self.probe.receive_ack(&src, probe_number) {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(probed_id = tracing::field::debug(&src), "Probe success");
@@ -2143,6 +2191,9 @@ where
         message: Message<T>,
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
+        if let Message::Ping(probe_number) = message {
+            self.note_probe_mark(|| ProbeMark::PingSent(dst.clone(), probe_number));
+        }
         let header = Header {
             src: self.identity.clone(),
             src_incarnation: self.incarnation,
@@ -3757,6 +3808,54 @@ mod tests {
         assert_eq!(Ok(()), foca.handle_timer(indirect, &mut runtime));
         assert_eq!(Ok(()), foca.handle_timer(next, &mut runtime));
         assert_eq!(foca.take_probe_outcomes(), vec![(second, false)]);
+    }
+
+    // (shoal fork) Probe marks: off by default; once on, the next ping
+    // sent, its ack and a ping received are reported once, in order.
+    #[test]
+    fn probe_marks_report_direct_pings_and_acks() {
+        let (mut foca, probed, send_indirect_probe) = craft_probing_foca(5, config());
+        let mut runtime = AccumulatingRuntime::new();
+        assert!(foca.take_probe_marks().is_empty(), "off by default");
+        foca.set_probe_marks(true);
+        let number = foca.probe().probe_number();
+        let ack = (
+            Header {
+                src: probed,
+                src_incarnation: Incarnation::default(),
+                dst: ID::new(1),
+                message: Message::Ack(number),
+            },
+            Vec::<Member<ID>>::new(),
+        );
+        assert_eq!(Ok(()), foca.handle_data(&encode(ack), &mut runtime));
+        assert_eq!(Ok(()), foca.handle_timer(send_indirect_probe, &mut runtime));
+        let next = Timer::ProbeRandomMember(foca.timer_token());
+        assert_eq!(Ok(()), foca.handle_timer(next, &mut runtime));
+        let target = *foca.probe().target().expect("a second probe");
+        let second = foca.probe().probe_number();
+        let ping = (
+            Header {
+                src: probed,
+                src_incarnation: Incarnation::default(),
+                dst: ID::new(1),
+                message: Message::Ping(7),
+            },
+            Vec::<Member<ID>>::new(),
+        );
+        assert_eq!(Ok(()), foca.handle_data(&encode(ping.clone()), &mut runtime));
+        assert_eq!(
+            foca.take_probe_marks(),
+            vec![
+                ProbeMark::AckReceived(probed, number),
+                ProbeMark::PingSent(target, second),
+                ProbeMark::PingReceived(probed),
+            ]
+        );
+        assert!(foca.take_probe_marks().is_empty(), "taken once");
+        foca.set_probe_marks(false);
+        assert_eq!(Ok(()), foca.handle_data(&encode(ping), &mut runtime));
+        assert!(foca.take_probe_marks().is_empty(), "off again");
     }
 
     #[test]

@@ -172,9 +172,15 @@ pub struct Node {
     /// When `NodeTimer::Fleet` is armed for, and the next event anti-entropy.
     fleet_armed: Option<Time>,
     next_event_sync: Time,
+    /// Network coordinates (`coords`), and the driver's clock in µs during an input
+    /// given one (`handle_datagram_us`).
+    coords: coords::CoordState,
+    now_us: Option<u64>,
 }
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
+/// Network coordinates: probes timed, coordinates sent and taken, estimated RTTs.
+mod coords;
 /// User events and queries: commands, push rounds, event anti-entropy.
 mod fleet;
 /// Gray failures: probe outcomes in, reach reports out, removals applied.
@@ -203,6 +209,7 @@ mod tick;
 mod trust;
 /// Config, errors, events, stats.
 mod types;
+pub use coords::RttEstimate;
 pub use fleet::{QueryView, RecentEvent, UserEventView};
 pub use outlier::{InstanceReport, ReportError};
 use swim::{Outbox, Swim};
@@ -314,6 +321,7 @@ impl Node {
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         foca.set_max_members(trust::DEFAULT_MAX_MEMBERS);
+        foca.set_probe_marks(true);
         let mut own = MetaRecord {
             name: id.name().clone(),
             addr: id.addr(),
@@ -408,6 +416,8 @@ impl Node {
             fleet: crate::fleet::Fleet::new(cfg.fleet.clone(), hashes),
             fleet_armed: None,
             next_event_sync: Time::ZERO,
+            coords: coords::CoordState::new(seed),
+            now_us: None,
             cfg,
         })
     }
@@ -782,6 +792,7 @@ impl Node {
         self.count_refused_records();
         self.lifeguard_exchange(now);
         self.gray_probes(now);
+        self.coord_marks(now);
         let notes = std::mem::take(&mut self.out.notes);
         for n in notes {
             self.apply_notification(now, n);

@@ -107,6 +107,7 @@ impl Node {
             ShoalMsg::Ping { nonce } => self.send_shoal(from, &ShoalMsg::Pong { nonce }),
             ShoalMsg::Reach { reports } => self.receive_reach(now, reports),
             ShoalMsg::Fleet(m) => self.handle_fleet(now, from, m),
+            ShoalMsg::Coord(c) => self.receive_coordinate(from, c),
             ShoalMsg::Pong { nonce } => {
                 // A peer SWIM has given up on answers: it is back, tell SWIM so now rather
                 // than at the next periodic announce (heals a partition in one round trip).

@@ -242,6 +242,18 @@ pub struct Stats {
     /// ignored, not a fault, so not a drop.
     #[serde(default)]
     pub unknown_kinds: u64,
+    /// Updates of this node's network coordinate (one per timed probe, `core::coordinate`).
+    #[serde(default)]
+    pub coordinate_updates: u64,
+    /// Coordinates this node sent to members that probed it.
+    #[serde(default)]
+    pub coordinates_sent: u64,
+    /// Coordinates refused from peers: not finite or out of bounds (a peer that lies).
+    #[serde(default)]
+    pub coordinates_refused: u64,
+    /// Coordinates ignored because this node had not probed their sender recently.
+    #[serde(default)]
+    pub coordinates_unsolicited: u64,
     /// Authentic cluster-wide thaws not taken: within `operator::THAW_MIN_INTERVAL` of the
     /// last one (a repeat or a replay under another session), or naming this node.
     #[serde(default)]
