@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addr_budget;
 pub mod baseline;
 pub mod bindings;
 pub mod cause;
@@ -52,6 +53,8 @@ pub mod trust;
 pub mod truth;
 pub mod wire;
 
+#[cfg(test)]
+mod amplify_tests;
 #[cfg(test)]
 mod cause_tests;
 #[cfg(test)]

@@ -129,6 +129,10 @@ pub struct Node {
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
     /// their address at the given time if still unknown.
     discover: DueSet,
+    /// Discovery announces per destination, and `Want` answers per requester
+    /// (`core::addr_budget`): what records name cannot turn us into a reflector or amplifier.
+    discover_budget: crate::addr_budget::AddrBudget,
+    want_budget: crate::addr_budget::AddrBudget,
     /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
     /// Records without extension fields a peer pushed us, with when to ask their owner for
@@ -222,6 +226,13 @@ const BOOTSTRAP_ANNOUNCES: u8 = 3;
 
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
+/// Discovery announces to one address per `DISCOVERY_WINDOW`, whatever number of records
+/// name it (a key holder writing a victim's address into many records must not make every
+/// agent announce to it, 700 padded bytes each, many times a second).
+pub const DISCOVERY_PER_ADDR: u32 = 1;
+pub const DISCOVERY_WINDOW: Duration = Duration::from_secs(10);
+/// `Want` answers (one datagram each) per requester per second.
+pub const WANT_ANSWERS_PER_SEC: u32 = 8;
 
 /// Batched metadata requests to random peers per tick. A node joining a formed cluster
 /// lacks every record; one request names as many members as fit in a datagram, and the
@@ -380,6 +391,16 @@ impl Node {
             next_reap: now,
             fetch: DueQueue::default(),
             discover: DueSet::with_seed(hashes),
+            discover_budget: crate::addr_budget::AddrBudget::new(
+                DISCOVERY_PER_ADDR,
+                DISCOVERY_WINDOW,
+                crate::addr_budget::MAX_ADDRS,
+            ),
+            want_budget: crate::addr_budget::AddrBudget::new(
+                WANT_ANSWERS_PER_SEC,
+                Duration::from_secs(1),
+                crate::addr_budget::MAX_ADDRS,
+            ),
             verify: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,

@@ -73,6 +73,13 @@ impl Node {
                 }
             }
             ShoalMsg::Want { names } => {
+                // One datagram of records per `Want`, and a few `Want`s per requester a
+                // second: a request of 256 names must not draw 256 records (a key holder's
+                // amplifier). What did not fit is asked again at the next digest round.
+                if !self.want_budget.take(now, from) {
+                    self.stats.want_answers_limited += 1;
+                    return;
+                }
                 let recs: Vec<Arc<MetaRecord>> = {
                     let s = self.store.lock();
                     names
@@ -81,7 +88,7 @@ impl Node {
                         .filter_map(|n| s.get_shared(n).cloned())
                         .collect()
                 };
-                for m in pack_push(recs, self.shoal_budget()) {
+                if let Some(m) = pack_push(recs, self.shoal_budget()).into_iter().next() {
                     self.send_shoal(from, &m);
                 }
             }

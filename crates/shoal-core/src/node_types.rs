@@ -201,6 +201,14 @@ pub struct Stats {
     pub rejoin_attempts: u64,
     /// Announces to nodes known from their metadata but missed by SWIM.
     pub discovery_announces: u64,
+    /// Discovery announces not sent: their address had its budget for the window
+    /// (`DISCOVERY_PER_ADDR`; many records naming one address).
+    #[serde(default)]
+    pub discovery_announces_limited: u64,
+    /// `Want`s left unanswered: their sender had its budget for the second
+    /// (`WANT_ANSWERS_PER_SEC`).
+    #[serde(default)]
+    pub want_answers_limited: u64,
     /// Membership anti-entropy rounds this node opened (filter of known members sent).
     pub member_sync_rounds: u64,
     /// Members a peer's filter lacked, sent back to it.

@@ -43,6 +43,8 @@ pub struct TestNet {
     pub status_log: Vec<(Time, usize, String, crate::ServedStatus)>,
     /// `handle_timeout` calls per node (wake-ups at its `poll_timeout`).
     pub wakes: Vec<u64>,
+    /// Datagrams sent to addresses no node has: (when, from node, to, bytes).
+    pub strays: Vec<(Time, usize, SocketAddr, usize)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -118,6 +120,7 @@ impl TestNet {
             guard_log: Vec::new(),
             status_log: Vec::new(),
             wakes: vec![0; n],
+            strays: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -176,6 +179,8 @@ impl TestNet {
                     tap.push((i, j, tx.data.clone()));
                 }
                 self.push(at, j, Ev::Deliver(j, from, tx.data));
+            } else {
+                self.strays.push((self.now, i, tx.dst, tx.data.len()));
             }
         }
         while let Some(ev) = self.nodes[i].poll_event() {
