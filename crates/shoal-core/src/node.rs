@@ -132,6 +132,9 @@ pub struct Node {
     /// Discovery announces per destination, and `Want` answers per requester
     /// (`core::addr_budget`): what records name cannot turn us into a reflector or amplifier.
     discover_budget: crate::addr_budget::AddrBudget,
+    /// SWIM identities of bound names that no signed record proves yet (`node_identity`):
+    /// taken into the truth once their owner's record does.
+    unproven: std::collections::BTreeMap<Arc<str>, NodeId>,
     want_budget: crate::addr_budget::AddrBudget,
     /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
@@ -391,6 +394,7 @@ impl Node {
             next_reap: now,
             fetch: DueQueue::default(),
             discover: DueSet::with_seed(hashes),
+            unproven: std::collections::BTreeMap::new(),
             discover_budget: crate::addr_budget::AddrBudget::new(
                 DISCOVERY_PER_ADDR,
                 DISCOVERY_WINDOW,

@@ -2,11 +2,15 @@
 //! the bindings of names to keys (`core::bindings`: counted refusals, the operator's
 //! `forget`, the table handed out to persist), and sealing key material to one member.
 //!
+//! It also gates SWIM identities of bound names: a new address or a newer generation for a
+//! name bound to a key is taken into the truth only once a record signed by that key says
+//! so (`identity_admitted`); SWIM itself cannot tell who announced a name.
+//!
 //! A child module of `core::node` (it reaches the node's fields) so that node.rs stays about
 //! membership. Must not verify or seal anything itself (`core::member_key` does) and must
 //! stay sans-IO: the driver draws the key pair and persists the bindings.
 
-use super::{Node, NodeError};
+use super::{Node, NodeError, NodeId, Time};
 use crate::keyops::KeyMsg;
 use crate::member_key::{open_sealed, seal_to, MemberKeys, MemberPub};
 use std::net::SocketAddr;
@@ -115,6 +119,70 @@ impl Node {
         match KeyMsg::decode(&plain).ok()? {
             KeyMsg::Sealed { .. } => None,
             m => Some(m),
+        }
+    }
+}
+
+/// Unproven identities held at once (one per name); past it, more are refused unheld.
+const MAX_UNPROVEN: usize = 1_024;
+
+impl Node {
+    /// Whether the record that speaks for `id`'s name proves `id`: the name is bound to no
+    /// key (a v0.1.0 member, a node without member keys: as before), or the record held for
+    /// it (admitted, so signed by the bound key) names `id`'s address with a generation at
+    /// least `id`'s. Our own name is proven by our own record only.
+    pub(super) fn identity_proven(&self, id: &NodeId) -> bool {
+        if **id.name() == *self.cfg.name {
+            return id.addr() == self.own.addr && id.generation() <= self.own.generation;
+        }
+        let store = self.store.lock();
+        if store.bindings.get(id.name()).is_none() {
+            return true;
+        }
+        store
+            .get(id.name())
+            .is_some_and(|r| r.addr == id.addr() && r.generation >= id.generation())
+    }
+
+    /// Whether the truth may take `id` for its name (`set_truth` asks): the identity it
+    /// holds already, or a proven one. Anything else is held aside (counted once per
+    /// identity) and its record asked of the address it claims; `drain_meta_changes` takes
+    /// it once a signed record proves it (a bound member's restart: the record comes one
+    /// round trip later at most, usually in the same datagram).
+    pub(super) fn identity_admitted(&mut self, now: Time, id: &NodeId) -> bool {
+        if self.adopting || self.truth.get(id.name()).is_some_and(|m| m.id == *id) {
+            return true;
+        }
+        if self.identity_proven(id) {
+            self.unproven.remove(id.name());
+            return true;
+        }
+        if self.unproven.get(id.name()) == Some(id) {
+            return false;
+        }
+        self.stats.dropped_unproven_identity += 1;
+        if self.unproven.len() < MAX_UNPROVEN || self.unproven.contains_key(id.name()) {
+            self.unproven.insert(id.name().clone(), id.clone());
+            if **id.name() != *self.cfg.name && self.discover_budget.take(now, id.addr()) {
+                self.send_want(id.addr(), vec![id.name().clone()]);
+            }
+        }
+        false
+    }
+
+    /// Takes the held identity of `name` into the truth if its record now proves it and SWIM
+    /// still holds it (called when `name`'s record changed).
+    pub(super) fn admit_proven_identity(&mut self, now: Time, name: &Arc<str>) {
+        let Some(id) = self.unproven.get(name).cloned() else {
+            return;
+        };
+        if !self.identity_proven(&id) {
+            return;
+        }
+        self.unproven.remove(name);
+        let key = crate::identity::AddrKey::of(id.addr());
+        if self.foca.is_active_addr(&key) {
+            self.apply_notification(now, foca::OwnedNotification::MemberUp(id));
         }
     }
 }

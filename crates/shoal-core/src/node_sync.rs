@@ -328,7 +328,14 @@ impl Node {
                     continue;
                 }
             }
-            ids.push(self.shared.id(&e.name, e.addr, e.generation));
+            let id = self.shared.id(&e.name, e.addr, e.generation);
+            // A bound name's new address or generation needs its signed record: SWIM must
+            // not even hear of an unproven one through us (`node_identity`).
+            if !self.identity_proven(&id) {
+                let _ = self.identity_admitted(now, &id);
+                continue;
+            }
+            ids.push(id);
         }
         if ids.is_empty() {
             return;
@@ -531,6 +538,9 @@ impl Node {
     pub(super) fn drain_meta_changes(&mut self, now: Time) {
         let changed = self.store.lock().take_changed();
         for name in changed {
+            if !self.unproven.is_empty() {
+                self.admit_proven_identity(now, &name);
+            }
             let Some(m) = self.truth.get(&name) else {
                 self.schedule_discovery(now, &name);
                 continue;

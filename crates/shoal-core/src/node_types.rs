@@ -193,6 +193,11 @@ pub struct Stats {
     /// Records of a new signer refused because the table of bindings is full.
     #[serde(default)]
     pub dropped_bindings_full: u64,
+    /// SWIM identities of a name bound to a member key (a new address or a newer
+    /// generation) that no record signed by that key proves: not taken (a key holder
+    /// announcing another member's name at its own address).
+    #[serde(default)]
+    pub dropped_unproven_identity: u64,
     /// Answers to a stranger cut to a small multiple of its request's size.
     #[serde(default)]
     pub answers_capped: u64,
@@ -307,7 +312,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 20] {
+    pub fn drops(&self) -> [(&'static str, u64); 21] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -329,6 +334,7 @@ impl Stats {
             ("unsigned_record", self.dropped_unsigned_record),
             ("wrong_member_key", self.dropped_wrong_member_key),
             ("bindings_full", self.dropped_bindings_full),
+            ("unproven_identity", self.dropped_unproven_identity),
         ]
     }
 }

@@ -43,6 +43,8 @@ pub struct TestNet {
     pub status_log: Vec<(Time, usize, String, crate::ServedStatus)>,
     /// `handle_timeout` calls per node (wake-ups at its `poll_timeout`).
     pub wakes: Vec<u64>,
+    /// Every member event: (when, observer, member, status, address, generation).
+    pub member_log: Vec<(Time, usize, String, crate::ServedStatus, SocketAddr, u64)>,
     /// Datagrams sent to addresses no node has: (when, from node, to, bytes).
     pub strays: Vec<(Time, usize, SocketAddr, usize)>,
 }
@@ -121,6 +123,7 @@ impl TestNet {
             status_log: Vec::new(),
             wakes: vec![0; n],
             strays: Vec::new(),
+            member_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -185,6 +188,9 @@ impl TestNet {
         }
         while let Some(ev) = self.nodes[i].poll_event() {
             if let crate::EventKind::Member { member, .. } = &ev.kind {
+                let m = &member;
+                let e = (self.now, i, m.name.clone(), m.status, m.addr, m.generation);
+                self.member_log.push(e);
                 if member.status != crate::ServedStatus::Alive {
                     let m = (self.now, i, member.name.clone(), member.status);
                     self.status_log.push(m);
