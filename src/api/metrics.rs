@@ -135,6 +135,11 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.discovery_announces,
         ),
         (
+            "shoal_records_refuted_total",
+            "Records about this agent it did not issue (a forged leave), refuted by its own.",
+            s.records_refuted,
+        ),
+        (
             "shoal_discovery_announces_limited_total",
             "Discovery announces not sent: their address had its budget (many records name it).",
             s.discovery_announces_limited,

@@ -78,6 +78,8 @@ mod operator_tests;
 #[cfg(test)]
 mod outlier_tests;
 #[cfg(test)]
+mod refute_tests;
+#[cfg(test)]
 mod replay_tests;
 #[cfg(test)]
 mod restart_tests;

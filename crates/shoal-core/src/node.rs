@@ -326,6 +326,7 @@ impl Node {
                 own: id.name().clone(),
                 accusations: accusations.clone(),
                 unknown: unknown_items.clone(),
+                about_us: None,
             },
         );
         foca.set_lifeguard(cfg.timings.lifeguard());
@@ -824,6 +825,9 @@ impl Node {
             .unknown_items
             .swap(0, std::sync::atomic::Ordering::Relaxed);
         self.count_refused_records();
+        if let Some((stamp, leaving)) = self.foca.broadcast_handler_mut().about_us.take() {
+            self.refute_record_about_us(now, stamp, leaving);
+        }
         self.lifeguard_exchange(now);
         self.gray_probes(now);
         let notes = std::mem::take(&mut self.out.notes);

@@ -80,11 +80,12 @@ impl Node {
             let mut store = self.store.lock();
             (store.take_refused(), store.full_refused())
         };
-        let [unsigned, wrong, full] = refused;
+        let [unsigned, wrong, full, from_signer] = refused;
         self.stats.records_refused = store_full;
         self.stats.dropped_unsigned_record += unsigned;
         self.stats.dropped_wrong_member_key += wrong;
         self.stats.dropped_bindings_full += full;
+        self.stats.dropped_unsigned_from_signer += from_signer;
     }
 
     /// The X25519 key of the member at `dst`, as bound to its name.
@@ -168,6 +169,37 @@ impl Node {
             }
         }
         false
+    }
+
+    /// A record about us that we did not issue arrived (stamp `stamp`, saying we leave if
+    /// `leaving`): a key holder's forgery, or our record of an earlier life. Refute it at once
+    /// as memberlist and Serf refute what is said about them: our own record, signed, with a
+    /// stamp above it, so that everyone who took it takes ours over it (an agent that had no
+    /// key bound to our name yet took an unsigned forgery). Nothing to do when ours is newer
+    /// already and the forgery says nothing we did not say.
+    pub(super) fn refute_record_about_us(&mut self, now: Time, stamp: (u64, u64), leaving: bool) {
+        if !crate::meta::stamp_acceptable(stamp, self.generation_limit(now)) {
+            return;
+        }
+        let own = self.own.stamp();
+        let contradicts = leaving && !self.left;
+        if stamp <= own && !contradicts {
+            return;
+        }
+        if stamp > own {
+            let (generation, version) = stamp;
+            if version >= crate::meta::MAX_VERSION {
+                self.own.generation = generation.saturating_add(1);
+                self.own.version = 1;
+            } else {
+                self.own.generation = generation;
+                self.own.version = version + 1;
+            }
+        }
+        self.stats.records_refuted += 1;
+        self.publish_own();
+        // Spread it now, not at the next gossip tick: the forgery is being served.
+        self.gossip_now = true;
     }
 
     /// Takes the held identity of `name` into the truth if its record now proves it and SWIM

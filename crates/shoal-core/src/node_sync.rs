@@ -116,11 +116,13 @@ impl Node {
             }
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
+                let mut about_us = None;
                 let mut s = self.store.lock();
                 for r in records {
-                    // Nobody but us writes our record.
+                    // Nobody but us writes our record: one we did not issue is refuted.
                     if *r.name == *self.cfg.name {
                         self.stats.dropped_refused += 1;
+                        about_us = about_us.max(Some((r.stamp(), r.leaving)));
                         continue;
                     }
                     // Most records are not newer than ours: check that before validating.
@@ -163,6 +165,9 @@ impl Node {
                 // calls it a failure: spread leaving records learned by direct push.
                 for data in relay {
                     let _ = self.foca.add_broadcast(&data);
+                }
+                if let Some((stamp, leaving)) = about_us {
+                    self.refute_record_about_us(now, stamp, leaving);
                 }
             }
         }
@@ -554,6 +559,16 @@ impl Node {
             if leaving && state != TruthState::Left && *name != *self.cfg.name {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
                 self.set_truth(now, &id, TruthState::Left);
+            } else if !leaving
+                && state == TruthState::Left
+                && *name != *self.cfg.name
+                && self
+                    .foca
+                    .is_active_addr(&crate::identity::AddrKey::of(id.addr()))
+            {
+                // A leave the member refuted (a forgery we took before its key was bound
+                // here): it never left, and SWIM still has it alive.
+                self.set_truth(now, &id, TruthState::Alive);
             } else if state == TruthState::Alive {
                 self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }

@@ -198,6 +198,9 @@ pub struct Stats {
     /// announcing another member's name at its own address).
     #[serde(default)]
     pub dropped_unproven_identity: u64,
+    /// Unsigned records of a name whose held record is signed (its owner signs): forged.
+    #[serde(default)]
+    pub dropped_unsigned_from_signer: u64,
     /// Answers to a stranger cut to a small multiple of its request's size.
     #[serde(default)]
     pub answers_capped: u64,
@@ -251,6 +254,10 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Records about this node it did not issue (a forged leave, a newer generation), refuted
+    /// by re-issuing its own record above them.
+    #[serde(default)]
+    pub records_refuted: u64,
     /// Messages and broadcast items of a kind a later release added (docs/upgrades.md):
     /// ignored, not a fault, so not a drop.
     #[serde(default)]
@@ -312,7 +319,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 21] {
+    pub fn drops(&self) -> [(&'static str, u64); 22] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -335,6 +342,7 @@ impl Stats {
             ("wrong_member_key", self.dropped_wrong_member_key),
             ("bindings_full", self.dropped_bindings_full),
             ("unproven_identity", self.dropped_unproven_identity),
+            ("unsigned_from_signer", self.dropped_unsigned_from_signer),
         ]
     }
 }
