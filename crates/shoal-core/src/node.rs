@@ -234,8 +234,12 @@ const FETCH_PER_TICK: usize = 16;
 /// agent announce to it, 700 padded bytes each, many times a second).
 pub const DISCOVERY_PER_ADDR: u32 = 1;
 pub const DISCOVERY_WINDOW: Duration = Duration::from_secs(10);
-/// `Want` answers (one datagram each) per requester per second.
-pub const WANT_ANSWERS_PER_SEC: u32 = 8;
+/// `Want` answers (one datagram each) per requester per second: enough for a joiner to
+/// fetch the records of a few hundred members a second.
+pub const WANT_ANSWERS_PER_SEC: u32 = 32;
+/// Names a `Want` of ours carries: about as many records as one datagram holds (it is
+/// answered with one), so that a fetch of many records asks in several `Want`s.
+pub const WANT_MAX_NAMES: usize = 8;
 
 /// Batched metadata requests to random peers per tick. A node joining a formed cluster
 /// lacks every record; one request names as many members as fit in a datagram, and the

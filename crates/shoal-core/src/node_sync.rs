@@ -179,7 +179,7 @@ impl Node {
         while !names.is_empty() {
             let mut size = 4;
             let mut n = 0;
-            for name in &names {
+            for name in names.iter().take(WANT_MAX_NAMES) {
                 size += name.len() + 2;
                 if size > budget {
                     break;
@@ -483,7 +483,7 @@ impl Node {
             self.random_peer().unwrap_or(first)
         };
         self.stats.meta_batch_requests += 1;
-        self.send_shoal(dst, &ShoalMsg::Want { names });
+        self.send_want(dst, names);
     }
 
     pub(super) fn needs_meta(&self, id: &NodeId) -> bool {
