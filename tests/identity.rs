@@ -2,7 +2,7 @@
 //! member's leave or restart intent (the finding of issue 22: a pushed record `{leaving:
 //! true, generation: now + 50 min}` for a live member had every agent serve it `left`), the
 //! refusals are counted, and what an agent learned survives its restart (its own key and
-//! the keys it bound).
+//! the keys it bound); nor can it move a bound member's address by announcing its name.
 
 mod common;
 
@@ -14,7 +14,7 @@ use shoal_core::restart::{RestartIntent, MAX_GRACE};
 use shoal_core::sync::ShoalMsg;
 use shoal_core::trust::{Trust, TrustConfig};
 use shoal_core::wire::{self, Kind};
-use shoal_core::{MetaRecord, ServedStatus, Time};
+use shoal_core::{MetaRecord, NodeId, ServedStatus, Time};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,14 +53,29 @@ impl KeyHolder {
     }
 
     fn push(&mut self, to: SocketAddr, rec: &MetaRecord) {
-        let mut plain = Vec::new();
-        wire::write_header(&mut plain, "", Kind::Shoal);
         let msg = ShoalMsg::Push {
             records: vec![Arc::new(rec.clone())],
         };
-        plain.extend_from_slice(&msg.encode());
+        self.send(to, Kind::Shoal, &msg.encode());
+    }
+
+    fn send(&mut self, to: SocketAddr, kind: Kind, body: &[u8]) {
+        let mut plain = Vec::new();
+        wire::write_header(&mut plain, "", kind);
+        plain.extend_from_slice(body);
         let d = self.trust.seal(Time::ZERO, to, plain, 0);
         self.sock.send_to(&d, to).unwrap();
+    }
+
+    /// A SWIM announce to `to` claiming identity `claim`.
+    fn announce_as(&mut self, to: SocketAddr, claim: &NodeId) {
+        let header = foca::Header {
+            src: claim.clone(),
+            src_incarnation: 0,
+            dst: NodeId::placeholder(to),
+            message: foca::Message::Announce,
+        };
+        self.send(to, Kind::Swim, &postcard::to_allocvec(&header).unwrap());
     }
 
     /// `victim`'s record rewritten: leaving, or restarting for an hour, with a generation 50
@@ -89,17 +104,23 @@ impl KeyHolder {
     }
 }
 
-#[tokio::test]
-async fn a_key_holder_cannot_forge_another_members_leave() {
-    let mut c = Cluster::start(3).await;
+/// A formed cluster of 3 where every agent has bound n1's key (its first signed record)
+/// before the rogue speaks.
+async fn n1_bound_everywhere() -> Cluster {
+    let c = Cluster::start(3).await;
     c.converge(Duration::from_secs(10)).await;
-    // Every agent has bound n1's key (its first signed record) before the forger speaks.
     common::wait_until(Duration::from_secs(10), "n1's key bound everywhere", || {
         [0, 2]
             .iter()
             .all(|&i| c.shared[i].lock().bound_key("n1").is_some())
     })
     .await;
+    c
+}
+
+#[tokio::test]
+async fn a_key_holder_cannot_forge_another_members_leave() {
+    let mut c = n1_bound_everywhere().await;
     let victim = c.shared[1].lock().own_record().clone();
     let mut ev = Events::subscribe(&c, &[0, 2]);
     let mut rogue = KeyHolder::new();
@@ -111,11 +132,7 @@ async fn a_key_holder_cannot_forge_another_members_leave() {
     }
     // Over the whole interval, on both observers' watch streams: n1 stays alive.
     ev.watch_for(Duration::from_secs(3)).await;
-    let bad: Vec<_> = ev
-        .of("n1")
-        .into_iter()
-        .filter(|(_, s)| *s != ServedStatus::Alive)
-        .collect();
+    let bad = ev.not_alive("n1");
     assert!(bad.is_empty(), "n1 was served {bad:?}");
     for i in [0, 2] {
         let n = c.shared[i].lock();
@@ -154,5 +171,45 @@ async fn a_key_holder_cannot_forge_another_members_leave() {
         "n1 was served {:?}",
         ev.of("n1")
     );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_holder_cannot_move_a_bound_members_address() {
+    let c = n1_bound_everywhere().await;
+    let victim = c.shared[1].lock().own_record().clone();
+    let mut ev = Events::subscribe(&c, &[0, 2]);
+    let mut rogue = KeyHolder::new();
+    let at = rogue.sock.local_addr().unwrap();
+    // n1's name at the rogue's own address, a newer generation: announced (SWIM) and
+    // introduced (Intro) to both observers.
+    let claim = NodeId::new("n1", at, victim.generation + 1_000);
+    let intro = ShoalMsg::Intro {
+        members: vec![shoal_core::sync::IntroEntry {
+            name: Arc::from("n1"),
+            addr: at,
+            generation: victim.generation + 1_000,
+        }],
+    };
+    for i in [0, 2] {
+        rogue.announce_as(c.addrs[i], &claim);
+        rogue.send(c.addrs[i], Kind::Shoal, &intro.encode());
+    }
+    // Over the whole interval, on both watch streams: n1 is alive at its own address.
+    ev.watch_for(Duration::from_secs(3)).await;
+    let moved: Vec<_> = ev
+        .addrs
+        .iter()
+        .filter(|(_, m, a)| m == "n1" && *a != victim.addr)
+        .collect();
+    assert!(moved.is_empty(), "n1 served at {moved:?}");
+    let bad = ev.not_alive("n1");
+    assert!(bad.is_empty(), "n1 was served {bad:?}");
+    for i in [0, 2] {
+        let n = c.shared[i].lock();
+        let m = n.member("n1").unwrap();
+        assert_eq!((m.addr, m.status), (victim.addr, ServedStatus::Alive));
+    }
+    assert!(c.shared[0].lock().stats().dropped_unproven_identity >= 1);
     c.stop().await;
 }

@@ -135,6 +135,21 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.discovery_announces,
         ),
         (
+            "shoal_records_refuted_total",
+            "Records about this agent it did not issue (a forged leave), refuted by its own.",
+            s.records_refuted,
+        ),
+        (
+            "shoal_discovery_announces_limited_total",
+            "Discovery announces not sent: their address had its budget (many records name it).",
+            s.discovery_announces_limited,
+        ),
+        (
+            "shoal_want_answers_limited_total",
+            "Requests for records left unanswered: their sender had its budget for the second.",
+            s.want_answers_limited,
+        ),
+        (
             "shoal_meta_batch_requests_total",
             "Batched requests for missing metadata records sent to random peers.",
             s.meta_batch_requests,

@@ -398,6 +398,8 @@ pub struct Events {
     rxs: Vec<(usize, broadcast::Receiver<std::sync::Arc<Event>>)>,
     /// (observer, member, status) in the order each observer published them.
     pub seen: Vec<(usize, String, ServedStatus)>,
+    /// (observer, member, advertised address) of the same events.
+    pub addrs: Vec<(usize, String, std::net::SocketAddr)>,
 }
 
 impl Events {
@@ -409,6 +411,7 @@ impl Events {
                 .map(|i| (*i, c.shared[*i].events.subscribe()))
                 .collect(),
             seen: Vec::new(),
+            addrs: Vec::new(),
         }
     }
 
@@ -427,6 +430,7 @@ impl Events {
                     Ok(ev) => {
                         if let EventKind::Member { member, .. } = &ev.kind {
                             self.seen.push((*i, member.name.clone(), member.status));
+                            self.addrs.push((*i, member.name.clone(), member.addr));
                         }
                     }
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
@@ -446,6 +450,13 @@ impl Events {
             tokio::time::sleep(POLL).await;
         }
         self.drain();
+    }
+
+    /// Every event seen for `member` with a status other than alive.
+    pub fn not_alive(&self, member: &str) -> Vec<(usize, ServedStatus)> {
+        let mut v = self.of(member);
+        v.retain(|(_, s)| *s != ServedStatus::Alive);
+        v
     }
 
     /// Every event seen for `member`.

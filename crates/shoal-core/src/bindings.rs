@@ -30,6 +30,10 @@ pub enum Refused {
     WrongKey = 1,
     /// The table of bindings is full of names that all have records.
     Full = 2,
+    /// Unsigned, while the record held for its name is signed: its owner runs a release
+    /// that signs (checked by `MetaStore::admit` even when the name is bound to no key, as
+    /// after `forget`).
+    UnsignedFromSigner = 3,
 }
 
 impl Refused {
@@ -38,6 +42,7 @@ impl Refused {
             Refused::Unsigned => "unsigned_record",
             Refused::WrongKey => "wrong_member_key",
             Refused::Full => "bindings_full",
+            Refused::UnsignedFromSigner => "unsigned_from_signer",
         }
     }
 }

@@ -183,6 +183,7 @@ fn handler() -> MetaBroadcasts {
         own: Arc::from("me"),
         accusations: crate::lifeguard::Inbox::with_seed(crate::hash::HashSeed::of_node(1), 3),
         unknown: Default::default(),
+        about_us: None,
     }
 }
 

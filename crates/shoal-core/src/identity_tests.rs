@@ -20,7 +20,7 @@ pub(crate) fn member_keys(i: usize) -> MemberKeys {
 }
 
 /// `n` nodes sharing cluster key 1, each with its own member keys, formed.
-fn signed(n: usize) -> TestNet {
+pub(crate) fn signed(n: usize) -> TestNet {
     let mut net = TestNet::with_setup(
         n,
         |_, _| {},
@@ -220,4 +220,102 @@ fn key_material_travels_sealed_to_each_member() {
         assert!(!body.windows(KEY_LEN).any(|w| w == [42; KEY_LEN]));
     }
     assert!(seen >= 2, "the rollout crossed the wire");
+}
+
+/// A SWIM announce from `o` (a key holder) to node `to` claiming identity `claim`.
+fn announce_as(net: &mut TestNet, o: &mut Outsider, to: usize, claim: &crate::NodeId) {
+    let header = foca::Header {
+        src: claim.clone(),
+        src_incarnation: 0,
+        dst: crate::NodeId::placeholder(addr(to)),
+        message: foca::Message::Announce,
+    };
+    let body = postcard::to_allocvec(&header).unwrap();
+    let d = o.datagram(net.now, addr(to), Kind::Swim, &body);
+    let now = net.now;
+    net.nodes[to].handle_datagram(now, claim.addr(), &d);
+    net.flush(to);
+}
+
+#[test]
+fn a_key_holder_cannot_move_a_bound_members_identity() {
+    let mut net = signed(3);
+    let real = net.nodes[1].own_record().clone();
+    let start = net.member_log.len();
+    // n2's owner announces n1's name at its own address (addr 9), a newer generation, to
+    // n0; and introduces it (and n1's address with a newer generation) to everyone.
+    let x = addr(9);
+    let mut o = Outsider::new(Some(1), x, 904);
+    let fake = crate::NodeId::new("n1", x, real.generation + 5_000);
+    announce_as(&mut net, &mut o, 0, &fake);
+    let intro = ShoalMsg::Intro {
+        members: vec![
+            crate::sync::IntroEntry {
+                name: Arc::from("n1"),
+                addr: x,
+                generation: real.generation + 5_000,
+            },
+            crate::sync::IntroEntry {
+                name: Arc::from("n1"),
+                addr: addr(1),
+                generation: real.generation + 6_000,
+            },
+        ],
+    };
+    for i in [0, 2] {
+        let d = o.datagram(net.now, addr(i), Kind::Shoal, &intro.encode());
+        let now = net.now;
+        net.nodes[i].handle_datagram(now, x, &d);
+        net.flush(i);
+    }
+    net.run_for_ms(5_000);
+    // Over the whole run, every event about n1 named its own address and generation.
+    let moved: Vec<_> = net.member_log[start..]
+        .iter()
+        .filter(|e| e.2 == "n1" && (e.4 != addr(1) || e.5 != real.generation))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "n1's identity moved {} times, first {:?}",
+        moved.len(),
+        moved.first()
+    );
+    for i in [0, 2] {
+        let m = net.nodes[i].members();
+        let n1 = m.iter().find(|m| m.name == "n1").unwrap();
+        assert_eq!((n1.addr, n1.status), (addr(1), ServedStatus::Alive), "n{i}");
+    }
+    assert!(net.nodes[0].stats().dropped_unproven_identity >= 1);
+    assert!(net.nodes[0].stats().drops().contains(&(
+        "unproven_identity",
+        net.nodes[0].stats().dropped_unproven_identity
+    )));
+}
+
+#[test]
+fn a_bound_member_that_restarts_elsewhere_is_followed() {
+    let mut net = signed(3);
+    let old_gen = net.nodes[1].own_record().generation;
+    // n1 restarts with its own keys at a new address and a newer generation.
+    net.crashed.insert(1);
+    net.run_for_ms(100);
+    let now = net.now;
+    let mut cfg = crate::testnet::config(1);
+    cfg.advertise = addr(7);
+    let mut n = crate::Node::new(cfg, old_gen + 10_000, NodeMeta::default(), 77, now).unwrap();
+    n.set_trust(keyed(1).unwrap()).unwrap();
+    n.set_member_keys(member_keys(1), Vec::new()).unwrap();
+    n.start(now);
+    net.nodes.push(n);
+    let i = net.nodes.len() - 1;
+    net.flush(i);
+    let ok = net.run_until_pred(10_000, |net| {
+        [0, 2].iter().all(|&j| {
+            net.nodes[j]
+                .members()
+                .iter()
+                .any(|m| m.name == "n1" && m.addr == addr(7) && m.status == ServedStatus::Alive)
+        })
+    });
+    assert!(ok, "n1's signed restart at a new address was not followed");
 }

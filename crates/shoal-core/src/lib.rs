@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addr_budget;
 pub mod baseline;
 pub mod bindings;
 pub mod cause;
@@ -54,6 +55,8 @@ pub mod truth;
 pub mod wire;
 
 #[cfg(test)]
+mod amplify_tests;
+#[cfg(test)]
 mod cause_tests;
 #[cfg(test)]
 mod compat_tests;
@@ -77,6 +80,8 @@ mod node_tests;
 mod operator_tests;
 #[cfg(test)]
 mod outlier_tests;
+#[cfg(test)]
+mod refute_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]

@@ -439,7 +439,7 @@ pub struct MetaStore {
     pub bindings: crate::bindings::Bindings,
     /// Records [`MetaStore::admit`] refused since the node last took the counts, by reason
     /// (`Refused as usize`).
-    refused: [u64; 3],
+    refused: [u64; 4],
     /// Most records held (`max_members`, `Node::set_max_members`); `None`: unbounded.
     max_records: Option<usize>,
     /// Records of names not held refused because the store was full (cumulative).
@@ -523,6 +523,21 @@ impl MetaStore {
     /// signature and the key bound to its name (`bindings::Bindings::admit`). A refusal is
     /// counted (`take_refused`).
     pub fn admit(&mut self, rec: &MetaRecord) -> bool {
+        use crate::fields::record::{MEMBER_KEY, SIGNATURE};
+        let signs = |r: &MetaRecord| {
+            r.ext.raw(MEMBER_KEY.number).is_some() || r.ext.raw(SIGNATURE.number).is_some()
+        };
+        // An owner whose record we hold signed signs all its records: an unsigned one is a
+        // forgery (or a copy a v0.1.0 agent relayed without its fields: the signed one comes
+        // through any other agent), even where its name is bound to no key (a bound name
+        // takes signed records only: `Bindings::admit`).
+        if !signs(rec)
+            && self.bindings.get(&rec.name).is_none()
+            && self.records.get(&rec.name).is_some_and(|h| signs(h))
+        {
+            self.refused[crate::bindings::Refused::UnsignedFromSigner as usize] += 1;
+            return false;
+        }
         let records = &self.records;
         match self.bindings.admit(rec, |n| records.get(n).is_some()) {
             Ok(()) => true,
@@ -546,7 +561,7 @@ impl MetaStore {
 
     /// Records refused by [`MetaStore::admit`] since the last call: unsigned (for a bound
     /// name), signed by another key, the table of bindings full.
-    pub fn take_refused(&mut self) -> [u64; 3] {
+    pub fn take_refused(&mut self) -> [u64; 4] {
         std::mem::take(&mut self.refused)
     }
 

@@ -65,6 +65,9 @@ pub struct MetaBroadcasts {
     pub accusations: crate::lifeguard::Inbox,
     /// Items of a kind a later release added, ignored (the node adds them to its stats).
     pub unknown: Arc<AtomicU64>,
+    /// The newest record about us received (its stamp and whether it says we leave): the
+    /// node refutes it if it did not issue it (`Node::refute_record_about_us`).
+    pub about_us: Option<((u64, u64), bool)>,
 }
 
 impl MetaKey {
@@ -143,7 +146,14 @@ impl MetaBroadcasts {
         // Validated here as on the direct path (a Push): a valid name, not about us, not
         // from the future.
         if *head.name == *self.own {
-            // Our old records circulate after a restart: not an error, just never taken.
+            // Our old records circulate after a restart: not an error, never taken; but
+            // one we did not issue (newer than ours, or a leave) is refuted by the node.
+            if let Ok(rec) = crate::meta::MetaRecord::decode(data) {
+                let seen = (stamp, rec.leaving);
+                if self.about_us.is_none_or(|a| a < seen) {
+                    self.about_us = Some(seen);
+                }
+            }
             return Ok(None);
         }
         if crate::identity::validate_name(head.name).is_err() {

@@ -136,7 +136,9 @@ pub enum ShoalMsg {
     },
     /// Records, newest known versions.
     Push { records: Vec<Arc<MetaRecord>> },
-    /// "Send me the records of these nodes."
+    /// "Send me the records of these nodes." Answered with at most one datagram of records
+    /// (what did not fit is asked again at the next digest round), a few times a second per
+    /// requester (`node::WANT_ANSWERS_PER_SEC`).
     Want {
         #[serde(deserialize_with = "crate::intern::de_names")]
         names: Vec<Arc<str>>,

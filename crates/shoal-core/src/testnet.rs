@@ -45,6 +45,10 @@ pub struct TestNet {
     pub wakes: Vec<u64>,
     /// One-way latency in ms from node to node (1 ms when unset).
     pub latency: Option<fn(usize, usize) -> u64>,
+    /// Every member event: (when, observer, member, status, address, generation).
+    pub member_log: Vec<(Time, usize, String, crate::ServedStatus, SocketAddr, u64)>,
+    /// Datagrams sent to addresses no node has: (when, from node, to, bytes).
+    pub strays: Vec<(Time, usize, SocketAddr, usize)>,
 }
 
 pub fn addr(i: usize) -> SocketAddr {
@@ -121,6 +125,8 @@ impl TestNet {
             status_log: Vec::new(),
             wakes: vec![0; n],
             latency: None,
+            strays: Vec::new(),
+            member_log: Vec::new(),
         };
         for i in 0..n {
             let mut cfg = config(i);
@@ -179,10 +185,15 @@ impl TestNet {
                     tap.push((i, j, tx.data.clone()));
                 }
                 self.push(at, j, Ev::Deliver(j, from, tx.data));
+            } else {
+                self.strays.push((self.now, i, tx.dst, tx.data.len()));
             }
         }
         while let Some(ev) = self.nodes[i].poll_event() {
             if let crate::EventKind::Member { member, .. } = &ev.kind {
+                let m = &member;
+                let e = (self.now, i, m.name.clone(), m.status, m.addr, m.generation);
+                self.member_log.push(e);
                 if member.status != crate::ServedStatus::Alive {
                     let m = (self.now, i, member.name.clone(), member.status);
                     self.status_log.push(m);

@@ -367,9 +367,20 @@ fn with_the_key_records_about_the_receiver_and_from_the_future_are_refused() {
         net.nodes[0].handle_datagram(now, addr(1), &t.data);
     }
     net.run_for_ms(2_000);
-    assert_eq!(views(&net.nodes[0]), before);
-    assert_eq!(net.nodes[0].own_record(), &own);
+    // Nothing changed but n0's own version (the refutation below).
+    let mut after = views(&net.nodes[0]);
+    for (v, b) in after.iter_mut().zip(&before) {
+        if v.0 == "n0" {
+            v.2 = b.2;
+        }
+    }
+    assert_eq!(after, before);
+    // The record about n0 is refuted: n0's own, unchanged but for a stamp above it.
+    let mine = net.nodes[0].own_record();
+    assert!(!mine.leaving && mine.meta == own.meta, "{mine:?}");
+    assert!(mine.stamp() > (own.generation, own.version + 9));
     let s = net.nodes[0].stats();
+    assert_eq!(s.records_refuted, 1, "{s:?}");
     assert_eq!(s.dropped_refused, 4, "{s:?}");
     assert!(s.dropped_decode > decode_before, "{s:?}");
 }

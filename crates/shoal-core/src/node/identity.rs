@@ -2,11 +2,16 @@
 //! the bindings of names to keys (`core::bindings`: counted refusals, the operator's
 //! `forget`, the table handed out to persist), and sealing key material to one member.
 //!
+//! It also gates SWIM identities of bound names: a new address or a newer generation for a
+//! name bound to a key is taken into the truth only once a record signed by that key says
+//! so (`identity_admitted`); SWIM itself cannot tell who announced a name.
+//!
 //! A child module of `core::node` (it reaches the node's fields) so that node/mod.rs stays about
 //! membership. Must not verify or seal anything itself (`core::member_key` does) and must
 //! stay sans-IO: the driver draws the key pair and persists the bindings.
 
-use super::{Node, NodeError};
+use super::{Node, NodeError, Time};
+use crate::identity::NodeId;
 use crate::keyops::KeyMsg;
 use crate::member_key::{open_sealed, seal_to, MemberKeys, MemberPub};
 use std::net::SocketAddr;
@@ -76,11 +81,12 @@ impl Node {
             let mut store = self.store.lock();
             (store.take_refused(), store.full_refused())
         };
-        let [unsigned, wrong, full] = refused;
+        let [unsigned, wrong, full, from_signer] = refused;
         self.stats.records_refused = store_full;
         self.stats.dropped_unsigned_record += unsigned;
         self.stats.dropped_wrong_member_key += wrong;
         self.stats.dropped_bindings_full += full;
+        self.stats.dropped_unsigned_from_signer += from_signer;
     }
 
     /// The X25519 key of the member at `dst`, as bound to its name.
@@ -115,6 +121,101 @@ impl Node {
         match KeyMsg::decode(&plain).ok()? {
             KeyMsg::Sealed { .. } => None,
             m => Some(m),
+        }
+    }
+}
+
+/// Unproven identities held at once (one per name); past it, more are refused unheld.
+const MAX_UNPROVEN: usize = 1_024;
+
+impl Node {
+    /// Whether the record that speaks for `id`'s name proves `id`: the name is bound to no
+    /// key (a v0.1.0 member, a node without member keys: as before), or the record held for
+    /// it (admitted, so signed by the bound key) names `id`'s address with a generation at
+    /// least `id`'s. Our own name is proven by our own record only.
+    pub(super) fn identity_proven(&self, id: &NodeId) -> bool {
+        if **id.name() == *self.cfg.name {
+            return id.addr() == self.own.addr && id.generation() <= self.own.generation;
+        }
+        let store = self.store.lock();
+        if store.bindings.get(id.name()).is_none() {
+            return true;
+        }
+        store
+            .get(id.name())
+            .is_some_and(|r| r.addr == id.addr() && r.generation >= id.generation())
+    }
+
+    /// Whether the truth may take `id` for its name (`set_truth` asks): the identity it
+    /// holds already, or a proven one. Anything else is held aside (counted once per
+    /// identity) and its record asked of the address it claims; `drain_meta_changes` takes
+    /// it once a signed record proves it (a bound member's restart: the record comes one
+    /// round trip later at most, usually in the same datagram).
+    pub(super) fn identity_admitted(&mut self, now: Time, id: &NodeId) -> bool {
+        if self.adopting || self.truth.get(id.name()).is_some_and(|m| m.id == *id) {
+            return true;
+        }
+        if self.identity_proven(id) {
+            self.unproven.remove(id.name());
+            return true;
+        }
+        if self.unproven.get(id.name()) == Some(id) {
+            return false;
+        }
+        self.stats.dropped_unproven_identity += 1;
+        if self.unproven.len() < MAX_UNPROVEN || self.unproven.contains_key(id.name()) {
+            self.unproven.insert(id.name().clone(), id.clone());
+            if **id.name() != *self.cfg.name && self.discover_budget.take(now, id.addr()) {
+                self.send_want(id.addr(), vec![id.name().clone()]);
+            }
+        }
+        false
+    }
+
+    /// A record about us that we did not issue arrived (stamp `stamp`, saying we leave if
+    /// `leaving`): a key holder's forgery, or our record of an earlier life. Refute it at once
+    /// as memberlist and Serf refute what is said about them: our own record, signed, with a
+    /// stamp above it, so that everyone who took it takes ours over it (an agent that had no
+    /// key bound to our name yet took an unsigned forgery). Nothing to do when ours is newer
+    /// already and the forgery says nothing we did not say.
+    pub(super) fn refute_record_about_us(&mut self, now: Time, stamp: (u64, u64), leaving: bool) {
+        if !crate::meta::stamp_acceptable(stamp, self.generation_limit(now)) {
+            return;
+        }
+        let own = self.own.stamp();
+        let contradicts = leaving && !self.left;
+        if stamp <= own && !contradicts {
+            return;
+        }
+        if stamp > own {
+            let (generation, version) = stamp;
+            if version >= crate::meta::MAX_VERSION {
+                self.own.generation = generation.saturating_add(1);
+                self.own.version = 1;
+            } else {
+                self.own.generation = generation;
+                self.own.version = version + 1;
+            }
+        }
+        self.stats.records_refuted += 1;
+        self.publish_own();
+        // Spread it now, not at the next gossip tick: the forgery is being served.
+        self.gossip_now = true;
+    }
+
+    /// Takes the held identity of `name` into the truth if its record now proves it and SWIM
+    /// still holds it (called when `name`'s record changed).
+    pub(super) fn admit_proven_identity(&mut self, now: Time, name: &Arc<str>) {
+        let Some(id) = self.unproven.get(name).cloned() else {
+            return;
+        };
+        if !self.identity_proven(&id) {
+            return;
+        }
+        self.unproven.remove(name);
+        let key = crate::identity::AddrKey::of(id.addr());
+        if self.foca.is_active_addr(&key) {
+            self.apply_notification(now, foca::OwnedNotification::MemberUp(id));
         }
     }
 }

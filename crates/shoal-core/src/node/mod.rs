@@ -21,7 +21,7 @@
 use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardState};
 use crate::hash::{FixedHashMap, HashSeed};
-use crate::identity::validate_name;
+use crate::identity::{validate_name, NodeId};
 use crate::meta::{MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
 use crate::meta_gossip::MetaBroadcasts;
 use crate::reach::Reach;
@@ -130,6 +130,13 @@ pub struct Node {
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
     /// their address at the given time if still unknown.
     discover: DueSet,
+    /// Discovery announces per destination, and `Want` answers per requester
+    /// (`core::addr_budget`): what records name cannot turn us into a reflector or amplifier.
+    discover_budget: crate::addr_budget::AddrBudget,
+    /// SWIM identities of bound names that no signed record proves yet (`node_identity`):
+    /// taken into the truth once their owner's record does.
+    unproven: std::collections::BTreeMap<Arc<str>, NodeId>,
+    want_budget: crate::addr_budget::AddrBudget,
     /// Members whose metadata we lack, with when to ask for it (a peer first, then the member).
     fetch: DueQueue,
     /// Records without extension fields a peer pushed us, with when to ask their owner for
@@ -225,6 +232,17 @@ const BOOTSTRAP_ANNOUNCES: u8 = 3;
 
 /// Max metadata fetches sent per tick (keeps a joiner of a large cluster from bursting).
 const FETCH_PER_TICK: usize = 16;
+/// Discovery announces to one address per `DISCOVERY_WINDOW`, whatever number of records
+/// name it (a key holder writing a victim's address into many records must not make every
+/// agent announce to it, 700 padded bytes each, many times a second).
+pub const DISCOVERY_PER_ADDR: u32 = 1;
+pub const DISCOVERY_WINDOW: Duration = Duration::from_secs(10);
+/// `Want` answers (one datagram each) per requester per second: enough for a joiner to
+/// fetch the records of a few hundred members a second.
+pub const WANT_ANSWERS_PER_SEC: u32 = 32;
+/// Names a `Want` of ours carries: about as many records as one datagram holds (it is
+/// answered with one), so that a fetch of many records asks in several `Want`s.
+pub const WANT_MAX_NAMES: usize = 8;
 
 /// Batched metadata requests to random peers per tick. A node joining a formed cluster
 /// lacks every record; one request names as many members as fit in a datagram, and the
@@ -315,6 +333,7 @@ impl Node {
                 own: id.name().clone(),
                 accusations: accusations.clone(),
                 unknown: unknown_items.clone(),
+                about_us: None,
             },
         );
         foca.set_lifeguard(cfg.timings.lifeguard());
@@ -384,6 +403,17 @@ impl Node {
             next_reap: now,
             fetch: DueQueue::default(),
             discover: DueSet::with_seed(hashes),
+            unproven: std::collections::BTreeMap::new(),
+            discover_budget: crate::addr_budget::AddrBudget::new(
+                DISCOVERY_PER_ADDR,
+                DISCOVERY_WINDOW,
+                crate::addr_budget::MAX_ADDRS,
+            ),
+            want_budget: crate::addr_budget::AddrBudget::new(
+                WANT_ANSWERS_PER_SEC,
+                Duration::from_secs(1),
+                crate::addr_budget::MAX_ADDRS,
+            ),
             verify: DueSet::with_seed(hashes),
             scaled_for: 1,
             accusations,
@@ -790,6 +820,9 @@ impl Node {
             .unknown_items
             .swap(0, std::sync::atomic::Ordering::Relaxed);
         self.count_refused_records();
+        if let Some((stamp, leaving)) = self.foca.broadcast_handler_mut().about_us.take() {
+            self.refute_record_about_us(now, stamp, leaving);
+        }
         self.lifeguard_exchange(now);
         self.gray_probes(now);
         self.coord_marks(now);

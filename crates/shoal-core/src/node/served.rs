@@ -173,6 +173,9 @@ impl Node {
 
     /// Records a SWIM state for a member, tells the guard, and emits the served change.
     pub(super) fn set_truth(&mut self, now: Time, id: &NodeId, state: TruthState) {
+        if !self.identity_admitted(now, id) {
+            return;
+        }
         let state = self.gray_overlay(id.name(), state);
         let (changed, prev) = self.truth.set(now, id, state);
         if !changed {

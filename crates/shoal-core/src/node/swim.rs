@@ -279,7 +279,8 @@ impl Node {
                     self.next_rejoin = Some(now);
                 }
                 // The cluster declared us down; foca renewed our identity.
-                self.own.generation = new.generation();
+                // (Never lower: a refutation may have raised it past our identity's.)
+                self.own.generation = self.own.generation.max(new.generation());
                 self.own.version += 1;
                 self.own.leaving = false;
                 self.publish_own();

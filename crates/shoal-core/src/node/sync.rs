@@ -7,6 +7,7 @@
 
 use super::{
     Node, Transmit, FETCH_BATCHES_PER_TICK, FETCH_PER_TICK, INTRO_MSGS_PER_ROUND, PEER_FETCH_TRIES,
+    WANT_MAX_NAMES,
 };
 use crate::identity::{validate_name, NodeId};
 use crate::meta::MetaRecord;
@@ -86,6 +87,13 @@ impl Node {
                 }
             }
             ShoalMsg::Want { names } => {
+                // One datagram of records per `Want`, and a few `Want`s per requester a
+                // second: a request of 256 names must not draw 256 records (a key holder's
+                // amplifier). What did not fit is asked again at the next digest round.
+                if !self.want_budget.take(now, from) {
+                    self.stats.want_answers_limited += 1;
+                    return;
+                }
                 let recs: Vec<Arc<MetaRecord>> = {
                     let s = self.store.lock();
                     names
@@ -94,7 +102,7 @@ impl Node {
                         .filter_map(|n| s.get_shared(n).cloned())
                         .collect()
                 };
-                for m in pack_push(recs, self.shoal_budget()) {
+                if let Some(m) = pack_push(recs, self.shoal_budget()).into_iter().next() {
                     self.send_shoal(from, &m);
                 }
             }
@@ -123,11 +131,13 @@ impl Node {
             }
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
+                let mut about_us = None;
                 let mut s = self.store.lock();
                 for r in records {
-                    // Nobody but us writes our record.
+                    // Nobody but us writes our record: one we did not issue is refuted.
                     if *r.name == *self.cfg.name {
                         self.stats.dropped_refused += 1;
+                        about_us = about_us.max(Some((r.stamp(), r.leaving)));
                         continue;
                     }
                     // Most records are not newer than ours: check that before validating.
@@ -171,6 +181,9 @@ impl Node {
                 for data in relay {
                     let _ = self.foca.add_broadcast(&data);
                 }
+                if let Some((stamp, leaving)) = about_us {
+                    self.refute_record_about_us(now, stamp, leaving);
+                }
             }
         }
         let _ = now;
@@ -181,7 +194,7 @@ impl Node {
         while !names.is_empty() {
             let mut size = 4;
             let mut n = 0;
-            for name in &names {
+            for name in names.iter().take(WANT_MAX_NAMES) {
                 size += name.len() + 2;
                 if size > budget {
                     break;
@@ -335,7 +348,14 @@ impl Node {
                     continue;
                 }
             }
-            ids.push(self.shared.id(&e.name, e.addr, e.generation));
+            let id = self.shared.id(&e.name, e.addr, e.generation);
+            // A bound name's new address or generation needs its signed record: SWIM must
+            // not even hear of an unproven one through us (`node_identity`).
+            if !self.identity_proven(&id) {
+                let _ = self.identity_admitted(now, &id);
+                continue;
+            }
+            ids.push(id);
         }
         if ids.is_empty() {
             return;
@@ -478,7 +498,7 @@ impl Node {
             self.random_peer().unwrap_or(first)
         };
         self.stats.meta_batch_requests += 1;
-        self.send_shoal(dst, &ShoalMsg::Want { names });
+        self.send_want(dst, names);
     }
 
     pub(super) fn needs_meta(&self, id: &NodeId) -> bool {
@@ -538,6 +558,9 @@ impl Node {
     pub(super) fn drain_meta_changes(&mut self, now: Time) {
         let changed = self.store.lock().take_changed();
         for name in changed {
+            if !self.unproven.is_empty() {
+                self.admit_proven_identity(now, &name);
+            }
             let Some(m) = self.truth.get(&name) else {
                 self.schedule_discovery(now, &name);
                 continue;
@@ -551,6 +574,16 @@ impl Node {
             if leaving && state != TruthState::Left && *name != *self.cfg.name {
                 // Graceful leave: intent, not failure (also reclassifies an earlier `down`).
                 self.set_truth(now, &id, TruthState::Left);
+            } else if !leaving
+                && state == TruthState::Left
+                && *name != *self.cfg.name
+                && self
+                    .foca
+                    .is_active_addr(&crate::identity::AddrKey::of(id.addr()))
+            {
+                // A leave the member refuted (a forgery we took before its key was bound
+                // here): it never left, and SWIM still has it alive.
+                self.set_truth(now, &id, TruthState::Alive);
             } else if state == TruthState::Alive {
                 self.with_guard(now, |g, ctx| g.on_record(ctx, &name));
             }

@@ -82,6 +82,10 @@ impl Node {
                 // Announce to nodes we hold a record of but SWIM never told us about.
                 for name in self.discover.take_due(now, FETCH_PER_TICK) {
                     if let Some(addr) = self.missing_from_swim(&name) {
+                        if !self.discover_budget.take(now, addr) {
+                            self.stats.discovery_announces_limited += 1;
+                            continue;
+                        }
                         self.stats.discovery_announces += 1;
                         self.announce(now, addr);
                     }

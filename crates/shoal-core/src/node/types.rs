@@ -193,6 +193,14 @@ pub struct Stats {
     /// Records of a new signer refused because the table of bindings is full.
     #[serde(default)]
     pub dropped_bindings_full: u64,
+    /// SWIM identities of a name bound to a member key (a new address or a newer
+    /// generation) that no record signed by that key proves: not taken (a key holder
+    /// announcing another member's name at its own address).
+    #[serde(default)]
+    pub dropped_unproven_identity: u64,
+    /// Unsigned records of a name whose held record is signed (its owner signs): forged.
+    #[serde(default)]
+    pub dropped_unsigned_from_signer: u64,
     /// Answers to a stranger cut to a small multiple of its request's size.
     #[serde(default)]
     pub answers_capped: u64,
@@ -201,6 +209,14 @@ pub struct Stats {
     pub rejoin_attempts: u64,
     /// Announces to nodes known from their metadata but missed by SWIM.
     pub discovery_announces: u64,
+    /// Discovery announces not sent: their address had its budget for the window
+    /// (`DISCOVERY_PER_ADDR`; many records naming one address).
+    #[serde(default)]
+    pub discovery_announces_limited: u64,
+    /// `Want`s left unanswered: their sender had its budget for the second
+    /// (`WANT_ANSWERS_PER_SEC`).
+    #[serde(default)]
+    pub want_answers_limited: u64,
     /// Membership anti-entropy rounds this node opened (filter of known members sent).
     pub member_sync_rounds: u64,
     /// Members a peer's filter lacked, sent back to it.
@@ -238,6 +254,10 @@ pub struct Stats {
     /// Times this node refuted a suspicion of itself.
     #[serde(default)]
     pub refutes: u64,
+    /// Records about this node it did not issue (a forged leave, a newer generation), refuted
+    /// by re-issuing its own record above them.
+    #[serde(default)]
+    pub records_refuted: u64,
     /// Messages and broadcast items of a kind a later release added (docs/upgrades.md):
     /// ignored, not a fault, so not a drop.
     #[serde(default)]
@@ -311,7 +331,7 @@ impl Stats {
     }
 
     /// Every drop counter with its reason label.
-    pub fn drops(&self) -> [(&'static str, u64); 20] {
+    pub fn drops(&self) -> [(&'static str, u64); 22] {
         [
             ("oversized", self.dropped_oversized),
             ("truncated", self.dropped_truncated),
@@ -333,6 +353,8 @@ impl Stats {
             ("unsigned_record", self.dropped_unsigned_record),
             ("wrong_member_key", self.dropped_wrong_member_key),
             ("bindings_full", self.dropped_bindings_full),
+            ("unproven_identity", self.dropped_unproven_identity),
+            ("unsigned_from_signer", self.dropped_unsigned_from_signer),
         ]
     }
 }
