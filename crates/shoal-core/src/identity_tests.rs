@@ -20,7 +20,7 @@ pub(crate) fn member_keys(i: usize) -> MemberKeys {
 }
 
 /// `n` nodes sharing cluster key 1, each with its own member keys, formed.
-fn signed(n: usize) -> TestNet {
+pub(crate) fn signed(n: usize) -> TestNet {
     let mut net = TestNet::with_setup(
         n,
         |_, _| {},

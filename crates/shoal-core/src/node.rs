@@ -85,6 +85,8 @@ pub struct Node {
     /// This member's own keys: they sign its record (`node_identity`); `None` without them
     /// (the simulator, the core's tests): the record goes unsigned.
     member_keys: Option<crate::member_key::MemberKeys>,
+    /// Pair keys of the datagram tags with each peer (`node_pair`).
+    pairs: node_pair::PairCache,
     out: Outbox,
     /// foca's timers and the restart graces, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
@@ -199,6 +201,8 @@ pub use node_outlier::{InstanceReport, ReportError};
 /// Member keys: the signed own record, bindings, key material sealed to one member.
 #[path = "node_identity.rs"]
 mod node_identity;
+#[path = "node_pair.rs"]
+mod node_pair;
 #[path = "node_restart.rs"]
 mod node_restart;
 #[path = "node_served.rs"]
@@ -351,6 +355,7 @@ impl Node {
             served_ghosts: hashes.map(),
             own,
             member_keys: None,
+            pairs: Default::default(),
             out: Outbox::default(),
             timers: TimerQueue::new(),
             named: TimerTable::default(),
@@ -443,7 +448,14 @@ impl Node {
         self.now = now;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += data.len() as u64;
-        let (kind, body) = match self.trust.open(now, from, data, &self.cfg.cluster_label) {
+        let pair = match data.get(3) {
+            Some(f) if f & wire::FLAG_PAIR != 0 => self.pair_key(from, false),
+            _ => None,
+        };
+        let opened =
+            self.trust
+                .open_paired(now, from, data, &self.cfg.cluster_label, pair.as_ref());
+        let (kind, body) = match opened {
             Ok(x) => x,
             Err(e) => {
                 self.record_drop(now, from, crate::drops::DropReason::of_trust(&e), data);
@@ -743,7 +755,10 @@ impl Node {
         t.map(|mut t| {
             let plain = t.data.len();
             let pad = self.pad_for(t.dst, &t.data);
-            t.data = self.trust.seal(self.now, t.dst, t.data, pad);
+            let pair = self.pair_key(t.dst, true);
+            t.data = self
+                .trust
+                .seal_paired(self.now, t.dst, t.data, pad, pair.as_ref());
             self.stats.tx_bytes += (t.data.len() - plain) as u64;
             t
         })

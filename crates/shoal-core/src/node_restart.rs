@@ -120,7 +120,7 @@ impl Node {
         for dst in &peers {
             wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
             self.out.buf.extend_from_slice(body);
-            if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
+            if self.out.buf.len() + wire::SEAL_OVERHEAD + wire::PAIR_TAG_LEN > MAX_DATAGRAM {
                 break;
             }
             self.stats.tx_datagrams += 1;

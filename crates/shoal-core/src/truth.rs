@@ -121,6 +121,9 @@ pub struct Truth {
     members: NameTable<TruthMember>,
     /// Names whose state is `Suspect` (kept apart so that refreshing them is cheap).
     suspects: BTreeSet<Arc<str>>,
+    /// The member at each address (the last one set there): sealing to the member a datagram
+    /// goes to, per destination, must not scan every member.
+    by_addr: crate::hash::FixedHashMap<SocketAddr, Arc<str>>,
 }
 
 impl Truth {
@@ -130,7 +133,14 @@ impl Truth {
         Truth {
             members: NameTable::with_seed(seed),
             suspects: BTreeSet::new(),
+            by_addr: crate::hash::HashSeed::of_node(seed).map(),
         }
+    }
+
+    /// The member at `addr` (the one set there last, if it still is there).
+    pub fn at_addr(&self, addr: SocketAddr) -> Option<&TruthMember> {
+        let name = self.by_addr.get(&addr)?;
+        self.members.get(name).filter(|m| m.id.addr() == addr)
     }
 
     pub fn get(&self, name: &str) -> Option<&TruthMember> {
@@ -188,8 +198,13 @@ impl Truth {
                 let prev = m.state;
                 let id_changed = m.id != *id;
                 if id_changed {
+                    let old = m.id.addr();
+                    if old != id.addr() && self.by_addr.get(&old).is_some_and(|n| n == id.name()) {
+                        self.by_addr.remove(&old);
+                    }
                     m.id = id.clone();
                 }
+                self.by_addr.insert(id.addr(), id.name().clone());
                 if prev != state {
                     m.state = state;
                     m.since = now;
@@ -211,6 +226,7 @@ impl Truth {
                 if state == TruthState::Suspect {
                     self.suspects.insert(id.name().clone());
                 }
+                self.by_addr.insert(id.addr(), id.name().clone());
                 (true, None)
             }
         }
@@ -228,7 +244,11 @@ impl Truth {
 
     pub fn remove(&mut self, name: &str) -> Option<TruthMember> {
         self.suspects.remove(name);
-        self.members.remove(name)
+        let m = self.members.remove(name)?;
+        if self.by_addr.get(&m.id.addr()).is_some_and(|n| **n == *name) {
+            self.by_addr.remove(&m.id.addr());
+        }
+        Some(m)
     }
 }
 
