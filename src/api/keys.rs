@@ -158,6 +158,12 @@ pub(crate) fn render_metrics(out: &mut crate::api::exposition::Exposition, t: &T
          agent's member key by the member bound to their sender's name (a bare ring key).",
         t.stats.key_material_refused,
     );
+    out.counter(
+        "shoal_operator_refused_total",
+        "Operator commands (force-leave, cluster-wide thaw) refused because they were not \
+         authenticated as the member bound to their source address (a bare ring key).",
+        t.stats.operator_refused,
+    );
 }
 
 pub(crate) fn keys_view(node: &Node) -> KeysResponse {

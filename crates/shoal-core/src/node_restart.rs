@@ -158,6 +158,18 @@ impl Node {
             self.stats.dropped_refused += 1;
             return;
         }
+        // With member keys and every datagram sealed, a command is taken only from the member
+        // bound to the sender's address (its pair tag verified, `core::trust`): a holder of a
+        // ring key alone, even spoofing a member's address, commands nothing. While moving to
+        // encryption (plaintext accepted or sent), the plaintext rules below apply as before.
+        if self.member_keys.is_some()
+            && self.trust.keyring().is_some()
+            && self.trust.config().plaintext == crate::trust::Plaintext::Refuse
+            && !self.trust.opened_from_member()
+        {
+            self.trust.count_operator_refused();
+            return;
+        }
         match msg {
             OperatorMsg::Thaw { from } => {
                 if self.trust.keyring().is_some() && !sealed {

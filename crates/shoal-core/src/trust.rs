@@ -145,6 +145,10 @@ pub struct TrustStats {
     /// of a ring key only (or a v0.1.0 agent).
     #[serde(default)]
     pub key_material_refused: u64,
+    /// Operator commands (`force-leave`, the cluster-wide thaw) refused because they were
+    /// not authenticated as the member bound to their source address (no valid pair tag).
+    #[serde(default)]
+    pub operator_refused: u64,
 }
 
 pub struct Trust {
@@ -533,6 +537,11 @@ impl Trust {
     /// Counts a keyring change or ring refused for not coming from a bound member.
     pub fn count_key_material_refused(&mut self) {
         self.stats.key_material_refused += 1;
+    }
+
+    /// Counts an operator command refused for not coming from a bound member.
+    pub fn count_operator_refused(&mut self) {
+        self.stats.operator_refused += 1;
     }
 
     /// Counts key material withheld from a member with no bound key.
