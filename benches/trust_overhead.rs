@@ -15,7 +15,8 @@
 //! Last, the time of one key rollout (`Node::keys_change`: the change sealed to each
 //! member's own key and queued for it) from a node holding 1,000 and 10,000 members, every
 //! one bound to its member key: the per-destination lookup of the member at an address must
-//! not grow with the cluster (it scanned every member, quadratic in all).
+//! not grow with the cluster (it scanned every member, quadratic in all). `-- rollout` runs
+//! only this part.
 
 use criterion::Criterion;
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
@@ -355,6 +356,14 @@ fn rollout_ms(m: usize, runs: usize) -> f64 {
 fn main() {
     let smoke =
         std::env::args().any(|a| a == "--test") || std::env::var("SHOAL_BENCH_SMOKE").is_ok();
+    // `-- rollout`: only the rollout timing.
+    if std::env::args().skip(1).any(|a| a == "rollout") {
+        for m in [1_000, 10_000] {
+            let ms = rollout_ms(m, 3);
+            println!("rollout to {m} members: {ms:.1} ms (median of 3)");
+        }
+        return;
+    }
     let (n, secs) = if smoke { (5, 10) } else { (10, 600) };
     println!("{n} nodes, LAN profile, {secs} virtual s after forming");
     let mut rows = Vec::new();
