@@ -111,20 +111,21 @@ impl Node {
     }
 
     /// Opens a `KeyMsg::Sealed` sent to us: the message inside (never another `Sealed`) and
-    /// whether its sealer is the member at `from`: the X25519 key it was sealed with is the
-    /// one bound to the name of the member at that address.
+    /// whether its sealer is the member at `from`: `Some(true)` when the X25519 key it was
+    /// sealed with is the one bound to the name of the member at that address, `Some(false)`
+    /// when another key is bound there, `None` when none is (yet).
     pub(super) fn open_key_material(
         &self,
         from: SocketAddr,
         sealed: &[u8],
-    ) -> Option<(KeyMsg, bool)> {
+    ) -> Option<(KeyMsg, Option<bool>)> {
         let keys = self.member_keys.as_ref()?;
         let (sealer, plain) = open_sealed(keys, sealed).ok()?;
         let msg = match KeyMsg::decode(&plain).ok()? {
             KeyMsg::Sealed { .. } => return None,
             m => m,
         };
-        Some((msg, self.seal_key_of(from) == Some(sealer)))
+        Some((msg, self.seal_key_of(from).map(|k| k == sealer)))
     }
 }
 

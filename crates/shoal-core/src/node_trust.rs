@@ -207,15 +207,18 @@ impl Node {
                     return;
                 }
             },
-            msg => (msg, false),
+            msg => (msg, Some(false)),
         };
         // Key material is taken only as it is sent (`send_key_material`): sealed to our
         // member key by the member at the datagram's address, as bound to its name. A bare
         // ring key (a former member who kept one, anyone handed the cluster key) changes
-        // nothing: refused, counted, and an `Op` is answered with why.
-        if matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }) && !from_member {
+        // nothing: refused, counted, and an `Op` is answered with why. Sealed by a member
+        // whose key we have not bound yet (its signed record is on its way): refused and
+        // counted too, but not answered, so that the sender's resends reach us once bound.
+        if matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }) && from_member != Some(true) {
             self.trust.count_key_material_refused();
-            if let KeyMsg::Op { id, .. } = msg {
+            if let (KeyMsg::Op { id, .. }, Some(false)) = (&msg, from_member) {
+                let id = *id;
                 let why = "refused: a keyring change is taken only sealed to this agent's \
                            member key by a member bound to its name";
                 self.send_keys(
