@@ -11,12 +11,18 @@
 //! and sealing and opening a keyring message to one member. Run with `cargo bench --bench
 //! trust_overhead`; `cargo test --benches` runs a short smoke pass. It asserts nothing about
 //! timing.
+//!
+//! Last, the time of one key rollout (`Node::keys_change`: the change sealed to each
+//! member's own key and queued for it) from a node holding 1,000 and 10,000 members, every
+//! one bound to its member key: the per-destination lookup of the member at an address must
+//! not grow with the cluster (it scanned every member, quadratic in all). `-- rollout` runs
+//! only this part.
 
 use criterion::Criterion;
 use shoal_core::keyring::{Key, Keyring, KEY_LEN};
 use shoal_core::member_key::{MemberKeys, SECRET_LEN};
 use shoal_core::trust::TrustConfig;
-use shoal_core::{Node, NodeConfig, NodeMeta, Profile, Time};
+use shoal_core::{MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hint::black_box;
@@ -266,9 +272,98 @@ fn member_key_benches(c: &mut Criterion) {
     });
 }
 
+/// One rollout (`keys_change` then draining what it queued) from a node holding `m` bound
+/// members, timed `runs` times; the median, in ms.
+fn rollout_ms(m: usize, runs: usize) -> f64 {
+    use std::sync::Arc;
+    let name = |i: usize| format!("m{i}");
+    let at = |i: usize| {
+        SocketAddr::from((
+            [
+                10,
+                1 + (i / 65_000) as u8,
+                (i / 250 % 250) as u8,
+                (i % 250 + 1) as u8,
+            ],
+            7946,
+        ))
+    };
+    let mut secret = [0u8; SECRET_LEN];
+    let bindings: Vec<(Arc<str>, _)> = (1..m)
+        .map(|i| {
+            secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            (
+                Arc::from(name(i)),
+                MemberKeys::from_secret(&secret).public(),
+            )
+        })
+        .collect();
+    let members: Vec<(NodeId, Arc<MetaRecord>)> = (1..m)
+        .map(|i| {
+            let rec = MetaRecord {
+                name: Arc::from(name(i)),
+                addr: at(i),
+                generation: 1,
+                version: 1,
+                leaving: false,
+                meta: NodeMeta::default(),
+                ext: Default::default(),
+            };
+            (NodeId::new(&name(i), at(i), 1), Arc::new(rec))
+        })
+        .collect();
+    let cfg = NodeConfig {
+        name: name(0),
+        advertise: at(0),
+        cluster_label: String::new(),
+        timings: Profile::Lan.timings(),
+        seeds: vec![],
+        guard: Default::default(),
+        track_suspects: true,
+        outlier: Default::default(),
+        fleet: Default::default(),
+    };
+    let mut node = Node::new(cfg, 1, NodeMeta::default(), 1, Time(0)).expect("node");
+    node.set_max_members(m + 1);
+    node.set_trust(TrustConfig {
+        keyring: Some(Keyring::new(Key::from_bytes([7; KEY_LEN]))),
+        ..TrustConfig::default()
+    })
+    .expect("trust");
+    node.set_member_keys(MemberKeys::from_secret(&[200; SECRET_LEN]), bindings)
+        .expect("member keys");
+    node.adopt_members(Time(0), &members).expect("adopt");
+    while node.poll_transmit().is_some() {}
+    let mut times: Vec<f64> = (0..runs)
+        .map(|r| {
+            let t = std::time::Instant::now();
+            let key = Key::from_bytes([50 + r as u8; KEY_LEN]);
+            let id = node
+                .keys_change(Time(1000), shoal_core::keyops::KeyOpKind::Install, key)
+                .expect("install");
+            let mut sent = 0;
+            while node.poll_transmit().is_some() {
+                sent += 1;
+            }
+            assert!(node.keys_rollout(id).is_some() && sent >= m - 1, "{sent}");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 fn main() {
     let smoke =
         std::env::args().any(|a| a == "--test") || std::env::var("SHOAL_BENCH_SMOKE").is_ok();
+    // `-- rollout`: only the rollout timing.
+    if std::env::args().skip(1).any(|a| a == "rollout") {
+        for m in [1_000, 10_000] {
+            let ms = rollout_ms(m, 3);
+            println!("rollout to {m} members: {ms:.1} ms (median of 3)");
+        }
+        return;
+    }
     let (n, secs) = if smoke { (5, 10) } else { (10, 600) };
     println!("{n} nodes, LAN profile, {secs} virtual s after forming");
     let mut rows = Vec::new();
@@ -308,4 +403,15 @@ fn main() {
     }
     member_key_benches(&mut c);
     c.final_summary();
+    for m in if smoke {
+        vec![100]
+    } else {
+        vec![1_000, 10_000]
+    } {
+        let ms = rollout_ms(m, 3);
+        println!(
+            "rollout to {m} members: {ms:.1} ms ({:.1} us per member, median of 3)",
+            1000.0 * ms / m as f64
+        );
+    }
 }

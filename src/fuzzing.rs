@@ -84,7 +84,9 @@ fn node(name: &str, port: u16) -> Node {
 /// The datagram path: envelope, authentication, decryption, replay checks, decoding and the
 /// node's handling, on a live node. The first byte picks how the rest is sent: 0 raw, 1 a
 /// sealed SWIM body, 2 a sealed shoal message, 3 a sealed keyring message (the high bit set:
-/// sealed with a key the node retired); a sealed input is then sent a second time (a replay).
+/// sealed with a key the node retired; bit 6 set: the bound peer joined first and the input
+/// carries its pair tag, `wire::FLAG_PAIR`); a sealed input is then sent a second time (a
+/// replay).
 pub fn datagram(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -113,7 +115,20 @@ pub fn datagram(data: &[u8]) {
     let mut plain = Vec::new();
     wire::write_header(&mut plain, "fuzz", kind);
     plain.extend_from_slice(rest);
-    let sealed = sender.seal(Time(1), n.identity().addr(), plain, 0);
+    let pair = if mode & 0x40 != 0 {
+        // The bound peer joins from `from`, so the target checks its pair tag.
+        let mut peer = node("peer", 30001);
+        peer.join(Time(0), &[n.identity().addr()]).ok();
+        while let Some(t) = peer.poll_transmit() {
+            n.handle_datagram(Time(0), from, &t.data);
+        }
+        drain(&mut n);
+        shoal_core::member_key::pair_keys(&member_keys(2), &member_keys(1).public().seal)
+            .map(|(ours, _)| ours)
+    } else {
+        None
+    };
+    let sealed = sender.seal_paired(Time(1), n.identity().addr(), plain, 0, pair.as_ref());
     for t in [1, 2] {
         n.handle_datagram(Time(t), from, &sealed);
         drain(&mut n);
@@ -282,6 +297,10 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
         v.push(raw);
     }
     v.push(vec![1u8, 0, 0, 0]);
+    // A ping from the bound peer with its pair tag.
+    let mut d = vec![0x42u8];
+    d.extend_from_slice(&ShoalMsg::Ping { nonce: 3 }.encode());
+    v.push(d);
     v.push(vec![3u8, 0, 1, 2, 3]);
     // Keyrings a peer sends: a checked step, a jump to the last generation, a retired key put
     // back; and a hello sealed with the retired key.

@@ -146,6 +146,24 @@ pub(crate) fn render_metrics(out: &mut crate::api::exposition::Exposition, t: &T
          generations, a retired key put back, or the key they came sealed with taken out.",
         t.stats.keyring_refused,
     );
+    out.counter(
+        "shoal_key_material_withheld_total",
+        "Keyring messages carrying keys not sent to a member with no member key bound to its \
+         name (keys travel only sealed to each member's own key; it gets them once bound).",
+        t.stats.key_material_withheld,
+    );
+    out.counter(
+        "shoal_key_material_refused_total",
+        "Keyring changes and rings from peers refused because they did not come sealed to this \
+         agent's member key by the member bound to their sender's name (a bare ring key).",
+        t.stats.key_material_refused,
+    );
+    out.counter(
+        "shoal_operator_refused_total",
+        "Operator commands (force-leave, cluster-wide thaw) refused because they were not \
+         authenticated as the member bound to their source address (a bare ring key).",
+        t.stats.operator_refused,
+    );
 }
 
 pub(crate) fn keys_view(node: &Node) -> KeysResponse {
@@ -158,7 +176,7 @@ pub(crate) fn keys_view(node: &Node) -> KeysResponse {
             .map(|r| r.keys().iter().map(|k| k.id().to_string()).collect())
             .unwrap_or_default(),
         retired: ring
-            .map(|r| r.retired().iter().map(|k| k.id.to_string()).collect())
+            .map(|r| r.retired().map(|k| k.id.to_string()).collect())
             .unwrap_or_default(),
     }
 }

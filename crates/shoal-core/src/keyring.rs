@@ -4,7 +4,10 @@
 //! fingerprint: it says which key sealed a datagram without revealing the key), the base64
 //! text form operators pass around, and the ring: one primary key used to send, a few more
 //! accepted on receipt; and the retired keys: fingerprints of keys a `keys remove` took out,
-//! never accepted again from any source (bounded, oldest forgotten first). Must not do any
+//! never accepted again from any source. Two bounded lists: keys this ring once sent with
+//! (its primary at some point: the keys a rotation means to evict) are kept apart from keys
+//! only ever installed, so that a key holder who installs and removes keys of its own churns
+//! only the second list and cannot push a real former primary off. Must not do any
 //! I/O (the agent persists the ring) nor draw randomness (keys are generated at the binary's
 //! edge).
 
@@ -19,8 +22,13 @@ use thiserror::Error;
 pub const KEY_LEN: usize = 32;
 /// Most keys a ring holds (the primary included): enough for a rotation in flight.
 pub const MAX_KEYS: usize = 8;
-/// Most retired keys remembered (the oldest is forgotten first): many rotations' worth.
+/// Most retired keys remembered that were never this ring's primary (the oldest is forgotten
+/// first): what a key holder installing and removing keys of its own can churn.
 pub const MAX_RETIRED: usize = 64;
+/// Most retired keys remembered that this ring once sent with (its primary at some point):
+/// a rotation's evicted key. Pushing one off takes this many keys made primary (and so sent
+/// with by every agent) and removed after it, about 15 years of monthly rotations.
+pub const MAX_RETIRED_PRIMARY: usize = 1024;
 
 /// The short public id of a key, carried in every sealed datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -152,18 +160,27 @@ pub struct Keyring {
     /// rings of two agents, so that one that missed a step is brought up to date and never
     /// the other way round. Persisted as a `# generation N` line of the keyring file.
     generation: u64,
-    /// Keys removed by `keys remove` (at most [`MAX_RETIRED`], oldest first): refused by
-    /// `install`, in a peer's ring and on datagrams. Persisted as `# retired ID FINGERPRINT`
-    /// lines (older readers skip them).
+    /// Keys removed by `keys remove` that were never the primary here (at most
+    /// [`MAX_RETIRED`], oldest first): refused by `install`, in a peer's ring and on
+    /// datagrams. Persisted as `# retired ID FINGERPRINT` lines (older readers skip them).
     retired: Vec<Retired>,
+    /// Keys removed that this ring once sent with (at most [`MAX_RETIRED_PRIMARY`], oldest
+    /// first), refused likewise; kept apart so that churning `retired` never reaches them.
+    /// Persisted as `# retired-primary ID FINGERPRINT` lines.
+    retired_primary: Vec<Retired>,
+    /// The keys of the ring that have been its primary (fingerprints): the current primary
+    /// and the ones a `use` replaced. Persisted as `# was-primary ID FINGERPRINT` lines.
+    was_primary: Vec<Retired>,
 }
 
 impl Keyring {
     pub fn new(primary: Key) -> Keyring {
         Keyring {
+            was_primary: vec![primary.retired()],
             keys: vec![primary],
             generation: 0,
             retired: Vec::new(),
+            retired_primary: Vec::new(),
         }
     }
 
@@ -188,43 +205,74 @@ impl Keyring {
         Ok(())
     }
 
-    /// The retired keys, oldest first.
-    pub fn retired(&self) -> &[Retired] {
-        &self.retired
+    /// The retired keys: those this ring once sent with, then the others, oldest first.
+    pub fn retired(&self) -> impl Iterator<Item = &Retired> {
+        self.retired_primary.iter().chain(&self.retired)
     }
 
     /// True when `key` was retired here.
     pub fn is_retired(&self, key: &Key) -> bool {
         let r = key.retired();
-        self.retired.contains(&r)
+        self.retired().any(|x| *x == r)
     }
 
     /// True when a retired key has this id (what an unopened datagram tells of its key).
     pub fn is_retired_id(&self, id: KeyId) -> bool {
-        self.retired.iter().any(|r| r.id == id)
+        self.retired().any(|r| r.id == id)
     }
 
-    /// Remembers `key` as retired (a no-op when it already is; the oldest is forgotten past
-    /// [`MAX_RETIRED`]).
+    /// Remembers `key` as retired (a no-op when it already is): with the keys this ring
+    /// sent with if it ever was its primary, else with the others (each list forgets its
+    /// oldest past its bound).
     pub fn retire(&mut self, key: &Key) {
-        self.add_retired(key.retired());
+        let r = key.retired();
+        let primary = self.was_primary.contains(&r);
+        self.was_primary.retain(|x| *x != r);
+        self.add_retired(r, primary);
     }
 
-    fn add_retired(&mut self, r: Retired) {
-        if self.retired.contains(&r) {
+    fn add_retired(&mut self, r: Retired, primary: bool) {
+        if self.retired_primary.contains(&r) {
             return;
         }
-        if self.retired.len() >= MAX_RETIRED {
-            self.retired.remove(0);
+        if primary {
+            self.retired.retain(|x| *x != r);
+        } else if self.retired.contains(&r) {
+            return;
         }
-        self.retired.push(r);
+        let (list, max) = if primary {
+            (&mut self.retired_primary, MAX_RETIRED_PRIMARY)
+        } else {
+            (&mut self.retired, MAX_RETIRED)
+        };
+        if list.len() >= max {
+            list.remove(0);
+        }
+        list.push(r);
     }
 
-    /// The same keys with `other`'s retired keys added to ours.
-    pub fn with_retired_of(mut self, other: &Keyring) -> Keyring {
-        for r in &other.retired {
-            self.add_retired(*r);
+    fn mark_primary(&mut self) {
+        let r = self.keys[0].retired();
+        if !self.was_primary.contains(&r) {
+            self.was_primary.push(r);
         }
+    }
+
+    /// The same keys with `other`'s retired keys added to ours, and which of our keys
+    /// `other` once sent with (a peer's ring adopted in a catch-up keeps what we knew).
+    pub fn with_retired_of(mut self, other: &Keyring) -> Keyring {
+        for r in &other.retired_primary {
+            self.add_retired(*r, true);
+        }
+        for r in &other.retired {
+            self.add_retired(*r, false);
+        }
+        for r in &other.was_primary {
+            if !self.was_primary.contains(r) {
+                self.was_primary.push(*r);
+            }
+        }
+        self.was_primary.truncate(MAX_KEYS * 2);
         self
     }
 
@@ -286,6 +334,7 @@ impl Keyring {
         };
         let k = self.keys.remove(i);
         self.keys.insert(0, k);
+        self.mark_primary();
         Ok(())
     }
 
@@ -300,6 +349,10 @@ impl Keyring {
             self.keys.retain(|k| k != key);
             self.retire(key);
         }
+        // What is not in the ring was never its primary (bounded by the ring's size).
+        let keys = &self.keys;
+        self.was_primary
+            .retain(|r| keys.iter().any(|k| k.retired() == *r));
         Ok(())
     }
 
@@ -308,8 +361,18 @@ impl Keyring {
     /// skip them).
     pub fn to_text(&self) -> String {
         let mut s = format!("# generation {}\n", self.generation);
+        for r in &self.retired_primary {
+            s.push_str(&format!(
+                "# retired-primary {} {}\n",
+                r.id,
+                hex(&r.fingerprint)
+            ));
+        }
         for r in &self.retired {
             s.push_str(&format!("# retired {} {}\n", r.id, hex(&r.fingerprint)));
+        }
+        for r in &self.was_primary {
+            s.push_str(&format!("# was-primary {} {}\n", r.id, hex(&r.fingerprint)));
         }
         for k in &self.keys {
             s.push_str(&k.to_base64());
@@ -332,8 +395,15 @@ impl Keyring {
             .collect::<Result<Vec<_>, _>>()?;
         let mut ring = Keyring::from_keys(keys)?.with_generation(generation);
         for l in text.lines() {
-            if let Some(r) = l.trim().strip_prefix("# retired ").and_then(parse_retired) {
-                ring.add_retired(r);
+            let l = l.trim();
+            if let Some(r) = l.strip_prefix("# retired ").and_then(parse_retired) {
+                ring.add_retired(r, false);
+            } else if let Some(r) = l.strip_prefix("# retired-primary ").and_then(parse_retired) {
+                ring.add_retired(r, true);
+            } else if let Some(r) = l.strip_prefix("# was-primary ").and_then(parse_retired) {
+                if ring.keys.iter().any(|k| k.retired() == r) && !ring.was_primary.contains(&r) {
+                    ring.was_primary.push(r);
+                }
             }
         }
         Ok(ring)
@@ -435,9 +505,42 @@ mod tests {
         // A key that was never in the ring is not retired by a remove.
         ring.remove(&key(200)).unwrap();
         assert!(!ring.is_retired(&key(200)));
-        assert_eq!(ring.retired().len(), MAX_RETIRED);
+        assert_eq!(ring.retired().count(), MAX_RETIRED);
         assert!(!ring.is_retired(&key(2)));
         assert!(ring.is_retired(&key(10 + MAX_RETIRED as u8 + 4)));
+    }
+
+    /// The review's finding: a key holder flushed the 64 retired keys by installing and
+    /// removing 64 keys of its own, and the rotation's old key could then be installed again.
+    /// A key this ring sent with is kept apart: no churn of never-used keys pushes it off,
+    /// and it stays so across a save (and a catch-up's adopted ring).
+    #[test]
+    fn churning_keys_of_ones_own_cannot_flush_a_retired_primary() {
+        let mut ring = Keyring::new(key(1));
+        ring.install(key(2)).unwrap();
+        ring.use_key(&key(2)).unwrap();
+        // Saved between the `use` and the `remove`: key 1 is remembered as once primary.
+        let mut ring = Keyring::from_text(&ring.to_text()).unwrap();
+        ring.remove(&key(1)).unwrap();
+        for b in 10..=250u8 {
+            ring.install(key(b)).unwrap();
+            ring.remove(&key(b)).unwrap();
+        }
+        assert_eq!(ring.install(key(1)), Err(KeyError::Retired(key(1).id())));
+        let mut back = Keyring::from_text(&ring.to_text()).unwrap();
+        assert_eq!(back.install(key(1)), Err(KeyError::Retired(key(1).id())));
+        // A ring adopted from a peer keeps ours, and what we once sent with.
+        let mut old = Keyring::new(key(1));
+        old.install(key(3)).unwrap();
+        let mut adopted = Keyring::from_keys(vec![key(3)])
+            .unwrap()
+            .with_retired_of(&old);
+        adopted.retire(&key(1));
+        for b in 10..=250u8 {
+            adopted.install(key(b)).unwrap();
+            adopted.remove(&key(b)).unwrap();
+        }
+        assert!(adopted.is_retired(&key(1)));
     }
 
     #[test]

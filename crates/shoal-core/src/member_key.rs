@@ -25,6 +25,7 @@ pub const SEAL_OVERHEAD: usize = 32 + 24 + 16;
 /// What a record signature covers, before the record's bytes (domain separation).
 const RECORD_CONTEXT: &[u8] = b"shoal record signature v1\0";
 const SEAL_CONTEXT: &[u8] = b"shoal member seal v1";
+const PAIR_CONTEXT: &[u8] = b"shoal pair tag v1";
 
 /// A member's public keys: Ed25519 to verify its records, X25519 to seal to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -149,6 +150,34 @@ fn box_key(shared: &[u8; 32], from: &[u8; 32], to: &[u8; 32]) -> XChaCha20Poly13
     // 32 bytes is far below HKDF-SHA256's limit: expand cannot fail.
     let _ = hk.expand(&info, &mut okm);
     XChaCha20Poly1305::new(&okm.into())
+}
+
+/// The keys of the datagram tags between `keys` and the member whose X25519 public key is
+/// `peer` (`core::trust`, [`crate::wire::FLAG_PAIR`]): `(ours, theirs)`, the key that tags
+/// what we send to it and the one that checks what it sends us. X25519 between the two
+/// static keys, then HKDF-SHA256 (salt `shoal pair tag v1`, info the sender's public key and
+/// then the recipient's), so each direction has its own key and nobody else (another key
+/// holder included) can compute either. `None` for a low-order `peer` key.
+pub fn pair_keys(
+    keys: &MemberKeys,
+    peer: &[u8; 32],
+) -> Option<(XChaCha20Poly1305, XChaCha20Poly1305)> {
+    let shared = keys.sealing.diffie_hellman(&PublicKey::from(*peer));
+    if !shared.was_contributory() {
+        return None;
+    }
+    let me = &keys.public.seal;
+    let derive = |from: &[u8; 32], to: &[u8; 32]| {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(PAIR_CONTEXT), shared.as_bytes());
+        let mut okm = [0u8; 32];
+        let mut info = [0u8; 64];
+        info[..32].copy_from_slice(from);
+        info[32..].copy_from_slice(to);
+        // 32 bytes is far below HKDF-SHA256's limit: expand cannot fail.
+        let _ = hk.expand(&info, &mut okm);
+        XChaCha20Poly1305::new(&okm.into())
+    };
+    Some((derive(me, peer), derive(peer, me)))
 }
 
 /// Seals `plain` to the member whose X25519 public key is `to`, from `keys`: `our seal

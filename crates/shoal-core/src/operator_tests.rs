@@ -196,3 +196,32 @@ fn thawed_from_n0() -> String {
         crate::testnet::addr(0)
     )
 }
+
+/// The review's finding: operator commands were taken from any holder of a ring key. With
+/// member keys, a command is taken only from the member bound to its source address (its
+/// pair tag verified): a bare ring key holder, even writing from a member's address, thaws
+/// nothing (counted); the member itself still does.
+#[test]
+fn a_bare_ring_key_holder_sends_no_operator_command() {
+    let mut net = crate::identity_tests::signed(3);
+    net.call(0, |n, now| n.guard_freeze(now, "api"));
+    assert_eq!(net.nodes[0].guard_report().state, GuardState::Frozen);
+    let now = net.now;
+    let thaw = OperatorMsg::Thaw { from: "n1".into() }.encode();
+    let leave = OperatorMsg::ForceLeave { name: "n2".into() }.encode();
+    let mut holder = Outsider::new(Some(1), addr(1), 21);
+    for body in [&thaw, &leave] {
+        let d = holder.datagram(now, addr(0), Kind::Operator, body);
+        net.nodes[0].handle_datagram(now, addr(1), &d);
+    }
+    assert_eq!(net.nodes[0].guard_report().state, GuardState::Frozen);
+    assert_eq!(net.nodes[0].trust_stats().operator_refused, 2);
+    net.call(1, |n, now| {
+        n.guard_thaw_cluster(now, "api");
+    });
+    let ok = net.run_until_pred(2_000, |net| {
+        net.nodes[0].guard_report().state != GuardState::Frozen
+    });
+    assert!(ok, "the member's own thaw was not taken");
+    assert_eq!(net.nodes[0].trust_stats().operator_refused, 2);
+}

@@ -3,10 +3,14 @@
 //! Owns the table of the senders this node has heard from. Every sealed datagram carries its
 //! sender's session (a random 64-bit number drawn when the sender started), a counter the
 //! sender increments for every datagram (to any destination) and the sender's wall clock in
-//! seconds. The state is keyed by the datagram's **source address**, then by session, so what
-//! one sender's datagrams do to the table touches that sender's entry only: a key holder that
-//! writes another member's session into its own datagrams creates an entry of its own, and
-//! cannot flush or poison the other's (WireGuard binds its counters to a peer the same way).
+//! seconds. The state is keyed by the datagram's **sender**: its source address and whether
+//! it carried a valid pair tag (`core::trust`: only the member bound to that address's name
+//! can write one), then by session. So what one sender's datagrams do to the table touches
+//! that sender's entry only: a key holder that writes another member's session into its own
+//! datagrams creates an entry of its own; and one that also spoofs the member's source
+//! address (UDP lets it) writes into the entry of unauthenticated datagrams from that
+//! address, never into the member's own, which only datagrams tagged by the member move
+//! (WireGuard advances a peer's counter only for datagrams authenticated as the peer's).
 //!
 //! A datagram is accepted once:
 //! - within a known (source, session), each counter once: a sliding window of [`WINDOW`]
@@ -126,7 +130,8 @@ impl Source {
 }
 
 pub struct ReplayGuard {
-    sources: FixedHashMap<SocketAddr, Source>,
+    /// By source address and whether the datagrams were authenticated as the member's.
+    sources: FixedHashMap<(SocketAddr, bool), Source>,
     sessions: usize,
     window: Duration,
     max_sessions: usize,
@@ -156,17 +161,19 @@ impl ReplayGuard {
         self.sessions == 0
     }
 
-    /// Whether a datagram from `from` of `session` numbered `counter`, stamped `ts_secs` by
-    /// its sender, may be accepted at `now`. Changes nothing.
+    /// Whether a datagram from `from` (`member`: authenticated as the member bound to that
+    /// address) of `session` numbered `counter`, stamped `ts_secs` by its sender, may be
+    /// accepted at `now`. Changes nothing.
     pub fn check(
         &self,
         now: Time,
         from: SocketAddr,
+        member: bool,
         session: u64,
         counter: u64,
         ts_secs: u32,
     ) -> Result<(), Refusal> {
-        let Some(src) = self.sources.get(&from) else {
+        let Some(src) = self.sources.get(&(from, member)) else {
             return Ok(());
         };
         if let Some(s) = src.sessions.iter().find(|s| s.id == session) {
@@ -192,16 +199,19 @@ impl ReplayGuard {
 
     /// Records an accepted datagram (after `check` and authentication); `skew_ms` is the
     /// sender's clock minus ours.
+    #[allow(clippy::too_many_arguments)]
     pub fn commit(
         &mut self,
         now: Time,
         from: SocketAddr,
+        member: bool,
         session: u64,
         counter: u64,
         ts_secs: u32,
         skew_ms: i64,
     ) {
         self.sweep(now);
+        let from = (from, member);
         if let Some(src) = self.sources.get_mut(&from) {
             src.skew_ms = skew_ms;
             if let Some(s) = src.sessions.iter_mut().find(|s| s.id == session) {
@@ -244,7 +254,7 @@ impl ReplayGuard {
         self.sources
             .iter()
             .filter(move |(_, s)| now.since(s.last()) <= self.window)
-            .map(|(a, s)| (*a, s.skew_ms))
+            .map(|((a, _), s)| (*a, s.skew_ms))
     }
 
     /// Forgets sources silent for `FORGET_WINDOWS` windows (at most once per window).
@@ -278,11 +288,40 @@ mod tests {
 
     fn ok(g: &mut ReplayGuard, now: u64, from: SocketAddr, s: u64, c: u64, ts: u32) -> bool {
         let now = Time(now);
-        let r = g.check(now, from, s, c, ts).is_ok();
+        let r = g.check(now, from, false, s, c, ts).is_ok();
         if r {
-            g.commit(now, from, s, c, ts, 0);
+            g.commit(now, from, false, s, c, ts, 0);
         }
         r
+    }
+
+    fn ok_member(g: &mut ReplayGuard, from: SocketAddr, s: u64, c: u64) -> bool {
+        let r = g.check(Time(0), from, true, s, c, 100).is_ok();
+        if r {
+            g.commit(Time(0), from, true, s, c, 100, 0);
+        }
+        r
+    }
+
+    /// The review's finding: a key holder spoofing a member's source address, with the
+    /// member's session and a huge counter (or one far past every session's start), made
+    /// the member's real datagrams replays. Authenticated datagrams of the member have their
+    /// own entry, which nothing unauthenticated moves.
+    #[test]
+    fn a_spoofed_source_cannot_move_the_members_authenticated_window() {
+        let mut g = ReplayGuard::new(W, 16, HashSeed::default());
+        let victim = a(1);
+        assert!(ok_member(&mut g, victim, 7, 1));
+        for c in [1u64 << 62, u64::MAX - 1] {
+            assert!(ok(&mut g, 0, victim, 7, c, u32::MAX));
+        }
+        for s in 100..200u64 {
+            ok(&mut g, 0, victim, s, u64::MAX, u32::MAX);
+        }
+        for c in 2..3000 {
+            assert!(ok_member(&mut g, victim, 7, c), "victim's {c}");
+        }
+        assert!(!ok_member(&mut g, victim, 7, 2999), "a replay");
     }
 
     #[test]
@@ -349,11 +388,11 @@ mod tests {
     fn bounded_and_idle_sessions_forgotten() {
         let mut g = ReplayGuard::new(W, 4, HashSeed::default());
         for s in 0..10u64 {
-            g.commit(Time(s), a(s as u16), s, 1, 1, 0);
+            g.commit(Time(s), a(s as u16), false, s, 1, 1, 0);
         }
         assert_eq!(g.len(), 4);
         assert_eq!(g.evictions, 6);
-        g.commit(Time(10_000_000), a(99), 99, 1, 1, 0);
+        g.commit(Time(10_000_000), a(99), false, 99, 1, 1, 0);
         assert_eq!(g.len(), 1);
     }
 }

@@ -199,3 +199,45 @@ fn a_previous_session_replayed_after_a_restart_is_refused() {
     };
     assert_eq!(key(&before), key(&after));
 }
+
+/// The review's finding: a key holder that also spoofs the victim's source address (UDP
+/// lets it) wrote into the replay state of the victim's address: with the victim's session
+/// and a huge counter, every real datagram of the victim was then a replay. Between members
+/// that know each other's keys, the victim's datagrams carry a pair tag the spoofer cannot
+/// write, and only those move the victim's window.
+#[test]
+fn a_spoofed_source_address_cannot_silence_a_member() {
+    let mut net = crate::identity_tests::signed(3);
+    net.tap = Some(Vec::new());
+    net.run_for_ms(1_000);
+    let tap = net.tap.take().unwrap();
+    let (victim, counter) = tap
+        .iter()
+        .rev()
+        .find(|(from, _, _)| *from == 2)
+        .map(|(_, _, d)| seal_of(d))
+        .expect("n2 sends");
+    let replays: Vec<u64> = (0..3)
+        .map(|i| net.nodes[i].stats().dropped_replay)
+        .collect();
+    let ts = (net.now.as_millis() / 1000) as u32;
+    let ping = ShoalMsg::Ping { nonce: 1 }.encode();
+    for r in 0..2 {
+        for (i, c) in [counter + 10, counter + 3_000, 1u64 << 62, u64::MAX - 1]
+            .into_iter()
+            .enumerate()
+        {
+            let d = forge(1, Kind::Shoal, &ping, victim, c, ts + i as u32 * 1000);
+            let now = net.now;
+            net.nodes[r].handle_datagram(now, addr(2), &d);
+        }
+    }
+    stays_whole(&mut net, 30_000, 3, "after the spoofed forgery");
+    for (i, before) in replays.iter().enumerate().take(2) {
+        assert_eq!(
+            net.nodes[i].stats().dropped_replay,
+            *before,
+            "n{i} refused real datagrams of n2 as replays"
+        );
+    }
+}

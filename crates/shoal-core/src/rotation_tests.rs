@@ -5,10 +5,11 @@
 //! Must not reach into a node's fields: only what a driver or a peer can do.
 
 use crate::drops::DropReason;
+use crate::identity_tests::signed;
 use crate::keyops::{KeyMsg, KeyOpKind, MAX_KEYRING_JUMP};
 use crate::keyring::{Key, Keyring, KEY_LEN};
 use crate::testnet::{addr, TestNet};
-use crate::trust_tests::{formed, keyed, Outsider};
+use crate::trust_tests::{from_member, Outsider};
 use crate::wire::Kind;
 use crate::ServedStatus;
 
@@ -22,8 +23,16 @@ fn ring(generation: u64, keys: &[u8]) -> Keyring {
         .with_generation(generation)
 }
 
-/// Node 0 receives `msg` from node 1's address, sealed under `sealed_with`.
+/// Node 0 receives `msg` from node 1 (key material sealed to node 0's member key by node
+/// 1's), sealed under `sealed_with`.
 fn send(net: &mut TestNet, sealed_with: u8, msg: &KeyMsg, seed: u64) {
+    let msg = &from_member(net, 1, 0, msg, seed as u8);
+    send_bare(net, sealed_with, msg, seed);
+}
+
+/// Node 0 receives `msg` as it is from node 1's address, sealed under `sealed_with` only:
+/// what a holder of that ring key alone can send.
+fn send_bare(net: &mut TestNet, sealed_with: u8, msg: &KeyMsg, seed: u64) {
     let now = net.now;
     let mut o = Outsider::new(Some(sealed_with), addr(1), seed);
     let d = o.datagram(now, addr(0), Kind::Keys, &msg.encode());
@@ -47,7 +56,7 @@ fn rotate(net: &mut TestNet, new: u8) {
 
 #[test]
 fn a_state_at_the_largest_generation_takes_nothing_over() {
-    let mut net = formed(2, |_| keyed(1));
+    let mut net = signed(2);
     let gen0 = net.nodes[0].keyring().unwrap().generation();
     let before = net.nodes[0].keyring().unwrap().clone();
     // A key holder's ring at u64::MAX with its own primary: refused, counted.
@@ -82,7 +91,7 @@ fn a_state_at_the_largest_generation_takes_nothing_over() {
 
 #[test]
 fn a_removed_key_is_refused_from_every_source() {
-    let mut net = formed(3, |_| keyed(1));
+    let mut net = signed(3);
     rotate(&mut net, 2);
     for n in &net.nodes {
         let r = n.keyring().unwrap();
@@ -135,7 +144,7 @@ fn a_removed_key_is_refused_from_every_source() {
 
 #[test]
 fn a_change_cannot_remove_the_key_it_came_sealed_with() {
-    let mut net = formed(2, |_| keyed(1));
+    let mut net = signed(2);
     let now = net.now;
     net.nodes[0]
         .keys_change(now, KeyOpKind::Install, key(3))
@@ -154,4 +163,116 @@ fn a_change_cannot_remove_the_key_it_came_sealed_with() {
     // Sealed with another key of the ring, it goes through.
     send(&mut net, 1, &op, 622);
     assert!(!net.nodes[0].keyring().unwrap().contains(&key(3)));
+}
+
+/// The review's finding: a holder of a ring key alone (a former member who kept one, anyone
+/// handed the cluster key) could send `Op` and `State` and change every agent's keyring.
+/// Key material is now taken only sealed to the agent's member key by the member at the
+/// datagram's address: anything else is refused, counted and answered so.
+#[test]
+fn a_bare_ring_key_holder_changes_no_keyring() {
+    let mut net = signed(2);
+    let before = net.nodes[0].keyring().unwrap().clone();
+    let install = KeyMsg::Op {
+        id: 7,
+        kind: KeyOpKind::Install,
+        key: *key(5).bytes(),
+    };
+    let state = KeyMsg::state(&ring(before.generation() + 1, &[1, 5]));
+    while net.nodes[0].poll_transmit().is_some() {}
+    send_bare(&mut net, 1, &install, 631);
+    send_bare(&mut net, 1, &state, 632);
+    // Sealed to node 0's member key, but by a key not bound to the sender's name.
+    let to = net.nodes[0].member_key().unwrap().seal;
+    let other = crate::identity_tests::member_keys(9);
+    for (i, m) in [&install, &state].into_iter().enumerate() {
+        let sealed = crate::member_key::seal_to(&other, &to, [i as u8; 24], &m.encode());
+        send_bare(&mut net, 1, &KeyMsg::Sealed { sealed }, 633 + i as u64);
+    }
+    assert_eq!(net.nodes[0].keyring().unwrap(), &before);
+    assert_eq!(net.nodes[0].trust_stats().key_material_refused, 4);
+    // The `Op`s were answered with the refusal.
+    let mut acks = 0;
+    while let Some(t) = net.nodes[0].poll_transmit() {
+        let mut o = Outsider::new(Some(1), addr(0), 1);
+        if let Ok((Kind::Keys, body)) = o.open(net.now, addr(0), &t.data) {
+            if let Ok(KeyMsg::Ack { id: 7, error }) = KeyMsg::decode(&body) {
+                assert!(error.contains("refused"), "{error}");
+                acks += 1;
+            }
+        }
+    }
+    assert_eq!(acks, 2);
+    // From the member bound to node 1's name, the same change is applied.
+    send(&mut net, 1, &install, 640);
+    assert!(net.nodes[0].keyring().unwrap().contains(&key(5)));
+}
+
+/// #22's "rotation that evicts": a holder of the old key who records every datagram of a
+/// rotation must not learn the new key. Key material went under the cluster ring to a member
+/// without a bound member key (here node 3, which has none, like a v0.1.0 agent): now it
+/// goes only sealed to each member's own key, and node 3 gets nothing (counted).
+#[test]
+fn a_holder_of_the_old_key_recording_everything_never_learns_the_new_one() {
+    let mut net = TestNet::with_setup(
+        4,
+        |_, _| {},
+        |i, node| {
+            node.set_trust(crate::trust_tests::keyed(1).unwrap())
+                .unwrap();
+            if i < 3 {
+                node.set_member_keys(crate::identity_tests::member_keys(i), Vec::new())
+                    .unwrap();
+            }
+        },
+    );
+    let ok = net.run_until_pred(10_000, |net| {
+        net.nodes.iter().all(|x| {
+            x.members()
+                .iter()
+                .filter(|m| m.status == ServedStatus::Alive)
+                .count()
+                == 4
+        }) && (0..3).all(|j| net.nodes[0].bound_key(&format!("n{j}")).is_some())
+    });
+    assert!(ok, "did not form");
+    net.tap = Some(Vec::new());
+    for (op, k) in [
+        (KeyOpKind::Install, 2),
+        (KeyOpKind::Use, 2),
+        (KeyOpKind::Remove, 1),
+    ] {
+        let now = net.now;
+        let id = net.nodes[0].keys_change(now, op, key(k)).unwrap();
+        net.flush(0);
+        net.run_for_ms(300);
+        net.call(0, |n, now| n.keys_resend(now, id));
+        net.run_for_ms(2_000);
+        let r = net.nodes[0].keys_rollout(id).unwrap();
+        // Every bound member confirmed; node 3 was never sent the change.
+        assert_eq!(r.pending().collect::<Vec<_>>(), vec![addr(3)], "{op:?}");
+    }
+    for i in 0..3 {
+        assert_eq!(net.nodes[i].keyring().unwrap().keys(), &[key(2)]);
+    }
+    assert!(net.nodes[0].trust_stats().key_material_withheld >= 3);
+    let new = key(2);
+    let tap = net.tap.take().unwrap();
+    let mut opened = 0;
+    for (from, to, d) in &tap {
+        assert!(
+            !d.windows(KEY_LEN).any(|w| w == new.bytes()),
+            "the new key in clear"
+        );
+        let mut old = Outsider::new(Some(1), addr(*to), 900 + *from as u64);
+        let Ok((_, body)) = old.open(net.now, addr(*from), d) else {
+            continue;
+        };
+        opened += 1;
+        assert!(
+            !body.windows(KEY_LEN).any(|w| w == new.bytes()),
+            "n{from} -> n{to}: the old key opens the new one"
+        );
+    }
+    assert!(opened > 10, "the old key opened {opened} datagrams");
 }

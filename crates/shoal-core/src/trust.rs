@@ -24,14 +24,26 @@
 //! long as a sender never reuses a (session, counter) pair, which holds because the session
 //! is drawn afresh (and mixed with the generation) at every start and the counter only
 //! grows.
+//!
+//! Between two members that know each other's member keys, the datagram also carries a pair
+//! tag ([`wire::FLAG_PAIR`]): 16 bytes after the seal's tag, an XChaCha20-Poly1305 tag of
+//! nothing with the pair's key (`member_key::pair_keys`) over the whole datagram before it,
+//! nonce `session || counter || 0xFF[8]`. A holder of the cluster key can write any
+//! session and counter under a spoofed source address, but not this tag: the replay state of
+//! datagrams that carry a valid one is kept apart (`core::replay`, keyed by source and
+//! whether the sender was authenticated), so a spoofed datagram cannot push a member's
+//! window past its real counters. A tag that does not verify (or that the receiver cannot
+//! check: no key bound for the sender yet) leaves the datagram a cluster-key one.
 
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::keyring::{Key, KeyError, KeyId, Keyring};
 use crate::replay::{Refusal, ReplayGuard};
 use crate::time::Time;
-use crate::wire::{self, Envelope, Kind, FLAG_PADDED, FLAG_SEALED, SEAL_OVERHEAD};
+use crate::wire::{
+    self, Envelope, Kind, FLAG_PADDED, FLAG_PAIR, FLAG_SEALED, PAIR_TAG_LEN, SEAL_OVERHEAD,
+};
 use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{Tag, XNonce};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -124,6 +136,19 @@ pub struct TrustStats {
     /// generations, a retired key put back, or the key they came sealed with taken out.
     #[serde(default)]
     pub keyring_refused: u64,
+    /// Key material (`Op`, `State`) not sent to a member because no member key is bound to
+    /// its name: it is only ever sent sealed to the recipient's own key.
+    #[serde(default)]
+    pub key_material_withheld: u64,
+    /// Keyring changes (`Op`) and rings (`State`) refused because they did not come sealed
+    /// to this agent's member key by the member at their source address: sent by a holder
+    /// of a ring key only (or a v0.1.0 agent).
+    #[serde(default)]
+    pub key_material_refused: u64,
+    /// Operator commands (`force-leave`, the cluster-wide thaw) refused because they were
+    /// not authenticated as the member bound to their source address (no valid pair tag).
+    #[serde(default)]
+    pub operator_refused: u64,
 }
 
 pub struct Trust {
@@ -145,6 +170,9 @@ pub struct Trust {
     last_skewed: Option<(SocketAddr, i64)>,
     /// The key the datagram being handled was sealed with (`None`: plaintext).
     opened_with: Option<KeyId>,
+    /// Whether the datagram being handled carried a valid pair tag: it comes from the
+    /// member bound to its source's name, not only from a holder of the cluster key.
+    opened_from_member: bool,
     stats: TrustStats,
 }
 
@@ -164,6 +192,7 @@ impl Trust {
             last_opened: None,
             last_skewed: None,
             opened_with: None,
+            opened_from_member: false,
             stats: TrustStats::default(),
         }
     }
@@ -254,19 +283,31 @@ impl Trust {
     /// Seals a plaintext envelope (as `wire::write_header` + body wrote it) for `dst`,
     /// first padding it to at least `pad_to` bytes in all (0: no padding). Returns it
     /// unsealed when the node sends plaintext.
-    pub fn seal(
+    pub fn seal(&mut self, now: Time, dst: SocketAddr, plain: Vec<u8>, pad_to: usize) -> Vec<u8> {
+        self.seal_paired(now, dst, plain, pad_to, None)
+    }
+
+    /// [`Trust::seal`], with the pair tag of `pair` (our key of the pair with `dst`,
+    /// `member_key::pair_keys`) when given and the datagram is sealed.
+    pub fn seal_paired(
         &mut self,
         now: Time,
         dst: SocketAddr,
         mut plain: Vec<u8>,
         pad_to: usize,
+        pair: Option<&XChaCha20Poly1305>,
     ) -> Vec<u8> {
         let h = wire::header_len_of(&plain);
         if plain.len() < h {
             return plain;
         }
         let sealing = self.seals(&plain);
-        let extra = if sealing { SEAL_OVERHEAD } else { 0 };
+        let pair = pair.filter(|_| sealing);
+        let extra = match (sealing, pair.is_some()) {
+            (false, _) => 0,
+            (true, false) => SEAL_OVERHEAD,
+            (true, true) => SEAL_OVERHEAD + PAIR_TAG_LEN,
+        };
         if plain.len() + extra + 2 <= pad_to {
             let pad = pad_to - plain.len() - extra - 2;
             plain.resize(plain.len() + pad, 0);
@@ -289,6 +330,9 @@ impl Trust {
         let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&plain[..h]);
         out[3] |= FLAG_SEALED;
+        if pair.is_some() {
+            out[3] |= FLAG_PAIR;
+        }
         out.extend_from_slice(&key.id().0.to_be_bytes());
         out.extend_from_slice(&self.session.to_be_bytes());
         out.extend_from_slice(&self.counter.to_be_bytes());
@@ -301,6 +345,12 @@ impl Trust {
             Ok(tag) => out.extend_from_slice(&tag),
             // Only for bodies past 256 GiB: cannot happen for a datagram.
             Err(_) => return plain,
+        }
+        if let Some(p) = pair {
+            let tag = p
+                .encrypt_in_place_detached(&pair_nonce(self.session, self.counter), &out, &mut [])
+                .unwrap_or_default();
+            out.extend_from_slice(&tag);
         }
         self.stats.sealed += 1;
         out
@@ -315,6 +365,20 @@ impl Trust {
         data: &'a [u8],
         label: &str,
     ) -> Result<(Kind, Cow<'a, [u8]>), TrustDrop> {
+        self.open_paired(now, from, data, label, None)
+    }
+
+    /// [`Trust::open`], checking a pair tag with `pair` (the key of what the member at
+    /// `from` sends us, `member_key::pair_keys`) when the datagram carries one.
+    pub fn open_paired<'a>(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        data: &'a [u8],
+        label: &str,
+        pair: Option<&XChaCha20Poly1305>,
+    ) -> Result<(Kind, Cow<'a, [u8]>), TrustDrop> {
+        self.opened_from_member = false;
         let env: Envelope<'a> = wire::parse(data, label).map_err(TrustDrop::Wire)?;
         if !env.sealed {
             let accept = match &self.cfg.keyring {
@@ -338,10 +402,12 @@ impl Trust {
         let Some(ring) = self.cfg.keyring.as_ref() else {
             return Err(TrustDrop::Auth);
         };
-        if env.body.len() < SEAL_HEADER + TAG_LEN {
+        let tagged = if env.paired { PAIR_TAG_LEN } else { 0 };
+        if env.body.len() < SEAL_HEADER + TAG_LEN + tagged {
             return Err(TrustDrop::Wire(wire::WireError::Truncated));
         }
-        let (sh, rest) = env.body.split_at(SEAL_HEADER);
+        let (body, pair_tag) = env.body.split_at(env.body.len() - tagged);
+        let (sh, rest) = body.split_at(SEAL_HEADER);
         let key_id = KeyId(u32::from_be_bytes([sh[0], sh[1], sh[2], sh[3]]));
         let session = u64::from_be_bytes(sh[4..12].try_into().unwrap_or_default());
         let counter = u64::from_be_bytes(sh[12..20].try_into().unwrap_or_default());
@@ -373,9 +439,21 @@ impl Trust {
             }
             return Err(TrustDrop::Auth);
         };
+        // The pair tag: only the member bound to the source's name can write it.
+        let member = match pair {
+            Some(p) if env.paired => p
+                .decrypt_in_place_detached(
+                    &pair_nonce(session, counter),
+                    &data[..data.len() - tagged],
+                    &mut [],
+                    Tag::from_slice(pair_tag),
+                )
+                .is_ok(),
+            _ => false,
+        };
         // Checked after authentication: a forged header must not be told apart from a
         // replayed one, and must not touch the table.
-        match self.replay.check(now, from, session, counter, ts) {
+        match self.replay.check(now, from, member, session, counter, ts) {
             Ok(()) => {}
             Err(Refusal::Replay) => return Err(TrustDrop::Replay),
         }
@@ -385,7 +463,8 @@ impl Trust {
         if skewed && env.kind == Kind::Operator {
             return Err(TrustDrop::Stale);
         }
-        self.replay.commit(now, from, session, counter, ts, skew);
+        self.replay
+            .commit(now, from, member, session, counter, ts, skew);
         if skewed {
             self.stats.skewed += 1;
             self.last_skewed = Some((from, skew));
@@ -398,6 +477,7 @@ impl Trust {
         self.stats.opened += 1;
         self.last_opened = Some((from, primary));
         self.opened_with = Some(key_id);
+        self.opened_from_member = member;
         let mut body = body;
         if env.padded {
             let n = unpad(&body)?.len();
@@ -454,6 +534,27 @@ impl Trust {
         self.stats.keyring_refused += 1;
     }
 
+    /// Counts a keyring change or ring refused for not coming from a bound member.
+    pub fn count_key_material_refused(&mut self) {
+        self.stats.key_material_refused += 1;
+    }
+
+    /// Counts an operator command refused for not coming from a bound member.
+    pub fn count_operator_refused(&mut self) {
+        self.stats.operator_refused += 1;
+    }
+
+    /// Counts key material withheld from a member with no bound key.
+    pub fn count_key_material_withheld(&mut self) {
+        self.stats.key_material_withheld += 1;
+    }
+
+    /// Whether the datagram being handled carried a valid pair tag (it comes from the member
+    /// bound to its source address's name, not only from a holder of the cluster key).
+    pub fn opened_from_member(&self) -> bool {
+        self.opened_from_member
+    }
+
     /// The key the datagram being handled was sealed with (`None` for plaintext).
     pub fn opened_with(&self) -> Option<KeyId> {
         self.opened_with
@@ -489,6 +590,13 @@ fn unpad(body: &[u8]) -> Result<&[u8], TrustDrop> {
 
 fn w_ms(cfg: &TrustConfig) -> i64 {
     cfg.replay_window.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// The nonce of a pair tag: the datagram's, with another tail (another key, too).
+fn pair_nonce(session: u64, counter: u64) -> XNonce {
+    let mut n = nonce(session, counter);
+    n[16..].copy_from_slice(&[0xFF; 8]);
+    n
 }
 
 fn nonce(session: u64, counter: u64) -> XNonce {

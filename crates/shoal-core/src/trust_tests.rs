@@ -74,6 +74,26 @@ impl Outsider {
     }
 }
 
+/// `msg` as member `from` (its member keys) sends key material to node `to`: sealed to `to`'s
+/// member key (`KeyMsg::Sealed`). Other messages are returned as they are.
+pub(crate) fn from_member(
+    net: &TestNet,
+    from: usize,
+    to: usize,
+    msg: &crate::keyops::KeyMsg,
+    nonce: u8,
+) -> crate::keyops::KeyMsg {
+    use crate::keyops::KeyMsg;
+    if !matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }) {
+        return msg.clone();
+    }
+    let to_key = net.nodes[to].member_key().expect("member keys").seal;
+    let keys = crate::identity_tests::member_keys(from);
+    KeyMsg::Sealed {
+        sealed: crate::member_key::seal_to(&keys, &to_key, [nonce; 24], &msg.encode()),
+    }
+}
+
 fn views(n: &Node) -> Vec<(String, ServedStatus, u64, BTreeMap<String, String>)> {
     n.members()
         .into_iter()
@@ -608,7 +628,7 @@ fn every_message_kind_answers_a_stranger_within_the_amplification_bound() {
 
 #[test]
 fn key_rotation_spreads_and_an_old_key_node_still_gets_in() {
-    let mut net = formed(4, |_| keyed(1));
+    let mut net = crate::identity_tests::signed(4);
     let k2 = key(2);
     let watch = |net: &mut TestNet, ms: u64| {
         // Nobody is ever served anything but alive during a rotation.
@@ -656,6 +676,8 @@ fn key_rotation_spreads_and_an_old_key_node_still_gets_in() {
     cfg.seeds = vec![addr(0)];
     let mut late = Node::new(cfg, 1, NodeMeta::default(), 44, now).unwrap();
     late.set_trust(keyed(1).unwrap()).unwrap();
+    late.set_member_keys(crate::identity_tests::member_keys(4), Vec::new())
+        .unwrap();
     net.nodes.push(late);
     net.call(4, |n, now| n.start(now));
     let ok = net.run_until_pred(10_000, |net| {
@@ -718,10 +740,11 @@ fn reach_pings_are_answered_sealed_or_plaintext() {
 #[test]
 fn a_keyring_is_adopted_only_newer_and_only_from_a_key_holder() {
     use crate::keyops::KeyMsg;
-    let mut net = formed(2, |_| keyed(1));
+    let mut net = crate::identity_tests::signed(2);
     let now = net.now;
     let from = addr(1);
     let send = |net: &mut TestNet, key: u8, msg: &KeyMsg, seed: u64| {
+        let msg = from_member(net, 1, 0, msg, seed as u8);
         let mut o = Outsider::new(Some(key), from, seed);
         let d = o.datagram(net.now, addr(0), Kind::Keys, &msg.encode());
         net.nodes[0].handle_datagram(now, from, &d);

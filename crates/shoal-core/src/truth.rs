@@ -121,6 +121,9 @@ pub struct Truth {
     members: NameTable<TruthMember>,
     /// Names whose state is `Suspect` (kept apart so that refreshing them is cheap).
     suspects: BTreeSet<Arc<str>>,
+    /// The member at each address (the last one set there): sealing to the member a datagram
+    /// goes to, per destination, must not scan every member.
+    by_addr: crate::hash::FixedHashMap<SocketAddr, Arc<str>>,
 }
 
 impl Truth {
@@ -130,7 +133,14 @@ impl Truth {
         Truth {
             members: NameTable::with_seed(seed),
             suspects: BTreeSet::new(),
+            by_addr: crate::hash::HashSeed::of_node(seed).map(),
         }
+    }
+
+    /// The member at `addr` (the one set there last, if it still is there).
+    pub fn at_addr(&self, addr: SocketAddr) -> Option<&TruthMember> {
+        let name = self.by_addr.get(&addr)?;
+        self.members.get(name).filter(|m| m.id.addr() == addr)
     }
 
     pub fn get(&self, name: &str) -> Option<&TruthMember> {
@@ -188,6 +198,10 @@ impl Truth {
                 let prev = m.state;
                 let id_changed = m.id != *id;
                 if id_changed {
+                    let old = m.id.addr();
+                    if old != id.addr() && self.by_addr.get(&old).is_some_and(|n| n == id.name()) {
+                        self.by_addr.remove(&old);
+                    }
                     m.id = id.clone();
                 }
                 if prev != state {
@@ -199,6 +213,7 @@ impl Truth {
                         self.suspects.remove(id.name().as_ref());
                     }
                 }
+                self.index(id, state);
                 (prev != state || id_changed, Some(prev))
             }
             None => {
@@ -211,8 +226,25 @@ impl Truth {
                 if state == TruthState::Suspect {
                     self.suspects.insert(id.name().clone());
                 }
+                self.index(id, state);
                 (true, None)
             }
+        }
+    }
+
+    /// Points `id`'s address at it, unless another member still active there holds it and
+    /// `id` is not active (a member that restarted under a new name at the same address
+    /// keeps it when news of the old name comes late).
+    fn index(&mut self, id: &NodeId, state: TruthState) {
+        let other_active = self.by_addr.get(&id.addr()).is_some_and(|n| {
+            n != id.name()
+                && self
+                    .members
+                    .get(n)
+                    .is_some_and(|m| m.state.is_active() && m.id.addr() == id.addr())
+        });
+        if state.is_active() || !other_active {
+            self.by_addr.insert(id.addr(), id.name().clone());
         }
     }
 
@@ -228,7 +260,11 @@ impl Truth {
 
     pub fn remove(&mut self, name: &str) -> Option<TruthMember> {
         self.suspects.remove(name);
-        self.members.remove(name)
+        let m = self.members.remove(name)?;
+        if self.by_addr.get(&m.id.addr()).is_some_and(|n| **n == *name) {
+            self.by_addr.remove(&m.id.addr());
+        }
+        Some(m)
     }
 }
 
@@ -452,5 +488,29 @@ mod tests {
         t.set(Time(4), &id, TruthState::Down);
         assert_eq!(t.suspects().count(), 0);
         assert_eq!(t.active_count(), 0);
+    }
+
+    #[test]
+    fn the_member_at_an_address() {
+        let mut t = Truth::default();
+        let at = |p: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], p)) };
+        let a = NodeId::new("a", at(1), 1);
+        t.set(Time(1), &a, TruthState::Alive);
+        assert_eq!(t.at_addr(at(1)).map(|m| &**m.id.name()), Some("a"));
+        // Moved to another address: found there, not at the old one.
+        let a2 = NodeId::new("a", at(2), 2);
+        t.set(Time(2), &a2, TruthState::Alive);
+        assert!(t.at_addr(at(1)).is_none());
+        assert_eq!(t.at_addr(at(2)).map(|m| &**m.id.name()), Some("a"));
+        // Another name restarted at that address: it holds it, even when news of the old
+        // name's end comes after.
+        let b = NodeId::new("b", at(2), 3);
+        t.set(Time(3), &b, TruthState::Alive);
+        t.set(Time(4), &a2, TruthState::Down);
+        assert_eq!(t.at_addr(at(2)).map(|m| &**m.id.name()), Some("b"));
+        t.remove("a");
+        assert_eq!(t.at_addr(at(2)).map(|m| &**m.id.name()), Some("b"));
+        t.remove("b");
+        assert!(t.at_addr(at(2)).is_none());
     }
 }

@@ -96,7 +96,16 @@ pub const FLAG_SEALED: u8 = 1;
 /// it sends to a stranger (an announce to a seed) so that the answer, which a stranger only
 /// gets up to `AMPLIFICATION` times the size of its datagram, can be a full datagram.
 pub const FLAG_PADDED: u8 = 2;
-const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_PADDED;
+/// Flag bit (sealed datagrams only): a 16-byte tag follows the seal's, computed with the key
+/// of the sender and recipient pair (`member_key::pair_keys`) over everything before it. It
+/// proves the datagram comes from the member whose key the recipient bound to the sender's
+/// name, which a holder of the cluster key alone cannot forge: the replay window of the
+/// sender is advanced only by such datagrams (`core::replay`). Sent only to a member whose
+/// record carries a member key (never to a v0.1.0 agent, which refuses unknown flags).
+pub const FLAG_PAIR: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_PADDED | FLAG_PAIR;
+/// Bytes of the pair tag ([`FLAG_PAIR`]).
+pub const PAIR_TAG_LEN: usize = 16;
 /// Bytes a seal adds: key id (4), session (8), counter (8), timestamp (4), tag (16).
 pub const SEAL_OVERHEAD: usize = 40;
 
@@ -148,10 +157,10 @@ pub fn header_len_of(data: &[u8]) -> usize {
     6 + data.get(4).copied().unwrap_or(0) as usize
 }
 
-/// Bytes every datagram reserves for the envelope and a seal: what foca's packets and shoal
-/// messages must leave free of the [`MAX_DATAGRAM`] limit.
+/// Bytes every datagram reserves for the envelope, a seal and a pair tag: what foca's
+/// packets and shoal messages must leave free of the [`MAX_DATAGRAM`] limit.
 pub fn overhead(label: &str) -> usize {
-    header_len(label) + SEAL_OVERHEAD
+    header_len(label) + SEAL_OVERHEAD + PAIR_TAG_LEN
 }
 
 /// A datagram whose envelope passed the checks.
@@ -160,6 +169,8 @@ pub struct Envelope<'a> {
     pub kind: Kind,
     pub sealed: bool,
     pub padded: bool,
+    /// A pair tag follows the seal ([`FLAG_PAIR`]).
+    pub paired: bool,
     /// The envelope header, up to and including the kind byte.
     pub header: &'a [u8],
     /// What follows the header (a seal header, ciphertext and tag when sealed).
@@ -220,10 +231,15 @@ pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError>
         _ => return Err(WireError::BadKind),
     };
     let h = 5 + label_len + 1;
+    // A pair tag only ever follows a seal.
+    if data[3] & (FLAG_PAIR | FLAG_SEALED) == FLAG_PAIR {
+        return Err(WireError::BadFlags);
+    }
     Ok(Envelope {
         kind,
         sealed: data[3] & FLAG_SEALED != 0,
         padded: data[3] & FLAG_PADDED != 0,
+        paired: data[3] & FLAG_PAIR != 0,
         header: &data[..h],
         body: &data[h..],
     })

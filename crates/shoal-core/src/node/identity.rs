@@ -89,18 +89,20 @@ impl Node {
         self.stats.dropped_unsigned_from_signer += from_signer;
     }
 
-    /// The X25519 key of the member at `dst`, as bound to its name.
+    /// The X25519 key of the member at `dst`, as bound to its name: one lookup in the
+    /// truth's index of addresses (a rollout seals to every member: scanning the truth per
+    /// destination made it quadratic in the cluster's size).
     fn seal_key_of(&self, dst: SocketAddr) -> Option<[u8; 32]> {
-        let (name, _) = self.truth.iter().find(|(_, m)| m.id.addr() == dst)?;
-        self.store.lock().bindings.get(name).map(|k| k.seal)
+        let m = self.truth.at_addr(dst)?;
+        self.store.lock().bindings.get(m.id.name()).map(|k| k.seal)
     }
 
     /// The keyring message to send to `dst`: a message that carries key bytes (`Op`,
     /// `State`) is sealed to `dst`'s own X25519 key (`KeyMsg::Sealed`), so that only `dst`
     /// reads it, not every holder of the shared key it travels under (a former member that
-    /// recorded every datagram learns no key installed after it left). A peer without a key
-    /// bound to its name (a v0.1.0 agent, one whose record has not come yet) gets it as
-    /// before, under the shared key only.
+    /// recorded every datagram learns no key installed after it left). `None` for a peer
+    /// without a key bound to its name (a v0.1.0 agent, one whose record has not come yet):
+    /// it gets no key material at all (`Node::send_key_material`).
     pub(super) fn seal_key_material(&mut self, dst: SocketAddr, msg: &KeyMsg) -> Option<KeyMsg> {
         if !matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }) {
             return None;
@@ -114,14 +116,22 @@ impl Node {
         })
     }
 
-    /// Opens a `KeyMsg::Sealed` sent to us: the message inside (never another `Sealed`).
-    pub(super) fn open_key_material(&self, sealed: &[u8]) -> Option<KeyMsg> {
+    /// Opens a `KeyMsg::Sealed` sent to us: the message inside (never another `Sealed`) and
+    /// whether its sealer is the member at `from`: `Some(true)` when the X25519 key it was
+    /// sealed with is the one bound to the name of the member at that address, `Some(false)`
+    /// when another key is bound there, `None` when none is (yet).
+    pub(super) fn open_key_material(
+        &self,
+        from: SocketAddr,
+        sealed: &[u8],
+    ) -> Option<(KeyMsg, Option<bool>)> {
         let keys = self.member_keys.as_ref()?;
-        let (_from, plain) = open_sealed(keys, sealed).ok()?;
-        match KeyMsg::decode(&plain).ok()? {
-            KeyMsg::Sealed { .. } => None,
-            m => Some(m),
-        }
+        let (sealer, plain) = open_sealed(keys, sealed).ok()?;
+        let msg = match KeyMsg::decode(&plain).ok()? {
+            KeyMsg::Sealed { .. } => return None,
+            m => m,
+        };
+        Some((msg, self.seal_key_of(from).map(|k| k == sealer)))
     }
 }
 

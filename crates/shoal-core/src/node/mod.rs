@@ -86,6 +86,8 @@ pub struct Node {
     /// This member's own keys: they sign its record (`node/identity.rs`); `None` without them
     /// (the simulator, the core's tests): the record goes unsigned.
     member_keys: Option<crate::member_key::MemberKeys>,
+    /// Pair keys of the datagram tags with each peer (`pair`).
+    pairs: pair::PairCache,
     out: Outbox,
     /// foca's timers and the restart graces, by (deadline, arming order).
     timers: TimerQueue<NodeTimer>,
@@ -200,6 +202,8 @@ mod identity;
 mod lifeguard;
 /// Apps' reports on instances and outlier ejection.
 mod outlier;
+/// Pair keys of the datagram tags with each peer.
+mod pair;
 /// The queries: what the node serves and knows, read without changing it.
 mod queries;
 /// Snapshot, restore, adopt, force-leave.
@@ -374,6 +378,7 @@ impl Node {
             served_ghosts: hashes.map(),
             own,
             member_keys: None,
+            pairs: Default::default(),
             out: Outbox::default(),
             timers: TimerQueue::new(),
             named: TimerTable::default(),
@@ -479,7 +484,14 @@ impl Node {
         self.now = now;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += data.len() as u64;
-        let (kind, body) = match self.trust.open(now, from, data, &self.cfg.cluster_label) {
+        let pair = match data.get(3) {
+            Some(f) if f & wire::FLAG_PAIR != 0 => self.pair_key(from, false),
+            _ => None,
+        };
+        let opened =
+            self.trust
+                .open_paired(now, from, data, &self.cfg.cluster_label, pair.as_ref());
+        let (kind, body) = match opened {
             Ok(x) => x,
             Err(e) => {
                 self.record_drop(now, from, crate::drops::DropReason::of_trust(&e), data);
@@ -764,7 +776,10 @@ impl Node {
         t.map(|mut t| {
             let plain = t.data.len();
             let pad = self.pad_for(t.dst, &t.data);
-            t.data = self.trust.seal(self.now, t.dst, t.data, pad);
+            let pair = self.pair_key(t.dst, true);
+            t.data = self
+                .trust
+                .seal_paired(self.now, t.dst, t.data, pad, pair.as_ref());
             self.stats.tx_bytes += (t.data.len() - plain) as u64;
             t
         })

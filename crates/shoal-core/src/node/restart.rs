@@ -132,7 +132,7 @@ impl Node {
         for dst in &peers {
             wire::write_header(&mut self.out.buf, &self.cfg.cluster_label, Kind::Operator);
             self.out.buf.extend_from_slice(body);
-            if self.out.buf.len() + wire::SEAL_OVERHEAD > MAX_DATAGRAM {
+            if self.out.buf.len() + wire::SEAL_OVERHEAD + wire::PAIR_TAG_LEN > MAX_DATAGRAM {
                 break;
             }
             self.stats.tx_datagrams += 1;
@@ -168,6 +168,18 @@ impl Node {
         {
             self.stats.operator_thaws_ignored += u64::from(matches!(msg, OperatorMsg::Thaw { .. }));
             self.stats.dropped_refused += 1;
+            return;
+        }
+        // With member keys and every datagram sealed, a command is taken only from the member
+        // bound to the sender's address (its pair tag verified, `core::trust`): a holder of a
+        // ring key alone, even spoofing a member's address, commands nothing. While moving to
+        // encryption (plaintext accepted or sent), the plaintext rules below apply as before.
+        if self.member_keys.is_some()
+            && self.trust.keyring().is_some()
+            && self.trust.config().plaintext == crate::trust::Plaintext::Refuse
+            && !self.trust.opened_from_member()
+        {
+            self.trust.count_operator_refused();
             return;
         }
         match msg {

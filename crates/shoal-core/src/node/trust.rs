@@ -159,14 +159,18 @@ impl Node {
     }
 
     /// Sends a keyring message that carries key material (`Op`, `State`) to `dst`: the one
-    /// place keys leave this node. The message is sealed to `dst`'s own member key when this
-    /// node has one bound to `dst` (`seal_key_material`, `KeyMsg::Sealed`), so a holder of
-    /// a ring key, a retired one included, cannot read it; to a member without a key (a
-    /// v0.1.0 agent) it goes under the cluster ring like every other datagram.
+    /// place keys leave this node. The message goes only sealed to `dst`'s own member key,
+    /// as bound to its name (`seal_key_material`, `KeyMsg::Sealed`), so that no holder of a
+    /// ring key, a retired one included, can read it. A member without a bound key (a v0.1.0
+    /// agent, one whose signed record has not reached us yet) gets nothing, counted in
+    /// `TrustStats::key_material_withheld`: a rollout keeps it pending and its resends reach
+    /// it once it is bound, and the catch-up (`Hello`, `State`) serves it then.
     fn send_key_material(&mut self, dst: SocketAddr, msg: &KeyMsg) {
         debug_assert!(matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }));
-        let sealed = self.seal_key_material(dst, msg);
-        self.send_keys(dst, sealed.as_ref().unwrap_or(msg));
+        match self.seal_key_material(dst, msg) {
+            Some(sealed) => self.send_keys(dst, &sealed),
+            None => self.trust.count_key_material_withheld(),
+        }
     }
 
     /// Sends a keyring message as given (`Ack`, `Hello`, or key material already sealed by
@@ -195,16 +199,38 @@ impl Node {
                 return;
             }
         };
-        let msg = match msg {
-            KeyMsg::Sealed { sealed } => match self.open_key_material(&sealed) {
+        let (msg, from_member) = match msg {
+            KeyMsg::Sealed { sealed } => match self.open_key_material(from, &sealed) {
                 Some(inner) => inner,
                 None => {
                     self.stats.dropped_decode += 1;
                     return;
                 }
             },
-            msg => msg,
+            msg => (msg, Some(false)),
         };
+        // Key material is taken only as it is sent (`send_key_material`): sealed to our
+        // member key by the member at the datagram's address, as bound to its name. A bare
+        // ring key (a former member who kept one, anyone handed the cluster key) changes
+        // nothing: refused, counted, and an `Op` is answered with why. Sealed by a member
+        // whose key we have not bound yet (its signed record is on its way): refused and
+        // counted too, but not answered, so that the sender's resends reach us once bound.
+        if matches!(msg, KeyMsg::Op { .. } | KeyMsg::State { .. }) && from_member != Some(true) {
+            self.trust.count_key_material_refused();
+            if let (KeyMsg::Op { id, .. }, Some(false)) = (&msg, from_member) {
+                let id = *id;
+                let why = "refused: a keyring change is taken only sealed to this agent's \
+                           member key by a member bound to its name";
+                self.send_keys(
+                    from,
+                    &KeyMsg::Ack {
+                        id,
+                        error: why.into(),
+                    },
+                );
+            }
+            return;
+        }
         match msg {
             KeyMsg::Op { id, kind, key } => {
                 let key = Key::from_bytes(key);
