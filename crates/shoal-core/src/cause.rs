@@ -12,8 +12,8 @@
 
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::AddrKey;
+use crate::status::ServedStatus;
 use crate::time::Time;
-use crate::truth::ServedStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt::Write as _;

@@ -181,7 +181,7 @@ fn handler() -> MetaBroadcasts {
     MetaBroadcasts {
         shared: crate::Shared::new(1),
         max_generation: u64::MAX,
-        store: crate::meta::SharedMetaStore::default(),
+        store: crate::meta_store::SharedMetaStore::default(),
         own: Arc::from("me"),
         accusations: crate::lifeguard::Inbox::with_seed(crate::hash::HashSeed::of_node(1), 3),
         unknown: Default::default(),
@@ -287,7 +287,7 @@ fn a_record_stripped_by_v0_1_0_is_replaced_by_the_owners_copy() {
     let full = record("new-1", 1, 1);
     let mut stripped = full.clone();
     stripped.ext = Ext::default();
-    let mut store = crate::meta::MetaStore::default();
+    let mut store = crate::meta_store::MetaStore::default();
     assert!(store.offer(stripped.clone()));
     let fingerprint = store.fingerprint();
     assert!(store.wants("new-1", full.stamp(), true));

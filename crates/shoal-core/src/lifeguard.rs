@@ -61,6 +61,11 @@ pub const MAX_SEEN: usize = 4096;
 /// generation, health.
 pub const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
 
+/// Lifeguard's settings for foca from the timings (`None` when turned off, `Timings::lifeguard`).
+pub fn settings_for(t: &Timings) -> Option<foca::Lifeguard> {
+    t.lifeguard.then(|| settings(t))
+}
+
 /// foca's Lifeguard settings from the timings: memberlist's suspicion timeouts (`k =
 /// suspicion_mult - 2` expected confirmations; from `suspicion_max_mult` times the timeout
 /// down to it, log-scaled), optionally continued below it when many more probers agree.
@@ -325,7 +330,7 @@ mod tests {
     #[test]
     fn settings_follow_the_profile() {
         let mut t = crate::Profile::Lan.timings();
-        assert!(t.lifeguard().is_some(), "on by default");
+        assert!(settings_for(&t).is_some(), "on by default");
         let s = settings(&t);
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
@@ -336,7 +341,7 @@ mod tests {
         assert_eq!(s.suspicion_permille.len(), 6);
         assert_eq!(s.suspicion_permille[5], 500);
         t.lifeguard = false;
-        assert!(t.lifeguard().is_none(), "the way back");
+        assert!(settings_for(&t).is_none(), "the way back");
         t.suspicion_fast_confirmations = 0;
         assert_eq!(settings(&t).suspicion_permille, vec![6000, 2845, 1000]);
     }

@@ -10,7 +10,8 @@
 //! of the SWIM packet's items).
 //! A later release adds an item kind with a first byte from [`LATER_ITEMS`].
 
-use crate::meta::{stamp_acceptable, MetaError, SharedMetaStore, MAX_RECORD_BYTES};
+use crate::meta::{stamp_acceptable, MetaError, MAX_RECORD_BYTES};
+use crate::meta_store::SharedMetaStore;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -22,8 +22,9 @@ use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardState};
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::validate_name;
-use crate::meta::{MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
+use crate::meta::{MetaError, MetaRecord, NodeMeta, Service};
 use crate::meta_gossip::MetaBroadcasts;
+use crate::meta_store::SharedMetaStore;
 use crate::reach::Reach;
 use crate::snapshot::SNAPSHOT_EVERY;
 use crate::sync::ShoalMsg;
@@ -310,7 +311,7 @@ impl Node {
                 unknown: unknown_items.clone(),
             },
         );
-        foca.set_lifeguard(cfg.timings.lifeguard());
+        foca.set_lifeguard(crate::lifeguard::settings_for(&cfg.timings));
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         foca.set_max_members(trust::DEFAULT_MAX_MEMBERS);
@@ -691,7 +692,7 @@ impl Node {
     /// Returns the id removed.
     pub fn deregister_service(&mut self, now: Time, id: &str) -> Result<String, NodeError> {
         let mut meta = self.own.meta.clone();
-        let id = crate::instances::resolve(&meta, id)?;
+        let id = types::resolve(&meta, id)?;
         meta.services.remove(&id);
         self.set_meta(now, meta)?;
         Ok(id)

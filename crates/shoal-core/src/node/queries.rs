@@ -9,7 +9,7 @@
 //! A child module of `node` (it reaches the node's fields). Must not change state and stays
 //! sans-IO.
 
-use super::{Node, NodeConfig, Stats};
+use super::{Node, NodeConfig, NodeError, Stats};
 use crate::guard::GuardReport;
 use crate::identity::NodeId;
 use crate::meta::{MetaRecord, NodeMeta};
@@ -240,6 +240,13 @@ impl Node {
     /// The health guard's report of every service that is not `normal`.
     pub fn health_reports(&self) -> BTreeMap<String, GuardReport> {
         self.health.reports()
+    }
+
+    /// The instance `key` names among this node's own services: the instance of that id, else
+    /// the one instance of the service of that name (`NodeError::AmbiguousService` when it
+    /// has several, `NodeError::NoSuchService` when none).
+    pub fn resolve_instance(&self, key: &str) -> Result<String, NodeError> {
+        super::types::resolve(&self.own.meta, key)
     }
 
     /// Whether a graceful leave is finished: the driver may stop the node now (and should:
