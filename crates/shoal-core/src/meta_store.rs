@@ -1,6 +1,7 @@
 //! The store of every node's latest record: `MetaStore` (records by name, an
 //! order-independent fingerprint, the changed names, the key bindings every record from the
-//! wire passes) and the handle the node and foca's broadcast handler share.
+//! wire passes). It is a field of foca's broadcast handler (`meta_gossip::MetaBroadcasts`),
+//! which stores what foca receives; the node reaches it through `Foca::broadcast_handler`.
 //!
 //! Above `core::meta` (the record) and `core::bindings` (which key speaks for which name);
 //! `meta_gossip` feeds it what foca receives. Must not decide membership: a record says
@@ -9,7 +10,7 @@
 use crate::hash::fnv1a;
 use crate::meta::MetaRecord;
 use crate::names::NameTable;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Every node's latest known record, plus an order-independent fingerprint of the whole set
 /// so that two nodes can tell cheaply whether they agree.
@@ -32,6 +33,14 @@ pub struct MetaStore {
 }
 
 impl MetaStore {
+    /// An empty store whose table is hashed with `seed` (see `NameTable::with_seed`).
+    pub fn with_seed(seed: u64) -> Self {
+        MetaStore {
+            records: NameTable::with_seed(seed),
+            ..MetaStore::default()
+        }
+    }
+
     /// Makes room for `additional` more records at once.
     pub fn reserve(&mut self, additional: usize) {
         self.records.reserve(additional);
@@ -144,28 +153,6 @@ impl MetaStore {
 
     pub fn take_changed(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.changed)
-    }
-}
-
-/// The store shared between the node and foca's broadcast handler (foca owns the handler
-/// and offers no way back to it, so both hold this handle). The core is single-threaded; the
-/// mutex is never contended and only makes the node `Send`.
-#[derive(Clone, Debug, Default)]
-pub struct SharedMetaStore(Arc<Mutex<MetaStore>>);
-
-impl SharedMetaStore {
-    /// An empty store whose table is hashed with `seed` (see `NameTable::with_seed`).
-    pub fn with_seed(seed: u64) -> Self {
-        SharedMetaStore(Arc::new(Mutex::new(MetaStore {
-            records: NameTable::with_seed(seed),
-            ..MetaStore::default()
-        })))
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, MetaStore> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

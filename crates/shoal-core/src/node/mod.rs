@@ -24,7 +24,7 @@ use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::validate_name;
 use crate::meta::{MetaError, MetaRecord, NodeMeta, Service};
 use crate::meta_gossip::MetaBroadcasts;
-use crate::meta_store::SharedMetaStore;
+use crate::meta_store::MetaStore;
 use crate::reach::Reach;
 use crate::snapshot::SNAPSHOT_EVERY;
 use crate::sync::ShoalMsg;
@@ -63,15 +63,10 @@ pub struct Node {
     hashes: HashSeed,
     /// The caches this node shares with the nodes its driver built with the same context.
     shared: Arc<crate::shared::Shared>,
-    store: SharedMetaStore,
-    /// Lifeguard's accusations received through foca (`node/lifeguard.rs`).
-    accusations: crate::lifeguard::Inbox,
     /// Why each member is in its state, and its last transitions (`core::cause`).
     causes: crate::cause::Causes,
     /// Who sent datagrams we refused, and why (`core::drops`).
     drops: crate::drops::DropTable,
-    /// Broadcast items of a later release foca handed us (added to `stats` after each input).
-    unknown_items: Arc<std::sync::atomic::AtomicU64>,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node/health.rs`).
@@ -288,14 +283,13 @@ impl Node {
         meta.validate()?;
         let hashes = HashSeed::of_node(seed);
         let id = shared.id(&cfg.name, cfg.advertise, generation);
-        let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
+        let store = MetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
         let accusations = crate::lifeguard::Inbox::with_seed(
             hashes,
             crate::lifeguard::settings(&cfg.timings)
                 .suspicion_permille
                 .len(),
         );
-        let unknown_items = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -305,10 +299,10 @@ impl Node {
             MetaBroadcasts {
                 shared: shared.clone(),
                 max_generation: u64::MAX,
-                store: store.clone(),
+                store,
                 own: id.name().clone(),
-                accusations: accusations.clone(),
-                unknown: unknown_items.clone(),
+                accusations,
+                unknown: 0,
             },
         );
         foca.set_lifeguard(crate::lifeguard::settings_for(&cfg.timings));
@@ -339,7 +333,6 @@ impl Node {
             rng: SmallRng::seed_from_u64(seed ^ SEED_MIX),
             hashes,
             shared,
-            store,
             truth,
             guard,
             health,
@@ -379,10 +372,8 @@ impl Node {
             discover: DueSet::with_seed(hashes),
             verify: DueSet::with_seed(hashes),
             scaled_for: 1,
-            accusations,
             causes: crate::cause::Causes::with_seed(hashes),
             drops: Default::default(),
-            unknown_items,
             trust: Trust::new(
                 TrustConfig::default(),
                 session_seed(seed, generation),
@@ -750,7 +741,7 @@ impl Node {
             k.sign_record(&mut self.own);
         }
         let own = self.own.clone();
-        self.store.lock().offer(own.clone());
+        self.store_mut().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         own
     }
@@ -777,9 +768,7 @@ impl Node {
 
     /// Applies what one input produced: foca notifications, metadata changes, guard changes.
     fn after_input(&mut self, now: Time) {
-        self.stats.unknown_kinds += self
-            .unknown_items
-            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.stats.unknown_kinds += std::mem::take(&mut self.foca.broadcast_handler_mut().unknown);
         self.count_refused_records();
         self.lifeguard_exchange(now);
         self.gray_probes(now);

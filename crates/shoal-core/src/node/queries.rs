@@ -95,7 +95,7 @@ impl Node {
     /// The served view: every known member with its served status, sorted by name (plus,
     /// after a restart, the restored members the truth does not know yet, as `held`).
     pub fn members(&self) -> Vec<MemberView> {
-        let store = self.store.lock();
+        let store = self.store();
         let mut v: Vec<MemberView> = self
             .truth
             .iter()
@@ -118,7 +118,7 @@ impl Node {
                 .find(|(n, _)| ***n == *name)
                 .map(|(_, g)| g.clone());
         };
-        let store = self.store.lock();
+        let store = self.store();
         Some(self.view(name, m, store.get(name)))
     }
 

@@ -53,7 +53,7 @@ impl Node {
                 replies,
             } => {
                 let (mine_fp, mine_count) = {
-                    let s = self.store.lock();
+                    let s = self.store();
                     (s.fingerprint(), s.len() as u32)
                 };
                 if fingerprint == mine_fp && count == mine_count {
@@ -62,7 +62,7 @@ impl Node {
                 let mut want = Vec::new();
                 let mut push = Vec::new();
                 {
-                    let s = self.store.lock();
+                    let s = self.store();
                     for e in entries {
                         match s.get(&e.name) {
                             None => want.push(e.name),
@@ -87,7 +87,7 @@ impl Node {
             }
             ShoalMsg::Want { names } => {
                 let recs: Vec<Arc<MetaRecord>> = {
-                    let s = self.store.lock();
+                    let s = self.store();
                     names
                         .iter()
                         .take(256)
@@ -122,7 +122,8 @@ impl Node {
             }
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
-                let mut s = self.store.lock();
+                let limit = self.generation_limit(now);
+                let s = &mut self.foca.broadcast_handler_mut().store;
                 for r in records {
                     // Nobody but us writes our record.
                     if *r.name == *self.cfg.name {
@@ -138,7 +139,7 @@ impl Node {
                         self.stats.dropped_bad_metadata += 1;
                         continue;
                     }
-                    if !crate::meta::stamp_acceptable(r.stamp(), self.generation_limit(now)) {
+                    if !crate::meta::stamp_acceptable(r.stamp(), limit) {
                         self.stats.dropped_refused += 1;
                         continue;
                     }
@@ -164,7 +165,6 @@ impl Node {
                         }
                     }
                 }
-                drop(s);
                 // A graceful leave must reach everyone as intent before the failure detector
                 // calls it a failure: spread leaving records learned by direct push.
                 for data in relay {
@@ -353,7 +353,7 @@ impl Node {
     /// A digest of our records: the fingerprint of all of them and a rotating slice.
     pub(super) fn digest(&mut self, replies: u8) -> ShoalMsg {
         let budget = self.shoal_budget() - 24;
-        let s = self.store.lock();
+        let s = &self.foca.broadcast_handler().store;
         let mut entries = Vec::new();
         let mut size = 0;
         let start = self.sync_cursor;
@@ -392,7 +392,7 @@ impl Node {
     pub(super) fn verify_relayed(&mut self, now: Time) {
         for name in self.verify.take_due(now, FETCH_PER_TICK) {
             let owner = {
-                let s = self.store.lock();
+                let s = self.store();
                 let Some(r) = s.get(&name) else { continue };
                 if !r.ext.is_empty() || r.leaving {
                     continue;
@@ -481,8 +481,7 @@ impl Node {
     }
 
     pub(super) fn needs_meta(&self, id: &NodeId) -> bool {
-        self.store
-            .lock()
+        self.store()
             .get(id.name())
             .map(|r| r.generation < id.generation())
             .unwrap_or(true)
@@ -505,8 +504,7 @@ impl Node {
     }
 
     pub(super) fn record_says_leaving(&self, id: &NodeId) -> bool {
-        self.store
-            .lock()
+        self.store()
             .get(id.name())
             .map(|r| r.leaving && r.generation >= id.generation())
             .unwrap_or(false)
@@ -515,7 +513,7 @@ impl Node {
     /// Whether SWIM misses the node behind `name`'s record: unknown, or known down in an
     /// older life than the record's (it restarted and we missed it).
     pub(super) fn missing_from_swim(&self, name: &str) -> Option<SocketAddr> {
-        let store = self.store.lock();
+        let store = self.store();
         let rec = store.get(name)?;
         if rec.leaving || *rec.name == *self.cfg.name {
             return None;
@@ -535,7 +533,7 @@ impl Node {
     }
 
     pub(super) fn drain_meta_changes(&mut self, now: Time) {
-        let changed = self.store.lock().take_changed();
+        let changed = self.store_mut().take_changed();
         for name in changed {
             let Some(m) = self.truth.get(&name) else {
                 self.schedule_discovery(now, &name);
