@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod bindings;
 pub mod cause;
+pub mod cause_view;
 pub mod codec;
 pub mod damping;
 pub mod drops;
