@@ -196,7 +196,8 @@ fn run(n: usize, secs: u64, mode: Mode) -> Run {
 /// The time of each member-key operation, with criterion.
 fn member_key_benches(c: &mut Criterion) {
     use shoal_core::keyops::KeyMsg;
-    use shoal_core::member_key::{open_sealed, record_signer, seal_to};
+    use shoal_core::member_key::{open_sealed, seal_to};
+    use shoal_core::record_sig::record_signer;
     let keys = MemberKeys::from_secret(&[1; SECRET_LEN]);
     let other = MemberKeys::from_secret(&[2; SECRET_LEN]);
     // A typical record: a few tags, two services.

@@ -9,10 +9,11 @@
 //! ([`MAX_BINDINGS`]); the driver persists it (`Node::take_bindings_change`) so that a
 //! restart keeps it, and the operator forgets a name to let a rebuilt host (new key, same
 //! name) in (`Node::forget_member_key`). Must not verify signatures itself
-//! (`member_key::record_signer` does) and must do no I/O.
+//! (`record_sig::record_signer` does) and must do no I/O.
 
-use crate::member_key::{record_signer, MemberPub, Signer};
+use crate::member_key::MemberPub;
 use crate::meta::MetaRecord;
+use crate::record_sig::{record_signer, Signer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

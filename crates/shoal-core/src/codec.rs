@@ -39,7 +39,8 @@ impl SwimCodec {
     }
 
     fn id(&self, w: &WireId<'_>) -> Result<NodeId, CodecError> {
-        w.resolve(&self.shared, self.max_generation)
+        self.shared
+            .resolve(w, self.max_generation)
             .map_err(CodecError::Identity)
     }
 }

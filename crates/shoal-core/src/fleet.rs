@@ -18,23 +18,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::fleet_wire::check_payload;
-pub use crate::fleet_wire::{check_name, FleetError, FleetMsg, Query, QueryFilter, UserEvent};
+pub use crate::fleet_wire::{
+    check_name, FleetError, FleetMsg, Query, QueryFilter, UserEvent, MAX_EVENTS_PER_MSG,
+    MAX_FILTER_ENTRIES, MAX_HAVE_IDS, MAX_NAME, MAX_PAYLOAD, MAX_QUERY_TIMEOUT, QUERY_BURST,
+};
 
-/// Longest event or query name.
-pub const MAX_NAME: usize = 128;
-/// Largest payload on the wire (an event's, a query's or an answer's); the configured bounds
-/// (`FleetConfig`) are at most this, so that any message fits one datagram.
-pub const MAX_PAYLOAD: usize = 1024;
 /// Default payload bound of an event or query (Serf's 512 bytes).
 pub const DEFAULT_PAYLOAD_MAX: usize = 512;
 /// Default bound of one query answer.
 pub const DEFAULT_ANSWER_MAX: usize = 1024;
-/// Most events in one `Events` message.
-pub const MAX_EVENTS_PER_MSG: usize = 32;
 /// Recent events kept (listed, and offered in the event anti-entropy).
 pub const RECENT_EVENTS: usize = 64;
-/// Most ids a `Have` may list.
-pub const MAX_HAVE_IDS: usize = 128;
 /// Ids of events and queries remembered as seen (delivered once). Past it, the oldest is
 /// forgotten and events at or below its Lamport time are refused as too old.
 pub const SEEN_IDS: usize = 4096;
@@ -48,12 +42,6 @@ pub const MAX_OUR_QUERIES: usize = 16;
 pub const MAX_OPEN_QUERIES: usize = 64;
 /// Answers kept per query (past it they are counted, not kept).
 pub const MAX_ANSWERS: usize = 10_000;
-/// Filter entries of a query (nodes, tags).
-pub const MAX_FILTER_ENTRIES: usize = 32;
-/// Longest query timeout.
-pub const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
-/// Queries this node may start: a burst of this many, then one per `QUERY_REFILL`.
-pub const QUERY_BURST: u32 = 5;
 pub const QUERY_REFILL: Duration = Duration::from_secs(1);
 /// Queries this node processes (relays, answers): a burst of this many, then one per
 /// `QUERY_IN_REFILL`; past it they are dropped and counted (a storm stops here).

@@ -27,7 +27,7 @@ pub use crate::guard_config::{
 use crate::baseline::Baseline;
 use crate::damping::{Damping, DampingView};
 use crate::hash::{FixedHashSet, HashSeed};
-use crate::meta::MetaStore;
+use crate::meta_store::MetaStore;
 use crate::reach::ReachView;
 use crate::time::Time;
 use crate::truth::{MemberView, ServedStatus, Truth, TruthState};

@@ -3,7 +3,8 @@
 
 use crate::guard::{Guard, GuardCtx, ServiceGuard};
 use crate::identity::NodeId;
-use crate::meta::{MetaRecord, MetaStore};
+use crate::meta::MetaRecord;
+use crate::meta_store::MetaStore;
 use crate::reach::{CheckResult, ReachView};
 use crate::testnet::addr;
 use crate::truth::Truth;

@@ -180,20 +180,17 @@ pub(crate) struct WireId<'a> {
 }
 
 impl WireId<'_> {
-    /// The identity, from `shared`, once checked: a valid name (the empty name is an
-    /// announce placeholder) and a generation of at most `max_generation`.
-    pub(crate) fn resolve(
-        &self,
-        shared: &crate::shared::Shared,
-        max_generation: u64,
-    ) -> Result<NodeId, String> {
+    /// Its name, address and generation, once checked: a valid name (the empty name is an
+    /// announce placeholder) and a generation of at most `max_generation`. The node's context
+    /// turns them into the shared identity (`shared::Shared::resolve`).
+    pub(crate) fn checked(&self, max_generation: u64) -> Result<(&str, SocketAddr, u64), String> {
         if !self.name.is_empty() {
             validate_name(self.name)?;
         }
         if self.generation > max_generation {
             return Err("generation too far in the future".into());
         }
-        Ok(shared.id(self.name, self.addr, self.generation))
+        Ok((self.name, self.addr, self.generation))
     }
 }
 
@@ -371,7 +368,7 @@ mod tests {
 
     fn decode(shared: &crate::shared::Shared, bytes: &[u8]) -> Result<NodeId, String> {
         let w: WireId<'_> = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-        w.resolve(shared, u64::MAX)
+        shared.resolve(&w, u64::MAX)
     }
 
     #[test]
@@ -420,7 +417,7 @@ mod tests {
         let shared = crate::shared::Shared::new(1);
         let dec = |bytes: &[u8], limit| {
             let w: WireId<'_> = postcard::from_bytes(bytes).unwrap();
-            w.resolve(&shared, limit)
+            shared.resolve(&w, limit)
         };
         assert!(dec(&enc("a b", 1), u64::MAX).is_err());
         assert!(dec(&enc("", 0), u64::MAX).is_ok());

@@ -12,7 +12,7 @@
 //! instance id; an instance registered without an id has its service's name as id, so a node
 //! with one instance per service writes exactly the bytes v0.1.0 wrote.
 
-use crate::meta::{MetaError, NodeMeta, Service};
+use crate::node_meta::{MetaError, NodeMeta, Service};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -115,7 +115,7 @@ pub fn join(
         return Ok(fixed);
     };
     let bad = |why: &'static str| Err(MetaError::Refused(why));
-    if inst.ids.len() > fixed.len() || inst.more.len() > crate::meta::MAX_SERVICES {
+    if inst.ids.len() > fixed.len() || inst.more.len() > crate::node_meta::MAX_SERVICES {
         return bad("too many service instances");
     }
     let mut primary: BTreeMap<&str, &str> = BTreeMap::new();
@@ -159,27 +159,4 @@ pub fn join(
         }
     }
     Ok(out)
-}
-
-/// The instance `key` names in `meta`: the instance of that id, else the one instance of the
-/// service of that name (`NodeError::AmbiguousService` when it has several).
-pub fn resolve(meta: &NodeMeta, key: &str) -> Result<String, crate::node::NodeError> {
-    use crate::node::NodeError;
-    if meta.services.contains_key(key) {
-        return Ok(key.to_string());
-    }
-    let ids: Vec<String> = meta
-        .services
-        .iter()
-        .filter(|(_, s)| s.name == key)
-        .map(|(id, _)| id.clone())
-        .collect();
-    match ids.len() {
-        0 => Err(NodeError::NoSuchService(key.to_string())),
-        1 => Ok(ids.into_iter().next().unwrap_or_default()),
-        _ => Err(NodeError::AmbiguousService {
-            name: key.to_string(),
-            ids,
-        }),
-    }
 }

@@ -33,7 +33,6 @@ use crate::hash::{FixedHashMap, HashSeed};
 use crate::profile::Timings;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// First byte of an accusation item (a metadata record never starts with it).
 pub const TAG: u8 = 0;
@@ -60,6 +59,11 @@ pub const MAX_SEEN: usize = 4096;
 /// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation,
 /// generation, health.
 pub const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
+
+/// Lifeguard's settings for foca from the timings (`None` when turned off, `Timings::lifeguard`).
+pub fn settings_for(t: &Timings) -> Option<foca::Lifeguard> {
+    t.lifeguard.then(|| settings(t))
+}
 
 /// foca's Lifeguard settings from the timings: memberlist's suspicion timeouts (`k =
 /// suspicion_mult - 2` expected confirmations; from `suspicion_max_mult` times the timeout
@@ -188,10 +192,11 @@ impl Accusation {
     }
 }
 
-/// Accusations received through foca, waiting for the node; shared between foca's
-/// broadcast handler and the node (as `SharedMetaStore` is).
+/// Accusations received through foca, waiting for the node: a field of foca's broadcast
+/// handler (`meta_gossip::MetaBroadcasts`), which the node reaches through
+/// `Foca::broadcast_handler_mut`.
 #[derive(Debug, Default, Clone)]
-pub struct InboxState {
+pub struct Inbox {
     queue: VecDeque<Accusation>,
     /// Deduplication by (subject, accuser): a table a datagram grows (bounded by
     /// `MAX_SEEN`), seeded by the node (`HashSeed`).
@@ -204,36 +209,19 @@ pub struct InboxState {
     pub dropped: u64,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct Inbox(Arc<Mutex<InboxState>>);
-
 impl Inbox {
     /// An empty inbox whose tables take the node's hash seed, passing on the first `enough`
     /// healthy accusers of each suspicion (`foca::Lifeguard::suspicion_permille`'s length:
     /// the most accusers a timeout counts).
     pub fn with_seed(hashes: HashSeed, enough: usize) -> Inbox {
-        Inbox(Arc::new(Mutex::new(InboxState {
+        Inbox {
             queue: VecDeque::new(),
             seen: hashes.map(),
             heard: hashes.map(),
             enough,
             dropped: 0,
-        })))
+        }
     }
-
-    pub fn lock(&self) -> MutexGuard<'_, InboxState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[cfg(test)]
-impl InboxState {
-    fn clone_state(&self) -> InboxState {
-        self.clone()
-    }
-}
-
-impl InboxState {
     /// Takes a received accusation; whether foca passes it on: it is new, and still news to
     /// others (`worth_passing_on`). One that is new but not passed on still goes to the node.
     pub fn offer(&mut self, a: Accusation) -> bool {
@@ -325,7 +313,7 @@ mod tests {
     #[test]
     fn settings_follow_the_profile() {
         let mut t = crate::Profile::Lan.timings();
-        assert!(t.lifeguard().is_some(), "on by default");
+        assert!(settings_for(&t).is_some(), "on by default");
         let s = settings(&t);
         assert_eq!(s.confirmations, 2);
         assert_eq!(s.max_health, 8);
@@ -336,7 +324,7 @@ mod tests {
         assert_eq!(s.suspicion_permille.len(), 6);
         assert_eq!(s.suspicion_permille[5], 500);
         t.lifeguard = false;
-        assert!(t.lifeguard().is_none(), "the way back");
+        assert!(settings_for(&t).is_none(), "the way back");
         t.suspicion_fast_confirmations = 0;
         assert_eq!(settings(&t).suspicion_permille, vec![6000, 2845, 1000]);
     }
@@ -409,9 +397,7 @@ mod tests {
 
     #[test]
     fn only_accusations_that_can_still_count_are_passed_on() {
-        let mut s = Inbox::with_seed(HashSeed::of_node(1), 3)
-            .lock()
-            .clone_state();
+        let mut s = Inbox::with_seed(HashSeed::of_node(1), 3);
         let a = |accuser: &str, inc, health| Accusation {
             subject: "s".into(),
             incarnation: inc,
@@ -431,9 +417,7 @@ mod tests {
         assert_eq!(s.drain().len(), 4);
         // Our own accusation repeated (a later probe of it failed too) is no news, and
         // does not use up the suspicion's quota.
-        let mut t = Inbox::with_seed(HashSeed::of_node(2), 2)
-            .lock()
-            .clone_state();
+        let mut t = Inbox::with_seed(HashSeed::of_node(2), 2);
         assert!(t.own(&a("me", 1, 0)));
         assert!(!t.own(&a("me", 1, 0)));
         assert!(!t.own(&a("me", 1, 0)));
@@ -445,7 +429,7 @@ mod tests {
 
     #[test]
     fn inbox_dedups_and_is_bounded() {
-        let mut s = InboxState::default();
+        let mut s = Inbox::default();
         let a = |i: usize, inc| Accusation {
             subject: format!("s{i}"),
             incarnation: inc,

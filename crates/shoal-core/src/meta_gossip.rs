@@ -2,7 +2,9 @@
 //! older one in foca's broadcast queue, and the `BroadcastHandler` that validates received
 //! records (name, stamp, not ours) and feeds them into the shared store.
 //!
-//! Must not decide membership, and must not keep any state but the store handle it is given.
+//! Must not decide membership. It owns the node's metadata store and Lifeguard's inbox of
+//! received accusations (foca owns the handler; the node reaches both through
+//! `Foca::broadcast_handler[_mut]`, foca patch 0020), and keeps no other state.
 //!
 //! What a broadcast item is (`Item`, typed once at decode), from its first byte: 0 a
 //! Lifeguard accusation, 1 to `MAX_NAME_LEN` a record (its name's length), anything else an
@@ -10,10 +12,10 @@
 //! of the SWIM packet's items).
 //! A later release adds an item kind with a first byte from [`LATER_ITEMS`].
 
-use crate::meta::{stamp_acceptable, MetaError, SharedMetaStore, MAX_RECORD_BYTES};
+use crate::meta::{stamp_acceptable, MetaError, MAX_RECORD_BYTES};
+use crate::meta_store::MetaStore;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// First bytes a later release may give a new kind of broadcast item (docs/upgrades.md).
@@ -58,13 +60,14 @@ pub struct MetaBroadcasts {
     pub shared: Arc<crate::shared::Shared>,
     /// Records of a later generation are refused (set by the node before each datagram).
     pub max_generation: u64,
-    pub store: SharedMetaStore,
+    /// Every node's latest record (the node reaches it through `Foca::broadcast_handler`).
+    pub store: MetaStore,
     /// This node's name: nobody but this node writes its record.
     pub own: Arc<str>,
     /// Lifeguard's accusations travel with the records (`core::lifeguard`).
     pub accusations: crate::lifeguard::Inbox,
     /// Items of a kind a later release added, ignored (the node adds them to its stats).
-    pub unknown: Arc<AtomicU64>,
+    pub unknown: u64,
     /// The newest record about us received (its stamp and whether it says we leave): the
     /// node refutes it if it did not issue it (`Node::refute_record_about_us`).
     pub about_us: Option<((u64, u64), bool)>,
@@ -120,11 +123,10 @@ impl MetaBroadcasts {
     /// An accusation, ours (`received == false`) or received.
     fn accusation(&mut self, a: crate::lifeguard::Accusation, received: bool) -> Option<MetaKey> {
         let key = MetaKey::accusation(&a);
-        let mut inbox = self.accusations.lock();
         if !received {
-            return inbox.own(&a).then_some(key);
+            return self.accusations.own(&a).then_some(key);
         }
-        inbox.offer(a).then_some(key)
+        self.accusations.offer(a).then_some(key)
     }
 
     /// A record, ours (`received == false`: the node adds its own, already stored: spread
@@ -164,7 +166,7 @@ impl MetaBroadcasts {
                 "generation or version far in the future",
             ));
         }
-        let mut store = self.store.lock();
+        let store = &mut self.store;
         // Whether it has extension fields is only known once decoded (`MetaStore::wants`).
         if !store.wants(head.name, stamp, true) {
             return Ok(None);
@@ -196,7 +198,7 @@ impl<T> foca::BroadcastHandler<T> for MetaBroadcasts {
             Item::Accusation(a) => Ok(self.accusation(a, sender.is_some())),
             Item::Record { head, data } => self.record(head, data, sender.is_some()),
             Item::Later => {
-                self.unknown.fetch_add(1, Ordering::Relaxed);
+                self.unknown += 1;
                 Ok(None)
             }
         }

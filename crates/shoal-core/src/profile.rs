@@ -240,11 +240,6 @@ impl Timings {
         tx.clamp(4.0, 255.0) as u8
     }
 
-    /// Lifeguard's settings for foca (`None` when turned off): see `core::lifeguard`.
-    pub fn lifeguard(&self) -> Option<foca::Lifeguard> {
-        self.lifeguard.then(|| crate::lifeguard::settings(self))
-    }
-
     /// foca's configuration for a cluster of `n` members and datagrams of `max_packet` bytes.
     pub fn foca_config(&self, n: usize, max_packet: usize) -> foca::Config {
         let one = NonZeroUsize::MIN;

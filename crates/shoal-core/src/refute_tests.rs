@@ -98,8 +98,8 @@ fn a_forged_leave_taken_by_a_fresh_agent_is_refuted_by_its_owner() {
         let r = net.nodes[i].record_of("n1").unwrap();
         assert!(!r.leaving && r.stamp() > forged.stamp(), "n{i}: {r:?}");
         assert_eq!(
-            crate::member_key::record_signer(&r),
-            crate::member_key::Signer::Valid(member_keys(1).public())
+            crate::record_sig::record_signer(&r),
+            crate::record_sig::Signer::Valid(member_keys(1).public())
         );
         assert_eq!(r.addr, real.addr);
     }

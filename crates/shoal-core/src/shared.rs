@@ -12,7 +12,7 @@
 //! nobody else holds are pruned as the caches grow, so they stay bounded by what is live.
 
 use crate::hash::HashSeed;
-use crate::identity::{IdCache, NodeId};
+use crate::identity::{IdCache, NodeId, WireId};
 use crate::intern::Names;
 use crate::meta::{MetaError, MetaRecord};
 use crate::record_cache::Records;
@@ -68,6 +68,12 @@ impl Shared {
         let mut c = self.lock();
         let Caches { names, ids, .. } = &mut *c;
         ids.intern(names, name, addr, generation)
+    }
+
+    /// The shared identity a datagram names, once checked (`identity::WireId::checked`).
+    pub(crate) fn resolve(&self, w: &WireId<'_>, max_generation: u64) -> Result<NodeId, String> {
+        let (name, addr, generation) = w.checked(max_generation)?;
+        Ok(self.id(name, addr, generation))
     }
 
     /// The validated record encoded as `data`, whose head decoded to `name` and `stamp`:

@@ -1,97 +1,18 @@
 //! What SWIM currently believes, and the shapes the served view is expressed in.
 //!
-//! Owns `Truth` (every known member by name with its SWIM state and since when), the status
-//! words, and `MemberView` / `Instance` (the JSON shapes apps receive). It records what foca
-//! and the metadata say; it must not filter anything: that is the guard's job.
+//! Owns `Truth` (every known member by name with its SWIM state and since when) and `MemberView` / `Instance` (the JSON shapes apps receive). It records what foca
+//! and the metadata say; it must not filter anything: that is the guard's job. The status words
+//! (`TruthState`, `ServedStatus`) are in `core::status`, below it, and re-exported here.
 
 use crate::identity::NodeId;
 use crate::meta::{Health, MetaRecord, Service};
 use crate::names::{NameTable, Named};
+pub use crate::status::{ServedStatus, TruthState};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// A member's state according to SWIM (plus the graceful-leave intent it carried).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TruthState {
-    Alive,
-    Suspect,
-    /// Declared down by failure detection.
-    Down,
-    /// Left gracefully (or its record said it was leaving when it went down).
-    Left,
-}
-
-impl TruthState {
-    pub fn is_active(self) -> bool {
-        matches!(self, TruthState::Alive | TruthState::Suspect)
-    }
-}
-
-/// A member's status as served to apps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServedStatus {
-    Alive,
-    Suspect,
-    /// Down according to SWIM, but still served by the guard.
-    Held,
-    Left,
-    Down,
-    /// Down according to SWIM after announcing a restart, within the grace it announced:
-    /// still served (`core::restart`).
-    Restarting,
-    /// Alive according to SWIM, but it kept failing and coming back: not served until its
-    /// flap penalty decays (`core::damping`).
-    Damped,
-}
-
-impl ServedStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServedStatus::Alive => "alive",
-            ServedStatus::Suspect => "suspect",
-            ServedStatus::Held => "held",
-            ServedStatus::Restarting => "restarting",
-            ServedStatus::Left => "left",
-            ServedStatus::Down => "down",
-            ServedStatus::Damped => "damped",
-        }
-    }
-
-    /// Whether apps should send traffic to this member's services.
-    pub fn is_serving(self) -> bool {
-        matches!(
-            self,
-            ServedStatus::Alive
-                | ServedStatus::Suspect
-                | ServedStatus::Held
-                | ServedStatus::Restarting
-        )
-    }
-
-    pub fn parse(s: &str) -> Option<ServedStatus> {
-        Some(match s {
-            "alive" => ServedStatus::Alive,
-            "suspect" => ServedStatus::Suspect,
-            "held" => ServedStatus::Held,
-            "restarting" => ServedStatus::Restarting,
-            "left" => ServedStatus::Left,
-            "down" | "failed" => ServedStatus::Down,
-            "damped" => ServedStatus::Damped,
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for ServedStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TruthMember {

@@ -162,7 +162,7 @@ pub(super) async fn deregister_service(
         if node.has_left() {
             return Err(HttpError::from(shoal_core::NodeError::Left));
         }
-        let id = shoal_core::instances::resolve(node.own_meta(), &key).map_err(|e| match e {
+        let id = node.resolve_instance(&key).map_err(|e| match e {
             shoal_core::NodeError::NoSuchService(_) => HttpError::not_found(format!(
                 "no service instance or service named {key:?} is registered on this node; \
                  see its services with GET /v1/self"

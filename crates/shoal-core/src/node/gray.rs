@@ -163,7 +163,7 @@ impl Node {
             .random_members(crate::gray::PUSH_FANOUT, &mut peers, &mut self.rng);
         // Only to members that speak this release's protocol: v0.1.0 would drop the kind as
         // undecodable (a wasted datagram and a drop counted there).
-        let store = self.store.lock();
+        let store = self.store();
         let addrs: Vec<SocketAddr> = peers
             .iter()
             .filter(|m| {
@@ -173,7 +173,6 @@ impl Node {
             })
             .map(|m| m.id().addr())
             .collect();
-        drop(store);
         for a in addrs {
             self.stats.reach_reports_sent += 1;
             self.send_shoal(a, &msg);

@@ -28,7 +28,7 @@ impl Node {
         };
         let serving = self.guard.served(name, m.state).is_serving();
         let generation = m.id.generation();
-        let store = self.store.lock();
+        let store = &self.foca.broadcast_handler().store;
         match store.get(name).filter(|r| r.generation <= generation) {
             Some(r) => self.health.observe(
                 now,

@@ -29,12 +29,11 @@ impl Node {
         if self.started {
             return Err(NodeError::AlreadyStarted);
         }
-        let mut store = self.store.lock();
+        let store = &mut self.foca.broadcast_handler_mut().store;
         store.bindings = crate::bindings::Bindings::from_entries(bindings);
         store
             .bindings
             .bind(self.cfg.name.as_str().into(), keys.public());
-        drop(store);
         keys.sign_record(&mut self.own);
         self.member_keys = Some(keys);
         Ok(())
@@ -47,12 +46,12 @@ impl Node {
 
     /// The key bound to `name`, if any.
     pub fn bound_key(&self, name: &str) -> Option<MemberPub> {
-        self.store.lock().bindings.get(name).copied()
+        self.store().bindings.get(name).copied()
     }
 
     /// Every name bound to a key.
     pub fn bound_keys(&self) -> Vec<(Arc<str>, MemberPub)> {
-        let store = self.store.lock();
+        let store = self.store();
         store
             .bindings
             .iter()
@@ -67,18 +66,18 @@ impl Node {
         if *name == *self.cfg.name {
             return None;
         }
-        self.store.lock().bindings.forget(name)
+        self.store_mut().bindings.forget(name)
     }
 
     /// The bindings after a change (once per change), for the driver to persist.
     pub fn take_bindings_change(&mut self) -> Option<Vec<(Arc<str>, MemberPub)>> {
-        self.store.lock().bindings.take_change()
+        self.store_mut().bindings.take_change()
     }
 
     /// Adds the records the bindings refused since the last input to the stats.
     pub(super) fn count_refused_records(&mut self) {
         let (refused, store_full) = {
-            let mut store = self.store.lock();
+            let store = self.store_mut();
             (store.take_refused(), store.full_refused())
         };
         let [unsigned, wrong, full, from_signer] = refused;
@@ -94,7 +93,7 @@ impl Node {
     /// destination made it quadratic in the cluster's size).
     fn seal_key_of(&self, dst: SocketAddr) -> Option<[u8; 32]> {
         let m = self.truth.at_addr(dst)?;
-        self.store.lock().bindings.get(m.id.name()).map(|k| k.seal)
+        self.store().bindings.get(m.id.name()).map(|k| k.seal)
     }
 
     /// The keyring message to send to `dst`: a message that carries key bytes (`Op`,
@@ -147,7 +146,7 @@ impl Node {
         if **id.name() == *self.cfg.name {
             return id.addr() == self.own.addr && id.generation() <= self.own.generation;
         }
-        let store = self.store.lock();
+        let store = self.store();
         if store.bindings.get(id.name()).is_none() {
             return true;
         }
@@ -234,7 +233,7 @@ impl Node {
 impl Node {
     /// The record of `name` this node holds.
     pub(crate) fn record_of(&self, name: &str) -> Option<Arc<crate::MetaRecord>> {
-        self.store.lock().get_shared(name).cloned()
+        self.store().get_shared(name).cloned()
     }
 
     /// Queues `item` as a foca broadcast, as a key holder's modified agent would.

@@ -34,7 +34,7 @@ impl Node {
             // Only fails if custom broadcasts were refused: nothing to spread then.
             let _ = self.foca.add_broadcast(&a.encode());
         }
-        let received = self.accusations.lock().drain();
+        let received = self.foca.broadcast_handler_mut().accusations.drain();
         for a in received {
             let subject = self.truth.get(&a.subject).map(|m| m.id.clone());
             let accuser = self.truth.get(&a.accuser).map(|m| m.id.clone());

@@ -10,7 +10,8 @@
 //!
 //! This file holds `Node`, its construction, inputs, outputs and `after_input`; its parts
 //! are child modules in this folder, one concern each, with explicit imports: `types`
-//! (config, errors, events, stats), `queries` (every read of the served view, members,
+//! (config, errors, events, stats), `commands` (join, leave, metadata and services, the
+//! guard's freeze and thaw), `queries` (every read of the served view, members,
 //! health, leave progress and counters), `swim` (the foca adapter), `sync` (anti-entropy),
 //! `served` (the served view's changes, the guard and reach checks), `tick` (the named
 //! timers' jobs), `restart` (snapshot, restore, adopt, force-leave), `trust` (keyring and
@@ -22,8 +23,9 @@ use crate::due::{DueQueue, DueSet};
 use crate::guard::{Guard, GuardState};
 use crate::hash::{FixedHashMap, HashSeed};
 use crate::identity::{validate_name, NodeId};
-use crate::meta::{MetaError, MetaRecord, NodeMeta, Service, SharedMetaStore};
+use crate::meta::{MetaRecord, NodeMeta};
 use crate::meta_gossip::MetaBroadcasts;
+use crate::meta_store::MetaStore;
 use crate::reach::Reach;
 use crate::snapshot::SNAPSHOT_EVERY;
 use crate::sync::ShoalMsg;
@@ -62,15 +64,10 @@ pub struct Node {
     hashes: HashSeed,
     /// The caches this node shares with the nodes its driver built with the same context.
     shared: Arc<crate::shared::Shared>,
-    store: SharedMetaStore,
-    /// Lifeguard's accusations received through foca (`node/lifeguard.rs`).
-    accusations: crate::lifeguard::Inbox,
     /// Why each member is in its state, and its last transitions (`core::cause`).
     causes: crate::cause::Causes,
     /// Who sent datagrams we refused, and why (`core::drops`).
     drops: crate::drops::DropTable,
-    /// Broadcast items of a later release foca handed us (added to `stats` after each input).
-    unknown_items: Arc<std::sync::atomic::AtomicU64>,
     truth: Truth,
     guard: Guard,
     /// Holds instances in the passing view on mass health failure (`node/health.rs`).
@@ -188,6 +185,8 @@ pub struct Node {
 }
 
 // The node's parts, one concern each (child modules: they reach the node's fields).
+/// The commands: join, leave, metadata and services, the guard's freeze and thaw.
+mod commands;
 /// Network coordinates: probes timed, coordinates sent and taken, estimated RTTs.
 mod coords;
 /// User events and queries: commands, push rounds, event anti-entropy.
@@ -316,14 +315,13 @@ impl Node {
         meta.validate()?;
         let hashes = HashSeed::of_node(seed);
         let id = shared.id(&cfg.name, cfg.advertise, generation);
-        let store = SharedMetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
+        let store = MetaStore::with_seed(seed ^ SEED_MIX.rotate_left(29));
         let accusations = crate::lifeguard::Inbox::with_seed(
             hashes,
             crate::lifeguard::settings(&cfg.timings)
                 .suspicion_permille
                 .len(),
         );
-        let unknown_items = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let max_packet = MAX_DATAGRAM - wire::overhead(&cfg.cluster_label);
         let mut foca = Foca::with_custom_broadcast(
             id.clone(),
@@ -333,14 +331,14 @@ impl Node {
             MetaBroadcasts {
                 shared: shared.clone(),
                 max_generation: u64::MAX,
-                store: store.clone(),
+                store,
                 own: id.name().clone(),
-                accusations: accusations.clone(),
-                unknown: unknown_items.clone(),
+                accusations,
+                unknown: 0,
                 about_us: None,
             },
         );
-        foca.set_lifeguard(cfg.timings.lifeguard());
+        foca.set_lifeguard(crate::lifeguard::settings_for(&cfg.timings));
         foca.set_backlog_limit(MAX_BACKLOG);
         foca.set_custom_broadcast_share(RECORD_SHARE);
         foca.set_max_members(trust::DEFAULT_MAX_MEMBERS);
@@ -369,7 +367,6 @@ impl Node {
             rng: SmallRng::seed_from_u64(seed ^ SEED_MIX),
             hashes,
             shared,
-            store,
             truth,
             guard,
             health,
@@ -421,10 +418,8 @@ impl Node {
             ),
             verify: DueSet::with_seed(hashes),
             scaled_for: 1,
-            accusations,
             causes: crate::cause::Causes::with_seed(hashes),
             drops: Default::default(),
-            unknown_items,
             trust: Trust::new(
                 TrustConfig::default(),
                 session_seed(seed, generation),
@@ -629,142 +624,6 @@ impl Node {
         self.after_input(now);
     }
 
-    /// Joins the cluster through these addresses (they are also kept as seeds for rejoins).
-    pub fn join(&mut self, now: Time, addrs: &[SocketAddr]) -> Result<(), NodeError> {
-        if self.left {
-            return Err(NodeError::Left);
-        }
-        self.now = now;
-        for a in addrs {
-            if !self.seeds.contains(a) {
-                self.seeds.push(*a);
-            }
-            self.announce(now, *a);
-        }
-        self.after_input(now);
-        Ok(())
-    }
-
-    /// Leaves gracefully: marks our record as leaving (so that peers serve `left`, not a
-    /// failure), tells a few peers and stops. Returns once the datagrams are queued. The
-    /// leave is finished two gossip intervals later (the intent spreads by gossip meanwhile):
-    /// then `leave_finished` holds and a `LeaveFinished` event comes out, and the driver
-    /// stops the node (every driver the same way).
-    pub fn leave(&mut self, now: Time) -> Result<(), NodeError> {
-        if self.left {
-            return Ok(());
-        }
-        self.now = now;
-        self.own.version += 1;
-        self.own.leaving = true;
-        let own = self.publish_own();
-        // Tell a few peers directly too, so that the intent does not depend on piggybacking.
-        let push = ShoalMsg::Push {
-            records: vec![Arc::new(own)],
-        };
-        let peers: Vec<SocketAddr> = self
-            .foca
-            .iter_members()
-            .map(|m| m.id().addr())
-            .take(self.cfg.timings.gossip_fanout.max(3))
-            .collect();
-        for p in peers {
-            self.send_shoal(p, &push);
-        }
-        self.swim(now, |foca, rt| foca.leave_cluster(rt));
-        self.left = true;
-        let linger = self.cfg.timings.gossip_interval * 2;
-        self.named.set(TimerName::Leave, Some(now.plus(linger)));
-        let me = self.foca.identity().clone();
-        self.set_truth(now, &me, TruthState::Left);
-        self.push_event(now, EventKind::Local(LocalEvent::Left));
-        self.after_input(now);
-        Ok(())
-    }
-
-    /// Replaces this node's metadata (tags and services) and spreads the new version.
-    pub fn set_meta(&mut self, now: Time, meta: NodeMeta) -> Result<(), NodeError> {
-        if self.left {
-            return Err(NodeError::Left);
-        }
-        meta.validate()?;
-        if meta == self.own.meta {
-            return Ok(());
-        }
-        self.now = now;
-        self.own.version += 1;
-        self.own.set_meta(meta);
-        self.publish_own();
-        self.after_input(now);
-        Ok(())
-    }
-
-    /// Sets and deletes tags of this node.
-    pub fn set_tags(
-        &mut self,
-        now: Time,
-        set: &BTreeMap<String, String>,
-        delete: &[String],
-    ) -> Result<(), NodeError> {
-        let mut meta = self.own.meta.clone();
-        for k in delete {
-            meta.tags.remove(k);
-        }
-        for (k, v) in set {
-            meta.tags.insert(k.clone(), v.clone());
-        }
-        self.set_meta(now, meta)
-    }
-
-    /// Registers (or replaces) a service instance of this node, its id its service's name.
-    pub fn register_service(&mut self, now: Time, svc: Service) -> Result<(), NodeError> {
-        let id = svc.name.clone();
-        self.register_instance(now, &id, svc)
-    }
-
-    /// Registers (or replaces) the instance `id` of a service of this node.
-    pub fn register_instance(
-        &mut self,
-        now: Time,
-        id: &str,
-        svc: Service,
-    ) -> Result<(), NodeError> {
-        svc.validate()?;
-        if !crate::instances::valid_id(id) {
-            return Err(MetaError::BadInstanceId(id.to_string()).into());
-        }
-        let mut meta = self.own.meta.clone();
-        meta.services.insert(id.to_string(), svc);
-        self.set_meta(now, meta)
-    }
-
-    /// Deregisters a service instance of this node: the instance `id`, else the one instance
-    /// of the service named `id` (an error when that service has several: give the id).
-    /// Returns the id removed.
-    pub fn deregister_service(&mut self, now: Time, id: &str) -> Result<String, NodeError> {
-        let mut meta = self.own.meta.clone();
-        let id = crate::instances::resolve(&meta, id)?;
-        meta.services.remove(&id);
-        self.set_meta(now, meta)?;
-        Ok(id)
-    }
-
-    /// Operator override of the guard.
-    pub fn guard_freeze(&mut self, now: Time, who: &str) {
-        self.now = now;
-        self.guard.freeze(now, who);
-        self.after_input(now);
-    }
-
-    /// Operator override of the guard.
-    pub fn guard_thaw(&mut self, now: Time, who: &str) {
-        self.now = now;
-        // The operator says the truth is right: the last reach check no longer counts.
-        self.reach.forget();
-        self.guard.thaw(now, who);
-        self.after_input(now);
-    }
-
     // ----- outputs ------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -804,7 +663,7 @@ impl Node {
             k.sign_record(&mut self.own);
         }
         let own = self.own.clone();
-        self.store.lock().offer(own.clone());
+        self.store_mut().offer(own.clone());
         let _ = self.foca.add_broadcast(&own.encode());
         own
     }
@@ -825,15 +684,11 @@ impl Node {
         e
     }
 
-    // ----- queries ------------------------------------------------------------------------
-
     // ----- internals ----------------------------------------------------------------------
 
     /// Applies what one input produced: foca notifications, metadata changes, guard changes.
     fn after_input(&mut self, now: Time) {
-        self.stats.unknown_kinds += self
-            .unknown_items
-            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.stats.unknown_kinds += std::mem::take(&mut self.foca.broadcast_handler_mut().unknown);
         self.count_refused_records();
         if let Some((stamp, leaving)) = self.foca.broadcast_handler_mut().about_us.take() {
             self.refute_record_about_us(now, stamp, leaving);

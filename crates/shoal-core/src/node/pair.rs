@@ -28,7 +28,7 @@ impl Node {
     pub(super) fn pair_key(&mut self, addr: SocketAddr, tx: bool) -> Option<XChaCha20Poly1305> {
         let keys = self.member_keys.as_ref()?;
         let m = self.truth.at_addr(addr)?;
-        let peer = self.store.lock().bindings.get(m.id.name())?.seal;
+        let peer = self.store().bindings.get(m.id.name())?.seal;
         if peer == keys.public().seal {
             return None;
         }

@@ -9,7 +9,7 @@
 //! A child module of `node` (it reaches the node's fields). Must not change state and stays
 //! sans-IO.
 
-use super::{Node, NodeConfig, Stats};
+use super::{Node, NodeConfig, NodeError, Stats};
 use crate::guard::GuardReport;
 use crate::identity::NodeId;
 use crate::meta::{MetaRecord, NodeMeta};
@@ -95,7 +95,7 @@ impl Node {
     /// The served view: every known member with its served status, sorted by name (plus,
     /// after a restart, the restored members the truth does not know yet, as `held`).
     pub fn members(&self) -> Vec<MemberView> {
-        let store = self.store.lock();
+        let store = self.store();
         let mut v: Vec<MemberView> = self
             .truth
             .iter()
@@ -118,7 +118,7 @@ impl Node {
                 .find(|(n, _)| ***n == *name)
                 .map(|(_, g)| g.clone());
         };
-        let store = self.store.lock();
+        let store = self.store();
         Some(self.view(name, m, store.get(name)))
     }
 
@@ -240,6 +240,13 @@ impl Node {
     /// The health guard's report of every service that is not `normal`.
     pub fn health_reports(&self) -> BTreeMap<String, GuardReport> {
         self.health.reports()
+    }
+
+    /// The instance `key` names among this node's own services: the instance of that id, else
+    /// the one instance of the service of that name (`NodeError::AmbiguousService` when it
+    /// has several, `NodeError::NoSuchService` when none).
+    pub fn resolve_instance(&self, key: &str) -> Result<String, NodeError> {
+        super::types::resolve(&self.own.meta, key)
     }
 
     /// Whether a graceful leave is finished: the driver may stop the node now (and should:

@@ -302,7 +302,7 @@ impl Node {
         let own = self.foca.identity().clone();
         self.truth.reserve(members.len());
         {
-            let mut store = self.store.lock();
+            let store = self.store_mut();
             store.reserve(members.len());
             for (id, rec) in members {
                 if id.name() != own.name() && rec.name == *id.name() {

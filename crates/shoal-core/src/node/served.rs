@@ -22,10 +22,10 @@ impl Node {
     ) -> R {
         self.reach
             .set_stretch(u32::from(self.foca.local_health()) + 1);
-        let store = self.store.lock();
+        let store = &self.foca.broadcast_handler().store;
         let ctx = GuardCtx {
             truth: &self.truth,
-            meta: &store,
+            meta: store,
             self_name: &self.cfg.name,
             active_peers: self.foca.num_members(),
             idle: self.idle,
@@ -142,7 +142,7 @@ impl Node {
         self.health.forget(now, name);
         self.gray.forget(name);
         self.gray_swim.remove(name);
-        self.store.lock().remove(name);
+        self.store_mut().remove(name);
         self.discover.remove(name);
         let prev = m.served.or(self.served_ghosts.remove(name));
         self.with_guard(now, |g, ctx| {

@@ -8,6 +8,7 @@
 use super::{EventKind, LocalEvent, Node, NodeTimer, Stats, Transmit, BOOTSTRAP_ANNOUNCES};
 use crate::identity::NodeId;
 use crate::meta_gossip::MetaBroadcasts;
+use crate::meta_store::MetaStore;
 use crate::time::Time;
 use crate::truth::TruthState;
 use crate::wire::{self, Kind, WireError};
@@ -20,6 +21,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) type Swim = Foca<NodeId, crate::codec::SwimCodec, SmallRng, MetaBroadcasts>;
+
+impl Node {
+    /// Every node's latest record: a field of foca's broadcast handler, which stores the
+    /// records foca receives (foca patch 0020 gives the access; no lock, no shared handle).
+    pub(super) fn store(&self) -> &MetaStore {
+        &self.foca.broadcast_handler().store
+    }
+
+    /// The store, to change it (see `store`).
+    pub(super) fn store_mut(&mut self) -> &mut MetaStore {
+        &mut self.foca.broadcast_handler_mut().store
+    }
+}
 
 /// Outputs collected while handling one input.
 #[derive(Default)]

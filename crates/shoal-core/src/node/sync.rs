@@ -54,7 +54,7 @@ impl Node {
                 replies,
             } => {
                 let (mine_fp, mine_count) = {
-                    let s = self.store.lock();
+                    let s = self.store();
                     (s.fingerprint(), s.len() as u32)
                 };
                 if fingerprint == mine_fp && count == mine_count {
@@ -63,7 +63,7 @@ impl Node {
                 let mut want = Vec::new();
                 let mut push = Vec::new();
                 {
-                    let s = self.store.lock();
+                    let s = self.store();
                     for e in entries {
                         match s.get(&e.name) {
                             None => want.push(e.name),
@@ -95,7 +95,7 @@ impl Node {
                     return;
                 }
                 let recs: Vec<Arc<MetaRecord>> = {
-                    let s = self.store.lock();
+                    let s = self.store();
                     names
                         .iter()
                         .take(256)
@@ -132,7 +132,8 @@ impl Node {
             ShoalMsg::Push { records } => {
                 let mut relay = Vec::new();
                 let mut about_us = None;
-                let mut s = self.store.lock();
+                let limit = self.generation_limit(now);
+                let s = &mut self.foca.broadcast_handler_mut().store;
                 for r in records {
                     // Nobody but us writes our record: one we did not issue is refuted.
                     if *r.name == *self.cfg.name {
@@ -149,7 +150,7 @@ impl Node {
                         self.stats.dropped_bad_metadata += 1;
                         continue;
                     }
-                    if !crate::meta::stamp_acceptable(r.stamp(), self.generation_limit(now)) {
+                    if !crate::meta::stamp_acceptable(r.stamp(), limit) {
                         self.stats.dropped_refused += 1;
                         continue;
                     }
@@ -175,7 +176,6 @@ impl Node {
                         }
                     }
                 }
-                drop(s);
                 // A graceful leave must reach everyone as intent before the failure detector
                 // calls it a failure: spread leaving records learned by direct push.
                 for data in relay {
@@ -374,7 +374,7 @@ impl Node {
     /// A digest of our records: the fingerprint of all of them and a rotating slice.
     pub(super) fn digest(&mut self, replies: u8) -> ShoalMsg {
         let budget = self.shoal_budget() - 24;
-        let s = self.store.lock();
+        let s = &self.foca.broadcast_handler().store;
         let mut entries = Vec::new();
         let mut size = 0;
         let start = self.sync_cursor;
@@ -413,7 +413,7 @@ impl Node {
     pub(super) fn verify_relayed(&mut self, now: Time) {
         for name in self.verify.take_due(now, FETCH_PER_TICK) {
             let owner = {
-                let s = self.store.lock();
+                let s = self.store();
                 let Some(r) = s.get(&name) else { continue };
                 if !r.ext.is_empty() || r.leaving {
                     continue;
@@ -502,8 +502,7 @@ impl Node {
     }
 
     pub(super) fn needs_meta(&self, id: &NodeId) -> bool {
-        self.store
-            .lock()
+        self.store()
             .get(id.name())
             .map(|r| r.generation < id.generation())
             .unwrap_or(true)
@@ -526,8 +525,7 @@ impl Node {
     }
 
     pub(super) fn record_says_leaving(&self, id: &NodeId) -> bool {
-        self.store
-            .lock()
+        self.store()
             .get(id.name())
             .map(|r| r.leaving && r.generation >= id.generation())
             .unwrap_or(false)
@@ -536,7 +534,7 @@ impl Node {
     /// Whether SWIM misses the node behind `name`'s record: unknown, or known down in an
     /// older life than the record's (it restarted and we missed it).
     pub(super) fn missing_from_swim(&self, name: &str) -> Option<SocketAddr> {
-        let store = self.store.lock();
+        let store = self.store();
         let rec = store.get(name)?;
         if rec.leaving || *rec.name == *self.cfg.name {
             return None;
@@ -556,7 +554,7 @@ impl Node {
     }
 
     pub(super) fn drain_meta_changes(&mut self, now: Time) {
-        let changed = self.store.lock().take_changed();
+        let changed = self.store_mut().take_changed();
         for name in changed {
             if !self.unproven.is_empty() {
                 self.admit_proven_identity(now, &name);

@@ -65,7 +65,7 @@ impl Node {
                 if let Some(dst) = self.random_peer() {
                     self.stats.anti_entropy_rounds += 1;
                     let (fingerprint, count) = {
-                        let s = self.store.lock();
+                        let s = self.store();
                         (s.fingerprint(), s.len() as u32)
                     };
                     let d = ShoalMsg::Digest {

@@ -75,7 +75,7 @@ impl Node {
     /// [`DEFAULT_MAX_MEMBERS`]. Members already known keep being updated.
     pub fn set_max_members(&mut self, max: usize) {
         self.foca.set_max_members(max);
-        self.store.lock().set_max_records(max);
+        self.store_mut().set_max_records(max);
     }
 
     /// True when the node runs without a key.

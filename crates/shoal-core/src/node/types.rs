@@ -4,7 +4,7 @@
 
 use crate::guard::{GuardConfig, GuardTransition};
 use crate::identity::NodeId;
-use crate::meta::MetaError;
+use crate::meta::{MetaError, NodeMeta};
 use crate::profile::Timings;
 use crate::snapshot::SnapshotError;
 use crate::truth::{MemberView, ServedStatus};
@@ -65,6 +65,28 @@ pub enum NodeError {
     ForceLeave(String),
     #[error("invalid outlier settings: {0}")]
     BadOutlier(String),
+}
+
+/// The instance `key` names in `meta`: the instance of that id, else the one instance of the
+/// service of that name (`NodeError::AmbiguousService` when it has several).
+pub(super) fn resolve(meta: &NodeMeta, key: &str) -> Result<String, NodeError> {
+    if meta.services.contains_key(key) {
+        return Ok(key.to_string());
+    }
+    let ids: Vec<String> = meta
+        .services
+        .iter()
+        .filter(|(_, s)| s.name == key)
+        .map(|(id, _)| id.clone())
+        .collect();
+    match ids.len() {
+        0 => Err(NodeError::NoSuchService(key.to_string())),
+        1 => Ok(ids.into_iter().next().unwrap_or_default()),
+        _ => Err(NodeError::AmbiguousService {
+            name: key.to_string(),
+            ids,
+        }),
+    }
 }
 
 /// A keyed timer of the node, many armed at a time, kept in its ordered queue (the node's
