@@ -435,6 +435,7 @@ impl Node {
         self.named
             .set(TimerName::Snapshot, Some(now.plus(SNAPSHOT_EVERY)));
         self.rearm(now);
+        self.fleet_start(now);
         self.arm_timers();
     }
 
