@@ -42,6 +42,9 @@ pub const SEEN_IDS: usize = 4096;
 pub const MAX_SPREADING: usize = 64;
 /// Offered ids this node asked for recently (not asked again until `WANT_RETRY` passed).
 pub const MAX_WANTED: usize = 256;
+/// Offers a node sends per round to members that just came up (a mass join cannot make
+/// every spreading node offer to every joiner).
+pub const NEW_MEMBER_OFFERS: u32 = 16;
 /// Event names whose latest Lamport time is kept for coalescing.
 pub const MAX_COALESCE_NAMES: usize = 1024;
 /// Queries this node asked that are kept with their answers.
@@ -262,6 +265,8 @@ pub struct Fleet {
     pub changed: bool,
     /// Queries of ours that ended at their timeout with acks or answers missing.
     pub timed_out: u64,
+    /// Offers sent to members that just came up, this round.
+    new_member_offers: u32,
 }
 
 impl Fleet {
@@ -283,6 +288,7 @@ impl Fleet {
             last_event: None,
             changed: false,
             timed_out: 0,
+            new_member_offers: 0,
         }
     }
 
@@ -440,8 +446,30 @@ impl Fleet {
         !self.spreading.is_empty()
     }
 
+    /// Ids of the events being spread, for a member that just came up, while this round's
+    /// budget of such offers (`NEW_MEMBER_OFFERS`) lasts: a joiner hears of what is in
+    /// flight from the first node that learns of it, not only from random rounds later.
+    pub fn offer_to_new_member(&mut self) -> Vec<u64> {
+        if self.new_member_offers >= NEW_MEMBER_OFFERS {
+            return Vec::new();
+        }
+        let ids: Vec<u64> = self
+            .spreading
+            .iter()
+            .filter_map(|s| match &s.item {
+                Spread::Event(e) => Some(e.id),
+                Spread::Query(_) => None,
+            })
+            .collect();
+        if !ids.is_empty() {
+            self.new_member_offers += 1;
+        }
+        ids
+    }
+
     /// One push round: what to send to each peer this round (events, then queries).
     pub fn round(&mut self) -> (Vec<UserEvent>, Vec<Query>) {
+        self.new_member_offers = 0;
         let mut events = Vec::new();
         let mut queries = Vec::new();
         for s in self.spreading.iter_mut() {

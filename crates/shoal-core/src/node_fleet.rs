@@ -338,8 +338,10 @@ impl Node {
                 }
             }
             FleetMsg::Offer { ids } => {
-                // Asked again only after two rounds: the first answer may have been lost.
-                let retry = self.cfg.timings.gossip_interval * 2;
+                // Offers of one round come from several peers within milliseconds: one
+                // `Want` for them. The next round's offer asks again (the answer may have
+                // been lost): a loss costs one round, not two.
+                let retry = self.cfg.timings.gossip_interval / 2;
                 let ids = self.fleet.want(now, &ids, retry);
                 if !ids.is_empty() {
                     self.stats.event_wants += 1;
@@ -437,6 +439,15 @@ impl Node {
                 self.stats.event_offers += 1;
                 self.send_fleet(p, FleetMsg::Offer { ids: ids.clone() });
             }
+        }
+    }
+
+    /// A member came up (joined, or back): offer it the events in flight.
+    pub(super) fn fleet_member_up(&mut self, addr: SocketAddr) {
+        let ids = self.fleet.offer_to_new_member();
+        if !ids.is_empty() {
+            self.stats.event_offers += 1;
+            self.send_fleet(addr, FleetMsg::Offer { ids });
         }
     }
 
