@@ -257,6 +257,8 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
             ids: Some(vec![5]),
             replies: 1,
         },
+        FleetMsg::Offer { ids: vec![5, 7] },
+        FleetMsg::Want { ids: vec![5] },
         FleetMsg::Query(Query {
             id: 6,
             ltime: 4,

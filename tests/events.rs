@@ -25,6 +25,18 @@ fn event_cmd(name: &str, payload: Option<&str>) -> ClientCommand {
     })
 }
 
+/// `shoal query NAME [PAYLOAD] [--node N]... --timeout T`.
+fn query_cmd(name: &str, payload: Option<&str>, nodes: &[&str], timeout: &str) -> ClientCommand {
+    ClientCommand::Query(QueryCmdArgs {
+        name: name.into(),
+        payload: payload.map(str::to_string),
+        node: nodes.iter().map(|n| n.to_string()).collect(),
+        tag: vec![],
+        service: None,
+        timeout: Some(timeout.into()),
+    })
+}
+
 /// Reads a watch stream for `period` (bounded), returning the user events it carried.
 async fn user_events_for(
     w: &mut shoal::client::Watch,
@@ -145,14 +157,7 @@ async fn a_query_to_every_agent_returns_all_answers_with_counts() {
     let (ok, out) = cli_at(
         &c.api_socket(0),
         Format::Json,
-        ClientCommand::Query(QueryCmdArgs {
-            name: "uptime".into(),
-            payload: Some("?".into()),
-            node: vec![],
-            tag: vec![],
-            service: None,
-            timeout: Some("5s".into()),
-        }),
+        query_cmd("uptime", Some("?"), &[], "5s"),
     )
     .await;
     assert!(ok, "{out}");
@@ -340,5 +345,253 @@ async fn consul_event_fire_and_list() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["ID"], fired["ID"]);
     assert_eq!(list[0]["LTime"], fired["LTime"]);
+    c.stop().await;
+}
+
+/// Lines of a handler's stdin log that carry the user event `name`.
+fn lines_of(log: &Path, name: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "user_event" && v["name"] == name)
+        .count()
+}
+
+/// Serf's snapshot keeps its Lamport clock so that a restart does not deliver old events
+/// again; shoal keeps the clock, the ids seen and the recent events in its snapshot. n2
+/// (with a handler logging every user event) delivers `deploy`, stops, misses `rotate`
+/// fired while it is down, and starts again on its data directory: it must run its handler
+/// for `rotate` (caught up from a peer) and never again for `deploy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_catches_up_and_delivers_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("user.jsonl");
+    let handlers = vec![format!("user=cat >> {}", log.display())];
+    let mut c = Cluster::start_with(3, with_handlers(handlers, |i| i == 2)).await;
+    c.converge(Duration::from_secs(10)).await;
+    let _ = c.serve_api(0).await;
+    let (ok, out) = cli_at(
+        &c.api_socket(0),
+        Format::Table,
+        event_cmd("deploy", Some("v1")),
+    )
+    .await;
+    assert!(ok, "{out}");
+    wait_until(
+        Duration::from_secs(10),
+        "n2's handler ran for deploy",
+        || lines_of(&log, "deploy") == 1,
+    )
+    .await;
+    let clock_before = c.shared[2].lock().event_clock();
+    c.kill(2).await;
+
+    // Fired through the API while n2 is down; n0 and n1 deliver it.
+    let n1 = c.serve_api(1).await;
+    n1.fire_event("rotate", b"logs".to_vec(), true)
+        .await
+        .expect("fired");
+    wait_until(Duration::from_secs(10), "n0 delivered rotate", || {
+        c.shared[0]
+            .lock()
+            .recent_events()
+            .iter()
+            .any(|e| e.event.name == "rotate")
+    })
+    .await;
+
+    c.restart(2).await;
+    assert!(
+        c.shared[2].lock().event_clock() >= clock_before,
+        "the Lamport clock survives the restart"
+    );
+    wait_until(
+        Duration::from_secs(15),
+        "the restarted n2 ran rotate",
+        || lines_of(&log, "rotate") == 1,
+    )
+    .await;
+    // Both sides hold the same recent events, so the exchange that brought `rotate` is over;
+    // over two more seconds the log keeps one line per event, the old one never again.
+    let ids = |i: usize| -> Vec<u64> {
+        let mut v: Vec<u64> = c.shared[i]
+            .lock()
+            .recent_events()
+            .iter()
+            .map(|e| e.event.id)
+            .collect();
+        v.sort();
+        v
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "n2 holds n0's recent events",
+        || ids(2) == ids(0),
+    )
+    .await;
+    common::holds_for(Duration::from_secs(2), "each event ran once on n2", || {
+        lines_of(&log, "deploy") == 1 && lines_of(&log, "rotate") == 1
+    })
+    .await;
+    // Listed by the restarted agent, the one from its previous life too.
+    let client = c.serve_api(2).await;
+    let names: Vec<String> = client
+        .events()
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.event.name.clone())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"deploy".into()) && names.contains(&"rotate".into()));
+    let (ok, out) = cli_at(&c.api_socket(2), Format::Table, ClientCommand::Events).await;
+    assert!(
+        ok && out.contains("deploy") && out.contains("rotate"),
+        "{out}"
+    );
+    c.stop().await;
+}
+
+/// The value of an unlabelled sample (or one with `labels`) in a `/metrics` text.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name).then(|| v.parse::<f64>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no sample {name} in /metrics:\n{text}")) as u64
+}
+
+/// `/metrics` counts events fired, delivered and refused, queries sent, answered and timed
+/// out, and handler runs by result, on the agents where they happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_query_and_handler_metrics_count_what_happened() {
+    let handlers = vec![
+        "user:deploy=exit 3".to_string(),
+        "query:uptime=echo up".to_string(),
+        "query:slow=sleep 5".to_string(),
+    ];
+    let mut c = Cluster::start_with(3, with_handlers(handlers, |i| i == 1)).await;
+    c.converge(Duration::from_secs(10)).await;
+    let n0 = c.serve_api(0).await;
+    let n1 = c.serve_api(1).await;
+    let (ok, out) = cli_at(&c.api_socket(0), Format::Table, event_cmd("deploy", None)).await;
+    assert!(ok, "{out}");
+    let big = "x".repeat(600);
+    let (ok, _) = cli_at(
+        &c.api_socket(0),
+        Format::Table,
+        event_cmd("big", Some(&big)),
+    )
+    .await;
+    assert!(!ok, "past event_payload_max is refused");
+    wait_until(
+        Duration::from_secs(10),
+        "n1's deploy handler failed",
+        || c.shared[1].handlers.failures.load(Ordering::Relaxed) == 1,
+    )
+    .await;
+    // Answered by n1's handler; acked only by n0 and n2.
+    let args = shoal::client::QueryArgs {
+        timeout: Some("5s".into()),
+        ..Default::default()
+    };
+    let r = n0.query("uptime", vec![], &args).await.unwrap();
+    assert_eq!(
+        (r.query.acks, r.query.answers.len()),
+        (3, 1),
+        "{:?}",
+        r.query
+    );
+    // n1's handler hangs and is killed at 800 ms: the query ends at its 1 s timeout.
+    let (ok, out) = cli_at(
+        &c.api_socket(0),
+        Format::Json,
+        query_cmd("slow", None, &["n1"], "1s"),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["query"]["timed_out"], true, "{out}");
+    wait_until(
+        Duration::from_secs(10),
+        "n1's slow handler is killed",
+        || c.shared[1].handlers.timeouts.load(Ordering::Relaxed) == 1,
+    )
+    .await;
+
+    let m0 = n0.metrics().await.unwrap();
+    assert_eq!(sample(&m0, "shoal_events_fired_total"), 1);
+    assert_eq!(sample(&m0, "shoal_events_delivered_total"), 1);
+    assert_eq!(sample(&m0, "shoal_events_dropped_too_big_total"), 1);
+    assert_eq!(sample(&m0, "shoal_events_received_total"), 0);
+    assert_eq!(sample(&m0, "shoal_queries_sent_total"), 2);
+    assert_eq!(sample(&m0, "shoal_query_answers_received_total"), 1);
+    assert_eq!(sample(&m0, "shoal_queries_timed_out_total"), 1);
+    let m1 = n1.metrics().await.unwrap();
+    assert_eq!(sample(&m1, "shoal_events_received_total"), 1);
+    assert_eq!(sample(&m1, "shoal_events_delivered_total"), 1);
+    assert_eq!(sample(&m1, "shoal_events_fired_total"), 0);
+    assert_eq!(sample(&m1, "shoal_queries_received_total"), 2);
+    assert_eq!(sample(&m1, "shoal_queries_answered_total"), 1);
+    assert_eq!(
+        sample(&m1, "shoal_handler_runs_total{result=\"failed\"}"),
+        1
+    );
+    assert_eq!(
+        sample(&m1, "shoal_handler_runs_total{result=\"timeout\"}"),
+        1
+    );
+    assert_eq!(sample(&m1, "shoal_handler_runs_total{result=\"ok\"}"), 1);
+    c.stop().await;
+}
+
+/// A query from an agent cut off from the rest says how many it could not reach, through
+/// the CLI and the API: the guard serves the others `held`, they count as cut off, not as
+/// expected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_from_a_cut_off_agent_counts_the_members_it_cannot_reach() {
+    let mut c = Cluster::start(4).await;
+    c.converge(Duration::from_secs(10)).await;
+    let client = c.serve_api(0).await;
+    c.isolate(0);
+    wait_until(Duration::from_secs(30), "n0 holds the three others", || {
+        (1..4).all(|i| {
+            matches!(
+                c.status(0, &common::name(i)),
+                Some(shoal_core::ServedStatus::Held | shoal_core::ServedStatus::Restarting)
+            )
+        })
+    })
+    .await;
+    let (ok, out) = cli_at(
+        &c.api_socket(0),
+        Format::Table,
+        query_cmd("uptime", None, &[], "2s"),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("query uptime: 1 expected, 1 acks, 0 answers, 3 cut off (not reached)"),
+        "{out}"
+    );
+    let args = shoal::client::QueryArgs {
+        timeout: Some("2s".into()),
+        ..Default::default()
+    };
+    let r = client.query("uptime", vec![], &args).await.unwrap();
+    assert_eq!(
+        (
+            r.query.expected,
+            r.query.acks,
+            r.query.cut_off,
+            r.query.timed_out
+        ),
+        (1, 1, 3, false),
+        "{:?}",
+        r.query
+    );
     c.stop().await;
 }

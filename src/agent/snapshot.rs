@@ -187,6 +187,7 @@ mod tests {
                 baseline: 1,
                 escalated: false,
             },
+            events: None,
         }
     }
 

@@ -222,6 +222,7 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
     ] {
         out.counter(name, help, v);
     }
+    render_fleet(out, s);
     out.gauges(
         "shoal_guard_state",
         "Guard state: 1 for the current state, 0 for the others.",
@@ -275,6 +276,74 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
     );
     crate::api::keys::render_metrics(out, &m.trust);
     crate::api::limits::render_metrics(out, &m.api);
+}
+
+/// User events and queries (`core::fleet`); handler runs are `agent::handlers`'.
+fn render_fleet(out: &mut Exposition, s: &Stats) {
+    for (name, help, v) in [
+        (
+            "shoal_events_fired_total",
+            "User events fired on this agent.",
+            s.events_fired,
+        ),
+        (
+            "shoal_events_received_total",
+            "User events from other members delivered here (once each).",
+            s.events_received,
+        ),
+        (
+            "shoal_events_delivered_total",
+            "User events delivered here: fired here or received, once each.",
+            s.events_fired + s.events_received,
+        ),
+        (
+            "shoal_events_coalesced_total",
+            "User events not delivered: a newer one of the same name was.",
+            s.events_coalesced,
+        ),
+        (
+            "shoal_events_duplicate_total",
+            "User events received again (already delivered, or older than remembered).",
+            s.events_duplicate,
+        ),
+        (
+            "shoal_events_dropped_too_big_total",
+            "User events refused when fired here: payload past event_payload_max.",
+            s.events_too_big,
+        ),
+        (
+            "shoal_queries_sent_total",
+            "Queries asked from this agent.",
+            s.queries_sent,
+        ),
+        (
+            "shoal_queries_received_total",
+            "Queries from other members processed here.",
+            s.queries_received,
+        ),
+        (
+            "shoal_queries_answered_total",
+            "Queries this agent answered (its query handler's output sent).",
+            s.queries_answered,
+        ),
+        (
+            "shoal_query_answers_received_total",
+            "Answers received to queries asked from this agent.",
+            s.query_answers_received,
+        ),
+        (
+            "shoal_queries_timed_out_total",
+            "Queries asked from this agent that ended at their timeout with answers missing.",
+            s.queries_timed_out,
+        ),
+        (
+            "shoal_queries_dropped_rate_total",
+            "Queries dropped by the rate limit of queries processed.",
+            s.queries_dropped_rate,
+        ),
+    ] {
+        out.counter(name, help, v);
+    }
 }
 
 #[cfg(test)]

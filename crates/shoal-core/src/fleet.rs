@@ -34,6 +34,11 @@ pub const RECENT_EVENTS: usize = 64;
 pub const SEEN_IDS: usize = 4096;
 /// Items being spread at once (newer ones push out the oldest).
 pub const MAX_SPREADING: usize = 64;
+/// Offered ids this node asked for recently (not asked again until `WANT_RETRY` passed).
+pub const MAX_WANTED: usize = 256;
+/// Offers a node sends per round to members that just came up (a mass join cannot make
+/// every spreading node offer to every joiner).
+pub const NEW_MEMBER_OFFERS: u32 = 16;
 /// Event names whose latest Lamport time is kept for coalescing.
 pub const MAX_COALESCE_NAMES: usize = 1024;
 /// Queries this node asked that are kept with their answers.
@@ -209,6 +214,22 @@ pub enum Outcome {
     RateLimited,
 }
 
+/// What a node persists of its events (in its snapshot) so that a restart delivers nothing
+/// twice and lists what it received (Serf's snapshot keeps its Lamport clocks the same way):
+/// the clock, the ids seen with their Lamport times, the floor, the latest time per
+/// coalescing name, and the recent events. Bounded as the tables are; `Fleet::restore`
+/// checks it again (the file is input like a datagram).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetMemory {
+    pub clock: u64,
+    pub floor: u64,
+    /// (id, Lamport time), oldest first.
+    pub seen: Vec<(u64, u64)>,
+    pub latest: Vec<(String, u64)>,
+    /// Oldest first.
+    pub recent: Vec<UserEvent>,
+}
+
 /// The node's fleet state: every table bounded.
 pub struct Fleet {
     pub cfg: FleetConfig,
@@ -224,8 +245,16 @@ pub struct Fleet {
     open: BTreeMap<u64, OpenQuery>,
     out_rate: Bucket,
     in_rate: Bucket,
+    /// Offered ids asked for, and when (one `Want` per id per retry period).
+    wanted: VecDeque<(u64, Time)>,
     /// When the last event arrived (the event anti-entropy runs for `EVENT_SYNC_FOR` after).
     pub last_event: Option<Time>,
+    /// The memory changed since the node last handed out a snapshot.
+    pub changed: bool,
+    /// Queries of ours that ended at their timeout with acks or answers missing.
+    pub timed_out: u64,
+    /// Offers sent to members that just came up, this round.
+    new_member_offers: u32,
 }
 
 impl Fleet {
@@ -243,8 +272,56 @@ impl Fleet {
             open: BTreeMap::new(),
             out_rate: Bucket::new(QUERY_BURST, QUERY_REFILL),
             in_rate: Bucket::new(QUERY_IN_BURST, QUERY_IN_REFILL),
+            wanted: VecDeque::new(),
             last_event: None,
+            changed: false,
+            timed_out: 0,
+            new_member_offers: 0,
         }
+    }
+
+    /// What to persist (see `FleetMemory`); `None` when nothing happened yet.
+    pub fn memory(&self) -> Option<FleetMemory> {
+        if self.clock == 0 && self.seen_order.is_empty() {
+            return None;
+        }
+        Some(FleetMemory {
+            clock: self.clock,
+            floor: self.floor,
+            seen: self.seen_order.iter().copied().collect(),
+            latest: self.latest.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            recent: self.recent.iter().map(|r| r.event.clone()).collect(),
+        })
+    }
+
+    /// Takes back what a previous life persisted, before anything arrived: past the bounds
+    /// the oldest entries are dropped, invalid events skipped. Returns how many recent
+    /// events were restored.
+    pub fn restore(&mut self, now: Time, mem: FleetMemory) -> usize {
+        self.clock = self.clock.max(mem.clock);
+        self.floor = self.floor.max(mem.floor);
+        let skip = mem.seen.len().saturating_sub(SEEN_IDS);
+        for (id, lt) in mem.seen.into_iter().skip(skip) {
+            if self.seen.insert(id) {
+                self.seen_order.push_back((id, lt));
+            }
+        }
+        let skip = mem.latest.len().saturating_sub(MAX_COALESCE_NAMES);
+        for (name, lt) in mem.latest.into_iter().skip(skip) {
+            if check_name(&name).is_ok() {
+                self.latest.insert(name, lt);
+            }
+        }
+        let skip = mem.recent.len().saturating_sub(RECENT_EVENTS);
+        for e in mem.recent.into_iter().skip(skip) {
+            let events = FleetMsg::Events {
+                events: vec![e.clone()],
+            };
+            if events.validate().is_ok() {
+                self.recent.push_back(Received { at: now, event: e });
+            }
+        }
+        self.recent.len()
     }
 
     /// The Lamport clock (the next time this node stamps).
@@ -256,6 +333,7 @@ impl Fleet {
     pub fn tick_clock(&mut self) -> u64 {
         let t = self.clock;
         self.clock += 1;
+        self.changed = true;
         t
     }
 
@@ -324,6 +402,7 @@ impl Fleet {
             self.recent.pop_front();
         }
         self.last_event = Some(now);
+        self.changed = true;
         Outcome::New
     }
 
@@ -339,6 +418,7 @@ impl Fleet {
         if !self.see(q.id, q.ltime) {
             return Outcome::Seen;
         }
+        self.changed = true;
         Outcome::New
     }
 
@@ -354,8 +434,30 @@ impl Fleet {
         !self.spreading.is_empty()
     }
 
+    /// Ids of the events being spread, for a member that just came up, while this round's
+    /// budget of such offers (`NEW_MEMBER_OFFERS`) lasts: a joiner hears of what is in
+    /// flight from the first node that learns of it, not only from random rounds later.
+    pub fn offer_to_new_member(&mut self) -> Vec<u64> {
+        if self.new_member_offers >= NEW_MEMBER_OFFERS {
+            return Vec::new();
+        }
+        let ids: Vec<u64> = self
+            .spreading
+            .iter()
+            .filter_map(|s| match &s.item {
+                Spread::Event(e) => Some(e.id),
+                Spread::Query(_) => None,
+            })
+            .collect();
+        if !ids.is_empty() {
+            self.new_member_offers += 1;
+        }
+        ids
+    }
+
     /// One push round: what to send to each peer this round (events, then queries).
     pub fn round(&mut self) -> (Vec<UserEvent>, Vec<Query>) {
+        self.new_member_offers = 0;
         let mut events = Vec::new();
         let mut queries = Vec::new();
         for s in self.spreading.iter_mut() {
@@ -392,6 +494,39 @@ impl Fleet {
         self.recent
             .iter()
             .filter(|r| !ids.contains(&r.event.id))
+            .map(|r| r.event.clone())
+            .collect()
+    }
+
+    /// Of the offered `ids`, those this node has not seen nor asked for within `retry`:
+    /// what to ask the offerer for (each recorded as asked).
+    pub fn want(&mut self, now: Time, ids: &[u64], retry: Duration) -> Vec<u64> {
+        while self
+            .wanted
+            .front()
+            .is_some_and(|(_, t)| now.since(*t) >= retry)
+        {
+            self.wanted.pop_front();
+        }
+        let mut want = Vec::new();
+        for &id in ids {
+            if self.seen.contains(&id) || self.wanted.iter().any(|(w, _)| *w == id) {
+                continue;
+            }
+            want.push(id);
+            self.wanted.push_back((id, now));
+            while self.wanted.len() > MAX_WANTED {
+                self.wanted.pop_front();
+            }
+        }
+        want
+    }
+
+    /// The recent events among `ids` (what a `Want` asks for).
+    pub fn events_by_id(&self, ids: &[u64]) -> Vec<UserEvent> {
+        self.recent
+            .iter()
+            .filter(|r| ids.contains(&r.event.id))
             .map(|r| r.event.clone())
             .collect()
     }
@@ -481,22 +616,27 @@ impl Fleet {
         true
     }
 
-    fn settle(q: &mut OurQuery, now: Time) {
+    /// Updates a query's status; true when it has just timed out (counted once).
+    fn settle(q: &mut OurQuery, now: Time) -> bool {
         q.status.pending = q.answering.len();
         let all_acked = q.expected.iter().all(|n| q.acked.contains(n));
         if all_acked && q.answering.is_empty() {
             q.status.done = true;
         }
-        if now >= q.deadline {
+        if now >= q.deadline && !q.status.done {
             q.status.done = true;
-            q.status.timed_out = !(all_acked && q.answering.is_empty());
+            q.status.timed_out = true;
+            return true;
         }
+        false
     }
 
     /// The status of a query of ours, as of `now`.
     pub fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
         let q = self.ours.get_mut(&id)?;
-        Self::settle(q, now);
+        if Self::settle(q, now) {
+            self.timed_out += 1;
+        }
         Some(q.status.clone())
     }
 
@@ -524,6 +664,11 @@ impl Fleet {
 
     /// Forgets open queries past their deadline, and our queries a minute past theirs.
     pub fn expire(&mut self, now: Time) {
+        for q in self.ours.values_mut() {
+            if Self::settle(q, now) {
+                self.timed_out += 1;
+            }
+        }
         self.open.retain(|_, o| now < o.deadline);
         self.ours
             .retain(|_, q| now < q.deadline.plus(Duration::from_secs(60)));

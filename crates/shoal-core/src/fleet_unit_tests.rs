@@ -182,3 +182,69 @@ fn validation_refuses_oversized_and_bad_names() {
     .validate()
     .is_err());
 }
+
+#[test]
+fn a_restored_memory_delivers_nothing_twice_and_stays_bounded() {
+    let mut f = fleet();
+    assert_eq!(f.memory(), None, "nothing happened: nothing to persist");
+    f.receive_event(Time(1), &ev(7, 3, "deploy", true));
+    f.receive_event(Time(2), &ev(8, 4, "rotate", false));
+    let mem = f.memory().expect("something to persist");
+    // Through JSON, as the snapshot file carries it.
+    let mem: FleetMemory = serde_json::from_str(&serde_json::to_string(&mem).unwrap()).unwrap();
+    let mut g = fleet();
+    assert_eq!(g.restore(Time(0), mem), 2);
+    assert_eq!(g.clock(), f.clock());
+    assert_eq!(g.fingerprint(), f.fingerprint());
+    assert_eq!(
+        g.receive_event(Time(1), &ev(7, 3, "deploy", true)),
+        Outcome::Seen
+    );
+    assert_eq!(
+        g.receive_event(Time(1), &ev(9, 2, "deploy", true)),
+        Outcome::Superseded,
+        "an older same-name event stays superseded"
+    );
+    assert_eq!(
+        g.receive_event(Time(1), &ev(10, 1, "other", false)),
+        Outcome::New
+    );
+    // A file past the bounds is cut to them; an invalid event is skipped.
+    let mut bad = ev(11, 5, "bad name", false);
+    bad.payload = vec![0; MAX_PAYLOAD + 1];
+    let big = FleetMemory {
+        clock: 9,
+        floor: 0,
+        seen: (0..SEEN_IDS as u64 + 100).map(|i| (i + 100, 1)).collect(),
+        latest: (0..MAX_COALESCE_NAMES + 5)
+            .map(|i| (format!("n{i}"), 1))
+            .collect(),
+        recent: (0..RECENT_EVENTS as u64 + 3)
+            .map(|i| ev(1000 + i, 2, "e", false))
+            .chain([bad])
+            .collect(),
+    };
+    let mut h = fleet();
+    assert_eq!(h.restore(Time(0), big), RECENT_EVENTS - 1);
+    let m = h.memory().unwrap();
+    assert_eq!(m.seen.len(), SEEN_IDS);
+    assert_eq!(m.latest.len(), MAX_COALESCE_NAMES);
+}
+
+#[test]
+fn an_offer_draws_one_want_per_retry_period() {
+    let mut f = fleet();
+    f.receive_event(Time(1), &ev(7, 3, "deploy", false));
+    let retry = Duration::from_millis(400);
+    assert_eq!(f.want(Time(10), &[7, 8, 9], retry), vec![8, 9], "7 is seen");
+    assert!(
+        f.want(Time(100), &[8, 9], retry).is_empty(),
+        "asked already"
+    );
+    assert_eq!(
+        f.want(Time(500), &[8], retry),
+        vec![8],
+        "asked again after the retry"
+    );
+    assert_eq!(f.events_by_id(&[7, 8]).len(), 1);
+}

@@ -126,6 +126,11 @@ pub enum FleetMsg {
         from: String,
         payload: Vec<u8>,
     },
+    /// Ids of events the sender is spreading (the later push rounds send ids, not events):
+    /// the receiver asks for those it has not seen.
+    Offer { ids: Vec<u64> },
+    /// Ids of offered events the sender lacks: answered with one datagram of them.
+    Want { ids: Vec<u64> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -189,6 +194,11 @@ impl FleetMsg {
             }
             FleetMsg::Have { ids, .. } => {
                 if ids.as_ref().is_some_and(|i| i.len() > MAX_HAVE_IDS) {
+                    return Err(FleetError::TooMany("ids", MAX_HAVE_IDS));
+                }
+            }
+            FleetMsg::Offer { ids } | FleetMsg::Want { ids } => {
+                if ids.len() > MAX_HAVE_IDS {
                     return Err(FleetError::TooMany("ids", MAX_HAVE_IDS));
                 }
             }

@@ -36,6 +36,11 @@ pub struct Snapshot {
     /// Addresses to announce to when rejoining.
     pub known_peers: Vec<SocketAddr>,
     pub guard: GuardReport,
+    /// The node's user events (Lamport clock, ids seen, recent events), so that a restart
+    /// delivers none twice; absent in snapshots of releases before 0.2 and when nothing
+    /// happened (older releases ignore the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<crate::fleet::FleetMemory>,
 }
 
 impl Snapshot {

@@ -31,6 +31,17 @@ pub struct EventFigures {
     pub fleet_bytes_per_node: f64,
     /// The same, per second of the run.
     pub fleet_bytes_per_node_s: f64,
+    /// A node's idle traffic: the median node's bytes sent per second over the measured
+    /// window, less the events' share of that window (membership, probes, digests). The
+    /// budget events are compared with.
+    #[serde(default)]
+    pub other_bytes_per_node_s: f64,
+    /// Event bytes per node for one event (the run's event bytes over its events).
+    #[serde(default)]
+    pub bytes_per_node_per_event: f64,
+    /// Events per hour a node can carry within 1 % of its idle traffic at this cost.
+    #[serde(default)]
+    pub events_per_hour_at_1pct: f64,
 }
 
 /// One fired event: who fired it, when (ms), and each delivery (node, ms).
@@ -57,8 +68,21 @@ impl UserEvents {
         }
     }
 
-    pub fn finish(&self, running: &[bool], fleet_bytes: u64, end_ms: u64) -> EventFigures {
+    /// `tx_p50`: the median node's bytes sent per second over the measured window
+    /// (`window_ms`, events included).
+    pub fn finish(
+        &self,
+        running: &[bool],
+        fleet_bytes: u64,
+        tx_p50: f64,
+        end_ms: u64,
+        window_ms: u64,
+    ) -> EventFigures {
         let n = running.len().max(1) as f64;
+        let secs = end_ms.max(1) as f64 / 1000.0;
+        let per_event = fleet_bytes as f64 / n / self.fired.len().max(1) as f64;
+        let window_s = window_ms.max(1) as f64 / 1000.0;
+        let other = (tx_p50 - fleet_bytes as f64 / n / window_s).max(0.0);
         let events = self
             .fired
             .values()
@@ -93,7 +117,14 @@ impl UserEvents {
         EventFigures {
             events,
             fleet_bytes_per_node: fleet_bytes as f64 / n,
-            fleet_bytes_per_node_s: fleet_bytes as f64 / n / (end_ms.max(1) as f64 / 1000.0),
+            fleet_bytes_per_node_s: fleet_bytes as f64 / n / secs,
+            other_bytes_per_node_s: other,
+            bytes_per_node_per_event: per_event,
+            events_per_hour_at_1pct: if per_event > 0.0 {
+                0.01 * other * 3600.0 / per_event
+            } else {
+                0.0
+            },
         }
     }
 }

@@ -415,7 +415,13 @@ impl<'a> World<'a> {
                 .filter_map(|h| h.node.as_ref())
                 .map(|n| n.stats().fleet_tx_bytes)
                 .sum();
-            r.user_events = Some(self.user_events.finish(&running, bytes, end_ms));
+            // Events are fired after the measurement starts: their bytes fall in its window.
+            let window_ms = end_ms.saturating_sub((r.measure_from_s * 1000.0) as u64);
+            let tx_p50 = r.traffic.tx_bytes_per_s.p50;
+            r.user_events = Some(
+                self.user_events
+                    .finish(&running, bytes, tx_p50, end_ms, window_ms),
+            );
         }
         if !self.health.is_empty() {
             // What the nodes still running published (stopped ones were counted then).

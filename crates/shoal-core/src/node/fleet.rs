@@ -3,8 +3,9 @@
 //! nothing spreads), the event anti-entropy that brings missed events across a healed
 //! partition, and the `ShoalMsg::Fleet` messages in.
 //!
-//! Dissemination: whoever learns a new item pushes it to `gossip_fanout` random active peers
-//! per `gossip_interval` for `fleet::spread_rounds(N)` rounds; events are also kept in a
+//! Dissemination: whoever learns a new item pushes it at once to `gossip_fanout` random
+//! active peers, then per `gossip_interval` for `fleet::spread_rounds(N) - 1` more rounds
+//! pushes queries whole and offers event ids (a peer that lacks one asks for it: `Want`); events are also kept in a
 //! bounded recent list whose fingerprint is exchanged with one random peer every
 //! `EVENT_SYNC_EVERY x sync_interval` for an hour after the last event (docs/events.md).
 //!
@@ -90,7 +91,12 @@ impl Node {
             return Err(NodeError::Left);
         }
         self.now = now;
-        self.fleet.check_event(name, &payload)?;
+        if let Err(e) = self.fleet.check_event(name, &payload) {
+            if matches!(e, FleetError::PayloadTooLarge { .. }) {
+                self.stats.events_too_big += 1;
+            }
+            return Err(e.into());
+        }
         let e = UserEvent {
             id: self.rng.random::<u64>() & ID_MASK,
             ltime: self.fleet.tick_clock(),
@@ -176,7 +182,9 @@ impl Node {
     /// What this node knows of a query it asked, as of `now` (past its deadline: done).
     /// Changes nothing but the query's own status.
     pub fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
-        self.fleet.query_status(now.max(self.now), id)
+        let st = self.fleet.query_status(now.max(self.now), id);
+        self.stats.queries_timed_out = self.fleet.timed_out;
+        st
     }
 
     /// Answers a query this node matched (its handler's output), once, before its deadline.
@@ -190,9 +198,12 @@ impl Node {
             .into());
         }
         let open = self.fleet.take_open(now, id)?;
+        self.stats.queries_answered += 1;
         if open.origin == self.cfg.name {
             let me = self.cfg.name.clone();
-            self.fleet.on_answer(now, id, &me, payload);
+            if self.fleet.on_answer(now, id, &me, payload) {
+                self.stats.query_answers_received += 1;
+            }
         } else if let Some(addr) = self.member_addr(&open.origin) {
             let from = self.cfg.name.clone();
             self.send_fleet(addr, FleetMsg::Answer { id, from, payload });
@@ -332,6 +343,21 @@ impl Node {
                     self.send_fleet(from, have);
                 }
             }
+            FleetMsg::Offer { ids } => {
+                // Offers of one round come from several peers within milliseconds: one
+                // `Want` for them. The next round's offer asks again (the answer may have
+                // been lost): a loss costs one round, not two.
+                let retry = self.cfg.timings.gossip_interval / 2;
+                let ids = self.fleet.want(now, &ids, retry);
+                if !ids.is_empty() {
+                    self.stats.event_wants += 1;
+                    self.send_fleet(from, FleetMsg::Want { ids });
+                }
+            }
+            FleetMsg::Want { ids } => {
+                let events = self.fleet.events_by_id(&ids);
+                self.send_events_capped(from, events, 1);
+            }
             FleetMsg::Ack {
                 id,
                 from: name,
@@ -353,6 +379,8 @@ impl Node {
                     || !self.fleet.on_answer(now, id, &name, payload)
                 {
                     self.stats.fleet_ignored += 1;
+                } else {
+                    self.stats.query_answers_received += 1;
                 }
             }
         }
@@ -408,7 +436,33 @@ impl Node {
             return;
         }
         let (events, queries) = self.fleet.round();
-        self.push_now(events, queries);
+        // Events: after the first push (on receipt), offer ids only; a peer that lacks one
+        // asks for it. Queries are pushed whole every round (they are short-lived).
+        self.push_now(Vec::new(), queries);
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        if !ids.is_empty() {
+            for p in self.fanout_peers() {
+                self.stats.event_offers += 1;
+                self.send_fleet(p, FleetMsg::Offer { ids: ids.clone() });
+            }
+        }
+    }
+
+    /// A member came up (joined, or back): offer it the events in flight.
+    pub(super) fn fleet_member_up(&mut self, addr: SocketAddr) {
+        let ids = self.fleet.offer_to_new_member();
+        if !ids.is_empty() {
+            self.stats.event_offers += 1;
+            self.send_fleet(addr, FleetMsg::Offer { ids });
+        }
+    }
+
+    /// `gossip_fanout` random active peers.
+    fn fanout_peers(&mut self) -> Vec<SocketAddr> {
+        let mut peers = Vec::new();
+        self.foca
+            .random_members(self.cfg.timings.gossip_fanout, &mut peers, &mut self.rng);
+        peers.iter().map(|m| m.id().addr()).collect()
     }
 
     /// Pushes these to `gossip_fanout` random active peers now.
@@ -416,16 +470,21 @@ impl Node {
         if events.is_empty() && queries.is_empty() {
             return;
         }
-        let mut peers = Vec::new();
-        self.foca
-            .random_members(self.cfg.timings.gossip_fanout, &mut peers, &mut self.rng);
-        let peers: Vec<SocketAddr> = peers.iter().map(|m| m.id().addr()).collect();
-        for p in peers {
+        for p in self.fanout_peers() {
             self.stats.fleet_pushes += 1;
             self.send_events(p, events.clone());
             for q in &queries {
                 self.send_fleet(p, FleetMsg::Query(q.clone()));
             }
+        }
+    }
+
+    /// At start: a node that restored its events (a restart) runs the event anti-entropy
+    /// one second in, to catch up with what was fired while it was down.
+    pub(super) fn fleet_start(&mut self, now: Time) {
+        if self.fleet.last_event.is_some() {
+            self.next_event_sync = now.plus(self.cfg.timings.gossip_interval * 5);
+            self.arm_fleet(now);
         }
     }
 
@@ -471,8 +530,8 @@ impl Node {
         }
         self.fleet_round(now);
         if self.event_sync_on(now) && now >= self.next_event_sync {
-            self.next_event_sync = now.plus(self.event_sync_every());
             if let Some(dst) = self.random_peer() {
+                self.next_event_sync = now.plus(self.event_sync_every());
                 self.stats.event_syncs += 1;
                 let (fingerprint, count) = self.fleet.fingerprint();
                 let have = FleetMsg::Have {
@@ -482,9 +541,13 @@ impl Node {
                     replies: 2,
                 };
                 self.send_fleet(dst, have);
+            } else {
+                // No peer yet (a restart still joining): try again next round.
+                self.next_event_sync = now.plus(self.cfg.timings.gossip_interval);
             }
         }
         self.fleet.expire(now);
+        self.stats.queries_timed_out = self.fleet.timed_out;
         self.arm_fleet(now);
     }
 }

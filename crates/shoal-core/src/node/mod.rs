@@ -471,6 +471,7 @@ impl Node {
         self.named
             .set(TimerName::Snapshot, Some(now.plus(SNAPSHOT_EVERY)));
         self.rearm(now);
+        self.fleet_start(now);
         self.arm_timers();
     }
 

@@ -219,7 +219,7 @@ impl Node {
     pub fn restore(
         &mut self,
         now: Time,
-        snap: Snapshot,
+        mut snap: Snapshot,
         now_unix_ms: u64,
     ) -> Result<Restored, NodeError> {
         if snap.version != SNAPSHOT_VERSION {
@@ -236,6 +236,12 @@ impl Node {
             return Err(SnapshotError::AlreadyStarted.into());
         }
         self.now = now;
+        // Events first: what was delivered stays delivered however old the view is.
+        if let Some(mem) = snap.events.take() {
+            self.fleet.restore(now, mem);
+            // Catch up with what was fired while this node was down, soon after start.
+            self.fleet.last_event = Some(now);
+        }
         // Up to 16 known peers join the seeds; the rest stay reachable through the view.
         let me = self.cfg.advertise;
         let mut peers: Vec<SocketAddr> = snap
@@ -326,7 +332,7 @@ impl Node {
     /// The snapshot schedule fired: a snapshot is due if the served view changed since the
     /// last one was handed out. Re-arms itself.
     pub(super) fn snapshot_timer(&mut self, now: Time) {
-        if self.snapshot_index != Some(self.index) {
+        if self.snapshot_index != Some(self.index) || self.fleet.changed {
             self.snapshot_due = true;
         }
         self.named
@@ -341,6 +347,7 @@ impl Node {
         if !std::mem::take(&mut self.snapshot_due) {
             return None;
         }
+        self.fleet.changed = false;
         self.snapshot_index = Some(self.index);
         Some(self.snapshot(now_unix_ms))
     }
@@ -374,6 +381,7 @@ impl Node {
             baseline: self.guard.baseline().map(|n| n.to_string()).collect(),
             known_peers: self.known_peers(),
             guard: self.guard.report(),
+            events: self.fleet.memory(),
         }
     }
 }

@@ -198,6 +198,9 @@ impl Node {
                 if self.needs_meta(&id) {
                     self.queue_fetch(now, id.name());
                 }
+                if !leaving && self.fleet.is_spreading() {
+                    self.fleet_member_up(id.addr());
+                }
             }
             OwnedNotification::MemberDown(id) => {
                 if let Some(cur) = self.truth.get(id.name()) {

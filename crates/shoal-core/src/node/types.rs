@@ -325,11 +325,23 @@ pub struct Stats {
     /// User events not delivered because a newer one of the same name was (coalescing).
     #[serde(default)]
     pub events_coalesced: u64,
+    /// User events refused when fired here: the payload is past `event_payload_max`.
+    #[serde(default)]
+    pub events_too_big: u64,
     /// Queries asked here, and received from others.
     #[serde(default)]
     pub queries_sent: u64,
     #[serde(default)]
     pub queries_received: u64,
+    /// Queries received that this node answered (its handler's output sent).
+    #[serde(default)]
+    pub queries_answered: u64,
+    /// Answers received to queries asked here.
+    #[serde(default)]
+    pub query_answers_received: u64,
+    /// Queries asked here that ended at their timeout with acks or answers missing.
+    #[serde(default)]
+    pub queries_timed_out: u64,
     /// Queries dropped by the rate limit of queries processed.
     #[serde(default)]
     pub queries_dropped_rate: u64,
@@ -339,6 +351,12 @@ pub struct Stats {
     /// Push rounds' datagrams of events and queries, per peer.
     #[serde(default)]
     pub fleet_pushes: u64,
+    /// Datagrams offering event ids (the push rounds after the first), per peer.
+    #[serde(default)]
+    pub event_offers: u64,
+    /// Datagrams asking an offerer for events this node lacked.
+    #[serde(default)]
+    pub event_wants: u64,
     /// Event anti-entropy rounds started.
     #[serde(default)]
     pub event_syncs: u64,
