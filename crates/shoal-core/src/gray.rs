@@ -256,17 +256,15 @@ impl Gray {
     }
 
     /// How long a member must have been failing without a break (from its oldest failing
-    /// probe) before it is removed (`persist`): half the window, 15 s by default (25 s kept
-    /// `bursty-50` nearly clean but let the 10-node lossy host of tests/sim.rs accuse a healthy
-    /// member long enough to have it declared down; 20 s too).
+    /// probe) before it is removed (`persist`): five sixths of the window, 25 s by default.
     fn default_persist(window: Duration) -> Duration {
-        window / 2
+        window * 5 / 6
     }
 
     /// Why `persist`: a loss burst
     /// on a host (70 % for 20-25 s in `bursty-50`, spells of 4 s on average) looks like a
-    /// gray failure while it lasts; one that lasts less than this, or is followed by
-    /// answers before the rule holds, removes nobody. The probe times are the observers' (as each report says),
+    /// gray failure while it lasts; one that lasts less than this, and is followed by
+    /// answers, removes nobody. The probe times are the observers' (as each report says),
     /// so every agent's streak starts at about the same time and they remove a member that
     /// stays lossy together.
     fn persist(&self) -> Duration {
