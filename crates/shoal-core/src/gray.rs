@@ -54,10 +54,6 @@ pub const PUSH_FANOUT: usize = 2;
 pub const MAX_FAILING_PER_OBSERVER: usize = 3;
 /// Probe periods the rule must hold, with the guard normal, before a member is removed.
 pub const CONFIRM_PERIODS: u32 = 5;
-/// Answered reports born after the newest failing one that end a failing streak (the member
-/// answers again: a loss burst ended). Three in a row: a host at 80 % loss answers about one
-/// full probe in seven, rarely three in a row.
-pub const STREAK_BREAK: usize = 3;
 /// Oldest age a report may claim (longer windows are refused by config validation).
 pub const MAX_AGE_MS: u32 = 600_000;
 
@@ -158,20 +154,6 @@ struct Held {
     sends_left: u8,
 }
 
-/// What the fresh reports about one member say (see `evaluate`).
-#[derive(Clone, Copy, Debug, Default)]
-struct Tally {
-    /// Fresh failing observers, less two for each answered report newer than the newest
-    /// failing one.
-    failing: usize,
-    /// Observers counted (failing or not).
-    total: usize,
-    /// The oldest and newest probe among the fresh failing reports.
-    oldest_fail: Option<Time>,
-    /// Fresh answered reports whose probe is newer than every fresh failing one.
-    answered_after: usize,
-}
-
 #[derive(Debug)]
 struct Removed {
     cause: String,
@@ -197,11 +179,6 @@ pub struct Gray {
     removed: BTreeMap<Arc<str>, Removed>,
     /// Members the rule has held for since then (removed once it held for `confirm`).
     pending: BTreeMap<Arc<str>, Time>,
-    /// Members failing without a break since then (the probe time of the oldest failing
-    /// report of the streak): removed only once the streak lasted `persist`.
-    streak: BTreeMap<Arc<str>, Time>,
-    /// How long a streak must last before a removal (`default_persist`).
-    persist: Duration,
     /// How long the rule must hold, with the guard normal throughout, before a removal: a
     /// partition's correlated suspicions trip the guard within a few probe periods, and
     /// then nobody is removed on this evidence (set by the node: `CONFIRM_PERIODS` probe
@@ -235,8 +212,6 @@ impl Gray {
             reports: BTreeMap::new(),
             removed: BTreeMap::new(),
             pending: BTreeMap::new(),
-            streak: BTreeMap::new(),
-            persist: Gray::default_persist(cfg.gray_window),
             confirm: Duration::ZERO,
             changes: Vec::new(),
             refused: 0,
@@ -252,23 +227,6 @@ impl Gray {
         self.own.clear();
         self.reports.clear();
         self.pending.clear();
-        self.streak.clear();
-    }
-
-    /// How long a member must have been failing without a break (from its oldest failing
-    /// probe) before it is removed (`persist`): five sixths of the window, 25 s by default.
-    fn default_persist(window: Duration) -> Duration {
-        window * 5 / 6
-    }
-
-    /// Why `persist`: a loss burst
-    /// on a host (70 % for 20-25 s in `bursty-50`, spells of 4 s on average) looks like a
-    /// gray failure while it lasts; one that lasts less than this, and is followed by
-    /// answers, removes nobody. The probe times are the observers' (as each report says),
-    /// so every agent's streak starts at about the same time and they remove a member that
-    /// stays lossy together.
-    fn persist(&self) -> Duration {
-        self.persist
     }
 
     /// How long the rule must hold before a removal (see `confirm`).
@@ -335,19 +293,7 @@ impl Gray {
         let attempts = own.outcomes.len().min(usize::from(u8::MAX)) as u8;
         let failures = own.outcomes.iter().filter(|(_, ok)| !ok).count() as u8;
         let is_failing = !answered && failing(attempts, failures, self.s.ratio);
-        // An answer is news while others report the member failing: it is what ends a
-        // streak once a loss burst is over (otherwise only the observers that reported it
-        // failing would ever say it answers again, each after its next probe of it).
-        let counter = answered
-            && self.reports.get(subject).is_some_and(|m| {
-                m.iter().any(|(o, h)| {
-                    *o != self.me && h.report.latest_failed && now.since(h.arrived) < window / 2
-                })
-            });
-        let Some(own) = self.own.get_mut(subject) else {
-            return;
-        };
-        if !(is_failing || own.published || counter) || (is_failing && !healthy) {
+        if !(is_failing || own.published) || (is_failing && !healthy) {
             return;
         }
         own.published = is_failing;
@@ -535,14 +481,9 @@ impl Gray {
         let fresh = window / 2;
         // Failing and all observers of a subject's current life (an observer that is not
         // active, fails too many members, or is the subject itself, does not count).
-        // An answered report newer than every failing one is the member answering again:
-        // each cancels two failing observers (so a burst that ended stops counting within a
-        // few probes, where the failing reports would stay fresh for half the window).
         let count = |subject: &str, generation: u64, by_obs: &BTreeMap<Arc<str>, Held>| {
-            let mut t = Tally::default();
-            let mut newest_fail: Option<Time> = None;
-            let mut answered: Vec<Time> = Vec::new();
-            let mut fails: Vec<Time> = Vec::new();
+            let mut failing_obs = 0;
+            let mut total = 0;
             for (obs, h) in by_obs {
                 if **obs == *subject
                     || h.report.generation != generation
@@ -551,49 +492,13 @@ impl Gray {
                 {
                     continue;
                 }
-                t.total += 1;
-                if now.since(h.arrived) >= fresh {
-                    continue;
-                }
-                if h.report.failing(ratio) {
-                    t.failing += 1;
-                    newest_fail = newest_fail.max(Some(h.born));
-                    t.oldest_fail = Some(t.oldest_fail.map_or(h.born, |o| o.min(h.born)));
-                    fails.push(h.born);
-                } else if !h.report.latest_failed {
-                    answered.push(h.born);
+                total += 1;
+                if h.report.failing(ratio) && now.since(h.arrived) < fresh {
+                    failing_obs += 1;
                 }
             }
-            t.answered_after = match newest_fail {
-                Some(nf) => answered.iter().filter(|b| **b > nf).count(),
-                None => 0,
-            };
-            // A streak starts after the latest answer: failures before it are of an
-            // earlier burst.
-            if let Some(last_ok) = answered.iter().max() {
-                t.oldest_fail = fails.iter().filter(|b| *b > last_ok).min().copied();
-            }
-            t.failing = t.failing.saturating_sub(2 * t.answered_after);
-            t
+            (failing_obs, total)
         };
-        // Streaks: a member failing without a break (some fresh failing report, and fewer
-        // than `STREAK_BREAK` answers newer than all of them) since its oldest failing probe.
-        let persist = self.persist();
-        let mut streaks = std::mem::take(&mut self.streak);
-        for (subject, by_obs) in &self.reports {
-            let Some((generation, true)) = members.member(subject) else {
-                continue;
-            };
-            let t = count(subject, generation, by_obs);
-            if let (Some(oldest), true) = (t.oldest_fail, t.answered_after < STREAK_BREAK) {
-                let start = streaks.entry(subject.clone()).or_insert(oldest);
-                *start = (*start).min(oldest);
-            } else {
-                streaks.remove(subject);
-            }
-        }
-        streaks.retain(|k, _| self.reports.contains_key(k));
-        self.streak = streaks;
         for (subject, by_obs) in self.reports.iter().filter(|_| may_remove) {
             if self.removed.contains_key(subject) || **subject == *self.me {
                 continue;
@@ -601,24 +506,13 @@ impl Gray {
             let Some((generation, true)) = members.member(subject) else {
                 continue;
             };
-            let Tally {
-                failing: failing_obs,
-                total,
-                answered_after,
-                ..
-            } = count(subject, generation, by_obs);
+            let (failing_obs, total) = count(subject, generation, by_obs);
             if failing_obs < needed {
                 self.pending.remove(subject);
                 continue;
             }
             let since = *self.pending.entry(subject.clone()).or_insert(now);
-            let streak = self
-                .streak
-                .get(subject)
-                .map_or(Duration::ZERO, |s| now.since(*s));
-            // The newest evidence must be a failure (a burst that just ended is not removed
-            // on the reports it left behind).
-            if now.since(since) >= self.confirm && streak >= persist && answered_after == 0 {
+            if now.since(since) >= self.confirm {
                 self.pending.remove(subject);
                 let cause = format!("gray: {failing_obs} of {total} observers cannot reach it");
                 self.removed.insert(
@@ -640,7 +534,7 @@ impl Gray {
         let mut back = Vec::new();
         for (name, r) in self.removed.iter_mut() {
             let failing_obs = match (self.reports.get(name), members.member(name)) {
-                (Some(by_obs), Some((generation, _))) => count(name, generation, by_obs).failing,
+                (Some(by_obs), Some((generation, _))) => count(name, generation, by_obs).0,
                 _ => 0,
             };
             if failing_obs * 2 < needed {
@@ -672,7 +566,6 @@ impl Gray {
         self.reports.is_empty()
             && self.removed.is_empty()
             && self.pending.is_empty()
-            && self.streak.is_empty()
             && self
                 .own
                 .values()
@@ -696,7 +589,6 @@ impl Gray {
     pub fn end_removal(&mut self, name: &str) {
         self.removed.remove(name);
         self.pending.remove(name);
-        self.streak.remove(name);
     }
 
     /// The member left or was forgotten: nothing about it counts any more.
@@ -704,7 +596,6 @@ impl Gray {
         self.own.remove(name);
         self.reports.remove(name);
         self.removed.remove(name);
-        self.streak.remove(name);
     }
 
     pub fn take_changes(&mut self) -> Vec<GrayChange> {
