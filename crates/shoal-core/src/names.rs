@@ -155,6 +155,35 @@ mod tests {
         assert_eq!(t.iter().count(), 999);
     }
 
+    /// Without a stored hash every entry sits where a table that stored it put it: the
+    /// order (which the simulator's replay depends on) is that of the old layout.
+    #[test]
+    fn order_is_that_of_a_table_storing_the_hash() {
+        let seed = 11;
+        let mut t = NameTable::with_seed(seed);
+        let hasher = FixedState::with_seed(seed);
+        let mut old: HashTable<(u64, Item)> = HashTable::new();
+        for i in 0..3000u32 {
+            let name: Arc<str> = Arc::from(format!("node-{i}"));
+            let h = hasher.hash_one(&*name);
+            t.insert(Item(name.clone(), i));
+            old.insert_unique(h, (h, Item(name, i)), |(h, _)| *h);
+            if i % 7 == 3 {
+                let gone: Arc<str> = Arc::from(format!("node-{}", i / 2));
+                let h = hasher.hash_one(&*gone);
+                let a = t.remove(&gone).map(|v| v.1);
+                let b = old
+                    .find_entry(h, |(_, v)| v.0 == gone)
+                    .ok()
+                    .map(|e| e.remove().0 .1 .1);
+                assert_eq!(a, b);
+            }
+        }
+        let new_order: Vec<u32> = t.iter().map(|v| v.1).collect();
+        let old_order: Vec<u32> = old.iter().map(|(_, v)| v.1).collect();
+        assert_eq!(new_order, old_order);
+    }
+
     #[test]
     fn same_seed_same_order() {
         let fill = |seed| {
