@@ -34,6 +34,9 @@ struct IdParts {
     /// `sync::shard_hash(name)`, computed once: membership sync scans members by shard.
     #[serde(skip)]
     shard: u64,
+    /// `sync::bloom_hashes(name)`, computed once: the membership filter hashes every member.
+    #[serde(skip)]
+    bloom: (u64, u64),
 }
 
 /// foca's key for an identity: equal exactly when the advertised socket addresses are equal
@@ -151,6 +154,7 @@ impl IdCache {
             addr,
             generation,
             shard: crate::hash::shard_hash(name),
+            bloom: crate::sync::bloom_hashes(name),
         });
         let mut inline = [0u8; INLINE_NAME];
         if name.len() <= INLINE_NAME {
@@ -204,6 +208,7 @@ impl NodeId {
                 addr,
                 generation,
                 shard: crate::hash::shard_hash(name),
+                bloom: crate::sync::bloom_hashes(name),
             }),
         }
     }
@@ -237,6 +242,11 @@ impl NodeId {
     /// without hashing the name again.
     pub fn shard(&self, parts: u32) -> u32 {
         crate::hash::shard_in(self.inner.shard, parts)
+    }
+
+    /// `sync::bloom_hashes(name)` without hashing the name again.
+    pub fn bloom(&self) -> (u64, u64) {
+        self.inner.bloom
     }
 }
 

@@ -22,11 +22,15 @@ impl<T: Named> Named for Arc<T> {
     }
 }
 
-/// Each value is stored with its name's hash: growing the table and skipping other names
-/// then never follows a pointer to a name (a cache miss each, with thousands of members).
+/// Each value is stored alone, without its name's hash: the table's control bytes hold 7
+/// bits of every hash, so a lookup compares a name (one pointer away) about once in 128
+/// other entries, and only growing the table reads every name again (once per doubling; a
+/// node that knows its size reserves at once). A stored hash cost 8 bytes per entry: with
+/// 10,000 simulated nodes of 10,000 members, 1.3 GB per table. The hash and so every
+/// entry's place (and the iteration order) is the same either way.
 #[derive(Clone)]
 pub struct NameTable<V> {
-    table: HashTable<(u64, V)>,
+    table: HashTable<V>,
     hasher: FixedState,
 }
 
@@ -39,7 +43,7 @@ impl<V> Default for NameTable<V> {
 impl<V: Named> std::fmt::Debug for NameTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set()
-            .entries(self.table.iter().map(|(_, v)| v.name()))
+            .entries(self.table.iter().map(|v| v.name()))
             .finish()
     }
 }
@@ -58,17 +62,12 @@ impl<V> NameTable<V> {
         self.table.len()
     }
 
-    /// Makes room for `additional` more entries at once (one allocation, no rehash on the way).
-    pub fn reserve(&mut self, additional: usize) {
-        self.table.reserve(additional, |(h, _)| *h);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &V> {
-        self.table.iter().map(|(_, v)| v)
+        self.table.iter()
     }
 }
 
@@ -77,34 +76,38 @@ impl<V: Named> NameTable<V> {
         self.hasher.hash_one(name)
     }
 
+    /// Makes room for `additional` more entries at once (one allocation, no rehash on the way).
+    pub fn reserve(&mut self, additional: usize) {
+        let hasher = &self.hasher;
+        self.table
+            .reserve(additional, |v| hasher.hash_one(&**v.name()));
+    }
+
     pub fn get(&self, name: &str) -> Option<&V> {
         let h = self.hash(name);
-        self.table
-            .find(h, |(hv, v)| *hv == h && **v.name() == *name)
-            .map(|(_, v)| v)
+        self.table.find(h, |v| **v.name() == *name)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut V> {
         let h = self.hash(name);
-        self.table
-            .find_mut(h, |(hv, v)| *hv == h && **v.name() == *name)
-            .map(|(_, v)| v)
+        self.table.find_mut(h, |v| **v.name() == *name)
     }
 
     /// Stores `value` under its name; returns the value it replaced.
     pub fn insert(&mut self, value: V) -> Option<V> {
         let h = self.hash(value.name());
         let name = value.name();
+        let hasher = &self.hasher;
         match self.table.entry(
             h,
-            |(hv, v)| *hv == h && (Arc::ptr_eq(v.name(), name) || v.name() == name),
-            |(hv, _)| *hv,
+            |v| Arc::ptr_eq(v.name(), name) || v.name() == name,
+            |v| hasher.hash_one(&**v.name()),
         ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
-                Some(std::mem::replace(&mut e.get_mut().1, value))
+                Some(std::mem::replace(e.get_mut(), value))
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert((h, value));
+                e.insert(value);
                 None
             }
         }
@@ -112,11 +115,8 @@ impl<V: Named> NameTable<V> {
 
     pub fn remove(&mut self, name: &str) -> Option<V> {
         let h = self.hash(name);
-        match self
-            .table
-            .find_entry(h, |(hv, v)| *hv == h && **v.name() == *name)
-        {
-            Ok(e) => Some(e.remove().0 .1),
+        match self.table.find_entry(h, |v| **v.name() == *name) {
+            Ok(e) => Some(e.remove().0),
             Err(_) => None,
         }
     }
@@ -153,6 +153,35 @@ mod tests {
         assert!(t.get("n7").is_none());
         assert!(t.remove("n7").is_none());
         assert_eq!(t.iter().count(), 999);
+    }
+
+    /// Without a stored hash every entry sits where a table that stored it put it: the
+    /// order (which the simulator's replay depends on) is that of the old layout.
+    #[test]
+    fn order_is_that_of_a_table_storing_the_hash() {
+        let seed = 11;
+        let mut t = NameTable::with_seed(seed);
+        let hasher = FixedState::with_seed(seed);
+        let mut old: HashTable<(u64, Item)> = HashTable::new();
+        for i in 0..3000u32 {
+            let name: Arc<str> = Arc::from(format!("node-{i}"));
+            let h = hasher.hash_one(&*name);
+            t.insert(Item(name.clone(), i));
+            old.insert_unique(h, (h, Item(name, i)), |(h, _)| *h);
+            if i % 7 == 3 {
+                let gone: Arc<str> = Arc::from(format!("node-{}", i / 2));
+                let h = hasher.hash_one(&*gone);
+                let a = t.remove(&gone).map(|v| v.1);
+                let b = old
+                    .find_entry(h, |(_, v)| v.0 == gone)
+                    .ok()
+                    .map(|e| e.remove().0 .1 .1);
+                assert_eq!(a, b);
+            }
+        }
+        let new_order: Vec<u32> = t.iter().map(|v| v.1).collect();
+        let old_order: Vec<u32> = old.iter().map(|(_, v)| v.1).collect();
+        assert_eq!(new_order, old_order);
     }
 
     #[test]

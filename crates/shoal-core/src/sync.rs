@@ -32,6 +32,15 @@ pub const MAX_FILTER_HASHES: u8 = 16;
 /// Most shards a received filter may claim.
 pub const MAX_PARTS: u32 = 1 << 16;
 
+/// The two hashes of `name` a [`NameFilter`] derives its bit positions from (computed once
+/// per identity: `NodeId::bloom`).
+pub fn bloom_hashes(name: &str) -> (u64, u64) {
+    (
+        mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
+        mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
+    )
+}
+
 /// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameFilter {
@@ -51,28 +60,38 @@ impl NameFilter {
         }
     }
 
-    fn positions(&self, name: &str) -> impl Iterator<Item = usize> {
+    fn positions(&self, (h1, h2): (u64, u64)) -> impl Iterator<Item = usize> {
         let m = (self.bits.len() * 8) as u64;
-        let h1 = mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()]));
-        let h2 = mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1;
         (0..u64::from(self.hashes))
             .map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m.max(1)) as usize)
     }
 
     pub fn insert(&mut self, name: &str) {
+        self.insert_hashed(bloom_hashes(name));
+    }
+
+    /// `insert` of a name whose [`bloom_hashes`] are `h` (`NodeId::bloom` holds them).
+    pub fn insert_hashed(&mut self, h: (u64, u64)) {
         if self.bits.is_empty() {
             return;
         }
-        let pos: Vec<usize> = self.positions(name).collect();
-        for p in pos {
+        let m = (self.bits.len() * 8) as u64;
+        let (h1, h2) = h;
+        for i in 0..u64::from(self.hashes) {
+            let p = (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize;
             self.bits[p / 8] |= 1 << (p % 8);
         }
     }
 
     /// Whether `name` may have been inserted (false positives possible, no false negatives).
     pub fn contains(&self, name: &str) -> bool {
+        self.contains_hashed(bloom_hashes(name))
+    }
+
+    /// `contains` of a name whose [`bloom_hashes`] are `h`.
+    pub fn contains_hashed(&self, h: (u64, u64)) -> bool {
         !self.bits.is_empty()
-            && self.positions(name).all(|p| {
+            && self.positions(h).all(|p| {
                 self.bits
                     .get(p / 8)
                     .is_some_and(|b| b & (1 << (p % 8)) != 0)
@@ -261,7 +280,11 @@ pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> 
 
 /// Splits `members` into at most `max_msgs` `Intro` messages within `budget` bytes each;
 /// entries that do not fit are dropped (a later round sends them).
-pub fn pack_intro(members: Vec<IntroEntry>, budget: usize, max_msgs: usize) -> Vec<ShoalMsg> {
+pub fn pack_intro(
+    members: impl IntoIterator<Item = IntroEntry>,
+    budget: usize,
+    max_msgs: usize,
+) -> Vec<ShoalMsg> {
     let mut out = Vec::new();
     let mut cur: Vec<IntroEntry> = Vec::new();
     let mut cur_len = 4;

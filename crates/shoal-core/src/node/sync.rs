@@ -253,16 +253,16 @@ impl Node {
         let parts = self.member_parts();
         let part = self.member_part % parts;
         self.member_part = self.member_part.wrapping_add(1);
-        let names: Vec<&Arc<str>> = self
+        let names: Vec<(u64, u64)> = self
             .truth
             .iter()
             .filter(|(_, m)| m.state.is_active() && (parts == 1 || m.id.shard(parts) == part))
-            .map(|(n, _)| n)
+            .map(|(_, m)| m.id.bloom())
             .collect();
         // part, parts, hash count and length prefix take at most 16 bytes.
         let mut filter = NameFilter::for_names(names.len(), self.shoal_budget() - 16);
-        for n in names {
-            filter.insert(n);
+        for h in names {
+            filter.insert_hashed(h);
         }
         self.stats.member_sync_rounds += 1;
         self.send_shoal(
@@ -290,25 +290,29 @@ impl Node {
             self.stats.dropped_decode += 1;
             return;
         }
-        let mut missing: Vec<IntroEntry> = self
+        // References first: only the members that fit the answer become entries (a joiner
+        // lacks hundreds; at most `INTRO_MSGS_PER_ROUND` datagrams of them are sent).
+        let mut missing: Vec<&crate::identity::NodeId> = self
             .truth
             .iter()
-            .filter(|(n, m)| {
+            .filter(|(_, m)| {
                 m.state.is_active()
                     && m.id.addr() != from
                     && (parts == 1 || m.id.shard(parts) == part)
-                    && !filter.contains(n)
+                    && !filter.contains_hashed(m.id.bloom())
             })
-            .map(|(n, m)| IntroEntry {
-                name: n.clone(),
-                addr: m.id.addr(),
-                generation: m.id.generation(),
-            })
+            .map(|(_, m)| &m.id)
             .collect();
-        if missing.is_empty() {
+        let entry = |id: &crate::identity::NodeId| IntroEntry {
+            name: id.name().clone(),
+            addr: id.addr(),
+            generation: id.generation(),
+        };
+        let Some(first) = missing.first() else {
             return;
-        }
-        let per_msg = (self.shoal_budget() / missing[0].max_encoded_len()).max(1);
+        };
+        let budget = self.shoal_budget();
+        let per_msg = (budget / entry(first).max_encoded_len()).max(1);
         let want = missing.len().div_ceil(per_msg).min(INTRO_MSGS_PER_ROUND) as u32;
         let allowed = self.answers.take(now, want) as usize;
         if allowed == 0 {
@@ -318,7 +322,8 @@ impl Node {
         // More than fits: start at a random place so that repeated rounds cover them all.
         let start = self.rng.random_range(0..missing.len());
         missing.rotate_left(start);
-        for m in pack_intro(missing, self.shoal_budget(), allowed) {
+        let msgs = pack_intro(missing.into_iter().map(entry), budget, allowed);
+        for m in msgs {
             if let ShoalMsg::Intro { members } = &m {
                 self.stats.member_intros_sent += members.len() as u64;
             }
