@@ -110,6 +110,13 @@ pub struct Node {
     reconnecting: bool,
     /// Set when news worth spreading at once arrived (a failure): gossip after this input.
     gossip_now: bool,
+    /// The newest record about us still to refute (its stamp, and whether any said we
+    /// leave), and when the next refutation may go: one per probe period (`node::identity`).
+    refute_pending: Option<((u64, u64), bool)>,
+    /// Peers owed our ring (`State`) that had no key bound yet when it was due: served by
+    /// their first datagram once bound (`node::trust`). Bounded by `MAX_WITHHELD`.
+    catch_up_withheld: std::collections::BTreeSet<SocketAddr>,
+    refute_after: Time,
     /// Announces left to send to random members right after connecting (fast discovery).
     bootstrap_left: u8,
     next_bootstrap: Time,
@@ -132,7 +139,7 @@ pub struct Node {
     /// Discovery announces per destination, and `Want` answers per requester
     /// (`core::addr_budget`): what records name cannot turn us into a reflector or amplifier.
     discover_budget: crate::addr_budget::AddrBudget,
-    /// SWIM identities of bound names that no signed record proves yet (`node_identity`):
+    /// SWIM identities of bound names that no signed record proves yet (`node::identity`):
     /// taken into the truth once their owner's record does.
     unproven: std::collections::BTreeMap<Arc<str>, NodeId>,
     want_budget: crate::addr_budget::AddrBudget,
@@ -392,6 +399,9 @@ impl Node {
             next_rejoin: None,
             reconnecting: false,
             gossip_now: false,
+            refute_pending: None,
+            catch_up_withheld: std::collections::BTreeSet::new(),
+            refute_after: Time::ZERO,
             bootstrap_left: 0,
             next_bootstrap: now,
             bootstrap_gap: Duration::ZERO,
@@ -694,6 +704,7 @@ impl Node {
         if let Some((stamp, leaving)) = self.foca.broadcast_handler_mut().about_us.take() {
             self.refute_record_about_us(now, stamp, leaving);
         }
+        self.flush_refute(now);
         self.lifeguard_exchange(now);
         self.gray_probes(now);
         self.coord_marks(now);

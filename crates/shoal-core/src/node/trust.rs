@@ -22,6 +22,10 @@ use std::time::Duration;
 /// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
 pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
 
+/// Peers remembered at once as owed a ring they had no bound key for
+/// (`Node::catch_up_withheld`).
+const MAX_WITHHELD: usize = 256;
+
 /// Most members (alive, suspect or down until forgotten) a node holds unless the driver says
 /// otherwise (`Node::set_max_members`): past it, an unknown member a datagram names (SWIM
 /// updates, announces, introductions) is refused and counted (`Stats::members_refused`).
@@ -291,6 +295,11 @@ impl Node {
         let Some((from, primary)) = self.trust.take_last_opened() else {
             return;
         };
+        if self.catch_up_withheld.contains(&from) && self.seal_key_of(from).is_some() {
+            self.catch_up_withheld.remove(&from);
+            self.send_catch_up(now, from, CatchUpKind::State);
+            return;
+        }
         if primary {
             // Unsolicited: spaced across all peers (`keyops::HELLO_SPACING`).
             if self.rollouts.catch_up.may_greet(now, from) {
@@ -302,6 +311,17 @@ impl Node {
     }
 
     fn send_catch_up(&mut self, now: Time, to: SocketAddr, kind: CatchUpKind) {
+        // A ring goes only sealed to the peer's own key: while none is bound to the member
+        // at `to` (a member back at a new address or generation, its signed record not in
+        // yet), withhold it without spending the peer's rate-limit slot, so that the next
+        // datagram after the binding serves it (not `STATE_EVERY` later).
+        if kind == CatchUpKind::State && self.seal_key_of(to).is_none() {
+            self.trust.count_key_material_withheld();
+            if self.catch_up_withheld.len() < MAX_WITHHELD {
+                self.catch_up_withheld.insert(to);
+            }
+            return;
+        }
         if self.rollouts.catch_up.may_send(now, to, kind) {
             self.send_catch_up_now(to, kind);
         }
