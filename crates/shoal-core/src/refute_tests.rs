@@ -148,3 +148,64 @@ fn an_unsigned_record_of_an_owner_that_signs_is_refused_even_unbound() {
     push(&mut net, &mut o, 0, &v1);
     assert_eq!(net.nodes[0].record_of("old-agent").unwrap().version, 2);
 }
+
+#[test]
+fn forged_records_about_us_cannot_push_our_generation_past_the_wall_clock_limit() {
+    let mut net = signed(3);
+    let mut o = Outsider::new(Some(1), addr(2), 907);
+    let hour = crate::node::MAX_FUTURE.as_millis() as u64;
+    // A chain of forgeries, each 59 minutes past the generation n1 holds: before, n1 outbid
+    // each one (its limit grew with its own generation), an hour further per datagram, until
+    // peers refused every record it published as far in the future.
+    for _ in 0..4 {
+        let mut f = forged_leave(&net);
+        f.leaving = false;
+        f.generation = net.nodes[1].own_record().generation + 59 * 60 * 1000;
+        push(&mut net, &mut o, 1, &f);
+        net.run_for_ms(500);
+    }
+    let g = net.nodes[1].own_record().generation;
+    assert!(
+        g <= net.now.0 + hour,
+        "n1's generation was pushed {} min past its clock",
+        (g - net.now.0) / 60_000
+    );
+    net.run_for_ms(2_000);
+    // Its peers still take what it publishes.
+    let own = net.nodes[1].own_record().stamp();
+    for i in [0, 2] {
+        let r = net.nodes[i].record_of("n1").unwrap();
+        assert_eq!(r.stamp(), own, "n{i} holds an older record of n1");
+    }
+}
+
+#[test]
+fn a_flood_of_forgeries_about_us_is_refuted_once_per_probe_period() {
+    let mut net = signed(3);
+    let mut o = Outsider::new(Some(1), addr(2), 908);
+    let before = net.nodes[1].stats().records_refuted;
+    // 50 forged leaves, each newer than the last, within one probe period.
+    for k in 0..50u64 {
+        let mut f = forged_leave(&net);
+        f.version = 1 + k;
+        push(&mut net, &mut o, 1, &f);
+    }
+    let refuted = net.nodes[1].stats().records_refuted - before;
+    assert!(
+        refuted <= 1,
+        "{refuted} refutations (signatures) for one burst"
+    );
+    // The newest forgery is still refuted, at the next period.
+    let last = {
+        let mut f = forged_leave(&net);
+        f.version = 50;
+        f
+    };
+    net.run_for_ms(2_000);
+    for i in [0, 1, 2] {
+        let r = net.nodes[i]
+            .record_of("n1")
+            .unwrap_or_else(|| Arc::new(net.nodes[1].own_record().clone()));
+        assert!(!r.leaving && r.stamp() > last.stamp(), "n{i}: {r:?}");
+    }
+}

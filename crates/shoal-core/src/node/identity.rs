@@ -91,7 +91,7 @@ impl Node {
     /// The X25519 key of the member at `dst`, as bound to its name: one lookup in the
     /// truth's index of addresses (a rollout seals to every member: scanning the truth per
     /// destination made it quadratic in the cluster's size).
-    fn seal_key_of(&self, dst: SocketAddr) -> Option<[u8; 32]> {
+    pub(super) fn seal_key_of(&self, dst: SocketAddr) -> Option<[u8; 32]> {
         let m = self.truth.at_addr(dst)?;
         self.store().bindings.get(m.id.name()).map(|k| k.seal)
     }
@@ -172,11 +172,14 @@ impl Node {
             return false;
         }
         self.stats.dropped_unproven_identity += 1;
-        if self.unproven.len() < MAX_UNPROVEN || self.unproven.contains_key(id.name()) {
-            self.unproven.insert(id.name().clone(), id.clone());
-            if **id.name() != *self.cfg.name && self.discover_budget.take(now, id.addr()) {
-                self.send_want(id.addr(), vec![id.name().clone()]);
-            }
+        // Bounded: past `MAX_UNPROVEN` one held claim goes (claims never proven would
+        // otherwise fill the table for good and a real restart would no longer be held).
+        if self.unproven.len() >= MAX_UNPROVEN && !self.unproven.contains_key(id.name()) {
+            self.unproven.pop_first();
+        }
+        self.unproven.insert(id.name().clone(), id.clone());
+        if **id.name() != *self.cfg.name && self.discover_budget.take(now, id.addr()) {
+            self.send_want(id.addr(), vec![id.name().clone()]);
         }
         false
     }
@@ -187,8 +190,35 @@ impl Node {
     /// stamp above it, so that everyone who took it takes ours over it (an agent that had no
     /// key bound to our name yet took an unsigned forgery). Nothing to do when ours is newer
     /// already and the forgery says nothing we did not say.
+    ///
+    /// Refutations are paced, one per probe period (each costs a signature and a gossip
+    /// round): what arrives in between is merged into the next. A stamp past our wall clock
+    /// plus `MAX_FUTURE` is not outbid: adopting it (our generation limit also allows our
+    /// own generation plus `MAX_FUTURE`) would let a key holder push our generation ahead an
+    /// hour per datagram until peers refuse every record we publish.
     pub(super) fn refute_record_about_us(&mut self, now: Time, stamp: (u64, u64), leaving: bool) {
-        if !crate::meta::stamp_acceptable(stamp, self.generation_limit(now)) {
+        self.refute_pending = Some(match self.refute_pending.take() {
+            Some((s, l)) => (s.max(stamp), l || leaving),
+            None => (stamp, leaving),
+        });
+        self.flush_refute(now);
+    }
+
+    /// Refutes the pending record about us, if one is pending and the pace allows.
+    pub(super) fn flush_refute(&mut self, now: Time) {
+        if now < self.refute_after {
+            return;
+        }
+        let Some((stamp, leaving)) = self.refute_pending.take() else {
+            return;
+        };
+        let wall_limit = self
+            .trust
+            .wall_clock(now)
+            .saturating_add(super::MAX_FUTURE.as_millis() as u64);
+        // Refuting takes a generation above the forged one (when its version is the last):
+        // keep that under the limit too.
+        if stamp.0 >= wall_limit || !crate::meta::stamp_acceptable(stamp, wall_limit) {
             return;
         }
         let own = self.own.stamp();
@@ -207,6 +237,7 @@ impl Node {
             }
         }
         self.stats.records_refuted += 1;
+        self.refute_after = now.plus(self.cfg.timings.probe_period);
         self.publish_own();
         // Spread it now, not at the next gossip tick: the forgery is being served.
         self.gossip_now = true;
