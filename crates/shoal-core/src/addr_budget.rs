@@ -26,8 +26,10 @@ pub struct AddrBudget {
 
 impl AddrBudget {
     /// `per_window` datagrams to (or for) one address per `window`, at most `max_addrs`
-    /// addresses tracked at once (past it, while every tracked window is still open, a new
-    /// address gets nothing: the table cannot grow and the node sends less, never more).
+    /// addresses tracked at once (past it, while every tracked window is still open, the
+    /// address whose window opened first is forgotten: the table cannot grow, and a sender
+    /// spoofing many addresses cannot lock real ones out; it buys at most one more datagram
+    /// toward an address for every `max_addrs` addresses it cycles through).
     pub fn new(per_window: u32, window: Duration, max_addrs: usize) -> AddrBudget {
         AddrBudget {
             per_window,
@@ -55,7 +57,14 @@ impl AddrBudget {
         if self.used.len() >= self.max_addrs {
             self.used.retain(|_, (start, _)| open(*start));
             if self.used.len() >= self.max_addrs {
-                return false;
+                let oldest = self
+                    .used
+                    .iter()
+                    .min_by_key(|(_, (start, _))| *start)
+                    .map(|(a, _)| *a);
+                if let Some(oldest) = oldest {
+                    self.used.remove(&oldest);
+                }
             }
         }
         if self.per_window == 0 {
@@ -91,7 +100,11 @@ mod tests {
         assert!(!b.take(t, a(1)), "third in the window");
         assert!(b.take(t, a(2)), "another address has its own budget");
         assert!(b.take(t, a(3)));
-        assert!(!b.take(Time(1_500), a(4)), "table full of open windows");
+        // Full of open windows: the oldest window goes, so a new address is not locked out.
+        assert!(
+            b.take(Time(1_500), a(4)),
+            "a new address despite a full table"
+        );
         assert_eq!(b.len(), 3);
         assert!(b.take(Time(2_000), a(1)), "a new window");
         // Once windows close, their room is reused.

@@ -272,7 +272,9 @@ impl Keyring {
                 self.was_primary.push(*r);
             }
         }
-        self.was_primary.truncate(MAX_KEYS * 2);
+        // Newest last: past the bound, the oldest marks go (the current primary's stays).
+        let excess = self.was_primary.len().saturating_sub(MAX_KEYS * 2);
+        self.was_primary.drain(..excess);
         self
     }
 

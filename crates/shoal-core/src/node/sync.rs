@@ -186,7 +186,6 @@ impl Node {
                 }
             }
         }
-        let _ = now;
     }
 
     pub(super) fn send_want(&mut self, dst: SocketAddr, mut names: Vec<Arc<str>>) {
@@ -355,7 +354,7 @@ impl Node {
             }
             let id = self.shared.id(&e.name, e.addr, e.generation);
             // A bound name's new address or generation needs its signed record: SWIM must
-            // not even hear of an unproven one through us (`node_identity`).
+            // not even hear of an unproven one through us (`node::identity`).
             if !self.identity_proven(&id) {
                 let _ = self.identity_admitted(now, &id);
                 continue;
