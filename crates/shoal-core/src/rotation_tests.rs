@@ -276,3 +276,36 @@ fn a_holder_of_the_old_key_recording_everything_never_learns_the_new_one() {
     }
     assert!(opened > 10, "the old key opened {opened} datagrams");
 }
+
+/// The review's finding: a sealed keyring change carries no freshness, so a key holder who
+/// recorded a bound member's `use` could replay the same sealed message in a new envelope
+/// (spoofing that member's address) and undo a later `use`. A change applied once is
+/// acknowledged again, never re-applied.
+#[test]
+fn a_recorded_change_replayed_is_acknowledged_not_applied_again() {
+    let mut net = signed(2);
+    let op = |id, kind, k: u8| KeyMsg::Op {
+        id,
+        kind,
+        key: *key(k).bytes(),
+    };
+    let install = from_member(&net, 1, 0, &op(40, KeyOpKind::Install, 3), 1);
+    let use3 = from_member(&net, 1, 0, &op(41, KeyOpKind::Use, 3), 2);
+    let use1 = from_member(&net, 1, 0, &op(42, KeyOpKind::Use, 1), 3);
+    send_bare(&mut net, 1, &install, 641);
+    send_bare(&mut net, 1, &use3, 642);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(3));
+    send_bare(&mut net, 3, &use1, 643);
+    assert_eq!(net.nodes[0].keyring().unwrap().primary(), &key(1));
+    // The recorded `use 3`, replayed in a fresh envelope (not a wire replay: a new session).
+    while net.nodes[0].poll_transmit().is_some() {}
+    send_bare(&mut net, 1, &use3, 644);
+    assert_eq!(
+        net.nodes[0].keyring().unwrap().primary(),
+        &key(1),
+        "a replayed change undid a later one"
+    );
+    // It is acknowledged (the sender's resends of a change it made stop), not refused.
+    let acked = std::iter::from_fn(|| net.nodes[0].poll_transmit()).count();
+    assert!(acked >= 1);
+}

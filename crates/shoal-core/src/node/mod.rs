@@ -116,6 +116,9 @@ pub struct Node {
     /// Peers owed our ring (`State`) that had no key bound yet when it was due: served by
     /// their first datagram once bound (`node::trust`). Bounded by `MAX_WITHHELD`.
     catch_up_withheld: std::collections::BTreeSet<SocketAddr>,
+    /// Ids of the keyring changes applied here, newest last (`node::trust`): one seen again
+    /// is acknowledged, not applied again. Bounded by `MAX_OPS_APPLIED`.
+    ops_applied: VecDeque<u64>,
     refute_after: Time,
     /// Announces left to send to random members right after connecting (fast discovery).
     bootstrap_left: u8,
@@ -401,6 +404,7 @@ impl Node {
             gossip_now: false,
             refute_pending: None,
             catch_up_withheld: std::collections::BTreeSet::new(),
+            ops_applied: VecDeque::new(),
             refute_after: Time::ZERO,
             bootstrap_left: 0,
             next_bootstrap: now,

@@ -26,6 +26,9 @@ pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
 /// (`Node::catch_up_withheld`).
 const MAX_WITHHELD: usize = 256;
 
+/// Keyring changes remembered as applied (`Node::ops_applied`).
+const MAX_OPS_APPLIED: usize = 1_024;
+
 /// Most members (alive, suspect or down until forgotten) a node holds unless the driver says
 /// otherwise (`Node::set_max_members`): past it, an unknown member a datagram names (SWIM
 /// updates, announces, introductions) is refused and counted (`Stats::members_refused`).
@@ -237,6 +240,14 @@ impl Node {
         }
         match msg {
             KeyMsg::Op { id, kind, key } => {
+                // A sealed change has no freshness of its own: a key holder who recorded one
+                // could replay it in a new envelope (under a spoofed source address, without
+                // the pair tag) and undo a later step, e.g. an old `use`. A change applied
+                // here once is acknowledged again (the sender's resends), never re-applied.
+                if self.ops_applied.contains(&id) {
+                    self.send_keys(from, &KeyMsg::ack(id, Ok(())));
+                    return;
+                }
                 let key = Key::from_bytes(key);
                 // A change may not take out the key it came sealed with (as for `State`).
                 let sealed_with = self.trust.opened_with();
@@ -247,6 +258,12 @@ impl Node {
                 };
                 if matches!(res, Err(KeyError::Retired(_) | KeyError::SealedWith(_))) {
                     self.trust.count_keyring_refused();
+                }
+                if res.is_ok() {
+                    if self.ops_applied.len() >= MAX_OPS_APPLIED {
+                        self.ops_applied.pop_front();
+                    }
+                    self.ops_applied.push_back(id);
                 }
                 self.send_keys(from, &KeyMsg::ack(id, res));
             }
