@@ -303,11 +303,11 @@ impl Guard {
         }
     }
 
-    /// Holds every member that failed within the window and is still down, but those
-    /// removed on gray evidence: several observers agreed on each with the guard normal
-    /// throughout (`core::gray`), no correlated event; served again now, it would leave the
-    /// view a second time at the thaw (they still count against the limit, and no more are
-    /// removed while the guard is not normal).
+    /// Holds every member that failed within the window and is still down, those removed on
+    /// gray evidence too: a cut makes the far side look gray to several observers at once
+    /// just before the guard trips (`tests/guard/never_down.rs`, split under churn, served a
+    /// live member down when they were left out). A gray host removed within the window is
+    /// served again until the thaw, and leaves the view a second time then.
     pub(super) fn hold_window(&mut self, ctx: &GuardCtx<'_>) {
         for (_, n) in &self.failures {
             if ctx
@@ -315,7 +315,6 @@ impl Guard {
                 .get(n)
                 .map(|m| m.state == TruthState::Down)
                 .unwrap_or(false)
-                && !ctx.gray.is_some_and(|g| g.is_removed(n))
             {
                 self.episode_held.insert(n.clone());
                 if self.held.insert(n.clone()) {
