@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Most names bound at once. Past it, a binding of a name with no record in the store is
 /// forgotten to make room; when every bound name has a record, a new signer is refused.
-pub const MAX_BINDINGS: usize = 65_536;
+pub(crate) const MAX_BINDINGS: usize = 65_536;
 
 /// Why a record from the wire was not taken (its value indexes `MetaStore::take_refused`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

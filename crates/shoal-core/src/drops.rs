@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Entries kept (sender and reason pairs).
-pub const MAX_SENDERS: usize = 64;
+pub(crate) const MAX_SENDERS: usize = 64;
 /// Longest detail kept (a label is at most 255 bytes; shown escaped).
 const MAX_DETAIL: usize = 160;
 
@@ -217,7 +217,7 @@ impl DropTable {
 
 /// What a refused datagram says about itself, for the reasons where it tells the operator
 /// more: the label it carried, its version, the key id it was sealed with.
-pub fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String {
+pub(crate) fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String {
     match reason {
         DropReason::WrongLabel => {
             let len = data.get(4).copied().unwrap_or(0) as usize;

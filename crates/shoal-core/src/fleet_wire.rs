@@ -10,20 +10,20 @@ use thiserror::Error;
 
 // The wire's limits (re-exported by `core::fleet`, which also bounds its tables with them).
 /// Longest event or query name.
-pub const MAX_NAME: usize = 128;
+pub(crate) const MAX_NAME: usize = 128;
 /// Largest payload on the wire (an event's, a query's or an answer's); the configured bounds
 /// (`FleetConfig`) are at most this, so that any message fits one datagram.
-pub const MAX_PAYLOAD: usize = 1024;
+pub(crate) const MAX_PAYLOAD: usize = 1024;
 /// Most events in one `Events` message.
-pub const MAX_EVENTS_PER_MSG: usize = 32;
+pub(crate) const MAX_EVENTS_PER_MSG: usize = 32;
 /// Most ids a `Have` may list.
-pub const MAX_HAVE_IDS: usize = 128;
+pub(crate) const MAX_HAVE_IDS: usize = 128;
 /// Filter entries of a query (nodes, tags).
-pub const MAX_FILTER_ENTRIES: usize = 32;
+pub(crate) const MAX_FILTER_ENTRIES: usize = 32;
 /// Longest query timeout.
-pub const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Queries this node may start: a burst of this many, then one per `fleet::QUERY_REFILL`.
-pub const QUERY_BURST: u32 = 5;
+pub(crate) const QUERY_BURST: u32 = 5;
 
 /// A user event as it travels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,14 +21,14 @@ use thiserror::Error;
 /// Bytes of a key.
 pub const KEY_LEN: usize = 32;
 /// Most keys a ring holds (the primary included): enough for a rotation in flight.
-pub const MAX_KEYS: usize = 8;
+pub(crate) const MAX_KEYS: usize = 8;
 /// Most retired keys remembered that were never this ring's primary (the oldest is forgotten
 /// first): what a key holder installing and removing keys of its own can churn.
-pub const MAX_RETIRED: usize = 64;
+pub(crate) const MAX_RETIRED: usize = 64;
 /// Most retired keys remembered that this ring once sent with (its primary at some point):
 /// a rotation's evicted key. Pushing one off takes this many keys made primary (and so sent
 /// with by every agent) and removed after it, about 15 years of monthly rotations.
-pub const MAX_RETIRED_PRIMARY: usize = 1024;
+pub(crate) const MAX_RETIRED_PRIMARY: usize = 1024;
 
 /// The short public id of a key, carried in every sealed datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

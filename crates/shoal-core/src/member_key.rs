@@ -20,7 +20,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 /// Bytes of secret a member key pair is built from (and kept in the data directory).
 pub const SECRET_LEN: usize = 64;
 /// Bytes [`seal_to`] adds to what it seals: the sender's public key, the nonce, the tag.
-pub const SEAL_OVERHEAD: usize = 32 + 24 + 16;
+pub(crate) const SEAL_OVERHEAD: usize = 32 + 24 + 16;
 const SEAL_CONTEXT: &[u8] = b"shoal member seal v1";
 const PAIR_CONTEXT: &[u8] = b"shoal pair tag v1";
 

@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Limits on metadata, so that one record always fits in one datagram.
-pub const MAX_KEY_LEN: usize = 64;
-pub const MAX_VALUE_LEN: usize = 256;
-pub const MAX_TAGS: usize = 32;
-pub const MAX_SERVICES: usize = 32;
-pub const MAX_SERVICE_TAGS: usize = 16;
+pub(crate) const MAX_KEY_LEN: usize = 64;
+pub(crate) const MAX_VALUE_LEN: usize = 256;
+pub(crate) const MAX_TAGS: usize = 32;
+pub(crate) const MAX_SERVICES: usize = 32;
+pub(crate) const MAX_SERVICE_TAGS: usize = 16;
 /// Longest check output carried in a record (its first line, cut at a character boundary).
-pub const MAX_OUTPUT_LEN: usize = 128;
+pub(crate) const MAX_OUTPUT_LEN: usize = 128;
 /// Largest encoded record (the whole record must fit with a foca header in one datagram).
-pub const MAX_RECORD_BYTES: usize = 1024;
+pub(crate) const MAX_RECORD_BYTES: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Buckets of the sliding window (its resolution is `window / BUCKETS`).
-pub const BUCKETS: usize = 10;
+pub(crate) const BUCKETS: usize = 10;
 /// Most calls of one outcome one report may count (a report is a batch of a few seconds).
 pub const MAX_COUNT: u64 = 1_000_000;
 
@@ -209,7 +209,7 @@ pub struct OutlierTransition {
 /// One instance as the served view offers it, for the cap: its node and whether it is in
 /// the passing view apart from ejection (passing health, or held by the health guard).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Census {
+pub(crate) struct Census {
     pub node: String,
     /// The instance id on `node`.
     pub id: String,
@@ -298,7 +298,7 @@ impl Entry {
 
 /// The outlier ejection state of one node (see the module doc).
 #[derive(Debug)]
-pub struct Outliers {
+pub(crate) struct Outliers {
     cfg: OutlierConfig,
     /// service -> (node, instance id) -> entry.
     services: BTreeMap<String, BTreeMap<Key, Entry>>,
@@ -311,7 +311,7 @@ pub struct Outliers {
 }
 
 impl Outliers {
-    pub fn new(cfg: OutlierConfig) -> Self {
+    pub(crate) fn new(cfg: OutlierConfig) -> Self {
         Outliers {
             cfg,
             services: BTreeMap::new(),
@@ -322,10 +322,6 @@ impl Outliers {
         }
     }
 
-    pub fn config(&self) -> &OutlierConfig {
-        &self.cfg
-    }
-
     fn bucket(&self, now: Time) -> u64 {
         now.0 / self.cfg.bucket_ms()
     }
@@ -333,7 +329,7 @@ impl Outliers {
     /// An app's report of calls to `node`'s instance `id` of `service`. `census`: every
     /// instance of `service` the served view serves now (the caller has checked that this
     /// is one).
-    pub fn report(
+    pub(crate) fn report(
         &mut self,
         now: Time,
         service: &str,
@@ -459,7 +455,7 @@ impl Outliers {
     }
 
     /// Restores instances whose back-off ended and drops entries with nothing to remember.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
         let bucket = self.bucket(now);
         let cfg = &self.cfg;
         for (service, svc) in &mut self.services {
@@ -529,16 +525,16 @@ impl Outliers {
     }
 
     /// A deadline the node must arm a timer for (one earlier than what it holds), once.
-    pub fn take_deadline(&mut self) -> Option<Time> {
+    pub(crate) fn take_deadline(&mut self) -> Option<Time> {
         self.pending.take()
     }
 
-    pub fn take_transitions(&mut self) -> Vec<OutlierTransition> {
+    pub(crate) fn take_transitions(&mut self) -> Vec<OutlierTransition> {
         std::mem::take(&mut self.transitions)
     }
 
     /// Why and until when `node`'s instance `id` of `service` is ejected, if it is.
-    pub fn ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
+    pub(crate) fn ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
         self.services
             .get(service)?
             .get(&(node.to_string(), id.to_string()))?
@@ -547,7 +543,7 @@ impl Outliers {
     }
 
     /// The window and ejection of `node`'s instance `id` of `service`.
-    pub fn status(&self, now: Time, service: &str, node: &str, id: &str) -> OutlierStatus {
+    pub(crate) fn status(&self, now: Time, service: &str, node: &str, id: &str) -> OutlierStatus {
         let key: Key = (node.to_string(), id.to_string());
         let e = self.services.get(service).and_then(|s| s.get(&key));
         OutlierStatus {
@@ -560,7 +556,7 @@ impl Outliers {
     }
 
     /// Instances ejected now, by service.
-    pub fn ejected_counts(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn ejected_counts(&self) -> BTreeMap<String, usize> {
         self.services
             .iter()
             .map(|(s, v)| {
@@ -573,7 +569,7 @@ impl Outliers {
             .collect()
     }
 
-    pub fn counters(&self) -> OutlierCounters {
+    pub(crate) fn counters(&self) -> OutlierCounters {
         self.counters
     }
 }

@@ -11,30 +11,29 @@
 //! (docs/upgrades.md). The records of a `Push` are not length-delimited in that layout, so
 //! their own extension fields travel in the message's `RECORD_EXTS` field.
 
-pub use crate::ext::MsgError;
+pub(crate) use crate::ext::MsgError;
 use crate::ext::{decode_kind, Decoded, Ext, ExtError, Kinds};
 use crate::fields::shoal_msg::RECORD_EXTS;
 use crate::hash::{fnv1a, mix};
-pub use crate::hash::{shard_hash, shard_in, shard_of};
 use crate::meta::MetaRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Names per shard the membership filter aims for: `parts = ceil(active / SHARD_TARGET)`.
-pub const SHARD_TARGET: usize = 800;
+pub(crate) const SHARD_TARGET: usize = 800;
 /// Filter bits per inserted name (with `FILTER_HASHES` hashes: ~0.8% false positives).
-pub const FILTER_BITS_PER_NAME: usize = 10;
+pub(crate) const FILTER_BITS_PER_NAME: usize = 10;
 /// Hash functions of the filter.
-pub const FILTER_HASHES: u8 = 7;
+pub(crate) const FILTER_HASHES: u8 = 7;
 /// Most hash functions a received filter may ask for (bounds the work a peer can cause).
-pub const MAX_FILTER_HASHES: u8 = 16;
+pub(crate) const MAX_FILTER_HASHES: u8 = 16;
 /// Most shards a received filter may claim.
-pub const MAX_PARTS: u32 = 1 << 16;
+pub(crate) const MAX_PARTS: u32 = 1 << 16;
 
 /// The two hashes of `name` a [`NameFilter`] derives its bit positions from (computed once
 /// per identity: `NodeId::bloom`).
-pub fn bloom_hashes(name: &str) -> (u64, u64) {
+pub(crate) fn bloom_hashes(name: &str) -> (u64, u64) {
     (
         mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
         mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
@@ -250,7 +249,7 @@ const PUSH_EXT_OVERHEAD: usize = 8;
 
 /// Splits `records` into `Push` messages whose encoding stays within `budget` bytes.
 /// A record that alone exceeds the budget is skipped (cannot happen with valid metadata).
-pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
+pub(crate) fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
     let mut out = Vec::new();
     let mut cur: Vec<Arc<MetaRecord>> = Vec::new();
     let start = 4 + PUSH_EXT_OVERHEAD;
@@ -280,7 +279,7 @@ pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> 
 
 /// Splits `members` into at most `max_msgs` `Intro` messages within `budget` bytes each;
 /// entries that do not fit are dropped (a later round sends them).
-pub fn pack_intro(
+pub(crate) fn pack_intro(
     members: impl IntoIterator<Item = IntroEntry>,
     budget: usize,
     max_msgs: usize,
@@ -314,6 +313,7 @@ pub fn pack_intro(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::shard_of;
     use crate::meta::NodeMeta;
 
     #[test]

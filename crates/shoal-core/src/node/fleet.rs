@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The event anti-entropy runs every this many `sync_interval`s (lan: 30 s, Serf's push-pull).
-pub const EVENT_SYNC_EVERY: u32 = 3;
+pub(super) const EVENT_SYNC_EVERY: u32 = 3;
 
 /// A user event as the API and the watch stream show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Most reports in one batch (`POST /v1/reports`).
-pub const MAX_REPORTS: usize = 256;
+pub(super) const MAX_REPORTS: usize = 256;
 
 /// Why a batch of reports was refused (nothing of it was counted).
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// How far ahead of our clock a generation (a node's start time) may be. Records and
 /// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
-pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_FUTURE: Duration = Duration::from_secs(3600);
 
 /// Peers remembered at once as owed a ring they had no bound key for
 /// (`Node::catch_up_withheld`).
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
 
 /// A stranger (an address that is not an active member) is answered with at most this many
 /// times the bytes of its datagram.
-pub const AMPLIFICATION: usize = 2;
+pub(crate) const AMPLIFICATION: usize = 2;
 
 /// The sending session: random per start (from the node's seed) and mixed with the
 /// generation, so that a restarted node never reuses a nonce even with the same seed. It is
@@ -489,4 +489,4 @@ pub(super) struct AnswerBudget {
 }
 
 /// What a datagram to a stranger is padded to: its answer may then be a full datagram.
-pub const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);
+pub(super) const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);
