@@ -71,18 +71,22 @@ impl Bindings {
         }
     }
 
+    /// The key bound to `name`, if any.
     pub fn get(&self, name: &str) -> Option<&MemberPub> {
         self.by_name.get(name)
     }
 
+    /// Names bound.
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
 
+    /// Whether no name is bound.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
+    /// Every binding: name and key.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &MemberPub)> {
         self.by_name.iter()
     }

@@ -49,9 +49,13 @@ pub(crate) const MAX_RTT_US: u64 = 10_000_000;
 /// it as is).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coordinate {
+    /// The Euclidean part, in seconds.
     pub vec: [f64; DIMS],
+    /// The coordinate's estimate of its own error.
     pub error: f64,
+    /// The adjustment term (added to every distance).
     pub adjustment: f64,
+    /// The height: the access link's delay, in seconds.
     pub height: f64,
 }
 

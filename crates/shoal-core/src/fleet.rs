@@ -80,6 +80,7 @@ impl Default for FleetConfig {
 }
 
 impl FleetConfig {
+    /// Checks the bounds; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_PAYLOAD).contains(&self.payload_max) {
             return Err(format!("event_payload_max must be 1..={MAX_PAYLOAD} bytes"));
@@ -159,7 +160,9 @@ pub(crate) struct Received {
 /// What this node knows of a query it asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryStatus {
+    /// The query's id.
     pub id: u64,
+    /// The query's name.
     pub name: String,
     /// Members the served view has alive (or suspect) that match the filter.
     pub expected: usize,
@@ -169,12 +172,15 @@ pub struct QueryStatus {
     pub acks: usize,
     /// Answers kept (at most `MAX_ANSWERS`; `answers_dropped` counts the rest).
     pub answers: Vec<QueryAnswer>,
+    /// Answers dropped past `MAX_ANSWERS`.
     pub answers_dropped: usize,
     /// Members that said an answer follows and have not answered yet.
     pub pending: usize,
+    /// How long the query waits for answers (ms).
     pub timeout_ms: u64,
     /// Every expected member answered (or acked without a handler), or the timeout passed.
     pub done: bool,
+    /// The timeout passed before every expected member answered.
     pub timed_out: bool,
 }
 

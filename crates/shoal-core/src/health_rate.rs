@@ -21,7 +21,9 @@ pub(crate) const OUTPUT_GAP: Duration = Duration::from_secs(300);
 /// A service's health as published in the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Published {
+    /// The status.
     pub health: Health,
+    /// The check's output.
     pub output: String,
 }
 

@@ -225,6 +225,7 @@ impl NodeId {
         Self::new("", addr, 0)
     }
 
+    /// The node's name.
     pub fn name(&self) -> &Arc<str> {
         &self.inner.name
     }
@@ -234,6 +235,7 @@ impl NodeId {
         self.inner.addr
     }
 
+    /// The node's generation (start time): a restarted node has a larger one.
     pub fn generation(&self) -> u64 {
         self.inner.generation
     }

@@ -61,12 +61,16 @@ const MAX_ERROR_LEN: usize = 200;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyOpKind {
+    /// Add a key to the ring.
     Install,
+    /// Make a key of the ring the primary one.
     Use,
+    /// Remove a key from the ring.
     Remove,
 }
 
 impl KeyOpKind {
+    /// The change as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyOpKind::Install => "install",
@@ -81,24 +85,40 @@ impl KeyOpKind {
 pub enum KeyMsg {
     /// Apply this change; answer with `Ack { id }`.
     Op {
+        /// The change's id.
         id: u64,
+        /// What to do.
         kind: KeyOpKind,
+        /// The key.
         key: [u8; KEY_LEN],
     },
     /// The change `id` was applied (`error` empty) or refused.
-    Ack { id: u64, error: String },
+    Ack {
+        /// The change.
+        id: u64,
+        /// Why it was refused (empty: applied).
+        error: String,
+    },
     /// "My keyring has seen this many changes": answered with `State` by a peer whose ring
     /// is newer, with `Hello` by one whose ring is older.
-    Hello { generation: u64 },
+    Hello {
+        /// Changes the sender's ring has seen.
+        generation: u64,
+    },
     /// A whole keyring (primary first) and its generation, for a peer with an older one.
     State {
+        /// Changes the ring has seen.
         generation: u64,
+        /// The keys, primary first.
         keys: Vec<[u8; KEY_LEN]>,
     },
     /// An `Op` or a `State` sealed to the recipient's own X25519 key
     /// (`member_key::seal_to`; sent only to a member whose record carries one, so never to
     /// a v0.1.0 agent).
-    Sealed { sealed: Vec<u8> },
+    Sealed {
+        /// The sealed message.
+        sealed: Vec<u8>,
+    },
 }
 
 impl Kinds for KeyMsg {
@@ -107,6 +127,7 @@ impl Kinds for KeyMsg {
 }
 
 impl KeyMsg {
+    /// The message's bytes.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
@@ -145,7 +166,7 @@ impl KeyMsg {
         (ring.keys().len() == keys.len()).then(|| ring.with_generation(*generation))
     }
 
-    pub fn ack(id: u64, res: Result<(), KeyError>) -> KeyMsg {
+    pub(crate) fn ack(id: u64, res: Result<(), KeyError>) -> KeyMsg {
         let mut error = res.err().map(|e| e.to_string()).unwrap_or_default();
         error.truncate(MAX_ERROR_LEN);
         KeyMsg::Ack { id, error }
@@ -156,8 +177,11 @@ impl KeyMsg {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "error")]
 pub enum Confirm {
+    /// No answer yet.
     Pending,
+    /// Applied.
     Confirmed,
+    /// Refused, and why.
     Refused(String),
 }
 

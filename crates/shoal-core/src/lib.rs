@@ -4,7 +4,7 @@
 //! file: time, randomness and I/O come in from the driver.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod addr_budget;
 mod baseline;

@@ -42,6 +42,7 @@ pub(crate) fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaRecord {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The owner's name.
     pub name: Arc<str>,
     /// The owner's advertised address: lets a node that missed the owner's join find it.
     pub addr: SocketAddr,

@@ -63,6 +63,7 @@ impl Default for OutlierConfig {
 }
 
 impl OutlierConfig {
+    /// Checks the bounds; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.window < Duration::from_millis(100) || self.window > Duration::from_secs(3600) {
             return Err("outlier.window must be between 100ms and 1h".into());
@@ -121,20 +122,25 @@ impl OutlierConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcomes {
     #[serde(default)]
+    /// Calls that succeeded.
     pub success: u64,
     #[serde(default)]
+    /// Calls that failed.
     pub error: u64,
     #[serde(default)]
+    /// Calls that timed out.
     pub timeout: u64,
 }
 
 impl Outcomes {
+    /// Every call.
     pub fn total(&self) -> u64 {
         self.success
             .saturating_add(self.error)
             .saturating_add(self.timeout)
     }
 
+    /// Errors and timeouts.
     pub fn failures(&self) -> u64 {
         self.error.saturating_add(self.timeout)
     }
@@ -157,6 +163,7 @@ impl Outcomes {
 /// Why and until when an instance is ejected (the `ejected` field of an instance).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ejection {
+    /// Why, in words.
     pub reason: String,
     /// Agent-clock ms when the ejection started (`since` beside it: wall clock).
     pub since_ms: u64,
@@ -179,6 +186,7 @@ pub enum OutlierAction {
 }
 
 impl OutlierAction {
+    /// The action as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             OutlierAction::Ejected => "ejected",
@@ -191,11 +199,14 @@ impl OutlierAction {
 /// One ejection, restoration or cap of an instance (logged, evented, sent to the alert hook).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierTransition {
+    /// The service.
     pub service: String,
+    /// The instance's node.
     pub node: String,
     /// The instance id on `node` (the service's name unless it was given one).
     #[serde(default)]
     pub id: String,
+    /// Ejected or restored.
     pub action: OutlierAction,
     /// In words: the figures behind it.
     pub reason: String,
@@ -228,7 +239,9 @@ type Key = (String, String);
 /// An instance's window and ejection, as `POST /v1/reports` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierStatus {
+    /// The service.
     pub service: String,
+    /// The instance's node.
     pub node: String,
     /// The instance id on `node`.
     #[serde(default)]
@@ -236,15 +249,20 @@ pub struct OutlierStatus {
     /// The outcomes counted in the window now.
     pub window: Outcomes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its ejection, while it lasts.
     pub ejected: Option<Ejection>,
 }
 
 /// Counters for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierCounters {
+    /// Instances ejected.
     pub ejections: u64,
+    /// Instances restored.
     pub restorations: u64,
+    /// Ejections refused by `max_ejection_ratio`.
     pub capped: u64,
+    /// Reports received.
     pub reports: u64,
 }
 

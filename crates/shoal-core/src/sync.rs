@@ -111,8 +111,11 @@ impl NameFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntroEntry {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The member's name.
     pub name: Arc<str>,
+    /// Its address.
     pub addr: SocketAddr,
+    /// Its generation.
     pub generation: u64,
 }
 
@@ -127,8 +130,11 @@ impl IntroEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The record's owner.
     pub name: Arc<str>,
+    /// Its generation.
     pub generation: u64,
+    /// Its version.
     pub version: u64,
 }
 
@@ -140,6 +146,7 @@ impl DigestEntry {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Shoal's own messages beside SWIM.
 pub enum ShoalMsg {
     /// "Here is the fingerprint of all the records I hold and a slice of them": when the
     /// fingerprints differ, the receiver pushes what it has newer, asks for what it lacks, and
@@ -147,37 +154,58 @@ pub enum ShoalMsg {
     /// an empty slice and `replies = 2`: one tiny datagram when both sides agree, three when
     /// they do not.
     Digest {
+        /// Fingerprint of every record the sender holds.
         fingerprint: u64,
+        /// How many records it holds.
         count: u32,
+        /// A slice of them.
         entries: Vec<DigestEntry>,
+        /// Digests still wanted in answer.
         replies: u8,
     },
     /// Records, newest known versions.
-    Push { records: Vec<Arc<MetaRecord>> },
+    Push {
+        /// The records.
+        records: Vec<Arc<MetaRecord>>,
+    },
     /// "Send me the records of these nodes." Answered with at most one datagram of records
     /// (what did not fit is asked again at the next digest round), a few times a second per
     /// requester (`node::WANT_ANSWERS_PER_SEC`).
     Want {
         #[serde(deserialize_with = "crate::intern::de_names")]
+        /// The names.
         names: Vec<Arc<str>>,
     },
     /// Membership anti-entropy: "these are the members I know as active whose names fall in
     /// shard `part` of `parts`" (myself included). The receiver answers with `Intro` for the
     /// active members of that shard the filter lacks.
     Members {
+        /// The shard.
         part: u32,
+        /// Shards in all.
         parts: u32,
+        /// The names the sender knows in that shard.
         filter: NameFilter,
     },
     /// Members the sender knows as active, for the receiver to add to SWIM.
-    Intro { members: Vec<IntroEntry> },
+    Intro {
+        /// The members.
+        members: Vec<IntroEntry>,
+    },
     /// A reach check (see `core::reach`): "answer with this nonce".
-    Ping { nonce: u64 },
+    Ping {
+        /// The nonce to echo.
+        nonce: u64,
+    },
     /// The answer to a `Ping`, the same size.
-    Pong { nonce: u64 },
+    Pong {
+        /// The nonce echoed.
+        nonce: u64,
+    },
     /// Reach reports (see `core::gray`): observers that cannot reach a member. Added in the
     /// gray-failure release; an older agent drops the datagram as undecodable (counted).
     Reach {
+        /// The reports.
         reports: Vec<crate::gray::ReachReport>,
     },
     /// User events, their anti-entropy, queries and answers (`core::fleet`). Added in the
@@ -215,6 +243,7 @@ impl ShoalMsg {
         out
     }
 
+    /// Decodes a message (a later kind is `MsgError::Later`).
     pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
         let (mut msg, ext) = match decode_kind::<ShoalMsg>(data)? {
             Decoded::Known(msg, ext) => (msg, ext),

@@ -30,7 +30,9 @@ pub(crate) const ENVELOPE_VERSIONS: RangeInclusive<u8> = WIRE_VERSION..=WIRE_VER
 /// whose range overlaps its own (it reads and keeps writing what `min` reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProtocolRange {
+    /// Lowest protocol version spoken.
     pub min: u16,
+    /// Highest protocol version spoken.
     pub max: u16,
 }
 
@@ -40,7 +42,7 @@ impl ProtocolRange {
         self.min <= other.max && other.min <= self.max
     }
 
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         1 <= self.min && self.min <= self.max
     }
 }

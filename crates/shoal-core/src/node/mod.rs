@@ -644,6 +644,8 @@ impl Node {
 
     // ----- outputs ------------------------------------------------------------------------
 
+    /// The next datagram to send, if any.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.out.transmits.pop_front();
         if t.is_none() && self.out.transmits.capacity() > 64 {
@@ -664,6 +666,7 @@ impl Node {
 
     /// The earliest deadline of the node's timers: call `handle_timeout` then. Never
     /// earlier than the last input's time (a job due already is due now).
+    #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Time> {
         self.arm_timers();
         let named = self.named.next().map(|(t, _)| t);
@@ -693,6 +696,8 @@ impl Node {
         }
     }
 
+    /// The next event, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let e = self.events.pop_front();
         if e.is_none() && self.events.capacity() > 64 {

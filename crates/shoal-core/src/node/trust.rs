@@ -59,10 +59,13 @@ pub(super) fn session_seed(seed: u64, generation: u64) -> u64 {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a keyring command was refused.
 pub enum KeysError {
     #[error("this agent runs without encryption (--insecure): there is no keyring to change")]
+    /// The node runs without a key (`--insecure`).
     Insecure,
     #[error(transparent)]
+    /// The key change itself was refused.
     Key(#[from] KeyError),
 }
 
@@ -90,14 +93,17 @@ impl Node {
         self.trust.is_insecure()
     }
 
+    /// The plaintext policy.
     pub fn plaintext_mode(&self) -> Plaintext {
         self.trust.config().plaintext
     }
 
+    /// The keyring (none when insecure).
     pub fn keyring(&self) -> Option<&Keyring> {
         self.trust.keyring()
     }
 
+    /// Trust counters.
     pub fn trust_stats(&self) -> TrustStats {
         self.trust.stats(self.now)
     }
@@ -111,6 +117,7 @@ impl Node {
 
     /// The last peer whose datagram was accepted although its clock is off, once (for the
     /// driver's rate-limited warning).
+    #[must_use]
     pub fn take_last_skewed(&mut self) -> Option<(SocketAddr, i64)> {
         self.trust.take_last_skewed()
     }
@@ -122,6 +129,7 @@ impl Node {
     }
 
     /// The keyring after a change (once per change), for the driver to persist.
+    #[must_use]
     pub fn take_keyring_change(&mut self) -> Option<Keyring> {
         self.trust.take_keyring_change()
     }
@@ -161,6 +169,7 @@ impl Node {
         }
     }
 
+    /// The rollout of keyring change `id`, while it is known.
     pub fn keys_rollout(&self, id: u64) -> Option<&Rollout> {
         self.rollouts.get(id)
     }
