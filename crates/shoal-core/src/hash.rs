@@ -31,6 +31,15 @@ pub(crate) fn mix(mut h: u64) -> u64 {
     h
 }
 
+/// The two hashes of `name` a `sync::NameFilter` derives its bit positions from (computed once
+/// per identity: `NodeId::bloom`).
+pub(crate) fn bloom_hashes(name: &str) -> (u64, u64) {
+    (
+        mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
+        mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
+    )
+}
+
 #[cfg(test)]
 /// The shard (of `parts`) a member name belongs to; stable across builds and platforms.
 pub(crate) fn shard_of(name: &str, parts: u32) -> u32 {

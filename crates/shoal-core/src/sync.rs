@@ -14,7 +14,7 @@
 pub(crate) use crate::ext::MsgError;
 use crate::ext::{decode_kind, Decoded, Ext, ExtError, Kinds};
 use crate::fields::shoal_msg::RECORD_EXTS;
-use crate::hash::{fnv1a, mix};
+use crate::hash::bloom_hashes;
 use crate::meta::MetaRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -30,15 +30,6 @@ pub(crate) const FILTER_HASHES: u8 = 7;
 pub(crate) const MAX_FILTER_HASHES: u8 = 16;
 /// Most shards a received filter may claim.
 pub(crate) const MAX_PARTS: u32 = 1 << 16;
-
-/// The two hashes of `name` a [`NameFilter`] derives its bit positions from (computed once
-/// per identity: `NodeId::bloom`).
-pub(crate) fn bloom_hashes(name: &str) -> (u64, u64) {
-    (
-        mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
-        mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
-    )
-}
 
 /// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
