@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the datagram path and of what the API serves.
 //!
-//! - `decode`: the envelope check of a plaintext datagram (`wire::open`) and the opening of
+//! - `decode`: the envelope check of a plaintext datagram (`open_datagram`) and the opening of
 //!   a sealed one (`Trust::open`: envelope, XChaCha20-Poly1305, replay check);
 //! - `encode`: sealing a datagram for a peer (`Trust::seal`);
 //! - `receive/{plain,sealed}/{1000,10000}`: the core's whole receive of one datagram by a
@@ -16,10 +16,10 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use shoal::api::types::{MembersResponse, Snapshot, WatchLine};
-use shoal_core::hash::HashSeed;
-use shoal_core::keyring::{Key, Keyring, KEY_LEN};
-use shoal_core::trust::{Trust, TrustConfig};
-use shoal_core::{wire, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
+use shoal_core::HashSeed;
+use shoal_core::{open_datagram, MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
+use shoal_core::{Key, Keyring, KEY_LEN};
+use shoal_core::{Trust, TrustConfig};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -198,7 +198,7 @@ fn bench_codec(c: &mut Criterion) {
         let mut k = 0;
         bch.iter(|| {
             k = (k + 1) % plain.len();
-            wire::open(&plain[k], "").map(|(kind, body)| (kind, body.len()))
+            open_datagram(&plain[k], "").map(|(kind, body)| (kind, body.len()))
         })
     });
     let now = Time(5_000);

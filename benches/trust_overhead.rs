@@ -19,9 +19,9 @@
 //! only this part.
 
 use criterion::Criterion;
-use shoal_core::keyring::{Key, Keyring, KEY_LEN};
-use shoal_core::member_key::{MemberKeys, SECRET_LEN};
-use shoal_core::trust::TrustConfig;
+use shoal_core::TrustConfig;
+use shoal_core::{Key, Keyring, KEY_LEN};
+use shoal_core::{MemberKeys, SECRET_LEN};
 use shoal_core::{MetaRecord, Node, NodeConfig, NodeId, NodeMeta, Profile, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -195,9 +195,9 @@ fn run(n: usize, secs: u64, mode: Mode) -> Run {
 
 /// The time of each member-key operation, with criterion.
 fn member_key_benches(c: &mut Criterion) {
-    use shoal_core::keyops::KeyMsg;
-    use shoal_core::member_key::{open_sealed, seal_to};
-    use shoal_core::record_sig::record_signer;
+    use shoal_core::record_signer;
+    use shoal_core::KeyMsg;
+    use shoal_core::{open_sealed, seal_to};
     let keys = MemberKeys::from_secret(&[1; SECRET_LEN]);
     let other = MemberKeys::from_secret(&[2; SECRET_LEN]);
     // A typical record: a few tags, two services.
@@ -241,7 +241,7 @@ fn member_key_benches(c: &mut Criterion) {
     c.bench_function("member_key/verify_record", |b| {
         b.iter(|| black_box(record_signer(black_box(&rec))))
     });
-    let mut bindings = shoal_core::bindings::Bindings::default();
+    let mut bindings = shoal_core::Bindings::default();
     c.bench_function("member_key/admit_record", |b| {
         b.iter(|| black_box(bindings.admit(black_box(&rec), |_| true)))
     });
@@ -340,7 +340,7 @@ fn rollout_ms(m: usize, runs: usize) -> f64 {
             let t = std::time::Instant::now();
             let key = Key::from_bytes([50 + r as u8; KEY_LEN]);
             let id = node
-                .keys_change(Time(1000), shoal_core::keyops::KeyOpKind::Install, key)
+                .keys_change(Time(1000), shoal_core::KeyOpKind::Install, key)
                 .expect("install");
             let mut sent = 0;
             while node.poll_transmit().is_some() {

@@ -262,7 +262,7 @@ async fn execute(
             }
         }
         ClientCommand::Keys { action } => {
-            use shoal_core::keyops::KeyOpKind;
+            use shoal_core::KeyOpKind;
             let (op, key) = match action {
                 None | Some(KeysAction::List) => {
                     let r = client.keys().await?;

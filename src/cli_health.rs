@@ -173,7 +173,7 @@ pub(super) async fn checks(
             c.kind.clone(),
             c.target.clone(),
             c.status.to_string(),
-            shoal_core::meta::output_line(&c.output),
+            shoal_core::output_line(&c.output),
         ]);
     }
     table(out, &rows)?;

@@ -126,7 +126,7 @@ pub(super) fn keys_table(
             k.retired.join(", ")
         )?;
     }
-    if k.plaintext != shoal_core::trust::Plaintext::Refuse {
+    if k.plaintext != shoal_core::Plaintext::Refuse {
         writeln!(
             out,
             "plaintext: {:?} (transition to encryption in progress)",
@@ -374,8 +374,8 @@ fn recent_drops_text(s: &StatsView) -> String {
 
 /// This agent's protocol range and the cluster's members by range (docs/upgrades.md):
 /// `1..2 (members: 1 x2, 1..2 x3)`, with the messages of a later release it ignored.
-fn protocol_text(own: Option<shoal_core::wire::ProtocolRange>, s: &StatsView) -> String {
-    let own = own.unwrap_or(shoal_core::wire::PROTOCOL);
+fn protocol_text(own: Option<shoal_core::ProtocolRange>, s: &StatsView) -> String {
+    let own = own.unwrap_or(shoal_core::PROTOCOL);
     let members: Vec<String> = s
         .protocols
         .iter()
@@ -386,7 +386,7 @@ fn protocol_text(own: Option<shoal_core::wire::ProtocolRange>, s: &StatsView) ->
         .protocols
         .iter()
         .filter(|(p, _)| {
-            p.parse::<shoal_core::wire::ProtocolRange>()
+            p.parse::<shoal_core::ProtocolRange>()
                 .is_ok_and(|p| !p.overlaps(&own))
         })
         .map(|(_, n)| n)
@@ -449,7 +449,7 @@ pub(super) fn info_table(out: &mut (dyn Write + Send), r: &SelfResponse) -> std:
             "encryption:".into(),
             if s.trust.encrypted {
                 match s.trust.plaintext {
-                    shoal_core::trust::Plaintext::Refuse => "on".to_string(),
+                    shoal_core::Plaintext::Refuse => "on".to_string(),
                     p => format!("on, plaintext {p:?} (transition)"),
                 }
             } else {

@@ -8,10 +8,10 @@
 //! means a bug in what it drives. Must not be used by the agent.
 
 use crate::agent::shared::AgentShared;
-use shoal_core::keyring::{Key, Keyring, KEY_LEN};
-use shoal_core::trust::{Trust, TrustConfig};
-use shoal_core::wire::{self, Kind};
+use shoal_core::{write_header, DatagramKind as Kind, MAX_DATAGRAM};
+use shoal_core::{Key, Keyring, KEY_LEN};
 use shoal_core::{Node, NodeConfig, NodeMeta, Profile, Time};
+use shoal_core::{Trust, TrustConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ fn key() -> Key {
 }
 
 /// The member keys of the fuzzed node (`me`) and of the peer it has bound (`peer`).
-fn member_keys(who: u8) -> shoal_core::member_key::MemberKeys {
-    shoal_core::member_key::MemberKeys::from_secret(&[who; shoal_core::member_key::SECRET_LEN])
+fn member_keys(who: u8) -> shoal_core::MemberKeys {
+    shoal_core::MemberKeys::from_secret(&[who; shoal_core::SECRET_LEN])
 }
 
 fn trust() -> TrustConfig {
@@ -110,10 +110,10 @@ pub fn datagram(data: &[u8]) {
     let mut sender = Trust::new(
         cfg,
         u64::from(mode),
-        shoal_core::hash::HashSeed::of_node(u64::from(mode)),
+        shoal_core::HashSeed::of_node(u64::from(mode)),
     );
     let mut plain = Vec::new();
-    wire::write_header(&mut plain, "fuzz", kind);
+    write_header(&mut plain, "fuzz", kind);
     plain.extend_from_slice(rest);
     let pair = if mode & 0x40 != 0 {
         // The bound peer joins from `from`, so the target checks its pair tag.
@@ -123,8 +123,7 @@ pub fn datagram(data: &[u8]) {
             n.handle_datagram(Time(0), from, &t.data);
         }
         drain(&mut n);
-        shoal_core::member_key::pair_keys(&member_keys(2), &member_keys(1).public().seal)
-            .map(|(ours, _)| ours)
+        shoal_core::pair_keys(&member_keys(2), &member_keys(1).public().seal).map(|(ours, _)| ours)
     } else {
         None
     };
@@ -140,10 +139,7 @@ pub fn datagram(data: &[u8]) {
 fn drain(n: &mut Node) {
     let mut out = 0;
     while let Some(t) = n.poll_transmit() {
-        assert!(
-            t.data.len() <= wire::MAX_DATAGRAM,
-            "oversized datagram sent"
-        );
+        assert!(t.data.len() <= MAX_DATAGRAM, "oversized datagram sent");
         out += t.data.len();
     }
     let _ = out;
@@ -223,7 +219,7 @@ pub fn api_request(data: &[u8]) {
 
 /// Valid inputs the fuzzers start from (and the bounded runs mutate).
 pub fn datagram_seeds() -> Vec<Vec<u8>> {
-    use shoal_core::sync::{DigestEntry, ShoalMsg};
+    use shoal_core::{DigestEntry, ShoalMsg};
     let mut v = Vec::new();
     let want = ShoalMsg::Want {
         names: vec![Arc::from("target"), Arc::from("peer")],
@@ -238,7 +234,7 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
         }],
         replies: 1,
     };
-    use shoal_core::fleet::{FleetMsg, Query, QueryFilter, UserEvent};
+    use shoal_core::{FleetMsg, Query, QueryFilter, UserEvent};
     let event = UserEvent {
         id: 5,
         ltime: 3,
@@ -306,7 +302,7 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
     v.push(vec![3u8, 0, 1, 2, 3]);
     // Keyrings a peer sends: a checked step, a jump to the last generation, a retired key put
     // back; and a hello sealed with the retired key.
-    use shoal_core::keyops::KeyMsg;
+    use shoal_core::KeyMsg;
     let other = Key::from_bytes([0x43; KEY_LEN]);
     for (generation, keys) in [
         (1, vec![key(), other.clone()]),
@@ -333,9 +329,9 @@ pub fn datagram_seeds() -> Vec<Vec<u8>> {
     let mut d = vec![2u8];
     d.extend_from_slice(&push.encode());
     v.push(d);
-    let state = shoal_core::keyops::KeyMsg::state(&Keyring::new(key()));
-    let sealed = shoal_core::keyops::KeyMsg::Sealed {
-        sealed: shoal_core::member_key::seal_to(
+    let state = shoal_core::KeyMsg::state(&Keyring::new(key()));
+    let sealed = shoal_core::KeyMsg::Sealed {
+        sealed: shoal_core::seal_to(
             &member_keys(2),
             &member_keys(1).public().seal,
             [9; 24],

@@ -8,13 +8,13 @@ mod common;
 
 use common::{Cluster, Events};
 use shoal::agent::datadir::process_key;
-use shoal_core::keyring::{Key, Keyring};
-use shoal_core::member_key::{MemberKeys, SECRET_LEN};
-use shoal_core::restart::{RestartIntent, MAX_GRACE};
-use shoal_core::sync::ShoalMsg;
-use shoal_core::trust::{Trust, TrustConfig};
-use shoal_core::wire::{self, Kind};
+use shoal_core::ShoalMsg;
+use shoal_core::{write_header, DatagramKind as Kind};
+use shoal_core::{Key, Keyring};
+use shoal_core::{MemberKeys, SECRET_LEN};
 use shoal_core::{MetaRecord, NodeId, ServedStatus, Time};
+use shoal_core::{RestartIntent, MAX_GRACE};
+use shoal_core::{Trust, TrustConfig};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,7 +45,7 @@ impl KeyHolder {
                     ..TrustConfig::default()
                 },
                 0x5151_2222,
-                shoal_core::hash::HashSeed::of_node(0x5151_2222),
+                shoal_core::HashSeed::of_node(0x5151_2222),
             ),
             sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
             keys: MemberKeys::from_secret(&[0x77; SECRET_LEN]),
@@ -61,7 +61,7 @@ impl KeyHolder {
 
     fn send(&mut self, to: SocketAddr, kind: Kind, body: &[u8]) {
         let mut plain = Vec::new();
-        wire::write_header(&mut plain, "", kind);
+        write_header(&mut plain, "", kind);
         plain.extend_from_slice(body);
         let d = self.trust.seal(Time::ZERO, to, plain, 0);
         self.sock.send_to(&d, to).unwrap();
@@ -87,8 +87,8 @@ impl KeyHolder {
                 let mut r = victim.clone();
                 r.generation = unix_ms() + 50 * 60 * 1000;
                 r.version = 1;
-                r.ext.remove(shoal_core::fields::record::SIGNATURE.number);
-                r.ext.remove(shoal_core::fields::record::MEMBER_KEY.number);
+                r.ext.remove(shoal_core::record_fields::SIGNATURE.number);
+                r.ext.remove(shoal_core::record_fields::MEMBER_KEY.number);
                 if restart {
                     r.set_restart(Some(RestartIntent::new(MAX_GRACE)));
                 } else {
@@ -185,7 +185,7 @@ async fn a_key_holder_cannot_move_a_bound_members_address() {
     // introduced (Intro) to both observers.
     let claim = NodeId::new("n1", at, victim.generation + 1_000);
     let intro = ShoalMsg::Intro {
-        members: vec![shoal_core::sync::IntroEntry {
+        members: vec![shoal_core::IntroEntry {
             name: Arc::from("n1"),
             addr: at,
             generation: victim.generation + 1_000,

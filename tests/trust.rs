@@ -11,7 +11,7 @@ use shoal::agent::{Agent, AgentShared};
 use shoal::api::{self, ApiOptions};
 use shoal::client::Client;
 use shoal::config::{AgentArgs, Config};
-use shoal_core::keyops::KeyOpKind;
+use shoal_core::KeyOpKind;
 use shoal_core::{Event, EventKind, Profile, ServedStatus};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -119,7 +119,7 @@ async fn an_agent_with_the_wrong_key_never_joins() {
 }
 
 /// `n` agents with the key `key`, each joining the first.
-async fn start_cluster(n: usize, dir: &Path, key: &shoal_core::keyring::Key) -> Vec<Agent> {
+async fn start_cluster(n: usize, dir: &Path, key: &shoal_core::Key) -> Vec<Agent> {
     let mut agents = Vec::new();
     for i in 0..n {
         let seed = agents.first().map(|a: &Agent| a.local_addr());
@@ -657,11 +657,11 @@ async fn shoal_keys(sock: &Path, args: &[&str], stdin: &str) -> (i32, String) {
 
 /// One `Hello` sealed with `key` to `to`, as a holder of that key sends it: the datagrams
 /// that come back within a second.
-async fn hello_sealed_with(key: &shoal_core::keyring::Key, to: SocketAddr) -> Vec<Vec<u8>> {
-    use shoal_core::keyops::KeyMsg;
-    use shoal_core::keyring::Keyring;
-    use shoal_core::trust::{Trust, TrustConfig};
-    use shoal_core::wire::{self, Kind};
+async fn hello_sealed_with(key: &shoal_core::Key, to: SocketAddr) -> Vec<Vec<u8>> {
+    use shoal_core::KeyMsg;
+    use shoal_core::Keyring;
+    use shoal_core::{write_header, DatagramKind as Kind};
+    use shoal_core::{Trust, TrustConfig};
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -673,10 +673,10 @@ async fn hello_sealed_with(key: &shoal_core::keyring::Key, to: SocketAddr) -> Ve
             ..TrustConfig::default()
         },
         0x0123_4567_89AB_CDEF,
-        shoal_core::hash::HashSeed::of_node(0x0123_4567_89AB_CDEF),
+        shoal_core::HashSeed::of_node(0x0123_4567_89AB_CDEF),
     );
     let mut plain = Vec::new();
-    wire::write_header(&mut plain, "", Kind::Keys);
+    write_header(&mut plain, "", Kind::Keys);
     plain.extend_from_slice(&KeyMsg::Hello { generation: 0 }.encode());
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let d = t.seal(shoal_core::Time::ZERO, to, plain, 0);
@@ -720,7 +720,7 @@ async fn a_removed_key_does_not_come_back_when_an_agent_restarts_with_it() {
         .await
         .unwrap();
     let new_text = String::from_utf8(keygen.stdout).unwrap();
-    let new = shoal_core::keyring::Key::parse(&new_text).unwrap();
+    let new = shoal_core::Key::parse(&new_text).unwrap();
     let new_file = dir.path().join("new.key");
     let old_file = dir.path().join("old.key");
     std::fs::write(&new_file, &new_text).unwrap();

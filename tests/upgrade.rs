@@ -14,8 +14,8 @@
 
 use shoal::api::types::WatchLine;
 use shoal::client::Client;
-use shoal_core::wire::{ProtocolRange, PROTOCOL, PROTOCOL_V1};
 use shoal_core::{EventKind, MemberView, ServedStatus};
+use shoal_core::{ProtocolRange, PROTOCOL, PROTOCOL_V1};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

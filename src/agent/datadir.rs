@@ -9,7 +9,7 @@
 //! functions. Must not decide which key is primary (the core's keyring does) nor hold any
 //! key in a log.
 
-use shoal_core::keyring::{Key, Keyring};
+use shoal_core::{Key, Keyring};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -67,7 +67,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Dat
 
 /// A new random key, from the operating system's generator (`shoal keygen`).
 pub fn generate_key() -> Result<Key, io::Error> {
-    let mut bytes = [0u8; shoal_core::keyring::KEY_LEN];
+    let mut bytes = [0u8; shoal_core::KEY_LEN];
     getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(Key::from_bytes(bytes))
 }
@@ -84,7 +84,7 @@ pub fn process_key() -> String {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or(0);
-            let mut b = [0u8; shoal_core::keyring::KEY_LEN];
+            let mut b = [0u8; shoal_core::KEY_LEN];
             b[..16].copy_from_slice(&t.to_le_bytes());
             b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
             Key::from_bytes(b).to_base64()
@@ -324,7 +324,7 @@ fn parse_key_file(path: &Path) -> Result<Key, DataDirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_core::keyring::KEY_LEN;
+    use shoal_core::KEY_LEN;
 
     #[test]
     fn directory_private_locked_and_cleaned() {

@@ -7,8 +7,8 @@
 //! input changed the drop counters. It decides nothing about the datagrams (the core refused
 //! and counted them) and never logs per packet. Its own table is bounded (`MAX_TRACKED`).
 
-use shoal_core::drops::DropTable;
 use shoal_core::DropReason;
+use shoal_core::DropTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 use crate::agent::datadir::{write_private, DataDirError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use shoal_core::member_key::{MemberKeys, MemberPub, SECRET_LEN};
+use shoal_core::{MemberKeys, MemberPub, SECRET_LEN};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -121,7 +121,7 @@ fn parse_line(line: &str) -> Option<(Arc<str>, MemberPub)> {
     let name = parts.next()?;
     let sign = key32(parts.next()?)?;
     let seal = key32(parts.next()?)?;
-    if parts.next().is_some() || shoal_core::identity::validate_name(name).is_err() {
+    if parts.next().is_some() || shoal_core::validate_name(name).is_err() {
         return None;
     }
     Some((Arc::from(name), MemberPub { sign, seal }))

@@ -14,7 +14,7 @@ use crate::agent::checks::CheckSpec;
 use crate::agent::shared::AgentShared;
 use crate::agent::snapshot::{write_atomic, SnapshotFileError};
 use serde::{Deserialize, Serialize};
-use shoal_core::registrations::merge_meta;
+use shoal_core::merge_meta;
 use shoal_core::NodeMeta;
 use std::collections::BTreeMap;
 use std::io;

@@ -7,4 +7,4 @@
 //! particular whatever was set or deleted through the API) stays as it is. The rule itself is
 //! the core's (`shoal_core::registrations`), shared with a restart and with the simulator.
 
-pub use shoal_core::registrations::{merge_map, merge_meta};
+pub use shoal_core::{merge_map, merge_meta};

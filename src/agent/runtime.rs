@@ -258,7 +258,7 @@ impl Agent {
                  agent can speak for any node"
             ),
         }
-        node.set_trust(shoal_core::trust::TrustConfig {
+        node.set_trust(shoal_core::TrustConfig {
             keyring,
             plaintext: cfg.trust.plaintext,
             unix_ms_at_zero: clock.unix_ms(),

@@ -131,7 +131,7 @@ pub fn load(
     let bad_name = std::iter::once(snap.node.as_str())
         .chain(snap.members.iter().map(|m| m.name.as_str()))
         .chain(snap.baseline.iter().map(String::as_str))
-        .find_map(|n| shoal_core::identity::validate_name(n).err());
+        .find_map(|n| shoal_core::validate_name(n).err());
     if let Some(msg) = bad_name {
         return Err(SnapshotFileError::Invalid {
             path: path.to_path_buf(),
@@ -157,7 +157,7 @@ mod tests {
 
     fn snap(at: u64) -> Snapshot {
         Snapshot {
-            version: shoal_core::snapshot::SNAPSHOT_VERSION,
+            version: shoal_core::SNAPSHOT_VERSION,
             node: "n1".into(),
             taken_at_unix_ms: at,
             members: vec![MemberView {

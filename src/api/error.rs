@@ -83,12 +83,10 @@ impl From<NodeError> for HttpError {
             NodeError::AmbiguousService { .. } => StatusCode::CONFLICT,
             NodeError::Meta(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::Fleet(f) => match f {
-                shoal_core::fleet::FleetError::PayloadTooLarge { .. }
-                | shoal_core::fleet::FleetError::AnswerTooLarge { .. } => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                shoal_core::fleet::FleetError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-                shoal_core::fleet::FleetError::NoSuchQuery(_) => StatusCode::NOT_FOUND,
+                shoal_core::FleetError::PayloadTooLarge { .. }
+                | shoal_core::FleetError::AnswerTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                shoal_core::FleetError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                shoal_core::FleetError::NoSuchQuery(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
             },
             _ => StatusCode::BAD_REQUEST,

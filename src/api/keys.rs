@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shoal_core::keyops::{Confirm, KeyOpKind};
-use shoal_core::keyring::Key;
-use shoal_core::node::KeysError;
-use shoal_core::trust::Plaintext;
+use shoal_core::Key;
+use shoal_core::KeysError;
 use shoal_core::Node;
+use shoal_core::Plaintext;
+use shoal_core::{Confirm, KeyOpKind};
 use std::time::Duration;
 
 /// How long `POST /v1/keys` waits for every member to confirm.
@@ -81,7 +81,7 @@ pub struct TrustView {
     /// False when the agent runs `--insecure`.
     pub encrypted: bool,
     pub plaintext: Plaintext,
-    pub stats: shoal_core::trust::TrustStats,
+    pub stats: shoal_core::TrustStats,
 }
 
 pub(crate) fn trust_view(node: &Node) -> TrustView {

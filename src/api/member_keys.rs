@@ -13,7 +13,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use shoal_core::member_key::MemberPub;
+use shoal_core::MemberPub;
 
 /// One name bound to a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,9 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shoal_core::node::ReportError;
-use shoal_core::outlier::{OutlierCounters, MAX_COUNT};
+use shoal_core::ReportError;
 use shoal_core::{Node, Outcomes, OutlierStatus};
+use shoal_core::{OutlierCounters, MAX_COUNT};
 use std::collections::BTreeMap;
 
 /// Longest service or node name a report may carry (the core's own limits are smaller; this
@@ -98,7 +98,7 @@ pub(crate) async fn post(
     JsonBody(req): JsonBody<ReportsRequest>,
 ) -> Result<Json<ReportsResponse>, HttpError> {
     validate(&req)?;
-    let batch: Vec<shoal_core::node::InstanceReport> = req
+    let batch: Vec<shoal_core::InstanceReport> = req
         .reports
         .into_iter()
         .map(|r| {

@@ -318,8 +318,8 @@ pub struct QueryResult {
     pub timed_out: bool,
 }
 
-impl From<shoal_core::fleet::QueryStatus> for QueryResult {
-    fn from(s: shoal_core::fleet::QueryStatus) -> Self {
+impl From<shoal_core::QueryStatus> for QueryResult {
+    fn from(s: shoal_core::QueryStatus) -> Self {
         QueryResult {
             id: s.id,
             name: s.name,
@@ -360,8 +360,8 @@ pub struct CoordView {
     pub height: f64,
 }
 
-impl From<&shoal_core::coordinate::Coordinate> for CoordView {
-    fn from(c: &shoal_core::coordinate::Coordinate) -> Self {
+impl From<&shoal_core::Coordinate> for CoordView {
+    fn from(c: &shoal_core::Coordinate) -> Self {
         CoordView {
             vec: c.vec.to_vec(),
             error: c.error,

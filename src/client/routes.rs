@@ -104,7 +104,7 @@ impl Client {
     /// `POST /v1/keys`: a keyring change spread to the cluster (waits for confirmations).
     pub async fn keys_change(
         &self,
-        op: shoal_core::keyops::KeyOpKind,
+        op: shoal_core::KeyOpKind,
         key: &str,
     ) -> Result<crate::api::keys::KeysChangeResponse, ClientError> {
         let body = crate::api::keys::KeysRequest {

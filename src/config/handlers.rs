@@ -100,7 +100,7 @@ impl HandlerSpec {
                 .collect::<Result<_, _>>()?
         };
         if let Some(n) = &name {
-            shoal_core::fleet::check_name(n).map_err(|e| bad(&e.to_string()))?;
+            shoal_core::check_name(n).map_err(|e| bad(&e.to_string()))?;
             if !types
                 .iter()
                 .all(|t| matches!(t, HandlerType::User | HandlerType::Query))

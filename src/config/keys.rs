@@ -12,8 +12,8 @@
 use super::parse::{self, check_range, parse_duration};
 use super::sources::{from_env, from_flag};
 use super::{invalid, ConfigError, LogFormat, ServiceConfig};
-use shoal_core::guard::ServiceGuard;
-use shoal_core::trust::Plaintext;
+use shoal_core::Plaintext;
+use shoal_core::ServiceGuard;
 use shoal_core::{GuardMode, Profile};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -178,7 +178,7 @@ pub struct TrustSettings {
     pub insecure: bool,
     /// Where the keyring persists (`<data-dir>/keyring` unless set).
     pub keyring_file: PathBuf,
-    pub plaintext: shoal_core::trust::Plaintext,
+    pub plaintext: shoal_core::Plaintext,
     pub replay_window: Duration,
     pub max_sessions: usize,
     /// File holding the token API commands need (`--api-token-file`).
@@ -261,7 +261,7 @@ impl Config {
             guard: self.guard.clone(),
             track_suspects: true,
             outlier: self.outlier.clone(),
-            fleet: shoal_core::fleet::FleetConfig {
+            fleet: shoal_core::FleetConfig {
                 payload_max: self.event_payload_max,
                 answer_max: self.query_answer_max,
                 query_handlers: self

@@ -7,16 +7,16 @@
 //! (a UDP `connect`, which sends nothing).
 
 use super::{LogFormat, ServiceConfig, DEFAULT_PORT};
-use shoal_core::identity::{validate_name, MAX_NAME_LEN};
-use shoal_core::trust::Plaintext;
-use shoal_core::wire::MAX_LABEL_LEN;
+use shoal_core::Plaintext;
+use shoal_core::MAX_LABEL_LEN;
+use shoal_core::{validate_name, MAX_NAME_LEN};
 use shoal_core::{GuardMode, Profile};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use shoal_core::duration::parse_duration;
+pub use shoal_core::parse_duration;
 
 type Parsed<T> = Result<T, String>;
 
@@ -188,7 +188,7 @@ pub fn guard_mode(m: &str) -> Parsed<GuardMode> {
 
 /// The cluster key: base64 of 32 bytes.
 pub fn key(k: &str) -> Parsed<String> {
-    shoal_core::keyring::Key::parse(k).map_err(|e| e.to_string())?;
+    shoal_core::Key::parse(k).map_err(|e| e.to_string())?;
     Ok(k.to_string())
 }
 

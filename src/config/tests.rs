@@ -3,8 +3,8 @@
 
 use super::*;
 use clap::Parser;
-use shoal_core::identity::{validate_name, MAX_NAME_LEN};
 use shoal_core::GuardMode;
+use shoal_core::{validate_name, MAX_NAME_LEN};
 use std::collections::HashMap;
 use std::path::Path;
 

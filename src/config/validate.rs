@@ -14,8 +14,8 @@ use super::{
     invalid, meta_of, ApiServerSettings, Config, ConfigError, ServiceConfig, TrustSettings,
     DEFAULT_DATA_DIR, DEFAULT_PORT,
 };
-use shoal_core::trust::Plaintext;
 use shoal_core::GuardConfig;
+use shoal_core::Plaintext;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -117,10 +117,8 @@ pub(super) fn resolve(
         alert_hook: v.alert_hook,
         event_payload_max: v
             .event_payload_max
-            .unwrap_or(shoal_core::fleet::DEFAULT_PAYLOAD_MAX),
-        query_answer_max: v
-            .query_answer_max
-            .unwrap_or(shoal_core::fleet::DEFAULT_ANSWER_MAX),
+            .unwrap_or(shoal_core::DEFAULT_PAYLOAD_MAX),
+        query_answer_max: v.query_answer_max.unwrap_or(shoal_core::DEFAULT_ANSWER_MAX),
         event_handlers: v
             .event_handlers
             .unwrap_or_default()
@@ -133,9 +131,7 @@ pub(super) fn resolve(
         restart_grace: v.restart_grace.unwrap_or(Duration::from_secs(60)),
         leave_on_terminate: v.leave_on_terminate.unwrap_or(false),
         enable_api_exec_checks: v.enable_api_exec_checks.unwrap_or(false),
-        max_members: v
-            .max_members
-            .unwrap_or(shoal_core::node::DEFAULT_MAX_MEMBERS),
+        max_members: v.max_members.unwrap_or(shoal_core::DEFAULT_MAX_MEMBERS),
         clock_offset_ms: crate::agent::clock::WallClock::test_offset_from_env(),
         config_file: None,
         detected_ip,

@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Addresses a budget tracks at once.
-pub const MAX_ADDRS: usize = 1_024;
+pub(crate) const MAX_ADDRS: usize = 1_024;
 
 /// Datagrams per address per window, over a bounded table of addresses.
 #[derive(Clone, Debug)]
-pub struct AddrBudget {
+pub(crate) struct AddrBudget {
     per_window: u32,
     window: Duration,
     max_addrs: usize,
@@ -30,7 +30,7 @@ impl AddrBudget {
     /// address whose window opened first is forgotten: the table cannot grow, and a sender
     /// spoofing many addresses cannot lock real ones out; it buys at most one more datagram
     /// toward an address for every `max_addrs` addresses it cycles through).
-    pub fn new(per_window: u32, window: Duration, max_addrs: usize) -> AddrBudget {
+    pub(crate) fn new(per_window: u32, window: Duration, max_addrs: usize) -> AddrBudget {
         AddrBudget {
             per_window,
             window,
@@ -40,7 +40,7 @@ impl AddrBudget {
     }
 
     /// Takes one datagram for `addr` at `now`: whether it may be sent.
-    pub fn take(&mut self, now: Time, addr: SocketAddr) -> bool {
+    pub(crate) fn take(&mut self, now: Time, addr: SocketAddr) -> bool {
         let window = self.window;
         let open = |start: Time| now >= start && now.since(start) < window;
         if let Some((start, n)) = self.used.get_mut(&addr) {
@@ -74,13 +74,10 @@ impl AddrBudget {
         true
     }
 
+    #[cfg(test)]
     /// Addresses tracked.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.used.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.used.is_empty()
     }
 }
 

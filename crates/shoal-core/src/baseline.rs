@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     /// A hash set: a cluster of thousands looks names up here on every change.
     members: FixedHashSet<Arc<str>>,
     /// Baseline members that went down by failure, oldest first, with when.
@@ -26,49 +26,49 @@ pub struct Baseline {
 
 impl Baseline {
     /// An empty baseline whose set is hashed with `seed` (the node's, see `hash::HashSeed`).
-    pub fn with_seed(seed: HashSeed) -> Baseline {
+    pub(crate) fn with_seed(seed: HashSeed) -> Baseline {
         Baseline {
             members: seed.set(),
             downs: VecDeque::new(),
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.members.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.members.contains(name)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
         self.members.iter()
     }
 
     /// Names, sorted (for snapshots).
-    pub fn sorted(&self) -> Vec<&Arc<str>> {
+    pub(crate) fn sorted(&self) -> Vec<&Arc<str>> {
         let mut v: Vec<&Arc<str>> = self.members.iter().collect();
         v.sort_unstable();
         v
     }
 
-    pub fn admit(&mut self, name: &Arc<str>) -> bool {
+    pub(crate) fn admit(&mut self, name: &Arc<str>) -> bool {
         if self.members.contains(name) {
             return false;
         }
         self.members.insert(name.clone())
     }
 
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         self.members.remove(name)
     }
 
     /// A baseline member went down by failure at `now`: it ages out after `stable_after`.
-    pub fn note_down(&mut self, now: Time, name: &Arc<str>) {
+    pub(crate) fn note_down(&mut self, now: Time, name: &Arc<str>) {
         if self.members.contains(name) {
             self.downs.push_back((now, name.clone()));
         }
@@ -76,7 +76,12 @@ impl Baseline {
 
     /// Removes members down by failure for `stable_after` or longer (call only while the
     /// guard is `normal`). Returns the names removed.
-    pub fn age_out(&mut self, now: Time, stable_after: Duration, truth: &Truth) -> Vec<Arc<str>> {
+    pub(crate) fn age_out(
+        &mut self,
+        now: Time,
+        stable_after: Duration,
+        truth: &Truth,
+    ) -> Vec<Arc<str>> {
         let mut out = Vec::new();
         while let Some((t, _)) = self.downs.front() {
             if now.since(*t) < stable_after {
@@ -99,7 +104,7 @@ impl Baseline {
     }
 
     /// Replaces the whole set (a restored snapshot, an operator thaw).
-    pub fn reset(&mut self, names: impl Iterator<Item = Arc<str>>) {
+    pub(crate) fn reset(&mut self, names: impl Iterator<Item = Arc<str>>) {
         self.members.clear();
         self.members.extend(names);
         self.downs.clear();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Most names bound at once. Past it, a binding of a name with no record in the store is
 /// forgotten to make room; when every bound name has a record, a new signer is refused.
-pub const MAX_BINDINGS: usize = 65_536;
+pub(crate) const MAX_BINDINGS: usize = 65_536;
 
 /// Why a record from the wire was not taken (its value indexes `MetaStore::take_refused`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,18 +71,22 @@ impl Bindings {
         }
     }
 
+    /// The key bound to `name`, if any.
     pub fn get(&self, name: &str) -> Option<&MemberPub> {
         self.by_name.get(name)
     }
 
+    /// Names bound.
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
 
+    /// Whether no name is bound.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
+    /// Every binding: name and key.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &MemberPub)> {
         self.by_name.iter()
     }

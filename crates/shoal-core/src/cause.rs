@@ -23,9 +23,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Transitions kept per member (oldest dropped first).
-pub const HISTORY: usize = 8;
+pub(crate) const HISTORY: usize = 8;
 /// Accusers named per suspicion (the count goes on past it).
-pub const MAX_ACCUSERS_NAMED: usize = 8;
+pub(crate) const MAX_ACCUSERS_NAMED: usize = 8;
 
 /// Evidence about the member's current suspicion.
 #[derive(Clone, Debug, Default)]

@@ -44,6 +44,7 @@ pub enum CauseKind {
 }
 
 impl CauseKind {
+    /// The reason as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             CauseKind::Joined => "joined",
@@ -81,6 +82,7 @@ fn is_zero(n: &u32) -> bool {
 /// Why a member entered its served status (the `cause` of `/v1/members` items and events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
+    /// What happened (joined, failed, left, ...).
     pub reason: CauseKind,
     /// This node's own probe of the member failed (it suspected the member itself).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -112,10 +114,14 @@ pub struct Cause {
 /// One served transition of a member (`shoal explain`, `/v1/members/{name}/history`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
+    /// When (driver clock, ms).
     pub at_ms: u64,
     /// What was served before (`None`: the member was new to this node).
     pub from: Option<ServedStatus>,
+    /// What was served after.
     pub to: ServedStatus,
+    /// The member's generation at the time.
     pub generation: u64,
+    /// Why.
     pub cause: Cause,
 }

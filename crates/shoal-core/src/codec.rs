@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Why a SWIM payload did not decode (or encode).
 #[derive(Debug, thiserror::Error)]
-pub enum CodecError {
+pub(crate) enum CodecError {
     #[error(transparent)]
     Postcard(#[from] postcard::Error),
     #[error("identity refused: {0}")]
@@ -23,7 +23,7 @@ pub enum CodecError {
 }
 
 /// foca's codec (see the module doc).
-pub struct SwimCodec {
+pub(crate) struct SwimCodec {
     shared: Arc<Shared>,
     /// Identities of a later generation are refused (the node sets it to its clock plus a
     /// margin before handing foca a datagram).
@@ -31,7 +31,7 @@ pub struct SwimCodec {
 }
 
 impl SwimCodec {
-    pub fn new(shared: Arc<Shared>) -> SwimCodec {
+    pub(crate) fn new(shared: Arc<Shared>) -> SwimCodec {
         SwimCodec {
             shared,
             max_generation: u64::MAX,

@@ -21,37 +21,41 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Dimensions of the Euclidean part (Serf's default).
-pub const DIMS: usize = 8;
+pub(crate) const DIMS: usize = 8;
 /// The largest error a coordinate claims (1.5: "no idea"), also a new node's error.
-pub const ERROR_MAX: f64 = 1.5;
+pub(crate) const ERROR_MAX: f64 = 1.5;
 /// Vivaldi's error and coordinate gains (`c_e`, `c_c` in the paper; Serf's defaults).
 const CE: f64 = 0.25;
 const CC: f64 = 0.25;
 /// Samples of the adjustment term's moving average.
 const ADJUSTMENT_WINDOW: usize = 20;
 /// The smallest height (10 µs): even two processes on one host pay a system call each way.
-pub const HEIGHT_MIN: f64 = 10.0e-6;
+pub(crate) const HEIGHT_MIN: f64 = 10.0e-6;
 /// Gravity's `rho`: pulls the whole system gently towards the origin so it does not drift.
 const GRAVITY_RHO: f64 = 150.0;
 /// Below this, a distance is zero.
 const ZERO: f64 = 1.0e-6;
 /// RTT samples kept per peer; its sample is their minimum.
-pub const WINDOW: usize = 8;
+pub(crate) const WINDOW: usize = 8;
 /// Peers whose coordinate and samples are kept (the oldest-updated one goes past it).
-pub const MAX_PEERS: usize = 16_384;
+pub(crate) const MAX_PEERS: usize = 16_384;
 /// The largest magnitude a coordinate component, height or adjustment may have on the wire
 /// (10 s: no round trip a membership protocol waits for is longer).
-pub const MAX_SECONDS: f64 = 10.0;
+pub(crate) const MAX_SECONDS: f64 = 10.0;
 /// An RTT sample longer than this is not a path, it is a stall: ignored.
-pub const MAX_RTT_US: u64 = 10_000_000;
+pub(crate) const MAX_RTT_US: u64 = 10_000_000;
 
 /// A point in Vivaldi space. Units are seconds (Serf's and Consul's, so the Consul API can show
 /// it as is).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coordinate {
+    /// The Euclidean part, in seconds.
     pub vec: [f64; DIMS],
+    /// The coordinate's estimate of its own error.
     pub error: f64,
+    /// The adjustment term (added to every distance).
     pub adjustment: f64,
+    /// The height: the access link's delay, in seconds.
     pub height: f64,
 }
 
@@ -191,7 +195,7 @@ impl WireCoord {
 
 /// This node's coordinate and Vivaldi's update rule.
 #[derive(Clone, Debug)]
-pub struct Vivaldi {
+pub(crate) struct Vivaldi {
     coord: Coordinate,
     /// Where gravity pulls (the origin, with the minimum height).
     origin: Coordinate,
@@ -204,7 +208,7 @@ pub struct Vivaldi {
 }
 
 impl Vivaldi {
-    pub fn new(seed: u64) -> Vivaldi {
+    pub(crate) fn new(seed: u64) -> Vivaldi {
         let origin = Coordinate {
             error: 0.0,
             ..Coordinate::default()
@@ -219,7 +223,7 @@ impl Vivaldi {
         }
     }
 
-    pub fn coord(&self) -> &Coordinate {
+    pub(crate) fn coord(&self) -> &Coordinate {
         &self.coord
     }
 
@@ -265,7 +269,7 @@ impl Vivaldi {
 
     /// One observation: `rtt` seconds to a peer whose coordinate is `other`. Returns false
     /// (and changes nothing) when the result would not be a sane coordinate.
-    pub fn observe(&mut self, other: &Coordinate, rtt: f64) -> bool {
+    pub(crate) fn observe(&mut self, other: &Coordinate, rtt: f64) -> bool {
         if !(rtt.is_finite() && rtt > 0.0 && rtt <= MAX_SECONDS && other.is_sane()) {
             return false;
         }
@@ -320,41 +324,33 @@ struct Peer {
 
 /// This node's Vivaldi state and its bounded table of peers, by member name.
 #[derive(Debug)]
-pub struct Coordinates {
+pub(crate) struct Coordinates {
     vivaldi: Vivaldi,
     peers: BTreeMap<Arc<str>, Peer>,
     tick: u64,
-    /// Coordinates refused from peers (not finite or out of bounds).
-    pub refused: u64,
 }
 
 impl Coordinates {
-    pub fn new(seed: u64) -> Coordinates {
+    pub(crate) fn new(seed: u64) -> Coordinates {
         Coordinates {
             vivaldi: Vivaldi::new(seed),
             peers: BTreeMap::new(),
             tick: 0,
-            refused: 0,
         }
     }
 
     /// This node's coordinate.
-    pub fn own(&self) -> &Coordinate {
+    pub(crate) fn own(&self) -> &Coordinate {
         self.vivaldi.coord()
     }
 
-    /// Updates applied to this node's coordinate.
-    pub fn updates(&self) -> u64 {
-        self.vivaldi.updates
-    }
-
     /// The last coordinate `name` sent us.
-    pub fn peer(&self, name: &str) -> Option<&Coordinate> {
+    pub(crate) fn peer(&self, name: &str) -> Option<&Coordinate> {
         self.peers.get(name).and_then(|p| p.coord.as_ref())
     }
 
     /// Every peer with a coordinate.
-    pub fn peers(&self) -> impl Iterator<Item = (&Arc<str>, &Coordinate)> {
+    pub(crate) fn peers(&self) -> impl Iterator<Item = (&Arc<str>, &Coordinate)> {
         self.peers
             .iter()
             .filter_map(|(n, p)| p.coord.as_ref().map(|c| (n, c)))
@@ -380,7 +376,7 @@ impl Coordinates {
 
     /// A coordinate `name` sent us (validated at decode). A sample that waited for it is used
     /// now (returns whether our coordinate was updated).
-    pub fn peer_coordinate(&mut self, name: &Arc<str>, coord: Coordinate) -> bool {
+    pub(crate) fn peer_coordinate(&mut self, name: &Arc<str>, coord: Coordinate) -> bool {
         let p = self.entry(name);
         p.coord = Some(coord.clone());
         let fresh = std::mem::take(&mut p.fresh);
@@ -393,7 +389,7 @@ impl Coordinates {
     /// A round trip to `name` of `rtt_us` microseconds: the minimum of the peer's recent
     /// samples updates our coordinate, if we know the peer's (else once it comes). Returns
     /// whether it did.
-    pub fn observe_rtt(&mut self, name: &Arc<str>, rtt_us: u64) -> bool {
+    pub(crate) fn observe_rtt(&mut self, name: &Arc<str>, rtt_us: u64) -> bool {
         if rtt_us == 0 || rtt_us > MAX_RTT_US {
             return false;
         }
@@ -414,21 +410,10 @@ impl Coordinates {
 
     /// The minimum of this node's recent RTT samples to `name` in µs: a measurement, better
     /// than any model for a member this node probes itself (`None` before the first).
-    pub fn measured(&self, name: &str) -> Option<u64> {
+    pub(crate) fn measured(&self, name: &str) -> Option<u64> {
         self.peers
             .get(name)
             .and_then(|p| p.samples.iter().min().copied())
-    }
-
-    /// Forgets a peer that left or was removed.
-    pub fn forget(&mut self, name: &str) {
-        self.peers.remove(name);
-    }
-
-    /// The estimated RTT in microseconds from this node to `name` (`None` without its
-    /// coordinate).
-    pub fn rtt_to(&self, name: &str) -> Option<u64> {
-        self.peer(name).map(|c| self.own().rtt_us(c))
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The penalty one failure adds (the unit the limits are expressed in).
-pub const PENALTY_PER_FAILURE: f64 = 1000.0;
+pub(crate) const PENALTY_PER_FAILURE: f64 = 1000.0;
 
 /// The penalty of a failure the member came back from as a new life (it restarted: a crash
 /// and a reboot), half a failure's: under the default suppress limit, so one crash and reboot
@@ -26,7 +26,7 @@ pub const PENALTY_PER_FAILURE: f64 = 1000.0;
 /// A member that comes back in the same life (its network came back: it only renewed its
 /// identity) pays the full penalty, so a host whose ingress comes and goes is damped on its
 /// first return.
-pub const PENALTY_PER_RESTART: f64 = 500.0;
+pub(crate) const PENALTY_PER_RESTART: f64 = 500.0;
 
 /// How far a generation may advance within one life: it is the start time in ms, and a
 /// renewal (the member learned it was declared down, and rejoins) adds one. A process is
@@ -124,7 +124,7 @@ impl Flap {
 
 /// Penalties by member (only members that failed recently: bounded by the member table).
 #[derive(Debug)]
-pub struct Damping {
+pub(crate) struct Damping {
     cfg: DampingConfig,
     flaps: FixedHashMap<Arc<str>, Flap>,
     /// Members down by failure now, with since when (the penalty of their return decays from
@@ -134,7 +134,7 @@ pub struct Damping {
 }
 
 impl Damping {
-    pub fn new(cfg: DampingConfig, hashes: HashSeed) -> Damping {
+    pub(crate) fn new(cfg: DampingConfig, hashes: HashSeed) -> Damping {
         Damping {
             cfg,
             flaps: hashes.map(),
@@ -142,15 +142,11 @@ impl Damping {
         }
     }
 
-    pub fn config(&self) -> &DampingConfig {
-        &self.cfg
-    }
-
     /// `name` came back (SWIM calls it alive) at `now`, as `generation`, after a failure that
     /// removed it from the view: one flap, charged as if at the failure (`on_down`; a penalty
     /// decayed over the outage), half of it if it came back as a new life (restarted). Returns
     /// true if it is now suppressed and was not before. Its probation starts now.
-    pub fn on_flap(&mut self, now: Time, name: &Arc<str>, generation: u64) -> bool {
+    pub(crate) fn on_flap(&mut self, now: Time, name: &Arc<str>, generation: u64) -> bool {
         // (Not served down at its failure, e.g. held by the guard: no flap.)
         let Some((down_at, down_gen)) = self.down_at.remove(name) else {
             return false;
@@ -185,7 +181,7 @@ impl Damping {
 
     /// `name` (its life `generation`) went down by failure at `now` (and is not held): its
     /// probation, if any, is over; its return will be charged.
-    pub fn on_down(&mut self, now: Time, name: &Arc<str>, generation: u64) {
+    pub(crate) fn on_down(&mut self, now: Time, name: &Arc<str>, generation: u64) {
         if let Some(f) = self.flaps.get_mut(name) {
             f.up_since = None;
         }
@@ -196,19 +192,19 @@ impl Damping {
 
     /// `name` came back but was held by the guard meanwhile: it never left the view, so its
     /// return is no flap.
-    pub fn held_through(&mut self, name: &str) {
+    pub(crate) fn held_through(&mut self, name: &str) {
         self.down_at.remove(name);
     }
 
     /// Whether `name` is served `damped` (unless it left).
-    pub fn damped(&self, name: &str) -> bool {
+    pub(crate) fn damped(&self, name: &str) -> bool {
         self.flaps
             .get(name)
             .is_some_and(|f| f.suppressed_since.is_some())
     }
 
     /// Members suppressed now, in no particular order.
-    pub fn suppressed(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub(crate) fn suppressed(&self) -> impl Iterator<Item = &Arc<str>> {
         self.flaps
             .iter()
             .filter(|(_, f)| f.suppressed_since.is_some())
@@ -216,7 +212,7 @@ impl Damping {
     }
 
     /// How many members are suppressed now.
-    pub fn suppressed_count(&self) -> usize {
+    pub(crate) fn suppressed_count(&self) -> usize {
         self.flaps
             .values()
             .filter(|f| f.suppressed_since.is_some())
@@ -225,7 +221,7 @@ impl Damping {
 
     /// Decays the penalties: returns the members released (their penalty fell below the
     /// reuse limit), sorted, and forgets penalties that decayed to nothing.
-    pub fn tick(&mut self, now: Time) -> Vec<Arc<str>> {
+    pub(crate) fn tick(&mut self, now: Time) -> Vec<Arc<str>> {
         let cfg = &self.cfg;
         let mut released = Vec::new();
         self.flaps.retain(|name, f| {
@@ -244,14 +240,14 @@ impl Damping {
     }
 
     /// The member is gone (forgotten, or left by intent): its penalty goes with it.
-    pub fn forget(&mut self, name: &str) -> bool {
+    pub(crate) fn forget(&mut self, name: &str) -> bool {
         self.down_at.remove(name);
         self.flaps
             .remove(name)
             .is_some_and(|f| f.suppressed_since.is_some())
     }
 
-    pub fn view(&self, now: Time, name: &str) -> Option<DampingView> {
+    pub(crate) fn view(&self, now: Time, name: &str) -> Option<DampingView> {
         let f = self.flaps.get(name)?;
         let p = f.now(&self.cfg, now);
         Some(DampingView {

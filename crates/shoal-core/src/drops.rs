@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Entries kept (sender and reason pairs).
-pub const MAX_SENDERS: usize = 64;
+pub(crate) const MAX_SENDERS: usize = 64;
 /// Longest detail kept (a label is at most 255 bytes; shown escaped).
 const MAX_DETAIL: usize = 160;
 
@@ -27,16 +27,24 @@ pub enum DropReason {
     WrongKey,
     /// A plaintext datagram where only sealed ones are accepted.
     Plaintext,
+    /// The cluster label differs.
     WrongLabel,
+    /// The envelope version is not one this release reads.
     UnsupportedVersion,
     /// An authentic operator command stamped further from our clock than the replay window
     /// (gossip is accepted whatever its timestamp: `trust::TrustStats::skewed`).
     ClockSkew,
+    /// A sealed datagram seen before (replay protection).
     Replay,
+    /// Not a shoal datagram (wrong magic).
     BadMagic,
+    /// Larger than `MAX_DATAGRAM`.
     Oversized,
+    /// Shorter than its header says.
     Truncated,
+    /// Envelope flags this release does not know.
     BadFlags,
+    /// A datagram kind this release does not know.
     BadKind,
     /// An authentic datagram whose body did not decode.
     Decode,
@@ -45,6 +53,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// The reason as written in JSON, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::WrongKey => "wrong_key",
@@ -97,7 +106,7 @@ impl DropReason {
         }
     }
 
-    pub fn of_trust(e: &TrustDrop) -> DropReason {
+    pub(crate) fn of_trust(e: &TrustDrop) -> DropReason {
         match e {
             TrustDrop::Wire(w) => DropReason::of_wire(*w),
             TrustDrop::Auth => DropReason::WrongKey,
@@ -108,7 +117,7 @@ impl DropReason {
         }
     }
 
-    pub fn of_wire(e: WireError) -> DropReason {
+    pub(crate) fn of_wire(e: WireError) -> DropReason {
         match e {
             WireError::Oversized => DropReason::Oversized,
             WireError::Truncated => DropReason::Truncated,
@@ -130,12 +139,15 @@ impl std::fmt::Display for DropReason {
 /// Datagrams from one sender refused for one reason (`/v1/stats`' `recent_drops`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropRecord {
+    /// The sender.
     pub from: SocketAddr,
+    /// Why it was dropped.
     pub reason: DropReason,
     /// Refused since the entry was created.
     pub count: u64,
     /// When the first and the last were refused (agent clock, ms).
     pub first_ms: u64,
+    /// When the last one was dropped (driver clock, ms).
     pub at_ms: u64,
     /// What the first one said, where it tells more (their label, version or key id).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -210,6 +222,7 @@ impl DropTable {
         &self.entries
     }
 
+    /// Entries evicted to stay within the bound.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
@@ -217,7 +230,7 @@ impl DropTable {
 
 /// What a refused datagram says about itself, for the reasons where it tells the operator
 /// more: the label it carried, its version, the key id it was sealed with.
-pub fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String {
+pub(crate) fn detail(reason: DropReason, data: &[u8], ring: Option<&Keyring>) -> String {
     match reason {
         DropReason::WrongLabel => {
             let len = data.get(4).copied().unwrap_or(0) as usize;

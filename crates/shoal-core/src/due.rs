@@ -12,14 +12,14 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
-pub struct DueSet {
+pub(crate) struct DueSet {
     at: FixedHashMap<Arc<str>, Time>,
     order: BTreeSet<(Time, Arc<str>)>,
 }
 
 impl DueSet {
     /// An empty set whose table is hashed with `seed` (names come off the wire).
-    pub fn with_seed(seed: crate::hash::HashSeed) -> DueSet {
+    pub(crate) fn with_seed(seed: crate::hash::HashSeed) -> DueSet {
         DueSet {
             at: seed.map(),
             order: BTreeSet::new(),
@@ -27,7 +27,7 @@ impl DueSet {
     }
 
     /// Sets `name`'s deadline to `at` (replacing an earlier one).
-    pub fn insert(&mut self, name: Arc<str>, at: Time) {
+    pub(crate) fn insert(&mut self, name: Arc<str>, at: Time) {
         if let Some(old) = self.at.insert(name.clone(), at) {
             self.order.remove(&(old, name.clone()));
         }
@@ -35,13 +35,13 @@ impl DueSet {
     }
 
     /// Sets `name`'s deadline to `at` unless it already has one.
-    pub fn insert_if_absent(&mut self, name: Arc<str>, at: Time) {
+    pub(crate) fn insert_if_absent(&mut self, name: Arc<str>, at: Time) {
         if !self.at.contains_key(&name) {
             self.insert(name, at);
         }
     }
 
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         match self.at.remove_entry(name) {
             Some((name, at)) => {
                 self.order.remove(&(at, name));
@@ -53,7 +53,7 @@ impl DueSet {
 
     /// Removes and returns up to `max` names whose deadline is at or before `now`, earliest
     /// deadline first.
-    pub fn take_due(&mut self, now: Time, max: usize) -> Vec<Arc<str>> {
+    pub(crate) fn take_due(&mut self, now: Time, max: usize) -> Vec<Arc<str>> {
         let mut out = Vec::new();
         while out.len() < max {
             match self.order.first() {
@@ -68,16 +68,18 @@ impl DueSet {
         out
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.at.len()
     }
 
     /// When the earliest entry is due.
-    pub fn next_due(&self) -> Option<Time> {
+    pub(crate) fn next_due(&self) -> Option<Time> {
         self.order.first().map(|(at, _)| *at)
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.at.is_empty()
     }
 }
@@ -88,25 +90,25 @@ impl DueSet {
 /// many times it was taken before (the caller may escalate). 32 bytes an entry, where
 /// `DueSet` needs about twice that: a node joining 10,000 others queues one per member.
 #[derive(Debug, Default)]
-pub struct DueQueue {
+pub(crate) struct DueQueue {
     queue: VecDeque<(Time, Arc<str>, u8)>,
 }
 
 impl DueQueue {
     /// Queues `name` for `at`, taken `tries` times before.
-    pub fn push(&mut self, name: Arc<str>, at: Time, tries: u8) {
+    pub(crate) fn push(&mut self, name: Arc<str>, at: Time, tries: u8) {
         self.queue.push_back((at, name, tries));
     }
 
     /// Queues an entry at the head: one just taken (for a later pass), or one due now
     /// (nothing queued is due earlier, so the order holds).
-    pub fn unpop(&mut self, name: Arc<str>, at: Time, tries: u8) {
+    pub(crate) fn unpop(&mut self, name: Arc<str>, at: Time, tries: u8) {
         self.queue.push_front((at, name, tries));
     }
 
     /// The oldest name whose deadline is at or before `now`, if any, with its deadline and
     /// its count of earlier tries.
-    pub fn pop_due(&mut self, now: Time) -> Option<(Arc<str>, Time, u8)> {
+    pub(crate) fn pop_due(&mut self, now: Time) -> Option<(Arc<str>, Time, u8)> {
         match self.queue.front() {
             Some((at, _, _)) if *at <= now => {}
             _ => return None,
@@ -118,16 +120,18 @@ impl DueQueue {
         entry
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// When the entry at the front is due (`pop_due` takes them in queue order).
-    pub fn next_due(&self) -> Option<Time> {
+    pub(crate) fn next_due(&self) -> Option<Time> {
         self.queue.front().map(|(at, _, _)| *at)
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 }

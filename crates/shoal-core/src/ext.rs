@@ -23,7 +23,7 @@ use std::marker::PhantomData;
 use thiserror::Error;
 
 /// Most fields one record or message may carry (bounds the work of a hostile peer).
-pub const MAX_FIELDS: usize = 32;
+pub(crate) const MAX_FIELDS: usize = 32;
 
 /// Why the extension fields of a record or message were refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -195,7 +195,7 @@ impl<T: Serialize + DeserializeOwned> Field<T> {
 }
 
 /// An enum of message kinds decoded by [`decode_kind`].
-pub trait Kinds: DeserializeOwned {
+pub(crate) trait Kinds: DeserializeOwned {
     /// How many variants this release knows: a kind number at or past it comes from a later
     /// release. Bump it with every new variant (a test of each enum checks it).
     const KNOWN: u32;
@@ -203,7 +203,7 @@ pub trait Kinds: DeserializeOwned {
 
 /// What [`decode_kind`] read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decoded<T> {
+pub(crate) enum Decoded<T> {
     /// A kind this release knows, and the extension fields after it.
     Known(T, Ext),
     /// A kind from a later release (its number): ignore it and count it.
@@ -213,7 +213,7 @@ pub enum Decoded<T> {
 /// Decodes a message enum (postcard: the variant number as a varint, then its fields) and
 /// the extension fields after it. New kinds are only ever added at the end of an enum, so a
 /// variant number this release does not know is a later release's kind, not an error.
-pub fn decode_kind<T: Kinds>(data: &[u8]) -> Result<Decoded<T>, ExtError> {
+pub(crate) fn decode_kind<T: Kinds>(data: &[u8]) -> Result<Decoded<T>, ExtError> {
     let (kind, _) = take_varint(data)?;
     if kind >= T::KNOWN {
         return Ok(Decoded::Unknown(kind));

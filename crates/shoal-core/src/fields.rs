@@ -34,15 +34,16 @@ pub mod record {
 }
 
 /// Fields of a `sync::ShoalMsg`, after its v0.1.0 fixed part.
-pub mod shoal_msg {
+pub(crate) mod shoal_msg {
     use super::*;
     /// `Push` only: the extension fields of its records, by index in `records`, which the
     /// fixed part (v0.1.0's layout, records not length-delimited) cannot carry.
-    pub const RECORD_EXTS: Field<Vec<(u32, Vec<u8>)>> = Field::new(1, "record_exts");
+    pub(crate) const RECORD_EXTS: Field<Vec<(u32, Vec<u8>)>> = Field::new(1, "record_exts");
 }
 
 /// Every field, by container, for the uniqueness test (and for readers of this file).
-pub const ALL: &[(&str, u32, &str)] = &[
+#[cfg(test)]
+pub(crate) const ALL: &[(&str, u32, &str)] = &[
     ("record", record::PROTOCOL.number, record::PROTOCOL.name),
     ("record", record::RESTART.number, record::RESTART.name),
     ("record", record::INSTANCES.number, record::INSTANCES.name),

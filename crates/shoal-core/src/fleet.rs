@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::fleet_wire::check_payload;
-pub use crate::fleet_wire::{
+pub(crate) use crate::fleet_wire::{
     check_name, FleetError, FleetMsg, Query, QueryFilter, UserEvent, MAX_EVENTS_PER_MSG,
-    MAX_FILTER_ENTRIES, MAX_HAVE_IDS, MAX_NAME, MAX_PAYLOAD, MAX_QUERY_TIMEOUT, QUERY_BURST,
+    MAX_PAYLOAD, MAX_QUERY_TIMEOUT, QUERY_BURST,
 };
 
 /// Default payload bound of an event or query (Serf's 512 bytes).
@@ -28,34 +28,34 @@ pub const DEFAULT_PAYLOAD_MAX: usize = 512;
 /// Default bound of one query answer.
 pub const DEFAULT_ANSWER_MAX: usize = 1024;
 /// Recent events kept (listed, and offered in the event anti-entropy).
-pub const RECENT_EVENTS: usize = 64;
+pub(crate) const RECENT_EVENTS: usize = 64;
 /// Ids of events and queries remembered as seen (delivered once). Past it, the oldest is
 /// forgotten and events at or below its Lamport time are refused as too old.
-pub const SEEN_IDS: usize = 4096;
+pub(crate) const SEEN_IDS: usize = 4096;
 /// Items being spread at once (newer ones push out the oldest).
-pub const MAX_SPREADING: usize = 64;
+pub(crate) const MAX_SPREADING: usize = 64;
 /// Offered ids this node asked for recently (not asked again until `WANT_RETRY` passed).
-pub const MAX_WANTED: usize = 256;
+pub(crate) const MAX_WANTED: usize = 256;
 /// Offers a node sends per round to members that just came up (a mass join cannot make
 /// every spreading node offer to every joiner).
-pub const NEW_MEMBER_OFFERS: u32 = 16;
+pub(crate) const NEW_MEMBER_OFFERS: u32 = 16;
 /// Event names whose latest Lamport time is kept for coalescing.
-pub const MAX_COALESCE_NAMES: usize = 1024;
+pub(crate) const MAX_COALESCE_NAMES: usize = 1024;
 /// Queries this node asked that are kept with their answers.
-pub const MAX_OUR_QUERIES: usize = 16;
+pub(crate) const MAX_OUR_QUERIES: usize = 16;
 /// Queries received that may still be answered (handler running).
-pub const MAX_OPEN_QUERIES: usize = 64;
+pub(crate) const MAX_OPEN_QUERIES: usize = 64;
 /// Answers kept per query (past it they are counted, not kept).
-pub const MAX_ANSWERS: usize = 10_000;
-pub const QUERY_REFILL: Duration = Duration::from_secs(1);
+pub(crate) const MAX_ANSWERS: usize = 10_000;
+pub(crate) const QUERY_REFILL: Duration = Duration::from_secs(1);
 /// Queries this node processes (relays, answers): a burst of this many, then one per
 /// `QUERY_IN_REFILL`; past it they are dropped and counted (a storm stops here).
-pub const QUERY_IN_BURST: u32 = 40;
-pub const QUERY_IN_REFILL: Duration = Duration::from_millis(50);
+pub(crate) const QUERY_IN_BURST: u32 = 40;
+pub(crate) const QUERY_IN_REFILL: Duration = Duration::from_millis(50);
 /// Serf's query timeout multiplier: `gossip_interval x 16 x ceil(log10(N + 1))`.
-pub const QUERY_TIMEOUT_MULT: u32 = 16;
+pub(crate) const QUERY_TIMEOUT_MULT: u32 = 16;
 /// How long after the last event the event anti-entropy keeps running.
-pub const EVENT_SYNC_FOR: Duration = Duration::from_secs(3600);
+pub(crate) const EVENT_SYNC_FOR: Duration = Duration::from_secs(3600);
 
 /// Bounds an operator may set (config keys `event_payload_max`, `query_answer_max`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,7 @@ impl Default for FleetConfig {
 }
 
 impl FleetConfig {
+    /// Checks the bounds; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_PAYLOAD).contains(&self.payload_max) {
             return Err(format!("event_payload_max must be 1..={MAX_PAYLOAD} bytes"));
@@ -138,7 +139,7 @@ impl Bucket {
 
 /// Something being pushed to random peers, for `rounds` more rounds.
 #[derive(Clone, Debug)]
-pub enum Spread {
+pub(crate) enum Spread {
     Event(UserEvent),
     Query(Query),
 }
@@ -151,7 +152,7 @@ struct Spreading {
 
 /// An event as this node received it (for listing).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
+pub(crate) struct Received {
     pub at: Time,
     pub event: UserEvent,
 }
@@ -159,7 +160,9 @@ pub struct Received {
 /// What this node knows of a query it asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryStatus {
+    /// The query's id.
     pub id: u64,
+    /// The query's name.
     pub name: String,
     /// Members the served view has alive (or suspect) that match the filter.
     pub expected: usize,
@@ -169,12 +172,15 @@ pub struct QueryStatus {
     pub acks: usize,
     /// Answers kept (at most `MAX_ANSWERS`; `answers_dropped` counts the rest).
     pub answers: Vec<QueryAnswer>,
+    /// Answers dropped past `MAX_ANSWERS`.
     pub answers_dropped: usize,
     /// Members that said an answer follows and have not answered yet.
     pub pending: usize,
+    /// How long the query waits for answers (ms).
     pub timeout_ms: u64,
     /// Every expected member answered (or acked without a handler), or the timeout passed.
     pub done: bool,
+    /// The timeout passed before every expected member answered.
     pub timed_out: bool,
 }
 
@@ -196,14 +202,14 @@ struct OurQuery {
 
 /// A query received and matched here, answerable until its deadline.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenQuery {
+pub(crate) struct OpenQuery {
     pub origin: String,
     pub deadline: Time,
 }
 
 /// What receiving an event or query did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// New: deliver it and spread it.
     New,
     /// Seen before (or older than what is remembered): dropped.
@@ -231,7 +237,7 @@ pub struct FleetMemory {
 }
 
 /// The node's fleet state: every table bounded.
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub cfg: FleetConfig,
     clock: u64,
     seen: FixedHashSet<u64>,
@@ -258,7 +264,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(cfg: FleetConfig, hashes: HashSeed) -> Self {
+    pub(crate) fn new(cfg: FleetConfig, hashes: HashSeed) -> Self {
         Fleet {
             cfg,
             clock: 0,
@@ -281,7 +287,7 @@ impl Fleet {
     }
 
     /// What to persist (see `FleetMemory`); `None` when nothing happened yet.
-    pub fn memory(&self) -> Option<FleetMemory> {
+    pub(crate) fn memory(&self) -> Option<FleetMemory> {
         if self.clock == 0 && self.seen_order.is_empty() {
             return None;
         }
@@ -297,7 +303,7 @@ impl Fleet {
     /// Takes back what a previous life persisted, before anything arrived: past the bounds
     /// the oldest entries are dropped, invalid events skipped. Returns how many recent
     /// events were restored.
-    pub fn restore(&mut self, now: Time, mem: FleetMemory) -> usize {
+    pub(crate) fn restore(&mut self, now: Time, mem: FleetMemory) -> usize {
         self.clock = self.clock.max(mem.clock);
         self.floor = self.floor.max(mem.floor);
         let skip = mem.seen.len().saturating_sub(SEEN_IDS);
@@ -325,12 +331,12 @@ impl Fleet {
     }
 
     /// The Lamport clock (the next time this node stamps).
-    pub fn clock(&self) -> u64 {
+    pub(crate) fn clock(&self) -> u64 {
         self.clock
     }
 
     /// Takes a Lamport time for something this node sends.
-    pub fn tick_clock(&mut self) -> u64 {
+    pub(crate) fn tick_clock(&mut self) -> u64 {
         let t = self.clock;
         self.clock += 1;
         self.changed = true;
@@ -338,12 +344,12 @@ impl Fleet {
     }
 
     /// Witnesses a received Lamport time.
-    pub fn witness(&mut self, ltime: u64) {
+    pub(crate) fn witness(&mut self, ltime: u64) {
         self.clock = self.clock.max(ltime.saturating_add(1));
     }
 
     /// Checks a local event before it is fired.
-    pub fn check_event(&self, name: &str, payload: &[u8]) -> Result<(), FleetError> {
+    pub(crate) fn check_event(&self, name: &str, payload: &[u8]) -> Result<(), FleetError> {
         check_name(name)?;
         check_payload(payload, self.cfg.payload_max)
     }
@@ -367,7 +373,7 @@ impl Fleet {
     }
 
     /// A user event arrived (or was fired here): whether to deliver and spread it.
-    pub fn receive_event(&mut self, now: Time, e: &UserEvent) -> Outcome {
+    pub(crate) fn receive_event(&mut self, now: Time, e: &UserEvent) -> Outcome {
         self.witness(e.ltime);
         if !self.see(e.id, e.ltime) {
             return Outcome::Seen;
@@ -407,7 +413,7 @@ impl Fleet {
     }
 
     /// A query arrived (or was asked here): whether it is new and within the rate limit.
-    pub fn receive_query(&mut self, now: Time, q: &Query) -> Outcome {
+    pub(crate) fn receive_query(&mut self, now: Time, q: &Query) -> Outcome {
         self.witness(q.ltime);
         if self.seen.contains(&q.id) {
             return Outcome::Seen;
@@ -423,21 +429,21 @@ impl Fleet {
     }
 
     /// Spreads `item` for `rounds` rounds.
-    pub fn spread(&mut self, item: Spread, rounds: u32) {
+    pub(crate) fn spread(&mut self, item: Spread, rounds: u32) {
         self.spreading.push_back(Spreading { item, rounds });
         while self.spreading.len() > MAX_SPREADING {
             self.spreading.pop_front();
         }
     }
 
-    pub fn is_spreading(&self) -> bool {
+    pub(crate) fn is_spreading(&self) -> bool {
         !self.spreading.is_empty()
     }
 
     /// Ids of the events being spread, for a member that just came up, while this round's
     /// budget of such offers (`NEW_MEMBER_OFFERS`) lasts: a joiner hears of what is in
     /// flight from the first node that learns of it, not only from random rounds later.
-    pub fn offer_to_new_member(&mut self) -> Vec<u64> {
+    pub(crate) fn offer_to_new_member(&mut self) -> Vec<u64> {
         if self.new_member_offers >= NEW_MEMBER_OFFERS {
             return Vec::new();
         }
@@ -456,7 +462,7 @@ impl Fleet {
     }
 
     /// One push round: what to send to each peer this round (events, then queries).
-    pub fn round(&mut self) -> (Vec<UserEvent>, Vec<Query>) {
+    pub(crate) fn round(&mut self) -> (Vec<UserEvent>, Vec<Query>) {
         self.new_member_offers = 0;
         let mut events = Vec::new();
         let mut queries = Vec::new();
@@ -472,12 +478,12 @@ impl Fleet {
     }
 
     /// Recent events, oldest first.
-    pub fn recent(&self) -> impl Iterator<Item = &Received> {
+    pub(crate) fn recent(&self) -> impl Iterator<Item = &Received> {
         self.recent.iter()
     }
 
     /// (fingerprint, count) of the recent events.
-    pub fn fingerprint(&self) -> (u64, u32) {
+    pub(crate) fn fingerprint(&self) -> (u64, u32) {
         let fp = self
             .recent
             .iter()
@@ -485,12 +491,12 @@ impl Fleet {
         (fp, self.recent.len() as u32)
     }
 
-    pub fn recent_ids(&self) -> Vec<u64> {
+    pub(crate) fn recent_ids(&self) -> Vec<u64> {
         self.recent.iter().map(|r| r.event.id).collect()
     }
 
     /// Recent events whose id is not in `ids`.
-    pub fn missing_from(&self, ids: &[u64]) -> Vec<UserEvent> {
+    pub(crate) fn missing_from(&self, ids: &[u64]) -> Vec<UserEvent> {
         self.recent
             .iter()
             .filter(|r| !ids.contains(&r.event.id))
@@ -500,7 +506,7 @@ impl Fleet {
 
     /// Of the offered `ids`, those this node has not seen nor asked for within `retry`:
     /// what to ask the offerer for (each recorded as asked).
-    pub fn want(&mut self, now: Time, ids: &[u64], retry: Duration) -> Vec<u64> {
+    pub(crate) fn want(&mut self, now: Time, ids: &[u64], retry: Duration) -> Vec<u64> {
         while self
             .wanted
             .front()
@@ -523,7 +529,7 @@ impl Fleet {
     }
 
     /// The recent events among `ids` (what a `Want` asks for).
-    pub fn events_by_id(&self, ids: &[u64]) -> Vec<UserEvent> {
+    pub(crate) fn events_by_id(&self, ids: &[u64]) -> Vec<UserEvent> {
         self.recent
             .iter()
             .filter(|r| ids.contains(&r.event.id))
@@ -532,7 +538,12 @@ impl Fleet {
     }
 
     /// Starts a query of ours: checks the rate limit and bounds.
-    pub fn check_query(&mut self, now: Time, name: &str, payload: &[u8]) -> Result<(), FleetError> {
+    pub(crate) fn check_query(
+        &mut self,
+        now: Time,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<(), FleetError> {
         check_name(name)?;
         check_payload(payload, self.cfg.payload_max)?;
         self.out_rate.take(now).map_err(FleetError::RateLimited)
@@ -540,7 +551,7 @@ impl Fleet {
 
     /// Records a query of ours, with the members it expects answers from and how many
     /// matching members are cut off.
-    pub fn track_query(
+    pub(crate) fn track_query(
         &mut self,
         q: &Query,
         deadline: Time,
@@ -577,7 +588,7 @@ impl Fleet {
     }
 
     /// An ack to a query of ours.
-    pub fn on_ack(&mut self, now: Time, id: u64, from: &str, answering: bool) -> bool {
+    pub(crate) fn on_ack(&mut self, now: Time, id: u64, from: &str, answering: bool) -> bool {
         let Some(q) = self.ours.get_mut(&id) else {
             return false;
         };
@@ -595,7 +606,7 @@ impl Fleet {
     }
 
     /// An answer to a query of ours (one per member).
-    pub fn on_answer(&mut self, now: Time, id: u64, from: &str, payload: Vec<u8>) -> bool {
+    pub(crate) fn on_answer(&mut self, now: Time, id: u64, from: &str, payload: Vec<u8>) -> bool {
         let Some(q) = self.ours.get_mut(&id) else {
             return false;
         };
@@ -632,7 +643,7 @@ impl Fleet {
     }
 
     /// The status of a query of ours, as of `now`.
-    pub fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
+    pub(crate) fn query_status(&mut self, now: Time, id: u64) -> Option<QueryStatus> {
         let q = self.ours.get_mut(&id)?;
         if Self::settle(q, now) {
             self.timed_out += 1;
@@ -641,7 +652,7 @@ impl Fleet {
     }
 
     /// A query received and matched: answerable until its deadline.
-    pub fn open_query(&mut self, id: u64, origin: &str, deadline: Time) {
+    pub(crate) fn open_query(&mut self, id: u64, origin: &str, deadline: Time) {
         while self.open.len() >= MAX_OPEN_QUERIES {
             self.open.pop_first();
         }
@@ -655,7 +666,7 @@ impl Fleet {
     }
 
     /// Takes an open query to answer it (once).
-    pub fn take_open(&mut self, now: Time, id: u64) -> Result<OpenQuery, FleetError> {
+    pub(crate) fn take_open(&mut self, now: Time, id: u64) -> Result<OpenQuery, FleetError> {
         match self.open.remove(&id) {
             Some(o) if now < o.deadline => Ok(o),
             _ => Err(FleetError::NoSuchQuery(id)),
@@ -663,7 +674,7 @@ impl Fleet {
     }
 
     /// Forgets open queries past their deadline, and our queries a minute past theirs.
-    pub fn expire(&mut self, now: Time) {
+    pub(crate) fn expire(&mut self, now: Time) {
         for q in self.ours.values_mut() {
             if Self::settle(q, now) {
                 self.timed_out += 1;
@@ -674,29 +685,20 @@ impl Fleet {
             .retain(|_, q| now < q.deadline.plus(Duration::from_secs(60)));
     }
 
-    /// The earliest deadline of a query of ours still open.
-    pub fn next_deadline(&self) -> Option<Time> {
-        self.ours
-            .values()
-            .filter(|q| !q.status.done)
-            .map(|q| q.deadline)
-            .min()
-    }
-
     /// Whether this node has a handler answering queries named `name`.
-    pub fn answers(&self, name: &str) -> bool {
+    pub(crate) fn answers(&self, name: &str) -> bool {
         self.cfg.answers(name)
     }
 }
 
 /// Rounds each node pushes a new item: `2 + ceil(log10(N + 1))` (a node misses an item with
 /// probability about `exp(-fanout x rounds)`: 1.5e-8 at N = 1,000, fanout 3).
-pub fn spread_rounds(members: usize) -> u32 {
+pub(crate) fn spread_rounds(members: usize) -> u32 {
     2 + log10_ceil(members)
 }
 
 /// `ceil(log10(n + 1))`, at least 1.
-pub fn log10_ceil(n: usize) -> u32 {
+pub(crate) fn log10_ceil(n: usize) -> u32 {
     let mut x = n as u64 + 1;
     let mut d = 0;
     let mut exact = true;
@@ -712,7 +714,7 @@ pub fn log10_ceil(n: usize) -> u32 {
 }
 
 /// The default query timeout (Serf's): `gossip_interval x 16 x ceil(log10(N + 1))`.
-pub fn default_query_timeout(gossip_interval: Duration, members: usize) -> Duration {
+pub(crate) fn default_query_timeout(gossip_interval: Duration, members: usize) -> Duration {
     (gossip_interval * QUERY_TIMEOUT_MULT * log10_ceil(members)).min(MAX_QUERY_TIMEOUT)
 }
 

@@ -2,6 +2,7 @@
 //! bounds, rate limits and query timeouts.
 
 use super::*;
+use crate::fleet_wire::MAX_HAVE_IDS;
 
 fn ev(id: u64, ltime: u64, name: &str, coalesce: bool) -> UserEvent {
     UserEvent {

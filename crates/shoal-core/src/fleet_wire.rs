@@ -10,20 +10,20 @@ use thiserror::Error;
 
 // The wire's limits (re-exported by `core::fleet`, which also bounds its tables with them).
 /// Longest event or query name.
-pub const MAX_NAME: usize = 128;
+pub(crate) const MAX_NAME: usize = 128;
 /// Largest payload on the wire (an event's, a query's or an answer's); the configured bounds
 /// (`FleetConfig`) are at most this, so that any message fits one datagram.
-pub const MAX_PAYLOAD: usize = 1024;
+pub(crate) const MAX_PAYLOAD: usize = 1024;
 /// Most events in one `Events` message.
-pub const MAX_EVENTS_PER_MSG: usize = 32;
+pub(crate) const MAX_EVENTS_PER_MSG: usize = 32;
 /// Most ids a `Have` may list.
-pub const MAX_HAVE_IDS: usize = 128;
+pub(crate) const MAX_HAVE_IDS: usize = 128;
 /// Filter entries of a query (nodes, tags).
-pub const MAX_FILTER_ENTRIES: usize = 32;
+pub(crate) const MAX_FILTER_ENTRIES: usize = 32;
 /// Longest query timeout.
-pub const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Queries this node may start: a burst of this many, then one per `fleet::QUERY_REFILL`.
-pub const QUERY_BURST: u32 = 5;
+pub(crate) const QUERY_BURST: u32 = 5;
 
 /// A user event as it travels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +34,9 @@ pub struct UserEvent {
     pub ltime: u64,
     /// The member that fired it.
     pub origin: String,
+    /// The event's name (validated as a member name).
     pub name: String,
+    /// The event's payload (bounded).
     pub payload: Vec<u8>,
     /// Same-name events coalesce: a newer one supersedes an older one not yet delivered.
     pub coalesce: bool,
@@ -87,12 +89,17 @@ impl QueryFilter {
 /// A query as it travels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Query {
+    /// The query's id (unique per origin).
     pub id: u64,
+    /// Lamport time at which it was asked.
     pub ltime: u64,
     /// The member that asks: answers go to its address as SWIM knows it.
     pub origin: String,
+    /// The query's name.
     pub name: String,
+    /// The query's payload (bounded).
     pub payload: Vec<u8>,
+    /// Which members it is for.
     pub filter: QueryFilter,
     /// How long the origin collects answers.
     pub timeout_ms: u32,
@@ -102,54 +109,91 @@ pub struct Query {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FleetMsg {
     /// User events being spread (a push round, or what a `Have` lacked).
-    Events { events: Vec<UserEvent> },
+    Events {
+        /// The events.
+        events: Vec<UserEvent>,
+    },
     /// Event anti-entropy: the fingerprint of the sender's recent events and, when `ids` is
     /// given, their ids. The receiver, when its fingerprint differs, pushes what `ids` lacks
     /// and while `replies > 0` answers with its own `Have` (ids listed, `replies - 1`).
     Have {
+        /// Fingerprint of the sender's recent events.
         fingerprint: u64,
+        /// How many recent events the sender holds.
         count: u32,
+        /// Their ids, when listed.
         ids: Option<Vec<u64>>,
+        /// Answers still wanted.
         replies: u8,
     },
     /// A query being spread.
     Query(Query),
     /// "I received query `id` and match it; an answer follows when `answering`."
     Ack {
+        /// The query acknowledged.
         id: u64,
+        /// The member acknowledging.
         from: String,
+        /// An answer follows.
         answering: bool,
     },
     /// A member's answer to query `id`.
     Answer {
+        /// The query answered.
         id: u64,
+        /// The member answering.
         from: String,
+        /// Its handler's output.
         payload: Vec<u8>,
     },
     /// Ids of events the sender is spreading (the later push rounds send ids, not events):
     /// the receiver asks for those it has not seen.
-    Offer { ids: Vec<u64> },
+    Offer {
+        /// The offered ids.
+        ids: Vec<u64>,
+    },
     /// Ids of offered events the sender lacks: answered with one datagram of them.
-    Want { ids: Vec<u64> },
+    Want {
+        /// The wanted ids.
+        ids: Vec<u64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+/// Why an event, a query or an answer was refused.
 pub enum FleetError {
     #[error("name {0:?} is invalid: 1 to 128 bytes of letters, digits, '-', '_', '.' or ':'")]
+    /// The name is not a valid name.
     BadName(String),
     #[error("payload is {size} bytes; the limit is {limit} (event_payload_max)")]
-    PayloadTooLarge { size: usize, limit: usize },
+    /// The payload is over its bound.
+    PayloadTooLarge {
+        /// Its size.
+        size: usize,
+        /// The bound.
+        limit: usize,
+    },
     #[error("answer is {size} bytes; the limit is {limit}")]
-    AnswerTooLarge { size: usize, limit: usize },
+    /// The answer is over its bound.
+    AnswerTooLarge {
+        /// Its size.
+        size: usize,
+        /// The bound.
+        limit: usize,
+    },
     #[error("more {0} than the limit of {1}")]
+    /// A table is full (which, and its bound).
     TooMany(&'static str, usize),
     #[error("query timeout must be between 1 ms and {}s", MAX_QUERY_TIMEOUT.as_secs())]
+    /// The query timeout is zero or too long.
     BadTimeout,
     #[error(
         "too many queries: at most {QUERY_BURST} at once, then one per second; retry in {0} ms"
     )]
+    /// Too many queries: retry after this many ms.
     RateLimited(u64),
     #[error("no open query {0} on this node (it expired or never came)")]
+    /// No query with this id.
     NoSuchQuery(u64),
 }
 

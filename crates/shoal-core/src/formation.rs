@@ -18,24 +18,24 @@ use crate::time::Time;
 use std::time::Duration;
 
 /// Member pulls sent per tick while pulling (each to another random peer).
-pub const PULLS_PER_TICK: u16 = 2;
+pub(crate) const PULLS_PER_TICK: u16 = 2;
 
 /// Most pulls of one bulk transfer (bounds a transfer whatever the peers answer: with 2 a
 /// tick, 64 virtual seconds of pulling at the LAN profile's 250 ms tick).
-pub const MAX_PULLS: u16 = 512;
+pub(crate) const MAX_PULLS: u16 = 512;
 
 /// Pulls in a row that brought no new member, beyond one per shard, before the transfer
 /// ends (a peer may lack nothing of the shard asked; ending needs every shard asked again).
-pub const EMPTY_PULLS_SLACK: u16 = 6;
+pub(crate) const EMPTY_PULLS_SLACK: u16 = 6;
 
 /// Most bulk answers (`Intro` datagrams) a node sends per second, whoever asks. At the
 /// target of ~30 members per datagram, about 700 members a second to all joiners together;
 /// a joiner left unanswered asks another peer at its next pull.
-pub const ANSWER_MSGS_PER_SEC: u32 = 24;
+pub(crate) const ANSWER_MSGS_PER_SEC: u32 = 24;
 
 /// The bulk transfer of the member list after joining.
 #[derive(Clone, Debug, Default)]
-pub struct Pull {
+pub(crate) struct Pull {
     /// Pulls left in this transfer (0: not pulling).
     left: u16,
     /// Pulls sent since the last one that brought a new member.
@@ -44,19 +44,19 @@ pub struct Pull {
 
 impl Pull {
     /// Starts (or restarts) a transfer: the node just connected.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.left = MAX_PULLS;
         self.empty = 0;
     }
 
     /// Whether a transfer is in progress.
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.left > 0
     }
 
     /// How many pulls to send now, the member list being split into `parts` shards. Ends the
     /// transfer once every shard has been asked about (plus some slack) without news.
-    pub fn due(&mut self, parts: u32) -> u16 {
+    pub(crate) fn due(&mut self, parts: u32) -> u16 {
         if self.left == 0 {
             return 0;
         }
@@ -75,21 +75,21 @@ impl Pull {
     }
 
     /// An answer brought members we did not know.
-    pub fn news(&mut self) {
+    pub(crate) fn news(&mut self) {
         self.empty = 0;
     }
 }
 
 /// How many bulk datagrams this node still may send in the current one-second window.
 #[derive(Clone, Debug, Default)]
-pub struct AnswerBudget {
+pub(crate) struct AnswerBudget {
     window: Time,
     used: u32,
 }
 
 impl AnswerBudget {
     /// Takes up to `want` datagrams from the budget at `now`; returns how many may be sent.
-    pub fn take(&mut self, now: Time, want: u32) -> u32 {
+    pub(crate) fn take(&mut self, now: Time, want: u32) -> u32 {
         if now.since(self.window) >= Duration::from_secs(1) || now < self.window {
             self.window = now;
             self.used = 0;

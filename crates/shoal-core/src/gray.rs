@@ -37,25 +37,25 @@ use std::time::Duration;
 
 /// Most observers that must agree, whatever the cluster's size (at 1,000 members a third
 /// would be more observers than probe a member within a window).
-pub const MAX_OBSERVERS_NEEDED: usize = 8;
+pub(crate) const MAX_OBSERVERS_NEEDED: usize = 8;
 /// Members with reports kept at most (more are dropped and counted).
-pub const MAX_SUBJECTS: usize = 256;
+pub(crate) const MAX_SUBJECTS: usize = 256;
 /// Observers kept per member (the oldest report is replaced past that).
-pub const MAX_OBSERVERS: usize = 64;
+pub(crate) const MAX_OBSERVERS: usize = 64;
 /// Outcomes of our own probes kept per member within the window.
-pub const MAX_OWN: usize = 16;
+pub(crate) const MAX_OWN: usize = 16;
 /// Reports one datagram carries at most (each is under 150 bytes, about 20 with short names:
 /// a datagram is filled up to the shoal message budget, and a receiver reads no more).
-pub const MAX_PER_MSG: usize = 96;
+pub(crate) const MAX_PER_MSG: usize = 96;
 /// Members one node pushes its reports to per probe period.
-pub const PUSH_FANOUT: usize = 2;
+pub(crate) const PUSH_FANOUT: usize = 2;
 /// An observer that reports more members than this failing at once is itself the likely
 /// fault (a lossy host fails its probes of everyone): its reports do not count.
-pub const MAX_FAILING_PER_OBSERVER: usize = 3;
+pub(crate) const MAX_FAILING_PER_OBSERVER: usize = 3;
 /// Probe periods the rule must hold, with the guard normal, before a member is removed.
-pub const CONFIRM_PERIODS: u32 = 5;
+pub(crate) const CONFIRM_PERIODS: u32 = 5;
 /// Oldest age a report may claim (longer windows are refused by config validation).
-pub const MAX_AGE_MS: u32 = 600_000;
+pub(crate) const MAX_AGE_MS: u32 = 600_000;
 
 /// One observer's recent probes of one member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,6 +101,7 @@ impl Heard<'_> {
 }
 
 #[derive(Debug)]
+/// The served view's guard: the baseline, the trip rule, the state and the held members.
 pub struct Guard {
     cfg: GuardConfig,
     state: GuardState,
@@ -194,10 +195,12 @@ impl Guard {
         }
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &GuardConfig {
         &self.cfg
     }
 
+    /// Its state.
     pub fn state(&self) -> GuardState {
         self.state
     }
@@ -692,6 +695,7 @@ impl Guard {
         self.damping.view(now, name)
     }
 
+    /// Its report (state, since when, why, held count).
     pub fn report(&self) -> GuardReport {
         let would_hold = self.held.len() + self.ghosts.len();
         GuardReport {
@@ -706,7 +710,7 @@ impl Guard {
         }
     }
 
-    pub fn take_transitions(&mut self) -> Vec<GuardTransition> {
+    pub(crate) fn take_transitions(&mut self) -> Vec<GuardTransition> {
         std::mem::take(&mut self.transitions)
     }
 

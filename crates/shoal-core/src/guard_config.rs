@@ -8,6 +8,7 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What the guard does.
 pub enum GuardMode {
     /// Hold members the rules protect (default).
     #[default]
@@ -20,15 +21,21 @@ pub enum GuardMode {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// The guard's state.
 pub enum GuardState {
     #[default]
+    /// Serving the truth.
     Normal,
+    /// Tripped: members SWIM calls down are held.
     Frozen,
+    /// This node is most likely the one cut off: everything is held.
     Isolated,
+    /// Serving a restored snapshot until synced with the cluster.
     Warming,
 }
 
 impl GuardState {
+    /// The state as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             GuardState::Normal => "normal",
@@ -58,6 +65,7 @@ pub struct ServiceGuard {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GuardConfig {
+    /// Enforce, shadow or off.
     pub mode: GuardMode,
     /// A baseline member down by failure this long (while the guard is `normal`) leaves the
     /// baseline; the thaw waits this long with the held members under half the limit.
@@ -68,6 +76,7 @@ pub struct GuardConfig {
     /// Trip when baseline members suspect, unreachable or failed exceed
     /// `max(min_removals, max_removal_ratio x baseline)`.
     pub min_removals: usize,
+    /// Share of the baseline that may fail within the window before the guard trips.
     pub max_removal_ratio: f64,
     /// After this long frozen or isolated, the alert escalates.
     pub max_freeze: Duration,
@@ -145,6 +154,7 @@ impl Default for GuardConfig {
 }
 
 impl GuardConfig {
+    /// Checks the bounds; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.max_removal_ratio > 0.0 && self.max_removal_ratio <= 1.0) {
             return Err("guard.max_removal_ratio must be in (0, 1]".into());
@@ -207,7 +217,9 @@ impl GuardConfig {
 /// What every API answer says about the guard.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GuardReport {
+    /// The guard's mode.
     pub mode: GuardMode,
+    /// The guard's state.
     pub state: GuardState,
     /// Driver time (ms) the state was entered.
     pub since_ms: u64,
@@ -228,7 +240,10 @@ pub struct GuardReport {
 /// An escalation is a transition with `from == to` and `report.escalated` set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GuardTransition {
+    /// The state before.
     pub from: GuardState,
+    /// The state after.
     pub to: GuardState,
+    /// The report at the transition.
     pub report: GuardReport,
 }

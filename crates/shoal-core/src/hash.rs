@@ -8,7 +8,7 @@
 //! order: sort there.
 
 /// 64-bit FNV-1a: a stable hash that every build of shoal computes the same way.
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for p in parts {
         for b in *p {
@@ -22,7 +22,7 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 /// Finalizer of MurmurHash3: spreads FNV-1a's bits (its low bits are weak on short names).
-pub fn mix(mut h: u64) -> u64 {
+pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -31,19 +31,29 @@ pub fn mix(mut h: u64) -> u64 {
     h
 }
 
+/// The two hashes of `name` a `sync::NameFilter` derives its bit positions from (computed once
+/// per identity: `NodeId::bloom`).
+pub(crate) fn bloom_hashes(name: &str) -> (u64, u64) {
+    (
+        mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
+        mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
+    )
+}
+
+#[cfg(test)]
 /// The shard (of `parts`) a member name belongs to; stable across builds and platforms.
-pub fn shard_of(name: &str, parts: u32) -> u32 {
+pub(crate) fn shard_of(name: &str, parts: u32) -> u32 {
     shard_in(shard_hash(name), parts)
 }
 
 /// The hash `shard_of` reduces: computed once per identity (see `NodeId::shard`), so that
 /// scanning thousands of members for one shard reads no name.
-pub fn shard_hash(name: &str) -> u64 {
+pub(crate) fn shard_hash(name: &str) -> u64 {
     mix(fnv1a(&[b"shoal-shard", name.as_bytes()]))
 }
 
 /// The shard (of `parts`) of a name whose `shard_hash` is `hash`.
-pub fn shard_in(hash: u64, parts: u32) -> u32 {
+pub(crate) fn shard_in(hash: u64, parts: u32) -> u32 {
     (hash % u64::from(parts.max(1))) as u32
 }
 
@@ -52,10 +62,10 @@ pub fn shard_in(hash: u64, parts: u32) -> u32 {
 /// a datagram can grow takes its seed from the node (`HashSeed::map`); `default()` (seed 0)
 /// is for tables only local input fills. Iteration order is not meaningful: sort where an
 /// order reaches an output.
-pub type FixedHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+pub(crate) type FixedHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// A `HashSet` whose hasher has an explicit seed (see `FixedHashMap`).
-pub type FixedHashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+pub(crate) type FixedHashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 
 /// The seed of one node's hash tables: derived from the node's seed (`Node::new`), private
 /// to the node (never sent), handed to every table a datagram can grow. Two nodes given

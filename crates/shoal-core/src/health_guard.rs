@@ -28,8 +28,11 @@ use std::sync::Arc;
 /// A state change of one service's health guard (logged, evented, sent to the alert hook).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthTransition {
+    /// The service.
     pub service: String,
+    /// The state before.
     pub from: GuardState,
+    /// The state after.
     pub to: GuardState,
     /// The service's report after the change (`baseline`: its serving instances).
     pub report: GuardReport,
@@ -72,6 +75,7 @@ struct Frozen {
 }
 
 #[derive(Debug)]
+/// The guard of services' health: holds instances that fail their checks together.
 pub struct HealthGuard {
     cfg: GuardConfig,
     services: BTreeMap<String, Svc>,
@@ -83,6 +87,7 @@ pub struct HealthGuard {
 }
 
 impl HealthGuard {
+    /// A health guard with `cfg`.
     pub fn new(cfg: GuardConfig) -> Self {
         HealthGuard {
             cfg,
@@ -210,6 +215,7 @@ impl HealthGuard {
                 .any(|s| s.frozen.is_some() || !s.failures.is_empty())
     }
 
+    /// Advances time: thaws a service whose failures have been back under the limit long enough.
     pub fn tick(&mut self, now: Time) {
         if self.off() {
             return;
@@ -414,7 +420,7 @@ impl HealthGuard {
             .collect()
     }
 
-    pub fn take_transitions(&mut self) -> Vec<HealthTransition> {
+    pub(crate) fn take_transitions(&mut self) -> Vec<HealthTransition> {
         std::mem::take(&mut self.transitions)
     }
 

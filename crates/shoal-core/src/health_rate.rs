@@ -14,14 +14,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Shortest time between two published status changes of one service.
-pub const MIN_GAP: Duration = Duration::from_secs(2);
+pub(crate) const MIN_GAP: Duration = Duration::from_secs(2);
 /// Shortest time between two publications of an output change alone.
-pub const OUTPUT_GAP: Duration = Duration::from_secs(300);
+pub(crate) const OUTPUT_GAP: Duration = Duration::from_secs(300);
 
 /// A service's health as published in the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Published {
+    /// The status.
     pub health: Health,
+    /// The check's output.
     pub output: String,
 }
 
@@ -33,7 +35,7 @@ struct Slot {
 }
 
 #[derive(Clone, Debug)]
-pub struct HealthRate {
+pub(crate) struct HealthRate {
     min_gap: Duration,
     output_gap: Duration,
     slots: BTreeMap<String, Slot>,
@@ -46,7 +48,7 @@ impl Default for HealthRate {
 }
 
 impl HealthRate {
-    pub fn new(min_gap: Duration, output_gap: Duration) -> Self {
+    pub(crate) fn new(min_gap: Duration, output_gap: Duration) -> Self {
         HealthRate {
             min_gap,
             output_gap,
@@ -56,7 +58,7 @@ impl HealthRate {
 
     /// Records that `service` was published as `p` at `now` by another path (registration):
     /// the gap starts now.
-    pub fn published(&mut self, now: Time, service: &str, p: Published) {
+    pub(crate) fn published(&mut self, now: Time, service: &str, p: Published) {
         let slot = self.slots.entry(service.to_string()).or_default();
         slot.published = Some(p);
         slot.at = Some(now);
@@ -64,7 +66,7 @@ impl HealthRate {
     }
 
     /// The latest status of `service` (replaces any status still waiting).
-    pub fn offer(&mut self, service: &str, p: Published) {
+    pub(crate) fn offer(&mut self, service: &str, p: Published) {
         let slot = self.slots.entry(service.to_string()).or_default();
         if slot.published.as_ref() == Some(&p) {
             slot.pending = None;
@@ -74,7 +76,7 @@ impl HealthRate {
     }
 
     /// Stops tracking `service` (deregistered).
-    pub fn forget(&mut self, service: &str) {
+    pub(crate) fn forget(&mut self, service: &str) {
         self.slots.remove(service);
     }
 
@@ -91,7 +93,7 @@ impl HealthRate {
     }
 
     /// What to publish now (each taken as published at `now`).
-    pub fn due(&mut self, now: Time) -> Vec<(String, Published)> {
+    pub(crate) fn due(&mut self, now: Time) -> Vec<(String, Published)> {
         let ready: Vec<String> = self
             .slots
             .iter()
@@ -112,7 +114,7 @@ impl HealthRate {
     }
 
     /// When the next status waiting may be published.
-    pub fn next_due(&self) -> Option<Time> {
+    pub(crate) fn next_due(&self) -> Option<Time> {
         self.slots.values().filter_map(|s| self.ready_at(s)).min()
     }
 }

@@ -34,7 +34,7 @@ struct IdParts {
     /// `sync::shard_hash(name)`, computed once: membership sync scans members by shard.
     #[serde(skip)]
     shard: u64,
-    /// `sync::bloom_hashes(name)`, computed once: the membership filter hashes every member.
+    /// `hash::bloom_hashes(name)`, computed once: the membership filter hashes every member.
     #[serde(skip)]
     bloom: (u64, u64),
 }
@@ -154,7 +154,7 @@ impl IdCache {
             addr,
             generation,
             shard: crate::hash::shard_hash(name),
-            bloom: crate::sync::bloom_hashes(name),
+            bloom: crate::hash::bloom_hashes(name),
         });
         let mut inline = [0u8; INLINE_NAME];
         if name.len() <= INLINE_NAME {
@@ -208,7 +208,7 @@ impl NodeId {
                 addr,
                 generation,
                 shard: crate::hash::shard_hash(name),
-                bloom: crate::sync::bloom_hashes(name),
+                bloom: crate::hash::bloom_hashes(name),
             }),
         }
     }
@@ -225,6 +225,7 @@ impl NodeId {
         Self::new("", addr, 0)
     }
 
+    /// The node's name.
     pub fn name(&self) -> &Arc<str> {
         &self.inner.name
     }
@@ -234,6 +235,7 @@ impl NodeId {
         self.inner.addr
     }
 
+    /// The node's generation (start time): a restarted node has a larger one.
     pub fn generation(&self) -> u64 {
         self.inner.generation
     }
@@ -244,7 +246,7 @@ impl NodeId {
         crate::hash::shard_in(self.inner.shard, parts)
     }
 
-    /// `sync::bloom_hashes(name)` without hashing the name again.
+    /// `hash::bloom_hashes(name)` without hashing the name again.
     pub fn bloom(&self) -> (u64, u64) {
         self.inner.bloom
     }

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 
 /// Longest instance id (Consul's service ID rule, bounded as names are).
-pub const MAX_ID_LEN: usize = 64;
+pub(crate) const MAX_ID_LEN: usize = 64;
 
 /// Whether `id` is a valid instance id: 1 to 64 bytes of letters, digits, '.', '_', ':', '-'.
-pub fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id
@@ -45,7 +45,7 @@ impl Instances {
 }
 
 /// The instance of each service the fixed part carries: the lowest id of each name, by name.
-pub fn primaries(meta: &NodeMeta) -> BTreeMap<&str, (&str, &Service)> {
+pub(crate) fn primaries(meta: &NodeMeta) -> BTreeMap<&str, (&str, &Service)> {
     let mut out: BTreeMap<&str, (&str, &Service)> = BTreeMap::new();
     for (id, svc) in &meta.services {
         out.entry(svc.name.as_str()).or_insert((id.as_str(), svc));
@@ -55,7 +55,7 @@ pub fn primaries(meta: &NodeMeta) -> BTreeMap<&str, (&str, &Service)> {
 
 /// What extension field `record.instances` carries for `meta`; `None` when every service has
 /// one instance whose id is its name (a record v0.1.0 reads whole).
-pub fn split(meta: &NodeMeta) -> Option<Instances> {
+pub(crate) fn split(meta: &NodeMeta) -> Option<Instances> {
     let first = primaries(meta);
     let mut inst = Instances::default();
     for (name, (id, _)) in &first {
@@ -73,7 +73,7 @@ pub fn split(meta: &NodeMeta) -> Option<Instances> {
 
 /// Serializes `meta` as the fixed part of a record: its tags, then its services keyed by
 /// name, one instance each ([`primaries`]); the layout of v0.1.0's `NodeMeta`.
-pub fn serialize_fixed<S: Serializer>(meta: &NodeMeta, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_fixed<S: Serializer>(meta: &NodeMeta, s: S) -> Result<S::Ok, S::Error> {
     struct Fixed<'a>(BTreeMap<&'a str, (&'a str, &'a Service)>);
     impl Serialize for Fixed<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -102,7 +102,7 @@ pub fn serialize_fixed<S: Serializer>(meta: &NodeMeta, s: S) -> Result<S::Ok, S:
 /// invalid, unordered, not canonical (a fixed part's instance that is not the lowest id of its
 /// name, an id written though it is the name) or given twice, and instances of a service the
 /// fixed part does not have. The limits (`MAX_SERVICES` instances in all) are checked after.
-pub fn join(
+pub(crate) fn join(
     fixed: BTreeMap<String, Service>,
     inst: Option<Instances>,
 ) -> Result<BTreeMap<String, Service>, MetaError> {

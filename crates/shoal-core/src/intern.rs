@@ -60,7 +60,7 @@ fn name(s: &str) -> Arc<str> {
 }
 
 /// Serde helper: deserializes a string into an `Arc<str>`.
-pub fn de_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+pub(crate) fn de_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
     struct V;
     impl Visitor<'_> for V {
         type Value = Arc<str>;
@@ -80,7 +80,7 @@ pub fn de_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
 }
 
 /// Serde helper for a list of names.
-pub fn de_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
+pub(crate) fn de_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Vec<Arc<str>>;

@@ -33,11 +33,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Most rollouts remembered at once (the oldest is forgotten first).
-pub const MAX_ROLLOUTS: usize = 8;
+pub(crate) const MAX_ROLLOUTS: usize = 8;
 /// Least time between two keyrings (`State`) sent to one peer.
-pub const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Least time between two generations (`Hello`) sent to one peer.
-pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Least time between two `Hello`s an agent starts on its own (to any peer): without it an
 /// agent told every peer it heard from, once per `HELLO_EVERY` each, which grew its idle
 /// traffic with the cluster (about 1.6 datagrams a second per agent at 50 members). An
@@ -45,15 +45,15 @@ pub const HELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// every agent greeting a peer this often, an agent that missed an `install` hears a newer
 /// generation within about `HELLO_SPACING / 2` on average (it greets, and is greeted, about
 /// once per `HELLO_SPACING`); a missed `use` is caught up at once (`State`).
-pub const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const HELLO_SPACING: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most peers whose last catch-up messages are remembered.
-pub const MAX_CATCH_UP_PEERS: usize = 1024;
+pub(crate) const MAX_CATCH_UP_PEERS: usize = 1024;
 /// Most generations a peer's ring (`State`) may be ahead of ours to be adopted: about ten
 /// rotations (install, use, remove) missed. An agent further behind is refused (counted)
 /// and given the current key by the operator (docs/security.md). Rings with our keys and
 /// a larger generation move ours by at most this much at a time, so the generation can grow
 /// by at most this much per accepted datagram: reaching `u64::MAX` would take 2^59 of them.
-pub const MAX_KEYRING_JUMP: u64 = 32;
+pub(crate) const MAX_KEYRING_JUMP: u64 = 32;
 /// Longest error text carried in an acknowledgement.
 const MAX_ERROR_LEN: usize = 200;
 
@@ -61,12 +61,16 @@ const MAX_ERROR_LEN: usize = 200;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyOpKind {
+    /// Add a key to the ring.
     Install,
+    /// Make a key of the ring the primary one.
     Use,
+    /// Remove a key from the ring.
     Remove,
 }
 
 impl KeyOpKind {
+    /// The change as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyOpKind::Install => "install",
@@ -81,24 +85,40 @@ impl KeyOpKind {
 pub enum KeyMsg {
     /// Apply this change; answer with `Ack { id }`.
     Op {
+        /// The change's id.
         id: u64,
+        /// What to do.
         kind: KeyOpKind,
+        /// The key.
         key: [u8; KEY_LEN],
     },
     /// The change `id` was applied (`error` empty) or refused.
-    Ack { id: u64, error: String },
+    Ack {
+        /// The change.
+        id: u64,
+        /// Why it was refused (empty: applied).
+        error: String,
+    },
     /// "My keyring has seen this many changes": answered with `State` by a peer whose ring
     /// is newer, with `Hello` by one whose ring is older.
-    Hello { generation: u64 },
+    Hello {
+        /// Changes the sender's ring has seen.
+        generation: u64,
+    },
     /// A whole keyring (primary first) and its generation, for a peer with an older one.
     State {
+        /// Changes the ring has seen.
         generation: u64,
+        /// The keys, primary first.
         keys: Vec<[u8; KEY_LEN]>,
     },
     /// An `Op` or a `State` sealed to the recipient's own X25519 key
     /// (`member_key::seal_to`; sent only to a member whose record carries one, so never to
     /// a v0.1.0 agent).
-    Sealed { sealed: Vec<u8> },
+    Sealed {
+        /// The sealed message.
+        sealed: Vec<u8>,
+    },
 }
 
 impl Kinds for KeyMsg {
@@ -107,6 +127,7 @@ impl Kinds for KeyMsg {
 }
 
 impl KeyMsg {
+    /// The message's bytes.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
@@ -145,7 +166,7 @@ impl KeyMsg {
         (ring.keys().len() == keys.len()).then(|| ring.with_generation(*generation))
     }
 
-    pub fn ack(id: u64, res: Result<(), KeyError>) -> KeyMsg {
+    pub(crate) fn ack(id: u64, res: Result<(), KeyError>) -> KeyMsg {
         let mut error = res.err().map(|e| e.to_string()).unwrap_or_default();
         error.truncate(MAX_ERROR_LEN);
         KeyMsg::Ack { id, error }
@@ -156,8 +177,11 @@ impl KeyMsg {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "error")]
 pub enum Confirm {
+    /// No answer yet.
     Pending,
+    /// Applied.
     Confirmed,
+    /// Refused, and why.
     Refused(String),
 }
 
@@ -220,7 +244,7 @@ impl Rollout {
 
 /// The rollouts a node remembers (at most [`MAX_ROLLOUTS`], the oldest forgotten first).
 #[derive(Debug, Default)]
-pub struct Rollouts {
+pub(crate) struct Rollouts {
     list: std::collections::VecDeque<Rollout>,
     next_id: u64,
     /// Catch-up messages sent to peers behind (or ahead), rate-limited per peer.
@@ -229,7 +253,7 @@ pub struct Rollouts {
 
 impl Rollouts {
     /// Starts a rollout; `salt` makes ids of different nodes differ.
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         now: Time,
         salt: u64,
@@ -252,25 +276,25 @@ impl Rollouts {
         &self.list[self.list.len() - 1]
     }
 
-    pub fn get(&self, id: u64) -> Option<&Rollout> {
+    pub(crate) fn get(&self, id: u64) -> Option<&Rollout> {
         self.list.iter().find(|r| r.id == id)
     }
 
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut Rollout> {
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Rollout> {
         self.list.iter_mut().find(|r| r.id == id)
     }
 }
 
 /// Which catch-up message was last sent to a peer, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CatchUpKind {
+pub(crate) enum CatchUpKind {
     State,
     Hello,
 }
 
 /// When each peer was last sent a `State` and a `Hello` (bounded).
 #[derive(Debug, Default)]
-pub struct CatchUp {
+pub(crate) struct CatchUp {
     peers: BTreeMap<SocketAddr, (Option<Time>, Option<Time>)>,
     /// When this agent last started a `Hello` exchange on its own.
     last_greeting: Option<Time>,
@@ -279,7 +303,7 @@ pub struct CatchUp {
 impl CatchUp {
     /// True (and noted) when an unsolicited `Hello` may go to `peer` now: at most one per
     /// `HELLO_SPACING` in all, and one per `HELLO_EVERY` to each peer.
-    pub fn may_greet(&mut self, now: Time, peer: SocketAddr) -> bool {
+    pub(crate) fn may_greet(&mut self, now: Time, peer: SocketAddr) -> bool {
         if self
             .last_greeting
             .is_some_and(|t| now.since(t) < HELLO_SPACING)
@@ -294,7 +318,7 @@ impl CatchUp {
     }
 
     /// True (and noted) when `kind` may be sent to `peer` now.
-    pub fn may_send(&mut self, now: Time, peer: SocketAddr, kind: CatchUpKind) -> bool {
+    pub(crate) fn may_send(&mut self, now: Time, peer: SocketAddr, kind: CatchUpKind) -> bool {
         let every = match kind {
             CatchUpKind::State => STATE_EVERY,
             CatchUpKind::Hello => HELLO_EVERY,
@@ -323,18 +347,15 @@ impl CatchUp {
         true
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.peers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
     }
 }
 
 /// Why a peer's ring (`State`) was not adopted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateRefusal {
+pub(crate) enum StateRefusal {
     /// Not newer than ours: nothing to do (rings cross in flight; not counted).
     NotNewer,
     /// More than [`MAX_KEYRING_JUMP`] generations ahead, with other keys.
@@ -356,7 +377,7 @@ pub enum StateRefusal {
 /// [`MAX_KEYRING_JUMP`]. A ring with our keys only moves our generation, by at most
 /// `MAX_KEYRING_JUMP` (an agent started with the current key catches up in a few
 /// exchanges). Keys in ours and not in theirs are retired here, as their removal was.
-pub fn check_state(
+pub(crate) fn check_state(
     mine: &Keyring,
     theirs: &Keyring,
     sealed_with: KeyId,
@@ -399,7 +420,7 @@ pub fn check_state(
 }
 
 /// Applies a keyring change described by `kind` and `key` to a ring.
-pub fn apply(
+pub(crate) fn apply(
     ring: &mut crate::keyring::Keyring,
     kind: KeyOpKind,
     key: &Key,

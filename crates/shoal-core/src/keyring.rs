@@ -21,14 +21,14 @@ use thiserror::Error;
 /// Bytes of a key.
 pub const KEY_LEN: usize = 32;
 /// Most keys a ring holds (the primary included): enough for a rotation in flight.
-pub const MAX_KEYS: usize = 8;
+pub(crate) const MAX_KEYS: usize = 8;
 /// Most retired keys remembered that were never this ring's primary (the oldest is forgotten
 /// first): what a key holder installing and removing keys of its own can churn.
-pub const MAX_RETIRED: usize = 64;
+pub(crate) const MAX_RETIRED: usize = 64;
 /// Most retired keys remembered that this ring once sent with (its primary at some point):
 /// a rotation's evicted key. Pushing one off takes this many keys made primary (and so sent
 /// with by every agent) and removed after it, about 15 years of monthly rotations.
-pub const MAX_RETIRED_PRIMARY: usize = 1024;
+pub(crate) const MAX_RETIRED_PRIMARY: usize = 1024;
 
 /// The short public id of a key, carried in every sealed datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,6 +82,7 @@ pub struct Retired {
 }
 
 impl Key {
+    /// A key of these bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Key {
         // The id is the tag of an empty message sealed under the key with a fixed nonce: it
         // names the key without telling anything about it.
@@ -119,10 +120,12 @@ impl Key {
         base64::engine::general_purpose::STANDARD.encode(self.bytes)
     }
 
+    /// Its id (carried in each sealed datagram).
     pub fn id(&self) -> KeyId {
         self.id
     }
 
+    /// Its bytes.
     pub fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
     }
@@ -174,6 +177,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// A ring of one key, the primary.
     pub fn new(primary: Key) -> Keyring {
         Keyring {
             was_primary: vec![primary.retired()],
@@ -296,6 +300,7 @@ impl Keyring {
         ring.ok_or(KeyError::Empty)
     }
 
+    /// The key datagrams are sealed with.
     pub fn primary(&self) -> &Key {
         &self.keys[0]
     }
@@ -305,10 +310,12 @@ impl Keyring {
         &self.keys
     }
 
+    /// The keys with this id (ids may collide).
     pub fn get(&self, id: KeyId) -> impl Iterator<Item = &Key> {
         self.keys.iter().filter(move |k| k.id == id)
     }
 
+    /// Whether the ring holds `key`.
     pub fn contains(&self, key: &Key) -> bool {
         self.keys.contains(key)
     }

@@ -35,40 +35,40 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// First byte of an accusation item (a metadata record never starts with it).
-pub const TAG: u8 = 0;
+pub(crate) const TAG: u8 = 0;
 /// Format version of the item, after the tag (1: no generation nor health; still read).
-pub const VERSION: u8 = 2;
+pub(crate) const VERSION: u8 = 2;
 /// An accuser whose local health score was above this when it accused is not counted as a
 /// confirmation (its own probes fail because it is the one in trouble). The failed probe
 /// behind the accusation has raised the score by one already: 1 is "healthy until then".
 /// (0 counted no accuser at all: bursty-50's crashes were seen after 42-50 s.)
-pub const MAX_ACCUSER_HEALTH: u8 = 1;
+pub(crate) const MAX_ACCUSER_HEALTH: u8 = 1;
 /// About how many members probe a suspect from their next probe on once they hear of the
 /// suspicion, beside their round (see `foca::Lifeguard::prompt_probers`).
-pub const PROMPT_PROBERS: usize = 8;
+pub(crate) const PROMPT_PROBERS: usize = 8;
 /// A down notice is spread this many times as often as other updates (see
 /// `foca::Lifeguard::down_transmissions`): a member in a loss burst while it went round
 /// otherwise kept the dead member until its own round of probes reached it (bursty-50: crash
 /// seen up to 38 s late; with 3, at most 21 s).
-pub const DOWN_TRANSMISSIONS: u8 = 3;
+pub(crate) const DOWN_TRANSMISSIONS: u8 = 3;
 /// Accusations waiting for the node at most (more are dropped and counted).
-pub const MAX_INBOX: usize = 256;
+pub(crate) const MAX_INBOX: usize = 256;
 /// Distinct (subject, accuser) pairs remembered for deduplication (and suspicions whose
 /// healthy accusers are counted).
-pub const MAX_SEEN: usize = 4096;
+pub(crate) const MAX_SEEN: usize = 4096;
 /// Largest accusation item: tag, version, two names (64 + 1 bytes each), incarnation,
 /// generation, health.
-pub const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
+pub(crate) const MAX_ITEM: usize = 2 + 2 * 65 + 3 + 10 + 2;
 
 /// Lifeguard's settings for foca from the timings (`None` when turned off, `Timings::lifeguard`).
-pub fn settings_for(t: &Timings) -> Option<foca::Lifeguard> {
+pub(crate) fn settings_for(t: &Timings) -> Option<foca::Lifeguard> {
     t.lifeguard.then(|| settings(t))
 }
 
 /// foca's Lifeguard settings from the timings: memberlist's suspicion timeouts (`k =
 /// suspicion_mult - 2` expected confirmations; from `suspicion_max_mult` times the timeout
 /// down to it, log-scaled), optionally continued below it when many more probers agree.
-pub fn settings(t: &Timings) -> foca::Lifeguard {
+pub(crate) fn settings(t: &Timings) -> foca::Lifeguard {
     let k = (t.suspicion_mult - 2.0).max(0.0).floor() as usize;
     foca::Lifeguard {
         max_health: t.lhm_max,
@@ -88,7 +88,7 @@ pub fn settings(t: &Timings) -> foca::Lifeguard {
 /// beyond the first accuser. Up to `k`: memberlist's `remainingSuspicionTime`,
 /// `max - ln(n + 1) / ln(k + 1) x (max - min)` (floored at the minimum); with `fast > k`, it
 /// goes on shrinking the same way from the minimum at `k` to `floor x min` at `fast`.
-pub fn permille_table(k: usize, max_mult: f64, fast: usize, floor: f64) -> Vec<u32> {
+pub(crate) fn permille_table(k: usize, max_mult: f64, fast: usize, floor: f64) -> Vec<u32> {
     let max = max_mult.max(1.0);
     let mut out = Vec::new();
     if k == 0 {
@@ -114,7 +114,7 @@ pub fn permille_table(k: usize, max_mult: f64, fast: usize, floor: f64) -> Vec<u
 /// One accusation: `accuser`'s own probe of `subject` (its `generation`) at `incarnation`
 /// failed, while the accuser's own local health score was `health`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accusation {
+pub(crate) struct Accusation {
     pub subject: String,
     pub incarnation: u16,
     pub accuser: String,
@@ -133,7 +133,8 @@ struct AccusationV1 {
 
 impl Accusation {
     /// Whether it counts as an independent confirmation.
-    pub fn from_healthy_accuser(&self) -> bool {
+    #[allow(clippy::wrong_self_convention)] // reads "is from a healthy accuser", not a constructor
+    pub(crate) fn from_healthy_accuser(&self) -> bool {
         self.health <= MAX_ACCUSER_HEALTH
     }
 
@@ -144,7 +145,7 @@ impl Accusation {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AccusationError {
+pub(crate) enum AccusationError {
     #[error("accusation too large ({0} bytes)")]
     TooLarge(usize),
     #[error("accusation of an unknown format")]
@@ -156,14 +157,14 @@ pub enum AccusationError {
 }
 
 impl Accusation {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![TAG, VERSION];
         // Names are validated: encoding cannot fail.
         out.extend(postcard::to_allocvec(self).unwrap_or_default());
         out
     }
 
-    pub fn decode(data: &[u8]) -> Result<Accusation, AccusationError> {
+    pub(crate) fn decode(data: &[u8]) -> Result<Accusation, AccusationError> {
         if data.len() > MAX_ITEM {
             return Err(AccusationError::TooLarge(data.len()));
         }
@@ -196,7 +197,7 @@ impl Accusation {
 /// handler (`meta_gossip::MetaBroadcasts`), which the node reaches through
 /// `Foca::broadcast_handler_mut`.
 #[derive(Debug, Default, Clone)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     queue: VecDeque<Accusation>,
     /// Deduplication by (subject, accuser): a table a datagram grows (bounded by
     /// `MAX_SEEN`), seeded by the node (`HashSeed`).
@@ -213,7 +214,7 @@ impl Inbox {
     /// An empty inbox whose tables take the node's hash seed, passing on the first `enough`
     /// healthy accusers of each suspicion (`foca::Lifeguard::suspicion_permille`'s length:
     /// the most accusers a timeout counts).
-    pub fn with_seed(hashes: HashSeed, enough: usize) -> Inbox {
+    pub(crate) fn with_seed(hashes: HashSeed, enough: usize) -> Inbox {
         Inbox {
             queue: VecDeque::new(),
             seen: hashes.map(),
@@ -224,7 +225,7 @@ impl Inbox {
     }
     /// Takes a received accusation; whether foca passes it on: it is new, and still news to
     /// others (`worth_passing_on`). One that is new but not passed on still goes to the node.
-    pub fn offer(&mut self, a: Accusation) -> bool {
+    pub(crate) fn offer(&mut self, a: Accusation) -> bool {
         if !self.note_seen(&a) {
             return false;
         }
@@ -239,7 +240,7 @@ impl Inbox {
 
     /// Marks our own accusation as seen (so that its echo is not taken as news); whether it
     /// is worth sending (`worth_passing_on`: foca counts it locally either way).
-    pub fn own(&mut self, a: &Accusation) -> bool {
+    pub(crate) fn own(&mut self, a: &Accusation) -> bool {
         // A repeat (our probe of a suspect we already accuse failed again) is no news.
         if !self.note_seen(a) {
             return false;
@@ -276,7 +277,7 @@ impl Inbox {
         self.enough == 0 || *n <= self.enough
     }
 
-    pub fn drain(&mut self) -> Vec<Accusation> {
+    pub(crate) fn drain(&mut self) -> Vec<Accusation> {
         self.queue.drain(..).collect()
     }
 }

@@ -20,14 +20,16 @@ use x25519_dalek::{PublicKey, StaticSecret};
 /// Bytes of secret a member key pair is built from (and kept in the data directory).
 pub const SECRET_LEN: usize = 64;
 /// Bytes [`seal_to`] adds to what it seals: the sender's public key, the nonce, the tag.
-pub const SEAL_OVERHEAD: usize = 32 + 24 + 16;
+pub(crate) const SEAL_OVERHEAD: usize = 32 + 24 + 16;
 const SEAL_CONTEXT: &[u8] = b"shoal member seal v1";
 const PAIR_CONTEXT: &[u8] = b"shoal pair tag v1";
 
 /// A member's public keys: Ed25519 to verify its records, X25519 to seal to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MemberPub {
+    /// The Ed25519 public key (verifies record signatures).
     pub sign: [u8; 32],
+    /// The X25519 public key (messages sealed to the member).
     pub seal: [u8; 32],
 }
 
@@ -76,6 +78,7 @@ impl MemberKeys {
         }
     }
 
+    /// The public halves.
     pub fn public(&self) -> MemberPub {
         self.public
     }

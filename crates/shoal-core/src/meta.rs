@@ -13,9 +13,8 @@
 use crate::ext::Ext;
 use crate::names::Named;
 use crate::node_meta::validate_tags;
-pub use crate::node_meta::{
-    output_line, Health, MetaError, NodeMeta, Service, MAX_KEY_LEN, MAX_OUTPUT_LEN,
-    MAX_RECORD_BYTES, MAX_SERVICES, MAX_SERVICE_TAGS, MAX_TAGS, MAX_VALUE_LEN,
+pub(crate) use crate::node_meta::{
+    output_line, Health, MetaError, NodeMeta, Service, MAX_RECORD_BYTES, MAX_SERVICES, MAX_TAGS,
 };
 use crate::wire::{ProtocolRange, PROTOCOL_V1};
 use serde::{Deserialize, Serialize};
@@ -28,14 +27,14 @@ use std::sync::{Arc, OnceLock};
 ///
 /// This release's own fields: its protocol range (6), a restart intent (7), its member key
 /// (66) and its signature (66): 145 bytes at most.
-pub const EXT_RESERVE: usize = 160;
+pub(crate) const EXT_RESERVE: usize = 160;
 /// Largest record version accepted from the wire (a version "far in the future" would let
 /// its sender pin a node's record against every later update of the owner).
-pub const MAX_VERSION: u64 = 1 << 32;
+pub(crate) const MAX_VERSION: u64 = 1 << 32;
 
 /// Whether a record stamp from the wire is acceptable: generation at most `max_generation`
 /// (our clock plus a margin), version at most [`MAX_VERSION`].
-pub fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
+pub(crate) fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
     stamp.0 <= max_generation && stamp.1 <= MAX_VERSION
 }
 
@@ -43,6 +42,7 @@ pub fn stamp_acceptable(stamp: (u64, u64), max_generation: u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaRecord {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The owner's name.
     pub name: Arc<str>,
     /// The owner's advertised address: lets a node that missed the owner's join find it.
     pub addr: SocketAddr,
@@ -250,6 +250,7 @@ impl Named for MetaRecord {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::node_meta::{MAX_OUTPUT_LEN, MAX_VALUE_LEN};
 
     /// A record of `name` with empty metadata (also for `core::meta_store`'s tests).
     pub(crate) fn rec(name: &str, generation: u64, version: u64) -> MetaRecord {

@@ -10,7 +10,7 @@
 //! Lifeguard accusation, 1 to `MAX_NAME_LEN` a record (its name's length), anything else an
 //! item of a later release, ignored and counted, never an error (which would cost the rest
 //! of the SWIM packet's items).
-//! A later release adds an item kind with a first byte from [`LATER_ITEMS`].
+//! A later release adds an item kind with a first byte from `0x80..=0xff` (docs/upgrades.md).
 
 use crate::meta::{stamp_acceptable, MetaError, MAX_RECORD_BYTES};
 use crate::meta_store::MetaStore;
@@ -18,12 +18,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// First bytes a later release may give a new kind of broadcast item (docs/upgrades.md).
-pub const LATER_ITEMS: std::ops::RangeInclusive<u8> = 0x80..=0xff;
-
 /// The leading fields of an encoded record, decoded without allocating.
 #[derive(Deserialize)]
-pub struct RecordHead<'a> {
+pub(crate) struct RecordHead<'a> {
     #[serde(borrow)]
     pub name: &'a str,
     #[allow(dead_code)]
@@ -34,7 +31,7 @@ pub struct RecordHead<'a> {
 
 /// Key of a record in foca's broadcast queue: a newer record of one node replaces an older one.
 #[derive(Debug, Clone)]
-pub struct MetaKey {
+pub(crate) struct MetaKey {
     name: Arc<str>,
     stamp: (u64, u64),
 }
@@ -55,7 +52,7 @@ impl foca::Invalidates for MetaKey {
 }
 
 /// Feeds metadata broadcasts received through foca into the shared store.
-pub struct MetaBroadcasts {
+pub(crate) struct MetaBroadcasts {
     /// The node's context: records received are shared through it.
     pub shared: Arc<crate::shared::Shared>,
     /// Records of a later generation are refused (set by the node before each datagram).
@@ -76,7 +73,7 @@ pub struct MetaBroadcasts {
 impl MetaKey {
     /// The broadcast key of an accusation: one per (subject, accuser), the newest
     /// incarnation replacing older ones. The name cannot collide with a node name (`!`).
-    pub fn accusation(a: &crate::lifeguard::Accusation) -> MetaKey {
+    pub(crate) fn accusation(a: &crate::lifeguard::Accusation) -> MetaKey {
         MetaKey {
             name: Arc::from(format!("!{}!{}", a.subject, a.accuser)),
             stamp: (u64::from(a.incarnation), 0),
@@ -86,7 +83,7 @@ impl MetaKey {
 
 /// A broadcast item, typed once from its first byte (the bytes stay as v0.1.0 wrote them):
 /// what the handler does is chosen by this type, never by a byte test further on.
-pub enum Item<'a> {
+pub(crate) enum Item<'a> {
     /// A Lifeguard accusation (first byte `lifeguard::TAG`).
     Accusation(crate::lifeguard::Accusation),
     /// A metadata record, of which only the head is decoded yet: most records received are
@@ -101,7 +98,7 @@ pub enum Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    pub fn decode(data: &'a [u8]) -> Result<Item<'a>, MetaError> {
+    pub(crate) fn decode(data: &'a [u8]) -> Result<Item<'a>, MetaError> {
         if data.len() > MAX_RECORD_BYTES {
             return Err(MetaError::TooLarge(data.len()));
         }

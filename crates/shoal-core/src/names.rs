@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A value that carries its member name.
-pub trait Named {
+pub(crate) trait Named {
     fn name(&self) -> &Arc<str>;
 }
 
@@ -29,7 +29,7 @@ impl<T: Named> Named for Arc<T> {
 /// 10,000 simulated nodes of 10,000 members, 1.3 GB per table. The hash and so every
 /// entry's place (and the iteration order) is the same either way.
 #[derive(Clone)]
-pub struct NameTable<V> {
+pub(crate) struct NameTable<V> {
     table: HashTable<V>,
     hasher: FixedState,
 }
@@ -51,22 +51,22 @@ impl<V: Named> std::fmt::Debug for NameTable<V> {
 impl<V> NameTable<V> {
     /// An empty table whose hashing (and so iteration order) follows `seed`; a random seed
     /// keeps peers from choosing names that collide.
-    pub fn with_seed(seed: u64) -> Self {
+    pub(crate) fn with_seed(seed: u64) -> Self {
         NameTable {
             table: HashTable::new(),
             hasher: FixedState::with_seed(seed),
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &V> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &V> {
         self.table.iter()
     }
 }
@@ -77,24 +77,24 @@ impl<V: Named> NameTable<V> {
     }
 
     /// Makes room for `additional` more entries at once (one allocation, no rehash on the way).
-    pub fn reserve(&mut self, additional: usize) {
+    pub(crate) fn reserve(&mut self, additional: usize) {
         let hasher = &self.hasher;
         self.table
             .reserve(additional, |v| hasher.hash_one(&**v.name()));
     }
 
-    pub fn get(&self, name: &str) -> Option<&V> {
+    pub(crate) fn get(&self, name: &str) -> Option<&V> {
         let h = self.hash(name);
         self.table.find(h, |v| **v.name() == *name)
     }
 
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut V> {
         let h = self.hash(name);
         self.table.find_mut(h, |v| **v.name() == *name)
     }
 
     /// Stores `value` under its name; returns the value it replaced.
-    pub fn insert(&mut self, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, value: V) -> Option<V> {
         let h = self.hash(value.name());
         let name = value.name();
         let hasher = &self.hasher;
@@ -113,7 +113,7 @@ impl<V: Named> NameTable<V> {
         }
     }
 
-    pub fn remove(&mut self, name: &str) -> Option<V> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<V> {
         let h = self.hash(name);
         match self.table.find_entry(h, |v| **v.name() == *name) {
             Ok(e) => Some(e.remove().0),

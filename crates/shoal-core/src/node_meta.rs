@@ -10,24 +10,29 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Limits on metadata, so that one record always fits in one datagram.
-pub const MAX_KEY_LEN: usize = 64;
-pub const MAX_VALUE_LEN: usize = 256;
-pub const MAX_TAGS: usize = 32;
-pub const MAX_SERVICES: usize = 32;
-pub const MAX_SERVICE_TAGS: usize = 16;
+pub(crate) const MAX_KEY_LEN: usize = 64;
+pub(crate) const MAX_VALUE_LEN: usize = 256;
+pub(crate) const MAX_TAGS: usize = 32;
+pub(crate) const MAX_SERVICES: usize = 32;
+pub(crate) const MAX_SERVICE_TAGS: usize = 16;
 /// Longest check output carried in a record (its first line, cut at a character boundary).
-pub const MAX_OUTPUT_LEN: usize = 128;
+pub(crate) const MAX_OUTPUT_LEN: usize = 128;
 /// Largest encoded record (the whole record must fit with a foca header in one datagram).
-pub const MAX_RECORD_BYTES: usize = 1024;
+pub(crate) const MAX_RECORD_BYTES: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// A service instance's health.
 pub enum Health {
+    /// Its check passes.
     Passing,
+    /// Its check warns.
     Warning,
+    /// Its check fails.
     Critical,
 }
 
 impl Health {
+    /// The health as written in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Passing => "passing",
@@ -36,6 +41,7 @@ impl Health {
         }
     }
 
+    /// The health written as `s`, if any.
     pub fn parse(s: &str) -> Option<Health> {
         Some(match s {
             "passing" => Health::Passing,
@@ -70,9 +76,12 @@ pub fn output_line(text: &str) -> String {
 /// A service offered by a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
+    /// The service's name.
     pub name: String,
+    /// Its port.
     pub port: u16,
     #[serde(default)]
+    /// Its tags.
     pub tags: BTreeMap<String, String>,
     /// Health as reported by the owner: its checks' worst status (or what the app set).
     #[serde(default)]
@@ -87,6 +96,7 @@ pub struct Service {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMeta {
     #[serde(default)]
+    /// The node's tags.
     pub tags: BTreeMap<String, String>,
     /// Keyed by instance id (`core::instances`; the service's name unless the instance was
     /// given an id). A record's fixed part carries one instance per name, keyed by name
@@ -96,40 +106,59 @@ pub struct NodeMeta {
 }
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
+/// Metadata that breaks a limit or does not decode.
 pub enum MetaError {
     #[error("record refused: {0}")]
+    /// Refused (why).
     Refused(&'static str),
     #[error(
         "tag key {0:?} is invalid: keys are 1 to 64 bytes of letters, digits, '.', '_', '-', '/'"
     )]
+    /// Not a valid tag key.
     BadKey(String),
     #[error("value for {key:?} is {len} bytes; the limit is {MAX_VALUE_LEN}")]
-    ValueTooLong { key: String, len: usize },
+    /// A tag value is too long.
+    ValueTooLong {
+        /// The tag.
+        key: String,
+        /// Its length.
+        len: usize,
+    },
     #[error("too many tags: {0}; the limit is {MAX_TAGS}")]
+    /// Too many tags.
     TooManyTags(usize),
     #[error("too many services: {0}; the limit is {MAX_SERVICES}")]
+    /// Too many services.
     TooManyServices(usize),
     #[error("service {0:?} has too many tags; the limit is {MAX_SERVICE_TAGS}")]
+    /// Too many tags on this service.
     TooManyServiceTags(String),
     #[error("service name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_', '-'")]
+    /// Not a valid service name.
     BadServiceName(String),
     #[error(
         "service instance id {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_', ':', '-'"
     )]
+    /// Not a valid instance id.
     BadInstanceId(String),
     #[error("service instance id {0:?} is given twice")]
+    /// Two instances with this id.
     DuplicateInstance(String),
     #[error("service {0:?} has port 0; give the port it listens on")]
+    /// Not a valid port.
     BadPort(String),
     #[error(
         "service {0:?} has a health output over {MAX_OUTPUT_LEN} bytes or with control characters"
     )]
+    /// A check output that is too long or not one line.
     BadOutput(String),
     #[error(
         "metadata encodes to {0} bytes; the limit is {MAX_RECORD_BYTES}: remove tags or services"
     )]
+    /// The encoded record is too large (its size).
     TooLarge(usize),
     #[error("undecodable metadata record: {0}")]
+    /// Did not decode.
     Decode(String),
 }
 
@@ -163,6 +192,7 @@ pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), MetaE
 }
 
 impl Service {
+    /// Checks every limit.
     pub fn validate(&self) -> Result<(), MetaError> {
         if !valid_service_name(&self.name) {
             return Err(MetaError::BadServiceName(self.name.clone()));

@@ -26,11 +26,11 @@ use std::time::Duration;
 
 /// An agent takes at most one cluster-wide thaw this often: a replayed or repeated message
 /// changes nothing more (each thaw retakes the baseline and drains the held members).
-pub const THAW_MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const THAW_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// An operator command spread to every agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OperatorMsg {
+pub(crate) enum OperatorMsg {
     /// Stop serving `name` as held: it failed for good (or was retired).
     ForceLeave { name: String },
     /// Thaw the guard (as `shoal guard thaw` on each agent); `from` is the agent the operator
@@ -41,13 +41,13 @@ pub enum OperatorMsg {
 /// When this agent last took a cluster-wide thaw, to take at most one per
 /// `THAW_MIN_INTERVAL`.
 #[derive(Clone, Debug, Default)]
-pub struct ThawBound {
+pub(crate) struct ThawBound {
     last: Option<Time>,
 }
 
 impl ThawBound {
     /// Whether a thaw at `now` is taken (and then notes it).
-    pub fn admit(&mut self, now: Time) -> bool {
+    pub(crate) fn admit(&mut self, now: Time) -> bool {
         if self.last.is_some_and(|t| now < t.plus(THAW_MIN_INTERVAL)) {
             return false;
         }
@@ -62,13 +62,13 @@ impl Kinds for OperatorMsg {
 }
 
 impl OperatorMsg {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
     /// Decodes and validates (names as every name: `validate_name`); `None`: a command of a
     /// later release.
-    pub fn decode(body: &[u8]) -> Result<Option<OperatorMsg>, String> {
+    pub(crate) fn decode(body: &[u8]) -> Result<Option<OperatorMsg>, String> {
         let msg = match decode_kind::<OperatorMsg>(body).map_err(|e| e.to_string())? {
             Decoded::Known(msg, _ext) => msg,
             Decoded::Unknown(_) => return Ok(None),

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Buckets of the sliding window (its resolution is `window / BUCKETS`).
-pub const BUCKETS: usize = 10;
+pub(crate) const BUCKETS: usize = 10;
 /// Most calls of one outcome one report may count (a report is a batch of a few seconds).
 pub const MAX_COUNT: u64 = 1_000_000;
 
@@ -63,6 +63,7 @@ impl Default for OutlierConfig {
 }
 
 impl OutlierConfig {
+    /// Checks the bounds; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.window < Duration::from_millis(100) || self.window > Duration::from_secs(3600) {
             return Err("outlier.window must be between 100ms and 1h".into());
@@ -121,20 +122,25 @@ impl OutlierConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcomes {
     #[serde(default)]
+    /// Calls that succeeded.
     pub success: u64,
     #[serde(default)]
+    /// Calls that failed.
     pub error: u64,
     #[serde(default)]
+    /// Calls that timed out.
     pub timeout: u64,
 }
 
 impl Outcomes {
+    /// Every call.
     pub fn total(&self) -> u64 {
         self.success
             .saturating_add(self.error)
             .saturating_add(self.timeout)
     }
 
+    /// Errors and timeouts.
     pub fn failures(&self) -> u64 {
         self.error.saturating_add(self.timeout)
     }
@@ -157,6 +163,7 @@ impl Outcomes {
 /// Why and until when an instance is ejected (the `ejected` field of an instance).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ejection {
+    /// Why, in words.
     pub reason: String,
     /// Agent-clock ms when the ejection started (`since` beside it: wall clock).
     pub since_ms: u64,
@@ -179,6 +186,7 @@ pub enum OutlierAction {
 }
 
 impl OutlierAction {
+    /// The action as written in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             OutlierAction::Ejected => "ejected",
@@ -191,11 +199,14 @@ impl OutlierAction {
 /// One ejection, restoration or cap of an instance (logged, evented, sent to the alert hook).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierTransition {
+    /// The service.
     pub service: String,
+    /// The instance's node.
     pub node: String,
     /// The instance id on `node` (the service's name unless it was given one).
     #[serde(default)]
     pub id: String,
+    /// Ejected or restored.
     pub action: OutlierAction,
     /// In words: the figures behind it.
     pub reason: String,
@@ -209,7 +220,7 @@ pub struct OutlierTransition {
 /// One instance as the served view offers it, for the cap: its node and whether it is in
 /// the passing view apart from ejection (passing health, or held by the health guard).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Census {
+pub(crate) struct Census {
     pub node: String,
     /// The instance id on `node`.
     pub id: String,
@@ -228,7 +239,9 @@ type Key = (String, String);
 /// An instance's window and ejection, as `POST /v1/reports` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierStatus {
+    /// The service.
     pub service: String,
+    /// The instance's node.
     pub node: String,
     /// The instance id on `node`.
     #[serde(default)]
@@ -236,15 +249,20 @@ pub struct OutlierStatus {
     /// The outcomes counted in the window now.
     pub window: Outcomes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its ejection, while it lasts.
     pub ejected: Option<Ejection>,
 }
 
 /// Counters for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlierCounters {
+    /// Instances ejected.
     pub ejections: u64,
+    /// Instances restored.
     pub restorations: u64,
+    /// Ejections refused by `max_ejection_ratio`.
     pub capped: u64,
+    /// Reports received.
     pub reports: u64,
 }
 
@@ -298,7 +316,7 @@ impl Entry {
 
 /// The outlier ejection state of one node (see the module doc).
 #[derive(Debug)]
-pub struct Outliers {
+pub(crate) struct Outliers {
     cfg: OutlierConfig,
     /// service -> (node, instance id) -> entry.
     services: BTreeMap<String, BTreeMap<Key, Entry>>,
@@ -311,7 +329,7 @@ pub struct Outliers {
 }
 
 impl Outliers {
-    pub fn new(cfg: OutlierConfig) -> Self {
+    pub(crate) fn new(cfg: OutlierConfig) -> Self {
         Outliers {
             cfg,
             services: BTreeMap::new(),
@@ -322,10 +340,6 @@ impl Outliers {
         }
     }
 
-    pub fn config(&self) -> &OutlierConfig {
-        &self.cfg
-    }
-
     fn bucket(&self, now: Time) -> u64 {
         now.0 / self.cfg.bucket_ms()
     }
@@ -333,7 +347,7 @@ impl Outliers {
     /// An app's report of calls to `node`'s instance `id` of `service`. `census`: every
     /// instance of `service` the served view serves now (the caller has checked that this
     /// is one).
-    pub fn report(
+    pub(crate) fn report(
         &mut self,
         now: Time,
         service: &str,
@@ -459,7 +473,7 @@ impl Outliers {
     }
 
     /// Restores instances whose back-off ended and drops entries with nothing to remember.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
         let bucket = self.bucket(now);
         let cfg = &self.cfg;
         for (service, svc) in &mut self.services {
@@ -529,16 +543,16 @@ impl Outliers {
     }
 
     /// A deadline the node must arm a timer for (one earlier than what it holds), once.
-    pub fn take_deadline(&mut self) -> Option<Time> {
+    pub(crate) fn take_deadline(&mut self) -> Option<Time> {
         self.pending.take()
     }
 
-    pub fn take_transitions(&mut self) -> Vec<OutlierTransition> {
+    pub(crate) fn take_transitions(&mut self) -> Vec<OutlierTransition> {
         std::mem::take(&mut self.transitions)
     }
 
     /// Why and until when `node`'s instance `id` of `service` is ejected, if it is.
-    pub fn ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
+    pub(crate) fn ejected(&self, service: &str, node: &str, id: &str) -> Option<&Ejection> {
         self.services
             .get(service)?
             .get(&(node.to_string(), id.to_string()))?
@@ -547,7 +561,7 @@ impl Outliers {
     }
 
     /// The window and ejection of `node`'s instance `id` of `service`.
-    pub fn status(&self, now: Time, service: &str, node: &str, id: &str) -> OutlierStatus {
+    pub(crate) fn status(&self, now: Time, service: &str, node: &str, id: &str) -> OutlierStatus {
         let key: Key = (node.to_string(), id.to_string());
         let e = self.services.get(service).and_then(|s| s.get(&key));
         OutlierStatus {
@@ -560,7 +574,7 @@ impl Outliers {
     }
 
     /// Instances ejected now, by service.
-    pub fn ejected_counts(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn ejected_counts(&self) -> BTreeMap<String, usize> {
         self.services
             .iter()
             .map(|(s, v)| {
@@ -573,7 +587,7 @@ impl Outliers {
             .collect()
     }
 
-    pub fn counters(&self) -> OutlierCounters {
+    pub(crate) fn counters(&self) -> OutlierCounters {
         self.counters
     }
 }

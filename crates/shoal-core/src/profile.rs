@@ -10,6 +10,7 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// A timing profile.
 pub enum Profile {
     /// Serf/memberlist LAN defaults: probe 1 s, probe timeout 500 ms, gossip 200 ms to 3.
     #[default]
@@ -33,12 +34,17 @@ impl std::fmt::Display for Profile {
 /// Every timing knob of the core. Durations are serialized as milliseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Time between two probes.
     pub probe_period: Duration,
+    /// How long a probe waits for its ack before asking others.
     pub probe_rtt: Duration,
+    /// Members asked to probe on this node's behalf.
     pub indirect_probes: usize,
     /// Suspicion timeout = `suspicion_mult x max(1, log10 N) x probe_period`.
     pub suspicion_mult: f64,
+    /// Time between two gossip rounds.
     pub gossip_interval: Duration,
+    /// Members gossiped to per round.
     pub gossip_fanout: usize,
     /// Periodic announce to one random member (discovers members faster after a join).
     pub announce_interval: Duration,
@@ -99,6 +105,7 @@ fn default_suspicion_max_mult() -> f64 {
 const LIFEGUARD: (bool, u8, f64, usize, f64) = (true, 8, 6.0, 5, 0.5);
 
 impl Profile {
+    /// The profile's timings.
     pub fn timings(self) -> Timings {
         match self {
             Profile::Lan => Timings {

@@ -34,7 +34,7 @@ use std::time::Duration;
 /// every one of them (an exact count against the trip limit); beyond, a uniform sample of
 /// this many estimates the unreachable fraction (±4.3 points at 40 %, one standard
 /// deviation).
-pub const SAMPLE: usize = 128;
+pub(crate) const SAMPLE: usize = 128;
 
 /// Peers a check pings first (a uniform sample of the baseline). When all of them answer,
 /// nothing is unreachable that a check could tell apart from noise, and the check ends
@@ -43,19 +43,19 @@ pub const SAMPLE: usize = 128;
 /// in two that round let SWIM declare a member of the other side down before the guard
 /// froze (`tests/guard` `a_split_in_the_middle_of_churn_never_serves_anyone_down` failed
 /// about one run in three with 4). The cost per check stays bounded at any size.
-pub const START: usize = 16;
+pub(crate) const START: usize = 16;
 
 /// Ping rounds of one check (a peer that answers any of them is reached). With per-link
 /// loss p, a live peer is missed with probability (1 - (1 - p)²)^ROUNDS: 2.6 % at 30 % loss.
-pub const ROUNDS: u8 = 4;
+pub(crate) const ROUNDS: u8 = 4;
 
 /// Silent probe periods that mean nothing gets in (a connected node hears an ack every
 /// period; three in a row lost is 2.7 % at 30 % loss each way, and a check must confirm
 /// before anything but silence is concluded).
-pub const SILENT_PERIODS: u32 = 3;
+pub(crate) const SILENT_PERIODS: u32 = 3;
 
 /// Missing peers pinged once each per probe period while the guard holds (heal detection).
-pub const HEAL_PINGS: usize = 3;
+pub(crate) const HEAL_PINGS: usize = 3;
 
 /// The low bits of a nonce: the index of the target in its check.
 const INDEX_MASK: u64 = 0xF_FFFF;
@@ -130,7 +130,7 @@ struct Check {
 }
 
 #[derive(Debug)]
-pub struct Reach {
+pub(crate) struct Reach {
     probe_period: Duration,
     /// How many times Lifeguard's local health stretches our probe period (1: not at all):
     /// we hear an ack once per *our* probe period, so silence is counted in those.
@@ -154,6 +154,7 @@ pub struct Reach {
     /// Missing peers pinged once each since the last such round (nonces `heal_tag | index`).
     heal: Vec<(Arc<str>, SocketAddr)>,
     /// Last tick time, to tell a stalled process (paused, starved) from silence.
+    #[cfg(test)]
     last_tick: Option<Time>,
     refuted_at: Option<Time>,
     pub checks: u64,
@@ -164,7 +165,7 @@ pub struct Reach {
 
 impl Reach {
     /// No check yet; `hashes` seeds the tables of names (the node's, see `hash::HashSeed`).
-    pub fn new(probe_period: Duration, probe_rtt: Duration, hashes: HashSeed) -> Reach {
+    pub(crate) fn new(probe_period: Duration, probe_rtt: Duration, hashes: HashSeed) -> Reach {
         Reach {
             probe_period,
             stretch: 1,
@@ -178,6 +179,7 @@ impl Reach {
             next_allowed: Time::ZERO,
             spacing: probe_period,
             heal: Vec::new(),
+            #[cfg(test)]
             last_tick: None,
             refuted_at: None,
             checks: 0,
@@ -187,12 +189,12 @@ impl Reach {
     }
 
     /// A datagram that passed the envelope checks arrived from a peer.
-    pub fn heard(&mut self, now: Time) {
+    pub(crate) fn heard(&mut self, now: Time) {
         self.last_rx = Some(now);
     }
 
     /// Whether the node has peers to hear from (foca not idle).
-    pub fn set_connected(&mut self, now: Time, connected: bool) {
+    pub(crate) fn set_connected(&mut self, now: Time, connected: bool) {
         match (connected, self.connected_since) {
             (true, None) => self.connected_since = Some(now),
             (false, Some(_)) => self.connected_since = None,
@@ -200,10 +202,11 @@ impl Reach {
         }
     }
 
+    #[cfg(test)]
     /// Called on every tick before the view is read. Returns false when the process was
     /// stalled (this tick came more than a probe period late): whatever queued up while it
     /// was stalled has not been read yet, so silence must not be concluded on this tick.
-    pub fn on_tick(&mut self, now: Time, tick: Duration) -> bool {
+    pub(crate) fn on_tick(&mut self, now: Time, tick: Duration) -> bool {
         let stalled = self
             .last_tick
             .map(|t| now.since(t) > tick + self.probe_period)
@@ -217,13 +220,13 @@ impl Reach {
     }
 
     /// Lifeguard stretches our probe period `stretch` times (local health + 1).
-    pub fn set_stretch(&mut self, stretch: u32) {
+    pub(crate) fn set_stretch(&mut self, stretch: u32) {
         self.stretch = stretch.max(1);
     }
 
     /// How long nothing has been heard, once that is at least `periods` (stretched) probe
     /// periods and the node has been connected that long.
-    pub fn silent(&self, now: Time, periods: u32) -> Option<Duration> {
+    pub(crate) fn silent(&self, now: Time, periods: u32) -> Option<Duration> {
         let limit = self.probe_period * self.stretch * periods;
         let since = self.connected_since?;
         if now.since(since) < limit {
@@ -235,7 +238,7 @@ impl Reach {
 
     /// When silence of `periods` (stretched) probe periods begins if nothing is heard
     /// meanwhile (`None` while not connected).
-    pub fn silent_at(&self, periods: u32) -> Option<Time> {
+    pub(crate) fn silent_at(&self, periods: u32) -> Option<Time> {
         let limit = self.probe_period * self.stretch * periods;
         let since = self.connected_since?;
         Some(self.last_rx.unwrap_or(since).max(since).plus(limit))
@@ -243,7 +246,7 @@ impl Reach {
 
     /// Whether nothing here changes with time alone: no check in flight, the last one
     /// still standing reached everyone, and not silent at `now`.
-    pub fn quiet(&self, now: Time, periods: u32) -> bool {
+    pub(crate) fn quiet(&self, now: Time, periods: u32) -> bool {
         self.check.is_none()
             && self.view(now).last.is_none_or(|r| r.unreached.is_empty())
             && self.silent(now, periods).is_none()
@@ -251,7 +254,7 @@ impl Reach {
 
     /// The evidence for the guard. A check's result stands until the next check could have
     /// finished (the spacing, a whole check and a probe period of slack).
-    pub fn view(&self, now: Time) -> ReachView<'_> {
+    pub(crate) fn view(&self, now: Time) -> ReachView<'_> {
         let rounds = u32::from(ROUNDS) + 1;
         let max_age =
             self.spacing + self.round_gap * rounds + self.probe_period.max(self.round_gap * rounds);
@@ -263,12 +266,12 @@ impl Reach {
     }
 
     /// This node refuted a suspicion of itself.
-    pub fn refuted(&mut self, now: Time) {
+    pub(crate) fn refuted(&mut self, now: Time) {
         self.refuted_at = Some(now);
     }
 
     /// Sets the gap between checks (from the end of the one in flight, if any).
-    pub fn set_spacing(&mut self, spacing: Duration) {
+    pub(crate) fn set_spacing(&mut self, spacing: Duration) {
         if spacing != self.spacing {
             let end = self.last.as_ref().map(|r| r.at).unwrap_or(Time::ZERO);
             self.next_allowed = end.plus(spacing);
@@ -276,14 +279,14 @@ impl Reach {
         }
     }
 
-    pub fn spacing(&self) -> Duration {
+    pub(crate) fn spacing(&self) -> Duration {
         self.spacing
     }
 
     /// Pings up to `HEAL_PINGS` of `missing` (peers held, suspect or unreachable) once
     /// each: between checks, the cheapest way to notice that a cut has healed (one answer
     /// from the other side is enough to rejoin it).
-    pub fn heal_pings(
+    pub(crate) fn heal_pings(
         &mut self,
         mut missing: Vec<(Arc<str>, SocketAddr)>,
         rng: &mut SmallRng,
@@ -304,19 +307,15 @@ impl Reach {
             .collect()
     }
 
-    pub fn in_progress(&self) -> bool {
-        self.check.is_some()
-    }
-
     /// Whether a new check may start now (none in flight, spacing respected).
-    pub fn can_start(&self, now: Time) -> bool {
+    pub(crate) fn can_start(&self, now: Time) -> bool {
         self.check.is_none() && now >= self.next_allowed
     }
 
     /// Starts a check of `population` baseline peers, `candidates` being their names and
     /// addresses: `START` of them at first, widened on a silence to all of them up to
     /// `SAMPLE`, else a uniform sample. Returns the pings to send as (address, nonce).
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         now: Time,
         mut candidates: Vec<(Arc<str>, SocketAddr)>,
@@ -380,7 +379,7 @@ impl Reach {
     /// An answer from `from` to one of our pings. Returns the peer it came from; `None`
     /// (no evidence) for a nonce we did not draw or that comes from another address than the
     /// one it was sent to.
-    pub fn on_pong(
+    pub(crate) fn on_pong(
         &mut self,
         now: Time,
         from: SocketAddr,
@@ -413,7 +412,7 @@ impl Reach {
 
     /// Advances the check in flight: returns the pings of the next round, if due, and
     /// whether the check finished (its result is then in `view`).
-    pub fn poll(&mut self, now: Time) -> (Vec<(SocketAddr, u64)>, bool) {
+    pub(crate) fn poll(&mut self, now: Time) -> (Vec<(SocketAddr, u64)>, bool) {
         let Some(c) = self.check.as_mut() else {
             return (Vec::new(), false);
         };
@@ -469,7 +468,7 @@ impl Reach {
     }
 
     /// Forgets the last result (the operator said the truth is right).
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.last = None;
         self.late.clear();
     }

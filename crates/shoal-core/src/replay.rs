@@ -41,17 +41,17 @@ use std::time::Duration;
 
 /// Counters remembered behind the highest one of a session (2,048 bits, less the word being
 /// filled).
-pub const WINDOW: u64 = (WORDS as u64 - 1) * 64;
+pub(crate) const WINDOW: u64 = (WORDS as u64 - 1) * 64;
 const WORDS: usize = 32;
 /// Sessions kept per source address: a restart overlaps two; more is a sender (or a
 /// spoofer) cycling sessions, which only replaces its own.
-pub const SESSIONS_PER_SOURCE: usize = 4;
+pub(crate) const SESSIONS_PER_SOURCE: usize = 4;
 /// A source silent this many windows is forgotten (10 minutes with the default 60 s).
-pub const FORGET_WINDOWS: u32 = 10;
+pub(crate) const FORGET_WINDOWS: u32 = 10;
 
 /// Why a datagram was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Seen before, or older than the sliding window of its session, or a session of the
     /// sender older than its live one.
     Replay,
@@ -129,7 +129,7 @@ impl Source {
     }
 }
 
-pub struct ReplayGuard {
+pub(crate) struct ReplayGuard {
     /// By source address and whether the datagrams were authenticated as the member's.
     sources: FixedHashMap<(SocketAddr, bool), Source>,
     sessions: usize,
@@ -141,7 +141,7 @@ pub struct ReplayGuard {
 
 impl ReplayGuard {
     /// `hashes` seeds the table (the node's private seed, never anything sent in clear).
-    pub fn new(window: Duration, max_sessions: usize, hashes: HashSeed) -> ReplayGuard {
+    pub(crate) fn new(window: Duration, max_sessions: usize, hashes: HashSeed) -> ReplayGuard {
         ReplayGuard {
             sources: hashes.map(),
             sessions: 0,
@@ -153,18 +153,14 @@ impl ReplayGuard {
     }
 
     /// Sessions tracked.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions == 0
     }
 
     /// Whether a datagram from `from` (`member`: authenticated as the member bound to that
     /// address) of `session` numbered `counter`, stamped `ts_secs` by its sender, may be
     /// accepted at `now`. Changes nothing.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         now: Time,
         from: SocketAddr,
@@ -200,7 +196,7 @@ impl ReplayGuard {
     /// Records an accepted datagram (after `check` and authentication); `skew_ms` is the
     /// sender's clock minus ours.
     #[allow(clippy::too_many_arguments)]
-    pub fn commit(
+    pub(crate) fn commit(
         &mut self,
         now: Time,
         from: SocketAddr,
@@ -250,7 +246,7 @@ impl ReplayGuard {
     }
 
     /// The sources heard within a window and their skew (sender's clock minus ours, ms).
-    pub fn skews(&self, now: Time) -> impl Iterator<Item = (SocketAddr, i64)> + '_ {
+    pub(crate) fn skews(&self, now: Time) -> impl Iterator<Item = (SocketAddr, i64)> + '_ {
         self.sources
             .iter()
             .filter(move |(_, s)| now.since(s.last()) <= self.window)

@@ -22,6 +22,7 @@ pub const MAX_GRACE: Duration = Duration::from_secs(3600);
 /// "I am restarting: expect me back within `grace_ms`."
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RestartIntent {
+    /// How long peers keep serving it (ms).
     pub grace_ms: u32,
 }
 
@@ -34,7 +35,7 @@ impl RestartIntent {
         }
     }
 
-    pub fn grace(self) -> Duration {
+    pub(crate) fn grace(self) -> Duration {
         Duration::from_millis(u64::from(self.grace_ms))
     }
 }

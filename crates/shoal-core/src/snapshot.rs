@@ -23,7 +23,9 @@ pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 pub const SNAPSHOT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The served view and known peers, as a driver persists them.
 pub struct Snapshot {
+    /// Format version (`SNAPSHOT_VERSION`).
     pub version: u32,
     /// The node that took it (a snapshot is only restored by the node of the same name).
     pub node: String,
@@ -35,6 +37,7 @@ pub struct Snapshot {
     pub baseline: Vec<String>,
     /// Addresses to announce to when rejoining.
     pub known_peers: Vec<SocketAddr>,
+    /// The guard's report when it was taken.
     pub guard: GuardReport,
     /// The node's user events (Lamport clock, ids seen, recent events), so that a restart
     /// delivers none twice; absent in snapshots of releases before 0.2 and when nothing
@@ -54,17 +57,36 @@ impl Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Restored {
     /// The view is served as `warming` and its peers are used to rejoin.
-    Served { members: usize, peers: usize },
+    Served {
+        /// Members served.
+        members: usize,
+        /// Peers to rejoin through.
+        peers: usize,
+    },
     /// Too old to be served; only its peers are used to rejoin.
-    PeersOnly { age: Duration, peers: usize },
+    PeersOnly {
+        /// Its age.
+        age: Duration,
+        /// Peers to rejoin through.
+        peers: usize,
+    },
 }
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
+/// Why a snapshot was not restored.
 pub enum SnapshotError {
     #[error("snapshot format version {0} is not supported (expected {SNAPSHOT_VERSION})")]
+    /// Another format version.
     Version(u32),
     #[error("snapshot belongs to node {found:?}, not {expected:?}")]
-    WrongNode { expected: String, found: String },
+    /// Taken by another node.
+    WrongNode {
+        /// This node.
+        expected: String,
+        /// The node that took it.
+        found: String,
+    },
     #[error("a snapshot can only be restored before the node starts")]
+    /// The node has already started.
     AlreadyStarted,
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TruthState {
+    /// Alive.
     Alive,
+    /// Suspected of failure.
     Suspect,
     /// Declared down by failure detection.
     Down,
@@ -19,7 +21,7 @@ pub enum TruthState {
 }
 
 impl TruthState {
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(self, TruthState::Alive | TruthState::Suspect)
     }
 }
@@ -28,11 +30,15 @@ impl TruthState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServedStatus {
+    /// Alive.
     Alive,
+    /// Suspected of failure.
     Suspect,
     /// Down according to SWIM, but still served by the guard.
     Held,
+    /// Left gracefully (or removed by intent).
     Left,
+    /// Down, and not held.
     Down,
     /// Down according to SWIM after announcing a restart, within the grace it announced:
     /// still served (`core::restart`).
@@ -43,6 +49,7 @@ pub enum ServedStatus {
 }
 
 impl ServedStatus {
+    /// The status as written in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             ServedStatus::Alive => "alive",
@@ -66,6 +73,7 @@ impl ServedStatus {
         )
     }
 
+    /// The status written as `s`, if any.
     pub fn parse(s: &str) -> Option<ServedStatus> {
         Some(match s {
             "alive" => ServedStatus::Alive,

@@ -11,35 +11,25 @@
 //! (docs/upgrades.md). The records of a `Push` are not length-delimited in that layout, so
 //! their own extension fields travel in the message's `RECORD_EXTS` field.
 
-pub use crate::ext::MsgError;
+pub(crate) use crate::ext::MsgError;
 use crate::ext::{decode_kind, Decoded, Ext, ExtError, Kinds};
 use crate::fields::shoal_msg::RECORD_EXTS;
-use crate::hash::{fnv1a, mix};
-pub use crate::hash::{shard_hash, shard_in, shard_of};
+use crate::hash::bloom_hashes;
 use crate::meta::MetaRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Names per shard the membership filter aims for: `parts = ceil(active / SHARD_TARGET)`.
-pub const SHARD_TARGET: usize = 800;
+pub(crate) const SHARD_TARGET: usize = 800;
 /// Filter bits per inserted name (with `FILTER_HASHES` hashes: ~0.8% false positives).
-pub const FILTER_BITS_PER_NAME: usize = 10;
+pub(crate) const FILTER_BITS_PER_NAME: usize = 10;
 /// Hash functions of the filter.
-pub const FILTER_HASHES: u8 = 7;
+pub(crate) const FILTER_HASHES: u8 = 7;
 /// Most hash functions a received filter may ask for (bounds the work a peer can cause).
-pub const MAX_FILTER_HASHES: u8 = 16;
+pub(crate) const MAX_FILTER_HASHES: u8 = 16;
 /// Most shards a received filter may claim.
-pub const MAX_PARTS: u32 = 1 << 16;
-
-/// The two hashes of `name` a [`NameFilter`] derives its bit positions from (computed once
-/// per identity: `NodeId::bloom`).
-pub fn bloom_hashes(name: &str) -> (u64, u64) {
-    (
-        mix(fnv1a(&[b"shoal-bloom-1", name.as_bytes()])),
-        mix(fnv1a(&[b"shoal-bloom-2", name.as_bytes()])) | 1,
-    )
-}
+pub(crate) const MAX_PARTS: u32 = 1 << 16;
 
 /// A Bloom filter of member names (double hashing over two seeded FNV-1a hashes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +102,11 @@ impl NameFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntroEntry {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The member's name.
     pub name: Arc<str>,
+    /// Its address.
     pub addr: SocketAddr,
+    /// Its generation.
     pub generation: u64,
 }
 
@@ -128,8 +121,11 @@ impl IntroEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
     #[serde(deserialize_with = "crate::intern::de_name")]
+    /// The record's owner.
     pub name: Arc<str>,
+    /// Its generation.
     pub generation: u64,
+    /// Its version.
     pub version: u64,
 }
 
@@ -141,6 +137,7 @@ impl DigestEntry {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Shoal's own messages beside SWIM.
 pub enum ShoalMsg {
     /// "Here is the fingerprint of all the records I hold and a slice of them": when the
     /// fingerprints differ, the receiver pushes what it has newer, asks for what it lacks, and
@@ -148,37 +145,58 @@ pub enum ShoalMsg {
     /// an empty slice and `replies = 2`: one tiny datagram when both sides agree, three when
     /// they do not.
     Digest {
+        /// Fingerprint of every record the sender holds.
         fingerprint: u64,
+        /// How many records it holds.
         count: u32,
+        /// A slice of them.
         entries: Vec<DigestEntry>,
+        /// Digests still wanted in answer.
         replies: u8,
     },
     /// Records, newest known versions.
-    Push { records: Vec<Arc<MetaRecord>> },
+    Push {
+        /// The records.
+        records: Vec<Arc<MetaRecord>>,
+    },
     /// "Send me the records of these nodes." Answered with at most one datagram of records
     /// (what did not fit is asked again at the next digest round), a few times a second per
     /// requester (`node::WANT_ANSWERS_PER_SEC`).
     Want {
         #[serde(deserialize_with = "crate::intern::de_names")]
+        /// The names.
         names: Vec<Arc<str>>,
     },
     /// Membership anti-entropy: "these are the members I know as active whose names fall in
     /// shard `part` of `parts`" (myself included). The receiver answers with `Intro` for the
     /// active members of that shard the filter lacks.
     Members {
+        /// The shard.
         part: u32,
+        /// Shards in all.
         parts: u32,
+        /// The names the sender knows in that shard.
         filter: NameFilter,
     },
     /// Members the sender knows as active, for the receiver to add to SWIM.
-    Intro { members: Vec<IntroEntry> },
+    Intro {
+        /// The members.
+        members: Vec<IntroEntry>,
+    },
     /// A reach check (see `core::reach`): "answer with this nonce".
-    Ping { nonce: u64 },
+    Ping {
+        /// The nonce to echo.
+        nonce: u64,
+    },
     /// The answer to a `Ping`, the same size.
-    Pong { nonce: u64 },
+    Pong {
+        /// The nonce echoed.
+        nonce: u64,
+    },
     /// Reach reports (see `core::gray`): observers that cannot reach a member. Added in the
     /// gray-failure release; an older agent drops the datagram as undecodable (counted).
     Reach {
+        /// The reports.
         reports: Vec<crate::gray::ReachReport>,
     },
     /// User events, their anti-entropy, queries and answers (`core::fleet`). Added in the
@@ -216,6 +234,7 @@ impl ShoalMsg {
         out
     }
 
+    /// Decodes a message (a later kind is `MsgError::Later`).
     pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
         let (mut msg, ext) = match decode_kind::<ShoalMsg>(data)? {
             Decoded::Known(msg, ext) => (msg, ext),
@@ -250,7 +269,7 @@ const PUSH_EXT_OVERHEAD: usize = 8;
 
 /// Splits `records` into `Push` messages whose encoding stays within `budget` bytes.
 /// A record that alone exceeds the budget is skipped (cannot happen with valid metadata).
-pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
+pub(crate) fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> {
     let mut out = Vec::new();
     let mut cur: Vec<Arc<MetaRecord>> = Vec::new();
     let start = 4 + PUSH_EXT_OVERHEAD;
@@ -280,7 +299,7 @@ pub fn pack_push(records: Vec<Arc<MetaRecord>>, budget: usize) -> Vec<ShoalMsg> 
 
 /// Splits `members` into at most `max_msgs` `Intro` messages within `budget` bytes each;
 /// entries that do not fit are dropped (a later round sends them).
-pub fn pack_intro(
+pub(crate) fn pack_intro(
     members: impl IntoIterator<Item = IntroEntry>,
     budget: usize,
     max_msgs: usize,
@@ -314,6 +333,7 @@ pub fn pack_intro(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::shard_of;
     use crate::meta::NodeMeta;
 
     #[test]

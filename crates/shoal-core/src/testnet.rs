@@ -13,7 +13,7 @@ enum Ev {
     Deliver(usize, SocketAddr, Vec<u8>),
 }
 
-pub struct TestNet {
+pub(crate) struct TestNet {
     pub nodes: Vec<Node>,
     pub crashed: BTreeSet<usize>,
     /// Nodes that can neither send nor receive.
@@ -51,11 +51,11 @@ pub struct TestNet {
     pub strays: Vec<(Time, usize, SocketAddr, usize)>,
 }
 
-pub fn addr(i: usize) -> SocketAddr {
+pub(crate) fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 20000 + i as u16))
 }
 
-pub fn config(i: usize) -> NodeConfig {
+pub(crate) fn config(i: usize) -> NodeConfig {
     NodeConfig {
         name: format!("n{i}"),
         advertise: addr(i),
@@ -70,24 +70,24 @@ pub fn config(i: usize) -> NodeConfig {
 }
 
 impl TestNet {
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Self::with_config(n, |_, _| {})
     }
 
     /// A net whose node configs are adjusted by `f(index, config)` before the nodes start.
-    pub fn with_config(n: usize, f: impl Fn(usize, &mut NodeConfig)) -> Self {
+    pub(crate) fn with_config(n: usize, f: impl Fn(usize, &mut NodeConfig)) -> Self {
         Self::with_config_and_trust(n, f, |_| None)
     }
 
     /// A net whose node `i` protects its datagrams with `trust(i)` (`None`: insecure).
-    pub fn with_trust(
+    pub(crate) fn with_trust(
         n: usize,
         trust: impl Fn(usize) -> Option<crate::trust::TrustConfig>,
     ) -> Self {
         Self::with_config_and_trust(n, |_, _| {}, trust)
     }
 
-    pub fn with_config_and_trust(
+    pub(crate) fn with_config_and_trust(
         n: usize,
         f: impl Fn(usize, &mut NodeConfig),
         trust: impl Fn(usize) -> Option<crate::trust::TrustConfig>,
@@ -100,7 +100,7 @@ impl TestNet {
     }
 
     /// A net whose node `i` is set up by `setup(i, node)` before it starts.
-    pub fn with_setup(
+    pub(crate) fn with_setup(
         n: usize,
         f: impl Fn(usize, &mut NodeConfig),
         setup: impl Fn(usize, &mut Node),
@@ -149,11 +149,11 @@ impl TestNet {
         let _ = node;
     }
 
-    pub fn index_of(&self, a: SocketAddr) -> Option<usize> {
+    pub(crate) fn index_of(&self, a: SocketAddr) -> Option<usize> {
         self.nodes.iter().position(|n| n.config().advertise == a)
     }
 
-    pub fn flush(&mut self, i: usize) {
+    pub(crate) fn flush(&mut self, i: usize) {
         if self.wake.len() < self.nodes.len() {
             self.wake.resize(self.nodes.len(), None);
         }
@@ -214,7 +214,7 @@ impl TestNet {
         }
     }
 
-    pub fn run_until(&mut self, until: Time) {
+    pub(crate) fn run_until(&mut self, until: Time) {
         while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
             if at > until {
                 break;
@@ -251,14 +251,18 @@ impl TestNet {
         self.now = until;
     }
 
-    pub fn run_for_ms(&mut self, ms: u64) {
+    pub(crate) fn run_for_ms(&mut self, ms: u64) {
         let until = Time(self.now.0 + ms);
         self.run_until(until);
     }
 
     /// Runs until `pred` holds, checking every 10 ms, for at most `max_ms`. Returns whether
     /// it held.
-    pub fn run_until_pred(&mut self, max_ms: u64, mut pred: impl FnMut(&TestNet) -> bool) -> bool {
+    pub(crate) fn run_until_pred(
+        &mut self,
+        max_ms: u64,
+        mut pred: impl FnMut(&TestNet) -> bool,
+    ) -> bool {
         let end = self.now.0 + max_ms;
         while self.now.0 < end {
             if pred(self) {
@@ -270,7 +274,7 @@ impl TestNet {
     }
 
     /// Cuts every link between `side` and the other nodes, both ways.
-    pub fn partition(&mut self, side: &[usize]) {
+    pub(crate) fn partition(&mut self, side: &[usize]) {
         for &a in side {
             for b in 0..self.nodes.len() {
                 if !side.contains(&b) {
@@ -282,12 +286,12 @@ impl TestNet {
     }
 
     /// Lifts every cut.
-    pub fn heal(&mut self) {
+    pub(crate) fn heal(&mut self) {
         self.blocked.clear();
         self.cut.clear();
     }
 
-    pub fn call(&mut self, i: usize, f: impl FnOnce(&mut Node, Time)) {
+    pub(crate) fn call(&mut self, i: usize, f: impl FnOnce(&mut Node, Time)) {
         let now = self.now;
         f(&mut self.nodes[i], now);
         self.flush(i);

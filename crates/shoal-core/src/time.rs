@@ -14,12 +14,15 @@ use std::time::Duration;
 pub struct Time(pub u64);
 
 impl Time {
+    /// The start of the driver's clock.
     pub const ZERO: Time = Time(0);
 
+    /// `ms` milliseconds.
     pub fn from_millis(ms: u64) -> Self {
         Time(ms)
     }
 
+    /// In milliseconds.
     pub fn as_millis(self) -> u64 {
         self.0
     }

@@ -77,7 +77,7 @@ pub(crate) enum TimerName {
 }
 
 impl TimerName {
-    pub const ALL: [TimerName; 14] = [
+    pub(crate) const ALL: [TimerName; 14] = [
         TimerName::Rejoin,
         TimerName::Bootstrap,
         TimerName::Sync,
@@ -104,23 +104,28 @@ pub(crate) struct TimerTable {
 
 impl TimerTable {
     /// Arms `name` for `at`, or stops it (`None`).
-    pub fn set(&mut self, name: TimerName, at: Option<Time>) {
+    pub(crate) fn set(&mut self, name: TimerName, at: Option<Time>) {
         self.at[name as usize] = at;
     }
 
-    pub fn get(&self, name: TimerName) -> Option<Time> {
+    pub(crate) fn get(&self, name: TimerName) -> Option<Time> {
         self.at[name as usize]
     }
 
     /// Arms `name` for `at` unless it is armed earlier already.
-    pub fn set_earliest(&mut self, name: TimerName, at: Time) {
+    pub(crate) fn set_earliest(&mut self, name: TimerName, at: Time) {
         let slot = &mut self.at[name as usize];
         *slot = Some(slot.map_or(at, |old| old.min(at)));
     }
 
     /// Arms `name` for `due`, but not sooner than `gap` after it last fired: a job that does
     /// a bounded share of its work per run comes back one `gap` later for the rest.
-    pub fn set_paced(&mut self, name: TimerName, due: Option<Time>, gap: std::time::Duration) {
+    pub(crate) fn set_paced(
+        &mut self,
+        name: TimerName,
+        due: Option<Time>,
+        gap: std::time::Duration,
+    ) {
         let at = due.map(|d| match self.fired[name as usize] {
             Some(f) => d.max(f.plus(gap)),
             None => d,
@@ -129,12 +134,12 @@ impl TimerTable {
     }
 
     /// When `name` last fired.
-    pub fn fired(&self, name: TimerName) -> Option<Time> {
+    pub(crate) fn fired(&self, name: TimerName) -> Option<Time> {
         self.fired[name as usize]
     }
 
     /// The earliest armed timer (ties in `TimerName` order).
-    pub fn next(&self) -> Option<(Time, TimerName)> {
+    pub(crate) fn next(&self) -> Option<(Time, TimerName)> {
         TimerName::ALL
             .iter()
             .filter_map(|n| self.at[*n as usize].map(|t| (t, *n)))
@@ -142,7 +147,7 @@ impl TimerTable {
     }
 
     /// The earliest timer due at `now`, disarmed and noted as fired at `now`.
-    pub fn pop_due(&mut self, now: Time) -> Option<TimerName> {
+    pub(crate) fn pop_due(&mut self, now: Time) -> Option<TimerName> {
         let (at, name) = self.next()?;
         if at > now {
             return None;
@@ -169,12 +174,12 @@ impl<T> Default for TimerQueue<T> {
 }
 
 impl<T> TimerQueue<T> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Arms `timer` for `at`.
-    pub fn push(&mut self, at: Time, timer: T) {
+    pub(crate) fn push(&mut self, at: Time, timer: T) {
         self.seq += 1;
         self.heap.push(Entry {
             at,
@@ -184,12 +189,12 @@ impl<T> TimerQueue<T> {
     }
 
     /// The earliest deadline, if any timer is armed.
-    pub fn next_deadline(&self) -> Option<Time> {
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
         self.heap.peek().map(|e| e.at)
     }
 
     /// The next timer whose deadline is at or before `now`, in order.
-    pub fn pop_due(&mut self, now: Time) -> Option<(Time, T)> {
+    pub(crate) fn pop_due(&mut self, now: Time) -> Option<(Time, T)> {
         if self.heap.peek()?.at > now {
             return None;
         }
@@ -197,12 +202,12 @@ impl<T> TimerQueue<T> {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

@@ -72,6 +72,7 @@ pub enum Plaintext {
 pub struct TrustConfig {
     /// `None`: insecure (plaintext only; sealed datagrams are dropped).
     pub keyring: Option<Keyring>,
+    /// Whether plaintext datagrams are accepted.
     pub plaintext: Plaintext,
     /// Wall clock (Unix ms) at the core's `Time::ZERO`.
     pub unix_ms_at_zero: u64,
@@ -151,6 +152,7 @@ pub struct TrustStats {
     pub operator_refused: u64,
 }
 
+/// Seals and opens datagrams: keyring, session, replay table.
 pub struct Trust {
     cfg: TrustConfig,
     session: u64,
@@ -202,6 +204,7 @@ impl Trust {
         self.hashes
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &TrustConfig {
         &self.cfg
     }
@@ -211,10 +214,12 @@ impl Trust {
         self.session
     }
 
+    /// Whether it runs without a key.
     pub fn is_insecure(&self) -> bool {
         self.cfg.keyring.is_none()
     }
 
+    /// The keyring (none when insecure).
     pub fn keyring(&self) -> Option<&Keyring> {
         self.cfg.keyring.as_ref()
     }
@@ -574,6 +579,7 @@ impl Trust {
         }
     }
 
+    /// Adds `key` to the ring.
     pub fn install(&mut self, key: Key) -> Result<(), KeyError> {
         self.change_keyring(|r| r.install(key))
     }

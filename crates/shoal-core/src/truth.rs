@@ -192,15 +192,19 @@ impl Truth {
 /// One instance of a service: which member offers it, where, and with what status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
+    /// The member offering it.
     pub node: String,
     /// The instance id, unique on its node (the service's name unless it was given one).
     #[serde(default)]
     pub id: String,
     /// The member's advertised IP with the service port.
     pub addr: SocketAddr,
+    /// The service port.
     pub port: u16,
+    /// The member's served status.
     pub status: ServedStatus,
     #[serde(default)]
+    /// The service's tags.
     pub tags: BTreeMap<String, String>,
     /// The owner's health of this instance (`passing` when it reports none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,15 +248,20 @@ impl Instance {
 /// A member as served to apps (the JSON shape of `/v1/members` items).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
+    /// The member's name.
     pub name: String,
+    /// Its address.
     pub addr: SocketAddr,
+    /// Its served status.
     pub status: ServedStatus,
     /// What SWIM believes, when it differs from `status` (e.g. `down` for a `held` member).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truth: Option<TruthState>,
+    /// Its generation.
     pub generation: u64,
     /// Milliseconds (driver time) since the member entered its current SWIM state.
     pub since_ms: u64,
+    /// Its tags.
     pub tags: BTreeMap<String, String>,
     /// Its service instances, by id.
     pub services: Vec<ServiceView>,
@@ -283,6 +292,7 @@ pub struct ServiceView {
     /// The instance id, unique on its node (the service's name unless it was given one).
     pub id: String,
     #[serde(flatten)]
+    /// The service.
     pub service: Service,
 }
 
@@ -317,6 +327,7 @@ impl std::ops::Deref for ServiceView {
 }
 
 impl MemberView {
+    /// The view of `m`, served as `status`, with its metadata.
     pub fn build(m: &TruthMember, status: ServedStatus, meta: Option<&MetaRecord>) -> Self {
         let served_as_truth = matches!(
             (status, m.state),

@@ -19,18 +19,20 @@ use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 use thiserror::Error;
 
-pub const MAGIC: [u8; 2] = *b"SH";
+pub(crate) const MAGIC: [u8; 2] = *b"SH";
 /// The envelope layout version this release writes. v0.1.0 accepts exactly 1.
-pub const WIRE_VERSION: u8 = 1;
+pub(crate) const WIRE_VERSION: u8 = 1;
 /// Envelope layout versions this release accepts. A new layout is accepted one release
 /// before any release writes it (docs/upgrades.md).
-pub const ENVELOPE_VERSIONS: RangeInclusive<u8> = WIRE_VERSION..=WIRE_VERSION;
+pub(crate) const ENVELOPE_VERSIONS: RangeInclusive<u8> = WIRE_VERSION..=WIRE_VERSION;
 
 /// A range of protocol versions: an agent writes `max` and interoperates with every agent
 /// whose range overlaps its own (it reads and keeps writing what `min` reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProtocolRange {
+    /// Lowest protocol version spoken.
     pub min: u16,
+    /// Highest protocol version spoken.
     pub max: u16,
 }
 
@@ -40,7 +42,7 @@ impl ProtocolRange {
         self.min <= other.max && other.min <= self.max
     }
 
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         1 <= self.min && self.min <= self.max
     }
 }
@@ -91,23 +93,23 @@ pub const MAX_DATAGRAM: usize = 1400;
 /// Longest cluster label.
 pub const MAX_LABEL_LEN: usize = 64;
 /// Flag bit: the body is sealed (authenticated and encrypted).
-pub const FLAG_SEALED: u8 = 1;
+pub(crate) const FLAG_SEALED: u8 = 1;
 /// Flag bit: the (decrypted) body ends with padding and its 2-byte length. A node pads what
 /// it sends to a stranger (an announce to a seed) so that the answer, which a stranger only
 /// gets up to `AMPLIFICATION` times the size of its datagram, can be a full datagram.
-pub const FLAG_PADDED: u8 = 2;
+pub(crate) const FLAG_PADDED: u8 = 2;
 /// Flag bit (sealed datagrams only): a 16-byte tag follows the seal's, computed with the key
 /// of the sender and recipient pair (`member_key::pair_keys`) over everything before it. It
 /// proves the datagram comes from the member whose key the recipient bound to the sender's
 /// name, which a holder of the cluster key alone cannot forge: the replay window of the
 /// sender is advanced only by such datagrams (`core::replay`). Sent only to a member whose
 /// record carries a member key (never to a v0.1.0 agent, which refuses unknown flags).
-pub const FLAG_PAIR: u8 = 4;
+pub(crate) const FLAG_PAIR: u8 = 4;
 const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_PADDED | FLAG_PAIR;
 /// Bytes of the pair tag ([`FLAG_PAIR`]).
-pub const PAIR_TAG_LEN: usize = 16;
+pub(crate) const PAIR_TAG_LEN: usize = 16;
 /// Bytes a seal adds: key id (4), session (8), counter (8), timestamp (4), tag (16).
-pub const SEAL_OVERHEAD: usize = 40;
+pub(crate) const SEAL_OVERHEAD: usize = 40;
 
 /// What the body of a datagram is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,25 +149,25 @@ pub enum WireError {
 }
 
 /// Number of bytes the envelope takes for a given label.
-pub fn header_len(label: &str) -> usize {
+pub(crate) fn header_len(label: &str) -> usize {
     6 + label.len()
 }
 
 /// Number of bytes the envelope of `data` (a datagram this node wrote) takes, from its label
 /// length byte.
-pub fn header_len_of(data: &[u8]) -> usize {
+pub(crate) fn header_len_of(data: &[u8]) -> usize {
     6 + data.get(4).copied().unwrap_or(0) as usize
 }
 
 /// Bytes every datagram reserves for the envelope, a seal and a pair tag: what foca's
 /// packets and shoal messages must leave free of the [`MAX_DATAGRAM`] limit.
-pub fn overhead(label: &str) -> usize {
+pub(crate) fn overhead(label: &str) -> usize {
     header_len(label) + SEAL_OVERHEAD + PAIR_TAG_LEN
 }
 
 /// A datagram whose envelope passed the checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     pub kind: Kind,
     pub sealed: bool,
     pub padded: bool,
@@ -196,7 +198,7 @@ pub fn open<'a>(data: &'a [u8], label: &str) -> Result<(Kind, &'a [u8]), WireErr
 }
 
 /// Checks the envelope of `data` against our `label`.
-pub fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError> {
+pub(crate) fn parse<'a>(data: &'a [u8], label: &str) -> Result<Envelope<'a>, WireError> {
     if data.len() > MAX_DATAGRAM {
         return Err(WireError::Oversized);
     }

@@ -19,7 +19,7 @@
 
 use crate::growth::GrowthPoint;
 use serde::{Deserialize, Serialize};
-use shoal_core::profile::Timings;
+use shoal_core::Timings;
 
 /// The constants of the model and what it says at each size it was calibrated at.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

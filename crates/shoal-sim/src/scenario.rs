@@ -42,7 +42,7 @@ impl Dur {
 
 /// Parses "1h", "5m", "30s", "250ms", "1.5s", "1m30s": the same syntax as the agent's config.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    shoal_core::duration::parse_duration(s)
+    shoal_core::parse_duration(s)
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -195,12 +195,7 @@ impl GuardSpec {
             services: self
                 .fail_closed
                 .iter()
-                .map(|name| {
-                    (
-                        name.clone(),
-                        shoal_core::guard::ServiceGuard { fail_closed: true },
-                    )
-                })
+                .map(|name| (name.clone(), shoal_core::ServiceGuard { fail_closed: true }))
                 .collect(),
             damping: self.damping,
             gray: self.gray,

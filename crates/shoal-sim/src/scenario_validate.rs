@@ -111,8 +111,7 @@ impl Scenario {
                     ));
                 }
                 _ if f.terminate.is_some_and(|t| {
-                    !(shoal_core::restart::MIN_GRACE..=shoal_core::restart::MAX_GRACE)
-                        .contains(&t.restart_grace.0)
+                    !(shoal_core::MIN_GRACE..=shoal_core::MAX_GRACE).contains(&t.restart_grace.0)
                 }) =>
                 {
                     return bad(format!("{at}: restart_grace must be within 1s and 1h"));

@@ -113,7 +113,7 @@ struct Host {
     /// What the data directory would hold (`snapshot.json`): the last snapshot the node
     /// handed out (`Node::poll_snapshot`, every 10 s while its view changes), as the agent
     /// saves it. A crash keeps it as it was, up to 10 s stale; a graceful leave saves one.
-    snapshot: Option<shoal_core::snapshot::Snapshot>,
+    snapshot: Option<shoal_core::Snapshot>,
     /// Some fault restarts this host with its data directory: only then are its snapshots
     /// kept (anyone else's would be discarded unread, so they are not even taken).
     keeps_data: bool,

@@ -46,7 +46,7 @@ impl World<'_> {
         }
         match &self.hosts[i].registrations {
             Some((current, old_file)) if restart => {
-                shoal_core::registrations::merge_meta(current, old_file, &file)
+                shoal_core::merge_meta(current, old_file, &file)
             }
             _ => file,
         }

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::Response;
 use serde::Serialize;
-use shoal_core::coordinate::Coordinate;
+use shoal_core::Coordinate;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

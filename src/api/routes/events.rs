@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
-use shoal_core::fleet::QueryFilter;
+use shoal_core::QueryFilter;
 
 pub(super) async fn fire_event(
     State(st): State<ApiState>,

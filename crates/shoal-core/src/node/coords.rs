@@ -44,7 +44,7 @@ struct Pending {
 
 /// The node's coordinate state (one field of `Node`).
 #[derive(Debug)]
-pub struct CoordState {
+pub(super) struct CoordState {
     table: Coordinates,
     pending: VecDeque<Pending>,
     /// What we last sent each member and when (bounded: cleared when it reaches the table's
@@ -53,7 +53,7 @@ pub struct CoordState {
 }
 
 impl CoordState {
-    pub fn new(seed: u64) -> CoordState {
+    pub(super) fn new(seed: u64) -> CoordState {
         CoordState {
             table: Coordinates::new(seed ^ 0xC00D),
             pending: VecDeque::new(),

@@ -24,13 +24,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The event anti-entropy runs every this many `sync_interval`s (lan: 30 s, Serf's push-pull).
-pub const EVENT_SYNC_EVERY: u32 = 3;
+pub(super) const EVENT_SYNC_EVERY: u32 = 3;
 
 /// A user event as the API and the watch stream show it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserEventView {
     /// Unique per event (53 bits, safe in JSON).
     pub id: u64,
+    /// The event's name.
     pub name: String,
     /// The payload as text (bytes that are not UTF-8 are replaced).
     pub payload: String,
@@ -38,10 +39,12 @@ pub struct UserEventView {
     pub ltime: u64,
     /// The member that fired it.
     pub origin: String,
+    /// A newer event of the same name replaces an older one.
     pub coalesce: bool,
 }
 
 impl UserEventView {
+    /// The view of `e`.
     pub fn of(e: &UserEvent) -> Self {
         UserEventView {
             id: e.id,
@@ -57,13 +60,19 @@ impl UserEventView {
 /// A query this node matched, as the watch stream and handlers see it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryView {
+    /// The query's id.
     pub id: u64,
+    /// The query's name.
     pub name: String,
+    /// Its payload.
     pub payload: String,
+    /// Lamport time at which it was asked.
     pub ltime: u64,
+    /// The member that asked.
     pub origin: String,
     /// This node has a handler for it: its output is the answer.
     pub answering: bool,
+    /// How long it waits for answers (ms).
     pub timeout_ms: u64,
 }
 
@@ -71,7 +80,9 @@ pub struct QueryView {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecentEvent {
     #[serde(flatten)]
+    /// The event.
     pub event: UserEventView,
+    /// When this node received it (driver clock, ms).
     pub received_ms: u64,
 }
 

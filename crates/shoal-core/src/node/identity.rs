@@ -70,6 +70,7 @@ impl Node {
     }
 
     /// The bindings after a change (once per change), for the driver to persist.
+    #[must_use]
     pub fn take_bindings_change(&mut self) -> Option<Vec<(Arc<str>, MemberPub)>> {
         self.store_mut().bindings.take_change()
     }

@@ -234,7 +234,10 @@ pub use fleet::{QueryView, RecentEvent, UserEventView};
 pub use outlier::{InstanceReport, ReportError};
 use swim::{Outbox, Swim};
 use trust::session_seed;
-pub use trust::{KeysError, AMPLIFICATION, DEFAULT_MAX_MEMBERS, MAX_FUTURE};
+#[cfg(test)]
+pub(crate) use trust::AMPLIFICATION;
+pub(crate) use trust::MAX_FUTURE;
+pub use trust::{KeysError, DEFAULT_MAX_MEMBERS};
 pub(crate) use types::NodeTimer;
 pub use types::{
     Event, EventKind, LocalEvent, MemberChange, NodeConfig, NodeError, Stats, Transmit,
@@ -248,14 +251,14 @@ const FETCH_PER_TICK: usize = 16;
 /// Discovery announces to one address per `DISCOVERY_WINDOW`, whatever number of records
 /// name it (a key holder writing a victim's address into many records must not make every
 /// agent announce to it, 700 padded bytes each, many times a second).
-pub const DISCOVERY_PER_ADDR: u32 = 1;
-pub const DISCOVERY_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const DISCOVERY_PER_ADDR: u32 = 1;
+pub(crate) const DISCOVERY_WINDOW: Duration = Duration::from_secs(10);
 /// `Want` answers (one datagram each) per requester per second: enough for a joiner to
 /// fetch the records of a few hundred members a second.
-pub const WANT_ANSWERS_PER_SEC: u32 = 32;
+pub(crate) const WANT_ANSWERS_PER_SEC: u32 = 32;
 /// Names a `Want` of ours carries: about as many records as one datagram holds (it is
 /// answered with one), so that a fetch of many records asks in several `Want`s.
-pub const WANT_MAX_NAMES: usize = 8;
+pub(crate) const WANT_MAX_NAMES: usize = 8;
 
 /// Batched metadata requests to random peers per tick. A node joining a formed cluster
 /// lacks every record; one request names as many members as fit in a datagram, and the
@@ -273,7 +276,7 @@ const PEER_FETCH_TRIES: u8 = 2;
 /// the entries that were sent the most are dropped first, and anti-entropy (digests, member
 /// filters, direct fetches) delivers whatever piggybacking missed. Serf bounds its intent
 /// queue the same way (`max_queue_depth`, 4096).
-pub const MAX_BACKLOG: usize = 1024;
+pub(crate) const MAX_BACKLOG: usize = 1024;
 
 /// Percent of each gossip datagram kept for metadata records while any are queued. A
 /// member is of little use to service discovery without its record; with no share, the
@@ -641,6 +644,8 @@ impl Node {
 
     // ----- outputs ------------------------------------------------------------------------
 
+    /// The next datagram to send, if any.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.out.transmits.pop_front();
         if t.is_none() && self.out.transmits.capacity() > 64 {
@@ -661,6 +666,7 @@ impl Node {
 
     /// The earliest deadline of the node's timers: call `handle_timeout` then. Never
     /// earlier than the last input's time (a job due already is due now).
+    #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Time> {
         self.arm_timers();
         let named = self.named.next().map(|(t, _)| t);
@@ -690,6 +696,8 @@ impl Node {
         }
     }
 
+    /// The next event, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let e = self.events.pop_front();
         if e.is_none() && self.events.capacity() > 64 {

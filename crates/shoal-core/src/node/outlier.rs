@@ -13,35 +13,56 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Most reports in one batch (`POST /v1/reports`).
-pub const MAX_REPORTS: usize = 256;
+pub(super) const MAX_REPORTS: usize = 256;
 
 /// Why a batch of reports was refused (nothing of it was counted).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ReportError {
     #[error("no report given: send {{\"reports\":[{{\"service\":..,\"node\":..,\"error\":N}}]}}")]
+    /// The batch is empty.
     Empty,
     #[error("{0} reports in one batch; the limit is {MAX_REPORTS}: send several batches")]
+    /// The batch is over `MAX_REPORTS`.
     TooMany(usize),
     #[error("no service named {0:?} is served by this agent (see GET /v1/services)")]
+    /// No such service in the served view.
     NoSuchService(String),
     #[error(
         "{node:?} offers no instance of {service:?} in this agent's served view (see GET \
          /v1/services/{service})"
     )]
-    NoSuchInstance { service: String, node: String },
-    #[error("{node:?} runs several instances of {service:?} ({ids}): give the instance's \"id\"")]
-    AmbiguousInstance {
+    /// The node offers no instance of the service.
+    NoSuchInstance {
+        /// The service.
         service: String,
+        /// The node.
         node: String,
+    },
+    #[error("{node:?} runs several instances of {service:?} ({ids}): give the instance's \"id\"")]
+    /// The node runs several instances of the service: the report must give the id.
+    AmbiguousInstance {
+        /// The service.
+        service: String,
+        /// The node.
+        node: String,
+        /// Its instance ids.
         ids: String,
     },
     #[error(
         "report {index} counts no call: give success, error or timeout counts (at least one \
          above 0)"
     )]
-    NoCalls { index: usize },
+    /// A report counts no call.
+    NoCalls {
+        /// The report's place in the batch.
+        index: usize,
+    },
     #[error("report {index} counts more than {MAX_COUNT} calls of one outcome: report more often")]
-    TooLarge { index: usize },
+    /// A report counts more than `MAX_COUNT` calls of one outcome.
+    TooLarge {
+        /// The report's place in the batch.
+        index: usize,
+    },
 }
 
 /// One app's report: calls to `node`'s instance of `service` (`id`: which one, needed when

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 /// Most peer keys whose pair keys are cached (past it the cache starts over: each key costs
 /// one X25519 to derive again).
-pub const MAX_PAIRS: usize = 4096;
+pub(super) const MAX_PAIRS: usize = 4096;
 
 /// Pair keys by the peer's X25519 public key: (ours to it, its to us).
 #[derive(Default)]

@@ -20,18 +20,22 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 impl Node {
+    /// This node's identity.
     pub fn identity(&self) -> &NodeId {
         self.foca.identity()
     }
 
+    /// This node's name.
     pub fn name(&self) -> &str {
         &self.cfg.name
     }
 
+    /// This node's configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
 
+    /// This node's own metadata.
     pub fn own_meta(&self) -> &NodeMeta {
         &self.own.meta
     }
@@ -41,6 +45,7 @@ impl Node {
         &self.own
     }
 
+    /// Whether this node has left the cluster.
     pub fn has_left(&self) -> bool {
         self.left
     }
@@ -60,6 +65,7 @@ impl Node {
         self.index
     }
 
+    /// The node's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -83,10 +89,12 @@ impl Node {
         &self.causes
     }
 
+    /// The guard's report.
     pub fn guard_report(&self) -> GuardReport {
         self.guard.report()
     }
 
+    /// The served status of member `name`, if known.
     pub fn served_status(&self, name: &str) -> Option<ServedStatus> {
         let m = self.truth.get(name)?;
         Some(self.guard.served(name, m.state))
@@ -110,6 +118,7 @@ impl Node {
         v
     }
 
+    /// Member `name` as served, if known.
     pub fn member(&self, name: &str) -> Option<MemberView> {
         let Some(m) = self.truth.get(name) else {
             return self
@@ -169,6 +178,7 @@ impl Node {
         }
     }
 
+    /// This node as a member.
     pub fn local_member(&self) -> MemberView {
         let id = self.foca.identity();
         self.member(id.name()).unwrap_or_else(|| {

@@ -343,6 +343,7 @@ impl Node {
     /// `SNAPSHOT_EVERY` while the served view changes). Drain it after every input like the
     /// other outputs; `now_unix_ms` stamps it. The driver saves what it is handed and takes
     /// no snapshot of its own, but on a graceful shutdown (`snapshot`).
+    #[must_use]
     pub fn poll_snapshot(&mut self, now_unix_ms: u64) -> Option<Snapshot> {
         if !std::mem::take(&mut self.snapshot_due) {
             return None;

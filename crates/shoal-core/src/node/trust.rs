@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// How far ahead of our clock a generation (a node's start time) may be. Records and
 /// identities beyond it are refused: a forged "newest generation" cannot pin a name forever.
-pub const MAX_FUTURE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_FUTURE: Duration = Duration::from_secs(3600);
 
 /// Peers remembered at once as owed a ring they had no bound key for
 /// (`Node::catch_up_withheld`).
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
 
 /// A stranger (an address that is not an active member) is answered with at most this many
 /// times the bytes of its datagram.
-pub const AMPLIFICATION: usize = 2;
+pub(crate) const AMPLIFICATION: usize = 2;
 
 /// The sending session: random per start (from the node's seed) and mixed with the
 /// generation, so that a restarted node never reuses a nonce even with the same seed. It is
@@ -59,10 +59,13 @@ pub(super) fn session_seed(seed: u64, generation: u64) -> u64 {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a keyring command was refused.
 pub enum KeysError {
     #[error("this agent runs without encryption (--insecure): there is no keyring to change")]
+    /// The node runs without a key (`--insecure`).
     Insecure,
     #[error(transparent)]
+    /// The key change itself was refused.
     Key(#[from] KeyError),
 }
 
@@ -90,14 +93,17 @@ impl Node {
         self.trust.is_insecure()
     }
 
+    /// The plaintext policy.
     pub fn plaintext_mode(&self) -> Plaintext {
         self.trust.config().plaintext
     }
 
+    /// The keyring (none when insecure).
     pub fn keyring(&self) -> Option<&Keyring> {
         self.trust.keyring()
     }
 
+    /// Trust counters.
     pub fn trust_stats(&self) -> TrustStats {
         self.trust.stats(self.now)
     }
@@ -111,6 +117,7 @@ impl Node {
 
     /// The last peer whose datagram was accepted although its clock is off, once (for the
     /// driver's rate-limited warning).
+    #[must_use]
     pub fn take_last_skewed(&mut self) -> Option<(SocketAddr, i64)> {
         self.trust.take_last_skewed()
     }
@@ -122,6 +129,7 @@ impl Node {
     }
 
     /// The keyring after a change (once per change), for the driver to persist.
+    #[must_use]
     pub fn take_keyring_change(&mut self) -> Option<Keyring> {
         self.trust.take_keyring_change()
     }
@@ -161,6 +169,7 @@ impl Node {
         }
     }
 
+    /// The rollout of keyring change `id`, while it is known.
     pub fn keys_rollout(&self, id: u64) -> Option<&Rollout> {
         self.rollouts.get(id)
     }
@@ -489,4 +498,4 @@ pub(super) struct AnswerBudget {
 }
 
 /// What a datagram to a stranger is padded to: its answer may then be a full datagram.
-pub const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);
+pub(super) const PAD_TO: usize = wire::MAX_DATAGRAM.div_ceil(AMPLIFICATION);

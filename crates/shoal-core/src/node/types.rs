@@ -17,14 +17,17 @@ use thiserror::Error;
 /// Static configuration of a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The node's name.
     pub name: String,
     /// The address other members send to (the agent's `--advertise`, or its bind address).
     pub advertise: SocketAddr,
     /// Datagrams with another label are dropped: keeps clusters on one network apart.
     pub cluster_label: String,
+    /// Timing knobs.
     pub timings: Timings,
     /// Addresses to announce to at start and whenever the node has no active peer.
     pub seeds: Vec<SocketAddr>,
+    /// The guard's configuration.
     pub guard: GuardConfig,
     /// Refresh `suspect` statuses from foca every probe period (O(members)).
     pub track_suspects: bool,
@@ -35,35 +38,54 @@ pub struct NodeConfig {
 }
 
 #[derive(Debug, Error)]
+/// Why a node could not be built or a command was refused.
 pub enum NodeError {
     #[error("invalid node name: {0}")]
+    /// Not a valid name.
     BadName(String),
     #[error("cluster label is {0} bytes; the limit is {MAX_LABEL_LEN}")]
+    /// The cluster label is longer than `MAX_LABEL_LEN` (its length).
     BadLabel(usize),
     #[error("invalid timings: {0}")]
+    /// Timings out of bounds.
     BadTimings(String),
     #[error("invalid guard settings: {0}")]
+    /// Guard configuration out of bounds.
     BadGuard(String),
     #[error(transparent)]
+    /// Metadata that breaks a limit.
     Meta(#[from] MetaError),
     #[error("this node has left the cluster; restart it to join again")]
+    /// The node has left.
     Left,
     #[error("no service instance or service named {0:?} is registered on this node")]
+    /// No such service on this node.
     NoSuchService(String),
     #[error(
         "service {name:?} has several instances on this node ({}): give the instance id",
         ids.join(", ")
     )]
-    AmbiguousService { name: String, ids: Vec<String> },
+    /// Several instances of the service: give the instance id.
+    AmbiguousService {
+        /// The service.
+        name: String,
+        /// Its instance ids.
+        ids: Vec<String>,
+    },
     #[error(transparent)]
+    /// The snapshot could not be restored.
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
+    /// An event or query was refused.
     Fleet(#[from] crate::fleet::FleetError),
     #[error("the node has started; members can only be adopted before")]
+    /// Only allowed before the node starts.
     AlreadyStarted,
     #[error("force-leave refused: {0}")]
+    /// A force-leave was refused (why).
     ForceLeave(String),
     #[error("invalid outlier settings: {0}")]
+    /// Outlier configuration out of bounds.
     BadOutlier(String),
 }
 
@@ -103,7 +125,9 @@ pub(crate) enum NodeTimer {
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where to send it.
     pub dst: SocketAddr,
+    /// The datagram.
     pub data: Vec<u8>,
 }
 
@@ -111,9 +135,13 @@ pub struct Transmit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberChange {
+    /// The member appeared.
     Joined,
+    /// Its served status changed.
     Status,
+    /// Its metadata changed.
     Meta,
+    /// It was forgotten.
     Reaped,
 }
 
@@ -126,7 +154,10 @@ pub enum LocalEvent {
     /// Has no active peer: re-announcing to seeds and known peers.
     Idle,
     /// The cluster declared us down; we came back as a newer generation.
-    Rejoined { generation: u64 },
+    Rejoined {
+        /// The new generation.
+        generation: u64,
+    },
     /// We left the cluster.
     Left,
     /// The leave is finished: its datagrams were handed out and it had two gossip
@@ -136,13 +167,20 @@ pub enum LocalEvent {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+/// What an event is about.
 pub enum EventKind {
+    /// A member changed.
     Member {
+        /// What changed.
         change: MemberChange,
+        /// Its served status before.
         previous: Option<ServedStatus>,
+        /// The member now.
         member: MemberView,
     },
+    /// The guard changed state.
     Guard(GuardTransition),
+    /// Something happened to this node.
     Local(LocalEvent),
     /// A service's health guard changed state (see `core::health_guard`).
     Health(crate::health_guard::HealthTransition),
@@ -157,25 +195,39 @@ pub enum EventKind {
 /// A change of the served view (or of the node), numbered by a monotonic index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// Position in the event stream.
     pub index: u64,
+    /// When (driver clock, ms).
     pub at_ms: u64,
     #[serde(flatten)]
+    /// What happened.
     pub kind: EventKind,
 }
 
 /// Counters of everything the node received, sent and dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Datagrams received.
     pub rx_datagrams: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Datagrams sent.
     pub tx_datagrams: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Dropped: larger than `MAX_DATAGRAM`.
     pub dropped_oversized: u64,
+    /// Dropped: shorter than its header says.
     pub dropped_truncated: u64,
+    /// Dropped: wrong magic.
     pub dropped_bad_magic: u64,
+    /// Dropped: an envelope version this release does not read.
     pub dropped_bad_version: u64,
+    /// Dropped: unknown envelope flags.
     pub dropped_bad_flags: u64,
+    /// Dropped: another cluster label.
     pub dropped_wrong_label: u64,
+    /// Dropped: unknown datagram kind.
     pub dropped_bad_kind: u64,
     /// A body that failed to decode (foca packet or shoal message).
     pub dropped_decode: u64,
@@ -226,8 +278,11 @@ pub struct Stats {
     /// Answers to a stranger cut to a small multiple of its request's size.
     #[serde(default)]
     pub answers_capped: u64,
+    /// Metadata records received.
     pub meta_records_received: u64,
+    /// Anti-entropy rounds started.
     pub anti_entropy_rounds: u64,
+    /// Rejoin attempts.
     pub rejoin_attempts: u64,
     /// Announces to nodes known from their metadata but missed by SWIM.
     pub discovery_announces: u64,
@@ -332,6 +387,7 @@ pub struct Stats {
     #[serde(default)]
     pub queries_sent: u64,
     #[serde(default)]
+    /// Queries received.
     pub queries_received: u64,
     /// Queries received that this node answered (its handler's output sent).
     #[serde(default)]
@@ -366,6 +422,7 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Every datagram dropped, whatever the reason.
     pub fn dropped_total(&self) -> u64 {
         self.drops().iter().map(|(_, n)| n).sum()
     }
