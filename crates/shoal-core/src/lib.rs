@@ -25,6 +25,7 @@ pub mod gray;
 pub mod guard;
 pub mod guard_config;
 pub mod hash;
+pub mod health_damper;
 pub mod health_guard;
 pub mod health_rate;
 pub mod identity;

@@ -365,7 +365,10 @@ impl World<'_> {
             if !self.providers[svc].contains(&i) {
                 continue;
             }
-            self.health.start(i, slot);
+            let now = Time(self.now_ms());
+            if let Some(n) = self.hosts[i].node.as_mut() {
+                self.health.start(n, slot, now);
+            }
             let mut r = SmallRng::seed_from_u64(
                 self.sc.seed
                     ^ 0xC4EC_0000
