@@ -65,7 +65,6 @@ fn key() -> Keyring {
 fn trust_config(keyed: bool) -> TrustConfig {
     TrustConfig {
         keyring: keyed.then(key),
-        unix_ms_at_zero: UNIX_MS_AT_ZERO,
         ..TrustConfig::default()
     }
 }
@@ -83,6 +82,7 @@ fn node(i: usize, keyed: bool, seeds: Vec<SocketAddr>) -> Node {
         fleet: Default::default(),
     };
     let mut n = Node::new(cfg, 1, meta(i), i as u64 + 1, Time(0)).expect("node");
+    n.set_wall_clock(Time(0), UNIX_MS_AT_ZERO);
     n.set_trust(trust_config(keyed)).expect("trust");
     n
 }

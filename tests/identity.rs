@@ -37,16 +37,17 @@ struct KeyHolder {
 impl KeyHolder {
     fn new() -> KeyHolder {
         let key = Key::parse(&process_key()).unwrap();
+        let mut trust = Trust::new(
+            TrustConfig {
+                keyring: Some(Keyring::new(key)),
+                ..TrustConfig::default()
+            },
+            0x5151_2222,
+            shoal_core::HashSeed::of_node(0x5151_2222),
+        );
+        trust.set_wall_clock(Time::ZERO, unix_ms());
         KeyHolder {
-            trust: Trust::new(
-                TrustConfig {
-                    keyring: Some(Keyring::new(key)),
-                    unix_ms_at_zero: unix_ms(),
-                    ..TrustConfig::default()
-                },
-                0x5151_2222,
-                shoal_core::HashSeed::of_node(0x5151_2222),
-            ),
+            trust,
             sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
             keys: MemberKeys::from_secret(&[0x77; SECRET_LEN]),
         }

@@ -669,12 +669,12 @@ async fn hello_sealed_with(key: &shoal_core::Key, to: SocketAddr) -> Vec<Vec<u8>
     let mut t = Trust::new(
         TrustConfig {
             keyring: Some(Keyring::new(key.clone())),
-            unix_ms_at_zero: unix_ms,
             ..TrustConfig::default()
         },
         0x0123_4567_89AB_CDEF,
         shoal_core::HashSeed::of_node(0x0123_4567_89AB_CDEF),
     );
+    t.set_wall_clock(shoal_core::Time::ZERO, unix_ms);
     let mut plain = Vec::new();
     write_header(&mut plain, "", Kind::Keys);
     plain.extend_from_slice(&KeyMsg::Hello { generation: 0 }.encode());

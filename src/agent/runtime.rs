@@ -245,6 +245,9 @@ impl Agent {
             );
         }
         let mut node = Node::new(nc, generation, meta, os_seed(), Time::ZERO)?;
+        // The core's one wall-clock input (kept in step in `flush`): before anything that
+        // reads it (sealing, the snapshot's age).
+        node.set_wall_clock(Time::ZERO, clock.unix_ms());
         node.set_max_members(cfg.max_members);
         match &keyring {
             Some(r) => info!(
@@ -261,7 +264,6 @@ impl Agent {
         node.set_trust(shoal_core::TrustConfig {
             keyring,
             plaintext: cfg.trust.plaintext,
-            unix_ms_at_zero: clock.unix_ms(),
             replay_window: cfg.trust.replay_window,
             max_sessions: cfg.trust.max_sessions,
         })?;
@@ -275,7 +277,7 @@ impl Agent {
         node.set_member_keys(member_key, known)?;
         let snap_path = cfg.data_dir.join(SNAPSHOT_FILE);
         match snapshot::load(&snap_path, SNAPSHOT_PEERS_MAX_AGE, clock.unix_ms()) {
-            Ok(snap) => match node.restore(Time::ZERO, snap, clock.unix_ms()) {
+            Ok(snap) => match node.restore(Time::ZERO, snap) {
                 Ok(r) => {
                     info!(restored = ?r, path = %snap_path.display(), "restored the last served view")
                 }
@@ -631,7 +633,12 @@ async fn run_loop<const FAULTS: bool>(
     }
     // Stopping (a graceful leave, or `Agent::stop`): the view as it is now. A crash of the
     // process saves nothing: the file keeps the last snapshot the node handed out.
-    let last = shared.lock().snapshot(ctx.clock.unix_ms());
+    let last = {
+        let now = shared.now();
+        let mut node = shared.lock();
+        node.set_wall_clock(now, ctx.clock.unix_ms());
+        node.snapshot(now)
+    };
     save_snapshot(last, &ctx.snap_path).await;
     debug!("event loop stopped");
 }
@@ -662,7 +669,7 @@ async fn flush<const FAULTS: bool>(
         while let Some(e) = node.poll_event() {
             evs.push(e);
         }
-        let snap = node.poll_snapshot(ctx.clock.unix_ms());
+        let snap = node.poll_snapshot(now);
         let drop_lines = ctx.drop_log.lock().unwrap_or_else(|p| p.into_inner()).poll(
             Instant::now(),
             node.stats().dropped_total(),

@@ -114,7 +114,7 @@ pub async fn reload(agent: &Agent, args: &AgentArgs, log: Option<&LogHandle>) {
         let mut file_meta = shared.file_meta.lock().unwrap_or_else(|p| p.into_inner());
         let res = shared.with_node(|n, now| {
             let mut merged = crate::agent::reload::merge_meta(n.own_meta(), &file_meta, &new_file);
-            let restart = shared.checks.plan_reload(file_checks, &mut merged);
+            let restart = shared.checks.plan_reload(n, file_checks, &mut merged);
             n.set_meta(now, merged.clone())?;
             let from_file: Vec<String> = restart.iter().map(|(s, _)| s.clone()).collect();
             shared.checks.apply_reload(n, restart, &merged, now);

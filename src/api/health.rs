@@ -142,8 +142,7 @@ pub(crate) async fn ttl_update(
             format!("the note is over {MAX_NOTE} bytes; send the first lines only"),
         ));
     }
-    let now = st.shared.now();
-    let check = st.shared.checks.ttl_update(&id, health, note, now)?;
+    let check = st.shared.checks.ttl_update(&id, health, note)?;
     Ok(Json(CheckResponse { check }))
 }
 

@@ -225,7 +225,9 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
     let mut net = net(5);
     net.call(2, |n, now| n.register_service(now, db()).unwrap());
     net.run_for_ms(3_000);
-    let snap = net.nodes[4].snapshot(1_000_000);
+    // The wall clock, the core's one (`set_wall_clock`), stamps the snapshot and ages it.
+    net.nodes[4].set_wall_clock(net.now, 1_000_000);
+    let snap = net.nodes[4].snapshot(net.now);
     assert_eq!(snap.members.len(), 5);
     net.crashed.insert(4);
     net.run_for_ms(3_000);
@@ -236,7 +238,8 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
     // (A new life: its generation is its start time in ms, as the agent's is.)
     let generation = 1_000_000 + net.now.as_millis();
     let mut node = Node::new(cfg, generation, NodeMeta::default(), 99, net.now).unwrap();
-    let out = node.restore(net.now, snap.clone(), 1_005_000).unwrap();
+    node.set_wall_clock(net.now, 1_005_000);
+    let out = node.restore(net.now, snap.clone()).unwrap();
     assert!(
         matches!(out, Restored::Served { members: 4, .. }),
         "{out:?}"
@@ -268,9 +271,8 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
     fast_guard(&mut cfg);
     cfg.seeds.clear();
     let mut node = Node::new(cfg, 3, NodeMeta::default(), 98, net.now).unwrap();
-    let out = node
-        .restore(net.now, snap, 1_000_000 + 2 * 3600 * 1000)
-        .unwrap();
+    node.set_wall_clock(net.now, 1_000_000 + 2 * 3600 * 1000);
+    let out = node.restore(net.now, snap).unwrap();
     assert!(
         matches!(out, Restored::PeersOnly { peers: 4, .. }),
         "{out:?}"
@@ -278,11 +280,11 @@ fn e2e_restart_from_snapshot_serves_warming_then_normal() {
     assert_eq!(node.members().len(), 1);
     assert_eq!(node.guard_report().state, GuardState::Normal);
     // And a snapshot of another node is refused.
-    let other = net.nodes[0].snapshot(1_000_000);
+    let other = net.nodes[0].snapshot(net.now);
     let mut cfg = config(4);
     fast_guard(&mut cfg);
     let mut node = Node::new(cfg, 4, NodeMeta::default(), 97, net.now).unwrap();
-    assert!(node.restore(net.now, other, 1_000_000).is_err());
+    assert!(node.restore(net.now, other).is_err());
 }
 
 /// Figures with the guard on and off, side by side (printed with `--nocapture`): 3 of 7 cut

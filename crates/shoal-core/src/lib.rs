@@ -26,6 +26,7 @@ mod gray;
 mod guard;
 mod guard_config;
 mod hash;
+mod health_damper;
 mod health_guard;
 mod health_rate;
 mod identity;
@@ -132,6 +133,7 @@ pub use restart::{RestartIntent, MAX_GRACE, MIN_GRACE};
 // The served view and what it says about members, services and the guard.
 pub use cause::{Cause, CauseKind, Transition};
 pub use guard::{Guard, GuardReport, GuardState, GuardTransition, ServiceGuard};
+pub use health_damper::{bounded, CheckParams, CheckStatus, ChecksError, MAX_OUTPUT};
 pub use health_guard::{HealthGuard, HealthTransition};
 pub use health_rate::Published;
 pub use truth::{Instance, MemberView, ServedStatus, ServiceView, TruthState};

@@ -304,16 +304,19 @@ fn missed_joins_are_learned_through_membership_anti_entropy() {
 fn snapshots_come_at_start_then_every_10_s_while_the_view_changes() {
     let mut net = TestNet::new(3);
     let first = net.nodes[0]
-        .poll_snapshot(0)
+        .poll_snapshot(crate::Time(0))
         .expect("the first is due at start");
     assert_eq!(first.taken_at_unix_ms, 0);
-    assert!(net.nodes[0].poll_snapshot(0).is_none(), "handed out once");
+    assert!(
+        net.nodes[0].poll_snapshot(crate::Time(0)).is_none(),
+        "handed out once"
+    );
     // The view changes as the others join, but the next one is due only at 10 s.
     net.run_until(crate::Time(9_000));
-    assert!(net.nodes[0].poll_snapshot(9_000).is_none());
+    assert!(net.nodes[0].poll_snapshot(crate::Time(9_000)).is_none());
     net.run_until(crate::Time(10_000));
     let s = net.nodes[0]
-        .poll_snapshot(10_000)
+        .poll_snapshot(crate::Time(10_000))
         .expect("due at 10 s: the view changed");
     assert_eq!(
         s.members.iter().filter(|m| m.status.is_serving()).count(),
@@ -321,16 +324,18 @@ fn snapshots_come_at_start_then_every_10_s_while_the_view_changes() {
     );
     // A calm view gives none at 20 s.
     net.run_until(crate::Time(20_000));
-    assert!(net.nodes[0].poll_snapshot(20_000).is_none());
+    assert!(net.nodes[0].poll_snapshot(crate::Time(20_000)).is_none());
     // A change does, at the next 10 s mark (30 s).
     net.call(1, |n, now| {
         let set = BTreeMap::from([("role".to_string(), "db".to_string())]);
         n.set_tags(now, &set, &[]).unwrap();
     });
     net.run_until(crate::Time(29_000));
-    assert!(net.nodes[0].poll_snapshot(29_000).is_none());
+    assert!(net.nodes[0].poll_snapshot(crate::Time(29_000)).is_none());
     net.run_until(crate::Time(30_000));
-    let s = net.nodes[0].poll_snapshot(30_000).expect("due at 30 s");
+    let s = net.nodes[0]
+        .poll_snapshot(crate::Time(30_000))
+        .expect("due at 30 s");
     let n1 = s.members.iter().find(|m| m.name == "n1").unwrap();
     assert_eq!(n1.tags.get("role").map(String::as_str), Some("db"));
 }

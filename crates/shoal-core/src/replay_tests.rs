@@ -8,7 +8,7 @@ use crate::sync::ShoalMsg;
 use crate::testnet::{addr, TestNet};
 use crate::trust_tests::{formed, keyed};
 use crate::wire::{self, Kind, FLAG_SEALED};
-use crate::{Node, NodeMeta, ServedStatus};
+use crate::{Node, NodeMeta, ServedStatus, Time};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 
@@ -112,12 +112,17 @@ fn a_key_holder_cannot_silence_another_member() {
 /// `stale`). Membership needs no clock agreement: it joins, stays, and the skew is counted.
 #[test]
 fn an_agent_with_a_skewed_clock_joins_and_stays() {
-    let mut net = TestNet::with_trust(4, |i| {
-        let mut t = keyed(1)?;
-        // The test nodes' wall clock is their core clock; n3's is 2 minutes ahead.
-        t.unix_ms_at_zero = if i == 3 { 120_000 } else { 0 };
-        Some(t)
-    });
+    let mut net = TestNet::with_setup(
+        4,
+        |_, _| {},
+        |i, node| {
+            node.set_trust(keyed(1).unwrap()).unwrap();
+            // The test nodes' wall clock is their core clock; n3's is 2 minutes ahead.
+            if i == 3 {
+                node.set_wall_clock(Time::ZERO, 120_000);
+            }
+        },
+    );
     let ok = net.run_until_pred(10_000, |net| {
         net.nodes.iter().all(|x| {
             x.members()

@@ -220,7 +220,7 @@ fn a_snapshot_writes_restarting_as_held_for_the_previous_release() {
         net.nodes[0].member("n2").map(|m| m.status) == Some(ServedStatus::Restarting)
     });
     assert!(ok, "n2 never served restarting");
-    let snap = net.nodes[0].snapshot(1_000);
+    let snap = net.nodes[0].snapshot(net.now);
     let n2 = snap.members.iter().find(|m| m.name == "n2").unwrap();
     assert_eq!(n2.status, ServedStatus::Held);
     let json = serde_json::to_value(&snap.members).unwrap();

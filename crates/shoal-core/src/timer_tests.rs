@@ -7,7 +7,8 @@ use crate::testnet::TestNet;
 use crate::timers::TimerName;
 use crate::{Profile, ServedStatus, Time};
 
-fn formed(net: &TestNet) -> bool {
+/// Every node serves every node alive.
+pub(crate) fn formed(net: &TestNet) -> bool {
     net.nodes.iter().all(|n| {
         n.members()
             .iter()
@@ -150,83 +151,5 @@ fn leave_finishes_two_gossip_intervals_later_with_an_event() {
     assert_eq!(finished(&net).len(), 1);
 }
 
-fn checked_service(name: &str) -> crate::Service {
-    crate::Service {
-        name: name.into(),
-        port: 80,
-        tags: Default::default(),
-        health: Some(crate::Health::Passing),
-        health_output: None,
-    }
-}
-
-/// The core publishes its services' health from the statuses drivers hand it: the first
-/// change at once, a flapping check paced (the last state wins, on the node's own `Health`
-/// timer, which `poll_timeout` reports), outputs cut to fit the record, nothing after a leave.
-#[test]
-fn health_is_paced_and_published_by_the_core() {
-    use crate::Health::{Critical, Passing};
-    let mut net = TestNet::new(3);
-    assert!(net.run_until_pred(5_000, formed));
-    net.call(0, |n, now| {
-        n.register_service(now, checked_service("web")).unwrap()
-    });
-    net.run_for_ms(1_000);
-    let seen = |net: &TestNet, i: usize| {
-        net.nodes[i].services()["web"]
-            .iter()
-            .find(|s| s.node == "n0")
-            .map(|s| (s.health, s.health_output.clone()))
-    };
-    assert_eq!(seen(&net, 1), Some((Some(Passing), String::new())));
-    let version = |net: &TestNet| net.nodes[0].own_record().version;
-    // First change: published at once (the gap of 2 s since the last publication is over).
-    let v0 = version(&net);
-    let t0 = net.now;
-    net.call(0, |n, now| {
-        n.offer_health(now, "web", Critical, "refused\nsecond line")
-    });
-    assert_eq!(version(&net), v0 + 1);
-    assert_eq!(net.nodes[0].stats().health_published, 1);
-    // Flapping within the gap: nothing published, the node wakes when the gap ends.
-    for k in 0..9u64 {
-        net.run_for_ms(100);
-        let h = if k % 2 == 0 { Passing } else { Critical };
-        net.call(0, |n, now| n.offer_health(now, "web", h, "flap"));
-        assert_eq!(version(&net), v0 + 1, "published within the gap");
-    }
-    let due = Time(t0.0 + crate::health_rate::MIN_GAP.as_millis() as u64);
-    assert!(net.nodes[0].poll_timeout().is_some_and(|t| t <= due));
-    net.run_until(Time(due.0 - 1));
-    assert_eq!(version(&net), v0 + 1);
-    net.run_until(due);
-    // The last state wins, first line of its output only.
-    assert_eq!(version(&net), v0 + 2);
-    assert_eq!(net.nodes[0].stats().health_published, 2);
-    assert!(net.run_until_pred(2_000, |net| seen(net, 1)
-        == Some((Some(Passing), "flap".to_string()))));
-    // An output too long for the record is cut to fit; the status goes through.
-    net.run_for_ms(3_000);
-    let long = "x".repeat(200);
-    for i in 0..40 {
-        net.call(0, |n, now| {
-            n.register_service(now, checked_service(&format!("s{i:02}{}", "y".repeat(20))))
-                .unwrap_or_default()
-        });
-    }
-    net.run_for_ms(3_000);
-    let names: Vec<String> = net.nodes[0].own_meta().services.keys().cloned().collect();
-    for name in &names {
-        net.call(0, |n, now| n.offer_health(now, name, Critical, &long));
-    }
-    let own = net.nodes[0].own_meta().clone();
-    assert!(own.validate().is_ok());
-    assert!(own.services.values().all(|s| s.health == Some(Critical)));
-    // After a leave, nothing more is published.
-    net.call(0, |n, now| n.leave(now).unwrap());
-    let v = version(&net);
-    net.run_for_ms(3_000);
-    net.call(0, |n, now| n.offer_health(now, "web", Passing, "back"));
-    net.run_for_ms(3_000);
-    assert_eq!(version(&net), v);
-}
+// The core's health publishing (damped, paced, fitted, stopped by a leave) is tested where it
+// lives: `health_damper::tests`.

@@ -69,6 +69,8 @@ pub(crate) enum TimerName {
     Outlier,
     /// A graceful leave is finished (`Node::leave_finished`): two gossip intervals after it.
     Leave,
+    /// A ttl check of our services runs out (`core::health_damper`).
+    Checks,
     /// The next service health status the pacing lets out (`core::health_rate`).
     Health,
     /// Pulling the member list in bulk after joining (`core::formation`): every `tick`
@@ -77,7 +79,7 @@ pub(crate) enum TimerName {
 }
 
 impl TimerName {
-    pub(crate) const ALL: [TimerName; 14] = [
+    pub(crate) const ALL: [TimerName; 15] = [
         TimerName::Rejoin,
         TimerName::Bootstrap,
         TimerName::Sync,
@@ -90,6 +92,7 @@ impl TimerName {
         TimerName::Snapshot,
         TimerName::Outlier,
         TimerName::Leave,
+        TimerName::Checks,
         TimerName::Health,
         TimerName::Pull,
     ];

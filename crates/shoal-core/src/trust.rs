@@ -4,7 +4,7 @@
 //! skew seen from peers and the plaintext policy. Every datagram the node sends passes
 //! through [`Trust::seal`] and every datagram it receives through [`Trust::open`]; the rest of
 //! the core sees plaintext envelopes only. Must not read a clock or draw OS randomness: the
-//! session comes from the node's seed, time from the driver (`unix_ms_at_zero` maps the
+//! session comes from the node's seed, time from the driver (`set_wall_clock` maps the
 //! core's time onto the wall clock that timestamps need).
 //!
 //! Timestamps: every sealed datagram carries the sender's wall clock (v0.1.0 receivers check
@@ -74,8 +74,6 @@ pub struct TrustConfig {
     pub keyring: Option<Keyring>,
     /// Whether plaintext datagrams are accepted.
     pub plaintext: Plaintext,
-    /// Wall clock (Unix ms) at the core's `Time::ZERO`.
-    pub unix_ms_at_zero: u64,
     /// How far a new session of a sender may be stamped before its live session started
     /// (`core::replay`), and the clock skew beyond which a datagram is counted as skewed
     /// (accepted; operator commands are refused past it).
@@ -89,7 +87,6 @@ impl Default for TrustConfig {
         TrustConfig {
             keyring: None,
             plaintext: Plaintext::Refuse,
-            unix_ms_at_zero: 0,
             replay_window: Duration::from_secs(60),
             max_sessions: 4096,
         }
@@ -155,6 +152,8 @@ pub struct TrustStats {
 /// Seals and opens datagrams: keyring, session, replay table.
 pub struct Trust {
     cfg: TrustConfig,
+    /// Wall clock (Unix ms) at the core's `Time::ZERO` (`set_wall_clock`; 0 until set).
+    unix_ms_at_zero: u64,
     session: u64,
     counter: u64,
     hashes: HashSeed,
@@ -185,6 +184,7 @@ impl Trust {
         let replay = ReplayGuard::new(cfg.replay_window, cfg.max_sessions, hashes);
         Trust {
             cfg,
+            unix_ms_at_zero: 0,
             session,
             counter: 0,
             hashes,
@@ -197,6 +197,12 @@ impl Trust {
             opened_from_member: false,
             stats: TrustStats::default(),
         }
+    }
+
+    /// Wall clock (Unix ms) at `Time::ZERO`, to rebuild the trust layer with
+    /// (`Node::set_trust` keeps the node's one wall clock).
+    pub fn unix_ms_at_zero(&self) -> u64 {
+        self.unix_ms_at_zero
     }
 
     /// The node's table seed, to rebuild the trust layer with (`Node::set_trust`).
@@ -258,11 +264,11 @@ impl Trust {
 
     /// Corrects the mapping of the core's time onto the wall clock.
     pub fn set_wall_clock(&mut self, now: Time, unix_ms: u64) {
-        self.cfg.unix_ms_at_zero = unix_ms.saturating_sub(now.as_millis());
+        self.unix_ms_at_zero = unix_ms.saturating_sub(now.as_millis());
     }
 
     fn wall_ms(&self, now: Time) -> u64 {
-        self.cfg.unix_ms_at_zero.saturating_add(now.as_millis())
+        self.unix_ms_at_zero.saturating_add(now.as_millis())
     }
 
     /// The wall clock at `now` (Unix ms), as the driver gave it.
@@ -624,9 +630,15 @@ mod tests {
     fn cfg(ring: Option<Keyring>) -> TrustConfig {
         TrustConfig {
             keyring: ring,
-            unix_ms_at_zero: 1_700_000_000_000,
             ..TrustConfig::default()
         }
+    }
+
+    /// A trust layer whose wall clock reads 1_700_000_000_000 at `Time::ZERO`.
+    fn at_wall(cfg: TrustConfig, session: u64, hashes: HashSeed) -> Trust {
+        let mut t = Trust::new(cfg, session, hashes);
+        t.set_wall_clock(Time::ZERO, 1_700_000_000_000);
+        t
     }
 
     fn plain(label: &str, body: &[u8]) -> Vec<u8> {
@@ -640,8 +652,8 @@ mod tests {
 
     #[test]
     fn seal_open_roundtrip_and_overhead() {
-        let mut tx = Trust::new(cfg(Some(ring(1))), 11, HashSeed::default());
-        let mut rx = Trust::new(cfg(Some(ring(1))), 12, HashSeed::default());
+        let mut tx = at_wall(cfg(Some(ring(1))), 11, HashSeed::default());
+        let mut rx = at_wall(cfg(Some(ring(1))), 12, HashSeed::default());
         let p = plain("prod", b"hello");
         let sealed = tx.seal(Time(5), A.parse().unwrap(), p.clone(), 0);
         assert_eq!(sealed.len(), p.len() + SEAL_OVERHEAD);
@@ -660,7 +672,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x40;
-            let mut fresh = Trust::new(cfg(Some(ring(1))), 13, HashSeed::default());
+            let mut fresh = at_wall(cfg(Some(ring(1))), 13, HashSeed::default());
             assert!(
                 fresh
                     .open(Time(5), A.parse().unwrap(), &bad, "prod")
@@ -674,8 +686,8 @@ mod tests {
     fn padding_roundtrips_sealed_and_plain() {
         let a: SocketAddr = A.parse().unwrap();
         for ring in [Some(ring(1)), None] {
-            let mut tx = Trust::new(cfg(ring.clone()), 21, HashSeed::default());
-            let mut rx = Trust::new(cfg(ring), 22, HashSeed::default());
+            let mut tx = at_wall(cfg(ring.clone()), 21, HashSeed::default());
+            let mut rx = at_wall(cfg(ring), 22, HashSeed::default());
             let d = tx.seal(Time(0), a, plain("l", b"short"), 700);
             assert_eq!(d.len(), 700);
             assert_eq!(&*rx.open(Time(0), a, &d, "l").unwrap().1, b"short");
@@ -687,15 +699,15 @@ mod tests {
         // A pad length past the body is refused, not a panic.
         let mut bad = plain("", b"\x00\x09");
         bad[3] |= FLAG_PADDED;
-        let mut rx = Trust::new(cfg(None), 23, HashSeed::default());
+        let mut rx = at_wall(cfg(None), 23, HashSeed::default());
         assert!(rx.open(Time(0), A.parse().unwrap(), &bad, "").is_err());
     }
 
     #[test]
     fn wrong_key_plaintext_and_stale_refused() {
-        let mut tx = Trust::new(cfg(Some(ring(1))), 11, HashSeed::default());
-        let mut other = Trust::new(cfg(Some(ring(2))), 12, HashSeed::default());
-        let mut insecure = Trust::new(cfg(None), 13, HashSeed::default());
+        let mut tx = at_wall(cfg(Some(ring(1))), 11, HashSeed::default());
+        let mut other = at_wall(cfg(Some(ring(2))), 12, HashSeed::default());
+        let mut insecure = at_wall(cfg(None), 13, HashSeed::default());
         let from = A.parse().unwrap();
         let sealed = tx.seal(Time(0), from, plain("", b"x"), 0);
         assert_eq!(other.open(Time(0), from, &sealed, ""), Err(TrustDrop::Auth));
@@ -707,7 +719,7 @@ mod tests {
         assert_eq!(other.open(Time(0), from, &p, ""), Err(TrustDrop::Plaintext));
         assert!(insecure.open(Time(0), from, &p, "").is_ok());
         // Accepted during a transition, except keyring messages.
-        let mut accept = Trust::new(
+        let mut accept = at_wall(
             TrustConfig {
                 plaintext: Plaintext::Accept,
                 ..cfg(Some(ring(2)))
@@ -734,7 +746,7 @@ mod tests {
             Err(TrustDrop::Plaintext)
         );
         assert!(accept.seals(&op));
-        let send = Trust::new(
+        let send = at_wall(
             TrustConfig {
                 plaintext: Plaintext::Send,
                 ..cfg(Some(ring(2)))
@@ -749,7 +761,7 @@ mod tests {
         // Two minutes later, a capture of gossip is accepted by a receiver that never heard
         // its sender (no clock agreement is needed), and counted as skewed; an operator
         // command is refused as stale.
-        let mut rx = Trust::new(cfg(Some(ring(1))), 15, HashSeed::default());
+        let mut rx = at_wall(cfg(Some(ring(1))), 15, HashSeed::default());
         let late = Time(120_000);
         assert!(rx.open(late, from, &sealed, "").is_ok());
         assert_eq!(rx.stats(late).skewed, 1);
@@ -767,8 +779,8 @@ mod tests {
     fn old_key_peer_answered_with_its_key() {
         let k1 = Key::from_bytes([1; KEY_LEN]);
         let k2 = Key::from_bytes([2; KEY_LEN]);
-        let mut old = Trust::new(cfg(Some(Keyring::new(k1.clone()))), 1, HashSeed::default());
-        let mut new = Trust::new(cfg(Some(Keyring::new(k2.clone()))), 2, HashSeed::default());
+        let mut old = at_wall(cfg(Some(Keyring::new(k1.clone()))), 1, HashSeed::default());
+        let mut new = at_wall(cfg(Some(Keyring::new(k2.clone()))), 2, HashSeed::default());
         new.install(k1.clone()).unwrap();
         assert!(new.take_keyring_change().is_some());
         let a = "127.0.0.1:1".parse().unwrap();

@@ -235,7 +235,7 @@ fn wrong_key_wrong_label_or_no_key_never_joins() {
 fn a_skewed_clock_is_named_on_both_sides() {
     use crate::drops::DropReason;
     let mut net = formed(4, |_| keyed(1));
-    // The test nodes' wall clock is their core clock (`unix_ms_at_zero` 0).
+    // The test nodes' wall clock is their core clock (no `set_wall_clock`).
     net.call(3, |n, now| {
         n.set_wall_clock(now, now.as_millis() + 3_600_000)
     });

@@ -1,15 +1,18 @@
-//! The simulator's check model: each provider of a service with `[service.check]` runs a
-//! check every `interval` (a seeded phase per instance), with the agent's damping
-//! (`failures_before_critical`, `success_before_passing`); a `check-fail` fault turns the
-//! checks of chosen instances (or a fraction of all of them: a shared dependency down)
-//! critical for a while. Each status goes to the core (`Node::offer_health`), as the agent's
-//! do: the core paces it and publishes it in the node's record.
+//! The simulator's check model: each provider of a service with `[service.check]` registers
+//! one check with its node (`Node::set_checks`: the thresholds `failures_before_critical`,
+//! `success_before_passing`) and runs it every `interval` (a seeded phase per instance); a
+//! `check-fail` fault turns the results of chosen instances (or a fraction of all of them: a
+//! shared dependency down) critical for a while. Each raw result goes to the core
+//! (`Node::check_result`), as the agent's probes do: the core damps it, paces it and
+//! publishes it in the node's record.
 //!
-//! Owns the model's state, the failing windows and the measure: no-passing-provider
+//! Owns the model's outcomes, the failing windows and the measure: no-passing-provider
 //! node-seconds (a running node whose passing view of a checked service is empty while a
-//! provider of it runs). Must not decide what is served: the core's health guard does.
+//! provider of it runs). Must not decide a check's status (the core's damper does) nor what
+//! is served (the core's health guard does).
 
 use serde::{Deserialize, Serialize};
+use shoal_core::CheckParams;
 use shoal_core::{Health, Node, Time};
 
 /// Per service: node-seconds without a passing provider, and the nodes affected.
@@ -31,19 +34,10 @@ pub struct ServiceHealthOutcome {
     pub nodes_affected: u32,
 }
 
-#[derive(Clone, Debug)]
-struct Inst {
-    status: Health,
-    successes: u32,
-    failures: u32,
-}
-
 /// The model's state for one run.
 pub struct SimHealth {
     /// Per checked service: (index in the scenario, name, interval ms, sbp, fbc).
     pub checked: Vec<(usize, String, u64, u32, u32)>,
-    /// Per (host, checked service): the instance's check state.
-    inst: Vec<Option<Inst>>,
     /// Per (host, checked service): active `check-fail` windows covering it.
     failing: Vec<u16>,
     no_passing_ms: Vec<u64>,
@@ -57,7 +51,6 @@ impl SimHealth {
         let k = checked.len();
         SimHealth {
             checked,
-            inst: vec![None; hosts * k],
             failing: vec![0; hosts * k],
             no_passing_ms: vec![0; hosts * k],
             hosts,
@@ -79,15 +72,19 @@ impl SimHealth {
         host * self.checked.len() + slot
     }
 
-    /// Host `host` (re)started offering checked service `slot`: passing (a new node paces
-    /// afresh).
-    pub fn start(&mut self, host: usize, slot: usize) {
-        let i = self.at(host, slot);
-        self.inst[i] = Some(Inst {
-            status: Health::Passing,
-            successes: 0,
-            failures: 0,
-        });
+    /// Host `host` (re)started offering checked service `slot`: its check is registered
+    /// with its new node, passing at first (a new node damps and paces afresh).
+    pub fn start(&self, node: &mut Node, slot: usize, now: Time) {
+        let (_, name, _, sbp, fbc) = &self.checked[slot];
+        let check = CheckParams {
+            id: name.clone(),
+            initial: Health::Passing,
+            success_before_passing: *sbp,
+            failures_before_critical: *fbc,
+            ttl: None,
+        };
+        // One check per service, ids the service names: nothing to refuse.
+        let _ = node.set_checks(now, name, vec![check]);
     }
 
     /// Adds the statuses a node published in its life (read when it stops, or at the end).
@@ -105,40 +102,16 @@ impl SimHealth {
         };
     }
 
-    /// One check run of `host`'s instance of `slot` at `now`: its status goes to the core.
+    /// One check run of `host`'s instance of `slot` at `now`: its raw result goes to the core.
     pub fn check(&mut self, node: &mut Node, host: usize, slot: usize, now: Time) {
         let i = self.at(host, slot);
-        let (_, name, _, sbp, fbc) = self.checked[slot].clone();
-        let result = if self.failing[i] > 0 {
-            Health::Critical
+        let (result, output) = if self.failing[i] > 0 {
+            (Health::Critical, "dependency unreachable")
         } else {
-            Health::Passing
+            (Health::Passing, "ok")
         };
         self.results += 1;
-        let Some(inst) = self.inst[i].as_mut() else {
-            return;
-        };
-        match result {
-            Health::Critical => {
-                inst.successes = 0;
-                inst.failures += 1;
-                if inst.failures >= fbc.max(1) {
-                    inst.status = Health::Critical;
-                }
-            }
-            _ => {
-                inst.failures = 0;
-                inst.successes += 1;
-                if inst.status == Health::Passing || inst.successes >= sbp.max(1) {
-                    inst.status = Health::Passing;
-                }
-            }
-        }
-        let output = match inst.status {
-            Health::Critical => "dependency unreachable",
-            _ => "ok",
-        };
-        node.offer_health(now, &name, inst.status, output);
+        let _ = node.check_result(now, &self.checked[slot].1, result, output);
     }
 
     /// Samples observer `o`'s passing view of each checked service (`live`: a provider of it

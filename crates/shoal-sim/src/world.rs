@@ -497,7 +497,7 @@ impl<'a> World<'a> {
         let h = &mut self.hosts[i];
         if let Some(n) = h.node.as_mut() {
             if h.keeps_data {
-                if let Some(snap) = n.poll_snapshot(now_ms) {
+                if let Some(snap) = n.poll_snapshot(Time(now_ms)) {
                     h.snapshot = Some(snap);
                 }
             }

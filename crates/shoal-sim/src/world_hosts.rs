@@ -103,7 +103,7 @@ impl World<'_> {
         if let (true, Some(snap)) = (restart && keep_data, saved) {
             // As the agent does: serve the saved view as `warming` and rejoin through its peers.
             // A snapshot the core refuses to serve (too old) only seeds the rejoin, as there.
-            let _ = node.restore(Time(now_ms), snap, now_ms);
+            let _ = node.restore(Time(now_ms), snap);
         }
         Ok((node, generation))
     }
@@ -198,7 +198,7 @@ impl World<'_> {
             // A crash saves nothing (the data directory keeps the last periodic snapshot); a
             // graceful leave saves one on the way out, as the agent does on SIGTERM/SIGINT.
             if state == HostState::Left && h.keeps_data {
-                h.snapshot = Some(n.snapshot(now_ms));
+                h.snapshot = Some(n.snapshot(Time(now_ms)));
             }
             h.generation = h.generation.max(n.identity().generation());
         }
@@ -268,7 +268,7 @@ impl World<'_> {
                         .announce_restart(Time(now_ms), std::time::Duration::from_millis(grace_ms));
                     // As the agent on its way out: the view as it is now.
                     if h.keeps_data {
-                        h.snapshot = Some(n.snapshot(now_ms));
+                        h.snapshot = Some(n.snapshot(Time(now_ms)));
                     }
                 }
                 self.flush(i, self.now);
@@ -365,7 +365,10 @@ impl World<'_> {
             if !self.providers[svc].contains(&i) {
                 continue;
             }
-            self.health.start(i, slot);
+            let now = Time(self.now_ms());
+            if let Some(n) = self.hosts[i].node.as_mut() {
+                self.health.start(n, slot, now);
+            }
             let mut r = SmallRng::seed_from_u64(
                 self.sc.seed
                     ^ 0xC4EC_0000

@@ -2,16 +2,15 @@
 //!
 //! `spec` (`config::checks`: checks are config) is the configured shape and its validation, `probe` runs one http/tcp/exec probe
 //! (`tls` configures the https ones),
-//! `damper` turns results into a status (thresholds) and a service's checks into its health.
-//! This file owns the `CheckManager`: one task per check (at most one probe of a check at a
-//! time; a ttl check's task only waits for its deadline), the checks by id for the ttl
-//! route. Each result's service status (the worst of its checks) goes to the core
-//! (`Node::offer_health`), which publishes it in the node's record on its own schedule (paced,
-//! fitted, never after a leave). Nothing here blocks the event loop: probes are async, and
-//! the node's lock is taken only to hand a result over. It must not decide what is published
-//! or served (the core does).
+//! This file owns the `CheckManager`: the checks by service and by id (for the ttl route),
+//! and one task per http/tcp/exec check (at most one probe of a check at a time). The checks
+//! are registered with the core (`Node::set_checks`) and each raw result goes to it
+//! (`Node::check_result`): the core damps it into the check's status (thresholds, a ttl
+//! check running out on its own timer), takes the worst of a service's checks and publishes
+//! it in the node's record on its own schedule (paced, fitted, never after a leave). Nothing
+//! here blocks the event loop: probes are async, and the node's lock is taken only to hand a
+//! result over. It must not decide a status, nor what is published or served (the core does).
 
-pub mod damper;
 pub mod probe;
 pub mod tls;
 
@@ -20,16 +19,13 @@ pub use crate::config::checks as spec;
 pub use spec::{resolve_services, CheckDef, CheckError, CheckKind, CheckSpec};
 
 use crate::agent::shared::AgentShared;
-use damper::Damper;
 use serde::{Deserialize, Serialize};
-use shoal_core::output_line;
-use shoal_core::Published;
+use shoal_core::{CheckParams, CheckStatus};
 use shoal_core::{Health, Node, NodeMeta, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// One check as `GET /v1/checks` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,25 +46,12 @@ pub struct CheckView {
     pub last_result_ms: Option<u64>,
 }
 
-struct CheckState {
-    damper: Damper,
-    results: u64,
-    last_result: Option<Time>,
-}
-
 struct Check {
     def: CheckDef,
-    state: Mutex<CheckState>,
-    /// A ttl update arrived: the ttl starts again.
-    ttl_reset: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Check {
-    fn lock(&self) -> MutexGuard<'_, CheckState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn stop(&self) {
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
@@ -160,32 +143,28 @@ impl CheckManager {
                 c.stop();
             }
         }
-        node.forget_health(now, service);
-        if defs.is_empty() {
+        let params = defs.iter().map(params).collect();
+        if let Err(e) = node.set_checks(now, service, params) {
+            // `check_ids` refused these before; nothing runs that the core does not know.
+            warn!(service, error = %e, "checks not registered");
             return;
         }
-        if let Some(h) = initial_health(&defs) {
-            node.health_registered(now, service, h);
+        if defs.is_empty() {
+            return;
         }
         let weak = self.shared.get().cloned().unwrap_or_default();
         let mut checks = Vec::new();
         for def in defs {
+            let is_ttl = matches!(def.kind, CheckKind::Ttl(_));
             let c = Arc::new(Check {
-                state: Mutex::new(CheckState {
-                    damper: Damper::new(
-                        def.initial,
-                        def.success_before_passing,
-                        def.failures_before_critical,
-                    ),
-                    results: 0,
-                    last_result: None,
-                }),
                 def,
-                ttl_reset: Notify::new(),
                 task: Mutex::new(None),
             });
-            let task = tokio::spawn(run_check(weak.clone(), c.clone()));
-            *c.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            // A ttl check has nothing to probe: the app reports, the core's timer runs it out.
+            if !is_ttl {
+                let task = tokio::spawn(run_check(weak.clone(), c.clone()));
+                *c.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            }
             checks.push(c);
         }
         inner.services.insert(service.to_string(), checks);
@@ -213,6 +192,7 @@ impl CheckManager {
     /// checks to start once `meta` is set (`apply_reload`).
     pub fn plan_reload(
         &self,
+        node: &Node,
         new_file: Vec<(String, Vec<CheckDef>)>,
         meta: &mut NodeMeta,
     ) -> Vec<(String, Vec<CheckDef>)> {
@@ -234,7 +214,7 @@ impl CheckManager {
             }
             inner.file_checks = new_file;
         }
-        self.overlay(meta);
+        self.overlay(node, meta);
         for (name, defs) in &restart {
             if let Some(s) = meta.services.get_mut(name) {
                 s.health = initial_health(defs);
@@ -279,23 +259,25 @@ impl CheckManager {
     }
 
     /// The current health of every checked service (for a reload that rewrote a service).
-    pub fn overlay(&self, meta: &mut NodeMeta) {
+    pub fn overlay(&self, node: &Node, meta: &mut NodeMeta) {
         let inner = self.lock();
-        for (name, checks) in &inner.services {
-            if let (Some(svc), Some(p)) = (meta.services.get_mut(name), current(checks)) {
-                svc.health = Some(p.health);
-                svc.health_output = Some(p.output);
+        for name in inner.services.keys() {
+            if let (Some(svc), Some((h, o))) =
+                (meta.services.get_mut(name), node.check_health(name))
+            {
+                svc.health = Some(h);
+                svc.health_output = Some(o);
             }
         }
     }
 
-    /// A ttl update from the app (`PUT /v1/checks/{id}/pass|warn|fail`).
+    /// A ttl update from the app (`PUT /v1/checks/{id}/pass|warn|fail`): a result like a
+    /// probe's (damped by the core), and the ttl starts again.
     pub fn ttl_update(
         &self,
         id: &str,
         health: Health,
         output: String,
-        now: Time,
     ) -> Result<CheckView, CheckError> {
         let check = self
             .find(id)
@@ -311,9 +293,9 @@ impl CheckManager {
         } else {
             output
         };
-        self.on_result(&check, health, output, now, false);
-        check.ttl_reset.notify_one();
-        Ok(view(&check))
+        self.on_result(&check, health, &output)
+            .map(|st| view(&check.def, &st))
+            .ok_or_else(|| CheckError::NotFound(id.into()))
     }
 
     fn find(&self, id: &str) -> Option<Arc<Check>> {
@@ -327,118 +309,85 @@ impl CheckManager {
 
     /// Every check, by service then configured order.
     pub fn list(&self) -> Vec<CheckView> {
-        self.lock()
-            .services
-            .values()
-            .flatten()
-            .map(|c| view(c))
+        let defs: Vec<Arc<Check>> = self.lock().services.values().flatten().cloned().collect();
+        let Some(sh) = self.shared.get().and_then(Weak::upgrade) else {
+            return Vec::new();
+        };
+        let states: BTreeMap<String, CheckStatus> = sh
+            .lock()
+            .checks()
+            .into_iter()
+            .map(|st| (st.id.clone(), st))
+            .collect();
+        defs.iter()
+            .filter_map(|c| states.get(&c.def.id).map(|st| view(&c.def, st)))
             .collect()
     }
 
-    /// A result of `check`; `force`: set the status whatever the thresholds (ttl expiry).
-    fn on_result(
-        &self,
-        check: &Arc<Check>,
-        health: Health,
-        output: String,
-        now: Time,
-        force: bool,
-    ) {
-        {
-            let mut st = check.lock();
-            st.results += 1;
-            st.last_result = Some(now);
-            let changed = if force {
-                st.damper.force(health, output)
-            } else {
-                st.damper.apply(health, output)
-            };
-            if changed {
-                debug!(check = %check.def.id, status = %st.damper.status, "check status changed");
+    /// A raw result of `check`, handed to the core unless the check was replaced or removed
+    /// meanwhile. Returns the check's state.
+    fn on_result(&self, check: &Arc<Check>, health: Health, output: &str) -> Option<CheckStatus> {
+        let sh = self.shared.get().and_then(Weak::upgrade)?;
+        sh.with_node(|n, now| {
+            // Under the node's lock, as `set_checks`: a replaced check's last result is dropped.
+            let current = self
+                .lock()
+                .services
+                .get(&check.def.service)
+                .is_some_and(|v| v.iter().any(|c| Arc::ptr_eq(c, check)));
+            if !current {
+                return None;
             }
-        }
-        let p = {
-            let inner = self.lock();
-            let Some(checks) = inner.services.get(&check.def.service) else {
-                return; // replaced or removed meanwhile
-            };
-            if !checks.iter().any(|c| Arc::ptr_eq(c, check)) {
-                return;
+            let before = n.check(&check.def.id);
+            let st = n.check_result(now, &check.def.id, health, output)?;
+            if before.is_some_and(|b| b.status != st.status) {
+                debug!(check = %check.def.id, status = %st.status, "check status changed");
             }
-            current(checks)
-        };
-        let (Some(p), Some(sh)) = (p, self.shared.get().and_then(Weak::upgrade)) else {
-            return;
-        };
-        // The core publishes it in the record when its pacing allows.
-        sh.with_node(|n, now| n.offer_health(now, &check.def.service, p.health, &p.output));
+            Some(st)
+        })
     }
 }
 
-/// A service's health from its checks, as the record carries it.
-fn current(checks: &[Arc<Check>]) -> Option<Published> {
-    let states: Vec<(Health, String)> = checks
-        .iter()
-        .map(|c| {
-            let st = c.lock();
-            (st.damper.status, st.damper.output.clone())
-        })
-        .collect();
-    damper::aggregate(states.iter().map(|(h, o)| (*h, o.as_str()))).map(|(h, o)| Published {
-        health: h,
-        output: output_line(o),
-    })
+/// The core's registration of a configured check.
+fn params(def: &CheckDef) -> CheckParams {
+    CheckParams {
+        id: def.id.clone(),
+        initial: def.initial,
+        success_before_passing: def.success_before_passing,
+        failures_before_critical: def.failures_before_critical,
+        ttl: match def.kind {
+            CheckKind::Ttl(d) => Some(d),
+            _ => None,
+        },
+    }
 }
 
-fn view(c: &Check) -> CheckView {
-    let st = c.lock();
+fn view(def: &CheckDef, st: &CheckStatus) -> CheckView {
     CheckView {
-        id: c.def.id.clone(),
-        service: c.def.service.clone(),
-        kind: c.def.kind.word().to_string(),
-        target: match &c.def.kind {
+        id: def.id.clone(),
+        service: def.service.clone(),
+        kind: def.kind.word().to_string(),
+        target: match &def.kind {
             CheckKind::Http(h) => h.uri.to_string(),
             CheckKind::Tcp(a) => a.to_string(),
             CheckKind::Exec(v) => v.join(" "),
             CheckKind::Ttl(d) => format!("{} ms", d.as_millis()),
         },
-        status: st.damper.status,
-        output: st.damper.output.clone(),
+        status: st.status,
+        output: st.output.clone(),
         results: st.results,
         last_result_ms: st.last_result.map(|t| t.as_millis()),
     }
 }
 
-/// One check's task: probe, report, wait out the interval (from the start of the probe), so
-/// that a check never runs twice at once; or, for a ttl check, turn critical when no update
-/// came within the ttl.
+/// One http/tcp/exec check's task: probe, report, wait out the interval (from the start of
+/// the probe), so that a check never runs twice at once.
 async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
-    if let CheckKind::Ttl(ttl) = check.def.kind {
-        loop {
-            tokio::select! {
-                _ = check.ttl_reset.notified() => continue,
-                _ = tokio::time::sleep(ttl) => {}
-            }
-            let Some(sh) = shared.upgrade() else { return };
-            let now = sh.now();
-            sh.checks.on_result(
-                &check,
-                Health::Critical,
-                format!("TTL expired: no update within {} ms", ttl.as_millis()),
-                now,
-                true,
-            );
-            drop(sh);
-            // Expired: wait for the next update before counting again.
-            check.ttl_reset.notified().await;
-        }
-    }
     loop {
         let started = tokio::time::Instant::now();
         let (health, output) = probe::probe(&check.def.kind, check.def.timeout).await;
         let Some(sh) = shared.upgrade() else { return };
-        let now = sh.now();
-        sh.checks.on_result(&check, health, output, now, false);
+        sh.checks.on_result(&check, health, &output);
         drop(sh);
         tokio::time::sleep_until(started + check.def.interval).await;
     }

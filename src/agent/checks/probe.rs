@@ -7,13 +7,13 @@
 //! the timeout expires. Everything is async: a probe never blocks the event loop. Must not
 //! decide the check's status (the damper does).
 
-use super::damper::{bounded, MAX_OUTPUT};
 use super::spec::{CheckKind, HttpCheck};
 use super::tls;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 use shoal_core::Health;
+use shoal_core::{bounded, MAX_OUTPUT};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;

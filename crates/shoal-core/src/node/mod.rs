@@ -74,6 +74,8 @@ pub struct Node {
     health: crate::health_guard::HealthGuard,
     /// Paces the publication of this node's own services' health (`node/health.rs`).
     health_rate: crate::health_rate::HealthRate,
+    /// Our services' checks and their damping (`core::health_damper`).
+    checks: crate::health_damper::HealthChecks,
     /// Ejects instances apps report failing (`node/outlier.rs`).
     outliers: crate::outlier::Outliers,
     /// What we last served for members the truth does not know (restored ghosts); for the
@@ -384,6 +386,7 @@ impl Node {
             guard,
             health,
             health_rate: Default::default(),
+            checks: Default::default(),
             outliers,
             served_ghosts: hashes.map(),
             own,

@@ -216,12 +216,8 @@ impl Node {
     /// Restores a snapshot taken by this node before a restart; call before `start`. A fresh
     /// enough snapshot is served as `warming` until synced; its peers are used to rejoin
     /// either way.
-    pub fn restore(
-        &mut self,
-        now: Time,
-        mut snap: Snapshot,
-        now_unix_ms: u64,
-    ) -> Result<Restored, NodeError> {
+    /// Its age is read on the node's wall clock (`set_wall_clock`).
+    pub fn restore(&mut self, now: Time, mut snap: Snapshot) -> Result<Restored, NodeError> {
         if snap.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version(snap.version).into());
         }
@@ -256,7 +252,7 @@ impl Node {
             self.seeds.push(p);
             added += 1;
         }
-        let age = snap.age(now_unix_ms);
+        let age = snap.age(self.trust.wall_clock(now));
         if age > self.cfg.guard.snapshot_max_age {
             return Ok(Restored::PeersOnly { age, peers: added });
         }
@@ -341,25 +337,25 @@ impl Node {
 
     /// An output: the snapshot to persist now, when one is due (at start, then every
     /// `SNAPSHOT_EVERY` while the served view changes). Drain it after every input like the
-    /// other outputs; `now_unix_ms` stamps it. The driver saves what it is handed and takes
-    /// no snapshot of its own, but on a graceful shutdown (`snapshot`).
+    /// other outputs; the node's wall clock at `now` stamps it. The driver saves what it is
+    /// handed and takes no snapshot of its own, but on a graceful shutdown (`snapshot`).
     #[must_use]
-    pub fn poll_snapshot(&mut self, now_unix_ms: u64) -> Option<Snapshot> {
+    pub fn poll_snapshot(&mut self, now: Time) -> Option<Snapshot> {
         if !std::mem::take(&mut self.snapshot_due) {
             return None;
         }
         self.fleet.changed = false;
         self.snapshot_index = Some(self.index);
-        Some(self.snapshot(now_unix_ms))
+        Some(self.snapshot(now))
     }
 
     /// What to persist so that a restart serves the last view (see `restore`): the query
     /// behind `poll_snapshot`, and what the agent saves when it shuts down gracefully.
-    pub fn snapshot(&self, now_unix_ms: u64) -> Snapshot {
+    pub fn snapshot(&self, now: Time) -> Snapshot {
         Snapshot {
             version: SNAPSHOT_VERSION,
             node: self.cfg.name.clone(),
-            taken_at_unix_ms: now_unix_ms,
+            taken_at_unix_ms: self.trust.wall_clock(now),
             // Causes are this life's evidence, not part of the view to restore.
             members: self
                 .members()

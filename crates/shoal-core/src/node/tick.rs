@@ -119,6 +119,7 @@ impl Node {
             }
             TimerName::Snapshot => self.snapshot_timer(now),
             TimerName::Outlier => self.outliers.handle_timeout(now),
+            TimerName::Checks => self.expire_checks(now),
             TimerName::Health => self.publish_health(now),
             TimerName::Pull => self.pull_members(),
             TimerName::Leave => {
@@ -157,8 +158,8 @@ impl Node {
         use TimerName::*;
         if !self.started || self.left {
             for n in [
-                Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate, Health,
-                Pull,
+                Rejoin, Bootstrap, Sync, Discover, Fetch, Verify, Suspects, Reap, Evaluate, Checks,
+                Health, Pull,
             ] {
                 self.named.set(n, None);
             }
@@ -213,6 +214,7 @@ impl Node {
             self.reach.silent_at(crate::reach::SILENT_PERIODS)
         };
         self.named.set(Evaluate, evaluate);
+        self.named.set(Checks, self.checks.next_due());
         self.named.set(Health, self.health_rate.next_due());
         // The bulk pull of the member list after joining: a few requests every tick.
         let pull = (self.pull.active() && connected).then(|| {

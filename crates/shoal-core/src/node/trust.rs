@@ -77,7 +77,10 @@ impl Node {
             return Err(NodeError::AlreadyStarted);
         }
         let session = self.trust.session();
+        let wall = self.trust.unix_ms_at_zero();
         self.trust = crate::trust::Trust::new(cfg, session, self.hashes);
+        // The node's one wall clock (`set_wall_clock`) stays as it was.
+        self.trust.set_wall_clock(Time::ZERO, wall);
         Ok(())
     }
 
@@ -122,6 +125,12 @@ impl Node {
         self.trust.take_last_skewed()
     }
 
+    /// The one wall-clock input: maps the core's time onto the wall clock (Unix ms) for
+    /// everything that needs one (timestamps of sealed datagrams, the largest generation
+    /// accepted, the stamp and age of snapshots). Call it before `set_trust`/`restore` and
+    /// again before draining outputs when the wall clock may have moved; until then the wall
+    /// clock reads as the core's time (the simulator's choice).
+    ///
     /// Corrects the mapping of the core's time onto the wall clock (timestamps of sealed
     /// datagrams and the limit on future generations use it).
     pub fn set_wall_clock(&mut self, now: Time, unix_ms: u64) {

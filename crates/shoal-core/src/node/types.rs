@@ -358,7 +358,7 @@ pub struct Stats {
     /// Members this node removed on gray evidence (several observers cannot reach them).
     #[serde(default)]
     pub gray_removals: u64,
-    /// Service health statuses written into this node's record (`Node::offer_health`, paced
+    /// Service health statuses written into this node's record (`Node::check_result`, paced
     /// by `core::health_rate`).
     #[serde(default)]
     pub health_published: u64,
