@@ -61,6 +61,7 @@ Every wait is bounded; the bench is not a test and makes no assertion: it prints
 and the raw figures as JSON (`--json FILE`).
 """
 import argparse
+import bisect
 import datetime
 import http.client
 import json
@@ -161,14 +162,29 @@ class Net:
 
     @staticmethod
     def remove_leftovers():
-        for ns in Net.leftovers():
-            pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
+        """Kills whatever still runs in this bench's namespaces and deletes them (in
+        parallel: 401 namespaces at N = 200)."""
+        spaces = Net.leftovers()
+        if not spaces:
+            return
+        pids = {}
+
+        def find(ns):
+            pids[ns] = run("ip", "netns", "pids", ns, check=False).stdout.split()
+
+        threads = [threading.Thread(target=find, args=(ns,)) for ns in spaces]
+        for k in range(0, len(threads), 16):
+            for th in threads[k:k + 16]:
+                th.start()
+            for th in threads[k:k + 16]:
+                th.join()
+        for ns in spaces:
+            for pid in pids.get(ns, ()):
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except (OSError, ValueError):
                     pass
-            run("ip", "netns", "del", ns, check=False)
+        run_many([["ip", "netns", "del", ns] for ns in spaces], timeout=60)
 
     def raise_neighbour_thresholds(self):
         # Every agent holds an ARP entry for each peer of its system; the table is shared.
@@ -188,22 +204,57 @@ class Net:
         if self.saved_neigh:
             log(f"neighbour table thresholds raised to {want} (restored at the end)")
 
+    @staticmethod
+    def mac(system, i):
+        """eth0's address in host I's namespace, fixed so that every peer's neighbour entry
+        can be written before any agent starts."""
+        return f"02:5b:{0 if system == 'shoal' else 1:02x}:00:{i // 256:02x}:{i % 256:02x}"
+
+    def batch(self, lines, *ns):
+        """Runs `ip [-n NS] -batch` over `lines`: one process for hundreds of commands."""
+        with tempfile.NamedTemporaryFile("w", prefix=f"{PREFIX}-ip-", suffix=".batch") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            run("ip", *(("-n", ns[0]) if ns else ()), "-batch", f.name, timeout=300)
+
     def setup(self):
+        """The bridge and 2N host namespaces, in a handful of batched `ip` runs (one `ip`
+        per command would be 2,400 processes at N = 200), plus a permanent
+        neighbour entry in each host for every peer of its own system: without them, each
+        of the N * (N - 1) first contacts per system is an ARP broadcast that the bridge
+        floods to all 2N ports (N^3: about 16 million copies at N = 200, seconds of both
+        cores while the agents join), and every entry gone stale costs a probe later."""
         self.raise_neighbour_thresholds()
-        run("ip", "netns", "add", BR_NS)
-        run("ip", "-n", BR_NS, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", BR_NS, "link", "set", "br0", "up")
-        for system in SYSTEMS:
-            for i in range(self.n):
-                ns = self.ns(system, i)
-                veth = "v" + ns[len(PREFIX) + 1:]
-                run("ip", "netns", "add", ns)
-                run("ip", "-n", BR_NS, "link", "add", veth, "type", "veth", "peer", "name",
-                    "eth0", "netns", ns)
-                run("ip", "-n", BR_NS, "link", "set", veth, "master", "br0", "up")
-                run("ip", "-n", ns, "addr", "add", f"{self.addr(system, i)}/16", "dev", "eth0")
-                run("ip", "-n", ns, "link", "set", "eth0", "up")
-                run("ip", "-n", ns, "link", "set", "lo", "up")
+        t0 = time.monotonic()
+        hosts = [(s, i) for s in SYSTEMS for i in range(self.n)]
+        self.batch([f"netns add {BR_NS}"] + [f"netns add {self.ns(s, i)}" for s, i in hosts])
+        lines = ["link add br0 type bridge", "link set br0 up"]
+        for s, i in hosts:
+            ns = self.ns(s, i)
+            veth = "v" + ns[len(PREFIX) + 1:]
+            lines.append(f"link add {veth} type veth peer name eth0 address {self.mac(s, i)} "
+                         f"netns {ns}")
+            lines.append(f"link set {veth} master br0 up")
+        self.batch(lines, BR_NS)
+        files = []
+        for s, i in hosts:
+            lines = [f"addr add {self.addr(s, i)}/16 dev eth0", "link set eth0 up",
+                     "link set lo up"]
+            lines += [f"neigh replace {self.addr(s, j)} lladdr {self.mac(s, j)} dev eth0 "
+                      f"nud permanent" for j in range(self.n) if j != i]
+            f = tempfile.NamedTemporaryFile("w", prefix=f"{PREFIX}-ip-", suffix=".batch")
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            files.append(f)
+        try:
+            failed = run_many([["ip", "-n", self.ns(s, i), "-batch", f.name]
+                               for (s, i), f in zip(hosts, files)], timeout=120)
+        finally:
+            for f in files:
+                f.close()
+        if failed:
+            raise RuntimeError(f"{failed} host namespaces could not be configured")
+        log(f"  {len(hosts)} namespaces set up in {time.monotonic() - t0:.1f} s")
 
     def teardown(self):
         self.remove_leftovers()
@@ -225,6 +276,7 @@ class Views:
     def __init__(self):
         self.lock = threading.Lock()
         self.events = []
+        self.times = []                                # events' times, ascending
         self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
         self.served = {}                               # shoal observer -> member -> served
 
@@ -244,8 +296,8 @@ class Views:
             return self.view[system].get(obs, {}).get(member) == "alive"
 
     def event(self, system, obs, member, state, served=None):
-        t = time.time()
         with self.lock:
+            t = time.time()
             v = self.view[system].setdefault(obs, {})
             prev = v.get(member)
             v[member] = state
@@ -254,7 +306,9 @@ class Views:
                 sv = self.served.setdefault(obs, {})
                 prev_served = sv.get(member)
                 sv[member] = served
+            t = max(t, self.times[-1]) if self.times else t
             self.events.append((t, system, obs, member, state, prev, served, prev_served))
+            self.times.append(t)
 
     def forget(self, system, obs):
         with self.lock:
@@ -276,7 +330,11 @@ class Views:
 
     def since(self, t0, t1=None):
         with self.lock:
-            return [e for e in self.events if e[0] >= t0 and (t1 is None or e[0] <= t1)]
+            # By bisection: at N = 200 the log holds hundreds of thousands of events, and
+            # a scan of all of them 20 times a second took a core from the agents.
+            lo = bisect.bisect_left(self.times, t0)
+            hi = len(self.times) if t1 is None else bisect.bisect_right(self.times, t1)
+            return self.events[lo:hi]
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -476,9 +534,11 @@ class Bench:
             self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in self.agents[s]), 1)
             self.res[s]["anon_mb"] = round(statistics.median(
                 a.rss_mb("RssAnon") for a in self.agents[s]), 1)
+            self.res[s]["rss_total_mb"] = round(sum(a.rss_mb() for a in self.agents[s]))
         log(f"  idle: " + ", ".join(
             f"{s} {self.res[s]['idle_bytes_s']} B/s {self.res[s]['idle_cpu_pct']} % "
-            f"{self.res[s]['rss_mb']} MB" for s in SYSTEMS))
+            f"{self.res[s]['rss_mb']} MB (all agents {self.res[s]['rss_total_mb']} MB)"
+            for s in SYSTEMS))
 
     def victims(self, count):
         # Host 0 is the seed every restarted agent joins through; it is never the victim.
@@ -794,15 +854,19 @@ class Bench:
             log(f"  {a.leaves} graceful leaves")
             self.kill_rounds("leave", a.leaves)
         if a.fault_secs > 0:
-            self.fault_phase("uniform", self.uniform)
-            self.fault_phase("bursty", self.bursty)
+            if "uniform" in a.faults:
+                self.fault_phase("uniform", self.uniform)
+            if "bursty" in a.faults:
+                self.fault_phase("bursty", self.bursty)
             paused, starved = 1 % self.n, 2 % self.n
-            self.fault_phase("paused", lambda: self.stop_cycle(
-                paused, a.pause_stopped, a.pause_running), affected=(paused,))
+            if "paused" in a.faults:
+                self.fault_phase("paused", lambda: self.stop_cycle(
+                    paused, a.pause_stopped, a.pause_running), affected=(paused,))
             period = a.starve_period_ms / 1000
             run_s = period * a.starve_share
-            self.fault_phase("starved", lambda: self.stop_cycle(
-                starved, period - run_s, run_s), affected=(starved,))
+            if "starved" in a.faults:
+                self.fault_phase("starved", lambda: self.stop_cycle(
+                    starved, period - run_s, run_s), affected=(starved,))
         if a.gray_secs > 0:
             lossy, flapping = self.n - 1, self.n - 2
             self.gray_phase("gray_loss", lossy, lambda: self.gray_loss(lossy))
@@ -994,6 +1058,10 @@ def main():
                          "exchanges, shoal's announce and Serf's push-pull]")
     ap.add_argument("--fault-secs", type=float, default=45,
                     help="length of each fault phase, 0 to skip them [45 s]")
+    ap.add_argument("--faults", type=lambda v: set(v.split(",")),
+                    default={"uniform", "bursty", "paused", "starved"},
+                    help="which fault phases run, comma-separated "
+                         "[uniform,bursty,paused,starved]")
     ap.add_argument("--tail-secs", type=float, default=8,
                     help="downs counted this long after a fault ends [8 s]")
     ap.add_argument("--settle", type=float, default=2, help="calm before each round [2 s]")
@@ -1086,8 +1154,10 @@ def main():
     finally:
         Net.remove_leftovers()
     out["wall_s"] = round(time.time() - started)
+    out["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print()
-    print(f"{date}; {desc}; Serf {serf_version}, shoal {rev}; whole run {out['wall_s']} s")
+    print(f"{date}; {desc}; Serf {serf_version}, shoal {rev}; whole run {out['wall_s']} s; "
+          f"load average {out['load_end'][0]:.2f} at the end")
     print()
     print("\n\n".join(tables))
     if a.json:
