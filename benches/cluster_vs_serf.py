@@ -371,12 +371,14 @@ class Agent:
         os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "api.sock")
         self.generation = 0
+        self.reported = False
 
     def seed(self):
         return f"{Net.addr(self.system, 0)}:{PORT}"
 
     def start(self):
         self.generation += 1
+        self.reported = False
         logf = open(os.path.join(self.dir, f"agent.{self.generation}.log"), "w")
         base = nsenter(self.ns)
         if self.system == "shoal":
@@ -400,6 +402,24 @@ class Agent:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def report_death(self):
+        """Logs, once, an exit the bench did not cause (its code and its log's last lines:
+        the temporary directory goes at the end)."""
+        if self.proc is None or self.proc.poll() is None or self.reported:
+            return False
+        self.reported = True
+        tail = ""
+        try:
+            with open(os.path.join(self.dir, f"agent.{self.generation}.log"),
+                      errors="replace") as f:
+                tail = " | ".join(line.strip() for line in f.readlines()[-6:])
+        except OSError:
+            pass
+        log(f"  {self.name} exited by itself with code {self.proc.returncode}: {tail}")
+        self.b.res.setdefault("deaths", []).append(
+            {"agent": self.name, "code": self.proc.returncode, "log": tail})
+        return True
 
     def send(self, sig):
         if self.alive():
@@ -505,6 +525,9 @@ class Bench:
             system, self.observers(system), self.names(system)), timeout)
 
     def converge_both(self, timeout=60):
+        for s in SYSTEMS:
+            for ag in self.agents[s]:
+                ag.report_death()
         ok = {s: self.converge(s, timeout) for s in SYSTEMS}
         for s, good in ok.items():
             if not good:
@@ -546,20 +569,31 @@ class Bench:
     def idle(self):
         time.sleep(3)
         secs = self.a.idle_secs
-        before = {s: [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]] for s in SYSTEMS}
+        def sample(s):
+            out = {}
+            for a in self.agents[s]:
+                try:
+                    out[a.name] = (a.cpu_s(), a.tx_bytes())
+                except OSError:        # exited: left out, and logged below
+                    a.report_death()
+            return out
+
+        before = {s: sample(s) for s in SYSTEMS}
         t0 = time.monotonic()
         time.sleep(secs)
         dt = time.monotonic() - t0
         for s in SYSTEMS:
-            after = [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]]
-            cpu = [(c1 - c0) / dt * 100 for (c0, _), (c1, _) in zip(before[s], after)]
-            tx = [(b1 - b0) / dt for (_, b0), (_, b1) in zip(before[s], after)]
+            after = sample(s)
+            both = [(before[s][k], after[k]) for k in after if k in before[s]]
+            cpu = [(c1 - c0) / dt * 100 for (c0, _), (c1, _) in both]
+            tx = [(b1 - b0) / dt for (_, b0), (_, b1) in both]
             self.res[s]["idle_bytes_s"] = round(statistics.mean(tx), 1)
             self.res[s]["idle_cpu_pct"] = round(statistics.mean(cpu), 3)
-            self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in self.agents[s]), 1)
+            live = [a for a in self.agents[s] if a.alive()]
+            self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in live), 1)
             self.res[s]["anon_mb"] = round(statistics.median(
-                a.rss_mb("RssAnon") for a in self.agents[s]), 1)
-            self.res[s]["rss_total_mb"] = round(sum(a.rss_mb() for a in self.agents[s]))
+                a.rss_mb("RssAnon") for a in live), 1)
+            self.res[s]["rss_total_mb"] = round(sum(a.rss_mb() for a in live))
         log(f"  idle: " + ", ".join(
             f"{s} {self.res[s]['idle_bytes_s']} B/s {self.res[s]['idle_cpu_pct']} % "
             f"{self.res[s]['rss_mb']} MB (all agents {self.res[s]['rss_total_mb']} MB)"
