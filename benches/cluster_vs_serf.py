@@ -9,13 +9,17 @@ which builds the static musl binary, or the glibc one without the musl target):
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 0 --leaves 0 --fault-secs 0 \
         --idle-secs 0 --gray-secs 160 --app-kills 20      # issue 21's targets only
 
-For each N it creates a private bridge in a namespace of its own (`shoalbench-br`) and 2N
-host namespaces (`shoalbench-shI` for shoal agent I, `shoalbench-seI` for Serf agent I), each
-with one veth on that bridge, loopback and its own iptables; nothing is added to the host's
-namespace except raised neighbour-table thresholds (the ARP table is shared by every
-namespace; restored at the end). Every namespace, agent and temporary file is removed at the
-end, also on Ctrl-C, SIGTERM or an error (and leftovers of an interrupted run are removed at
-the start).
+For each N it creates a private bridge in a namespace of its own (`shoalbench-PID-br`, PID
+the bench's process id, so that runs side by side keep apart) and 2N host namespaces
+(`shoalbench-PID-shI` for shoal agent I, `shoalbench-PID-seI` for Serf agent I), each with one
+veth on that bridge, loopback, its own iptables and a permanent neighbour entry for every
+peer of its system; nothing is added to the host's namespace except raised neighbour-table
+thresholds (the ARP table is shared by every namespace; restored at the end unless another
+run is under way). Every namespace, agent and temporary file is removed at the end, also on
+Ctrl-C, SIGTERM or an error (and leftovers of interrupted runs, whose process is gone, are
+removed at the start). At 200 hosts (docs/results/2026-12-09-agents200.md): `--start-gap
+0.2` (400 agents started at once overloaded 2 cores); the agents' RSS summed 5.4 GB idle
+and 6.4 GB after 20 % loss.
 
 Both systems run their LAN profile with encryption on (`shoal keygen` / `serf keygen`), and
 every fault hits host I of both systems at the same moment, so each row compares the two
@@ -81,7 +85,10 @@ import threading
 import time
 
 PREFIX = "shoalbench"
-BR_NS = f"{PREFIX}-br"
+# This run's namespaces carry its process id: several engineers run the bench on one
+# machine, and a run must neither delete another's namespaces nor be deleted by it.
+RUN = f"{PREFIX}-{os.getpid()}"
+BR_NS = f"{RUN}-br"
 PORT = 7946
 SYSTEMS = ("shoal", "serf")
 NEIGH = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
@@ -154,7 +161,7 @@ class Net:
 
     @staticmethod
     def ns(system, i):
-        return f"{PREFIX}-{'sh' if system == 'shoal' else 'se'}{i}"
+        return f"{RUN}-{'sh' if system == 'shoal' else 'se'}{i}"
 
     @staticmethod
     def addr(system, i):
@@ -163,9 +170,25 @@ class Net:
 
     @staticmethod
     def leftovers():
+        """This run's namespaces, and those of runs whose process is gone (interrupted)."""
         out = run("ip", "netns", "list", check=False).stdout
-        return [line.split()[0] for line in out.splitlines()
-                if line.split() and line.split()[0].startswith(PREFIX + "-")]
+        found = []
+        for line in out.splitlines():
+            name = line.split()[0] if line.split() else ""
+            pid = name[len(PREFIX) + 1:].split("-", 1)[0]
+            if name.startswith(PREFIX + "-") and pid.isdigit() and (
+                    name.startswith(RUN + "-") or not os.path.exists(f"/proc/{pid}")):
+                found.append(name)
+        return found
+
+    @staticmethod
+    def others_running():
+        """Whether another live run of the bench has namespaces (it needs the raised
+        neighbour-table thresholds too)."""
+        out = run("ip", "netns", "list", check=False).stdout
+        mine = set(Net.leftovers())
+        return any(line.split()[0].startswith(PREFIX + "-") and line.split()[0] not in mine
+                   for line in out.splitlines() if line.split())
 
     @staticmethod
     def remove_leftovers():
@@ -238,7 +261,7 @@ class Net:
         lines = ["link add br0 type bridge", "link set br0 up"]
         for s, i in hosts:
             ns = self.ns(s, i)
-            veth = "v" + ns[len(PREFIX) + 1:]
+            veth = "v" + ns[len(RUN) + 1:]
             lines.append(f"link add {veth} type veth peer name eth0 address {self.mac(s, i)} "
                          f"netns {ns}")
             lines.append(f"link set {veth} master br0 up")
@@ -265,6 +288,9 @@ class Net:
 
     def teardown(self):
         self.remove_leftovers()
+        if self.saved_neigh and self.others_running():
+            log("another run of the bench is under way: neighbour table thresholds kept")
+            self.saved_neigh = {}
         for k in NEIGH:
             if k in self.saved_neigh:
                 with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
@@ -528,7 +554,13 @@ class Bench:
         for s in SYSTEMS:
             for ag in self.agents[s]:
                 ag.report_death()
-        ok = {s: self.converge(s, timeout) for s in SYSTEMS}
+        t0 = time.monotonic()
+        ok = {}
+        for s in SYSTEMS:
+            ok[s] = self.converge(s, timeout)
+            if time.monotonic() - t0 > 10:
+                log(f"  {s}: every agent saw every member alive after "
+                    f"{time.monotonic() - t0:.0f} s of waiting")
         for s, good in ok.items():
             if not good:
                 log(f"  {s}: not every agent sees every member alive after {timeout} s")
@@ -567,7 +599,7 @@ class Bench:
             f"{self.res['shoal']['join_cpu_s']} s, serf {self.res['serf']['join_cpu_s']} s")
 
     def idle(self):
-        time.sleep(3)
+        time.sleep(self.a.idle_after)
         secs = self.a.idle_secs
         def sample(s):
             out = {}
@@ -1125,6 +1157,8 @@ def main():
     ap.add_argument("--idle-secs", type=float, default=60,
                     help="idle measurement [60 s: two of each system's 30 s periodic "
                          "exchanges, shoal's announce and Serf's push-pull]")
+    ap.add_argument("--idle-after", type=float, default=3,
+                    help="wait this long after the join before the idle window [3 s]")
     ap.add_argument("--fault-secs", type=float, default=45,
                     help="length of each fault phase, 0 to skip them [45 s]")
     ap.add_argument("--faults", type=lambda v: set(v.split(",")),
