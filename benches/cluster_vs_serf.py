@@ -9,13 +9,17 @@ which builds the static musl binary, or the glibc one without the musl target):
     sudo benches/cluster_vs_serf.py --nodes 10 --kills 0 --leaves 0 --fault-secs 0 \
         --idle-secs 0 --gray-secs 160 --app-kills 20      # issue 21's targets only
 
-For each N it creates a private bridge in a namespace of its own (`shoalbench-br`) and 2N
-host namespaces (`shoalbench-shI` for shoal agent I, `shoalbench-seI` for Serf agent I), each
-with one veth on that bridge, loopback and its own iptables; nothing is added to the host's
-namespace except raised neighbour-table thresholds (the ARP table is shared by every
-namespace; restored at the end). Every namespace, agent and temporary file is removed at the
-end, also on Ctrl-C, SIGTERM or an error (and leftovers of an interrupted run are removed at
-the start).
+For each N it creates a private bridge in a namespace of its own (`shoalbench-PID-br`, PID
+the bench's process id, so that runs side by side keep apart) and 2N host namespaces
+(`shoalbench-PID-shI` for shoal agent I, `shoalbench-PID-seI` for Serf agent I), each with one
+veth on that bridge, loopback, its own iptables and a permanent neighbour entry for every
+peer of its system; nothing is added to the host's namespace except raised neighbour-table
+thresholds (the ARP table is shared by every namespace; restored at the end unless another
+run is under way). Every namespace, agent and temporary file is removed at the end, also on
+Ctrl-C, SIGTERM or an error (and leftovers of interrupted runs, whose process is gone, are
+removed at the start). At 200 hosts (docs/results/2026-12-09-agents200.md): `--start-gap
+0.2` (400 agents started at once overloaded 2 cores); the agents' RSS summed 5.4 GB idle
+and 6.4 GB after 20 % loss.
 
 Both systems run their LAN profile with encryption on (`shoal keygen` / `serf keygen`), and
 every fault hits host I of both systems at the same moment, so each row compares the two
@@ -61,6 +65,7 @@ Every wait is bounded; the bench is not a test and makes no assertion: it prints
 and the raw figures as JSON (`--json FILE`).
 """
 import argparse
+import bisect
 import datetime
 import http.client
 import json
@@ -80,7 +85,10 @@ import threading
 import time
 
 PREFIX = "shoalbench"
-BR_NS = f"{PREFIX}-br"
+# This run's namespaces carry its process id: several engineers run the bench on one
+# machine, and a run must neither delete another's namespaces nor be deleted by it.
+RUN = f"{PREFIX}-{os.getpid()}"
+BR_NS = f"{RUN}-br"
 PORT = 7946
 SYSTEMS = ("shoal", "serf")
 NEIGH = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
@@ -116,6 +124,13 @@ def run_many(cmds, width=16, timeout=30):
     return failed
 
 
+def nsenter(ns):
+    """The command prefix that runs a program in namespace `ns`'s network: `nsenter`, not
+    `ip netns exec`, which also makes a mount namespace and remounts /sys (3x slower per
+    process under load: 63 against 19 ms at a load average of 24)."""
+    return ["nsenter", f"--net=/run/netns/{ns}"]
+
+
 def wait_until(pred, timeout, step=0.1):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -146,7 +161,7 @@ class Net:
 
     @staticmethod
     def ns(system, i):
-        return f"{PREFIX}-{'sh' if system == 'shoal' else 'se'}{i}"
+        return f"{RUN}-{'sh' if system == 'shoal' else 'se'}{i}"
 
     @staticmethod
     def addr(system, i):
@@ -155,20 +170,51 @@ class Net:
 
     @staticmethod
     def leftovers():
+        """This run's namespaces, and those of runs whose process is gone (interrupted)."""
         out = run("ip", "netns", "list", check=False).stdout
-        return [line.split()[0] for line in out.splitlines()
-                if line.split() and line.split()[0].startswith(PREFIX + "-")]
+        found = []
+        for line in out.splitlines():
+            name = line.split()[0] if line.split() else ""
+            pid = name[len(PREFIX) + 1:].split("-", 1)[0]
+            if name.startswith(PREFIX + "-") and pid.isdigit() and (
+                    name.startswith(RUN + "-") or not os.path.exists(f"/proc/{pid}")):
+                found.append(name)
+        return found
+
+    @staticmethod
+    def others_running():
+        """Whether another live run of the bench has namespaces (it needs the raised
+        neighbour-table thresholds too)."""
+        out = run("ip", "netns", "list", check=False).stdout
+        mine = set(Net.leftovers())
+        return any(line.split()[0].startswith(PREFIX + "-") and line.split()[0] not in mine
+                   for line in out.splitlines() if line.split())
 
     @staticmethod
     def remove_leftovers():
-        for ns in Net.leftovers():
-            pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
+        """Kills whatever still runs in this bench's namespaces and deletes them (in
+        parallel: 401 namespaces at N = 200)."""
+        spaces = Net.leftovers()
+        if not spaces:
+            return
+        pids = {}
+
+        def find(ns):
+            pids[ns] = run("ip", "netns", "pids", ns, check=False).stdout.split()
+
+        threads = [threading.Thread(target=find, args=(ns,)) for ns in spaces]
+        for k in range(0, len(threads), 16):
+            for th in threads[k:k + 16]:
+                th.start()
+            for th in threads[k:k + 16]:
+                th.join()
+        for ns in spaces:
+            for pid in pids.get(ns, ()):
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except (OSError, ValueError):
                     pass
-            run("ip", "netns", "del", ns, check=False)
+        run_many([["ip", "netns", "del", ns] for ns in spaces], timeout=60)
 
     def raise_neighbour_thresholds(self):
         # Every agent holds an ARP entry for each peer of its system; the table is shared.
@@ -188,25 +234,63 @@ class Net:
         if self.saved_neigh:
             log(f"neighbour table thresholds raised to {want} (restored at the end)")
 
+    @staticmethod
+    def mac(system, i):
+        """eth0's address in host I's namespace, fixed so that every peer's neighbour entry
+        can be written before any agent starts."""
+        return f"02:5b:{0 if system == 'shoal' else 1:02x}:00:{i // 256:02x}:{i % 256:02x}"
+
+    def batch(self, lines, *ns):
+        """Runs `ip [-n NS] -batch` over `lines`: one process for hundreds of commands."""
+        with tempfile.NamedTemporaryFile("w", prefix=f"{PREFIX}-ip-", suffix=".batch") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            run("ip", *(("-n", ns[0]) if ns else ()), "-batch", f.name, timeout=300)
+
     def setup(self):
+        """The bridge and 2N host namespaces, in a handful of batched `ip` runs (one `ip`
+        per command would be 2,400 processes at N = 200), plus a permanent
+        neighbour entry in each host for every peer of its own system: without them, each
+        of the N * (N - 1) first contacts per system is an ARP broadcast that the bridge
+        floods to all 2N ports (N^3: about 16 million copies at N = 200, seconds of both
+        cores while the agents join), and every entry gone stale costs a probe later."""
         self.raise_neighbour_thresholds()
-        run("ip", "netns", "add", BR_NS)
-        run("ip", "-n", BR_NS, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", BR_NS, "link", "set", "br0", "up")
-        for system in SYSTEMS:
-            for i in range(self.n):
-                ns = self.ns(system, i)
-                veth = "v" + ns[len(PREFIX) + 1:]
-                run("ip", "netns", "add", ns)
-                run("ip", "-n", BR_NS, "link", "add", veth, "type", "veth", "peer", "name",
-                    "eth0", "netns", ns)
-                run("ip", "-n", BR_NS, "link", "set", veth, "master", "br0", "up")
-                run("ip", "-n", ns, "addr", "add", f"{self.addr(system, i)}/16", "dev", "eth0")
-                run("ip", "-n", ns, "link", "set", "eth0", "up")
-                run("ip", "-n", ns, "link", "set", "lo", "up")
+        t0 = time.monotonic()
+        hosts = [(s, i) for s in SYSTEMS for i in range(self.n)]
+        self.batch([f"netns add {BR_NS}"] + [f"netns add {self.ns(s, i)}" for s, i in hosts])
+        lines = ["link add br0 type bridge", "link set br0 up"]
+        for s, i in hosts:
+            ns = self.ns(s, i)
+            veth = "v" + ns[len(RUN) + 1:]
+            lines.append(f"link add {veth} type veth peer name eth0 address {self.mac(s, i)} "
+                         f"netns {ns}")
+            lines.append(f"link set {veth} master br0 up")
+        self.batch(lines, BR_NS)
+        files = []
+        for s, i in hosts:
+            lines = [f"addr add {self.addr(s, i)}/16 dev eth0", "link set eth0 up",
+                     "link set lo up"]
+            lines += [f"neigh replace {self.addr(s, j)} lladdr {self.mac(s, j)} dev eth0 "
+                      f"nud permanent" for j in range(self.n) if j != i]
+            f = tempfile.NamedTemporaryFile("w", prefix=f"{PREFIX}-ip-", suffix=".batch")
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            files.append(f)
+        try:
+            failed = run_many([["ip", "-n", self.ns(s, i), "-batch", f.name]
+                               for (s, i), f in zip(hosts, files)], timeout=120)
+        finally:
+            for f in files:
+                f.close()
+        if failed:
+            raise RuntimeError(f"{failed} host namespaces could not be configured")
+        log(f"  {len(hosts)} namespaces set up in {time.monotonic() - t0:.1f} s")
 
     def teardown(self):
         self.remove_leftovers()
+        if self.saved_neigh and self.others_running():
+            log("another run of the bench is under way: neighbour table thresholds kept")
+            self.saved_neigh = {}
         for k in NEIGH:
             if k in self.saved_neigh:
                 with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
@@ -225,6 +309,7 @@ class Views:
     def __init__(self):
         self.lock = threading.Lock()
         self.events = []
+        self.times = []                                # events' times, ascending
         self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
         self.served = {}                               # shoal observer -> member -> served
 
@@ -244,8 +329,8 @@ class Views:
             return self.view[system].get(obs, {}).get(member) == "alive"
 
     def event(self, system, obs, member, state, served=None):
-        t = time.time()
         with self.lock:
+            t = time.time()
             v = self.view[system].setdefault(obs, {})
             prev = v.get(member)
             v[member] = state
@@ -254,7 +339,9 @@ class Views:
                 sv = self.served.setdefault(obs, {})
                 prev_served = sv.get(member)
                 sv[member] = served
+            t = max(t, self.times[-1]) if self.times else t
             self.events.append((t, system, obs, member, state, prev, served, prev_served))
+            self.times.append(t)
 
     def forget(self, system, obs):
         with self.lock:
@@ -276,7 +363,11 @@ class Views:
 
     def since(self, t0, t1=None):
         with self.lock:
-            return [e for e in self.events if e[0] >= t0 and (t1 is None or e[0] <= t1)]
+            # By bisection: at N = 200 the log holds hundreds of thousands of events, and
+            # a scan of all of them 20 times a second took a core from the agents.
+            lo = bisect.bisect_left(self.times, t0)
+            hi = len(self.times) if t1 is None else bisect.bisect_right(self.times, t1)
+            return self.events[lo:hi]
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -306,14 +397,16 @@ class Agent:
         os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "api.sock")
         self.generation = 0
+        self.reported = False
 
     def seed(self):
         return f"{Net.addr(self.system, 0)}:{PORT}"
 
     def start(self):
         self.generation += 1
+        self.reported = False
         logf = open(os.path.join(self.dir, f"agent.{self.generation}.log"), "w")
-        base = ["ip", "netns", "exec", self.ns]
+        base = nsenter(self.ns)
         if self.system == "shoal":
             args = base + [self.b.shoal, "agent", "--name", self.name,
                            "--bind", f"{self.addr}:{PORT}", "--api", f"unix:{self.sock}",
@@ -335,6 +428,24 @@ class Agent:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def report_death(self):
+        """Logs, once, an exit the bench did not cause (its code and its log's last lines:
+        the temporary directory goes at the end)."""
+        if self.proc is None or self.proc.poll() is None or self.reported:
+            return False
+        self.reported = True
+        tail = ""
+        try:
+            with open(os.path.join(self.dir, f"agent.{self.generation}.log"),
+                      errors="replace") as f:
+                tail = " | ".join(line.strip() for line in f.readlines()[-6:])
+        except OSError:
+            pass
+        log(f"  {self.name} exited by itself with code {self.proc.returncode}: {tail}")
+        self.b.res.setdefault("deaths", []).append(
+            {"agent": self.name, "code": self.proc.returncode, "log": tail})
+        return True
 
     def send(self, sig):
         if self.alive():
@@ -440,7 +551,16 @@ class Bench:
             system, self.observers(system), self.names(system)), timeout)
 
     def converge_both(self, timeout=60):
-        ok = {s: self.converge(s, timeout) for s in SYSTEMS}
+        for s in SYSTEMS:
+            for ag in self.agents[s]:
+                ag.report_death()
+        t0 = time.monotonic()
+        ok = {}
+        for s in SYSTEMS:
+            ok[s] = self.converge(s, timeout)
+            if time.monotonic() - t0 > 10:
+                log(f"  {s}: every agent saw every member alive after "
+                    f"{time.monotonic() - t0:.0f} s of waiting")
         for s, good in ok.items():
             if not good:
                 log(f"  {s}: not every agent sees every member alive after {timeout} s")
@@ -454,31 +574,62 @@ class Bench:
         for i in range(1, self.n):
             for s in SYSTEMS:
                 self.agents[s][i].start()
-            time.sleep(0.02)
-        for s in SYSTEMS:
-            ok = self.converge(s, 120)
-            self.res[s]["join_s"] = round(time.time() - t0, 2) if ok else None
-        log(f"  joined: shoal {self.res['shoal']['join_s']} s, serf {self.res['serf']['join_s']} s")
+            time.sleep(self.a.start_gap)
+        started = time.time() - t0
+        # Both systems are watched together: waiting for one and then the other gave the
+        # second at least the first's time (equal join times at 10 and 50 hosts on 7 Dec).
+        pending = set(SYSTEMS)
+        end = time.monotonic() + 120
+        while pending:
+            for s in sorted(pending):
+                if self.views.all_alive(s, self.observers(s), self.names(s)):
+                    self.res[s]["join_s"] = round(time.time() - t0, 2)
+                    pending.discard(s)
+            if time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        for s in pending:
+            self.res[s]["join_s"] = None
+        self.res["start_s"] = round(started, 2)
+        for s in SYSTEMS:   # what joining cost each agent, from its start until now
+            self.res[s]["join_cpu_s"] = round(statistics.mean(
+                a.cpu_s() for a in self.agents[s] if a.alive()), 3)
+        log(f"  joined: shoal {self.res['shoal']['join_s']} s, serf {self.res['serf']['join_s']} s"
+            f" (the last agent started after {started:.1f} s); CPU per agent so far: shoal "
+            f"{self.res['shoal']['join_cpu_s']} s, serf {self.res['serf']['join_cpu_s']} s")
 
     def idle(self):
-        time.sleep(3)
+        time.sleep(self.a.idle_after)
         secs = self.a.idle_secs
-        before = {s: [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]] for s in SYSTEMS}
+        def sample(s):
+            out = {}
+            for a in self.agents[s]:
+                try:
+                    out[a.name] = (a.cpu_s(), a.tx_bytes())
+                except OSError:        # exited: left out, and logged below
+                    a.report_death()
+            return out
+
+        before = {s: sample(s) for s in SYSTEMS}
         t0 = time.monotonic()
         time.sleep(secs)
         dt = time.monotonic() - t0
         for s in SYSTEMS:
-            after = [(a.cpu_s(), a.tx_bytes()) for a in self.agents[s]]
-            cpu = [(c1 - c0) / dt * 100 for (c0, _), (c1, _) in zip(before[s], after)]
-            tx = [(b1 - b0) / dt for (_, b0), (_, b1) in zip(before[s], after)]
+            after = sample(s)
+            both = [(before[s][k], after[k]) for k in after if k in before[s]]
+            cpu = [(c1 - c0) / dt * 100 for (c0, _), (c1, _) in both]
+            tx = [(b1 - b0) / dt for (_, b0), (_, b1) in both]
             self.res[s]["idle_bytes_s"] = round(statistics.mean(tx), 1)
             self.res[s]["idle_cpu_pct"] = round(statistics.mean(cpu), 3)
-            self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in self.agents[s]), 1)
+            live = [a for a in self.agents[s] if a.alive()]
+            self.res[s]["rss_mb"] = round(statistics.median(a.rss_mb() for a in live), 1)
             self.res[s]["anon_mb"] = round(statistics.median(
-                a.rss_mb("RssAnon") for a in self.agents[s]), 1)
+                a.rss_mb("RssAnon") for a in live), 1)
+            self.res[s]["rss_total_mb"] = round(sum(a.rss_mb() for a in live))
         log(f"  idle: " + ", ".join(
             f"{s} {self.res[s]['idle_bytes_s']} B/s {self.res[s]['idle_cpu_pct']} % "
-            f"{self.res[s]['rss_mb']} MB" for s in SYSTEMS))
+            f"{self.res[s]['rss_mb']} MB (all agents {self.res[s]['rss_total_mb']} MB)"
+            for s in SYSTEMS))
 
     def victims(self, count):
         # Host 0 is the seed every restarted agent joins through; it is never the victim.
@@ -544,7 +695,7 @@ class Bench:
     # ------------------------------------------------------------ faults
 
     def ipt(self, system, i, op, rule):
-        return ["ip", "netns", "exec", Net.ns(system, i), "iptables", op] + rule
+        return nsenter(Net.ns(system, i)) + ["iptables", op] + rule
 
     def loss_rules(self, p, both_ways):
         rules = [["OUTPUT", "-o", "eth0", "-m", "statistic", "--mode", "random",
@@ -560,7 +711,10 @@ class Bench:
             for rule in self.loss_rules(p, both_ways):
                 for s in SYSTEMS:   # interleaved: both systems' host i change together
                     cmds.append(self.ipt(s, i, "-I" if on else "-D", rule))
-        return run_many(cmds)
+        failed = run_many(cmds)
+        if failed:
+            log(f"  {failed} of {len(cmds)} iptables changes failed")
+        return failed
 
     def count_downs(self, t0, t1, affected=()):
         """False downs in [t0, t1]: transitions of a live member into down, per observer."""
@@ -794,15 +948,19 @@ class Bench:
             log(f"  {a.leaves} graceful leaves")
             self.kill_rounds("leave", a.leaves)
         if a.fault_secs > 0:
-            self.fault_phase("uniform", self.uniform)
-            self.fault_phase("bursty", self.bursty)
+            if "uniform" in a.faults:
+                self.fault_phase("uniform", self.uniform)
+            if "bursty" in a.faults:
+                self.fault_phase("bursty", self.bursty)
             paused, starved = 1 % self.n, 2 % self.n
-            self.fault_phase("paused", lambda: self.stop_cycle(
-                paused, a.pause_stopped, a.pause_running), affected=(paused,))
+            if "paused" in a.faults:
+                self.fault_phase("paused", lambda: self.stop_cycle(
+                    paused, a.pause_stopped, a.pause_running), affected=(paused,))
             period = a.starve_period_ms / 1000
             run_s = period * a.starve_share
-            self.fault_phase("starved", lambda: self.stop_cycle(
-                starved, period - run_s, run_s), affected=(starved,))
+            if "starved" in a.faults:
+                self.fault_phase("starved", lambda: self.stop_cycle(
+                    starved, period - run_s, run_s), affected=(starved,))
         if a.gray_secs > 0:
             lossy, flapping = self.n - 1, self.n - 2
             self.gray_phase("gray_loss", lossy, lambda: self.gray_loss(lossy))
@@ -875,7 +1033,12 @@ def table(n, res, a):
 
     rows.append(f"| N = {n} agents each | Serf | shoal | shoal/Serf |")
     rows.append("| --- | --- | --- | --- |")
-    row("join: every agent sees N alive", sh.get("join_s"), se.get("join_s"), " s")
+    row(f"join: every agent sees N alive (all N started within {fmt(res.get('start_s'))} s, "
+        f"the two systems interleaved)", sh.get("join_s"), se.get("join_s"), " s")
+    if res.get("start_s") is not None:
+        after = {k: round(v["join_s"] - res["start_s"], 2) if v.get("join_s") is not None
+                 else None for k, v in (("shoal", sh), ("serf", se))}
+        row("... after the last agent started", after["shoal"], after["serf"], " s")
     for kind, label in (("crash", "crash (`kill -9`) seen down"),
                         ("leave", "graceful leave (SIGINT) seen")):
         if kind in sh:
@@ -910,6 +1073,8 @@ def table(n, res, a):
             if k in ("paused", "starved"):
                 fd_row(f"... the {k} agent itself seen down", k, "affected")
     row("idle traffic per agent", sh.get("idle_bytes_s"), se.get("idle_bytes_s"), " B/s")
+    row("CPU per agent from its start until both systems had joined",
+        sh.get("join_cpu_s"), se.get("join_cpu_s"), " s")
     row("idle CPU per agent (% of a core)", sh.get("idle_cpu_pct"), se.get("idle_cpu_pct"), " %")
     row("RSS per agent, idle (median)", sh.get("rss_mb"), se.get("rss_mb"), " MB")
     row("RSS per agent, after the faults", sh.get("rss_mb_end"), se.get("rss_mb_end"), " MB")
@@ -992,10 +1157,21 @@ def main():
     ap.add_argument("--idle-secs", type=float, default=60,
                     help="idle measurement [60 s: two of each system's 30 s periodic "
                          "exchanges, shoal's announce and Serf's push-pull]")
+    ap.add_argument("--idle-after", type=float, default=3,
+                    help="wait this long after the join before the idle window [3 s]")
     ap.add_argument("--fault-secs", type=float, default=45,
                     help="length of each fault phase, 0 to skip them [45 s]")
+    ap.add_argument("--faults", type=lambda v: set(v.split(",")),
+                    default={"uniform", "bursty", "paused", "starved"},
+                    help="which fault phases run, comma-separated "
+                         "[uniform,bursty,paused,starved]")
     ap.add_argument("--tail-secs", type=float, default=8,
                     help="downs counted this long after a fault ends [8 s]")
+    ap.add_argument("--start-gap", type=float, default=0.02,
+                    help="seconds between starting agent I of both systems and agent I+1 "
+                         "[0.02; at 200 hosts on 2 loaded cores, 0.2: 400 agents starting "
+                         "at once drove the load average past 300 and Serf declared live "
+                         "members failed]")
     ap.add_argument("--settle", type=float, default=2, help="calm before each round [2 s]")
     ap.add_argument("--detect-timeout", type=float, default=30)
     ap.add_argument("--loss", type=float, default=0.2, help="uniform egress loss [0.2]")
@@ -1031,9 +1207,9 @@ def main():
 
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, iptables)")
-    for tool in ("serf", "iptables", "ip"):
+    for tool in ("serf", "iptables", "ip", "nsenter"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} not found: apt-get install -y serf iptables iproute2")
+            sys.exit(f"{tool} not found: apt-get install -y serf iptables iproute2 util-linux")
     a.shoal = os.path.abspath(a.shoal or dist_binary())
     if not os.access(a.shoal, os.X_OK):
         sys.exit(f"{a.shoal}: not found (bash packaging/build-dist.sh)")
@@ -1086,8 +1262,10 @@ def main():
     finally:
         Net.remove_leftovers()
     out["wall_s"] = round(time.time() - started)
+    out["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print()
-    print(f"{date}; {desc}; Serf {serf_version}, shoal {rev}; whole run {out['wall_s']} s")
+    print(f"{date}; {desc}; Serf {serf_version}, shoal {rev}; whole run {out['wall_s']} s; "
+          f"load average {out['load_end'][0]:.2f} at the end")
     print()
     print("\n\n".join(tables))
     if a.json:
