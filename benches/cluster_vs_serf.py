@@ -227,6 +227,7 @@ class Views:
         self.events = []
         self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
         self.served = {}                               # shoal observer -> member -> served
+        self.held_why = {}                             # (shoal observer, member) -> cause
 
     def snapshot(self, system, obs, members, served=None):
         with self.lock:
@@ -390,6 +391,9 @@ class Agent:
                             m["name"]: m["status"] for m in line["members"]})
                     elif line.get("type") == "member":
                         m = line["member"]
+                        if m["status"] == "held":
+                            self.b.views.held_why[(self.name, m["name"])] = (
+                                m.get("cause") or {}).get("text", "")
                         self.b.views.event("shoal", self.name, m["name"], shoal_state(m),
                                            served=m["status"])
             except (OSError, ValueError, http.client.HTTPException):
@@ -758,8 +762,18 @@ class Bench:
 
             wait_until(done, self.a.detect_timeout, step=0.02)
             pairs.append({s: round(seen[s], 3) if s in seen else None for s in SYSTEMS})
+            # What agent 0 served for the victim on the way (shoal: suspect, held, down),
+            # seconds after the kill: where an app-seen crash spends its time.
+            trail = [(round(e[0] - t0, 2), e[6]) for e in self.views.since(t0)
+                     if e[1] == "shoal" and e[2] == obs["shoal"]
+                     and e[3] == self.agents["shoal"][v].name and e[6] != e[7]]
+            pairs[-1]["shoal_trail"] = trail
+            if any(st == "held" for _, st in trail):
+                pairs[-1]["shoal_held_why"] = self.views.held_why.get(
+                    (obs["shoal"], self.agents["shoal"][v].name))
+                log(f"    held: {pairs[-1]['shoal_held_why']}")
             log(f"  app-seen crash h{v}/s{v}: " + ", ".join(
-                f"{s} {pairs[-1][s]} s" for s in SYSTEMS))
+                f"{s} {pairs[-1][s]} s" for s in SYSTEMS) + f" (h0 served: {trail})")
             for s in SYSTEMS:
                 self.agents[s][v].stop(signal.SIGKILL)
                 self.agents[s][v].start()
