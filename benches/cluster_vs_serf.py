@@ -79,7 +79,10 @@ import tempfile
 import threading
 import time
 
-PREFIX = "shoalbench"
+# Namespaces of a run are named PREFIX-...; a run removes every leftover of its prefix at its
+# start and end, killing what runs in them: two runs at once on one machine need different
+# prefixes (SHOAL_BENCH_PREFIX), or the second kills the first's agents.
+PREFIX = os.environ.get("SHOAL_BENCH_PREFIX", "shoalbench")
 BR_NS = f"{PREFIX}-br"
 PORT = 7946
 SYSTEMS = ("shoal", "serf")
@@ -207,9 +210,17 @@ class Net:
 
     def teardown(self):
         self.remove_leftovers()
+        need = 2 * self.n * self.n + 256
         for k in NEIGH:
             if k in self.saved_neigh:
-                with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
+                path = f"/proc/sys/net/ipv4/neigh/default/{k}"
+                with open(path) as f:
+                    cur = int(f.read())
+                # Another run may have raised it further since: leave its value alone.
+                if cur > {"gc_thresh1": need, "gc_thresh2": 2 * need,
+                          "gc_thresh3": 4 * need}[k]:
+                    continue
+                with open(path, "w") as f:
                     f.write(str(self.saved_neigh[k]))
         self.saved_neigh = {}
 
