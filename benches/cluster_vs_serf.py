@@ -84,7 +84,7 @@ import tempfile
 import threading
 import time
 
-PREFIX = "shoalbench"
+PREFIX = os.environ.get("SHOAL_BENCH_PREFIX", "shoalbench")
 # This run's namespaces carry its process id: several engineers run the bench on one
 # machine, and a run must neither delete another's namespaces nor be deleted by it.
 RUN = f"{PREFIX}-{os.getpid()}"
@@ -291,9 +291,17 @@ class Net:
         if self.saved_neigh and self.others_running():
             log("another run of the bench is under way: neighbour table thresholds kept")
             self.saved_neigh = {}
+        need = 2 * self.n * self.n + 256
         for k in NEIGH:
             if k in self.saved_neigh:
-                with open(f"/proc/sys/net/ipv4/neigh/default/{k}", "w") as f:
+                path = f"/proc/sys/net/ipv4/neigh/default/{k}"
+                with open(path) as f:
+                    cur = int(f.read())
+                # Another run may have raised it further since: leave its value alone.
+                if cur > {"gc_thresh1": need, "gc_thresh2": 2 * need,
+                          "gc_thresh3": 4 * need}[k]:
+                    continue
+                with open(path, "w") as f:
                     f.write(str(self.saved_neigh[k]))
         self.saved_neigh = {}
 
@@ -312,6 +320,7 @@ class Views:
         self.times = []                                # events' times, ascending
         self.view = {s: {} for s in SYSTEMS}          # system -> observer -> member -> state
         self.served = {}                               # shoal observer -> member -> served
+        self.held_why = {}                             # (shoal observer, member) -> cause
 
     def snapshot(self, system, obs, members, served=None):
         with self.lock:
@@ -501,6 +510,9 @@ class Agent:
                             m["name"]: m["status"] for m in line["members"]})
                     elif line.get("type") == "member":
                         m = line["member"]
+                        if m["status"] == "held":
+                            self.b.views.held_why[(self.name, m["name"])] = (
+                                m.get("cause") or {}).get("text", "")
                         self.b.views.event("shoal", self.name, m["name"], shoal_state(m),
                                            served=m["status"])
             except (OSError, ValueError, http.client.HTTPException):
@@ -912,8 +924,18 @@ class Bench:
 
             wait_until(done, self.a.detect_timeout, step=0.02)
             pairs.append({s: round(seen[s], 3) if s in seen else None for s in SYSTEMS})
+            # What agent 0 served for the victim on the way (shoal: suspect, held, down),
+            # seconds after the kill: where an app-seen crash spends its time.
+            trail = [(round(e[0] - t0, 2), e[6]) for e in self.views.since(t0)
+                     if e[1] == "shoal" and e[2] == obs["shoal"]
+                     and e[3] == self.agents["shoal"][v].name and e[6] != e[7]]
+            pairs[-1]["shoal_trail"] = trail
+            if any(st == "held" for _, st in trail):
+                pairs[-1]["shoal_held_why"] = self.views.held_why.get(
+                    (obs["shoal"], self.agents["shoal"][v].name))
+                log(f"    held: {pairs[-1]['shoal_held_why']}")
             log(f"  app-seen crash h{v}/s{v}: " + ", ".join(
-                f"{s} {pairs[-1][s]} s" for s in SYSTEMS))
+                f"{s} {pairs[-1][s]} s" for s in SYSTEMS) + f" (h0 served: {trail})")
             for s in SYSTEMS:
                 self.agents[s][v].stop(signal.SIGKILL)
                 self.agents[s][v].start()

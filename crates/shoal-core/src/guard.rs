@@ -128,6 +128,12 @@ pub struct Guard {
     /// a suspicion of itself), with when: held until a check that started after that, and
     /// reached most peers, misses them (or for `window` at most).
     doubted: BTreeMap<Arc<str>, Time>,
+    /// When this node saw each member that is suspect now become suspect: our reach check
+    /// doubts its failure only if it answered a check that started after that.
+    suspected: BTreeMap<Arc<str>, Time>,
+    /// Members removed on gray evidence while nothing else was lost: no correlated event, so
+    /// a later trip does not hold them (`hold_window`).
+    lone_gray: BTreeSet<Arc<str>>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -176,6 +182,8 @@ impl Guard {
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
             doubted: BTreeMap::new(),
+            suspected: BTreeMap::new(),
+            lone_gray: BTreeSet::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -238,6 +246,8 @@ impl Guard {
         before: Option<TruthState>,
         after: Option<TruthState>,
     ) {
+        let suspected = self.suspected.remove(name);
+        self.lone_gray.remove(name);
         if **name == *ctx.self_name || self.restart_change(now, ctx, name, after) {
             return;
         }
@@ -252,7 +262,7 @@ impl Guard {
             }
         }
         match after {
-            Some(TruthState::Down) => self.on_failure(now, ctx, name, was_active),
+            Some(TruthState::Down) => self.on_failure(now, ctx, name, was_active, suspected),
             Some(TruthState::Left) => {
                 // Intent, not failure: out of the served view and of the baseline at once.
                 self.unhold(name);
@@ -277,6 +287,8 @@ impl Guard {
                 }
             }
             Some(TruthState::Suspect) => {
+                self.suspected
+                    .insert(name.clone(), suspected.unwrap_or(now));
                 self.unhold(name);
             }
             None => {
@@ -295,12 +307,22 @@ impl Guard {
 
     /// `name` went down by failure (SWIM, or the end of a restart grace): counted against
     /// the limits and held when the rules say so.
-    fn on_failure(&mut self, now: Time, ctx: &GuardCtx<'_>, name: &Arc<str>, was_active: bool) {
+    fn on_failure(
+        &mut self,
+        now: Time,
+        ctx: &GuardCtx<'_>,
+        name: &Arc<str>,
+        was_active: bool,
+        suspected: Option<Time>,
+    ) {
         if was_active && self.counted(name) {
             self.failures.push((now, name.clone()));
             self.baseline.note_down(now, name);
         }
         let gray = ctx.gray.is_some_and(|g| g.is_removed(name));
+        if gray {
+            self.note_gray(ctx, name);
+        }
         if !self.releasing() && !gray {
             // (A member removed on gray evidence was removed with the guard normal, on
             // several observers' agreement: served again now, it would leave the view a
@@ -308,7 +330,7 @@ impl Guard {
             self.held.insert(name.clone());
             self.episode_held.insert(name.clone());
         } else if !gray
-            && (Self::reached(ctx, name)
+            && (Self::reached_since_suspected(ctx, name, now, suspected)
                 || Self::heard_lately(ctx, name, now)
                 || ctx
                     .reach
@@ -408,8 +430,27 @@ impl Guard {
         }
     }
 
-    fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
-        ctx.reach.last.is_some_and(|r| r.reached.contains(name))
+    /// Whether `name` answered our last check after it became suspect here (`suspected`),
+    /// or, when this node saw no suspicion (the down notice came first), in a check that
+    /// started within the shortest suspicion: a crashed member's last answer comes at
+    /// least that long before it is declared down, so an answer before the suspicion began
+    /// says nothing of the failure (a routine check of a calm cluster a few seconds before
+    /// a crash held it for one more check).
+    fn reached_since_suspected(
+        ctx: &GuardCtx<'_>,
+        name: &str,
+        now: Time,
+        suspected: Option<Time>,
+    ) -> bool {
+        let Some(r) = ctx.reach.last.filter(|r| r.reached.contains(name)) else {
+            return false;
+        };
+        match suspected {
+            Some(t) => r.started >= t,
+            None => ctx
+                .heard
+                .is_some_and(|h| now.since(r.started) <= h.within_unconfirmed),
+        }
     }
 
     /// Whether this node heard from `name` within `Heard::within` before `now`.
