@@ -228,3 +228,88 @@ fn a_snapshot_writes_restarting_as_held_for_the_previous_release() {
         let _: V1Status = serde_json::from_value(m["status"].clone()).unwrap();
     }
 }
+
+/// A node back as a new life, found by a peer that missed the restart: the peer's SWIM
+/// datagrams still address the old life, and the new one answers with an announce of
+/// itself, which the peer takes at once (the newer generation wins the address). Before,
+/// foca dropped them unanswered (not for its identity): the peer's probes of the old life
+/// failed until its suspicion declared it down, and it served a running member `down` (3
+/// of the 4 in the 1,000-node mass restart, docs/results/2026-12-09-restart.md: news of
+/// each new life raced the down notices of the old ones).
+#[test]
+fn a_datagram_to_an_earlier_life_is_answered_by_the_new_one() {
+    let mut net = TestNet::with_config(5, |_, c| c.guard.mode = crate::GuardMode::Off);
+    let ok = net.run_until_pred(15_000, |net| {
+        net.nodes.iter().all(|n| {
+            (0..5).all(|i| {
+                n.member(&format!("n{i}"))
+                    .is_some_and(|m| m.status == ServedStatus::Alive)
+            })
+        })
+    });
+    assert!(ok, "no converged cluster");
+    // A SWIM datagram n0 sends n2's current life.
+    net.tap = Some(Vec::new());
+    let ok = net.run_until_pred(5_000, |net| {
+        net.tap.as_ref().unwrap().iter().any(|(f, t, d)| {
+            (*f, *t) == (0, 2)
+                && crate::wire::parse(d, "").is_ok_and(|e| e.kind == crate::wire::Kind::Swim)
+        })
+    });
+    assert!(ok, "n0 sent n2 no SWIM datagram");
+    let to_old: Vec<u8> = net
+        .tap
+        .take()
+        .unwrap()
+        .into_iter()
+        .find(|(f, t, d)| {
+            (*f, *t) == (0, 2)
+                && crate::wire::parse(d, "").is_ok_and(|e| e.kind == crate::wire::Kind::Swim)
+        })
+        .unwrap()
+        .2;
+    let old = net.nodes[0].member("n2").unwrap().generation;
+    // n2 restarts through its seed n1 (so it is active); n0 hears nothing of it meanwhile.
+    net.crashed.insert(2);
+    net.cut.insert(0);
+    net.run_for_ms(50);
+    let mut cfg = config(2);
+    cfg.seeds = vec![crate::testnet::addr(1)];
+    cfg.guard.mode = crate::GuardMode::Off;
+    let mut node = Node::new(cfg, old + 1, NodeMeta::default(), 77, net.now).unwrap();
+    node.start(net.now);
+    net.nodes[2] = node;
+    net.crashed.remove(&2);
+    net.flush(2);
+    let ok = net.run_until_pred(2_000, |net| net.nodes[2].member("n0").is_some());
+    assert!(ok, "the new life never connected");
+    while net.nodes[2].poll_transmit().is_some() {}
+    assert_eq!(
+        net.nodes[0].member("n2").unwrap().generation,
+        old,
+        "n0 heard of the new life"
+    );
+    // n0's datagram to the old life reaches the new one: the answer goes back to n0 and
+    // tells it about the new life.
+    let now = net.now;
+    net.nodes[2].handle_datagram(now, crate::testnet::addr(0), &to_old);
+    let mut answers = Vec::new();
+    while let Some(t) = net.nodes[2].poll_transmit() {
+        if t.dst == crate::testnet::addr(0) {
+            answers.push(t.data);
+        }
+    }
+    assert!(
+        !answers.is_empty(),
+        "a datagram to the old life went unanswered"
+    );
+    for a in answers {
+        net.nodes[0].handle_datagram(now, crate::testnet::addr(2), &a);
+    }
+    let m = net.nodes[0].member("n2").unwrap();
+    assert_eq!(
+        (m.generation, m.status.is_serving()),
+        (old + 1, true),
+        "{m:?}"
+    );
+}
