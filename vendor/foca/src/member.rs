@@ -207,6 +207,15 @@ where
         self.num_suspect
     }
 
+    /// (shoal fork) Room for `additional` more members, exactly: a bulk
+    /// transfer of thousands would double the list on the way and keep up
+    /// to twice what it holds until a round of probes ends (one probe
+    /// period per member: at 10,000 members, hours).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let room = self.max_len.saturating_sub(self.inner.len());
+        self.inner.reserve_exact(additional.min(room));
+    }
+
     pub(crate) fn new(inner: Vec<Member<T>>) -> Self {
         // XXX This doesn't prevent someone initializing with
         //     duplicated members... Not a problem (yet?) since
