@@ -79,7 +79,7 @@ impl Rig {
         let active = self
             .truth
             .iter()
-            .filter(|(n, m)| m.state.is_active() && &***n != "me")
+            .filter(|(n, m)| m.state().is_active() && &***n != "me")
             .count();
         let ctx = GuardCtx {
             truth: &self.truth,
@@ -177,7 +177,7 @@ impl Rig {
 
     fn served(&self, name: &str) -> ServedStatus {
         let m = self.truth.get(name).expect("known member");
-        self.g.served(name, m.state)
+        self.g.served(name, m.state())
     }
 
     /// A reach check of the 10 peers just finished: `unreached` did not answer, the others did.
