@@ -93,7 +93,7 @@ impl Baseline {
             // Still down since then (a member that came back and failed again has a later
             // entry of its own).
             let gone = match truth.get(&name) {
-                Some(m) => m.state == TruthState::Down && now.since(m.since) >= stable_after,
+                Some(m) => m.state() == TruthState::Down && now.since(m.since()) >= stable_after,
                 None => true,
             };
             if gone && self.members.remove(&name) {

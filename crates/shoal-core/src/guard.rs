@@ -366,7 +366,7 @@ impl Guard {
         let alive = ctx
             .truth
             .get(name)
-            .is_some_and(|m| m.state == TruthState::Alive);
+            .is_some_and(|m| m.state() == TruthState::Alive);
         if alive && Self::has_record(ctx, name) {
             self.baseline.admit(name);
             self.unrecorded.remove(name);
@@ -496,7 +496,7 @@ impl Guard {
             self.baseline.reset(
                 ctx.truth
                     .iter()
-                    .filter(|(n, m)| m.state.is_active() && ***n != *ctx.self_name)
+                    .filter(|(n, m)| m.state().is_active() && ***n != *ctx.self_name)
                     .map(|(n, _)| n.clone()),
             );
         }
@@ -508,7 +508,7 @@ impl Guard {
             self.unrecorded.retain(|n| {
                 ctx.truth
                     .get(n)
-                    .is_some_and(|m| m.state.is_active() || now.since(m.since) < stable_after)
+                    .is_some_and(|m| m.state().is_active() || now.since(m.since()) < stable_after)
             });
         }
 

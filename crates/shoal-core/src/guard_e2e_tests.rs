@@ -206,7 +206,7 @@ fn e2e_last_instance_of_a_service_is_held_not_emptied() {
     assert_eq!(net.nodes[0].services()["db"].len(), 1);
     net.crashed.insert(3);
     let ok = net.run_until_pred(10_000, |net| {
-        net.nodes[0].truth().get("n3").map(|m| m.state) == Some(TruthState::Down)
+        net.nodes[0].truth().get("n3").map(|m| m.state()) == Some(TruthState::Down)
     });
     assert!(ok);
     net.run_for_ms(2_000);

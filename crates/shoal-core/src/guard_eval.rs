@@ -26,7 +26,7 @@ impl Guard {
     pub(super) fn active_services(&self, ctx: &GuardCtx<'_>) -> FixedHashSet<String> {
         let mut out = self.hashes.set();
         for (name, m) in ctx.truth.iter() {
-            if !m.state.is_active() {
+            if !m.state().is_active() {
                 continue;
             }
             match ctx
@@ -92,7 +92,7 @@ impl Guard {
             if self.counted(n) && Self::announced_restart(ctx, n).is_none() && seen.insert(n) {
                 out.suspect += 1;
                 if let Some(m) = ctx.truth.get(n) {
-                    note(m.since, &mut first);
+                    note(m.since(), &mut first);
                 }
             }
         }
@@ -103,7 +103,7 @@ impl Guard {
                 continue;
             }
             let gone = match ctx.truth.get(n) {
-                Some(m) => m.state == TruthState::Down,
+                Some(m) => m.state() == TruthState::Down,
                 None => self.ghosts.contains_key(n),
             };
             if gone && seen.insert(n) {
@@ -116,7 +116,7 @@ impl Guard {
                 let left = ctx
                     .truth
                     .get(n)
-                    .is_some_and(|m| m.state == TruthState::Left);
+                    .is_some_and(|m| m.state() == TruthState::Left);
                 let restarting = Self::announced_restart(ctx, n).is_some();
                 if self.counted(n) && !left && !restarting && seen.insert(n) {
                     out.unreachable += 1;
@@ -325,7 +325,7 @@ impl Guard {
                 && ctx
                     .truth
                     .get(n)
-                    .map(|m| m.state == TruthState::Down)
+                    .map(|m| m.state() == TruthState::Down)
                     .unwrap_or(false)
             {
                 self.episode_held.insert(n.clone());

@@ -65,7 +65,7 @@ impl Guard {
         let down = ctx
             .truth
             .get(name)
-            .is_some_and(|m| m.state == TruthState::Down);
+            .is_some_and(|m| m.state() == TruthState::Down);
         if down && !self.off() {
             self.on_failure(now, ctx, name, true, None);
             if matches!(self.state, GuardState::Normal | GuardState::Warming) {

@@ -82,7 +82,7 @@ impl Rig {
         let active = self
             .truth
             .iter()
-            .filter(|(n, m)| m.state.is_active() && &***n != "me")
+            .filter(|(n, m)| m.state().is_active() && &***n != "me")
             .count();
         let ctx = GuardCtx {
             truth: &self.truth,
@@ -180,7 +180,7 @@ impl Rig {
 
     fn served(&self, name: &str) -> ServedStatus {
         let m = self.truth.get(name).expect("known member");
-        self.g.served(name, m.state)
+        self.g.served(name, m.state())
     }
 
     /// A reach check of the 10 peers just finished: `unreached` did not answer, the others did.
@@ -205,12 +205,12 @@ impl Rig {
         struct Members<'a>(&'a Truth);
         impl crate::gray::Members for Members<'_> {
             fn population(&self) -> usize {
-                self.0.iter().filter(|(_, m)| m.state.is_active()).count()
+                self.0.iter().filter(|(_, m)| m.state().is_active()).count()
             }
             fn member(&self, name: &str) -> Option<(u64, bool)> {
                 self.0
                     .get(name)
-                    .map(|m| (m.id.generation(), m.state.is_active()))
+                    .map(|m| (m.id.generation(), m.state().is_active()))
             }
         }
         let mut g = self.gray.take().unwrap_or_else(|| {

@@ -282,9 +282,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Measured: every node holds every other, about 210 bytes per (node, member) pair
-/// (10,000 nodes peaked at 20.9 GB).
-const BYTES_PER_PAIR: f64 = 210.0;
+/// Measured: every node holds every other, about 135 bytes per (node, member) pair (a
+/// formed 10,000 passed 12.9 GB before every node held the list, 9 Dec; 210 before the
+/// truth's entries shrank, docs/results/2026-12-09-scale.md).
+const BYTES_PER_PAIR: f64 = 135.0;
 
 /// Warns before a run whose full membership likely needs more memory than is available.
 fn warn_memory(nodes: usize, concurrent: usize) {

@@ -510,6 +510,8 @@ where
         do_broadcast: bool,
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
+        // (shoal fork) Room for all of them at once (a bulk transfer).
+        self.members.reserve(updates.size_hint().0);
         for update in updates {
             if update.id() == &self.identity {
                 self.handle_self_update(update.incarnation(), update.state(), &mut runtime)?;

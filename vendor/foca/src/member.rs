@@ -207,6 +207,22 @@ where
         self.num_suspect
     }
 
+    /// (shoal fork) Room for `additional` more members. A batch at least
+    /// as large as the list gets exactly that (a bulk transfer of thousands
+    /// would double the list on the way and keep up to twice what it holds
+    /// until a round of probes ends: one probe period per member, hours at
+    /// 10,000); a smaller one grows it as pushing would (exact growth for
+    /// every small batch would copy the list each time).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let room = self.max_len.saturating_sub(self.inner.len());
+        let additional = additional.min(room);
+        if additional >= self.inner.len() {
+            self.inner.reserve_exact(additional);
+        } else {
+            self.inner.reserve(additional);
+        }
+    }
+
     pub(crate) fn new(inner: Vec<Member<T>>) -> Self {
         // XXX This doesn't prevent someone initializing with
         //     duplicated members... Not a problem (yet?) since

@@ -242,7 +242,7 @@ impl Node {
     fn member_addr(&self, name: &str) -> Option<SocketAddr> {
         self.truth
             .get(name)
-            .filter(|m| m.state.is_active())
+            .filter(|m| m.state().is_active())
             .map(|m| m.id.addr())
     }
 

@@ -31,7 +31,7 @@ impl Members for TruthMembers<'_> {
     fn member(&self, name: &str) -> Option<(u64, bool)> {
         self.truth
             .get(name)
-            .map(|m| (m.id.generation(), m.state.is_active()))
+            .map(|m| (m.id.generation(), m.state().is_active()))
     }
 }
 
@@ -130,7 +130,7 @@ impl Node {
             let Some(m) = self.truth.get(&name) else {
                 continue;
             };
-            let (id, state) = (m.id.clone(), m.state);
+            let (id, state) = (m.id.clone(), m.state());
             match removed {
                 Some(_) => {
                     self.stats.gray_removals += 1;

@@ -29,7 +29,7 @@ impl Node {
             self.health.forget(now, name);
             return;
         };
-        let serving = self.guard.served(name, m.state).is_serving();
+        let serving = self.guard.served(name, m.state()).is_serving();
         let generation = m.id.generation();
         let store = &self.foca.broadcast_handler().store;
         match store.get(name).filter(|r| r.generation <= generation) {

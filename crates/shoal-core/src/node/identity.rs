@@ -36,6 +36,8 @@ impl Node {
             .bind(self.cfg.name.as_str().into(), keys.public());
         keys.sign_record(&mut self.own);
         self.member_keys = Some(keys);
+        // Sealing finds the member at a datagram's address: only a node with keys needs that.
+        self.truth.index_addresses();
         Ok(())
     }
 

@@ -97,7 +97,7 @@ impl Node {
     /// The served status of member `name`, if known.
     pub fn served_status(&self, name: &str) -> Option<ServedStatus> {
         let m = self.truth.get(name)?;
-        Some(self.guard.served(name, m.state))
+        Some(self.guard.served(name, m.state()))
     }
 
     /// The served view: every known member with its served status, sorted by name (plus,
@@ -137,10 +137,10 @@ impl Node {
         m: &crate::truth::TruthMember,
         rec: Option<&MetaRecord>,
     ) -> MemberView {
-        let mut v = MemberView::build(m, self.guard.served(name, m.state), rec);
+        let mut v = MemberView::build(m, self.guard.served(name, m.state()), rec);
         v.cause = self.causes.current(name).or_else(|| {
             // No entry: it only joined (most members of a large cluster).
-            (m.state == TruthState::Alive).then(crate::cause::Causes::joined)
+            (m.state() == TruthState::Alive).then(crate::cause::Causes::joined)
         });
         v.damping = self.guard.damping(self.now, name);
         if let Some(cause) = self.gray.cause(name) {
@@ -165,9 +165,9 @@ impl Node {
         let h = self.causes.history(name);
         match self.truth.get(name) {
             // No entry: it joined (when it entered its state) and nothing happened since.
-            Some(m) if h.is_empty() && m.state == TruthState::Alive => {
+            Some(m) if h.is_empty() && m.state() == TruthState::Alive => {
                 vec![crate::cause::Transition {
-                    at_ms: m.since.as_millis(),
+                    at_ms: m.since().as_millis(),
                     from: None,
                     to: ServedStatus::Alive,
                     generation: m.id.generation(),
@@ -183,12 +183,7 @@ impl Node {
         let id = self.foca.identity();
         self.member(id.name()).unwrap_or_else(|| {
             MemberView::build(
-                &crate::truth::TruthMember {
-                    id: id.clone(),
-                    state: TruthState::Alive,
-                    since: self.now,
-                    served: None,
-                },
+                &crate::truth::TruthMember::new(id.clone(), TruthState::Alive, self.now, None),
                 ServedStatus::Alive,
                 Some(&self.own),
             )

@@ -73,7 +73,7 @@ impl Node {
                 "this is the local node; use leave to leave gracefully".into(),
             ));
         }
-        match self.truth.get(name).map(|m| m.state) {
+        match self.truth.get(name).map(|m| m.state()) {
             Some(TruthState::Alive | TruthState::Suspect) => {
                 return Err(NodeError::ForceLeave(format!(
                     "{name} is alive according to SWIM; force-leave only removes failed or \
@@ -126,7 +126,7 @@ impl Node {
         let peers: Vec<SocketAddr> = self
             .truth
             .iter()
-            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .filter(|(_, m)| m.state().is_active() && m.id.addr() != me)
             .map(|(_, m)| m.id.addr())
             .collect();
         for dst in &peers {
@@ -198,7 +198,7 @@ impl Node {
             }
             OperatorMsg::ForceLeave { name } => {
                 let gone = match self.truth.get(name.as_str()) {
-                    Some(m) => !m.state.is_active(),
+                    Some(m) => !m.state().is_active(),
                     None => true,
                 };
                 if gone && name != self.cfg.name {
@@ -314,12 +314,15 @@ impl Node {
             // Served with their members below: no separate change events.
             store.take_changed();
         }
-        let ids = members
+        // Collected first: foca makes room for exactly as many (a filtered iterator does not
+        // say how many it holds, and a list that doubles on the way keeps up to twice that).
+        let ids: Vec<_> = members
             .iter()
             .filter(|(id, _)| id.name() != own.name() && id.addr() != own.addr())
-            .map(|(id, _)| foca::Member::alive(id.clone()));
+            .map(|(id, _)| foca::Member::alive(id.clone()))
+            .collect();
         self.adopting = true;
-        self.swim(now, |foca, rt| foca.apply_many(ids, false, rt));
+        self.swim(now, |foca, rt| foca.apply_many(ids.into_iter(), false, rt));
         self.after_input(now);
         self.adopting = false;
         Ok(())

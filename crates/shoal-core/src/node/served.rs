@@ -85,9 +85,9 @@ impl Node {
             .guard
             .baseline_unordered()
             .filter_map(|n| match self.truth.get(n) {
-                Some(m) if m.state == TruthState::Left => None,
+                Some(m) if m.state() == TruthState::Left => None,
                 Some(m) => {
-                    if m.state == TruthState::Suspect {
+                    if m.state() == TruthState::Suspect {
                         suspects.insert(n.clone());
                     }
                     Some((n.clone(), m.id.addr()))
@@ -110,9 +110,9 @@ impl Node {
             .guard
             .baseline_unordered()
             .filter_map(|n| match self.truth.get(n) {
-                Some(m) if m.state == TruthState::Left => None,
+                Some(m) if m.state() == TruthState::Left => None,
                 Some(m)
-                    if m.state == TruthState::Alive
+                    if m.state() == TruthState::Alive
                         && !unreached.is_some_and(|u| u.contains(n)) =>
                 {
                     None
@@ -144,9 +144,9 @@ impl Node {
         self.gray_swim.remove(name);
         self.store_mut().remove(name);
         self.discover.remove(name);
-        let prev = m.served.or(self.served_ghosts.remove(name));
+        let prev = m.served().or(self.served_ghosts.remove(name));
         self.with_guard(now, |g, ctx| {
-            g.on_change(now, ctx, name, Some(m.state), None)
+            g.on_change(now, ctx, name, Some(m.state()), None)
         });
         let mut view = MemberView::build(&m, prev.unwrap_or(ServedStatus::Down), None);
         view.cause = self.causes.remove(name);
@@ -197,7 +197,7 @@ impl Node {
     ) {
         if self.adopting {
             if let Some(m) = self.truth.get(name) {
-                let status = self.guard.served(name, m.state);
+                let status = self.guard.served(name, m.state());
                 self.swap_served(name, status);
             }
             return;
@@ -205,8 +205,8 @@ impl Node {
         // Most calls change nothing: decide that before building the view.
         if !joined && !meta_changed {
             if let Some(m) = self.truth.get(name) {
-                let status = self.guard.served(name, m.state);
-                if m.served == Some(status)
+                let status = self.guard.served(name, m.state());
+                if m.served() == Some(status)
                     && (self.served_ghosts.is_empty() || !self.served_ghosts.contains_key(name))
                 {
                     return;

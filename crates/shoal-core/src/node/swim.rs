@@ -174,7 +174,7 @@ impl Node {
         for name in was {
             if !suspect_now.iter().any(|m| *m.id().name() == name) {
                 if let Some(m) = self.truth.get(&name) {
-                    if m.state == TruthState::Suspect {
+                    if m.state() == TruthState::Suspect {
                         let id = m.id.clone();
                         self.set_truth(now, &id, TruthState::Alive);
                     }
@@ -185,7 +185,7 @@ impl Node {
             let cur = self
                 .truth
                 .get(m.id().name())
-                .map(|t| (t.state, t.id.generation()));
+                .map(|t| (t.state(), t.id.generation()));
             if let Some((TruthState::Alive, g)) = cur {
                 if g <= m.id().generation() {
                     self.set_truth(now, m.id(), TruthState::Suspect);
@@ -198,7 +198,7 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(id) => {
                 if let Some(cur) = self.truth.get(id.name()) {
-                    if cur.id.generation() > id.generation() && cur.state.is_active() {
+                    if cur.id.generation() > id.generation() && cur.state().is_active() {
                         return; // stale news about an older life
                     }
                 }
@@ -233,7 +233,7 @@ impl Node {
                 let was_active = self
                     .truth
                     .get(id.name())
-                    .map(|m| m.state.is_active())
+                    .map(|m| m.state().is_active())
                     .unwrap_or(false);
                 self.set_truth(now, &id, state);
                 // First news of a failure: pass it on now rather than at the next gossip tick,
@@ -258,7 +258,11 @@ impl Node {
                 if let Some(cur) = self.truth.get(new.name()) {
                     // (A member removed on gray evidence is recorded down; SWIM's own state
                     // is what carries over to its new identity.)
-                    let st = self.gray_swim.get(new.name()).copied().unwrap_or(cur.state);
+                    let st = self
+                        .gray_swim
+                        .get(new.name())
+                        .copied()
+                        .unwrap_or(cur.state());
                     if st.is_active() && cur.id.generation() <= new.generation() {
                         self.set_truth(now, &new, st);
                     }

@@ -123,7 +123,7 @@ impl Node {
                     let known_alive = self
                         .truth
                         .get(&name)
-                        .is_some_and(|m| m.state.is_active() && m.id.addr() == addr);
+                        .is_some_and(|m| m.state().is_active() && m.id.addr() == addr);
                     if !known_alive {
                         self.announce(now, addr);
                     }
@@ -212,7 +212,7 @@ impl Node {
         let active = self
             .truth
             .iter()
-            .filter(|(_, m)| m.state.is_active())
+            .filter(|(_, m)| m.state().is_active())
             .count();
         active
             .div_ceil(SHARD_TARGET)
@@ -255,7 +255,7 @@ impl Node {
         let names: Vec<(u64, u64)> = self
             .truth
             .iter()
-            .filter(|(_, m)| m.state.is_active() && (parts == 1 || m.id.shard(parts) == part))
+            .filter(|(_, m)| m.state().is_active() && (parts == 1 || m.id.shard(parts) == part))
             .map(|(_, m)| m.id.bloom())
             .collect();
         // part, parts, hash count and length prefix take at most 16 bytes.
@@ -295,7 +295,7 @@ impl Node {
             .truth
             .iter()
             .filter(|(_, m)| {
-                m.state.is_active()
+                m.state().is_active()
                     && m.id.addr() != from
                     && (parts == 1 || m.id.shard(parts) == part)
                     && !filter.contains_hashed(m.id.bloom())
@@ -424,7 +424,7 @@ impl Node {
                 }
                 r.addr
             };
-            if !self.truth.get(&name).is_some_and(|m| m.state.is_active()) {
+            if !self.truth.get(&name).is_some_and(|m| m.state().is_active()) {
                 continue;
             }
             self.stats.meta_direct_requests += 1;
@@ -453,7 +453,7 @@ impl Node {
             let Some(m) = self.truth.get(&name) else {
                 continue;
             };
-            if !m.state.is_active() || !self.needs_meta(&m.id) {
+            if !m.state().is_active() || !self.needs_meta(&m.id) {
                 continue;
             }
             let owner = m.id.addr();
@@ -545,7 +545,9 @@ impl Node {
         }
         match self.truth.get(name) {
             None => Some(rec.addr),
-            Some(m) if !m.state.is_active() && m.id.generation() < rec.generation => Some(rec.addr),
+            Some(m) if !m.state().is_active() && m.id.generation() < rec.generation => {
+                Some(rec.addr)
+            }
             Some(_) => None,
         }
     }
@@ -568,7 +570,7 @@ impl Node {
                 continue;
             };
             let id = m.id.clone();
-            let state = m.state;
+            let state = m.state();
             if !state.is_active() {
                 self.schedule_discovery(now, &name);
             }

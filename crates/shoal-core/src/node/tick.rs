@@ -104,7 +104,7 @@ impl Node {
                 let old: Vec<Arc<str>> = self
                     .truth
                     .iter()
-                    .filter(|(_, m)| !m.state.is_active() && now.since(m.since) >= t.reap_after)
+                    .filter(|(_, m)| !m.state().is_active() && now.since(m.since()) >= t.reap_after)
                     .map(|(n, _)| n.clone())
                     .collect();
                 for name in old {

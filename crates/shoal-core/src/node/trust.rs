@@ -156,7 +156,7 @@ impl Node {
         let members: BTreeMap<SocketAddr, (std::sync::Arc<str>, Confirm)> = self
             .truth
             .iter()
-            .filter(|(_, m)| m.state.is_active() && m.id.addr() != me)
+            .filter(|(_, m)| m.state().is_active() && m.id.addr() != me)
             .map(|(n, m)| (m.id.addr(), (n.clone(), Confirm::Pending)))
             .collect();
         let salt = self.trust.session() & 0xFFFF_FFFF_FFFF;
