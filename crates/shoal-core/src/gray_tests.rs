@@ -289,3 +289,89 @@ fn a_push_fills_its_budget_with_fresh_reports_only() {
     // The rest next time, then nothing fresh is left to send but repeats.
     assert_eq!(g.outgoing(Time(20_000), 25 * one).len(), 25);
 }
+
+/// A report by `observer` of a probe of `subject` made at `born` ms, received at 10 s.
+fn receive_at(g: &mut Gray, c: &Cluster, subject: &str, observer: &str, born: u64, failed: bool) {
+    let mut r = report(subject, observer, 1, u8::from(failed));
+    r.age_ms = (10_000 - born) as u32;
+    g.receive(Time(10_000), r, c).unwrap();
+}
+
+#[test]
+fn an_answer_clear_of_every_failure_ends_the_failing_streak() {
+    let c = Cluster::new(10);
+    let mut g = gray();
+    // m8 failed three observers' probes, then answered another's 2.5 s after the last
+    // failure (its loss burst is over): the failures before that answer no longer count.
+    for (o, born) in [("m1", 0), ("m2", 1000), ("m3", 2000)] {
+        receive_at(&mut g, &c, "m8", o, born, true);
+    }
+    receive_at(&mut g, &c, "m8", "m4", 4500, false);
+    g.evaluate(Time(10_000), &c, true);
+    assert!(!g.is_removed("m8"), "the streak ended with the answer");
+    // Failures newer than the answer start a new streak, and count once enough agree.
+    for (o, born) in [("m5", 6000), ("m6", 7000)] {
+        receive_at(&mut g, &c, "m8", o, born, true);
+    }
+    g.evaluate(Time(10_000), &c, true);
+    assert!(!g.is_removed("m8"), "two of three newer failures");
+    receive_at(&mut g, &c, "m8", "m7", 8000, true);
+    g.evaluate(Time(10_000), &c, true);
+    assert!(g.is_removed("m8"));
+}
+
+#[test]
+fn an_answer_close_behind_a_failure_ends_nothing() {
+    let c = Cluster::new(10);
+    let mut g = gray();
+    // A host losing most of its packets answers one probe in several, between failures:
+    // an answer 1 s after a failure (less than the margin) does not clear the failures.
+    for (o, born) in [("m1", 0), ("m2", 1000), ("m3", 2000)] {
+        receive_at(&mut g, &c, "m9", o, born, true);
+    }
+    receive_at(&mut g, &c, "m9", "m4", 3000, false);
+    g.evaluate(Time(10_000), &c, true);
+    assert!(g.is_removed("m9"));
+    // Nor does an answer clear of the others' failures from an observer that saw the
+    // member fail in its own window: it has seen the member lossy itself.
+    let mut g = gray();
+    for (o, born) in [("m1", 0), ("m2", 1000), ("m3", 2000)] {
+        receive_at(&mut g, &c, "m6", o, born, true);
+    }
+    let mut r = report("m6", "m4", 3, 2);
+    r.latest_failed = false;
+    r.age_ms = 10_000 - 5000;
+    g.receive(Time(10_000), r, &c).unwrap();
+    g.evaluate(Time(10_000), &c, true);
+    assert!(g.is_removed("m6"));
+    // Nor does an older answer: the streak is counted from the last answer clear of every
+    // failure before it, here none before m1's probe.
+    let mut g = gray();
+    receive_at(&mut g, &c, "m7", "m4", 0, false);
+    for (o, born) in [("m1", 3000), ("m2", 4000), ("m3", 5000)] {
+        receive_at(&mut g, &c, "m7", o, born, true);
+    }
+    g.evaluate(Time(10_000), &c, true);
+    assert!(g.is_removed("m7"));
+}
+
+#[test]
+fn answers_are_published_while_others_report_the_member_failing() {
+    let c = Cluster::new(10);
+    let mut g = gray();
+    let s: Arc<str> = Arc::from("m5");
+    // Nobody reports m5: an answer is no news.
+    g.on_probe(Time(0), &s, 1, true, true);
+    assert!(g.outgoing(Time(0), 1300).is_empty());
+    // m1 reports it failing: our answer is published, so it can end the streak everywhere.
+    g.receive(Time(1000), report("m5", "m1", 1, 1), &c).unwrap();
+    g.outgoing(Time(1000), 1300);
+    g.on_probe(Time(2000), &s, 1, true, true);
+    let out = g.outgoing(Time(2000), 1300);
+    let ours: Vec<_> = out.iter().filter(|r| r.observer == "m0").collect();
+    assert_eq!(ours.len(), 1, "{out:?}");
+    assert_eq!(
+        (ours[0].attempts, ours[0].failures, ours[0].latest_failed),
+        (2, 0, false)
+    );
+}
