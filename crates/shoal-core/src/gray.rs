@@ -17,9 +17,6 @@
 //! `needed(N)` distinct active observers (a third of the other members, at least
 //! `gray_observers`, at most `MAX_OBSERVERS_NEEDED`) each report it unreachable within the
 //! window; it returns once fewer than half that many have reported it for `stable_after`.
-//! Only failures of the member's current failing streak count: while anyone reports it
-//! failing, observers publish their answered probes too, and a clean answer clear of every
-//! earlier failure (`streak_end`) ends the streak (a loss burst is over).
 //! A member under light loss (5-10 %) fails one full probe in a hundred or fewer: a few
 //! observers agreeing within a window is then vanishingly rare.
 //!
