@@ -54,9 +54,6 @@ pub const PUSH_FANOUT: usize = 2;
 pub const MAX_FAILING_PER_OBSERVER: usize = 3;
 /// Probe periods the rule must hold, with the guard normal, before a member is removed.
 pub const CONFIRM_PERIODS: u32 = 5;
-/// Probe periods an answer must be newer than every failure known before it to end the
-/// member's failing streak (see `streak_start`).
-pub const ANSWER_MARGIN_PERIODS: u32 = 2;
 /// Oldest age a report may claim (longer windows are refused by config validation).
 pub const MAX_AGE_MS: u32 = 600_000;
 
@@ -124,27 +121,6 @@ impl ReachReport {
     }
 }
 
-/// When the member's last failing streak ended, as the reports show it (each observer's
-/// latest probe, when it was made, and whether it failed): at the latest answer newer than
-/// every failure before it by `margin`. Failures no newer than that do not count towards a
-/// removal. An answer close behind a failure ends nothing: a host losing most of its
-/// packets still answers one full probe in several, between failures; one whose loss
-/// ended answers probe after probe.
-pub fn streak_end(events: impl Iterator<Item = (Time, bool)>, margin: Duration) -> Option<Time> {
-    let mut events: Vec<(Time, bool)> = events.collect();
-    events.sort_unstable();
-    let mut last_failure: Option<Time> = None;
-    let mut end = None;
-    for (born, failed) in events {
-        if failed {
-            last_failure = Some(born);
-        } else if last_failure.is_none_or(|f| born.since(f) >= margin) {
-            end = Some(born);
-        }
-    }
-    end
-}
-
 fn failing(attempts: u8, failures: u8, ratio: f64) -> bool {
     failures > 0 && f64::from(failures) >= ratio * f64::from(attempts)
 }
@@ -208,9 +184,6 @@ pub struct Gray {
     /// then nobody is removed on this evidence (set by the node: `CONFIRM_PERIODS` probe
     /// periods).
     confirm: Duration,
-    /// How much newer than every earlier failure an answer must be to end a failing streak
-    /// (set by the node: `ANSWER_MARGIN_PERIODS` probe periods).
-    answer_margin: Duration,
     changes: Vec<GrayChange>,
     /// Reports refused (counted by the node).
     pub refused: u64,
@@ -240,7 +213,6 @@ impl Gray {
             removed: BTreeMap::new(),
             pending: BTreeMap::new(),
             confirm: Duration::ZERO,
-            answer_margin: Duration::from_secs(2),
             changes: Vec::new(),
             refused: 0,
         }
@@ -260,11 +232,6 @@ impl Gray {
     /// How long the rule must hold before a removal (see `confirm`).
     pub fn set_confirm(&mut self, d: Duration) {
         self.confirm = d;
-    }
-
-    /// How much newer than every earlier failure an answer must be to end a failing streak.
-    pub fn set_answer_margin(&mut self, d: Duration) {
-        self.answer_margin = d;
     }
 
     /// Observers that must agree in a cluster of `population` active members (`None`: too
@@ -326,21 +293,7 @@ impl Gray {
         let attempts = own.outcomes.len().min(usize::from(u8::MAX)) as u8;
         let failures = own.outcomes.iter().filter(|(_, ok)| !ok).count() as u8;
         let is_failing = !answered && failing(attempts, failures, self.s.ratio);
-        let was_published = own.published;
-        // An answer is news while anyone reports the member failing: it may end the
-        // member's failing streak everywhere (`streak_start`). Otherwise we say nothing
-        // about a member that answers (nothing is sent while nobody fails).
-        let others_fail = answered && !was_published && {
-            let fresh = window / 2;
-            self.reports.get(subject).is_some_and(|by_obs| {
-                by_obs.values().any(|h| {
-                    h.report.generation == generation
-                        && h.report.latest_failed
-                        && now.since(h.arrived) < fresh
-                })
-            })
-        };
-        if !(is_failing || was_published || others_fail) || (is_failing && !healthy) {
+        if !(is_failing || own.published) || (is_failing && !healthy) {
             return;
         }
         own.published = is_failing;
@@ -526,40 +479,25 @@ impl Gray {
         // fresh ones would be known at once than `needed` (at 1,000 members about one
         // observer probes a given member per period).
         let fresh = window / 2;
-        let margin = self.answer_margin;
         // Failing and all observers of a subject's current life (an observer that is not
-        // active, fails too many members, or is the subject itself, does not count). A
-        // failure no newer than the answer that ended the member's last failing streak
-        // (`streak_end`) does not count either: the member answers again.
+        // active, fails too many members, or is the subject itself, does not count).
         let count = |subject: &str, generation: u64, by_obs: &BTreeMap<Arc<str>, Held>| {
-            let counted: Vec<&Held> = by_obs
-                .iter()
-                .filter(|(obs, h)| {
-                    ***obs != *subject
-                        && h.report.generation == generation
-                        && !suspect_observer(obs)
-                        && members.member(obs).is_some_and(|(_, active)| active)
-                })
-                .map(|(_, h)| h)
-                .collect();
-            // Only an answer from an observer that saw no failure in its own window can
-            // end a streak: one that did has seen the member lossy itself.
-            let ended = streak_end(
-                counted
-                    .iter()
-                    .filter(|h| h.report.latest_failed || h.report.failures == 0)
-                    .map(|h| (h.born, h.report.latest_failed)),
-                margin,
-            );
-            let failing_obs = counted
-                .iter()
-                .filter(|h| {
-                    h.report.failing(ratio)
-                        && now.since(h.arrived) < fresh
-                        && ended.is_none_or(|end| h.born > end)
-                })
-                .count();
-            (failing_obs, counted.len())
+            let mut failing_obs = 0;
+            let mut total = 0;
+            for (obs, h) in by_obs {
+                if **obs == *subject
+                    || h.report.generation != generation
+                    || suspect_observer(obs)
+                    || !members.member(obs).is_some_and(|(_, active)| active)
+                {
+                    continue;
+                }
+                total += 1;
+                if h.report.failing(ratio) && now.since(h.arrived) < fresh {
+                    failing_obs += 1;
+                }
+            }
+            (failing_obs, total)
         };
         for (subject, by_obs) in self.reports.iter().filter(|_| may_remove) {
             if self.removed.contains_key(subject) || **subject == *self.me {

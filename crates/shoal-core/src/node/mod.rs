@@ -444,7 +444,6 @@ impl Node {
             gray: {
                 let mut g = crate::gray::Gray::new(&cfg.guard, id.name().clone());
                 g.set_confirm(cfg.timings.probe_period * crate::gray::CONFIRM_PERIODS);
-                g.set_answer_margin(cfg.timings.probe_period * crate::gray::ANSWER_MARGIN_PERIODS);
                 g
             },
             gray_swim: BTreeMap::new(),
