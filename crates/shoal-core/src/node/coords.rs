@@ -37,8 +37,9 @@ const PENDING: usize = 16;
 const RESEND_MOVE_FRACTION: f64 = 0.1;
 /// ... and by more than this (µs), whatever the round trip...
 const RESEND_MOVE_US: u64 = 25;
-/// ... but not sooner than this after the last (on a noisy network a coordinate keeps moving:
-/// a member probes us once per round of probes, and needs ours no more often than that)...
+/// ... but not sooner than this after the last, unless it moved by half the round trip (on a
+/// noisy network a settled coordinate keeps moving by its noise: a member probes us once per
+/// round of probes, and needs ours no more often than that)...
 const RESEND_GAP: Duration = Duration::from_secs(120);
 /// ... or after this long (a member that lost ours without restarting, e.g. evicted it).
 const RESEND_EVERY: Duration = Duration::from_secs(300);
@@ -164,7 +165,9 @@ impl Node {
             let fraction = own.error.max(RESEND_MOVE_FRACTION);
             let threshold = (rtt_us as f64 * fraction).max(RESEND_MOVE_US as f64);
             let age = now.since(*at);
-            let due = age >= RESEND_EVERY || (age >= RESEND_GAP && moved_us > threshold);
+            // A move of half the round trip (a coordinate still settling) does not wait.
+            let big = moved_us > rtt_us as f64 * 0.5;
+            let due = age >= RESEND_EVERY || (moved_us > threshold && (age >= RESEND_GAP || big));
             if *generation == to.generation() && !due {
                 return;
             }
