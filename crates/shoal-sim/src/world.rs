@@ -350,10 +350,9 @@ impl<'a> World<'a> {
                         self.wake_at(i, hold);
                         continue;
                     }
-                    // The driver's clock in µs, as the agent's (round trips are timed in µs).
-                    let now_us = self.now;
+                    let now = Time(self.now_ms());
                     if let Some(n) = self.hosts[i].node.as_mut() {
-                        n.handle_timeout_us(now_us);
+                        n.handle_timeout(now);
                     }
                     self.after_handle(i);
                 }
@@ -372,9 +371,8 @@ impl<'a> World<'a> {
                     }
                     let now = Time(self.now_ms());
                     self.rec.rx(i, data.len(), now.0);
-                    let now_us = self.now;
                     if let Some(n) = self.hosts[i].node.as_mut() {
-                        n.handle_datagram_us(now_us, addr_of(from as usize), &data);
+                        n.handle_datagram(now, addr_of(from as usize), &data);
                     }
                     self.after_handle(i);
                 }
