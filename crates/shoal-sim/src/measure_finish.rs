@@ -242,6 +242,8 @@ impl Recorder {
             rx_bytes_per_s: Quantiles::of(rate(&self.rx_bytes)),
             tx_bytes_per_s_sorted: sorted.iter().step_by(step).copied().collect(),
             datagrams: self.datagrams,
+            // Counted by the nodes: the world fills it in.
+            coordinate_datagrams: 0,
             lost: self.lost,
             partitioned: self.partitioned,
             cut: self.cut,
@@ -270,6 +272,8 @@ impl Recorder {
             health: None,
             gray: self.gray.finish(running),
             user_events: None,
+            coordinates: None,
+            queries: None,
         }
     }
 }

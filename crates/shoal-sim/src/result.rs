@@ -184,6 +184,9 @@ pub struct Traffic {
     /// tx bytes/s of every node, sorted (downsampled to at most 200 points).
     pub tx_bytes_per_s_sorted: Vec<f64>,
     pub datagrams: u64,
+    /// Of those, coordinates (`ShoalMsg::Coord`) the nodes sent, over the whole run.
+    #[serde(default)]
+    pub coordinate_datagrams: u64,
     pub lost: u64,
     pub partitioned: u64,
     pub cut: u64,
@@ -311,4 +314,10 @@ pub struct RunResult {
     /// Scenarios with `user-event` faults: each event's spread and the traffic of events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_events: Option<crate::measure_events::EventFigures>,
+    /// Network coordinates at the end: estimates against the model's round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinates: Option<crate::measure_coords::CoordFigures>,
+    /// Scenarios with `query` faults: each query's counts and latency at its origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<crate::measure_queries::QueryFigures>,
 }

@@ -332,6 +332,11 @@ pub enum FaultKind {
     /// The selected node (`node`, default 0) fires a user event (64 bytes of payload); the run
     /// reports its spread (`measure_events`).
     UserEvent,
+    /// The selected node (`node`, default 0) asks the query `sim-query` (of the providers of
+    /// `service` when given, else of every node) with its default timeout; every node has a
+    /// handler that answers after 10 ms. The run reports what the origin's core counted
+    /// (expected, acks, answers, cut off) and when they came (`measure_queries`).
+    Query,
 }
 
 /// Which way a `loss` or `flap` fault acts on the selected hosts' traffic.

@@ -91,6 +91,12 @@ enum Action {
     CheckFail(u32, Vec<usize>, bool),
     /// Host `.0` fires a user event.
     UserEvent(u32),
+    /// Host `.0` asks a query (of the providers of service `.1`, or of everyone).
+    Query(u32, Option<String>),
+    /// Host `.0`'s handler (in life `.1`) is done with query `.2`: its answer.
+    QueryAnswer(u32, u32, u64),
+    /// Query `.0` reached its timeout: the origin's last count.
+    QueryEnd(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +150,10 @@ pub struct World<'a> {
     rec: Recorder,
     /// User events fired and their deliveries (`measure_events`).
     user_events: crate::measure_events::UserEvents,
+    /// Queries asked and their counts (`measure_queries`), and each one's nodes' lives when
+    /// it was asked (`u32::MAX`: not running) and its service filter.
+    queries: crate::measure_queries::Queries,
+    query_lives: BTreeMap<u64, (Vec<u32>, Option<String>)>,
     providers: Vec<Vec<usize>>,
     /// Fault targets resolved before the run (same in every mode).
     targets: Vec<Vec<usize>>,
@@ -157,6 +167,8 @@ pub struct World<'a> {
     ev_buf: Vec<shoal_core::Event>,
     /// Services' checks (`[service.check]`), their faults and their measure.
     health: SimHealth,
+    /// Coordinates sent by nodes that stopped (`Stats::coordinates_sent` of their lives).
+    coordinates_sent_stopped: u64,
 }
 
 fn us(ms: u64) -> u64 {
@@ -219,6 +231,8 @@ impl<'a> World<'a> {
             rng: SmallRng::seed_from_u64(sc.seed ^ 0x5EED_0000_0000_0001),
             rec,
             user_events: Default::default(),
+            queries: Default::default(),
+            query_lives: BTreeMap::new(),
             providers,
             targets,
             windows: Vec::new(),
@@ -245,6 +259,7 @@ impl<'a> World<'a> {
                     })
                     .collect(),
             ),
+            coordinates_sent_stopped: 0,
         };
         // Initial starts: seeds at 0, the others spread over the window.
         let mut start_rng = SmallRng::seed_from_u64(sc.seed ^ 0x57A2_7000);
@@ -408,6 +423,20 @@ impl<'a> World<'a> {
             services,
         );
         r.perf.events = events;
+        let live: Vec<(usize, &Node)> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.node.as_ref().map(|n| (i, n)))
+            .collect();
+        r.coordinates = crate::measure_coords::figures(&live, 2 * self.net.latency_us);
+        r.traffic.coordinate_datagrams = self.coordinates_sent_stopped
+            + self
+                .hosts
+                .iter()
+                .filter_map(|h| h.node.as_ref())
+                .map(|n| n.stats().coordinates_sent)
+                .sum::<u64>();
         if !self.user_events.is_empty() {
             let bytes: u64 = self
                 .hosts
@@ -422,6 +451,16 @@ impl<'a> World<'a> {
                 self.user_events
                     .finish(&running, bytes, tx_p50, end_ms, window_ms),
             );
+        }
+        if !self.queries.is_empty() {
+            let bytes: u64 = self
+                .hosts
+                .iter()
+                .filter_map(|h| h.node.as_ref())
+                .map(|n| n.stats().fleet_tx_bytes)
+                .sum();
+            let per_node = bytes as f64 / self.hosts.len().max(1) as f64;
+            r.queries = Some(std::mem::take(&mut self.queries).finish(per_node));
         }
         if !self.health.is_empty() {
             // What the nodes still running published (stopped ones were counted then).
@@ -574,10 +613,16 @@ impl<'a> World<'a> {
                 EventKind::Local(LocalEvent::LeaveFinished) => leave_finished = true,
                 EventKind::Local(_) | EventKind::Health(_) | EventKind::Outlier(_) => {}
                 EventKind::UserEvent(u) => self.user_events.delivered(u.id, i as u32, now_ms),
+                EventKind::Query(q) if q.answering => {
+                    let answer = Action::QueryAnswer(i as u32, self.hosts[i].life, q.id);
+                    let at = self.now + us(crate::measure_queries::HANDLER_MS);
+                    self.push(at, Ev::Act(answer));
+                }
                 EventKind::Query(_) => {}
             }
         }
         self.ev_buf = evs;
+        self.read_queries(i, now_ms);
         if member_changed {
             self.rec.view_settled(i);
         }
@@ -593,6 +638,81 @@ impl<'a> World<'a> {
                 .collect();
             self.rec.check_exact(now_ms, &running, true);
         }
+    }
+}
+
+impl World<'_> {
+    /// After an input of node `i`: the status of each query it asked that is still open, as
+    /// the agent's API reads it after each flush.
+    fn read_queries(&mut self, i: usize, now_ms: u64) {
+        if self.queries.is_empty() {
+            return;
+        }
+        for id in self.queries.open_of(i as u32) {
+            let st = self.hosts[i]
+                .node
+                .as_mut()
+                .and_then(|n| n.query_status(Time(now_ms), id));
+            if let Some(st) = st {
+                self.queries.status(now_ms, st);
+            }
+        }
+    }
+
+    /// Asks a query of host `i` (the API's `POST /v1/query/NAME`).
+    fn ask_query(&mut self, i: usize, service: Option<String>) {
+        let now_ms = self.now_ms();
+        let filter = shoal_core::fleet::QueryFilter {
+            service: service.clone(),
+            ..Default::default()
+        };
+        let name = crate::measure_queries::QUERY_NAME;
+        let Some(st) = self.hosts[i].node.as_mut().and_then(|n| {
+            n.query(Time(now_ms), name, b"?".to_vec(), filter, None)
+                .ok()
+        }) else {
+            return;
+        };
+        let (id, timeout_ms) = (st.id, st.timeout_ms);
+        let lives = self
+            .hosts
+            .iter()
+            .map(|h| match h.state {
+                HostState::Running => h.life,
+                _ => u32::MAX,
+            })
+            .collect();
+        self.query_lives.insert(id, (lives, service));
+        self.queries.asked(i as u32, now_ms, st);
+        self.push(self.now + us(timeout_ms + 1), Ev::Act(Action::QueryEnd(id)));
+        self.flush(i, self.now);
+    }
+
+    /// Query `id` timed out at its origin: the last count, and who could have answered
+    /// (matched, and ran from the query to now without a restart).
+    fn end_query(&mut self, id: u64) {
+        let Some((from, _, _)) = self.queries.fired_ms(id) else {
+            return;
+        };
+        self.read_queries(from as usize, self.now_ms());
+        let (lives, service) = self.query_lives.remove(&id).unwrap_or_default();
+        // The providers of the service filtered on (as configured), or everyone.
+        let providers = service.map(|name| {
+            let k = self.sc.services.iter().position(|s| s.name == name);
+            k.and_then(|k| self.providers.get(k))
+                .cloned()
+                .unwrap_or_default()
+        });
+        let reachable = (0..self.hosts.len())
+            .filter(|j| {
+                lives
+                    .get(*j)
+                    .is_some_and(|l| *l != u32::MAX && *l == self.hosts[*j].life)
+                    && self.running(*j)
+                    && providers.as_ref().is_none_or(|p| p.contains(j))
+            })
+            .count();
+        self.queries.reachable(id, reachable);
     }
 }
 

@@ -111,6 +111,11 @@ impl World<'_> {
                 }
                 window_end = (t0 + every * targets.len() as u64).min(self.end);
             }
+            FaultKind::Query => {
+                let from = f.node.unwrap_or(0);
+                self.at(t0, Action::Query(from as u32, f.service.clone()));
+                window_end = t0;
+            }
             FaultKind::UserEvent => {
                 let from = f.node.unwrap_or(0);
                 self.at(t0, Action::UserEvent(from as u32));

@@ -90,7 +90,7 @@ impl World<'_> {
             guard: self.sc.guard.config(self.mode),
             track_suspects: true,
             outlier: Default::default(),
-            fleet: Default::default(),
+            fleet: self.fleet_config(),
         };
         let generation = (self.hosts[i].generation + 1).max(now_ms + 1);
         let seed =
@@ -189,12 +189,26 @@ impl World<'_> {
         Ok(())
     }
 
+    /// Every node has a handler for the simulated query when the scenario asks one.
+    fn fleet_config(&self) -> shoal_core::fleet::FleetConfig {
+        let asks = self.sc.faults.iter().any(|f| f.kind == FaultKind::Query);
+        shoal_core::fleet::FleetConfig {
+            query_handlers: if asks {
+                vec![crate::measure_queries::QUERY_NAME.to_string()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
     pub(super) fn stop(&mut self, i: usize, state: HostState) {
         let now_ms = self.now_ms();
         let h = &mut self.hosts[i];
         let mut published = 0;
         if let Some(n) = h.node.take() {
             published = n.stats().health_published;
+            self.coordinates_sent_stopped += n.stats().coordinates_sent;
             // A crash saves nothing (the data directory keeps the last periodic snapshot); a
             // graceful leave saves one on the way out, as the agent does on SIGTERM/SIGINT.
             if state == HostState::Left && h.keeps_data {
@@ -280,6 +294,24 @@ impl World<'_> {
                 // The exact truth after the last restart (a mass restart's recovery).
                 self.rec.healed(now_ms);
             }
+            Action::Query(i, service) => {
+                if self.running(i as usize) {
+                    self.ask_query(i as usize, service);
+                }
+            }
+            Action::QueryAnswer(i, life, id) => {
+                let i = i as usize;
+                if !self.running(i) || self.hosts[i].life != life {
+                    return Ok(());
+                }
+                if let Some(n) = self.hosts[i].node.as_mut() {
+                    // Late (past the query's deadline) or unknown: refused, as the agent's.
+                    let answer = format!("{} ok", self.names[i]).into_bytes();
+                    let _ = n.query_answer(Time(now_ms), id, answer);
+                }
+                self.flush(i, self.now);
+            }
+            Action::QueryEnd(id) => self.end_query(id),
             Action::UserEvent(i) => {
                 let i = i as usize;
                 if !self.running(i) {
