@@ -8,7 +8,7 @@
 
 use crate::result::Quantiles;
 use serde::{Deserialize, Serialize};
-use shoal_core::fleet::QueryStatus;
+use shoal_core::QueryStatus;
 use std::collections::BTreeMap;
 
 /// The query name every simulated node has a handler for.

@@ -662,7 +662,7 @@ impl World<'_> {
     /// Asks a query of host `i` (the API's `POST /v1/query/NAME`).
     fn ask_query(&mut self, i: usize, service: Option<String>) {
         let now_ms = self.now_ms();
-        let filter = shoal_core::fleet::QueryFilter {
+        let filter = shoal_core::QueryFilter {
             service: service.clone(),
             ..Default::default()
         };

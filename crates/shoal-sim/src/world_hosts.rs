@@ -190,9 +190,9 @@ impl World<'_> {
     }
 
     /// Every node has a handler for the simulated query when the scenario asks one.
-    fn fleet_config(&self) -> shoal_core::fleet::FleetConfig {
+    fn fleet_config(&self) -> shoal_core::FleetConfig {
         let asks = self.sc.faults.iter().any(|f| f.kind == FaultKind::Query);
-        shoal_core::fleet::FleetConfig {
+        shoal_core::FleetConfig {
             query_handlers: if asks {
                 vec![crate::measure_queries::QUERY_NAME.to_string()]
             } else {
