@@ -131,9 +131,6 @@ pub struct Guard {
     /// When this node saw each member that is suspect now become suspect: our reach check
     /// doubts its failure only if it answered a check that started after that.
     suspected: BTreeMap<Arc<str>, Time>,
-    /// Members removed on gray evidence while nothing else was lost: no correlated event, so
-    /// a later trip does not hold them (`hold_window`).
-    lone_gray: BTreeSet<Arc<str>>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -183,7 +180,6 @@ impl Guard {
             episode_held: BTreeSet::new(),
             doubted: BTreeMap::new(),
             suspected: BTreeMap::new(),
-            lone_gray: BTreeSet::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -247,7 +243,6 @@ impl Guard {
         after: Option<TruthState>,
     ) {
         let suspected = self.suspected.remove(name);
-        self.lone_gray.remove(name);
         if **name == *ctx.self_name || self.restart_change(now, ctx, name, after) {
             return;
         }
@@ -320,9 +315,6 @@ impl Guard {
             self.baseline.note_down(now, name);
         }
         let gray = ctx.gray.is_some_and(|g| g.is_removed(name));
-        if gray {
-            self.note_gray(ctx, name);
-        }
         if !self.releasing() && !gray {
             // (A member removed on gray evidence was removed with the guard normal, on
             // several observers' agreement: served again now, it would leave the view a

@@ -303,30 +303,18 @@ impl Guard {
         }
     }
 
-    /// `name` was just removed on gray evidence: a lone removal if the guard is normal and
-    /// no other peer is lost (suspect, unreachable or failed in the window). A cut makes the
-    /// far side look gray while its other members are suspect or unreached already.
-    pub(super) fn note_gray(&mut self, ctx: &GuardCtx<'_>, name: &Arc<str>) {
-        if self.state == GuardState::Normal && self.lost(ctx).count <= 1 {
-            self.lone_gray.insert(name.clone());
-        }
-    }
-
     /// Holds every member that failed within the window and is still down, those removed on
     /// gray evidence too: a cut makes the far side look gray to several observers at once
     /// just before the guard trips (`tests/guard/never_down.rs`, split under churn, served a
-    /// live member down when they were left out). But not a lone gray removal
-    /// (`note_gray`): nothing else was lost then, and served again now it would leave the
-    /// view a second time at the thaw (`tests/guard/gray.rs` under load: healthy members
-    /// starved into suspicion tripped the guard after the lossy host was removed).
+    /// live member down when they were left out). A gray host removed within the window is
+    /// served again until the thaw, and leaves the view a second time then.
     pub(super) fn hold_window(&mut self, ctx: &GuardCtx<'_>) {
         for (_, n) in &self.failures {
-            if !self.lone_gray.contains(n)
-                && ctx
-                    .truth
-                    .get(n)
-                    .map(|m| m.state() == TruthState::Down)
-                    .unwrap_or(false)
+            if ctx
+                .truth
+                .get(n)
+                .map(|m| m.state() == TruthState::Down)
+                .unwrap_or(false)
             {
                 self.episode_held.insert(n.clone());
                 if self.held.insert(n.clone()) {

@@ -32,8 +32,6 @@ struct Rig {
     refuted_at: Option<Time>,
     /// When this node heard from each address (every peer of the rig shares one).
     causes: crate::cause::Causes,
-    /// The gray removals handed to the guard (`remove_gray`).
-    gray: Option<crate::gray::Gray>,
     transitions: Vec<GuardTransition>,
 }
 
@@ -64,7 +62,6 @@ impl Rig {
             check: None,
             refuted_at: None,
             causes: crate::cause::Causes::with_seed(Default::default()),
-            gray: None,
             transitions: Vec::new(),
         };
         r.set("me", TruthState::Alive);
@@ -95,7 +92,7 @@ impl Rig {
                 last: self.check.as_ref(),
                 refuted_at: self.refuted_at,
             },
-            gray: self.gray.as_ref(),
+            gray: None,
             heard: Some(crate::guard::Heard {
                 causes: &self.causes,
                 within: Duration::from_millis(200),
@@ -197,46 +194,6 @@ impl Rig {
                 .map(|i| Arc::from(peer(i)))
                 .collect(),
         });
-    }
-
-    /// Four observers (a third of the others) report `name` unreachable: removed on gray
-    /// evidence, then down.
-    fn remove_gray(&mut self, name: &str) {
-        struct Members<'a>(&'a Truth);
-        impl crate::gray::Members for Members<'_> {
-            fn population(&self) -> usize {
-                self.0.iter().filter(|(_, m)| m.state().is_active()).count()
-            }
-            fn member(&self, name: &str) -> Option<(u64, bool)> {
-                self.0
-                    .get(name)
-                    .map(|m| (m.id.generation(), m.state().is_active()))
-            }
-        }
-        let mut g = self.gray.take().unwrap_or_else(|| {
-            let cfg = GuardConfig {
-                gray: true,
-                ..self.g.config().clone()
-            };
-            crate::gray::Gray::new(&cfg, Arc::from("me"))
-        });
-        for o in ["p1", "p2", "p3", "p4"] {
-            let report = crate::gray::ReachReport {
-                subject: name.into(),
-                generation: 1,
-                observer: o.into(),
-                attempts: 4,
-                failures: 4,
-                latest_failed: true,
-                age_ms: 0,
-            };
-            g.receive(self.now, report, &Members(&self.truth))
-                .expect("a valid report");
-        }
-        g.evaluate(self.now, &Members(&self.truth), true);
-        assert!(g.is_removed(name), "four observers remove {name}");
-        self.gray = Some(g);
-        self.set(name, TruthState::Down);
     }
 
     fn with_wants(&mut self) -> bool {
@@ -630,34 +587,6 @@ fn a_check_answered_before_a_crash_does_not_hold_its_down() {
     r.run(200);
     r.set("p3", TruthState::Down);
     assert_eq!(r.served("p3"), ServedStatus::Held);
-}
-
-#[test]
-fn a_lone_gray_removal_is_not_held_by_a_later_trip() {
-    // p9 loses most of its packets: removed on gray evidence with nothing else lost.
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    r.remove_gray("p9");
-    assert_eq!(r.served("p9"), ServedStatus::Down);
-    // Seconds later starved healthy members are suspect together: the guard trips and holds
-    // the view, but p9 was no part of that event and stays out (served again, it would
-    // leave a second time at the thaw).
-    r.run(5_000);
-    for i in 0..4 {
-        r.set(&peer(i), TruthState::Suspect);
-    }
-    assert_eq!(r.state(), GuardState::Frozen, "{}", r.g.report().reason);
-    assert_eq!(r.served("p9"), ServedStatus::Down);
-    // A cut: the far side is suspect already when the first of it looks gray; it is held
-    // with the rest at the trip.
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    for i in 6..9 {
-        r.set(&peer(i), TruthState::Suspect);
-    }
-    assert_eq!(r.state(), GuardState::Normal);
-    r.remove_gray("p9");
-    r.set(&peer(5), TruthState::Suspect);
-    assert_eq!(r.state(), GuardState::Frozen, "{}", r.g.report().reason);
-    assert_eq!(r.served("p9"), ServedStatus::Held);
 }
 
 #[test]
