@@ -129,10 +129,8 @@ impl Node {
     /// everything that needs one (timestamps of sealed datagrams, the largest generation
     /// accepted, the stamp and age of snapshots). Call it before `set_trust`/`restore` and
     /// again before draining outputs when the wall clock may have moved; until then the wall
-    /// clock reads as the core's time (the simulator's choice).
-    ///
-    /// Corrects the mapping of the core's time onto the wall clock (timestamps of sealed
-    /// datagrams and the limit on future generations use it).
+    /// clock reads as the core's time (the simulator's choice; a driver on real time that
+    /// forgot the call would restore every snapshot as fresh).
     pub fn set_wall_clock(&mut self, now: Time, unix_ms: u64) {
         self.trust.set_wall_clock(now, unix_ms);
     }
