@@ -8,7 +8,7 @@
 //! leave), the side-by-side table and the story. It only drives agents and displays what they
 //! serve: it decides nothing about membership (that is the core's and the guard's).
 
-use crate::dev::DevCluster;
+use crate::dev_cluster::DevCluster;
 use anyhow::bail;
 use shoal_core::{ServedStatus, TruthState};
 use std::collections::BTreeMap;
@@ -16,27 +16,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
-
-/// The services of dev node `i` of `n`: `web` on the first three (ports 8080..), `db` on the
-/// last one only (so that cutting it off shows a service kept instead of emptied).
-pub fn services_of(i: usize, n: usize) -> Vec<String> {
-    let mut v = Vec::new();
-    if i < 3 {
-        v.push(format!("web:{}", 8080 + i));
-    }
-    if n > 1 && i == n - 1 {
-        v.push("db:5432".to_string());
-    }
-    v
-}
-
-/// Guard timings short enough to watch: the view is stable after 2 s and removals are
-/// counted over 10 s (production defaults: 30 s and 60 s).
-pub fn demo_guard(cfg: &mut crate::config::Config) {
-    cfg.guard.stable_after = Duration::from_secs(2);
-    cfg.guard.window = Duration::from_secs(10);
-    cfg.guard.warming_sync = Duration::from_millis(500);
-}
 
 /// What the test bed really does to each agent (the truth the table shows on its right).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -631,15 +610,7 @@ pub async fn run_story(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::DevArgs;
-
-    #[test]
-    fn demo_services() {
-        assert_eq!(services_of(0, 5), vec!["web:8080"]);
-        assert_eq!(services_of(3, 5), Vec::<String>::new());
-        assert_eq!(services_of(4, 5), vec!["db:5432"]);
-        assert_eq!(services_of(2, 3), vec!["web:8082", "db:5432"]);
-    }
+    use crate::dev_cluster::DevArgs;
 
     /// The scripted story, unattended: the cut-off agent keeps its whole view, db is never
     /// served empty, the cluster heals after each heal.

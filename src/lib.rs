@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod core_args;
 pub mod dev;
+pub mod dev_cluster;
 pub mod dev_live;
 pub mod dns;
 #[doc(hidden)]

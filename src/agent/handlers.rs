@@ -17,7 +17,7 @@ use crate::config::handlers::{HandlerSpec, HandlerType};
 use shoal_core::{Event, EventKind, MemberChange, QueryView, ServedStatus};
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,48 +33,6 @@ const QUERY_QUEUE: usize = 64;
 const BURST_MAX: Duration = Duration::from_secs(5);
 /// Most events in one run.
 const BATCH_MAX: usize = 4096;
-
-/// Counters of handler runs (`/metrics`: `shoal_handler_*`).
-#[derive(Debug, Default)]
-pub struct HandlerStats {
-    pub runs: AtomicU64,
-    pub failures: AtomicU64,
-    pub timeouts: AtomicU64,
-    /// Events dropped because a handler's queue was full.
-    pub dropped: AtomicU64,
-    /// Events handed to handlers (a run takes many during a storm).
-    pub events: AtomicU64,
-}
-
-impl HandlerStats {
-    /// Adds the handler families to the `/metrics` exposition.
-    pub fn render(&self, out: &mut crate::api::exposition::Exposition) {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.counters(
-            "shoal_handler_runs_total",
-            "Event handler runs, by result.",
-            "result",
-            [
-                (
-                    "ok",
-                    g(&self.runs).saturating_sub(g(&self.failures) + g(&self.timeouts)),
-                ),
-                ("failed", g(&self.failures)),
-                ("timeout", g(&self.timeouts)),
-            ],
-        );
-        out.counter(
-            "shoal_handler_events_total",
-            "Events handed to event handlers.",
-            g(&self.events),
-        );
-        out.counter(
-            "shoal_handler_dropped_total",
-            "Events dropped because a handler's queue was full.",
-            g(&self.dropped),
-        );
-    }
-}
 
 /// The handler type of an event, with its name (user events and queries), if any handler
 /// type applies.

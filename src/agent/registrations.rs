@@ -10,13 +10,12 @@
 //! would (`shoal_core::registrations`: the file's changes since it was last read win for their
 //! keys, API changes otherwise survive). Must not decide what is gossiped or served.
 
-use crate::agent::checks::CheckSpec;
 use crate::agent::shared::AgentShared;
+pub use crate::agent::shared::{Checks, RegistrationState};
 use crate::agent::snapshot::{write_atomic, SnapshotFileError};
 use serde::{Deserialize, Serialize};
 use shoal_core::merge_meta;
 use shoal_core::NodeMeta;
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -25,9 +24,6 @@ use thiserror::Error;
 pub const REGISTRATIONS_FILE: &str = "registrations.json";
 /// Version of the file's shape this build writes (and the newest it reads).
 pub const REGISTRATIONS_VERSION: u32 = 1;
-
-/// Check specs by service name.
-pub type Checks = BTreeMap<String, Vec<CheckSpec>>;
 
 #[derive(Debug, Error)]
 pub enum RegistrationsError {
@@ -173,15 +169,6 @@ pub fn current(shared: &AgentShared) -> Registrations {
     }
 }
 
-/// Where the registrations live and which checks came from where (in `AgentShared`).
-#[derive(Debug, Default)]
-pub struct RegistrationState {
-    /// The file path (unset: not persisted, e.g. an agent embedded without a data directory).
-    pub path: Option<PathBuf>,
-    pub api_checks: Checks,
-    pub file_checks: Checks,
-}
-
 /// Persists the current registrations (after an API change or a reload). Writes one at a time,
 /// each of the state as it is when its turn comes, so the file always ends with the latest.
 /// Returns once the file is durable.
@@ -223,7 +210,9 @@ pub async fn persist_or_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::checks::CheckSpec;
     use shoal_core::Service;
+    use std::collections::BTreeMap;
 
     fn svc(name: &str, port: u16) -> Service {
         Service {

@@ -5,6 +5,10 @@
 //! API handlers call `with_node`; only the event loop (`agent::runtime`) drains the node's
 //! outputs (datagrams, timers, events). Nothing here decides anything.
 //!
+//! Also declares the plain state other agent rooms keep in it: `HandlerStats` (counted by
+//! `agent::handlers`) and `RegistrationState` with its `Checks` (kept by
+//! `agent::registrations`), so that those rooms import this one and never the reverse.
+//!
 //! Also owns `Faults`, a fault-injection hook for tests and chaos experiments: a set of peer
 //! addresses the event loop cuts off, loss, a one-way cut, and added delays per destination
 //! (longer links for the tests of network coordinates). It is reachable only through this library (no API route,
@@ -12,9 +16,11 @@
 //! `fault-injection` feature (the tests) and of `shoal dev` (`Agent::start_with_faults`): a
 //! plain build's `shoal agent` never looks at it.
 
+use crate::config::checks::CheckSpec;
 use shoal_core::{Event, EventKind, LocalEvent, Node, NodeMeta, Time};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -56,17 +62,71 @@ pub struct AgentShared {
     /// Connections, watch streams, refusals and timeouts of the HTTP listeners (`/metrics`).
     pub api_load: crate::api::limits::ApiLoad,
     /// Runs, failures, timeouts and drops of the event handlers (`agent::handlers`).
-    pub handlers: crate::agent::handlers::HandlerStats,
+    pub handlers: HandlerStats,
     /// The services' health checks (started by `Agent::start`, stopped with the agent).
     pub checks: crate::agent::checks::CheckManager,
     /// Where registrations are persisted and which checks came from the API or the file
     /// (`agent::registrations`).
-    pub registrations: Mutex<crate::agent::registrations::RegistrationState>,
+    pub registrations: Mutex<RegistrationState>,
     /// One write of the registrations file at a time (`registrations::persist`).
     pub persist_turn: tokio::sync::Mutex<()>,
     /// Notified once the node has left through the API (`POST /v1/leave`): the agent's
     /// process then stops (`run_until_signal`).
     pub left_via_api: Notify,
+}
+
+/// Counters of handler runs (`/metrics`: `shoal_handler_*`).
+#[derive(Debug, Default)]
+pub struct HandlerStats {
+    pub runs: AtomicU64,
+    pub failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Events dropped because a handler's queue was full.
+    pub dropped: AtomicU64,
+    /// Events handed to handlers (a run takes many during a storm).
+    pub events: AtomicU64,
+}
+
+impl HandlerStats {
+    /// Adds the handler families to the `/metrics` exposition.
+    pub fn render(&self, out: &mut crate::api::exposition::Exposition) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.counters(
+            "shoal_handler_runs_total",
+            "Event handler runs, by result.",
+            "result",
+            [
+                (
+                    "ok",
+                    g(&self.runs).saturating_sub(g(&self.failures) + g(&self.timeouts)),
+                ),
+                ("failed", g(&self.failures)),
+                ("timeout", g(&self.timeouts)),
+            ],
+        );
+        out.counter(
+            "shoal_handler_events_total",
+            "Events handed to event handlers.",
+            g(&self.events),
+        );
+        out.counter(
+            "shoal_handler_dropped_total",
+            "Events dropped because a handler's queue was full.",
+            g(&self.dropped),
+        );
+    }
+}
+
+/// Check specs by service name.
+pub type Checks = BTreeMap<String, Vec<CheckSpec>>;
+
+/// Where the registrations live and which checks came from where (in `AgentShared`).
+#[derive(Debug, Default)]
+pub struct RegistrationState {
+    /// The file path (unset: not persisted, e.g. an agent embedded without a data directory).
+    pub path: Option<PathBuf>,
+    pub api_checks: Checks,
+    pub file_checks: Checks,
 }
 
 /// TEST / CHAOS HOOK ONLY: peer addresses this agent is cut off from.

@@ -9,8 +9,8 @@
 //! Rows are in the order of `shoal agent --help` (the flags' order). Timings default to the
 //! `lan` profile's values shown here; the `profile` key picks other ones.
 
+use super::convert::{from_env, from_flag};
 use super::parse::{self, check_range, parse_duration};
-use super::sources::{from_env, from_flag};
 use super::{invalid, ConfigError, LogFormat, ServiceConfig};
 use shoal_core::Plaintext;
 use shoal_core::ServiceGuard;

@@ -15,6 +15,7 @@
 #[macro_use]
 mod table;
 pub mod checks;
+mod convert;
 pub mod handlers;
 pub mod keys;
 pub mod limits;

@@ -21,6 +21,7 @@ pub mod measure_gray;
 pub mod measure_queries;
 pub mod model;
 pub mod net;
+pub mod quantiles;
 pub mod queue;
 pub mod report;
 pub mod result;

@@ -6,7 +6,7 @@
 //! one-way latency; jitter only adds), so the figure checks that coordinates stay near the
 //! path, not that they separate racks (the core's tests and the namespace bench do that).
 
-use crate::result::Quantiles;
+use crate::quantiles::Quantiles;
 use serde::{Deserialize, Serialize};
 use shoal_core::Node;
 

@@ -5,7 +5,7 @@
 //! Owns the figures only: the world fires the events and hands over the deliveries. Must not
 //! decide anything the core does.
 
-use crate::result::Quantiles;
+use crate::quantiles::Quantiles;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

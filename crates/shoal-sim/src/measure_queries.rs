@@ -6,7 +6,7 @@
 //! hands over each status it reads after an input of the origin, as the agent's API does
 //! after each flush. Must not decide anything the core does.
 
-use crate::result::Quantiles;
+use crate::quantiles::Quantiles;
 use serde::{Deserialize, Serialize};
 use shoal_core::QueryStatus;
 use std::collections::BTreeMap;
