@@ -415,12 +415,6 @@ impl Coordinates {
             .get(name)
             .and_then(|p| p.samples.iter().min().copied())
     }
-
-    /// The estimated RTT in microseconds from this node to `name` (`None` without its
-    /// coordinate).
-    pub(crate) fn rtt_to(&self, name: &str) -> Option<u64> {
-        self.peer(name).map(|c| self.own().rtt_us(c))
-    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,9 @@
 //!
 //! How coordinates travel: a member that answers a direct probe sends the prober its
 //! coordinate in a `ShoalMsg::Coord` beside the ack (an older agent counts the kind as later
-//! and ignores it): the first time that member (that life of it) probes us, then only once our
-//! coordinate moved by more than `RESEND_MOVE_FRACTION` of the round trip between us (at
-//! least `RESEND_MOVE_US`) since the last one it got and either it is still settling (error
-//! estimate above `SETTLED_ERROR`), it moved by half the round trip, or `RESEND_GAP` passed;
-//! and always once `RESEND_EVERY` passed. Only a member we have pinged recently may
-//! give us its coordinate (an unsolicited one is ignored), and a coordinate that is not finite or out of
+//! and ignores it), at most when it moved by `RESEND_MOVE_US` since the last it sent that
+//! member, or `RESEND_EVERY` passed. Only a member we have pinged recently may give us its
+//! coordinate (an unsolicited one is ignored), and a coordinate that is not finite or out of
 //! bounds is refused at decode and counted (`Stats::coordinates_refused`).
 
 use super::Node;
@@ -31,20 +28,10 @@ use std::time::Duration;
 
 /// Pings in flight (or recently answered) kept to time acks and accept coordinates.
 const PENDING: usize = 16;
-/// A member's coordinate is sent again once ours moved by more than this fraction of the round
-/// trip between us since the last sent to it...
-const RESEND_MOVE_FRACTION: f64 = 0.1;
-/// Our coordinate counts as settled once its own relative error estimate is at most this;
-/// before, it is sent again whenever it moved (`RESEND_GAP` applies to settled ones).
-const SETTLED_ERROR: f64 = 0.2;
-/// ... and by more than this (µs), whatever the round trip...
+/// A member's coordinate is sent again once ours moved this far since the last sent to it...
 const RESEND_MOVE_US: u64 = 25;
-/// ... but not sooner than this after the last, unless it moved by half the round trip (on a
-/// noisy network a settled coordinate keeps moving by its noise: a member probes us once per
-/// round of probes, and needs ours no more often than that)...
-const RESEND_GAP: Duration = Duration::from_secs(120);
-/// ... or after this long (a member that lost ours without restarting, e.g. evicted it).
-const RESEND_EVERY: Duration = Duration::from_secs(300);
+/// ... or after this long.
+const RESEND_EVERY: Duration = Duration::from_secs(30);
 
 /// One ping of ours: to whom, its number, when it left (µs), and whether its ack came.
 #[derive(Debug)]
@@ -60,10 +47,9 @@ struct Pending {
 pub(super) struct CoordState {
     table: Coordinates,
     pending: VecDeque<Pending>,
-    /// What we last sent each member, when, and to which life of it (its generation: a
-    /// restarted member lost ours). Bounded: cleared when it reaches the table's bound, which
-    /// only costs a few early resends.
-    sent: BTreeMap<Arc<str>, (Time, Coordinate, u64)>,
+    /// What we last sent each member and when (bounded: cleared when it reaches the table's
+    /// bound, which only costs a few early resends).
+    sent: BTreeMap<Arc<str>, (Time, Coordinate)>,
 }
 
 impl CoordState {
@@ -154,27 +140,9 @@ impl Node {
             return;
         }
         let own = self.coords.table.own().clone();
-        if let Some((at, last, generation)) = self.coords.sent.get(to.name()) {
+        if let Some((at, last)) = self.coords.sent.get(to.name()) {
             let moved_us = own.moved_from(last) * 1e6;
-            // The round trip between us: measured by our own probes, else estimated.
-            let rtt_us = self
-                .coords
-                .table
-                .measured(to.name())
-                .or_else(|| self.coords.table.rtt_to(to.name()))
-                .unwrap_or(0);
-            let threshold = (rtt_us as f64 * RESEND_MOVE_FRACTION).max(RESEND_MOVE_US as f64);
-            let age = now.since(*at);
-            // A coordinate still settling (its own error estimate above `SETTLED_ERROR`), or
-            // one that moved by half the round trip, does not wait for `RESEND_GAP`: the
-            // member's copy would be wrong for minutes after a start (`shoal rtt` between two
-            // others read far off in `tests/clients/coords.rs` when the error estimate, which
-            // is large exactly while settling, raised the threshold instead).
-            let settling = own.error > SETTLED_ERROR;
-            let big = moved_us > rtt_us as f64 * 0.5;
-            let due = age >= RESEND_EVERY
-                || (moved_us > threshold && (settling || big || age >= RESEND_GAP));
-            if *generation == to.generation() && !due {
+            if now.since(*at) < RESEND_EVERY && moved_us <= RESEND_MOVE_US as f64 {
                 return;
             }
         }
@@ -183,7 +151,7 @@ impl Node {
         }
         self.coords
             .sent
-            .insert(to.name().clone(), (now, own.clone(), to.generation()));
+            .insert(to.name().clone(), (now, own.clone()));
         self.stats.coordinates_sent += 1;
         self.send_shoal(to.addr(), &ShoalMsg::Coord(WireCoord::from_coord(&own)));
     }
