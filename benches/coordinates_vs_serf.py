@@ -7,7 +7,8 @@ One command (root; `apt-get install -y serf iproute2`; a release build of shoal)
     sudo benches/coordinates_vs_serf.py --racks 3 --per-rack 3 --settle 120 --rounds 3
 
 It creates a bridge in a namespace of its own (`shoalcoord-br`) and one namespace per host
-(`shoalcoord-hI`, one veth on the bridge each). Hosts are grouped in racks; every host's
+(`shoalcoord-hI`, one veth on the bridge each; `SHOAL_BENCH_PREFIX=p` names them `p-br`,
+`p-hI`). Hosts are grouped in racks; every host's
 egress carries `tc netem` delays by destination (an htb class per rack, u32 filters on the
 destination address): half the in-rack round trip to its rack mates, half of
 `uplink[its rack] + uplink[their rack]` to the others, so a round trip between racks a and b
@@ -40,7 +41,9 @@ import sys
 import tempfile
 import time
 
-PREFIX = "shoalcoord"
+# Namespaces are named PREFIX-h0..; set SHOAL_BENCH_PREFIX so two runs on one machine do not
+# remove each other's (leftovers of this prefix are removed at start and end).
+PREFIX = os.environ.get("SHOAL_BENCH_PREFIX", "shoalcoord")
 BR_NS = f"{PREFIX}-br"
 SHOAL_PORT = 7946
 SERF_PORT = 7947
@@ -357,7 +360,7 @@ def main():
         sys.exit("--uplinks needs one value per rack")
     lay = Layout(a.racks, a.per_rack, uplinks, a.in_rack_ms)
     shoal = os.path.abspath(a.shoal)
-    tmp = tempfile.mkdtemp(prefix="shoalcoord-")
+    tmp = tempfile.mkdtemp(prefix=f"{PREFIX}-")
     agents = None
     switch = None
 
