@@ -194,6 +194,9 @@ pub(crate) fn log_event(ev: &Event, left: bool) {
             }
             LocalEvent::Left => info!("this node left the cluster"),
             LocalEvent::LeaveFinished => debug!("the leave is finished: stopping"),
+            LocalEvent::RestartAnnounced => {
+                debug!("the restart announcement is finished: stopping")
+            }
         },
     }
 }

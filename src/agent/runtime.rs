@@ -107,7 +107,6 @@ pub struct Agent {
     io: Arc<IoStats>,
     local_addr: SocketAddr,
     advertise: SocketAddr,
-    gossip_interval: Duration,
     /// What SIGTERM does (`terminate`): announce a restart with this grace, or leave.
     restart_grace: Duration,
     leave_on_terminate: bool,
@@ -174,7 +173,6 @@ impl Agent {
         let mut nc = cfg.node_config();
         nc.advertise = advertise;
         nc.seeds = seeds.clone();
-        let gossip_interval = nc.timings.gossip_interval;
         // The one wall clock the core is given (tests may offset it: `agent::clock`).
         let clock = WallClock::new(cfg.clock_offset_ms);
         if cfg.clock_offset_ms != 0 {
@@ -368,7 +366,6 @@ impl Agent {
             io,
             local_addr,
             advertise,
-            gossip_interval,
             restart_grace: cfg.restart_grace,
             leave_on_terminate: cfg.leave_on_terminate,
             stop: Some(stop_tx),
@@ -402,20 +399,19 @@ impl Agent {
     /// leave is finished (sent, and spread for two gossip intervals), then stops the loop. A
     /// decommission: peers serve this node `left` and its services are gone everywhere.
     pub async fn leave_and_stop(self, max_wait: Duration) {
-        self.announce_and_stop(max_wait, "left the cluster", true, |n, now| n.leave(now))
+        self.announce_and_stop(max_wait, "left the cluster", |n, now| n.leave(now))
             .await;
     }
 
     /// Stops to restart, which is not a decommission: announces "restarting, expect me back
     /// within `restart_grace`" (peers keep serving this node and its services, `restarting`),
-    /// waits (at most `max_wait`) for it to be sent and to spread for two gossip intervals,
-    /// then stops the loop without leaving.
+    /// waits (at most `max_wait`) until the core says the announcement is finished (sent, and
+    /// spread for two gossip intervals), then stops the loop without leaving.
     pub async fn restart_and_stop(self, max_wait: Duration) {
         let grace = self.restart_grace;
         self.announce_and_stop(
             max_wait,
             "announced a restart; peers serve this node as restarting until it is back",
-            false,
             move |n, now| n.announce_restart(now, grace),
         )
         .await;
@@ -435,14 +431,13 @@ impl Agent {
         self.leave_on_terminate
     }
 
-    /// Runs `announce` on the node (API commands get 503 from now on), waits at most
-    /// `max_wait` for its datagrams to be sent and, for a leave, until the core says it is
-    /// finished (a restart announce spreads for two gossip intervals), then stops the loop.
+    /// Runs `announce` (a leave or a restart announcement) on the node (API commands get 503
+    /// from now on), waits at most `max_wait` until the core says it is finished (sent, and
+    /// spread for two gossip intervals; `AgentShared::leave_finished`), then stops the loop.
     async fn announce_and_stop(
         mut self,
         max_wait: Duration,
         done: &str,
-        leaving: bool,
         announce: impl FnOnce(&mut Node, Time) -> Result<(), NodeError>,
     ) {
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -450,23 +445,12 @@ impl Agent {
             .shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let shared = self.shared.clone();
-        let flushed = shared.flushed.notified();
-        tokio::pin!(flushed);
-        flushed.as_mut().enable();
         let events = shared.events.subscribe();
         match shared.with_node(announce) {
-            Ok(()) if leaving => {
-                if !shared.leave_finished(events, deadline).await {
-                    warn!("the leave did not finish within {max_wait:?}; stopping anyway");
-                }
-                info!("{done}");
-            }
             Ok(()) => {
-                if tokio::time::timeout_at(deadline, flushed).await.is_err() {
-                    warn!("the announcement was not sent within {max_wait:?}; stopping anyway");
+                if !shared.leave_finished(events, deadline).await {
+                    warn!("not finished within {max_wait:?} ({done}); stopping anyway");
                 }
-                let linger = tokio::time::Instant::now() + self.gossip_interval * 2;
-                tokio::time::sleep_until(linger.min(deadline)).await;
                 info!("{done}");
             }
             Err(e) => warn!(error = %e, "could not announce ({done})"),

@@ -348,10 +348,11 @@ impl AgentShared {
     }
 
     /// Read-only access to the node (do not call commands through this).
-    /// Waits, until `deadline` at most, for the core to say the leave is finished (its
-    /// `LeaveFinished` event; `Node::leave_finished`). Subscribe `events` before asking for
-    /// the leave. Returns whether it finished in time. The core decides when; every way
-    /// out of the agent (SIGTERM with `leave_on_terminate`, `POST /v1/leave`) waits here.
+    /// Waits, until `deadline` at most, for the core to say the leave or the restart
+    /// announcement is finished (its `LeaveFinished` or `RestartAnnounced` event;
+    /// `Node::leave_finished`). Subscribe `events` before asking for it. Returns whether it
+    /// finished in time. The core decides when; every way out of the agent (SIGTERM, with or
+    /// without `leave_on_terminate`, and `POST /v1/leave`) waits here.
     pub async fn leave_finished(
         &self,
         mut events: broadcast::Receiver<Arc<Event>>,
@@ -363,7 +364,12 @@ impl AgentShared {
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
-                Ok(Ok(ev)) if ev.kind == EventKind::Local(LocalEvent::LeaveFinished) => {
+                Ok(Ok(ev))
+                    if matches!(
+                        ev.kind,
+                        EventKind::Local(LocalEvent::LeaveFinished | LocalEvent::RestartAnnounced)
+                    ) =>
+                {
                     return true
                 }
                 // Another event, or events missed (the flag is read again).

@@ -324,3 +324,65 @@ fn a_datagram_to_an_earlier_life_is_answered_by_the_new_one() {
         "{m:?}"
     );
 }
+
+/// The core says when a restart announcement is finished, as for a leave: two gossip
+/// intervals after it, with an event, and only once the gossip it promised has gone out. Its
+/// direct pushes are lost here, so that only gossip carries the record: when the node reports
+/// finished, every peer holds it. The drivers stop the node then and not before.
+#[test]
+fn a_restart_announcement_finishes_once_its_gossip_is_out() {
+    use crate::LocalEvent;
+    let mut net = net();
+    assert!(!net.nodes[2].leave_finished());
+    assert_eq!(net.nodes[2].leave_finishes_at(), None);
+    let peers = [0, 1, 3, 4];
+    let t0 = net.now;
+    for j in peers {
+        net.blocked.insert((2, j));
+    }
+    net.call(2, |n, now| n.announce_restart(now, GRACE).unwrap());
+    net.blocked.clear();
+    let version = net.nodes[2].own_record().version;
+    assert!(peers
+        .iter()
+        .all(|o| net.nodes[*o].member("n2").unwrap().meta_version < version));
+    let gossip = net.nodes[2].config().timings.gossip_interval.as_millis() as u64;
+    let done_at = Time(t0.0 + 2 * gossip);
+    assert_eq!(net.nodes[2].leave_finishes_at(), Some(done_at));
+    let announced = |net: &TestNet| {
+        net.local_log
+            .iter()
+            .filter(|(_, i, e)| *i == 2 && *e == LocalEvent::RestartAnnounced)
+            .map(|(t, _, _)| *t)
+            .collect::<Vec<_>>()
+    };
+    // Stepping 1 ms at a time: not finished one ms before the deadline.
+    while net.now < Time(done_at.0 - 1) {
+        net.run_for_ms(1);
+        assert!(
+            !net.nodes[2].leave_finished(),
+            "finished early at {:?}",
+            net.now
+        );
+        assert!(announced(&net).is_empty());
+    }
+    net.run_until(done_at);
+    assert!(net.nodes[2].leave_finished());
+    assert_eq!(announced(&net), vec![done_at], "one event, at the deadline");
+    assert_eq!(net.nodes[2].leave_finishes_at(), None);
+    // What it promised has gone out: every peer holds the announcing record, by gossip alone.
+    for o in peers {
+        let m = net.nodes[o].member("n2").unwrap();
+        assert_eq!(
+            m.meta_version, version,
+            "n{o} when the announcement finished"
+        );
+        assert_eq!(m.status, ServedStatus::Alive, "n{o}");
+    }
+    // A restart is not a leave: still a member, no `LeaveFinished`.
+    assert!(!net.nodes[2].has_left());
+    assert!(net
+        .local_log
+        .iter()
+        .all(|(_, _, e)| *e != LocalEvent::LeaveFinished));
+}

@@ -67,7 +67,8 @@ pub(crate) enum TimerName {
     Snapshot,
     /// Outlier ejection: restorations and sweeps (`core::outlier`).
     Outlier,
-    /// A graceful leave is finished (`Node::leave_finished`): two gossip intervals after it.
+    /// A graceful leave or a restart announcement is finished (`Node::leave_finished`): two
+    /// gossip intervals after it.
     Leave,
     /// A ttl check of our services runs out (`core::health_damper`).
     Checks,

@@ -75,8 +75,12 @@ enum Action {
     Rule(usize, bool),
     Cut(u32, bool),
     Crash(u32),
-    /// As on SIGTERM: the node announces a restart with this grace (ms), then stops.
+    /// As on SIGTERM: the node announces a restart with this grace (ms), and stops once the
+    /// core says the announcement is finished (`Stopped`).
     Terminate(u32, u64),
+    /// The host's restart announcement is finished (the core's `RestartAnnounced`): the
+    /// process saves its snapshot and is gone, as the agent after SIGTERM.
+    Stopped(u32),
     Restart(u32, bool),
     Leave(u32),
     /// Loss on host `.0`: egress and ingress rates (`None`: unchanged).
@@ -587,6 +591,7 @@ impl<'a> World<'a> {
         }
         self.tx_buf = txs;
         let mut leave_finished = false;
+        let mut restart_announced = false;
         let mut member_changed = false;
         for e in evs.drain(..) {
             match &e.kind {
@@ -611,6 +616,7 @@ impl<'a> World<'a> {
                 }
                 EventKind::Guard(tr) => self.rec.guard_event(i, tr, now_ms),
                 EventKind::Local(LocalEvent::LeaveFinished) => leave_finished = true,
+                EventKind::Local(LocalEvent::RestartAnnounced) => restart_announced = true,
                 EventKind::Local(_) | EventKind::Health(_) | EventKind::Outlier(_) => {}
                 EventKind::UserEvent(u) => self.user_events.delivered(u.id, i as u32, now_ms),
                 EventKind::Query(q) if q.answering => {
@@ -629,6 +635,10 @@ impl<'a> World<'a> {
         if leave_finished {
             // The core says the leave is done: the process exits, as the agent's does.
             self.stop(i, HostState::Left);
+        }
+        if restart_announced {
+            // Likewise after a restart announcement; the process exits without leaving.
+            let _ = self.act(Action::Stopped(i as u32));
         }
         if self.rec.wants_exact_check(now_ms) {
             let running: Vec<bool> = self

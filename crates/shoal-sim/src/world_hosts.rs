@@ -275,21 +275,37 @@ impl World<'_> {
                 if !self.running(i) {
                     return Ok(());
                 }
-                let h = &mut self.hosts[i];
-                if let Some(n) = h.node.as_mut() {
+                if let Some(n) = self.hosts[i].node.as_mut() {
                     // Running, not left: announcing cannot fail.
                     let _ = n
                         .announce_restart(Time(now_ms), std::time::Duration::from_millis(grace_ms));
-                    // As the agent on its way out: the view as it is now.
-                    if h.keeps_data {
-                        h.snapshot = Some(n.snapshot(Time(now_ms)));
-                    }
                 }
+                // The host runs on until the core says the announcement is finished
+                // (`RestartAnnounced`, in `flush`), as the agent does: then `Stopped`.
                 self.flush(i, self.now);
+            }
+            Action::Stopped(i) => {
+                let i = i as usize;
+                if !self.running(i) {
+                    return Ok(());
+                }
+                // As the agent on its way out: the view as it is now.
+                let h = &mut self.hosts[i];
+                if let (Some(n), true) = (h.node.as_ref(), h.keeps_data) {
+                    h.snapshot = Some(n.snapshot(Time(now_ms)));
+                }
                 // Then the process is gone, as after a crash (without leaving).
                 return self.act(Action::Crash(i as u32));
             }
             Action::Restart(i, keep) => {
+                // Due while its restart announcement still spreads: the process exits first.
+                let ending = self.hosts[i as usize]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| !n.has_left() && n.leave_finishes_at().is_some());
+                if ending {
+                    self.act(Action::Stopped(i))?;
+                }
                 self.start(i as usize, keep)?;
                 // The exact truth after the last restart (a mass restart's recovery).
                 self.rec.healed(now_ms);

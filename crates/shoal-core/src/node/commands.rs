@@ -59,6 +59,7 @@ impl Node {
         }
         self.swim(now, |foca, rt| foca.leave_cluster(rt));
         self.left = true;
+        self.ending = Some(super::Ending::Leave);
         let linger = self.cfg.timings.gossip_interval * 2;
         self.named.set(TimerName::Leave, Some(now.plus(linger)));
         let me = self.foca.identity().clone();

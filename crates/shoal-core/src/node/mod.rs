@@ -42,6 +42,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the `Leave` timer ends (`leave` or `announce_restart`): both finish the same way,
+/// two gossip intervals later, told apart only by the event that says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Leave,
+    Restart,
+}
+
 /// One member's whole state machine, sans-IO: the driver brings time, datagrams and
 /// commands in and takes datagrams, events and the next deadline out.
 ///
@@ -100,7 +108,9 @@ pub struct Node {
     /// Inside `adopt_members`: served statuses are recorded without events.
     adopting: bool,
     left: bool,
-    /// The leave is finished (`leave_finished`).
+    /// What the `Leave` timer ends: a leave or a restart announcement.
+    ending: Option<Ending>,
+    /// The leave or restart announcement is finished (`leave_finished`).
     leave_finished: bool,
     idle: bool,
     /// Seeds given at start plus every address joined since.
@@ -405,6 +415,7 @@ impl Node {
             started: false,
             adopting: false,
             left: false,
+            ending: None,
             leave_finished: false,
             idle: true,
             seeds,

@@ -254,14 +254,16 @@ impl Node {
         super::types::resolve(&self.own.meta, key)
     }
 
-    /// Whether a graceful leave is finished: the driver may stop the node now (and should:
-    /// the agent exits, the simulator stops the host). False until then, and without a leave.
+    /// Whether a graceful leave, or a restart announcement (`announce_restart`), is finished:
+    /// the driver may stop the node now (and should: the agent exits, the simulator stops the
+    /// host). False until then, and without either.
     #[must_use]
     pub fn leave_finished(&self) -> bool {
         self.leave_finished && self.out.transmits.is_empty()
     }
 
-    /// When the leave will be finished, while one is under way (drivers may sleep until then).
+    /// When the leave (or restart announcement) will be finished, while one is under way
+    /// (drivers may sleep until then).
     pub fn leave_finishes_at(&self) -> Option<Time> {
         if self.leave_finished {
             return None;

@@ -24,8 +24,10 @@ impl Node {
     /// Stops to restart, which is not a decommission: our record says "restarting, expect me
     /// back within `grace`" (`core::restart`), spread like a leave (queued for gossip and
     /// pushed directly to a few peers, who relay it). Peers serve us `restarting` through the
-    /// gap and take our next life's record when we are back. The driver stops the node once
-    /// the datagrams are out; nothing else changes here (we are still a member).
+    /// gap and take our next life's record when we are back. Nothing else changes here (we are
+    /// still a member). The announcement is finished two gossip intervals later, as a leave
+    /// (the `Leave` timer): then `leave_finished` holds and a `RestartAnnounced` event comes
+    /// out, and the driver stops the node (every driver the same way).
     pub fn announce_restart(&mut self, now: Time, grace: Duration) -> Result<(), NodeError> {
         if self.left {
             return Err(NodeError::Left);
@@ -47,6 +49,9 @@ impl Node {
         for p in peers {
             self.send_shoal(p, &push);
         }
+        self.ending = Some(super::Ending::Restart);
+        let linger = self.cfg.timings.gossip_interval * 2;
+        self.named.set(TimerName::Leave, Some(now.plus(linger)));
         self.after_input(now);
         Ok(())
     }

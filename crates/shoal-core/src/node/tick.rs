@@ -124,7 +124,11 @@ impl Node {
             TimerName::Pull => self.pull_members(),
             TimerName::Leave => {
                 self.leave_finished = true;
-                self.push_event(now, EventKind::Local(LocalEvent::LeaveFinished));
+                let ev = match self.ending {
+                    Some(super::Ending::Restart) => LocalEvent::RestartAnnounced,
+                    _ => LocalEvent::LeaveFinished,
+                };
+                self.push_event(now, EventKind::Local(ev));
             }
         }
     }

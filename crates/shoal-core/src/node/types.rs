@@ -163,6 +163,10 @@ pub enum LocalEvent {
     /// The leave is finished: its datagrams were handed out and it had two gossip
     /// intervals to spread. Drivers stop the node now (`Node::leave_finished`).
     LeaveFinished,
+    /// The restart announcement is finished (`Node::announce_restart`): as a leave's, its
+    /// datagrams were handed out and it had two gossip intervals to spread. Drivers stop the
+    /// node now (`Node::leave_finished`), without leaving.
+    RestartAnnounced,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
