@@ -1,5 +1,5 @@
 //! The guard's vocabulary: its modes, states, configuration, and the report and transitions
-//! it hands out. Plain data with validation; the decisions are in `guard.rs`. Must not hold
+//! it hands out. Plain data with validation; the decisions are in `guard/`. Must not hold
 //! any state.
 
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,8 @@
 //! Owns the human text formats (the `--format json` shapes are the API's types, printed as
 //! they come). Must not talk to the agent: it renders what `cli` fetched.
 
-use super::*;
+use super::health;
+use crate::api::types::{HistoryResponse, SelfResponse, StatsView, WatchLine};
 use shoal_core::{EventKind, GuardReport, GuardState, Instance, MemberView};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -18,28 +18,25 @@ use std::io::Write;
 use std::process::ExitCode;
 
 /// The commands' clap definitions: the shared flags, the verbs and their arguments.
-#[path = "cli_args.rs"]
 mod args;
 /// `rtt` (Serf's `serf rtt`: network coordinates).
-#[path = "cli_coords.rs"]
 pub mod coords;
 /// `event`, `events` and `query` (Serf's user events and queries).
-#[path = "cli_events.rs"]
 pub mod events;
 /// `register`, `checks`, `check` and the health column (their argument types are public).
-#[path = "cli_health.rs"]
 pub mod health;
 /// The human text formats (tables, watch lines).
-#[path = "cli_output.rs"]
 mod output;
-#[path = "cli_report.rs"]
 pub mod report;
 pub use args::{
     hide_client_flags, ClientArgs, ClientCommand, Format, GuardAction, KeyArg, KeysAction,
     DEFAULT_API,
 };
 pub use output::describe;
-use output::*;
+use output::{
+    explain_text, guard_banner, guard_table, info_table, keys_table, members_table, services_table,
+    table,
+};
 
 /// Runs a client command, printing to stdout and errors to stderr. API and connection
 /// errors are printed and give a non-zero exit code.

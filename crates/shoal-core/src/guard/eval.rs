@@ -2,10 +2,14 @@
 //! this node is isolated, the state machine's transitions (enter, hold, unhold, warming) and
 //! their records.
 //!
-//! A child module of `guard` (it reaches the guard's fields) so that guard.rs stays about the
+//! A child module of `guard` (it reaches the guard's fields) so that guard/mod.rs stays about the
 //! guard's inputs and what it serves. Must stay sans-IO and deterministic.
 
-use super::*;
+use super::{Guard, GuardCtx, GuardState, GuardTransition};
+use crate::hash::FixedHashSet;
+use crate::time::Time;
+use crate::truth::TruthState;
+use std::sync::Arc;
 
 /// Baseline peers the rules count as lost, by kind.
 #[derive(Clone, Copy, Debug, Default)]

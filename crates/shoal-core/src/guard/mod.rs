@@ -36,11 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The evaluation and the state machine's transitions (a child module: it reaches the fields).
-#[path = "guard_eval.rs"]
-mod guard_eval;
+mod eval;
 /// Members that announced a restart: served `restarting` through their grace.
-#[path = "guard_restart.rs"]
-mod guard_restart;
+mod restart;
 
 /// Everything the guard may look at when it decides.
 pub struct GuardCtx<'a> {
@@ -156,7 +154,7 @@ pub struct Guard {
     /// The seed of the guard's hash tables (the node's, see `hash::HashSeed`).
     hashes: HashSeed,
     /// Members down after announcing a restart, with the end of their grace (served
-    /// `restarting` until then; see `guard_restart.rs`).
+    /// `restarting` until then; see `guard/restart.rs`).
     restarting: BTreeMap<Arc<str>, Time>,
     /// Grace deadlines armed since the node last asked (it arms a named timer for each).
     restart_timers: Vec<(Time, Arc<str>)>,

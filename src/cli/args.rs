@@ -1,6 +1,6 @@
 //! The clap definitions of the client commands: the flags every command shares
 //! (`ClientArgs`: `--api`, `--format`), the verbs (`ClientCommand`) and their arguments, and
-//! the agent's `--help` with each flag's environment variable. `cli.rs` runs them.
+//! the agent's `--help` with each flag's environment variable. `cli/mod.rs` runs them.
 //!
 //! Names, flags and their meaning are a contract: add, never rename. Must not talk to the
 //! agent nor print anything.

@@ -7,7 +7,11 @@
 //! A child module of `guard` (it reaches the guard's fields). Must not change what is
 //! gossiped, and reads no clock.
 
-use super::*;
+use super::{Guard, GuardCtx, GuardState};
+use crate::time::Time;
+use crate::truth::TruthState;
+use std::sync::Arc;
+use std::time::Duration;
 
 impl Guard {
     /// The grace `name`'s record announces for its current life (none when it leaves).
