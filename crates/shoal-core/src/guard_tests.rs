@@ -553,43 +553,6 @@ fn a_member_heard_from_just_before_a_down_notice_is_held_until_a_check_misses_it
 }
 
 #[test]
-fn a_check_answered_before_a_crash_does_not_hold_its_down() {
-    // Our check reached p0, then p0 crashed: suspected after its next probe, down after the
-    // suspicion. The answer came before the suspicion began, so it says nothing of the
-    // crash: down at once, not held for another check (a reach check of a calm cluster is
-    // routine, and holding cost an app about a check's length on such crashes).
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    r.checked(&[]);
-    r.run(1_500);
-    r.set("p0", TruthState::Suspect);
-    r.run(2_000);
-    r.set("p0", TruthState::Down);
-    assert_eq!(r.served("p0"), ServedStatus::Down);
-    // The same when the down notice is the first this node hears of it (its suspicion
-    // timed out elsewhere): the check is older than the shortest suspicion.
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    r.checked(&[]);
-    r.run(1_500);
-    r.set("p1", TruthState::Down);
-    assert_eq!(r.served("p1"), ServedStatus::Down);
-    // An answer after the suspicion began still holds (the suspicion was someone else's
-    // luck), as does one within the shortest suspicion of a direct down notice.
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    r.set("p2", TruthState::Suspect);
-    r.run(500);
-    r.checked(&[]);
-    r.run(2_000);
-    r.set("p2", TruthState::Down);
-    assert_eq!(r.served("p2"), ServedStatus::Held);
-    assert_eq!(r.state(), GuardState::Normal);
-    let mut r = Rig::new(GuardConfig::default(), 10);
-    r.checked(&[]);
-    r.run(200);
-    r.set("p3", TruthState::Down);
-    assert_eq!(r.served("p3"), ServedStatus::Held);
-}
-
-#[test]
 fn silence_isolates_at_once() {
     let mut r = Rig::new(GuardConfig::default(), 10);
     r.silent = Some(Duration::from_millis(3_000));

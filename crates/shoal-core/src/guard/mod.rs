@@ -126,9 +126,6 @@ pub struct Guard {
     /// a suspicion of itself), with when: held until a check that started after that, and
     /// reached most peers, misses them (or for `window` at most).
     doubted: BTreeMap<Arc<str>, Time>,
-    /// When this node saw each member that is suspect now become suspect: our reach check
-    /// doubts its failure only if it answered a check that started after that.
-    suspected: BTreeMap<Arc<str>, Time>,
     /// Members restored from a snapshot that the truth does not know yet (served as held).
     ghosts: BTreeMap<Arc<str>, MemberView>,
     /// While warming: restored views of members the truth learned, for their metadata until
@@ -177,7 +174,6 @@ impl Guard {
             held: BTreeSet::new(),
             episode_held: BTreeSet::new(),
             doubted: BTreeMap::new(),
-            suspected: BTreeMap::new(),
             ghosts: BTreeMap::new(),
             restored: BTreeMap::new(),
             rebase: false,
@@ -240,7 +236,6 @@ impl Guard {
         before: Option<TruthState>,
         after: Option<TruthState>,
     ) {
-        let suspected = self.suspected.remove(name);
         if **name == *ctx.self_name || self.restart_change(now, ctx, name, after) {
             return;
         }
@@ -255,7 +250,7 @@ impl Guard {
             }
         }
         match after {
-            Some(TruthState::Down) => self.on_failure(now, ctx, name, was_active, suspected),
+            Some(TruthState::Down) => self.on_failure(now, ctx, name, was_active),
             Some(TruthState::Left) => {
                 // Intent, not failure: out of the served view and of the baseline at once.
                 self.unhold(name);
@@ -280,8 +275,6 @@ impl Guard {
                 }
             }
             Some(TruthState::Suspect) => {
-                self.suspected
-                    .insert(name.clone(), suspected.unwrap_or(now));
                 self.unhold(name);
             }
             None => {
@@ -300,14 +293,7 @@ impl Guard {
 
     /// `name` went down by failure (SWIM, or the end of a restart grace): counted against
     /// the limits and held when the rules say so.
-    fn on_failure(
-        &mut self,
-        now: Time,
-        ctx: &GuardCtx<'_>,
-        name: &Arc<str>,
-        was_active: bool,
-        suspected: Option<Time>,
-    ) {
+    fn on_failure(&mut self, now: Time, ctx: &GuardCtx<'_>, name: &Arc<str>, was_active: bool) {
         if was_active && self.counted(name) {
             self.failures.push((now, name.clone()));
             self.baseline.note_down(now, name);
@@ -320,7 +306,7 @@ impl Guard {
             self.held.insert(name.clone());
             self.episode_held.insert(name.clone());
         } else if !gray
-            && (Self::reached_since_suspected(ctx, name, now, suspected)
+            && (Self::reached(ctx, name)
                 || Self::heard_lately(ctx, name, now)
                 || ctx
                     .reach
@@ -420,27 +406,8 @@ impl Guard {
         }
     }
 
-    /// Whether `name` answered our last check after it became suspect here (`suspected`),
-    /// or, when this node saw no suspicion (the down notice came first), in a check that
-    /// started within the shortest suspicion: a crashed member's last answer comes at
-    /// least that long before it is declared down, so an answer before the suspicion began
-    /// says nothing of the failure (a routine check of a calm cluster a few seconds before
-    /// a crash held it for one more check).
-    fn reached_since_suspected(
-        ctx: &GuardCtx<'_>,
-        name: &str,
-        now: Time,
-        suspected: Option<Time>,
-    ) -> bool {
-        let Some(r) = ctx.reach.last.filter(|r| r.reached.contains(name)) else {
-            return false;
-        };
-        match suspected {
-            Some(t) => r.started >= t,
-            None => ctx
-                .heard
-                .is_some_and(|h| now.since(r.started) <= h.within_unconfirmed),
-        }
+    fn reached(ctx: &GuardCtx<'_>, name: &str) -> bool {
+        ctx.reach.last.is_some_and(|r| r.reached.contains(name))
     }
 
     /// Whether this node heard from `name` within `Heard::within` before `now`.

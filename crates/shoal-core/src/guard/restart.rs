@@ -71,7 +71,7 @@ impl Guard {
             .get(name)
             .is_some_and(|m| m.state() == TruthState::Down);
         if down && !self.off() {
-            self.on_failure(now, ctx, name, true, None);
+            self.on_failure(now, ctx, name, true);
             if matches!(self.state, GuardState::Normal | GuardState::Warming) {
                 self.evaluate(now, ctx);
             }
