@@ -8,7 +8,7 @@
 use crate::agent::checks::{resolve_services, CheckDef, CheckError, CheckView};
 use crate::agent::shared::AgentShared;
 use crate::api::error::HttpError;
-use crate::api::routes::ApiState;
+use crate::api::state::ApiState;
 use crate::api::types::ServiceRequest;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -130,7 +130,7 @@ pub(crate) async fn ttl_update(
             )))
         }
     };
-    let pairs = crate::api::routes::query_pairs(&uri);
+    let pairs = crate::api::body::query_pairs(&uri);
     let note = pairs
         .iter()
         .find(|(k, _)| k == "note")

@@ -6,8 +6,10 @@
 //! resends). Must not persist the keyring (the event loop does, when the node reports a
 //! change) nor print a key.
 
+use crate::api::body::{BodyShape, JsonBody};
 use crate::api::error::HttpError;
-use crate::api::routes::{ApiState, BodyShape, JsonBody};
+use crate::api::state::ApiState;
+pub use crate::api::types::TrustView;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -73,15 +75,6 @@ pub struct KeysChangeResponse {
     pub refused: Vec<Refusal>,
     /// This agent's keyring after the change.
     pub keyring: KeysResponse,
-}
-
-/// Encryption state and figures for `/v1/stats`, `/v1/self`, `shoal info` and `/metrics`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrustView {
-    /// False when the agent runs `--insecure`.
-    pub encrypted: bool,
-    pub plaintext: Plaintext,
-    pub stats: shoal_core::TrustStats,
 }
 
 pub(crate) fn trust_view(node: &Node) -> TrustView {

@@ -7,7 +7,7 @@
 //! holder could then unbind any name (docs/security.md, "A rebuilt host").
 
 use crate::api::error::HttpError;
-use crate::api::routes::ApiState;
+use crate::api::state::ApiState;
 use axum::extract::{Path, State};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;

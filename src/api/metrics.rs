@@ -17,7 +17,7 @@ pub struct MetricsInput {
     pub idle: bool,
     pub index: u64,
     pub backlog: (usize, usize),
-    pub trust: crate::api::keys::TrustView,
+    pub trust: crate::api::types::TrustView,
     /// The HTTP listeners' bounds at work (`api::limits`).
     pub api: crate::api::limits::ApiLoadView,
 }

@@ -7,6 +7,7 @@
 //! the Prometheus exposition in `metrics`. The API reads the node and runs commands through
 //! `AgentShared`; it must never drain the node's outputs (the agent's event loop does).
 
+pub(crate) mod body;
 pub mod consul;
 pub mod error;
 pub mod exposition;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod reports;
 pub mod routes;
 pub(crate) mod serve;
+pub(crate) mod state;
 pub mod types;
 pub mod wallclock;
 
@@ -118,7 +120,7 @@ impl Drop for ApiHandle {
 pub fn router(shared: Arc<AgentShared>) -> axum::Router {
     // A shutdown signal that never fires (a dropped sender reads as "never").
     let (_, rx) = watch::channel(false);
-    routes::build(routes::ApiState::new(
+    routes::build(state::ApiState::new(
         shared,
         rx,
         limits::DEFAULT_MAX_WATCHES,
@@ -163,7 +165,7 @@ pub async fn spawn(shared: Arc<AgentShared>, opts: ApiOptions) -> Result<ApiHand
     // listener cannot take the streams of the apps on the socket, nor the other way round.
     let app_for = |tcp: bool, loopback_host: bool| {
         routes::build(
-            routes::ApiState::new(shared.clone(), rx.clone(), limits.max_watches)
+            state::ApiState::new(shared.clone(), rx.clone(), limits.max_watches)
                 .with_loopback_host(loopback_host)
                 .on_tcp(tcp),
         )

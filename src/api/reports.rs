@@ -8,8 +8,9 @@
 //! lock (never across an await). A report is a command: on a TCP listener it needs the API
 //! token like every other.
 
+use crate::api::body::{BodyShape, JsonBody};
 use crate::api::error::HttpError;
-use crate::api::routes::{ApiState, BodyShape, JsonBody};
+use crate::api::state::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

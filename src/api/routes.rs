@@ -9,8 +9,8 @@
 //! commands through `AgentShared::with_node`, which wakes the event loop to flush. Must not
 //! drain the node's outputs (datagrams, timers, events): that is the event loop's job.
 
-use crate::agent::shared::AgentShared;
 use crate::api::error::{json_error, json_errors, HttpError};
+pub(crate) use crate::api::state::ApiState;
 use crate::api::types::*;
 use crate::api::MAX_BODY;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -20,60 +20,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Longest a blocking query may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How long `POST /v1/leave` waits for the event loop to confirm the leave was sent.
 pub const LEAVE_FLUSH_WAIT: Duration = Duration::from_secs(2);
-
-#[derive(Clone)]
-pub(crate) struct ApiState {
-    pub shared: Arc<AgentShared>,
-    /// Becomes `true` when the server shuts down: watch streams and blocking queries end.
-    pub shutdown: watch::Receiver<bool>,
-    /// One permit per watch stream open (`api_max_watches`).
-    pub watches: Arc<tokio::sync::Semaphore>,
-    pub max_watches: usize,
-    /// A loopback TCP listener: requests must name a loopback host (`Host`), so that a web
-    /// page cannot reach it by DNS rebinding. Off for the Unix socket (no browser reaches
-    /// it) and for a `listen_remote` listener (other hosts name it as they please).
-    pub loopback_host: bool,
-    /// A TCP listener: every local user reaches it (no file mode guards it as on the
-    /// socket), so it takes commands only with the API token; reads stay open.
-    pub tcp: bool,
-}
-
-impl ApiState {
-    pub fn new(
-        shared: Arc<AgentShared>,
-        shutdown: watch::Receiver<bool>,
-        max_watches: usize,
-    ) -> Self {
-        ApiState {
-            shared,
-            shutdown,
-            watches: Arc::new(tokio::sync::Semaphore::new(max_watches)),
-            max_watches,
-            loopback_host: false,
-            tcp: false,
-        }
-    }
-
-    /// The same, requiring a loopback `Host` (see `loopback_host`).
-    pub fn with_loopback_host(mut self, on: bool) -> Self {
-        self.loopback_host = on;
-        self
-    }
-
-    /// The same, for a TCP listener (see `tcp`).
-    pub fn on_tcp(mut self, on: bool) -> Self {
-        self.tcp = on;
-        self
-    }
-}
 
 /// Whether a `Host` header names this machine's loopback: `localhost` (or a name under
 /// `.localhost`), an address of 127.0.0.0/8 or `[::1]`, with or without a port.
@@ -106,9 +58,7 @@ use guard::*;
 pub(crate) use members::snapshot;
 use members::*;
 use request::*;
-pub(crate) use request::{
-    parse_wait, query_pairs, shutdown_signal, wait_for_index, BodyShape, JsonBody,
-};
+pub(crate) use request::{parse_wait, shutdown_signal, wait_for_index};
 use services::*;
 use stats::*;
 use stream::*;

@@ -61,7 +61,7 @@ pub struct StatsView {
     pub members: BTreeMap<String, usize>,
     /// Encryption: on or not (`--insecure`), the plaintext policy, sealed/opened counts.
     #[serde(default)]
-    pub trust: crate::api::keys::TrustView,
+    pub trust: TrustView,
     /// Who sent datagrams this agent refused lately, why, how many and when (one entry per
     /// sender and reason, the most recent first; at most 64).
     #[serde(default)]
@@ -398,4 +398,13 @@ pub struct RttResponse {
     /// `measured` (this agent's own probes of the member: the minimum of recent round
     /// trips) or `coordinates` (network coordinates).
     pub source: String,
+}
+
+/// Encryption state and figures for `/v1/stats`, `/v1/self`, `shoal info` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustView {
+    /// False when the agent runs `--insecure`.
+    pub encrypted: bool,
+    pub plaintext: shoal_core::Plaintext,
+    pub stats: shoal_core::TrustStats,
 }

@@ -6,7 +6,7 @@
 //! clock at the agent's start (`AgentShared::epoch_unix_ms`). It only adds fields (the
 //! existing ones stay, as the API's contract says) and decides nothing.
 
-use crate::api::routes::ApiState;
+use crate::api::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;

@@ -8,7 +8,7 @@
 
 use super::{answer, read, HttpResult};
 use crate::api::error::HttpError;
-use crate::api::routes::ApiState;
+use crate::api::state::ApiState;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::Response;

@@ -15,9 +15,11 @@ mod events;
 pub mod shapes;
 
 use crate::agent::shared::AgentShared;
+use crate::api::body::query_pairs;
 use crate::api::error::{json_error, ApiError, HttpError};
 use crate::api::limits::{ApiLimits, Reach};
-use crate::api::routes::{query_pairs, wait_for_index, ApiState};
+use crate::api::routes::wait_for_index;
+use crate::api::state::ApiState;
 use crate::api::SHUTDOWN_GRACE;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};

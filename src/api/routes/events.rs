@@ -6,6 +6,7 @@
 //! (`core::fleet`). Answers come from handlers in the config file, never from the API.
 
 use super::*;
+use crate::api::body::query_pairs;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;

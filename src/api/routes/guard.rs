@@ -5,6 +5,7 @@
 //! Must not decide anything about the guard: the core does.
 
 use super::*;
+use crate::api::body::query_pairs;
 use axum::extract::State;
 use axum::Json;
 use shoal_core::{Node, Time};

@@ -6,6 +6,7 @@
 //! Owns the shaping of members and the membership commands. Must not drain the node's outputs.
 
 use super::*;
+use crate::api::body::{query_pairs, JsonBody};
 use crate::api::error::HttpError;
 use axum::extract::{Path, State};
 use axum::http::Uri;

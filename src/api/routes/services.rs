@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::agent::registrations::{persist_or_log, RegistrationsError};
+use crate::api::body::{query_pairs, JsonBody};
 use crate::api::error::HttpError;
 use axum::extract::{Path, State};
 use axum::http::Uri;

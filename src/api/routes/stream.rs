@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::agent::shared::AgentShared;
+use crate::api::body::query_pairs;
 use crate::api::error::HttpError;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
