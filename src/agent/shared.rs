@@ -394,3 +394,17 @@ impl AgentShared {
         r
     }
 }
+
+impl crate::agent::checks::CheckHost for AgentShared {
+    fn check_states(&self) -> Vec<shoal_core::CheckStatus> {
+        self.lock().checks()
+    }
+
+    fn on_node(&self, f: &mut dyn FnMut(&mut Node, Time)) {
+        self.with_node(f)
+    }
+
+    fn check_manager(&self) -> &crate::agent::checks::CheckManager {
+        &self.checks
+    }
+}

@@ -18,7 +18,6 @@ pub mod tls;
 pub use crate::config::checks as spec;
 pub use spec::{resolve_services, CheckDef, CheckError, CheckKind, CheckSpec};
 
-use crate::agent::shared::AgentShared;
 use serde::{Deserialize, Serialize};
 use shoal_core::{CheckParams, CheckStatus};
 use shoal_core::{Health, Node, NodeMeta, Time};
@@ -67,11 +66,24 @@ struct Inner {
     file_checks: BTreeMap<String, Vec<CheckDef>>,
 }
 
+/// What the checks need of the agent that holds them: its node (under the node's lock) and
+/// its `CheckManager`. `AgentShared` implements it; the checks hold it weakly, so that they
+/// neither keep the agent alive nor import it.
+pub trait CheckHost: Send + Sync {
+    /// The node's check states (`Node::checks`), read under the node's lock.
+    fn check_states(&self) -> Vec<CheckStatus>;
+    /// Runs `f` on the node with the current time, then wakes the event loop to flush what
+    /// it produced (as `AgentShared::with_node`).
+    fn on_node(&self, f: &mut dyn FnMut(&mut Node, Time));
+    /// The agent's checks.
+    fn check_manager(&self) -> &CheckManager;
+}
+
 /// The agent's checks. Lives in `AgentShared`; `attach` gives it the way back to the node.
 #[derive(Default)]
 pub struct CheckManager {
     inner: Mutex<Inner>,
-    shared: OnceLock<Weak<AgentShared>>,
+    shared: OnceLock<Weak<dyn CheckHost>>,
 }
 
 /// The health a service starts with: its checks' initial statuses aggregated.
@@ -95,8 +107,9 @@ impl CheckManager {
     }
 
     /// Connects the manager to its agent (call once, before the checks start).
-    pub fn attach(&self, shared: &Arc<AgentShared>) {
-        let _ = self.shared.set(Arc::downgrade(shared));
+    pub fn attach<H: CheckHost + 'static>(&self, shared: &Arc<H>) {
+        let weak: Weak<H> = Arc::downgrade(shared);
+        let _ = self.shared.set(weak);
     }
 
     /// Stops every check (the agent is stopping).
@@ -152,7 +165,7 @@ impl CheckManager {
         if defs.is_empty() {
             return;
         }
-        let weak = self.shared.get().cloned().unwrap_or_default();
+        let weak = self.shared.get().cloned();
         let mut checks = Vec::new();
         for def in defs {
             let is_ttl = matches!(def.kind, CheckKind::Ttl(_));
@@ -314,8 +327,7 @@ impl CheckManager {
             return Vec::new();
         };
         let states: BTreeMap<String, CheckStatus> = sh
-            .lock()
-            .checks()
+            .check_states()
             .into_iter()
             .map(|st| (st.id.clone(), st))
             .collect();
@@ -328,23 +340,35 @@ impl CheckManager {
     /// meanwhile. Returns the check's state.
     fn on_result(&self, check: &Arc<Check>, health: Health, output: &str) -> Option<CheckStatus> {
         let sh = self.shared.get().and_then(Weak::upgrade)?;
-        sh.with_node(|n, now| {
-            // Under the node's lock, as `set_checks`: a replaced check's last result is dropped.
-            let current = self
-                .lock()
-                .services
-                .get(&check.def.service)
-                .is_some_and(|v| v.iter().any(|c| Arc::ptr_eq(c, check)));
-            if !current {
-                return None;
-            }
-            let before = n.check(&check.def.id);
-            let st = n.check_result(now, &check.def.id, health, output)?;
-            if before.is_some_and(|b| b.status != st.status) {
-                debug!(check = %check.def.id, status = %st.status, "check status changed");
-            }
-            Some(st)
-        })
+        let mut st = None;
+        sh.on_node(&mut |n, now| st = self.hand_over(n, now, check, health, output));
+        st
+    }
+
+    /// `on_result` under the node's lock, as `set_checks`: a replaced check's last result is
+    /// dropped.
+    fn hand_over(
+        &self,
+        n: &mut Node,
+        now: Time,
+        check: &Arc<Check>,
+        health: Health,
+        output: &str,
+    ) -> Option<CheckStatus> {
+        let current = self
+            .lock()
+            .services
+            .get(&check.def.service)
+            .is_some_and(|v| v.iter().any(|c| Arc::ptr_eq(c, check)));
+        if !current {
+            return None;
+        }
+        let before = n.check(&check.def.id);
+        let st = n.check_result(now, &check.def.id, health, output)?;
+        if before.is_some_and(|b| b.status != st.status) {
+            debug!(check = %check.def.id, status = %st.status, "check status changed");
+        }
+        Some(st)
     }
 }
 
@@ -382,12 +406,15 @@ fn view(def: &CheckDef, st: &CheckStatus) -> CheckView {
 
 /// One http/tcp/exec check's task: probe, report, wait out the interval (from the start of
 /// the probe), so that a check never runs twice at once.
-async fn run_check(shared: Weak<AgentShared>, check: Arc<Check>) {
+/// `shared` is `None` for a manager not attached: the task ends after its first probe.
+async fn run_check(shared: Option<Weak<dyn CheckHost>>, check: Arc<Check>) {
     loop {
         let started = tokio::time::Instant::now();
         let (health, output) = probe::probe(&check.def.kind, check.def.timeout).await;
-        let Some(sh) = shared.upgrade() else { return };
-        sh.checks.on_result(&check, health, &output);
+        let Some(sh) = shared.as_ref().and_then(Weak::upgrade) else {
+            return;
+        };
+        sh.check_manager().on_result(&check, health, &output);
         drop(sh);
         tokio::time::sleep_until(started + check.def.interval).await;
     }
