@@ -195,11 +195,6 @@ pub fn render(out: &mut Exposition, m: &MetricsInput) {
             s.coordinates_unsolicited,
         ),
         (
-            "shoal_old_life_answers_refused_total",
-            "Datagrams to an earlier life of this agent not answered: their header named another address.",
-            s.old_life_answers_refused,
-        ),
-        (
             "shoal_unknown_kinds_total",
             "Messages and broadcast items of a kind a later release added, ignored.",
             s.unknown_kinds,

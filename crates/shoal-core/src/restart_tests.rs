@@ -292,17 +292,6 @@ fn a_datagram_to_an_earlier_life_is_answered_by_the_new_one() {
     // n0's datagram to the old life reaches the new one: the answer goes back to n0 and
     // tells it about the new life.
     let now = net.now;
-    // The same datagram from another address (a forged header) draws nothing: the answer
-    // would go to the address the header names, not to the sender.
-    net.nodes[2].handle_datagram(now, crate::testnet::addr(4), &to_old);
-    let mut stray = Vec::new();
-    while let Some(t) = net.nodes[2].poll_transmit() {
-        if t.dst == crate::testnet::addr(0) {
-            stray.push(t.data);
-        }
-    }
-    assert!(stray.is_empty(), "answered a header naming another address");
-    assert_eq!(net.nodes[2].stats().old_life_answers_refused, 1);
     net.nodes[2].handle_datagram(now, crate::testnet::addr(0), &to_old);
     let mut answers = Vec::new();
     while let Some(t) = net.nodes[2].poll_transmit() {

@@ -365,7 +365,7 @@ impl Node {
             Kind::Swim => {
                 self.foca.codec_mut().max_generation = limit;
                 self.foca.broadcast_handler_mut().max_generation = limit;
-                self.answer_old_life(now, from, &body);
+                self.answer_old_life(now, &body);
                 self.swim(now, |foca, rt| foca.handle_data(&body, rt));
             }
             Kind::Shoal => match ShoalMsg::decode(&body) {

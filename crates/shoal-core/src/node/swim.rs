@@ -146,21 +146,12 @@ impl Node {
     /// restart the news of each new life races the down notices of the old ones). Announce
     /// this life to the sender instead: it takes it at once (the newer generation wins the
     /// address) and answers with a feed. At most `ANSWER_MSGS_PER_SEC` a second, whoever
-    /// sends: one small datagram per datagram received, never more. Only to the address the
-    /// datagram came from (a header naming another address could aim the announce at a
-    /// third party), and never after we left (it would make the sender take us back alive).
-    pub(super) fn answer_old_life(&mut self, now: Time, from: SocketAddr, body: &[u8]) {
-        if self.left {
-            return;
-        }
+    /// sends: one small datagram per datagram received, never more.
+    pub(super) fn answer_old_life(&mut self, now: Time, body: &[u8]) {
         let me = self.foca.identity().clone();
         let Some(src) = self.foca.codec_mut().sender_to_old_life(body, &me) else {
             return;
         };
-        if src.addr() != from {
-            self.stats.old_life_answers_refused += 1;
-            return;
-        }
         if self.old_life_answers.take(now, 1) == 1 {
             self.swim(now, |foca, rt| foca.announce(src, rt));
         }

@@ -355,10 +355,6 @@ pub struct Stats {
     /// Coordinates ignored because this node had not probed their sender recently.
     #[serde(default)]
     pub coordinates_unsolicited: u64,
-    /// SWIM datagrams to an earlier life of this node whose header named another address
-    /// than the one they came from: not answered with an announce (`node::swim`).
-    #[serde(default)]
-    pub old_life_answers_refused: u64,
     /// Authentic cluster-wide thaws not taken: within `operator::THAW_MIN_INTERVAL` of the
     /// last one (a repeat or a replay under another session), or naming this node.
     #[serde(default)]
