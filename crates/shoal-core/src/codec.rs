@@ -38,23 +38,6 @@ impl SwimCodec {
         }
     }
 
-    /// The sender of a SWIM datagram addressed to an earlier life of `me` (our name and
-    /// address, an older generation), other than an announce. foca drops such a payload
-    /// unanswered (it is not for its identity), so a sender that missed our restart keeps
-    /// probing a life that ended. `None` for anything else, or when the header does not
-    /// decode (foca counts that).
-    pub(crate) fn sender_to_old_life(&self, data: &[u8], me: &NodeId) -> Option<NodeId> {
-        let (h, _) = postcard::take_from_bytes::<Header<WireId<'_>>>(data).ok()?;
-        if matches!(h.message, Message::Announce) {
-            return None;
-        }
-        let (name, addr, generation) = h.dst.checked(u64::MAX).ok()?;
-        if name != &**me.name() || addr != me.addr() || generation >= me.generation() {
-            return None;
-        }
-        self.id(&h.src).ok()
-    }
-
     fn id(&self, w: &WireId<'_>) -> Result<NodeId, CodecError> {
         self.shared
             .resolve(w, self.max_generation)

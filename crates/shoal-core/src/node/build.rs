@@ -158,7 +158,6 @@ impl Node {
             member_part: 0,
             pull: Default::default(),
             answers: Default::default(),
-            old_life_answers: Default::default(),
             next_suspect_refresh: now,
             next_reap: now,
             fetch: DueQueue::default(),

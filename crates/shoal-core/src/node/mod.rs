@@ -143,9 +143,6 @@ pub struct Node {
     pull: crate::formation::Pull,
     /// Bulk answers (`Intro`) sent this second, bounded for every asker together.
     answers: crate::formation::AnswerBudget,
-    /// Announces of this life to peers that address an earlier one (`answer_old_life`),
-    /// bounded the same way.
-    old_life_answers: crate::formation::AnswerBudget,
     next_suspect_refresh: Time,
     next_reap: Time,
     /// Nodes we hold a record of but SWIM does not know (we missed their join): announce to
@@ -365,7 +362,6 @@ impl Node {
             Kind::Swim => {
                 self.foca.codec_mut().max_generation = limit;
                 self.foca.broadcast_handler_mut().max_generation = limit;
-                self.answer_old_life(now, &body);
                 self.swim(now, |foca, rt| foca.handle_data(&body, rt));
             }
             Kind::Shoal => match ShoalMsg::decode(&body) {

@@ -140,23 +140,6 @@ impl Node {
         self.swim(now, |foca, rt| foca.announce(NodeId::placeholder(addr), rt));
     }
 
-    /// A SWIM datagram addressed to an earlier life of ours: we restarted and the sender has
-    /// not heard. foca drops it unanswered, so the sender's probes of that life fail until
-    /// its suspicion declares us down, and it serves us `down` while we run (in a mass
-    /// restart the news of each new life races the down notices of the old ones). Announce
-    /// this life to the sender instead: it takes it at once (the newer generation wins the
-    /// address) and answers with a feed. At most `ANSWER_MSGS_PER_SEC` a second, whoever
-    /// sends: one small datagram per datagram received, never more.
-    pub(super) fn answer_old_life(&mut self, now: Time, body: &[u8]) {
-        let me = self.foca.identity().clone();
-        let Some(src) = self.foca.codec_mut().sender_to_old_life(body, &me) else {
-            return;
-        };
-        if self.old_life_answers.take(now, 1) == 1 {
-            self.swim(now, |foca, rt| foca.announce(src, rt));
-        }
-    }
-
     pub(super) fn refresh_suspects(&mut self, now: Time) {
         self.suspects_seen = self.foca.num_suspects();
         // Nobody suspected, by foca or by us: nothing to compare (most periods; walking
